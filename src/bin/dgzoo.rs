@@ -1,0 +1,4 @@
+//! `dgzoo` command-line tool.
+fn main() {
+    println!("dgzoo {}", dgzoo::VERSION);
+}

@@ -1,0 +1,69 @@
+//! Errors: a stable code plus a human message (PySDK's wording where PySDK has one).
+use std::fmt;
+
+/// Stable error codes; mirrored as `dg_code` in the C header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Ok = 0,
+    InvalidArgument = 1,
+    NotFound = 2,
+    Unsupported = 3,
+    Io = 4,
+    Network = 5,
+    Auth = 6,
+    Protocol = 7,
+    BadModel = 8,
+    Inference = 9,
+    Timeout = 10,
+    Cancelled = 11,
+    Internal = 12,
+}
+
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub code: Code,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Error { code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+    pub fn unsupported(message: impl Into<String>) -> Self {
+        Self::new(Code::Unsupported, message)
+    }
+    pub fn io(message: impl Into<String>) -> Self {
+        Self::new(Code::Io, message)
+    }
+    pub fn bad_model(message: impl Into<String>) -> Self {
+        Self::new(Code::BadModel, message)
+    }
+    pub fn inference(message: impl Into<String>) -> Self {
+        Self::new(Code::Inference, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+    /// Prefix the message with context, keeping the code.
+    pub fn context(mut self, ctx: impl fmt::Display) -> Self {
+        self.message = format!("{ctx}: {}", self.message);
+        self
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,19 @@
+//! dgzoo: find, fetch and run AI models the way DeGirum PySDK does.
+//!
+//! Module map (one concern each):
+//! - [`error`]: error codes and messages shared by Rust and C callers
+//! - [`params`]: model JSON parameters (model-json.md)
+//! - [`zoo`]: connect/classification, zoo accessors, filters
+//! - [`model`]: loaded models and their properties
+//! - [`runtime`]: runtime agents (ONNX/CPU, TFLITE/CPU) loaded at run time
+//! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
+//! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
+//! - [`ffi`]: the C ABI
+pub mod error;
+pub mod params;
+pub mod runtime;
+
+pub use error::{Code, Error, Result};
+
+/// Library version string.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

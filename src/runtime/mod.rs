@@ -1,0 +1,286 @@
+//! Runtime agents: the inference engines behind `RUNTIME/DEVICE` pairs.
+//!
+//! Each agent loads its engine's shared library at run time (never linked), so a client-only
+//! program needs none of them. An agent that fails to load is simply absent from system info.
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub mod onnx;
+pub mod tflite;
+
+/// Element type of a tensor, named as DeGirum names them (`DG_FLT`, `DG_UINT8`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElemType {
+    F32,
+    F64,
+    F16,
+    U8,
+    I8,
+    U16,
+    I16,
+    U32,
+    I32,
+    U64,
+    I64,
+    Bool,
+}
+
+impl ElemType {
+    /// DeGirum type name, as sent on the wire in raw-tensor results.
+    pub fn dg_name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "DG_FLT",
+            ElemType::F64 => "DG_DBL",
+            ElemType::F16 => "DG_FLT16",
+            ElemType::U8 => "DG_UINT8",
+            ElemType::I8 => "DG_INT8",
+            ElemType::U16 => "DG_UINT16",
+            ElemType::I16 => "DG_INT16",
+            ElemType::U32 => "DG_UINT32",
+            ElemType::I32 => "DG_INT32",
+            ElemType::U64 => "DG_UINT64",
+            ElemType::I64 => "DG_INT64",
+            ElemType::Bool => "DG_UINT8",
+        }
+    }
+    /// numpy dtype name (used by the golden results).
+    pub fn numpy_name(self) -> &'static str {
+        match self {
+            ElemType::F32 => "float32",
+            ElemType::F64 => "float64",
+            ElemType::F16 => "float16",
+            ElemType::U8 | ElemType::Bool => "uint8",
+            ElemType::I8 => "int8",
+            ElemType::U16 => "uint16",
+            ElemType::I16 => "int16",
+            ElemType::U32 => "uint32",
+            ElemType::I32 => "int32",
+            ElemType::U64 => "uint64",
+            ElemType::I64 => "int64",
+        }
+    }
+    pub fn size(self) -> usize {
+        match self {
+            ElemType::F64 | ElemType::U64 | ElemType::I64 => 8,
+            ElemType::F32 | ElemType::U32 | ElemType::I32 => 4,
+            ElemType::F16 | ElemType::U16 | ElemType::I16 => 2,
+            ElemType::U8 | ElemType::I8 | ElemType::Bool => 1,
+        }
+    }
+    pub fn is_integer(self) -> bool {
+        !matches!(self, ElemType::F32 | ElemType::F64 | ElemType::F16)
+    }
+}
+
+/// Affine quantisation: `real = scale[i] * (q - zero[i])`, `i` indexing `axis` (per-tensor: one entry, axis 0).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quant {
+    pub axis: i32,
+    pub scale: Vec<f32>,
+    pub zero: Vec<i64>,
+}
+
+/// Static description of a model input or output. `shape` entries < 0 are dynamic.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub dtype: ElemType,
+    pub quant: Option<Quant>,
+}
+
+impl TensorInfo {
+    /// NHWC if the last dim is 1/3/4 channels and dim 1 is not; NCHW if dim 1 is. Rank-4 only.
+    pub fn is_nchw(&self) -> bool {
+        self.shape.len() == 4 && matches!(self.shape[1], 1 | 3 | 4) && !matches!(self.shape[3], 1 | 3 | 4)
+    }
+}
+
+/// A byte buffer aligned for any element type (backed by u64 words).
+#[derive(Clone, Default)]
+pub struct AlignedBuf {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBuf {
+    pub fn zeroed(len: usize) -> Self {
+        AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
+    }
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        let mut b = Self::zeroed(bytes.len());
+        b.as_bytes_mut().copy_from_slice(bytes);
+        b
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn as_bytes(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u64, u8>(&self.words)[..self.len]
+    }
+    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
+        let len = self.len;
+        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[..len]
+    }
+    /// View as a slice of `T` (len must be a multiple of `size_of::<T>()`).
+    pub fn as_slice<T: bytemuck::Pod>(&self) -> &[T] {
+        bytemuck::cast_slice(self.as_bytes())
+    }
+    pub fn as_slice_mut<T: bytemuck::Pod>(&mut self) -> &mut [T] {
+        bytemuck::cast_slice_mut(self.as_bytes_mut())
+    }
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} bytes)", self.len)
+    }
+}
+
+/// A concrete tensor: info with a fully known shape, plus its data.
+#[derive(Debug, Clone)]
+pub struct Tensor {
+    pub info: TensorInfo,
+    pub data: AlignedBuf,
+}
+
+impl Tensor {
+    pub fn num_elements(&self) -> usize {
+        self.info.shape.iter().map(|&d| d.max(0) as usize).product()
+    }
+}
+
+/// Options for creating a session.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Intra-op threads; 0 = engine default.
+    pub threads: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { threads: 0 }
+    }
+}
+
+/// One loaded model instance. Not shared between threads at the same time (`&mut self`);
+/// the model layer keeps a pool of sessions for concurrency.
+pub trait Session: Send {
+    fn inputs(&self) -> &[TensorInfo];
+    fn outputs(&self) -> &[TensorInfo];
+    /// Run one inference. `inputs[i]` is the tensor for model input `i`, with its concrete shape
+    /// (batch dimension resolved) and the input's element type.
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+}
+
+/// A runtime agent: `RUNTIME` name (e.g. `ONNX`), its devices, and a session factory.
+pub trait Agent: Send + Sync {
+    /// Runtime name as in `RuntimeAgent` (`ONNX`, `TFLITE`).
+    fn runtime(&self) -> &'static str;
+    /// Device names this agent offers (`CPU`), with the per-device info for system info.
+    fn devices(&self) -> Vec<(String, Vec<serde_json::Map<String, serde_json::Value>>)>;
+    /// Engine version string (for system info).
+    fn version(&self) -> String;
+    /// Create a session for a model file.
+    fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>>;
+}
+
+/// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, the
+/// `runtimes/` folder next to the running executable's crate checkout (development), then the
+/// per-user data dir. Plain library names (system path) are tried last by each agent.
+pub fn runtime_dirs() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(d) = std::env::var_os("DGZOO_RUNTIME_DIR") {
+        for p in std::env::split_paths(&d) {
+            dirs.push(p);
+        }
+    }
+    if let Some(d) = option_env!("CARGO_MANIFEST_DIR") {
+        dirs.push(Path::new(d).join("runtimes"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".local/share/dgzoo/runtimes"));
+    }
+    dirs
+}
+
+/// Open the first library among `names`, looked up in [`runtime_dirs`] then on the system path.
+pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathBuf)> {
+    let mut tried = Vec::new();
+    for dir in runtime_dirs() {
+        for n in names {
+            let p = dir.join(n);
+            if p.exists() {
+                // SAFETY: loading a runtime library runs its initialisers; these are the
+                // engine libraries we ask for by name.
+                match unsafe { libloading::Library::new(&p) } {
+                    Ok(lib) => return Ok((lib, p)),
+                    Err(e) => tried.push(format!("{}: {e}", p.display())),
+                }
+            }
+        }
+    }
+    for n in names {
+        // SAFETY: as above, system search path.
+        match unsafe { libloading::Library::new(n) } {
+            Ok(lib) => return Ok((lib, PathBuf::from(n))),
+            Err(e) => tried.push(format!("{n}: {e}")),
+        }
+    }
+    Err(Error::unsupported(format!("cannot load any of {names:?} ({})", tried.join("; "))))
+}
+
+struct Discovery {
+    agents: Vec<Arc<dyn Agent>>,
+    errors: Vec<(String, String)>,
+}
+
+fn discovery() -> &'static Discovery {
+    static D: once_cell::sync::OnceCell<Discovery> = once_cell::sync::OnceCell::new();
+    D.get_or_init(|| {
+        let mut d = Discovery { agents: Vec::new(), errors: Vec::new() };
+        if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
+            return d;
+        }
+        match onnx::OnnxAgent::load() {
+            Ok(a) => d.agents.push(Arc::new(a)),
+            Err(e) => d.errors.push(("ONNX".into(), e.message)),
+        }
+        match tflite::TfliteAgent::load() {
+            Ok(a) => d.agents.push(Arc::new(a)),
+            Err(e) => d.errors.push(("TFLITE".into(), e.message)),
+        }
+        d
+    })
+}
+
+/// The runtime agents that load on this machine, discovered once per process.
+/// `DGZOO_NO_RUNTIMES=1` hides them all (client-only behaviour, tests).
+pub fn agents() -> &'static [Arc<dyn Agent>] {
+    &discovery().agents
+}
+
+/// Find the agent for a runtime name.
+pub fn agent(runtime: &str) -> Result<Arc<dyn Agent>> {
+    agents().iter().find(|a| a.runtime() == runtime).cloned().ok_or_else(|| {
+        let why = discovery()
+            .errors
+            .iter()
+            .find(|(r, _)| r == runtime)
+            .map(|(_, e)| format!(" ({e})"))
+            .unwrap_or_default();
+        Error::unsupported(format!(
+            "runtime {runtime} is not available on this system{why}; install it with \
+             scripts/install-runtimes.sh or point DGZOO_RUNTIME_DIR at a folder holding its library"
+        ))
+    })
+}
+
+/// Why agents failed to load, for diagnostics (`dgzoo sys-info`).
+pub fn load_errors() -> &'static [(String, String)] {
+    &discovery().errors
+}
