@@ -10,8 +10,17 @@
 //! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
 //! - [`ffi`]: the C ABI
 pub mod error;
+pub mod ffi;
+pub mod image_ops;
+pub mod inference;
+pub mod model;
 pub mod params;
+pub mod pipeline;
+pub mod postprocess;
+pub mod preprocess;
+pub(crate) mod pyrepr;
 pub mod runtime;
+pub mod zoo;
 
 pub use error::{Code, Error, Result};
 

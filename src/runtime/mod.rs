@@ -88,6 +88,8 @@ pub struct TensorInfo {
     pub shape: Vec<i64>,
     pub dtype: ElemType,
     pub quant: Option<Quant>,
+    /// The engine's tensor index (TFLite tensor id), reported as `id` in raw-tensor results.
+    pub id: Option<i64>,
 }
 
 impl TensorInfo {

@@ -79,7 +79,7 @@ impl Agent for OnnxAgent {
         let session = b.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
             match t {
-                ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None }),
+                ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None, id: None }),
                 other => Err(Error::unsupported(format!("ONNX model input/output '{name}' is not a tensor ({other:?})"))),
             }
         };
@@ -155,7 +155,7 @@ fn from_value(name: &str, v: &DynValue) -> Result<Tensor> {
         ElemType::U64 => get!(u64),
         other => return Err(Error::unsupported(format!("ONNX output '{name}' has unsupported type {other:?}"))),
     };
-    Ok(Tensor { info: TensorInfo { name: name.to_string(), shape, dtype, quant: None }, data })
+    Ok(Tensor { info: TensorInfo { name: name.to_string(), shape, dtype, quant: None, id: None }, data })
 }
 
 impl Session for OnnxSession {

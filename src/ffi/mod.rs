@@ -1,0 +1,183 @@
+//! The C ABI. Conventions (see the header's preamble):
+//! - every fallible function returns `dg_error *` (NULL on success) and writes results through
+//!   out-parameters placed last; out-parameters are set to NULL/0 first, so they are never
+//!   left dangling on error;
+//! - every function body runs under [`guard`], which turns a Rust panic into an internal
+//!   `dg_error` (or a neutral return value) so no panic crosses the boundary;
+//! - strings the library returns are freed with `dg_string_free`; handles with `dg_<type>_free`,
+//!   which accepts NULL.
+#![allow(clippy::missing_safety_doc)]
+use crate::error::{Code, Error, Result};
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+mod model;
+mod zoo;
+
+pub use model::*;
+pub use zoo::*;
+
+/// Status codes carried by a `dg_error`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum dg_code {
+    /// Success (never carried by a `dg_error`; returned by `dg_error_code(NULL)`).
+    DG_OK = 0,
+    /// A NULL required argument, malformed JSON, a value out of range.
+    DG_INVALID_ARGUMENT = 1,
+    /// Unknown model, property, path or file.
+    DG_NOT_FOUND = 2,
+    /// Not available here: runtime library missing, device absent, combination not supported.
+    DG_UNSUPPORTED = 3,
+    /// Reading or writing a file failed.
+    DG_IO = 4,
+    /// A network operation failed.
+    DG_NETWORK = 5,
+    /// Authentication failed (bad token).
+    DG_AUTH = 6,
+    /// The peer spoke the protocol wrongly.
+    DG_PROTOCOL = 7,
+    /// The model configuration or binary is invalid (bad JSON, checksum mismatch, not a model).
+    DG_BAD_MODEL = 8,
+    /// Inference failed (bad input data, runtime error).
+    DG_INFERENCE = 9,
+    /// An operation timed out (or a queue stayed full).
+    DG_TIMEOUT = 10,
+    /// The operation was cancelled.
+    DG_CANCELLED = 11,
+    /// A bug in dgzoo (including a caught panic).
+    DG_INTERNAL = 12,
+}
+
+impl From<Code> for dg_code {
+    fn from(c: Code) -> Self {
+        match c {
+            Code::Ok => dg_code::DG_OK,
+            Code::InvalidArgument => dg_code::DG_INVALID_ARGUMENT,
+            Code::NotFound => dg_code::DG_NOT_FOUND,
+            Code::Unsupported => dg_code::DG_UNSUPPORTED,
+            Code::Io => dg_code::DG_IO,
+            Code::Network => dg_code::DG_NETWORK,
+            Code::Auth => dg_code::DG_AUTH,
+            Code::Protocol => dg_code::DG_PROTOCOL,
+            Code::BadModel => dg_code::DG_BAD_MODEL,
+            Code::Inference => dg_code::DG_INFERENCE,
+            Code::Timeout => dg_code::DG_TIMEOUT,
+            Code::Cancelled => dg_code::DG_CANCELLED,
+            Code::Internal => dg_code::DG_INTERNAL,
+        }
+    }
+}
+
+/// An error: a code and a message. Owned by the caller; free with `dg_error_free`.
+pub struct dg_error {
+    code: dg_code,
+    message: CString,
+}
+
+impl dg_error {
+    fn boxed(e: Error) -> *mut dg_error {
+        let message = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
+        Box::into_raw(Box::new(dg_error { code: e.code.into(), message }))
+    }
+}
+
+/// Run `f`, converting an `Err` or a panic into a `dg_error`.
+pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> *mut dg_error {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(Ok(())) => std::ptr::null_mut(),
+        Ok(Err(e)) => dg_error::boxed(e),
+        Err(p) => {
+            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            dg_error::boxed(Error::internal(format!("internal error in dgzoo (panic: {what})")))
+        }
+    }
+}
+
+/// Run `f` for functions without an error return; a panic yields `fallback`.
+pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// A required C string argument.
+pub(crate) unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("argument '{what}' must not be NULL")));
+    }
+    // SAFETY: caller guarantees a NUL-terminated string.
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::invalid(format!("argument '{what}' is not valid UTF-8")))
+}
+
+/// An optional C string argument: NULL → "".
+pub(crate) unsafe fn cstr_opt<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+    if p.is_null() {
+        Ok("")
+    } else {
+        unsafe { cstr(p, what) }
+    }
+}
+
+/// An optional JSON argument: NULL or "" → null.
+pub(crate) unsafe fn json_arg(p: *const c_char, what: &str) -> Result<serde_json::Value> {
+    let s = unsafe { cstr_opt(p, what) }?;
+    if s.trim().is_empty() {
+        return Ok(serde_json::Value::Null);
+    }
+    serde_json::from_str(s).map_err(|e| Error::invalid(format!("argument '{what}' is not valid JSON: {e}")))
+}
+
+/// Check a required out-parameter and clear it.
+pub(crate) unsafe fn out_ptr<T>(p: *mut *mut T, what: &str) -> Result<()> {
+    if p.is_null() {
+        return Err(Error::invalid(format!("out-parameter '{what}' must not be NULL")));
+    }
+    unsafe { *p = std::ptr::null_mut() };
+    Ok(())
+}
+
+/// A new C string for the caller (free with `dg_string_free`).
+pub(crate) fn new_string(s: String) -> *mut c_char {
+    CString::new(s.replace('\0', " ")).unwrap_or_default().into_raw()
+}
+
+/// The library version, e.g. "0.1.0". Static storage: do not free.
+#[no_mangle]
+pub extern "C" fn dg_version() -> *const c_char {
+    static V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => c"",
+    };
+    V.as_ptr()
+}
+
+/// The error's code; `DG_OK` for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn dg_error_code(error: *const dg_error) -> dg_code {
+    guard_value(dg_code::DG_INTERNAL, || if error.is_null() { dg_code::DG_OK } else { unsafe { (*error).code } })
+}
+
+/// The error's message (UTF-8), valid until `dg_error_free`; "" for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn dg_error_message(error: *const dg_error) -> *const c_char {
+    guard_value(c"".as_ptr(), || if error.is_null() { c"".as_ptr() } else { unsafe { (*error).message.as_ptr() } })
+}
+
+/// Free an error. NULL is accepted.
+#[no_mangle]
+pub unsafe extern "C" fn dg_error_free(error: *mut dg_error) {
+    guard_value((), || {
+        if !error.is_null() {
+            drop(unsafe { Box::from_raw(error) });
+        }
+    })
+}
+
+/// Free a string returned by the library. NULL is accepted.
+#[no_mangle]
+pub unsafe extern "C" fn dg_string_free(s: *mut c_char) {
+    guard_value((), || {
+        if !s.is_null() {
+            drop(unsafe { CString::from_raw(s) });
+        }
+    })
+}

@@ -1,0 +1,282 @@
+//! The local inference path: frame inputs → client-side fit (image_ops) → server-side tensor
+//! conversion (preprocess) → runtime session → post-processing → PySDK results.
+use crate::error::{Error, Result};
+use crate::image_ops::{self, CoordConverter, RgbImage};
+use crate::model::{is_image_input, Model, ModelState};
+use crate::params::ModelParams;
+use crate::postprocess::{self, PostConfig};
+use crate::preprocess::{self, InputSpec};
+use crate::runtime::{self, Agent, Session, SessionOptions, Tensor, TensorInfo};
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// One frame input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// An encoded image (JPEG/PNG/BMP), or bytes already in the model's input format
+    /// (model-sized RAW pixels / a raw tensor), which are passed through unchanged.
+    Bytes(&'a [u8]),
+    /// A pixel buffer of any size, resized/padded like an image.
+    Pixels { data: &'a [u8], width: u32, height: u32, stride: usize, bgr: bool },
+}
+
+/// The result of one frame.
+#[derive(Debug, Clone, Default)]
+pub struct InferenceResult {
+    /// PySDK's `results` list.
+    pub results: Vec<Value>,
+    /// Tensors referenced by raw-tensor results.
+    pub tensors: Vec<Tensor>,
+    /// Timing (when `measure_time` is on): PySDK's core timing keys, in ms.
+    pub timing: Option<Value>,
+    /// Model name and original image size, for callers that need them.
+    pub model: String,
+}
+
+impl InferenceResult {
+    pub fn results_json(&self) -> String {
+        postprocess::to_json(&self.results)
+    }
+}
+
+/// What determines a runtime session: re-created when any of it changes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineKey {
+    pub runtime: String,
+    pub device: String,
+    pub model_path: PathBuf,
+    pub input_shapes: Vec<Vec<i64>>,
+    pub devices: Vec<u64>,
+}
+
+impl EngineKey {
+    pub fn from_state(st: &ModelState, devices: &[u64]) -> Result<Self> {
+        let p = &st.params;
+        Ok(EngineKey {
+            runtime: p.str("RuntimeAgent", 0),
+            device: p.str("DeviceType", 0),
+            model_path: PathBuf::from(p.str("ModelPath", 0)),
+            input_shapes: (0..p.num_inputs()).map(|i| p.input_shape(i, None)).collect(),
+            devices: devices.to_vec(),
+        })
+    }
+}
+
+/// A loaded model binary with a small pool of sessions (one per selected device, each
+/// using the cores divided among them), shared by all threads predicting on the model.
+pub struct Engine {
+    pub key: EngineKey,
+    agent: Arc<dyn Agent>,
+    pub inputs: Vec<TensorInfo>,
+    pub outputs: Vec<TensorInfo>,
+    opts: SessionOptions,
+    max_sessions: usize,
+    pool: Mutex<(Vec<Box<dyn Session>>, usize)>,
+    freed: Condvar,
+}
+
+/// SHA-256 of a file, hex.
+fn sha256_file(path: &std::path::Path) -> Result<String> {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::not_found(format!("cannot open model file '{}': {e}", path.display())))?;
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(format!("cannot read model file '{}': {e}", path.display())))?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Verify the config's `Checksum` against the model binary when it is a SHA-256 (64 hex
+/// digits), once per (file, size, mtime) per process. `DGZOO_SKIP_CHECKSUM=1` disables it.
+fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
+    let want = params.str("Checksum", 0).to_ascii_lowercase();
+    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || std::env::var_os("DGZOO_SKIP_CHECKSUM").is_some() {
+        return Ok(());
+    }
+    static VERIFIED: once_cell::sync::Lazy<Mutex<std::collections::HashSet<(PathBuf, u64, Option<std::time::SystemTime>, String)>>> =
+        once_cell::sync::Lazy::new(Default::default);
+    let meta = std::fs::metadata(path).map_err(|e| Error::not_found(format!("model file '{}' is not accessible: {e}", path.display())))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok(), want.clone());
+    if VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
+        return Ok(());
+    }
+    let got = sha256_file(path)?;
+    if got != want {
+        return Err(Error::bad_model(format!(
+            "Checksum mismatch for model file '{}': its SHA-256 is {got}, the model configuration says {want}",
+            path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+        )));
+    }
+    VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+    Ok(())
+}
+
+impl Engine {
+    pub fn new(key: EngineKey, params: &ModelParams) -> Result<Self> {
+        let agent = runtime::agent(&key.runtime)?;
+        if key.device != "CPU" {
+            return Err(Error::unsupported(format!("device {}/{} is not available on this system", key.runtime, key.device)));
+        }
+        if !key.model_path.is_file() {
+            return Err(Error::not_found(format!("model file '{}' does not exist", key.model_path.display())));
+        }
+        verify_checksum(params, &key.model_path)?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let max_sessions = key.devices.len().clamp(1, cores);
+        // Sessions share the cores: a lone frame gets them all through intra-op threads of
+        // the first session; concurrent frames get a session each.
+        let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
+        let first = agent.load(&key.model_path, &SessionOptions { threads: cores })?;
+        let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
+        if inputs.len() != params.num_inputs() {
+            return Err(Error::bad_model(format!(
+                "the model binary has {} input(s) but its configuration has {} PRE_PROCESS entries",
+                inputs.len(),
+                params.num_inputs()
+            )));
+        }
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, pool: Mutex::new((vec![first], 1)), freed: Condvar::new() })
+    }
+
+    /// Run one inference on a pooled session.
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut session = {
+            let mut g = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(s) = g.0.pop() {
+                    break s;
+                }
+                if g.1 < self.max_sessions {
+                    g.1 += 1;
+                    drop(g);
+                    match self.agent.load(&self.key.model_path, &self.opts) {
+                        Ok(s) => break s,
+                        Err(e) => {
+                            self.pool.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
+                            return Err(e);
+                        }
+                    }
+                }
+                g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let r = session.run(inputs);
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).0.push(session);
+        self.freed.notify_one();
+        r
+    }
+}
+
+/// Heuristic: does `b` start like an encoded image we can decode?
+fn looks_encoded(b: &[u8]) -> bool {
+    b.starts_with(&[0xFF, 0xD8]) || b.starts_with(b"\x89PNG") || b.starts_with(b"BM")
+}
+
+/// Run one frame on a model.
+pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
+    let st = model.state();
+    let engine = model.engine(&st)?;
+    predict_with(model, &st, &engine, inputs)
+}
+
+pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inputs: &[Input]) -> Result<InferenceResult> {
+    let p = &st.params;
+    let n = p.num_inputs();
+    if inputs.len() != n {
+        return Err(Error::invalid(format!(
+            "The length of input data list {} does not match to the number of model inputs {n}",
+            inputs.len()
+        )));
+    }
+    let t0 = Instant::now();
+    let mut tensors = Vec::with_capacity(n);
+    let mut converter = CoordConverter::identity();
+    let mut input_wh = (1f32, 1f32);
+    let mut frame_bytes = 0usize;
+    for (i, (input, info)) in inputs.iter().zip(&engine.inputs).enumerate() {
+        if !is_image_input(p, i) {
+            let shape = concrete_shape(p, i, info);
+            let data = match input {
+                Input::Bytes(b) => *b,
+                Input::Pixels { .. } => return Err(Error::invalid(format!("model input #{i} is a tensor input: pass its raw bytes, not pixels"))),
+            };
+            frame_bytes += data.len();
+            tensors.push(preprocess::raw_tensor(data, info, &shape, i)?);
+            continue;
+        }
+        let spec = InputSpec::new(p, i, info)?;
+        input_wh = (spec.width as f32, spec.height as f32);
+        let (w, h) = (spec.width as u32, spec.height as u32);
+        let raw_len = spec.width * spec.height * spec.channels * spec.dtype.size();
+        let fitted: RgbImage = match input {
+            Input::Bytes(b) if !looks_encoded(b) && b.len() == spec.width * spec.height * 3 => {
+                // Model-sized RAW pixels in the model's colour order: no resize, no swap.
+                frame_bytes += b.len();
+                let rgb = if spec.bgr { swap_rb(b) } else { b.to_vec() };
+                RgbImage { width: w, height: h, data: rgb }
+            }
+            Input::Bytes(b) if !looks_encoded(b) && b.len() == raw_len => {
+                // Already the model's input tensor: pass it through.
+                frame_bytes += b.len();
+                tensors.push(preprocess::raw_tensor(b, info, &spec.shape, i)?);
+                continue;
+            }
+            Input::Bytes(b) => {
+                frame_bytes += b.len();
+                let img = image_ops::decode(b)?;
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+                converter = fit.converter;
+                fit.image
+            }
+            Input::Pixels { data, width, height, stride, bgr } => {
+                frame_bytes += data.len();
+                let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+                converter = fit.converter;
+                fit.image
+            }
+        };
+        let fitted = if st.pre.image_format == "JPEG" { image_ops::jpeg_roundtrip(&fitted)? } else { fitted };
+        tensors.push(spec.image_to_tensor(&fitted.data, info)?);
+    }
+    let t1 = Instant::now();
+    let outputs = engine.run(&tensors).map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
+    let t2 = Instant::now();
+    let cfg = PostConfig::from_params(p);
+    let ids: Vec<i64> = engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
+    let mut post = postprocess::run(&cfg, outputs, &ids, model.labels(), input_wh)
+        .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
+    if post.has_coordinates {
+        postprocess::map_coordinates(&mut post.results, &|x, y| converter.to_original(x, y));
+    }
+    postprocess::filter_class_set(&mut post.results, &st.class_set);
+    let t3 = Instant::now();
+    let timing = p.bool("MeasureTime", 0).then(|| {
+        let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
+        json!({
+            "CoreInferenceDuration_ms": ms(t1, t2),
+            "CoreInputFrameSize_bytes": frame_bytes,
+            "CorePostprocessDuration_ms": ms(t2, t3),
+            "CorePreprocessDuration_ms": ms(t0, t1),
+        })
+    });
+    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, model: model.name().to_string() })
+}
+
+fn swap_rb(b: &[u8]) -> Vec<u8> {
+    let mut v = b.to_vec();
+    for px in v.chunks_exact_mut(3) {
+        px.swap(0, 2);
+    }
+    v
+}
+
+/// Shape of a tensor input: the configured shape, with dynamic runtime dims resolved from it.
+fn concrete_shape(p: &ModelParams, i: usize, info: &TensorInfo) -> Vec<i64> {
+    let cfg = p.input_shape(i, Some(info.shape.len()));
+    if info.shape.iter().all(|&d| d > 0) {
+        info.shape.clone()
+    } else {
+        info.shape.iter().zip(cfg.iter().chain(std::iter::repeat(&1))).map(|(&d, &c)| if d > 0 { d } else { c.max(1) }).collect()
+    }
+}

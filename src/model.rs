@@ -1,0 +1,661 @@
+//! A loaded model: its parameters, PySDK's model properties (results-and-properties.md §2)
+//! and the entry points for inference. `Model` is a cheap handle (`Arc`) usable from many
+//! threads; property changes are copy-on-write so in-flight frames keep the settings they
+//! started with.
+use crate::error::{Error, Result};
+use crate::image_ops::{PadMethod, ResizeMethod};
+use crate::inference::{Engine, EngineKey};
+use crate::params::ModelParams;
+use crate::pyrepr::repr;
+use crate::zoo::filter::{self, DevicePair};
+use crate::zoo::local::ZooEntry;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Largest frame queue depth PySDK accepts.
+pub const MAX_FRAME_QUEUE_DEPTH: u64 = 160;
+
+const RESIZE_METHODS: &str = "('nearest', 'bilinear', 'area', 'bicubic', 'lanczos')";
+const PAD_METHODS: &str = "('stretch', 'letterbox', 'crop-first', 'crop-last')";
+const IMAGE_FORMATS: &str = "('JPEG', 'RAW')";
+const BACKENDS: &str = "('pil', 'opencv', 'auto')";
+const COLOR_SPACES: &str = "('RGB', 'BGR', 'auto')";
+
+/// Client-side pre-processing settings (the preprocessor's properties).
+#[derive(Debug, Clone)]
+pub struct ClientPre {
+    pub resize: ResizeMethod,
+    pub resize_name: String,
+    pub pad: PadMethod,
+    pub pad_name: String,
+    pub crop_percentage: f64,
+    pub fill_rgb: [u8; 3],
+    pub numpy_colorspace: String,
+    pub image_backend: String,
+    pub image_format: String,
+}
+
+/// Everything a frame needs from the model's settings, shared immutably by in-flight frames.
+#[derive(Debug, Clone)]
+pub struct ModelState {
+    pub params: ModelParams,
+    pub pre: ClientPre,
+    /// `output_class_set`: all ints or all strings.
+    pub class_set: Vec<Value>,
+    pub inference_timeout_s: f64,
+    pub save_model_image: bool,
+    pub non_blocking_batch_predict: bool,
+    pub update_if_newer: bool,
+    /// Overlay properties are stored and validated; drawing overlays is not part of the C API.
+    pub overlay: Map<String, Value>,
+}
+
+pub(crate) struct ModelShared {
+    pub name: String,
+    pub system_info: Value,
+    pub system_pairs: Vec<DevicePair>,
+    pub supported: Vec<String>,
+    pub labels: BTreeMap<i64, String>,
+    pub state: RwLock<Arc<ModelState>>,
+    pub engine: Mutex<Option<Arc<Engine>>>,
+}
+
+/// A model handle. Clones share the model.
+#[derive(Clone)]
+pub struct Model(pub(crate) Arc<ModelShared>);
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Model({})", self.0.name)
+    }
+}
+
+/// PySDK's `_harmonize_label_dictionary`: keep integer-like keys, values as strings.
+pub fn harmonize_labels(v: &Value) -> BTreeMap<i64, String> {
+    let mut out = BTreeMap::new();
+    if let Some(o) = v.as_object() {
+        for (k, val) in o {
+            if !k.is_empty() && k.bytes().all(|b| b.is_ascii_digit()) {
+                if let Ok(id) = k.parse::<i64>() {
+                    let s = match val {
+                        Value::String(s) => s.clone(),
+                        other => crate::pyrepr::repr(other),
+                    };
+                    out.insert(id, s);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn timeout_for(params: &ModelParams) -> f64 {
+    if params.str("RuntimeAgent", 0) == "TENSORRT" {
+        180.0
+    } else if params.str("DeviceType", 0) == "CPU" {
+        100.0
+    } else {
+        40.0
+    }
+}
+
+fn has_image_input(params: &ModelParams) -> bool {
+    (0..params.num_inputs()).any(|i| params.str("InputType", i) == "Image")
+}
+
+fn as_f64(k: &str, v: &Value) -> Result<f64> {
+    v.as_f64().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a number, not {}", repr(v))))
+}
+fn as_bool(k: &str, v: &Value) -> Result<bool> {
+    v.as_bool().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a boolean, not {}", repr(v))))
+}
+fn as_int(k: &str, v: &Value) -> Result<i64> {
+    v.as_i64()
+        .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
+        .ok_or_else(|| Error::invalid(format!("Model property '{k}' must be an integer, not {}", repr(v))))
+}
+fn as_str<'a>(k: &str, v: &'a Value) -> Result<&'a str> {
+    v.as_str().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a string, not {}", repr(v))))
+}
+
+/// PySDK's `validate_color_tuple`: exactly three 0..255 integers.
+fn color(v: &Value) -> Result<[u8; 3]> {
+    let bad = || Error::invalid(format!("Given color '{}' must have exactly three elements", py_tuple(v)));
+    let a = v.as_array().ok_or_else(bad)?;
+    if a.len() != 3 {
+        return Err(bad());
+    }
+    let mut c = [0u8; 3];
+    for (i, x) in a.iter().enumerate() {
+        c[i] = x
+            .as_u64()
+            .filter(|&n| n <= 255)
+            .ok_or_else(|| Error::invalid(format!("Given color '{}' must contain integers in range 0..255", py_tuple(v))))? as u8;
+    }
+    Ok(c)
+}
+
+/// A JSON list shown as the Python tuple PySDK users would have passed.
+fn py_tuple(v: &Value) -> String {
+    match v.as_array() {
+        Some(a) if a.len() == 1 => format!("({},)", repr(&a[0])),
+        Some(a) => format!("({})", a.iter().map(repr).collect::<Vec<_>>().join(", ")),
+        None => repr(v),
+    }
+}
+
+/// Properties that exist on PySDK's `Model` base class.
+const PROPERTIES: &[&str] = &[
+    "custom_postprocessor",
+    "eager_batch_size",
+    "extra_device_params",
+    "frame_queue_depth",
+    "supported_device_types",
+    "device_type",
+    "devices_available",
+    "devices_selected",
+    "model_info",
+    "inference_timeout_s",
+    "measure_time",
+    "non_blocking_batch_predict",
+    "label_dictionary",
+    "input_resize_method",
+    "input_shape",
+    "input_pad_method",
+    "input_numpy_colorspace",
+    "input_letterbox_fill_color",
+    "input_crop_percentage",
+    "image_backend",
+    "input_image_format",
+    "save_model_image",
+    "output_postprocess_type",
+    "inference_results_type",
+    "output_class_set",
+    "output_confidence_threshold",
+    "output_top_k",
+    "output_nms_threshold",
+    "output_pose_threshold",
+    "output_max_detections",
+    "output_max_detections_per_class",
+    "output_max_classes_per_detection",
+    "output_use_regular_nms",
+    "overlay_color",
+    "overlay_line_width",
+    "overlay_show_labels",
+    "overlay_show_probabilities",
+    "overlay_alpha",
+    "overlay_blur",
+    "overlay_font_scale",
+];
+/// Attributes of `Model` that are methods, not properties.
+const METHODS: &[&str] = &["predict", "predict_batch", "predict_dir", "time_stats", "reset_time_stats", "get_inference_results_type", "get_inference_results_class"];
+const READ_ONLY: &[&str] = &["supported_device_types", "devices_available", "model_info", "label_dictionary"];
+/// Properties of local models only (not accepted by `load_model`).
+const LOCAL_ONLY: &[&str] = &["update_if_newer"];
+
+/// Parameter-backed properties: (property, parameter).
+const PARAM_PROPS: &[(&str, &str)] = &[
+    ("eager_batch_size", "EagerBatchSize"),
+    ("output_postprocess_type", "OutputPostprocessType"),
+    ("inference_results_type", "InferenceResultsType"),
+    ("output_confidence_threshold", "OutputConfThreshold"),
+    ("output_top_k", "OutputTopK"),
+    ("output_nms_threshold", "OutputNMSThreshold"),
+    ("output_pose_threshold", "PoseThreshold"),
+    ("output_max_detections", "MaxDetections"),
+    ("output_max_detections_per_class", "MaxDetectionsPerClass"),
+    ("output_max_classes_per_detection", "MaxClassesPerDetection"),
+    ("output_use_regular_nms", "UseRegularNMS"),
+];
+
+impl Model {
+    /// A local-inference model from a zoo entry. Fails like PySDK when no runtime/device of
+    /// this system can run it.
+    pub(crate) fn new_local(entry: &ZooEntry, system_info: &Value, system_pairs: &[DevicePair]) -> Result<Model> {
+        let params = entry.params.clone();
+        params.validate().map_err(|e| e.context(format!("model '{}' ({})", entry.name, entry.config_path.display())))?;
+        let supported = filter::supported_device_types(&params, system_pairs)?;
+        if supported.is_empty() {
+            return Err(Error::unsupported(format!(
+                "Model '{}' does not have any supported runtime/device combinations that will work on this system.",
+                entry.name
+            )));
+        }
+        let labels_path = params.str("LabelsPath", 0);
+        let labels = if labels_path.is_empty() {
+            BTreeMap::new()
+        } else {
+            std::fs::read_to_string(&labels_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                .map(|v| harmonize_labels(&v))
+                .unwrap_or_default()
+        };
+        let resize_name = params.str("InputResizeMethod", 0);
+        let pad_name = params.str("InputPadMethod", 0);
+        let pre = ClientPre {
+            resize: ResizeMethod::parse(&resize_name).unwrap_or(ResizeMethod::Bilinear),
+            resize_name,
+            pad: PadMethod::parse(&pad_name).unwrap_or(PadMethod::Letterbox),
+            pad_name,
+            crop_percentage: params.f64("InputCropPercentage", 0),
+            fill_rgb: [0, 0, 0],
+            numpy_colorspace: "auto".into(),
+            image_backend: {
+                // `auto` resolves to opencv, whose behaviour our image pipeline reproduces.
+                let b = params.str("ImageBackend", 0);
+                if b == "auto" || b.is_empty() { "opencv".into() } else { b }
+            },
+            // Local inference sends RAW pixels (PySDK's local default).
+            image_format: "RAW".into(),
+        };
+        let mut state = ModelState {
+            inference_timeout_s: timeout_for(&params),
+            params,
+            pre,
+            class_set: Vec::new(),
+            save_model_image: false,
+            non_blocking_batch_predict: false,
+            update_if_newer: false,
+            overlay: default_overlay(),
+        };
+        for i in 0..state.params.num_inputs() {
+            if state.params.str("InputType", i) == "Image" {
+                state.params.set("InputImgFmt", i, json!("RAW"))?;
+            }
+        }
+        Ok(Model(Arc::new(ModelShared {
+            name: entry.name.clone(),
+            system_info: system_info.clone(),
+            system_pairs: system_pairs.to_vec(),
+            supported,
+            labels,
+            state: RwLock::new(Arc::new(state)),
+            engine: Mutex::new(None),
+        })))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// Snapshot of the current settings.
+    pub fn state(&self) -> Arc<ModelState> {
+        self.0.state.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn labels(&self) -> &BTreeMap<i64, String> {
+        &self.0.labels
+    }
+
+    fn devices_available(&self, params: &ModelParams) -> Vec<u64> {
+        let key = format!("{}/{}", params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
+        let n = self.0.system_info.get("Devices").and_then(|d| d.get(&key)).and_then(Value::as_array).map_or(0, Vec::len);
+        (0..n as u64).collect()
+    }
+
+    fn devices_selected(&self, params: &ModelParams) -> Vec<u64> {
+        let avail = self.devices_available(params);
+        let mask = params.u64("DeviceMask", 0);
+        (0..64u64).filter(|b| mask & (1u64 << b) != 0 && avail.contains(b)).collect()
+    }
+
+    /// Property value as JSON.
+    pub fn get_property(&self, key: &str) -> Result<Value> {
+        let st = self.state();
+        let p = &st.params;
+        if let Some((_, param)) = PARAM_PROPS.iter().find(|(k, _)| *k == key) {
+            return Ok(p.get(param, 0));
+        }
+        let image_prop = matches!(
+            key,
+            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
+        );
+        if image_prop && !has_image_input(p) {
+            return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));
+        }
+        Ok(match key {
+            "custom_postprocessor" => Value::Null,
+            "extra_device_params" => p.get("ExtraDeviceParams", 0),
+            "frame_queue_depth" => p.get("FrameQueueDepth", 0),
+            "supported_device_types" => json!(self.0.supported),
+            "device_type" => json!(format!("{}/{}", p.str("RuntimeAgent", 0), p.str("DeviceType", 0))),
+            "devices_available" => json!(self.devices_available(p)),
+            "devices_selected" => json!(self.devices_selected(p)),
+            "model_info" => p.full_form(),
+            "inference_timeout_s" => json!(st.inference_timeout_s),
+            "measure_time" => p.get("MeasureTime", 0),
+            "non_blocking_batch_predict" => json!(st.non_blocking_batch_predict),
+            "label_dictionary" => Value::Object(self.0.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()),
+            "input_resize_method" => json!(st.pre.resize_name),
+            "input_shape" => json!((0..p.num_inputs()).map(|i| p.input_shape(i, None)).collect::<Vec<_>>()),
+            "input_pad_method" => json!(st.pre.pad_name),
+            "input_numpy_colorspace" => json!(st.pre.numpy_colorspace),
+            "input_letterbox_fill_color" => json!(st.pre.fill_rgb),
+            "input_crop_percentage" => json!(st.pre.crop_percentage),
+            "image_backend" => json!(st.pre.image_backend),
+            "input_image_format" => json!(st.pre.image_format),
+            "save_model_image" => json!(st.save_model_image),
+            "output_class_set" => {
+                let mut v = st.class_set.clone();
+                v.sort_by(|a, b| match (a, b) {
+                    (Value::String(x), Value::String(y)) => x.cmp(y),
+                    _ => a.as_i64().cmp(&b.as_i64()),
+                });
+                Value::Array(v)
+            }
+            "update_if_newer" => json!(st.update_if_newer),
+            k if k.starts_with("overlay_") && st.overlay.contains_key(k) => st.overlay[k].clone(),
+            k if METHODS.contains(&k) => return Err(Error::invalid(format!("'{k}' is a method, not a property"))),
+            k => return Err(Error::not_found(format!("Model property '{k}' does not exist"))),
+        })
+    }
+
+    /// A property passed to `load_model`: PySDK's checks for unknown, non-property and read-only names.
+    pub fn set_property_from_load(&self, key: &str, value: &Value) -> Result<()> {
+        if LOCAL_ONLY.contains(&key) {
+            return Err(Error::not_found(format!("Model property '{key}' does not exist")));
+        }
+        self.set_property(key, value)
+    }
+
+    /// Set a property with PySDK's validation.
+    pub fn set_property(&self, key: &str, value: &Value) -> Result<()> {
+        if METHODS.contains(&key) {
+            return Err(Error::invalid(format!("Cannot set model property '{key}': it is not a property")));
+        }
+        if READ_ONLY.contains(&key) {
+            return Err(Error::invalid(format!("Cannot set model property '{key}': it is read-only")));
+        }
+        if !PROPERTIES.contains(&key) && !LOCAL_ONLY.contains(&key) {
+            return Err(Error::not_found(format!("Model property '{key}' does not exist")));
+        }
+        let mut guard = self.0.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut st: ModelState = (**guard).clone();
+        self.apply(&mut st, key, value)?;
+        *guard = Arc::new(st);
+        Ok(())
+    }
+
+    fn apply(&self, st: &mut ModelState, key: &str, v: &Value) -> Result<()> {
+        if let Some((_, param)) = PARAM_PROPS.iter().find(|(k, _)| *k == key) {
+            return st.params.set(param, 0, v.clone()).map_err(|e| Error::invalid(format!("Model property '{key}': {}", e.message)));
+        }
+        let image_prop = matches!(
+            key,
+            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
+        );
+        if image_prop && !has_image_input(&st.params) {
+            return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));
+        }
+        match key {
+            "custom_postprocessor" => {
+                if !v.is_null() {
+                    return Err(Error::unsupported("custom_postprocessor takes a Python class; it cannot be set through dgzoo"));
+                }
+            }
+            "extra_device_params" => {
+                if !v.is_object() {
+                    return Err(Error::invalid(format!("extra_device_params must be a dictionary, not {}", repr(v))));
+                }
+                let mut merged = st.params.get("ExtraDeviceParams", 0).as_object().cloned().unwrap_or_default();
+                for (k, x) in v.as_object().into_iter().flatten() {
+                    merged.insert(k.clone(), x.clone());
+                }
+                st.params.set("ExtraDeviceParams", 0, Value::Object(merged))?;
+            }
+            "frame_queue_depth" => {
+                let d = as_int(key, v)?;
+                if d < 1 || d as u64 > MAX_FRAME_QUEUE_DEPTH {
+                    return Err(Error::invalid(format!("Frame queue depth {d} is out of range 1..{MAX_FRAME_QUEUE_DEPTH}")));
+                }
+                st.params.set("FrameQueueDepth", 0, json!(d))?;
+            }
+            "device_type" => {
+                let list: Vec<Value> = match v {
+                    Value::Array(a) => a.clone(),
+                    other => vec![other.clone()],
+                };
+                let mut chosen = None;
+                for item in &list {
+                    let s = item.as_str().unwrap_or_default();
+                    let parts: Vec<&str> = s.split('/').collect();
+                    if !item.is_string() || parts.len() != 2 {
+                        return Err(Error::invalid(format!("Device type must be in format <runtime>/<device>, not '{}'", shown(v))));
+                    }
+                    if self.0.supported.iter().any(|x| x == s) {
+                        chosen = Some((parts[0].to_string(), parts[1].to_string()));
+                        break;
+                    }
+                }
+                let Some((rt, dev)) = chosen else {
+                    return Err(Error::invalid(format!(
+                        "None of the device types in the list {} is supported by model {}. Supported device types are: {}.",
+                        repr(&Value::Array(list)),
+                        self.0.name,
+                        repr(&json!(self.0.supported))
+                    )));
+                };
+                let prev_selected = self.devices_selected(&st.params);
+                st.params.set("RuntimeAgent", 0, json!(rt))?;
+                st.params.set("DeviceType", 0, json!(dev))?;
+                st.inference_timeout_s = timeout_for(&st.params);
+                let sel = if prev_selected.is_empty() { self.devices_available(&st.params) } else { prev_selected };
+                self.select_devices(st, &sel)?;
+            }
+            "devices_selected" => {
+                let list: Vec<u64> = v
+                    .as_array()
+                    .ok_or_else(|| Error::invalid(format!("devices_selected must be a list of device indices, not {}", repr(v))))?
+                    .iter()
+                    .map(|x| x.as_u64().ok_or_else(|| Error::invalid(format!("device index {} is not a non-negative integer", repr(x)))))
+                    .collect::<Result<_>>()?;
+                self.select_devices(st, &list)?;
+            }
+            "inference_timeout_s" => st.inference_timeout_s = as_f64(key, v)?,
+            "measure_time" => st.params.set("MeasureTime", 0, json!(as_bool(key, v)?))?,
+            "non_blocking_batch_predict" => st.non_blocking_batch_predict = as_bool(key, v)?,
+            "input_resize_method" => {
+                let s = as_str(key, v)?;
+                st.pre.resize = ResizeMethod::parse(s)
+                    .ok_or_else(|| Error::invalid(format!("Incorrect resize method '{s}'. Must be one of the following: {RESIZE_METHODS}")))?;
+                st.pre.resize_name = s.to_string();
+            }
+            "input_pad_method" => {
+                let s = as_str(key, v)?;
+                st.pre.pad = PadMethod::parse(s)
+                    .ok_or_else(|| Error::invalid(format!("Incorrect padding method '{s}'. Must be one of the following: {PAD_METHODS}")))?;
+                st.pre.pad_name = s.to_string();
+            }
+            "input_numpy_colorspace" => {
+                let s = as_str(key, v)?;
+                if !matches!(s, "RGB" | "BGR" | "auto") {
+                    return Err(Error::invalid(format!("Incorrect color space '{s}'. Must be one of the following: {COLOR_SPACES}")));
+                }
+                st.pre.numpy_colorspace = s.to_string();
+            }
+            "input_letterbox_fill_color" => st.pre.fill_rgb = color(v)?,
+            "input_crop_percentage" => {
+                let c = as_f64(key, v)?;
+                if !(0.0..=1.0).contains(&c) {
+                    return Err(Error::invalid("Crop Percentage must be a value between 0 and 1"));
+                }
+                st.pre.crop_percentage = c;
+            }
+            "image_backend" => {
+                let s = as_str(key, v)?;
+                if !matches!(s, "pil" | "opencv" | "auto") {
+                    return Err(Error::invalid(format!("Incorrect image backend '{s}'. It must be one of the following: {BACKENDS}")));
+                }
+                if s == "pil" {
+                    return Err(Error::unsupported("image backend 'pil' is not available in dgzoo: its pipeline reproduces OpenCV's"));
+                }
+                st.pre.image_backend = "opencv".into();
+            }
+            "input_image_format" => {
+                let s = as_str(key, v)?;
+                if !matches!(s, "JPEG" | "RAW") {
+                    return Err(Error::invalid(format!("Incorrect image format '{s}'. Must be one of the following: {IMAGE_FORMATS}")));
+                }
+                st.pre.image_format = s.to_string();
+                for i in 0..st.params.num_inputs() {
+                    if st.params.str("InputType", i) == "Image" {
+                        st.params.set("InputImgFmt", i, json!(s))?;
+                    }
+                }
+            }
+            "input_shape" => {
+                let shapes = v.as_array().ok_or_else(|| Error::invalid(format!("input_shape must be a list of shapes, not {}", repr(v))))?;
+                for (i, s) in shapes.iter().enumerate() {
+                    if i >= st.params.num_inputs() {
+                        return Err(Error::invalid(format!("input_shape has {} shapes but the model has {} input(s)", shapes.len(), st.params.num_inputs())));
+                    }
+                    let dims: Vec<i64> = s
+                        .as_array()
+                        .filter(|a| a.iter().all(|d| d.as_i64().is_some_and(|x| x > 0)))
+                        .ok_or_else(|| Error::invalid(format!("input shape {} must be a list of positive integers", repr(s))))?
+                        .iter()
+                        .filter_map(Value::as_i64)
+                        .collect();
+                    if !st.params.i64_vec("InputShape", i).is_empty() {
+                        st.params.set("InputShape", i, json!(dims))?;
+                    } else {
+                        if dims.len() != 4 {
+                            return Err(Error::invalid(format!("input shape {} must have 4 dimensions [N, H, W, C]", repr(s))));
+                        }
+                        for (name, d) in ["InputN", "InputH", "InputW", "InputC"].iter().zip(&dims) {
+                            st.params.set(name, i, json!(d))?;
+                        }
+                    }
+                }
+            }
+            "save_model_image" => st.save_model_image = as_bool(key, v)?,
+            "output_class_set" => {
+                let items: Vec<Value> = match v {
+                    Value::Null => Vec::new(),
+                    Value::String(_) => vec![v.clone()],
+                    Value::Array(a) => {
+                        let mut u: Vec<Value> = Vec::new();
+                        for x in a {
+                            if !u.contains(x) {
+                                u.push(x.clone());
+                            }
+                        }
+                        u
+                    }
+                    other => return Err(Error::invalid(format!("output_class_set must be convertible to set; `{}` is not", json_type(other)))),
+                };
+                if !items.is_empty() && !items.iter().all(|x| x.is_i64() || x.is_u64()) && !items.iter().all(Value::is_string) {
+                    return Err(Error::invalid("output_class_set must contain only int or str elements"));
+                }
+                st.class_set = items;
+            }
+            "update_if_newer" => st.update_if_newer = as_bool(key, v)?,
+            "overlay_color" => {
+                match v {
+                    Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_array) => {
+                        for c in a {
+                            color(c)?;
+                        }
+                    }
+                    _ => {
+                        color(v)?;
+                    }
+                }
+                st.overlay.insert(key.into(), v.clone());
+            }
+            "overlay_line_width" => {
+                as_int(key, v)?;
+                st.overlay.insert(key.into(), v.clone());
+            }
+            "overlay_show_labels" | "overlay_show_probabilities" => {
+                as_bool(key, v)?;
+                st.overlay.insert(key.into(), v.clone());
+            }
+            "overlay_alpha" => {
+                if v.as_str() != Some("auto") && !v.as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)) {
+                    return Err(Error::invalid(format!("overlay_alpha must be a number in 0..1 or 'auto', not {}", repr(v))));
+                }
+                st.overlay.insert(key.into(), v.clone());
+            }
+            "overlay_font_scale" => {
+                as_f64(key, v)?;
+                st.overlay.insert(key.into(), v.clone());
+            }
+            "overlay_blur" => {
+                let ok = v.is_null() || v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                if !ok {
+                    return Err(Error::invalid(format!("overlay_blur must be None, 'all', a label or a list of labels, not {}", repr(v))));
+                }
+                st.overlay.insert(key.into(), v.clone());
+            }
+            other => return Err(Error::not_found(format!("Model property '{other}' does not exist"))),
+        }
+        Ok(())
+    }
+
+    fn select_devices(&self, st: &mut ModelState, list: &[u64]) -> Result<()> {
+        let avail = self.devices_available(&st.params);
+        let mask = list.iter().filter(|b| **b < 64 && avail.contains(b)).fold(0u64, |m, b| m | (1u64 << b));
+        if mask == 0 {
+            return Err(Error::invalid(format!(
+                "The list of devices to select {} and the list of available devices {} for model '{}' have zero intersection",
+                repr(&json!(list)),
+                repr(&json!(avail)),
+                self.0.name
+            )));
+        }
+        st.params.set("DeviceMask", 0, json!(mask))
+    }
+
+    /// The inference engine for the current settings, created on first use and re-created when
+    /// a setting it depends on (device, input shape, threads) changes.
+    pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
+        let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
+        let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = slot.as_ref() {
+            if e.key == key {
+                return Ok(e.clone());
+            }
+        }
+        st.params.check_version()?;
+        let e = Arc::new(Engine::new(key, &st.params)?);
+        *slot = Some(e.clone());
+        Ok(e)
+    }
+}
+
+fn shown(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => repr(other),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::Object(_) => "dict",
+        _ => "object",
+    }
+}
+
+fn default_overlay() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("overlay_color".into(), json!([255, 255, 0]));
+    m.insert("overlay_line_width".into(), json!(3));
+    m.insert("overlay_show_labels".into(), json!(true));
+    m.insert("overlay_show_probabilities".into(), json!(false));
+    m.insert("overlay_alpha".into(), json!("auto"));
+    m.insert("overlay_font_scale".into(), json!(1.0));
+    m.insert("overlay_blur".into(), Value::Null);
+    m
+}
+
+/// Section helper used by the inference layer: does input `i` take images?
+pub(crate) fn is_image_input(params: &ModelParams, i: usize) -> bool {
+    params.str("InputType", i) == "Image"
+}

@@ -1,0 +1,242 @@
+//! Batch and asynchronous prediction on the library's own worker threads.
+//!
+//! Frames are processed concurrently (decode, resize, inference on pooled sessions,
+//! post-processing) and delivered strictly in submission order. The queue is bounded by the
+//! frame queue depth: `submit` blocks when it is full (back-pressure), `try_submit` refuses.
+use crate::error::{Code, Error, Result};
+use crate::inference::{self, InferenceResult, Input};
+use crate::model::Model;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// An owned frame: one buffer per model input.
+#[derive(Debug, Clone)]
+pub enum OwnedInput {
+    Bytes(Vec<u8>),
+    Pixels { data: Vec<u8>, width: u32, height: u32, stride: usize, bgr: bool },
+}
+
+impl OwnedInput {
+    pub fn as_input(&self) -> Input<'_> {
+        match self {
+            OwnedInput::Bytes(b) => Input::Bytes(b),
+            OwnedInput::Pixels { data, width, height, stride, bgr } => Input::Pixels { data, width: *width, height: *height, stride: *stride, bgr: *bgr },
+        }
+    }
+}
+
+/// Called once per frame, in submission order, on a library thread.
+pub type Callback = Box<dyn FnMut(u64, Result<InferenceResult>) + Send>;
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+    cancelled: AtomicBool,
+}
+
+struct State {
+    /// Frames waiting for a worker: (sequence, user id, inputs).
+    queue: std::collections::VecDeque<(u64, u64, Vec<OwnedInput>)>,
+    /// Finished frames waiting for in-order delivery.
+    done: BTreeMap<u64, (u64, Result<InferenceResult>)>,
+    next_seq: u64,
+    next_deliver: u64,
+    /// Frames submitted and not yet delivered.
+    outstanding: usize,
+    closing: bool,
+}
+
+/// An asynchronous predictor for one model.
+pub struct AsyncPredictor {
+    shared: Arc<Shared>,
+    depth: usize,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    deliverer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl AsyncPredictor {
+    /// `depth` bounds frames in flight (1..=160; 0 = the model's `frame_queue_depth`).
+    pub fn new(model: Model, depth: usize, callback: Callback) -> Result<Self> {
+        let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
+        if !(1..=crate::model::MAX_FRAME_QUEUE_DEPTH as usize).contains(&depth) {
+            return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
+        }
+        // Fail early (missing runtime, bad model) rather than on the first frame.
+        model.engine(&model.state())?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State { queue: Default::default(), done: BTreeMap::new(), next_seq: 0, next_deliver: 0, outstanding: 0, closing: false }),
+            changed: Condvar::new(),
+            cancelled: AtomicBool::new(false),
+        });
+        let n_workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth);
+        let workers = (0..n_workers)
+            .map(|i| {
+                let (sh, m) = (shared.clone(), model.clone());
+                std::thread::Builder::new()
+                    .name(format!("dgzoo-worker-{i}"))
+                    .spawn(move || worker(sh, m))
+                    .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let sh = shared.clone();
+        let deliverer = std::thread::Builder::new()
+            .name("dgzoo-deliver".into())
+            .spawn(move || deliver(sh, callback))
+            .map_err(|e| Error::internal(format!("cannot start the delivery thread: {e}")))?;
+        Ok(AsyncPredictor { shared, depth, workers, deliverer: Some(deliverer) })
+    }
+
+    fn submit_inner(&self, id: u64, inputs: Vec<OwnedInput>, wait: Option<Duration>) -> Result<()> {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        let deadline = wait.map(|d| std::time::Instant::now() + d);
+        while st.outstanding >= self.depth {
+            if st.closing {
+                return Err(Error::new(Code::Cancelled, "the predictor is closing"));
+            }
+            match deadline {
+                None => st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
+                Some(dl) => {
+                    let now = std::time::Instant::now();
+                    if now >= dl {
+                        return Err(Error::new(Code::Timeout, format!("frame queue is full (queue depth is {})", self.depth)));
+                    }
+                    st = self.shared.changed.wait_timeout(st, dl - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        }
+        if st.closing {
+            return Err(Error::new(Code::Cancelled, "the predictor is closing"));
+        }
+        self.shared.cancelled.store(false, Ordering::SeqCst);
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.outstanding += 1;
+        st.queue.push_back((seq, id, inputs));
+        self.shared.changed.notify_all();
+        Ok(())
+    }
+
+    /// Queue a frame, blocking while `depth` frames are in flight.
+    pub fn submit(&self, id: u64, inputs: Vec<OwnedInput>) -> Result<()> {
+        self.submit_inner(id, inputs, None)
+    }
+
+    /// Queue a frame, waiting at most `timeout` for space (zero = don't wait).
+    pub fn try_submit(&self, id: u64, inputs: Vec<OwnedInput>, timeout: Duration) -> Result<()> {
+        self.submit_inner(id, inputs, Some(timeout))
+    }
+
+    /// Wait until every submitted frame has been delivered.
+    pub fn wait(&self) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        while st.outstanding > 0 {
+            st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Drop frames not yet started; they are delivered with a `Cancelled` error.
+    pub fn cancel(&self) {
+        let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.cancelled.store(true, Ordering::SeqCst);
+        while let Some((seq, id, _)) = st.queue.pop_front() {
+            st.done.insert(seq, (id, Err(Error::new(Code::Cancelled, "frame cancelled"))));
+        }
+        self.shared.changed.notify_all();
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
+impl Drop for AsyncPredictor {
+    fn drop(&mut self) {
+        self.wait();
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closing = true;
+        self.shared.changed.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(d) = self.deliverer.take() {
+            let _ = d.join();
+        }
+    }
+}
+
+fn worker(sh: Arc<Shared>, model: Model) {
+    loop {
+        let job = {
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                if let Some(j) = st.queue.pop_front() {
+                    break Some(j);
+                }
+                if st.closing {
+                    break None;
+                }
+                st = sh.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let Some((seq, id, inputs)) = job else { return };
+        let r = if sh.cancelled.load(Ordering::SeqCst) {
+            Err(Error::new(Code::Cancelled, "frame cancelled"))
+        } else {
+            let ins: Vec<Input> = inputs.iter().map(OwnedInput::as_input).collect();
+            // A panic in one frame becomes that frame's error; the worker lives on.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inference::predict(&model, &ins)))
+                .unwrap_or_else(|_| Err(Error::internal("internal error (panic) while processing the frame")))
+        };
+        let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.done.insert(seq, (id, r));
+        sh.changed.notify_all();
+    }
+}
+
+fn deliver(sh: Arc<Shared>, mut cb: Callback) {
+    loop {
+        let item = {
+            let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                let next = st.next_deliver;
+                if let Some(v) = st.done.remove(&next) {
+                    st.next_deliver += 1;
+                    break Some(v);
+                }
+                if st.closing && st.outstanding == 0 {
+                    break None;
+                }
+                st = sh.changed.wait(st).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let Some((id, r)) = item else { return };
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(id, r)));
+        let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.outstanding -= 1;
+        sh.changed.notify_all();
+    }
+}
+
+/// Predict a batch of frames with pipelining; results in input order.
+pub fn predict_batch(model: &Model, frames: Vec<Vec<OwnedInput>>) -> Result<Vec<Result<InferenceResult>>> {
+    let n = frames.len();
+    let out: Arc<Mutex<Vec<Option<Result<InferenceResult>>>>> = Arc::new(Mutex::new((0..n).map(|_| None).collect()));
+    {
+        let o = out.clone();
+        let depth = model.state().params.u64("FrameQueueDepth", 0).clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
+        let p = AsyncPredictor::new(
+            model.clone(),
+            depth,
+            Box::new(move |id, r| {
+                o.lock().unwrap_or_else(|p| p.into_inner())[id as usize] = Some(r);
+            }),
+        )?;
+        for (i, f) in frames.into_iter().enumerate() {
+            p.submit(i as u64, f)?;
+        }
+        p.wait();
+    }
+    let mut v = out.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(v.iter_mut().map(|r| r.take().unwrap_or_else(|| Err(Error::internal("frame result missing")))).collect())
+}

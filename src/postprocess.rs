@@ -1,0 +1,445 @@
+//! Post-processing (results-and-properties.md §1): raw output tensors become PySDK's result
+//! list — raw tensors, dequantised tensors, classification, YOLOv8 / YOLOv5-style detection
+//! with NMS. Results are in model-input pixel coordinates here; the caller maps boxes back to
+//! the original image. Shared by local inference and the AI server.
+use crate::error::{Error, Result};
+use crate::params::ModelParams;
+use crate::runtime::{ElemType, Tensor};
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Post-processing settings read from the (effective) model parameters.
+#[derive(Debug, Clone)]
+pub struct PostConfig {
+    pub kind: String,
+    pub conf_threshold: f64,
+    pub nms_threshold: f64,
+    pub top_k: usize,
+    pub max_detections: usize,
+    pub max_detections_per_class: usize,
+    pub max_classes_per_detection: usize,
+    pub regular_nms: bool,
+    pub softmax: bool,
+    pub sigmoid_cls: bool,
+    pub num_classes: usize,
+    pub class_id_adjustment: i64,
+}
+
+impl PostConfig {
+    pub fn from_params(p: &ModelParams) -> Self {
+        PostConfig {
+            kind: p.str("OutputPostprocessType", 0),
+            conf_threshold: p.f64("OutputConfThreshold", 0),
+            nms_threshold: p.f64("OutputNMSThreshold", 0),
+            top_k: p.u64("OutputTopK", 0) as usize,
+            max_detections: p.i64("MaxDetections", 0).max(0) as usize,
+            max_detections_per_class: p.i64("MaxDetectionsPerClass", 0).max(0) as usize,
+            max_classes_per_detection: p.i64("MaxClassesPerDetection", 0).max(1) as usize,
+            regular_nms: p.bool("UseRegularNMS", 0),
+            softmax: p.bool("OutputSoftmaxEn", 0),
+            sigmoid_cls: p.bool("SigmoidOnCLS", 0),
+            num_classes: p.i64("OutputNumClasses", 0).max(0) as usize,
+            class_id_adjustment: p.i64("OutputClassIDAdjustment", 0),
+        }
+    }
+}
+
+/// What post-processing produced: the result list and the tensors it references
+/// (`{"data": {"__tensor__": i}}` entries of raw-tensor results point into `tensors`).
+#[derive(Debug, Clone, Default)]
+pub struct PostOutput {
+    pub results: Vec<Value>,
+    pub tensors: Vec<Tensor>,
+    /// True when `results` holds boxes/landmarks in model coordinates.
+    pub has_coordinates: bool,
+}
+
+/// Tensor values as f32, dequantised when the tensor is quantised.
+pub fn dequantize(t: &Tensor) -> Vec<f32> {
+    let (scale, zero) = match &t.info.quant {
+        Some(q) if !q.scale.is_empty() && t.info.dtype.is_integer() => (q.scale[0], q.zero.first().copied().unwrap_or(0) as f32),
+        _ => (1.0, 0.0),
+    };
+    let b = &t.data;
+    let deq = |v: f32| if scale == 1.0 && zero == 0.0 { v } else { scale * (v - zero) };
+    match t.info.dtype {
+        ElemType::F32 => b.as_slice::<f32>().to_vec(),
+        ElemType::F64 => b.as_slice::<f64>().iter().map(|&v| v as f32).collect(),
+        ElemType::U8 | ElemType::Bool => b.as_slice::<u8>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::I8 => b.as_slice::<i8>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::U16 => b.as_slice::<u16>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::I16 => b.as_slice::<i16>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::U32 => b.as_slice::<u32>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::I32 => b.as_slice::<i32>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::U64 => b.as_slice::<u64>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::I64 => b.as_slice::<i64>().iter().map(|&v| deq(v as f32)).collect(),
+        ElemType::F16 => b.as_slice::<u16>().iter().map(|&h| f16_to_f32(h)).collect(),
+    }
+}
+
+fn f16_to_f32(h: u16) -> f32 {
+    let s = ((h >> 15) as u32) << 31;
+    let e = ((h >> 10) & 0x1f) as i32;
+    let m = (h & 0x3ff) as u32;
+    let bits = if e == 0 {
+        if m == 0 {
+            s
+        } else {
+            // subnormal
+            let mut e = -1i32;
+            let mut m = m;
+            while m & 0x400 == 0 {
+                m <<= 1;
+                e -= 1;
+            }
+            s | (((e + 127 - 14) as u32) << 23) | ((m & 0x3ff) << 13)
+        }
+    } else if e == 31 {
+        s | 0x7f80_0000 | (m << 13)
+    } else {
+        s | (((e - 15 + 127) as u32) << 23) | (m << 13)
+    };
+    f32::from_bits(bits)
+}
+
+fn label_of(labels: &BTreeMap<i64, String>, id: i64) -> String {
+    labels.get(&id).cloned().unwrap_or_else(|| id.to_string())
+}
+
+/// Raw-tensor result entry (keys as on the wire, sorted). `data` references `tensors[index]`.
+fn tensor_entry(t: &Tensor, index: usize, id: i64) -> Value {
+    let quant = match &t.info.quant {
+        Some(q) => json!({"axis": q.axis, "scale": q.scale.iter().map(|&s| s as f64).collect::<Vec<_>>(), "zero": q.zero}),
+        None => json!({"axis": -1, "scale": [1], "zero": [0]}),
+    };
+    json!({
+        "data": {"__tensor__": index, "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape},
+        "id": id,
+        "name": t.info.name,
+        "quantization": quant,
+        "shape": t.info.shape,
+        "size": t.num_elements(),
+        "type": t.info.dtype.dg_name(),
+    })
+}
+
+/// Run post-processing. `ids[i]` is output `i`'s tensor id (the engine's tensor index).
+pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<PostOutput> {
+    match cfg.kind.as_str() {
+        "None" | "Base" | "Null" | "" => {
+            let results = outputs.iter().enumerate().map(|(i, t)| tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64))).collect();
+            Ok(PostOutput { results, tensors: outputs, has_coordinates: false })
+        }
+        "Dequantization" => {
+            let tensors: Vec<Tensor> = outputs
+                .iter()
+                .map(|t| {
+                    let v = dequantize(t);
+                    let mut info = t.info.clone();
+                    info.dtype = ElemType::F32;
+                    Tensor { info, data: crate::runtime::AlignedBuf::from_bytes(bytemuck::cast_slice(&v)) }
+                })
+                .collect();
+            let mut results: Vec<Value> = Vec::new();
+            for (i, t) in tensors.iter().enumerate() {
+                let mut e = tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64));
+                if let Some(q) = &outputs[i].info.quant {
+                    e["quantization"] = json!({"axis": q.axis, "scale": q.scale.iter().map(|&s| s as f64).collect::<Vec<_>>(), "zero": q.zero});
+                }
+                results.push(e);
+            }
+            Ok(PostOutput { results, tensors, has_coordinates: false })
+        }
+        "Classification" => Ok(PostOutput { results: classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
+        "DetectionYoloV8" | "DetectionYolo" | "DetectionYoloV5" => {
+            let v8 = cfg.kind == "DetectionYoloV8";
+            Ok(PostOutput { results: yolo(cfg, &outputs, labels, v8, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
+        other => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
+    }
+}
+
+fn classification(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>) -> Result<Vec<Value>> {
+    let t = outputs.first().ok_or_else(|| Error::inference("classification model produced no output"))?;
+    let mut scores = dequantize(t);
+    if cfg.softmax && !scores.is_empty() {
+        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for s in scores.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        for s in scores.iter_mut() {
+            *s /= sum;
+        }
+    }
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    // Stable: equal scores keep class order.
+    idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
+    let chosen: Vec<usize> = if cfg.top_k > 0 {
+        idx.into_iter().take(cfg.top_k).collect()
+    } else {
+        idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect()
+    };
+    Ok(chosen
+        .into_iter()
+        .filter_map(|i| {
+            let id = i as i64 - cfg.class_id_adjustment;
+            (id >= 0).then(|| json!({"category_id": id, "label": label_of(labels, id), "score": scores[i] as f64}))
+        })
+        .collect())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Det {
+    b: [f32; 4],
+    score: f32,
+    class: usize,
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let ua = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
+    if ua <= 0.0 {
+        0.0
+    } else {
+        inter / ua
+    }
+}
+
+/// Greedy NMS over detections sorted by score (descending); keeps at most `limit`.
+fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
+    dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+    let mut keep: Vec<Det> = Vec::new();
+    for d in dets {
+        if keep.len() >= limit {
+            break;
+        }
+        if keep.iter().all(|k| iou(&k.b, &d.b) <= thr) {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+/// YOLO decoding of a single output tensor: v8 `[1, 4+nc, N]` (or `[1, N, 4+nc]`) with
+/// class scores; v5 `[1, N, 5+nc]` with objectness. Boxes are centre/size in input pixels
+/// (normalised coordinates are scaled by the input size).
+fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, v8: bool, input_wh: (f32, f32)) -> Result<Vec<Value>> {
+    if outputs.len() != 1 {
+        return Err(Error::unsupported(format!("{} post-processing supports models with one output tensor; this model has {}", cfg.kind, outputs.len())));
+    }
+    let t = &outputs[0];
+    let data = dequantize(t);
+    let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
+    let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    if dims.len() != 2 {
+        return Err(Error::unsupported(format!("{} output of shape {:?} is not supported", cfg.kind, t.info.shape)));
+    }
+    let extra = if v8 { 4 } else { 5 };
+    let nc = if cfg.num_classes > 0 { cfg.num_classes } else { dims[0].min(dims[1]).saturating_sub(extra) };
+    let attrs = nc + extra;
+    // Channels-first when the first dim is the attribute dim.
+    let (n, channels_first) = if dims[0] == attrs && dims[1] != attrs {
+        (dims[1], true)
+    } else if dims[1] == attrs {
+        (dims[0], false)
+    } else {
+        return Err(Error::bad_model(format!("{} output of shape {:?} does not hold {nc} classes", cfg.kind, t.info.shape)));
+    };
+    let at = |a: usize, j: usize| if channels_first { data[a * n + j] } else { data[j * attrs + a] };
+    let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+    let thr = cfg.conf_threshold as f32;
+    let mut norm_scale = (1.0f32, 1.0f32);
+    // Normalised boxes: every centre within [0, 1.5] → scale by the input size.
+    if (0..n).all(|j| at(0, j).abs() <= 1.5 && at(1, j).abs() <= 1.5) && n > 0 {
+        norm_scale = input_wh;
+    }
+    let mut cands: Vec<Det> = Vec::new();
+    let mut cls_scores: Vec<(usize, f32)> = Vec::with_capacity(nc);
+    for j in 0..n {
+        let obj = if v8 { 1.0 } else { at(4, j) };
+        if !v8 && obj < thr {
+            continue;
+        }
+        cls_scores.clear();
+        for c in 0..nc {
+            let mut s = at(extra + c, j);
+            if cfg.sigmoid_cls {
+                s = sig(s);
+            }
+            s *= obj;
+            if s >= thr {
+                cls_scores.push((c, s));
+            }
+        }
+        if cls_scores.is_empty() {
+            continue;
+        }
+        cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        let (cx, cy, w, h) = (at(0, j) * norm_scale.0, at(1, j) * norm_scale.1, at(2, j) * norm_scale.0, at(3, j) * norm_scale.1);
+        let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
+        for &(c, s) in cls_scores.iter().take(cfg.max_classes_per_detection) {
+            cands.push(Det { b, score: s, class: c });
+        }
+    }
+    let nms_thr = cfg.nms_threshold as f32;
+    let mut kept = if cfg.regular_nms {
+        let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
+        for d in cands {
+            by_class.entry(d.class).or_default().push(d);
+        }
+        by_class.into_values().flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class)).collect::<Vec<_>>()
+    } else {
+        nms(cands, nms_thr, cfg.max_detections)
+    };
+    kept.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+    kept.truncate(cfg.max_detections);
+    Ok(kept
+        .into_iter()
+        .map(|d| {
+            let id = d.class as i64 - cfg.class_id_adjustment;
+            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
+        })
+        .collect())
+}
+
+/// Keep only results whose label / category_id is in `class_set` (client-side filter).
+pub fn filter_class_set(results: &mut Vec<Value>, class_set: &[Value]) {
+    if class_set.is_empty() {
+        return;
+    }
+    let by_label = class_set[0].is_string();
+    results.retain(|r| {
+        let Some(o) = r.as_object() else { return true };
+        let key = if by_label { o.get("label") } else { o.get("category_id") };
+        key.is_some_and(|k| class_set.contains(k))
+    });
+}
+
+/// Map `bbox` corners and landmark x,y of detection results to original-image coordinates.
+pub fn map_coordinates(results: &mut [Value], conv: &dyn Fn(f64, f64) -> (f64, f64)) {
+    for r in results.iter_mut() {
+        let Some(o) = r.as_object_mut() else { continue };
+        if let Some(Value::Array(b)) = o.get_mut("bbox") {
+            if b.len() == 4 {
+                let v: Vec<f64> = b.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect();
+                let (x1, y1) = conv(v[0], v[1]);
+                let (x2, y2) = conv(v[2], v[3]);
+                *b = vec![json!(x1), json!(y1), json!(x2), json!(y2)];
+            }
+        }
+        if let Some(Value::Array(lms)) = o.get_mut("landmarks") {
+            for lm in lms.iter_mut() {
+                if let Some(Value::Array(p)) = lm.get_mut("landmark") {
+                    if p.len() >= 2 {
+                        let (x, y) = conv(p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0));
+                        *p = vec![json!(x), json!(y)];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Results to JSON text (the PySDK `results` list).
+pub fn to_json(results: &[Value]) -> String {
+    serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
+}
+
+#[allow(dead_code)]
+fn _map(_: Map<String, Value>) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{AlignedBuf, Quant, TensorInfo};
+
+    fn tensor(shape: &[i64], v: &[f32]) -> Tensor {
+        Tensor { info: TensorInfo { name: "o".into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None }, data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)) }
+    }
+
+    fn cfg(kind: &str) -> PostConfig {
+        PostConfig::from_params(&ModelParams::from_value(json!({"POST_PROCESS":[{"OutputPostprocessType": kind}]})).unwrap())
+    }
+
+    #[test]
+    fn classification_softmax_topk() {
+        let mut c = cfg("Classification");
+        c.softmax = true;
+        c.top_k = 2;
+        let labels: BTreeMap<i64, String> = [(0, "a".to_string()), (2, "c".to_string())].into();
+        let r = run(&c, vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])], &[], &labels, (1.0, 1.0)).unwrap().results;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0]["label"], "c");
+        assert_eq!(r[1]["category_id"], 0);
+        let e: f32 = 1.0f32.exp() + 1.0 + 2.0f32.exp();
+        assert!((r[0]["score"].as_f64().unwrap() - (2.0f32.exp() / e) as f64).abs() < 1e-6);
+        c.top_k = 0;
+        c.conf_threshold = 0.2;
+        let r = run(&c, vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])], &[], &labels, (1.0, 1.0)).unwrap().results;
+        assert_eq!(r.len(), 2, "the 0.09 class is under the threshold");
+        assert_eq!(r[1]["label"], "a");
+    }
+
+    #[test]
+    fn quantized_classification() {
+        let mut t = Tensor {
+            info: TensorInfo { name: "o".into(), shape: vec![1, 2], dtype: ElemType::U8, quant: Some(Quant { axis: 0, scale: vec![0.5], zero: vec![10] }), id: None },
+            data: AlignedBuf::from_bytes(&[12, 8]),
+        };
+        assert_eq!(dequantize(&t), vec![1.0, -1.0]);
+        t.info.quant = None;
+        assert_eq!(dequantize(&t), vec![12.0, 8.0]);
+    }
+
+    #[test]
+    fn yolov8_decode_and_nms() {
+        // 2 classes, 3 anchors, channels-first [1, 6, 3]
+        let n = 3;
+        let mut v = vec![0f32; 6 * n];
+        let set = |v: &mut Vec<f32>, a: usize, j: usize, x: f32| v[a * n + j] = x;
+        // anchor 0: box (10,10,20,20) class 0 .9; anchor 1: nearly same box class 0 .8 (suppressed)
+        // anchor 2: same box class 1 .7 (kept: per-class NMS)
+        for (j, (cls, s)) in [(0, 0.9), (0, 0.8), (1, 0.7)].iter().enumerate() {
+            set(&mut v, 0, j, 15.0);
+            set(&mut v, 1, j, 15.0);
+            set(&mut v, 2, j, 10.0 + j as f32 * 0.1);
+            set(&mut v, 3, j, 10.0);
+            set(&mut v, 4 + cls, j, *s);
+        }
+        let mut c = cfg("DetectionYoloV8");
+        c.num_classes = 2;
+        c.conf_threshold = 0.3;
+        c.nms_threshold = 0.5;
+        c.regular_nms = true;
+        let labels = BTreeMap::new();
+        let r = run(&c, vec![tensor(&[1, 6, 3], &v)], &[], &labels, (320.0, 320.0)).unwrap().results;
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0]["bbox"], json!([10.0, 10.0, 20.0, 20.0]));
+        assert_eq!(r[0]["category_id"], 0);
+        assert_eq!(r[1]["category_id"], 1);
+        assert_eq!(r[1]["label"], "1");
+        c.regular_nms = false;
+        let r = run(&c, vec![tensor(&[1, 6, 3], &v)], &[], &labels, (320.0, 320.0)).unwrap().results;
+        assert_eq!(r.len(), 1, "class-agnostic NMS keeps one box");
+    }
+
+    #[test]
+    fn class_set_filter() {
+        let mut r = vec![json!({"label": "a", "category_id": 1}), json!({"label": "b", "category_id": 2})];
+        filter_class_set(&mut r, &[json!("b")]);
+        assert_eq!(r.len(), 1);
+        let mut r = vec![json!({"label": "a", "category_id": 1}), json!({"label": "b", "category_id": 2})];
+        filter_class_set(&mut r, &[json!(1)]);
+        assert_eq!(r[0]["label"], "a");
+    }
+
+    #[test]
+    fn unknown_type() {
+        let e = run(&cfg("Fancy"), vec![], &[], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
+        assert_eq!(e.message, "Postprocessor type 'Fancy' is not known");
+    }
+}

@@ -1,0 +1,140 @@
+//! The zoo manager: `connect` classifies the arguments, opens the matching accessor and keeps
+//! a snapshot of the model list; `list_models`, `model_info`, `system_info` and `load_model`
+//! follow PySDK 1.5.0 (zoo-and-filters.md).
+pub mod address;
+pub mod filter;
+pub mod local;
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::params::ModelParams;
+use address::{Host, ZooLocation};
+use filter::{DevicePair, Filters};
+use local::ZooEntry;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+
+/// "Software Version" reported in system info.
+pub const SOFTWARE_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A connection to a zoo plus an inference host. Immutable after `connect`: safe to share
+/// between threads.
+#[derive(Debug)]
+pub struct Zoo {
+    host: Host,
+    location: ZooLocation,
+    zoo_url: String,
+    models: Vec<ZooEntry>,
+    by_name: HashMap<String, usize>,
+    system_info: Value,
+    system_pairs: Vec<DevicePair>,
+}
+
+/// System info of this machine's local runtimes: `{"Devices": {"RT/DEV": [..]}, "Software Version": ..}`.
+pub fn local_system_info() -> Value {
+    let mut devices = Map::new();
+    for a in crate::runtime::agents() {
+        for (dev, entries) in a.devices() {
+            devices.insert(format!("{}/{dev}", a.runtime()), Value::Array(entries.into_iter().map(Value::Object).collect()));
+        }
+    }
+    let mut m = Map::new();
+    m.insert("Devices".into(), Value::Object(devices));
+    m.insert("Software Version".into(), SOFTWARE_VERSION.into());
+    Value::Object(m)
+}
+
+/// Device pairs from a system-info value, in its order.
+pub fn system_pairs(info: &Value) -> Vec<DevicePair> {
+    info.get("Devices")
+        .and_then(Value::as_object)
+        .map(|d| d.keys().filter_map(|k| k.split_once('/')).map(|(r, d)| (r.to_string(), d.to_string())).collect())
+        .unwrap_or_default()
+}
+
+impl Zoo {
+    /// `connect(host, zoo_url, token)`.
+    pub fn connect(host: &str, zoo_url: &str, _token: &str) -> Result<Zoo> {
+        let (host, location) = address::classify(host, zoo_url)?;
+        let (models, system_info) = match (&host, &location) {
+            (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), local_system_info()),
+            (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, local_system_info()),
+            (Host::Local, ZooLocation::Cloud(c)) => {
+                return Err(Error::unsupported(format!("local inference with the cloud zoo '{}' is not available in this build of dgzoo yet", c.url())))
+            }
+            (Host::AiServer(a), _) => {
+                return Err(Error::unsupported(format!("AI server inference ('{}:{}') is not available in this build of dgzoo yet", a.host, a.port)))
+            }
+            (Host::Cloud, _) => return Err(Error::unsupported("cloud inference is not available in this build of dgzoo yet")),
+            (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
+        };
+        let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let system_pairs = system_pairs(&system_info);
+        Ok(Zoo { host, location, zoo_url: zoo_url.to_string(), models, by_name, system_info, system_pairs })
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+    pub fn location(&self) -> &ZooLocation {
+        &self.location
+    }
+
+    /// Model names passing `filters`: sorted names.
+    pub fn list_names(&self, filters: &Filters) -> Vec<String> {
+        let mut names: Vec<String> = self.filtered(filters).into_iter().map(|i| self.models[i].name.clone()).collect();
+        names.sort();
+        names
+    }
+
+    /// Models passing `filters` with their full-form parameters, in zoo order.
+    pub fn list_full(&self, filters: &Filters) -> Vec<(String, Value)> {
+        self.filtered(filters).into_iter().map(|i| (self.models[i].name.clone(), self.models[i].params.full_form())).collect()
+    }
+
+    fn filtered(&self, filters: &Filters) -> Vec<usize> {
+        let list: Vec<(&str, &ModelParams)> = self.models.iter().map(|e| (e.name.as_str(), &e.params)).collect();
+        filter::apply(&list, filters, &self.system_pairs)
+    }
+
+    fn entry(&self, name: &str) -> Result<&ZooEntry> {
+        self.by_name
+            .get(name)
+            .map(|&i| &self.models[i])
+            .ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
+    }
+
+    /// Full-form parameters of one model (a copy: editing it changes nothing).
+    pub fn model_info(&self, name: &str) -> Result<Value> {
+        Ok(self.entry(name)?.params.full_form())
+    }
+
+    pub fn system_info(&self) -> &Value {
+        &self.system_info
+    }
+
+    /// `RT/DEV` keys of the system info, in order.
+    pub fn supported_device_types(&self) -> Vec<String> {
+        self.system_pairs.iter().map(|(r, d)| format!("{r}/{d}")).collect()
+    }
+
+    pub fn system_device_pairs(&self) -> &[DevicePair] {
+        &self.system_pairs
+    }
+
+    /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
+    pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
+        let entry = self.entry(name)?;
+        let model = Model::new_local(entry, &self.system_info, &self.system_pairs)?;
+        match properties {
+            Value::Null => {}
+            Value::Object(props) => {
+                for (k, v) in props {
+                    model.set_property_from_load(k, v)?;
+                }
+            }
+            _ => return Err(Error::invalid("model properties must be a JSON object")),
+        }
+        Ok(model)
+    }
+}
