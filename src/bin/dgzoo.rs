@@ -1,4 +1,0 @@
-//! `dgzoo` command-line tool.
-fn main() {
-    println!("dgzoo {}", dgzoo::VERSION);
-}
