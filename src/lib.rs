@@ -22,6 +22,7 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod protocol;
 pub(crate) mod pyrepr;
+pub mod remote;
 pub mod runtime;
 pub mod server;
 pub mod zoo;

@@ -64,7 +64,7 @@ impl AsyncPredictor {
             return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
         }
         // Fail early (missing runtime, bad model) rather than on the first frame.
-        model.engine(&model.state())?;
+        model.ready()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State { queue: Default::default(), done: BTreeMap::new(), next_seq: 0, next_deliver: 0, outstanding: 0, closing: false }),
             changed: Condvar::new(),
