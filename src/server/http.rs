@@ -136,7 +136,7 @@ fn handle(state: &Arc<State>, mut req: Request) {
         Ok(data) => {
             let _ = req.respond(json_response(200, &data.unwrap_or(Value::Null)));
             if op == "shutdown" {
-                state.request_stop();
+                state.request_stop(true);
             }
         }
         Err(text) => {

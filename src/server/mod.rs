@@ -81,10 +81,14 @@ pub struct State {
     trace: Mutex<VecDeque<String>>,
     trace_levels: Mutex<Map<String, Value>>,
     asio_addr: Mutex<Option<SocketAddr>>,
+    /// Set when a client asked for shutdown (see `request_stop`).
+    stopped_at: Mutex<Option<std::time::Instant>>,
     http_server: Mutex<Option<Arc<tiny_http::Server>>>,
 }
 
 const TRACE_LINES: usize = 1000;
+/// How long the asio listener keeps accepting (and ignoring) connections after `shutdown`.
+const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
 
 impl State {
@@ -193,13 +197,26 @@ impl State {
         Value::Null
     }
 
-    /// Stop accepting (both listeners).
-    fn request_stop(&self) {
+    /// Stop accepting (both listeners). After a client's `shutdown` the asio listener stays
+    /// up for `SHUTDOWN_GRACE`: DeGirum's client then connects once more to send its wake-up
+    /// packet and fails if that connection is refused.
+    fn request_stop(&self, grace: bool) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(a) = *self.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) {
             // Wake the accept loop.
             let ip = if a.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { a.ip() };
-            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
+            let wake = move || {
+                let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
+            };
+            if grace {
+                *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                let _ = std::thread::Builder::new().name("dgzoo-wake".into()).spawn(move || {
+                    std::thread::sleep(SHUTDOWN_GRACE + Duration::from_millis(50));
+                    wake();
+                });
+            } else {
+                wake();
+            }
         }
         if let Some(h) = self.http_server.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             h.unblock();
@@ -305,6 +322,7 @@ impl Server {
             trace: Mutex::new(VecDeque::new()),
             trace_levels: Mutex::new(levels),
             asio_addr: Mutex::new(None),
+            stopped_at: Mutex::new(None),
             http_server: Mutex::new(None),
         });
         state.rescan();
@@ -326,7 +344,7 @@ impl Server {
                 (_, p) => p,
             };
             let (addr, h) = http::start(state.clone(), &cfg.host, port).map_err(|e| {
-                state.request_stop();
+                state.request_stop(false);
                 e
             })?;
             state.log_info(&format!("http protocol listening on {addr}"));
@@ -344,7 +362,7 @@ impl Server {
 
     /// Stop accepting connections and wait for the listener threads.
     pub fn shutdown(mut self) {
-        self.state.request_stop();
+        self.state.request_stop(false);
         self.join();
     }
 
@@ -366,7 +384,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.asio.is_some() || self.http.is_some() {
-            self.state.request_stop();
+            self.state.request_stop(false);
             self.join();
         }
     }
@@ -375,7 +393,16 @@ impl Drop for Server {
 fn asio_accept(state: Arc<State>, l: TcpListener) {
     for conn in l.incoming() {
         if state.stop.load(Ordering::SeqCst) {
-            break;
+            let grace_over = state.stopped_at.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|t| t.elapsed() >= SHUTDOWN_GRACE);
+            if grace_over {
+                break;
+            }
+            // The client's post-shutdown wake-up: read its empty packet and close.
+            if let Ok(mut s) = conn {
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+                let _ = protocol::read_packet(&mut s, 0);
+            }
+            continue;
         }
         let sock = match conn {
             Ok(s) => s,
@@ -474,7 +501,7 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
         };
         let ok = send_json(&mut sock, &reply).is_ok();
         if op == "shutdown" && reply.get("success") == Some(&json!(true)) {
-            state.request_stop();
+            state.request_stop(true);
         }
         if !ok {
             return;
