@@ -312,6 +312,11 @@ impl Model {
         self.0.remote.as_deref()
     }
 
+    /// Does this model run on an AI server?
+    pub fn is_remote(&self) -> bool {
+        self.0.remote.is_some()
+    }
+
     /// Make sure the model can run: loads the local engine (remote models need nothing).
     pub(crate) fn ready(&self) -> Result<()> {
         if self.remote().is_none() {

@@ -14,7 +14,7 @@ use crate::protocol;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// An open stream: the effective parameters and the engine they run on.
@@ -83,15 +83,35 @@ impl State {
             input_shapes: (0..params.num_inputs()).map(|i| params.input_shape(i, None)).collect(),
             devices,
         };
-        // One lock for lookup and load: concurrent first streams of a model share one load.
-        let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(e) = cache.iter().find(|e| e.key == key) {
+        // The cache lock only finds or adds the model's slot; loading happens under the slot's
+        // own lock, so streams of other (loaded) models are not held up by a slow load, and
+        // concurrent first streams of one model share a single load.
+        let slot = {
+            let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+            match cache.iter().find(|s| s.key == key) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) });
+                    cache.push(s.clone());
+                    s
+                }
+            }
+        };
+        let mut e = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = e.as_ref() {
             return Ok(e.clone());
         }
-        let e = Arc::new(Engine::new(key, params)?);
-        cache.push(e.clone());
-        Ok(e)
+        // A failed load leaves the slot empty: the next stream tries again.
+        let engine = Arc::new(Engine::new(key, params)?);
+        *e = Some(engine.clone());
+        Ok(engine)
     }
+}
+
+/// One cached engine (or one being loaded).
+pub struct EngineSlot {
+    pub key: EngineKey,
+    pub engine: Mutex<Option<Arc<Engine>>>,
 }
 
 impl StreamSession {

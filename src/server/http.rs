@@ -216,7 +216,11 @@ fn ws_stream<S: Read + Write>(state: &Arc<State>, ws: &mut WebSocket<S>) {
                 };
                 let out = match reply {
                     Ok(s) => {
-                        let params = s.params.full_form();
+                        let mut params = s.params.full_form();
+                        // The effective parameters go back to the client, but never a token.
+                        if params.get("CloudToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+                            params["CloudToken"] = json!("");
+                        }
                         session = Some(s);
                         protocol::ws_config_ok(&params)
                     }

@@ -73,7 +73,7 @@ pub struct State {
     zoo_dir: PathBuf,
     zoo: RwLock<Arc<Vec<ZooEntry>>>,
     system_info: Value,
-    engines: Mutex<Vec<Arc<crate::inference::Engine>>>,
+    engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
     max_packet: usize,
     level: Level,
@@ -153,16 +153,17 @@ impl State {
     }
 
     fn cache_dump(&self) -> Value {
-        let engines = self.engines.lock().unwrap_or_else(|p| p.into_inner());
-        let list: Vec<Value> = engines
+        let slots: Vec<Arc<frame::EngineSlot>> = self.engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let list: Vec<Value> = slots
             .iter()
-            .map(|e| {
-                let file = e.key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                json!(format!("{}/{}: {file}", e.key.runtime, e.key.device))
+            .filter(|s| s.engine.lock().unwrap_or_else(|p| p.into_inner()).is_some())
+            .map(|s| {
+                let file = s.key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                json!(format!("{}/{}: {file}", s.key.runtime, s.key.device))
             })
             .collect();
         json!({
-            "AgentCacheSize": engines.len(),
+            "AgentCacheSize": list.len(),
             "AgentList": list,
             "CurrentlyUsedMemory_MB": proc_kb("/proc/self/status", "VmRSS:") / 1024,
             "TotalSystemMemory_MB": proc_kb("/proc/meminfo", "MemTotal:") / 1024,
@@ -547,5 +548,27 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn management_ops_only_from_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::new(dir.path());
+        cfg.port = 0;
+        cfg.quiet = true;
+        let server = Server::start(cfg).unwrap();
+        let remote = Some(IpAddr::from([10, 1, 2, 3]));
+        for op in ["shutdown", "zoo_manage"] {
+            let e = server.state.run_command(op, &json!({"args": {"rescan": 1}}), remote).unwrap_err();
+            assert!(e.contains("from remote client is prohibited"), "{e}");
+        }
+        assert!(server.state.run_command("system_info", &json!({}), remote).is_ok());
+        assert!(server.state.run_command("zoo_manage", &json!({"args": {"rescan": 1}}), Some(IpAddr::from([127, 0, 0, 1]))).is_ok());
+        assert!(!server.state.stop.load(Ordering::SeqCst));
     }
 }
