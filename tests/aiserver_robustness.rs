@@ -319,3 +319,33 @@ fn http_routes_and_unmasked_websocket() {
     drop(s);
     assert_eq!(http(addr, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
 }
+
+#[test]
+fn many_concurrent_websocket_streams_stay_open() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Http);
+    let addr = format!("http://127.0.0.1:{}", server.http_addr().unwrap().port());
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    // All streams are opened first and held, then each runs frames: long-lived upgraded
+    // connections must not keep new ones from being served.
+    let mut streams: Vec<_> = (0..24).map(|i| client.open_stream(EFF, &json!({})).unwrap_or_else(|e| panic!("stream {i}: {e}"))).collect();
+    let handles: Vec<_> = streams
+        .drain(..)
+        .map(|mut s| {
+            let jpeg = jpeg.clone();
+            std::thread::spawn(move || {
+                (0..2)
+                    .map(|_| {
+                        s.send_frame(std::slice::from_ref(&jpeg)).unwrap();
+                        protocol::decode_results(&s.recv(Duration::from_secs(120)).unwrap()).unwrap().unwrap().0[0]["label"].clone()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        assert_eq!(h.join().unwrap(), vec![json!("Egyptian cat"); 2]);
+    }
+    assert_eq!(http(server.http_addr().unwrap(), "GET", "/v1/system_info", None).0, 200);
+}

@@ -1,41 +1,46 @@
 //! The HTTP side of the AI server: REST routes under `/v1/` (JSON, CORS) and the WebSocket
 //! stream `/v1/stream` (JSON configuration text message, then binary frames and msgpack
-//! results). One thread per request / WebSocket.
+//! results). A small HTTP/1.1 server of our own, one thread per connection (keep-alive):
+//! tiny_http 0.12 was tried first, but with several upgraded (long-lived) WebSocket
+//! connections open it stopped handing over new requests.
 use super::{Level, State};
 use crate::error::{Error, Result};
 use crate::protocol;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use std::time::Duration;
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
+/// Idle time before a keep-alive connection is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const MAX_LINE: usize = 16 << 10;
+const MAX_HEADERS: usize = 100;
+/// Largest REST request body (the routes take small JSON arguments).
+const MAX_BODY: usize = 16 << 20;
+
 pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let server = tiny_http::Server::http((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
-    let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("http listener has no IP address"))?;
-    let server = Arc::new(server);
-    *state.http_server.lock().unwrap_or_else(|p| p.into_inner()) = Some(server.clone());
+    let l = TcpListener::bind((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
+    let addr = l.local_addr().map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
+    *state.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     let h = std::thread::Builder::new()
         .name("dgzoo-http".into())
         .spawn(move || {
-            loop {
+            for conn in l.incoming() {
                 if state.stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let req = match server.recv() {
-                    Ok(r) => r,
-                    Err(_) => break,
+                let Ok(sock) = conn else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
                 };
-                if state.stop.load(Ordering::SeqCst) {
-                    break;
-                }
                 let st = state.clone();
-                let _ = std::thread::Builder::new().name("dgzoo-http-req".into()).spawn(move || {
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handle(&st, req)));
+                let _ = std::thread::Builder::new().name("dgzoo-http-conn".into()).spawn(move || {
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection(&st, sock)));
                 });
             }
             state.log_info("http listener stopped");
@@ -44,87 +49,210 @@ pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketA
     Ok((addr, h))
 }
 
-fn header(name: &str, value: &str) -> Header {
-    // Names and values here are ASCII constants or computed base64: always valid.
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
+struct Request {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
 }
 
-fn cors(mut r: Response<std::io::Cursor<Vec<u8>>>) -> Response<std::io::Cursor<Vec<u8>>> {
+impl Request {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+struct Response {
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    extra: Vec<(&'static str, String)>,
+}
+
+fn json_response(status: u16, v: &Value) -> Response {
+    Response { status, content_type: "application/json", body: v.to_string().into_bytes(), extra: Vec::new() }
+}
+
+fn text_response(status: u16, text: &str) -> Response {
+    Response { status, content_type: "text/plain", body: text.as_bytes().to_vec(), extra: Vec::new() }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        500 => "Internal Server Error",
+        _ => "",
+    }
+}
+
+fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
+    if r.status != 204 {
+        head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", r.content_type, r.body.len()));
+    }
     for (k, v) in [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")] {
-        r.add_header(header(k, v));
+        head.push_str(&format!("{k}: {v}\r\n"));
     }
-    r
+    for (k, v) in &r.extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
+    let mut out = head.into_bytes();
+    if r.status != 204 {
+        out.extend_from_slice(&r.body);
+    }
+    w.write_all(&out)?;
+    w.flush()
 }
 
-fn json_response(status: u16, v: &Value) -> Response<std::io::Cursor<Vec<u8>>> {
-    cors(Response::from_data(v.to_string().into_bytes()).with_status_code(StatusCode(status)).with_header(header("Content-Type", "application/json")))
+/// One line, bounded; `None` on EOF before any byte.
+fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
+    let mut buf = Vec::new();
+    let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut buf)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if !buf.ends_with(b"\n") {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "header line too long or truncated"));
+    }
+    Ok(Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()))
 }
 
-fn text_response(status: u16, text: &str) -> Response<std::io::Cursor<Vec<u8>>> {
-    cors(Response::from_data(text.as_bytes().to_vec()).with_status_code(StatusCode(status)).with_header(header("Content-Type", "text/plain")))
+/// Read one request. `Ok(None)`: the client closed an idle connection.
+fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, Response> {
+    let bad = |m: &str| text_response(400, &format!("400 Bad Request: {m}"));
+    let line = match read_line(r) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(None),
+        Err(_) => return Ok(None),
+    };
+    let mut parts = line.split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad("malformed request line")) };
+    if !version.starts_with("HTTP/1.") {
+        return Err(bad("unsupported HTTP version"));
+    }
+    let mut headers = Vec::new();
+    loop {
+        let l = read_line(r).map_err(|_| bad("malformed headers"))?.ok_or_else(|| bad("truncated headers"))?;
+        if l.is_empty() {
+            break;
+        }
+        if headers.len() >= MAX_HEADERS {
+            return Err(bad("too many headers"));
+        }
+        let (k, v) = l.split_once(':').ok_or_else(|| bad("malformed header"))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let mut req = Request { method: method.to_string(), path: target.split('?').next().unwrap_or_default().to_string(), headers, body: Vec::new() };
+    if req.header("Transfer-Encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
+        return Err(bad("chunked request bodies are not supported"));
+    }
+    let len = match req.header("Content-Length") {
+        Some(v) => v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?,
+        None => 0,
+    };
+    if len > MAX_BODY {
+        return Err(text_response(413, "413 Payload Too Large"));
+    }
+    req.body = vec![0u8; len];
+    r.read_exact(&mut req.body).map_err(|_| bad("truncated body"))?;
+    Ok(Some(req))
 }
 
-fn handle(state: &Arc<State>, mut req: Request) {
-    let peer: Option<IpAddr> = req.remote_addr().map(|a| a.ip());
-    let url = req.url().split('?').next().unwrap_or_default().to_string();
-    let method = req.method().clone();
-    state.log(Level::Debug, &format!("http {method} {url}"));
-    if url == "/v1/stream" && method == Method::Get {
-        return websocket(state, req);
-    }
-    if method == Method::Options {
-        let mut r = text_response(204, "");
-        r.add_header(header("Allow", "OPTIONS, GET, POST"));
-        let _ = req.respond(r);
-        return;
-    }
-    let path: Vec<&str> = url.trim_start_matches('/').split('/').collect();
-    // (op, allowed methods) for the route; label_dictionary and sleep carry a path argument.
-    let (op, methods): (&str, &[Method]) = match path.as_slice() {
-        ["v1", "modelzoo"] => ("modelzoo", &[Method::Get]),
-        ["v1", "system_info"] => ("system_info", &[Method::Get]),
-        ["v1", "label_dictionary", _] => ("label_dictionary", &[Method::Get]),
-        ["v1", "sleep", _] => ("sleep", &[Method::Post]),
-        ["v1", "shutdown"] => ("shutdown", &[Method::Post]),
-        ["v1", "trace_manage"] => ("trace_manage", &[Method::Post]),
-        ["v1", "zoo_manage"] => ("zoo_manage", &[Method::Post]),
-        ["v1", "dev_ctrl"] => ("dev_ctrl", &[Method::Post, Method::Get]),
-        _ => {
-            let _ = req.respond(text_response(404, "404 Not Found"));
+fn connection(state: &Arc<State>, sock: TcpStream) {
+    let peer: Option<IpAddr> = sock.peer_addr().ok().map(|a| a.ip());
+    let _ = sock.set_read_timeout(Some(IDLE_TIMEOUT));
+    let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
+    let _ = sock.set_nodelay(true);
+    let Ok(mut writer) = sock.try_clone() else { return };
+    let mut reader = BufReader::new(sock);
+    loop {
+        let req = match read_request(&mut reader) {
+            Ok(Some(r)) => r,
+            Ok(None) => return,
+            Err(resp) => {
+                let _ = write_response(&mut writer, &resp, false);
+                return;
+            }
+        };
+        state.log(Level::Debug, &format!("http {} {}", req.method, req.path));
+        let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if req.path == "/v1/stream" && req.method == "GET" && upgrade {
+            let Some(key) = req.header("Sec-WebSocket-Key") else {
+                let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
+                return;
+            };
+            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
+            if writer.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            // Frames the client sent right behind the handshake are already in our buffer.
+            let leftover = reader.buffer().to_vec();
+            let sock = reader.into_inner();
+            // Streams may idle between frames as long as the client likes.
+            let _ = sock.set_read_timeout(None);
+            let mut ws = WebSocket::from_partially_read(sock, leftover, Role::Server, Some(protocol::http::ws_config(state.max_packet, true)));
+            ws_stream(state, &mut ws);
+            let _ = ws.close(None);
+            let _ = ws.flush();
             return;
         }
+        let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let (resp, shutdown) = route(state, &req, peer);
+        let sent = write_response(&mut writer, &resp, !close && !shutdown).is_ok();
+        if shutdown {
+            state.request_stop(false);
+        }
+        if !sent || close || shutdown || state.stop.load(Ordering::SeqCst) {
+            return;
+        }
+    }
+}
+
+/// Serve one REST request; the flag asks the caller to stop the server after replying.
+fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, bool) {
+    if req.method == "OPTIONS" {
+        let mut r = text_response(204, "");
+        r.extra.push(("Allow", "OPTIONS, GET, POST".into()));
+        return (r, false);
+    }
+    let path: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+    // (op, allowed methods); label_dictionary and sleep carry a path argument.
+    let (op, methods): (&str, &[&str]) = match path.as_slice() {
+        ["v1", "modelzoo"] => ("modelzoo", &["GET"]),
+        ["v1", "system_info"] => ("system_info", &["GET"]),
+        ["v1", "label_dictionary", _] => ("label_dictionary", &["GET"]),
+        ["v1", "sleep", _] => ("sleep", &["POST"]),
+        ["v1", "shutdown"] => ("shutdown", &["POST"]),
+        ["v1", "trace_manage"] => ("trace_manage", &["POST"]),
+        ["v1", "zoo_manage"] => ("zoo_manage", &["POST"]),
+        ["v1", "dev_ctrl"] => ("dev_ctrl", &["POST", "GET"]),
+        _ => return (text_response(404, "404 Not Found"), false),
     };
-    if !methods.contains(&method) {
-        let _ = req.respond(text_response(405, "405 Method Not Allowed"));
-        return;
+    if !methods.contains(&req.method.as_str()) {
+        return (text_response(405, "405 Method Not Allowed"), false);
     }
     let mut msg = json!({});
     match op {
         "label_dictionary" => msg["name"] = json!(percent_decode(path[2])),
         "sleep" => match path[2].parse::<f64>() {
             Ok(ms) => msg["sleep_time_ms"] = json!(ms),
+            Err(_) => return (json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))), false),
+        },
+        "trace_manage" | "zoo_manage" | "dev_ctrl" if req.method == "POST" => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(args) => msg["args"] = args,
             Err(_) => {
-                let _ = req.respond(json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))));
-                return;
+                let text = protocol::dg_error_text("ERROR", "Parsing error", "request body is not valid JSON", &[]);
+                return (json_response(500, &protocol::frame_err(&text)), false);
             }
         },
-        "trace_manage" | "zoo_manage" | "dev_ctrl" if method == Method::Post => {
-            let mut body = Vec::new();
-            let parsed = req
-                .as_reader()
-                .take(state.max_packet.min(16 << 20) as u64)
-                .read_to_end(&mut body)
-                .ok()
-                .and_then(|_| serde_json::from_slice::<Value>(&body).ok());
-            match parsed {
-                Some(args) => msg["args"] = args,
-                None => {
-                    let text = protocol::dg_error_text("ERROR", "Parsing error", "request body is not valid JSON", &[]);
-                    let _ = req.respond(json_response(500, &protocol::frame_err(&text)));
-                    return;
-                }
-            }
-        }
         _ => {}
     }
     let reply = match op {
@@ -133,15 +261,8 @@ fn handle(state: &Arc<State>, mut req: Request) {
         _ => state.run_command(op, &msg, peer),
     };
     match reply {
-        Ok(data) => {
-            let _ = req.respond(json_response(200, &data.unwrap_or(Value::Null)));
-            if op == "shutdown" {
-                state.request_stop(true);
-            }
-        }
-        Err(text) => {
-            let _ = req.respond(json_response(500, &protocol::frame_err(&text)));
-        }
+        Ok(data) => (json_response(200, &data.unwrap_or(Value::Null)), op == "shutdown"),
+        Err(text) => (json_response(500, &protocol::frame_err(&text)), false),
     }
 }
 
@@ -161,23 +282,6 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Upgrade to a WebSocket and serve one stream.
-fn websocket(state: &Arc<State>, req: Request) {
-    let key = req.headers().iter().find(|h| h.field.equiv("Sec-WebSocket-Key")).map(|h| h.value.as_str().to_string());
-    let upgrade = req.headers().iter().any(|h| h.field.equiv("Upgrade") && h.value.as_str().eq_ignore_ascii_case("websocket"));
-    let Some(key) = key.filter(|_| upgrade) else {
-        let _ = req.respond(text_response(400, "400 Bad Request: WebSocket upgrade expected"));
-        return;
-    };
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let resp = Response::empty(StatusCode(101)).with_header(header("Sec-WebSocket-Accept", &accept));
-    let stream = req.upgrade("websocket", resp);
-    let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(protocol::http::ws_config(state.max_packet, true)));
-    ws_stream(state, &mut ws);
-    let _ = ws.close(None);
-    let _ = ws.flush();
 }
 
 fn ws_send<S: Read + Write>(ws: &mut WebSocket<S>, payload: Vec<u8>) -> bool {

@@ -83,7 +83,7 @@ pub struct State {
     asio_addr: Mutex<Option<SocketAddr>>,
     /// Set when a client asked for shutdown (see `request_stop`).
     stopped_at: Mutex<Option<std::time::Instant>>,
-    http_server: Mutex<Option<Arc<tiny_http::Server>>>,
+    http_addr: Mutex<Option<SocketAddr>>,
 }
 
 const TRACE_LINES: usize = 1000;
@@ -203,24 +203,23 @@ impl State {
     /// packet and fails if that connection is refused.
     fn request_stop(&self, grace: bool) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(a) = *self.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) {
-            // Wake the accept loop.
+        let wake = |a: SocketAddr| {
             let ip = if a.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { a.ip() };
-            let wake = move || {
-                let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
-            };
+            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
+        };
+        if let Some(a) = *self.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) {
             if grace {
                 *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
                 let _ = std::thread::Builder::new().name("dgzoo-wake".into()).spawn(move || {
                     std::thread::sleep(SHUTDOWN_GRACE + Duration::from_millis(50));
-                    wake();
+                    wake(a);
                 });
             } else {
-                wake();
+                wake(a);
             }
         }
-        if let Some(h) = self.http_server.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            h.unblock();
+        if let Some(a) = *self.http_addr.lock().unwrap_or_else(|p| p.into_inner()) {
+            wake(a);
         }
     }
 
@@ -324,7 +323,7 @@ impl Server {
             trace_levels: Mutex::new(levels),
             asio_addr: Mutex::new(None),
             stopped_at: Mutex::new(None),
-            http_server: Mutex::new(None),
+            http_addr: Mutex::new(None),
         });
         state.rescan();
         let bind_err = |p: u16, e: &dyn std::fmt::Display| Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host));
