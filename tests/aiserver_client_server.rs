@@ -37,7 +37,11 @@ fn list_info_labels_over_both_protocols() {
         let labels = client.label_dictionary(MODELS[3]).unwrap();
         assert_eq!(labels["285"], json!("Egyptian cat"));
         assert_eq!(client.label_dictionary(MODELS[0]).unwrap(), json!({}));
-        assert!(client.label_dictionary("nope").is_err());
+        let e = client.label_dictionary("nope").unwrap_err().message;
+        assert!(e.contains("Model 'nope' is not found"), "{e}");
+        if addr.starts_with("http") {
+            assert!(e.starts_with(&format!("Error sending HTTP request '/v1/label_dictionary/nope' to {addr}: Internal Server Error(500) ")), "{e}");
+        }
         client.ping().unwrap();
         let m = zoo.load_model(MODELS[3], &Value::Null).unwrap();
         assert_eq!(m.labels().get(&285).map(String::as_str), Some("Egyptian cat"));

@@ -43,6 +43,11 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 
 /// One HTTP request; returns (status, body).
 pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, Vec<u8>)> {
+    request_full(host, port, method, path, body, timeout).map(|(s, _, b)| (s, b))
+}
+
+/// One HTTP request; returns (status, reason phrase, body).
+pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, String, Vec<u8>)> {
     let mut s = connect(host, port, timeout)?;
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
@@ -60,11 +65,12 @@ pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u
     let mut r = BufReader::new(s);
     let mut line = String::new();
     r.read_line(&mut line).map_err(net)?;
-    let status: u16 = line
-        .split_whitespace()
+    let mut status_parts = line.trim_end().splitn(3, ' ');
+    let status: u16 = status_parts
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| Error::new(Code::Protocol, format!("malformed HTTP response from http://{host}:{port}{path}")))?;
+    let reason = status_parts.next().unwrap_or_default().to_string();
     let (mut length, mut chunked) = (None, false);
     loop {
         line.clear();
@@ -109,5 +115,5 @@ pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u
     } else {
         r.take(MAX_BODY as u64).read_to_end(&mut out).map_err(net)?;
     }
-    Ok((status, out))
+    Ok((status, reason, out))
 }

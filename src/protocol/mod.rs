@@ -24,7 +24,7 @@ pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// Read one packet: `Ok(None)` on a clean EOF before the header. A length above `max` is
 /// refused before anything is allocated.
-pub fn read_packet<R: Read + ?Sized>(r: &mut R, max: usize) -> std::io::Result<Option<Vec<u8>>> {
+pub fn read_packet<R: Read>(r: &mut R, max: usize) -> std::io::Result<Option<Vec<u8>>> {
     let mut hdr = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -40,8 +40,12 @@ pub fn read_packet<R: Read + ?Sized>(r: &mut R, max: usize) -> std::io::Result<O
     if len > max {
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("packet of {len} bytes exceeds the limit of {max} bytes")));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf)?;
+    // Grow with the data actually received: a length prefix alone reserves little memory.
+    let mut buf = Vec::with_capacity(len.min(1 << 20));
+    r.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() != len {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a packet"));
+    }
     Ok(Some(buf))
 }
 

@@ -61,14 +61,14 @@ impl AiServerClient {
     /// One REST request; non-2xx → PySDK's "Error sending HTTP request" text.
     fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let body_bytes = body.map(|b| b.to_string().into_bytes());
-        let (status, resp) = http::request(&self.addr.host, self.addr.port, method, path, body_bytes.as_deref(), self.timeout)?;
+        let (status, reason, resp) = http::request_full(&self.addr.host, self.addr.port, method, path, body_bytes.as_deref(), self.timeout)?;
         let text = String::from_utf8_lossy(&resp).into_owned();
         if !(200..300).contains(&status) {
             // The server's own message when it sent one.
             let detail = serde_json::from_str::<Value>(&text).ok().as_ref().and_then(protocol::error_of).unwrap_or(text);
             return Err(Error::new(
                 Code::Protocol,
-                format!("Error sending HTTP request '{path}' to http://{}:{}: ({status}) {detail}", self.addr.host, self.addr.port),
+                format!("Error sending HTTP request '{path}' to http://{}:{}: {reason}({status}) {detail}", self.addr.host, self.addr.port),
             ));
         }
         if resp.is_empty() {
