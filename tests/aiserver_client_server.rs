@@ -28,7 +28,7 @@ fn list_info_labels_over_both_protocols() {
         local_info["MODEL_PARAMETERS"][0]["ModelPath"] = info["MODEL_PARAMETERS"][0]["ModelPath"].clone();
         local_info["POST_PROCESS"][0]["LabelsPath"] = info["POST_PROCESS"][0]["LabelsPath"].clone();
         assert_eq!(info, local_info, "{addr}");
-        assert!(zoo.model_info("no_such_model").unwrap_err().message.contains("is not found in model zoo"));
+        assert_eq!(zoo.model_info("no_such_model").unwrap_err().message, format!("Model 'no_such_model' is not found in model zoo '{addr}'"));
         // Filters run on the server's listing with the server's devices.
         let f = Filters::from_json(&json!({"runtime": "ONNX"})).unwrap();
         assert_eq!(zoo.list_names(&f).len(), 2, "{addr}");

@@ -58,6 +58,7 @@ pub fn system_pairs(info: &Value) -> Vec<DevicePair> {
 impl Zoo {
     /// `connect(host, zoo_url, token)`.
     pub fn connect(host: &str, zoo_url: &str, _token: &str) -> Result<Zoo> {
+        let host_text = host.to_string();
         let (host, location) = address::classify(host, zoo_url)?;
         let mut server = None;
         let (models, system_info) = match (&host, &location) {
@@ -86,7 +87,9 @@ impl Zoo {
         };
         let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         let system_pairs = system_pairs(&system_info);
-        Ok(Zoo { host, location, zoo_url: zoo_url.to_string(), models, by_name, system_info, system_pairs, server })
+        // PySDK names an AI server's own zoo by the server address in its messages.
+        let zoo_url = if server.is_some() { host_text } else { zoo_url.to_string() };
+        Ok(Zoo { host, location, zoo_url, models, by_name, system_info, system_pairs, server })
     }
 
     pub fn host(&self) -> &Host {
