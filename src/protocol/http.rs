@@ -9,6 +9,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 /// WebSocket settings: messages bounded by `max_message`, and (server side) unmasked client
 /// frames accepted, since DeGirum's client does not mask its data frames.
+#[allow(clippy::field_reassign_with_default)] // the config struct is non-exhaustive
 pub fn ws_config(max_message: usize, server: bool) -> WebSocketConfig {
     let mut c = WebSocketConfig::default();
     c.max_message_size = Some(max_message);

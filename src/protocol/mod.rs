@@ -251,9 +251,12 @@ pub fn decode(payload: &[u8]) -> Result<(Value, Vec<Vec<u8>>)> {
     Ok((from_mp(v, &mut bins), bins))
 }
 
+/// One frame's outcome as sent by the server: (results, tensors) or the error text.
+pub type FrameResult = std::result::Result<(Vec<Value>, Vec<Tensor>), String>;
+
 /// A decoded result packet: the result list (raw tensors as `{"__tensor__": i, dtype, shape}`
 /// placeholders, like local results) and those tensors; `Err(msg)` for a `success: false` map.
-pub fn decode_results(payload: &[u8]) -> Result<std::result::Result<(Vec<Value>, Vec<Tensor>), String>> {
+pub fn decode_results(payload: &[u8]) -> Result<FrameResult> {
     let (v, mut bins) = decode(payload)?;
     if let Some(msg) = error_of(&v) {
         return Ok(Err(msg));

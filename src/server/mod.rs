@@ -343,10 +343,7 @@ impl Server {
                 (Protocol::Both, p) => p.checked_add(1).ok_or_else(|| Error::invalid("port + 1 is out of range"))?,
                 (_, p) => p,
             };
-            let (addr, h) = http::start(state.clone(), &cfg.host, port).map_err(|e| {
-                state.request_stop(false);
-                e
-            })?;
+            let (addr, h) = http::start(state.clone(), &cfg.host, port).inspect_err(|_| state.request_stop(false))?;
             state.log_info(&format!("http protocol listening on {addr}"));
             server.http = Some((addr, h));
         }
