@@ -9,13 +9,8 @@ use tungstenite::protocol::WebSocketConfig;
 
 /// WebSocket settings: messages bounded by `max_message`, and (server side) unmasked client
 /// frames accepted, since DeGirum's client does not mask its data frames.
-#[allow(clippy::field_reassign_with_default)] // the config struct is non-exhaustive
 pub fn ws_config(max_message: usize, server: bool) -> WebSocketConfig {
-    let mut c = WebSocketConfig::default();
-    c.max_message_size = Some(max_message);
-    c.max_frame_size = Some(max_message);
-    c.accept_unmasked_frames = server;
-    c
+    WebSocketConfig { max_message_size: Some(max_message), max_frame_size: Some(max_message), accept_unmasked_frames: server, ..Default::default() }
 }
 
 /// Connect with a timeout to an IPv4/hostname address, trying each resolved address.
