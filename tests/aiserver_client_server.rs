@@ -142,6 +142,16 @@ fn jpeg_frames_batch_async_and_errors() {
 }
 
 #[test]
+fn connection_failure_has_pysdk_text() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let e = Zoo::connect(&format!("127.0.0.1:{port}"), "", "").unwrap_err();
+    assert_eq!(e.message, format!("[ERROR]OS error\nError connecting to 127.0.0.1:{port} after 3 retries with timeout 10 s: Connection refused\n"));
+    assert_eq!(e.code, dgzoo::Code::Network);
+    let e = Zoo::connect(&format!("http://127.0.0.1:{port}"), "", "").unwrap_err();
+    assert_eq!(e.message, format!("Error sending HTTP request '/v1/modelzoo' to http://127.0.0.1:{port}: Connection refused"));
+}
+
+#[test]
 fn inference_timeout_has_pysdk_text() {
     // A listener that accepts and never answers stands in for a hung server.
     let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

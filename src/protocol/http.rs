@@ -31,10 +31,12 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
             Err(e) => last = Some(e),
         }
     }
-    Err(Error::new(
-        Code::Network,
-        format!("cannot connect to AI server '{host}:{port}': {}", last.map_or("no IPv4 address".to_string(), |e| e.to_string())),
-    ))
+    // The bare reason ("Connection refused"), without Rust's "(os error N)" suffix.
+    let reason = last.map_or("no IPv4 address".to_string(), |e| {
+        let t = e.to_string();
+        t.split(" (os error").next().unwrap_or(&t).to_string()
+    });
+    Err(Error::new(Code::Network, reason))
 }
 
 /// One HTTP request; returns (status, body).
@@ -44,7 +46,15 @@ pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u
 
 /// One HTTP request; returns (status, reason phrase, body).
 pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, String, Vec<u8>)> {
-    let mut s = connect(host, port, timeout)?;
+    // Like cpp-httplib in DeGirum's client: up to 3 attempts on connection failures.
+    let mut attempt = 0;
+    let mut s = loop {
+        match connect(host, port, timeout) {
+            Ok(s) => break s,
+            Err(_) if attempt < 2 => attempt += 1,
+            Err(e) => return Err(Error::new(e.code, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {}", e.message))),
+        }
+    };
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
     let net = |e: std::io::Error| Error::new(Code::Network, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {e}"));

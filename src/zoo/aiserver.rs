@@ -30,15 +30,25 @@ impl AiServerClient {
     }
 
     fn connect(&self) -> Result<TcpStream> {
-        // PySDK's client tries to connect three times.
+        // PySDK's client tries to connect three times, then reports like this.
+        const RETRIES: usize = 3;
         let mut last = None;
-        for _ in 0..3 {
+        for _ in 0..RETRIES {
             match http::connect(&self.addr.host, self.addr.port, self.timeout) {
                 Ok(s) => return Ok(s),
                 Err(e) => last = Some(e),
             }
         }
-        Err(last.unwrap_or_else(|| Error::new(Code::Network, "cannot connect")))
+        let reason = last.map(|e| e.message).unwrap_or_default();
+        Err(Error::new(
+            Code::Network,
+            format!(
+                "[ERROR]OS error\nError connecting to {}:{} after {RETRIES} retries with timeout {} s: {reason}\n",
+                self.addr.host,
+                self.addr.port,
+                self.timeout.as_secs_f64()
+            ),
+        ))
     }
 
     /// One asio command on a fresh connection; returns the op's data.
