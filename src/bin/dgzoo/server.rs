@@ -9,6 +9,7 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum ServerCommand {
     /// Start an AI server serving the models of a zoo directory (runs until `shutdown`).
+    /// Logs go to stderr; DGZOO_LOG=error|info|debug sets the level (--quiet = error).
     Start(StartArgs),
     /// Ask the local AI server to re-scan its zoo directory.
     RescanZoo(PortArgs),
