@@ -354,3 +354,59 @@ fn many_concurrent_websocket_streams_stay_open() {
     }
     assert_eq!(http(server.http_addr().unwrap(), "GET", "/v1/system_info", None).0, 200);
 }
+
+#[test]
+fn connection_cap_and_malformed_http() {
+    let zoo = clean_zoo();
+    let mut cfg = dgzoo::server::Config::new(zoo.path());
+    cfg.port = 0;
+    cfg.protocol = Protocol::Both;
+    cfg.quiet = true;
+    cfg.max_connections = 2;
+    let server = dgzoo::server::Server::start(cfg).unwrap();
+    let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
+    // Two idle clients hold both slots: a third connection is closed straight away.
+    let a = conn(asio);
+    let b = TcpStream::connect(web).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = conn(asio);
+    let _ = write_packet(&mut c, json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes());
+    assert!(matches!(read_packet(&mut c, 1 << 20), Ok(None) | Err(_)), "over the cap must be refused");
+    drop((a, b));
+    let freed = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        let mut s = conn(asio);
+        write_packet(&mut s, json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes()).is_ok() && matches!(read_packet(&mut s, 1 << 20), Ok(Some(_)))
+    });
+    assert!(freed, "slots are not released");
+    // Malformed HTTP: bad request line, oversized body, truncated body.
+    let raw = |req: &[u8]| {
+        let mut s = TcpStream::connect(web).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(req).unwrap();
+        let _ = s.shutdown(std::net::Shutdown::Write);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    assert!(raw(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n").starts_with("HTTP/1.1 413"));
+    assert!(raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"cache").starts_with("HTTP/1.1 400"));
+    // Keep-alive: two requests on one connection.
+    let two = raw(b"GET /v1/system_info HTTP/1.1\r\n\r\nGET /v1/system_info HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
+    // A WebSocket client that vanishes in the middle of a frame.
+    let mut s = TcpStream::connect(web).unwrap();
+    write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
+    s.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3]).unwrap();
+    drop(s);
+    // Slots free up as the server notices the closed connections (bounded wait).
+    let path = format!("/v1/label_dictionary/{EFF}");
+    let ok = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        protocol::http::request("127.0.0.1", web.port(), "GET", &path, None, Duration::from_secs(30)).is_ok_and(|r| r.0 == 200)
+    });
+    assert!(ok, "the http side stopped answering");
+    assert_alive(asio);
+}

@@ -38,8 +38,13 @@ pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketA
                     std::thread::sleep(Duration::from_millis(20));
                     continue;
                 };
+                let Some(slot) = super::ConnectionSlot::take(&state) else {
+                    state.log_info("connection refused: too many connections");
+                    continue;
+                };
                 let st = state.clone();
                 let _ = std::thread::Builder::new().name("dgzoo-http-conn".into()).spawn(move || {
+                    let _slot = slot;
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection(&st, sock)));
                 });
             }

@@ -53,11 +53,13 @@ pub struct Config {
     pub quiet: bool,
     /// Largest packet / WebSocket message accepted.
     pub max_packet: usize,
+    /// Most connections served at once (asio and http together); more are closed at once.
+    pub max_connections: usize,
 }
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS }
     }
 }
 
@@ -76,6 +78,9 @@ pub struct State {
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
     max_packet: usize,
+    max_connections: usize,
+    /// Connections being served now.
+    connections: std::sync::atomic::AtomicUsize,
     level: Level,
     /// Recent log lines, for `trace_manage {"trace_read"}`.
     trace: Mutex<VecDeque<String>>,
@@ -87,6 +92,8 @@ pub struct State {
 }
 
 const TRACE_LINES: usize = 1000;
+/// Default cap on simultaneous connections (one thread each).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// How long the asio listener keeps accepting (and ignoring) connections after `shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
@@ -318,6 +325,8 @@ impl Server {
             engines: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
+            max_connections: cfg.max_connections.max(1),
+            connections: Default::default(),
             level,
             trace: Mutex::new(VecDeque::new()),
             trace_levels: Mutex::new(levels),
@@ -410,8 +419,13 @@ fn asio_accept(state: Arc<State>, l: TcpListener) {
                 continue;
             }
         };
+        let Some(slot) = ConnectionSlot::take(&state) else {
+            state.log_info("connection refused: too many connections");
+            continue;
+        };
         let st = state.clone();
         let spawned = std::thread::Builder::new().name("dgzoo-conn".into()).spawn(move || {
+            let _slot = slot;
             let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| asio_connection(&st, sock)));
         });
         if let Err(e) = spawned {
@@ -419,6 +433,26 @@ fn asio_accept(state: Arc<State>, l: TcpListener) {
         }
     }
     state.log_info("asio listener stopped");
+}
+
+/// One counted connection; released on drop (also when its thread panics or never starts).
+pub(crate) struct ConnectionSlot(Arc<State>);
+
+impl ConnectionSlot {
+    pub(crate) fn take(state: &Arc<State>) -> Option<Self> {
+        let n = state.connections.fetch_add(1, Ordering::SeqCst);
+        if n >= state.max_connections {
+            state.connections.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(ConnectionSlot(state.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn send_json(sock: &mut TcpStream, v: &Value) -> std::io::Result<()> {
