@@ -360,15 +360,20 @@ fn connection_cap() {
     let zoo = clean_zoo();
     let mut cfg = dgzoo::server::Config::new(zoo.path());
     cfg.port = 0;
-    cfg.protocol = Protocol::Both;
+    cfg.protocol = Protocol::Asio;
     cfg.quiet = true;
     cfg.max_connections = 2;
     let server = dgzoo::server::Server::start(cfg).unwrap();
-    let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
+    let asio = server.asio_addr().unwrap();
     // Two idle clients hold both slots: a third connection is closed straight away.
-    let a = conn(asio);
-    let b = TcpStream::connect(web).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // (each answers a ping first, so both surely hold a slot)
+    let hold = || {
+        let mut s = conn(asio);
+        send_json(&mut s, &json!({"VERSION": 4, "op": "sleep"}));
+        assert_eq!(reply(&mut s)["success"], json!(true));
+        s
+    };
+    let (a, b) = (hold(), hold());
     let mut c = conn(asio);
     let _ = write_packet(&mut c, json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes());
     assert!(matches!(read_packet(&mut c, 1 << 20), Ok(None) | Err(_)), "over the cap must be refused");
