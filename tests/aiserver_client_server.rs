@@ -38,11 +38,23 @@ fn list_info_labels_over_both_protocols() {
         assert_eq!(labels["285"], json!("Egyptian cat"));
         assert_eq!(client.label_dictionary(MODELS[0]).unwrap(), json!({}));
         let e = client.label_dictionary("nope").unwrap_err().message;
-        assert!(e.contains("Model 'nope' is not found"), "{e}");
+        assert!(e.contains("Cannot find the model in the model zoo with name = nope"), "{e}");
         if addr.starts_with("http") {
             assert!(e.starts_with(&format!("Error sending HTTP request '/v1/label_dictionary/nope' to {addr}: Internal Server Error(500) ")), "{e}");
         }
         client.ping().unwrap();
+        // Unknown model: asio reports it as the first result, http as the configuration reply.
+        let msg = match client.open_stream("no_such_model", &json!({})) {
+            Err(e) => e.message,
+            Ok(mut s) => {
+                s.send_frame(&[vec![1]]).unwrap();
+                dgzoo::protocol::decode_results(&s.recv(std::time::Duration::from_secs(30)).unwrap()).unwrap().unwrap_err()
+            }
+        };
+        assert!(msg.contains("Cannot find the model in the model zoo with name = no_such_model"), "{addr}: {msg}");
+        if addr.starts_with("http") {
+            assert!(msg.starts_with("Error configuring model no_such_model on AI server http://"), "{msg}");
+        }
         let m = zoo.load_model(MODELS[3], &Value::Null).unwrap();
         assert_eq!(m.labels().get(&285).map(String::as_str), Some("Egyptian cat"));
         // AI-server models default to JPEG frames.

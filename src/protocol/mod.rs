@@ -3,6 +3,7 @@
 //! error maps and the WebSocket configuration messages. No I/O policy lives here beyond
 //! reading/writing one packet.
 pub mod http;
+pub mod ws;
 
 use crate::error::{Code, Error, Result};
 use crate::runtime::{AlignedBuf, ElemType, Quant, Tensor, TensorInfo};

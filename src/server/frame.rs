@@ -31,7 +31,7 @@ impl State {
     /// back to the client.
     pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
         let entry = self.find(name).ok_or_else(|| {
-            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Model '{name}' is not found in model zoo"), &[])
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
         })?;
         let mut params = entry.params.clone();
         params.merge_runtime(config);

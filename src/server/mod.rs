@@ -148,7 +148,7 @@ impl State {
     }
 
     fn label_dictionary(&self, name: &str) -> std::result::Result<Value, String> {
-        let e = self.find(name).ok_or_else(|| protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Model '{name}' is not found in model zoo"), &[]))?;
+        let e = self.find(name).ok_or_else(|| protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[]))?;
         let path = e.params.str("LabelsPath", 0);
         if path.is_empty() {
             return Ok(json!({}));

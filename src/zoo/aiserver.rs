@@ -7,7 +7,7 @@ use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
-use tungstenite::{Message, WebSocket};
+use crate::protocol::ws::{WsClient, WsMessage};
 
 /// A client for one AI server.
 #[derive(Debug, Clone)]
@@ -177,23 +177,15 @@ impl AiServerClient {
             // Success has no reply; a failure arrives as the first result.
             return Ok(RemoteStream { conn: Conn::Asio(s), server, max_packet: self.max_packet });
         }
-        let _ = s.set_read_timeout(Some(self.timeout));
-        let url = format!("ws://{}:{}/v1/stream", self.addr.host, self.addr.port);
-        let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), s, Some(http::ws_config(self.max_packet, false)))
-            .map_err(|e| Error::new(Code::Network, format!("cannot open a WebSocket stream on AI server http://{server}: {e}")))?;
+        let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
         let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
-        ws.send(Message::Text(protocol::ws_config_message(model, config))).map_err(|e| cfg_err(e.to_string()))?;
-        let reply = loop {
-            match ws.read() {
-                Ok(Message::Binary(b)) => break b,
-                Ok(Message::Text(t)) => break t.into_bytes(),
-                Ok(Message::Close(_)) => return Err(cfg_err("connection closed".into())),
-                Ok(_) => continue,
-                // The real server sends configuration errors as non-UTF-8 text frames, which
-                // tungstenite refuses: that can only be an error reply.
-                Err(tungstenite::Error::Utf8) => return Err(cfg_err("the server refused the configuration".into())),
-                Err(e) => return Err(cfg_err(e.to_string())),
-            }
+        ws.send_text(&protocol::ws_config_message(model, config)).map_err(|e| cfg_err(e.to_string()))?;
+        ws.set_read_timeout(Some(self.timeout));
+        // The reply is msgpack, in a binary or (for errors, from DeGirum's server) text frame.
+        let reply = match ws.recv() {
+            Ok(WsMessage::Data(b)) => b,
+            Ok(WsMessage::Close) => return Err(cfg_err("connection closed".into())),
+            Err(e) => return Err(cfg_err(e.to_string())),
         };
         let (v, _) = protocol::decode(&reply).map_err(|e| cfg_err(e.message))?;
         if let Some(msg) = protocol::error_of(&v) {
@@ -211,7 +203,7 @@ fn percent_encode(s: &str) -> String {
 
 enum Conn {
     Asio(TcpStream),
-    Ws(Box<WebSocket<TcpStream>>),
+    Ws(Box<WsClient>),
 }
 
 /// An open inference stream: frames out, msgpack results back in order.
@@ -240,7 +232,7 @@ impl RemoteStream {
             }
             Conn::Ws(ws) => {
                 for p in packets {
-                    ws.send(Message::Binary(p.clone())).map_err(|e| err(e.to_string()))?;
+                    ws.send_binary(p).map_err(|e| err(e.to_string()))?;
                 }
             }
         }
@@ -266,20 +258,12 @@ impl RemoteStream {
                 }
             }
             Conn::Ws(ws) => {
-                let _ = ws.get_mut().set_read_timeout(Some(timeout));
-                loop {
-                    match ws.read() {
-                        Ok(Message::Binary(b)) => return Ok(b),
-                        Ok(Message::Text(t)) => return Ok(t.into_bytes()),
-                        Ok(Message::Close(_)) => return Err(closed()),
-                        Ok(_) => continue,
-                        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Err(timed_out()),
-                        Err(tungstenite::Error::Utf8) => {
-                            // A msgpack error sent as a text frame: report it as a failed frame.
-                            return Ok(protocol::encode(&protocol::frame_err("AI server sent an error in a non-UTF-8 text frame")));
-                        }
-                        Err(e) => return Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
-                    }
+                ws.set_read_timeout(Some(timeout));
+                match ws.recv() {
+                    Ok(WsMessage::Data(b)) => Ok(b),
+                    Ok(WsMessage::Close) => Err(closed()),
+                    Err(e) if is_timeout(&e) => Err(timed_out()),
+                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
                 }
             }
         }
@@ -292,10 +276,7 @@ impl RemoteStream {
                 let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
                 let _ = protocol::write_packet(s, b"");
             }
-            Conn::Ws(ws) => {
-                let _ = ws.close(None);
-                let _ = ws.flush();
-            }
+            Conn::Ws(ws) => ws.close(),
         }
     }
 }
