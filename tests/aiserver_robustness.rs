@@ -416,3 +416,56 @@ fn malformed_http_and_vanishing_websocket() {
     assert_eq!(http(web, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
     assert_alive(asio);
 }
+
+#[test]
+fn websocket_pipelined_frames_in_order() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Http);
+    let web = server.http_addr().unwrap();
+    let mut s = TcpStream::connect(web).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    // The configuration goes right behind the handshake, before its answer is read.
+    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    let (_, p) = ws_read(&mut s);
+    assert_eq!(protocol::decode(&p).unwrap().0["success"], json!(true));
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    let small = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::RgbImage::filled(224, 224, [20, 30, 200]), 95).unwrap();
+    let pattern: Vec<bool> = (0..30).map(|i| i % 4 == 1 || i % 5 == 0).collect();
+    let writer = {
+        let mut w = s.try_clone().unwrap();
+        let pattern = pattern.clone();
+        std::thread::spawn(move || {
+            for (i, cat) in pattern.iter().enumerate() {
+                // An empty message in the middle is a failed frame of its own.
+                if i == 13 {
+                    ws_write(&mut w, 2, b"");
+                }
+                ws_write(&mut w, 2, if *cat { &jpeg } else { &small });
+            }
+        })
+    };
+    let mut expected: Vec<Option<bool>> = pattern.iter().map(|c| Some(*c)).collect();
+    expected.insert(13, None);
+    let mut other = None;
+    for (i, want) in expected.iter().enumerate() {
+        let (_, p) = ws_read(&mut s);
+        match (want, protocol::decode_results(&p).unwrap()) {
+            (None, Err(e)) => assert!(e.contains("empty data"), "{e}"),
+            (Some(true), Ok(r)) => assert_eq!(r.0[0]["label"], json!("Egyptian cat"), "frame {i}"),
+            (Some(false), Ok(r)) => {
+                let l = r.0[0]["label"].clone();
+                assert_ne!(l, json!("Egyptian cat"), "frame {i}");
+                assert_eq!(other.get_or_insert(l.clone()), &l, "frame {i}");
+            }
+            (w, r) => panic!("frame {i}: expected {w:?}, got {r:?}"),
+        }
+    }
+    writer.join().unwrap();
+}

@@ -1,17 +1,10 @@
-//! The HTTP side of the protocol: a minimal HTTP/1.1 client for the `/v1/...` REST routes
-//! (one request per connection, `Content-Length` or chunked bodies) and the WebSocket
-//! settings both ends use for `/v1/stream`.
+//! The HTTP side of the protocol: TCP connect with timeout and a minimal HTTP/1.1 client for
+//! the `/v1/...` REST routes (one request per connection, `Content-Length` or chunked bodies).
+//! The WebSocket stream is in [`super::ws`].
 use crate::error::{Code, Error, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use tungstenite::protocol::WebSocketConfig;
-
-/// WebSocket settings: messages bounded by `max_message`, and (server side) unmasked client
-/// frames accepted, since DeGirum's client does not mask its data frames.
-pub fn ws_config(max_message: usize, server: bool) -> WebSocketConfig {
-    WebSocketConfig { max_message_size: Some(max_message), max_frame_size: Some(max_message), accept_unmasked_frames: server, ..Default::default() }
-}
 
 /// Connect with a timeout to an IPv4/hostname address, trying each resolved address.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {

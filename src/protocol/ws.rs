@@ -1,9 +1,12 @@
-//! A minimal WebSocket client (RFC 6455) for `/v1/stream`. DeGirum's server sends some msgpack
-//! replies in *text* frames, which are not UTF-8: a general-purpose client that validates text
-//! frames (tungstenite) cannot read them, so frames are handled here as plain bytes.
+//! A minimal WebSocket (RFC 6455) for `/v1/stream`, both ends. Frames are handled as plain
+//! bytes because both DeGirum ends bend the RFC: its server sends some msgpack replies in
+//! *text* frames that are not UTF-8 (a validating client such as tungstenite cannot read them),
+//! and its client does not mask its frames (a server must accept that). The reading and the
+//! writing half can live on different threads, so a server can answer frames while reading.
 use crate::error::{Code, Error, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const OP_CONT: u8 = 0;
@@ -13,113 +16,98 @@ const OP_CLOSE: u8 = 8;
 const OP_PING: u8 = 9;
 const OP_PONG: u8 = 10;
 
-/// A received message.
+/// A received message (payloads as bytes: text may not be UTF-8).
 #[derive(Debug)]
 pub enum WsMessage {
-    /// Text or binary payload, as bytes.
-    Data(Vec<u8>),
+    Text(Vec<u8>),
+    Binary(Vec<u8>),
     Close,
 }
 
-/// A client WebSocket over TCP.
-pub struct WsClient {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    max_message: usize,
-    mask_state: u32,
+/// The sending half: whole frames are written under a lock, so several threads never
+/// interleave. Clients mask their frames, servers do not.
+#[derive(Clone)]
+pub struct WsWriter {
+    inner: Arc<Mutex<(TcpStream, u32)>>,
+    client: bool,
 }
 
-impl WsClient {
-    /// Open `ws://host:port<path>` on an already connected socket.
-    pub fn handshake(sock: TcpStream, host: &str, port: u16, path: &str, max_message: usize, timeout: Duration) -> Result<WsClient> {
-        let fail = |m: String| Error::new(Code::Network, format!("WebSocket handshake with {host}:{port} failed: {m}"));
-        let mut writer = sock.try_clone().map_err(|e| fail(e.to_string()))?;
-        let _ = sock.set_read_timeout(Some(timeout));
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos()) ^ (port as u32).rotate_left(16);
-        let mut client = WsClient { reader: BufReader::new(sock), writer: writer.try_clone().map_err(|e| fail(e.to_string()))?, max_message, mask_state: seed | 1 };
-        let key_bytes: Vec<u8> = (0..4).flat_map(|_| client.next_mask()).collect();
-        let key = base64(&key_bytes);
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        );
-        writer.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
-        let mut status = String::new();
-        client.reader.read_line(&mut status).map_err(|e| fail(e.to_string()))?;
-        if status.split_whitespace().nth(1) != Some("101") {
-            return Err(fail(format!("unexpected response '{}'", status.trim())));
-        }
-        let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
-        let mut accepted = false;
-        loop {
-            let mut line = String::new();
-            if client.reader.read_line(&mut line).map_err(|e| fail(e.to_string()))? == 0 {
-                return Err(fail("connection closed during the handshake".into()));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = l.split_once(':') {
-                if k.trim().eq_ignore_ascii_case("Sec-WebSocket-Accept") && v.trim() == want {
-                    accepted = true;
-                }
-            }
-        }
-        if !accepted {
-            return Err(fail("bad Sec-WebSocket-Accept".into()));
-        }
-        Ok(client)
+impl WsWriter {
+    fn new(sock: TcpStream, client: bool) -> Self {
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0x9e37_79b9, |d| d.subsec_nanos());
+        WsWriter { inner: Arc::new(Mutex::new((sock, seed | 1))), client }
     }
 
-    /// Read timeout for `recv` (None = wait forever).
-    pub fn set_read_timeout(&self, t: Option<Duration>) {
-        let _ = self.reader.get_ref().set_read_timeout(t);
-    }
-
-    fn next_mask(&mut self) -> [u8; 4] {
+    fn next_mask(state: &mut u32) -> [u8; 4] {
         // xorshift32: masking only has to be unpredictable to intermediaries, not secure.
-        let mut x = self.mask_state;
+        let mut x = *state;
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        self.mask_state = x;
+        *state = x;
         x.to_be_bytes()
     }
 
-    fn send_frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+    fn frame(&self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mask_bit = if self.client { 0x80 } else { 0 };
         let mut f = Vec::with_capacity(payload.len() + 14);
         f.push(0x80 | opcode);
         match payload.len() {
-            n if n < 126 => f.push(0x80 | n as u8),
+            n if n < 126 => f.push(mask_bit | n as u8),
             n if n < 65536 => {
-                f.push(0x80 | 126);
+                f.push(mask_bit | 126);
                 f.extend_from_slice(&(n as u16).to_be_bytes());
             }
             n => {
-                f.push(0x80 | 127);
+                f.push(mask_bit | 127);
                 f.extend_from_slice(&(n as u64).to_be_bytes());
             }
         }
-        let mask = self.next_mask();
-        f.extend_from_slice(&mask);
-        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-        self.writer.write_all(&f)?;
-        self.writer.flush()
+        if self.client {
+            let mask = Self::next_mask(&mut g.1);
+            f.extend_from_slice(&mask);
+            f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        } else {
+            f.extend_from_slice(payload);
+        }
+        g.0.write_all(&f)?;
+        g.0.flush()
     }
 
-    /// Send a text message.
-    pub fn send_text(&mut self, text: &str) -> std::io::Result<()> {
-        self.send_frame(OP_TEXT, text.as_bytes())
+    pub fn send_text(&self, text: &[u8]) -> std::io::Result<()> {
+        self.frame(OP_TEXT, text)
     }
 
-    /// Send a binary message.
-    pub fn send_binary(&mut self, data: &[u8]) -> std::io::Result<()> {
-        self.send_frame(OP_BINARY, data)
+    pub fn send_binary(&self, data: &[u8]) -> std::io::Result<()> {
+        self.frame(OP_BINARY, data)
     }
 
-    /// Receive the next data message (fragments joined; pings answered).
+    /// Send a close frame (best effort, bounded wait).
+    pub fn close(&self) {
+        let _ = self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = self.frame(OP_CLOSE, &[]);
+    }
+}
+
+/// The receiving half (answers pings through the writer).
+pub struct WsReader {
+    reader: BufReader<Box<dyn Read + Send>>,
+    sock: TcpStream,
+    writer: WsWriter,
+    max_message: usize,
+}
+
+impl WsReader {
+    /// Read timeout for `recv` (None = wait forever).
+    pub fn set_read_timeout(&self, t: Option<Duration>) {
+        let _ = self.sock.set_read_timeout(t);
+    }
+
+    /// Receive the next message (fragments joined; pings answered; masked or not).
     pub fn recv(&mut self) -> std::io::Result<WsMessage> {
         let mut message: Vec<u8> = Vec::new();
+        let mut first_op = None;
         loop {
             let mut h = [0u8; 2];
             self.reader.read_exact(&mut h)?;
@@ -137,7 +125,8 @@ impl WsClient {
                 }
                 n => n as u64,
             };
-            if len as usize > self.max_message || message.len() + len as usize > self.max_message {
+            // Refused before reading (or allocating) the payload.
+            if len > self.max_message as u64 || message.len() as u64 + len > self.max_message as u64 {
                 return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "WebSocket message too large"));
             }
             let mut mask = [0u8; 4];
@@ -153,24 +142,82 @@ impl WsClient {
                 payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
             }
             match opcode {
-                OP_PING => self.send_frame(OP_PONG, &payload)?,
+                OP_PING => self.writer.frame(OP_PONG, &payload)?,
                 OP_PONG => {}
                 OP_CLOSE => return Ok(WsMessage::Close),
                 OP_TEXT | OP_BINARY | OP_CONT => {
+                    if opcode != OP_CONT {
+                        first_op = Some(opcode);
+                    }
                     message.extend_from_slice(&payload);
                     if fin {
-                        return Ok(WsMessage::Data(message));
+                        return Ok(if first_op == Some(OP_TEXT) { WsMessage::Text(message) } else { WsMessage::Binary(message) });
                     }
                 }
                 _ => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown WebSocket opcode {opcode}"))),
             }
         }
     }
+}
 
-    /// Send a close frame (best effort).
-    pub fn close(&mut self) {
-        let _ = self.writer.set_write_timeout(Some(Duration::from_millis(500)));
-        let _ = self.send_frame(OP_CLOSE, &[]);
+/// Server end of a connection whose upgrade handshake is done; `leftover` holds bytes
+/// already read past the handshake.
+pub fn server(sock: TcpStream, leftover: Vec<u8>, max_message: usize) -> std::io::Result<(WsReader, WsWriter)> {
+    let writer = WsWriter::new(sock.try_clone()?, false);
+    let read_sock = sock.try_clone()?;
+    let source: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(leftover).chain(read_sock));
+    Ok((WsReader { reader: BufReader::new(source), sock, writer: writer.clone(), max_message }, writer))
+}
+
+/// A client WebSocket.
+pub struct WsClient {
+    pub reader: WsReader,
+    pub writer: WsWriter,
+}
+
+impl WsClient {
+    /// Open `ws://host:port<path>` on a connected socket.
+    pub fn handshake(sock: TcpStream, host: &str, port: u16, path: &str, max_message: usize, timeout: Duration) -> Result<WsClient> {
+        let fail = |m: String| Error::new(Code::Network, format!("WebSocket handshake with {host}:{port} failed: {m}"));
+        let _ = sock.set_read_timeout(Some(timeout));
+        let writer = WsWriter::new(sock.try_clone().map_err(|e| fail(e.to_string()))?, true);
+        let key_bytes: Vec<u8> = {
+            let mut g = writer.inner.lock().unwrap_or_else(|p| p.into_inner());
+            (0..4).flat_map(|_| WsWriter::next_mask(&mut g.1)).collect()
+        };
+        let key = base64(&key_bytes);
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        );
+        writer.inner.lock().unwrap_or_else(|p| p.into_inner()).0.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
+        let read_sock = sock.try_clone().map_err(|e| fail(e.to_string()))?;
+        let mut reader = WsReader { reader: BufReader::new(Box::new(read_sock)), sock, writer: writer.clone(), max_message };
+        let mut status = String::new();
+        reader.reader.read_line(&mut status).map_err(|e| fail(e.to_string()))?;
+        if status.split_whitespace().nth(1) != Some("101") {
+            return Err(fail(format!("unexpected response '{}'", status.trim())));
+        }
+        let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let mut accepted = false;
+        loop {
+            let mut line = String::new();
+            if reader.reader.read_line(&mut line).map_err(|e| fail(e.to_string()))? == 0 {
+                return Err(fail("connection closed during the handshake".into()));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("Sec-WebSocket-Accept") && v.trim() == want {
+                    accepted = true;
+                }
+            }
+        }
+        if !accepted {
+            return Err(fail("bad Sec-WebSocket-Accept".into()));
+        }
+        Ok(WsClient { reader, writer })
     }
 }
 

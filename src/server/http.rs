@@ -1,8 +1,9 @@
 //! The HTTP side of the AI server: REST routes under `/v1/` (JSON, CORS) and the WebSocket
 //! stream `/v1/stream` (JSON configuration text message, then binary frames and msgpack
-//! results). A small HTTP/1.1 server of our own, one thread per connection (keep-alive):
-//! tiny_http 0.12 was tried first, but with several upgraded (long-lived) WebSocket
-//! connections open it stopped handing over new requests.
+//! results, frames processed concurrently and answered in order). A small HTTP/1.1 server of
+//! our own, one thread per connection (keep-alive): tiny_http 0.12 was tried first, but with
+//! several upgraded (long-lived) WebSocket connections open it stopped handing over new
+//! requests. WebSocket frames use `protocol::ws`, which accepts DeGirum's unmasked frames.
 use super::{Level, State};
 use crate::error::{Error, Result};
 use crate::protocol;
@@ -13,8 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
+use crate::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 
 /// Idle time before a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -203,10 +203,9 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             let sock = reader.into_inner();
             // Streams may idle between frames as long as the client likes.
             let _ = sock.set_read_timeout(None);
-            let mut ws = WebSocket::from_partially_read(sock, leftover, Role::Server, Some(protocol::http::ws_config(state.max_packet, true)));
-            ws_stream(state, &mut ws);
-            let _ = ws.close(None);
-            let _ = ws.flush();
+            let Ok((rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
+            ws_stream(state, rd, &wr);
+            wr.close();
             return;
         }
         let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
@@ -289,91 +288,82 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn ws_send<S: Read + Write>(ws: &mut WebSocket<S>, payload: Vec<u8>) -> bool {
-    ws.send(Message::Binary(payload)).is_ok()
-}
-
-fn ws_stream<S: Read + Write>(state: &Arc<State>, ws: &mut WebSocket<S>) {
-    let mut session: Option<super::frame::StreamSession> = None;
+fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
+    let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
+    let mut pipeline: Option<(usize, super::frame::FramePipeline)> = None;
     let mut frame: Vec<Vec<u8>> = Vec::new();
     loop {
-        let msg = match ws.read() {
+        let msg = match rd.recv() {
             Ok(m) => m,
-            Err(_) => return,
+            Err(_) => break,
         };
         match msg {
-            Message::Text(t) => {
-                if session.is_some() {
+            WsMessage::Text(t) => {
+                if pipeline.is_some() {
                     let text = protocol::dg_error_text(
                         "ERROR",
                         "Incorrect value of parameter",
                         "The socket connection is already configured (JSON initial configuration message is received second time)",
                         &[],
                     );
-                    if !ws_send(ws, protocol::encode(&protocol::frame_err(&text))) {
-                        return;
+                    if !reply(protocol::frame_err(&text)) {
+                        break;
                     }
                     continue;
                 }
-                let cfg: Option<Value> = serde_json::from_str(&t).ok().filter(Value::is_object);
-                let reply = match cfg {
+                let cfg: Option<Value> = serde_json::from_slice(&t).ok().filter(Value::is_object);
+                let opened = match cfg {
                     None => Err(protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])),
                     Some(cfg) => {
                         let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
                         state.open_stream(&name, cfg.get("config").unwrap_or(&Value::Null))
                     }
                 };
-                let out = match reply {
+                match opened {
                     Ok(s) => {
                         let mut params = s.params.full_form();
                         // The effective parameters go back to the client, but never a token.
                         if params.get("CloudToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
                             params["CloudToken"] = json!("");
                         }
-                        session = Some(s);
-                        protocol::ws_config_ok(&params)
+                        if wr.send_binary(&protocol::ws_config_ok(&params)).is_err() {
+                            break;
+                        }
+                        let n = s.num_inputs();
+                        let w = wr.clone();
+                        pipeline = Some((n, super::frame::FramePipeline::new(Arc::new(s), move |r| w.send_binary(r).is_ok())));
                     }
                     // A failed configuration may be retried on the same socket.
-                    Err(text) => protocol::encode(&protocol::frame_err(&text)),
-                };
-                if !ws_send(ws, out) {
-                    return;
+                    Err(text) => {
+                        if !reply(protocol::frame_err(&text)) {
+                            break;
+                        }
+                    }
                 }
             }
-            Message::Binary(data) => {
-                let Some(s) = session.as_ref() else {
+            WsMessage::Binary(data) => {
+                let Some((n, p)) = pipeline.as_mut() else {
                     let text = protocol::dg_error_text(
                         "ERROR",
                         "Subsystem is not initialized",
                         "The socket connection is not configured (JSON initial configuration message was not received)",
                         &[],
                     );
-                    if !ws_send(ws, protocol::encode(&protocol::frame_err(&text))) {
-                        return;
+                    if !reply(protocol::frame_err(&text)) {
+                        break;
                     }
                     continue;
                 };
-                if data.is_empty() {
-                    // Answer it as its own (failed) frame so frame accounting stays intact.
-                    frame.clear();
-                    let text = protocol::dg_error_text("ERROR", "Incorrect value of parameter", "empty data is received: ignoring", &[]);
-                    if !ws_send(ws, protocol::encode(&protocol::frame_err(&text))) {
-                        return;
-                    }
-                    continue;
-                }
+                // An empty message is a (failed) frame of its own, so frame accounting holds.
                 frame.push(data);
-                if frame.len() == s.num_inputs() {
-                    let r = s.run_frame(&frame);
-                    frame.clear();
-                    if !ws_send(ws, r) {
-                        return;
-                    }
+                if frame.len() == *n && !p.push(std::mem::take(&mut frame)) {
+                    break;
                 }
             }
-            Message::Close(_) => return,
-            // Ping/pong are answered by tungstenite itself.
-            _ => {}
+            WsMessage::Close => break,
         }
+    }
+    if let Some((_, p)) = pipeline {
+        p.finish();
     }
 }

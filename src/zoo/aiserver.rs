@@ -179,11 +179,11 @@ impl AiServerClient {
         }
         let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
         let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
-        ws.send_text(&protocol::ws_config_message(model, config)).map_err(|e| cfg_err(e.to_string()))?;
-        ws.set_read_timeout(Some(self.timeout));
+        ws.writer.send_text(protocol::ws_config_message(model, config).as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
+        ws.reader.set_read_timeout(Some(self.timeout));
         // The reply is msgpack, in a binary or (for errors, from DeGirum's server) text frame.
-        let reply = match ws.recv() {
-            Ok(WsMessage::Data(b)) => b,
+        let reply = match ws.reader.recv() {
+            Ok(WsMessage::Binary(b) | WsMessage::Text(b)) => b,
             Ok(WsMessage::Close) => return Err(cfg_err("connection closed".into())),
             Err(e) => return Err(cfg_err(e.to_string())),
         };
@@ -232,7 +232,7 @@ impl RemoteStream {
             }
             Conn::Ws(ws) => {
                 for p in packets {
-                    ws.send_binary(p).map_err(|e| err(e.to_string()))?;
+                    ws.writer.send_binary(p).map_err(|e| err(e.to_string()))?;
                 }
             }
         }
@@ -258,9 +258,9 @@ impl RemoteStream {
                 }
             }
             Conn::Ws(ws) => {
-                ws.set_read_timeout(Some(timeout));
-                match ws.recv() {
-                    Ok(WsMessage::Data(b)) => Ok(b),
+                ws.reader.set_read_timeout(Some(timeout));
+                match ws.reader.recv() {
+                    Ok(WsMessage::Binary(b) | WsMessage::Text(b)) => Ok(b),
                     Ok(WsMessage::Close) => Err(closed()),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
                     Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
@@ -276,7 +276,7 @@ impl RemoteStream {
                 let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
                 let _ = protocol::write_packet(s, b"");
             }
-            Conn::Ws(ws) => ws.close(),
+            Conn::Ws(ws) => ws.writer.close(),
         }
     }
 }
