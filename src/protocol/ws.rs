@@ -197,7 +197,7 @@ impl WsClient {
         if status.split_whitespace().nth(1) != Some("101") {
             return Err(fail(format!("unexpected response '{}'", status.trim())));
         }
-        let want = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let want = accept_key(&key);
         let mut accepted = false;
         loop {
             let mut line = String::new();
@@ -221,6 +221,15 @@ impl WsClient {
     }
 }
 
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2).
+pub fn accept_key(key: &str) -> String {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(key.trim().as_bytes());
+    h.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64(&h.finalize())
+}
+
 fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
@@ -239,6 +248,11 @@ fn base64(data: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn accept_key_rfc_example() {
+        assert_eq!(super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+
     #[test]
     fn base64_known_values() {
         assert_eq!(super::base64(b"foobar"), "Zm9vYmFy");

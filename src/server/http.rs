@@ -193,7 +193,7 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
                 let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
                 return;
             };
-            let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+            let accept = ws::accept_key(key);
             let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
             if writer.write_all(head.as_bytes()).is_err() {
                 return;
