@@ -59,6 +59,13 @@ impl RemoteBackend {
         pool.pop().map(|(_, s)| s)
     }
 
+    fn clear(&self) {
+        let idle: Vec<_> = self.pool.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
+        for (_, s) in idle {
+            s.close();
+        }
+    }
+
     fn give_back(&self, key: String, s: RemoteStream) {
         self.pool.lock().unwrap_or_else(|p| p.into_inner()).push((key, s));
     }
@@ -173,8 +180,8 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
     let (mut results, tensors) = match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
         Ok(r) => r,
         Err(msg) => {
-            // After an error the server-side stream may be unusable: drop pooled streams.
-            let _ = rb.take("");
+            // After an error the server-side stream may be unusable: end the pooled streams.
+            rb.clear();
             return Err(fail(&msg));
         }
     };

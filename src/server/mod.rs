@@ -46,9 +46,9 @@ pub struct Config {
     pub zoo_dir: PathBuf,
     /// Bind address. PySDK's server binds 0.0.0.0; we default to loopback.
     pub host: String,
-    /// Port of the first listener (0 = ephemeral, for tests).
+    /// Port of the first listener (0 = ephemeral, for tests; with `Both` the http port is
+    /// then ephemeral too instead of `port + 1`).
     pub port: u16,
-    /// With `Both` and `port == 0`, the http port is chosen separately.
     pub protocol: Protocol,
     pub quiet: bool,
     /// Largest packet / WebSocket message accepted.
