@@ -204,3 +204,28 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
     postprocess::filter_class_set(&mut results, &st.class_set);
     Ok(InferenceResult { results, tensors, timing, model: model.name().to_string() })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(color: &str, raw: &str) -> ModelParams {
+        ModelParams::parse(&format!(
+            r#"{{"ConfigVersion": 14, "PRE_PROCESS": [{{"InputType": "Image", "InputN": 1, "InputH": 2, "InputW": 3, "InputC": 3, "InputColorSpace": "{color}", "InputRawDataType": "{raw}"}}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn raw_frames_follow_colour_order_and_type() {
+        let img = RgbImage { width: 3, height: 2, data: (0..18).collect() };
+        assert_eq!(model_wh(&params("RGB", "DG_UINT8"), 0).unwrap(), (3, 2));
+        assert_eq!(raw_frame(&params("RGB", "DG_UINT8"), 0, &img).unwrap(), img.data);
+        let bgr = raw_frame(&params("BGR", "DG_UINT8"), 0, &img).unwrap();
+        assert_eq!(&bgr[..6], &[2, 1, 0, 5, 4, 3]);
+        let f = raw_frame(&params("RGB", "DG_FLT"), 0, &img).unwrap();
+        assert_eq!(f.len(), 18 * 4);
+        assert_eq!(f32::from_le_bytes([f[4], f[5], f[6], f[7]]), 1.0);
+        assert!(raw_frame(&params("RGB", "DG_INT16"), 0, &img).unwrap_err().message.contains("RAW/DG_INT16"));
+    }
+}
