@@ -16,7 +16,7 @@ import json, sys
 import numpy as np
 import degirum as dg
 
-addr, images_dir, models = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+addr, images_dir, models, fmt = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4]
 images = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]
 
 def plain(v):
@@ -33,7 +33,7 @@ def plain(v):
 zoo = dg.connect(addr, "", "")
 out = {"names": zoo.list_models(), "onnx": zoo.list_models(runtime="ONNX"), "results": {}}
 for m in models:
-    model = zoo.load_model(m, input_image_format="RAW")
+    model = zoo.load_model(m, input_image_format=fmt)
     out["results"][m] = {img: plain(model.predict(images_dir + "/" + img).results) for img in images}
 # JPEG frames (the AI-server default) and pipelined batch prediction.
 model = zoo.load_model("efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1")
@@ -50,7 +50,7 @@ except Exception as e:
 print("RESULT-JSON " + json.dumps(out))
 "#;
 
-fn run_pysdk_client(peer: &Path, dir: &Path, addr: &str, models: &[&str]) -> Value {
+fn run_pysdk_client(peer: &Path, dir: &Path, addr: &str, models: &[&str], format: &str) -> Value {
     let script = dir.join("client.py");
     std::fs::write(&script, CLIENT_SCRIPT).unwrap();
     let out = Command::new(peer.join("venv/bin/python"))
@@ -58,6 +58,7 @@ fn run_pysdk_client(peer: &Path, dir: &Path, addr: &str, models: &[&str]) -> Val
         .arg(addr)
         .arg(Path::new(SHARED_ZOO).join("images"))
         .arg(models.join(","))
+        .arg(format)
         .env("LD_LIBRARY_PATH", peer_ld_path(peer))
         .output()
         .expect("run the PySDK client");
@@ -78,7 +79,7 @@ fn pysdk_client_against_our_server() {
     let addrs = [format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())];
     let mut failures = Vec::new();
     for addr in &addrs {
-        let out = run_pysdk_client(&peer, tmp.path(), addr, MODELS);
+        let out = run_pysdk_client(&peer, tmp.path(), addr, MODELS, "RAW");
         assert_eq!(out["names"], json!(MODELS), "{addr}");
         assert_eq!(out["onnx"], json!([MODELS[1], MODELS[4]]), "{addr}");
         assert_eq!(out["labels_285"], json!("Egyptian cat"));
@@ -231,6 +232,21 @@ fn our_client_against_pysdk_server() {
             Ok(bytes) => dgzoo::protocol::decode_results(&bytes).unwrap().unwrap_err(),
         };
         assert!(msg.contains("Cannot find the model in the model zoo with name = no_such_model"), "{addr}: {msg}");
+    }
+    // The PySDK client's JPEG frames (its default) decode on our server exactly as on its own:
+    // the same results from both servers (the int8 model aside, see above).
+    let ours = start_server(zoo_dir.path(), Protocol::Asio);
+    let float_models: Vec<&str> = MODELS.iter().copied().filter(|m| !m.contains("_quant_")).collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let theirs = run_pysdk_client(&peer, tmp.path(), &asio, &float_models, "JPEG");
+    let mine = run_pysdk_client(&peer, tmp.path(), &format!("127.0.0.1:{}", ours.asio_addr().unwrap().port()), &float_models, "JPEG");
+    for m in &float_models {
+        for img in IMAGES {
+            let got: Vec<Value> = mine["results"][m][img].as_array().cloned().unwrap_or_default();
+            if let Err(e) = compare(&got, &theirs["results"][m][img], &format!("PySDK JPEG frames, our server vs PySDK's: {m} {img}")) {
+                failures.push(e);
+            }
+        }
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
