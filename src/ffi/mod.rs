@@ -181,3 +181,22 @@ pub unsafe extern "C" fn dg_string_free(s: *mut c_char) {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_internal_error() {
+        let e = guard(|| panic!("boom"));
+        assert!(!e.is_null());
+        unsafe {
+            assert_eq!(dg_error_code(e), dg_code::DG_INTERNAL);
+            let msg = CStr::from_ptr(dg_error_message(e)).to_str().unwrap();
+            assert!(msg.contains("boom"), "{msg}");
+            dg_error_free(e);
+        }
+        assert_eq!(guard_value(7, || panic!("x")), 7);
+        assert!(guard(|| Ok(())).is_null());
+    }
+}
