@@ -175,6 +175,9 @@ fn looks_encoded(b: &[u8]) -> bool {
 /// Run one frame on a model.
 pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
     let st = model.state();
+    if let Some(rb) = model.remote() {
+        return crate::remote::predict(model, rb, &st, inputs);
+    }
     let engine = model.engine(&st)?;
     predict_with(model, &st, &engine, inputs)
 }

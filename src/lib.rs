@@ -8,6 +8,8 @@
 //! - [`runtime`]: runtime agents (ONNX/CPU, TFLITE/CPU) loaded at run time
 //! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
 //! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
+//! - [`protocol`]: the DeGirum AI server wire format (shared by server and client)
+//! - [`server`]: the AI server (asio TCP and HTTP/WebSocket)
 //! - [`ffi`]: the C ABI
 pub mod error;
 pub mod ffi;
@@ -18,8 +20,11 @@ pub mod params;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod protocol;
 pub(crate) mod pyrepr;
+pub mod remote;
 pub mod runtime;
+pub mod server;
 pub mod zoo;
 
 pub use error::{Code, Error, Result};

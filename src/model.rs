@@ -59,6 +59,8 @@ pub(crate) struct ModelShared {
     pub labels: BTreeMap<i64, String>,
     pub state: RwLock<Arc<ModelState>>,
     pub engine: Mutex<Option<Arc<Engine>>>,
+    /// Set for models that run on an AI server instead of a local engine.
+    pub remote: Option<Arc<crate::remote::RemoteBackend>>,
 }
 
 /// A model handle. Clones share the model.
@@ -232,6 +234,35 @@ impl Model {
                 .map(|v| harmonize_labels(&v))
                 .unwrap_or_default()
         };
+        // Local inference sends RAW pixels (PySDK's local default).
+        Self::build(&entry.name, params, system_info, system_pairs, supported, labels, "RAW", None)
+    }
+
+    /// A model that runs on an AI server: parameters and labels come from the server, images
+    /// go as JPEG by default (PySDK's AI-server default). No supported-device check, like PySDK.
+    pub(crate) fn new_remote(
+        name: &str,
+        params: ModelParams,
+        labels: &Value,
+        system_info: &Value,
+        system_pairs: &[DevicePair],
+        backend: crate::remote::RemoteBackend,
+    ) -> Result<Model> {
+        let supported = filter::supported_device_types(&params, system_pairs).unwrap_or_default();
+        Self::build(name, params, system_info, system_pairs, supported, harmonize_labels(labels), "JPEG", Some(Arc::new(backend)))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn build(
+        name: &str,
+        params: ModelParams,
+        system_info: &Value,
+        system_pairs: &[DevicePair],
+        supported: Vec<String>,
+        labels: BTreeMap<i64, String>,
+        image_format: &str,
+        remote: Option<Arc<crate::remote::RemoteBackend>>,
+    ) -> Result<Model> {
         let resize_name = params.str("InputResizeMethod", 0);
         let pad_name = params.str("InputPadMethod", 0);
         let pre = ClientPre {
@@ -247,8 +278,7 @@ impl Model {
                 let b = params.str("ImageBackend", 0);
                 if b == "auto" || b.is_empty() { "opencv".into() } else { b }
             },
-            // Local inference sends RAW pixels (PySDK's local default).
-            image_format: "RAW".into(),
+            image_format: image_format.into(),
         };
         let mut state = ModelState {
             inference_timeout_s: timeout_for(&params),
@@ -262,18 +292,37 @@ impl Model {
         };
         for i in 0..state.params.num_inputs() {
             if state.params.str("InputType", i) == "Image" {
-                state.params.set("InputImgFmt", i, json!("RAW"))?;
+                state.params.set("InputImgFmt", i, json!(image_format))?;
             }
         }
         Ok(Model(Arc::new(ModelShared {
-            name: entry.name.clone(),
+            name: name.to_string(),
             system_info: system_info.clone(),
             system_pairs: system_pairs.to_vec(),
             supported,
             labels,
             state: RwLock::new(Arc::new(state)),
             engine: Mutex::new(None),
+            remote,
         })))
+    }
+
+    /// The AI-server backend, for models loaded from an AI server.
+    pub(crate) fn remote(&self) -> Option<&crate::remote::RemoteBackend> {
+        self.0.remote.as_deref()
+    }
+
+    /// Does this model run on an AI server?
+    pub fn is_remote(&self) -> bool {
+        self.0.remote.is_some()
+    }
+
+    /// Make sure the model can run: loads the local engine (remote models need nothing).
+    pub(crate) fn ready(&self) -> Result<()> {
+        if self.remote().is_none() {
+            self.engine(&self.state())?;
+        }
+        Ok(())
     }
 
     pub fn name(&self) -> &str {
@@ -612,6 +661,9 @@ impl Model {
     /// The inference engine for the current settings, created on first use and re-created when
     /// a setting it depends on (device, input shape, threads) changes.
     pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
+        if self.remote().is_some() {
+            return Err(Error::unsupported(format!("model '{}' runs on an AI server and has no local engine", self.0.name)));
+        }
         let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
         let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = slot.as_ref() {

@@ -11,6 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+/// Most concurrent streams one async predictor opens to an AI server.
+const MAX_REMOTE_WORKERS: usize = 16;
+
 /// An owned frame: one buffer per model input.
 #[derive(Debug, Clone)]
 pub enum OwnedInput {
@@ -64,13 +67,14 @@ impl AsyncPredictor {
             return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
         }
         // Fail early (missing runtime, bad model) rather than on the first frame.
-        model.engine(&model.state())?;
+        model.ready()?;
         let shared = Arc::new(Shared {
             state: Mutex::new(State { queue: Default::default(), done: BTreeMap::new(), next_seq: 0, next_deliver: 0, outstanding: 0, closing: false }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
         });
-        let n_workers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth);
+        // Remote frames wait on the network, not the CPU: one worker (and stream) per queue slot.
+        let n_workers = if model.is_remote() { depth.min(MAX_REMOTE_WORKERS) } else { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth) };
         let workers = (0..n_workers)
             .map(|i| {
                 let (sh, m) = (shared.clone(), model.clone());

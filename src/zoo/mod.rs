@@ -2,6 +2,7 @@
 //! a snapshot of the model list; `list_models`, `model_info`, `system_info` and `load_model`
 //! follow PySDK 1.5.0 (zoo-and-filters.md).
 pub mod address;
+pub mod aiserver;
 pub mod filter;
 pub mod local;
 
@@ -28,6 +29,8 @@ pub struct Zoo {
     by_name: HashMap<String, usize>,
     system_info: Value,
     system_pairs: Vec<DevicePair>,
+    /// The AI server whose zoo this is (models then run on it).
+    server: Option<aiserver::AiServerClient>,
 }
 
 /// System info of this machine's local runtimes: `{"Devices": {"RT/DEV": [..]}, "Software Version": ..}`.
@@ -56,21 +59,34 @@ impl Zoo {
     /// `connect(host, zoo_url, token)`.
     pub fn connect(host: &str, zoo_url: &str, _token: &str) -> Result<Zoo> {
         let (host, location) = address::classify(host, zoo_url)?;
+        let mut server = None;
         let (models, system_info) = match (&host, &location) {
             (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), local_system_info()),
             (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, local_system_info()),
             (Host::Local, ZooLocation::Cloud(c)) => {
                 return Err(Error::unsupported(format!("local inference with the cloud zoo '{}' is not available in this build of dgzoo yet", c.url())))
             }
+            (Host::AiServer(a), ZooLocation::AiServerZoo) => {
+                let client = aiserver::AiServerClient::new(a.clone());
+                // Zoo and system info are fetched once, like PySDK's AI-server accessor.
+                let models = client
+                    .modelzoo()?
+                    .into_iter()
+                    .map(|(name, v)| Ok(ZooEntry { name, params: ModelParams::from_value(v)?, config_path: Default::default() }))
+                    .collect::<Result<Vec<_>>>()?;
+                let info = client.system_info()?;
+                server = Some(client);
+                (models, info)
+            }
             (Host::AiServer(a), _) => {
-                return Err(Error::unsupported(format!("AI server inference ('{}:{}') is not available in this build of dgzoo yet", a.host, a.port)))
+                return Err(Error::unsupported(format!("AI server inference ('{}:{}') with a cloud or local zoo is not available in this build of dgzoo yet", a.host, a.port)))
             }
             (Host::Cloud, _) => return Err(Error::unsupported("cloud inference is not available in this build of dgzoo yet")),
             (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
         };
         let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         let system_pairs = system_pairs(&system_info);
-        Ok(Zoo { host, location, zoo_url: zoo_url.to_string(), models, by_name, system_info, system_pairs })
+        Ok(Zoo { host, location, zoo_url: zoo_url.to_string(), models, by_name, system_info, system_pairs, server })
     }
 
     pub fn host(&self) -> &Host {
@@ -78,6 +94,10 @@ impl Zoo {
     }
     pub fn location(&self) -> &ZooLocation {
         &self.location
+    }
+    /// The AI server client, for zoos served by an AI server.
+    pub fn ai_server(&self) -> Option<&aiserver::AiServerClient> {
+        self.server.as_ref()
     }
 
     /// Model names passing `filters`: sorted names.
@@ -125,7 +145,14 @@ impl Zoo {
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
         let entry = self.entry(name)?;
-        let model = Model::new_local(entry, &self.system_info, &self.system_pairs)?;
+        let model = match &self.server {
+            Some(client) => {
+                let labels = client.label_dictionary(name)?;
+                let backend = crate::remote::RemoteBackend::new(client.clone());
+                Model::new_remote(name, entry.params.clone(), &labels, &self.system_info, &self.system_pairs, backend)?
+            }
+            None => Model::new_local(entry, &self.system_info, &self.system_pairs)?,
+        };
         match properties {
             Value::Null => {}
             Value::Object(props) => {

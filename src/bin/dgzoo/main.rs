@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod models;
+mod server;
 
 #[derive(Parser)]
 #[command(name = "dgzoo", version, about = "Find, fetch and run AI models (DeGirum PySDK compatible)")]
@@ -21,6 +22,9 @@ enum Command {
     Predict(models::PredictArgs),
     /// Print the inference host's system info (devices) as YAML-like text, like `degirum sys-info`.
     SysInfo(models::SysInfoArgs),
+    /// Run or control an AI server (DeGirum asio/http protocols).
+    #[command(subcommand)]
+    Server(server::ServerCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
         Command::Info(a) => models::info(a),
         Command::Predict(a) => models::predict(a),
         Command::SysInfo(a) => models::sys_info(a),
+        Command::Server(c) => server::run(c),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

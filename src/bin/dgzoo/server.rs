@@ -1,0 +1,93 @@
+//! `dgzoo server start|rescan-zoo|shutdown|cache-dump`: PySDK's `degirum server` commands.
+//! PySDK's server binds 0.0.0.0; ours binds `--host` (127.0.0.1 by default).
+use clap::{Args, Subcommand, ValueEnum};
+use dgzoo::server::{Config, Protocol, Server};
+use dgzoo::zoo::address::ServerAddress;
+use dgzoo::zoo::aiserver::AiServerClient;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum ServerCommand {
+    /// Start an AI server serving the models of a zoo directory (runs until `shutdown`).
+    Start(StartArgs),
+    /// Ask the local AI server to re-scan its zoo directory.
+    RescanZoo(PortArgs),
+    /// Stop the local AI server.
+    Shutdown(PortArgs),
+    /// Print the local AI server's model cache.
+    CacheDump(PortArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ProtocolArg {
+    Asio,
+    Http,
+    Both,
+}
+
+#[derive(Args)]
+pub struct StartArgs {
+    /// TCP port (asio; http uses port+1 with `--protocol both`).
+    #[arg(long, default_value_t = 8778)]
+    port: u16,
+    #[arg(long, value_enum, default_value = "asio")]
+    protocol: ProtocolArg,
+    /// Zoo directory.
+    #[arg(long, default_value = ".")]
+    zoo: PathBuf,
+    /// Only log errors.
+    #[arg(long)]
+    quiet: bool,
+    /// Address to bind (PySDK binds 0.0.0.0).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Largest frame accepted, in MiB.
+    #[arg(long, default_value_t = 1024)]
+    max_packet_mb: usize,
+}
+
+#[derive(Args)]
+pub struct PortArgs {
+    /// Port of the server's asio protocol.
+    #[arg(long, default_value_t = 8778)]
+    port: u16,
+}
+
+fn local_client(port: u16) -> AiServerClient {
+    AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port, http: false })
+}
+
+pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
+    match cmd {
+        ServerCommand::Start(a) => {
+            let mut cfg = Config::new(&a.zoo);
+            cfg.host = a.host;
+            cfg.port = a.port;
+            cfg.quiet = a.quiet;
+            cfg.max_packet = a.max_packet_mb.saturating_mul(1 << 20);
+            cfg.protocol = match a.protocol {
+                ProtocolArg::Asio => Protocol::Asio,
+                ProtocolArg::Http => Protocol::Http,
+                ProtocolArg::Both => Protocol::Both,
+            };
+            let server = Server::start(cfg)?;
+            if !a.quiet {
+                if let Some(s) = server.asio_addr() {
+                    eprintln!("dgzoo AI server: asio protocol on {s}");
+                }
+                if let Some(s) = server.http_addr() {
+                    eprintln!("dgzoo AI server: http protocol on {s}");
+                }
+            }
+            server.wait();
+            Ok(())
+        }
+        ServerCommand::RescanZoo(p) => local_client(p.port).zoo_manage(serde_json::json!({"rescan": 1})).map(|_| ()),
+        ServerCommand::Shutdown(p) => local_client(p.port).shutdown(),
+        ServerCommand::CacheDump(p) => {
+            let v = local_client(p.port).zoo_manage(serde_json::json!({"cache_dump": 1}))?;
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(())
+        }
+    }
+}

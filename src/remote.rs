@@ -1,0 +1,199 @@
+//! Inference through an AI server (PySDK's AI-server model): client-side fit
+//! (`image_ops::fit`), JPEG or RAW encoding of the model-sized image, one frame on a stream,
+//! msgpack results mapped back to the original image. Streams are pooled per model and
+//! re-opened when the parameters change, so concurrent callers (batch, async) each get one.
+use crate::error::{Code, Error, Result};
+use crate::image_ops::{self, CoordConverter, RgbImage};
+use crate::inference::{InferenceResult, Input};
+use crate::model::{is_image_input, Model, ModelState};
+use crate::params::ModelParams;
+use crate::postprocess;
+use crate::protocol;
+use crate::zoo::aiserver::{AiServerClient, RemoteStream};
+use serde_json::{json, Value};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Result classes whose coordinates PySDK converts back to the original image.
+const COORDINATE_TYPES: &[&str] = &[
+    "Detection",
+    "DetectionYolo",
+    "DetectionYoloV8",
+    "DetectionYoloV10",
+    "DetectionYoloV8OBB",
+    "DetectionYoloHailo",
+    "DetectionDamoYolo",
+    "FaceDetection",
+    "PoseDetection",
+    "PoseDetectionYoloV8",
+    "SegmentationYoloV8",
+    "HandDetection",
+];
+
+/// The remote side of a model.
+pub struct RemoteBackend {
+    pub client: AiServerClient,
+    /// Idle streams with the configuration they were opened with.
+    pool: Mutex<Vec<(String, RemoteStream)>>,
+}
+
+impl std::fmt::Debug for RemoteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteBackend({})", self.client.server())
+    }
+}
+
+impl RemoteBackend {
+    pub fn new(client: AiServerClient) -> Self {
+        RemoteBackend { client, pool: Mutex::new(Vec::new()) }
+    }
+
+    fn take(&self, key: &str) -> Option<RemoteStream> {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        // Streams opened with other settings are stale: end them.
+        let (keep, stale): (Vec<_>, Vec<_>) = pool.drain(..).partition(|(k, _)| k == key);
+        *pool = keep;
+        for (_, s) in stale {
+            s.close();
+        }
+        pool.pop().map(|(_, s)| s)
+    }
+
+    fn give_back(&self, key: String, s: RemoteStream) {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push((key, s));
+    }
+}
+
+impl Drop for RemoteBackend {
+    fn drop(&mut self) {
+        for (_, s) in self.pool.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            s.close();
+        }
+    }
+}
+
+/// The stream configuration PySDK sends: the model JSON with its edits, plus the inference
+/// timeout as `DeviceTimeout_ms`.
+fn stream_config(st: &ModelState) -> Value {
+    let mut p = st.params.clone();
+    let _ = p.set("DeviceTimeout_ms", 0, json!(st.inference_timeout_s * 1000.0));
+    p.to_value()
+}
+
+/// Model-sized pixels as the RAW frame: interleaved, `InputColorSpace` order, `uint8` or
+/// `float32` per `InputRawDataType`.
+fn raw_frame(p: &ModelParams, i: usize, img: &RgbImage) -> Result<Vec<u8>> {
+    let px = if p.str("InputColorSpace", i) == "BGR" { img.to_bgr() } else { img.data.clone() };
+    match p.str("InputRawDataType", i).as_str() {
+        "DG_UINT8" => Ok(px),
+        "DG_FLT" => Ok(px.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()),
+        other => Err(Error::unsupported(format!("Model image format 'RAW/{other}' is not supported by preprocessor"))),
+    }
+}
+
+/// Model input size (W, H) from the configured shape `[N, H, W, C]`.
+fn model_wh(p: &ModelParams, i: usize) -> Result<(u32, u32)> {
+    let s = p.input_shape(i, None);
+    if s.len() == 4 && s[1] > 0 && s[2] > 0 {
+        Ok((s[2] as u32, s[1] as u32))
+    } else {
+        Err(Error::bad_model(format!("cannot determine the image size of model input #{i} (shape {s:?})")))
+    }
+}
+
+/// Client-side pre-processing of one frame: packets to send and the coordinate converter.
+fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
+    let p = &st.params;
+    let mut packets = Vec::with_capacity(inputs.len());
+    let mut converter = CoordConverter::identity();
+    for (i, input) in inputs.iter().enumerate() {
+        if !is_image_input(p, i) {
+            match input {
+                Input::Bytes(b) => packets.push(b.to_vec()),
+                Input::Pixels { .. } => return Err(Error::invalid(format!("model input #{i} is a tensor input: pass its raw bytes, not pixels"))),
+            }
+            continue;
+        }
+        let img = match input {
+            // Bytes that are not an image we can decode are sent as they are (already in the
+            // model's input format), like PySDK does for bytes.
+            Input::Bytes(b) => match image_ops::decode(b) {
+                Ok(img) => img,
+                Err(_) => {
+                    packets.push(b.to_vec());
+                    continue;
+                }
+            },
+            Input::Pixels { data, width, height, stride, bgr } => image_ops::from_raw(data, *width, *height, *stride, *bgr)?,
+        };
+        let (w, h) = model_wh(p, i)?;
+        let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+        converter = fit.converter;
+        let packet = if p.str("InputImgFmt", i) == "JPEG" { image_ops::encode_jpeg(&fit.image, 95)? } else { raw_frame(p, i, &fit.image)? };
+        packets.push(packet);
+    }
+    Ok((packets, converter))
+}
+
+/// Send one frame and read its result, on a pooled stream (re-opened once if a pooled
+/// stream turns out to be dead).
+fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let config = stream_config(st);
+    let key = config.to_string();
+    let timeout = Duration::from_secs_f64(st.inference_timeout_s.max(0.001));
+    let mut reused = rb.take(&key);
+    loop {
+        let was_pooled = reused.is_some();
+        let mut s = match reused.take() {
+            Some(s) => s,
+            None => rb.client.open_stream(model.name(), &config)?,
+        };
+        let r = s.send_frame(packets).and_then(|_| s.recv(timeout));
+        match r {
+            Ok(bytes) => {
+                rb.give_back(key, s);
+                return Ok(bytes);
+            }
+            // An idle pooled stream may have been closed by the server: retry on a new one.
+            Err(e) if was_pooled && e.code == Code::Network => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Run one frame on an AI-server model.
+pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
+    let n = st.params.num_inputs();
+    if inputs.len() != n {
+        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
+    }
+    let (packets, converter) = encode_frame(st, inputs)?;
+    let fail = |msg: &str| Error::new(Code::Inference, format!("Failed to perform model '{}' inference: {msg}", model.name()));
+    let bytes = exchange(model, rb, st, &packets).map_err(|e| Error::new(e.code, fail(&e.message).message))?;
+    let (mut results, tensors) = match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
+        Ok(r) => r,
+        Err(msg) => {
+            // After an error the server-side stream may be unusable: drop pooled streams.
+            let _ = rb.take("");
+            return Err(fail(&msg));
+        }
+    };
+    // PySDK moves the server's timing out of the first result.
+    let mut timing = None;
+    if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
+        timing = first.remove("Timing");
+        if timing.is_some() && first.is_empty() {
+            results.remove(0);
+        }
+    }
+    let p = &st.params;
+    let kind = {
+        let t = p.str("InferenceResultsType", 0);
+        if t.is_empty() { p.str("OutputPostprocessType", 0) } else { t }
+    };
+    if COORDINATE_TYPES.contains(&kind.as_str()) {
+        postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
+    }
+    postprocess::filter_class_set(&mut results, &st.class_set);
+    Ok(InferenceResult { results, tensors, timing, model: model.name().to_string() })
+}

@@ -1,0 +1,291 @@
+//! AI-server client (asio or HTTP, per the address): one-shot commands on fresh connections
+//! like PySDK (`modelzoo`, `system_info`, `label_dictionary`, `sleep`, ...) and inference
+//! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
+use super::address::ServerAddress;
+use crate::error::{Code, Error, Result};
+use crate::protocol::{self, http};
+use serde_json::{json, Value};
+use std::net::TcpStream;
+use std::time::Duration;
+use tungstenite::{Message, WebSocket};
+
+/// A client for one AI server.
+#[derive(Debug, Clone)]
+pub struct AiServerClient {
+    pub addr: ServerAddress,
+    /// Connection / command-reply timeout.
+    pub timeout: Duration,
+    /// Largest result packet accepted.
+    pub max_packet: usize,
+}
+
+impl AiServerClient {
+    pub fn new(addr: ServerAddress) -> Self {
+        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET }
+    }
+
+    /// `host:port`, as used in PySDK's messages.
+    pub fn server(&self) -> String {
+        format!("{}:{}", self.addr.host, self.addr.port)
+    }
+
+    fn connect(&self) -> Result<TcpStream> {
+        // PySDK's client tries to connect three times.
+        let mut last = None;
+        for _ in 0..3 {
+            match http::connect(&self.addr.host, self.addr.port, self.timeout) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::new(Code::Network, "cannot connect")))
+    }
+
+    /// One asio command on a fresh connection; returns the op's data.
+    fn asio_command(&self, op: &str, fields: Value) -> Result<Value> {
+        let mut s = self.connect()?;
+        let _ = s.set_read_timeout(Some(self.timeout));
+        let _ = s.set_write_timeout(Some(self.timeout));
+        let server = self.server();
+        let io = |e: std::io::Error| {
+            let code = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) { Code::Timeout } else { Code::Network };
+            Error::new(code, format!("Error communicating with AI server '{server}' (op '{op}'): {e}"))
+        };
+        protocol::write_packet(&mut s, protocol::command(op, fields).to_string().as_bytes()).map_err(io)?;
+        let reply = protocol::read_packet(&mut s, self.max_packet)
+            .map_err(io)?
+            .ok_or_else(|| Error::new(Code::Network, format!("AI server '{server}' closed the connection without replying to '{op}'")))?;
+        protocol::check_reply(op, &reply, &server)
+    }
+
+    /// One REST request; non-2xx → PySDK's "Error sending HTTP request" text.
+    fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let body_bytes = body.map(|b| b.to_string().into_bytes());
+        let (status, resp) = http::request(&self.addr.host, self.addr.port, method, path, body_bytes.as_deref(), self.timeout)?;
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        if !(200..300).contains(&status) {
+            // The server's own message when it sent one.
+            let detail = serde_json::from_str::<Value>(&text).ok().as_ref().and_then(protocol::error_of).unwrap_or(text);
+            return Err(Error::new(
+                Code::Protocol,
+                format!("Error sending HTTP request '{path}' to http://{}:{}: ({status}) {detail}", self.addr.host, self.addr.port),
+            ));
+        }
+        if resp.is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&resp).map_err(|e| Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: {e}", self.server())))
+    }
+
+    /// Run a command over the address's protocol.
+    pub fn command(&self, op: &str, fields: Value) -> Result<Value> {
+        if !self.addr.http {
+            return self.asio_command(op, fields);
+        }
+        match op {
+            "modelzoo" | "system_info" => self.rest("GET", &format!("/v1/{op}"), None),
+            "label_dictionary" => {
+                let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
+                self.rest("GET", &format!("/v1/label_dictionary/{}", percent_encode(name)), None)
+            }
+            "sleep" => {
+                let ms = fields.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0);
+                self.rest("POST", &format!("/v1/sleep/{ms:.6}"), None)
+            }
+            "shutdown" => {
+                // As PySDK: a ping that must succeed, then shutdown with errors ignored.
+                self.rest("POST", "/v1/sleep/0.000000", None)?;
+                let _ = self.rest("POST", "/v1/shutdown", None);
+                Ok(Value::Null)
+            }
+            _ => self.rest("POST", &format!("/v1/{op}"), Some(fields.get("args").unwrap_or(&json!({})))),
+        }
+    }
+
+    /// The server's zoo: (name, parameters) in the server's order.
+    pub fn modelzoo(&self) -> Result<Vec<(String, Value)>> {
+        let v = self.command("modelzoo", json!({}))?;
+        let bad = || Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: malformed model list", self.server()));
+        match v {
+            // asio: [{"name", "ModelParams": "<json text>"}]
+            Value::Array(list) => list
+                .into_iter()
+                .map(|e| {
+                    let name = e.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string();
+                    let params = match e.get("ModelParams") {
+                        Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| bad())?,
+                        Some(o @ Value::Object(_)) => o.clone(),
+                        _ => return Err(bad()),
+                    };
+                    Ok((name, params))
+                })
+                .collect(),
+            // http: {"<name>": {params}}
+            Value::Object(m) => Ok(m.into_iter().collect()),
+            Value::Null => Ok(Vec::new()),
+            _ => Err(bad()),
+        }
+    }
+
+    pub fn system_info(&self) -> Result<Value> {
+        self.command("system_info", json!({}))
+    }
+
+    pub fn label_dictionary(&self, model: &str) -> Result<Value> {
+        self.command("label_dictionary", json!({"name": model}))
+    }
+
+    pub fn ping(&self) -> Result<()> {
+        self.command("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ())
+    }
+
+    pub fn shutdown(&self) -> Result<()> {
+        self.command("shutdown", json!({}))?;
+        if !self.addr.http {
+            // Wake the server's accept loop like the C++ client; errors do not matter.
+            if let Ok(mut s) = http::connect(&self.addr.host, self.addr.port, Duration::from_millis(500)) {
+                let _ = protocol::write_packet(&mut s, b"");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn zoo_manage(&self, args: Value) -> Result<Value> {
+        self.command("zoo_manage", json!({"args": args}))
+    }
+
+    /// Open an inference stream on `model` with the model `config` (runtime parameters).
+    pub fn open_stream(&self, model: &str, config: &Value) -> Result<RemoteStream> {
+        let server = self.server();
+        let s = self.connect()?;
+        let _ = s.set_write_timeout(Some(self.timeout));
+        if !self.addr.http {
+            let mut s = s;
+            let msg = protocol::command("stream", json!({"name": model, "config": config}));
+            protocol::write_packet(&mut s, msg.to_string().as_bytes())
+                .map_err(|e| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}")))?;
+            // Success has no reply; a failure arrives as the first result.
+            return Ok(RemoteStream { conn: Conn::Asio(s), server, max_packet: self.max_packet });
+        }
+        let _ = s.set_read_timeout(Some(self.timeout));
+        let url = format!("ws://{}:{}/v1/stream", self.addr.host, self.addr.port);
+        let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), s, Some(http::ws_config(self.max_packet, false)))
+            .map_err(|e| Error::new(Code::Network, format!("cannot open a WebSocket stream on AI server http://{server}: {e}")))?;
+        let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
+        ws.send(Message::Text(protocol::ws_config_message(model, config))).map_err(|e| cfg_err(e.to_string()))?;
+        let reply = loop {
+            match ws.read() {
+                Ok(Message::Binary(b)) => break b,
+                Ok(Message::Text(t)) => break t.into_bytes(),
+                Ok(Message::Close(_)) => return Err(cfg_err("connection closed".into())),
+                Ok(_) => continue,
+                // The real server sends configuration errors as non-UTF-8 text frames, which
+                // tungstenite refuses: that can only be an error reply.
+                Err(tungstenite::Error::Utf8) => return Err(cfg_err("the server refused the configuration".into())),
+                Err(e) => return Err(cfg_err(e.to_string())),
+            }
+        };
+        let (v, _) = protocol::decode(&reply).map_err(|e| cfg_err(e.message))?;
+        if let Some(msg) = protocol::error_of(&v) {
+            return Err(cfg_err(msg));
+        }
+        Ok(RemoteStream { conn: Conn::Ws(Box::new(ws)), server, max_packet: self.max_packet })
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+enum Conn {
+    Asio(TcpStream),
+    Ws(Box<WebSocket<TcpStream>>),
+}
+
+/// An open inference stream: frames out, msgpack results back in order.
+pub struct RemoteStream {
+    conn: Conn,
+    server: String,
+    max_packet: usize,
+}
+
+impl std::fmt::Debug for RemoteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RemoteStream({})", self.server)
+    }
+}
+
+impl RemoteStream {
+    /// Send one frame (one packet per model input).
+    pub fn send_frame(&mut self, packets: &[Vec<u8>]) -> Result<()> {
+        let server = self.server.clone();
+        let err = |e: String| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
+        match &mut self.conn {
+            Conn::Asio(s) => {
+                for p in packets {
+                    protocol::write_packet(s, p).map_err(|e| err(e.to_string()))?;
+                }
+            }
+            Conn::Ws(ws) => {
+                for p in packets {
+                    ws.send(Message::Binary(p.clone())).map_err(|e| err(e.to_string()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receive the next result packet, waiting at most `timeout`.
+    pub fn recv(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        let ms = timeout.as_millis();
+        let server = self.server.clone();
+        let timed_out = || Error::new(Code::Timeout, format!("[CRITICAL]Timeout detected\nTimeout {ms} ms waiting for response from AI server '{server}'"));
+        let is_timeout = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+        let closed = || Error::new(Code::Network, format!("AI server '{server}' closed the connection"));
+        match &mut self.conn {
+            Conn::Asio(s) => {
+                let _ = s.set_read_timeout(Some(timeout));
+                match protocol::read_packet(s, self.max_packet) {
+                    Ok(Some(p)) => Ok(p),
+                    Ok(None) => Err(closed()),
+                    Err(e) if is_timeout(&e) => Err(timed_out()),
+                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
+                }
+            }
+            Conn::Ws(ws) => {
+                let _ = ws.get_mut().set_read_timeout(Some(timeout));
+                loop {
+                    match ws.read() {
+                        Ok(Message::Binary(b)) => return Ok(b),
+                        Ok(Message::Text(t)) => return Ok(t.into_bytes()),
+                        Ok(Message::Close(_)) => return Err(closed()),
+                        Ok(_) => continue,
+                        Err(tungstenite::Error::Io(e)) if is_timeout(&e) => return Err(timed_out()),
+                        Err(tungstenite::Error::Utf8) => {
+                            // A msgpack error sent as a text frame: report it as a failed frame.
+                            return Ok(protocol::encode(&protocol::frame_err("AI server sent an error in a non-UTF-8 text frame")));
+                        }
+                        Err(e) => return Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// End of stream: an empty packet (asio) or a close frame (WebSocket).
+    pub fn close(mut self) {
+        match &mut self.conn {
+            Conn::Asio(s) => {
+                let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+                let _ = protocol::write_packet(s, b"");
+            }
+            Conn::Ws(ws) => {
+                let _ = ws.close(None);
+                let _ = ws.flush();
+            }
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! Shared helpers of the AI-server tests: a clean copy of the shared zoo, servers on
+//! 127.0.0.1 with ephemeral ports, the golden comparison and the PySDK peer location.
+#![allow(dead_code)]
+use dgzoo::inference::InferenceResult;
+use dgzoo::server::{Config, Protocol, Server};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub const SHARED_ZOO: &str = "/work/shared/zoo";
+
+pub const MODELS: &[&str] = &[
+    "blazeface_short_range--128x128_float_tflite_cpu_1",
+    "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
+    "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1",
+    "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1",
+    "yolov8n_nudenet--320x320_float_onnx_cpu_1",
+    "yolov8n_nudenet--320x320_float_tflite_cpu_1",
+];
+pub const IMAGES: &[&str] = &["car_416.jpg", "cat_224.jpg", "girls_256.jpg"];
+
+pub fn image(name: &str) -> PathBuf {
+    Path::new(SHARED_ZOO).join("images").join(name)
+}
+
+/// The six model folders only (real directories, files symlinked). The shared zoo also holds
+/// `expected/model_info/<model>.json`, valid model configs with the same names that a
+/// recursive scan would pick up in place of the real ones.
+pub fn clean_zoo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for m in MODELS {
+        let src = Path::new(SHARED_ZOO).join(m);
+        let dst = dir.path().join(m);
+        std::fs::create_dir(&dst).unwrap();
+        for f in std::fs::read_dir(&src).unwrap().flatten() {
+            std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+/// Our server on 127.0.0.1, ephemeral port(s).
+pub fn start_server(zoo: &Path, protocol: Protocol) -> Server {
+    let mut cfg = Config::new(zoo);
+    cfg.port = 0;
+    cfg.protocol = protocol;
+    cfg.quiet = true;
+    Server::start(cfg).expect("server starts")
+}
+
+pub fn golden(model: &str, image: &str) -> Value {
+    let p = Path::new(SHARED_ZOO).join("expected").join(model).join(image.replace(".jpg", ".json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("golden file")).expect("golden json");
+    v["results"].clone()
+}
+
+fn flatten(v: &Value, out: &mut Vec<f64>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| flatten(x, out)),
+        other => out.push(other.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol
+}
+
+/// Compare one result list (JSON, raw tensors as `{"__ndarray__", dtype, shape, data}`) with
+/// the golden list: labels/ids/names exact, scores 1e-4, boxes 0.5 px, tensor values 1e-4.
+pub fn compare(got: &[Value], want: &Value, what: &str) -> Result<(), String> {
+    let want = want.as_array().ok_or("golden is not a list")?;
+    if got.len() != want.len() {
+        return Err(format!("{what}: {} results, golden has {}: got {}", got.len(), want.len(), Value::Array(got.to_vec())));
+    }
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let (g, w) = (g.as_object().ok_or("result not a map")?, w.as_object().ok_or("golden not a map")?);
+        let mut gk: Vec<&String> = g.keys().collect();
+        let mut wk: Vec<&String> = w.keys().collect();
+        gk.sort();
+        wk.sort();
+        if gk != wk {
+            return Err(format!("{what}[{i}]: keys {gk:?} != golden {wk:?}"));
+        }
+        for (k, wv) in w {
+            let gv = &g[k];
+            let ok = match k.as_str() {
+                "score" => close(gv.as_f64().unwrap_or(f64::NAN), wv.as_f64().unwrap_or(0.0), 1e-4),
+                "bbox" => {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    flatten(gv, &mut a);
+                    flatten(wv, &mut b);
+                    a.len() == b.len() && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 0.5))
+                }
+                "data" if wv.get("__ndarray__").is_some() => {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    flatten(&gv["data"], &mut a);
+                    flatten(&wv["data"], &mut b);
+                    gv["dtype"] == wv["dtype"]
+                        && gv["shape"] == wv["shape"]
+                        && a.len() == b.len()
+                        && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 1e-4 + 1e-5 * y.abs()))
+                }
+                "quantization" => {
+                    let (mut a, mut b) = (Vec::new(), Vec::new());
+                    flatten(&gv["scale"], &mut a);
+                    flatten(&wv["scale"], &mut b);
+                    gv["axis"] == wv["axis"] && gv["zero"] == wv["zero"] && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 1e-6 * y.abs().max(1.0)))
+                }
+                _ => gv == wv,
+            };
+            if !ok {
+                let shown = |v: &Value| v.to_string().chars().take(200).collect::<String>();
+                return Err(format!("{what}[{i}].{k}: got {} want {}", shown(gv), shown(wv)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Our results in the golden's JSON form (tensors expanded into nested `__ndarray__` data).
+pub fn to_golden_form(r: &InferenceResult) -> Vec<Value> {
+    r.results
+        .iter()
+        .map(|v| {
+            let mut v = v.clone();
+            if let Some(i) = v.get("data").and_then(|d| d.get("__tensor__")).and_then(Value::as_u64) {
+                let t = &r.tensors[i as usize];
+                let vals: Vec<f64> = match t.info.dtype {
+                    dgzoo::runtime::ElemType::F32 => t.data.as_slice::<f32>().iter().map(|&x| x as f64).collect(),
+                    dgzoo::runtime::ElemType::U8 => t.data.as_bytes().iter().map(|&x| x as f64).collect(),
+                    dgzoo::runtime::ElemType::I8 => t.data.as_slice::<i8>().iter().map(|&x| x as f64).collect(),
+                    other => panic!("unexpected tensor type {other:?}"),
+                };
+                v["data"] = serde_json::json!({"__ndarray__": true, "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape, "data": vals});
+            }
+            v
+        })
+        .collect()
+}
+
+/// The PySDK 1.5.0 peer installation: `$DGZOO_PEER`, else `<crate>/.peer`. `None` (after
+/// printing SKIP) when absent, unless `DGZOO_REQUIRE_PEER=1`, which makes it a failure.
+pub fn peer(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    if dir.join("venv/bin/python").exists() {
+        return Some(dir);
+    }
+    if std::env::var("DGZOO_REQUIRE_PEER").as_deref() == Ok("1") {
+        panic!("{test}: PySDK peer not found at {} and DGZOO_REQUIRE_PEER=1", dir.display());
+    }
+    eprintln!("SKIP {test}: PySDK peer not found at {} (set DGZOO_PEER)", dir.display());
+    None
+}
+
+/// The peer's onnxruntime 1.20.1 library directory.
+pub fn peer_ld_path(peer: &Path) -> String {
+    for d in ["ort", "ort-1.20.1/lib"] {
+        if peer.join(d).join("libonnxruntime.so.1").exists() {
+            return peer.join(d).to_string_lossy().into_owned();
+        }
+    }
+    peer.join("ort").to_string_lossy().into_owned()
+}

@@ -1,0 +1,81 @@
+//! The C ABI with an AI-server zoo: `dg_connect` / `dg_load_model` / `dg_predict` and the
+//! async predictor work unchanged for models that run on an AI server.
+mod aiserver_common;
+use aiserver_common::*;
+use dgzoo::ffi::*;
+use dgzoo::server::Protocol;
+use serde_json::Value;
+use std::ffi::{c_void, CStr, CString};
+use std::sync::Mutex;
+
+unsafe fn check(e: *mut dg_error) {
+    if !e.is_null() {
+        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
+        unsafe { dg_error_free(e) };
+        panic!("{msg}");
+    }
+}
+
+unsafe fn result_json(r: *mut dg_result) -> Value {
+    let v = serde_json::from_str(&unsafe { CStr::from_ptr(dg_result_json(r)) }.to_string_lossy()).unwrap();
+    unsafe { dg_result_free(r) };
+    v
+}
+
+static ASYNC_OUT: Mutex<Vec<(u64, Value)>> = Mutex::new(Vec::new());
+
+unsafe extern "C" fn on_result(_ud: *mut c_void, id: u64, r: *mut dg_result, e: *mut dg_error) {
+    assert!(e.is_null(), "async frame failed");
+    ASYNC_OUT.lock().unwrap().push((id, unsafe { result_json(r) }));
+}
+
+#[test]
+fn c_abi_predicts_through_an_ai_server() {
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Both);
+    let m = "yolov8n_nudenet--320x320_float_tflite_cpu_1";
+    for addr in [format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())] {
+        let host = CString::new(addr.clone()).unwrap();
+        let name = CString::new(m).unwrap();
+        let props = CString::new(r#"{"input_image_format": "RAW"}"#).unwrap();
+        let mut zoo = std::ptr::null_mut();
+        let mut model = std::ptr::null_mut();
+        unsafe {
+            check(dg_connect(host.as_ptr(), c"".as_ptr(), std::ptr::null(), &mut zoo));
+            check(dg_load_model(zoo, name.as_ptr(), props.as_ptr(), &mut model));
+        }
+        let bytes = std::fs::read(image("girls_256.jpg")).unwrap();
+        let mut r = std::ptr::null_mut();
+        unsafe { check(dg_predict(model, bytes.as_ptr(), bytes.len(), &mut r)) };
+        let got = unsafe { result_json(r) };
+        compare(got.as_array().unwrap(), &golden(m, "girls_256.jpg"), &addr).unwrap();
+        // Async: frames in order through the callback.
+        ASYNC_OUT.lock().unwrap().clear();
+        let mut a = std::ptr::null_mut();
+        unsafe { check(dg_async_new(model, 4, Some(on_result), std::ptr::null_mut(), &mut a)) };
+        let frames: Vec<Vec<u8>> = IMAGES.iter().map(|i| std::fs::read(image(i)).unwrap()).collect();
+        for (k, f) in frames.iter().cycle().take(6).enumerate() {
+            unsafe { check(dg_async_submit(a, k as u64, f.as_ptr(), f.len())) };
+        }
+        unsafe {
+            check(dg_async_wait(a));
+            dg_async_free(a);
+        }
+        let out = std::mem::take(&mut *ASYNC_OUT.lock().unwrap());
+        assert_eq!(out.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
+        for (id, v) in out {
+            compare(v.as_array().unwrap(), &golden(m, IMAGES[id as usize % 3]), &format!("{addr} async {id}")).unwrap();
+        }
+        // Errors come back as dg_error, not panics.
+        let mut r = std::ptr::null_mut();
+        let e = unsafe { dg_predict(model, b"xx".as_ptr(), 2, &mut r) };
+        assert!(!e.is_null() && r.is_null());
+        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
+        assert!(msg.contains("Failed to perform model"), "{msg}");
+        unsafe {
+            dg_error_free(e);
+            dg_model_free(model);
+            dg_zoo_free(zoo);
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Interoperability with the real DeGirum PySDK 1.5.0 (the "peer", see `aiserver_common::peer`):
+//! (a) the PySDK client against our server, (b) our client against PySDK's AI server.
+//! Everything runs on 127.0.0.1 with ports chosen at run time.
+mod aiserver_common;
+use aiserver_common::*;
+use dgzoo::server::Protocol;
+use dgzoo::zoo::filter::Filters;
+use dgzoo::zoo::Zoo;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CLIENT_SCRIPT: &str = r#"
+import json, sys
+import numpy as np
+import degirum as dg
+
+addr, images_dir, models = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
+images = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]
+
+def plain(v):
+    if isinstance(v, np.ndarray):
+        return {"__ndarray__": True, "dtype": str(v.dtype), "shape": list(v.shape), "data": v.tolist()}
+    if isinstance(v, dict):
+        return {k: plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [plain(x) for x in v]
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+zoo = dg.connect(addr, "", "")
+out = {"names": zoo.list_models(), "onnx": zoo.list_models(runtime="ONNX"), "results": {}}
+for m in models:
+    model = zoo.load_model(m, input_image_format="RAW")
+    out["results"][m] = {img: plain(model.predict(images_dir + "/" + img).results) for img in images}
+# JPEG frames (the AI-server default) and pipelined batch prediction.
+model = zoo.load_model("efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1")
+out["labels_285"] = model.label_dictionary[285]
+out["jpeg_top"] = model.predict(images_dir + "/cat_224.jpg").results[0]["label"]
+model = zoo.load_model("yolov8n_nudenet--320x320_float_tflite_cpu_1", input_image_format="RAW")
+batch = [r.results for r in model.predict_batch([images_dir + "/" + img for img in images * 3])]
+out["batch"] = plain(batch)
+try:
+    zoo.load_model("yolov8n_nudenet--320x320_float_tflite_cpu_1", input_image_format="RAW").predict(b"not an image")
+    out["bad_frame"] = ""
+except Exception as e:
+    out["bad_frame"] = str(e)
+print("RESULT-JSON " + json.dumps(out))
+"#;
+
+fn run_pysdk_client(peer: &Path, dir: &Path, addr: &str, models: &[&str]) -> Value {
+    let script = dir.join("client.py");
+    std::fs::write(&script, CLIENT_SCRIPT).unwrap();
+    let out = Command::new(peer.join("venv/bin/python"))
+        .arg(&script)
+        .arg(addr)
+        .arg(Path::new(SHARED_ZOO).join("images"))
+        .arg(models.join(","))
+        .env("LD_LIBRARY_PATH", peer_ld_path(peer))
+        .output()
+        .expect("run the PySDK client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT-JSON ")).unwrap_or_else(|| {
+        panic!("PySDK client failed on {addr}: status {:?}\nstdout: {stdout}\nstderr: {}", out.status, String::from_utf8_lossy(&out.stderr))
+    });
+    serde_json::from_str(line).unwrap()
+}
+
+#[test]
+fn pysdk_client_against_our_server() {
+    let Some(peer) = peer("pysdk_client_against_our_server") else { return };
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Both);
+    let local = Zoo::connect("@local", zoo_dir.path().to_str().unwrap(), "").unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let addrs = [format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())];
+    let mut failures = Vec::new();
+    for addr in &addrs {
+        let out = run_pysdk_client(&peer, tmp.path(), addr, MODELS);
+        assert_eq!(out["names"], json!(MODELS), "{addr}");
+        assert_eq!(out["onnx"], json!([MODELS[1], MODELS[4]]), "{addr}");
+        assert_eq!(out["labels_285"], json!("Egyptian cat"));
+        assert_eq!(out["jpeg_top"], json!("Egyptian cat"));
+        for m in MODELS {
+            for img in IMAGES {
+                let got: Vec<Value> = out["results"][m][img].as_array().cloned().unwrap_or_default();
+                let what = format!("PySDK via {addr} {m} {img}");
+                let r = if *m == "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1" {
+                    // Our int8 engine differs from PySDK's by a few 1e-3 (see aiserver_client_server):
+                    // the PySDK client must see exactly our local results.
+                    let bytes = std::fs::read(image(img)).unwrap();
+                    let l = dgzoo::inference::predict(&local.load_model(m, &Value::Null).unwrap(), &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+                    compare(&got, &json!(l.results), &what)
+                } else {
+                    compare(&got, &golden(m, img), &what)
+                };
+                if let Err(e) = r {
+                    failures.push(e);
+                }
+            }
+        }
+        for (k, r) in out["batch"].as_array().unwrap().iter().enumerate() {
+            if let Err(e) = compare(r.as_array().unwrap(), &golden(MODELS[5], IMAGES[k % 3]), &format!("PySDK batch via {addr} #{k}")) {
+                failures.push(e);
+            }
+        }
+        let bad = out["bad_frame"].as_str().unwrap();
+        assert!(bad.contains("Failed to perform model") && bad.contains("Cannot reshape"), "{addr}: {bad}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The PySDK AI server as a child process; shut down (and killed if need be) on drop.
+struct PeerServer {
+    child: Child,
+    port: u16,
+    peer: std::path::PathBuf,
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        let _ = Command::new(self.peer.join("venv/bin/degirum"))
+            .args(["server", "shutdown", "--port", &self.port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // Its http listener stays up after an asio shutdown: stop it too.
+        let _ = dgzoo::protocol::http::request("127.0.0.1", self.port + 1, "POST", "/v1/shutdown", None, Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port P with P and P+1 free on 127.0.0.1 (checked just before use).
+fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair");
+}
+
+#[test]
+fn our_client_against_pysdk_server() {
+    let Some(peer) = peer("our_client_against_pysdk_server") else { return };
+    let zoo_dir = clean_zoo();
+    let port = free_port_pair();
+    let child = Command::new(peer.join("venv/bin/degirum"))
+        .args(["server", "start", "--zoo", zoo_dir.path().to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"])
+        .env("LD_LIBRARY_PATH", peer_ld_path(&peer))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the PySDK server");
+    let _guard = PeerServer { child, port, peer: peer.clone() };
+    let asio = format!("127.0.0.1:{port}");
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&asio).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.ping().is_err() {
+        assert!(Instant::now() < deadline, "the PySDK server did not come up within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let local = Zoo::connect("@local", zoo_dir.path().to_str().unwrap(), "").unwrap();
+    let mut failures = Vec::new();
+    for addr in [asio.clone(), format!("http://127.0.0.1:{}", port + 1)] {
+        let zoo = Zoo::connect(&addr, "", "").unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        assert_eq!(zoo.list_names(&Filters::default()), MODELS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{addr}");
+        // The PySDK server's listing equals ours (relative paths, full form).
+        let ours = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
+        let theirs: Vec<(String, Value)> = ours.modelzoo().unwrap();
+        let our_server = start_server(zoo_dir.path(), Protocol::Both);
+        let our_addr = if addr.starts_with("http") {
+            format!("http://127.0.0.1:{}", our_server.http_addr().unwrap().port())
+        } else {
+            format!("127.0.0.1:{}", our_server.asio_addr().unwrap().port())
+        };
+        let mine = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&our_addr).unwrap()).modelzoo().unwrap();
+        let mut t = theirs.clone();
+        let mut o = mine.clone();
+        t.sort_by(|a, b| a.0.cmp(&b.0));
+        o.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(t, o, "{addr}: model listings differ");
+        drop(our_server);
+        assert_eq!(zoo.ai_server().unwrap().label_dictionary(MODELS[3]).unwrap()["285"], json!("Egyptian cat"));
+        for m in MODELS {
+            let model = zoo.load_model(m, &json!({"input_image_format": "RAW"})).unwrap();
+            for img in IMAGES {
+                let bytes = std::fs::read(image(img)).unwrap();
+                let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr} {m} {img}: {e}"));
+                if let Err(e) = compare(&to_golden_form(&r), &golden(m, img), &format!("PySDK server {addr} {m} {img}")) {
+                    failures.push(e);
+                }
+            }
+        }
+        // JPEG frames: the PySDK server decodes exactly what local JPEG inference sees.
+        let m = MODELS[5];
+        let model = zoo.load_model(m, &Value::Null).unwrap();
+        let lm = local.load_model(m, &json!({"input_image_format": "JPEG"})).unwrap();
+        let bytes = std::fs::read(image("girls_256.jpg")).unwrap();
+        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let l = dgzoo::inference::predict(&lm, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        if let Err(e) = compare(&r.results, &json!(l.results), &format!("JPEG via {addr}")) {
+            failures.push(e);
+        }
+        // A frame it cannot use: PySDK's error text, and the model keeps working.
+        let e = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&[0u8; 10])]).unwrap_err();
+        assert!(e.message.starts_with(&format!("Failed to perform model '{m}' inference: ")), "{addr}: {}", e.message);
+        assert!(dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).is_ok());
+        // An unknown model fails at stream open.
+        let ghost = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
+        let opened = ghost.open_stream("no_such_model", &json!({})).and_then(|mut s| {
+            s.send_frame(&[vec![0u8; 16]])?;
+            s.recv(Duration::from_secs(20))
+        });
+        let failed = match opened {
+            Err(_) => true,
+            Ok(bytes) => dgzoo::protocol::decode_results(&bytes).unwrap().is_err(),
+        };
+        assert!(failed, "{addr}: stream on an unknown model must fail");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -1,0 +1,321 @@
+//! Our AI server under bad and heavy input: broken packets, bad lengths, non-JSON, unknown ops,
+//! wrong versions, frames before configuration, clients vanishing mid-frame, unmasked
+//! WebSocket frames and 64 concurrent streams. After each, the server still answers correctly.
+mod aiserver_common;
+use aiserver_common::*;
+use dgzoo::protocol::{self, read_packet, write_packet};
+use dgzoo::server::Protocol;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+const EFF: &str = "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1";
+
+fn conn(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s
+}
+
+fn send_json(s: &mut TcpStream, v: &Value) {
+    write_packet(s, v.to_string().as_bytes()).unwrap();
+}
+
+fn reply(s: &mut TcpStream) -> Value {
+    let p = read_packet(s, 1 << 26).unwrap().expect("a reply");
+    serde_json::from_slice(&p).unwrap()
+}
+
+/// A full round trip on a fresh connection proves the server is alive and correct.
+fn assert_alive(addr: SocketAddr) {
+    let mut s = conn(addr);
+    send_json(&mut s, &json!({"VERSION": 4, "op": "label_dictionary", "name": EFF}));
+    let r = reply(&mut s);
+    assert_eq!(r["success"], json!(true), "{r}");
+    assert_eq!(r["label_dictionary"]["285"], json!("Egyptian cat"));
+}
+
+fn stream(addr: SocketAddr, model: &str, config: Value) -> TcpStream {
+    let mut s = conn(addr);
+    send_json(&mut s, &json!({"VERSION": 4, "op": "stream", "name": model, "config": config}));
+    s
+}
+
+fn frame_result(s: &mut TcpStream, frame: &[u8]) -> Result<Vec<Value>, String> {
+    write_packet(s, frame).unwrap();
+    let p = read_packet(s, 1 << 26).unwrap().expect("a result");
+    protocol::decode_results(&p).unwrap().map(|r| r.0)
+}
+
+#[test]
+fn command_errors_keep_the_connection_and_server_usable() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Asio);
+    let addr = server.asio_addr().unwrap();
+    let mut s = conn(addr);
+    // Non-JSON.
+    write_packet(&mut s, b"{not json").unwrap();
+    let r = reply(&mut s);
+    assert_eq!(r["success"], json!(false));
+    assert_eq!(r["VERSION"], json!(4));
+    assert!(r["msg"].as_str().unwrap().contains("Parsing error"), "{r}");
+    // A JSON array or an object without op.
+    write_packet(&mut s, b"[1,2]").unwrap();
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("does not contain op"));
+    send_json(&mut s, &json!({"VERSION": 4}));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("does not contain op"));
+    // Unknown op.
+    send_json(&mut s, &json!({"VERSION": 4, "op": "fly"}));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().starts_with("Unsupported op 'fly' requested from client '127.0.0.1'"));
+    // Versions: missing, too old, too new (also for a stream op).
+    send_json(&mut s, &json!({"op": "sleep"}));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("Protocol version data is missing"));
+    send_json(&mut s, &json!({"VERSION": 3, "op": "sleep"}));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("older than server-supported version range [4, 4]"));
+    send_json(&mut s, &json!({"VERSION": 5, "op": "stream", "name": EFF}));
+    let r = reply(&mut s);
+    assert!(r["msg"].as_str().unwrap().contains("newer than server-supported version range [4, 4]"), "{r}");
+    // An empty packet (the shutdown wake-up) is ignored; the connection still works.
+    write_packet(&mut s, b"").unwrap();
+    send_json(&mut s, &json!({"VERSION": 4, "op": "sleep", "sleep_time_ms": 0.0}));
+    assert_eq!(reply(&mut s), json!({"VERSION": 4, "success": true}));
+    // Ops with data.
+    send_json(&mut s, &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}));
+    let r = reply(&mut s);
+    assert!(r["zoo_manage"]["AgentCacheSize"].is_u64(), "{r}");
+    send_json(&mut s, &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_set": {"AIServer": 2}}}));
+    assert_eq!(reply(&mut s)["success"], json!(true));
+    send_json(&mut s, &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_get": 1}}));
+    assert_eq!(reply(&mut s)["trace_manage"]["config_get"]["AIServer"], json!("Detailed"));
+    send_json(&mut s, &json!({"VERSION": 4, "op": "dev_ctrl", "args": {}}));
+    assert_eq!(reply(&mut s)["dev_ctrl"], json!({"status": "device not found"}));
+    send_json(&mut s, &json!({"VERSION": 4, "op": "modelzoo"}));
+    let r = reply(&mut s);
+    let list = r["modelzoo"].as_array().unwrap();
+    assert_eq!(list.len(), MODELS.len());
+    // Parameters travel as a JSON string, with paths relative to the zoo (nothing internal).
+    let p: Value = serde_json::from_str(list[0]["ModelParams"].as_str().unwrap()).unwrap();
+    assert!(!p.to_string().contains(zoo.path().to_str().unwrap()));
+    assert_alive(addr);
+}
+
+#[test]
+fn bad_lengths_truncation_and_vanishing_clients() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Asio);
+    let addr = server.asio_addr().unwrap();
+    // 2^31 length prefix: refused before allocation, with an error reply, then closed.
+    let mut s = conn(addr);
+    s.write_all(&[0x80, 0, 0, 0]).unwrap();
+    let r = reply(&mut s);
+    assert_eq!(r["success"], json!(false));
+    assert!(r["msg"].as_str().unwrap().contains("exceeds the limit"), "{r}");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    // Truncated header and truncated payload, then the client goes away.
+    let mut s = conn(addr);
+    s.write_all(&[0, 0]).unwrap();
+    drop(s);
+    let mut s = conn(addr);
+    s.write_all(&[0, 0, 1, 0, b'{', b'"']).unwrap();
+    drop(s);
+    // A stream whose client disconnects in the middle of a frame.
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    let mut s = stream(addr, EFF, json!({}));
+    s.write_all(&(jpeg.len() as u32).to_be_bytes()).unwrap();
+    s.write_all(&jpeg[..jpeg.len() / 2]).unwrap();
+    drop(s);
+    // A client that connects and never sends anything does not hold anyone up.
+    let _idle = conn(addr);
+    assert_alive(addr);
+    let mut s = stream(addr, EFF, json!({}));
+    let r = frame_result(&mut s, &jpeg).unwrap();
+    assert_eq!(r[0]["label"], json!("Egyptian cat"));
+}
+
+#[test]
+fn stream_errors_and_frame_order() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Asio);
+    let addr = server.asio_addr().unwrap();
+    // Unknown model: one msgpack error with VERSION, nothing processed afterwards.
+    let mut s = stream(addr, "no_such_model", json!({}));
+    let p = read_packet(&mut s, 1 << 20).unwrap().unwrap();
+    let (v, _) = protocol::decode(&p).unwrap();
+    assert_eq!(v["success"], json!(false));
+    assert_eq!(v["VERSION"], json!(4));
+    assert!(v["msg"].as_str().unwrap().contains("no_such_model"));
+    // Runtime parameters from the config apply; per-frame errors keep the stream alive.
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    let car = std::fs::read(image("car_416.jpg")).unwrap();
+    let mut s = stream(addr, EFF, json!({"POST_PROCESS": [{"OutputTopK": 2, "LabelsPath": "elsewhere.json"}]}));
+    let e = frame_result(&mut s, b"garbage").unwrap_err();
+    assert!(e.starts_with("[ERROR]"), "{e}");
+    assert!(e.contains(&format!("When running model '{EFF}'")), "{e}");
+    assert!(!e.contains(zoo.path().to_str().unwrap()), "error text shows a server path: {e}");
+    // A wrong-size image is refused like the real server ("Cannot reshape").
+    assert!(frame_result(&mut s, &car).unwrap_err().contains("Cannot reshape"));
+    let r = frame_result(&mut s, &jpeg).unwrap();
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["label"], json!("Egyptian cat"));
+    // Pipelined frames come back in order: one per frame.
+    let small = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::RgbImage::filled(224, 224, [200, 30, 30]), 95).unwrap();
+    let frames = [&jpeg, &small, &jpeg, &small, &jpeg];
+    for f in frames {
+        write_packet(&mut s, f).unwrap();
+    }
+    let mut labels = Vec::new();
+    for _ in frames {
+        let p = read_packet(&mut s, 1 << 20).unwrap().unwrap();
+        labels.push(protocol::decode_results(&p).unwrap().unwrap().0[0]["label"].clone());
+    }
+    assert_eq!(labels[0], labels[2]);
+    assert_eq!(labels[0], json!("Egyptian cat"));
+    assert_eq!(labels[1], labels[3]);
+    assert_ne!(labels[0], labels[1]);
+    // End of stream: the server closes.
+    write_packet(&mut s, b"").unwrap();
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    assert!(rest.is_empty());
+    assert_alive(addr);
+}
+
+#[test]
+fn sixty_four_concurrent_streams() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Asio);
+    let addr = server.asio_addr().unwrap();
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    let want = frame_result(&mut stream(addr, EFF, json!({})), &jpeg).unwrap();
+    let handles: Vec<_> = (0..64)
+        .map(|_| {
+            let jpeg = jpeg.clone();
+            std::thread::spawn(move || {
+                let mut s = stream(addr, EFF, json!({}));
+                (0..2).map(|_| frame_result(&mut s, &jpeg)).collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for r in h.join().unwrap() {
+            assert_eq!(r.unwrap(), want);
+        }
+    }
+    // One engine served all of them.
+    let mut s = conn(addr);
+    send_json(&mut s, &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}));
+    assert_eq!(reply(&mut s)["zoo_manage"]["AgentCacheSize"], json!(1));
+    assert_alive(addr);
+}
+
+/// Read one server WebSocket frame (unmasked, possibly with extended length).
+fn ws_read(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let mut len = (h[1] & 0x7f) as u64;
+    if len == 126 {
+        let mut b = [0u8; 2];
+        s.read_exact(&mut b).unwrap();
+        len = u16::from_be_bytes(b) as u64;
+    } else if len == 127 {
+        let mut b = [0u8; 8];
+        s.read_exact(&mut b).unwrap();
+        len = u64::from_be_bytes(b);
+    }
+    let mut p = vec![0u8; len as usize];
+    s.read_exact(&mut p).unwrap();
+    (h[0] & 0x0f, p)
+}
+
+/// Write an **unmasked** client frame, as DeGirum's client does.
+fn ws_write(s: &mut TcpStream, opcode: u8, payload: &[u8]) {
+    let mut f = vec![0x80 | opcode];
+    if payload.len() < 126 {
+        f.push(payload.len() as u8);
+    } else if payload.len() < 65536 {
+        f.push(126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    s.write_all(&f).unwrap();
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+    protocol::http::request("127.0.0.1", addr.port(), method, path, body, Duration::from_secs(30)).unwrap()
+}
+
+#[test]
+fn http_routes_and_unmasked_websocket() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Http);
+    let addr = server.http_addr().unwrap();
+    assert_eq!(http(addr, "GET", "/v1/nothing", None).0, 404);
+    assert_eq!(http(addr, "POST", "/v1/modelzoo", None).0, 405);
+    assert_eq!(http(addr, "OPTIONS", "/v1/modelzoo", None).0, 204);
+    let (st, body) = http(addr, "POST", "/v1/zoo_manage", Some(b"{oops"));
+    assert_eq!(st, 500);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["success"], json!(false));
+    assert!(v["msg"].as_str().unwrap().contains("Parsing error"));
+    let (st, body) = http(addr, "GET", "/v1/modelzoo", None);
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v[EFF]["PRE_PROCESS"].is_array(), "params are objects over http");
+    assert_eq!(http(addr, "POST", "/v1/sleep/0.000000", None), (200, b"null".to_vec()));
+    assert_eq!(http(addr, "GET", "/v1/label_dictionary/nope", None).0, 500);
+
+    // The WebSocket handshake and frames exactly as easywsclient sends them (no masking).
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        addr.port()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.contains("HSmrc0sMlYUkAGmm5OPpG2HaGWk="), "{head}");
+    // Data before configuration.
+    ws_write(&mut s, 2, b"\xff\xd8");
+    let (_, p) = ws_read(&mut s);
+    assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("not configured"));
+    // Bad configuration, then a good one on the same socket.
+    ws_write(&mut s, 1, json!({"config": {}, "name": "nope"}).to_string().as_bytes());
+    let (_, p) = ws_read(&mut s);
+    assert!(protocol::decode_results(&p).unwrap().is_err());
+    ws_write(&mut s, 1, json!({"config": {"POST_PROCESS": [{"OutputTopK": 1}]}, "name": EFF}).to_string().as_bytes());
+    let (op, p) = ws_read(&mut s);
+    assert_eq!(op, 2);
+    let (v, _) = protocol::decode(&p).unwrap();
+    assert_eq!(v["success"], json!(true));
+    assert_eq!(v["model_params"]["POST_PROCESS"][0]["OutputTopK"], json!(1));
+    // A second configuration is refused; frames still work.
+    ws_write(&mut s, 1, b"{}");
+    let (_, p) = ws_read(&mut s);
+    assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("already configured"));
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    for _ in 0..2 {
+        ws_write(&mut s, 2, &jpeg);
+        let (_, p) = ws_read(&mut s);
+        let r = protocol::decode_results(&p).unwrap().unwrap().0;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["label"], json!("Egyptian cat"));
+    }
+    // Close with a zero-key masked close frame (as the client does).
+    s.write_all(&[0x88, 0x80, 0, 0, 0, 0]).unwrap();
+    drop(s);
+    assert_eq!(http(addr, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
+}
