@@ -59,6 +59,9 @@ pub(crate) struct ModelShared {
     pub labels: BTreeMap<i64, String>,
     pub state: RwLock<Arc<ModelState>>,
     pub engine: Mutex<Option<Arc<Engine>>>,
+    /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
+    /// model's files from being evicted).
+    pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// A model handle. Clones share the model.
@@ -273,11 +276,17 @@ impl Model {
             labels,
             state: RwLock::new(Arc::new(state)),
             engine: Mutex::new(None),
+            keep_alive: Mutex::new(Vec::new()),
         })))
     }
 
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// Keep `r` alive as long as the model.
+    pub(crate) fn keep_alive(&self, r: Box<dyn std::any::Any + Send + Sync>) {
+        self.0.keep_alive.lock().unwrap_or_else(|p| p.into_inner()).push(r);
     }
 
     /// Snapshot of the current settings.

@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod cloud;
 mod models;
 
 #[derive(Parser)]
@@ -21,6 +22,16 @@ enum Command {
     Predict(models::PredictArgs),
     /// Print the inference host's system info (devices) as YAML-like text, like `degirum sys-info`.
     SysInfo(models::SysInfoArgs),
+    /// Download the models of a cloud zoo into a directory (PySDK's `degirum download-zoo`).
+    #[command(name = "download-zoo")]
+    DownloadZoo(cloud::DownloadZooArgs),
+    /// Inspect and manage the cloud model cache.
+    Cache(cloud::CacheArgs),
+    /// Serve a zoo root as a cloud zoo (dg-zoo-server compatible).
+    Hub(cloud::HubArgs),
+    /// Pack model directories into hub archives (<name>.zip).
+    #[command(name = "pack-model")]
+    PackModel(cloud::PackArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +41,10 @@ fn main() -> ExitCode {
         Command::Info(a) => models::info(a),
         Command::Predict(a) => models::predict(a),
         Command::SysInfo(a) => models::sys_info(a),
+        Command::DownloadZoo(a) => cloud::download_zoo(a),
+        Command::Cache(a) => cloud::cache(a),
+        Command::Hub(a) => cloud::hub(a),
+        Command::PackModel(a) => cloud::pack(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
