@@ -88,6 +88,8 @@ impl CloudAccess {
     }
 
     fn info_params(&self, name: &str) -> Result<ModelParams> {
+        // A name that is not one path segment would change the URL (and the cache path).
+        crate::cache::archive::check_model_name(name)?;
         let info = self.client.model_info(name)?;
         ModelParams::from_value(info["model_params"].clone()).map_err(|e| e.context(format!("Cloud model '{name}'")))
     }
