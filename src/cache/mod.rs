@@ -145,7 +145,8 @@ impl Cache {
                 return Err(Error::invalid(format!("Cloud zoo path '{}/{}' is not usable as a cache directory name", zoo.org, zoo.zoo)));
             }
         }
-        let host = percent_encoding::utf8_percent_encode(&zoo.host, percent_encoding::NON_ALPHANUMERIC).to_string().replace("%2E", ".").replace("%2D", "-");
+        // As PySDK's native cache: the netloc URL-quoted (`127.0.0.1%3A8878`).
+        let host = crate::cloud::quote_all(&zoo.host);
         Ok(format!("{host}.{}.{}", zoo.org, zoo.zoo))
     }
 
