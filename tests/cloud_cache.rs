@@ -186,17 +186,24 @@ fn killed_download_then_retry() {
     let url = hub_url(&hub);
     let cdir = tempfile::tempdir().unwrap();
     let zoo_cache = Cache::new(cache_cfg(cdir.path())).zoo_dir(&parse_cloud_url(&url).unwrap()).unwrap();
-    let mut child = ChildGuard(fetch_cmd(&url, cdir.path(), YOLO).spawn().unwrap());
-    let t = Instant::now();
-    while partial_bytes(&zoo_cache) < 1 << 20 {
-        assert!(t.elapsed() < Duration::from_secs(30), "download did not start");
-        assert!(child.0.try_wait().unwrap().is_none(), "child ended before it was killed");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.0.kill().unwrap(); // SIGKILL
-    child.0.wait().unwrap();
-    assert!(!zoo_cache.join(YOLO).exists(), "no half model installed");
-    assert!(partial_bytes(&zoo_cache) > 0, "the killed download left its partial file");
+    let kill_mid_download = || {
+        let mut child = ChildGuard(fetch_cmd(&url, cdir.path(), YOLO).spawn().unwrap());
+        let t = Instant::now();
+        while partial_bytes(&zoo_cache) < 1 << 20 {
+            assert!(t.elapsed() < Duration::from_secs(30), "download did not start");
+            assert!(child.0.try_wait().unwrap().is_none(), "child ended before it was killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
+        assert!(!zoo_cache.join(YOLO).exists(), "no half model installed");
+        assert!(partial_bytes(&zoo_cache) > 0, "the killed download left its partial file");
+    };
+    kill_mid_download();
+    // Stale partials (their download lock is free) go with a prune.
+    Cache::new(cache_cfg(cdir.path())).clear_stale_partials();
+    assert_eq!(partial_bytes(&zoo_cache), 0);
+    kill_mid_download();
 
     let out = fetch_cmd(&url, cdir.path(), YOLO).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

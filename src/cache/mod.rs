@@ -33,6 +33,8 @@ const PARTIAL_DIR: &str = ".partial";
 const CLEANUP_LOCK: &str = "__cleanup.lock__";
 /// How long installing a new copy waits for users of the old copy to let go.
 const INSTALL_WAIT: Duration = Duration::from_secs(30);
+/// How long a waiting process tolerates another downloader making no progress.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the cache lives and how it behaves.
 #[derive(Debug, Clone)]
@@ -103,10 +105,16 @@ fn open_lock(p: &Path) -> Result<File> {
     std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).map_err(|e| io_err("Cannot open lock file", p, e))
 }
 
-fn unique(prefix: &str) -> String {
+/// A fresh temp name for `model` in the partial directory: `<model>.dl-<pid>-<ns>-<n>`.
+fn unique(model: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
     let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("{prefix}.{}.{t}.{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!("{model}.dl-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The model a temp name of `unique` belongs to.
+fn partial_owner(name: &str) -> Option<&str> {
+    name.rsplit_once(".dl-").map(|(m, _)| m)
 }
 
 /// Recursive size of a directory (symlinks not followed).
@@ -243,8 +251,7 @@ impl Cache {
             }
         }
         // One downloader per model across processes.
-        let dl = open_lock(&zdir.join(format!("{model}.dl.lock")))?;
-        FileExt::lock_exclusive(&dl).map_err(|e| Error::io(format!("Cannot lock cached model '{model}' for download: {e}")))?;
+        let dl = self.lock_download(&zdir, model)?;
         let result = (|| {
             if let Some(want) = expected.as_deref() {
                 // Someone else may have installed it while we waited.
@@ -262,12 +269,67 @@ impl Cache {
         Ok(held)
     }
 
+    /// Take the download lock of `model`. While another process holds it we wait as long as its
+    /// partial download keeps growing; a downloader that makes no progress for
+    /// `STALL_TIMEOUT` (hung, not dead: a dead one releases its lock) is an error.
+    fn lock_download(&self, zdir: &Path, model: &str) -> Result<File> {
+        let dl = open_lock(&zdir.join(format!("{model}.dl.lock")))?;
+        let mut last = (self.partial_size(zdir, model), Instant::now());
+        loop {
+            match FileExt::try_lock_exclusive(&dl) {
+                Ok(true) => return Ok(dl),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}' for download: {e}"))),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let size = self.partial_size(zdir, model);
+            if size != last.0 {
+                last = (size, Instant::now());
+            } else if last.1.elapsed() > STALL_TIMEOUT {
+                return Err(Error::new(
+                    Code::Timeout,
+                    format!("Cloud model '{model}': another process has been downloading it without progress for {} s", STALL_TIMEOUT.as_secs()),
+                ));
+            }
+        }
+    }
+
+    /// Bytes of partial downloads of `model`.
+    fn partial_size(&self, zdir: &Path, model: &str) -> u64 {
+        std::fs::read_dir(zdir.join(PARTIAL_DIR))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_str().and_then(partial_owner) == Some(model))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Remove partial files of every model nobody is downloading (left by killed processes).
+    pub fn clear_stale_partials(&self) {
+        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else { return };
+        for z in zoos.flatten() {
+            let zdir = z.path();
+            let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { continue };
+            let mut models: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().and_then(partial_owner).map(str::to_string)).collect();
+            models.sort();
+            models.dedup();
+            for m in models {
+                let Ok(dl) = open_lock(&zdir.join(format!("{m}.dl.lock"))) else { continue };
+                if let Ok(true) = FileExt::try_lock_exclusive(&dl) {
+                    self.clear_partials(&zdir, &m);
+                }
+            }
+        }
+    }
+
     /// Remove what a killed downloader of `model` left (we hold its download lock).
     fn clear_partials(&self, zdir: &Path, model: &str) {
         let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { return };
-        let prefix = format!("{model}.");
         for e in rd.flatten() {
-            if e.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+            if e.file_name().to_str().and_then(partial_owner) == Some(model) {
                 let p = e.path();
                 let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
@@ -389,6 +451,7 @@ impl Cache {
         if FileExt::lock_exclusive(&cl).is_err() {
             return evicted;
         }
+        self.clear_stale_partials();
         let entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
         for e in entries {
