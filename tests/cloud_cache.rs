@@ -4,7 +4,7 @@
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::cache::archive::{extract_model, Limits};
-use dgzoo::cache::{Cache, CacheConfig, CachedModel};
+use dgzoo::cache::{Cache, CachedModel};
 use dgzoo::cloud::CloudClient;
 use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::filter::Filters;
@@ -259,7 +259,8 @@ fn malicious_archives_are_rejected() {
     let root = hub_root(&[]);
     let outside = root.path().parent().unwrap().join(format!("dgzoo_evil_{}.txt", std::process::id()));
     let abs = format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id());
-    let cases: Vec<(&str, Box<dyn Fn(&mut zip::ZipWriter<std::fs::File>)>)> = vec![
+    type Extra = Box<dyn Fn(&mut zip::ZipWriter<std::fs::File>)>;
+    let cases: Vec<(&str, Extra)> = vec![
         ("dotdot", Box::new(move |z| add(z, &format!("../dgzoo_evil_{}.txt", std::process::id()), b"x"))),
         ("nested_dotdot", Box::new(|z| add(z, "nested_dotdot/../../../evil.txt", b"x"))),
         ("absolute", Box::new(move |z| add(z, &abs.clone(), b"x"))),
