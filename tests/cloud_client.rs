@@ -28,6 +28,9 @@ fn info_without_paths(mut v: Value) -> Value {
     v
 }
 
+/// Tests that set DGZOO_TOKEN_FILE run one at a time (the environment is per process).
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const ALL: &[&str] = &[EFF_F, EFF_Q, EFF_ONNX, YOLO, BLAZE];
 
 fn check_zoo(url: &str) {
@@ -161,6 +164,7 @@ fn unsupported_model_is_refused_before_download() {
 /// With no token given, the one saved for the cloud root in PySDK's token file is used.
 #[test]
 fn token_from_token_file() {
+    let _env = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let root = hub_root(&[BLAZE]);
     let hub = start_hub(root.path());
     let dir = tempfile::tempdir().unwrap();
@@ -171,4 +175,63 @@ fn token_from_token_file() {
     let zoo = connect(&hub_url(&hub), "", &cache_cfg(cache_dir.path()));
     std::env::remove_var("DGZOO_TOKEN_FILE");
     assert_eq!(zoo.unwrap().list_names(&Filters::default()), vec![BLAZE.to_string()]);
+}
+
+/// A saved token that expires within the hour is renewed (info, then PATCH refresh, both
+/// without a token header) and the new value saved; a far expiry or the "never" date is not.
+#[test]
+fn saved_token_is_renewed_when_expiring() {
+    let _env = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    use dgzoo::cloud::token;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let iso = |t: i64| {
+        // Days → civil date, enough for a test: format through the parser's inverse by search.
+        let days = t.div_euclid(86400);
+        let secs = t.rem_euclid(86400);
+        let (mut y, mut d) = (1970i64, days);
+        loop {
+            let len = if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 { 366 } else { 365 };
+            if d < len {
+                break;
+            }
+            d -= len;
+            y += 1;
+        }
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let ml = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let mut m = 0;
+        while d >= ml[m] {
+            d -= ml[m];
+            m += 1;
+        }
+        format!("{y:04}-{:02}-{:02}T{:02}:{:02}:{:02}.000Z", m + 1, d + 1, secs / 3600, secs % 3600 / 60, secs % 60)
+    };
+    assert_eq!(token::parse_iso8601(&iso(now + 600)), Some(now + 600));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.json");
+    for (expiration, renewed) in [(iso(now + 600), true), (iso(now + 86400), false), ("0001-01-01T00:00:00Z".to_string(), false)] {
+        let exp = expiration.clone();
+        let (port, log) = raw_server(move |method, path, _| match (method, path) {
+            ("GET", "/api/v1/tokens/old_tok/info") => (200, format!(r#"{{"expiration": "{exp}", "user": "u"}}"#)),
+            ("PATCH", "/api/v1/tokens/old_tok/refresh") => (200, r#"{"value": "new_tok"}"#.to_string()),
+            _ => (404, r#"{"detail": "Not Found"}"#.to_string()),
+        });
+        let root = format!("http://127.0.0.1:{port}");
+        std::fs::write(&file, format!(r#"{{"{root}": {{"token": "old_tok", "description": "d"}}}}"#)).unwrap();
+        std::env::set_var("DGZOO_TOKEN_FILE", &file);
+        let got = token::resolve("", &root);
+        let saved = token::lookup(&root);
+        std::env::remove_var("DGZOO_TOKEN_FILE");
+        let log = log.lock().unwrap().clone();
+        if renewed {
+            assert_eq!(got, "new_tok");
+            assert_eq!(saved, "new_tok");
+            assert_eq!(log, vec!["GET /api/v1/tokens/old_tok/info token=", "PATCH /api/v1/tokens/old_tok/refresh token="]);
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+            assert_eq!(v[&root]["description"], "d", "other fields kept");
+        } else {
+            assert_eq!((got.as_str(), saved.as_str()), ("old_tok", "old_tok"), "{expiration}");
+            assert_eq!(log, vec!["GET /api/v1/tokens/old_tok/info token="]);
+        }
+    }
 }

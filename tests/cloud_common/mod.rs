@@ -191,3 +191,41 @@ pub fn ort_dir(peer: &Path) -> PathBuf {
 pub fn dgzoo_bin() -> &'static str {
     env!("CARGO_BIN_EXE_dgzoo")
 }
+
+/// A minimal HTTP/1.1 server on 127.0.0.1: `answer(method, path, token header)` gives
+/// (status, JSON body); every request is recorded as "METHOD path token=<t>".
+pub fn raw_server(answer: impl Fn(&str, &str, Option<&str>) -> (u16, String) + Send + 'static) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log2 = log.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut token = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = h.split_once(':') {
+                    if k.eq_ignore_ascii_case("token") {
+                        token = Some(v.trim().to_string());
+                    }
+                }
+            }
+            let mut parts = first.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            log2.lock().unwrap().push(format!("{method} {path} token={}", token.clone().unwrap_or_default()));
+            let (status, body) = answer(&method, &path, token.as_deref());
+            let mut s = s;
+            let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, log)
+}
