@@ -4,6 +4,9 @@
 //! - [`error`]: error codes and messages shared by Rust and C callers
 //! - [`params`]: model JSON parameters (model-json.md)
 //! - [`zoo`]: connect/classification, zoo accessors, filters
+//! - [`cloud`]: cloud zoo HTTP client and token lookup
+//! - [`cache`]: the cloud model cache and safe model archives
+//! - [`hub`]: a self-hosted cloud zoo server (`dgzoo hub`)
 //! - [`model`]: loaded models and their properties
 //! - [`runtime`]: runtime agents (ONNX/CPU, TFLITE/CPU) loaded at run time
 //! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
@@ -11,7 +14,10 @@
 //! - [`protocol`]: the DeGirum AI server wire format (shared by server and client)
 //! - [`server`]: the AI server (asio TCP and HTTP/WebSocket)
 //! - [`ffi`]: the C ABI
+pub mod cache;
+pub mod cloud;
 pub mod error;
+pub mod hub;
 pub mod ffi;
 pub mod image_ops;
 pub mod inference;

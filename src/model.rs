@@ -61,6 +61,9 @@ pub(crate) struct ModelShared {
     pub engine: Mutex<Option<Arc<Engine>>>,
     /// Set for models that run on an AI server instead of a local engine.
     pub remote: Option<Arc<crate::remote::RemoteBackend>>,
+    /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
+    /// model's files from being evicted).
+    pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
 }
 
 /// A model handle. Clones share the model.
@@ -304,6 +307,7 @@ impl Model {
             state: RwLock::new(Arc::new(state)),
             engine: Mutex::new(None),
             remote,
+            keep_alive: Mutex::new(Vec::new()),
         })))
     }
 
@@ -327,6 +331,11 @@ impl Model {
 
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// Keep `r` alive as long as the model.
+    pub(crate) fn keep_alive(&self, r: Box<dyn std::any::Any + Send + Sync>) {
+        self.0.keep_alive.lock().unwrap_or_else(|p| p.into_inner()).push(r);
     }
 
     /// Snapshot of the current settings.

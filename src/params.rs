@@ -512,17 +512,21 @@ impl ModelParams {
     }
 
     /// Rewrite the file-name parameters (`ModelPath`, `LabelsPath`, `PythonFile`) as paths
-    /// under `dir`, as PySDK's local loader does. Empty values stay empty.
-    pub fn absolutize_paths(&mut self, dir: &Path) {
+    /// under `dir`, as PySDK's local loader does. Empty values stay empty. Like PySDK
+    /// (`Path.with_name`), a value must be a plain file name: one with a path separator, or
+    /// `.`, is refused, which also keeps a config from pointing outside its own directory.
+    pub fn absolutize_paths(&mut self, dir: &Path) -> Result<()> {
         for name in ["ModelPath", "LabelsPath", "PythonFile"] {
             if let Some(Value::String(v)) = self.raw(name, 0).cloned() {
                 if !v.is_empty() {
-                    let p = dir.join(&v);
-                    // Cannot fail: the value is a string and the parameter is known.
-                    let _ = self.set(name, 0, Value::String(p.to_string_lossy().into_owned()));
+                    if v.contains('/') || v.contains('\\') || v == "." || v == ".." {
+                        return Err(Error::bad_model(format!("Invalid {name} '{v}': it must be a file name in the directory of the model configuration")));
+                    }
+                    self.set(name, 0, Value::String(dir.join(&v).to_string_lossy().into_owned()))?;
                 }
             }
         }
+        Ok(())
     }
 
     /// Merge runtime parameters from a client config (AI server stream / cloud): only runtime

@@ -6,7 +6,7 @@
 //!   `dg_error` (or a neutral return value) so no panic crosses the boundary;
 //! - strings the library returns are freed with `dg_string_free`; handles with `dg_<type>_free`,
 //!   which accepts NULL.
-#![allow(clippy::missing_safety_doc)]
+#![allow(clippy::missing_safety_doc, non_camel_case_types)]
 use crate::error::{Code, Error, Result};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -180,4 +180,23 @@ pub unsafe extern "C" fn dg_string_free(s: *mut c_char) {
             drop(unsafe { CString::from_raw(s) });
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_an_internal_error() {
+        let e = guard(|| panic!("boom"));
+        assert!(!e.is_null());
+        unsafe {
+            assert_eq!(dg_error_code(e), dg_code::DG_INTERNAL);
+            let msg = CStr::from_ptr(dg_error_message(e)).to_str().unwrap();
+            assert!(msg.contains("boom"), "{msg}");
+            dg_error_free(e);
+        }
+        assert_eq!(guard_value(7, || panic!("x")), 7);
+        assert!(guard(|| Ok(())).is_null());
+    }
 }

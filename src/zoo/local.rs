@@ -37,7 +37,7 @@ fn load_entry(path: &Path, require_zoo_model: bool) -> Option<ZooEntry> {
         return None;
     }
     if let Some(dir) = path.parent() {
-        params.absolutize_paths(dir);
+        params.absolutize_paths(dir).ok()?;
     }
     Some(ZooEntry { name: stem(path), params, config_path: path.to_path_buf() })
 }
@@ -74,7 +74,7 @@ pub fn scan_dir(dir: &Path) -> Vec<ZooEntry> {
 pub fn load_file(path: &Path) -> Result<Vec<ZooEntry>> {
     let mut params = ModelParams::from_file(path)?;
     if let Some(dir) = path.parent() {
-        params.absolutize_paths(dir);
+        params.absolutize_paths(dir).map_err(|e| e.context(format!("model configuration '{}'", path.display())))?;
     }
     Ok(vec![ZooEntry { name: stem(path), params, config_path: path.to_path_buf() }])
 }

@@ -3,6 +3,7 @@
 //! follow PySDK 1.5.0 (zoo-and-filters.md).
 pub mod address;
 pub mod aiserver;
+pub mod cloud;
 pub mod filter;
 pub mod local;
 
@@ -10,6 +11,8 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::params::ModelParams;
 use address::{Host, ZooLocation};
+pub use cloud::ConnectOptions;
+use cloud::CloudAccess;
 use filter::{DevicePair, Filters};
 use local::ZooEntry;
 use serde_json::{Map, Value};
@@ -31,6 +34,8 @@ pub struct Zoo {
     system_pairs: Vec<DevicePair>,
     /// The AI server whose zoo this is (models then run on it).
     server: Option<aiserver::AiServerClient>,
+    /// Set for cloud zoos.
+    cloud: Option<CloudAccess>,
 }
 
 /// System info of this machine's local runtimes: `{"Devices": {"RT/DEV": [..]}, "Software Version": ..}`.
@@ -57,15 +62,23 @@ pub fn system_pairs(info: &Value) -> Vec<DevicePair> {
 
 impl Zoo {
     /// `connect(host, zoo_url, token)`.
-    pub fn connect(host: &str, zoo_url: &str, _token: &str) -> Result<Zoo> {
+    pub fn connect(host: &str, zoo_url: &str, token: &str) -> Result<Zoo> {
+        Self::connect_with(host, zoo_url, token, &ConnectOptions::default())
+    }
+
+    /// `connect` with dgzoo's extra options (model cache location, offline mode).
+    pub fn connect_with(host: &str, zoo_url: &str, token: &str, opts: &ConnectOptions) -> Result<Zoo> {
         let host_text = host.to_string();
         let (host, location) = address::classify(host, zoo_url)?;
         let mut server = None;
+        let mut cloud = None;
         let (models, system_info) = match (&host, &location) {
             (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), local_system_info()),
             (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, local_system_info()),
             (Host::Local, ZooLocation::Cloud(c)) => {
-                return Err(Error::unsupported(format!("local inference with the cloud zoo '{}' is not available in this build of dgzoo yet", c.url())))
+                let (access, entries) = CloudAccess::open(c, token, opts)?;
+                cloud = Some(access);
+                (entries, local_system_info())
             }
             (Host::AiServer(a), ZooLocation::AiServerZoo) => {
                 let client = aiserver::AiServerClient::new(a.clone());
@@ -89,7 +102,7 @@ impl Zoo {
         let system_pairs = system_pairs(&system_info);
         // PySDK names an AI server's own zoo by the server address in its messages.
         let zoo_url = if server.is_some() { host_text } else { zoo_url.to_string() };
-        Ok(Zoo { host, location, zoo_url, models, by_name, system_info, system_pairs, server })
+        Ok(Zoo { host, location, zoo_url, models, by_name, system_info, system_pairs, server, cloud })
     }
 
     pub fn host(&self) -> &Host {
@@ -129,6 +142,9 @@ impl Zoo {
 
     /// Full-form parameters of one model (a copy: editing it changes nothing).
     pub fn model_info(&self, name: &str) -> Result<Value> {
+        if let Some(c) = &self.cloud {
+            return c.model_info(name, self.by_name.get(name).map(|&i| &self.models[i]));
+        }
         Ok(self.entry(name)?.params.full_form())
     }
 
@@ -141,20 +157,26 @@ impl Zoo {
         self.system_pairs.iter().map(|(r, d)| format!("{r}/{d}")).collect()
     }
 
+    /// The cloud client and model cache of a cloud zoo.
+    pub fn cloud(&self) -> Option<&CloudAccess> {
+        self.cloud.as_ref()
+    }
+
     pub fn system_device_pairs(&self) -> &[DevicePair] {
         &self.system_pairs
     }
 
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
-        let entry = self.entry(name)?;
-        let model = match &self.server {
-            Some(client) => {
+        let model = match (&self.server, &self.cloud) {
+            (Some(client), _) => {
+                let entry = self.entry(name)?;
                 let labels = client.label_dictionary(name)?;
                 let backend = crate::remote::RemoteBackend::new(client.clone());
                 Model::new_remote(name, entry.params.clone(), &labels, &self.system_info, &self.system_pairs, backend)?
             }
-            None => Model::new_local(entry, &self.system_info, &self.system_pairs)?,
+            (None, Some(c)) => c.load_model(name, &self.system_info, &self.system_pairs)?,
+            (None, None) => Model::new_local(self.entry(name)?, &self.system_info, &self.system_pairs)?,
         };
         match properties {
             Value::Null => {}

@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod cloud;
 mod models;
 mod server;
 
@@ -25,6 +26,16 @@ enum Command {
     /// Run or control an AI server (DeGirum asio/http protocols).
     #[command(subcommand)]
     Server(server::ServerCommand),
+    /// Download the models of a cloud zoo into a directory (PySDK's `degirum download-zoo`).
+    #[command(name = "download-zoo")]
+    DownloadZoo(cloud::DownloadZooArgs),
+    /// Inspect and manage the cloud model cache.
+    Cache(cloud::CacheArgs),
+    /// Serve a zoo root as a cloud zoo (dg-zoo-server compatible).
+    Hub(cloud::HubArgs),
+    /// Pack model directories into hub archives (<name>.zip).
+    #[command(name = "pack-model")]
+    PackModel(cloud::PackArgs),
 }
 
 fn main() -> ExitCode {
@@ -35,6 +46,10 @@ fn main() -> ExitCode {
         Command::Predict(a) => models::predict(a),
         Command::SysInfo(a) => models::sys_info(a),
         Command::Server(c) => server::run(c),
+        Command::DownloadZoo(a) => cloud::download_zoo(a),
+        Command::Cache(a) => cloud::cache(a),
+        Command::Hub(a) => cloud::hub(a),
+        Command::PackModel(a) => cloud::pack(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,192 @@
+//! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
+//!   cargo bench --bench peer                 (all)
+//!   cargo bench --bench peer -- list|predict (one group)
+//! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
+//! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
+use dgzoo::inference::{predict, Input};
+use dgzoo::pipeline::{predict_batch, OwnedInput};
+use dgzoo::zoo::filter::Filters;
+use dgzoo::zoo::Zoo;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+fn peer() -> PathBuf {
+    std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(REPO).join(".peer"))
+}
+
+fn zoo_dir() -> PathBuf {
+    Path::new(REPO).join("../shared/zoo").canonicalize().expect("../shared/zoo")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Run a Python snippet with the PySDK venv; it prints one JSON object on its last line.
+fn pysdk(script: &str) -> Value {
+    let p = peer();
+    let out = Command::new(p.join("venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .env("LD_LIBRARY_PATH", p.join("ort"))
+        .output()
+        .expect("run the PySDK peer (scripts/setup-peer.sh)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let last = text.lines().last().unwrap_or_default();
+    serde_json::from_str(last).unwrap_or_else(|_| panic!("PySDK script failed: {}\n{}", text, String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Wall time (ms) and peak RSS (KiB) of one child process, from wait4's rusage.
+fn run_measured(cmd: &mut Command) -> (f64, u64) {
+    let t = Instant::now();
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
+    let mut status = 0i32;
+    // SAFETY: all-zero is a valid rusage; wait4 reaps our own child and fills both out-pointers.
+    let mut ru: Rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let wall = t.elapsed().as_secs_f64() * 1000.0;
+    assert!(pid > 0 && status == 0, "{cmd:?} failed (status {status})");
+    (wall, ru.ru_maxrss as u64)
+}
+
+#[repr(C)]
+struct Rusage {
+    ru_utime: [i64; 2],
+    ru_stime: [i64; 2],
+    ru_maxrss: i64,
+    _rest: [i64; 13],
+}
+extern "C" {
+    fn wait4(pid: i32, status: *mut i32, options: i32, usage: *mut Rusage) -> i32;
+}
+
+fn row(what: &str, ours: f64, theirs: f64, unit: &str, target: &str) {
+    println!("{what:<58} dgzoo {ours:>9.2} {unit:<5} PySDK {theirs:>9.2} {unit:<5} ratio {:>6.3}  (target {target})", ours / theirs);
+}
+
+fn bench_list() {
+    println!("\n== connect + list_models on a generated 10,000-model zoo ==");
+    let tmp = tempfile::tempdir().unwrap();
+    let src = zoo_dir().join("efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1/efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1.json");
+    let cfg = std::fs::read_to_string(src).unwrap();
+    for i in 0..10_000 {
+        let d = tmp.path().join(format!("dir{:03}", i / 100));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("model{i:05}_imagenet--224x224_float_tflite_cpu_1.json")), &cfg).unwrap();
+    }
+    let dir = tmp.path().to_str().unwrap().to_string();
+    let mut ours = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let zoo = Zoo::connect("@local", &dir, "").unwrap();
+        let n = zoo.list_names(&Filters::default()).len();
+        ours.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(n, 10_000);
+    }
+    let theirs = pysdk(&format!(
+        r#"
+import time, json, degirum as dg
+ts = []
+for _ in range(3):
+    t = time.perf_counter(); z = dg.connect(dg.LOCAL, {dir:?}); n = len(z.list_models()); ts.append((time.perf_counter() - t) * 1000)
+    assert n == 10000, n
+print(json.dumps({{"ms": sorted(ts)[1]}}))
+"#
+    ));
+    row("connect + list_models (10,000 models), median", median(ours), theirs["ms"].as_f64().unwrap(), "ms", "<= 0.2");
+}
+
+const MODELS: [&str; 6] = [
+    "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
+    "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1",
+    "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1",
+    "yolov8n_nudenet--320x320_float_onnx_cpu_1",
+    "yolov8n_nudenet--320x320_float_tflite_cpu_1",
+    "blazeface_short_range--128x128_float_tflite_cpu_1",
+];
+
+fn bench_predict() {
+    let zoo_path = zoo_dir();
+    let zoo = Zoo::connect("@local", zoo_path.to_str().unwrap(), "").unwrap();
+    let img_path = zoo_path.join("images/car_416.jpg");
+    let img = std::fs::read(&img_path).unwrap();
+    const N: usize = 40;
+    const BATCH: usize = 64;
+    println!("\n== single-frame latency (median of {N}) and batch throughput ({BATCH} frames), car_416.jpg ==");
+    for name in MODELS {
+        let model = zoo.load_model(name, &Value::Null).unwrap();
+        for _ in 0..3 {
+            predict(&model, &[Input::Bytes(&img)]).unwrap();
+        }
+        let lat: Vec<f64> = (0..N)
+            .map(|_| {
+                let t = Instant::now();
+                predict(&model, &[Input::Bytes(&img)]).unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        let frames: Vec<Vec<OwnedInput>> = (0..BATCH).map(|_| vec![OwnedInput::Bytes(img.clone())]).collect();
+        let t = Instant::now();
+        let out = predict_batch(&model, frames).unwrap();
+        let fps = BATCH as f64 / t.elapsed().as_secs_f64();
+        assert!(out.iter().all(|r| r.is_ok()));
+        let theirs = pysdk(&format!(
+            r#"
+import time, json, degirum as dg
+m = dg.load_model({name:?}, dg.LOCAL, {zoo:?})
+p = {img:?}
+for _ in range(3): m.predict(p)
+ts = []
+for _ in range({N}):
+    t = time.perf_counter(); m.predict(p); ts.append((time.perf_counter() - t) * 1000)
+t = time.perf_counter()
+n = sum(1 for _ in m.predict_batch([p] * {BATCH}))
+fps = n / (time.perf_counter() - t)
+print(json.dumps({{"ms": sorted(ts)[len(ts) // 2], "fps": fps}}))
+"#,
+            zoo = zoo_path.to_str().unwrap(),
+            img = img_path.to_str().unwrap()
+        ));
+        let target = if name.contains("quant") { "<= 0.2" } else { "<= 0.8" };
+        row(&format!("{name} latency"), median(lat), theirs["ms"].as_f64().unwrap(), "ms", target);
+        row(&format!("{name} batch"), fps, theirs["fps"].as_f64().unwrap(), "fps", ">= 1.5");
+    }
+
+    println!("\n== cold start (process start to first result) and peak memory, int8 EfficientNet ==");
+    let name = MODELS[2];
+    let bin = Path::new(REPO).join("target/release/dgzoo");
+    assert!(bin.exists(), "build the CLI first: cargo build --release --bin dgzoo");
+    let mut ours = Vec::new();
+    let mut our_rss = 0;
+    for _ in 0..5 {
+        let (ms, rss) = run_measured(Command::new(&bin).args(["predict", "--zoo", zoo_path.to_str().unwrap(), "--model", name, img_path.to_str().unwrap()]));
+        ours.push(ms);
+        our_rss = rss;
+    }
+    let script = format!("import degirum as dg; m = dg.load_model({name:?}, dg.LOCAL, {:?}); print(m.predict({:?}).results[0])", zoo_path.to_str().unwrap(), img_path.to_str().unwrap());
+    let mut theirs = Vec::new();
+    let mut their_rss = 0;
+    for _ in 0..3 {
+        let (ms, rss) = run_measured(Command::new(peer().join("venv/bin/python")).args(["-c", &script]).env("LD_LIBRARY_PATH", peer().join("ort")));
+        theirs.push(ms);
+        their_rss = rss;
+    }
+    row("cold start, median", median(ours), median(theirs), "ms", "<= 0.2");
+    row("peak resident memory of the process", our_rss as f64 / 1024.0, their_rss as f64 / 1024.0, "MiB", "<= 0.25");
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let want = |g: &str| which.is_empty() || which.iter().any(|w| w == g);
+    if want("list") {
+        bench_list();
+    }
+    if want("predict") {
+        bench_predict();
+    }
+}

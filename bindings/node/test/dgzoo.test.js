@@ -1,0 +1,60 @@
+'use strict';
+// The Node binding against the shared test zoo and PySDK's golden results.
+const test = require('node:test');
+const assert = require('node:assert');
+const fs = require('node:fs');
+const path = require('node:path');
+const dgzoo = require('..');
+
+const ZOO = path.resolve(__dirname, '..', '..', '..', '..', 'shared', 'zoo');
+const img = (n) => fs.readFileSync(path.join(ZOO, 'images', n + '.jpg'));
+const golden = (m, n) => JSON.parse(fs.readFileSync(path.join(ZOO, 'expected', m, n + '.json'))).results;
+
+function assertClose(got, want) {
+  assert.strictEqual(got.length, want.length);
+  got.forEach((g, i) => {
+    const w = want[i];
+    assert.strictEqual(g.label, w.label);
+    assert.strictEqual(g.category_id, w.category_id);
+    assert.ok(Math.abs(g.score - w.score) <= 1e-4, `score ${g.score} vs ${w.score}`);
+    if (w.bbox) g.bbox.forEach((v, k) => assert.ok(Math.abs(v - w.bbox[k]) <= 0.5, `bbox ${g.bbox} vs ${w.bbox}`));
+  });
+}
+
+test('version', () => assert.match(dgzoo.version(), /^\d+\.\d+\.\d+/));
+
+test('list, filter and inspect models', () => {
+  const zoo = dgzoo.connect('@local', ZOO);
+  assert.strictEqual(zoo.listModels().length, 6);
+  assert.deepStrictEqual(zoo.listModels({ model_family: 'yolov8n', runtime: 'ONNX' }), ['yolov8n_nudenet--320x320_float_onnx_cpu_1']);
+  const info = zoo.modelInfo('blazeface_short_range--128x128_float_tflite_cpu_1');
+  assert.strictEqual(info.DEVICE[0].RuntimeAgent, 'TFLITE');
+  assert.ok('TFLITE/CPU' in zoo.systemInfo().Devices);
+  zoo.close();
+});
+
+test('errors carry code and PySDK message', () => {
+  const zoo = dgzoo.connect('@local', ZOO);
+  assert.throws(() => zoo.loadModel('nope'), (e) => e instanceof dgzoo.DgError && e.code === 'NOT_FOUND' && /Model 'nope' is not found/.test(e.message));
+  assert.throws(() => zoo.listModels({ precision: 'half' }), (e) => e.code === 'INVALID_ARGUMENT' && /Filter 'precision' has unsupported value 'half'/.test(e.message));
+  assert.throws(() => dgzoo.connect('@local', '/no/such/zoo'), (e) => e.code === 'NOT_FOUND');
+  const m = zoo.loadModel('efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1');
+  assert.throws(() => m.predict(Buffer.from('not an image')), (e) => e instanceof dgzoo.DgError);
+  assert.throws(() => m.setProperty('frame_queue_depth', 500), /Frame queue depth 500 is out of range 1..160/);
+  zoo.close();
+});
+
+test('predict equals PySDK, sync and on worker threads', async () => {
+  const zoo = dgzoo.connect('@local', ZOO);
+  const name = 'yolov8n_nudenet--320x320_float_onnx_cpu_1';
+  const model = zoo.loadModel(name, { output_confidence_threshold: 0.3 });
+  assert.strictEqual(model.getProperty('output_confidence_threshold'), 0.3);
+  const names = ['cat_224', 'car_416', 'girls_256'];
+  for (const n of names) assertClose(model.predict(img(n)), golden(name, n));
+  // Concurrent calls on libdgzoo's side of the boundary; errors too come back as values.
+  const all = await Promise.all([...names, ...names].map((n) => model.predictAsync(img(n))));
+  all.forEach((r, i) => assertClose(r, golden(name, names[i % 3])));
+  await assert.rejects(model.predictAsync(Buffer.from([0xff, 0xd8, 0xff, 0x00])), (e) => e.code === 'INVALID_ARGUMENT');
+  model.close();
+  zoo.close();
+});

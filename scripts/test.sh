@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test, on a fresh machine: installs what it needs (system packages, runtimes, the PySDK
+# reference peers from PyPI), then runs the Rust tests (unit, golden, interop) and the C
+# examples through CMake/ctest. Needs ../shared (the shared test zoo) beside the repo.
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+[ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
+bash scripts/bootstrap.sh
+bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
+export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
+export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
+# In CI a missing peer is a failure, not a skip.
+[ "${CI:-}" = "true" ] && export DGZOO_REQUIRE_PEER=1
+cargo test --lib --bins --tests -- --test-threads=2
+# The Node.js binding (koffi from the npm registry) against the same zoo.
+if command -v node >/dev/null 2>&1; then
+  (cd bindings/node && npm install --no-audit --no-fund --silent && node --test test/)
+else
+  echo "test.sh: node not found; skipping the Node.js binding tests" >&2
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j2
+(cd build && ctest --output-on-failure)

@@ -1,0 +1,280 @@
+//! `download-zoo`, `cache ...`, `hub`, `pack-model`: cloud zoos from the command line.
+use clap::{Args, Subcommand};
+use dgzoo::cache::{archive, Cache, CacheConfig, Entry};
+use dgzoo::cloud::download_zoo::{self, Progress};
+use dgzoo::cloud::CloudClient;
+use dgzoo::hub::{Hub, HubConfig};
+use dgzoo::zoo::address::parse_cloud_url;
+use dgzoo::zoo::filter::Filters;
+use dgzoo::{Error, Result};
+use serde_json::{json, Value};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+/// PySDK's `degirum download-zoo` flags.
+#[derive(Args)]
+pub struct DownloadZooArgs {
+    /// Destination directory (created if missing).
+    #[arg(long, default_value = ".")]
+    pub path: PathBuf,
+    /// Cloud zoo URL.
+    #[arg(long, default_value = "https://hub.degirum.com/degirum/public")]
+    pub url: String,
+    /// Cloud token (default: the one saved by `degirum token install`).
+    #[arg(long, default_value = "")]
+    pub token: String,
+    #[arg(long = "model_family", alias = "model-family")]
+    pub model_family: Option<String>,
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_parser = ["N2X", "TFLITE", "ONNX", "OPENVINO", "TENSORRT", "RKNN"])]
+    pub runtime: Option<String>,
+    #[arg(long, value_parser = ["QUANT", "FLOAT"])]
+    pub precision: Option<String>,
+    #[arg(long, value_parser = ["PRUNED", "DENSE"])]
+    pub pruned: Option<String>,
+    /// Parallel downloads.
+    #[arg(long, default_value_t = 4)]
+    pub jobs: usize,
+}
+
+/// Progress: bars on a terminal, one line per finished model otherwise.
+struct Reporter {
+    bars: Option<(indicatif::MultiProgress, Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>)>,
+}
+
+impl Progress for Reporter {
+    fn start(&self, model: &str) {
+        if let Some((mp, bars)) = &self.bars {
+            let pb = mp.add(indicatif::ProgressBar::new(0));
+            pb.set_style(
+                indicatif::ProgressStyle::with_template("{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            pb.set_message(model.to_string());
+            bars.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), pb);
+        }
+    }
+    fn bytes(&self, model: &str, got: u64, total: u64) {
+        if let Some((_, bars)) = &self.bars {
+            if let Some(pb) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(model) {
+                pb.set_length(total);
+                pb.set_position(got);
+            }
+        }
+    }
+    fn done(&self, model: &str, result: &Result<()>) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(pb) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(model) {
+                    match result {
+                        Ok(()) => pb.finish(),
+                        Err(e) => pb.abandon_with_message(format!("{model}: FAILED: {e}")),
+                    }
+                }
+            }
+            None => match result {
+                Ok(()) => println!("{model}"),
+                Err(e) => eprintln!("{model}: FAILED: {e}"),
+            },
+        }
+    }
+}
+
+pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
+    let mut f = serde_json::Map::new();
+    for (k, v) in [("model_family", &a.model_family), ("device", &a.device), ("runtime", &a.runtime), ("precision", &a.precision), ("pruned", &a.pruned)] {
+        if let Some(v) = v {
+            f.insert(k.into(), json!(v));
+        }
+    }
+    let filters = Filters::from_json(&Value::Object(f))?;
+    if !a.path.is_dir() {
+        std::fs::create_dir(&a.path).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.path.display())))?;
+    }
+    let (client, models) = download_zoo::select(&a.url, &a.token, &filters)?;
+    println!("Downloading models\n  from '{}'\n  into '{}'", a.url, a.path.display());
+    let tty = std::io::stderr().is_terminal();
+    let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
+    let failures = download_zoo::download_all(&client, &models, &a.path, a.jobs, &reporter);
+    println!("Downloaded {} model(s)", models.len() - failures.len());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+        Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
+    }
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// List cached cloud models, least recently used first.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cached models: `MODEL` (any zoo) or `ZOO_KEY/MODEL`; --all removes everything not in use.
+    Rm {
+        models: Vec<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// Evict least recently used models until the cache fits in --limit bytes (default: the cap).
+    Prune {
+        #[arg(long)]
+        limit: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every cached model's files against its checksum.
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download one model of a cloud zoo into the cache (or check the cached copy is current).
+    Fetch {
+        /// Cloud zoo URL (http(s)://host[:port]/org/zoo).
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value = "")]
+        token: String,
+        model: String,
+    },
+}
+
+#[derive(Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    pub command: CacheCommand,
+}
+
+fn print_entries(entries: &[Entry], as_json: bool) {
+    if as_json {
+        println!("{}", Value::Array(entries.iter().map(Entry::to_json).collect()));
+    } else {
+        for e in entries {
+            println!("{:>12}  {}/{}", e.size, e.zoo_key, e.model);
+        }
+    }
+}
+
+pub fn cache(a: CacheArgs) -> Result<()> {
+    let cache = Cache::new(CacheConfig::from_env());
+    match a.command {
+        CacheCommand::Ls { json } => print_entries(&cache.entries(), json),
+        CacheCommand::Rm { models, all } => {
+            let entries = cache.entries();
+            let mut errors = Vec::new();
+            let mut matched = 0;
+            for e in &entries {
+                let full = format!("{}/{}", e.zoo_key, e.model);
+                if all || models.iter().any(|m| *m == e.model || *m == full) {
+                    matched += 1;
+                    match cache.remove(e) {
+                        Ok(_) => println!("removed {full}"),
+                        Err(err) => errors.push(err.message),
+                    }
+                }
+            }
+            if !all && matched == 0 {
+                return Err(Error::not_found(format!("No cached model matches {}", models.join(", "))));
+            }
+            if !errors.is_empty() {
+                return Err(Error::io(errors.join("; ")));
+            }
+        }
+        CacheCommand::Prune { limit, json } => print_entries(&cache.evict(limit), json),
+        CacheCommand::Verify { json } => {
+            let results = cache.verify();
+            let bad = results.iter().filter(|(_, r)| r.is_err()).count();
+            if json {
+                let v: Vec<Value> = results
+                    .iter()
+                    .map(|(e, r)| {
+                        let mut j = e.to_json();
+                        j["ok"] = json!(r.is_ok());
+                        if let Err(err) = r {
+                            j["error"] = json!(err.message);
+                        }
+                        j
+                    })
+                    .collect();
+                println!("{}", Value::Array(v));
+            } else {
+                for (e, r) in &results {
+                    match r {
+                        Ok(()) => println!("ok      {}/{}", e.zoo_key, e.model),
+                        Err(err) => println!("BAD     {}/{}: {err}", e.zoo_key, e.model),
+                    }
+                }
+            }
+            if bad > 0 {
+                return Err(Error::bad_model(format!("{bad} cached model(s) failed verification")));
+            }
+        }
+        CacheCommand::Fetch { url, token, model } => {
+            let zoo = parse_cloud_url(&url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
+            let token = dgzoo::cloud::token::resolve(&token, &zoo.base());
+            let client = CloudClient::new(&zoo, &token);
+            let held = if cache.config().offline {
+                cache.get_offline(&zoo, &model)?
+            } else {
+                let info = client.model_info(&model)?;
+                let sum = info["model_params"]["Checksum"].as_str().unwrap_or_default().to_string();
+                cache.ensure(&client, &model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
+            };
+            println!("{}", json!({"model": model, "path": held.dir, "downloaded": held.downloaded}));
+        }
+    }
+    Ok(())
+}
+
+/// `dgzoo hub`: serve a zoo root like dg-zoo-server.
+#[derive(Args)]
+pub struct HubArgs {
+    /// Zoo root: tokens.json and <org>/<zoo>/<model>.zip.
+    #[arg(long, default_value = "./zoo")]
+    pub zoo: PathBuf,
+    #[arg(long, default_value_t = 8878)]
+    pub port: u16,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Worker threads (concurrent requests).
+    #[arg(long, default_value_t = 8)]
+    pub threads: usize,
+    /// Throttle each download to this many bytes per second.
+    #[arg(long)]
+    pub rate_limit: Option<u64>,
+}
+
+pub fn hub(a: HubArgs) -> Result<()> {
+    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit };
+    let hub = Hub::start(&cfg)?;
+    // The address line lets scripts and tests find the port when --port 0 is used.
+    println!("dgzoo hub listening on http://{} serving zoo root {}", hub.addr(), a.zoo.display());
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    hub.wait();
+    Ok(())
+}
+
+/// `dgzoo pack-model DIR... --out ZOO_DIR`: make hub archives from model directories.
+#[derive(Args)]
+pub struct PackArgs {
+    /// Model directories (each holding <name>.json and its files).
+    pub dirs: Vec<PathBuf>,
+    /// Output directory (<org>/<zoo> under a hub root).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn pack(a: PackArgs) -> Result<()> {
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.out.display())))?;
+    for d in &a.dirs {
+        let name = d.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+        let out = a.out.join(format!("{name}.zip"));
+        archive::pack_model(d, &out)?;
+        println!("{}", out.display());
+    }
+    Ok(())
+}

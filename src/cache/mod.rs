@@ -1,0 +1,521 @@
+//! Cloud model cache: one directory per cloud zoo (`<enc-netloc>.<org>.<zoo>`, the naming of
+//! PySDK's native cache) holding one directory per model plus a `<m>.lock` file whose mtime
+//! is the last use (LRU key).
+//!
+//! Locking (advisory file locks, released by the OS when a process dies, so a killed process
+//! never leaves a stale lock):
+//! * `<m>.lock` shared = "this model is in use"; exclusive only for the instant a new copy is
+//!   renamed into place, and by eviction (which skips models it cannot lock).
+//! * `<m>.dl.lock` exclusive = "downloading": one downloader per model across processes; a
+//!   second process waits, then finds the model cached. Leftover partial files of a killed
+//!   downloader are removed by the next one holding this lock.
+//! * `__cleanup.lock__` exclusive while evicting.
+//!
+//! Downloads stream to a temp file, are verified (Content-Length, archive safety, checksum of
+//! the model config against the zoo's, SHA-256 of the binary when the checksum is one), then
+//! extracted into a temp directory and renamed into place.
+pub mod archive;
+
+use crate::cloud::CloudClient;
+use crate::error::{Code, Error, Result};
+use crate::params::ModelParams;
+use crate::zoo::address::CloudZoo;
+use fs4::fs_std::FileExt;
+use serde_json::{json, Value};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Default size cap: 1 GiB, as PySDK's native cache.
+pub const DEFAULT_LIMIT: u64 = 1 << 30;
+const PARTIAL_DIR: &str = ".partial";
+const CLEANUP_LOCK: &str = "__cleanup.lock__";
+/// How long installing a new copy waits for users of the old copy to let go.
+const INSTALL_WAIT: Duration = Duration::from_secs(30);
+/// How long a waiting process tolerates another downloader making no progress.
+const STALL_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Where the cache lives and how it behaves.
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub root: PathBuf,
+    /// Size cap in bytes; eviction runs after each download.
+    pub limit: u64,
+    /// Never contact the cloud: a cached model is used as is; a missing one is an error.
+    pub offline: bool,
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+impl CacheConfig {
+    /// `DGZOO_CACHE_DIR` (else `<os appdata>/dgzoo/cloud_zoo_cache`), `DGZOO_CACHE_LIMIT`
+    /// (bytes, else 1 GiB), `DGZOO_OFFLINE=1`.
+    pub fn from_env() -> Self {
+        let root = std::env::var_os("DGZOO_CACHE_DIR")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| crate::cloud::os_appdata().map(|d| d.join("dgzoo").join("cloud_zoo_cache")))
+            .unwrap_or_else(|| std::env::temp_dir().join("dgzoo-cloud-zoo-cache"));
+        let limit = std::env::var("DGZOO_CACHE_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_LIMIT);
+        CacheConfig { root, limit, offline: env_flag("DGZOO_OFFLINE") }
+    }
+}
+
+/// A model held in the cache: its directory stays as long as this value lives (shared lock).
+#[derive(Debug)]
+pub struct CachedModel {
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub downloaded: bool,
+    _lock: File,
+}
+
+/// One cached model, as listed by `entries`.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// `<enc-netloc>.<org>.<zoo>`
+    pub zoo_key: String,
+    pub model: String,
+    pub dir: PathBuf,
+    pub size: u64,
+    pub last_used: SystemTime,
+    pub checksum: String,
+}
+
+impl Entry {
+    pub fn to_json(&self) -> Value {
+        let t = self.last_used.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        json!({"zoo": self.zoo_key, "model": self.model, "path": self.dir, "size": self.size, "last_used": t, "checksum": self.checksum})
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    cfg: CacheConfig,
+}
+
+fn io_err(what: &str, p: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("{what} '{}': {e}", p.display()))
+}
+
+fn open_lock(p: &Path) -> Result<File> {
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).map_err(|e| io_err("Cannot open lock file", p, e))
+}
+
+/// A fresh temp name for `model` in the partial directory: `<model>.dl-<pid>-<ns>-<n>`.
+fn unique(model: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{model}.dl-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The model a temp name of `unique` belongs to.
+fn partial_owner(name: &str) -> Option<&str> {
+    name.rsplit_once(".dl-").map(|(m, _)| m)
+}
+
+/// Recursive size of a directory (symlinks not followed).
+fn dir_size(p: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
+    rd.flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Checksum in a model config, or "" when unreadable.
+fn config_checksum(config: &Path) -> String {
+    ModelParams::from_file(config).map(|p| p.str("Checksum", 0)).unwrap_or_default()
+}
+
+impl Cache {
+    pub fn new(cfg: CacheConfig) -> Self {
+        Cache { cfg }
+    }
+    pub fn from_env() -> Self {
+        Self::new(CacheConfig::from_env())
+    }
+    pub fn config(&self) -> &CacheConfig {
+        &self.cfg
+    }
+
+    /// `<enc-netloc>.<org>.<zoo>` for a zoo; the netloc is percent-encoded so it is one safe
+    /// path segment (`127.0.0.1%3A8878`).
+    pub fn zoo_key(zoo: &CloudZoo) -> Result<String> {
+        for s in [&zoo.org, &zoo.zoo] {
+            if !archive::is_safe_segment(s) {
+                return Err(Error::invalid(format!("Cloud zoo path '{}/{}' is not usable as a cache directory name", zoo.org, zoo.zoo)));
+            }
+        }
+        // As PySDK's native cache: the netloc URL-quoted (`127.0.0.1%3A8878`).
+        let host = crate::cloud::quote_all(&zoo.host);
+        Ok(format!("{host}.{}.{}", zoo.org, zoo.zoo))
+    }
+
+    pub fn zoo_dir(&self, zoo: &CloudZoo) -> Result<PathBuf> {
+        Ok(self.cfg.root.join(Self::zoo_key(zoo)?))
+    }
+
+    fn prepare_zoo_dir(&self, zoo: &CloudZoo) -> Result<PathBuf> {
+        let d = self.zoo_dir(zoo)?;
+        std::fs::create_dir_all(d.join(PARTIAL_DIR)).map_err(|e| io_err("Cannot create cache directory", &d, e))?;
+        Ok(d)
+    }
+
+    /// Take the model's in-use lock and return it if a valid copy is cached (config present and,
+    /// when `expected` is given, with that checksum).
+    fn try_hold(&self, zdir: &Path, model: &str, expected: Option<&str>) -> Result<Option<CachedModel>> {
+        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
+        let dir = zdir.join(model);
+        let config = dir.join(format!("{model}.json"));
+        if config.is_file() && expected.is_none_or(|want| config_checksum(&config) == want) {
+            // Mark as recently used for LRU eviction.
+            let _ = lock.set_modified(SystemTime::now());
+            return Ok(Some(CachedModel { dir, config, downloaded: false, _lock: lock }));
+        }
+        Ok(None)
+    }
+
+    /// Offline lookup: the cached copy or a clear error; never touches the network.
+    pub fn get_offline(&self, zoo: &CloudZoo, model: &str) -> Result<CachedModel> {
+        archive::check_model_name(model)?;
+        let zdir = self.zoo_dir(zoo)?;
+        let not_cached = || {
+            Error::new(
+                Code::NotFound,
+                format!("Cloud model '{}/{}/{model}' is not in the model cache '{}' and dgzoo is offline (DGZOO_OFFLINE / offline option): connect online once to download it", zoo.org, zoo.zoo, self.cfg.root.display()),
+            )
+        };
+        if !zdir.join(model).join(format!("{model}.json")).is_file() {
+            return Err(not_cached());
+        }
+        self.try_hold(&zdir, model, None)?.ok_or_else(not_cached)
+    }
+
+    /// Models cached for one zoo (offline listing): (name, config path).
+    pub fn cached_models(&self, zoo: &CloudZoo) -> Vec<(String, PathBuf)> {
+        let Ok(zdir) = self.zoo_dir(zoo) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&zdir) else { return Vec::new() };
+        let mut out: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.to_string();
+                let cfg = e.path().join(format!("{name}.json"));
+                (archive::is_safe_segment(&name) && cfg.is_file()).then_some((name, cfg))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Make `model` of the client's zoo available locally and hold it.
+    ///
+    /// `expected` is the zoo's current checksum when the caller already knows it (from the
+    /// model info); otherwise a cached copy is checked with the `check` endpoint, and kept if
+    /// the cloud cannot be reached (5xx / transport error), like PySDK's native cache. In
+    /// offline mode this is `get_offline`.
+    pub fn ensure(&self, client: &CloudClient, model: &str, expected: Option<&str>, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
+        let zoo = client.zoo();
+        if self.cfg.offline {
+            return self.get_offline(zoo, model);
+        }
+        archive::check_model_name(model)?;
+        let zdir = self.prepare_zoo_dir(zoo)?;
+        let expected = match expected {
+            Some(e) => Some(e.to_string()),
+            None => {
+                let cfg = zdir.join(model).join(format!("{model}.json"));
+                if cfg.is_file() {
+                    let have = config_checksum(&cfg);
+                    match client.check(model, &have) {
+                        Ok(true) => Some(have),
+                        Ok(false) => None,
+                        Err(e) if matches!(e.code, Code::Network) => Some(have),
+                        Err(e) => return Err(e),
+                    }
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(want) = expected.as_deref() {
+            if let Some(h) = self.try_hold(&zdir, model, Some(want))? {
+                return Ok(h);
+            }
+        }
+        // One downloader per model across processes.
+        let dl = self.lock_download(&zdir, model)?;
+        let result = (|| {
+            if let Some(want) = expected.as_deref() {
+                // Someone else may have installed it while we waited.
+                if let Some(h) = self.try_hold(&zdir, model, Some(want))? {
+                    return Ok(h);
+                }
+            }
+            self.clear_partials(&zdir, model);
+            let held = self.download_install(client, &zdir, model, expected.as_deref(), progress)?;
+            Ok(held)
+        })();
+        let _ = FileExt::unlock(&dl);
+        let held = result?;
+        self.evict(Some(self.cfg.limit));
+        Ok(held)
+    }
+
+    /// Take the download lock of `model`. While another process holds it we wait as long as its
+    /// partial download keeps growing; a downloader that makes no progress for
+    /// `STALL_TIMEOUT` (hung, not dead: a dead one releases its lock) is an error.
+    fn lock_download(&self, zdir: &Path, model: &str) -> Result<File> {
+        let dl = open_lock(&zdir.join(format!("{model}.dl.lock")))?;
+        let mut last = (self.partial_size(zdir, model), Instant::now());
+        loop {
+            match FileExt::try_lock_exclusive(&dl) {
+                Ok(true) => return Ok(dl),
+                Ok(false) => {}
+                Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}' for download: {e}"))),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            let size = self.partial_size(zdir, model);
+            if size != last.0 {
+                last = (size, Instant::now());
+            } else if last.1.elapsed() > STALL_TIMEOUT {
+                return Err(Error::new(
+                    Code::Timeout,
+                    format!("Cloud model '{model}': another process has been downloading it without progress for {} s", STALL_TIMEOUT.as_secs()),
+                ));
+            }
+        }
+    }
+
+    /// Bytes of partial downloads of `model`.
+    fn partial_size(&self, zdir: &Path, model: &str) -> u64 {
+        std::fs::read_dir(zdir.join(PARTIAL_DIR))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_name().to_str().and_then(partial_owner) == Some(model))
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Remove partial files of every model nobody is downloading (left by killed processes).
+    pub fn clear_stale_partials(&self) {
+        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else { return };
+        for z in zoos.flatten() {
+            let zdir = z.path();
+            let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { continue };
+            let mut models: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().and_then(partial_owner).map(str::to_string)).collect();
+            models.sort();
+            models.dedup();
+            for m in models {
+                let Ok(dl) = open_lock(&zdir.join(format!("{m}.dl.lock"))) else { continue };
+                if let Ok(true) = FileExt::try_lock_exclusive(&dl) {
+                    self.clear_partials(&zdir, &m);
+                }
+            }
+        }
+    }
+
+    /// Remove what a killed downloader of `model` left (we hold its download lock).
+    fn clear_partials(&self, zdir: &Path, model: &str) {
+        let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { return };
+        for e in rd.flatten() {
+            if e.file_name().to_str().and_then(partial_owner) == Some(model) {
+                let p = e.path();
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+            }
+        }
+    }
+
+    fn download_install(&self, client: &CloudClient, zdir: &Path, model: &str, expected: Option<&str>, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
+        let partial = zdir.join(PARTIAL_DIR);
+        let zip_path = partial.join(unique(model) + ".zip");
+        let tmp_dir = partial.join(unique(model) + ".d");
+        let cleanup = || {
+            let _ = std::fs::remove_file(&zip_path);
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+        };
+        let r = (|| {
+            {
+                let f = File::create(&zip_path).map_err(|e| io_err("Cannot create", &zip_path, e))?;
+                let mut w = std::io::BufWriter::new(f);
+                client.download(model, &mut w, progress)?;
+                use std::io::Write;
+                w.flush().map_err(|e| io_err("Cannot write", &zip_path, e))?;
+            }
+            archive::extract_model(&zip_path, model, &tmp_dir, archive::Limits::default())?;
+            let _ = std::fs::remove_file(&zip_path);
+            verify_model_dir(&tmp_dir, model, expected)?;
+            self.install(zdir, model, &tmp_dir)
+        })();
+        cleanup();
+        r
+    }
+
+    /// Rename the verified copy into place once no one uses the old one; return it held.
+    fn install(&self, zdir: &Path, model: &str, tmp_dir: &Path) -> Result<CachedModel> {
+        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        let start = Instant::now();
+        loop {
+            match FileExt::try_lock_exclusive(&lock) {
+                Ok(true) => break,
+                Ok(false) if start.elapsed() < INSTALL_WAIT => std::thread::sleep(Duration::from_millis(50)),
+                Ok(false) => {
+                    return Err(Error::new(
+                        Code::Io,
+                        format!("Cannot update cached model '{model}': an older copy is still in use (by this or another process)"),
+                    ))
+                }
+                Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}': {e}"))),
+            }
+        }
+        let dir = zdir.join(model);
+        let r = (|| {
+            if dir.exists() {
+                let old = zdir.join(PARTIAL_DIR).join(unique(model) + ".old");
+                std::fs::rename(&dir, &old).map_err(|e| io_err("Cannot move aside", &dir, e))?;
+                let _ = std::fs::remove_dir_all(&old);
+            }
+            std::fs::rename(tmp_dir, &dir).map_err(|e| io_err("Cannot install", &dir, e))
+        })();
+        // Downgrade to "in use" (shared) before anyone else can evict it.
+        FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
+        r?;
+        let _ = lock.set_modified(SystemTime::now());
+        let config = dir.join(format!("{model}.json"));
+        Ok(CachedModel { dir, config, downloaded: true, _lock: lock })
+    }
+
+    /// All cached models, least recently used first.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else { return out };
+        for z in zoos.flatten() {
+            let Some(zoo_key) = z.file_name().to_str().map(str::to_string) else { continue };
+            if !z.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(models) = std::fs::read_dir(z.path()) else { continue };
+            for m in models.flatten() {
+                let Some(model) = m.file_name().to_str().map(str::to_string) else { continue };
+                if !archive::is_safe_segment(&model) || !m.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let lock = z.path().join(format!("{model}.lock"));
+                let last_used = std::fs::metadata(&lock).or_else(|_| m.metadata()).and_then(|md| md.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                let dir = m.path();
+                let checksum = config_checksum(&dir.join(format!("{model}.json")));
+                out.push(Entry { zoo_key: zoo_key.clone(), model, size: dir_size(&dir), dir, last_used, checksum });
+            }
+        }
+        out.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.dir.cmp(&b.dir)));
+        out
+    }
+
+    /// Remove one cached model unless it is in use. `Ok(false)` when not cached.
+    pub fn remove(&self, e: &Entry) -> Result<bool> {
+        let zdir = self.cfg.root.join(&e.zoo_key);
+        let lock = open_lock(&zdir.join(format!("{}.lock", e.model)))?;
+        if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
+            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.zoo_key, e.model)));
+        }
+        let dir = zdir.join(&e.model);
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let _ = std::fs::create_dir_all(zdir.join(PARTIAL_DIR));
+        let old = zdir.join(PARTIAL_DIR).join(unique(&e.model) + ".old");
+        std::fs::rename(&dir, &old).map_err(|err| io_err("Cannot remove", &dir, err))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(true)
+    }
+
+    /// Evict least recently used models until the total size is at most `limit` (default:
+    /// the configured cap), skipping models in use. Returns the evicted entries.
+    pub fn evict(&self, limit: Option<u64>) -> Vec<Entry> {
+        let limit = limit.unwrap_or(self.cfg.limit);
+        let mut evicted = Vec::new();
+        if std::fs::create_dir_all(&self.cfg.root).is_err() {
+            return evicted;
+        }
+        let Ok(cl) = open_lock(&self.cfg.root.join(CLEANUP_LOCK)) else { return evicted };
+        if FileExt::lock_exclusive(&cl).is_err() {
+            return evicted;
+        }
+        self.clear_stale_partials();
+        let entries = self.entries();
+        let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        for e in entries {
+            if total <= limit {
+                break;
+            }
+            if let Ok(true) = self.remove(&e) {
+                total = total.saturating_sub(e.size);
+                evicted.push(e);
+            }
+        }
+        let _ = FileExt::unlock(&cl);
+        evicted
+    }
+
+    /// Re-check every cached model: config parses and its binary matches the checksum.
+    pub fn verify(&self) -> Vec<(Entry, Result<()>)> {
+        self.entries()
+            .into_iter()
+            .map(|e| {
+                let r = verify_model_dir(&e.dir, &e.model, None);
+                (e, r)
+            })
+            .collect()
+    }
+}
+
+/// Check an extracted model: `<m>.json` parses as a model config, its `Checksum` is the zoo's
+/// (when known), `ModelPath` names a file inside the directory, and that file's SHA-256 equals
+/// the checksum when the checksum is a SHA-256.
+pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Result<()> {
+    let config = dir.join(format!("{model}.json"));
+    let params = ModelParams::from_file(&config).map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
+    let have = params.str("Checksum", 0);
+    if let Some(want) = expected {
+        if have != want {
+            return Err(Error::bad_model(format!(
+                "Cloud model '{model}': the downloaded archive has checksum '{have}' but the zoo announced '{want}' (the model changed during the download?)"
+            )));
+        }
+    }
+    let rel = params.str("ModelPath", 0);
+    if rel.is_empty() {
+        return Ok(());
+    }
+    let relp = Path::new(&rel);
+    if relp.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(Error::bad_model(format!("Cloud model '{model}': ModelPath '{rel}' leaves the model directory")));
+    }
+    let bin = dir.join(relp);
+    let meta = std::fs::symlink_metadata(&bin).map_err(|e| Error::bad_model(format!("Cloud model '{model}': model file '{rel}' missing from the archive: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::bad_model(format!("Cloud model '{model}': model file '{rel}' is not a regular file")));
+    }
+    let want = have.to_ascii_lowercase();
+    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && std::env::var_os("DGZOO_SKIP_CHECKSUM").is_none() {
+        use sha2::{Digest, Sha256};
+        let mut f = File::open(&bin).map_err(|e| io_err("Cannot read", &bin, e))?;
+        let mut h = Sha256::new();
+        std::io::copy(&mut f, &mut h).map_err(|e| io_err("Cannot read", &bin, e))?;
+        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        if got != want {
+            return Err(Error::bad_model(format!("Cloud model '{model}': SHA-256 of '{rel}' is {got}, its configuration says {want} (corrupt download?)")));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! `dgzoo hub`: a self-hosted cloud zoo server speaking the API of DeGirum's cloud zoo as
+//! implemented by `dg-zoo-server` 0.3.0 (cloud-api.md §2), over its zoo root layout (see
+//! [`store`]). Read-only: zoo-check, model list (full / short), info, dictionary, readme,
+//! check, download (streamed with Content-Length, constant memory), system info, token and
+//! zoo listing. Errors are JSON `{"detail": ...}` with dg-zoo-server's statuses and texts.
+pub mod store;
+
+use crate::error::{Error, Result};
+use serde_json::{json, Map, Value};
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::Store;
+
+/// Device types the hub reports in system info: DeGirum's known runtime/device pairs, so
+/// clients' device filters keep every model, as dg-zoo-server does.
+pub const DEVICE_TYPES: &[&str] = &[
+    "DUMMY/DUMMY", "N2X/CPU", "N2X/ORCA", "N2X/ORCA1", "HAILORT/HAILO8", "HAILORT/HAILO8L", "ONNX/CPU", "ONNX/VITIS_NPU",
+    "OPENVINO/CPU", "OPENVINO/GPU", "OPENVINO/NPU", "RKNN/RK3566", "RKNN/RK3568", "RKNN/RK3588", "TENSORRT/DLA", "TENSORRT/GPU",
+    "TFLITE/AM68PA", "TFLITE/ARMNN", "TFLITE/CPU", "TFLITE/EDGETPU", "TFLITE/NXP_ETHOSU", "TFLITE/NXP_VX", "MEMRYX/MX3",
+];
+
+/// Hub settings.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub root: PathBuf,
+    pub host: String,
+    /// 0 = any free port.
+    pub port: u16,
+    pub threads: usize,
+    /// Throttle each download to this many bytes per second (for testing slow links).
+    pub rate_limit: Option<u64>,
+}
+
+impl HubConfig {
+    pub fn new(root: &Path) -> Self {
+        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None }
+    }
+}
+
+struct State {
+    store: Store,
+    requests: AtomicU64,
+    rate_limit: Option<u64>,
+}
+
+/// A running hub. Dropping it stops the server.
+pub struct Hub {
+    server: Arc<tiny_http::Server>,
+    addr: SocketAddr,
+    state: Arc<State>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Bind and start serving on a pool of `threads` threads.
+    pub fn start(cfg: &HubConfig) -> Result<Hub> {
+        std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
+        let server = tiny_http::Server::http((cfg.host.as_str(), cfg.port))
+            .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
+        let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
+        let server = Arc::new(server);
+        let state = Arc::new(State { store: Store::new(&cfg.root), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit });
+        let workers = (0..cfg.threads.max(1))
+            .map(|_| {
+                let (server, state) = (server.clone(), state.clone());
+                std::thread::spawn(move || {
+                    while let Ok(req) = server.recv() {
+                        state.requests.fetch_add(1, Ordering::SeqCst);
+                        handle(&state, req);
+                    }
+                })
+            })
+            .collect();
+        Ok(Hub { server, addr, state, workers })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Requests received so far.
+    pub fn request_count(&self) -> u64 {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Serve until the process ends.
+    pub fn wait(mut self) {
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        for _ in 0..self.workers.len() {
+            self.server.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+type Resp = tiny_http::Response<Box<dyn Read + Send>>;
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    // Names and values here are ASCII constants or sanitized: cannot fail.
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
+}
+
+fn json_resp(status: u16, v: &Value) -> Resp {
+    let body = v.to_string().into_bytes();
+    let len = body.len();
+    tiny_http::Response::new(status.into(), vec![header("Content-Type", "application/json")], Box::new(std::io::Cursor::new(body)) as Box<dyn Read + Send>, Some(len), None)
+}
+
+fn error(status: u16, detail: impl Into<String>) -> Resp {
+    json_resp(status, &json!({ "detail": detail.into() }))
+}
+
+/// Reads at most `rate` bytes per second.
+struct Throttle<R> {
+    inner: R,
+    rate: u64,
+    start: Instant,
+    sent: u64,
+}
+
+impl<R: Read> Read for Throttle<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let due = Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let cap = buf.len().min((self.rate / 10).max(1) as usize);
+        let n = self.inner.read(&mut buf[..cap])?;
+        self.sent += n as u64;
+        Ok(n)
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+fn handle(state: &State, req: tiny_http::Request) {
+    let resp = route(state, &req);
+    let _ = req.respond(resp.with_chunked_threshold(usize::MAX));
+}
+
+fn route(state: &State, req: &tiny_http::Request) -> Resp {
+    let (path, query) = match req.url().split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (req.url(), ""),
+    };
+    let query: Vec<(String, String)> = query
+        .split('&')
+        .filter(|s| !s.is_empty())
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+        })
+        .collect();
+    let q = |k: &str| query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str());
+    let segs: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect();
+    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let token = req.headers().iter().find(|h| h.field.equiv("token")).map(|h| h.value.as_str().to_string());
+    if *req.method() != tiny_http::Method::Get {
+        return error(405, "Method Not Allowed");
+    }
+    let st = &state.store;
+    match s.as_slice() {
+        [""] => {
+            let body = b"<!DOCTYPE html><html><body><h2>dgzoo hub</h2></body></html>".to_vec();
+            let len = body.len();
+            tiny_http::Response::new(200.into(), vec![header("Content-Type", "text/html")], Box::new(std::io::Cursor::new(body)), Some(len), None)
+        }
+        ["zoo", "version"] => json_resp(200, &json!({"version": "v1"})),
+        ["devices", "api", "v1", "public", "system-info"] => {
+            let devs: Map<String, Value> = DEVICE_TYPES.iter().map(|d| (d.to_string(), json!([{"@Index": 0}]))).collect();
+            json_resp(200, &json!({ "Devices": devs }))
+        }
+        ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || match st.zoo_dir(org, zoo) {
+            Some(_) => json_resp(200, &json!({})),
+            None => zoo_not_found(org, zoo),
+        }),
+        ["zoo", "v1", "public", "tokens"] => with_token(st, &token, None, || {
+            let t = token.clone().unwrap_or_default();
+            let r = st.tokens().get(&t).cloned();
+            let r = r.map(|r| json!({"token": t, "value": {"is_admin": r.is_admin, "zoos": r.zoos}})).unwrap_or(Value::Null);
+            json_resp(200, &r)
+        }),
+        ["zoo", "v1", "public", "zoos", org] => with_token(st, &token, None, || {
+            let rights = st.tokens().get(token.as_deref().unwrap_or_default()).cloned();
+            let list: Vec<Value> = st
+                .zoos(org)
+                .into_iter()
+                .map(|z| format!("{org}/{z}"))
+                .filter(|url| rights.as_ref().is_some_and(|r| r.is_admin || r.zoos.contains(url)))
+                .map(|url| json!({"name": url.rsplit('/').next(), "url": url, "public": false, "own": false}))
+                .collect();
+            json_resp(200, &Value::Array(list))
+        }),
+        ["zoo", "v1", "public", "models", org, zoo] => with_zoo(st, &token, org, zoo, |dir| {
+            let short = q("short").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"));
+            let m: Map<String, Value> = st.models(dir).into_iter().map(|(n, i)| (n, if short { json!({}) } else { i.params.clone() })).collect();
+            json_resp(200, &Value::Object(m))
+        }),
+        ["zoo", "v1", "public", "models", org, zoo, model, what] => with_zoo(st, &token, org, zoo, |dir| {
+            let Some(info) = st.model(dir, model) else { return model_not_found(model, org, zoo) };
+            match *what {
+                "info" => json_resp(
+                    200,
+                    // `model_labels` is what PySDK reads; `model_dictionary` what dg-zoo-server sends.
+                    &json!({"model_params": info.params, "model_labels": info.labels, "model_dictionary": info.labels, "readme": info.readme, "crc": info.checksum}),
+                ),
+                "dictionary" => json_resp(200, &info.labels),
+                "readme" => json_resp(200, &Value::String(info.readme.clone())),
+                "check" => match q("checksum") {
+                    Some(c) => json_resp(200, &json!({"status": info.checksum == c})),
+                    None => json_resp(422, &json!({"detail": [{"type": "missing", "loc": ["query", "checksum"], "msg": "Field required"}]})),
+                },
+                _ => error(404, "Not Found"),
+            }
+        }),
+        ["zoo", "v1", "public", "models", org, zoo, model] => with_zoo(st, &token, org, zoo, |dir| {
+            if st.model(dir, model).is_none() {
+                return model_not_found(model, org, zoo);
+            }
+            let path = dir.join(format!("{model}.zip"));
+            // Open once: the length and the bytes come from the same file even if it is replaced.
+            let f = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(_) => return model_not_found(model, org, zoo),
+            };
+            let len = match f.metadata() {
+                Ok(m) => m.len() as usize,
+                Err(e) => return error(500, e.to_string()),
+            };
+            let reader: Box<dyn Read + Send> = match state.rate_limit {
+                Some(rate) if rate > 0 => Box::new(Throttle { inner: f, rate, start: Instant::now(), sent: 0 }),
+                _ => Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
+            };
+            let disp = format!("attachment; filename=\"{model}.zip\"");
+            tiny_http::Response::new(
+                200.into(),
+                vec![header("Content-Type", "application/octet-stream"), header("Content-Disposition", &disp)],
+                reader,
+                Some(len),
+                None,
+            )
+        }),
+        _ => error(404, "Not Found"),
+    }
+}
+
+fn zoo_not_found(org: &str, zoo: &str) -> Resp {
+    error(400, format!("Zoo {org}/{zoo} is not found"))
+}
+
+fn model_not_found(model: &str, org: &str, zoo: &str) -> Resp {
+    error(400, format!("Model {model} is not found in model zoo {org}/{zoo}"))
+}
+
+/// Run `f` if the token is valid (and, with `zoo`, grants access to it); else 401.
+fn with_token(st: &Store, token: &Option<String>, zoo: Option<&str>, f: impl FnOnce() -> Resp) -> Resp {
+    let tokens = st.tokens();
+    let Some(rights) = token.as_deref().and_then(|t| tokens.get(t)) else { return error(401, "Token is not valid") };
+    if let Some(z) = zoo {
+        if !rights.is_admin && !rights.zoos.iter().any(|x| x == z) {
+            return error(401, format!("Token does not have access rights to zoo {z}"));
+        }
+    }
+    f()
+}
+
+fn with_zoo(st: &Store, token: &Option<String>, org: &str, zoo: &str, f: impl FnOnce(&Path) -> Resp) -> Resp {
+    let url = format!("{org}/{zoo}");
+    with_token(st, token, Some(&url), || match st.zoo_dir(org, zoo) {
+        Some(d) => f(&d),
+        None => zoo_not_found(org, zoo),
+    })
+}

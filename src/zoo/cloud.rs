@@ -1,0 +1,140 @@
+//! Local inference with a cloud zoo (zoo-and-filters.md §4 "local HW + cloud zoo"): the model
+//! list and info come from the cloud, `load_model` brings the archive into the model cache and
+//! builds a local model from the cached copy, with `CloudModelName`/`CloudURL`/`CloudToken`
+//! set as PySDK does. Offline mode answers from the cache alone.
+use super::address::CloudZoo;
+use super::filter::{self, DevicePair};
+use super::local::ZooEntry;
+use crate::cache::{Cache, CacheConfig, CachedModel};
+use crate::cloud::{token, CloudClient, SKIP_TOKEN};
+use crate::error::{Error, Result};
+use crate::model::Model;
+use crate::params::ModelParams;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+
+/// Options of `Zoo::connect_with` beyond PySDK's three arguments.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Cache settings; `None` = `CacheConfig::from_env()`.
+    pub cache: Option<CacheConfig>,
+    /// Force offline (`Some(true)`) or online (`Some(false)`); `None` = the cache config's.
+    pub offline: Option<bool>,
+}
+
+/// The cloud side of a `Zoo`.
+#[derive(Debug)]
+pub struct CloudAccess {
+    pub client: CloudClient,
+    pub cache: Cache,
+}
+
+impl CloudAccess {
+    /// Open the zoo: check it exists (unless offline or the token is `__SKIP__`) and fetch the
+    /// model list (offline: the cached models).
+    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions) -> Result<(CloudAccess, Vec<ZooEntry>)> {
+        let mut cfg = opts.cache.clone().unwrap_or_else(CacheConfig::from_env);
+        if let Some(o) = opts.offline {
+            cfg.offline = o;
+        }
+        let token = token::resolve(token, &zoo.base());
+        let access = CloudAccess { client: CloudClient::new(zoo, &token), cache: Cache::new(cfg) };
+        let entries = if access.cache.config().offline {
+            access.cached_entries()
+        } else {
+            if token != SKIP_TOKEN {
+                access.client.zoos_check()?;
+            }
+            access.cloud_entries()?
+        };
+        Ok((access, entries))
+    }
+
+    fn zoo(&self) -> &CloudZoo {
+        self.client.zoo()
+    }
+
+    fn pseudo_path(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}/{name}", self.zoo().url()))
+    }
+
+    fn cloud_entries(&self) -> Result<Vec<ZooEntry>> {
+        let list = self.client.list_models(false)?;
+        // A model whose parameters do not parse is left out, like a broken file in a local zoo.
+        Ok(list
+            .into_iter()
+            .filter_map(|(name, v)| ModelParams::from_value(v).ok().map(|params| ZooEntry { config_path: self.pseudo_path(&name), name, params }))
+            .collect())
+    }
+
+    fn cached_entries(&self) -> Vec<ZooEntry> {
+        self.cache
+            .cached_models(self.zoo())
+            .into_iter()
+            .filter_map(|(name, cfg)| {
+                let mut params = ModelParams::from_file(&cfg).ok()?;
+                params.absolutize_paths(cfg.parent()?).ok()?;
+                Some(ZooEntry { name, params, config_path: cfg })
+            })
+            .collect()
+    }
+
+    /// `model_info`: the cloud's `.../info` (its error surfaces as is); offline: the cached config.
+    pub fn model_info(&self, name: &str, snapshot: Option<&ZooEntry>) -> Result<Value> {
+        if self.cache.config().offline {
+            return snapshot.map(|e| e.params.full_form()).ok_or_else(|| self.cache.get_offline(self.zoo(), name).err().unwrap_or_else(|| Error::not_found(name.to_string())));
+        }
+        Ok(self.info_params(name)?.full_form())
+    }
+
+    fn info_params(&self, name: &str) -> Result<ModelParams> {
+        // A name that is not one path segment would change the URL (and the cache path).
+        crate::cache::archive::check_model_name(name)?;
+        let info = self.client.model_info(name)?;
+        ModelParams::from_value(info["model_params"].clone()).map_err(|e| e.context(format!("Cloud model '{name}'")))
+    }
+
+    /// Bring the model into the cache (unless it is there with the zoo's checksum) and hold it.
+    pub fn fetch(&self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
+        if self.cache.config().offline {
+            return self.cache.get_offline(self.zoo(), name);
+        }
+        let params = self.info_params(name)?;
+        let sum = params.str("Checksum", 0);
+        self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), progress)
+    }
+
+    /// `load_model`: check the device support on the cloud's parameters first (no download for
+    /// a model this machine cannot run), then fetch and build a local model.
+    pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
+        let unsupported = || {
+            Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
+        };
+        let held = if self.cache.config().offline {
+            self.cache.get_offline(self.zoo(), name)?
+        } else {
+            let params = self.info_params(name)?;
+            if filter::supported_device_types(&params, pairs)?.is_empty() {
+                return Err(unsupported());
+            }
+            let sum = params.str("Checksum", 0);
+            self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
+        };
+        let mut params = ModelParams::from_file(&held.config)?;
+        params.absolutize_paths(&held.dir)?;
+        let z = self.zoo();
+        params.set("CloudModelName", 0, json!(format!("{}/{}/{name}", z.org, z.zoo)))?;
+        params.set("CloudURL", 0, json!(z.base()))?;
+        params.set("CloudToken", 0, json!(self.client.token()))?;
+        let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
+        let model = Model::new_local(&entry, system_info, pairs).map_err(|e| {
+            if e.message.contains("does not have any supported runtime/device combinations") {
+                unsupported()
+            } else {
+                e
+            }
+        })?;
+        model.keep_alive(Box::new(held));
+        Ok(model)
+    }
+}

@@ -1,0 +1,438 @@
+//! The cloud model cache against our hub: checksum change → re-download, LRU eviction that
+//! spares models in use, offline mode without any request, a download killed with SIGKILL then
+//! retried, two processes racing for one model, malicious archives, the `cache` CLI.
+mod cloud_common;
+use cloud_common::*;
+use dgzoo::cache::archive::{extract_model, Limits};
+use dgzoo::cache::{Cache, CachedModel};
+use dgzoo::cloud::CloudClient;
+use dgzoo::zoo::address::parse_cloud_url;
+use dgzoo::zoo::filter::Filters;
+use dgzoo::zoo::{ConnectOptions, Zoo};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn client(hub: &dgzoo::hub::Hub) -> CloudClient {
+    CloudClient::new(&parse_cloud_url(&hub_url(hub)).unwrap(), TOKEN)
+}
+
+/// What the accessor does: the zoo's checksum from `.../info`, then `ensure`.
+fn fetch(cache: &Cache, c: &CloudClient, m: &str) -> dgzoo::Result<CachedModel> {
+    let info = c.model_info(m)?;
+    let sum = info["model_params"]["Checksum"].as_str().unwrap().to_string();
+    cache.ensure(c, m, Some(&sum), &mut |_, _| {})
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Repack `model` with `extra` zero bytes appended to its binary and the config's checksum updated.
+fn publish_new_version(root: &Path, model: &str, extra: usize) -> Vec<u8> {
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join(model);
+    std::fs::create_dir(&dir).unwrap();
+    for f in std::fs::read_dir(format!("{ZOO}/{model}")).unwrap().flatten() {
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    let bin = dir.join(format!("{model}.tflite"));
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, extra));
+    std::fs::write(&bin, &bytes).unwrap();
+    let cfgp = dir.join(format!("{model}.json"));
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfgp).unwrap()).unwrap();
+    cfg["Checksum"] = Value::String(sha256_hex(&bytes));
+    std::fs::write(&cfgp, cfg.to_string()).unwrap();
+    // Replace atomically, as a publisher would.
+    let tmp = zoo_dir(root).join("upload.tmp");
+    dgzoo::cache::archive::pack_model(&dir, &tmp).unwrap();
+    std::fs::rename(&tmp, zoo_dir(root).join(format!("{model}.zip"))).unwrap();
+    bytes
+}
+
+#[test]
+fn checksum_change_triggers_redownload() {
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let c = client(&hub);
+    assert!(fetch(&cache, &c, BLAZE).unwrap().downloaded);
+    let again = fetch(&cache, &c, BLAZE).unwrap();
+    assert!(!again.downloaded, "same checksum: cached copy used");
+    drop(again);
+
+    let new_bin = publish_new_version(root.path(), BLAZE, 16);
+    let held = fetch(&cache, &c, BLAZE).unwrap();
+    assert!(held.downloaded, "checksum changed: downloaded again");
+    assert_eq!(std::fs::read(held.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
+    drop(held);
+
+    // Without a known checksum the cached copy is checked with the `check` endpoint.
+    assert!(!cache.ensure(&c, BLAZE, None, &mut |_, _| {}).unwrap().downloaded);
+    publish_new_version(root.path(), BLAZE, 32);
+    assert!(cache.ensure(&c, BLAZE, None, &mut |_, _| {}).unwrap().downloaded);
+
+    // Through the zoo API: the model loads and runs from the new copy.
+    let zoo = connect(&hub_url(&hub), TOKEN, &cache_cfg(cdir.path())).unwrap();
+    let m = zoo.load_model(BLAZE, &Value::Null).unwrap();
+    assert!(m.state().params.str("ModelPath", 0).starts_with(cdir.path().to_str().unwrap()));
+    dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
+}
+
+#[test]
+fn lru_eviction_spares_models_in_use() {
+    let root = hub_root(&[BLAZE, EFF_Q, YOLO]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let c = client(&hub);
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let mut sizes = std::collections::HashMap::new();
+    for m in [BLAZE, EFF_Q, YOLO] {
+        let h = fetch(&cache, &c, m).unwrap();
+        sizes.insert(m, cache.entries().into_iter().find(|e| e.model == m).unwrap().size);
+        drop(h);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    drop(fetch(&cache, &c, BLAZE).unwrap()); // BLAZE is now the most recently used
+    let order: Vec<String> = cache.entries().into_iter().map(|e| e.model).collect();
+    assert_eq!(order, vec![EFF_Q, YOLO, BLAZE]);
+
+    let evicted: Vec<String> = cache.evict(Some(sizes[BLAZE] + sizes[YOLO])).into_iter().map(|e| e.model).collect();
+    assert_eq!(evicted, vec![EFF_Q]);
+
+    // A model in use is never evicted, even with a zero limit.
+    let held = fetch(&cache, &c, YOLO).unwrap();
+    let evicted: Vec<String> = cache.evict(Some(0)).into_iter().map(|e| e.model).collect();
+    assert_eq!(evicted, vec![BLAZE]);
+    assert!(held.config.is_file());
+    drop(held);
+
+    // The cap applies after each download: the least recently used model goes.
+    let cdir2 = tempfile::tempdir().unwrap();
+    let mut cfg = cache_cfg(cdir2.path());
+    cfg.limit = sizes[YOLO] + sizes[BLAZE] + 1000;
+    let cache2 = Cache::new(cfg);
+    for m in [EFF_Q, BLAZE, YOLO] {
+        drop(fetch(&cache2, &c, m).unwrap());
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let left: Vec<String> = cache2.entries().into_iter().map(|e| e.model).collect();
+    assert_eq!(left, vec![BLAZE, YOLO]);
+}
+
+#[test]
+fn offline_mode_makes_no_request() {
+    let root = hub_root(&[BLAZE, EFF_F]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = cache_cfg(cdir.path());
+    let online = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    let want = predict(&online, EFF_F, "cat_224.jpg");
+
+    let before = hub.request_count();
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
+    let zoo = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
+    assert_eq!(zoo.list_names(&Filters::default()), vec![EFF_F.to_string()], "offline list = cached models");
+    assert_eq!(zoo.model_info(EFF_F).unwrap()["Checksum"], online.model_info(EFF_F).unwrap()["Checksum"]);
+    let before_info = hub.request_count();
+    assert_eq!(predict(&zoo, EFF_F, "cat_224.jpg"), want);
+    let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
+    assert_eq!(e.code, dgzoo::Code::NotFound);
+    assert!(e.message.contains(&format!("Cloud model '{ORG}/{ZOONAME}/{BLAZE}' is not in the model cache")) && e.message.contains("offline"), "{}", e.message);
+    // The only requests in this block were the online model_info used for comparison.
+    assert_eq!(before_info - before, 1);
+    assert_eq!(hub.request_count(), before_info, "offline: zero requests");
+
+    // DGZOO_OFFLINE=1 for the CLI: served from the cache, no request.
+    let n = hub.request_count();
+    let out = Command::new(dgzoo_bin())
+        .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, EFF_F])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .env("DGZOO_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hub.request_count(), n);
+}
+
+fn fetch_cmd(url: &str, cache_dir: &Path, model: &str) -> Command {
+    let mut c = Command::new(dgzoo_bin());
+    c.args(["cache", "fetch", "--url", url, "--token", TOKEN, model]).env("DGZOO_CACHE_DIR", cache_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
+    c
+}
+
+fn partial_bytes(zoo_cache: &Path) -> u64 {
+    std::fs::read_dir(zoo_cache.join(".partial"))
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+fn slow_hub(root: &Path, rate: u64) -> dgzoo::hub::Hub {
+    let mut cfg = dgzoo::hub::HubConfig::new(root);
+    cfg.port = 0;
+    cfg.rate_limit = Some(rate);
+    dgzoo::hub::Hub::start(&cfg).unwrap()
+}
+
+#[test]
+fn killed_download_then_retry() {
+    let root = hub_root(&[YOLO]);
+    let hub = slow_hub(root.path(), 3 << 20);
+    let url = hub_url(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let zoo_cache = Cache::new(cache_cfg(cdir.path())).zoo_dir(&parse_cloud_url(&url).unwrap()).unwrap();
+    let kill_mid_download = || {
+        let mut child = ChildGuard(fetch_cmd(&url, cdir.path(), YOLO).spawn().unwrap());
+        let t = Instant::now();
+        while partial_bytes(&zoo_cache) < 1 << 20 {
+            assert!(t.elapsed() < Duration::from_secs(30), "download did not start");
+            assert!(child.0.try_wait().unwrap().is_none(), "child ended before it was killed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.0.kill().unwrap(); // SIGKILL
+        child.0.wait().unwrap();
+        assert!(!zoo_cache.join(YOLO).exists(), "no half model installed");
+        assert!(partial_bytes(&zoo_cache) > 0, "the killed download left its partial file");
+    };
+    kill_mid_download();
+    // Stale partials (their download lock is free) go with a prune.
+    Cache::new(cache_cfg(cdir.path())).clear_stale_partials();
+    assert_eq!(partial_bytes(&zoo_cache), 0);
+    kill_mid_download();
+
+    let out = fetch_cmd(&url, cdir.path(), YOLO).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["downloaded"], true);
+    assert_eq!(partial_bytes(&zoo_cache), 0, "leftovers cleaned");
+    for (e, r) in Cache::new(cache_cfg(cdir.path())).verify() {
+        assert!(r.is_ok(), "{}: {:?}", e.model, r);
+    }
+}
+
+#[test]
+fn two_processes_race_for_one_model() {
+    let root = hub_root(&[EFF_Q]);
+    let hub = slow_hub(root.path(), 8 << 20);
+    let url = hub_url(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let a = fetch_cmd(&url, cdir.path(), EFF_Q).spawn().unwrap();
+    let b = fetch_cmd(&url, cdir.path(), EFF_Q).spawn().unwrap();
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut downloaded = 0;
+    for o in &outs {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        downloaded += v["downloaded"].as_bool().unwrap() as usize;
+    }
+    assert_eq!(downloaded, 1, "downloaded once, the other process waited and used it");
+    let entries = Cache::new(cache_cfg(cdir.path())).entries();
+    assert_eq!(entries.len(), 1);
+    assert!(dgzoo::cache::verify_model_dir(&entries[0].dir, EFF_Q, None).is_ok());
+}
+
+/// A hub archive `<name>.zip` with a valid `<name>/<name>.json` plus `extra` entries.
+fn evil_archive(root: &Path, name: &str, extra: &dyn Fn(&mut zip::ZipWriter<std::fs::File>)) {
+    let f = std::fs::File::create(zoo_dir(root).join(format!("{name}.zip"))).unwrap();
+    let mut z = zip::ZipWriter::new(f);
+    let o = zip::write::SimpleFileOptions::default();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
+    cfg["MODEL_PARAMETERS"][0]["ModelPath"] = Value::String("model.tflite".into());
+    z.start_file(format!("{name}/{name}.json"), o).unwrap();
+    z.write_all(cfg.to_string().as_bytes()).unwrap();
+    extra(&mut z);
+    z.finish().unwrap();
+}
+
+fn add(z: &mut zip::ZipWriter<std::fs::File>, name: &str, data: &[u8]) {
+    z.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
+    z.write_all(data).unwrap();
+}
+
+#[test]
+fn malicious_archives_are_rejected() {
+    let root = hub_root(&[]);
+    let outside = root.path().parent().unwrap().join(format!("dgzoo_evil_{}.txt", std::process::id()));
+    let abs = format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id());
+    type Extra = Box<dyn Fn(&mut zip::ZipWriter<std::fs::File>)>;
+    let cases: Vec<(&str, Extra)> = vec![
+        ("dotdot", Box::new(move |z| add(z, &format!("../dgzoo_evil_{}.txt", std::process::id()), b"x"))),
+        ("nested_dotdot", Box::new(|z| add(z, "nested_dotdot/../../../evil.txt", b"x"))),
+        ("absolute", Box::new(move |z| add(z, &abs.clone(), b"x"))),
+        ("drive", Box::new(|z| add(z, "C:/evil.txt", b"x"))),
+        ("backslash", Box::new(|z| add(z, "backslash\\..\\..\\evil.txt", b"x"))),
+        ("dots_trick", Box::new(|z| add(z, "dots_trick/..././evil.txt", b"x"))),
+        ("outside_dir", Box::new(|z| add(z, "other/evil.txt", b"x"))),
+        ("symlink", Box::new(|z| z.add_symlink("symlink/model.tflite", "/etc/passwd", zip::write::SimpleFileOptions::default()).unwrap())),
+        (
+            "many_entries",
+            Box::new(|z| {
+                for i in 0..10_050 {
+                    add(z, &format!("many_entries/f{i}"), b"");
+                }
+            }),
+        ),
+    ];
+    for (name, extra) in &cases {
+        evil_archive(root.path(), name, extra.as_ref());
+    }
+    // A flat archive (no top-level directory) and a non-ZIP.
+    {
+        let f = std::fs::File::create(zoo_dir(root.path()).join("flat.zip")).unwrap();
+        let mut z = zip::ZipWriter::new(f);
+        let cfg = std::fs::read(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap();
+        add(&mut z, "flat.json", &cfg);
+        z.finish().unwrap();
+    }
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
+    for name in cases.iter().map(|c| c.0).chain(["flat"]) {
+        let e = fetch(&cache, &c, name).unwrap_err();
+        assert!(e.message.contains("Unsafe or invalid model archive"), "{name}: {}", e.message);
+        assert!(!zoo_cache.join(name).exists(), "{name}: installed");
+    }
+    assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
+    assert!(std::fs::read_dir(zoo_cache.join(".partial")).unwrap().next().is_none(), "temp dirs removed");
+    assert!(!outside.exists() && !Path::new(&format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id())).exists());
+    assert!(!root.path().parent().unwrap().join("evil.txt").exists());
+    assert!(cache.entries().is_empty());
+}
+
+#[test]
+fn zip_bombs_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bomb.zip");
+    {
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        add(&mut z, "bomb/bomb.json", b"{}");
+        z.start_file("bomb/zeros", o).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            z.write_all(&chunk).unwrap();
+        }
+        z.finish().unwrap();
+    }
+    assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20, "a real bomb: small archive");
+    let limits = Limits { max_entries: 100, max_total_bytes: 16 << 20 };
+    let e = extract_model(&p, "bomb", &dir.path().join("out"), limits).unwrap_err();
+    assert!(e.message.contains("exceeds the limit"), "{}", e.message);
+    // Under a larger limit the same archive extracts.
+    let n = extract_model(&p, "bomb", &dir.path().join("out2"), Limits { max_entries: 100, max_total_bytes: 128 << 20 }).unwrap();
+    assert_eq!(n, (64 << 20) + 2);
+}
+
+/// A server that answers `.../info` properly but sends only half of the archive it announces.
+fn lying_server(info: Value, archive: Vec<u8>) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let mut s = s;
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            if path.ends_with("/info") {
+                let b = info.to_string();
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len());
+            } else {
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", archive.len());
+                let _ = s.write_all(&archive[..archive.len() / 2]);
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn truncated_and_corrupt_downloads_keep_the_old_copy() {
+    let root = hub_root(&[BLAZE]);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    // The old copy, from a proper hub... (the cache key is host:port, so the lying server
+    // gets its copy by moving the directory over.)
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let info = c.model_info(BLAZE).unwrap();
+    drop(fetch(&cache, &c, BLAZE).unwrap());
+    let good_dir = cache.zoo_dir(c.zoo()).unwrap();
+
+    publish_new_version(root.path(), BLAZE, 16);
+    let new_info = c.model_info(BLAZE).unwrap();
+    let archive = std::fs::read(zoo_dir(root.path()).join(format!("{BLAZE}.zip"))).unwrap();
+    let port = lying_server(new_info, archive);
+    let liar = CloudClient::new(&parse_cloud_url(&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}")).unwrap(), TOKEN);
+    let liar_dir = cache.zoo_dir(liar.zoo()).unwrap();
+    std::fs::rename(&good_dir, &liar_dir).unwrap();
+
+    let e = fetch(&cache, &liar, BLAZE).unwrap_err();
+    assert_eq!(e.code, dgzoo::Code::Network);
+    assert!(e.message.contains("truncated") || e.message.contains("interrupted"), "{}", e.message);
+    // The old copy is still there, intact, with its old checksum; no leftovers.
+    let old = cache.get_offline(liar.zoo(), BLAZE).unwrap();
+    assert!(dgzoo::cache::verify_model_dir(&old.dir, BLAZE, info["model_params"]["Checksum"].as_str()).is_ok());
+    drop(old);
+    assert_eq!(partial_bytes(&liar_dir), 0);
+
+    // An archive whose config does not carry the announced checksum is refused too.
+    let e = cache.ensure(&c, BLAZE, Some(&"0".repeat(64)), &mut |_, _| {}).unwrap_err();
+    assert!(e.message.contains("the zoo announced"), "{}", e.message);
+}
+
+#[test]
+fn cache_cli_ls_verify_rm_prune() {
+    let root = hub_root(&[BLAZE, EFF_Q]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(dgzoo_bin()).args(args).env("DGZOO_CACHE_DIR", cdir.path()).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    for m in [BLAZE, EFF_Q] {
+        let (ok, _, err) = run(&["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, m]);
+        assert!(ok, "{err}");
+    }
+    let (ok, out, _) = run(&["cache", "ls", "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let models: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["model"].as_str().unwrap()).collect();
+    assert_eq!(models, vec![BLAZE, EFF_Q]);
+    assert!(run(&["cache", "verify"]).0);
+    // Corrupt one binary: verify fails and names it.
+    let bin = Path::new(v[0]["path"].as_str().unwrap()).join(format!("{BLAZE}.tflite"));
+    let mut b = std::fs::read(&bin).unwrap();
+    b[100] ^= 0xff;
+    std::fs::write(&bin, b).unwrap();
+    let (ok, out, _) = run(&["cache", "verify", "--json"]);
+    assert!(!ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["ok"], false);
+    assert!(v[0]["error"].as_str().unwrap().contains("SHA-256"));
+    assert_eq!(v[1]["ok"], true);
+    assert!(run(&["cache", "rm", BLAZE]).0);
+    let (_, out, _) = run(&["cache", "ls"]);
+    assert!(!out.contains(BLAZE) && out.contains(EFF_Q));
+    assert!(!run(&["cache", "rm", "nosuchmodel"]).0);
+    let (ok, out, _) = run(&["cache", "prune", "--limit", "0", "--json"]);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["model"], EFF_Q);
+    assert!(run(&["cache", "ls"]).1.trim().is_empty());
+}
