@@ -127,7 +127,16 @@ fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, Coor
             Input::Bytes(b) => match image_ops::decode(b) {
                 Ok(img) => img,
                 Err(_) => {
-                    packets.push(b.to_vec());
+                    let (w, h) = model_wh(p, i)?;
+                    if p.str("InputImgFmt", i) == "JPEG" && b.len() == w as usize * h as usize * 3 {
+                        // Model-sized pixels in the model's colour order (what dg_predict
+                        // takes as the model's raw input) still travel as JPEG.
+                        let bgr = p.str("InputColorSpace", i) == "BGR";
+                        let img = image_ops::from_raw(b, w, h, w as usize * 3, bgr)?;
+                        packets.push(image_ops::encode_jpeg(&img, 95)?);
+                    } else {
+                        packets.push(b.to_vec());
+                    }
                     continue;
                 }
             },

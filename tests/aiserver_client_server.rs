@@ -122,6 +122,11 @@ fn jpeg_frames_batch_async_and_errors() {
         let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         assert_eq!(r.results.len(), 2, "{addr}");
         assert_eq!(r.results[0]["label"], json!("Egyptian cat"), "{addr}");
+        // Model-sized raw pixels (the model's raw input for dg_predict) travel as JPEG too.
+        let px = dgzoo::image_ops::decode(&bytes).unwrap();
+        assert_eq!((px.width, px.height), (224, 224));
+        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&px.data)]).unwrap();
+        assert_eq!(r.results[0]["label"], json!("Egyptian cat"), "{addr}");
         // Changing a property re-opens the stream with the new parameters.
         model.set_property("output_top_k", &json!(3)).unwrap();
         model.set_property("measure_time", &json!(true)).unwrap();
