@@ -10,8 +10,13 @@ use crate::inference::{Engine, EngineKey};
 use crate::params::ModelParams;
 use crate::postprocess::{self, PostConfig};
 use crate::preprocess::{self, InputSpec};
+use crate::cache::CachedModel;
 use crate::protocol;
+use crate::zoo::local::ZooEntry;
 use serde_json::{json, Value};
+
+/// Cloud root used for `org/zoo/model` names when the client gives no `CloudURL`.
+const DEFAULT_CLOUD_URL: &str = "https://hub.degirum.com";
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -24,17 +29,14 @@ pub struct StreamSession {
     engine: Arc<Engine>,
     labels: BTreeMap<i64, String>,
     state: Arc<State>,
+    /// The cache hold of a cloud model.
+    _held: Option<CachedModel>,
 }
 
 impl State {
     /// Open a stream on model `name` with the client's `config`. The error is the text sent
     /// back to the client.
     pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
-        let entry = self.find(name).ok_or_else(|| {
-            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
-        })?;
-        let mut params = entry.params.clone();
-        params.merge_runtime(config);
         let fail = |e: Error| -> String {
             let msg = self.sanitize(&e.message);
             if msg.starts_with('[') {
@@ -43,6 +45,20 @@ impl State {
                 protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
             }
         };
+        let not_found = || {
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
+        };
+        let (entry, held) = match self.find(name) {
+            Some(e) => (e, None),
+            // `org/zoo/model`: a cloud model, fetched into the model cache.
+            None if name.split('/').count() == 3 && !name.split('/').any(str::is_empty) => {
+                let (e, h) = self.cloud_entry(name, config).map_err(fail)?;
+                (e, Some(h))
+            }
+            None => return Err(not_found()),
+        };
+        let mut params = entry.params.clone();
+        params.merge_runtime(config);
         params.check_version().map_err(fail)?;
         let engine = self.engine_for(&params).map_err(fail)?;
         let labels_path = params.str("LabelsPath", 0);
@@ -56,7 +72,30 @@ impl State {
                 .unwrap_or_default()
         };
         self.log_info(&format!("stream opened on model '{name}'"));
-        Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone() })
+        Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
+    }
+
+    /// A cloud model: `CloudURL` (default the public hub) and `CloudToken` (default the token
+    /// saved on this machine) from the client's config; the archive comes through the model
+    /// cache, which stays locked for the stream's life.
+    fn cloud_entry(&self, name: &str, config: &Value) -> DgResult<(ZooEntry, CachedModel)> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let (org, zoo, model) = (parts[0], parts[1], parts[2]);
+        let url = config.get("CloudURL").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_CLOUD_URL);
+        let cz = crate::zoo::address::parse_cloud_url(&format!("{}/{org}/{zoo}", url.trim_end_matches('/')))
+            .ok_or_else(|| Error::invalid(format!("incorrect cloud URL '{url}' for model '{name}'")))?;
+        let token = match config.get("CloudToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            Some(t) => t.to_string(),
+            None => crate::cloud::token::lookup(&cz.base()),
+        };
+        let client = crate::cloud::CloudClient::new(&cz, &token);
+        let info = client.model_info(model)?;
+        let sum = ModelParams::from_value(info["model_params"].clone())?.str("Checksum", 0);
+        let held = self.cache.ensure(&client, model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?;
+        let mut params = ModelParams::from_file(&held.config)?;
+        params.absolutize_paths(&held.dir)?;
+        let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
+        Ok((entry, held))
     }
 
     /// The shared engine for these parameters (created once, reused by every stream).

@@ -55,11 +55,13 @@ pub struct Config {
     pub max_packet: usize,
     /// Most connections served at once (asio and http together); more are closed at once.
     pub max_connections: usize,
+    /// Model cache for cloud model names (`org/zoo/model`); `None` = `CacheConfig::from_env()`.
+    pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, cache: None }
     }
 }
 
@@ -74,6 +76,8 @@ enum Level {
 pub struct State {
     zoo_dir: PathBuf,
     zoo: RwLock<Arc<Vec<ZooEntry>>>,
+    /// Where cloud models (`org/zoo/model` stream names) are fetched to.
+    cache: crate::cache::Cache,
     system_info: Value,
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
@@ -116,14 +120,16 @@ impl State {
         self.log(Level::Info, msg)
     }
 
-    /// Error texts never show where the zoo lives on the server.
+    /// Error texts never show where the zoo or the model cache live on the server.
     fn sanitize(&self, msg: &str) -> String {
-        let dir = self.zoo_dir.to_string_lossy();
-        if dir.len() > 1 {
-            msg.replace(dir.as_ref(), "<zoo>")
-        } else {
-            msg.to_string()
+        let mut out = msg.to_string();
+        for (dir, tag) in [(&self.zoo_dir, "<zoo>"), (&self.cache.config().root, "<cache>")] {
+            let d = dir.to_string_lossy();
+            if d.len() > 1 {
+                out = out.replace(d.as_ref(), tag);
+            }
         }
+        out
     }
 
     fn find(&self, name: &str) -> Option<ZooEntry> {
@@ -320,6 +326,7 @@ impl Server {
         }
         let state = Arc::new(State {
             zoo_dir,
+            cache: crate::cache::Cache::new(cfg.cache.clone().unwrap_or_else(crate::cache::CacheConfig::from_env)),
             zoo: RwLock::new(Arc::new(Vec::new())),
             system_info: crate::zoo::local_system_info(),
             engines: Mutex::new(Vec::new()),

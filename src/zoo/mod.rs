@@ -92,8 +92,17 @@ impl Zoo {
                 server = Some(client);
                 (models, info)
             }
-            (Host::AiServer(a), _) => {
-                return Err(Error::unsupported(format!("AI server inference ('{}:{}') with a cloud or local zoo is not available in this build of dgzoo yet", a.host, a.port)))
+            (Host::AiServer(a), ZooLocation::Cloud(c)) => {
+                // Models listed by the cloud, run by the AI server (which fetches them itself).
+                let client = aiserver::AiServerClient::new(a.clone());
+                let (access, entries) = CloudAccess::open(c, token, opts)?;
+                let info = client.system_info()?;
+                cloud = Some(access);
+                server = Some(client);
+                (entries, info)
+            }
+            (Host::AiServer(_), ZooLocation::LocalDir(_) | ZooLocation::LocalFile(_)) => {
+                unreachable!("classify pairs an AI server only with its own zoo or a cloud zoo")
             }
             (Host::Cloud, _) => return Err(Error::unsupported("cloud inference is not available in this build of dgzoo yet")),
             (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
@@ -101,7 +110,7 @@ impl Zoo {
         let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         let system_pairs = system_pairs(&system_info);
         // PySDK names an AI server's own zoo by the server address in its messages.
-        let zoo_url = if server.is_some() { host_text } else { zoo_url.to_string() };
+        let zoo_url = if server.is_some() && cloud.is_none() { host_text } else { zoo_url.to_string() };
         Ok(Zoo { host, location, zoo_url, models, by_name, system_info, system_pairs, server, cloud })
     }
 
@@ -169,7 +178,8 @@ impl Zoo {
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
         let model = match (&self.server, &self.cloud) {
-            (Some(client), _) => {
+            (Some(client), Some(c)) => aiserver::load_cloud_model(client, c, name, &self.system_info, &self.system_pairs)?,
+            (Some(client), None) => {
                 let entry = self.entry(name)?;
                 let labels = client.label_dictionary(name)?;
                 let backend = crate::remote::RemoteBackend::new(client.clone());
