@@ -59,3 +59,59 @@ fn ai_server_runs_cloud_zoo_models() {
     assert!(msg.contains(&format!("When loading model '{ORG}/{ZOONAME}/{EFF_F}'")), "{msg}");
     assert!(!msg.contains(server_cache.path().to_str().unwrap()), "{msg}");
 }
+
+const PYSDK_CLOUD_SCRIPT: &str = r#"
+import json, sys
+import degirum as dg
+addr, zoo_url, token, model, image = sys.argv[1:6]
+zoo = dg.connect(addr, zoo_url, token)
+m = zoo.load_model(model, input_image_format="RAW")
+print("RESULT-JSON " + json.dumps({"names": zoo.list_models(), "name": m.model_info.CloudURL, "results": m.predict(image).results}))
+"#;
+
+/// The real PySDK on either side: its client runs cloud models on our AI server, and our
+/// client runs them on its AI server; both servers fetch them from our hub.
+#[test]
+fn pysdk_with_ai_server_and_cloud_zoo() {
+    let Some(peer) = aiserver_common::peer("pysdk_with_ai_server_and_cloud_zoo") else { return };
+    let yolo_onnx = "yolov8n_nudenet--320x320_float_onnx_cpu_1";
+    let root = hub_root(&[YOLO, yolo_onnx]);
+    let hub = start_hub(root.path());
+    let (own_zoo, server_cache, client_cache, peer_home, tmp) =
+        (aiserver_common::clean_zoo(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let girls = image("girls_256.jpg");
+    let mut cfg = Config::new(own_zoo.path());
+    cfg.port = 0;
+    cfg.protocol = Protocol::Both;
+    cfg.quiet = true;
+    cfg.cache = Some(cache_cfg(server_cache.path()));
+    let ours = Server::start(cfg).unwrap();
+    // PySDK client → our server.
+    let script = tmp.path().join("cloud_client.py");
+    std::fs::write(&script, PYSDK_CLOUD_SCRIPT).unwrap();
+    for addr in [format!("127.0.0.1:{}", ours.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", ours.http_addr().unwrap().port())] {
+        let out = std::process::Command::new(peer.join("venv/bin/python"))
+            .arg(&script)
+            .args([addr.as_str(), &hub_url(&hub), TOKEN, yolo_onnx, girls.to_str().unwrap()])
+            .env("LD_LIBRARY_PATH", aiserver_common::peer_ld_path(&peer))
+            .env("HOME", peer_home.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT-JSON ")).unwrap_or_else(|| panic!("PySDK client on {addr}: {}", String::from_utf8_lossy(&out.stderr)));
+        let v: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(v["names"], json!([yolo_onnx, YOLO]), "{addr}");
+        assert_eq!(v["name"], json!(format!("http://{}", hub.addr())));
+        compare(v["results"].as_array().unwrap(), &golden(yolo_onnx, "girls_256.jpg"), &format!("PySDK client, our server {addr}")).unwrap();
+    }
+    // Our client → PySDK's server (its cloud cache under a temporary HOME).
+    let theirs = aiserver_common::start_peer_server(&peer, own_zoo.path(), &[("HOME", peer_home.path())]);
+    let opts = ConnectOptions { cache: Some(cache_cfg(client_cache.path())), offline: None };
+    for addr in [format!("127.0.0.1:{}", theirs.port), format!("http://127.0.0.1:{}", theirs.port + 1)] {
+        let zoo = Zoo::connect_with(&addr, &hub_url(&hub), TOKEN, &opts).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let model = zoo.load_model(yolo_onnx, &json!({"input_image_format": "RAW"})).unwrap();
+        let bytes = std::fs::read(&girls).unwrap();
+        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        compare(&to_golden_form(&r), &golden(yolo_onnx, "girls_256.jpg"), &format!("our client, PySDK server {addr}")).unwrap();
+    }
+}

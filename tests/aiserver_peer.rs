@@ -8,8 +8,8 @@ use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 const CLIENT_SCRIPT: &str = r#"
 import json, sys
@@ -113,67 +113,13 @@ fn pysdk_client_against_our_server() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// The PySDK AI server as a child process; shut down (and killed if need be) on drop.
-struct PeerServer {
-    child: Child,
-    port: u16,
-    peer: std::path::PathBuf,
-}
-
-impl Drop for PeerServer {
-    fn drop(&mut self) {
-        let _ = Command::new(self.peer.join("venv/bin/degirum"))
-            .args(["server", "shutdown", "--port", &self.port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        // Its http listener stays up after an asio shutdown: stop it too.
-        let _ = dgzoo::protocol::http::request("127.0.0.1", self.port + 1, "POST", "/v1/shutdown", None, Duration::from_secs(2));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port P with P and P+1 free on 127.0.0.1 (checked just before use).
-fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair");
-}
-
 #[test]
 fn our_client_against_pysdk_server() {
     let Some(peer) = peer("our_client_against_pysdk_server") else { return };
     let zoo_dir = clean_zoo();
-    let port = free_port_pair();
-    let child = Command::new(peer.join("venv/bin/degirum"))
-        .args(["server", "start", "--zoo", zoo_dir.path().to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"])
-        .env("LD_LIBRARY_PATH", peer_ld_path(&peer))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the PySDK server");
-    let _guard = PeerServer { child, port, peer: peer.clone() };
+    let server = start_peer_server(&peer, zoo_dir.path(), &[]);
+    let port = server.port;
     let asio = format!("127.0.0.1:{port}");
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&asio).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while client.ping().is_err() {
-        assert!(Instant::now() < deadline, "the PySDK server did not come up within 60 s");
-        std::thread::sleep(Duration::from_millis(250));
-    }
     let local = Zoo::connect("@local", zoo_dir.path().to_str().unwrap(), "").unwrap();
     let mut failures = Vec::new();
     for addr in [asio.clone(), format!("http://127.0.0.1:{}", port + 1)] {

@@ -160,3 +160,70 @@ pub fn peer_ld_path(peer: &Path) -> String {
     }
     peer.join("ort").to_string_lossy().into_owned()
 }
+
+/// The PySDK AI server as a child process (asio on `port`, http on `port + 1`); shut down
+/// (and killed if need be) on drop.
+pub struct PeerServer {
+    child: std::process::Child,
+    pub port: u16,
+    peer: PathBuf,
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        use std::time::{Duration, Instant};
+        let _ = std::process::Command::new(self.peer.join("venv/bin/degirum"))
+            .args(["server", "shutdown", "--port", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        // Its http listener stays up after an asio shutdown: stop it too.
+        let _ = dgzoo::protocol::http::request("127.0.0.1", self.port + 1, "POST", "/v1/shutdown", None, Duration::from_secs(2));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port P with P and P+1 free on 127.0.0.1 (checked just before use).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair");
+}
+
+/// Start `degirum server start --protocol both` on `zoo` and wait (60 s at most) until it
+/// answers a ping. `env` adds variables (e.g. `HOME` for its cloud model cache).
+pub fn start_peer_server(peer: &Path, zoo: &Path, env: &[(&str, &Path)]) -> PeerServer {
+    use std::time::{Duration, Instant};
+    let port = free_port_pair();
+    let mut cmd = std::process::Command::new(peer.join("venv/bin/degirum"));
+    cmd.args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"])
+        .env("LD_LIBRARY_PATH", peer_ld_path(peer))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("start the PySDK server");
+    let server = PeerServer { child, port, peer: peer.to_path_buf() };
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.ping().is_err() {
+        assert!(Instant::now() < deadline, "the PySDK server did not come up within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    server
+}
