@@ -15,17 +15,6 @@ impl Drop for Running {
     }
 }
 
-fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair");
-}
-
 fn start(zoo: &std::path::Path, port: u16) -> Running {
     let child = Command::new(BIN)
         .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
