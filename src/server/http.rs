@@ -292,11 +292,8 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
     let mut pipeline: Option<(usize, super::frame::FramePipeline)> = None;
     let mut frame: Vec<Vec<u8>> = Vec::new();
-    loop {
-        let msg = match rd.recv() {
-            Ok(m) => m,
-            Err(_) => break,
-        };
+    // A read error (client gone, oversized or malformed frame) ends the stream.
+    while let Ok(msg) = rd.recv() {
         match msg {
             WsMessage::Text(t) => {
                 if pipeline.is_some() {

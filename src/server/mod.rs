@@ -569,12 +569,8 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
     let Ok(mut out) = sock.try_clone() else { return };
     let mut pipeline = frame::FramePipeline::new(Arc::new(session), move |r| protocol::write_packet(&mut out, r).is_ok());
     let mut frame: Vec<Vec<u8>> = Vec::with_capacity(n);
-    loop {
-        let pkt = match protocol::read_packet(&mut sock, state.max_packet) {
-            Ok(Some(p)) => p,
-            // EOF, a broken connection or an oversized packet: the stream ends.
-            Ok(None) | Err(_) => break,
-        };
+    // EOF, a broken connection or an oversized packet ends the stream.
+    while let Ok(Some(pkt)) = protocol::read_packet(&mut sock, state.max_packet) {
         if pkt.is_empty() {
             // End of stream: answer what is queued, then close.
             break;
