@@ -282,7 +282,13 @@ struct Ordered {
     total: Option<u64>,
     /// The writer failed (client gone): stop working.
     broken: bool,
+    /// Results written so far.
+    written: u64,
 }
+
+/// Frames accepted but not yet answered, per stream: a client that sends without reading
+/// stalls its own socket instead of growing the server's memory.
+const MAX_UNANSWERED: u64 = 64;
 
 impl FramePipeline {
     /// `write` sends one result packet; it runs on the writer thread.
@@ -291,7 +297,7 @@ impl FramePipeline {
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(n * 2);
         let rx = Arc::new(Mutex::new(rx));
         let shared: Arc<(Mutex<Ordered>, std::sync::Condvar)> = Arc::new(Default::default());
-        let workers = (0..n)
+        let workers: Vec<std::thread::JoinHandle<()>> = (0..n)
             .filter_map(|_| {
                 let (rx, sh, s) = (rx.clone(), shared.clone(), session.clone());
                 std::thread::Builder::new()
@@ -327,20 +333,33 @@ impl FramePipeline {
                     };
                     next += 1;
                     let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
-                    if !broken && !write(&out) {
-                        sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
-                    }
+                    let failed = !broken && !write(&out);
+                    let mut g = sh.0.lock().unwrap_or_else(|p| p.into_inner());
+                    g.broken |= failed;
+                    g.written = next;
+                    drop(g);
+                    sh.1.notify_all();
                 }
             })
             .ok();
+        if writer.is_none() || workers.is_empty() {
+            // No threads, no answers: refuse frames rather than hang.
+            shared.0.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
+        }
         FramePipeline { jobs: Some(tx), workers, writer, shared, next_seq: 0 }
     }
 
     /// Queue a frame; false once the client can no longer be answered. Blocks while the
     /// workers are busy (back-pressure on the socket).
     pub fn push(&mut self, frame: Vec<Vec<u8>>) -> bool {
-        if self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).broken {
-            return false;
+        {
+            let mut g = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+            while !g.broken && self.next_seq - g.written >= MAX_UNANSWERED {
+                g = self.shared.1.wait(g).unwrap_or_else(|p| p.into_inner());
+            }
+            if g.broken {
+                return false;
+            }
         }
         let seq = self.next_seq;
         self.next_seq += 1;
