@@ -469,3 +469,45 @@ fn websocket_pipelined_frames_in_order() {
     }
     writer.join().unwrap();
 }
+
+#[test]
+fn client_that_never_reads_stalls_only_itself() {
+    let zoo = clean_zoo();
+    let server = start_server(zoo.path(), Protocol::Asio);
+    let addr = server.asio_addr().unwrap();
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    // BlazeFace answers with its raw tensors (~60 KB per frame): unread results soon fill the
+    // socket buffers.
+    // Noise compresses badly: big frames, so the socket buffers cannot hide an unbounded reader.
+    let mut noise = dgzoo::image_ops::RgbImage::filled(128, 128, [0, 0, 0]);
+    let mut x = 0x1234_5678u32;
+    for b in noise.data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let face = dgzoo::image_ops::encode_jpeg(&noise, 95).unwrap();
+    assert!(face.len() > 15_000, "{}", face.len());
+    let greedy = {
+        let jpeg = face;
+        std::thread::spawn(move || {
+            let mut s = stream(addr, "blazeface_short_range--128x128_float_tflite_cpu_1", json!({}));
+            s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            // Frames in, results never read: the server stops reading this socket after its
+            // limit of unanswered frames, so these writes eventually block and time out.
+            let sent = (0..2000).take_while(|_| write_packet(&mut s, &jpeg).is_ok()).count();
+            (s, sent)
+        })
+    };
+    // Meanwhile other clients are served normally.
+    for _ in 0..3 {
+        let mut s = stream(addr, EFF, json!({}));
+        assert_eq!(frame_result(&mut s, &jpeg).unwrap()[0]["label"], json!("Egyptian cat"));
+        assert_alive(addr);
+    }
+    let (s, sent) = greedy.join().unwrap();
+    assert!(sent < 2000, "the server kept reading frames it could not answer ({sent} accepted)");
+    drop(s);
+    assert_alive(addr);
+}
