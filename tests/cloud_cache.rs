@@ -436,3 +436,19 @@ fn cache_cli_ls_verify_rm_prune() {
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["model"], EFF_Q);
     assert!(run(&["cache", "ls"]).1.trim().is_empty());
 }
+
+/// When the cloud goes away after `connect`, a cached model still loads (PySDK's native cache
+/// does the same); an uncached one fails with the transport error.
+#[test]
+fn unreachable_cloud_falls_back_to_cached_copy() {
+    let root = hub_root(&[BLAZE, EFF_Q]);
+    // A separate process, so that killing it closes its connections as a real outage would.
+    let (hub, addr) = start_hub_process(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let zoo = connect(&format!("http://{addr}/{ORG}/{ZOONAME}"), TOKEN, &cache_cfg(cdir.path())).unwrap();
+    let want = predict(&zoo, EFF_Q, "cat_224.jpg");
+    drop(hub);
+    assert_eq!(predict(&zoo, EFF_Q, "cat_224.jpg"), want);
+    let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
+    assert!(e.message.starts_with(&format!("Unable to access server {addr}: ")), "{}", e.message);
+}

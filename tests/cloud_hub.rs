@@ -5,7 +5,7 @@ mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
@@ -126,17 +126,7 @@ fn parallel_downloads_from_our_hub() {
 #[test]
 fn hub_binary_and_download_zoo_cli() {
     let root = hub_root(&[EFF_Q, BLAZE, YOLO]);
-    let mut child = Command::new(dgzoo_bin())
-        .args(["hub", "--port", "0", "--zoo"])
-        .arg(root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let _guard = ChildGuard(child);
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let (_guard, addr) = start_hub_process(root.path());
     let mut servers = vec![format!("http://{addr}/{ORG}/{ZOONAME}")];
     let _dgzs = peer().map(|p| {
         let (g, port) = start_dg_zoo_server(&p, root.path());

@@ -52,7 +52,8 @@ struct State {
     rate_limit: Option<u64>,
 }
 
-/// A running hub. Dropping it stops the server.
+/// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
+/// not closed (tiny_http offers no way to), so run it in its own process for a hard stop.
 pub struct Hub {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
