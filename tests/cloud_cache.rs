@@ -452,3 +452,32 @@ fn unreachable_cloud_falls_back_to_cached_copy() {
     let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
     assert!(e.message.starts_with(&format!("Unable to access server {addr}: ")), "{}", e.message);
 }
+
+/// Without DGZOO_CACHE_DIR the cache lives under the OS app-data root
+/// (`$XDG_DATA_HOME` or `~/.local/share` here), and DGZOO_CACHE_LIMIT caps it.
+#[cfg(target_os = "linux")]
+#[test]
+fn default_location_and_env_limit() {
+    let root = hub_root(&[BLAZE, EFF_Q]);
+    let hub = start_hub(root.path());
+    let home = tempfile::tempdir().unwrap();
+    let run = |m: &str, limit: &str| {
+        let o = Command::new(dgzoo_bin())
+            .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, m])
+            .env_remove("DGZOO_CACHE_DIR")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path())
+            .env("DGZOO_CACHE_LIMIT", limit)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let v = run(EFF_Q, "1000000000");
+    let base = home.path().join(".local/share/dgzoo/cloud_zoo_cache");
+    assert!(Path::new(v["path"].as_str().unwrap()).starts_with(&base), "{v}");
+    // A 1 MB cap: fetching BLAZE (0.2 MB) evicts the 5 MB EFF_Q, not the model just fetched.
+    run(BLAZE, "1000000");
+    let left: Vec<String> = Cache::new(dgzoo::cache::CacheConfig { root: base, limit: 0, offline: true }).entries().into_iter().map(|e| e.model).collect();
+    assert_eq!(left, vec![BLAZE]);
+}
