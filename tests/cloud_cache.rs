@@ -481,3 +481,23 @@ fn default_location_and_env_limit() {
     let left: Vec<String> = Cache::new(dgzoo::cache::CacheConfig { root: base, limit: 0, offline: true }).entries().into_iter().map(|e| e.model).collect();
     assert_eq!(left, vec![BLAZE]);
 }
+
+/// A new version cannot replace a copy that is in use: a clear error, the old copy intact;
+/// once released, the update goes through.
+#[test]
+fn update_waits_for_models_in_use() {
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let old = fetch(&cache, &c, BLAZE).unwrap();
+    let new_bin = publish_new_version(root.path(), BLAZE, 16);
+    let e = fetch(&cache, &c, BLAZE).unwrap_err();
+    assert!(e.message.contains("still in use"), "{}", e.message);
+    assert!(dgzoo::cache::verify_model_dir(&old.dir, BLAZE, None).is_ok());
+    drop(old);
+    let h = fetch(&cache, &c, BLAZE).unwrap();
+    assert!(h.downloaded);
+    assert_eq!(std::fs::read(h.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
+}

@@ -31,8 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DEFAULT_LIMIT: u64 = 1 << 30;
 const PARTIAL_DIR: &str = ".partial";
 const CLEANUP_LOCK: &str = "__cleanup.lock__";
-/// How long installing a new copy waits for users of the old copy to let go.
-const INSTALL_WAIT: Duration = Duration::from_secs(30);
+/// How long installing a new copy waits for the old one to be free. Users of a model hold it
+/// for their lifetime, so only brief holders (lookups) are worth waiting for.
+const INSTALL_WAIT: Duration = Duration::from_secs(3);
 /// How long a waiting process tolerates another downloader making no progress.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -372,7 +373,7 @@ impl Cache {
                 Ok(false) => {
                     return Err(Error::new(
                         Code::Io,
-                        format!("Cannot update cached model '{model}': an older copy is still in use (by this or another process)"),
+                        format!("Cannot update cached model '{model}': an older copy is still in use (by this or another process); release the models using it and load it again"),
                     ))
                 }
                 Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}': {e}"))),
