@@ -501,3 +501,19 @@ fn update_waits_for_models_in_use() {
     assert!(h.downloaded);
     assert_eq!(std::fs::read(h.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
 }
+
+/// Two threads racing without a known checksum (the `check` path): one downloads, the other
+/// waits and takes the fresh copy instead of downloading again.
+#[test]
+fn racing_without_known_checksum_downloads_once() {
+    let root = hub_root(&[EFF_Q]);
+    let hub = slow_hub(root.path(), 8 << 20);
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let flags: Vec<bool> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2).map(|_| s.spawn(|| cache.ensure(&c, EFF_Q, None, &mut |_, _| {}).unwrap().downloaded)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(flags.iter().filter(|&&d| d).count(), 1, "{flags:?}");
+}

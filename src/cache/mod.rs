@@ -252,10 +252,18 @@ impl Cache {
             }
         }
         // One downloader per model across processes.
+        let cfg_path = zdir.join(model).join(format!("{model}.json"));
+        let seen = config_checksum(&cfg_path);
         let dl = self.lock_download(&zdir, model)?;
         let result = (|| {
-            if let Some(want) = expected.as_deref() {
-                // Someone else may have installed it while we waited.
+            // Someone else may have installed it while we waited: the wanted checksum, or
+            // (when we do not know it) a copy other than the one we saw before waiting.
+            let now = config_checksum(&cfg_path);
+            let fresh = match expected.as_deref() {
+                Some(want) => Some(want),
+                None => (!now.is_empty() && now != seen).then_some(now.as_str()),
+            };
+            if let Some(want) = fresh {
                 if let Some(h) = self.try_hold(&zdir, model, Some(want))? {
                     return Ok(h);
                 }
