@@ -36,11 +36,13 @@ pub struct HubConfig {
     pub threads: usize,
     /// Throttle each download to this many bytes per second (for testing slow links).
     pub rate_limit: Option<u64>,
+    /// Print one line per request on stderr.
+    pub log: bool,
 }
 
 impl HubConfig {
     pub fn new(root: &Path) -> Self {
-        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None }
+        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None, log: false }
     }
 }
 
@@ -50,6 +52,7 @@ struct State {
     admin: std::sync::Mutex<()>,
     requests: AtomicU64,
     rate_limit: Option<u64>,
+    log: bool,
 }
 
 /// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
@@ -69,7 +72,7 @@ impl Hub {
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit });
+        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -156,6 +159,10 @@ fn percent_decode(s: &str) -> String {
 
 fn handle(state: &State, mut req: tiny_http::Request) {
     let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
+    if state.log {
+        let who = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        eprintln!("{who} {} {} {}", req.method(), req.url(), resp.status_code().0);
+    }
     let _ = req.respond(resp.with_chunked_threshold(usize::MAX));
 }
 
