@@ -265,3 +265,28 @@ fn admin_endpoints_match_dg_zoo_server() {
         assert_eq!(v.as_object().unwrap().values().next().unwrap(), &serde_json::json!({"is_admin": true, "zoos": []}));
     }
 }
+
+/// A slow download does not block other requests, even with a single pool thread.
+#[test]
+fn slow_download_does_not_block_the_pool() {
+    let root = hub_root(&[YOLO]);
+    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    cfg.port = 0;
+    cfg.threads = 1;
+    cfg.rate_limit = Some(1 << 20);
+    let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
+    let base = format!("http://{}", hub.addr());
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let resp = agent.get(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}/{YOLO}")).set("token", TOKEN).call().unwrap();
+    let mut reader = resp.into_reader();
+    let mut first = [0u8; 1024];
+    reader.read_exact(&mut first).unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (status, body, _) = get(&base, &format!("/zoo/v1/public/models/{ORG}/{ZOONAME}?short=true"), Some(TOKEN));
+        assert_eq!(status, 200);
+        assert_eq!(json(&body), serde_json::json!({ YOLO: {} }));
+        assert!(t.elapsed() < Duration::from_secs(3), "JSON request took {:?} during a download", t.elapsed());
+    }
+    drop(reader);
+}

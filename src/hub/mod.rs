@@ -53,6 +53,8 @@ struct State {
     requests: AtomicU64,
     rate_limit: Option<u64>,
     log: bool,
+    /// Archives being sent from their own threads.
+    streams: std::sync::atomic::AtomicUsize,
 }
 
 /// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
@@ -72,7 +74,7 @@ impl Hub {
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log });
+        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default() });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -157,13 +159,31 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn handle(state: &State, mut req: tiny_http::Request) {
+/// Archives sent at once on their own threads; beyond that they are sent by the pool thread.
+const MAX_STREAMS: usize = 64;
+
+fn handle(state: &Arc<State>, mut req: tiny_http::Request) {
     let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
     if state.log {
         let who = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
         eprintln!("{who} {} {} {}", req.method(), req.url(), resp.status_code().0);
     }
-    let _ = req.respond(resp.with_chunked_threshold(usize::MAX));
+    let resp = resp.with_chunked_threshold(usize::MAX);
+    // A slow client downloading a large archive must not hold a pool thread that quick JSON
+    // requests need: stream it from its own thread, up to MAX_STREAMS at a time.
+    let is_stream = resp.headers().iter().any(|h| h.field.equiv("Content-Type") && h.value.as_str() == "application/octet-stream");
+    if is_stream && state.streams.fetch_add(1, Ordering::SeqCst) < MAX_STREAMS {
+        let st = state.clone();
+        std::thread::spawn(move || {
+            let _ = req.respond(resp);
+            st.streams.fetch_sub(1, Ordering::SeqCst);
+        });
+        return;
+    }
+    if is_stream {
+        state.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+    let _ = req.respond(resp);
 }
 
 /// A request URL split into decoded path segments and query pairs.
