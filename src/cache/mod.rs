@@ -353,19 +353,7 @@ impl Cache {
             let _ = std::fs::remove_file(&zip_path);
             let _ = std::fs::remove_dir_all(&tmp_dir);
         };
-        let r = (|| {
-            {
-                let f = File::create(&zip_path).map_err(|e| io_err("Cannot create", &zip_path, e))?;
-                let mut w = std::io::BufWriter::new(f);
-                client.download(model, &mut w, progress)?;
-                use std::io::Write;
-                w.flush().map_err(|e| io_err("Cannot write", &zip_path, e))?;
-            }
-            archive::extract_model(&zip_path, model, &tmp_dir, archive::Limits::default())?;
-            let _ = std::fs::remove_file(&zip_path);
-            verify_model_dir(&tmp_dir, model, expected)?;
-            self.install(zdir, model, &tmp_dir)
-        })();
+        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
         cleanup();
         r
     }
@@ -486,6 +474,29 @@ impl Cache {
             })
             .collect()
     }
+}
+
+/// Stream the archive of `model` to `zip_path`, extract its `<model>/` directory into
+/// `unpack_dir` (which must not exist) with the archive checks, remove the archive, and verify
+/// the result (`verify_model_dir`). On error the caller removes both paths.
+pub fn download_verified(
+    client: &CloudClient,
+    model: &str,
+    zip_path: &Path,
+    unpack_dir: &Path,
+    expected: Option<&str>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    {
+        let f = File::create(zip_path).map_err(|e| io_err("Cannot create", zip_path, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        client.download(model, &mut w, progress)?;
+        use std::io::Write;
+        w.flush().map_err(|e| io_err("Cannot write", zip_path, e))?;
+    }
+    archive::extract_model(zip_path, model, unpack_dir, archive::Limits::default())?;
+    let _ = std::fs::remove_file(zip_path);
+    verify_model_dir(unpack_dir, model, expected)
 }
 
 /// Check an extracted model: `<m>.json` parses as a model config, its `Checksum` is the zoo's
