@@ -133,7 +133,7 @@ impl CloudClient {
             .header("Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::new(Code::Protocol, format!("Download of model '{model}' from {} has no Content-Length", self.host())))?;
-        let mut reader = resp.into_reader().take(total + 1);
+        let mut reader = resp.into_reader().take(total.saturating_add(1));
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0u64;
         loop {
