@@ -204,7 +204,7 @@ fn admin_endpoints_match_dg_zoo_server() {
     };
     let run = |base: &str| -> Vec<(u16, Value)> {
         let mut out = Vec::new();
-        let mut push = |r: (u16, Value), out: &mut Vec<(u16, Value)>| {
+        let push = |r: (u16, Value), out: &mut Vec<(u16, Value)>| {
             out.push(r.clone());
             r.1
         };
