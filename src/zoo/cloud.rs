@@ -82,7 +82,12 @@ impl CloudAccess {
     /// `model_info`: the cloud's `.../info` (its error surfaces as is); offline: the cached config.
     pub fn model_info(&self, name: &str, snapshot: Option<&ZooEntry>) -> Result<Value> {
         if self.cache.config().offline {
-            return snapshot.map(|e| e.params.full_form()).ok_or_else(|| self.cache.get_offline(self.zoo(), name).err().unwrap_or_else(|| Error::not_found(name.to_string())));
+            if let Some(e) = snapshot {
+                return Ok(e.params.full_form());
+            }
+            // Cached after `connect` (by another process, say).
+            let held = self.cache.get_offline(self.zoo(), name)?;
+            return Ok(ModelParams::from_file(&held.config)?.full_form());
         }
         Ok(self.info_params(name)?.full_form())
     }
