@@ -436,3 +436,84 @@ fn cache_cli_ls_verify_rm_prune() {
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["model"], EFF_Q);
     assert!(run(&["cache", "ls"]).1.trim().is_empty());
 }
+
+/// When the cloud goes away after `connect`, a cached model still loads (PySDK's native cache
+/// does the same); an uncached one fails with the transport error.
+#[test]
+fn unreachable_cloud_falls_back_to_cached_copy() {
+    let root = hub_root(&[BLAZE, EFF_Q]);
+    // A separate process, so that killing it closes its connections as a real outage would.
+    let (hub, addr) = start_hub_process(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let zoo = connect(&format!("http://{addr}/{ORG}/{ZOONAME}"), TOKEN, &cache_cfg(cdir.path())).unwrap();
+    let want = predict(&zoo, EFF_Q, "cat_224.jpg");
+    drop(hub);
+    assert_eq!(predict(&zoo, EFF_Q, "cat_224.jpg"), want);
+    let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
+    assert!(e.message.starts_with(&format!("Unable to access server {addr}: ")), "{}", e.message);
+}
+
+/// Without DGZOO_CACHE_DIR the cache lives under the OS app-data root
+/// (`$XDG_DATA_HOME` or `~/.local/share` here), and DGZOO_CACHE_LIMIT caps it.
+#[cfg(target_os = "linux")]
+#[test]
+fn default_location_and_env_limit() {
+    let root = hub_root(&[BLAZE, EFF_Q]);
+    let hub = start_hub(root.path());
+    let home = tempfile::tempdir().unwrap();
+    let run = |m: &str, limit: &str| {
+        let o = Command::new(dgzoo_bin())
+            .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, m])
+            .env_remove("DGZOO_CACHE_DIR")
+            .env_remove("XDG_DATA_HOME")
+            .env("HOME", home.path())
+            .env("DGZOO_CACHE_LIMIT", limit)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let v = run(EFF_Q, "1000000000");
+    let base = home.path().join(".local/share/dgzoo/cloud_zoo_cache");
+    assert!(Path::new(v["path"].as_str().unwrap()).starts_with(&base), "{v}");
+    // A 1 MB cap: fetching BLAZE (0.2 MB) evicts the 5 MB EFF_Q, not the model just fetched.
+    run(BLAZE, "1000000");
+    let left: Vec<String> = Cache::new(dgzoo::cache::CacheConfig { root: base, limit: 0, offline: true }).entries().into_iter().map(|e| e.model).collect();
+    assert_eq!(left, vec![BLAZE]);
+}
+
+/// A new version cannot replace a copy that is in use: a clear error, the old copy intact;
+/// once released, the update goes through.
+#[test]
+fn update_waits_for_models_in_use() {
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let old = fetch(&cache, &c, BLAZE).unwrap();
+    let new_bin = publish_new_version(root.path(), BLAZE, 16);
+    let e = fetch(&cache, &c, BLAZE).unwrap_err();
+    assert!(e.message.contains("still in use"), "{}", e.message);
+    assert!(dgzoo::cache::verify_model_dir(&old.dir, BLAZE, None).is_ok());
+    drop(old);
+    let h = fetch(&cache, &c, BLAZE).unwrap();
+    assert!(h.downloaded);
+    assert_eq!(std::fs::read(h.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
+}
+
+/// Two threads racing without a known checksum (the `check` path): one downloads, the other
+/// waits and takes the fresh copy instead of downloading again.
+#[test]
+fn racing_without_known_checksum_downloads_once() {
+    let root = hub_root(&[EFF_Q]);
+    let hub = slow_hub(root.path(), 8 << 20);
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let flags: Vec<bool> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..2).map(|_| s.spawn(|| cache.ensure(&c, EFF_Q, None, &mut |_, _| {}).unwrap().downloaded)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(flags.iter().filter(|&&d| d).count(), 1, "{flags:?}");
+}

@@ -5,7 +5,7 @@ mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
@@ -126,17 +126,7 @@ fn parallel_downloads_from_our_hub() {
 #[test]
 fn hub_binary_and_download_zoo_cli() {
     let root = hub_root(&[EFF_Q, BLAZE, YOLO]);
-    let mut child = Command::new(dgzoo_bin())
-        .args(["hub", "--port", "0", "--zoo"])
-        .arg(root.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let _guard = ChildGuard(child);
-    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    let (_guard, addr) = start_hub_process(root.path());
     let mut servers = vec![format!("http://{addr}/{ORG}/{ZOONAME}")];
     let _dgzs = peer().map(|p| {
         let (g, port) = start_dg_zoo_server(&p, root.path());
@@ -169,4 +159,134 @@ fn hub_binary_and_download_zoo_cli() {
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("Token is not valid"));
     }
+}
+
+/// One request with any method, headers and body: (status, JSON body).
+fn call(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<(&str, Vec<u8>)>) -> (u16, Value) {
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut req = agent.request(method, &format!("{base}{path}"));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let r = match body {
+        Some((ct, b)) => req.set("Content-Type", ct).send_bytes(&b),
+        None => req.call(),
+    };
+    let resp = match r {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    (status, json(resp.into_string().unwrap().as_bytes()))
+}
+
+fn multipart(filename: &str, data: &[u8]) -> (&'static str, Vec<u8>) {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
+    b.extend_from_slice(filename.as_bytes());
+    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
+    b.extend_from_slice(data);
+    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
+    ("multipart/form-data; boundary=dgzooBOUNDARY", b)
+}
+
+/// The administrative flow (tokens, zoo access, upload, delete) gives the same statuses and
+/// bodies on our hub as on dg-zoo-server, token values aside.
+#[test]
+fn admin_endpoints_match_dg_zoo_server() {
+    let Some(peer) = peer() else { return };
+    let archive = {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.zip");
+        dgzoo::cache::archive::pack_model(&std::path::Path::new(ZOO).join(BLAZE), &p).unwrap();
+        std::fs::read(p).unwrap()
+    };
+    let run = |base: &str| -> Vec<(u16, Value)> {
+        let mut out = Vec::new();
+        let push = |r: (u16, Value), out: &mut Vec<(u16, Value)>| {
+            out.push(r.clone());
+            r.1
+        };
+        let m = format!("/zoo/v1/public/models/{ORG}/{ZOONAME}");
+        push(call(base, "POST", "/zoo/v1/public/tokens", &[], None), &mut out);
+        let a = push(call(base, "POST", "/zoo/v1/public/tokens?is_admin=true", &[], None), &mut out)["token"].as_str().unwrap().to_string();
+        push(call(base, "POST", "/zoo/v1/public/tokens?is_admin=false", &[], None), &mut out);
+        let u = push(call(base, "POST", "/zoo/v1/public/tokens?is_admin=false", &[("token", &a)], None), &mut out)["token"].as_str().unwrap().to_string();
+        let access = format!("/zoo/v1/public/tokens/{ORG}/{ZOONAME}");
+        for _ in 0..2 {
+            push(call(base, "POST", &access, &[("token", &a), ("token-to-modify", &u)], None), &mut out);
+        }
+        push(call(base, "POST", &m, &[("token", &u)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        for q in ["", "", "?allow_overwrite=true"] {
+            push(call(base, "POST", &format!("{m}{q}"), &[("token", &a)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        }
+        push(call(base, "POST", &format!("/zoo/v1/public/models/{ORG}/nozoo"), &[("token", &a)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        push(call(base, "GET", &m, &[("token", &u)], None), &mut out);
+        push(call(base, "GET", &format!("{m}/{BLAZE}/check?checksum=x"), &[("token", &u)], None), &mut out);
+        for _ in 0..2 {
+            push(call(base, "DELETE", &format!("{m}/{BLAZE}"), &[("token", &a)], None), &mut out);
+        }
+        push(call(base, "GET", &m, &[("token", &u)], None), &mut out);
+        for _ in 0..2 {
+            push(call(base, "DELETE", &access, &[("token", &a), ("token-to-modify", &u)], None), &mut out);
+        }
+        for _ in 0..2 {
+            push(call(base, "DELETE", "/zoo/v1/public/tokens", &[("token", &a), ("token-to-delete", &u)], None), &mut out);
+        }
+        push(call(base, "GET", &m, &[("token", &u)], None), &mut out);
+        // Token values differ between servers: compare their shape, then blank them.
+        for (_, v) in out.iter_mut() {
+            if let Some(t) = v.get("token").and_then(Value::as_str) {
+                assert!(t.starts_with("dg_") && t.len() == 40, "{t}");
+                v["token"] = Value::String(if t == a { "A".into() } else if t == u { "U".into() } else { t.into() });
+            }
+        }
+        out
+    };
+    let fresh = || {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(zoo_dir(root.path())).unwrap();
+        root
+    };
+    let (r1, r2) = (fresh(), fresh());
+    let (_server, port) = start_dg_zoo_server(&peer, r1.path());
+    let hub = start_hub(r2.path());
+    let theirs = run(&format!("http://127.0.0.1:{port}"));
+    let ours = run(&format!("http://{}", hub.addr()));
+    assert_eq!(ours.len(), theirs.len());
+    for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(o, t, "step {i}");
+    }
+    // Both left one admin token on disk.
+    for r in [&r1, &r2] {
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(r.path().join("tokens.json")).unwrap()).unwrap();
+        assert_eq!(v.as_object().unwrap().len(), 1);
+        assert_eq!(v.as_object().unwrap().values().next().unwrap(), &serde_json::json!({"is_admin": true, "zoos": []}));
+    }
+}
+
+/// A slow download does not block other requests, even with a single pool thread.
+#[test]
+fn slow_download_does_not_block_the_pool() {
+    let root = hub_root(&[YOLO]);
+    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    cfg.port = 0;
+    cfg.threads = 1;
+    cfg.rate_limit = Some(1 << 20);
+    let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
+    let base = format!("http://{}", hub.addr());
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let resp = agent.get(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}/{YOLO}")).set("token", TOKEN).call().unwrap();
+    let mut reader = resp.into_reader();
+    let mut first = [0u8; 1024];
+    reader.read_exact(&mut first).unwrap();
+    for _ in 0..3 {
+        let t = std::time::Instant::now();
+        let (status, body, _) = get(&base, &format!("/zoo/v1/public/models/{ORG}/{ZOONAME}?short=true"), Some(TOKEN));
+        assert_eq!(status, 200);
+        assert_eq!(json(&body), serde_json::json!({ YOLO: {} }));
+        assert!(t.elapsed() < Duration::from_secs(3), "JSON request took {:?} during a download", t.elapsed());
+    }
+    drop(reader);
 }

@@ -116,7 +116,7 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
             .open(&target)
             .map_err(|e| bad(archive, format!("cannot write '{}': {e}", rel.display())))?;
         let budget = limits.max_total_bytes - written;
-        let mut limited = (&mut entry).take(budget + 1);
+        let mut limited = (&mut entry).take(budget.saturating_add(1));
         let n = copy(&mut limited, &mut out).map_err(|e| bad(archive, format!("entry '{}': {e}", rel.display())))?;
         written += n;
         if written > limits.max_total_bytes {

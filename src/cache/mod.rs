@@ -31,8 +31,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DEFAULT_LIMIT: u64 = 1 << 30;
 const PARTIAL_DIR: &str = ".partial";
 const CLEANUP_LOCK: &str = "__cleanup.lock__";
-/// How long installing a new copy waits for users of the old copy to let go.
-const INSTALL_WAIT: Duration = Duration::from_secs(30);
+/// How long installing a new copy waits for the old one to be free. Users of a model hold it
+/// for their lifetime, so only brief holders (lookups) are worth waiting for.
+const INSTALL_WAIT: Duration = Duration::from_secs(3);
 /// How long a waiting process tolerates another downloader making no progress.
 const STALL_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -251,10 +252,18 @@ impl Cache {
             }
         }
         // One downloader per model across processes.
+        let cfg_path = zdir.join(model).join(format!("{model}.json"));
+        let seen = config_checksum(&cfg_path);
         let dl = self.lock_download(&zdir, model)?;
         let result = (|| {
-            if let Some(want) = expected.as_deref() {
-                // Someone else may have installed it while we waited.
+            // Someone else may have installed it while we waited: the wanted checksum, or
+            // (when we do not know it) a copy other than the one we saw before waiting.
+            let now = config_checksum(&cfg_path);
+            let fresh = match expected.as_deref() {
+                Some(want) => Some(want),
+                None => (!now.is_empty() && now != seen).then_some(now.as_str()),
+            };
+            if let Some(want) = fresh {
                 if let Some(h) = self.try_hold(&zdir, model, Some(want))? {
                     return Ok(h);
                 }
@@ -344,19 +353,7 @@ impl Cache {
             let _ = std::fs::remove_file(&zip_path);
             let _ = std::fs::remove_dir_all(&tmp_dir);
         };
-        let r = (|| {
-            {
-                let f = File::create(&zip_path).map_err(|e| io_err("Cannot create", &zip_path, e))?;
-                let mut w = std::io::BufWriter::new(f);
-                client.download(model, &mut w, progress)?;
-                use std::io::Write;
-                w.flush().map_err(|e| io_err("Cannot write", &zip_path, e))?;
-            }
-            archive::extract_model(&zip_path, model, &tmp_dir, archive::Limits::default())?;
-            let _ = std::fs::remove_file(&zip_path);
-            verify_model_dir(&tmp_dir, model, expected)?;
-            self.install(zdir, model, &tmp_dir)
-        })();
+        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
         cleanup();
         r
     }
@@ -372,7 +369,7 @@ impl Cache {
                 Ok(false) => {
                     return Err(Error::new(
                         Code::Io,
-                        format!("Cannot update cached model '{model}': an older copy is still in use (by this or another process)"),
+                        format!("Cannot update cached model '{model}': an older copy is still in use (by this or another process); release the models using it and load it again"),
                     ))
                 }
                 Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}': {e}"))),
@@ -477,6 +474,29 @@ impl Cache {
             })
             .collect()
     }
+}
+
+/// Stream the archive of `model` to `zip_path`, extract its `<model>/` directory into
+/// `unpack_dir` (which must not exist) with the archive checks, remove the archive, and verify
+/// the result (`verify_model_dir`). On error the caller removes both paths.
+pub fn download_verified(
+    client: &CloudClient,
+    model: &str,
+    zip_path: &Path,
+    unpack_dir: &Path,
+    expected: Option<&str>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<()> {
+    {
+        let f = File::create(zip_path).map_err(|e| io_err("Cannot create", zip_path, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        client.download(model, &mut w, progress)?;
+        use std::io::Write;
+        w.flush().map_err(|e| io_err("Cannot write", zip_path, e))?;
+    }
+    archive::extract_model(zip_path, model, unpack_dir, archive::Limits::default())?;
+    let _ = std::fs::remove_file(zip_path);
+    verify_model_dir(unpack_dir, model, expected)
 }
 
 /// Check an extracted model: `<m>.json` parses as a model config, its `Checksum` is the zoo's

@@ -4,7 +4,7 @@
 //! streamed to a temp file, validated and extracted into a temp directory that replaces
 //! `<dest>/<m>` only when complete.
 use super::CloudClient;
-use crate::cache::archive::{self, Limits};
+use crate::cache::archive;
 use crate::error::{Error, Result};
 use crate::params::ModelParams;
 use crate::zoo::address::parse_cloud_url;
@@ -44,16 +44,8 @@ pub fn download_model(client: &CloudClient, model: &str, dest: &Path, progress: 
         .prefix(&format!(".{model}.partial-"))
         .tempdir_in(dest)
         .map_err(|e| Error::io(format!("Cannot create a temporary directory in '{}': {e}", dest.display())))?;
-    let zip_path = tmp.path().join("archive.zip");
-    {
-        let f = std::fs::File::create(&zip_path).map_err(|e| Error::io(format!("Cannot create '{}': {e}", zip_path.display())))?;
-        let mut w = std::io::BufWriter::new(f);
-        client.download(model, &mut w, progress)?;
-        std::io::Write::flush(&mut w).map_err(|e| Error::io(format!("Cannot write '{}': {e}", zip_path.display())))?;
-    }
     let unpacked = tmp.path().join(model);
-    archive::extract_model(&zip_path, model, &unpacked, Limits::default())?;
-    crate::cache::verify_model_dir(&unpacked, model, None)?;
+    crate::cache::download_verified(client, model, &tmp.path().join("archive.zip"), &unpacked, None, progress)?;
     let target = dest.join(model);
     if target.exists() {
         let old = tmp.path().join("old");

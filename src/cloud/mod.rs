@@ -17,8 +17,10 @@ pub const SKIP_TOKEN: &str = "__SKIP__";
 
 /// Per-request connect timeout (PySDK: 5 s).
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Read timeout per socket read: long enough for a slow server to start a large archive.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read timeout per socket read for JSON requests.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Read timeout per socket read for archives: a slow server may take a while to start one.
+const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts for transport failures (PySDK: `Retry(total=3)` = 1 + 3).
 const ATTEMPTS: usize = 4;
 
@@ -57,7 +59,7 @@ impl CloudClient {
     pub fn new(zoo: &CloudZoo, token: &str) -> Self {
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(READ_TIMEOUT)
+            .timeout_read(DOWNLOAD_READ_TIMEOUT)
             .timeout_write(READ_TIMEOUT)
             .user_agent(concat!("dgzoo/", env!("CARGO_PKG_VERSION")))
             .build();
@@ -131,7 +133,7 @@ impl CloudClient {
             .header("Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::new(Code::Protocol, format!("Download of model '{model}' from {} has no Content-Length", self.host())))?;
-        let mut reader = resp.into_reader().take(total + 1);
+        let mut reader = resp.into_reader().take(total.saturating_add(1));
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0u64;
         loop {
@@ -192,6 +194,9 @@ impl CloudClient {
                 std::thread::sleep(Duration::from_millis(200 * attempt as u64));
             }
             let mut req = self.agent.get(&url).set("dg_version", DG_VERSION);
+            if !octet {
+                req = req.timeout(READ_TIMEOUT + CONNECT_TIMEOUT);
+            }
             if !self.token.is_empty() {
                 req = req.set("token", &self.token);
             }
@@ -221,10 +226,13 @@ impl CloudClient {
         }
         let kind = if code < 500 { "Client Error" } else { "Server Error" };
         let http = format!("{code} {kind}: {reason} for url: {url}");
+        // dg-zoo-server answers 400 for an unknown zoo or model; 5xx means the cloud is unwell
+        // (callers may then fall back to a cached copy).
         let c = match code {
-            404 => Code::NotFound,
+            400 | 404 => Code::NotFound,
             403 => Code::Auth,
-            _ => Code::Network,
+            500.. => Code::Network,
+            _ => Code::Protocol,
         };
         match detail {
             Some(d) => Error::new(c, format!("{d}. (cloud server response: {http})")),

@@ -1,8 +1,11 @@
 //! `dgzoo hub`: a self-hosted cloud zoo server speaking the API of DeGirum's cloud zoo as
 //! implemented by `dg-zoo-server` 0.3.0 (cloud-api.md §2), over its zoo root layout (see
-//! [`store`]). Read-only: zoo-check, model list (full / short), info, dictionary, readme,
-//! check, download (streamed with Content-Length, constant memory), system info, token and
-//! zoo listing. Errors are JSON `{"detail": ...}` with dg-zoo-server's statuses and texts.
+//! [`store`]): zoo-check, model list (full / short), info, dictionary, readme, check, download
+//! (streamed with Content-Length, constant memory), system info, token and zoo listing, and
+//! the administrative endpoints in [`admin`]. Errors are JSON `{"detail": ...}` with
+//! dg-zoo-server's statuses and texts.
+pub mod admin;
+pub mod multipart;
 pub mod store;
 
 use crate::error::{Error, Result};
@@ -33,21 +36,29 @@ pub struct HubConfig {
     pub threads: usize,
     /// Throttle each download to this many bytes per second (for testing slow links).
     pub rate_limit: Option<u64>,
+    /// Print one line per request on stderr.
+    pub log: bool,
 }
 
 impl HubConfig {
     pub fn new(root: &Path) -> Self {
-        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None }
+        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None, log: false }
     }
 }
 
 struct State {
     store: Store,
+    /// Serializes the administrative (mutating) requests.
+    admin: std::sync::Mutex<()>,
     requests: AtomicU64,
     rate_limit: Option<u64>,
+    log: bool,
+    /// Archives being sent from their own threads.
+    streams: std::sync::atomic::AtomicUsize,
 }
 
-/// A running hub. Dropping it stops the server.
+/// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
+/// not closed (tiny_http offers no way to), so run it in its own process for a hard stop.
 pub struct Hub {
     server: Arc<tiny_http::Server>,
     addr: SocketAddr,
@@ -63,7 +74,7 @@ impl Hub {
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit });
+        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default() });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -113,13 +124,13 @@ fn header(name: &str, value: &str) -> tiny_http::Header {
     tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
 }
 
-fn json_resp(status: u16, v: &Value) -> Resp {
+pub(crate) fn json_resp(status: u16, v: &Value) -> Resp {
     let body = v.to_string().into_bytes();
     let len = body.len();
     tiny_http::Response::new(status.into(), vec![header("Content-Type", "application/json")], Box::new(std::io::Cursor::new(body)) as Box<dyn Read + Send>, Some(len), None)
 }
 
-fn error(status: u16, detail: impl Into<String>) -> Resp {
+pub(crate) fn error(status: u16, detail: impl Into<String>) -> Resp {
     json_resp(status, &json!({ "detail": detail.into() }))
 }
 
@@ -148,31 +159,99 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn handle(state: &State, req: tiny_http::Request) {
-    let resp = route(state, &req);
-    let _ = req.respond(resp.with_chunked_threshold(usize::MAX));
+/// Archives sent at once on their own threads; beyond that they are sent by the pool thread.
+const MAX_STREAMS: usize = 64;
+
+fn handle(state: &Arc<State>, mut req: tiny_http::Request) {
+    let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
+    if state.log {
+        let who = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+        eprintln!("{who} {} {} {}", req.method(), req.url(), resp.status_code().0);
+    }
+    let resp = resp.with_chunked_threshold(usize::MAX);
+    // A slow client downloading a large archive must not hold a pool thread that quick JSON
+    // requests need: stream it from its own thread, up to MAX_STREAMS at a time.
+    let is_stream = resp.headers().iter().any(|h| h.field.equiv("Content-Type") && h.value.as_str() == "application/octet-stream");
+    if is_stream && state.streams.fetch_add(1, Ordering::SeqCst) < MAX_STREAMS {
+        let st = state.clone();
+        std::thread::spawn(move || {
+            let _ = req.respond(resp);
+            st.streams.fetch_sub(1, Ordering::SeqCst);
+        });
+        return;
+    }
+    if is_stream {
+        state.streams.fetch_sub(1, Ordering::SeqCst);
+    }
+    let _ = req.respond(resp);
+}
+
+/// A request URL split into decoded path segments and query pairs.
+struct Url {
+    segs: Vec<String>,
+    query: Vec<(String, String)>,
+}
+
+impl Url {
+    fn parse(url: &str) -> Url {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let query = query
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            })
+            .collect();
+        Url { segs: path.trim_start_matches('/').split('/').map(percent_decode).collect(), query }
+    }
+    fn q(&self, k: &str) -> Option<&str> {
+        self.query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str())
+    }
+    fn flag(&self, k: &str) -> bool {
+        self.q(k).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+    }
+}
+
+fn header_value(req: &tiny_http::Request, name: &str) -> Option<String> {
+    req.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str().to_string())
+}
+
+/// POST / DELETE: dg-zoo-server's administrative endpoints, one at a time.
+fn route_admin(state: &State, req: &mut tiny_http::Request) -> Resp {
+    let url = Url::parse(req.url());
+    let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
+    let token = header_value(req, "token");
+    let st = &state.store;
+    let post = *req.method() == tiny_http::Method::Post;
+    let delete = *req.method() == tiny_http::Method::Delete;
+    let _serial = state.admin.lock().unwrap_or_else(|p| p.into_inner());
+    match (s.as_slice(), post, delete) {
+        (["zoo", "v1", "public", "tokens"], true, _) => admin::create_token(st, &token, url.flag("is_admin")),
+        // FastAPI spells the header `token-to-delete`; accept the underscore form too.
+        (["zoo", "v1", "public", "tokens"], _, true) => match header_value(req, "token-to-delete").or_else(|| header_value(req, "token_to_delete")) {
+            Some(v) => admin::delete_token(st, &token, &v),
+            None => error(422, "header 'token_to_delete' is required"),
+        },
+        (["zoo", "v1", "public", "tokens", org, zoo], _, _) => match header_value(req, "token-to-modify").or_else(|| header_value(req, "token_to_modify")) {
+            Some(v) => admin::zoo_access(st, &token, &v, &format!("{org}/{zoo}"), post),
+            None => error(422, "header 'token_to_modify' is required"),
+        },
+        (["zoo", "v1", "public", "models", org, zoo], true, _) => {
+            let ct = header_value(req, "Content-Type").unwrap_or_default();
+            let (org, zoo) = (org.to_string(), zoo.to_string());
+            admin::upload_model(st, &token, &org, &zoo, &ct, req.as_reader(), url.flag("allow_overwrite"))
+        }
+        (["zoo", "v1", "public", "models", org, zoo, model], _, true) => admin::delete_model(st, &token, org, zoo, model),
+        _ => error(405, "Method Not Allowed"),
+    }
 }
 
 fn route(state: &State, req: &tiny_http::Request) -> Resp {
-    let (path, query) = match req.url().split_once('?') {
-        Some((p, q)) => (p, q),
-        None => (req.url(), ""),
-    };
-    let query: Vec<(String, String)> = query
-        .split('&')
-        .filter(|s| !s.is_empty())
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
-        })
-        .collect();
-    let q = |k: &str| query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str());
-    let segs: Vec<String> = path.trim_start_matches('/').split('/').map(percent_decode).collect();
-    let s: Vec<&str> = segs.iter().map(String::as_str).collect();
-    let token = req.headers().iter().find(|h| h.field.equiv("token")).map(|h| h.value.as_str().to_string());
-    if *req.method() != tiny_http::Method::Get {
-        return error(405, "Method Not Allowed");
-    }
+    let url = Url::parse(req.url());
+    let q = |k: &str| url.q(k);
+    let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
+    let token = header_value(req, "token");
     let st = &state.store;
     match s.as_slice() {
         [""] => {
@@ -207,7 +286,7 @@ fn route(state: &State, req: &tiny_http::Request) -> Resp {
             json_resp(200, &Value::Array(list))
         }),
         ["zoo", "v1", "public", "models", org, zoo] => with_zoo(st, &token, org, zoo, |dir| {
-            let short = q("short").is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"));
+            let short = url.flag("short");
             let m: Map<String, Value> = st.models(dir).into_iter().map(|(n, i)| (n, if short { json!({}) } else { i.params.clone() })).collect();
             json_resp(200, &Value::Object(m))
         }),

@@ -131,6 +131,23 @@ impl Store {
         t
     }
 
+    /// Write the token table (atomically: temp file + rename).
+    pub fn save_tokens(&self, tokens: &HashMap<String, TokenRights>) -> std::io::Result<()> {
+        let mut names: Vec<&String> = tokens.keys().collect();
+        names.sort();
+        let m: Map<String, Value> = names
+            .into_iter()
+            .map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos})))
+            .collect();
+        let path = self.root.join("tokens.json");
+        let tmp = self.root.join("tokens.json.tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default())?;
+        std::fs::rename(&tmp, &path)?;
+        // Forget the cached table: a same-size rewrite within the mtime granularity must not be missed.
+        self.lock().tokens = None;
+        Ok(())
+    }
+
     /// The directory of zoo `org/zoo` if it exists.
     pub fn zoo_dir(&self, org: &str, zoo: &str) -> Option<PathBuf> {
         if !is_safe_segment(org) || !is_safe_segment(zoo) || org == TEMP_SUBDIR {

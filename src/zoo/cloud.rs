@@ -7,7 +7,7 @@ use super::filter::{self, DevicePair};
 use super::local::ZooEntry;
 use crate::cache::{Cache, CacheConfig, CachedModel};
 use crate::cloud::{token, CloudClient, SKIP_TOKEN};
-use crate::error::{Error, Result};
+use crate::error::{Code, Error, Result};
 use crate::model::Model;
 use crate::params::ModelParams;
 use serde_json::{json, Value};
@@ -82,7 +82,12 @@ impl CloudAccess {
     /// `model_info`: the cloud's `.../info` (its error surfaces as is); offline: the cached config.
     pub fn model_info(&self, name: &str, snapshot: Option<&ZooEntry>) -> Result<Value> {
         if self.cache.config().offline {
-            return snapshot.map(|e| e.params.full_form()).ok_or_else(|| self.cache.get_offline(self.zoo(), name).err().unwrap_or_else(|| Error::not_found(name.to_string())));
+            if let Some(e) = snapshot {
+                return Ok(e.params.full_form());
+            }
+            // Cached after `connect` (by another process, say).
+            let held = self.cache.get_offline(self.zoo(), name)?;
+            return Ok(ModelParams::from_file(&held.config)?.full_form());
         }
         Ok(self.info_params(name)?.full_form())
     }
@@ -113,12 +118,19 @@ impl CloudAccess {
         let held = if self.cache.config().offline {
             self.cache.get_offline(self.zoo(), name)?
         } else {
-            let params = self.info_params(name)?;
-            if filter::supported_device_types(&params, pairs)?.is_empty() {
-                return Err(unsupported());
+            match self.info_params(name) {
+                Ok(params) => {
+                    if filter::supported_device_types(&params, pairs)?.is_empty() {
+                        return Err(unsupported());
+                    }
+                    let sum = params.str("Checksum", 0);
+                    self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
+                }
+                // The cloud is unreachable or failing: a cached copy is used as is, like PySDK's
+                // native cache does; without one, the cloud's error stands.
+                Err(e) if e.code == Code::Network => self.cache.get_offline(self.zoo(), name).map_err(|_| e)?,
+                Err(e) => return Err(e),
             }
-            let sum = params.str("Checksum", 0);
-            self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
         };
         let mut params = ModelParams::from_file(&held.config)?;
         params.absolutize_paths(&held.dir)?;

@@ -229,3 +229,19 @@ pub fn raw_server(answer: impl Fn(&str, &str, Option<&str>) -> (u16, String) + S
     });
     (port, log)
 }
+
+/// `dgzoo hub --port 0` as a child process: (guard, "127.0.0.1:port").
+pub fn start_hub_process(root: &Path) -> (ChildGuard, String) {
+    let mut child = Command::new(dgzoo_bin())
+        .args(["hub", "--port", "0", "--zoo"])
+        .arg(root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let guard = ChildGuard(child);
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
+    (guard, addr)
+}

@@ -245,10 +245,13 @@ pub struct HubArgs {
     /// Throttle each download to this many bytes per second.
     #[arg(long)]
     pub rate_limit: Option<u64>,
+    /// Print one line per request on stderr.
+    #[arg(long)]
+    pub log: bool,
 }
 
 pub fn hub(a: HubArgs) -> Result<()> {
-    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit };
+    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
     let hub = Hub::start(&cfg)?;
     // The address line lets scripts and tests find the port when --port 0 is used.
     println!("dgzoo hub listening on http://{} serving zoo root {}", hub.addr(), a.zoo.display());

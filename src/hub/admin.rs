@@ -1,0 +1,179 @@
+//! dg-zoo-server's administrative endpoints: create/delete tokens, grant/revoke zoo access,
+//! upload/delete model archives. All but the first token creation need an admin token.
+use super::store::{Store, TokenRights};
+use super::{error, json_resp, Resp};
+use crate::cache::archive::is_safe_segment;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::Path;
+
+fn token_json(t: &str, r: &TokenRights) -> serde_json::Value {
+    json!({"token": t, "value": {"is_admin": r.is_admin, "zoos": r.zoos}})
+}
+
+const B58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+fn base58(bytes: &[u8]) -> String {
+    let mut digits: Vec<u8> = Vec::new();
+    for &b in bytes {
+        let mut carry = b as u32;
+        for d in digits.iter_mut() {
+            carry += (*d as u32) << 8;
+            *d = (carry % 58) as u8;
+            carry /= 58;
+        }
+        while carry > 0 {
+            digits.push((carry % 58) as u8);
+            carry /= 58;
+        }
+    }
+    let zeros = bytes.iter().take_while(|&&b| b == 0).count();
+    std::iter::repeat_n(B58[0], zeros).chain(digits.iter().rev().map(|&d| B58[d as usize])).map(char::from).collect()
+}
+
+/// A new token in dg-zoo-server's format: `dg_` + base58 of 27 random bytes, `_`-padded to 37.
+fn new_token() -> Result<String, String> {
+    let mut rnd = [0u8; 27];
+    getrandom::getrandom(&mut rnd).map_err(|e| format!("no random source: {e}"))?;
+    let enc = base58(&rnd);
+    Ok(format!("dg_{}{enc}", "_".repeat(37usize.saturating_sub(enc.len()))))
+}
+
+fn rights<'a>(tokens: &'a HashMap<String, TokenRights>, token: &Option<String>) -> Option<&'a TokenRights> {
+    token.as_deref().and_then(|t| tokens.get(t))
+}
+
+fn need_admin(tokens: &HashMap<String, TokenRights>, token: &Option<String>) -> Option<Resp> {
+    match rights(tokens, token) {
+        None => Some(error(401, "Token is not valid")),
+        Some(r) if !r.is_admin => Some(error(401, "Token does not have admin rights")),
+        Some(_) => None,
+    }
+}
+
+fn saved(store: &Store, tokens: &HashMap<String, TokenRights>, ok: Resp) -> Resp {
+    match store.save_tokens(tokens) {
+        Ok(()) => ok,
+        Err(e) => error(500, format!("cannot save tokens: {e}")),
+    }
+}
+
+/// POST /zoo/v1/public/tokens?is_admin=...
+pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Resp {
+    let mut tokens = (*store.tokens()).clone();
+    if tokens.is_empty() {
+        if !is_admin {
+            return error(401, "First token should be created with admin rights");
+        }
+    } else if !rights(&tokens, token).is_some_and(|r| r.is_admin) {
+        return error(401, "Token does not have admin rights");
+    }
+    let t = match new_token() {
+        Ok(t) => t,
+        Err(e) => return error(500, e),
+    };
+    let r = TokenRights { is_admin, zoos: Vec::new() };
+    let body = token_json(&t, &r);
+    tokens.insert(t, r);
+    saved(store, &tokens, json_resp(200, &body))
+}
+
+/// DELETE /zoo/v1/public/tokens (header `token_to_delete`)
+pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp {
+    let mut tokens = (*store.tokens()).clone();
+    if let Some(r) = need_admin(&tokens, token) {
+        return r;
+    }
+    match tokens.remove(victim) {
+        None => error(400, "Token does not exist"),
+        Some(r) => {
+            let body = token_json(victim, &r);
+            saved(store, &tokens, json_resp(200, &body))
+        }
+    }
+}
+
+/// POST / DELETE /zoo/v1/public/tokens/<org>/<zoo> (header `token_to_modify`)
+pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: &str, add: bool) -> Resp {
+    let mut tokens = (*store.tokens()).clone();
+    if let Some(r) = need_admin(&tokens, token) {
+        return r;
+    }
+    let Some(r) = tokens.get_mut(target) else { return error(400, "Token does not exist") };
+    let has = r.zoos.iter().any(|z| z == zoo_url);
+    match (add, has) {
+        (true, true) => return error(400, format!("Nothing to add: token already has access to {zoo_url}")),
+        (false, false) => return error(400, format!("Nothing to remove: token already does not have access to {zoo_url}")),
+        (true, false) => {
+            r.zoos.push(zoo_url.to_string());
+            r.zoos.sort();
+        }
+        (false, true) => r.zoos.retain(|z| z != zoo_url),
+    }
+    let body = token_json(target, r);
+    saved(store, &tokens, json_resp(200, &body))
+}
+
+/// POST /zoo/v1/public/models/<org>/<zoo>?allow_overwrite=... (multipart field `file`)
+pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, content_type: &str, body: &mut dyn Read, overwrite: bool) -> Resp {
+    if let Some(r) = need_admin(&store.tokens(), token) {
+        return r;
+    }
+    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
+    let Some(boundary) = super::multipart::boundary(content_type) else {
+        return error(422, "the upload must be multipart/form-data with a 'file' field");
+    };
+    // Stream into a temp file beside the archives, so the final rename stays on one file system.
+    let mut tmp = match tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir) {
+        Ok(t) => t,
+        Err(e) => return error(500, format!("cannot store the upload: {e}")),
+    };
+    let filename = match super::multipart::copy_field(body, &boundary, "file", tmp.as_file_mut()) {
+        Ok(f) => f,
+        Err(e) => return error(400, e),
+    };
+    let base = Path::new(&filename).file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let model = base.strip_suffix(".zip").unwrap_or(base).to_string();
+    if !is_safe_segment(&model) {
+        return error(400, format!("Model archive name '{filename}' is not a valid model name"));
+    }
+    let target = dir.join(format!("{model}.zip"));
+    // Validate before it becomes visible (dg-zoo-server links first and validates after).
+    if super::store::read_model_info(tmp.path(), &model).is_none() {
+        return error(400, format!("Model archive {model}.zip is not a valid model archive: it needs {model}/{model}.json with a Checksum"));
+    }
+    let persisted = if overwrite { tmp.persist(&target).map(|_| ()) } else { tmp.persist_noclobber(&target).map(|_| ()) };
+    match persisted {
+        Ok(()) => json_resp(201, &json!({"url": format!("{org}/{zoo}/{model}")})),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => error(400, format!("Model {model} already exists in zoo {org}/{zoo}")),
+        Err(e) => error(500, format!("cannot store the model: {}", e.error)),
+    }
+}
+
+/// DELETE /zoo/v1/public/models/<org>/<zoo>/<model>
+pub fn delete_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, model: &str) -> Resp {
+    if let Some(r) = need_admin(&store.tokens(), token) {
+        return r;
+    }
+    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
+    if !is_safe_segment(model) || store.model(&dir, model).is_none() {
+        return error(400, format!("Model {model} is not found in zoo {org}/{zoo}"));
+    }
+    match std::fs::remove_file(dir.join(format!("{model}.zip"))) {
+        Ok(()) => json_resp(200, &json!({"url": format!("{org}/{zoo}/{model}")})),
+        Err(e) => error(500, format!("cannot delete model {model}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn base58_known() {
+        assert_eq!(base58(b"hello world"), "StV1DL6CwTryKyV");
+        assert_eq!(base58(&[0, 0, 1]), "112");
+        let t = new_token().unwrap();
+        assert!(t.starts_with("dg_") && t.len() == 40, "{t}");
+    }
+}
