@@ -6,7 +6,8 @@ use dgzoo::server::{Config, Protocol, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-pub const SHARED_ZOO: &str = "/work/shared/zoo";
+/// The shared test zoo beside the repository (`../shared/zoo`).
+pub const SHARED_ZOO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/zoo");
 
 pub const MODELS: &[&str] = &[
     "blazeface_short_range--128x128_float_tflite_cpu_1",
