@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- list|predict (one group)
+//!   cargo bench --bench peer -- list|predict|aiserver|download (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::{predict, Input};
@@ -180,6 +180,168 @@ print(json.dumps({{"ms": sorted(ts)[len(ts) // 2], "fps": fps}}))
     row("peak resident memory of the process", our_rss as f64 / 1024.0, their_rss as f64 / 1024.0, "MiB", "<= 0.25");
 }
 
+/// The six model folders of the shared zoo (files symlinked): the shared zoo's `expected/`
+/// holds configs with the same names that a recursive scan would take instead.
+fn clean_zoo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for m in MODELS {
+        let dst = dir.path().join(m);
+        std::fs::create_dir(&dst).unwrap();
+        for f in std::fs::read_dir(zoo_dir().join(m)).unwrap().flatten() {
+            std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
+        }
+    }
+    dir
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_port(port: u16) {
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("nothing listens on 127.0.0.1:{port}");
+}
+
+/// Peak resident memory (VmHWM, KiB) of a live process.
+fn vm_hwm(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn release_bin() -> PathBuf {
+    let bin = Path::new(REPO).join("target/release/dgzoo");
+    assert!(bin.exists(), "build the CLI first: cargo build --release --bin dgzoo");
+    bin
+}
+
+/// The real PySDK client against our AI server and against PySDK's own, same zoo, same frames.
+fn bench_aiserver() {
+    println!("\n== AI server: the PySDK 1.5.0 client over asio against our server and PySDK's ==");
+    let zoo = clean_zoo();
+    let zoo_s = zoo.path().to_str().unwrap().to_string();
+    let (ours_port, theirs_port) = (free_port(), free_port());
+    let mut ours = Command::new(release_bin())
+        .args(["server", "start", "--zoo", &zoo_s, "--port", &ours_port.to_string(), "--protocol", "asio", "--quiet"])
+        .spawn()
+        .unwrap();
+    // PySDK's server binds 0.0.0.0 (it has no host option); the client only talks to 127.0.0.1.
+    let mut theirs = Command::new(peer().join("venv/bin/degirum"))
+        .args(["server", "start", "--zoo", &zoo_s, "--port", &theirs_port.to_string(), "--protocol", "asio"])
+        .env("LD_LIBRARY_PATH", peer().join("ort"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_port(ours_port);
+    wait_port(theirs_port);
+    let img = zoo_dir().join("images/car_416.jpg");
+    let run = |port: u16| {
+        pysdk(&format!(
+            r#"
+import time, json, degirum as dg
+img = {img:?}
+out = {{}}
+for name in {models:?}:
+    m = dg.load_model(name, "127.0.0.1:{port}", "", input_image_format="RAW")
+    with m:
+        for _ in range(3): m.predict(img)
+        ts = []
+        for _ in range(30):
+            t = time.perf_counter(); m.predict(img); ts.append((time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        n = sum(1 for _ in m.predict_batch([img] * 100))
+        out[name] = {{"ms": sorted(ts)[15], "fps": n / (time.perf_counter() - t)}}
+print(json.dumps(out))
+"#,
+            img = img.to_str().unwrap(),
+            models = MODELS.to_vec()
+        ))
+    };
+    let (o, t) = (run(ours_port), run(theirs_port));
+    let local = pysdk(&format!(
+        r#"
+import time, json, degirum as dg
+m = dg.load_model({name:?}, dg.LOCAL, {zoo:?}, input_image_format="RAW")
+for _ in range(3): m.predict({img:?})
+ts = []
+for _ in range(30):
+    t = time.perf_counter(); m.predict({img:?}); ts.append((time.perf_counter() - t) * 1000)
+print(json.dumps({{"ms": sorted(ts)[15]}}))
+"#,
+        name = MODELS[5],
+        zoo = zoo_s,
+        img = img.to_str().unwrap()
+    ));
+    for name in MODELS {
+        row(&format!("{name} fps, PySDK client, asio"), o[name]["fps"].as_f64().unwrap(), t[name]["fps"].as_f64().unwrap(), "fps", ">= 1.2");
+    }
+    let local_ms = local["ms"].as_f64().unwrap();
+    let (oo, to) = (o[MODELS[5]]["ms"].as_f64().unwrap() - local_ms, t[MODELS[5]]["ms"].as_f64().unwrap() - local_ms);
+    println!("{:<58} dgzoo {oo:>9.2} ms    PySDK {to:>9.2} ms    (server latency minus PySDK local {local_ms:.2} ms)", "BlazeFace per-frame overhead over local inference");
+    row("server peak resident memory after serving all six models", vm_hwm(ours.id()) as f64 / 1024.0, vm_hwm(theirs.id()) as f64 / 1024.0, "MiB", "<= 0.25");
+    for port in [ours_port, theirs_port] {
+        let _ = Command::new(peer().join("venv/bin/degirum")).args(["server", "shutdown", "--port", &port.to_string()]).output();
+    }
+    for c in [&mut ours, &mut theirs] {
+        for _ in 0..50 {
+            if c.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// `download-zoo` of the test zoo from our hub: dgzoo's CLI next to PySDK's.
+fn bench_download() {
+    println!("\n== download-zoo of the six test models from our hub ==");
+    let root = tempfile::tempdir().unwrap();
+    let zoo_out = root.path().join("org/zoo");
+    let dirs: Vec<String> = MODELS.iter().map(|m| zoo_dir().join(m).to_str().unwrap().to_string()).collect();
+    let st = Command::new(release_bin()).arg("pack-model").arg("--out").arg(&zoo_out).args(&dirs).output().unwrap();
+    assert!(st.status.success(), "pack-model: {}", String::from_utf8_lossy(&st.stderr));
+    std::fs::write(root.path().join("tokens.json"), r#"{"benchtoken": {"is_admin": false, "zoos": ["org/zoo"]}}"#).unwrap();
+    let port = free_port();
+    let mut hub = Command::new(release_bin()).args(["hub", "--zoo", root.path().to_str().unwrap(), "--port", &port.to_string()]).spawn().unwrap();
+    wait_port(port);
+    let url = format!("http://127.0.0.1:{port}/org/zoo");
+    // Median of 3 runs, each into a fresh destination.
+    let time_it = |make: &dyn Fn(&Path) -> Command| {
+        let v = (0..3)
+            .map(|_| {
+                let dest = tempfile::tempdir().unwrap();
+                let mut cmd = make(dest.path());
+                let t = Instant::now();
+                let out = cmd.output().unwrap();
+                assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        median(v)
+    };
+    let ours = time_it(&|dest| {
+        let mut c = Command::new(release_bin());
+        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"]).arg(dest);
+        c
+    });
+    let home = tempfile::tempdir().unwrap();
+    let theirs = time_it(&|dest| {
+        let mut c = Command::new(peer().join("venv/bin/degirum"));
+        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"]).arg(dest).env("HOME", home.path()).env("LD_LIBRARY_PATH", peer().join("ort"));
+        c
+    });
+    row("download-zoo, 6 models (66 MB), median of 3", ours, theirs, "ms", "<= 0.5");
+    let _ = hub.kill();
+    let _ = hub.wait();
+}
+
 fn main() {
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let want = |g: &str| which.is_empty() || which.iter().any(|w| w == g);
@@ -188,5 +350,11 @@ fn main() {
     }
     if want("predict") {
         bench_predict();
+    }
+    if want("aiserver") {
+        bench_aiserver();
+    }
+    if want("download") {
+        bench_download();
     }
 }
