@@ -3,6 +3,7 @@
 //! [`store`]). Read-only: zoo-check, model list (full / short), info, dictionary, readme,
 //! check, download (streamed with Content-Length, constant memory), system info, token and
 //! zoo listing. Errors are JSON `{"detail": ...}` with dg-zoo-server's statuses and texts.
+pub mod infer;
 pub mod store;
 
 use crate::error::{Error, Result};
@@ -45,6 +46,8 @@ struct State {
     store: Store,
     requests: AtomicU64,
     rate_limit: Option<u64>,
+    /// socket.io cloud inference (`/api/v2/socket.io`).
+    infer: infer::CloudInference,
 }
 
 /// A running hub. Dropping it stops the server.
@@ -63,7 +66,7 @@ impl Hub {
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit });
+        let state = Arc::new(State { store: Store::new(&cfg.root), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, infer: infer::CloudInference::new()? });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -85,6 +88,11 @@ impl Hub {
     /// Requests received so far.
     pub fn request_count(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Open cloud-inference (socket.io) connections.
+    pub fn inference_connections(&self) -> usize {
+        self.state.infer.connections.load(Ordering::SeqCst)
     }
 
     /// Serve until the process ends.
@@ -148,7 +156,10 @@ fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn handle(state: &State, req: tiny_http::Request) {
+fn handle(state: &Arc<State>, req: tiny_http::Request) {
+    if req.url().starts_with(crate::socketio::PATH) && *req.method() == tiny_http::Method::Get {
+        return infer::accept(state, req);
+    }
     let resp = route(state, &req);
     let _ = req.respond(resp.with_chunked_threshold(usize::MAX));
 }

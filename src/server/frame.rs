@@ -33,6 +33,12 @@ impl State {
         let entry = self.find(name).ok_or_else(|| {
             protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Model '{name}' is not found in model zoo"), &[])
         })?;
+        self.open_entry(name, &entry, config)
+    }
+
+    /// Open a stream on a model given by its zoo entry (the hub's cloud inference runs models
+    /// that are not in this server's zoo directory through here).
+    pub fn open_entry(self: &Arc<Self>, name: &str, entry: &crate::zoo::local::ZooEntry, config: &Value) -> std::result::Result<StreamSession, String> {
         let mut params = entry.params.clone();
         params.merge_runtime(config);
         let fail = |e: Error| -> String {
