@@ -61,6 +61,8 @@ pub(crate) struct ModelShared {
     pub engine: Mutex<Option<Arc<Engine>>>,
     /// Set for models that run on an AI server instead of a local engine.
     pub remote: Option<Arc<crate::remote::RemoteBackend>>,
+    /// Set for `@cloud` models (socket.io cloud inference).
+    pub cloud: Option<Arc<crate::cloud::infer::CloudBackend>>,
     /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
     /// model's files from being evicted).
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
@@ -307,8 +309,31 @@ impl Model {
             state: RwLock::new(Arc::new(state)),
             engine: Mutex::new(None),
             remote,
+            cloud: None,
             keep_alive: Mutex::new(Vec::new()),
         })))
+    }
+
+    /// A `@cloud` model: parameters and labels from the cloud zoo, frames over socket.io,
+    /// JPEG by default (PySDK's cloud default); `supported` is the device check's result.
+    pub(crate) fn new_cloud(
+        name: &str,
+        params: ModelParams,
+        labels: &Value,
+        system_info: &Value,
+        system_pairs: &[DevicePair],
+        supported: Vec<String>,
+        backend: crate::cloud::infer::CloudBackend,
+    ) -> Result<Model> {
+        let mut m = Self::build(name, params, system_info, system_pairs, supported, harmonize_labels(labels), "JPEG", None)?;
+        let shared = Arc::get_mut(&mut m.0).ok_or_else(|| Error::internal("a new model is shared"))?;
+        shared.cloud = Some(Arc::new(backend));
+        Ok(m)
+    }
+
+    /// The cloud backend, for `@cloud` models.
+    pub(crate) fn cloud_backend(&self) -> Option<&crate::cloud::infer::CloudBackend> {
+        self.0.cloud.as_deref()
     }
 
     /// The AI-server backend, for models loaded from an AI server.
@@ -316,14 +341,14 @@ impl Model {
         self.0.remote.as_deref()
     }
 
-    /// Does this model run on an AI server?
+    /// Does this model run on an AI server or the cloud?
     pub fn is_remote(&self) -> bool {
-        self.0.remote.is_some()
+        self.0.remote.is_some() || self.0.cloud.is_some()
     }
 
     /// Make sure the model can run: loads the local engine (remote models need nothing).
     pub(crate) fn ready(&self) -> Result<()> {
-        if self.remote().is_none() {
+        if !self.is_remote() {
             self.engine(&self.state())?;
         }
         Ok(())
@@ -670,8 +695,8 @@ impl Model {
     /// The inference engine for the current settings, created on first use and re-created when
     /// a setting it depends on (device, input shape, threads) changes.
     pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
-        if self.remote().is_some() {
-            return Err(Error::unsupported(format!("model '{}' runs on an AI server and has no local engine", self.0.name)));
+        if self.is_remote() {
+            return Err(Error::unsupported(format!("model '{}' runs on an AI server or the cloud and has no local engine", self.0.name)));
         }
         let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
         let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());
