@@ -153,7 +153,7 @@ impl Session {
                     }
                     if attempt + 1 < CONNECT_ATTEMPTS {
                         // A refused TCP connect returns at once: pause like a wait timeout would.
-                        std::thread::sleep(Duration::from_millis(500 << attempt));
+                        std::thread::sleep(Duration::from_millis(1000 << attempt));
                     }
                 }
             }
