@@ -9,6 +9,12 @@
 //! timeout, so frames of one connection run one after another (the client's pipelined
 //! frames wait in the socket) and pings are sent between messages; the ping interval is
 //! long so an idle client does not give up on a silent server.
+//!
+//! With an AI-server pool (`Hub::set_aiserver_pool`, `dgzoo hub --aiserver ADDR ...`), each
+//! new connection is given to the pool member with the fewest open streams; frames go over
+//! that member's stream under the model's simple name (the members serve the same models in
+//! their own zoos). A failure of the member is a `[CRITICAL]` result: the client reconnects
+//! and re-sends, and lands on another member.
 use super::State;
 use crate::cache::archive::{self, is_safe_segment};
 use crate::params::ModelParams;
@@ -22,7 +28,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
+use crate::zoo::aiserver::{AiServerClient, RemoteStream};
+use crate::zoo::address::ServerAddress;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -42,6 +50,74 @@ pub struct CloudInference {
     /// Open socket.io connections.
     pub connections: AtomicUsize,
     next_sid: AtomicU64,
+    pool: RwLock<Vec<Arc<PoolMember>>>,
+}
+
+/// One AI server of the dispatch pool.
+pub struct PoolMember {
+    pub client: AiServerClient,
+    /// Streams currently open on it.
+    pub active: AtomicUsize,
+}
+
+/// Where a connection's frames run.
+enum Backend {
+    Local(StreamSession),
+    Remote(RemoteSession),
+}
+
+struct RemoteSession {
+    stream: Option<RemoteStream>,
+    member: Arc<PoolMember>,
+    inputs: usize,
+    timeout: Duration,
+    name: String,
+}
+
+impl Drop for RemoteSession {
+    fn drop(&mut self) {
+        if let Some(s) = self.stream.take() {
+            s.close();
+        }
+        self.member.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Backend {
+    fn num_inputs(&self) -> usize {
+        match self {
+            Backend::Local(s) => s.num_inputs(),
+            Backend::Remote(r) => r.inputs,
+        }
+    }
+    fn name(&self) -> &str {
+        match self {
+            Backend::Local(s) => &s.name,
+            Backend::Remote(r) => &r.name,
+        }
+    }
+    fn run_frame(&mut self, inputs: &[Vec<u8>]) -> Vec<u8> {
+        match self {
+            Backend::Local(s) => s.run_frame(inputs),
+            Backend::Remote(r) => {
+                let server = r.member.client.server();
+                let Some(stream) = r.stream.as_mut() else {
+                    return protocol::encode(&protocol::frame_err(&format!("[CRITICAL]AI server '{server}' stream is closed")));
+                };
+                match stream.send_frame(inputs).and_then(|_| stream.recv(r.timeout)) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        // The stream is out of sync or gone: the client must reconnect.
+                        if let Some(s) = r.stream.take() {
+                            s.close();
+                        }
+                        let msg = if e.message.contains("[CRITICAL]") { e.message } else { format!("[CRITICAL]{}", e.message) };
+                        protocol::encode(&protocol::frame_err(&msg))
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl CloudInference {
@@ -57,7 +133,42 @@ impl CloudInference {
             extracted: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
             next_sid: AtomicU64::new(1),
+            pool: RwLock::new(Vec::new()),
         })
+    }
+
+    /// Dispatch new connections to these AI servers instead of the local runtimes.
+    pub fn set_pool(&self, servers: Vec<ServerAddress>) {
+        let members = servers.into_iter().map(|a| Arc::new(PoolMember { client: AiServerClient::new(a), active: AtomicUsize::new(0) })).collect();
+        *self.pool.write().unwrap_or_else(|p| p.into_inner()) = members;
+    }
+
+    /// Open streams per pool member (`host:port`), in pool order.
+    pub fn pool_load(&self) -> Vec<(String, usize)> {
+        self.pool.read().unwrap_or_else(|p| p.into_inner()).iter().map(|m| (m.client.server(), m.active.load(Ordering::SeqCst))).collect()
+    }
+
+    /// Open a stream on the least-busy pool member that accepts it.
+    fn open_remote(&self, model: &str, full_name: &str, inputs: usize, config: &Value, timeout_s: f64) -> Option<Result<RemoteSession, String>> {
+        let mut members: Vec<Arc<PoolMember>> = self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if members.is_empty() {
+            return None;
+        }
+        members.sort_by_key(|m| m.active.load(Ordering::SeqCst));
+        let mut errors = Vec::new();
+        for m in members {
+            m.active.fetch_add(1, Ordering::SeqCst);
+            // Counted from here: the RemoteSession's drop gives it back.
+            let mut session = RemoteSession { stream: None, member: m.clone(), inputs, timeout: Duration::from_secs_f64(timeout_s.clamp(1.0, 3600.0)), name: full_name.to_string() };
+            match m.client.open_stream(model, config) {
+                Ok(s) => {
+                    session.stream = Some(s);
+                    return Some(Ok(session));
+                }
+                Err(e) => errors.push(format!("{}: {}", m.client.server(), e.message)),
+            }
+        }
+        Some(Err(format!("no AI server of the pool accepted the stream ({})", errors.join("; "))))
     }
 
     /// The model's files, extracted from its archive once per checksum.
@@ -140,7 +251,7 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
     if ws.send(Message::Text(socketio::open_text(&sid, PING_INTERVAL.as_millis() as u64, PING_TIMEOUT.as_millis() as u64))).is_err() {
         return;
     }
-    let mut session: Option<StreamSession> = None;
+    let mut session: Option<Backend> = None;
     let mut last_ping = Instant::now();
     loop {
         let msg = match ws.read() {
@@ -176,7 +287,7 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
                     socketio::EVENT => match p.as_event() {
                         Some(("predict", args)) => {
                             let frame_no = args.get(1).cloned().unwrap_or(Mp::Nil);
-                            let result = predict(session.as_ref(), args.first());
+                            let result = predict(session.as_mut(), args.first());
                             // run_frame's packet is msgpack we wrote ourselves.
                             let value = socketio::mp_from_bytes(&result).unwrap_or(Mp::Nil);
                             send_packet(ws, &Packet::event("predict_result", vec![value, frame_no]))
@@ -204,7 +315,7 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
 }
 
 /// One `predict` event → the msgpack result packet (results or an error map).
-fn predict(session: Option<&StreamSession>, payload: Option<&Mp>) -> Vec<u8> {
+fn predict(session: Option<&mut Backend>, payload: Option<&Mp>) -> Vec<u8> {
     let err = |m: &str| protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", m, &[])));
     let Some(s) = session else { return err("the connection is not authorized: send CONNECT first") };
     let bytes = match payload {
@@ -213,13 +324,13 @@ fn predict(session: Option<&StreamSession>, payload: Option<&Mp>) -> Vec<u8> {
     };
     match socketio::decode_frame(bytes) {
         Ok(inputs) if inputs.len() == s.num_inputs() => s.run_frame(&inputs),
-        Ok(inputs) => err(&format!("frame has {} input(s), model '{}' takes {}", inputs.len(), s.name, s.num_inputs())),
+        Ok(inputs) => err(&format!("frame has {} input(s), model '{}' takes {}", inputs.len(), s.name(), s.num_inputs())),
         Err(m) => err(&m),
     }
 }
 
 /// Check the CONNECT auth and open the stream. The error is the CONNECT_ERROR message.
-fn connect(state: &State, data: &Mp) -> Result<StreamSession, String> {
+fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     let auth = socketio::mp_to_json(data);
     let field = |k: &str| auth.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let refused = |m: String| format!("{REFUSED}{m}");
@@ -237,18 +348,28 @@ fn connect(state: &State, data: &Mp) -> Result<StreamSession, String> {
         return Err(not_found());
     }
     let info = st.model(&zoo_dir, &model).ok_or_else(not_found)?;
-    let dir = state.infer.model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum).map_err(refused)?;
-    let config_path = dir.join(format!("{model}.json"));
-    let mut params = ModelParams::from_file(&config_path).map_err(|e| refused(format!("model {model} has a bad configuration: {}", e.message)))?;
-    params.absolutize_paths(&dir).map_err(|e| refused(e.message))?;
-    // `model_params` is the client's full model JSON as a string; only its runtime
-    // parameters are taken (merge_runtime).
     let config = match auth.get("model_params") {
         Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s).map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?,
         Some(o @ Value::Object(_)) => o.clone(),
         _ => Value::Null,
     };
     let full_name = format!("{org}/{zoo}/{model}");
+    let inputs = ModelParams::from_value(info.params.clone()).map(|p| p.num_inputs().max(1)).unwrap_or(1);
+    let timeout_s = auth.get("inference_timeout_s").and_then(Value::as_f64).unwrap_or(40.0);
+    if let Some(r) = state.infer.open_remote(&model, &full_name, inputs, &config, timeout_s) {
+        return r.map(Backend::Remote).map_err(refused);
+    }
+    let dir = state.infer.model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum).map_err(refused)?;
+    let config_path = dir.join(format!("{model}.json"));
+    let mut params = ModelParams::from_file(&config_path).map_err(|e| refused(format!("model {model} has a bad configuration: {}", e.message)))?;
+    params.absolutize_paths(&dir).map_err(|e| refused(e.message))?;
+    // `model_params` is the client's full model JSON; only its runtime parameters are
+    // taken (merge_runtime).
     let entry = ZooEntry { name: full_name.clone(), params, config_path };
-    state.infer.engines.open_entry(&full_name, &entry, &config).map_err(|text| refused(text.replace(&state.infer.work.path().to_string_lossy().to_string(), "<work>")))
+    state
+        .infer
+        .engines
+        .open_entry(&full_name, &entry, &config)
+        .map(Backend::Local)
+        .map_err(|text| refused(text.replace(&state.infer.work.path().to_string_lossy().to_string(), "<work>")))
 }

@@ -90,6 +90,17 @@ impl Hub {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Run cloud inference on these AI servers (least-busy first) instead of the local
+    /// runtimes; an empty list goes back to local runtimes.
+    pub fn set_aiserver_pool(&self, servers: Vec<crate::zoo::address::ServerAddress>) {
+        self.state.infer.set_pool(servers);
+    }
+
+    /// Open streams per pool member (`host:port`).
+    pub fn aiserver_pool_load(&self) -> Vec<(String, usize)> {
+        self.state.infer.pool_load()
+    }
+
     /// Open cloud-inference (socket.io) connections.
     pub fn inference_connections(&self) -> usize {
         self.state.infer.connections.load(Ordering::SeqCst)
