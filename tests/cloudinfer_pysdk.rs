@@ -28,6 +28,15 @@ m = zoo.load_model(cases[-1][0], input_image_format="RAW")
 imgs = [images + "/" + i for i in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]] * 3
 with m:
     out["batch"] = [r.results for r in m.predict_batch(imgs)]
+# error texts
+for key, fn in [("local_path", lambda: dg.connect(dg.CLOUD, images, tok)),
+                ("bad_token", lambda: dg.connect(dg.CLOUD, url, "wrong-token")),
+                ("no_model", lambda: zoo.load_model("nomodel"))]:
+    try:
+        fn()
+        out[key] = None
+    except Exception as e:
+        out[key] = str(e)
 # revoke the token: the next CONNECT is refused by the socket.io server
 m = zoo.load_model(cases[0][0], input_image_format="RAW")
 open(tokens_file, "w").write("{}")
@@ -72,7 +81,51 @@ fn pysdk_cloud_client_predicts_through_our_hub() {
     for (i, img) in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"].iter().cycle().take(9).enumerate() {
         assert_close(&batch[i], &golden(YOLO, img), 0.5, &format!("batch[{i}] {img}"));
     }
+    // Our client gives the same texts (with the token the script revoked restored).
+    std::fs::write(&tokens, format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let ours = |url: &str, tok: &str| {
+        dgzoo::zoo::Zoo::connect_with("@cloud", url, tok, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).map(|_| ()).unwrap_err().message
+    };
+    assert_eq!(v["local_path"], ours(&images, TOKEN));
+    assert_eq!(v["bad_token"], ours(&url, "wrong-token"));
+    let our_zoo = dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    assert_eq!(v["no_model"], our_zoo.load_model("nomodel", &Value::Null).unwrap_err().message);
     let revoked = v["revoked"].as_str().unwrap_or_default();
     assert!(revoked.contains("Inference connection refused: token is not valid"), "{revoked}");
     assert!(hub.request_count() > 0);
+}
+
+const DROP_SCRIPT: &str = r#"
+import sys, os, faulthandler, degirum as dg
+faulthandler.dump_traceback_later(120, exit=True)
+url, tok, img, name = sys.argv[1:5]
+m = dg.connect(dg.CLOUD, url, tok).load_model(name, input_image_format="RAW")
+with m:
+    for i, r in enumerate(m.predict_batch([img] * 40)):
+        if i == 2:
+            print("DROPPING", flush=True)
+            os._exit(0)  # vanish mid-stream, frames still in flight
+"#;
+
+#[test]
+fn pysdk_client_vanishing_mid_stream_leaves_the_hub_serving() {
+    let Some(peer) = peer() else { return };
+    let root = hub_root(&[YOLO]);
+    let hub = start_hub(root.path());
+    let home = tempfile::tempdir().unwrap();
+    let url = hub_url(&hub);
+    let img = format!("{ZOO}/images/girls_256.jpg");
+    let (ok, out, err) = run_pysdk(&peer, home.path(), DROP_SCRIPT, &[&url, TOKEN, &img, YOLO]);
+    assert!(ok && out.contains("DROPPING"), "{out}\n{err}");
+    let t = std::time::Instant::now();
+    while hub.inference_connections() > 0 {
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the hub still holds the vanished client's connection");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let zoo = dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let m = zoo.load_model(YOLO, &serde_json::json!({"input_image_format": "RAW"})).unwrap();
+    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
+    assert_close(&serde_json::to_value(&r.results).unwrap(), &golden(YOLO, "girls_256.jpg"), 1e-4, "after the vanished client");
 }
