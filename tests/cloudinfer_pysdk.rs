@@ -129,3 +129,101 @@ fn pysdk_client_vanishing_mid_stream_leaves_the_hub_serving() {
     let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
     assert_close(&serde_json::to_value(&r.results).unwrap(), &golden(YOLO, "girls_256.jpg"), 1e-4, "after the vanished client");
 }
+
+const RESTART_SCRIPT: &str = r#"
+import sys, os, json, faulthandler, degirum as dg
+faulthandler.dump_traceback_later(240, exit=True)
+url, tok, images, name, n = sys.argv[1:6]
+imgs = [images + "/" + i for i in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]]
+m = dg.connect(dg.CLOUD, url, tok).load_model(name, input_image_format="RAW")
+with m:
+    for i, r in enumerate(m.predict_batch((imgs * 100)[: int(n)])):
+        print("R " + json.dumps(r.results), flush=True)
+print("DONE", flush=True)
+os._exit(0)
+"#;
+
+/// A TCP forwarder with a switchable target: the stable address a restarted server sits
+/// behind (PySDK retries a refused connection at once, so the address must stay up).
+fn proxy(target: std::sync::Arc<std::sync::atomic::AtomicU16>) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming().flatten() {
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", target.load(std::sync::atomic::Ordering::SeqCst))) else { continue };
+            for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)] {
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from, &mut to);
+                    let _ = to.shutdown(std::net::Shutdown::Both);
+                    let _ = from.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        }
+    });
+    port
+}
+
+fn spawn_hub(root: &std::path::Path, port: u16) -> ChildGuard {
+    let child = std::process::Command::new(dgzoo_bin())
+        .args(["hub", "--port", &port.to_string(), "--zoo"])
+        .arg(root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start dgzoo hub");
+    let g = ChildGuard(child);
+    assert!(wait_port(port, std::time::Duration::from_secs(30)), "hub did not start on {port}");
+    g
+}
+
+#[test]
+fn pysdk_stream_survives_a_hub_restart() {
+    use std::io::BufRead;
+    let Some(peer) = peer() else { return };
+    let root = hub_root(&[EFF_F]);
+    let p1 = free_port();
+    let mut hub1 = spawn_hub(root.path(), p1);
+    let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(p1));
+    let port = proxy(target.clone());
+    let home = tempfile::tempdir().unwrap();
+    let script = home.path().join("restart.py");
+    std::fs::write(&script, RESTART_SCRIPT).unwrap();
+    let n = 30;
+    let mut child = std::process::Command::new(peer.join("venv/bin/python"))
+        .arg(&script)
+        .args([&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"), TOKEN, &format!("{ZOO}/images"), EFF_F, &n.to_string()])
+        .env("HOME", home.path())
+        .env("LD_LIBRARY_PATH", ort_dir(&peer))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut results = Vec::new();
+    let mut done = false;
+    let mut hub2 = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if let Some(r) = line.strip_prefix("R ") {
+            results.push(serde_json::from_str::<Value>(r).unwrap());
+            if results.len() == 3 {
+                // Restart: the new hub comes up, the address moves to it, the old one dies.
+                let p2 = free_port();
+                hub2 = Some(spawn_hub(root.path(), p2));
+                target.store(p2, std::sync::atomic::Ordering::SeqCst);
+                let _ = hub1.0.kill();
+                let _ = hub1.0.wait();
+            }
+        } else if line == "DONE" {
+            done = true;
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(done, "PySDK stream did not finish: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(hub2.is_some());
+    assert_eq!(results.len(), n);
+    for (k, r) in results.iter().enumerate() {
+        let img = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"][k % 3];
+        assert_close(r, &golden(EFF_F, img), 1e-4, &format!("PySDK frame {k} across the restart"));
+    }
+}
