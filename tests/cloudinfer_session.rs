@@ -29,7 +29,7 @@ fn server(script: impl Fn(usize, &mut Ws) + Send + 'static) -> Endpoint {
             script(i, &mut ws);
         }
     });
-    Endpoint { host: "127.0.0.1".into(), port, display: format!("127.0.0.1:{port}") }
+    Endpoint { host: "127.0.0.1".into(), port, display: format!("127.0.0.1:{port}"), tls: false }
 }
 
 fn read_packet(ws: &mut Ws) -> Option<Packet> {
@@ -132,7 +132,46 @@ fn silent_server_times_out_with_pysdk_text() {
 #[test]
 fn unreachable_server_fails_after_retries() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let ep = Endpoint { host: "127.0.0.1".into(), port, display: format!("127.0.0.1:{port}") };
+    let ep = Endpoint { host: "127.0.0.1".into(), port, display: format!("127.0.0.1:{port}"), tls: false };
     let e = Session::open(ep, &json!({}), "o/z/m", 1.0, 1).unwrap_err();
     assert!(e.message.starts_with(&format!("Unable to open connection to cloud server 127.0.0.1:{port}: ")), "{}", e.message);
+}
+
+/// `https` clouds get `wss://` with certificate verification: a self-signed server (openssl
+/// s_server) is rejected during the handshake.
+#[test]
+fn wss_verifies_the_server_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    if !made.as_ref().is_ok_and(|o| o.status.success()) {
+        eprintln!("SKIP: openssl is not available");
+        return;
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-quiet", "-accept", &port.to_string(), "-cert"])
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t.elapsed() < Duration::from_secs(10), "s_server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ep = Endpoint { host: "localhost".into(), port, display: format!("localhost:{port}"), tls: true };
+    let e = Session::open(ep, &json!({}), "o/z/m", 1.0, 1).unwrap_err();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(e.message.contains("invalid peer certificate"), "{}", e.message);
 }

@@ -17,8 +17,9 @@ use crate::socketio::{self, Control, Packet};
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::{Message, WebSocket};
 
@@ -36,15 +37,49 @@ pub struct Endpoint {
     pub port: u16,
     /// `host[:port]` as in the URL (PySDK's `url.split('://')[-1]`).
     pub display: String,
+    /// `https` cloud: WebSocket over TLS (`wss://`).
+    pub tls: bool,
+}
+
+/// A byte stream under the WebSocket: plain TCP or TLS over TCP.
+trait Transport: Read + Write + Send {
+    fn tcp(&self) -> &TcpStream;
+}
+impl Transport for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+impl Transport for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+type Ws = WebSocket<Box<dyn Transport>>;
+
+/// Web PKI roots (the same set ureq trusts for the cloud's HTTP API).
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CFG: once_cell::sync::OnceCell<Arc<rustls::ClientConfig>> = once_cell::sync::OnceCell::new();
+    CFG.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap_or_else(|_| rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider())).with_protocol_versions(&[&rustls::version::TLS12]).expect("TLS 1.2 is supported by ring"));
+        Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+    })
+    .clone()
 }
 
 impl Endpoint {
     pub fn from_client(c: &CloudClient) -> Result<Endpoint> {
         let z = c.zoo();
-        let default_port = match z.scheme.as_str() {
-            "http" => 80,
-            // Our WebSocket client speaks plain TCP only.
-            _ => return Err(Error::unsupported(format!("cloud inference over {} is not supported by this build of dgzoo; use an http:// cloud URL", z.scheme))),
+        let (default_port, tls) = match z.scheme.as_str() {
+            "http" => (80, false),
+            "https" => (443, true),
+            other => return Err(Error::unsupported(format!("cloud inference over {other} is not supported"))),
         };
         let (host, port) = match z.host.rsplit_once(':') {
             Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => match p.parse::<u16>() {
@@ -53,7 +88,7 @@ impl Endpoint {
             },
             _ => (z.host.clone(), default_port),
         };
-        Ok(Endpoint { host, port, display: z.host.clone() })
+        Ok(Endpoint { host, port, display: z.host.clone(), tls })
     }
 }
 
@@ -85,7 +120,7 @@ pub struct Session {
     model: String,
     timeout: Duration,
     depth: usize,
-    ws: Option<WebSocket<TcpStream>>,
+    ws: Option<Ws>,
     next_in: u64,
     next_out: u64,
     /// Payloads of frames sent and not answered yet, oldest first.
@@ -163,14 +198,21 @@ impl Session {
     }
 
     /// One attempt. Err((reason, refused-for-good)).
-    fn connect_once(&self, wait: Duration) -> std::result::Result<WebSocket<TcpStream>, (String, bool)> {
+    fn connect_once(&self, wait: Duration) -> std::result::Result<Ws, (String, bool)> {
         let e = &self.endpoint;
         let sock = protocol::http::connect(&e.host, e.port, wait).map_err(|x| (x.message, false))?;
         let _ = sock.set_nodelay(true);
         let _ = sock.set_read_timeout(Some(wait));
         let _ = sock.set_write_timeout(Some(wait.max(Duration::from_secs(20))));
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let url = format!("ws://{}/{}/?transport=websocket&EIO=4&t={t:.6}", e.display, socketio::PATH.trim_start_matches('/'));
+        let url = format!("{}://{}/{}/?transport=websocket&EIO=4&t={t:.6}", if e.tls { "wss" } else { "ws" }, e.display, socketio::PATH.trim_start_matches('/'));
+        let sock: Box<dyn Transport> = if e.tls {
+            let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|x| (format!("invalid server name '{}': {x}", e.host), true))?;
+            let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|x| (format!("TLS error: {x}"), false))?;
+            Box::new(rustls::StreamOwned::new(conn, sock))
+        } else {
+            Box::new(sock)
+        };
         let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), sock, Some(protocol::http::ws_config(socketio::MAX_PAYLOAD, false)))
             .map_err(|x| (format!("WebSocket handshake failed: {x}"), false))?;
         let deadline = Instant::now() + wait;
@@ -298,7 +340,7 @@ impl Session {
                 ));
             }
             let ws = self.ws.as_mut().expect("checked above");
-            let _ = ws.get_mut().set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = ws.get_mut().tcp().set_read_timeout(Some(left.max(Duration::from_millis(1))));
             let msg = match ws.read() {
                 Ok(m) => m,
                 Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
