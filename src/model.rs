@@ -373,6 +373,10 @@ impl Model {
     }
 
     fn devices_available(&self, params: &ModelParams) -> Vec<u64> {
+        // PySDK's cloud model: the cloud decides, every mask bit is available.
+        if self.0.cloud.is_some() {
+            return (0..64).collect();
+        }
         let key = format!("{}/{}", params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
         let n = self.0.system_info.get("Devices").and_then(|d| d.get(&key)).and_then(Value::as_array).map_or(0, Vec::len);
         (0..n as u64).collect()

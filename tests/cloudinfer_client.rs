@@ -37,6 +37,8 @@ fn our_client_predicts_through_our_hub() {
     for m in [EFF_F, EFF_ONNX, YOLO] {
         let model = zoo.load_model(m, &json!({"input_image_format": "RAW"})).unwrap();
         assert_eq!(model.name(), format!("{ORG}/{ZOONAME}/{m}"));
+        // PySDK: a cloud model's devices_available is range(64).
+        assert_eq!(model.get_property("devices_available").unwrap(), json!((0..64).collect::<Vec<u64>>()));
         for img in IMAGES {
             assert_close(&results(&model, img), &golden(m, img), 1e-4, &format!("cloud {m} {img}"));
         }

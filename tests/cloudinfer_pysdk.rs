@@ -17,7 +17,7 @@ out["devices"] = sorted(zoo.supported_device_types())
 res = {}
 for name, img in cases:
     m = zoo.load_model(name, input_image_format="RAW")
-    out.setdefault("names", {})[name] = m.model_info.Checksum is not None
+    out["devices_available"] = list(m.devices_available)
     res[name + "/" + img] = m.predict(images + "/" + img).results
 out["results"] = res
 # JPEG frames (the cloud default)
@@ -91,6 +91,9 @@ fn pysdk_cloud_client_predicts_through_our_hub() {
     assert_eq!(v["bad_token"], ours(&url, "wrong-token"));
     let our_zoo = dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
     assert_eq!(v["no_model"], our_zoo.load_model("nomodel", &Value::Null).unwrap_err().message);
+    assert_eq!(v["devices_available"], serde_json::json!((0..64).collect::<Vec<u64>>()));
+    let ours_model = our_zoo.load_model(EFF_F, &Value::Null).unwrap();
+    assert_eq!(ours_model.get_property("devices_available").unwrap(), v["devices_available"]);
     let revoked = v["revoked"].as_str().unwrap_or_default();
     assert!(revoked.contains("Inference connection refused: token is not valid"), "{revoked}");
     assert!(hub.request_count() > 0);
