@@ -159,7 +159,7 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT);
     let jpeg = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::decode(&image("cat_224.jpg")).unwrap(), 95).unwrap();
     for n in 0..2 {
-        ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(&[jpeg.clone()])), rmpv::Value::from(n.to_string().as_str())]).encode())).unwrap();
+        ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(std::slice::from_ref(&jpeg))), rmpv::Value::from(n.to_string().as_str())]).encode())).unwrap();
     }
     assert_eq!(hub.inference_connections(), 1);
     drop(ws);

@@ -351,11 +351,7 @@ impl Session {
             };
             match msg {
                 Message::Text(t) => match socketio::parse_control(&t) {
-                    Ok(Control::Ping) => {
-                        if ws.send(Message::Text(socketio::PONG.into())).is_err() {
-                            self.drop_connection("connection lost");
-                        }
-                    }
+                    Ok(Control::Ping) if ws.send(Message::Text(socketio::PONG.into())).is_err() => self.drop_connection("connection lost"),
                     Ok(Control::Close) => self.drop_connection("server closed the connection"),
                     _ => {}
                 },

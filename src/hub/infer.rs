@@ -339,7 +339,7 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     let tokens = st.tokens();
     let rights = tokens.get(&token).ok_or_else(|| refused("token is not valid".into()))?;
     let zoo_url = format!("{org}/{zoo}");
-    if !rights.is_admin && !rights.zoos.iter().any(|z| *z == zoo_url) {
+    if !rights.is_admin && !rights.zoos.contains(&zoo_url) {
         return Err(refused(format!("token does not have access rights to zoo {zoo_url}")));
     }
     let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo)).then(|| st.zoo_dir(&org, &zoo)).flatten().ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
