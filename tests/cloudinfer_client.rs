@@ -128,6 +128,18 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     let root = hub_root(&[EFF_F]);
     let hub = start_hub(root.path());
     let port = hub.addr().port();
+    // The connection cap: a second connection is refused while one is open.
+    hub.set_max_inference_connections(1);
+    let first = raw_ws(port, "transport=websocket&EIO=4").unwrap();
+    let e = raw_ws(port, "transport=websocket&EIO=4").unwrap_err();
+    assert!(e.contains("503"), "{e}");
+    drop(first);
+    let t = Instant::now();
+    while hub.inference_connections() > 0 {
+        assert!(t.elapsed() < Duration::from_secs(20), "slot not released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    hub.set_max_inference_connections(dgzoo::hub::infer::MAX_CONNECTIONS);
     // Long-polling and other Engine.IO versions are refused.
     assert!(raw_ws(port, "transport=polling&EIO=4").is_err());
     assert!(raw_ws(port, "transport=websocket&EIO=3").is_err());

@@ -38,6 +38,10 @@ use tungstenite::{Message, WebSocket};
 /// Engine.IO heartbeat advertised to clients (pings are sent between messages only).
 const PING_INTERVAL: Duration = Duration::from_secs(300);
 const PING_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default cap on simultaneous socket.io connections: each holds a thread, and a client that
+/// stops reading (or never sends) can hold it indefinitely, since tiny_http's upgraded
+/// stream cannot be given timeouts.
+pub const MAX_CONNECTIONS: usize = 256;
 /// The prefix PySDK treats as final (no retry).
 pub const REFUSED: &str = "Inference connection refused: ";
 
@@ -49,6 +53,7 @@ pub struct CloudInference {
     extracted: Mutex<HashMap<String, PathBuf>>,
     /// Open socket.io connections.
     pub connections: AtomicUsize,
+    pub max_connections: AtomicUsize,
     next_sid: AtomicU64,
     pool: RwLock<Vec<Arc<PoolMember>>>,
 }
@@ -132,6 +137,7 @@ impl CloudInference {
             work,
             extracted: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
+            max_connections: AtomicUsize::new(MAX_CONNECTIONS),
             next_sid: AtomicU64::new(1),
             pool: RwLock::new(Vec::new()),
         })
@@ -225,11 +231,17 @@ pub(super) fn accept(state: &Arc<State>, req: tiny_http::Request) {
         let _ = req.respond(plain(400, "Only the websocket transport is supported"));
         return;
     };
+    // Reserve the slot before upgrading; refuse when the hub is full.
+    let max = state.infer.max_connections.load(Ordering::SeqCst);
+    if state.infer.connections.fetch_add(1, Ordering::SeqCst) >= max {
+        state.infer.connections.fetch_sub(1, Ordering::SeqCst);
+        let _ = req.respond(plain(503, &format!("Too many inference connections (limit {max})")));
+        return;
+    }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
     let resp = tiny_http::Response::empty(101).with_header(super::header("Sec-WebSocket-Accept", &accept));
     let stream = req.upgrade("websocket", resp);
     let st = state.clone();
-    st.infer.connections.fetch_add(1, Ordering::SeqCst);
     let spawned = std::thread::Builder::new().name("dgzoo-hub-sio".into()).spawn(move || {
         let _guard = ConnGuard(&st.infer.connections);
         let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(protocol::http::ws_config(socketio::MAX_PAYLOAD, true)));

@@ -101,6 +101,12 @@ impl Hub {
         self.state.infer.pool_load()
     }
 
+    /// Cap simultaneous cloud-inference connections (default `infer::MAX_CONNECTIONS`);
+    /// more are refused with 503.
+    pub fn set_max_inference_connections(&self, n: usize) {
+        self.state.infer.max_connections.store(n, Ordering::SeqCst);
+    }
+
     /// Open cloud-inference (socket.io) connections.
     pub fn inference_connections(&self) -> usize {
         self.state.infer.connections.load(Ordering::SeqCst)
