@@ -57,3 +57,27 @@ fn hub_spreads_streams_over_an_aiserver_pool() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+#[test]
+fn dgzoo_hub_cli_takes_an_aiserver_pool() {
+    let root = hub_root(&[EFF_F]);
+    let port = free_port();
+    let dead = format!("127.0.0.1:{}", free_port());
+    let child = std::process::Command::new(dgzoo_bin())
+        .args(["hub", "--port", &port.to_string(), "--aiserver", &dead, "--zoo"])
+        .arg(root.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _g = ChildGuard(child);
+    assert!(wait_port(port, std::time::Duration::from_secs(30)));
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}");
+    let zoo = Zoo::connect_with("@cloud", &url, TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let m = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
+    // Only the (dead) pool may run frames: the local runtimes are not used.
+    let e = predict(&m, &[Input::Bytes(&image("cat_224.jpg"))]).unwrap_err();
+    assert!(e.message.contains("Inference connection refused: no AI server of the pool accepted the stream"), "{}", e.message);
+    assert!(e.message.contains(&dead), "{}", e.message);
+}
