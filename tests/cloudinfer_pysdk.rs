@@ -230,3 +230,81 @@ fn pysdk_stream_survives_a_hub_restart() {
         assert_close(r, &golden(EFF_F, img), 1e-4, &format!("PySDK frame {k} across the restart"));
     }
 }
+
+/// The real DeGirum AI server (PySDK 1.5.0's `degirum server`) on 127.0.0.1; shut down on drop.
+struct DgServer {
+    child: std::process::Child,
+    port: u16,
+    peer: std::path::PathBuf,
+}
+
+impl Drop for DgServer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(self.peer.join("venv/bin/degirum"))
+            .args(["server", "shutdown", "--port", &self.port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+        let t = std::time::Instant::now();
+        while t.elapsed() < std::time::Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const POOL_SCRIPT: &str = r#"
+import sys, json, os, faulthandler, degirum as dg
+faulthandler.dump_traceback_later(180, exit=True)
+url, tok, images, name = sys.argv[1:5]
+m = dg.connect(dg.CLOUD, url, tok).load_model(name, input_image_format="RAW")
+out = {img: m.predict(images + "/" + img).results for img in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]}
+print("JSON" + json.dumps(out), flush=True)
+os._exit(0)
+"#;
+
+/// Full real stack around our hub: PySDK's cloud client → our hub → DeGirum's AI server.
+#[test]
+fn pysdk_client_through_our_hub_to_a_real_aiserver_pool() {
+    let Some(peer) = peer() else { return };
+    // The AI server's zoo: the model directory (symlinks into the shared zoo).
+    let zdir = tempfile::tempdir().unwrap();
+    let dst = zdir.path().join(EFF_F);
+    std::fs::create_dir(&dst).unwrap();
+    for f in std::fs::read_dir(std::path::Path::new(ZOO).join(EFF_F)).unwrap().flatten() {
+        std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
+    }
+    let port = free_port();
+    let home = tempfile::tempdir().unwrap();
+    let child = std::process::Command::new(peer.join("venv/bin/degirum"))
+        .args(["server", "start", "--zoo", zdir.path().to_str().unwrap(), "--port", &port.to_string(), "--protocol", "asio"])
+        .env("HOME", home.path())
+        .env("LD_LIBRARY_PATH", ort_dir(&peer))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start degirum server");
+    let _server = DgServer { child, port, peer: peer.clone() };
+    let addr = dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap();
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(addr.clone());
+    let t = std::time::Instant::now();
+    while client.ping().is_err() {
+        assert!(t.elapsed() < std::time::Duration::from_secs(60), "degirum server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let root = hub_root(&[EFF_F]);
+    let hub = start_hub(root.path());
+    hub.set_aiserver_pool(vec![addr]);
+    let (ok, out, err) = run_pysdk(&peer, home.path(), POOL_SCRIPT, &[&hub_url(&hub), TOKEN, &format!("{ZOO}/images"), EFF_F]);
+    assert!(ok, "PySDK failed:\n{out}\n{err}");
+    let line = out.lines().find_map(|l| l.strip_prefix("JSON")).unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
+    let v: Value = serde_json::from_str(line).unwrap();
+    for img in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"] {
+        assert_close(&v[img], &golden(EFF_F, img), 1e-4, &format!("via the real AI server: {img}"));
+    }
+}
