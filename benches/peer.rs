@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- list|predict|aiserver|download (some groups)
+//!   cargo bench --bench peer -- list|predict|aiserver|download|cache (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::{predict, Input};
@@ -299,15 +299,64 @@ print(json.dumps({{"ms": sorted(ts)[15]}}))
     }
 }
 
+/// A hub root holding the six test models as `org/zoo`, readable with token `benchtoken`.
+fn hub_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<String> = MODELS.iter().map(|m| zoo_dir().join(m).to_str().unwrap().to_string()).collect();
+    let st = Command::new(release_bin()).arg("pack-model").arg("--out").arg(root.path().join("org/zoo")).args(&dirs).output().unwrap();
+    assert!(st.status.success(), "pack-model: {}", String::from_utf8_lossy(&st.stderr));
+    std::fs::write(root.path().join("tokens.json"), r#"{"benchtoken": {"is_admin": false, "zoos": ["org/zoo"]}}"#).unwrap();
+    root
+}
+
+/// Local inference with a cloud zoo (our hub): a fresh process loads a model and runs one frame,
+/// first with an empty model cache (download), then with the model cached. Hub requests counted.
+fn bench_cache() {
+    println!("\n== cloud zoo model cache: fresh process, load_model + one frame, from our hub ==");
+    let root = hub_root();
+    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    cfg.port = 0;
+    let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
+    let url = format!("http://{}/org/zoo", hub.addr());
+    let name = MODELS[0];
+    let size = std::fs::metadata(root.path().join(format!("org/zoo/{name}.zip"))).unwrap().len() as f64;
+    let img = zoo_dir().join("images/car_416.jpg");
+    let measure = |make: &dyn Fn() -> Command| {
+        let mut runs = Vec::new();
+        for _ in 0..4 {
+            let r0 = hub.request_count();
+            let t = Instant::now();
+            let out = make().output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            runs.push((t.elapsed().as_secs_f64() * 1000.0, hub.request_count() - r0));
+        }
+        let cold = runs[0];
+        let hit = median(runs[1..].iter().map(|r| r.0).collect());
+        (cold, hit, runs[1].1)
+    };
+    let ours_cache = tempfile::tempdir().unwrap();
+    let ours = measure(&|| {
+        let mut c = Command::new(release_bin());
+        c.args(["predict", "--zoo", &url, "--token", "benchtoken", "--model", name]).arg(&img).env("DGZOO_CACHE_DIR", ours_cache.path());
+        c
+    });
+    let home = tempfile::tempdir().unwrap();
+    let script = format!("import degirum as dg; m = dg.load_model({name:?}, dg.LOCAL, {url:?}, 'benchtoken'); m.predict({:?})", img.to_str().unwrap());
+    let theirs = measure(&|| {
+        let mut c = Command::new(peer().join("venv/bin/python"));
+        c.args(["-c", &script]).env("HOME", home.path()).env("LD_LIBRARY_PATH", peer().join("ort"));
+        c
+    });
+    row(&format!("cold: download ({:.1} MB) + load + 1 frame", size / 1e6), ours.0 .0, theirs.0 .0, "ms", "-");
+    row("cache hit: load + 1 frame, median of 3", ours.1, theirs.1, "ms", "-");
+    row("hub requests on a cache hit", ours.2 as f64, theirs.2 as f64, "req", "-");
+    println!("cold requests: dgzoo {}, PySDK {}", ours.0 .1, theirs.0 .1);
+}
+
 /// `download-zoo` of the test zoo from our hub: dgzoo's CLI next to PySDK's.
 fn bench_download() {
     println!("\n== download-zoo of the six test models from our hub ==");
-    let root = tempfile::tempdir().unwrap();
-    let zoo_out = root.path().join("org/zoo");
-    let dirs: Vec<String> = MODELS.iter().map(|m| zoo_dir().join(m).to_str().unwrap().to_string()).collect();
-    let st = Command::new(release_bin()).arg("pack-model").arg("--out").arg(&zoo_out).args(&dirs).output().unwrap();
-    assert!(st.status.success(), "pack-model: {}", String::from_utf8_lossy(&st.stderr));
-    std::fs::write(root.path().join("tokens.json"), r#"{"benchtoken": {"is_admin": false, "zoos": ["org/zoo"]}}"#).unwrap();
+    let root = hub_root();
     let port = free_port();
     let mut hub = Command::new(release_bin()).args(["hub", "--zoo", root.path().to_str().unwrap(), "--port", &port.to_string()]).spawn().unwrap();
     wait_port(port);
@@ -356,5 +405,8 @@ fn main() {
     }
     if want("download") {
         bench_download();
+    }
+    if want("cache") {
+        bench_cache();
     }
 }

@@ -178,6 +178,9 @@ pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
     if let Some(rb) = model.remote() {
         return crate::remote::predict(model, rb, &st, inputs);
     }
+    if let Some(cb) = model.cloud_backend() {
+        return crate::cloud::infer::predict(model, cb, &st, inputs);
+    }
     let engine = model.engine(&st)?;
     predict_with(model, &st, &engine, inputs)
 }

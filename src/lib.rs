@@ -31,6 +31,7 @@ pub(crate) mod pyrepr;
 pub mod remote;
 pub mod runtime;
 pub mod server;
+pub mod socketio;
 pub mod zoo;
 
 pub use error::{Code, Error, Result};

@@ -54,13 +54,14 @@ pub struct ModelState {
 pub(crate) struct ModelShared {
     pub name: String,
     pub system_info: Value,
-    pub system_pairs: Vec<DevicePair>,
     pub supported: Vec<String>,
     pub labels: BTreeMap<i64, String>,
     pub state: RwLock<Arc<ModelState>>,
     pub engine: Mutex<Option<Arc<Engine>>>,
     /// Set for models that run on an AI server instead of a local engine.
     pub remote: Option<Arc<crate::remote::RemoteBackend>>,
+    /// Set for `@cloud` models (socket.io cloud inference).
+    pub cloud: Option<Arc<crate::cloud::infer::CloudBackend>>,
     /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
     /// model's files from being evicted).
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
@@ -238,7 +239,7 @@ impl Model {
                 .unwrap_or_default()
         };
         // Local inference sends RAW pixels (PySDK's local default).
-        Self::build(&entry.name, params, system_info, system_pairs, supported, labels, "RAW", None)
+        Self::build(&entry.name, params, system_info, supported, labels, "RAW", None)
     }
 
     /// A model that runs on an AI server: parameters and labels come from the server, images
@@ -252,7 +253,7 @@ impl Model {
         backend: crate::remote::RemoteBackend,
     ) -> Result<Model> {
         let supported = filter::supported_device_types(&params, system_pairs).unwrap_or_default();
-        Self::build(name, params, system_info, system_pairs, supported, harmonize_labels(labels), "JPEG", Some(Arc::new(backend)))
+        Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Some(Arc::new(backend)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -260,7 +261,6 @@ impl Model {
         name: &str,
         params: ModelParams,
         system_info: &Value,
-        system_pairs: &[DevicePair],
         supported: Vec<String>,
         labels: BTreeMap<i64, String>,
         image_format: &str,
@@ -301,14 +301,35 @@ impl Model {
         Ok(Model(Arc::new(ModelShared {
             name: name.to_string(),
             system_info: system_info.clone(),
-            system_pairs: system_pairs.to_vec(),
             supported,
             labels,
             state: RwLock::new(Arc::new(state)),
             engine: Mutex::new(None),
             remote,
+            cloud: None,
             keep_alive: Mutex::new(Vec::new()),
         })))
+    }
+
+    /// A `@cloud` model: parameters and labels from the cloud zoo, frames over socket.io,
+    /// JPEG by default (PySDK's cloud default); `supported` is the device check's result.
+    pub(crate) fn new_cloud(
+        name: &str,
+        params: ModelParams,
+        labels: &Value,
+        system_info: &Value,
+        supported: Vec<String>,
+        backend: crate::cloud::infer::CloudBackend,
+    ) -> Result<Model> {
+        let mut m = Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", None)?;
+        let shared = Arc::get_mut(&mut m.0).ok_or_else(|| Error::internal("a new model is shared"))?;
+        shared.cloud = Some(Arc::new(backend));
+        Ok(m)
+    }
+
+    /// The cloud backend, for `@cloud` models.
+    pub(crate) fn cloud_backend(&self) -> Option<&crate::cloud::infer::CloudBackend> {
+        self.0.cloud.as_deref()
     }
 
     /// The AI-server backend, for models loaded from an AI server.
@@ -316,14 +337,14 @@ impl Model {
         self.0.remote.as_deref()
     }
 
-    /// Does this model run on an AI server?
+    /// Does this model run on an AI server or the cloud?
     pub fn is_remote(&self) -> bool {
-        self.0.remote.is_some()
+        self.0.remote.is_some() || self.0.cloud.is_some()
     }
 
     /// Make sure the model can run: loads the local engine (remote models need nothing).
     pub(crate) fn ready(&self) -> Result<()> {
-        if self.remote().is_none() {
+        if !self.is_remote() {
             self.engine(&self.state())?;
         }
         Ok(())
@@ -348,6 +369,10 @@ impl Model {
     }
 
     fn devices_available(&self, params: &ModelParams) -> Vec<u64> {
+        // PySDK's cloud model: the cloud decides, every mask bit is available.
+        if self.0.cloud.is_some() {
+            return (0..64).collect();
+        }
         let key = format!("{}/{}", params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
         let n = self.0.system_info.get("Devices").and_then(|d| d.get(&key)).and_then(Value::as_array).map_or(0, Vec::len);
         (0..n as u64).collect()
@@ -670,8 +695,8 @@ impl Model {
     /// The inference engine for the current settings, created on first use and re-created when
     /// a setting it depends on (device, input shape, threads) changes.
     pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
-        if self.remote().is_some() {
-            return Err(Error::unsupported(format!("model '{}' runs on an AI server and has no local engine", self.0.name)));
+        if self.is_remote() {
+            return Err(Error::unsupported(format!("model '{}' runs on an AI server or the cloud and has no local engine", self.0.name)));
         }
         let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
         let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());

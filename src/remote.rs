@@ -109,7 +109,7 @@ fn model_wh(p: &ModelParams, i: usize) -> Result<(u32, u32)> {
 }
 
 /// Client-side pre-processing of one frame: packets to send and the coordinate converter.
-fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
+pub(crate) fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
     let p = &st.params;
     let mut packets = Vec::with_capacity(inputs.len());
     let mut converter = CoordConverter::identity();
@@ -186,7 +186,7 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
     let (packets, converter) = encode_frame(st, inputs)?;
     let fail = |msg: &str| Error::new(Code::Inference, format!("Failed to perform model '{}' inference: {msg}", model.name()));
     let bytes = exchange(model, rb, st, &packets).map_err(|e| Error::new(e.code, fail(&e.message).message))?;
-    let (mut results, tensors) = match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
+    let (results, tensors) = match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
         Ok(r) => r,
         Err(msg) => {
             // After an error the server-side stream may be unusable: end the pooled streams.
@@ -194,6 +194,13 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
             return Err(fail(&msg));
         }
     };
+    Ok(finish(model, st, results, tensors, &converter))
+}
+
+/// Client-side completion of a decoded result list (AI server and cloud): the server's
+/// timing moved out of the first result, coordinates mapped back to the original image,
+/// `output_class_set` applied.
+pub(crate) fn finish(model: &Model, st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> InferenceResult {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -211,7 +218,7 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
         postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
-    Ok(InferenceResult { results, tensors, timing, model: model.name().to_string() })
+    InferenceResult { results, tensors, timing, model: model.name().to_string() }
 }
 
 #[cfg(test)]

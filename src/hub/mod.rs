@@ -2,10 +2,11 @@
 //! implemented by `dg-zoo-server` 0.3.0 (cloud-api.md §2), over its zoo root layout (see
 //! [`store`]): zoo-check, model list (full / short), info, dictionary, readme, check, download
 //! (streamed with Content-Length, constant memory), system info, token and zoo listing, and
-//! the administrative endpoints in [`admin`]. Errors are JSON `{"detail": ...}` with
+//! the administrative endpoints in [`admin`], and cloud inference over socket.io ([`infer`]). Errors are JSON `{"detail": ...}` with
 //! dg-zoo-server's statuses and texts.
 pub mod admin;
 pub mod multipart;
+pub mod infer;
 pub mod store;
 
 use crate::error::{Error, Result};
@@ -55,6 +56,8 @@ struct State {
     log: bool,
     /// Archives being sent from their own threads.
     streams: std::sync::atomic::AtomicUsize,
+    /// socket.io cloud inference (`/api/v2/socket.io`).
+    infer: infer::CloudInference,
 }
 
 /// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
@@ -74,7 +77,7 @@ impl Hub {
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default() });
+        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default(), infer: infer::CloudInference::new()? });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -96,6 +99,28 @@ impl Hub {
     /// Requests received so far.
     pub fn request_count(&self) -> u64 {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Run cloud inference on these AI servers (least-busy first) instead of the local
+    /// runtimes; an empty list goes back to local runtimes.
+    pub fn set_aiserver_pool(&self, servers: Vec<crate::zoo::address::ServerAddress>) {
+        self.state.infer.set_pool(servers);
+    }
+
+    /// Open streams per pool member (`host:port`).
+    pub fn aiserver_pool_load(&self) -> Vec<(String, usize)> {
+        self.state.infer.pool_load()
+    }
+
+    /// Cap simultaneous cloud-inference connections (default `infer::MAX_CONNECTIONS`);
+    /// more are refused with 503.
+    pub fn set_max_inference_connections(&self, n: usize) {
+        self.state.infer.max_connections.store(n, Ordering::SeqCst);
+    }
+
+    /// Open cloud-inference (socket.io) connections.
+    pub fn inference_connections(&self) -> usize {
+        self.state.infer.connections.load(Ordering::SeqCst)
     }
 
     /// Serve until the process ends.
@@ -163,6 +188,9 @@ fn percent_decode(s: &str) -> String {
 const MAX_STREAMS: usize = 64;
 
 fn handle(state: &Arc<State>, mut req: tiny_http::Request) {
+    if req.url().starts_with(crate::socketio::PATH) && *req.method() == tiny_http::Method::Get {
+        return infer::accept(state, req);
+    }
     let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
     if state.log {
         let who = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();

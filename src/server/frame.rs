@@ -57,6 +57,24 @@ impl State {
             }
             None => return Err(not_found()),
         };
+        self.open_held(name, &entry, held, config)
+    }
+
+    /// Open a stream on a model given by its zoo entry (the hub's cloud inference runs models
+    /// that are not in this server's zoo directory through here).
+    pub fn open_entry(self: &Arc<Self>, name: &str, entry: &ZooEntry, config: &Value) -> std::result::Result<StreamSession, String> {
+        self.open_held(name, entry, None, config)
+    }
+
+    fn open_held(self: &Arc<Self>, name: &str, entry: &ZooEntry, held: Option<CachedModel>, config: &Value) -> std::result::Result<StreamSession, String> {
+        let fail = |e: Error| -> String {
+            let msg = self.sanitize(&e.message);
+            if msg.starts_with('[') {
+                format!("{msg}\nWhen loading model '{name}'")
+            } else {
+                protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
+            }
+        };
         let mut params = entry.params.clone();
         params.merge_runtime(config);
         params.check_version().map_err(fail)?;

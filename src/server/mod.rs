@@ -103,6 +103,43 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
 
 impl State {
+    fn create(zoo_dir: PathBuf, level: Level, cfg: &Config) -> Arc<State> {
+        let mut levels = Map::new();
+        for g in ["AIServer", "CoreTaskServer", "CoreRuntime"] {
+            levels.insert(g.into(), json!("None"));
+        }
+        Arc::new(State {
+            zoo_dir,
+            cache: crate::cache::Cache::new(cfg.cache.clone().unwrap_or_else(crate::cache::CacheConfig::from_env)),
+            zoo: RwLock::new(Arc::new(Vec::new())),
+            system_info: crate::zoo::local_system_info(),
+            engines: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            max_packet: cfg.max_packet,
+            max_connections: cfg.max_connections.max(1),
+            connections: Default::default(),
+            level,
+            trace: Mutex::new(VecDeque::new()),
+            trace_levels: Mutex::new(levels),
+            asio_addr: Mutex::new(None),
+            stopped_at: Mutex::new(None),
+            http_addr: Mutex::new(None),
+        })
+    }
+
+    /// Frame execution without listeners, for other servers (the hub's cloud inference):
+    /// the same shared engines and `StreamSession`s as the AI server. `work_dir` is hidden
+    /// from error texts; its zoo is not scanned (models come in through `open_entry`).
+    pub fn embedded(work_dir: PathBuf, quiet: bool) -> Arc<State> {
+        let level = match std::env::var("DGZOO_LOG").ok().as_deref() {
+            Some("debug") => Level::Debug,
+            Some("error") | Some("off") => Level::Error,
+            _ if quiet => Level::Error,
+            _ => Level::Info,
+        };
+        State::create(work_dir.clone(), level, &Config::new(work_dir))
+    }
+
     fn log(&self, level: Level, msg: &str) {
         let line = format!("[{:.3}] {msg}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
         {
@@ -320,27 +357,7 @@ impl Server {
             _ if cfg.quiet => Level::Error,
             _ => Level::Info,
         };
-        let mut levels = Map::new();
-        for g in ["AIServer", "CoreTaskServer", "CoreRuntime"] {
-            levels.insert(g.into(), json!("None"));
-        }
-        let state = Arc::new(State {
-            zoo_dir,
-            cache: crate::cache::Cache::new(cfg.cache.clone().unwrap_or_else(crate::cache::CacheConfig::from_env)),
-            zoo: RwLock::new(Arc::new(Vec::new())),
-            system_info: crate::zoo::local_system_info(),
-            engines: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-            max_packet: cfg.max_packet,
-            max_connections: cfg.max_connections.max(1),
-            connections: Default::default(),
-            level,
-            trace: Mutex::new(VecDeque::new()),
-            trace_levels: Mutex::new(levels),
-            asio_addr: Mutex::new(None),
-            stopped_at: Mutex::new(None),
-            http_addr: Mutex::new(None),
-        });
+        let state = State::create(zoo_dir, level, &cfg);
         state.rescan();
         let bind_err = |p: u16, e: &dyn std::fmt::Display| Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host));
         let mut server = Server { state: state.clone(), asio: None, http: None };

@@ -104,7 +104,16 @@ impl Zoo {
             (Host::AiServer(_), ZooLocation::LocalDir(_) | ZooLocation::LocalFile(_)) => {
                 unreachable!("classify pairs an AI server only with its own zoo or a cloud zoo")
             }
-            (Host::Cloud, _) => return Err(Error::unsupported("cloud inference is not available in this build of dgzoo yet")),
+            (Host::Cloud, ZooLocation::Cloud(c)) => {
+                // Cloud inference always talks to the cloud (no offline mode); devices come
+                // from the cloud's system info.
+                let online = ConnectOptions { cache: opts.cache.clone(), offline: Some(false) };
+                let (access, entries) = CloudAccess::open(c, token, &online)?;
+                let info = access.client.system_info()?;
+                cloud = Some(access);
+                (entries, info)
+            }
+            (Host::Cloud, _) => return Err(Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{zoo_url}'"))),
             (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
         };
         let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
@@ -185,6 +194,7 @@ impl Zoo {
                 let backend = crate::remote::RemoteBackend::new(client.clone());
                 Model::new_remote(name, entry.params.clone(), &labels, &self.system_info, &self.system_pairs, backend)?
             }
+            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(c, name, &self.system_info, &self.system_pairs)?,
             (None, Some(c)) => c.load_model(name, &self.system_info, &self.system_pairs)?,
             (None, None) => Model::new_local(self.entry(name)?, &self.system_info, &self.system_pairs)?,
         };

@@ -248,11 +248,20 @@ pub struct HubArgs {
     /// Print one line per request on stderr.
     #[arg(long)]
     pub log: bool,
+    /// Run cloud inference on these AI servers (host:port, http://host:port; repeatable),
+    /// least-busy first, instead of this machine's runtimes. They must serve the zoo's
+    /// models under their simple names.
+    #[arg(long = "aiserver")]
+    pub aiservers: Vec<String>,
 }
 
 pub fn hub(a: HubArgs) -> Result<()> {
     let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
     let hub = Hub::start(&cfg)?;
+    if !a.aiservers.is_empty() {
+        let pool = a.aiservers.iter().map(|s| dgzoo::zoo::address::ServerAddress::parse(s)).collect::<dgzoo::Result<Vec<_>>>()?;
+        hub.set_aiserver_pool(pool);
+    }
     // The address line lets scripts and tests find the port when --port 0 is used.
     println!("dgzoo hub listening on http://{} serving zoo root {}", hub.addr(), a.zoo.display());
     use std::io::Write;
