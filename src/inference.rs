@@ -73,8 +73,19 @@ pub struct Engine {
     pub outputs: Vec<TensorInfo>,
     opts: SessionOptions,
     max_sessions: usize,
-    pool: Mutex<(Vec<Box<dyn Session>>, usize)>,
+    pool: Mutex<Pool>,
     freed: Condvar,
+}
+
+/// Sessions of an engine. A lone frame runs on `wide` (all cores as intra-op threads: lowest
+/// latency); while frames overlap (batch, async, several callers) each runs on a `narrow`
+/// one-core session, so the runtime's spinning worker threads never outnumber the cores.
+struct Pool {
+    wide: Option<Box<dyn Session>>,
+    narrow: Vec<Box<dyn Session>>,
+    narrow_created: usize,
+    /// Sessions checked out now (at most the engine's `max_sessions`).
+    running: usize,
 }
 
 /// SHA-256 of a file, hex.
@@ -135,33 +146,57 @@ impl Engine {
                 params.num_inputs()
             )));
         }
-        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, pool: Mutex::new((vec![first], 1)), freed: Condvar::new() })
+        let pool = Pool { wide: Some(first), narrow: Vec::new(), narrow_created: 0, running: 0 };
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
-    /// Run one inference on a pooled session.
+    /// Run one inference on a pooled session (see [`Pool`]).
     pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut session = {
-            let mut g = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut session, wide) = {
+            let mut g = lock();
             loop {
-                if let Some(s) = g.0.pop() {
-                    break s;
-                }
-                if g.1 < self.max_sessions {
-                    g.1 += 1;
-                    drop(g);
-                    match self.agent.load(&self.key.model_path, &self.opts) {
-                        Ok(s) => break s,
-                        Err(e) => {
-                            self.pool.lock().unwrap_or_else(|p| p.into_inner()).1 -= 1;
-                            return Err(e);
+                if g.running < self.max_sessions {
+                    let pick = if g.running == 0 && g.wide.is_some() {
+                        g.wide.take().map(|s| (s, true))
+                    } else if let Some(s) = g.narrow.pop() {
+                        Some((s, false))
+                    } else if g.narrow_created < self.max_sessions {
+                        g.narrow_created += 1;
+                        g.running += 1;
+                        drop(g);
+                        match self.agent.load(&self.key.model_path, &self.opts) {
+                            Ok(s) => break (s, false),
+                            Err(e) => {
+                                let mut g = lock();
+                                g.narrow_created -= 1;
+                                g.running -= 1;
+                                drop(g);
+                                self.freed.notify_one();
+                                return Err(e);
+                            }
                         }
+                    } else {
+                        g.wide.take().map(|s| (s, true))
+                    };
+                    if let Some(p) = pick {
+                        g.running += 1;
+                        break p;
                     }
                 }
                 g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
             }
         };
         let r = session.run(inputs);
-        self.pool.lock().unwrap_or_else(|p| p.into_inner()).0.push(session);
+        {
+            let mut g = lock();
+            g.running -= 1;
+            if wide {
+                g.wide = Some(session);
+            } else {
+                g.narrow.push(session);
+            }
+        }
         self.freed.notify_one();
         r
     }
