@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install what building and testing dgzoo needs on a fresh Debian machine (idempotent):
-# system packages (cmake, pkg-config, a C/C++ compiler) and the inference runtimes.
+# system packages (cmake, pkg-config, a C/C++ compiler, nasm for libjpeg-turbo's SIMD code) and the
+# inference runtimes.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
-for p in cmake pkg-config g++ make; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in cmake pkg-config g++ make nasm; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
