@@ -117,6 +117,34 @@ impl State {
     }
 
     /// The shared engine for these parameters (created once, reused by every stream).
+    /// Unload least recently used models, never one a stream holds, until the loaded model
+    /// files fit in `max_model_bytes` (the newest model always stays).
+    fn evict_engines(&self) {
+        let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        let size = |s: &EngineSlot| std::fs::metadata(&s.key.model_path).map_or(0, |m| m.len());
+        // A slot being loaded is skipped (try_lock), never waited for under the cache lock.
+        let loaded = |s: &EngineSlot| s.engine.try_lock().is_ok_and(|e| e.is_some());
+        let mut total: u64 = cache.iter().filter(|s| loaded(s)).map(|s| size(s)).sum();
+        let mut i = 0;
+        while total > self.max_model_bytes && i + 1 < cache.len() {
+            let slot = cache[i].clone();
+            let Ok(mut e) = slot.engine.try_lock() else {
+                i += 1;
+                continue;
+            };
+            // Only the slot holds an idle engine; streams hold a clone of the Arc.
+            if e.as_ref().is_some_and(|eng| Arc::strong_count(eng) == 1) {
+                total -= size(&slot);
+                *e = None;
+                drop(e);
+                cache.remove(i);
+                self.log_info(&format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
+                continue;
+            }
+            i += 1;
+        }
+    }
+
     fn engine_for(&self, params: &ModelParams) -> DgResult<Arc<Engine>> {
         let (rt, dev) = (params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
         let pairs = params.device_pairs()?;
@@ -145,14 +173,13 @@ impl State {
         // concurrent first streams of one model share a single load.
         let slot = {
             let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
-            match cache.iter().find(|s| s.key == key) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) });
-                    cache.push(s.clone());
-                    s
-                }
-            }
+            // Most recently used last.
+            let s = match cache.iter().position(|s| s.key == key) {
+                Some(i) => cache.remove(i),
+                None => Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) }),
+            };
+            cache.push(s.clone());
+            s
         };
         let mut e = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = e.as_ref() {
@@ -161,6 +188,8 @@ impl State {
         // A failed load leaves the slot empty: the next stream tries again.
         let engine = Arc::new(Engine::new(key, params)?);
         *e = Some(engine.clone());
+        drop(e);
+        self.evict_engines();
         Ok(engine)
     }
 }

@@ -55,13 +55,16 @@ pub struct Config {
     pub max_packet: usize,
     /// Most connections served at once (asio and http together); more are closed at once.
     pub max_connections: usize,
+    /// LRU limit on loaded models, as the total size of their model files: past it the least
+    /// recently used models that no stream is using are unloaded.
+    pub max_model_bytes: u64,
     /// Model cache for cloud model names (`org/zoo/model`); `None` = `CacheConfig::from_env()`.
     pub cache: Option<crate::cache::CacheConfig>,
 }
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, cache: None }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
     }
 }
 
@@ -83,6 +86,7 @@ pub struct State {
     stop: AtomicBool,
     max_packet: usize,
     max_connections: usize,
+    max_model_bytes: u64,
     /// Connections being served now.
     connections: std::sync::atomic::AtomicUsize,
     level: Level,
@@ -96,6 +100,8 @@ pub struct State {
 }
 
 const TRACE_LINES: usize = 1000;
+/// Default LRU limit on loaded models (total model file size; runtimes take a few times that).
+pub const DEFAULT_MAX_MODEL_BYTES: u64 = 512 << 20;
 /// Default cap on simultaneous connections (one thread each).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// How long the asio listener keeps accepting (and ignoring) connections after `shutdown`.
@@ -117,6 +123,7 @@ impl State {
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
             max_connections: cfg.max_connections.max(1),
+            max_model_bytes: cfg.max_model_bytes,
             connections: Default::default(),
             level,
             trace: Mutex::new(VecDeque::new()),
