@@ -96,6 +96,15 @@ pub fn harmonize_labels(v: &Value) -> BTreeMap<i64, String> {
     out
 }
 
+/// The harmonised label dictionary of the file `LabelsPath` names (empty if none or unreadable).
+pub(crate) fn load_labels(params: &ModelParams) -> BTreeMap<i64, String> {
+    let path = params.str("LabelsPath", 0);
+    if path.is_empty() {
+        return BTreeMap::new();
+    }
+    std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).map(|v| harmonize_labels(&v)).unwrap_or_default()
+}
+
 fn timeout_for(params: &ModelParams) -> f64 {
     if params.str("RuntimeAgent", 0) == "TENSORRT" {
         180.0
@@ -228,16 +237,7 @@ impl Model {
                 entry.name
             )));
         }
-        let labels_path = params.str("LabelsPath", 0);
-        let labels = if labels_path.is_empty() {
-            BTreeMap::new()
-        } else {
-            std::fs::read_to_string(&labels_path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .map(|v| harmonize_labels(&v))
-                .unwrap_or_default()
-        };
+        let labels = load_labels(&params);
         // Local inference sends RAW pixels (PySDK's local default).
         Self::build(&entry.name, params, system_info, supported, labels, "RAW", None)
     }

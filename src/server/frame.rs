@@ -34,17 +34,20 @@ pub struct StreamSession {
 }
 
 impl State {
+    /// The text sent back when model `name` cannot be loaded.
+    fn load_failure(&self, name: &str, e: Error) -> String {
+        let msg = self.sanitize(&e.message);
+        if msg.starts_with('[') {
+            format!("{msg}\nWhen loading model '{name}'")
+        } else {
+            protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
+        }
+    }
+
     /// Open a stream on model `name` with the client's `config`. The error is the text sent
     /// back to the client.
     pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
-        let fail = |e: Error| -> String {
-            let msg = self.sanitize(&e.message);
-            if msg.starts_with('[') {
-                format!("{msg}\nWhen loading model '{name}'")
-            } else {
-                protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
-            }
-        };
+        let fail = |e: Error| self.load_failure(name, e);
         let not_found = || {
             protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
         };
@@ -67,28 +70,12 @@ impl State {
     }
 
     fn open_held(self: &Arc<Self>, name: &str, entry: &ZooEntry, held: Option<CachedModel>, config: &Value) -> std::result::Result<StreamSession, String> {
-        let fail = |e: Error| -> String {
-            let msg = self.sanitize(&e.message);
-            if msg.starts_with('[') {
-                format!("{msg}\nWhen loading model '{name}'")
-            } else {
-                protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
-            }
-        };
+        let fail = |e: Error| self.load_failure(name, e);
         let mut params = entry.params.clone();
         params.merge_runtime(config);
         params.check_version().map_err(fail)?;
         let engine = self.engine_for(&params).map_err(fail)?;
-        let labels_path = params.str("LabelsPath", 0);
-        let labels = if labels_path.is_empty() {
-            BTreeMap::new()
-        } else {
-            std::fs::read_to_string(&labels_path)
-                .ok()
-                .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                .map(|v| crate::model::harmonize_labels(&v))
-                .unwrap_or_default()
-        };
+        let labels = crate::model::load_labels(&params);
         self.log_info(&format!("stream opened on model '{name}'"));
         Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
     }
