@@ -13,12 +13,13 @@ export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 # In CI a missing peer is a failure, not a skip.
 [ "${CI:-}" = "true" ] && export DGZOO_REQUIRE_PEER=1
 cargo test --lib --bins --tests -- --test-threads=2
-# The Node.js binding (koffi from the npm registry) against the same zoo.
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build build -j2
+# The Node.js binding (koffi from the npm registry) against the same zoo and the
+# libdgzoo.so the CMake build just made.
 if command -v node >/dev/null 2>&1; then
-  (cd bindings/node && npm install --no-audit --no-fund --silent && node --test test/)
+  (cd bindings/node && npm install --no-audit --no-fund --silent && DGZOO_LIB="$here/target/debug/libdgzoo.so" node --test test/)
 else
   echo "test.sh: node not found; skipping the Node.js binding tests" >&2
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
-cmake --build build -j2
 (cd build && ctest --output-on-failure)
