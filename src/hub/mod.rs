@@ -180,9 +180,6 @@ impl<R: Read> Read for Throttle<R> {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
-}
 
 /// Archives sent at once on their own threads; beyond that they are sent by the pool thread.
 const MAX_STREAMS: usize = 64;
@@ -228,10 +225,10 @@ impl Url {
             .filter(|s| !s.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+                (crate::protocol::http::percent_decode(&k.replace('+', " ")), crate::protocol::http::percent_decode(&v.replace('+', " ")))
             })
             .collect();
-        Url { segs: path.trim_start_matches('/').split('/').map(percent_decode).collect(), query }
+        Url { segs: path.trim_start_matches('/').split('/').map(crate::protocol::http::percent_decode).collect(), query }
     }
     fn q(&self, k: &str) -> Option<&str> {
         self.query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str())

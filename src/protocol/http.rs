@@ -116,3 +116,21 @@ pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Optio
     }
     Ok((status, reason, out))
 }
+
+/// Percent-decode a URL path or query part (`%XX` escapes; invalid UTF-8 replaced).
+pub fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod percent_tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_and_never_panics_on_odd_input() {
+        assert_eq!(percent_decode("a%20b%2Fc"), "a b/c");
+        assert_eq!(percent_decode("%é%"), "%é%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%FF"), "\u{FFFD}");
+    }
+}

@@ -245,7 +245,7 @@ fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, 
     }
     let mut msg = json!({});
     match op {
-        "label_dictionary" => msg["name"] = json!(percent_decode(path[2])),
+        "label_dictionary" => msg["name"] = json!(crate::protocol::http::percent_decode(path[2])),
         "sleep" => match path[2].parse::<f64>() {
             Ok(ms) => msg["sleep_time_ms"] = json!(ms),
             Err(_) => return (json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))), false),
@@ -270,23 +270,6 @@ fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, 
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();

@@ -131,25 +131,6 @@ pub fn parse_cloud_url(zoo_url: &str) -> Option<CloudZoo> {
     }
 }
 
-/// Percent-decode (for `file://` URLs, as `url2pathname`).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// Parse the inference host designator.
 pub fn parse_host(host: &str) -> Result<Host> {
@@ -181,7 +162,7 @@ pub fn classify(host: &str, zoo_url: &str) -> Result<(Host, ZooLocation)> {
             Some(c) => ZooLocation::Cloud(c),
             None => {
                 let (scheme, netloc, path) = urlparse(zoo_url);
-                let p = if scheme == "file" { PathBuf::from(percent_decode(&format!("{netloc}{path}"))) } else { PathBuf::from(zoo_url) };
+                let p = if scheme == "file" { PathBuf::from(crate::protocol::http::percent_decode(&format!("{netloc}{path}"))) } else { PathBuf::from(zoo_url) };
                 if p.is_dir() {
                     ZooLocation::LocalDir(p)
                 } else if p.is_file() {
