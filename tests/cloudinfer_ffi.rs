@@ -2,31 +2,11 @@
 //! predictor work unchanged for models that run on the cloud (our hub).
 mod cloud_common;
 use cloud_common::*;
+mod ffi_common;
 use dgzoo::ffi::*;
-use serde_json::Value;
-use std::ffi::{c_void, CStr, CString};
-use std::sync::Mutex;
+use ffi_common::*;
+use std::ffi::{CStr, CString};
 
-unsafe fn check(e: *mut dg_error) {
-    if !e.is_null() {
-        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
-        unsafe { dg_error_free(e) };
-        panic!("{msg}");
-    }
-}
-
-unsafe fn result_json(r: *mut dg_result) -> Value {
-    let v = serde_json::from_str(&unsafe { CStr::from_ptr(dg_result_json(r)) }.to_string_lossy()).unwrap();
-    unsafe { dg_result_free(r) };
-    v
-}
-
-static ASYNC_OUT: Mutex<Vec<(u64, Value)>> = Mutex::new(Vec::new());
-
-unsafe extern "C" fn on_result(_ud: *mut c_void, id: u64, r: *mut dg_result, e: *mut dg_error) {
-    assert!(e.is_null(), "async frame failed");
-    ASYNC_OUT.lock().unwrap().push((id, unsafe { result_json(r) }));
-}
 
 const IMAGES: [&str; 3] = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"];
 
