@@ -200,3 +200,34 @@ fn errors_do_not_break_anything() {
     let out = s.run(std::slice::from_ref(&good)).expect("session still works");
     assert_eq!(out[0].data.len(), 1000);
 }
+
+/// Running a TFLite model maps LiteRT and never ONNX Runtime (memory, start-up time). Checked
+/// in a child process of this test binary, whose other tests may load any runtime.
+#[test]
+fn a_tflite_model_loads_only_its_runtime() {
+    if agent().is_none() {
+        return;
+    }
+    let maps = || std::fs::read_to_string("/proc/self/maps").unwrap();
+    if std::env::var_os("DGZOO_CHILD_TFLITE_ONLY").is_some() {
+        assert!(!maps().contains("libonnxruntime"), "ONNX Runtime mapped before any model ran");
+        let zoo = dgzoo::zoo::Zoo::connect("@local", &format!("{}/demo/zoo", env!("CARGO_MANIFEST_DIR")), "").unwrap();
+        let m = zoo.load_model(EFF_Q, &serde_json::Value::Null).unwrap();
+        let img = std::fs::read(format!("{ZOO}/images/cat_224.jpg")).unwrap();
+        let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&img)]).unwrap();
+        assert!(!r.results.is_empty());
+        let maps = maps();
+        assert!(maps.contains("libLiteRt"), "LiteRT is not mapped after a TFLite inference");
+        assert!(!maps.contains("libonnxruntime"), "a TFLite inference mapped ONNX Runtime");
+        // Asking for the whole system info loads the other runtime too.
+        assert!(zoo.system_info()["Devices"].get("TFLITE/CPU").is_some());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_tflite_model_loads_only_its_runtime", "--nocapture", "--test-threads=1"])
+        .env("DGZOO_CHILD_TFLITE_ONLY", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && text.contains("1 passed"), "child test failed:\n{text}");
+}

@@ -236,53 +236,55 @@ pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathB
     Err(Error::unsupported(format!("cannot load any of {names:?} ({})", tried.join("; "))))
 }
 
-struct Discovery {
-    agents: Vec<Arc<dyn Agent>>,
-    errors: Vec<(String, String)>,
-}
+/// The runtimes dgzoo has agents for, in system-info order.
+pub const RUNTIMES: [&str; 2] = ["ONNX", "TFLITE"];
 
-fn discovery() -> &'static Discovery {
-    static D: once_cell::sync::OnceCell<Discovery> = once_cell::sync::OnceCell::new();
-    D.get_or_init(|| {
-        let mut d = Discovery { agents: Vec::new(), errors: Vec::new() };
-        if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
-            return d;
-        }
-        match onnx::OnnxAgent::load() {
-            Ok(a) => d.agents.push(Arc::new(a)),
-            Err(e) => d.errors.push(("ONNX".into(), e.message)),
-        }
-        match tflite::TfliteAgent::load() {
-            Ok(a) => d.agents.push(Arc::new(a)),
-            Err(e) => d.errors.push(("TFLITE".into(), e.message)),
-        }
-        d
-    })
-}
-
-/// The runtime agents that load on this machine, discovered once per process.
+/// Load one runtime's agent, once per process. Runtimes load only when something needs
+/// them, so a process running a TFLite model never maps ONNX Runtime (memory, start-up).
 /// `DGZOO_NO_RUNTIMES=1` hides them all (client-only behaviour, tests).
-pub fn agents() -> &'static [Arc<dyn Agent>] {
-    &discovery().agents
+fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>, String>> {
+    static CELLS: [once_cell::sync::OnceCell<std::result::Result<Arc<dyn Agent>, String>>; 2] =
+        [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
+    let i = RUNTIMES.iter().position(|r| *r == runtime)?;
+    Some(CELLS[i].get_or_init(|| {
+        if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
+            return Err("runtimes are disabled by DGZOO_NO_RUNTIMES".into());
+        }
+        let agent: Result<Arc<dyn Agent>> = match i {
+            0 => onnx::OnnxAgent::load().map(|a| Arc::new(a) as Arc<dyn Agent>),
+            _ => tflite::TfliteAgent::load().map(|a| Arc::new(a) as Arc<dyn Agent>),
+        };
+        agent.map_err(|e| e.message)
+    }))
 }
 
-/// Find the agent for a runtime name.
+/// The runtime agents among `runtimes` that load on this machine, in [`RUNTIMES`] order.
+pub fn agents_among(runtimes: &[&str]) -> Vec<Arc<dyn Agent>> {
+    RUNTIMES.iter().filter(|r| runtimes.contains(r)).filter_map(|r| discover(r)?.as_ref().ok().cloned()).collect()
+}
+
+/// All runtime agents that load on this machine.
+pub fn agents() -> Vec<Arc<dyn Agent>> {
+    agents_among(&RUNTIMES)
+}
+
+/// Find the agent for a runtime name (loading that runtime only).
 pub fn agent(runtime: &str) -> Result<Arc<dyn Agent>> {
-    agents().iter().find(|a| a.runtime() == runtime).cloned().ok_or_else(|| {
-        let why = discovery()
-            .errors
-            .iter()
-            .find(|(r, _)| r == runtime)
-            .map(|(_, e)| format!(" ({e})"))
-            .unwrap_or_default();
-        Error::unsupported(format!(
-            "runtime {runtime} is not available on this system{why}; install it with \
-             scripts/install-runtimes.sh or point DGZOO_RUNTIME_DIR at a folder holding its library"
-        ))
-    })
+    let why = match discover(runtime) {
+        Some(Ok(a)) => return Ok(a.clone()),
+        Some(Err(e)) => format!(" ({e})"),
+        None => String::new(),
+    };
+    Err(Error::unsupported(format!(
+        "runtime {runtime} is not available on this system{why}; install it with \
+         scripts/install-runtimes.sh or point DGZOO_RUNTIME_DIR at a folder holding its library"
+    )))
 }
 
-/// Why agents failed to load, for diagnostics (`dgzoo sys-info`).
-pub fn load_errors() -> &'static [(String, String)] {
-    &discovery().errors
+/// Why runtimes failed to load, for diagnostics (`dgzoo sys-info`); loads them all.
+pub fn load_errors() -> Vec<(String, String)> {
+    RUNTIMES.iter().filter_map(|r| match discover(r)? {
+        Err(e) => Some((r.to_string(), e.clone())),
+        Ok(_) => None,
+    }).collect()
 }

@@ -381,6 +381,9 @@ struct Handles {
     compiled: CompiledModelH,
     inputs: Vec<BufferH>,
     outputs: Vec<BufferH>,
+    /// The flatbuffer a model made from a buffer reads; a field, so it is dropped after the
+    /// model (fields drop after `Drop::drop`).
+    model_data: Option<AlignedBuf>,
 }
 
 impl Handles {
@@ -458,6 +461,7 @@ impl TfliteSession {
             compiled: std::ptr::null_mut(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            model_data: None,
         };
 
         // Environment: register only the CPU accelerator (no GPU/NPU probing) and ask for
@@ -477,13 +481,22 @@ impl TfliteSession {
         .map_err(ctx)?;
 
         // Model. LiteRtCreateModelFromFile does not verify the flatbuffer (a truncated model
-        // crashes it), so verify first; the file itself is then memory-mapped by LiteRT.
-        verify_model_file(&api, path)?;
-        // SAFETY: NUL-terminated path, valid out-pointer.
-        let st = unsafe { (api.create_model_from_file)(cpath.as_ptr(), &mut h.model) };
+        // crashes it) while LiteRtCreateModelFromBuffer does, so the model is made from one
+        // in-memory copy of the file, kept for the session's life (one copy, not a
+        // verification copy plus LiteRT's own).
+        let (st, what) = match read_model_file(path)? {
+            Some(buf) => {
+                let data = h.model_data.insert(buf);
+                // SAFETY: the buffer lives in `h` until after the model is destroyed.
+                let st = unsafe { (api.create_model_from_buffer)(data.as_bytes().as_ptr() as *const c_void, data.len(), &mut h.model) };
+                (st, "LiteRtCreateModelFromBuffer")
+            }
+            // SAFETY: NUL-terminated path, valid out-pointer.
+            None => (unsafe { (api.create_model_from_file)(cpath.as_ptr(), &mut h.model) }, "LiteRtCreateModelFromFile"),
+        };
         if st != 0 || h.model.is_null() {
             return Err(Error::bad_model(format!(
-                "{} is not a valid TFLite model (LiteRtCreateModelFromFile: status {st} ({}))",
+                "{} is not a valid TFLite model ({what}: status {st} ({}))",
                 path.display(),
                 status_name(st)
             )));
@@ -785,33 +798,20 @@ impl Session for TfliteSession {
     }
 }
 
-/// Check that `path` holds a valid TFLite flatbuffer, using LiteRtCreateModelFromBuffer (which,
-/// unlike LiteRtCreateModelFromFile, runs the flatbuffer verifier on models under 2e9 bytes).
-fn verify_model_file(api: &Api, path: &Path) -> Result<()> {
+/// The model file in memory, for LiteRtCreateModelFromBuffer (which runs the flatbuffer
+/// verifier on models under 2e9 bytes); `None` for larger files, which LiteRT maps itself
+/// and does not verify either.
+fn read_model_file(path: &Path) -> Result<Option<AlignedBuf>> {
     use std::io::Read;
     let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
     let mut f = std::fs::File::open(path).map_err(io)?;
     let len = f.metadata().map_err(io)?.len();
     if len >= 2_000_000_000 {
-        return Ok(()); // LiteRT skips verification for these too; reading them would be costly.
+        return Ok(None);
     }
     let mut buf = AlignedBuf::zeroed(len as usize);
     f.read_exact(buf.as_bytes_mut()).map_err(io)?;
-    let mut model: ModelH = std::ptr::null_mut();
-    // SAFETY: the buffer outlives the model, which is destroyed right away.
-    let st = unsafe { (api.create_model_from_buffer)(buf.as_bytes().as_ptr() as *const c_void, buf.len(), &mut model) };
-    if !model.is_null() {
-        // SAFETY: created just above.
-        unsafe { (api.destroy_model)(model) };
-    }
-    if st != 0 || model.is_null() {
-        return Err(Error::bad_model(format!(
-            "{} is not a valid TFLite model (LiteRtCreateModelFromBuffer: status {st} ({}))",
-            path.display(),
-            status_name(st)
-        )));
-    }
-    Ok(())
+    Ok(Some(buf))
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.

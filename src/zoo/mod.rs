@@ -30,8 +30,9 @@ pub struct Zoo {
     zoo_url: String,
     models: Vec<ZooEntry>,
     by_name: HashMap<String, usize>,
-    system_info: Value,
-    system_pairs: Vec<DevicePair>,
+    /// System info and its device pairs: the server's or the cloud's, set at connect; this
+    /// machine's, computed on first use (see [`Zoo::model_system`]).
+    system: once_cell::sync::OnceCell<(Value, Vec<DevicePair>)>,
     /// The AI server whose zoo this is (models then run on it).
     server: Option<aiserver::AiServerClient>,
     /// Set for cloud zoos.
@@ -40,8 +41,13 @@ pub struct Zoo {
 
 /// System info of this machine's local runtimes: `{"Devices": {"RT/DEV": [..]}, "Software Version": ..}`.
 pub fn local_system_info() -> Value {
+    local_system_info_among(&crate::runtime::RUNTIMES)
+}
+
+/// [`local_system_info`] restricted to some runtimes (loading only those).
+pub fn local_system_info_among(runtimes: &[&str]) -> Value {
     let mut devices = Map::new();
-    for a in crate::runtime::agents() {
+    for a in crate::runtime::agents_among(runtimes) {
         for (dev, entries) in a.devices() {
             devices.insert(format!("{}/{dev}", a.runtime()), Value::Array(entries.into_iter().map(Value::Object).collect()));
         }
@@ -72,13 +78,14 @@ impl Zoo {
         let (host, location) = address::classify(host, zoo_url)?;
         let mut server = None;
         let mut cloud = None;
+        // `None`: this machine's runtimes, loaded when first needed.
         let (models, system_info) = match (&host, &location) {
-            (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), local_system_info()),
-            (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, local_system_info()),
+            (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), None),
+            (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, None),
             (Host::Local, ZooLocation::Cloud(c)) => {
                 let (access, entries) = CloudAccess::open(c, token, opts)?;
                 cloud = Some(access);
-                (entries, local_system_info())
+                (entries, None)
             }
             (Host::AiServer(a), ZooLocation::AiServerZoo) => {
                 let client = aiserver::AiServerClient::new(a.clone());
@@ -90,7 +97,7 @@ impl Zoo {
                     .collect::<Result<Vec<_>>>()?;
                 let info = client.system_info()?;
                 server = Some(client);
-                (models, info)
+                (models, Some(info))
             }
             (Host::AiServer(a), ZooLocation::Cloud(c)) => {
                 // Models listed by the cloud, run by the AI server (which fetches them itself).
@@ -99,7 +106,7 @@ impl Zoo {
                 let info = client.system_info()?;
                 cloud = Some(access);
                 server = Some(client);
-                (entries, info)
+                (entries, Some(info))
             }
             (Host::AiServer(_), ZooLocation::LocalDir(_) | ZooLocation::LocalFile(_)) => {
                 unreachable!("classify pairs an AI server only with its own zoo or a cloud zoo")
@@ -111,16 +118,20 @@ impl Zoo {
                 let (access, entries) = CloudAccess::open(c, token, &online)?;
                 let info = access.client.system_info()?;
                 cloud = Some(access);
-                (entries, info)
+                (entries, Some(info))
             }
             (Host::Cloud, _) => return Err(Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{zoo_url}'"))),
             (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
         };
         let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        let system_pairs = system_pairs(&system_info);
+        let system = once_cell::sync::OnceCell::new();
+        if let Some(info) = system_info {
+            let pairs = system_pairs(&info);
+            let _ = system.set((info, pairs));
+        }
         // PySDK names an AI server's own zoo by the server address in its messages.
         let zoo_url = if server.is_some() && cloud.is_none() { host_text } else { zoo_url.to_string() };
-        Ok(Zoo { host, location, zoo_url, models, by_name, system_info, system_pairs, server, cloud })
+        Ok(Zoo { host, location, zoo_url, models, by_name, system, server, cloud })
     }
 
     pub fn host(&self) -> &Host {
@@ -148,7 +159,7 @@ impl Zoo {
 
     fn filtered(&self, filters: &Filters) -> Vec<usize> {
         let list: Vec<(&str, &ModelParams)> = self.models.iter().map(|e| (e.name.as_str(), &e.params)).collect();
-        filter::apply(&list, filters, &self.system_pairs)
+        filter::apply(&list, filters, self.system_device_pairs())
     }
 
     fn entry(&self, name: &str) -> Result<&ZooEntry> {
@@ -166,13 +177,41 @@ impl Zoo {
         Ok(self.entry(name)?.params.full_form())
     }
 
+    fn system(&self) -> &(Value, Vec<DevicePair>) {
+        self.system.get_or_init(|| {
+            let info = local_system_info();
+            let pairs = system_pairs(&info);
+            (info, pairs)
+        })
+    }
+
     pub fn system_info(&self) -> &Value {
-        &self.system_info
+        &self.system().0
+    }
+
+    /// The system info a local model is built with: when this machine's runtimes are not
+    /// loaded yet, only the runtimes the model names are (a TFLite model never loads ONNX
+    /// Runtime). The devices the model supports come out the same as with the full info.
+    fn model_system(&self, params: &ModelParams) -> (Value, Vec<DevicePair>) {
+        if let Some(s) = self.system.get() {
+            return s.clone();
+        }
+        let named: Option<Vec<String>> = params.device_pairs().ok().map(|p| p.into_iter().map(|(r, _)| r).collect());
+        if let Some(named) = named.filter(|n| !n.iter().any(|r| r == "*")) {
+            let named: Vec<&str> = named.iter().map(String::as_str).collect();
+            let info = local_system_info_among(&named);
+            let pairs = system_pairs(&info);
+            // An empty system means "unknown" to the filters: decide on the full info then.
+            if !pairs.is_empty() {
+                return (info, pairs);
+            }
+        }
+        self.system().clone()
     }
 
     /// `RT/DEV` keys of the system info, in order.
     pub fn supported_device_types(&self) -> Vec<String> {
-        self.system_pairs.iter().map(|(r, d)| format!("{r}/{d}")).collect()
+        self.system_device_pairs().iter().map(|(r, d)| format!("{r}/{d}")).collect()
     }
 
     /// The cloud client and model cache of a cloud zoo.
@@ -181,22 +220,26 @@ impl Zoo {
     }
 
     pub fn system_device_pairs(&self) -> &[DevicePair] {
-        &self.system_pairs
+        &self.system().1
     }
 
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
         let model = match (&self.server, &self.cloud) {
-            (Some(client), Some(c)) => aiserver::load_cloud_model(client, c, name, &self.system_info, &self.system_pairs)?,
+            (Some(client), Some(c)) => aiserver::load_cloud_model(client, c, name, self.system_info(), self.system_device_pairs())?,
             (Some(client), None) => {
                 let entry = self.entry(name)?;
                 let labels = client.label_dictionary(name)?;
                 let backend = crate::remote::RemoteBackend::new(client.clone());
-                Model::new_remote(name, entry.params.clone(), &labels, &self.system_info, &self.system_pairs, backend)?
+                Model::new_remote(name, entry.params.clone(), &labels, self.system_info(), self.system_device_pairs(), backend)?
             }
-            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(c, name, &self.system_info, &self.system_pairs)?,
-            (None, Some(c)) => c.load_model(name, &self.system_info, &self.system_pairs)?,
-            (None, None) => Model::new_local(self.entry(name)?, &self.system_info, &self.system_pairs)?,
+            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(c, name, self.system_info(), self.system_device_pairs())?,
+            (None, Some(c)) => c.load_model(name, self.system_info(), self.system_device_pairs())?,
+            (None, None) => {
+                let entry = self.entry(name)?;
+                let (info, pairs) = self.model_system(&entry.params);
+                Model::new_local(entry, &info, &pairs)?
+            }
         };
         match properties {
             Value::Null => {}
