@@ -77,15 +77,28 @@ pub struct Engine {
     freed: Condvar,
 }
 
-/// Sessions of an engine. A lone frame runs on `wide` (all cores as intra-op threads: lowest
-/// latency); while frames overlap (batch, async, several callers) each runs on a `narrow`
-/// one-core session, so the runtime's spinning worker threads never outnumber the cores.
+/// Sessions of an engine. Each session holds its own copy of the weights, so there are as
+/// few as the runtime allows. When the runtime runs frames concurrently on one session (ONNX
+/// Runtime, whose callers share the session's intra-op threads) that one all-core session
+/// is `shared` and there is no other. Otherwise a lone frame runs on `wide` (all cores as
+/// intra-op threads: lowest latency) and, while frames overlap (batch, async, several
+/// callers), each runs on a `narrow` one-core session, so the runtime's spinning worker
+/// threads never outnumber the cores.
 struct Pool {
     wide: Option<Box<dyn Session>>,
     narrow: Vec<Box<dyn Session>>,
+    /// Narrow sessions that exist (idle, running or being created).
     narrow_created: usize,
-    /// Sessions checked out now (at most the engine's `max_sessions`).
+    shared: Option<Arc<dyn Session>>,
+    /// Frames running now (at most the engine's `max_sessions`).
     running: usize,
+}
+
+/// A session checked out for one frame.
+enum Slot {
+    Wide(Box<dyn Session>),
+    Narrow(Box<dyn Session>),
+    Shared(Arc<dyn Session>),
 }
 
 /// SHA-256 of a file, hex.
@@ -146,58 +159,90 @@ impl Engine {
                 params.num_inputs()
             )));
         }
-        let pool = Pool { wide: Some(first), narrow: Vec::new(), narrow_created: 0, running: 0 };
+        let concurrent = first.concurrent();
+        let (wide, shared) = if concurrent { (None, Some(Arc::from(first))) } else { (Some(first), None) };
+        let pool = Pool { wide, narrow: Vec::new(), narrow_created: 0, shared, running: 0 };
         Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
-    /// Run one inference on a pooled session (see [`Pool`]).
-    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let lock = || self.pool.lock().unwrap_or_else(|p| p.into_inner());
-        let (mut session, wide) = {
-            let mut g = lock();
-            loop {
-                if g.running < self.max_sessions {
-                    let pick = if g.running == 0 && g.wide.is_some() {
-                        g.wide.take().map(|s| (s, true))
-                    } else if let Some(s) = g.narrow.pop() {
-                        Some((s, false))
-                    } else if g.narrow_created < self.max_sessions {
-                        g.narrow_created += 1;
-                        g.running += 1;
-                        drop(g);
-                        match self.agent.load(&self.key.model_path, &self.opts) {
-                            Ok(s) => break (s, false),
-                            Err(e) => {
-                                let mut g = lock();
-                                g.narrow_created -= 1;
-                                g.running -= 1;
-                                drop(g);
-                                self.freed.notify_one();
-                                return Err(e);
-                            }
-                        }
-                    } else {
-                        g.wide.take().map(|s| (s, true))
-                    };
-                    if let Some(p) = pick {
-                        g.running += 1;
-                        break p;
-                    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wait for a slot and take a session for one frame (see [`Pool`]).
+    fn checkout(&self) -> Result<Slot> {
+        let mut g = self.lock();
+        loop {
+            if g.running < self.max_sessions {
+                if g.running == 0 && g.wide.is_some() {
+                    g.running += 1;
+                    return Ok(Slot::Wide(g.wide.take().expect("checked")));
                 }
-                g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+                if let Some(s) = &g.shared {
+                    let s = s.clone();
+                    g.running += 1;
+                    return Ok(Slot::Shared(s));
+                }
+                if let Some(s) = g.narrow.pop() {
+                    g.running += 1;
+                    return Ok(Slot::Narrow(s));
+                }
+                if g.shared.is_none() && g.narrow_created < self.max_sessions {
+                    g.narrow_created += 1;
+                    g.running += 1;
+                    drop(g);
+                    let loaded = self.agent.load(&self.key.model_path, &self.opts);
+                    let mut g = self.lock();
+                    return match loaded {
+                        Ok(s) => Ok(Slot::Narrow(s)),
+                        Err(e) => {
+                            g.narrow_created -= 1;
+                            g.running -= 1;
+                            drop(g);
+                            self.freed.notify_all();
+                            Err(e)
+                        }
+                    };
+                }
+                if g.wide.is_some() {
+                    g.running += 1;
+                    return Ok(Slot::Wide(g.wide.take().expect("checked")));
+                }
+            }
+            g = self.freed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Run one inference on a pooled session. A checked-out session whose run panicked is
+    /// dropped (the shared one stays: ONNX Runtime's state is per run).
+    pub fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut slot = self.checkout()?;
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &mut slot {
+            Slot::Wide(s) | Slot::Narrow(s) => s.run(inputs),
+            Slot::Shared(s) => s.run_shared(inputs),
+        }));
+        let mut g = self.lock();
+        g.running -= 1;
+        let r = match r {
+            Ok(r) => {
+                match slot {
+                    Slot::Wide(s) => g.wide = Some(s),
+                    Slot::Narrow(s) => g.narrow.push(s),
+                    Slot::Shared(_) => {}
+                }
+                r
+            }
+            Err(_) => {
+                match slot {
+                    Slot::Wide(_) => {}
+                    Slot::Narrow(_) => g.narrow_created -= 1,
+                    Slot::Shared(_) => {}
+                }
+                Err(Error::internal(format!("the {} runtime failed while running model '{}'", self.key.runtime, self.key.model_path.display())))
             }
         };
-        let r = session.run(inputs);
-        {
-            let mut g = lock();
-            g.running -= 1;
-            if wide {
-                g.wide = Some(session);
-            } else {
-                g.narrow.push(session);
-            }
-        }
-        self.freed.notify_one();
+        drop(g);
+        self.freed.notify_all();
         r
     }
 }

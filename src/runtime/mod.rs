@@ -171,12 +171,21 @@ impl Default for SessionOptions {
 
 /// One loaded model instance. Not shared between threads at the same time (`&mut self`);
 /// the model layer keeps a pool of sessions for concurrency.
-pub trait Session: Send {
+pub trait Session: Send + Sync {
     fn inputs(&self) -> &[TensorInfo];
     fn outputs(&self) -> &[TensorInfo];
     /// Run one inference. `inputs[i]` is the tensor for model input `i`, with its concrete shape
     /// (batch dimension resolved) and the input's element type.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
+    /// Whether [`Session::run_shared`] may be called from several threads at once (ONNX
+    /// Runtime allows it): an engine then needs no extra copies of the model.
+    fn concurrent(&self) -> bool {
+        false
+    }
+    /// [`Session::run`] through a shared reference; only for [`Session::concurrent`] sessions.
+    fn run_shared(&self, _inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        Err(Error::internal("this runtime runs one frame at a time per session"))
+    }
 }
 
 /// A runtime agent: `RUNTIME` name (e.g. `ONNX`), its devices, and a session factory.

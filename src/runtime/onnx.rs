@@ -17,6 +17,31 @@ struct OrtApiBase {
     get_version_string: unsafe extern "C" fn() -> *const c_char,
 }
 
+/// ONNX Runtime's container of pre-packed weights, shared by the sessions of one model file
+/// so that each packed weight is kept once.
+struct SharedWeights(ort::session::builder::PrepackedWeights);
+// SAFETY: ONNX Runtime synchronises access to the container internally (it exists to be
+// shared between sessions created and run on different threads).
+unsafe impl Send for SharedWeights {}
+unsafe impl Sync for SharedWeights {}
+
+/// The container for `path`, alive while any session of that file is.
+fn shared_weights(path: &Path) -> Arc<SharedWeights> {
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static LIVE: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<Key, std::sync::Weak<SharedWeights>>>> =
+        once_cell::sync::Lazy::new(Default::default);
+    let meta = std::fs::metadata(path).ok();
+    let key = (path.to_path_buf(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|_, w| w.strong_count() > 0);
+    if let Some(w) = live.get(&key).and_then(std::sync::Weak::upgrade) {
+        return w;
+    }
+    let w = Arc::new(SharedWeights(ort::session::builder::PrepackedWeights::new()));
+    live.insert(key, Arc::downgrade(&w));
+    w
+}
+
 pub struct OnnxAgent {
     version: String,
 }
@@ -76,7 +101,8 @@ impl Agent for OnnxAgent {
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(fail)?;
         }
-        let session = b.commit_from_file(model_path).map_err(fail)?;
+        let weights = shared_weights(model_path);
+        let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
             match t {
                 ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None, id: None }),
@@ -85,7 +111,7 @@ impl Agent for OnnxAgent {
         };
         let inputs = session.inputs.iter().map(|i| describe(&i.name, &i.input_type)).collect::<Result<Vec<_>>>()?;
         let outputs = session.outputs.iter().map(|o| describe(&o.name, &o.output_type)).collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(OnnxSession { session, inputs, outputs }))
+        Ok(Box::new(OnnxSession { session, inputs, outputs, _weights: weights }))
     }
 }
 
@@ -110,6 +136,7 @@ struct OnnxSession {
     session: OrtSession,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    _weights: Arc<SharedWeights>,
 }
 
 fn to_value(t: &Tensor) -> std::result::Result<DynValue, ort::Error> {
@@ -166,6 +193,19 @@ impl Session for OnnxSession {
         &self.outputs
     }
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_inner(inputs)
+    }
+    // ONNX Runtime documents `Run` as safe to call concurrently on one session.
+    fn concurrent(&self) -> bool {
+        true
+    }
+    fn run_shared(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        self.run_inner(inputs)
+    }
+}
+
+impl OnnxSession {
+    fn run_inner(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
             return Err(Error::invalid(format!("model takes {} input(s), got {}", self.inputs.len(), inputs.len())));
         }

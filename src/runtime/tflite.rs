@@ -381,9 +381,9 @@ struct Handles {
     compiled: CompiledModelH,
     inputs: Vec<BufferH>,
     outputs: Vec<BufferH>,
-    /// The flatbuffer a model made from a buffer reads; a field, so it is dropped after the
-    /// model (fields drop after `Drop::drop`).
-    model_data: Option<AlignedBuf>,
+    /// The mapped flatbuffer the model reads; a field, so it is dropped after the model
+    /// (fields drop after `Drop::drop`).
+    model_data: Option<Arc<memmap2::Mmap>>,
 }
 
 impl Handles {
@@ -442,6 +442,8 @@ struct TfliteSession {
 // SAFETY: the LiteRT handles are owned exclusively by this session and only used through
 // `&mut self` (or `&self` for read-only metadata held in Rust), never from two threads at once.
 unsafe impl Send for TfliteSession {}
+// SAFETY: through `&self` only the Rust-side metadata is read; every LiteRT call needs `&mut`.
+unsafe impl Sync for TfliteSession {}
 
 const SIG: ParamIndex = 0;
 
@@ -481,14 +483,13 @@ impl TfliteSession {
         .map_err(ctx)?;
 
         // Model. LiteRtCreateModelFromFile does not verify the flatbuffer (a truncated model
-        // crashes it) while LiteRtCreateModelFromBuffer does, so the model is made from one
-        // in-memory copy of the file, kept for the session's life (one copy, not a
-        // verification copy plus LiteRT's own).
-        let (st, what) = match read_model_file(path)? {
-            Some(buf) => {
-                let data = h.model_data.insert(buf);
+        // crashes it) while LiteRtCreateModelFromBuffer does, so the model is made from the
+        // file mapped by us: one mapping per file, shared by all sessions of the model.
+        let (st, what) = match map_model_file(path)? {
+            Some(map) => {
+                let data = h.model_data.insert(map);
                 // SAFETY: the buffer lives in `h` until after the model is destroyed.
-                let st = unsafe { (api.create_model_from_buffer)(data.as_bytes().as_ptr() as *const c_void, data.len(), &mut h.model) };
+                let st = unsafe { (api.create_model_from_buffer)(data.as_ptr() as *const c_void, data.len(), &mut h.model) };
                 (st, "LiteRtCreateModelFromBuffer")
             }
             // SAFETY: NUL-terminated path, valid out-pointer.
@@ -798,20 +799,35 @@ impl Session for TfliteSession {
     }
 }
 
-/// The model file in memory, for LiteRtCreateModelFromBuffer (which runs the flatbuffer
-/// verifier on models under 2e9 bytes); `None` for larger files, which LiteRT maps itself
-/// and does not verify either.
-fn read_model_file(path: &Path) -> Result<Option<AlignedBuf>> {
-    use std::io::Read;
+/// The model file mapped read-only, for LiteRtCreateModelFromBuffer (which runs the
+/// flatbuffer verifier on models under 2e9 bytes): one mapping per (file, size, mtime) while
+/// any session uses it, so sessions of one model share its pages. `None` for larger files,
+/// which LiteRT maps itself and does not verify either.
+fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static MAPS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<Key, std::sync::Weak<memmap2::Mmap>>>> =
+        once_cell::sync::Lazy::new(Default::default);
     let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let len = f.metadata().map_err(io)?.len();
-    if len >= 2_000_000_000 {
+    let f = std::fs::File::open(path).map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if meta.len() >= 2_000_000_000 {
         return Ok(None);
     }
-    let mut buf = AlignedBuf::zeroed(len as usize);
-    f.read_exact(buf.as_bytes_mut()).map_err(io)?;
-    Ok(Some(buf))
+    if meta.len() == 0 {
+        return Err(Error::bad_model(format!("{} is not a valid TFLite model (the file is empty)", path.display())));
+    }
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
+    let mut maps = MAPS.lock().unwrap_or_else(|p| p.into_inner());
+    maps.retain(|_, m| m.strong_count() > 0);
+    if let Some(m) = maps.get(&key).and_then(std::sync::Weak::upgrade) {
+        return Ok(Some(m));
+    }
+    // SAFETY: a read-only private mapping. Model files are replaced by rename (the model
+    // cache does so), which leaves this mapping on the old file; truncating a model file in
+    // place while it is loaded is outside what is supported, as with LiteRT's own mapping.
+    let m = Arc::new(unsafe { memmap2::Mmap::map(&f) }.map_err(io)?);
+    maps.insert(key, Arc::downgrade(&m));
+    Ok(Some(m))
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.
