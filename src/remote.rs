@@ -1,7 +1,8 @@
 //! Inference through an AI server (PySDK's AI-server model): client-side fit
 //! (`image_ops::fit`), JPEG or RAW encoding of the model-sized image, one frame on a stream,
 //! msgpack results mapped back to the original image. Streams are pooled per model and
-//! re-opened when the parameters change, so concurrent callers (batch, async) each get one.
+//! re-opened when the parameters change, so concurrent `predict` callers each get one (batch
+//! and async pipeline frames on a stream of their own: `pipeline::remote`).
 use crate::error::{Code, Error, Result};
 use crate::image_ops::{self, CoordConverter, RgbImage};
 use crate::inference::{InferenceResult, Input};

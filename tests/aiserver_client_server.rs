@@ -134,7 +134,7 @@ fn jpeg_frames_batch_async_and_errors() {
         assert_eq!(r.results.len(), 3);
         let t = r.timing.expect("timing from the server");
         assert!(t["CoreInferenceDuration_ms"].as_f64().unwrap() > 0.0);
-        // Batch (pipelined on several streams) keeps the frame order.
+        // Batch (pipelined on one stream) keeps the frame order.
         let frames: Vec<Vec<dgzoo::pipeline::OwnedInput>> =
             IMAGES.iter().cycle().take(9).map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(i)).unwrap())]).collect();
         let model = zoo.load_model(MODELS[5], &json!({"input_image_format": "RAW"})).unwrap();
@@ -184,15 +184,17 @@ fn inference_timeout_has_pysdk_text() {
     assert_eq!(e.code, dgzoo::Code::Timeout);
 }
 
+type Outcome = dgzoo::Result<dgzoo::inference::InferenceResult>;
+
 fn frames_of(images: &[&str]) -> Vec<Vec<dgzoo::pipeline::OwnedInput>> {
     images.iter().map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(i)).unwrap())]).collect()
 }
 
-fn predict_each(model: &dgzoo::model::Model, frames: &[Vec<dgzoo::pipeline::OwnedInput>]) -> Vec<dgzoo::Result<dgzoo::inference::InferenceResult>> {
+fn predict_each(model: &dgzoo::model::Model, frames: &[Vec<dgzoo::pipeline::OwnedInput>]) -> Vec<Outcome> {
     frames.iter().map(|f| dgzoo::inference::predict(model, &f.iter().map(|i| i.as_input()).collect::<Vec<_>>())).collect()
 }
 
-fn assert_same(got: &[dgzoo::Result<dgzoo::inference::InferenceResult>], want: &[dgzoo::Result<dgzoo::inference::InferenceResult>]) {
+fn assert_same(got: &[Outcome], want: &[Outcome]) {
     assert_eq!(got.len(), want.len());
     for (k, (g, w)) in got.iter().zip(want).enumerate() {
         match (g, w) {
@@ -274,7 +276,7 @@ fn async_cancel_and_drop_do_not_wait_for_a_hung_server() {
     let proxy = StreamProxy::start(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), 4);
     let model = Zoo::connect(&proxy.addr, "", "").unwrap().load_model(MODELS[2], &json!({"frame_queue_depth": 4, "inference_timeout_s": 60})).unwrap();
     let bytes = std::fs::read(image("cat_224.jpg")).unwrap();
-    let delivered: Arc<Mutex<Vec<(u64, dgzoo::Result<dgzoo::inference::InferenceResult>)>>> = Arc::default();
+    let delivered: Arc<Mutex<Vec<(u64, Outcome)>>> = Arc::default();
     let d = delivered.clone();
     let p = dgzoo::pipeline::AsyncPredictor::new(model.clone(), 8, Box::new(move |id, r| d.lock().unwrap().push((id, r)))).unwrap();
     proxy.hold(true);
@@ -315,4 +317,27 @@ fn async_cancel_and_drop_do_not_wait_for_a_hung_server() {
     let got = delivered.lock().unwrap();
     assert_eq!(got.len(), 12);
     assert!(got[9..].iter().all(|(_, r)| r.as_ref().is_err_and(|e| e.code == dgzoo::Code::Timeout)));
+}
+
+#[test]
+fn batch_on_a_model_the_server_lost_fails_each_frame_without_waiting() {
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Asio);
+    let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
+    let zoo = Zoo::connect(&addr, "", "").unwrap();
+    let model = zoo.load_model(MODELS[2], &json!({"frame_queue_depth": 3, "inference_timeout_s": 60})).unwrap();
+    std::fs::remove_dir_all(zoo_dir.path().join(MODELS[2])).unwrap();
+    zoo.ai_server().unwrap().zoo_manage(json!({"rescan": true})).unwrap();
+    // The stream-open failure arrives as the first result; the server ignores the rest of the
+    // stream, so the frames in flight on it fail with the same text instead of timing out.
+    let frames = frames_of(&["cat_224.jpg"; 5]);
+    let want = predict_each(&model, &frames[..1]).pop().unwrap().unwrap_err();
+    assert!(want.message.contains(&format!("Cannot find the model in the model zoo with name = {}", MODELS[2])), "{}", want.message);
+    let t0 = std::time::Instant::now();
+    let got = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+    for r in &got {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!((e.code, &e.message), (want.code, &want.message));
+    }
 }

@@ -309,7 +309,7 @@ fn read_loop(flight: &Flight, mut rx: RemoteStream, model: &Model, complete: &Co
         };
         let received = match timeout {
             Some(t) => rx.recv(Duration::from_secs_f64(t.max(0.001))),
-            // Aborted while idle between frames: only the failure below is left to do.
+            // Aborted between two receives: only failing what is pending is left to do.
             None => Err(cancelled()),
         };
         let mut g = lock(&flight.state);

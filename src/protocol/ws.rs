@@ -83,11 +83,6 @@ impl WsWriter {
         self.frame(OP_BINARY, data)
     }
 
-    /// Shut the socket down both ways (unblocks a reader of the same connection).
-    pub fn shutdown(&self) {
-        let _ = self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.shutdown(std::net::Shutdown::Both);
-    }
-
     /// Send a close frame (best effort, bounded wait).
     pub fn close(&self) {
         let _ = self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.set_write_timeout(Some(Duration::from_millis(500)));

@@ -191,15 +191,16 @@ impl AiServerClient {
         let server = self.server();
         let s = self.connect()?;
         let _ = s.set_write_timeout(Some(self.timeout));
+        let open_err = |e: std::io::Error| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}"));
         if !self.addr.http {
             let mut s = s;
-            let open_err = |e: std::io::Error| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}"));
             let msg = protocol::command("stream", json!({"name": model, "config": config}));
             protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(open_err)?;
             // Success has no reply; a failure arrives as the first result.
             let send = s.try_clone().map_err(open_err)?;
             return Ok(RemoteStream::new(SendConn::Asio(send), Receiver::Asio(s), server, self.max_packet));
         }
+        let raw = s.try_clone().map_err(open_err)?;
         let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
         let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
         ws.writer.send_text(protocol::ws_config_message(model, config).as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
@@ -214,7 +215,7 @@ impl AiServerClient {
         if let Some(msg) = protocol::error_of(&v) {
             return Err(cfg_err(msg));
         }
-        Ok(RemoteStream::new(SendConn::Ws(ws.writer), Receiver::Ws(ws.reader), server, self.max_packet))
+        Ok(RemoteStream::new(SendConn::Ws(ws.writer, raw), Receiver::Ws(ws.reader), server, self.max_packet))
     }
 }
 
@@ -245,7 +246,8 @@ pub struct StreamSender {
 
 enum SendConn {
     Asio(TcpStream),
-    Ws(WsWriter),
+    /// The writer, and the socket to shut down without waiting for a write in progress.
+    Ws(WsWriter, TcpStream),
 }
 
 impl std::fmt::Debug for RemoteStream {
@@ -262,7 +264,7 @@ impl StreamSender {
         for p in packets {
             match &mut self.conn {
                 SendConn::Asio(s) => protocol::write_packet(s, p).map_err(err)?,
-                SendConn::Ws(w) => w.send_binary(p).map_err(err)?,
+                SendConn::Ws(w, _) => w.send_binary(p).map_err(err)?,
             }
         }
         Ok(())
@@ -275,18 +277,14 @@ impl StreamSender {
                 let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
                 let _ = protocol::write_packet(s, b"");
             }
-            SendConn::Ws(w) => w.close(),
+            SendConn::Ws(w, _) => w.close(),
         }
     }
 
     /// Shut the connection down both ways: a thread blocked reading results returns at once.
     pub fn abort(&self) {
-        match &self.conn {
-            SendConn::Asio(s) => {
-                let _ = s.shutdown(std::net::Shutdown::Both);
-            }
-            SendConn::Ws(w) => w.shutdown(),
-        }
+        let (SendConn::Asio(s) | SendConn::Ws(_, s)) = &self.conn;
+        let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -298,9 +296,10 @@ impl RemoteStream {
     /// Another sending side of this stream, for a thread other than the reader.
     pub fn sender(&self) -> Result<StreamSender> {
         let server = self.tx.server.clone();
+        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
         let conn = match &self.tx.conn {
-            SendConn::Asio(s) => SendConn::Asio(s.try_clone().map_err(|e| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}")))?),
-            SendConn::Ws(w) => SendConn::Ws(w.clone()),
+            SendConn::Asio(s) => SendConn::Asio(s.try_clone().map_err(err)?),
+            SendConn::Ws(w, s) => SendConn::Ws(w.clone(), s.try_clone().map_err(err)?),
         };
         Ok(StreamSender { conn, server })
     }
