@@ -3,16 +3,21 @@
 //! Frames are processed concurrently (decode, resize, inference on pooled sessions,
 //! post-processing) and delivered strictly in submission order. The queue is bounded by the
 //! frame queue depth: `submit` blocks when it is full (back-pressure), `try_submit` refuses.
+//! For an AI-server model the workers only encode frames; [`remote`] pipelines them on one
+//! stream.
+mod remote;
+
 use crate::error::{Code, Error, Result};
 use crate::inference::{self, InferenceResult, Input};
 use crate::model::Model;
+use remote::{Encoded, RemotePipeline};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-/// Most concurrent streams one async predictor opens to an AI server.
-const MAX_REMOTE_WORKERS: usize = 16;
+/// Most concurrent connections one async predictor opens to the cloud.
+const MAX_CLOUD_WORKERS: usize = 16;
 
 /// An owned frame: one buffer per model input.
 #[derive(Debug, Clone)]
@@ -51,12 +56,22 @@ struct State {
     closing: bool,
 }
 
+/// What the workers do with a frame.
+enum Work {
+    /// Run it (local engine; cloud model, one connection per worker).
+    Predict(Model),
+    /// Encode it for the AI server, which the stream pipeline sends it to.
+    Encode(Model, Arc<RemotePipeline>),
+}
+
 /// An asynchronous predictor for one model.
 pub struct AsyncPredictor {
     shared: Arc<Shared>,
     depth: usize,
     workers: Vec<std::thread::JoinHandle<()>>,
     deliverer: Option<std::thread::JoinHandle<()>>,
+    /// The AI-server stream pipeline (AI-server models only).
+    remote: Option<Arc<RemotePipeline>>,
 }
 
 impl AsyncPredictor {
@@ -73,14 +88,30 @@ impl AsyncPredictor {
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
         });
-        // Remote frames wait on the network, not the CPU: one worker (and stream) per queue slot.
-        let n_workers = if model.is_remote() { depth.min(MAX_REMOTE_WORKERS) } else { std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth) };
+        // Cloud frames wait on the network, not the CPU: one worker (and connection) per queue
+        // slot. Other workers are CPU-bound (inference, or encoding for the AI server).
+        let n_workers = if model.cloud_backend().is_some() {
+            depth.min(MAX_CLOUD_WORKERS)
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth)
+        };
+        let remote = match model.remote() {
+            Some(_) => {
+                let sh = shared.clone();
+                Some(Arc::new(RemotePipeline::new(model.clone(), Arc::new(move |(seq, id), r| done(&sh, seq, id, r)))?))
+            }
+            None => None,
+        };
+        let work = Arc::new(match &remote {
+            Some(rp) => Work::Encode(model, rp.clone()),
+            None => Work::Predict(model),
+        });
         let workers = (0..n_workers)
             .map(|i| {
-                let (sh, m) = (shared.clone(), model.clone());
+                let (sh, w) = (shared.clone(), work.clone());
                 std::thread::Builder::new()
                     .name(format!("dgzoo-worker-{i}"))
-                    .spawn(move || worker(sh, m))
+                    .spawn(move || worker(sh, w))
                     .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -89,7 +120,7 @@ impl AsyncPredictor {
             .name("dgzoo-deliver".into())
             .spawn(move || deliver(sh, callback))
             .map_err(|e| Error::internal(format!("cannot start the delivery thread: {e}")))?;
-        Ok(AsyncPredictor { shared, depth, workers, deliverer: Some(deliverer) })
+        Ok(AsyncPredictor { shared, depth, workers, deliverer: Some(deliverer), remote })
     }
 
     fn submit_inner(&self, id: u64, inputs: Vec<OwnedInput>, wait: Option<Duration>) -> Result<()> {
@@ -140,12 +171,17 @@ impl AsyncPredictor {
         }
     }
 
-    /// Drop frames not yet started; they are delivered with a `Cancelled` error.
+    /// Drop frames not yet started; they are delivered with a `Cancelled` error. On an AI
+    /// server, frames sent and not yet answered are abandoned too (their stream is shut down),
+    /// so waiting after a cancel never waits for the server.
     pub fn cancel(&self) {
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.cancelled.store(true, Ordering::SeqCst);
         while let Some((seq, id, _)) = st.queue.pop_front() {
             st.done.insert(seq, (id, Err(Error::new(Code::Cancelled, "frame cancelled"))));
+        }
+        if let Some(rp) = &self.remote {
+            rp.cancel();
         }
         self.shared.changed.notify_all();
     }
@@ -163,18 +199,24 @@ impl Drop for AsyncPredictor {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // The last reference (the workers are gone): ends the stream and its threads.
+        self.remote = None;
         if let Some(d) = self.deliverer.take() {
             let _ = d.join();
         }
     }
 }
 
-fn worker(sh: Arc<Shared>, model: Model) {
+fn worker(sh: Arc<Shared>, work: Arc<Work>) {
     loop {
         let job = {
             let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
             loop {
                 if let Some(j) = st.queue.pop_front() {
+                    // Taken under the queue lock, so frames are sent in submission order.
+                    if let Work::Encode(_, rp) = &*work {
+                        rp.reserve((j.0, j.1));
+                    }
                     break Some(j);
                 }
                 if st.closing {
@@ -184,18 +226,35 @@ fn worker(sh: Arc<Shared>, model: Model) {
             }
         };
         let Some((seq, id, inputs)) = job else { return };
-        let r = if sh.cancelled.load(Ordering::SeqCst) {
-            Err(Error::new(Code::Cancelled, "frame cancelled"))
-        } else {
-            let ins: Vec<Input> = inputs.iter().map(OwnedInput::as_input).collect();
-            // A panic in one frame becomes that frame's error; the worker lives on.
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inference::predict(&model, &ins)))
-                .unwrap_or_else(|_| Err(Error::internal("internal error (panic) while processing the frame")))
-        };
-        let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
-        st.done.insert(seq, (id, r));
-        sh.changed.notify_all();
+        let ins: Vec<Input> = inputs.iter().map(OwnedInput::as_input).collect();
+        let cancelled = sh.cancelled.load(Ordering::SeqCst);
+        match &*work {
+            Work::Predict(model) => done(&sh, seq, id, guarded(cancelled, || inference::predict(model, &ins))),
+            Work::Encode(model, rp) => {
+                let encoded = guarded(cancelled, || {
+                    let st = model.state();
+                    crate::remote::encode_frame(&st, &ins).map(|(packets, converter)| Encoded { packets, converter, st })
+                });
+                rp.fill((seq, id), encoded);
+            }
+        }
     }
+}
+
+/// Run a frame's step unless cancelled; a panic becomes that frame's error and the worker
+/// lives on.
+fn guarded<T>(cancelled: bool, step: impl FnOnce() -> Result<T>) -> Result<T> {
+    if cancelled {
+        return Err(Error::new(Code::Cancelled, "frame cancelled"));
+    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| Err(Error::internal("internal error (panic) while processing the frame")))
+}
+
+/// A frame is finished: queue it for in-order delivery.
+fn done(sh: &Shared, seq: u64, id: u64, r: Result<InferenceResult>) {
+    let mut st = sh.state.lock().unwrap_or_else(|p| p.into_inner());
+    st.done.insert(seq, (id, r));
+    sh.changed.notify_all();
 }
 
 fn deliver(sh: Arc<Shared>, mut cb: Callback) {

@@ -1,7 +1,8 @@
 //! Inference through an AI server (PySDK's AI-server model): client-side fit
 //! (`image_ops::fit`), JPEG or RAW encoding of the model-sized image, one frame on a stream,
 //! msgpack results mapped back to the original image. Streams are pooled per model and
-//! re-opened when the parameters change, so concurrent callers (batch, async) each get one.
+//! re-opened when the parameters change, so concurrent `predict` callers each get one (batch
+//! and async pipeline frames on a stream of their own: `pipeline::remote`).
 use crate::error::{Code, Error, Result};
 use crate::image_ops::{self, CoordConverter, RgbImage};
 use crate::inference::{InferenceResult, Input};
@@ -81,7 +82,7 @@ impl Drop for RemoteBackend {
 
 /// The stream configuration PySDK sends: the model JSON with its edits, plus the inference
 /// timeout as `DeviceTimeout_ms`.
-fn stream_config(st: &ModelState) -> Value {
+pub(crate) fn stream_config(st: &ModelState) -> Value {
     let mut p = st.params.clone();
     let _ = p.set("DeviceTimeout_ms", 0, json!(st.inference_timeout_s * 1000.0));
     p.to_value()
@@ -111,6 +112,10 @@ fn model_wh(p: &ModelParams, i: usize) -> Result<(u32, u32)> {
 /// Client-side pre-processing of one frame: packets to send and the coordinate converter.
 pub(crate) fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
     let p = &st.params;
+    let n = p.num_inputs();
+    if inputs.len() != n {
+        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
+    }
     let mut packets = Vec::with_capacity(inputs.len());
     let mut converter = CoordConverter::identity();
     for (i, input) in inputs.iter().enumerate() {
@@ -177,24 +182,29 @@ fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u
     }
 }
 
+/// PySDK's text for a frame that failed on (or on the way to) the AI server; `code` says why.
+pub(crate) fn inference_error(model: &Model, code: Code, msg: &str) -> Error {
+    Error::new(code, format!("Failed to perform model '{}' inference: {msg}", model.name()))
+}
+
+/// A frame's result packet → its result (a per-frame error from the server is the frame's error).
+pub(crate) fn complete(model: &Model, st: &ModelState, packet: &[u8], converter: &CoordConverter) -> Result<InferenceResult> {
+    match protocol::decode_results(packet).map_err(|e| inference_error(model, Code::Inference, &e.message))? {
+        Ok((results, tensors)) => Ok(finish(model, st, results, tensors, converter)),
+        Err(msg) => Err(inference_error(model, Code::Inference, &msg)),
+    }
+}
+
 /// Run one frame on an AI-server model.
 pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
-    let n = st.params.num_inputs();
-    if inputs.len() != n {
-        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
-    }
     let (packets, converter) = encode_frame(st, inputs)?;
-    let fail = |msg: &str| Error::new(Code::Inference, format!("Failed to perform model '{}' inference: {msg}", model.name()));
-    let bytes = exchange(model, rb, st, &packets).map_err(|e| Error::new(e.code, fail(&e.message).message))?;
-    let (results, tensors) = match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
-        Ok(r) => r,
-        Err(msg) => {
-            // After an error the server-side stream may be unusable: end the pooled streams.
-            rb.clear();
-            return Err(fail(&msg));
-        }
-    };
-    Ok(finish(model, st, results, tensors, &converter))
+    let bytes = exchange(model, rb, st, &packets).map_err(|e| inference_error(model, e.code, &e.message))?;
+    let r = complete(model, st, &bytes, &converter);
+    if r.is_err() {
+        // After an error the server-side stream may be unusable: end the pooled streams.
+        rb.clear();
+    }
+    r
 }
 
 /// Client-side completion of a decoded result list (AI server and cloud): the server's

@@ -134,7 +134,7 @@ fn jpeg_frames_batch_async_and_errors() {
         assert_eq!(r.results.len(), 3);
         let t = r.timing.expect("timing from the server");
         assert!(t["CoreInferenceDuration_ms"].as_f64().unwrap() > 0.0);
-        // Batch (pipelined on several streams) keeps the frame order.
+        // Batch (pipelined on one stream) keeps the frame order.
         let frames: Vec<Vec<dgzoo::pipeline::OwnedInput>> =
             IMAGES.iter().cycle().take(9).map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(i)).unwrap())]).collect();
         let model = zoo.load_model(MODELS[5], &json!({"input_image_format": "RAW"})).unwrap();
@@ -182,4 +182,162 @@ fn inference_timeout_has_pysdk_text() {
     assert!(e.message.contains(&format!("Timeout 500 ms waiting for response from AI server '127.0.0.1:{port}'")), "{}", e.message);
     assert!(e.message.contains("[CRITICAL]"));
     assert_eq!(e.code, dgzoo::Code::Timeout);
+}
+
+type Outcome = dgzoo::Result<dgzoo::inference::InferenceResult>;
+
+fn frames_of(images: &[&str]) -> Vec<Vec<dgzoo::pipeline::OwnedInput>> {
+    images.iter().map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(i)).unwrap())]).collect()
+}
+
+fn predict_each(model: &dgzoo::model::Model, frames: &[Vec<dgzoo::pipeline::OwnedInput>]) -> Vec<Outcome> {
+    frames.iter().map(|f| dgzoo::inference::predict(model, &f.iter().map(|i| i.as_input()).collect::<Vec<_>>())).collect()
+}
+
+fn assert_same(got: &[Outcome], want: &[Outcome]) {
+    assert_eq!(got.len(), want.len());
+    for (k, (g, w)) in got.iter().zip(want).enumerate() {
+        match (g, w) {
+            (Ok(g), Ok(w)) => assert_eq!(g.results, w.results, "frame {k}"),
+            (Err(g), Err(w)) => assert_eq!((g.code, &g.message), (w.code, &w.message), "frame {k}"),
+            _ => panic!("frame {k}: batch gave {:?}, predict gave {:?}", g.as_ref().map(|_| ()), w.as_ref().map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn batch_pipelines_frames_on_one_stream() {
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Asio);
+    let direct = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
+    const DEPTH: usize = 4;
+    let proxy = StreamProxy::start(&direct, DEPTH);
+    let params = json!({"frame_queue_depth": DEPTH, "input_image_format": "RAW"});
+    let reference = Zoo::connect(&direct, "", "").unwrap().load_model(MODELS[5], &params).unwrap();
+    let model = Zoo::connect(&proxy.addr, "", "").unwrap().load_model(MODELS[5], &params).unwrap();
+    let images: Vec<&str> = IMAGES.iter().copied().cycle().take(11).collect();
+    let frames = frames_of(&images);
+    let want = predict_each(&reference, &frames);
+    assert!(want.iter().all(Result::is_ok));
+    let got = dgzoo::pipeline::predict_batch(&model, frames.clone()).unwrap();
+    assert_same(&got, &want);
+    // One stream, filled up to the model's frame queue depth and never past it.
+    assert_eq!(proxy.streams(), 1);
+    assert_eq!(proxy.max_in_flight(), DEPTH);
+
+    // A frame the server cannot use fails alone, with predict's error; the stream goes on.
+    proxy.reset();
+    let mut frames = frames;
+    frames[4] = vec![dgzoo::pipeline::OwnedInput::Bytes(b"not an image".to_vec())];
+    frames[7] = vec![dgzoo::pipeline::OwnedInput::Bytes(vec![0u8; 100])];
+    let want = predict_each(&reference, &frames);
+    let got = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
+    assert_same(&got, &want);
+    for k in [4, 7] {
+        let e = got[k].as_ref().unwrap_err();
+        assert_eq!(e.code, dgzoo::Code::Inference);
+        assert!(e.message.starts_with(&format!("Failed to perform model '{}' inference: ", MODELS[5])), "{}", e.message);
+        assert!(e.message.contains("Cannot reshape"), "{}", e.message);
+    }
+    assert_eq!(got.iter().filter(|r| r.is_ok()).count(), 9);
+    assert_eq!(proxy.streams(), 1);
+}
+
+#[test]
+fn batch_timeout_fails_frames_in_flight_then_a_new_stream() {
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Asio);
+    let proxy = StreamProxy::start(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), 2);
+    let model = Zoo::connect(&proxy.addr, "", "").unwrap().load_model(MODELS[2], &json!({"frame_queue_depth": 2, "inference_timeout_s": 1})).unwrap();
+    let frames = frames_of(&["cat_224.jpg"; 4]);
+    proxy.hold(true);
+    let t0 = std::time::Instant::now();
+    let got = dgzoo::pipeline::predict_batch(&model, frames.clone()).unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+    for r in &got {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!(e.code, dgzoo::Code::Timeout);
+        assert!(e.message.starts_with(&format!("Failed to perform model '{}' inference: [CRITICAL]Timeout detected\nTimeout 1000 ms waiting for response from AI server '{}'", MODELS[2], proxy.addr)), "{}", e.message);
+    }
+    // Two frames in flight per stream: the second pair went on a new stream.
+    assert_eq!(proxy.streams(), 2);
+    proxy.hold(false);
+    let got = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
+    assert!(got.iter().all(|r| r.as_ref().is_ok_and(|r| r.results[0]["label"] == json!("Egyptian cat"))));
+    assert_eq!(proxy.streams(), 3);
+}
+
+#[test]
+fn async_cancel_and_drop_do_not_wait_for_a_hung_server() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Asio);
+    let proxy = StreamProxy::start(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), 4);
+    let model = Zoo::connect(&proxy.addr, "", "").unwrap().load_model(MODELS[2], &json!({"frame_queue_depth": 4, "inference_timeout_s": 60})).unwrap();
+    let bytes = std::fs::read(image("cat_224.jpg")).unwrap();
+    let delivered: Arc<Mutex<Vec<(u64, Outcome)>>> = Arc::default();
+    let d = delivered.clone();
+    let p = dgzoo::pipeline::AsyncPredictor::new(model.clone(), 8, Box::new(move |id, r| d.lock().unwrap().push((id, r)))).unwrap();
+    proxy.hold(true);
+    for id in 0..8 {
+        p.submit(id, vec![dgzoo::pipeline::OwnedInput::Bytes(bytes.clone())]).unwrap();
+    }
+    let t0 = Instant::now();
+    while proxy.max_in_flight() < 4 {
+        assert!(t0.elapsed() < Duration::from_secs(10), "frames never reached the server");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(proxy.max_in_flight(), 4, "never more than frame_queue_depth in flight");
+    let t0 = Instant::now();
+    p.cancel();
+    p.wait();
+    assert!(t0.elapsed() < Duration::from_secs(2), "cancel waited for the server: {:?}", t0.elapsed());
+    {
+        let got = delivered.lock().unwrap();
+        assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..8).collect::<Vec<_>>());
+        assert!(got.iter().all(|(_, r)| r.as_ref().is_err_and(|e| e.code == dgzoo::Code::Cancelled)));
+    }
+    // The predictor goes on, on a new stream.
+    proxy.hold(false);
+    p.submit(8, vec![dgzoo::pipeline::OwnedInput::Bytes(bytes.clone())]).unwrap();
+    p.wait();
+    assert!(delivered.lock().unwrap()[8].1.as_ref().is_ok_and(|r| r.results[0]["label"] == json!("Egyptian cat")));
+    assert_eq!(proxy.streams(), 2);
+    // Dropping waits for the frames in flight, only as long as the inference timeout.
+    model.set_property("inference_timeout_s", &json!(1)).unwrap();
+    proxy.hold(true);
+    for id in 9..12 {
+        p.submit(id, vec![dgzoo::pipeline::OwnedInput::Bytes(bytes.clone())]).unwrap();
+    }
+    let t0 = Instant::now();
+    drop(p);
+    assert!(t0.elapsed() < Duration::from_secs(5), "drop hung: {:?}", t0.elapsed());
+    let got = delivered.lock().unwrap();
+    assert_eq!(got.len(), 12);
+    assert!(got[9..].iter().all(|(_, r)| r.as_ref().is_err_and(|e| e.code == dgzoo::Code::Timeout)));
+}
+
+#[test]
+fn batch_on_a_model_the_server_lost_fails_each_frame_without_waiting() {
+    let zoo_dir = clean_zoo();
+    let server = start_server(zoo_dir.path(), Protocol::Asio);
+    let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
+    let zoo = Zoo::connect(&addr, "", "").unwrap();
+    let model = zoo.load_model(MODELS[2], &json!({"frame_queue_depth": 3, "inference_timeout_s": 60})).unwrap();
+    std::fs::remove_dir_all(zoo_dir.path().join(MODELS[2])).unwrap();
+    zoo.ai_server().unwrap().zoo_manage(json!({"rescan": true})).unwrap();
+    // The stream-open failure arrives as the first result; the server ignores the rest of the
+    // stream, so the frames in flight on it fail with the same text instead of timing out.
+    let frames = frames_of(&["cat_224.jpg"; 5]);
+    let want = predict_each(&model, &frames[..1]).pop().unwrap().unwrap_err();
+    assert!(want.message.contains(&format!("Cannot find the model in the model zoo with name = {}", MODELS[2])), "{}", want.message);
+    let t0 = std::time::Instant::now();
+    let got = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10), "{:?}", t0.elapsed());
+    for r in &got {
+        let e = r.as_ref().unwrap_err();
+        assert_eq!((e.code, &e.message), (want.code, &want.message));
+    }
 }

@@ -179,6 +179,26 @@ fn our_client_against_pysdk_server() {
         };
         assert!(msg.contains("Cannot find the model in the model zoo with name = no_such_model"), "{addr}: {msg}");
     }
+    // Batch pipelined on one stream (through a proxy that counts streams and frames in
+    // flight): the per-frame results, and a bad frame mid-batch fails alone (the PySDK server
+    // goes on with the stream after a per-frame error).
+    let proxy = StreamProxy::start(&asio, 3);
+    let params = json!({"frame_queue_depth": 3, "input_image_format": "RAW"});
+    let model = Zoo::connect(&proxy.addr, "", "").unwrap().load_model(MODELS[5], &params).unwrap();
+    let mut frames: Vec<Vec<dgzoo::pipeline::OwnedInput>> =
+        IMAGES.iter().cycle().take(7).map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(i)).unwrap())]).collect();
+    frames[3] = vec![dgzoo::pipeline::OwnedInput::Bytes(vec![0u8; 10])];
+    let got = dgzoo::pipeline::predict_batch(&model, frames.clone()).unwrap();
+    assert_eq!((proxy.streams(), proxy.max_in_flight()), (1, 3));
+    for (k, (r, f)) in got.iter().zip(&frames).enumerate() {
+        let single = dgzoo::inference::predict(&model, &[f[0].as_input()]);
+        match (r, single) {
+            (Ok(r), Ok(s)) => assert_eq!(r.results, s.results, "batch frame {k}"),
+            (Err(e), Err(s)) => assert_eq!(e.message, s.message, "batch frame {k}"),
+            (r, s) => panic!("batch frame {k}: batch ok={} predict ok={}", r.is_ok(), s.is_ok()),
+        }
+    }
+    assert!(got[3].is_err() && got.iter().filter(|r| r.is_ok()).count() == 6);
     // The PySDK client's JPEG frames (its default) decode on our server exactly as on its own:
     // the same results from both servers (the int8 model aside, see above).
     let ours = start_server(zoo_dir.path(), Protocol::Asio);

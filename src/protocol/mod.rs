@@ -95,6 +95,12 @@ pub fn frame_err(msg: &str) -> Value {
     json!({"msg": msg, "success": false})
 }
 
+/// Does this result packet end the stream? A stream-open failure arrives as the first result
+/// with `VERSION` (the server then ignores the stream); a per-frame error has none.
+pub fn ends_stream(payload: &[u8]) -> bool {
+    decode(payload).is_ok_and(|(v, _)| error_of(&v).is_some() && v.get(VERSION_TAG).is_some())
+}
+
 /// `errorCheck`: an object with `success: false` is an error; its message is `msg`.
 pub fn error_of(v: &Value) -> Option<String> {
     let o = v.as_object()?;

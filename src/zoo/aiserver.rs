@@ -7,7 +7,7 @@ use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
-use crate::protocol::ws::{WsClient, WsMessage};
+use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 
 /// `load_model` for an AI server with a cloud zoo (PySDK: the model is named `org/zoo/<m>`,
 /// its parameters come from the cloud with `CloudURL`/`CloudToken` set so the server can fetch
@@ -191,14 +191,16 @@ impl AiServerClient {
         let server = self.server();
         let s = self.connect()?;
         let _ = s.set_write_timeout(Some(self.timeout));
+        let open_err = |e: std::io::Error| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}"));
         if !self.addr.http {
             let mut s = s;
             let msg = protocol::command("stream", json!({"name": model, "config": config}));
-            protocol::write_packet(&mut s, msg.to_string().as_bytes())
-                .map_err(|e| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}")))?;
+            protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(open_err)?;
             // Success has no reply; a failure arrives as the first result.
-            return Ok(RemoteStream { conn: Conn::Asio(s), server, max_packet: self.max_packet });
+            let send = s.try_clone().map_err(open_err)?;
+            return Ok(RemoteStream::new(SendConn::Asio(send), Receiver::Asio(s), server, self.max_packet));
         }
+        let raw = s.try_clone().map_err(open_err)?;
         let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
         let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
         ws.writer.send_text(protocol::ws_config_message(model, config).as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
@@ -213,7 +215,7 @@ impl AiServerClient {
         if let Some(msg) = protocol::error_of(&v) {
             return Err(cfg_err(msg));
         }
-        Ok(RemoteStream { conn: Conn::Ws(Box::new(ws)), server, max_packet: self.max_packet })
+        Ok(RemoteStream::new(SendConn::Ws(ws.writer, raw), Receiver::Ws(ws.reader), server, self.max_packet))
     }
 }
 
@@ -223,54 +225,100 @@ fn percent_encode(s: &str) -> String {
         .collect()
 }
 
-enum Conn {
-    Asio(TcpStream),
-    Ws(Box<WsClient>),
-}
-
 /// An open inference stream: frames out, msgpack results back in order.
 pub struct RemoteStream {
-    conn: Conn,
-    server: String,
+    tx: StreamSender,
+    rx: Receiver,
     max_packet: usize,
+}
+
+enum Receiver {
+    Asio(TcpStream),
+    Ws(WsReader),
+}
+
+/// The sending side of a stream. A second one (`RemoteStream::sender`) lets one thread send
+/// frames while another reads the results.
+pub struct StreamSender {
+    conn: SendConn,
+    server: String,
+}
+
+enum SendConn {
+    Asio(TcpStream),
+    /// The writer, and the socket to shut down without waiting for a write in progress.
+    Ws(WsWriter, TcpStream),
 }
 
 impl std::fmt::Debug for RemoteStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "RemoteStream({})", self.server)
+        write!(f, "RemoteStream({})", self.tx.server)
+    }
+}
+
+impl StreamSender {
+    /// Send one frame (one packet per model input).
+    pub fn send_frame(&mut self, packets: &[Vec<u8>]) -> Result<()> {
+        let server = &self.server;
+        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
+        for p in packets {
+            match &mut self.conn {
+                SendConn::Asio(s) => protocol::write_packet(s, p).map_err(err)?,
+                SendConn::Ws(w, _) => w.send_binary(p).map_err(err)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// End of stream: an empty packet (asio) or a close frame (WebSocket).
+    pub fn close(mut self) {
+        match &mut self.conn {
+            SendConn::Asio(s) => {
+                let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
+                let _ = protocol::write_packet(s, b"");
+            }
+            SendConn::Ws(w, _) => w.close(),
+        }
+    }
+
+    /// Shut the connection down both ways: a thread blocked reading results returns at once.
+    pub fn abort(&self) {
+        let (SendConn::Asio(s) | SendConn::Ws(_, s)) = &self.conn;
+        let _ = s.shutdown(std::net::Shutdown::Both);
     }
 }
 
 impl RemoteStream {
+    fn new(tx: SendConn, rx: Receiver, server: String, max_packet: usize) -> Self {
+        RemoteStream { tx: StreamSender { conn: tx, server }, rx, max_packet }
+    }
+
+    /// Another sending side of this stream, for a thread other than the reader.
+    pub fn sender(&self) -> Result<StreamSender> {
+        let server = self.tx.server.clone();
+        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
+        let conn = match &self.tx.conn {
+            SendConn::Asio(s) => SendConn::Asio(s.try_clone().map_err(err)?),
+            SendConn::Ws(w, s) => SendConn::Ws(w.clone(), s.try_clone().map_err(err)?),
+        };
+        Ok(StreamSender { conn, server })
+    }
+
     /// Send one frame (one packet per model input).
     pub fn send_frame(&mut self, packets: &[Vec<u8>]) -> Result<()> {
-        let server = self.server.clone();
-        let err = |e: String| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
-        match &mut self.conn {
-            Conn::Asio(s) => {
-                for p in packets {
-                    protocol::write_packet(s, p).map_err(|e| err(e.to_string()))?;
-                }
-            }
-            Conn::Ws(ws) => {
-                for p in packets {
-                    ws.writer.send_binary(p).map_err(|e| err(e.to_string()))?;
-                }
-            }
-        }
-        Ok(())
+        self.tx.send_frame(packets)
     }
 
     /// Receive the next result packet, waiting at most `timeout`.
     pub fn recv(&mut self, timeout: Duration) -> Result<Vec<u8>> {
         let timeout = timeout.max(Duration::from_millis(1));
         let ms = timeout.as_millis();
-        let server = self.server.clone();
+        let server = &self.tx.server;
         let timed_out = || Error::new(Code::Timeout, format!("[CRITICAL]Timeout detected\nTimeout {ms} ms waiting for response from AI server '{server}'"));
         let is_timeout = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
         let closed = || Error::new(Code::Network, format!("AI server '{server}' closed the connection"));
-        match &mut self.conn {
-            Conn::Asio(s) => {
+        match &mut self.rx {
+            Receiver::Asio(s) => {
                 let _ = s.set_read_timeout(Some(timeout));
                 match protocol::read_packet(s, self.max_packet) {
                     Ok(Some(p)) => Ok(p),
@@ -279,9 +327,9 @@ impl RemoteStream {
                     Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
                 }
             }
-            Conn::Ws(ws) => {
-                ws.reader.set_read_timeout(Some(timeout));
-                match ws.reader.recv() {
+            Receiver::Ws(r) => {
+                r.set_read_timeout(Some(timeout));
+                match r.recv() {
                     Ok(WsMessage::Binary(b) | WsMessage::Text(b)) => Ok(b),
                     Ok(WsMessage::Close) => Err(closed()),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
@@ -292,13 +340,7 @@ impl RemoteStream {
     }
 
     /// End of stream: an empty packet (asio) or a close frame (WebSocket).
-    pub fn close(mut self) {
-        match &mut self.conn {
-            Conn::Asio(s) => {
-                let _ = s.set_write_timeout(Some(Duration::from_millis(500)));
-                let _ = protocol::write_packet(s, b"");
-            }
-            Conn::Ws(ws) => ws.writer.close(),
-        }
+    pub fn close(self) {
+        self.tx.close()
     }
 }

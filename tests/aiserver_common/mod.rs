@@ -228,3 +228,117 @@ pub fn start_peer_server(peer: &Path, zoo: &Path, env: &[(&str, &Path)]) -> Peer
     }
     server
 }
+
+/// An asio proxy in front of an AI server that watches its inference streams: how many were
+/// opened and the most frames one had in flight (sent by the client, result not yet passed
+/// back; one packet per frame, i.e. single-input models). Each result is held back until
+/// the client has `settle` frames in flight or has sent nothing for 300 ms, so a client
+/// that pipelines reliably reaches its window. With `hold` set, results are not passed on
+/// at all (a hung server).
+pub struct StreamProxy {
+    pub addr: String,
+    stats: std::sync::Arc<ProxyStats>,
+}
+
+#[derive(Default)]
+struct ProxyStats {
+    streams: std::sync::atomic::AtomicUsize,
+    max_in_flight: std::sync::atomic::AtomicUsize,
+    hold: std::sync::atomic::AtomicBool,
+}
+
+impl StreamProxy {
+    pub fn start(upstream: &str, settle: usize) -> StreamProxy {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = format!("127.0.0.1:{}", l.local_addr().unwrap().port());
+        let stats = std::sync::Arc::new(ProxyStats::default());
+        let (up, st) = (upstream.to_string(), stats.clone());
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                let (up, st) = (up.clone(), st.clone());
+                std::thread::spawn(move || proxy_connection(client, &up, st, settle));
+            }
+        });
+        StreamProxy { addr, stats }
+    }
+
+    pub fn streams(&self) -> usize {
+        self.stats.streams.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn max_in_flight(&self) -> usize {
+        self.stats.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn reset(&self) {
+        self.stats.streams.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stats.max_in_flight.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn hold(&self, on: bool) {
+        self.stats.hold.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn proxy_connection(mut client: std::net::TcpStream, upstream: &str, stats: std::sync::Arc<ProxyStats>, settle: usize) {
+    use dgzoo::protocol::{read_packet, write_packet};
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::{Arc, Condvar, Mutex};
+    use std::time::{Duration, Instant};
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else { return };
+    let Ok(Some(first)) = read_packet(&mut client, usize::MAX) else { return };
+    let _ = write_packet(&mut server, &first);
+    let is_stream = serde_json::from_slice::<Value>(&first).is_ok_and(|v| v["op"] == "stream");
+    let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+    if !is_stream {
+        // Commands: bytes through as they are.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut s2, &mut c2);
+            let _ = c2.shutdown(std::net::Shutdown::Write);
+        });
+        let _ = std::io::copy(&mut client, &mut server);
+        let _ = server.shutdown(std::net::Shutdown::Write);
+        return;
+    }
+    stats.streams.fetch_add(1, SeqCst);
+    // (frames sent, results passed back)
+    let counts = Arc::new((Mutex::new((0usize, 0usize)), Condvar::new()));
+    let (cnt, st) = (counts.clone(), stats.clone());
+    std::thread::spawn(move || {
+        while let Ok(Some(result)) = read_packet(&mut s2, usize::MAX) {
+            let (m, cv) = &*cnt;
+            let mut g = m.lock().unwrap();
+            let mut last = (g.0, Instant::now());
+            loop {
+                let (sent, answered) = *g;
+                if last.0 != sent {
+                    last = (sent, Instant::now());
+                }
+                let settled = sent - answered >= settle || last.1.elapsed() >= Duration::from_millis(300);
+                if settled && !st.hold.load(SeqCst) {
+                    break;
+                }
+                g = cv.wait_timeout(g, Duration::from_millis(20)).unwrap().0;
+            }
+            g.1 += 1;
+            drop(g);
+            if write_packet(&mut c2, &result).is_err() {
+                break;
+            }
+        }
+        let _ = c2.shutdown(std::net::Shutdown::Both);
+    });
+    while let Ok(Some(frame)) = read_packet(&mut client, usize::MAX) {
+        if !frame.is_empty() {
+            let (m, cv) = &*counts;
+            let mut g = m.lock().unwrap();
+            g.0 += 1;
+            stats.max_in_flight.fetch_max(g.0 - g.1, SeqCst);
+            cv.notify_all();
+        }
+        if write_packet(&mut server, &frame).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
+}
