@@ -64,6 +64,17 @@ impl EngineKey {
     }
 }
 
+/// What an engine's sessions are tuned for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Profile {
+    /// A lone frame runs on all cores (a library caller waiting for its result); overlapping
+    /// frames run on one-core sessions.
+    Latency,
+    /// Only one-core sessions, one frame per core at once (the AI server, where frames of many
+    /// streams overlap): fewest copies of the model for the most frames per second.
+    Throughput,
+}
+
 /// A loaded model binary with a small pool of sessions (one per selected device, each
 /// using the cores divided among them), shared by all threads predicting on the model.
 pub struct Engine {
@@ -73,21 +84,22 @@ pub struct Engine {
     pub outputs: Vec<TensorInfo>,
     opts: SessionOptions,
     max_sessions: usize,
+    /// The runtime runs frames concurrently on one session (see [`Session::concurrent`]).
+    concurrent: bool,
     pool: Mutex<Pool>,
     freed: Condvar,
 }
 
-/// Sessions of an engine. Each session holds its own copy of the weights, so there are as
-/// few as the runtime allows. When the runtime runs frames concurrently on one session (ONNX
-/// Runtime, whose callers share the session's intra-op threads) that one all-core session
-/// is `shared` and there is no other. Otherwise a lone frame runs on `wide` (all cores as
-/// intra-op threads: lowest latency) and, while frames overlap (batch, async, several
-/// callers), each runs on a `narrow` one-core session, so the runtime's spinning worker
-/// threads never outnumber the cores.
+/// Sessions of an engine. Each session holds its own copy of the weights, so there are no
+/// more than needed. A lone frame runs on `wide` (all cores as intra-op threads: lowest
+/// latency; [`Profile::Latency`] only). While frames overlap (batch, async, several callers,
+/// server streams) each runs on a one-core session, so the runtime's worker threads never
+/// outnumber the cores: a `narrow` session per running frame, or, when the runtime runs
+/// frames concurrently on one session (ONNX Runtime), a single `shared` one.
 struct Pool {
     wide: Option<Box<dyn Session>>,
     narrow: Vec<Box<dyn Session>>,
-    /// Narrow sessions that exist (idle, running or being created).
+    /// One-core sessions that exist (idle, running, being created, or the shared one).
     narrow_created: usize,
     shared: Option<Arc<dyn Session>>,
     /// Frames running now (at most the engine's `max_sessions`).
@@ -136,7 +148,7 @@ fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
 }
 
 impl Engine {
-    pub fn new(key: EngineKey, params: &ModelParams) -> Result<Self> {
+    pub fn new(key: EngineKey, params: &ModelParams, profile: Profile) -> Result<Self> {
         let agent = runtime::agent(&key.runtime)?;
         if key.device != "CPU" {
             return Err(Error::unsupported(format!("device {}/{} is not available on this system", key.runtime, key.device)));
@@ -150,7 +162,8 @@ impl Engine {
         // Sessions share the cores: a lone frame gets them all through intra-op threads of
         // the first session; concurrent frames get a session each.
         let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
-        let first = agent.load(&key.model_path, &SessionOptions { threads: cores })?;
+        let first_threads = if profile == Profile::Latency { cores } else { opts.threads };
+        let first = agent.load(&key.model_path, &SessionOptions { threads: first_threads })?;
         let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
         if inputs.len() != params.num_inputs() {
             return Err(Error::bad_model(format!(
@@ -160,9 +173,13 @@ impl Engine {
             )));
         }
         let concurrent = first.concurrent();
-        let (wide, shared) = if concurrent { (None, Some(Arc::from(first))) } else { (Some(first), None) };
-        let pool = Pool { wide, narrow: Vec::new(), narrow_created: 0, shared, running: 0 };
-        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, pool: Mutex::new(pool), freed: Condvar::new() })
+        let mut pool = Pool { wide: None, narrow: Vec::new(), narrow_created: 0, shared: None, running: 0 };
+        match (profile, concurrent) {
+            (Profile::Latency, _) => pool.wide = Some(first),
+            (Profile::Throughput, true) => (pool.shared, pool.narrow_created) = (Some(Arc::from(first)), 1),
+            (Profile::Throughput, false) => (pool.narrow, pool.narrow_created) = (vec![first], 1),
+        }
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -187,13 +204,20 @@ impl Engine {
                     g.running += 1;
                     return Ok(Slot::Narrow(s));
                 }
-                if g.shared.is_none() && g.narrow_created < self.max_sessions {
+                if g.narrow_created < if self.concurrent { 1 } else { self.max_sessions } {
                     g.narrow_created += 1;
                     g.running += 1;
                     drop(g);
                     let loaded = self.agent.load(&self.key.model_path, &self.opts);
                     let mut g = self.lock();
                     return match loaded {
+                        Ok(s) if self.concurrent => {
+                            let s: Arc<dyn Session> = Arc::from(s);
+                            g.shared = Some(s.clone());
+                            drop(g);
+                            self.freed.notify_all();
+                            Ok(Slot::Shared(s))
+                        }
                         Ok(s) => Ok(Slot::Narrow(s)),
                         Err(e) => {
                             g.narrow_created -= 1;

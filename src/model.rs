@@ -706,7 +706,7 @@ impl Model {
             }
         }
         st.params.check_version()?;
-        let e = Arc::new(Engine::new(key, &st.params)?);
+        let e = Arc::new(Engine::new(key, &st.params, crate::inference::Profile::Latency)?);
         *slot = Some(e.clone());
         Ok(e)
     }

@@ -173,7 +173,7 @@ impl State {
             return Ok(e.clone());
         }
         // A failed load leaves the slot empty: the next stream tries again.
-        let engine = Arc::new(Engine::new(key, params)?);
+        let engine = Arc::new(Engine::new(key, params, crate::inference::Profile::Throughput)?);
         *e = Some(engine.clone());
         drop(e);
         self.evict_engines();
