@@ -110,53 +110,112 @@ const MODELS: [&str; 6] = [
     "blazeface_short_range--128x128_float_tflite_cpu_1",
 ];
 
+/// A PySDK process holding one loaded model and answering `lat N` (N single-frame
+/// latencies, ms) and `batch N` (frames/s of one `predict_batch` of N frames), so the two
+/// stacks can be measured in alternation: this VM's speed drifts by tens of percent over
+/// minutes, and alternating keeps the drift out of the ratios.
+struct PeerModel {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PeerModel {
+    fn start(name: &str, zoo: &Path, img: &Path) -> PeerModel {
+        let script = format!(
+            r#"
+import sys, time, json, degirum as dg
+m = dg.load_model({name:?}, dg.LOCAL, {zoo:?})
+p = {img:?}
+for _ in range(3): m.predict(p)
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd, n = line.split()
+    n = int(n)
+    if cmd == "lat":
+        ts = []
+        for _ in range(n):
+            t = time.perf_counter(); m.predict(p); ts.append((time.perf_counter() - t) * 1000)
+        print(json.dumps(ts), flush=True)
+    else:
+        t = time.perf_counter()
+        k = sum(1 for _ in m.predict_batch([p] * n))
+        print(json.dumps(k / (time.perf_counter() - t)), flush=True)
+"#,
+            zoo = zoo.to_str().unwrap(),
+            img = img.to_str().unwrap()
+        );
+        let mut child = Command::new(peer().join("venv/bin/python"))
+            .arg("-c")
+            .arg(script)
+            .env("LD_LIBRARY_PATH", peer().join("ort"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("run the PySDK peer (scripts/setup-peer.sh)");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+        assert_eq!(line.trim(), "ready", "PySDK could not load {name}");
+        PeerModel { child, stdin, stdout }
+    }
+
+    fn ask(&mut self, cmd: &str) -> Value {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{cmd}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("PySDK peer answered {line:?} to {cmd}"))
+    }
+}
+
+impl Drop for PeerModel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn bench_predict() {
     let zoo_path = zoo_dir();
     let zoo = Zoo::connect("@local", zoo_path.to_str().unwrap(), "").unwrap();
     let img_path = zoo_path.join("images/car_416.jpg");
     let img = std::fs::read(&img_path).unwrap();
-    const N: usize = 40;
+    const ROUNDS: usize = 5;
+    const N: usize = 10;
     const BATCH: usize = 64;
-    println!("\n== single-frame latency (median of {N}) and batch throughput ({BATCH} frames), car_416.jpg ==");
+    println!(
+        "\n== single-frame latency (median of {}) and batch throughput (median of {ROUNDS} x {BATCH} frames), car_416.jpg, the two stacks alternating ==",
+        ROUNDS * N
+    );
     for name in MODELS {
         let model = zoo.load_model(name, &Value::Null).unwrap();
         for _ in 0..3 {
             predict(&model, &[Input::Bytes(&img)]).unwrap();
         }
-        let lat: Vec<f64> = (0..N)
-            .map(|_| {
+        let mut theirs = PeerModel::start(name, &zoo_path, &img_path);
+        let (mut lat, mut their_lat) = (Vec::new(), Vec::new());
+        let (mut fps, mut their_fps) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            for _ in 0..N {
                 let t = Instant::now();
                 predict(&model, &[Input::Bytes(&img)]).unwrap();
-                t.elapsed().as_secs_f64() * 1000.0
-            })
-            .collect();
-        let frames: Vec<Vec<OwnedInput>> = (0..BATCH).map(|_| vec![OwnedInput::Bytes(img.clone())]).collect();
-        let t = Instant::now();
-        let out = predict_batch(&model, frames).unwrap();
-        let fps = BATCH as f64 / t.elapsed().as_secs_f64();
-        assert!(out.iter().all(|r| r.is_ok()));
-        let theirs = pysdk(&format!(
-            r#"
-import time, json, degirum as dg
-m = dg.load_model({name:?}, dg.LOCAL, {zoo:?})
-p = {img:?}
-for _ in range(3): m.predict(p)
-ts = []
-for _ in range({N}):
-    t = time.perf_counter(); m.predict(p); ts.append((time.perf_counter() - t) * 1000)
-t = time.perf_counter()
-n = sum(1 for _ in m.predict_batch([p] * {BATCH}))
-fps = n / (time.perf_counter() - t)
-print(json.dumps({{"ms": sorted(ts)[len(ts) // 2], "fps": fps}}))
-"#,
-            zoo = zoo_path.to_str().unwrap(),
-            img = img_path.to_str().unwrap()
-        ));
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            their_lat.extend(theirs.ask(&format!("lat {N}")).as_array().unwrap().iter().map(|v| v.as_f64().unwrap()));
+            let frames: Vec<Vec<OwnedInput>> = (0..BATCH).map(|_| vec![OwnedInput::Bytes(img.clone())]).collect();
+            let t = Instant::now();
+            let out = predict_batch(&model, frames).unwrap();
+            fps.push(BATCH as f64 / t.elapsed().as_secs_f64());
+            assert!(out.iter().all(|r| r.is_ok()));
+            their_fps.push(theirs.ask(&format!("batch {BATCH}")).as_f64().unwrap());
+        }
         let target = if name.contains("quant") { "<= 0.2" } else { "<= 0.8" };
-        row(&format!("{name} latency"), median(lat), theirs["ms"].as_f64().unwrap(), "ms", target);
-        row(&format!("{name} batch"), fps, theirs["fps"].as_f64().unwrap(), "fps", ">= 1.5");
+        row(&format!("{name} latency"), median(lat), median(their_lat), "ms", target);
+        row(&format!("{name} batch"), median(fps), median(their_fps), "fps", ">= 1.5");
     }
-
 }
 
 /// The six model folders of the shared zoo (files symlinked): the shared zoo's `expected/`
@@ -219,29 +278,42 @@ fn bench_aiserver() {
     wait_port(ours_port);
     wait_port(theirs_port);
     let img = zoo_dir().join("images/car_416.jpg");
-    let run = |port: u16| {
+    // One model per client process, the two servers alternating, two rounds each (the
+    // VM's speed drifts), averaged.
+    let run = |port: u16, name: &str| {
         pysdk(&format!(
             r#"
 import time, json, degirum as dg
 img = {img:?}
-out = {{}}
-for name in {models:?}:
-    m = dg.load_model(name, "127.0.0.1:{port}", "", input_image_format="RAW")
-    with m:
-        for _ in range(3): m.predict(img)
-        ts = []
-        for _ in range(30):
-            t = time.perf_counter(); m.predict(img); ts.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        n = sum(1 for _ in m.predict_batch([img] * 100))
-        out[name] = {{"ms": sorted(ts)[15], "fps": n / (time.perf_counter() - t)}}
-print(json.dumps(out))
+m = dg.load_model({name:?}, "127.0.0.1:{port}", "", input_image_format="RAW")
+with m:
+    for _ in range(3): m.predict(img)
+    ts = []
+    for _ in range(30):
+        t = time.perf_counter(); m.predict(img); ts.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    n = sum(1 for _ in m.predict_batch([img] * 100))
+    print(json.dumps({{"ms": sorted(ts)[15], "fps": n / (time.perf_counter() - t)}}))
 "#,
             img = img.to_str().unwrap(),
-            models = MODELS.to_vec()
         ))
     };
-    let (o, t) = (run(ours_port), run(theirs_port));
+    let mut o = serde_json::Map::new();
+    let mut t = serde_json::Map::new();
+    for name in MODELS {
+        let (mut ofps, mut tfps, mut oms, mut tms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..2 {
+            let a = run(ours_port, name);
+            let b = run(theirs_port, name);
+            ofps.push(a["fps"].as_f64().unwrap());
+            oms.push(a["ms"].as_f64().unwrap());
+            tfps.push(b["fps"].as_f64().unwrap());
+            tms.push(b["ms"].as_f64().unwrap());
+        }
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        o.insert(name.to_string(), serde_json::json!({"fps": mean(&ofps), "ms": mean(&oms)}));
+        t.insert(name.to_string(), serde_json::json!({"fps": mean(&tfps), "ms": mean(&tms)}));
+    }
     let local = pysdk(&format!(
         r#"
 import time, json, degirum as dg
