@@ -264,7 +264,8 @@ dg_error *dg_async_submit_inputs(const dg_async *predictor,
 // Block until every submitted frame has been delivered to the callback.
 dg_error *dg_async_wait(const dg_async *predictor);
 
-// Drop frames not yet started; each is delivered to the callback with a `DG_CANCELLED` error.
+// Drop frames not yet started (and, on an AI-server model, frames sent and not yet answered,
+// whose stream is abandoned); each is delivered to the callback with a `DG_CANCELLED` error.
 dg_error *dg_async_cancel(const dg_async *predictor);
 
 // Wait for outstanding frames, stop the predictor's threads and free it. NULL is accepted.

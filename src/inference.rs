@@ -86,6 +86,7 @@ pub struct Engine {
     max_sessions: usize,
     /// The runtime runs frames concurrently on one session (see [`Session::concurrent`]).
     concurrent: bool,
+    profile: Profile,
     pool: Mutex<Pool>,
     freed: Condvar,
 }
@@ -179,7 +180,12 @@ impl Engine {
             (Profile::Throughput, true) => (pool.shared, pool.narrow_created) = (Some(Arc::from(first)), 1),
             (Profile::Throughput, false) => (pool.narrow, pool.narrow_created) = (vec![first], 1),
         }
-        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, pool: Mutex::new(pool), freed: Condvar::new() })
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, profile, pool: Mutex::new(pool), freed: Condvar::new() })
+    }
+
+    /// Runtime sessions this engine holds (each with its own weights).
+    pub fn sessions(&self) -> usize {
+        usize::from(self.profile == Profile::Latency) + self.lock().narrow_created
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {

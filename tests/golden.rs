@@ -351,3 +351,50 @@ fn async_cancel_and_back_pressure() {
     assert_eq!(ids, want, "every frame delivered once, in submission order");
     assert!(seen.iter().all(|(_, c)| c.is_none() || *c == Some(dgzoo::Code::Cancelled)), "{seen:?}");
 }
+
+/// Each runtime session holds its own copy of the weights: an engine keeps as few as its
+/// profile needs, and frames overlapping on them agree with a lone frame.
+#[test]
+fn engines_keep_few_sessions_under_load() {
+    use dgzoo::inference::{Engine, EngineKey, Profile};
+    use dgzoo::runtime::{AlignedBuf, Tensor};
+    let zoo = connect();
+    let cases = [
+        ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Latency, 2),
+        ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Throughput, 1),
+        ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Latency, 3),
+        ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Throughput, 2),
+    ];
+    for (name, profile, most) in cases {
+        let model = zoo.load_model(name, &Value::Null).unwrap();
+        let st = model.state();
+        let engine = Engine::new(EngineKey::from_state(&st, &[0, 1]).unwrap(), &st.params, profile).unwrap();
+        let info = engine.inputs[0].clone();
+        let shape: Vec<i64> = info.shape.iter().map(|&d| d.max(1)).collect();
+        let bytes = shape.iter().product::<i64>() as usize * info.dtype.size();
+        let input: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8 / 4).collect();
+        let tensor = Tensor { info: dgzoo::runtime::TensorInfo { shape, ..info }, data: AlignedBuf::from_bytes(&input) };
+        let lone = engine.run(std::slice::from_ref(&tensor)).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..6 {
+                        let out = engine.run(std::slice::from_ref(&tensor)).unwrap();
+                        assert_eq!(out.len(), lone.len());
+                        for (a, b) in out.iter().zip(&lone) {
+                            let worst = if a.info.dtype == dgzoo::runtime::ElemType::F32 {
+                                let (a, b): (&[f32], &[f32]) = (a.data.as_slice(), b.data.as_slice());
+                                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
+                            } else {
+                                let (a, b): (&[u8], &[u8]) = (a.data.as_slice(), b.data.as_slice());
+                                a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f32).fold(0f32, f32::max)
+                            };
+                            assert!(worst <= 1e-3 || (a.info.dtype != dgzoo::runtime::ElemType::F32 && worst <= 1.0), "{name} {profile:?}: overlapping frames differ by {worst}");
+                        }
+                    }
+                });
+            }
+        });
+        assert!(engine.sessions() <= most, "{name} {profile:?}: {} sessions, at most {most} expected", engine.sessions());
+    }
+}

@@ -478,7 +478,8 @@ pub unsafe extern "C" fn dg_async_wait(predictor: *const dg_async) -> *mut dg_er
     })
 }
 
-/// Drop frames not yet started; each is delivered to the callback with a `DG_CANCELLED` error.
+/// Drop frames not yet started (and, on an AI-server model, frames sent and not yet answered,
+/// whose stream is abandoned); each is delivered to the callback with a `DG_CANCELLED` error.
 #[no_mangle]
 pub unsafe extern "C" fn dg_async_cancel(predictor: *const dg_async) -> *mut dg_error {
     guard(|| {
