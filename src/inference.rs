@@ -70,8 +70,8 @@ pub enum Profile {
     /// A lone frame runs on all cores (a library caller waiting for its result); overlapping
     /// frames run on one-core sessions.
     Latency,
-    /// Only one-core sessions, one frame per core at once (the AI server, where frames of many
-    /// streams overlap): fewest copies of the model for the most frames per second.
+    /// At most one session per core (the AI server, where frames of many streams overlap):
+    /// fewest copies of the model for the most frames per second.
     Throughput,
 }
 
@@ -84,19 +84,23 @@ pub struct Engine {
     pub outputs: Vec<TensorInfo>,
     opts: SessionOptions,
     max_sessions: usize,
-    /// The runtime runs frames concurrently on one session (see [`Session::concurrent`]).
+    /// The runtime runs frames concurrently on one session (see [`Agent::concurrent`]).
     concurrent: bool,
-    profile: Profile,
+    /// How many one-core sessions there may be (1, shared, when `concurrent`).
+    narrow_limit: usize,
+    /// Whether there is an all-core session for lone frames.
+    has_wide: bool,
     pool: Mutex<Pool>,
     freed: Condvar,
 }
 
 /// Sessions of an engine. Each session holds its own copy of the weights, so there are no
 /// more than needed. A lone frame runs on `wide` (all cores as intra-op threads: lowest
-/// latency; [`Profile::Latency`] only). While frames overlap (batch, async, several callers,
-/// server streams) each runs on a one-core session, so the runtime's worker threads never
-/// outnumber the cores: a `narrow` session per running frame, or, when the runtime runs
-/// frames concurrently on one session (ONNX Runtime), a single `shared` one.
+/// latency). While frames overlap (batch, async, several callers, server streams) they run on
+/// one-core sessions, so the runtime's worker threads do not outnumber the cores: a `narrow`
+/// session per running frame, or, when the runtime runs frames concurrently on one session
+/// (ONNX Runtime), a single `shared` one. [`Profile::Throughput`] keeps at most one session
+/// per core: `wide` and one `narrow` on two cores, or only `shared`.
 struct Pool {
     wide: Option<Box<dyn Session>>,
     narrow: Vec<Box<dyn Session>>,
@@ -161,9 +165,13 @@ impl Engine {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_sessions = key.devices.len().clamp(1, cores);
         // Sessions share the cores: a lone frame gets them all through intra-op threads of
-        // the first session; concurrent frames get a session each.
+        // the all-core session; overlapping frames get one-core sessions (see [`Pool`]).
         let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
-        let first_threads = if profile == Profile::Latency { cores } else { opts.threads };
+        let concurrent = agent.concurrent();
+        // The all-core session: always for Latency; for Throughput only when frames need a
+        // session each anyway (then one of those may as well use every core when alone).
+        let has_wide = profile == Profile::Latency || !concurrent;
+        let first_threads = if has_wide { cores } else { opts.threads };
         let first = agent.load(&key.model_path, &SessionOptions { threads: first_threads })?;
         let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
         if inputs.len() != params.num_inputs() {
@@ -173,19 +181,23 @@ impl Engine {
                 params.num_inputs()
             )));
         }
-        let concurrent = first.concurrent();
         let mut pool = Pool { wide: None, narrow: Vec::new(), narrow_created: 0, shared: None, running: 0 };
-        match (profile, concurrent) {
-            (Profile::Latency, _) => pool.wide = Some(first),
-            (Profile::Throughput, true) => (pool.shared, pool.narrow_created) = (Some(Arc::from(first)), 1),
-            (Profile::Throughput, false) => (pool.narrow, pool.narrow_created) = (vec![first], 1),
+        if has_wide {
+            pool.wide = Some(first);
+        } else {
+            (pool.shared, pool.narrow_created) = (Some(Arc::from(first)), 1);
         }
-        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, profile, pool: Mutex::new(pool), freed: Condvar::new() })
+        let narrow_limit = match (concurrent, profile) {
+            (true, _) => 1,
+            (false, Profile::Latency) => max_sessions,
+            (false, Profile::Throughput) => max_sessions - 1,
+        };
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, narrow_limit, has_wide, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
     /// Runtime sessions this engine holds (each with its own weights).
     pub fn sessions(&self) -> usize {
-        usize::from(self.profile == Profile::Latency) + self.lock().narrow_created
+        usize::from(self.has_wide) + self.lock().narrow_created
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -210,7 +222,7 @@ impl Engine {
                     g.running += 1;
                     return Ok(Slot::Narrow(s));
                 }
-                if g.narrow_created < if self.concurrent { 1 } else { self.max_sessions } {
+                if g.narrow_created < self.narrow_limit {
                     g.narrow_created += 1;
                     g.running += 1;
                     drop(g);

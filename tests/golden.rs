@@ -364,6 +364,7 @@ fn engines_keep_few_sessions_under_load() {
         ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Throughput, 1),
         ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Latency, 3),
         ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Throughput, 2),
+        ("blazeface_short_range--128x128_float_tflite_cpu_1", Profile::Throughput, 2),
     ];
     for (name, profile, most) in cases {
         let model = zoo.load_model(name, &Value::Null).unwrap();

@@ -177,12 +177,8 @@ pub trait Session: Send + Sync {
     /// Run one inference. `inputs[i]` is the tensor for model input `i`, with its concrete shape
     /// (batch dimension resolved) and the input's element type.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>>;
-    /// Whether [`Session::run_shared`] may be called from several threads at once (ONNX
-    /// Runtime allows it): an engine then needs no extra copies of the model.
-    fn concurrent(&self) -> bool {
-        false
-    }
-    /// [`Session::run`] through a shared reference; only for [`Session::concurrent`] sessions.
+    /// [`Session::run`] through a shared reference, from several threads at once; only for
+    /// sessions of [`Agent::concurrent`] runtimes.
     fn run_shared(&self, _inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         Err(Error::internal("this runtime runs one frame at a time per session"))
     }
@@ -198,6 +194,11 @@ pub trait Agent: Send + Sync {
     fn version(&self) -> String;
     /// Create a session for a model file.
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>>;
+    /// Whether several threads may run one session at once ([`Session::run_shared`]; ONNX
+    /// Runtime allows it): an engine then needs no extra copies of the model.
+    fn concurrent(&self) -> bool {
+        false
+    }
 }
 
 /// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, the

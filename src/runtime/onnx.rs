@@ -95,6 +95,10 @@ impl Agent for OnnxAgent {
     fn version(&self) -> String {
         self.version.clone()
     }
+    // ONNX Runtime documents `Run` as safe to call concurrently on one session.
+    fn concurrent(&self) -> bool {
+        true
+    }
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>> {
         let fail = |e: ort::Error| Error::bad_model(format!("ONNX Runtime cannot load model '{}': {e}", model_path.display()));
         let mut b = OrtSession::builder().map_err(fail)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(fail)?;
@@ -194,10 +198,6 @@ impl Session for OnnxSession {
     }
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.run_inner(inputs)
-    }
-    // ONNX Runtime documents `Run` as safe to call concurrently on one session.
-    fn concurrent(&self) -> bool {
-        true
     }
     fn run_shared(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         self.run_inner(inputs)
