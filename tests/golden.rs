@@ -362,6 +362,7 @@ fn engines_keep_few_sessions_under_load() {
     let cases = [
         ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Latency, 2),
         ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Throughput, 1),
+        ("yolov8n_nudenet--320x320_float_onnx_cpu_1", Profile::Throughput, 1),
         ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Latency, 3),
         ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Throughput, 2),
         ("blazeface_short_range--128x128_float_tflite_cpu_1", Profile::Throughput, 2),
