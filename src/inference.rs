@@ -100,8 +100,7 @@ pub struct Engine {
 /// one-core sessions, so the runtime's worker threads do not outnumber the cores: a `narrow`
 /// session per running frame, or, when the runtime runs frames concurrently on one session
 /// (ONNX Runtime), a single `shared` one. [`Profile::Throughput`] keeps at most one session
-/// per core: `wide` and one `narrow` on two cores, or only `shared`, then an all-core
-/// session tuned for frames running on it at once (`SessionOptions::contended`).
+/// per core: `wide` and one `narrow` on two cores, or only `shared`.
 struct Pool {
     wide: Option<Box<dyn Session>>,
     narrow: Vec<Box<dyn Session>>,
@@ -165,14 +164,15 @@ impl Engine {
         verify_checksum(params, &key.model_path)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_sessions = key.devices.len().clamp(1, cores);
-        let opts = SessionOptions { threads: (cores / max_sessions).max(1), contended: false };
+        // Sessions share the cores: a lone frame gets them all through intra-op threads of
+        // the all-core session; overlapping frames get one-core sessions (see [`Pool`]).
+        let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
         let concurrent = agent.concurrent();
-        // Latency: an all-core session for lone frames, one-core sessions for overlapping
-        // ones. Throughput: at most one session per core; on a runtime that runs frames
-        // concurrently on one session, that is a single all-core session tuned for sharing.
+        // The all-core session: always for Latency; for Throughput only when frames need a
+        // session each anyway (then one of those may as well use every core when alone).
         let has_wide = profile == Profile::Latency || !concurrent;
-        let first_opts = SessionOptions { threads: cores, contended: !has_wide };
-        let first = agent.load(&key.model_path, &first_opts)?;
+        let first_threads = if has_wide { cores } else { opts.threads };
+        let first = agent.load(&key.model_path, &SessionOptions { threads: first_threads })?;
         let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
         if inputs.len() != params.num_inputs() {
             return Err(Error::bad_model(format!(

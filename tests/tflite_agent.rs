@@ -25,7 +25,7 @@ fn model_path(name: &str) -> PathBuf {
 }
 
 fn load(a: &TfliteAgent, name: &str, threads: usize) -> Box<dyn Session> {
-    a.load(&model_path(name), &SessionOptions { threads, ..Default::default() }).unwrap_or_else(|e| panic!("loading {name}: {}", e.message))
+    a.load(&model_path(name), &SessionOptions { threads }).unwrap_or_else(|e| panic!("loading {name}: {}", e.message))
 }
 
 fn tensor_like(s: &dyn Session, i: usize, bytes: &[u8]) -> Tensor {

@@ -161,14 +161,11 @@ impl Tensor {
 pub struct SessionOptions {
     /// Intra-op threads; 0 = engine default.
     pub threads: usize,
-    /// Several frames will run on this session at once ([`Agent::concurrent`] runtimes):
-    /// tune its threads for sharing the cores rather than for one frame alone.
-    pub contended: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: 0, contended: false }
+        SessionOptions { threads: 0 }
     }
 }
 

@@ -105,16 +105,6 @@ impl Agent for OnnxAgent {
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(fail)?;
         }
-        if opts.contended {
-            // Measured on the AI server with frames of two streams on one all-core session:
-            // workers that spin, and static work splits, made each run wait for the other;
-            // without them, lone frames keep most of the all-core speed-up and overlapping
-            // ones lose about 5% of throughput against one-core runs.
-            b = b
-                .with_config_entry("session.intra_op.allow_spinning", "0")
-                .and_then(|b| b.with_config_entry("session.dynamic_block_base", "4"))
-                .map_err(fail)?;
-        }
         let weights = shared_weights(model_path);
         let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
