@@ -156,6 +156,31 @@ impl Tensor {
     }
 }
 
+/// One value per model file (path, size, modification time) for as long as anything holds
+/// it, so that the sessions of one model share it (weights, mappings).
+pub(crate) struct PerModelFile<T>(once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<ModelFileKey, std::sync::Weak<T>>>>);
+
+type ModelFileKey = (PathBuf, u64, Option<std::time::SystemTime>);
+
+impl<T> PerModelFile<T> {
+    pub(crate) const fn new() -> Self {
+        PerModelFile(once_cell::sync::Lazy::new(Default::default))
+    }
+
+    /// The live value for `path` (as `meta` describes it), or a new one from `make`.
+    pub(crate) fn get_or_make(&self, path: &Path, meta: Option<&std::fs::Metadata>, make: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        let key = (path.to_path_buf(), meta.map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
+        let mut live = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|_, w| w.strong_count() > 0);
+        if let Some(v) = live.get(&key).and_then(std::sync::Weak::upgrade) {
+            return Ok(v);
+        }
+        let v = Arc::new(make()?);
+        live.insert(key, Arc::downgrade(&v));
+        Ok(v)
+    }
+}
+
 /// Options for creating a session.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {

@@ -26,20 +26,9 @@ unsafe impl Send for SharedWeights {}
 unsafe impl Sync for SharedWeights {}
 
 /// The container for `path`, alive while any session of that file is.
-fn shared_weights(path: &Path) -> Arc<SharedWeights> {
-    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
-    static LIVE: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<Key, std::sync::Weak<SharedWeights>>>> =
-        once_cell::sync::Lazy::new(Default::default);
-    let meta = std::fs::metadata(path).ok();
-    let key = (path.to_path_buf(), meta.as_ref().map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
-    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    live.retain(|_, w| w.strong_count() > 0);
-    if let Some(w) = live.get(&key).and_then(std::sync::Weak::upgrade) {
-        return w;
-    }
-    let w = Arc::new(SharedWeights(ort::session::builder::PrepackedWeights::new()));
-    live.insert(key, Arc::downgrade(&w));
-    w
+fn shared_weights(path: &Path) -> Result<Arc<SharedWeights>> {
+    static LIVE: PerModelFile<SharedWeights> = PerModelFile::new();
+    LIVE.get_or_make(path, std::fs::metadata(path).ok().as_ref(), || Ok(SharedWeights(ort::session::builder::PrepackedWeights::new())))
 }
 
 pub struct OnnxAgent {
@@ -105,7 +94,7 @@ impl Agent for OnnxAgent {
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(fail)?;
         }
-        let weights = shared_weights(model_path);
+        let weights = shared_weights(model_path)?;
         let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
             match t {

@@ -804,9 +804,7 @@ impl Session for TfliteSession {
 /// any session uses it, so sessions of one model share its pages. `None` for larger files,
 /// which LiteRT maps itself and does not verify either.
 fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
-    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
-    static MAPS: once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<Key, std::sync::Weak<memmap2::Mmap>>>> =
-        once_cell::sync::Lazy::new(Default::default);
+    static MAPS: PerModelFile<memmap2::Mmap> = PerModelFile::new();
     let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
     let f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
@@ -816,18 +814,10 @@ fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
     if meta.len() == 0 {
         return Err(Error::bad_model(format!("{} is not a valid TFLite model (the file is empty)", path.display())));
     }
-    let key = (path.to_path_buf(), meta.len(), meta.modified().ok());
-    let mut maps = MAPS.lock().unwrap_or_else(|p| p.into_inner());
-    maps.retain(|_, m| m.strong_count() > 0);
-    if let Some(m) = maps.get(&key).and_then(std::sync::Weak::upgrade) {
-        return Ok(Some(m));
-    }
     // SAFETY: a read-only private mapping. Model files are replaced by rename (the model
     // cache does so), which leaves this mapping on the old file; truncating a model file in
     // place while it is loaded is outside what is supported, as with LiteRT's own mapping.
-    let m = Arc::new(unsafe { memmap2::Mmap::map(&f) }.map_err(io)?);
-    maps.insert(key, Arc::downgrade(&m));
-    Ok(Some(m))
+    MAPS.get_or_make(path, Some(&meta), || unsafe { memmap2::Mmap::map(&f) }.map_err(io)).map(Some)
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.
