@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Install what building and testing dgzoo needs on a fresh Debian machine (idempotent):
 # system packages (cmake, pkg-config, a C/C++ compiler, nasm for libjpeg-turbo's SIMD code) and the
-# inference runtimes.
+# inference runtimes. Extra tools named as arguments are installed too (`go`: the Go binding's tests).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
-for p in cmake pkg-config g++ make nasm; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in cmake pkg-config g++ make nasm "$@"; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
 if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
-  pkgs=(); for p in "${need[@]}"; do case "$p" in g++) pkgs+=(g++);; *) pkgs+=("$p");; esac; done
+  pkgs=(); for p in "${need[@]}"; do case "$p" in go) pkgs+=(golang-go);; *) pkgs+=("$p");; esac; done
   DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 bash "$here/scripts/install-runtimes.sh" "${DGZOO_RUNTIME_DIR:-$here/runtimes}"

@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 [ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
-bash scripts/bootstrap.sh
+bash scripts/bootstrap.sh go
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
@@ -22,4 +22,6 @@ if command -v node >/dev/null 2>&1; then
 else
   echo "test.sh: node not found; skipping the Node.js binding tests" >&2
 fi
+# The Go binding (cgo) against the same library.
+(cd bindings/go && CGO_LDFLAGS="-L$here/target/debug" LD_LIBRARY_PATH="$here/target/debug" go test -count=1 ./...)
 (cd build && ctest --output-on-failure)

@@ -1,0 +1,3 @@
+module github.com/dgzoo/dgzoo/bindings/go
+
+go 1.19
