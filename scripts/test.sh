@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 [ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
-bash scripts/bootstrap.sh go
+bash scripts/bootstrap.sh go mcs
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
@@ -24,4 +24,9 @@ else
 fi
 # The Go binding (cgo) against the same library.
 (cd bindings/go && CGO_LDFLAGS="-L$here/target/debug" LD_LIBRARY_PATH="$here/target/debug" go test -count=1 ./...)
+# The C# binding (P/Invoke, built with Mono's mcs) against the same library.
+(cd bindings/csharp && mkdir -p build \
+  && mcs -target:library -out:build/Dgzoo.dll Dgzoo.cs \
+  && mcs -r:build/Dgzoo.dll -r:System.Web.Extensions -out:build/DgzooTests.exe tests/DgzooTests.cs \
+  && LD_LIBRARY_PATH="$here/target/debug" mono build/DgzooTests.exe "$here/../shared/zoo")
 (cd build && ctest --output-on-failure)

@@ -1,0 +1,246 @@
+// C# binding of libdgzoo over its C ABI (P/Invoke; runs on Mono and .NET). Find, fetch and run
+// AI models the way DeGirum PySDK does. Structured data is UTF-8 JSON text, as in the C API:
+// parse it with the JSON library of your choice.
+//
+// Errors are thrown as DgzooException with the C API's code and PySDK's message. The library
+// returns errors as values (not thread-local state), so they stay right when the runtime
+// moves work between threads. Zoo, Model and Result are safe for concurrent use; Dispose frees
+// the native object (finalizers do it too, as a safety net).
+using System;
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Dgzoo
+{
+    /// <summary>A failed library call: the C API's code name (e.g. "NOT_FOUND") and message.</summary>
+    public sealed class DgzooException : Exception
+    {
+        public string Code { get; }
+        public DgzooException(string code, string message) : base(message) { Code = code; }
+    }
+
+    internal static class Native
+    {
+        const string Lib = "dgzoo";
+        [DllImport(Lib)] internal static extern IntPtr dg_version();
+        [DllImport(Lib)] internal static extern int dg_error_code(IntPtr e);
+        [DllImport(Lib)] internal static extern IntPtr dg_error_message(IntPtr e);
+        [DllImport(Lib)] internal static extern void dg_error_free(IntPtr e);
+        [DllImport(Lib)] internal static extern void dg_string_free(IntPtr s);
+        [DllImport(Lib)] internal static extern IntPtr dg_connect(byte[] host, byte[] zooUrl, byte[] token, out IntPtr zoo);
+        [DllImport(Lib)] internal static extern void dg_zoo_free(IntPtr zoo);
+        [DllImport(Lib)] internal static extern IntPtr dg_list_models(IntPtr zoo, byte[] filter, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_info(IntPtr zoo, byte[] name, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_system_info(IntPtr zoo, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_load_model(IntPtr zoo, byte[] name, byte[] props, out IntPtr model);
+        [DllImport(Lib)] internal static extern void dg_model_free(IntPtr model);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_name(IntPtr model);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_get_property(IntPtr model, byte[] name, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_set_property(IntPtr model, byte[] name, byte[] value);
+        [DllImport(Lib)] internal static extern IntPtr dg_predict(IntPtr model, byte[] data, UIntPtr len, out IntPtr result);
+        [DllImport(Lib)] internal static extern IntPtr dg_predict_batch(IntPtr model, IntPtr[] datas, UIntPtr[] lens, UIntPtr count, out IntPtr batch);
+        [DllImport(Lib)] internal static extern UIntPtr dg_batch_count(IntPtr batch);
+        [DllImport(Lib)] internal static extern IntPtr dg_batch_get(IntPtr batch, UIntPtr index, out IntPtr result);
+        [DllImport(Lib)] internal static extern void dg_batch_free(IntPtr batch);
+        [DllImport(Lib)] internal static extern IntPtr dg_result_json(IntPtr result);
+        [DllImport(Lib)] internal static extern void dg_result_free(IntPtr result);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void AsyncCallback(IntPtr userData, ulong frameId, IntPtr result, IntPtr error);
+        [DllImport(Lib)] internal static extern IntPtr dg_async_new(IntPtr model, UIntPtr depth, AsyncCallback cb, IntPtr userData, out IntPtr async);
+        [DllImport(Lib)] internal static extern IntPtr dg_async_submit(IntPtr async, ulong frameId, byte[] data, UIntPtr len);
+        [DllImport(Lib)] internal static extern IntPtr dg_async_cancel(IntPtr async);
+        [DllImport(Lib)] internal static extern void dg_async_free(IntPtr async);
+
+        static readonly string[] Codes = { "OK", "INVALID_ARGUMENT", "NOT_FOUND", "UNSUPPORTED", "IO", "NETWORK", "AUTH", "PROTOCOL", "BAD_MODEL", "INFERENCE", "TIMEOUT", "CANCELLED", "INTERNAL" };
+
+        /// <summary>UTF-8, NUL-terminated (null stays null: the library takes NULL as "none").</summary>
+        internal static byte[] Utf8(string s) => s == null ? null : Encoding.UTF8.GetBytes(s + "\0");
+
+        internal static string FromUtf8(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return null;
+            int n = 0;
+            while (Marshal.ReadByte(p, n) != 0) n++;
+            var b = new byte[n];
+            Marshal.Copy(p, b, 0, n);
+            return Encoding.UTF8.GetString(b);
+        }
+
+        /// <summary>The exception for a dg_error (freed here), or null.</summary>
+        internal static DgzooException Take(IntPtr e)
+        {
+            if (e == IntPtr.Zero) return null;
+            try
+            {
+                int c = dg_error_code(e);
+                return new DgzooException(c >= 0 && c < Codes.Length ? Codes[c] : "CODE_" + c, FromUtf8(dg_error_message(e)));
+            }
+            finally { dg_error_free(e); }
+        }
+
+        internal static void Check(IntPtr e) { var x = Take(e); if (x != null) throw x; }
+
+        internal static string TakeString(IntPtr s) { try { return FromUtf8(s); } finally { dg_string_free(s); } }
+    }
+
+    /// <summary>A connection to a model zoo and an inference host.</summary>
+    public sealed class Zoo : IDisposable
+    {
+        IntPtr p;
+        Zoo(IntPtr p) { this.p = p; }
+
+        public static string Version => Native.FromUtf8(Native.dg_version());
+
+        /// <summary>host: "@local", "@cloud" or an AI server address; zooUrl: a local directory or model
+        /// JSON, a cloud zoo URL, or "" for an AI server's own zoo.</summary>
+        public static Zoo Connect(string host, string zooUrl, string token = "")
+        {
+            Native.Check(Native.dg_connect(Native.Utf8(host), Native.Utf8(zooUrl), Native.Utf8(token), out var z));
+            return new Zoo(z);
+        }
+
+        IntPtr Handle => p != IntPtr.Zero ? p : throw new ObjectDisposedException(nameof(Zoo));
+
+        /// <summary>Model names passing a PySDK filter (JSON object, null for none), as a JSON array.</summary>
+        public string ListModelsJson(string filterJson = null)
+        {
+            Native.Check(Native.dg_list_models(Handle, Native.Utf8(filterJson), out var s));
+            return Native.TakeString(s);
+        }
+
+        public string ModelInfoJson(string name)
+        {
+            Native.Check(Native.dg_model_info(Handle, Native.Utf8(name), out var s));
+            return Native.TakeString(s);
+        }
+
+        public string SystemInfoJson()
+        {
+            Native.Check(Native.dg_system_info(Handle, out var s));
+            return Native.TakeString(s);
+        }
+
+        /// <summary>Load a model, applying properties (a JSON object, null for none) in order.</summary>
+        public Model LoadModel(string name, string propertiesJson = null)
+        {
+            Native.Check(Native.dg_load_model(Handle, Native.Utf8(name), Native.Utf8(propertiesJson), out var m));
+            return new Model(m);
+        }
+
+        public void Dispose() { Native.dg_zoo_free(p); p = IntPtr.Zero; GC.SuppressFinalize(this); }
+        ~Zoo() { Native.dg_zoo_free(p); }
+    }
+
+    /// <summary>PySDK's results list of one frame, as JSON.</summary>
+    public sealed class Result
+    {
+        public string Json { get; }
+        internal Result(string json) { Json = json; }
+        internal static Result Take(IntPtr r) { try { return new Result(Native.FromUtf8(Native.dg_result_json(r))); } finally { Native.dg_result_free(r); } }
+    }
+
+    /// <summary>One frame of a batch or async predictor: a result or an error.</summary>
+    public sealed class FrameResult
+    {
+        public ulong FrameId { get; }
+        public Result Result { get; }
+        public DgzooException Error { get; }
+        internal FrameResult(ulong id, Result r, DgzooException e) { FrameId = id; Result = r; Error = e; }
+    }
+
+    /// <summary>A loaded model. Safe to use from several threads at once.</summary>
+    public sealed class Model : IDisposable
+    {
+        IntPtr p;
+        internal Model(IntPtr p) { this.p = p; }
+        internal IntPtr Handle => p != IntPtr.Zero ? p : throw new ObjectDisposedException(nameof(Model));
+
+        public string Name => Native.FromUtf8(Native.dg_model_name(Handle));
+
+        public string GetPropertyJson(string name)
+        {
+            Native.Check(Native.dg_model_get_property(Handle, Native.Utf8(name), out var s));
+            return Native.TakeString(s);
+        }
+
+        public void SetProperty(string name, string valueJson) => Native.Check(Native.dg_model_set_property(Handle, Native.Utf8(name), Native.Utf8(valueJson)));
+
+        /// <summary>Run one frame: an encoded image (JPEG/PNG/BMP) or the model's raw input.</summary>
+        public Result Predict(byte[] data)
+        {
+            Native.Check(Native.dg_predict(Handle, data, (UIntPtr)data.Length, out var r));
+            return Result.Take(r);
+        }
+
+        /// <summary>Run frames pipelined on the library's threads; each has a result or an error.</summary>
+        public FrameResult[] PredictBatch(byte[][] frames)
+        {
+            var pins = new GCHandle[frames.Length];
+            var ptrs = new IntPtr[frames.Length];
+            var lens = new UIntPtr[frames.Length];
+            try
+            {
+                for (int i = 0; i < frames.Length; i++)
+                {
+                    pins[i] = GCHandle.Alloc(frames[i], GCHandleType.Pinned);
+                    ptrs[i] = pins[i].AddrOfPinnedObject();
+                    lens[i] = (UIntPtr)frames[i].Length;
+                }
+                Native.Check(Native.dg_predict_batch(Handle, ptrs, lens, (UIntPtr)frames.Length, out var b));
+                try
+                {
+                    var out_ = new FrameResult[frames.Length];
+                    for (int i = 0; i < frames.Length; i++)
+                    {
+                        var e = Native.Take(Native.dg_batch_get(b, (UIntPtr)i, out var r));
+                        out_[i] = new FrameResult((ulong)i, e == null ? new Result(Native.FromUtf8(Native.dg_result_json(r))) : null, e);
+                    }
+                    return out_;
+                }
+                finally { Native.dg_batch_free(b); }
+            }
+            finally { foreach (var h in pins) if (h.IsAllocated) h.Free(); }
+        }
+
+        /// <summary>An asynchronous predictor with at most `depth` frames in flight (0: the model's frame_queue_depth).</summary>
+        public AsyncPredictor NewAsync(int depth = 0) => new AsyncPredictor(this, depth);
+
+        public void Dispose() { Native.dg_model_free(p); p = IntPtr.Zero; GC.SuppressFinalize(this); }
+        ~Model() { Native.dg_model_free(p); }
+    }
+
+    /// <summary>Submit frames; read them back from Results in submission order (completed by Dispose).</summary>
+    public sealed class AsyncPredictor : IDisposable
+    {
+        IntPtr p;
+        // Kept referenced: the library calls it until the predictor is freed.
+        readonly Native.AsyncCallback callback;
+        public BlockingCollection<FrameResult> Results { get; } = new BlockingCollection<FrameResult>();
+
+        internal AsyncPredictor(Model m, int depth)
+        {
+            callback = (user, id, r, e) =>
+            {
+                var err = Native.Take(e);
+                Results.Add(new FrameResult(id, r == IntPtr.Zero ? null : Result.Take(r), err));
+            };
+            Native.Check(Native.dg_async_new(m.Handle, (UIntPtr)depth, callback, IntPtr.Zero, out p));
+        }
+
+        /// <summary>Queue a frame (copied); blocks while the queue is full.</summary>
+        public void Submit(ulong frameId, byte[] data) => Native.Check(Native.dg_async_submit(p, frameId, data, (UIntPtr)data.Length));
+
+        public void Cancel() => Native.Check(Native.dg_async_cancel(p));
+
+        /// <summary>Wait for outstanding frames, free the predictor and complete Results.</summary>
+        public void Dispose()
+        {
+            if (p == IntPtr.Zero) return;
+            Native.dg_async_free(p);
+            p = IntPtr.Zero;
+            Results.CompleteAdding();
+            GC.KeepAlive(callback);
+        }
+    }
+}
