@@ -45,6 +45,23 @@ namespace Dgzoo
         [DllImport(Lib)] internal static extern void dg_batch_free(IntPtr batch);
         [DllImport(Lib)] internal static extern IntPtr dg_result_json(IntPtr result);
         [DllImport(Lib)] internal static extern void dg_result_free(IntPtr result);
+        [DllImport(Lib)] internal static extern UIntPtr dg_result_tensor_count(IntPtr result);
+        [DllImport(Lib)] internal static extern IntPtr dg_result_tensor(IntPtr result, UIntPtr index, out TensorView view);
+
+        /// <summary>`dg_tensor_view`, field for field.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct TensorView
+        {
+            public IntPtr name;
+            public long id;
+            public int dtype;
+            public IntPtr shape;
+            public UIntPtr rank;
+            public IntPtr data;
+            public UIntPtr nbytes;
+            public double scale;
+            public long zero_point;
+        }
         [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
         internal delegate void AsyncCallback(IntPtr userData, ulong frameId, IntPtr result, IntPtr error);
         [DllImport(Lib)] internal static extern IntPtr dg_async_new(IntPtr model, UIntPtr depth, AsyncCallback cb, IntPtr userData, out IntPtr async);
@@ -132,12 +149,63 @@ namespace Dgzoo
         ~Zoo() { Native.dg_zoo_free(p); }
     }
 
-    /// <summary>PySDK's results list of one frame, as JSON.</summary>
+    /// <summary>A raw output tensor (postprocess types None/Dequantization), copied out of the library.</summary>
+    public sealed class Tensor
+    {
+        static readonly string[] DTypes = { "DG_FLT", "DG_DBL", "DG_UINT8", "DG_INT8", "DG_UINT16", "DG_INT16", "DG_UINT32", "DG_INT32", "DG_UINT64", "DG_INT64", "DG_FLT16" };
+        public string Name { get; }
+        public long Id { get; }
+        public string DType { get; }
+        public long[] Shape { get; }
+        /// <summary>Row-major bytes, native endianness.</summary>
+        public byte[] Data { get; }
+        public double Scale { get; }
+        public long ZeroPoint { get; }
+
+        internal Tensor(Native.TensorView v)
+        {
+            Name = Native.FromUtf8(v.name);
+            Id = v.id;
+            DType = v.dtype >= 0 && v.dtype < DTypes.Length ? DTypes[v.dtype] : "DG_" + v.dtype;
+            Shape = new long[(int)v.rank];
+            if (Shape.Length > 0) Marshal.Copy(v.shape, Shape, 0, Shape.Length);
+            Data = new byte[(int)v.nbytes];
+            if (Data.Length > 0) Marshal.Copy(v.data, Data, 0, Data.Length);
+            Scale = v.scale;
+            ZeroPoint = v.zero_point;
+        }
+
+        /// <summary>The values of a DG_FLT tensor.</summary>
+        public float[] Floats()
+        {
+            if (DType != "DG_FLT") throw new InvalidOperationException(DType + " tensor");
+            var f = new float[Data.Length / 4];
+            Buffer.BlockCopy(Data, 0, f, 0, f.Length * 4);
+            return f;
+        }
+    }
+
+    /// <summary>PySDK's results list of one frame, as JSON, and the raw tensors it refers to
+    /// (`{"__tensor__": index}` in the JSON).</summary>
     public sealed class Result
     {
         public string Json { get; }
-        internal Result(string json) { Json = json; }
-        internal static Result Take(IntPtr r) { try { return new Result(Native.FromUtf8(Native.dg_result_json(r))); } finally { Native.dg_result_free(r); } }
+        public Tensor[] Tensors { get; }
+
+        /// <summary>Copies a result (JSON and tensors) out of the library; the caller still owns `r`.</summary>
+        internal Result(IntPtr r)
+        {
+            Json = Native.FromUtf8(Native.dg_result_json(r));
+            var n = (int)Native.dg_result_tensor_count(r);
+            Tensors = new Tensor[n];
+            for (int i = 0; i < n; i++)
+            {
+                Native.Check(Native.dg_result_tensor(r, (UIntPtr)i, out var v));
+                Tensors[i] = new Tensor(v);
+            }
+        }
+
+        internal static Result Take(IntPtr r) { try { return new Result(r); } finally { Native.dg_result_free(r); } }
     }
 
     /// <summary>One frame of a batch or async predictor: a result or an error.</summary>
@@ -194,7 +262,7 @@ namespace Dgzoo
                     for (int i = 0; i < frames.Length; i++)
                     {
                         var e = Native.Take(Native.dg_batch_get(b, (UIntPtr)i, out var r));
-                        out_[i] = new FrameResult((ulong)i, e == null ? new Result(Native.FromUtf8(Native.dg_result_json(r))) : null, e);
+                        out_[i] = new FrameResult((ulong)i, e == null ? new Result(r) : null, e);
                     }
                     return out_;
                 }

@@ -14,6 +14,28 @@ static class DgzooTests
     static string ZooDir;
     const string Eff = "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1";
     const string Yolo = "yolov8n_nudenet--320x320_float_tflite_cpu_1";
+    const string Blaze = "blazeface_short_range--128x128_float_tflite_cpu_1";
+
+    static void Flatten(object v, List<double> into)
+    {
+        if (v is object[] a) foreach (var e in a) Flatten(e, into);
+        else into.Add(Convert.ToDouble(v));
+    }
+
+    // Raw tensors (PySDK's `__ndarray__`) value by value within 1e-4, relative above 1.
+    static void AssertTensorsGolden(Result r, object[] want, string what)
+    {
+        Check(r.Tensors.Length == want.Length, $"{what}: {r.Tensors.Length} tensors, PySDK {want.Length}");
+        for (int i = 0; i < want.Length; i++)
+        {
+            var vals = new List<double>();
+            Flatten(((Dictionary<string, object>)((Dictionary<string, object>)want[i])["data"])["data"], vals);
+            var got = r.Tensors[i].Floats();
+            Check(got.Length == vals.Count, $"{what}: tensor {i} has {got.Length} values, PySDK {vals.Count}");
+            for (int k = 0; k < got.Length; k++)
+                Check(Math.Abs(got[k] - vals[k]) / Math.Max(Math.Abs(vals[k]), 1) <= 1e-4, $"{what}: tensor {i} value {k}: {got[k]} vs {vals[k]}");
+        }
+    }
     static readonly JavaScriptSerializer Json = new JavaScriptSerializer { MaxJsonLength = int.MaxValue };
 
     static void Check(bool ok, string what) { if (!ok) throw new Exception("check failed: " + what); }
@@ -79,6 +101,15 @@ static class DgzooTests
                     try { m.Predict(new byte[] { 0xff, 0xd8, 0xff, 0xe0, 1, 2, 3 }); throw new Exception("a corrupt JPEG must fail"); }
                     catch (DgzooException) { }
                     AssertGolden(m.Predict(Image("cat_224")), Golden(Eff, "cat_224"), "EfficientNet ONNX cat");
+                }
+
+                // Raw tensors (BlazeFace's postprocess type is None).
+                using (var m = zoo.LoadModel(Blaze))
+                {
+                    var r = m.Predict(Image("girls_256"));
+                    Check(r.Json.Contains("__tensor__"), "raw tensor results refer to tensors");
+                    AssertTensorsGolden(r, Golden(Blaze, "girls_256"), "BlazeFace girls");
+                    Check(r.Tensors[0].Shape.Length == 3 && r.Tensors[0].Shape[1] == 896, "tensor shape");
                 }
 
                 // Detection, batch with a bad frame, threads, async in order.
