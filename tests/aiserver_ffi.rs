@@ -30,20 +30,8 @@ fn c_abi_predicts_through_an_ai_server() {
         let got = unsafe { result_json(r) };
         compare(got.as_array().unwrap(), &golden(m, "girls_256.jpg"), &addr).unwrap();
         // Async: frames in order through the callback.
-        ASYNC_OUT.lock().unwrap().clear();
-        let mut a = std::ptr::null_mut();
-        unsafe { check(dg_async_new(model, 4, Some(on_result), std::ptr::null_mut(), &mut a)) };
         let frames: Vec<Vec<u8>> = IMAGES.iter().map(|i| std::fs::read(image(i)).unwrap()).collect();
-        for (k, f) in frames.iter().cycle().take(6).enumerate() {
-            unsafe { check(dg_async_submit(a, k as u64, f.as_ptr(), f.len())) };
-        }
-        unsafe {
-            check(dg_async_wait(a));
-            dg_async_free(a);
-        }
-        let out = std::mem::take(&mut *ASYNC_OUT.lock().unwrap());
-        assert_eq!(out.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
-        for (id, v) in out {
+        for (id, v) in unsafe { run_async(model, &frames, 6) } {
             compare(v.as_array().unwrap(), &golden(m, IMAGES[id as usize % 3]), &format!("{addr} async {id}")).unwrap();
         }
         // Errors come back as dg_error, not panics.

@@ -29,20 +29,8 @@ fn c_abi_predicts_through_the_cloud() {
     let mut r = std::ptr::null_mut();
     unsafe { check(dg_predict(model, bytes.as_ptr(), bytes.len(), &mut r)) };
     assert_close(&unsafe { result_json(r) }, &golden(YOLO, "girls_256.jpg"), 1e-4, "dg_predict");
-    ASYNC_OUT.lock().unwrap().clear();
-    let mut a = std::ptr::null_mut();
-    unsafe { check(dg_async_new(model, 4, Some(on_result), std::ptr::null_mut(), &mut a)) };
     let frames: Vec<Vec<u8>> = IMAGES.iter().map(|i| image(i)).collect();
-    for (k, f) in frames.iter().cycle().take(6).enumerate() {
-        unsafe { check(dg_async_submit(a, k as u64, f.as_ptr(), f.len())) };
-    }
-    unsafe {
-        check(dg_async_wait(a));
-        dg_async_free(a);
-    }
-    let out = std::mem::take(&mut *ASYNC_OUT.lock().unwrap());
-    assert_eq!(out.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..6).collect::<Vec<_>>());
-    for (id, v) in out {
+    for (id, v) in unsafe { run_async(model, &frames, 6) } {
         assert_close(&v, &golden(YOLO, IMAGES[id as usize % 3]), 1e-4, &format!("async {id}"));
     }
     // A bad frame: PySDK's cloud error text, as a dg_error.

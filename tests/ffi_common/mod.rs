@@ -29,3 +29,21 @@ pub unsafe extern "C" fn on_result(_ud: *mut c_void, id: u64, r: *mut dg_result,
     assert!(e.is_null(), "async frame failed");
     ASYNC_OUT.lock().unwrap().push((id, unsafe { result_json(r) }));
 }
+
+/// Submit `count` frames, cycling through `frames`, to a new async predictor (queue depth 4),
+/// wait, and return what the callback received; the frame ids must arrive as 0..count.
+pub unsafe fn run_async(model: *const dg_model, frames: &[Vec<u8>], count: usize) -> Vec<(u64, Value)> {
+    ASYNC_OUT.lock().unwrap().clear();
+    let mut a = std::ptr::null_mut();
+    unsafe {
+        check(dg_async_new(model, 4, Some(on_result), std::ptr::null_mut(), &mut a));
+        for (k, f) in frames.iter().cycle().take(count).enumerate() {
+            check(dg_async_submit(a, k as u64, f.as_ptr(), f.len()));
+        }
+        check(dg_async_wait(a));
+        dg_async_free(a);
+    }
+    let out = std::mem::take(&mut *ASYNC_OUT.lock().unwrap());
+    assert_eq!(out.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..count as u64).collect::<Vec<_>>(), "async frames out of order");
+    out
+}
