@@ -1,6 +1,7 @@
 //! The real PySDK 1.5.0 cloud client (`degirum.connect(degirum.CLOUD, hub_url, token)`)
 //! against our hub's socket.io cloud inference: list, load, predict (golden results), a
 //! pipelined batch inside `with model:`, and a CONNECT refused after the token is revoked.
+mod aiserver_common;
 mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;
@@ -231,32 +232,6 @@ fn pysdk_stream_survives_a_hub_restart() {
     }
 }
 
-/// The real DeGirum AI server (PySDK 1.5.0's `degirum server`) on 127.0.0.1; shut down on drop.
-struct DgServer {
-    child: std::process::Child,
-    port: u16,
-    peer: std::path::PathBuf,
-}
-
-impl Drop for DgServer {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new(self.peer.join("venv/bin/degirum"))
-            .args(["server", "shutdown", "--port", &self.port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
-        let t = std::time::Instant::now();
-        while t.elapsed() < std::time::Duration::from_secs(10) {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 const POOL_SCRIPT: &str = r#"
 import sys, json, os, faulthandler, degirum as dg
 faulthandler.dump_traceback_later(180, exit=True)
@@ -278,25 +253,9 @@ fn pysdk_client_through_our_hub_to_a_real_aiserver_pool() {
     for f in std::fs::read_dir(std::path::Path::new(ZOO).join(EFF_F)).unwrap().flatten() {
         std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
     }
-    let port = free_port();
     let home = tempfile::tempdir().unwrap();
-    let child = std::process::Command::new(peer.join("venv/bin/degirum"))
-        .args(["server", "start", "--zoo", zdir.path().to_str().unwrap(), "--port", &port.to_string(), "--protocol", "asio"])
-        .env("HOME", home.path())
-        .env("LD_LIBRARY_PATH", ort_dir(&peer))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start degirum server");
-    let _server = DgServer { child, port, peer: peer.clone() };
-    let addr = dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap();
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(addr.clone());
-    let t = std::time::Instant::now();
-    while client.ping().is_err() {
-        assert!(t.elapsed() < std::time::Duration::from_secs(60), "degirum server did not start");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
+    let server = aiserver_common::start_peer_server(&peer, zdir.path(), &[("HOME", home.path())]);
+    let addr = dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{}", server.port)).unwrap();
     let root = hub_root(&[EFF_F]);
     let hub = start_hub(root.path());
     hub.set_aiserver_pool(vec![addr]);
