@@ -12,7 +12,10 @@ export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 # In CI a missing peer is a failure, not a skip.
 [ "${CI:-}" = "true" ] && export DGZOO_REQUIRE_PEER=1
-cargo test --lib --bins --tests -- --test-threads=2
+# Style and lints first: they fail fast and cost little.
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --lib --bins --tests -- --test-threads=2
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build build -j2
 # The Node.js binding (koffi from the npm registry) against the same zoo and the

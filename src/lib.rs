@@ -1,24 +1,22 @@
 //! dgzoo: find, fetch and run AI models the way DeGirum PySDK does.
 //!
+//! This is the core: no C ABI (crates/dgzoo-capi), no servers (crates/dgzoo-server), no CLI
+//! (crates/dgzoo-cli). docs/architecture.md gives the layer order.
+//!
 //! Module map (one concern each):
 //! - [`error`]: error codes and messages shared by Rust and C callers
 //! - [`params`]: model JSON parameters (model-json.md)
 //! - [`zoo`]: connect/classification, zoo accessors, filters
 //! - [`cloud`]: cloud zoo HTTP client and token lookup
 //! - [`cache`]: the cloud model cache and safe model archives
-//! - [`hub`]: a self-hosted cloud zoo server (`dgzoo hub`)
 //! - [`model`]: loaded models and their properties
 //! - [`runtime`]: runtime agents (ONNX/CPU, TFLITE/CPU) loaded at run time
 //! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
 //! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
 //! - [`protocol`]: the DeGirum AI server wire format (shared by server and client)
-//! - [`server`]: the AI server (asio TCP and HTTP/WebSocket)
-//! - [`ffi`]: the C ABI
 pub mod cache;
 pub mod cloud;
 pub mod error;
-pub mod hub;
-pub mod ffi;
 pub mod image_ops;
 pub mod inference;
 pub mod model;
@@ -30,7 +28,6 @@ pub mod protocol;
 pub(crate) mod pyrepr;
 pub mod remote;
 pub mod runtime;
-pub mod server;
 pub mod socketio;
 pub mod zoo;
 

@@ -97,7 +97,7 @@ pub fn harmonize_labels(v: &Value) -> BTreeMap<i64, String> {
 }
 
 /// The harmonised label dictionary of the file `LabelsPath` names (empty if none or unreadable).
-pub(crate) fn load_labels(params: &ModelParams) -> BTreeMap<i64, String> {
+pub fn load_labels(params: &ModelParams) -> BTreeMap<i64, String> {
     let path = params.str("LabelsPath", 0);
     if path.is_empty() {
         return BTreeMap::new();
@@ -742,6 +742,6 @@ fn default_overlay() -> Map<String, Value> {
 }
 
 /// Section helper used by the inference layer: does input `i` take images?
-pub(crate) fn is_image_input(params: &ModelParams, i: usize) -> bool {
+pub fn is_image_input(params: &ModelParams, i: usize) -> bool {
     params.str("InputType", i) == "Image"
 }

@@ -2,12 +2,12 @@
 //! 127.0.0.1 with ephemeral ports, the golden comparison and the PySDK peer location.
 #![allow(dead_code)]
 use dgzoo::inference::InferenceResult;
-use dgzoo::server::{Config, Protocol, Server};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The shared test zoo beside the repository (`../shared/zoo`).
-pub const SHARED_ZOO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/zoo");
+pub const SHARED_ZOO: &str = concat!(env!("DGZOO_REPO"), "/../shared/zoo");
 
 pub const MODELS: &[&str] = &[
     "blazeface_short_range--128x128_float_tflite_cpu_1",
@@ -141,7 +141,7 @@ pub fn to_golden_form(r: &InferenceResult) -> Vec<Value> {
 /// The PySDK 1.5.0 peer installation: `$DGZOO_PEER`, else `<crate>/.peer`. `None` (after
 /// printing SKIP) when absent, unless `DGZOO_REQUIRE_PEER=1`, which makes it a failure.
 pub fn peer(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    let dir = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("DGZOO_REPO")).join(".peer"));
     if dir.join("venv/bin/python").exists() {
         return Some(dir);
     }

@@ -3,14 +3,14 @@
 #![allow(dead_code)]
 use dgzoo::cache::archive::pack_model;
 use dgzoo::cache::CacheConfig;
-use dgzoo::hub::{Hub, HubConfig};
+use dgzoo_server::hub::{Hub, HubConfig};
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const ZOO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/zoo");
+pub const ZOO: &str = concat!(env!("DGZOO_REPO"), "/../shared/zoo");
 pub const ORG: &str = "myorg";
 pub const ZOONAME: &str = "myzoo";
 pub const TOKEN: &str = "dg_test_token_1";
@@ -24,7 +24,7 @@ pub const BLAZE: &str = "blazeface_short_range--128x128_float_tflite_cpu_1";
 /// `<manifest>/.peer`. `None` (after printing SKIP) when absent, unless
 /// `DGZOO_REQUIRE_PEER=1`, which makes its absence a failure.
 pub fn peer() -> Option<PathBuf> {
-    let p = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.peer")));
+    let p = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("DGZOO_REPO"), "/.peer")));
     if p.join("venv/bin/python").exists() && p.join("zoovenv/bin/python").exists() {
         return Some(p);
     }
@@ -189,7 +189,7 @@ pub fn ort_dir(peer: &Path) -> PathBuf {
 }
 
 pub fn dgzoo_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_dgzoo")
+    option_env!("CARGO_BIN_EXE_dgzoo").expect("the dgzoo binary (a test of the dgzoo-cli crate)")
 }
 
 /// A minimal HTTP/1.1 server on 127.0.0.1: `answer(method, path, token header)` gives

@@ -1,7 +1,7 @@
 //! Helpers of the tests that drive the C ABI from Rust: error checks, result JSON, and an async
 //! callback that collects results.
 #![allow(dead_code)]
-use dgzoo::ffi::*;
+use crate::ffi::*;
 use serde_json::Value;
 use std::ffi::{c_void, CStr};
 use std::sync::Mutex;

@@ -4,17 +4,17 @@
 //! Needs the runtimes; everything runs in-process on 127.0.0.1. Run on an idle machine.
 use dgzoo::cache::archive::pack_model;
 use dgzoo::cache::CacheConfig;
-use dgzoo::hub::{Hub, HubConfig};
+use dgzoo_server::hub::{Hub, HubConfig};
 use dgzoo::inference::{predict, Input};
 use dgzoo::model::Model;
 use dgzoo::pipeline::{predict_batch, OwnedInput};
-use dgzoo::server::{Config, Protocol, Server};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const REPO: &str = env!("DGZOO_REPO");
 const MODELS: [&str; 2] = ["efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1", "yolov8n_nudenet--320x320_float_tflite_cpu_1"];
 const IMAGES: [&str; 3] = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"];
 

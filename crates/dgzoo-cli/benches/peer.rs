@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const REPO: &str = env!("DGZOO_REPO");
 
 fn peer() -> PathBuf {
     std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(REPO).join(".peer"))
@@ -402,9 +402,9 @@ fn hub_root() -> tempfile::TempDir {
 fn bench_cache() {
     println!("\n== cloud zoo model cache: fresh process, load_model + one frame, from our hub ==");
     let root = hub_root();
-    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    let mut cfg = dgzoo_server::hub::HubConfig::new(root.path());
     cfg.port = 0;
-    let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
+    let hub = dgzoo_server::hub::Hub::start(&cfg).unwrap();
     let url = format!("http://{}/org/zoo", hub.addr());
     let name = MODELS[0];
     let size = std::fs::metadata(root.path().join(format!("org/zoo/{name}.zip"))).unwrap().len() as f64;

@@ -3,7 +3,7 @@ use clap::{Args, Subcommand};
 use dgzoo::cache::{archive, Cache, CacheConfig, Entry};
 use dgzoo::cloud::download_zoo::{self, Progress};
 use dgzoo::cloud::CloudClient;
-use dgzoo::hub::{Hub, HubConfig};
+use dgzoo_server::hub::{Hub, HubConfig};
 use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::{Error, Result};

@@ -31,7 +31,7 @@ impl Connect {
 
 /// The demo zoo: `$DGZOO_DEMO_ZOO`, else `demo/zoo` of the source checkout this binary was built from.
 fn demo_zoo() -> String {
-    std::env::var("DGZOO_DEMO_ZOO").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/demo/zoo").to_string())
+    std::env::var("DGZOO_DEMO_ZOO").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/zoo").to_string())
 }
 
 #[derive(Args)]
@@ -146,7 +146,7 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
         None => Value::Null,
     };
     let model = zoo.load_model(&model_name, &props)?;
-    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/demo/cat.png").to_string()] } else { a.images };
+    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { a.images };
     for path in images {
         let bytes = std::fs::read(&path).map_err(|e| dgzoo::Error::io(format!("cannot read '{path}': {e}")))?;
         let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)])?;

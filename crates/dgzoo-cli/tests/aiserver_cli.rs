@@ -1,5 +1,6 @@
 //! `dgzoo server start|rescan-zoo|cache-dump|shutdown` as processes, and (when the PySDK peer
 //! is installed) PySDK's own `degirum server` commands against our server.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
 use std::process::{Child, Command, Stdio};

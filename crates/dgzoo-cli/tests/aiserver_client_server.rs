@@ -1,13 +1,14 @@
 //! Our AI-server client against our AI server, over asio and over http/WebSocket: listing,
 //! model info, label dictionaries, and predictions equal to the PySDK golden results.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo::server::Protocol;
+use dgzoo_server::aiserver::Protocol;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 
-fn addresses(server: &dgzoo::server::Server) -> Vec<String> {
+fn addresses(server: &dgzoo_server::aiserver::Server) -> Vec<String> {
     vec![format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())]
 }
 

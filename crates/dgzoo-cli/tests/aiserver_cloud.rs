@@ -1,11 +1,13 @@
 //! An AI server with a cloud zoo: our client lists the zoo from a cloud hub (our dg-zoo-server
 //! compatible hub on 127.0.0.1) and runs `org/zoo/<model>` on our AI server, which fetches the
 //! model from the hub into its own model cache.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use aiserver_common::{compare, golden, image, to_golden_form};
 use cloud_common::{cache_cfg, hub_root, hub_url, start_hub, BLAZE, EFF_F, ORG, TOKEN, YOLO, ZOONAME};
-use dgzoo::server::{Config, Protocol, Server};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use serde_json::{json, Value};

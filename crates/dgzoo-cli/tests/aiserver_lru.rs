@@ -1,8 +1,9 @@
 //! The AI server's LRU limit on loaded models: idle least recently used models are unloaded
 //! when the loaded model files exceed the limit; a model a stream is using never is.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo::server::{Config, Protocol, Server};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::aiserver::AiServerClient;
 use serde_json::{json, Value};

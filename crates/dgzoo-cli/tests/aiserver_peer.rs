@@ -1,9 +1,10 @@
 //! Interoperability with the real DeGirum PySDK 1.5.0 (the "peer", see `aiserver_common::peer`):
 //! (a) the PySDK client against our server, (b) our client against PySDK's AI server.
 //! Everything runs on 127.0.0.1 with ports chosen at run time.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo::server::Protocol;
+use dgzoo_server::aiserver::Protocol;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};

@@ -1,10 +1,11 @@
 //! Our AI server under bad and heavy input: broken packets, bad lengths, non-JSON, unknown ops,
 //! wrong versions, frames before configuration, clients vanishing mid-frame, unmasked
 //! WebSocket frames and 64 concurrent streams. After each, the server still answers correctly.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
 use dgzoo::protocol::{self, read_packet, write_packet};
-use dgzoo::server::Protocol;
+use dgzoo_server::aiserver::Protocol;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -358,12 +359,12 @@ fn many_concurrent_websocket_streams_stay_open() {
 #[test]
 fn connection_cap() {
     let zoo = clean_zoo();
-    let mut cfg = dgzoo::server::Config::new(zoo.path());
+    let mut cfg = dgzoo_server::aiserver::Config::new(zoo.path());
     cfg.port = 0;
     cfg.protocol = Protocol::Asio;
     cfg.quiet = true;
     cfg.max_connections = 2;
-    let server = dgzoo::server::Server::start(cfg).unwrap();
+    let server = dgzoo_server::aiserver::Server::start(cfg).unwrap();
     let asio = server.asio_addr().unwrap();
     // Two idle clients hold both slots: a third connection is closed straight away.
     // (each answers a ping first, so both surely hold a slot)

@@ -1,6 +1,7 @@
 //! The cloud model cache against our hub: checksum change → re-download, LRU eviction that
 //! spares models in use, offline mode without any request, a download killed with SIGKILL then
 //! retried, two processes racing for one model, malicious archives, the `cache` CLI.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::cache::archive::{extract_model, Limits};
@@ -16,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn client(hub: &dgzoo::hub::Hub) -> CloudClient {
+fn client(hub: &dgzoo_server::hub::Hub) -> CloudClient {
     CloudClient::new(&parse_cloud_url(&hub_url(hub)).unwrap(), TOKEN)
 }
 
@@ -172,11 +173,11 @@ fn partial_bytes(zoo_cache: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-fn slow_hub(root: &Path, rate: u64) -> dgzoo::hub::Hub {
-    let mut cfg = dgzoo::hub::HubConfig::new(root);
+fn slow_hub(root: &Path, rate: u64) -> dgzoo_server::hub::Hub {
+    let mut cfg = dgzoo_server::hub::HubConfig::new(root);
     cfg.port = 0;
     cfg.rate_limit = Some(rate);
-    dgzoo::hub::Hub::start(&cfg).unwrap()
+    dgzoo_server::hub::Hub::start(&cfg).unwrap()
 }
 
 #[test]

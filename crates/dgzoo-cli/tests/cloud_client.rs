@@ -1,6 +1,7 @@
 //! Our cloud client and `@local` + cloud zoo accessor against our hub and against the real
 //! dg-zoo-server 0.3.0: listing, info, load + predict (results equal the local zoo's and the
 //! PySDK golden files), PySDK's error texts.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::zoo::filter::Filters;

@@ -1,6 +1,7 @@
 //! Our hub against the real dg-zoo-server 0.3.0 on the same zoo root: same statuses and JSON
 //! bodies per endpoint (documented differences excepted), byte-identical downloads with
 //! Content-Length; the `dgzoo hub` binary; `dgzoo download-zoo` against both servers.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;
@@ -270,11 +271,11 @@ fn admin_endpoints_match_dg_zoo_server() {
 #[test]
 fn slow_download_does_not_block_the_pool() {
     let root = hub_root(&[YOLO]);
-    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    let mut cfg = dgzoo_server::hub::HubConfig::new(root.path());
     cfg.port = 0;
     cfg.threads = 1;
     cfg.rate_limit = Some(1 << 20);
-    let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
+    let hub = dgzoo_server::hub::Hub::start(&cfg).unwrap();
     let base = format!("http://{}", hub.addr());
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
     let resp = agent.get(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}/{YOLO}")).set("token", TOKEN).call().unwrap();

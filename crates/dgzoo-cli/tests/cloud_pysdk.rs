@@ -1,6 +1,7 @@
 //! The real PySDK 1.5.0 against our hub: `degirum.connect(LOCAL, hub_url, token)` list / info /
 //! load / predict (golden results), PySDK's native cache filled from our hub, and
 //! `degirum download-zoo`. Also pins a dg-zoo-server incompatibility our hub avoids.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;

@@ -1,6 +1,7 @@
 //! Our `@cloud` client against our hub's socket.io cloud inference (no peer needed): golden
 //! results, pipelined batches, refused connections (wrong token, unknown model), malformed
 //! packets, a client dropping mid-stream, and a hub restarted during a stream.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::cloud::infer::{self, Endpoint, Session};
@@ -139,7 +140,7 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
         assert!(t.elapsed() < Duration::from_secs(20), "slot not released");
         std::thread::sleep(Duration::from_millis(20));
     }
-    hub.set_max_inference_connections(dgzoo::hub::infer::MAX_CONNECTIONS);
+    hub.set_max_inference_connections(dgzoo_server::hub::infer::MAX_CONNECTIONS);
     // Long-polling and other Engine.IO versions are refused.
     assert!(raw_ws(port, "transport=polling&EIO=4").is_err());
     assert!(raw_ws(port, "transport=websocket&EIO=3").is_err());

@@ -1,9 +1,10 @@
 //! The hub dispatching cloud inference to a pool of AI servers (ours, asio and HTTP):
 //! streams spread least-busy first, results equal to local ones, a dead member skipped.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::inference::{predict, Input};
-use dgzoo::server::{Config, Protocol, Server};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use serde_json::json;

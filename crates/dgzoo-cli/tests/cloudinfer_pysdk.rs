@@ -1,7 +1,9 @@
 //! The real PySDK 1.5.0 cloud client (`degirum.connect(degirum.CLOUD, hub_url, token)`)
 //! against our hub's socket.io cloud inference: list, load, predict (golden results), a
 //! pipelined batch inside `with model:`, and a CONNECT refused after the token is revoked.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use serde_json::Value;

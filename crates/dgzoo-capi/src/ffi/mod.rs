@@ -7,7 +7,7 @@
 //! - strings the library returns are freed with `dg_string_free`; handles with `dg_<type>_free`,
 //!   which accepts NULL.
 #![allow(clippy::missing_safety_doc, non_camel_case_types)]
-use crate::error::{Code, Error, Result};
+use dgzoo_core::error::{Code, Error, Result};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -1,10 +1,10 @@
 //! C ABI: model properties, single-frame, batch and asynchronous prediction, results.
 use super::{cstr, dg_error, guard, guard_value, json_arg, new_string, out_ptr};
 use super::zoo::dg_model;
-use crate::error::{Error, Result};
-use crate::inference::{self, InferenceResult, Input};
-use crate::pipeline::{AsyncPredictor, OwnedInput};
-use crate::runtime::ElemType;
+use dgzoo_core::error::{Error, Result};
+use dgzoo_core::inference::{self, InferenceResult, Input};
+use dgzoo_core::pipeline::{AsyncPredictor, OwnedInput};
+use dgzoo_core::runtime::ElemType;
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 
@@ -122,7 +122,7 @@ pub struct dg_async(AsyncPredictor);
 /// Results of `dg_predict_batch`, one slot per frame. Free with `dg_batch_free`.
 pub struct dg_batch(Vec<std::result::Result<*mut dg_result, Error>>);
 
-unsafe fn model_ref<'a>(model: *const dg_model) -> Result<&'a crate::model::Model> {
+unsafe fn model_ref<'a>(model: *const dg_model) -> Result<&'a dgzoo_core::model::Model> {
     if model.is_null() {
         return Err(Error::invalid("argument 'model' must not be NULL"));
     }
@@ -264,7 +264,7 @@ pub unsafe extern "C" fn dg_predict_batch(
                 Err(e) => slots.push(Some(e)),
             }
         }
-        let mut results = crate::pipeline::predict_batch(m, frames)?.into_iter();
+        let mut results = dgzoo_core::pipeline::predict_batch(m, frames)?.into_iter();
         let out = slots
             .into_iter()
             .map(|s| match s {

@@ -1,8 +1,8 @@
 //! C ABI: connecting to a zoo, listing and inspecting models, loading them.
 use super::{cstr, cstr_opt, guard, json_arg, new_string, out_ptr, dg_error};
-use crate::error::Error;
-use crate::zoo::filter::Filters;
-use crate::zoo::Zoo;
+use dgzoo_core::error::Error;
+use dgzoo_core::zoo::filter::Filters;
+use dgzoo_core::zoo::Zoo;
 use serde_json::Value;
 use std::ffi::c_char;
 
@@ -11,7 +11,7 @@ use std::ffi::c_char;
 pub struct dg_zoo(pub(crate) Zoo);
 
 /// A loaded model. Safe to use from many threads at once (see the header's thread-safety notes).
-pub struct dg_model(pub(crate) crate::model::Model, pub(crate) std::ffi::CString);
+pub struct dg_model(pub(crate) dgzoo_core::model::Model, pub(crate) std::ffi::CString);
 
 /// Connect to a zoo: `host` is "@local", "@cloud" or an AI server address ("host[:port]",
 /// "http://host:port", "asio://host:port"); `zoo_url` a local directory or model JSON file
@@ -40,7 +40,7 @@ pub unsafe extern "C" fn dg_zoo_free(zoo: *mut dg_zoo) {
     })
 }
 
-unsafe fn zoo_ref<'a>(zoo: *const dg_zoo) -> crate::Result<&'a Zoo> {
+unsafe fn zoo_ref<'a>(zoo: *const dg_zoo) -> dgzoo_core::Result<&'a Zoo> {
     if zoo.is_null() {
         return Err(Error::invalid("argument 'zoo' must not be NULL"));
     }

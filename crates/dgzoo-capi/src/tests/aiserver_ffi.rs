@@ -1,11 +1,11 @@
 //! The C ABI with an AI-server zoo: `dg_connect` / `dg_load_model` / `dg_predict` and the
 //! async predictor work unchanged for models that run on an AI server.
-mod aiserver_common;
+use super::aiserver_common;
 use aiserver_common::*;
-mod ffi_common;
-use dgzoo::ffi::*;
+use super::ffi_common;
+use crate::ffi::*;
 use ffi_common::*;
-use dgzoo::server::Protocol;
+use dgzoo_server::aiserver::Protocol;
 use std::ffi::{CStr, CString};
 
 

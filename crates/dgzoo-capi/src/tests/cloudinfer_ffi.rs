@@ -1,9 +1,9 @@
 //! The C ABI with `@cloud`: `dg_connect` / `dg_load_model` / `dg_predict` and the async
 //! predictor work unchanged for models that run on the cloud (our hub).
-mod cloud_common;
+use super::cloud_common;
 use cloud_common::*;
-mod ffi_common;
-use dgzoo::ffi::*;
+use super::ffi_common;
+use crate::ffi::*;
 use ffi_common::*;
 use std::ffi::{CStr, CString};
 

@@ -3,16 +3,16 @@
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
 use super::State;
-use crate::error::Result as DgResult;
-use crate::error::{Code, Error};
-use crate::image_ops;
-use crate::inference::{Engine, EngineKey};
-use crate::params::ModelParams;
-use crate::postprocess::{self, PostConfig};
-use crate::preprocess::{self, InputSpec};
-use crate::cache::CachedModel;
-use crate::protocol;
-use crate::zoo::local::ZooEntry;
+use dgzoo::error::Result as DgResult;
+use dgzoo::error::{Code, Error};
+use dgzoo::image_ops;
+use dgzoo::inference::{Engine, EngineKey};
+use dgzoo::params::ModelParams;
+use dgzoo::postprocess::{self, PostConfig};
+use dgzoo::preprocess::{self, InputSpec};
+use dgzoo::cache::CachedModel;
+use dgzoo::protocol;
+use dgzoo::zoo::local::ZooEntry;
 use serde_json::{json, Value};
 
 /// Cloud root used for `org/zoo/model` names when the client gives no `CloudURL`.
@@ -75,7 +75,7 @@ impl State {
         params.merge_runtime(config);
         params.check_version().map_err(fail)?;
         let engine = self.engine_for(&params).map_err(fail)?;
-        let labels = crate::model::load_labels(&params);
+        let labels = dgzoo::model::load_labels(&params);
         self.log_info(&format!("stream opened on model '{name}'"));
         Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
     }
@@ -87,13 +87,13 @@ impl State {
         let parts: Vec<&str> = name.split('/').collect();
         let (org, zoo, model) = (parts[0], parts[1], parts[2]);
         let url = config.get("CloudURL").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_CLOUD_URL);
-        let cz = crate::zoo::address::parse_cloud_url(&format!("{}/{org}/{zoo}", url.trim_end_matches('/')))
+        let cz = dgzoo::zoo::address::parse_cloud_url(&format!("{}/{org}/{zoo}", url.trim_end_matches('/')))
             .ok_or_else(|| Error::invalid(format!("incorrect cloud URL '{url}' for model '{name}'")))?;
         let token = match config.get("CloudToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             Some(t) => t.to_string(),
-            None => crate::cloud::token::lookup(&cz.base()),
+            None => dgzoo::cloud::token::lookup(&cz.base()),
         };
-        let client = crate::cloud::CloudClient::new(&cz, &token);
+        let client = dgzoo::cloud::CloudClient::new(&cz, &token);
         let info = client.model_info(model)?;
         let sum = ModelParams::from_value(info["model_params"].clone())?.str("Checksum", 0);
         let held = self.cache.ensure(&client, model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?;
@@ -173,7 +173,7 @@ impl State {
             return Ok(e.clone());
         }
         // A failed load leaves the slot empty: the next stream tries again.
-        let engine = Arc::new(Engine::new(key, params, crate::inference::Profile::Throughput)?);
+        let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput)?);
         *e = Some(engine.clone());
         drop(e);
         self.evict_engines();
@@ -223,7 +223,7 @@ impl StreamSession {
             if data.is_empty() {
                 return Err(Error::invalid(protocol::dg_error_text("ERROR", "Incorrect value of parameter", "empty data is received: ignoring", &[])));
             }
-            if !crate::model::is_image_input(p, i) {
+            if !dgzoo::model::is_image_input(p, i) {
                 tensors.push(preprocess::raw_tensor(data, info, &p.input_shape(i, Some(info.shape.len())), i)?);
                 continue;
             }

@@ -5,8 +5,8 @@
 //! several upgraded (long-lived) WebSocket connections open it stopped handing over new
 //! requests. WebSocket frames use `protocol::ws`, which accepts DeGirum's unmasked frames.
 use super::{Level, State};
-use crate::error::{Error, Result};
-use crate::protocol;
+use dgzoo::error::{Error, Result};
+use dgzoo::protocol;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use crate::protocol::ws::{self, WsMessage, WsReader, WsWriter};
+use dgzoo::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 
 /// Idle time before a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -245,7 +245,7 @@ fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, 
     }
     let mut msg = json!({});
     match op {
-        "label_dictionary" => msg["name"] = json!(crate::protocol::http::percent_decode(path[2])),
+        "label_dictionary" => msg["name"] = json!(dgzoo::protocol::http::percent_decode(path[2])),
         "sleep" => match path[2].parse::<f64>() {
             Ok(ms) => msg["sleep_time_ms"] = json!(ms),
             Err(_) => return (json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))), false),

@@ -6,10 +6,10 @@
 pub mod frame;
 pub mod http;
 
-use crate::error::{Error, Result};
-use crate::params::ModelParams;
-use crate::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
-use crate::zoo::local::{self, ZooEntry};
+use dgzoo::error::{Error, Result};
+use dgzoo::params::ModelParams;
+use dgzoo::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
+use dgzoo::zoo::local::{self, ZooEntry};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -59,12 +59,12 @@ pub struct Config {
     /// recently used models that no stream is using are unloaded.
     pub max_model_bytes: u64,
     /// Model cache for cloud model names (`org/zoo/model`); `None` = `CacheConfig::from_env()`.
-    pub cache: Option<crate::cache::CacheConfig>,
+    pub cache: Option<dgzoo::cache::CacheConfig>,
 }
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: dgzoo::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
     }
 }
 
@@ -80,7 +80,7 @@ pub struct State {
     zoo_dir: PathBuf,
     zoo: RwLock<Arc<Vec<ZooEntry>>>,
     /// Where cloud models (`org/zoo/model` stream names) are fetched to.
-    cache: crate::cache::Cache,
+    cache: dgzoo::cache::Cache,
     system_info: Value,
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
@@ -116,9 +116,9 @@ impl State {
         }
         Arc::new(State {
             zoo_dir,
-            cache: crate::cache::Cache::new(cfg.cache.clone().unwrap_or_else(crate::cache::CacheConfig::from_env)),
+            cache: dgzoo::cache::Cache::new(cfg.cache.clone().unwrap_or_else(dgzoo::cache::CacheConfig::from_env)),
             zoo: RwLock::new(Arc::new(Vec::new())),
-            system_info: crate::zoo::local_system_info(),
+            system_info: dgzoo::zoo::local_system_info(),
             engines: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
@@ -182,10 +182,10 @@ impl State {
 
     /// Scan the zoo: like PySDK's server, models whose devices are absent are hidden.
     fn rescan(&self) {
-        let pairs = crate::zoo::system_pairs(&self.system_info);
+        let pairs = dgzoo::zoo::system_pairs(&self.system_info);
         let models: Vec<ZooEntry> = local::scan_dir(&self.zoo_dir)
             .into_iter()
-            .filter(|e| crate::zoo::filter::supported_device_types(&e.params, &pairs).is_ok_and(|s| !s.is_empty()))
+            .filter(|e| dgzoo::zoo::filter::supported_device_types(&e.params, &pairs).is_ok_and(|s| !s.is_empty()))
             .collect();
         self.log_info(&format!("zoo scanned: {} model(s)", models.len()));
         *self.zoo.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(models);

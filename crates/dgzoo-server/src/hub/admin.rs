@@ -2,7 +2,7 @@
 //! upload/delete model archives. All but the first token creation need an admin token.
 use super::store::{Store, TokenRights};
 use super::{error, json_resp, Resp};
-use crate::cache::archive::is_safe_segment;
+use dgzoo::cache::archive::is_safe_segment;
 use serde_json::json;
 use std::collections::HashMap;
 use std::io::Read;

@@ -16,12 +16,12 @@
 //! their own zoos). A failure of the member is a `[CRITICAL]` result: the client reconnects
 //! and re-sends, and lands on another member.
 use super::State;
-use crate::cache::archive::{self, is_safe_segment};
-use crate::params::ModelParams;
-use crate::protocol;
-use crate::server::frame::StreamSession;
-use crate::socketio::{self, Control, Packet};
-use crate::zoo::local::ZooEntry;
+use dgzoo::cache::archive::{self, is_safe_segment};
+use dgzoo::params::ModelParams;
+use dgzoo::protocol;
+use crate::aiserver::frame::StreamSession;
+use dgzoo::socketio::{self, Control, Packet};
+use dgzoo::zoo::local::ZooEntry;
 use rmpv::Value as Mp;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -29,8 +29,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use crate::zoo::aiserver::{AiServerClient, RemoteStream};
-use crate::zoo::address::ServerAddress;
+use dgzoo::zoo::aiserver::{AiServerClient, RemoteStream};
+use dgzoo::zoo::address::ServerAddress;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -47,7 +47,7 @@ pub const REFUSED: &str = "Inference connection refused: ";
 
 /// Hub-wide cloud inference state.
 pub struct CloudInference {
-    engines: Arc<crate::server::State>,
+    engines: Arc<crate::aiserver::State>,
     /// Extracted models: `<org>.<zoo>.<model>.<checksum>/`.
     work: tempfile::TempDir,
     extracted: Mutex<HashMap<String, PathBuf>>,
@@ -126,14 +126,14 @@ impl Backend {
 }
 
 impl CloudInference {
-    pub fn new() -> crate::error::Result<Self> {
+    pub fn new() -> dgzoo::error::Result<Self> {
         let work = tempfile::Builder::new()
             .prefix("dgzoo-hub-models-")
             .tempdir()
-            .map_err(|e| crate::error::Error::io(format!("cannot create the hub's model work directory: {e}")))?;
+            .map_err(|e| dgzoo::error::Error::io(format!("cannot create the hub's model work directory: {e}")))?;
         let quiet = !std::env::var("DGZOO_LOG").is_ok_and(|v| v == "info" || v == "debug");
         Ok(CloudInference {
-            engines: crate::server::State::embedded(work.path().to_path_buf(), quiet),
+            engines: crate::aiserver::State::embedded(work.path().to_path_buf(), quiet),
             work,
             extracted: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),

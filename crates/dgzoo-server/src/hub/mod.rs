@@ -9,7 +9,7 @@ pub mod multipart;
 pub mod infer;
 pub mod store;
 
-use crate::error::{Error, Result};
+use dgzoo::error::{Error, Result};
 use serde_json::{json, Map, Value};
 use std::io::Read;
 use std::net::SocketAddr;
@@ -103,7 +103,7 @@ impl Hub {
 
     /// Run cloud inference on these AI servers (least-busy first) instead of the local
     /// runtimes; an empty list goes back to local runtimes.
-    pub fn set_aiserver_pool(&self, servers: Vec<crate::zoo::address::ServerAddress>) {
+    pub fn set_aiserver_pool(&self, servers: Vec<dgzoo::zoo::address::ServerAddress>) {
         self.state.infer.set_pool(servers);
     }
 
@@ -185,7 +185,7 @@ impl<R: Read> Read for Throttle<R> {
 const MAX_STREAMS: usize = 64;
 
 fn handle(state: &Arc<State>, mut req: tiny_http::Request) {
-    if req.url().starts_with(crate::socketio::PATH) && *req.method() == tiny_http::Method::Get {
+    if req.url().starts_with(dgzoo::socketio::PATH) && *req.method() == tiny_http::Method::Get {
         return infer::accept(state, req);
     }
     let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
@@ -225,10 +225,10 @@ impl Url {
             .filter(|s| !s.is_empty())
             .map(|kv| {
                 let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                (crate::protocol::http::percent_decode(&k.replace('+', " ")), crate::protocol::http::percent_decode(&v.replace('+', " ")))
+                (dgzoo::protocol::http::percent_decode(&k.replace('+', " ")), dgzoo::protocol::http::percent_decode(&v.replace('+', " ")))
             })
             .collect();
-        Url { segs: path.trim_start_matches('/').split('/').map(crate::protocol::http::percent_decode).collect(), query }
+        Url { segs: path.trim_start_matches('/').split('/').map(dgzoo::protocol::http::percent_decode).collect(), query }
     }
     fn q(&self, k: &str) -> Option<&str> {
         self.query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str())

@@ -2,7 +2,7 @@
 //! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`.
 //! Unlike dg-zoo-server, which scans once at start, archives and tokens are re-read when their
 //! size or mtime changes, so a replaced archive is served (with its new checksum) at once.
-use crate::cache::archive::is_safe_segment;
+use dgzoo::cache::archive::is_safe_segment;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::io::Read;

@@ -1,0 +1,6 @@
+//! dgzoo's servers, built on the core (`dgzoo`):
+//! - [`aiserver`]: the AI server (DeGirum's asio TCP protocol and HTTP/WebSocket), wire-compatible
+//!   with PySDK 1.5.0's `degirum server`;
+//! - [`hub`]: a self-hosted cloud zoo (dg-zoo-server compatible) with socket.io cloud inference.
+pub mod aiserver;
+pub mod hub;
