@@ -103,9 +103,7 @@ fn check_dims(width: u64, height: u64) -> Result<()> {
         return Err(Error::invalid(format!("invalid image size {width}x{height}: width and height must be positive")));
     }
     if width > MAX_SIDE as u64 || height > MAX_SIDE as u64 || width * height > MAX_PIXELS {
-        return Err(Error::invalid(format!(
-            "image size {width}x{height} is too large (at most {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all)"
-        )));
+        return Err(Error::invalid(format!("image size {width}x{height} is too large (at most {MAX_SIDE} pixels a side and {MAX_PIXELS} pixels in all)")));
     }
     Ok(())
 }
@@ -146,9 +144,7 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
 fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, name: &str) -> Result<RgbImage> {
     use image::DynamicImage as D;
     let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    let (w, h) = reader()
-        .into_dimensions()
-        .map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
+    let (w, h) = reader().into_dimensions().map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
     check_dims(w as u64, h as u64)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -168,9 +164,7 @@ fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, name: &str)
         D::ImageLuma16(b) => b.into_raw().iter().flat_map(|&v| [(v >> 8) as u8; 3]).collect(),
         D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
         D::ImageRgb16(b) => b.into_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        D::ImageRgba16(b) => {
-            b.into_raw().chunks_exact(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect()
-        }
+        D::ImageRgba16(b) => b.into_raw().chunks_exact(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect(),
         other => other.to_rgb8().into_raw(),
     };
     if data.len() != width as usize * height as usize * 3 {
@@ -288,8 +282,7 @@ mod jpeg {
     /// Warnings that mean pixel data was lost: these are errors for us (libjpeg itself would
     /// go on and fill the missing part with grey). Benign ones (extraneous bytes, odd
     /// JFIF/Adobe markers) are let through, as OpenCV lets them through.
-    const FATAL_WARNINGS: [c_int; 4] =
-        [JWRN_JPEG_EOF as c_int, JWRN_HIT_MARKER as c_int, JWRN_HUFF_BAD_CODE as c_int, JWRN_MUST_RESYNC as c_int];
+    const FATAL_WARNINGS: [c_int; 4] = [JWRN_JPEG_EOF as c_int, JWRN_HIT_MARKER as c_int, JWRN_HUFF_BAD_CODE as c_int, JWRN_MUST_RESYNC as c_int];
 
     unsafe fn message(cinfo: &mut jpeg_common_struct) -> String {
         let mut buf = [0u8; 200];
@@ -481,9 +474,7 @@ pub fn from_raw(data: &[u8], width: u32, height: u32, stride: usize, bgr: bool) 
     check_dims(width as u64, height as u64)?;
     let row = width as usize * 3;
     if stride < row {
-        return Err(Error::invalid(format!(
-            "raw image stride {stride} is smaller than 3 * width = {row} bytes"
-        )));
+        return Err(Error::invalid(format!("raw image stride {stride} is smaller than 3 * width = {row} bytes")));
     }
     let need = stride
         .checked_mul(height as usize - 1)
@@ -741,7 +732,9 @@ fn resize_area(src: &RgbImage, dw: usize, dh: usize, scale_x: f64, scale_y: f64)
 #[derive(Clone, Copy, Debug)]
 enum Kernel {
     /// INTER_LINEAR; `area_mode` is OpenCV's INTER_AREA emulation for upscaling.
-    Linear { area_mode: bool },
+    Linear {
+        area_mode: bool,
+    },
     Cubic,
     Lanczos4,
 }
@@ -767,8 +760,7 @@ fn cubic_coeffs(x: f32) -> [f32; 4] {
 
 fn lanczos4_coeffs(x: f32) -> [f32; 8] {
     const S45: f64 = std::f64::consts::FRAC_1_SQRT_2;
-    const CS: [[f64; 2]; 8] =
-        [[1.0, 0.0], [-S45, -S45], [0.0, 1.0], [S45, -S45], [-1.0, 0.0], [S45, S45], [0.0, -1.0], [-S45, S45]];
+    const CS: [[f64; 2]; 8] = [[1.0, 0.0], [-S45, -S45], [0.0, 1.0], [S45, -S45], [-1.0, 0.0], [S45, S45], [0.0, -1.0], [-S45, S45]];
     let pi = std::f64::consts::PI;
     let mut c = [0f32; 8];
     let mut sum = 0f32;
@@ -896,34 +888,17 @@ fn vresize_cubic(rows: &[&[i32]], beta: &[i32], out: &mut [u8]) {
     let n = out.len();
     let simd_end = n / 8 * 8;
     let scale = 1.0f32 / (COEF_SCALE * COEF_SCALE);
-    let b: [f32; 4] = [
-        beta[0] as f32 * scale,
-        beta[1] as f32 * scale,
-        beta[2] as f32 * scale,
-        beta[3] as f32 * scale,
-    ];
+    let b: [f32; 4] = [beta[0] as f32 * scale, beta[1] as f32 * scale, beta[2] as f32 * scale, beta[3] as f32 * scale];
     for x in 0..simd_end {
-        let v = rows[0][x] as f32 * b[0]
-            + (rows[1][x] as f32 * b[1] + (rows[2][x] as f32 * b[2] + rows[3][x] as f32 * b[3]));
+        let v = rows[0][x] as f32 * b[0] + (rows[1][x] as f32 * b[1] + (rows[2][x] as f32 * b[2] + rows[3][x] as f32 * b[3]));
         out[x] = sat_u8_f32(v);
     }
-    vresize_fixed::<4>(
-        &[&rows[0][simd_end..], &rows[1][simd_end..], &rows[2][simd_end..], &rows[3][simd_end..]],
-        beta,
-        &mut out[simd_end..],
-    );
+    vresize_fixed::<4>(&[&rows[0][simd_end..], &rows[1][simd_end..], &rows[2][simd_end..], &rows[3][simd_end..]], beta, &mut out[simd_end..]);
 }
 
 /// OpenCV's `resizeGeneric_`: horizontal pass per needed source row (cached across output
 /// rows), then the vertical pass per output row.
-fn separable<const K: usize>(
-    src: &RgbImage,
-    dw: usize,
-    dh: usize,
-    xt: &AxisTable,
-    yt: &AxisTable,
-    vresize: fn(&[&[i32]], &[i32], &mut [u8]),
-) -> RgbImage {
+fn separable<const K: usize>(src: &RgbImage, dw: usize, dh: usize, xt: &AxisTable, yt: &AxisTable, vresize: fn(&[&[i32]], &[i32], &mut [u8])) -> RgbImage {
     debug_assert!(xt.k == K && yt.k == K);
     let w3 = dw * 3;
     let mut data = vec![0u8; w3 * dh];
@@ -1012,13 +987,38 @@ fn clamp01(v: f64) -> f64 {
 enum Conv {
     Identity,
     /// `x' = iw * clamp(x / w, 0, 1)`
-    Stretch { iw: f64, ih: f64, w: f64, h: f64 },
+    Stretch {
+        iw: f64,
+        ih: f64,
+        w: f64,
+        h: f64,
+    },
     /// `x' = min(max(0, (x - dx) / gain), iw)`
-    Letterbox { iw: f64, ih: f64, dx: f64, dy: f64, gain: f64 },
+    Letterbox {
+        iw: f64,
+        ih: f64,
+        dx: f64,
+        dy: f64,
+        gain: f64,
+    },
     /// `x' = nw * clamp(x / w, 0, 1) + left`
-    CropFirst { nw: f64, nh: f64, w: f64, h: f64, left: f64, top: f64 },
+    CropFirst {
+        nw: f64,
+        nh: f64,
+        w: f64,
+        h: f64,
+        left: f64,
+        top: f64,
+    },
     /// `x' = iw * clamp((x + dx) / nw, 0, 1)`
-    CropLast { iw: f64, ih: f64, nw: f64, nh: f64, dx: f64, dy: f64 },
+    CropLast {
+        iw: f64,
+        ih: f64,
+        nw: f64,
+        nh: f64,
+        dx: f64,
+        dy: f64,
+    },
 }
 
 /// Maps model-input coordinates back to original-image coordinates (PySDK's `converter`).
@@ -1074,15 +1074,7 @@ fn py_round(v: f64) -> i64 {
 /// `crop_percentage` is PySDK's `input_crop_percentage` (0..1, used by the crop methods; a value
 /// that is not finite or not in (0, 1] is taken as 1). `fill_rgb` is the letterbox fill colour.
 /// Sizes that PySDK would turn into an OpenCV error (a side rounding to 0) are kept at 1.
-pub fn fit(
-    src: &RgbImage,
-    w: u32,
-    h: u32,
-    pad: PadMethod,
-    crop_percentage: f64,
-    resize_method: ResizeMethod,
-    fill_rgb: [u8; 3],
-) -> Fit {
+pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64, resize_method: ResizeMethod, fill_rgb: [u8; 3]) -> Fit {
     let (iw, ih) = (src.width as i64, src.height as i64);
     let (wi, hi) = (w as i64, h as i64);
     let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
@@ -1090,11 +1082,7 @@ pub fn fit(
     if src.is_empty() || w == 0 || h == 0 {
         return Fit { image: RgbImage::filled(w, h, fill_rgb), converter: stretch_conv };
     }
-    let cp = if crop_percentage.is_finite() && crop_percentage > 0.0 && crop_percentage <= 1.0 {
-        crop_percentage
-    } else {
-        1.0
-    };
+    let cp = if crop_percentage.is_finite() && crop_percentage > 0.0 && crop_percentage <= 1.0 { crop_percentage } else { 1.0 };
     let same = iw == wi && ih == hi;
     match pad {
         PadMethod::Stretch => {
@@ -1118,8 +1106,7 @@ pub fn fit(
                 let d = (y + dy as usize) * stride + dx as usize * 3;
                 image.data[d..d + nrow].copy_from_slice(scaled.row(y));
             }
-            let converter =
-                CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
+            let converter = CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
             Fit { image, converter }
         }
         PadMethod::CropFirst => {
@@ -1136,9 +1123,7 @@ pub fn fit(
                 img = &cropped;
             }
             let image = if nw != wi || nh != hi { resize(img, w, h, resize_method) } else { img.clone() };
-            let converter = CoordConverter {
-                conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 },
-            };
+            let converter = CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } };
             Fit { image, converter }
         }
         PadMethod::CropLast => {
@@ -1170,9 +1155,7 @@ pub fn fit(
             } else {
                 img.clone()
             };
-            let converter = CoordConverter {
-                conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 },
-            };
+            let converter = CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } };
             Fit { image, converter }
         }
     }

@@ -311,10 +311,7 @@ pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inpu
     let p = &st.params;
     let n = p.num_inputs();
     if inputs.len() != n {
-        return Err(Error::invalid(format!(
-            "The length of input data list {} does not match to the number of model inputs {n}",
-            inputs.len()
-        )));
+        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
     }
     let t0 = Instant::now();
     let mut tensors = Vec::with_capacity(n);

@@ -143,10 +143,8 @@ fn color(v: &Value) -> Result<[u8; 3]> {
     }
     let mut c = [0u8; 3];
     for (i, x) in a.iter().enumerate() {
-        c[i] = x
-            .as_u64()
-            .filter(|&n| n <= 255)
-            .ok_or_else(|| Error::invalid(format!("Given color '{}' must contain integers in range 0..255", py_tuple(v))))? as u8;
+        c[i] = x.as_u64().filter(|&n| n <= 255).ok_or_else(|| Error::invalid(format!("Given color '{}' must contain integers in range 0..255", py_tuple(v))))?
+            as u8;
     }
     Ok(c)
 }
@@ -204,7 +202,8 @@ const PROPERTIES: &[&str] = &[
     "overlay_font_scale",
 ];
 /// Attributes of `Model` that are methods, not properties.
-const METHODS: &[&str] = &["predict", "predict_batch", "predict_dir", "time_stats", "reset_time_stats", "get_inference_results_type", "get_inference_results_class"];
+const METHODS: &[&str] =
+    &["predict", "predict_batch", "predict_dir", "time_stats", "reset_time_stats", "get_inference_results_type", "get_inference_results_class"];
 const READ_ONLY: &[&str] = &["supported_device_types", "devices_available", "model_info", "label_dictionary"];
 /// Properties of local models only (not accepted by `load_model`).
 const LOCAL_ONLY: &[&str] = &["update_if_newer"];
@@ -279,7 +278,11 @@ impl Model {
             image_backend: {
                 // `auto` resolves to opencv, whose behaviour our image pipeline reproduces.
                 let b = params.str("ImageBackend", 0);
-                if b == "auto" || b.is_empty() { "opencv".into() } else { b }
+                if b == "auto" || b.is_empty() {
+                    "opencv".into()
+                } else {
+                    b
+                }
             },
             image_format: image_format.into(),
         };
@@ -393,7 +396,13 @@ impl Model {
         }
         let image_prop = matches!(
             key,
-            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
+            "input_resize_method"
+                | "input_pad_method"
+                | "input_numpy_colorspace"
+                | "input_letterbox_fill_color"
+                | "input_crop_percentage"
+                | "image_backend"
+                | "input_image_format"
         );
         if image_prop && !has_image_input(p) {
             return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));
@@ -467,7 +476,13 @@ impl Model {
         }
         let image_prop = matches!(
             key,
-            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
+            "input_resize_method"
+                | "input_pad_method"
+                | "input_numpy_colorspace"
+                | "input_letterbox_fill_color"
+                | "input_crop_percentage"
+                | "image_backend"
+                | "input_image_format"
         );
         if image_prop && !has_image_input(&st.params) {
             return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));

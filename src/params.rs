@@ -92,12 +92,10 @@ impl PType {
             PType::UIntArr => arr(is_uint),
             PType::F32Arr | PType::F64Arr => arr(Value::is_number),
             PType::StrArr => arr(Value::is_string),
-            PType::IntArr3 => v.as_array().is_some_and(|a| {
-                a.iter().all(|b| b.as_array().is_some_and(|b| b.iter().all(|c| c.as_array().is_some_and(|c| c.iter().all(is_int)))))
-            }),
-            PType::MapStrIntArr => {
-                v.as_object().is_some_and(|m| m.values().all(|x| x.as_array().is_some_and(|a| a.iter().all(is_int))))
-            }
+            PType::IntArr3 => v
+                .as_array()
+                .is_some_and(|a| a.iter().all(|b| b.as_array().is_some_and(|b| b.iter().all(|c| c.as_array().is_some_and(|c| c.iter().all(is_int)))))),
+            PType::MapStrIntArr => v.as_object().is_some_and(|m| m.values().all(|x| x.as_array().is_some_and(|a| a.iter().all(is_int)))),
         }
     }
 }
@@ -409,7 +407,8 @@ impl ModelParams {
     pub fn validate(&self) -> Result<()> {
         for s in Section::ALL {
             if let Some(v) = self.json.get(s.key()) {
-                let arr = v.as_array().ok_or_else(|| Error::bad_model(format!("Incorrect JSON configuration: section '{}' must be a list of objects", s.key())))?;
+                let arr =
+                    v.as_array().ok_or_else(|| Error::bad_model(format!("Incorrect JSON configuration: section '{}' must be a list of objects", s.key())))?;
                 for (i, e) in arr.iter().enumerate() {
                     if !e.is_object() {
                         return Err(Error::bad_model(format!("Incorrect JSON configuration: section '{}[ {i} ]' must be an object", s.key())));
@@ -421,11 +420,7 @@ impl ModelParams {
             if d.ty.accepts(v) {
                 Ok(())
             } else {
-                Err(Error::bad_model(format!(
-                    "Incorrect JSON configuration: parameter '{}'{where_} must be {}, not {v}",
-                    d.name,
-                    d.ty.describe()
-                )))
+                Err(Error::bad_model(format!("Incorrect JSON configuration: parameter '{}'{where_} must be {}, not {v}", d.name, d.ty.describe())))
             }
         };
         for d in PARAMS {
@@ -445,11 +440,7 @@ impl ModelParams {
         }
         for d in PARAMS.iter().filter(|d| d.required && d.section != Section::Top) {
             if self.raw(d.name, 0).is_none() {
-                return Err(Error::bad_model(format!(
-                    "Incorrect JSON configuration: parameter '{}' in section '{}[ 0 ]' is missing",
-                    d.name,
-                    d.section.key()
-                )));
+                return Err(Error::bad_model(format!("Incorrect JSON configuration: parameter '{}' in section '{}[ 0 ]' is missing", d.name, d.section.key())));
             }
         }
         Ok(())
@@ -592,12 +583,7 @@ impl ModelParams {
             let mut it = tok.split('/');
             match (it.next(), it.next(), it.next()) {
                 (Some(r), Some(d), None) => pairs.push((r.to_string(), d.to_string())),
-                _ => {
-                    return Err(Error::bad_model(format!(
-                        "Invalid format of supported device list '{sdt}' for model '{}'",
-                        self.str("ModelPath", 0)
-                    )))
-                }
+                _ => return Err(Error::bad_model(format!("Invalid format of supported device list '{sdt}' for model '{}'", self.str("ModelPath", 0)))),
             }
         }
         Ok(pairs)
@@ -629,8 +615,10 @@ mod tests {
 
     #[test]
     fn fallback_chains() {
-        let p = ModelParams::parse(r#"{"PRE_PROCESS":[{"InputImgNormEn":true,"InputImgNormCoeff":0.5,"InputImgMean":[1,2,3]}],
-            "MODEL_PARAMETERS":[{"ModelPath":"m","ModelInputH":7}]}"#)
+        let p = ModelParams::parse(
+            r#"{"PRE_PROCESS":[{"InputImgNormEn":true,"InputImgNormCoeff":0.5,"InputImgMean":[1,2,3]}],
+            "MODEL_PARAMETERS":[{"ModelPath":"m","ModelInputH":7}]}"#,
+        )
         .unwrap();
         assert!(p.bool("InputScaleEn", 0));
         assert_eq!(p.f64("InputScaleCoeff", 0), 0.5);
@@ -659,10 +647,7 @@ mod tests {
         let p = ModelParams::parse(r#"{"DEVICE":{}}"#).unwrap();
         assert!(p.validate().unwrap_err().message.contains("section 'DEVICE'"));
         let p = ModelParams::parse(r#"{"ConfigVersion":3}"#).unwrap();
-        assert_eq!(
-            p.validate().unwrap_err().message,
-            "Incorrect JSON configuration: parameter 'ModelPath' in section 'MODEL_PARAMETERS[ 0 ]' is missing"
-        );
+        assert_eq!(p.validate().unwrap_err().message, "Incorrect JSON configuration: parameter 'ModelPath' in section 'MODEL_PARAMETERS[ 0 ]' is missing");
         assert!(ModelParams::parse("[1]").is_err());
         assert!(ModelParams::parse("{bad").is_err());
     }
@@ -679,17 +664,17 @@ mod tests {
     #[test]
     fn device_pairs_and_errors() {
         let p = ModelParams::parse(r#"{"DEVICE":[{"RuntimeAgent":"HAILORT","DeviceType":"HAILO8","SupportedDeviceTypes":"DUMMY/*, TFLITE/CPU"}]}"#).unwrap();
-        assert_eq!(
-            p.device_pairs().unwrap(),
-            vec![("HAILORT".into(), "HAILO8".into()), ("DUMMY".into(), "*".into()), ("TFLITE".into(), "CPU".into())]
-        );
+        assert_eq!(p.device_pairs().unwrap(), vec![("HAILORT".into(), "HAILO8".into()), ("DUMMY".into(), "*".into()), ("TFLITE".into(), "CPU".into())]);
         let p = ModelParams::parse(r#"{"DEVICE":[{"SupportedDeviceTypes":"TFLITE"}],"MODEL_PARAMETERS":[{"ModelPath":"a.tflite"}]}"#).unwrap();
         assert_eq!(p.device_pairs().unwrap_err().message, "Invalid format of supported device list 'TFLITE' for model 'a.tflite'");
     }
 
     #[test]
     fn merge_runtime_only() {
-        let mut p = ModelParams::parse(r#"{"PRE_PROCESS":[{"InputH":4}],"POST_PROCESS":[{"OutputTopK":1,"LabelsPath":"l.json"}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}"#).unwrap();
+        let mut p = ModelParams::parse(
+            r#"{"PRE_PROCESS":[{"InputH":4}],"POST_PROCESS":[{"OutputTopK":1,"LabelsPath":"l.json"}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}"#,
+        )
+        .unwrap();
         p.merge_runtime(&json!({"MeasureTime":true,"Checksum":"x","POST_PROCESS":[{"OutputTopK":2,"LabelsPath":"evil"}],
             "PRE_PROCESS":[{"InputImgFmt":"RAW","InputResizeMethod":"nearest"},{"InputImgFmt":"RAW"}],"MODEL_PARAMETERS":[{"ModelPath":"evil"}]}));
         assert!(p.bool("MeasureTime", 0));

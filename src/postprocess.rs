@@ -176,11 +176,8 @@ fn classification(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, S
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     // Stable: equal scores keep class order.
     idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
-    let chosen: Vec<usize> = if cfg.top_k > 0 {
-        idx.into_iter().take(cfg.top_k).collect()
-    } else {
-        idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect()
-    };
+    let chosen: Vec<usize> =
+        if cfg.top_k > 0 { idx.into_iter().take(cfg.top_k).collect() } else { idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect() };
     Ok(chosen
         .into_iter()
         .filter_map(|i| {
@@ -358,7 +355,10 @@ mod tests {
     use crate::runtime::{AlignedBuf, Quant, TensorInfo};
 
     fn tensor(shape: &[i64], v: &[f32]) -> Tensor {
-        Tensor { info: TensorInfo { name: "o".into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None }, data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)) }
+        Tensor {
+            info: TensorInfo { name: "o".into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None },
+            data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)),
+        }
     }
 
     fn cfg(kind: &str) -> PostConfig {
@@ -387,7 +387,13 @@ mod tests {
     #[test]
     fn quantized_classification() {
         let mut t = Tensor {
-            info: TensorInfo { name: "o".into(), shape: vec![1, 2], dtype: ElemType::U8, quant: Some(Quant { axis: 0, scale: vec![0.5], zero: vec![10] }), id: None },
+            info: TensorInfo {
+                name: "o".into(),
+                shape: vec![1, 2],
+                dtype: ElemType::U8,
+                quant: Some(Quant { axis: 0, scale: vec![0.5], zero: vec![10] }),
+                id: None,
+            },
             data: AlignedBuf::from_bytes(&[12, 8]),
         };
         assert_eq!(dequantize(&t), vec![1.0, -1.0]);

@@ -44,12 +44,11 @@ impl InputSpec {
         }
         let shape = if nchw { vec![1, c, h, w] } else { vec![1, h, w, c] };
         if info.shape.len() == 4 && !info.shape.iter().zip(&shape).all(|(a, b)| *a < 0 || a == b) {
-            return Err(Error::bad_model(format!(
-                "model input #{idx} '{}' has shape {:?}, but the configuration describes {shape:?}",
-                info.name, info.shape
-            )));
+            return Err(Error::bad_model(format!("model input #{idx} '{}' has shape {:?}, but the configuration describes {shape:?}", info.name, info.shape)));
         }
-        let norm = params.bool("InputNormEn", idx).then(|| (params.f64("InputNormCoeff", idx), params.f32_vec("InputNormMean", idx), params.f32_vec("InputNormStd", idx)));
+        let norm = params
+            .bool("InputNormEn", idx)
+            .then(|| (params.f64("InputNormCoeff", idx), params.f32_vec("InputNormMean", idx), params.f32_vec("InputNormStd", idx)));
         let quant = (params.bool("InputQuantEn", idx) && info.dtype.is_integer())
             .then(|| (params.f64("InputQuantScale", idx) as f32, params.f64("InputQuantOffset", idx) as f32));
         Ok(InputSpec {
@@ -106,7 +105,15 @@ impl InputSpec {
             })
             .collect();
         // Source channel for output channel c (model colour order).
-        let src_ch = |c: usize| if ch == 1 { 0 } else if self.bgr { 2 - c } else { c };
+        let src_ch = |c: usize| {
+            if ch == 1 {
+                0
+            } else if self.bgr {
+                2 - c
+            } else {
+                c
+            }
+        };
         let n = w * h * ch;
         let mut out = AlignedBuf::zeroed(n * self.dtype.size());
         macro_rules! fill {
@@ -140,7 +147,10 @@ impl InputSpec {
             ElemType::I32 => fill!(i32, |v: f32| v.round() as i32),
             other => return Err(Error::unsupported(format!("image input tensors of type {} are not supported", other.dg_name()))),
         }
-        Ok(Tensor { info: TensorInfo { name: info.name.clone(), shape: self.shape.clone(), dtype: self.dtype, quant: info.quant.clone(), id: info.id }, data: out })
+        Ok(Tensor {
+            info: TensorInfo { name: info.name.clone(), shape: self.shape.clone(), dtype: self.dtype, quant: info.quant.clone(), id: info.id },
+            data: out,
+        })
     }
 }
 
@@ -156,7 +166,10 @@ pub fn raw_tensor(data: &[u8], info: &TensorInfo, shape: &[i64], idx: usize) -> 
             info.dtype.dg_name()
         )));
     }
-    Ok(Tensor { info: TensorInfo { name: info.name.clone(), shape: shape.to_vec(), dtype: info.dtype, quant: info.quant.clone(), id: info.id }, data: AlignedBuf::from_bytes(data) })
+    Ok(Tensor {
+        info: TensorInfo { name: info.name.clone(), shape: shape.to_vec(), dtype: info.dtype, quant: info.quant.clone(), id: info.id },
+        data: AlignedBuf::from_bytes(data),
+    })
 }
 
 #[cfg(test)]

@@ -210,7 +210,13 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
-pub(crate) fn finish(model: &Model, st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> InferenceResult {
+pub(crate) fn finish(
+    model: &Model,
+    st: &ModelState,
+    mut results: Vec<Value>,
+    tensors: Vec<crate::runtime::Tensor>,
+    converter: &CoordConverter,
+) -> InferenceResult {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -222,7 +228,11 @@ pub(crate) fn finish(model: &Model, st: &ModelState, mut results: Vec<Value>, te
     let p = &st.params;
     let kind = {
         let t = p.str("InferenceResultsType", 0);
-        if t.is_empty() { p.str("OutputPostprocessType", 0) } else { t }
+        if t.is_empty() {
+            p.str("OutputPostprocessType", 0)
+        } else {
+            t
+        }
     };
     if COORDINATE_TYPES.contains(&kind.as_str()) {
         postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));

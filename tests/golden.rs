@@ -125,11 +125,8 @@ fn assert_results_close(got: &dgzoo::inference::InferenceResult, want: &[Value],
             let mut flat = Vec::new();
             flatten(&nd["data"], &mut flat);
             let vals = dgzoo::postprocess::dequantize(t);
-            let vals: Vec<f64> = if t.info.dtype.is_integer() {
-                t.data.as_bytes().iter().map(|&b| b as f64).collect()
-            } else {
-                vals.iter().map(|&v| v as f64).collect()
-            };
+            let vals: Vec<f64> =
+                if t.info.dtype.is_integer() { t.data.as_bytes().iter().map(|&b| b as f64).collect() } else { vals.iter().map(|&v| v as f64).collect() };
             assert_eq!(vals.len(), flat.len(), "{what}[{i}]: size");
             let worst = vals.iter().zip(&flat).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
             assert!(worst <= 1e-4, "{what}[{i}]: raw tensor differs by {worst}");
@@ -259,7 +256,9 @@ fn broken_model_files() {
     let tmp = tempfile::tempdir().unwrap();
     let src = zoo_root().join("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1");
     let name = "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1";
-    for (case, body) in [("garbage", b"this is not a flatbuffer".to_vec()), ("mismatch", std::fs::read(src.join(format!("{name}.tflite"))).unwrap()[..1000].to_vec())] {
+    for (case, body) in
+        [("garbage", b"this is not a flatbuffer".to_vec()), ("mismatch", std::fs::read(src.join(format!("{name}.tflite"))).unwrap()[..1000].to_vec())]
+    {
         let d = tmp.path().join(case).join(name);
         std::fs::create_dir_all(&d).unwrap();
         let mut cfg = read_json(&src.join(format!("{name}.json")));
@@ -391,7 +390,10 @@ fn engines_keep_few_sessions_under_load() {
                                 let (a, b): (&[u8], &[u8]) = (a.data.as_slice(), b.data.as_slice());
                                 a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f32).fold(0f32, f32::max)
                             };
-                            assert!(worst <= 1e-3 || (a.info.dtype != dgzoo::runtime::ElemType::F32 && worst <= 1.0), "{name} {profile:?}: overlapping frames differ by {worst}");
+                            assert!(
+                                worst <= 1e-3 || (a.info.dtype != dgzoo::runtime::ElemType::F32 && worst <= 1.0),
+                                "{name} {profile:?}: overlapping frames differ by {worst}"
+                            );
                         }
                     }
                 });

@@ -37,7 +37,10 @@ pub fn check_model_name(name: &str) -> Result<()> {
     if is_safe_segment(name) {
         Ok(())
     } else {
-        Err(Error::invalid(format!("Model name '{}' is not a valid file name (it must be one path segment without '/', '\\\\', ':' or a leading '.')", name.escape_default())))
+        Err(Error::invalid(format!(
+            "Model name '{}' is not a valid file name (it must be one path segment without '/', '\\\\', ':' or a leading '.')",
+            name.escape_default()
+        )))
     }
 }
 
@@ -133,11 +136,7 @@ fn copy(r: &mut dyn Read, w: &mut dyn Write) -> std::io::Result<u64> {
 /// Pack a model directory (`<dir>/<m>.json` + files) as `<m>/...` into a new ZIP at `out`.
 /// Used by `dgzoo hub pack` and the tests.
 pub fn pack_model(dir: &Path, out: &Path) -> Result<String> {
-    let model = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::invalid(format!("'{}' has no directory name", dir.display())))?
-        .to_string();
+    let model = dir.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::invalid(format!("'{}' has no directory name", dir.display())))?.to_string();
     check_model_name(&model)?;
     if !dir.join(format!("{model}.json")).is_file() {
         return Err(Error::invalid(format!("'{}' has no '{model}.json'", dir.display())));

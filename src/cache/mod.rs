@@ -307,11 +307,7 @@ impl Cache {
     fn partial_size(&self, zdir: &Path, model: &str) -> u64 {
         std::fs::read_dir(zdir.join(PARTIAL_DIR))
             .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_name().to_str().and_then(partial_owner) == Some(model))
-                    .filter_map(|e| e.metadata().ok())
-                    .map(|m| m.len())
-                    .sum()
+                rd.flatten().filter(|e| e.file_name().to_str().and_then(partial_owner) == Some(model)).filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()
             })
             .unwrap_or(0)
     }
@@ -345,7 +341,14 @@ impl Cache {
         }
     }
 
-    fn download_install(&self, client: &CloudClient, zdir: &Path, model: &str, expected: Option<&str>, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
+    fn download_install(
+        &self,
+        client: &CloudClient,
+        zdir: &Path,
+        model: &str,
+        expected: Option<&str>,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<CachedModel> {
         let partial = zdir.join(PARTIAL_DIR);
         let zip_path = partial.join(unique(model) + ".zip");
         let tmp_dir = partial.join(unique(model) + ".d");
@@ -522,7 +525,8 @@ pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Resu
         return Err(Error::bad_model(format!("Cloud model '{model}': ModelPath '{rel}' leaves the model directory")));
     }
     let bin = dir.join(relp);
-    let meta = std::fs::symlink_metadata(&bin).map_err(|e| Error::bad_model(format!("Cloud model '{model}': model file '{rel}' missing from the archive: {e}")))?;
+    let meta =
+        std::fs::symlink_metadata(&bin).map_err(|e| Error::bad_model(format!("Cloud model '{model}': model file '{rel}' missing from the archive: {e}")))?;
     if !meta.is_file() {
         return Err(Error::bad_model(format!("Cloud model '{model}': model file '{rel}' is not a regular file")));
     }

@@ -65,9 +65,11 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let builder = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap_or_else(|_| rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider())).with_protocol_versions(&[&rustls::version::TLS12]).expect("TLS 1.2 is supported by ring"));
+        let builder = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().unwrap_or_else(|_| {
+            rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS12])
+                .expect("TLS 1.2 is supported by ring")
+        });
         Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
     })
     .clone()
@@ -205,7 +207,8 @@ impl Session {
         let _ = sock.set_read_timeout(Some(wait));
         let _ = sock.set_write_timeout(Some(wait.max(Duration::from_secs(20))));
         let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        let url = format!("{}://{}/{}/?transport=websocket&EIO=4&t={t:.6}", if e.tls { "wss" } else { "ws" }, e.display, socketio::PATH.trim_start_matches('/'));
+        let url =
+            format!("{}://{}/{}/?transport=websocket&EIO=4&t={t:.6}", if e.tls { "wss" } else { "ws" }, e.display, socketio::PATH.trim_start_matches('/'));
         let sock: Box<dyn Transport> = if e.tls {
             let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|x| (format!("invalid server name '{}': {x}", e.host), true))?;
             let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|x| (format!("TLS error: {x}"), false))?;

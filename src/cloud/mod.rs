@@ -111,12 +111,9 @@ impl CloudClient {
     /// GET #7: is `checksum` the current checksum of the model?
     pub fn check(&self, model: &str, checksum: &str) -> Result<bool> {
         let v = self.get_json(&format!("/zoo/v1/public/models{}/{}/check?checksum={}", self.zoo_path(), quote(model), quote_all(checksum)))?;
-        v.get("status").and_then(Value::as_bool).ok_or_else(|| {
-            Error::new(
-                Code::Protocol,
-                format!("Ill-formed response when querying checksum of cloud model {}/{model}: {v}", self.ext_zoo()),
-            )
-        })
+        v.get("status")
+            .and_then(Value::as_bool)
+            .ok_or_else(|| Error::new(Code::Protocol, format!("Ill-formed response when querying checksum of cloud model {}/{model}: {v}", self.ext_zoo())))
     }
 
     /// GET #8: the cloud's system info.
@@ -142,7 +139,12 @@ impl CloudClient {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::new(Code::Network, format!("Unable to access server {}: download of model '{model}' interrupted after {got} of {total} bytes: {e}", self.host()))),
+                Err(e) => {
+                    return Err(Error::new(
+                        Code::Network,
+                        format!("Unable to access server {}: download of model '{model}' interrupted after {got} of {total} bytes: {e}", self.host()),
+                    ))
+                }
             };
             got += n as u64;
             if got > total {
@@ -242,8 +244,7 @@ impl CloudClient {
     }
 }
 
-const QUOTE_SET: &percent_encoding::AsciiSet =
-    &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~').remove(b'/');
+const QUOTE_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~').remove(b'/');
 const QUOTE_ALL_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~');
 
 /// `urllib.parse.quote(s)` (safe = "/").

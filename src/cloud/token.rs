@@ -24,9 +24,7 @@ fn read_file() -> Option<Map<String, Value>> {
 /// The saved token for `cloud_root` (`<scheme>://<host>`), or "" when none. A missing or
 /// malformed file means no token, as in PySDK.
 pub fn lookup(cloud_root: &str) -> String {
-    read_file()
-        .and_then(|m| m.get(cloud_root).and_then(|e| e.get("token")).and_then(Value::as_str).map(str::to_string))
-        .unwrap_or_default()
+    read_file().and_then(|m| m.get(cloud_root).and_then(|e| e.get("token")).and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
 }
 
 /// `token` if given, else the saved one (renewed if about to expire).
@@ -92,13 +90,8 @@ fn renew_if_expiring(cloud_root: &str, token: &str) -> Option<String> {
     if parse_iso8601(exp)? > now + 3600 {
         return None;
     }
-    let r = agent()
-        .request("PATCH", &format!("{cloud_root}/api/v1/tokens/{t}/refresh"))
-        .set("dg_version", super::DG_VERSION)
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
+    let r =
+        agent().request("PATCH", &format!("{cloud_root}/api/v1/tokens/{t}/refresh")).set("dg_version", super::DG_VERSION).call().ok()?.into_string().ok()?;
     let r: Value = serde_json::from_str(&r).ok()?;
     r.get("value").and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string)
 }

@@ -52,7 +52,8 @@ pub fn read_packet<R: Read>(r: &mut R, max: usize) -> std::io::Result<Option<Vec
 
 /// Write one packet (header and payload in one write so small packets leave in one segment).
 pub fn write_packet<W: Write + ?Sized>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len()).ok().filter(|&l| l < 1 << 31).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "packet too large"))?;
+    let len =
+        u32::try_from(payload.len()).ok().filter(|&l| l < 1 << 31).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "packet too large"))?;
     let mut buf = Vec::with_capacity(4 + payload.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(payload);

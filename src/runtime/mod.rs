@@ -318,8 +318,11 @@ pub fn agent(runtime: &str) -> Result<Arc<dyn Agent>> {
 
 /// Why runtimes failed to load, for diagnostics (`dgzoo sys-info`); loads them all.
 pub fn load_errors() -> Vec<(String, String)> {
-    RUNTIMES.iter().filter_map(|r| match discover(r)? {
-        Err(e) => Some((r.to_string(), e.clone())),
-        Ok(_) => None,
-    }).collect()
+    RUNTIMES
+        .iter()
+        .filter_map(|r| match discover(r)? {
+            Err(e) => Some((r.to_string(), e.clone())),
+            Ok(_) => None,
+        })
+        .collect()
 }

@@ -98,7 +98,9 @@ impl Agent for OnnxAgent {
         let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
             match t {
-                ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None, id: None }),
+                ValueType::Tensor { ty, dimensions, .. } => {
+                    Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None, id: None })
+                }
                 other => Err(Error::unsupported(format!("ONNX model input/output '{name}' is not a tensor ({other:?})"))),
             }
         };

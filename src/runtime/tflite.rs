@@ -397,8 +397,7 @@ impl Handles {
 
 impl Drop for Handles {
     fn drop(&mut self) {
-        let bufs: Vec<BufferH> =
-            std::mem::take(&mut self.inputs).into_iter().chain(std::mem::take(&mut self.outputs)).collect();
+        let bufs: Vec<BufferH> = std::mem::take(&mut self.inputs).into_iter().chain(std::mem::take(&mut self.outputs)).collect();
         for b in bufs {
             self.destroy_buffer(b);
         }
@@ -453,8 +452,8 @@ impl TfliteSession {
         if !path.is_file() {
             return Err(Error::not_found(format!("model file {} does not exist", path.display())));
         }
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes())
-            .map_err(|_| Error::invalid(format!("model path {} contains a NUL byte", path.display())))?;
+        let cpath =
+            CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| Error::invalid(format!("model path {} contains a NUL byte", path.display())))?;
         let mut h = Handles {
             api: api.clone(),
             env: std::ptr::null_mut(),
@@ -469,18 +468,11 @@ impl TfliteSession {
         // Environment: register only the CPU accelerator (no GPU/NPU probing) and ask for
         // error-level logging (the 2.1.4 wheel seems to ignore this tag and logs at INFO).
         let env_opts = [
-            EnvOption {
-                tag: ENV_TAG_AUTO_REGISTER_ACCELERATORS,
-                value: Any { kind: ANY_INT, int_value: HW_CPU as i64 },
-            },
+            EnvOption { tag: ENV_TAG_AUTO_REGISTER_ACCELERATORS, value: Any { kind: ANY_INT, int_value: HW_CPU as i64 } },
             EnvOption { tag: ENV_TAG_MIN_LOGGER_SEVERITY, value: Any { kind: ANY_INT, int_value: LOG_SEVERITY_ERROR } },
         ];
         // SAFETY: valid option array and out-pointer.
-        check(
-            unsafe { (api.create_environment)(env_opts.len() as i32, env_opts.as_ptr(), &mut h.env) },
-            "LiteRtCreateEnvironment",
-        )
-        .map_err(ctx)?;
+        check(unsafe { (api.create_environment)(env_opts.len() as i32, env_opts.as_ptr(), &mut h.env) }, "LiteRtCreateEnvironment").map_err(ctx)?;
 
         // Model. LiteRtCreateModelFromFile does not verify the flatbuffer (a truncated model
         // crashes it) while LiteRtCreateModelFromBuffer does, so the model is made from the
@@ -496,11 +488,7 @@ impl TfliteSession {
             None => (unsafe { (api.create_model_from_file)(cpath.as_ptr(), &mut h.model) }, "LiteRtCreateModelFromFile"),
         };
         if st != 0 || h.model.is_null() {
-            return Err(Error::bad_model(format!(
-                "{} is not a valid TFLite model ({what}: status {st} ({}))",
-                path.display(),
-                status_name(st)
-            )));
+            return Err(Error::bad_model(format!("{} is not a valid TFLite model ({what}: status {st} ({}))", path.display(), status_name(st))));
         }
 
         // Describe inputs/outputs from signature 0's subgraph.
@@ -509,11 +497,7 @@ impl TfliteSession {
         // Compilation options: CPU accelerator, thread count through XNNPACK's opaque options.
         // SAFETY: valid out-pointer; the options object is owned by `h`.
         check(unsafe { (api.create_options)(&mut h.options) }, "LiteRtCreateOptions").map_err(ctx)?;
-        check(
-            unsafe { (api.set_options_hardware_accelerators)(h.options, HW_CPU) },
-            "LiteRtSetOptionsHardwareAccelerators",
-        )
-        .map_err(ctx)?;
+        check(unsafe { (api.set_options_hardware_accelerators)(h.options, HW_CPU) }, "LiteRtSetOptionsHardwareAccelerators").map_err(ctx)?;
         if opts.threads > 0 {
             add_cpu_options(&api, h.options, opts.threads).map_err(ctx)?;
         }
@@ -548,11 +532,7 @@ impl TfliteSession {
         for i in 0..n_in {
             let mut l = Layout::zeroed();
             // SAFETY: live compiled model, index in range, out-pointer valid.
-            check(
-                unsafe { (s.h.api.get_input_tensor_layout)(s.h.compiled, SIG, i, &mut l) },
-                "LiteRtGetCompiledModelInputTensorLayout",
-            )
-            .map_err(ctx)?;
+            check(unsafe { (s.h.api.get_input_tensor_layout)(s.h.compiled, SIG, i, &mut l) }, "LiteRtGetCompiledModelInputTensorLayout").map_err(ctx)?;
             s.in_dims[i] = l.dims().iter().map(|&d| d as i64).collect();
             s.make_input_buffer(i).map_err(ctx)?;
         }
@@ -565,10 +545,7 @@ impl TfliteSession {
         let api = &self.h.api;
         let mut req: BufferReqH = std::ptr::null_mut();
         // SAFETY: live compiled model; the requirements stay owned by it.
-        check(
-            unsafe { (api.get_input_buffer_requirements)(self.h.compiled, SIG, i, &mut req) },
-            "LiteRtGetCompiledModelInputBufferRequirements",
-        )?;
+        check(unsafe { (api.get_input_buffer_requirements)(self.h.compiled, SIG, i, &mut req) }, "LiteRtGetCompiledModelInputBufferRequirements")?;
         let buf = self.create_buffer(req, self.in_etype[i], &self.in_dims[i])?;
         let old = std::mem::replace(&mut self.h.inputs[i], buf.0);
         self.h.destroy_buffer(old);
@@ -594,10 +571,7 @@ impl TfliteSession {
             self.out_dims[i] = dims;
             let mut req: BufferReqH = std::ptr::null_mut();
             // SAFETY: as in make_input_buffer.
-            check(
-                unsafe { (self.h.api.get_output_buffer_requirements)(self.h.compiled, SIG, i, &mut req) },
-                "LiteRtGetCompiledModelOutputBufferRequirements",
-            )?;
+            check(unsafe { (self.h.api.get_output_buffer_requirements)(self.h.compiled, SIG, i, &mut req) }, "LiteRtGetCompiledModelOutputBufferRequirements")?;
             let buf = self.create_buffer(req, self.out_etype[i], &self.out_dims[i])?;
             let old = std::mem::replace(&mut self.h.outputs[i], buf.0);
             self.h.destroy_buffer(old);
@@ -610,23 +584,15 @@ impl TfliteSession {
     fn create_buffer(&self, req: BufferReqH, etype: i32, dims: &[i64]) -> Result<(BufferH, usize)> {
         let api = &self.h.api;
         if dims.iter().any(|&d| d <= 0) || dims.len() > MAX_RANK {
-            return Err(Error::unsupported(format!(
-                "tensor shape {dims:?} is not static; cannot allocate a buffer for it"
-            )));
+            return Err(Error::unsupported(format!("tensor shape {dims:?} is not static; cannot allocate a buffer for it")));
         }
         let tt = RankedTensorType { element_type: etype, layout: Layout::from_dims(dims) };
         let mut req_size = 0usize;
         // SAFETY: `req` is a live requirements handle owned by the compiled model.
-        check(
-            unsafe { (api.get_buffer_requirements_size)(req, &mut req_size) },
-            "LiteRtGetTensorBufferRequirementsBufferSize",
-        )?;
+        check(unsafe { (api.get_buffer_requirements_size)(req, &mut req_size) }, "LiteRtGetTensorBufferRequirementsBufferSize")?;
         let mut buf: BufferH = std::ptr::null_mut();
         // SAFETY: valid tensor type, live env and requirements, out-pointer valid.
-        check(
-            unsafe { (api.create_managed_buffer_from_requirements)(self.h.env, &tt, req, &mut buf) },
-            "LiteRtCreateManagedTensorBufferFromRequirements",
-        )?;
+        check(unsafe { (api.create_managed_buffer_from_requirements)(self.h.env, &tt, req, &mut buf) }, "LiteRtCreateManagedTensorBufferFromRequirements")?;
         let elem = elem_type(etype).map(|e| e.size()).unwrap_or(1);
         let bytes = dims.iter().product::<i64>() as usize * elem;
         let mut have = 0usize;
@@ -635,9 +601,7 @@ impl TfliteSession {
         if st != 0 || have < bytes {
             self.h.destroy_buffer(buf);
             check(st, "LiteRtGetTensorBufferSize")?;
-            return Err(Error::internal(format!(
-                "LiteRT buffer of {have} bytes is smaller than the tensor ({bytes} bytes; requirement {req_size})"
-            )));
+            return Err(Error::internal(format!("LiteRT buffer of {have} bytes is smaller than the tensor ({bytes} bytes; requirement {req_size})")));
         }
         Ok((buf, bytes))
     }
@@ -651,14 +615,8 @@ impl TfliteSession {
             return Ok(());
         }
         let info = &self.inputs[i];
-        let bad = |why: String| {
-            Error::invalid(format!(
-                "input {i} ('{}') has shape {want:?} but the model expects {:?}{why}",
-                info.name, self.in_dims[i]
-            ))
-        };
-        let fits = want.len() == info.shape.len()
-            && info.shape.iter().zip(want).all(|(&m, &w)| w > 0 && w <= i32::MAX as i64 && (m < 0 || m == w));
+        let bad = |why: String| Error::invalid(format!("input {i} ('{}') has shape {want:?} but the model expects {:?}{why}", info.name, self.in_dims[i]));
+        let fits = want.len() == info.shape.len() && info.shape.iter().zip(want).all(|(&m, &w)| w > 0 && w <= i32::MAX as i64 && (m < 0 || m == w));
         if !fits {
             return Err(bad(String::new()));
         }
@@ -666,10 +624,7 @@ impl TfliteSession {
         // SAFETY: live compiled model; `dims` outlives the call.
         let st = unsafe { (self.h.api.resize_input_tensor)(self.h.compiled, SIG, i, dims.as_ptr(), dims.len()) };
         if st != 0 {
-            return Err(bad(format!(
-                " and LiteRtCompiledModelResizeInputTensor failed: status {st} ({})",
-                status_name(st)
-            )));
+            return Err(bad(format!(" and LiteRtCompiledModelResizeInputTensor failed: status {st} ({})", status_name(st))));
         }
         self.in_dims[i] = want.to_vec();
         self.outputs_stale = true;
@@ -679,22 +634,14 @@ impl TfliteSession {
 
     fn run_inner(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::invalid(format!(
-                "model {} takes {} input(s), got {}",
-                self.model_path.display(),
-                self.inputs.len(),
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("model {} takes {} input(s), got {}", self.model_path.display(), self.inputs.len(), inputs.len())));
         }
         // Shapes first (a resize reallocates buffers), then data. A tensor with exactly the
         // bytes of the current input is fed as is; otherwise its shape must be a valid resize.
         for (i, t) in inputs.iter().enumerate() {
             let info = &self.inputs[i];
             if t.info.dtype.size() != info.dtype.size() {
-                return Err(Error::invalid(format!(
-                    "input {i} ('{}') has element type {:?} but the model expects {:?}",
-                    info.name, t.info.dtype, info.dtype
-                )));
+                return Err(Error::invalid(format!("input {i} ('{}') has element type {:?} but the model expects {:?}", info.name, t.info.dtype, info.dtype)));
             }
             if t.data.len() == self.in_bytes[i] {
                 continue;
@@ -714,8 +661,7 @@ impl TfliteSession {
             self.ensure_input_shape(i, &t.info.shape)?;
         }
         if self.outputs_stale {
-            self.refresh_outputs()
-                .map_err(|e| e.context(format!("cannot prepare the model for input shapes {:?}", self.in_dims)))?;
+            self.refresh_outputs().map_err(|e| e.context(format!("cannot prepare the model for input shapes {:?}", self.in_dims)))?;
             self.outputs_stale = false;
         }
         let api = self.h.api.clone();
@@ -723,11 +669,7 @@ impl TfliteSession {
             let buf = self.h.inputs[i];
             let n = self.in_bytes[i];
             if t.data.len() != n {
-                return Err(Error::invalid(format!(
-                    "input {i} ('{}') has {} bytes but the model expects {n} bytes",
-                    self.inputs[i].name,
-                    t.data.len()
-                )));
+                return Err(Error::invalid(format!("input {i} ('{}') has {} bytes but the model expects {n} bytes", self.inputs[i].name, t.data.len())));
             }
             let mut p: *mut c_void = std::ptr::null_mut();
             // SAFETY: live buffer, not locked by anyone else.
@@ -773,13 +715,7 @@ impl TfliteSession {
             unsafe { std::ptr::copy_nonoverlapping(p as *const u8, data.as_bytes_mut().as_mut_ptr(), n) };
             check(unsafe { (api.unlock_tensor_buffer)(buf) }, "LiteRtUnlockTensorBuffer")?;
             out.push(Tensor {
-                info: TensorInfo {
-                    name: info.name.clone(),
-                    shape: self.out_dims[i].clone(),
-                    dtype: info.dtype,
-                    quant: info.quant.clone(),
-                    id: info.id,
-                },
+                info: TensorInfo { name: info.name.clone(), shape: self.out_dims[i].clone(), dtype: info.dtype, quant: info.quant.clone(), id: info.id },
                 data,
             });
         }
@@ -827,9 +763,7 @@ fn add_cpu_options(api: &Api, options: OptionsH, threads: usize) -> Result<()> {
     let mut opaque: OpaqueOptionsH = std::ptr::null_mut();
     // SAFETY: identifier is a static C string (copied by LiteRT); the payload is owned by the
     // opaque options from here on and freed through `free_cstring_payload`.
-    let st = unsafe {
-        (api.create_opaque_options)(CPU_OPTIONS_ID.as_ptr(), payload, Some(free_cstring_payload), &mut opaque)
-    };
+    let st = unsafe { (api.create_opaque_options)(CPU_OPTIONS_ID.as_ptr(), payload, Some(free_cstring_payload), &mut opaque) };
     if st != 0 || opaque.is_null() {
         // SAFETY: not taken over by LiteRT.
         unsafe { free_cstring_payload(payload) };
@@ -905,9 +839,8 @@ unsafe fn tensor_info(api: &Api, t: TensorH, kind: &str, idx: usize) -> Result<(
     }
     let mut rt = RankedTensorType { element_type: 0, layout: Layout::zeroed() };
     check(unsafe { (api.get_ranked_tensor_type)(t, &mut rt) }, "LiteRtGetRankedTensorType")?;
-    let dtype = elem_type(rt.element_type).ok_or_else(|| {
-        Error::unsupported(format!("{kind} {idx} ('{name}') has unsupported {}", elem_type_name(rt.element_type)))
-    })?;
+    let dtype =
+        elem_type(rt.element_type).ok_or_else(|| Error::unsupported(format!("{kind} {idx} ('{name}') has unsupported {}", elem_type_name(rt.element_type))))?;
     let shape: Vec<i64> = rt.layout.dims().iter().map(|&d| d as i64).collect();
 
     let mut qt = QUANT_NONE;
@@ -919,22 +852,12 @@ unsafe fn tensor_info(api: &Api, t: TensorH, kind: &str, idx: usize) -> Result<(
             Some(Quant { axis: 0, scale: vec![q.scale], zero: vec![q.zero_point] })
         }
         QUANT_PER_CHANNEL => {
-            let mut q = QuantPerChannel {
-                quantized_dimension: 0,
-                num_channels: 0,
-                scales: std::ptr::null_mut(),
-                zero_points: std::ptr::null_mut(),
-            };
+            let mut q = QuantPerChannel { quantized_dimension: 0, num_channels: 0, scales: std::ptr::null_mut(), zero_points: std::ptr::null_mut() };
             check(unsafe { (api.get_per_channel_quantization)(t, &mut q) }, "LiteRtGetPerChannelQuantization")?;
             let n = q.num_channels as usize;
             // SAFETY: arrays of `num_channels` entries owned by the model (null when empty).
-            let scale =
-                if q.scales.is_null() { vec![] } else { unsafe { std::slice::from_raw_parts(q.scales, n) }.to_vec() };
-            let zero = if q.zero_points.is_null() {
-                vec![0; n]
-            } else {
-                unsafe { std::slice::from_raw_parts(q.zero_points, n) }.to_vec()
-            };
+            let scale = if q.scales.is_null() { vec![] } else { unsafe { std::slice::from_raw_parts(q.scales, n) }.to_vec() };
+            let zero = if q.zero_points.is_null() { vec![0; n] } else { unsafe { std::slice::from_raw_parts(q.zero_points, n) }.to_vec() };
             Some(Quant { axis: q.quantized_dimension, scale, zero })
         }
         _ => None,

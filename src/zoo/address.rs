@@ -89,8 +89,8 @@ fn urlparse(url: &str) -> (String, String, String) {
     let mut scheme = String::new();
     if let Some(i) = url.find(':') {
         let cand = &url[..i];
-        let ok = cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && cand.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+        let ok =
+            cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && cand.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if ok {
             scheme = cand.to_ascii_lowercase();
             rest = &url[i + 1..];
@@ -131,7 +131,6 @@ pub fn parse_cloud_url(zoo_url: &str) -> Option<CloudZoo> {
     }
 }
 
-
 /// Parse the inference host designator.
 pub fn parse_host(host: &str) -> Result<Host> {
     match host {
@@ -162,16 +161,14 @@ pub fn classify(host: &str, zoo_url: &str) -> Result<(Host, ZooLocation)> {
             Some(c) => ZooLocation::Cloud(c),
             None => {
                 let (scheme, netloc, path) = urlparse(zoo_url);
-                let p = if scheme == "file" { PathBuf::from(crate::protocol::http::percent_decode(&format!("{netloc}{path}"))) } else { PathBuf::from(zoo_url) };
+                let p =
+                    if scheme == "file" { PathBuf::from(crate::protocol::http::percent_decode(&format!("{netloc}{path}"))) } else { PathBuf::from(zoo_url) };
                 if p.is_dir() {
                     ZooLocation::LocalDir(p)
                 } else if p.is_file() {
                     ZooLocation::LocalFile(p)
                 } else {
-                    return Err(Error::not_found(format!(
-                        "ZooManager: incorrect local model zoo URL '{zoo_url}': path '{}' does not exist",
-                        p.display()
-                    )));
+                    return Err(Error::not_found(format!("ZooManager: incorrect local model zoo URL '{zoo_url}': path '{}' does not exist", p.display())));
                 }
             }
         },

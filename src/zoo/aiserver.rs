@@ -3,11 +3,11 @@
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
 use super::address::ServerAddress;
 use crate::error::{Code, Error, Result};
+use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
-use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 
 /// `load_model` for an AI server with a cloud zoo (PySDK: the model is named `org/zoo/<m>`,
 /// its parameters come from the cloud with `CloudURL`/`CloudToken` set so the server can fetch
@@ -220,9 +220,7 @@ impl AiServerClient {
 }
 
 fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// An open inference stream: frames out, msgpack results back in order.

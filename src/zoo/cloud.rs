@@ -112,9 +112,8 @@ impl CloudAccess {
     /// `load_model`: check the device support on the cloud's parameters first (no download for
     /// a model this machine cannot run), then fetch and build a local model.
     pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
-        let unsupported = || {
-            Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
-        };
+        let unsupported =
+            || Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."));
         let held = if self.cache.config().offline {
             self.cache.get_offline(self.zoo(), name)?
         } else {

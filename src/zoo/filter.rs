@@ -277,10 +277,7 @@ mod tests {
         );
         assert_eq!(e(json!({"runtime": 5})), "Filter 'runtime' has unsupported value '5'. Possible values are: ['N2X', 'TFLITE', '...']");
         assert_eq!(e(json!({"device": [1]})), "Filter 'device' has unsupported value '1'. Possible values are: ['ORCA1', 'CPU', '...']");
-        assert_eq!(
-            e(json!({"model_family": 3})),
-            "Filter 'model_family' has unsupported value '3'. Possible values are: ['yolo', 'mobilenet', '...']"
-        );
+        assert_eq!(e(json!({"model_family": 3})), "Filter 'model_family' has unsupported value '3'. Possible values are: ['yolo', 'mobilenet', '...']");
         assert!(e(json!({"colour": "x"})).starts_with("Unknown filter 'colour'"));
         assert!(e(json!({"model_family": {"regex": "("}})).contains("invalid regular expression"));
         assert!(Filters::from_json(&json!([1])).is_err());

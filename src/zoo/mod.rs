@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::params::ModelParams;
 use address::{Host, ZooLocation};
-pub use cloud::ConnectOptions;
 use cloud::CloudAccess;
+pub use cloud::ConnectOptions;
 use filter::{DevicePair, Filters};
 use local::ZooEntry;
 use serde_json::{Map, Value};
@@ -163,10 +163,7 @@ impl Zoo {
     }
 
     fn entry(&self, name: &str) -> Result<&ZooEntry> {
-        self.by_name
-            .get(name)
-            .map(|&i| &self.models[i])
-            .ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
+        self.by_name.get(name).map(|&i| &self.models[i]).ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
     }
 
     /// Full-form parameters of one model (a copy: editing it changes nothing).

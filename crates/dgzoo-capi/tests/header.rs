@@ -8,20 +8,12 @@ fn header_is_up_to_date() {
     let repo = root.join("../..");
     let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("cbindgen.toml");
     let mut fresh = Vec::new();
-    cbindgen::Builder::new()
-        .with_crate(root)
-        .with_config(config)
-        .generate()
-        .expect("cbindgen generation")
-        .write(&mut fresh);
+    cbindgen::Builder::new().with_crate(root).with_config(config).generate().expect("cbindgen generation").write(&mut fresh);
     let path = repo.join("include/dgzoo.h");
     if std::env::var_os("DGZOO_UPDATE_HEADER").is_some() {
         std::fs::write(&path, &fresh).unwrap();
         return;
     }
     let current = std::fs::read(&path).unwrap_or_default();
-    assert!(
-        current == fresh,
-        "include/dgzoo.h is stale: regenerate it with DGZOO_UPDATE_HEADER=1 cargo test -p dgzoo-capi --test header"
-    );
+    assert!(current == fresh, "include/dgzoo.h is stale: regenerate it with DGZOO_UPDATE_HEADER=1 cargo test -p dgzoo-capi --test header");
 }

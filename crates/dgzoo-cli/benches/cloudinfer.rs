@@ -4,12 +4,12 @@
 //! Needs the runtimes; everything runs in-process on 127.0.0.1. Run on an idle machine.
 use dgzoo::cache::archive::pack_model;
 use dgzoo::cache::CacheConfig;
-use dgzoo_server::hub::{Hub, HubConfig};
 use dgzoo::inference::{predict, Input};
 use dgzoo::model::Model;
 use dgzoo::pipeline::{predict_batch, OwnedInput};
-use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::{ConnectOptions, Zoo};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
+use dgzoo_server::hub::{Hub, HubConfig};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -66,7 +66,8 @@ fn main() {
     hcfg.port = 0;
     let hub = Hub::start(&hcfg).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let opts = ConnectOptions { cache: Some(CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }), offline: None };
+    let opts =
+        ConnectOptions { cache: Some(CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }), offline: None };
     let cloud = Zoo::connect_with("@cloud", &format!("http://{}/bench/zoo", hub.addr()), "bench", &opts).unwrap();
 
     // AI server over the same model directories.

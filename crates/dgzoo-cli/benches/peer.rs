@@ -471,7 +471,10 @@ fn bench_download() {
     let home = tempfile::tempdir().unwrap();
     let theirs = time_it(&|dest| {
         let mut c = Command::new(peer().join("venv/bin/degirum"));
-        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"]).arg(dest).env("HOME", home.path()).env("LD_LIBRARY_PATH", peer().join("ort"));
+        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"])
+            .arg(dest)
+            .env("HOME", home.path())
+            .env("LD_LIBRARY_PATH", peer().join("ort"));
         c
     });
     row("download-zoo, 6 models (66 MB), median of 3", ours, theirs, "ms", "<= 0.5");
@@ -494,7 +497,11 @@ fn bench_startup() {
         ours.push(ms);
         our_rss = rss;
     }
-    let script = format!("import degirum as dg; m = dg.load_model({name:?}, dg.LOCAL, {:?}); print(m.predict({:?}).results[0])", zoo_path.to_str().unwrap(), img_path.to_str().unwrap());
+    let script = format!(
+        "import degirum as dg; m = dg.load_model({name:?}, dg.LOCAL, {:?}); print(m.predict({:?}).results[0])",
+        zoo_path.to_str().unwrap(),
+        img_path.to_str().unwrap()
+    );
     let mut theirs = Vec::new();
     let mut their_rss = 0;
     for _ in 0..3 {

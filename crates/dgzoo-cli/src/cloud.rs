@@ -3,10 +3,10 @@ use clap::{Args, Subcommand};
 use dgzoo::cache::{archive, Cache, CacheConfig, Entry};
 use dgzoo::cloud::download_zoo::{self, Progress};
 use dgzoo::cloud::CloudClient;
-use dgzoo_server::hub::{Hub, HubConfig};
 use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::{Error, Result};
+use dgzoo_server::hub::{Hub, HubConfig};
 use serde_json::{json, Value};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,7 +49,8 @@ impl Progress for Reporter {
         if let Some((mp, bars)) = &self.bars {
             let pb = mp.add(indicatif::ProgressBar::new(0));
             pb.set_style(
-                indicatif::ProgressStyle::with_template("{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             pb.set_message(model.to_string());
             bars.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), pb);

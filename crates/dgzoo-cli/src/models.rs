@@ -135,11 +135,9 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
     let zoo = a.connect.open()?;
     let model_name = match a.model {
         Some(m) => m,
-        None => zoo
-            .list_names(&Filters::default())
-            .into_iter()
-            .next()
-            .ok_or_else(|| dgzoo::Error::not_found("the zoo has no model that can run on this system"))?,
+        None => {
+            zoo.list_names(&Filters::default()).into_iter().next().ok_or_else(|| dgzoo::Error::not_found("the zoo has no model that can run on this system"))?
+        }
     };
     let props = match &a.props {
         Some(p) => serde_json::from_str(p).map_err(|e| dgzoo::Error::invalid(format!("--props is not valid JSON: {e}")))?,
@@ -165,11 +163,7 @@ pub struct SysInfoArgs {
 }
 
 pub fn sys_info(a: SysInfoArgs) -> dgzoo::Result<()> {
-    let info = if a.connect.host == "@local" && a.connect.zoo.is_none() {
-        dgzoo::zoo::local_system_info()
-    } else {
-        a.connect.open()?.system_info().clone()
-    };
+    let info = if a.connect.host == "@local" && a.connect.zoo.is_none() { dgzoo::zoo::local_system_info() } else { a.connect.open()?.system_info().clone() };
     if a.json {
         println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
         return Ok(());

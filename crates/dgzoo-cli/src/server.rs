@@ -1,9 +1,9 @@
 //! `dgzoo server start|rescan-zoo|shutdown|cache-dump`: PySDK's `degirum server` commands.
 //! PySDK's server binds 0.0.0.0; ours binds `--host` (127.0.0.1 by default).
 use clap::{Args, Subcommand, ValueEnum};
-use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::aiserver::AiServerClient;
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]

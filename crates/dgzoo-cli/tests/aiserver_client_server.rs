@@ -3,9 +3,9 @@
 #[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo_server::aiserver::Protocol;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
+use dgzoo_server::aiserver::Protocol;
 use serde_json::{json, Value};
 
 fn addresses(server: &dgzoo_server::aiserver::Server) -> Vec<String> {
@@ -258,7 +258,14 @@ fn batch_timeout_fails_frames_in_flight_then_a_new_stream() {
     for r in &got {
         let e = r.as_ref().unwrap_err();
         assert_eq!(e.code, dgzoo::Code::Timeout);
-        assert!(e.message.starts_with(&format!("Failed to perform model '{}' inference: [CRITICAL]Timeout detected\nTimeout 1000 ms waiting for response from AI server '{}'", MODELS[2], proxy.addr)), "{}", e.message);
+        assert!(
+            e.message.starts_with(&format!(
+                "Failed to perform model '{}' inference: [CRITICAL]Timeout detected\nTimeout 1000 ms waiting for response from AI server '{}'",
+                MODELS[2], proxy.addr
+            )),
+            "{}",
+            e.message
+        );
     }
     // Two frames in flight per stream: the second pair went on a new stream.
     assert_eq!(proxy.streams(), 2);

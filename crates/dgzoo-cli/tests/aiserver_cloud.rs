@@ -7,9 +7,9 @@ mod aiserver_common;
 mod cloud_common;
 use aiserver_common::{compare, golden, image, to_golden_form};
 use cloud_common::{cache_cfg, hub_root, hub_url, start_hub, BLAZE, EFF_F, ORG, TOKEN, YOLO, ZOONAME};
-use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::{ConnectOptions, Zoo};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::{json, Value};
 
 #[test]
@@ -52,7 +52,9 @@ fn ai_server_runs_cloud_zoo_models() {
 
     // A stream naming a cloud model with a bad token fails with the hub's error, and the
     // server's paths stay out of the text.
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port())).unwrap());
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(
+        dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port())).unwrap(),
+    );
     let cfg = json!({"CloudURL": format!("http://{}", hub.addr()), "CloudToken": "wrong"});
     let mut s = client.open_stream(&format!("{ORG}/{ZOONAME}/{EFF_F}"), &cfg).unwrap();
     s.send_frame(&[vec![0u8; 4]]).unwrap();
@@ -100,7 +102,10 @@ fn pysdk_with_ai_server_and_cloud_zoo() {
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().find_map(|l| l.strip_prefix("RESULT-JSON ")).unwrap_or_else(|| panic!("PySDK client on {addr}: {}", String::from_utf8_lossy(&out.stderr)));
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT-JSON "))
+            .unwrap_or_else(|| panic!("PySDK client on {addr}: {}", String::from_utf8_lossy(&out.stderr)));
         let v: Value = serde_json::from_str(line).unwrap();
         assert_eq!(v["names"], json!([yolo_onnx, YOLO]), "{addr}");
         assert_eq!(v["name"], json!(format!("http://{}", hub.addr())));

@@ -3,9 +3,9 @@
 #[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::aiserver::AiServerClient;
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::{json, Value};
 
 const EFF_ONNX: &str = "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1"; // 18.5 MB

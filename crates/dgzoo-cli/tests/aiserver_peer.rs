@@ -4,9 +4,9 @@
 #[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo_server::aiserver::Protocol;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
+use dgzoo_server::aiserver::Protocol;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Command;

@@ -355,7 +355,8 @@ fn lying_server(info: Value, archive: Vec<u8>) -> u16 {
                 let b = info.to_string();
                 let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}", b.len());
             } else {
-                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", archive.len());
+                let _ =
+                    write!(s, "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", archive.len());
                 let _ = s.write_all(&archive[..archive.len() / 2]);
             }
         }

@@ -240,7 +240,13 @@ fn admin_endpoints_match_dg_zoo_server() {
         for (_, v) in out.iter_mut() {
             if let Some(t) = v.get("token").and_then(Value::as_str) {
                 assert!(t.starts_with("dg_") && t.len() == 40, "{t}");
-                v["token"] = Value::String(if t == a { "A".into() } else if t == u { "U".into() } else { t.into() });
+                v["token"] = Value::String(if t == a {
+                    "A".into()
+                } else if t == u {
+                    "U".into()
+                } else {
+                    t.into()
+                });
             }
         }
         out

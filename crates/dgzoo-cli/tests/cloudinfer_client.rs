@@ -89,7 +89,11 @@ fn cloud_errors_match_pysdk() {
     let e = Session::open(ep.clone(), &auth(TOKEN, "../x"), "m", 10.0, 8).unwrap_err();
     assert!(e.message.contains("Inference connection refused"), "{}", e.message);
     // A token for another zoo.
-    std::fs::write(root.path().join("tokens.json"), format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/other"]}}, "t2": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
+    std::fs::write(
+        root.path().join("tokens.json"),
+        format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/other"]}}, "t2": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#),
+    )
+    .unwrap();
     let e = Session::open(ep.clone(), &auth(TOKEN, EFF_F), "m", 10.0, 8).unwrap_err();
     assert!(e.message.ends_with("token does not have access rights to zoo myorg/myzoo"), "{}", e.message);
 
@@ -163,16 +167,36 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     // CONNECT with an auth that is not a map.
     ws.send(Binary(Packet::new(socketio::CONNECT, rmpv::Value::from(5)).encode())).unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT_ERROR);
-    ws.send(Binary(Packet::new(socketio::CONNECT, socketio::mp_from_json(&json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": "{not json"}))).encode())).unwrap();
+    ws.send(Binary(
+        Packet::new(
+            socketio::CONNECT,
+            socketio::mp_from_json(&json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": "{not json"})),
+        )
+        .encode(),
+    ))
+    .unwrap();
     let p = read_bin(&mut ws);
     assert_eq!(p.kind, socketio::CONNECT_ERROR);
     assert!(socketio::mp_to_json(&p.data)["message"].as_str().unwrap().contains("model_params is not valid JSON"));
     // A valid CONNECT, two frames sent, then the client vanishes without reading.
-    ws.send(Binary(Packet::new(socketio::CONNECT, socketio::mp_from_json(&json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": r#"{"PRE_PROCESS":[{"InputImgFmt":"JPEG"}]}"#}))).encode())).unwrap();
+    ws.send(Binary(
+        Packet::new(
+            socketio::CONNECT,
+            socketio::mp_from_json(
+                &json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": r#"{"PRE_PROCESS":[{"InputImgFmt":"JPEG"}]}"#}),
+            ),
+        )
+        .encode(),
+    ))
+    .unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT);
     let jpeg = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::decode(&image("cat_224.jpg")).unwrap(), 95).unwrap();
     for n in 0..2 {
-        ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(std::slice::from_ref(&jpeg))), rmpv::Value::from(n.to_string().as_str())]).encode())).unwrap();
+        ws.send(Binary(
+            Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(std::slice::from_ref(&jpeg))), rmpv::Value::from(n.to_string().as_str())])
+                .encode(),
+        ))
+        .unwrap();
     }
     assert_eq!(hub.inference_connections(), 1);
     drop(ws);

@@ -4,9 +4,9 @@
 mod cloud_common;
 use cloud_common::*;
 use dgzoo::inference::{predict, Input};
-use dgzoo_server::aiserver::{Config, Protocol, Server};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::{ConnectOptions, Zoo};
+use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::json;
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! C ABI: model properties, single-frame, batch and asynchronous prediction, results.
-use super::{cstr, dg_error, guard, guard_value, json_arg, new_string, out_ptr};
 use super::zoo::dg_model;
+use super::{cstr, dg_error, guard, guard_value, json_arg, new_string, out_ptr};
 use dgzoo_core::error::{Error, Result};
 use dgzoo_core::inference::{self, InferenceResult, Input};
 use dgzoo_core::pipeline::{AsyncPredictor, OwnedInput};
@@ -251,7 +251,8 @@ pub unsafe extern "C" fn dg_predict_batch(
         if count > 0 && (datas.is_null() || lens.is_null()) {
             return Err(Error::invalid("arguments 'datas' and 'lens' must not be NULL"));
         }
-        let (ds, ls) = if count == 0 { (&[][..], &[][..]) } else { unsafe { (std::slice::from_raw_parts(datas, count), std::slice::from_raw_parts(lens, count)) } };
+        let (ds, ls) =
+            if count == 0 { (&[][..], &[][..]) } else { unsafe { (std::slice::from_raw_parts(datas, count), std::slice::from_raw_parts(lens, count)) } };
         // A bad buffer is that frame's error; the rest still run.
         let mut slots: Vec<Option<Error>> = Vec::with_capacity(count);
         let mut frames = Vec::with_capacity(count);

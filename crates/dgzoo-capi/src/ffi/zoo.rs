@@ -1,5 +1,5 @@
 //! C ABI: connecting to a zoo, listing and inspecting models, loading them.
-use super::{cstr, cstr_opt, guard, json_arg, new_string, out_ptr, dg_error};
+use super::{cstr, cstr_opt, dg_error, guard, json_arg, new_string, out_ptr};
 use dgzoo_core::error::Error;
 use dgzoo_core::zoo::filter::Filters;
 use dgzoo_core::zoo::Zoo;

@@ -1,13 +1,12 @@
 //! The C ABI with an AI-server zoo: `dg_connect` / `dg_load_model` / `dg_predict` and the
 //! async predictor work unchanged for models that run on an AI server.
 use super::aiserver_common;
-use aiserver_common::*;
 use super::ffi_common;
 use crate::ffi::*;
-use ffi_common::*;
+use aiserver_common::*;
 use dgzoo_server::aiserver::Protocol;
+use ffi_common::*;
 use std::ffi::{CStr, CString};
-
 
 #[test]
 fn c_abi_predicts_through_an_ai_server() {

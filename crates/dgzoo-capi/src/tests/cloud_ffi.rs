@@ -1,8 +1,8 @@
 //! The C ABI with a cloud zoo: `dg_connect` to our hub, list, load (download into the cache
 //! chosen by DGZOO_CACHE_DIR), predict; errors come back as `dg_error` with PySDK's text.
 use super::cloud_common;
-use cloud_common::*;
 use crate::ffi::*;
+use cloud_common::*;
 use std::ffi::{CStr, CString};
 use std::ptr;
 

@@ -1,12 +1,11 @@
 //! The C ABI with `@cloud`: `dg_connect` / `dg_load_model` / `dg_predict` and the async
 //! predictor work unchanged for models that run on the cloud (our hub).
 use super::cloud_common;
-use cloud_common::*;
 use super::ffi_common;
 use crate::ffi::*;
+use cloud_common::*;
 use ffi_common::*;
 use std::ffi::{CStr, CString};
-
 
 const IMAGES: [&str; 3] = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"];
 

@@ -7,6 +7,7 @@
 use super::{Level, State};
 use dgzoo::error::{Error, Result};
 use dgzoo::protocol;
+use dgzoo::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -14,7 +15,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use dgzoo::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 
 /// Idle time before a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -269,7 +269,6 @@ fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, 
         Err(text) => (json_response(500, &protocol::frame_err(&text)), false),
     }
 }
-
 
 fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();

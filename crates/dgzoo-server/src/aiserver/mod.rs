@@ -64,7 +64,17 @@ pub struct Config {
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: dgzoo::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
+        Config {
+            zoo_dir: zoo_dir.into(),
+            host: "127.0.0.1".into(),
+            port: dgzoo::zoo::address::DEFAULT_PORT,
+            protocol: Protocol::Asio,
+            quiet: false,
+            max_packet: protocol::DEFAULT_MAX_PACKET,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            cache: None,
+        }
     }
 }
 
@@ -198,7 +208,14 @@ impl State {
     }
 
     fn label_dictionary(&self, name: &str) -> std::result::Result<Value, String> {
-        let e = self.find(name).ok_or_else(|| protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[]))?;
+        let e = self.find(name).ok_or_else(|| {
+            protocol::dg_error_text(
+                "ERROR",
+                "Incorrect value of parameter",
+                &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"),
+                &[],
+            )
+        })?;
         let path = e.params.str("LabelsPath", 0);
         if path.is_empty() {
             return Ok(json!({}));
@@ -287,9 +304,7 @@ impl State {
             return Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{op}' from remote client is prohibited"), &[]));
         }
         match op {
-            "modelzoo" => Ok(Some(Value::Array(
-                self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect(),
-            ))),
+            "modelzoo" => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
             "system_info" => Ok(Some(self.system_info.clone())),
             "label_dictionary" => {
                 let name = msg.get("name").and_then(Value::as_str).unwrap_or_default();

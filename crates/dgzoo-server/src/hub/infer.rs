@@ -16,11 +16,13 @@
 //! their own zoos). A failure of the member is a `[CRITICAL]` result: the client reconnects
 //! and re-sends, and lands on another member.
 use super::State;
+use crate::aiserver::frame::StreamSession;
 use dgzoo::cache::archive::{self, is_safe_segment};
 use dgzoo::params::ModelParams;
 use dgzoo::protocol;
-use crate::aiserver::frame::StreamSession;
 use dgzoo::socketio::{self, Control, Packet};
+use dgzoo::zoo::address::ServerAddress;
+use dgzoo::zoo::aiserver::{AiServerClient, RemoteStream};
 use dgzoo::zoo::local::ZooEntry;
 use rmpv::Value as Mp;
 use serde_json::Value;
@@ -29,8 +31,6 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use dgzoo::zoo::aiserver::{AiServerClient, RemoteStream};
-use dgzoo::zoo::address::ServerAddress;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -165,7 +165,13 @@ impl CloudInference {
         for m in members {
             m.active.fetch_add(1, Ordering::SeqCst);
             // Counted from here: the RemoteSession's drop gives it back.
-            let mut session = RemoteSession { stream: None, member: m.clone(), inputs, timeout: Duration::from_secs_f64(timeout_s.clamp(1.0, 3600.0)), name: full_name.to_string() };
+            let mut session = RemoteSession {
+                stream: None,
+                member: m.clone(),
+                inputs,
+                timeout: Duration::from_secs_f64(timeout_s.clamp(1.0, 3600.0)),
+                name: full_name.to_string(),
+            };
             match m.client.open_stream(model, config) {
                 Ok(s) => {
                     session.stream = Some(s);
@@ -276,7 +282,10 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
                 Ok(Control::Close) => return,
                 Ok(Control::TextMessage(_)) => {
                     // Only the msgpack serializer is spoken here.
-                    send_packet(ws, &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from("Only msgpack-serialized packets are supported"))])))
+                    send_packet(
+                        ws,
+                        &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from("Only msgpack-serialized packets are supported"))])),
+                    )
                 }
                 _ => true,
             },
@@ -354,14 +363,19 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     if !rights.is_admin && !rights.zoos.contains(&zoo_url) {
         return Err(refused(format!("token does not have access rights to zoo {zoo_url}")));
     }
-    let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo)).then(|| st.zoo_dir(&org, &zoo)).flatten().ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
+    let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo))
+        .then(|| st.zoo_dir(&org, &zoo))
+        .flatten()
+        .ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
     let not_found = || refused(format!("model {model} is not found in model zoo {zoo_url}"));
     if !is_safe_segment(&model) {
         return Err(not_found());
     }
     let info = st.model(&zoo_dir, &model).ok_or_else(not_found)?;
     let config = match auth.get("model_params") {
-        Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s).map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?,
+        Some(Value::String(s)) if !s.trim().is_empty() => {
+            serde_json::from_str::<Value>(s).map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?
+        }
         Some(o @ Value::Object(_)) => o.clone(),
         _ => Value::Null,
     };

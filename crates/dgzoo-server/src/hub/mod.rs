@@ -5,8 +5,8 @@
 //! the administrative endpoints in [`admin`], and cloud inference over socket.io ([`infer`]). Errors are JSON `{"detail": ...}` with
 //! dg-zoo-server's statuses and texts.
 pub mod admin;
-pub mod multipart;
 pub mod infer;
+pub mod multipart;
 pub mod store;
 
 use dgzoo::error::{Error, Result};
@@ -22,9 +22,29 @@ use store::Store;
 /// Device types the hub reports in system info: DeGirum's known runtime/device pairs, so
 /// clients' device filters keep every model, as dg-zoo-server does.
 pub const DEVICE_TYPES: &[&str] = &[
-    "DUMMY/DUMMY", "N2X/CPU", "N2X/ORCA", "N2X/ORCA1", "HAILORT/HAILO8", "HAILORT/HAILO8L", "ONNX/CPU", "ONNX/VITIS_NPU",
-    "OPENVINO/CPU", "OPENVINO/GPU", "OPENVINO/NPU", "RKNN/RK3566", "RKNN/RK3568", "RKNN/RK3588", "TENSORRT/DLA", "TENSORRT/GPU",
-    "TFLITE/AM68PA", "TFLITE/ARMNN", "TFLITE/CPU", "TFLITE/EDGETPU", "TFLITE/NXP_ETHOSU", "TFLITE/NXP_VX", "MEMRYX/MX3",
+    "DUMMY/DUMMY",
+    "N2X/CPU",
+    "N2X/ORCA",
+    "N2X/ORCA1",
+    "HAILORT/HAILO8",
+    "HAILORT/HAILO8L",
+    "ONNX/CPU",
+    "ONNX/VITIS_NPU",
+    "OPENVINO/CPU",
+    "OPENVINO/GPU",
+    "OPENVINO/NPU",
+    "RKNN/RK3566",
+    "RKNN/RK3568",
+    "RKNN/RK3588",
+    "TENSORRT/DLA",
+    "TENSORRT/GPU",
+    "TFLITE/AM68PA",
+    "TFLITE/ARMNN",
+    "TFLITE/CPU",
+    "TFLITE/EDGETPU",
+    "TFLITE/NXP_ETHOSU",
+    "TFLITE/NXP_VX",
+    "MEMRYX/MX3",
 ];
 
 /// Hub settings.
@@ -73,11 +93,19 @@ impl Hub {
     /// Bind and start serving on a pool of `threads` threads.
     pub fn start(cfg: &HubConfig) -> Result<Hub> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
-        let server = tiny_http::Server::http((cfg.host.as_str(), cfg.port))
-            .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
+        let server =
+            tiny_http::Server::http((cfg.host.as_str(), cfg.port)).map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store: Store::new(&cfg.root), admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default(), infer: infer::CloudInference::new()? });
+        let state = Arc::new(State {
+            store: Store::new(&cfg.root),
+            admin: std::sync::Mutex::new(()),
+            requests: AtomicU64::new(0),
+            rate_limit: cfg.rate_limit,
+            log: cfg.log,
+            streams: Default::default(),
+            infer: infer::CloudInference::new()?,
+        });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
@@ -146,13 +174,20 @@ type Resp = tiny_http::Response<Box<dyn Read + Send>>;
 
 fn header(name: &str, value: &str) -> tiny_http::Header {
     // Names and values here are ASCII constants or sanitized: cannot fail.
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
 }
 
 pub(crate) fn json_resp(status: u16, v: &Value) -> Resp {
     let body = v.to_string().into_bytes();
     let len = body.len();
-    tiny_http::Response::new(status.into(), vec![header("Content-Type", "application/json")], Box::new(std::io::Cursor::new(body)) as Box<dyn Read + Send>, Some(len), None)
+    tiny_http::Response::new(
+        status.into(),
+        vec![header("Content-Type", "application/json")],
+        Box::new(std::io::Cursor::new(body)) as Box<dyn Read + Send>,
+        Some(len),
+        None,
+    )
 }
 
 pub(crate) fn error(status: u16, detail: impl Into<String>) -> Resp {
@@ -179,7 +214,6 @@ impl<R: Read> Read for Throttle<R> {
         Ok(n)
     }
 }
-
 
 /// Archives sent at once on their own threads; beyond that they are sent by the pool thread.
 const MAX_STREAMS: usize = 64;

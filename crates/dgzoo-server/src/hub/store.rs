@@ -135,10 +135,8 @@ impl Store {
     pub fn save_tokens(&self, tokens: &HashMap<String, TokenRights>) -> std::io::Result<()> {
         let mut names: Vec<&String> = tokens.keys().collect();
         names.sort();
-        let m: Map<String, Value> = names
-            .into_iter()
-            .map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos})))
-            .collect();
+        let m: Map<String, Value> =
+            names.into_iter().map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos}))).collect();
         let path = self.root.join("tokens.json");
         let tmp = self.root.join("tokens.json.tmp");
         std::fs::write(&tmp, serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default())?;
