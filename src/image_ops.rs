@@ -833,9 +833,9 @@ impl AxisTable {
                 Kernel::Cubic => cbuf[..4].copy_from_slice(&cubic_coeffs(f)),
                 Kernel::Lanczos4 => cbuf = lanczos4_coeffs(f),
             }
-            for t in 0..k {
+            for (t, &c) in cbuf[..k].iter().enumerate() {
                 idx.push((s - k2 + 1 + t as i64).clamp(0, ss - 1) as usize);
-                coef.push(sat_i16(cbuf[t] * COEF_SCALE));
+                coef.push(sat_i16(c * COEF_SCALE));
             }
         }
         AxisTable { k, idx, coef }

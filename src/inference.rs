@@ -134,8 +134,9 @@ fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
     if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || std::env::var_os("DGZOO_SKIP_CHECKSUM").is_some() {
         return Ok(());
     }
-    static VERIFIED: once_cell::sync::Lazy<Mutex<std::collections::HashSet<(PathBuf, u64, Option<std::time::SystemTime>, String)>>> =
-        once_cell::sync::Lazy::new(Default::default);
+    /// (path, size, modification time, expected digest) of files already verified.
+    type Verified = (PathBuf, u64, Option<std::time::SystemTime>, String);
+    static VERIFIED: once_cell::sync::Lazy<Mutex<std::collections::HashSet<Verified>>> = once_cell::sync::Lazy::new(Default::default);
     let meta = std::fs::metadata(path).map_err(|e| Error::not_found(format!("model file '{}' is not accessible: {e}", path.display())))?;
     let key = (path.to_path_buf(), meta.len(), meta.modified().ok(), want.clone());
     if VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {

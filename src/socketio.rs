@@ -226,6 +226,17 @@ pub fn mp_text(v: &Mp) -> Option<String> {
     }
 }
 
+/// tungstenite settings for socket.io streams: messages capped at `max_message` bytes before
+/// they are buffered; a server side accepts unmasked client frames (as python-engineio does).
+pub fn ws_config(max_message: usize, server: bool) -> tungstenite::protocol::WebSocketConfig {
+    tungstenite::protocol::WebSocketConfig {
+        max_message_size: Some(max_message),
+        max_frame_size: Some(max_message),
+        accept_unmasked_frames: server,
+        ..Default::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,14 +269,4 @@ mod tests {
         assert!(parse_control("0{bad").is_err());
         assert!(parse_control("").is_err());
     }
-}
-
-/// tungstenite settings for socket.io streams: messages capped at `max_message` bytes before
-/// they are buffered; a server side accepts unmasked client frames (as python-engineio does).
-pub fn ws_config(max_message: usize, server: bool) -> tungstenite::protocol::WebSocketConfig {
-    let mut c = tungstenite::protocol::WebSocketConfig::default();
-    c.max_message_size = Some(max_message);
-    c.max_frame_size = Some(max_message);
-    c.accept_unmasked_frames = server;
-    c
 }

@@ -328,7 +328,8 @@ fn async_cancel_and_back_pressure() {
     let zoo = connect();
     let model = zoo.load_model("yolov8n_nudenet--320x320_float_onnx_cpu_1", &Value::Null).unwrap();
     let img = std::fs::read(zoo_root().join("images/car_416.jpg")).unwrap();
-    let seen: Arc<Mutex<Vec<(u64, Option<dgzoo::Code>)>>> = Arc::default();
+    type Seen = Vec<(u64, Option<dgzoo::Code>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let s = seen.clone();
     let p = AsyncPredictor::new(model, 4, Box::new(move |id, r| s.lock().unwrap().push((id, r.err().map(|e| e.code))))).unwrap();
     for i in 0..4 {

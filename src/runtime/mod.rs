@@ -182,16 +182,10 @@ impl<T> PerModelFile<T> {
 }
 
 /// Options for creating a session.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
     /// Intra-op threads; 0 = engine default.
     pub threads: usize,
-}
-
-impl Default for SessionOptions {
-    fn default() -> Self {
-        SessionOptions { threads: 0 }
-    }
 }
 
 /// One loaded model instance. Not shared between threads at the same time (`&mut self`);

@@ -182,7 +182,7 @@ pub fn apply(models: &[(&str, &ModelParams)], f: &Filters, system: &[DevicePair]
         }
         if !f.postprocess_type.is_empty() {
             let pt = params.str("OutputPostprocessType", 0);
-            if !f.postprocess_type.iter().any(|p| *p == pt) {
+            if !f.postprocess_type.contains(&pt) {
                 continue 'models;
             }
         }

@@ -42,12 +42,15 @@ fn pysdk(script: &str) -> Value {
 }
 
 /// Wall time (ms) and peak RSS (KiB) of one child process, from wait4's rusage.
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
 fn run_measured(cmd: &mut Command) -> (f64, u64) {
     let t = Instant::now();
     let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
     let mut status = 0i32;
     // SAFETY: all-zero is a valid rusage; wait4 reaps our own child and fills both out-pointers.
     let mut ru: Rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: both out-pointers point at live locals of the right types.
     let pid = unsafe { wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let wall = t.elapsed().as_secs_f64() * 1000.0;
     assert!(pid > 0 && status == 0, "{cmd:?} failed (status {status})");
