@@ -120,7 +120,8 @@ typedef struct dg_zoo dg_zoo;
 
 // One model input of a frame. Borrowed for the duration of the call only.
 typedef struct {
-  dg_input_kind kind;
+  // A `dg_input_kind` value; any other value is a DG_INVALID_ARGUMENT error.
+  int32_t kind;
   const uint8_t *data;
   // Bytes readable at `data`.
   size_t len;

@@ -2,5 +2,7 @@
 //! - [`aiserver`]: the AI server (DeGirum's asio TCP protocol and HTTP/WebSocket), wire-compatible
 //!   with PySDK 1.5.0's `degirum server`;
 //! - [`hub`]: a self-hosted cloud zoo (dg-zoo-server compatible) with socket.io cloud inference.
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod aiserver;
 pub mod hub;

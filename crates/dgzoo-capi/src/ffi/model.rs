@@ -95,11 +95,25 @@ pub enum dg_input_kind {
     DG_INPUT_BGR = 2,
 }
 
+impl dg_input_kind {
+    /// The kind a C caller wrote as an integer; `None` for a value that names no kind (C lets
+    /// any integer into an enum-typed field, so it is read as an integer and checked).
+    pub fn from_raw(v: i32) -> Option<Self> {
+        match v {
+            0 => Some(dg_input_kind::DG_INPUT_BYTES),
+            1 => Some(dg_input_kind::DG_INPUT_RGB),
+            2 => Some(dg_input_kind::DG_INPUT_BGR),
+            _ => None,
+        }
+    }
+}
+
 /// One model input of a frame. Borrowed for the duration of the call only.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct dg_input {
-    pub kind: dg_input_kind,
+    /// A `dg_input_kind` value; any other value is a DG_INVALID_ARGUMENT error.
+    pub kind: i32,
     pub data: *const u8,
     /// Bytes readable at `data`.
     pub len: usize,
@@ -142,12 +156,14 @@ unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8]>
 
 unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
     let what = format!("inputs[{idx}].data");
+    let kind = dg_input_kind::from_raw(i.kind).ok_or_else(|| Error::invalid(format!("inputs[{idx}].kind is {}, not a dg_input_kind value", i.kind)))?;
+    // SAFETY: the caller guarantees `len` readable bytes at `data` for the call's duration.
     let data = unsafe { bytes(i.data, i.len, &what) }?;
-    Ok(match i.kind {
+    Ok(match kind {
         dg_input_kind::DG_INPUT_BYTES => Input::Bytes(data),
         dg_input_kind::DG_INPUT_RGB | dg_input_kind::DG_INPUT_BGR => {
             let stride = if i.stride == 0 { i.width as usize * 3 } else { i.stride };
-            Input::Pixels { data, width: i.width, height: i.height, stride, bgr: i.kind == dg_input_kind::DG_INPUT_BGR }
+            Input::Pixels { data, width: i.width, height: i.height, stride, bgr: kind == dg_input_kind::DG_INPUT_BGR }
         }
     })
 }

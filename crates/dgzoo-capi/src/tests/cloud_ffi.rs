@@ -10,8 +10,9 @@ unsafe fn take_err(e: *mut dg_error) -> Option<String> {
     if e.is_null() {
         return None;
     }
-    let m = CStr::from_ptr(dg_error_message(e)).to_string_lossy().into_owned();
-    dg_error_free(e);
+    // SAFETY: `e` is a live error the caller owns; it is freed once, after its message is copied.
+    let m = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
+    unsafe { dg_error_free(e) };
     Some(m)
 }
 

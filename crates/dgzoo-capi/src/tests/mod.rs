@@ -11,3 +11,4 @@ mod ffi_common;
 mod aiserver_ffi;
 mod cloud_ffi;
 mod cloudinfer_ffi;
+mod inputs;
