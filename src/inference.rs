@@ -2,44 +2,17 @@
 //! conversion (preprocess) → runtime session → post-processing → PySDK results.
 use crate::error::{Error, Result};
 use crate::image_ops::{self, CoordConverter, RgbImage};
-use crate::model::{is_image_input, Model, ModelState};
 use crate::params::ModelParams;
 use crate::postprocess::{self, PostConfig};
 use crate::preprocess::{self, InputSpec};
 use crate::runtime::{self, Agent, Session, SessionOptions, Tensor, TensorInfo};
-use serde_json::{json, Value};
+use crate::state::{is_image_input, ModelState};
+
+pub use crate::frame::{InferenceResult, Input};
+use serde_json::json;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
-
-/// One frame input.
-#[derive(Debug, Clone, Copy)]
-pub enum Input<'a> {
-    /// An encoded image (JPEG/PNG/BMP), or bytes already in the model's input format
-    /// (model-sized RAW pixels / a raw tensor), which are passed through unchanged.
-    Bytes(&'a [u8]),
-    /// A pixel buffer of any size, resized/padded like an image.
-    Pixels { data: &'a [u8], width: u32, height: u32, stride: usize, bgr: bool },
-}
-
-/// The result of one frame.
-#[derive(Debug, Clone, Default)]
-pub struct InferenceResult {
-    /// PySDK's `results` list.
-    pub results: Vec<Value>,
-    /// Tensors referenced by raw-tensor results.
-    pub tensors: Vec<Tensor>,
-    /// Timing (when `measure_time` is on): PySDK's core timing keys, in ms.
-    pub timing: Option<Value>,
-    /// Model name and original image size, for callers that need them.
-    pub model: String,
-}
-
-impl InferenceResult {
-    pub fn results_json(&self) -> String {
-        postprocess::to_json(&self.results)
-    }
-}
 
 /// What determines a runtime session: re-created when any of it changes.
 #[derive(Debug, Clone, PartialEq)]
@@ -295,20 +268,8 @@ fn looks_encoded(b: &[u8]) -> bool {
     b.starts_with(&[0xFF, 0xD8]) || b.starts_with(b"\x89PNG") || b.starts_with(b"BM")
 }
 
-/// Run one frame on a model.
-pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
-    let st = model.state();
-    if let Some(rb) = model.remote() {
-        return crate::remote::predict(model, rb, &st, inputs);
-    }
-    if let Some(cb) = model.cloud_backend() {
-        return crate::cloud::infer::predict(model, cb, &st, inputs);
-    }
-    let engine = model.engine(&st)?;
-    predict_with(model, &st, &engine, inputs)
-}
-
-pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inputs: &[Input]) -> Result<InferenceResult> {
+/// Run one frame on a local engine with the model settings `st`.
+pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Result<InferenceResult> {
     let p = &st.params;
     let n = p.num_inputs();
     if inputs.len() != n {
@@ -366,12 +327,12 @@ pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inpu
         tensors.push(spec.image_to_tensor(&fitted.data, info)?);
     }
     let t1 = Instant::now();
-    let outputs = engine.run(&tensors).map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
+    let outputs = engine.run(&tensors).map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message)))?;
     let t2 = Instant::now();
     let cfg = PostConfig::from_params(p);
     let ids: Vec<i64> = engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
-    let mut post = postprocess::run(&cfg, outputs, &ids, model.labels(), input_wh)
-        .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
+    let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh)
+        .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message)))?;
     if post.has_coordinates {
         postprocess::map_coordinates(&mut post.results, &|x, y| converter.to_original(x, y));
     }
@@ -386,7 +347,7 @@ pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inpu
             "CorePreprocessDuration_ms": ms(t0, t1),
         })
     });
-    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, model: model.name().to_string() })
+    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, model: st.name.clone() })
 }
 
 fn swap_rb(b: &[u8]) -> Vec<u8> {

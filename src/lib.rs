@@ -17,6 +17,7 @@
 pub mod cache;
 pub mod cloud;
 pub mod error;
+pub mod frame;
 pub mod image_ops;
 pub mod inference;
 pub mod model;
@@ -29,6 +30,7 @@ pub(crate) mod pyrepr;
 pub mod remote;
 pub mod runtime;
 pub mod socketio;
+pub mod state;
 pub mod zoo;
 
 pub use error::{Code, Error, Result};

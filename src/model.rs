@@ -2,11 +2,14 @@
 //! and the entry points for inference. `Model` is a cheap handle (`Arc`) usable from many
 //! threads; property changes are copy-on-write so in-flight frames keep the settings they
 //! started with.
+use crate::cloud::infer::CloudBackend;
 use crate::error::{Error, Result};
 use crate::image_ops::{PadMethod, ResizeMethod};
-use crate::inference::{Engine, EngineKey};
+use crate::inference::{Engine, EngineKey, InferenceResult, Input};
 use crate::params::ModelParams;
 use crate::pyrepr::repr;
+use crate::remote::RemoteBackend;
+pub use crate::state::{is_image_input, ClientPre, ModelState};
 use crate::zoo::filter::{self, DevicePair};
 use crate::zoo::local::ZooEntry;
 use serde_json::{json, Map, Value};
@@ -22,49 +25,28 @@ const IMAGE_FORMATS: &str = "('JPEG', 'RAW')";
 const BACKENDS: &str = "('pil', 'opencv', 'auto')";
 const COLOR_SPACES: &str = "('RGB', 'BGR', 'auto')";
 
-/// Client-side pre-processing settings (the preprocessor's properties).
-#[derive(Debug, Clone)]
-pub struct ClientPre {
-    pub resize: ResizeMethod,
-    pub resize_name: String,
-    pub pad: PadMethod,
-    pub pad_name: String,
-    pub crop_percentage: f64,
-    pub fill_rgb: [u8; 3],
-    pub numpy_colorspace: String,
-    pub image_backend: String,
-    pub image_format: String,
-}
-
-/// Everything a frame needs from the model's settings, shared immutably by in-flight frames.
-#[derive(Debug, Clone)]
-pub struct ModelState {
-    pub params: ModelParams,
-    pub pre: ClientPre,
-    /// `output_class_set`: all ints or all strings.
-    pub class_set: Vec<Value>,
-    pub inference_timeout_s: f64,
-    pub save_model_image: bool,
-    pub non_blocking_batch_predict: bool,
-    pub update_if_newer: bool,
-    /// Overlay properties are stored and validated; drawing overlays is not part of the C API.
-    pub overlay: Map<String, Value>,
-}
-
 pub(crate) struct ModelShared {
     pub name: String,
     pub system_info: Value,
     pub supported: Vec<String>,
-    pub labels: BTreeMap<i64, String>,
+    pub labels: Arc<BTreeMap<i64, String>>,
     pub state: RwLock<Arc<ModelState>>,
-    pub engine: Mutex<Option<Arc<Engine>>>,
-    /// Set for models that run on an AI server instead of a local engine.
-    pub remote: Option<Arc<crate::remote::RemoteBackend>>,
-    /// Set for `@cloud` models (socket.io cloud inference).
-    pub cloud: Option<Arc<crate::cloud::infer::CloudBackend>>,
+    /// Where frames run, chosen once at load.
+    pub backend: Backend,
     /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
     /// model's files from being evicted).
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+}
+
+/// Where a model's frames run: chosen once, when the zoo loads the model.
+pub(crate) enum Backend {
+    /// This process's runtimes; the engine is created on first use and re-created when the
+    /// settings it depends on change.
+    Local(Mutex<Option<Arc<Engine>>>),
+    /// An AI server (asio or HTTP/WebSocket streams).
+    AiServer(RemoteBackend),
+    /// DeGirum's cloud or `dgzoo hub` (socket.io).
+    Cloud(CloudBackend),
 }
 
 /// A model handle. Clones share the model.
@@ -238,7 +220,7 @@ impl Model {
         }
         let labels = load_labels(&params);
         // Local inference sends RAW pixels (PySDK's local default).
-        Self::build(&entry.name, params, system_info, supported, labels, "RAW", None)
+        Self::build(&entry.name, params, system_info, supported, labels, "RAW", Backend::Local(Mutex::new(None)))
     }
 
     /// A model that runs on an AI server: parameters and labels come from the server, images
@@ -249,10 +231,10 @@ impl Model {
         labels: &Value,
         system_info: &Value,
         system_pairs: &[DevicePair],
-        backend: crate::remote::RemoteBackend,
+        backend: RemoteBackend,
     ) -> Result<Model> {
         let supported = filter::supported_device_types(&params, system_pairs).unwrap_or_default();
-        Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Some(Arc::new(backend)))
+        Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Backend::AiServer(backend))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -263,8 +245,9 @@ impl Model {
         supported: Vec<String>,
         labels: BTreeMap<i64, String>,
         image_format: &str,
-        remote: Option<Arc<crate::remote::RemoteBackend>>,
+        backend: Backend,
     ) -> Result<Model> {
+        let labels = Arc::new(labels);
         let resize_name = params.str("InputResizeMethod", 0);
         let pad_name = params.str("InputPadMethod", 0);
         let pre = ClientPre {
@@ -287,6 +270,8 @@ impl Model {
             image_format: image_format.into(),
         };
         let mut state = ModelState {
+            name: name.to_string(),
+            labels: labels.clone(),
             inference_timeout_s: timeout_for(&params),
             params,
             pre,
@@ -307,9 +292,7 @@ impl Model {
             supported,
             labels,
             state: RwLock::new(Arc::new(state)),
-            engine: Mutex::new(None),
-            remote,
-            cloud: None,
+            backend,
             keep_alive: Mutex::new(Vec::new()),
         })))
     }
@@ -322,27 +305,30 @@ impl Model {
         labels: &Value,
         system_info: &Value,
         supported: Vec<String>,
-        backend: crate::cloud::infer::CloudBackend,
+        backend: CloudBackend,
     ) -> Result<Model> {
-        let mut m = Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", None)?;
-        let shared = Arc::get_mut(&mut m.0).ok_or_else(|| Error::internal("a new model is shared"))?;
-        shared.cloud = Some(Arc::new(backend));
-        Ok(m)
+        Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Backend::Cloud(backend))
     }
 
     /// The cloud backend, for `@cloud` models.
-    pub(crate) fn cloud_backend(&self) -> Option<&crate::cloud::infer::CloudBackend> {
-        self.0.cloud.as_deref()
+    pub(crate) fn cloud_backend(&self) -> Option<&CloudBackend> {
+        match &self.0.backend {
+            Backend::Cloud(cb) => Some(cb),
+            _ => None,
+        }
     }
 
     /// The AI-server backend, for models loaded from an AI server.
-    pub(crate) fn remote(&self) -> Option<&crate::remote::RemoteBackend> {
-        self.0.remote.as_deref()
+    pub(crate) fn remote(&self) -> Option<&RemoteBackend> {
+        match &self.0.backend {
+            Backend::AiServer(rb) => Some(rb),
+            _ => None,
+        }
     }
 
     /// Does this model run on an AI server or the cloud?
     pub fn is_remote(&self) -> bool {
-        self.0.remote.is_some() || self.0.cloud.is_some()
+        !matches!(self.0.backend, Backend::Local(_))
     }
 
     /// Make sure the model can run: loads the local engine (remote models need nothing).
@@ -373,7 +359,7 @@ impl Model {
 
     fn devices_available(&self, params: &ModelParams) -> Vec<u64> {
         // PySDK's cloud model: the cloud decides, every mask bit is available.
-        if self.0.cloud.is_some() {
+        if self.cloud_backend().is_some() {
             return (0..64).collect();
         }
         let key = format!("{}/{}", params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
@@ -710,11 +696,11 @@ impl Model {
     /// The inference engine for the current settings, created on first use and re-created when
     /// a setting it depends on (device, input shape, threads) changes.
     pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
-        if self.is_remote() {
+        let Backend::Local(engine) = &self.0.backend else {
             return Err(Error::unsupported(format!("model '{}' runs on an AI server or the cloud and has no local engine", self.0.name)));
-        }
+        };
         let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
-        let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = engine.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = slot.as_ref() {
             if e.key == key {
                 return Ok(e.clone());
@@ -756,7 +742,22 @@ fn default_overlay() -> Map<String, Value> {
     m
 }
 
-/// Section helper used by the inference layer: does input `i` take images?
-pub fn is_image_input(params: &ModelParams, i: usize) -> bool {
-    params.str("InputType", i) == "Image"
+/// Run one frame on a model, wherever its backend runs it.
+pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
+    let st = model.state();
+    match &model.0.backend {
+        Backend::AiServer(rb) => crate::remote::predict(rb, &st, inputs),
+        Backend::Cloud(cb) => crate::cloud::infer::predict(cb, &st, inputs),
+        Backend::Local(_) => {
+            let engine = model.engine(&st)?;
+            crate::inference::predict_local(&st, &engine, inputs)
+        }
+    }
+}
+
+/// A cloud model's frames on one connection, up to `frame_queue_depth` in flight (PySDK's
+/// `predict_batch` inside `with model:`); results in input order.
+pub fn cloud_predict_batch(model: &Model, frames: &[Vec<Input>], on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
+    let cb = model.cloud_backend().ok_or_else(|| Error::invalid(format!("model '{}' is not a cloud model", model.name())))?;
+    crate::cloud::infer::predict_batch(cb, &model.state(), frames, on_result)
 }

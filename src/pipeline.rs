@@ -8,7 +8,7 @@
 mod remote;
 
 use crate::error::{Code, Error, Result};
-use crate::inference::{self, InferenceResult, Input};
+use crate::inference::{InferenceResult, Input};
 use crate::model::Model;
 use remote::{Encoded, RemotePipeline};
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ fn worker(sh: Arc<Shared>, work: Arc<Work>) {
         let ins: Vec<Input> = inputs.iter().map(OwnedInput::as_input).collect();
         let cancelled = sh.cancelled.load(Ordering::SeqCst);
         match &*work {
-            Work::Predict(model) => done(&sh, seq, id, guarded(cancelled, || inference::predict(model, &ins))),
+            Work::Predict(model) => done(&sh, seq, id, guarded(cancelled, || crate::model::predict(model, &ins))),
             Work::Encode(model, rp) => {
                 let encoded = guarded(cancelled, || {
                     let st = model.state();

@@ -4,12 +4,12 @@
 //! re-opened when the parameters change, so concurrent `predict` callers each get one (batch
 //! and async pipeline frames on a stream of their own: `pipeline::remote`).
 use crate::error::{Code, Error, Result};
+use crate::frame::{InferenceResult, Input};
 use crate::image_ops::{self, CoordConverter, RgbImage};
-use crate::inference::{InferenceResult, Input};
-use crate::model::{is_image_input, Model, ModelState};
 use crate::params::ModelParams;
 use crate::postprocess;
 use crate::protocol;
+use crate::state::{is_image_input, ModelState};
 use crate::zoo::aiserver::{AiServerClient, RemoteStream};
 use serde_json::{json, Value};
 use std::sync::Mutex;
@@ -158,7 +158,7 @@ pub(crate) fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec
 
 /// Send one frame and read its result, on a pooled stream (re-opened once if a pooled
 /// stream turns out to be dead).
-fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u8>]) -> Result<Vec<u8>> {
+fn exchange(rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u8>]) -> Result<Vec<u8>> {
     let config = stream_config(st);
     let key = config.to_string();
     let timeout = Duration::from_secs_f64(st.inference_timeout_s.max(0.001));
@@ -167,7 +167,7 @@ fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u
         let was_pooled = reused.is_some();
         let mut s = match reused.take() {
             Some(s) => s,
-            None => rb.client.open_stream(model.name(), &config)?,
+            None => rb.client.open_stream(&st.name, &config)?,
         };
         let r = s.send_frame(packets).and_then(|_| s.recv(timeout));
         match r {
@@ -183,23 +183,23 @@ fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u
 }
 
 /// PySDK's text for a frame that failed on (or on the way to) the AI server; `code` says why.
-pub(crate) fn inference_error(model: &Model, code: Code, msg: &str) -> Error {
-    Error::new(code, format!("Failed to perform model '{}' inference: {msg}", model.name()))
+pub(crate) fn inference_error(model: &str, code: Code, msg: &str) -> Error {
+    Error::new(code, format!("Failed to perform model '{model}' inference: {msg}"))
 }
 
 /// A frame's result packet → its result (a per-frame error from the server is the frame's error).
-pub(crate) fn complete(model: &Model, st: &ModelState, packet: &[u8], converter: &CoordConverter) -> Result<InferenceResult> {
-    match protocol::decode_results(packet).map_err(|e| inference_error(model, Code::Inference, &e.message))? {
-        Ok((results, tensors)) => Ok(finish(model, st, results, tensors, converter)),
-        Err(msg) => Err(inference_error(model, Code::Inference, &msg)),
+pub(crate) fn complete(st: &ModelState, packet: &[u8], converter: &CoordConverter) -> Result<InferenceResult> {
+    match protocol::decode_results(packet).map_err(|e| inference_error(&st.name, Code::Inference, &e.message))? {
+        Ok((results, tensors)) => Ok(finish(st, results, tensors, converter)),
+        Err(msg) => Err(inference_error(&st.name, Code::Inference, &msg)),
     }
 }
 
 /// Run one frame on an AI-server model.
-pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
+pub fn predict(rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     let (packets, converter) = encode_frame(st, inputs)?;
-    let bytes = exchange(model, rb, st, &packets).map_err(|e| inference_error(model, e.code, &e.message))?;
-    let r = complete(model, st, &bytes, &converter);
+    let bytes = exchange(rb, st, &packets).map_err(|e| inference_error(&st.name, e.code, &e.message))?;
+    let r = complete(st, &bytes, &converter);
     if r.is_err() {
         // After an error the server-side stream may be unusable: end the pooled streams.
         rb.clear();
@@ -210,13 +210,7 @@ pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Inp
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
-pub(crate) fn finish(
-    model: &Model,
-    st: &ModelState,
-    mut results: Vec<Value>,
-    tensors: Vec<crate::runtime::Tensor>,
-    converter: &CoordConverter,
-) -> InferenceResult {
+pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> InferenceResult {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -238,7 +232,7 @@ pub(crate) fn finish(
         postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
-    InferenceResult { results, tensors, timing, model: model.name().to_string() }
+    InferenceResult { results, tensors, timing, model: st.name.clone() }
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! The shared test zoo against PySDK 1.5.0's golden outputs (`../shared/zoo/expected`):
 //! list_models under every recorded filter, model_info of every model, and local inference of
 //! every model on every image. Needs the runtimes (`scripts/install-runtimes.sh`).
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};

@@ -1,6 +1,7 @@
 //! Multi-input models and dynamic batch dimensions on the ONNX runtime, with a model written
 //! here byte by byte (ONNX protobuf): sum = Add(a, b), a and b float [N, 4] with N dynamic.
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 

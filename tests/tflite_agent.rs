@@ -214,7 +214,7 @@ fn a_tflite_model_loads_only_its_runtime() {
         let zoo = dgzoo::zoo::Zoo::connect("@local", &format!("{}/demo/zoo", env!("CARGO_MANIFEST_DIR")), "").unwrap();
         let m = zoo.load_model(EFF_Q, &serde_json::Value::Null).unwrap();
         let img = std::fs::read(format!("{ZOO}/images/cat_224.jpg")).unwrap();
-        let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&img)]).unwrap();
+        let r = dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&img)]).unwrap();
         assert!(!r.results.is_empty());
         let maps = maps();
         assert!(maps.contains("libLiteRt"), "LiteRT is not mapped after a TFLite inference");

@@ -9,11 +9,11 @@
 //! flight, as PySDK does. Timeouts and errors use PySDK's texts.
 use super::CloudClient;
 use crate::error::{Code, Error, Result};
+use crate::frame::{InferenceResult, Input};
 use crate::image_ops::CoordConverter;
-use crate::inference::{InferenceResult, Input};
-use crate::model::{Model, ModelState};
 use crate::protocol;
 use crate::socketio::{self, Control, Packet};
+use crate::state::ModelState;
 use rmpv::Value as Mp;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
@@ -415,7 +415,7 @@ impl CloudBackend {
     }
 
     /// A session for the model's current settings (an idle one when it matches).
-    pub fn session(&self, model: &Model, st: &ModelState) -> Result<(String, Session)> {
+    pub fn session(&self, st: &ModelState) -> Result<(String, Session)> {
         let auth = auth(&self.client, &self.model, st);
         let key = auth.to_string();
         {
@@ -431,7 +431,7 @@ impl CloudBackend {
             }
         }
         let depth = st.params.u64("FrameQueueDepth", 0).max(1) as usize;
-        let s = Session::open(Endpoint::from_client(&self.client)?, &auth, model.name(), st.inference_timeout_s, depth)?;
+        let s = Session::open(Endpoint::from_client(&self.client)?, &auth, &st.name, st.inference_timeout_s, depth)?;
         Ok((key, s))
     }
 
@@ -453,11 +453,11 @@ impl Drop for CloudBackend {
 }
 
 /// A result value → the model's result (PySDK's error text for a failed frame).
-fn complete(model: &Model, st: &ModelState, v: &Mp, converter: &CoordConverter) -> Result<InferenceResult> {
+fn complete(st: &ModelState, v: &Mp, converter: &CoordConverter) -> Result<InferenceResult> {
     let bytes = socketio::mp_to_bytes(v);
-    let fail = |msg: &str| Error::new(Code::Inference, format!("Model '{}' inference failed: {msg}", model.name()));
+    let fail = |msg: &str| Error::new(Code::Inference, format!("Model '{}' inference failed: {msg}", st.name));
     match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
-        Ok((results, tensors)) => Ok(crate::remote::finish(model, st, results, tensors, converter)),
+        Ok((results, tensors)) => Ok(crate::remote::finish(st, results, tensors, converter)),
         Err(msg) => Err(fail(&msg)),
     }
 }
@@ -471,34 +471,32 @@ fn check_inputs(st: &ModelState, inputs: &[Input]) -> Result<()> {
 }
 
 /// Run one frame on a cloud model.
-pub fn predict(model: &Model, cb: &CloudBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
+pub fn predict(cb: &CloudBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     check_inputs(st, inputs)?;
     let (packets, converter) = crate::remote::encode_frame(st, inputs)?;
-    let (key, mut s) = cb.session(model, st)?;
+    let (key, mut s) = cb.session(st)?;
     s.send(&packets)?;
     let v = s.recv()?;
     cb.give_back(key, s);
-    complete(model, st, &v, &converter)
+    complete(st, &v, &converter)
 }
 
 /// Run many frames on one connection, up to `frame_queue_depth` in flight (PySDK's
 /// `predict_batch` inside `with model:`). Results come in input order; a failed frame
 /// ends the batch with its error, like PySDK.
-pub fn predict_batch(model: &Model, frames: &[Vec<Input>], mut on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
-    let cb = model.cloud_backend().ok_or_else(|| Error::invalid(format!("model '{}' is not a cloud model", model.name())))?;
-    let st = model.state();
-    let (key, mut s) = cb.session(model, &st)?;
+pub fn predict_batch(cb: &CloudBackend, st: &ModelState, frames: &[Vec<Input>], mut on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
+    let (key, mut s) = cb.session(st)?;
     let mut converters = VecDeque::new();
     let mut delivered = 0usize;
     let mut deliver = |v: Mp, converters: &mut VecDeque<CoordConverter>, delivered: &mut usize| -> Result<()> {
         let c = converters.pop_front().unwrap_or_else(CoordConverter::identity);
-        on_result(*delivered, complete(model, &st, &v, &c)?);
+        on_result(*delivered, complete(st, &v, &c)?);
         *delivered += 1;
         Ok(())
     };
     for inputs in frames {
-        check_inputs(&st, inputs)?;
-        let (packets, converter) = crate::remote::encode_frame(&st, inputs)?;
+        check_inputs(st, inputs)?;
+        let (packets, converter) = crate::remote::encode_frame(st, inputs)?;
         converters.push_back(converter);
         for v in s.send(&packets)? {
             deliver(v, &mut converters, &mut delivered)?;
@@ -510,24 +508,4 @@ pub fn predict_batch(model: &Model, frames: &[Vec<Input>], mut on_result: impl F
     }
     cb.give_back(key, s);
     Ok(())
-}
-
-/// `load_model` of a `@cloud` zoo: parameters and labels from the cloud's `.../info`, the
-/// device check against the cloud's system info, a model named `org/zoo/<m>`.
-pub fn load_model(access: &crate::zoo::cloud::CloudAccess, name: &str, system_info: &Value, pairs: &[crate::zoo::filter::DevicePair]) -> Result<Model> {
-    crate::cache::archive::check_model_name(name)?;
-    let info = access.client.model_info(name)?;
-    let params = crate::params::ModelParams::from_value(info.get("model_params").cloned().unwrap_or(Value::Null))
-        .map_err(|e| e.context(format!("Cloud model '{name}'")))?;
-    let supported = crate::zoo::filter::supported_device_types(&params, pairs)?;
-    if supported.is_empty() {
-        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
-    }
-    let labels = match info.get("model_labels") {
-        Some(l) if l.is_object() => l.clone(),
-        _ => access.client.dictionary(name)?,
-    };
-    let z = access.client.zoo();
-    let full = format!("{}/{}/{name}", z.org, z.zoo);
-    Model::new_cloud(&full, params, &labels, system_info, supported, CloudBackend::new(access.client.clone(), name))
 }

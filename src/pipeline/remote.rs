@@ -163,7 +163,7 @@ fn send(sh: &Shared, stream: &mut Option<Stream>, tag: Tag, generation: u64, fra
     let config = remote::stream_config(&frame.st);
     let key = config.to_string();
     let window = frame.st.params.u64("FrameQueueDepth", 0).clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
-    let fail = |e: Error| (sh.complete)(tag, Err(remote::inference_error(&sh.model, e.code, &e.message)));
+    let fail = |e: Error| (sh.complete)(tag, Err(remote::inference_error(sh.model.name(), e.code, &e.message)));
     loop {
         // A cancel while this frame waited for room (it aborts the stream) drops it too.
         if lock(&sh.slots).cancels != generation {
@@ -188,7 +188,7 @@ fn send(sh: &Shared, stream: &mut Option<Stream>, tag: Tag, generation: u64, fra
         }
         if let Err(e) = s.tx.send_frame(&frame.packets) {
             // The reader fails this frame and the others in flight with the send error.
-            s.flight.abort(remote::inference_error(&sh.model, e.code, &e.message));
+            s.flight.abort(remote::inference_error(sh.model.name(), e.code, &e.message));
         }
         return;
     }
@@ -318,7 +318,7 @@ fn read_loop(flight: &Flight, mut rx: RemoteStream, model: &Model, complete: &Co
                 let Some(p) = g.pending.pop_front() else { return };
                 flight.changed.notify_all();
                 drop(g);
-                let r = remote::complete(model, &p.st, &packet, &p.converter);
+                let r = remote::complete(&p.st, &packet, &p.converter);
                 // A stream-open failure: the server ignores this stream from now on.
                 let fatal = r.as_ref().err().filter(|_| protocol::ends_stream(&packet)).cloned();
                 complete(p.tag, r);
@@ -328,7 +328,7 @@ fn read_loop(flight: &Flight, mut rx: RemoteStream, model: &Model, complete: &Co
             }
             Err(e) => match g.abort_reason.clone() {
                 Some(reason) => reason,
-                None => remote::inference_error(model, e.code, &e.message),
+                None => remote::inference_error(model.name(), e.code, &e.message),
             },
         };
         g.dead = true;

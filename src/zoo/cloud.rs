@@ -149,3 +149,28 @@ impl CloudAccess {
         Ok(model)
     }
 }
+
+/// `load_model` of a `@cloud` zoo: parameters and labels from the cloud's `.../info`, the
+/// device check against the cloud's system info, a model named `org/zoo/<m>`.
+pub fn load_cloud_inference_model(
+    access: &CloudAccess,
+    name: &str,
+    system_info: &Value,
+    pairs: &[crate::zoo::filter::DevicePair],
+) -> Result<crate::model::Model> {
+    crate::cache::archive::check_model_name(name)?;
+    let info = access.client.model_info(name)?;
+    let params = crate::params::ModelParams::from_value(info.get("model_params").cloned().unwrap_or(Value::Null))
+        .map_err(|e| e.context(format!("Cloud model '{name}'")))?;
+    let supported = crate::zoo::filter::supported_device_types(&params, pairs)?;
+    if supported.is_empty() {
+        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
+    }
+    let labels = match info.get("model_labels") {
+        Some(l) if l.is_object() => l.clone(),
+        _ => access.client.dictionary(name)?,
+    };
+    let z = access.client.zoo();
+    let full = format!("{}/{}/{name}", z.org, z.zoo);
+    crate::model::Model::new_cloud(&full, params, &labels, system_info, supported, crate::cloud::infer::CloudBackend::new(access.client.clone(), name))
+}

@@ -230,7 +230,7 @@ impl Zoo {
                 let backend = crate::remote::RemoteBackend::new(client.clone());
                 Model::new_remote(name, entry.params.clone(), &labels, self.system_info(), self.system_device_pairs(), backend)?
             }
-            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(c, name, self.system_info(), self.system_device_pairs())?,
+            (None, Some(c)) if self.host == Host::Cloud => cloud::load_cloud_inference_model(c, name, self.system_info(), self.system_device_pairs())?,
             (None, Some(c)) => c.load_model(name, self.system_info(), self.system_device_pairs())?,
             (None, None) => {
                 let entry = self.entry(name)?;

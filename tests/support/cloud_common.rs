@@ -76,7 +76,7 @@ pub fn image(name: &str) -> Vec<u8> {
 
 pub fn predict(zoo: &Zoo, model: &str, img: &str) -> Value {
     let m = zoo.load_model(model, &Value::Null).unwrap_or_else(|e| panic!("load {model}: {}", e.message));
-    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image(img))]).unwrap_or_else(|e| panic!("predict {model}: {}", e.message));
+    let r = dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&image(img))]).unwrap_or_else(|e| panic!("predict {model}: {}", e.message));
     serde_json::to_value(&r.results).unwrap()
 }
 

@@ -4,7 +4,8 @@
 //! Needs the runtimes; everything runs in-process on 127.0.0.1. Run on an idle machine.
 use dgzoo::cache::archive::pack_model;
 use dgzoo::cache::CacheConfig;
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::model::Model;
 use dgzoo::pipeline::{predict_batch, OwnedInput};
 use dgzoo::zoo::{ConnectOptions, Zoo};
@@ -44,7 +45,7 @@ fn via_pipeline(m: &Model, frames: &[Vec<u8>]) -> usize {
 fn via_socketio_stream(m: &Model, frames: &[Vec<u8>]) -> usize {
     let inputs: Vec<Vec<Input>> = frames.iter().map(|f| vec![Input::Bytes(f)]).collect();
     let mut n = 0;
-    dgzoo::cloud::infer::predict_batch(m, &inputs, |_, _| n += 1).expect("stream");
+    dgzoo::model::cloud_predict_batch(m, &inputs, |_, _| n += 1).expect("stream");
     n
 }
 

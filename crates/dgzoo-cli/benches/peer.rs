@@ -3,7 +3,8 @@
 //!   cargo bench --bench peer -- startup|list|predict|aiserver|download|cache (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::pipeline::{predict_batch, OwnedInput};
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;

@@ -147,7 +147,7 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
     let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { a.images };
     for path in images {
         let bytes = std::fs::read(&path).map_err(|e| dgzoo::Error::io(format!("cannot read '{path}': {e}")))?;
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)])?;
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)])?;
         println!("{}", json!({"model": model_name, "image": path, "results": r.results}));
     }
     Ok(())

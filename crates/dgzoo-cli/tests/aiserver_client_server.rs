@@ -79,10 +79,10 @@ fn predict_all(addr: &str, zoo_dir: &std::path::Path, models: &[&str]) {
         for img in IMAGES {
             let bytes = std::fs::read(image(img)).unwrap();
             let input = [dgzoo::inference::Input::Bytes(&bytes)];
-            let r = dgzoo::inference::predict(&model, &input).unwrap_or_else(|e| panic!("{addr} {m} {img}: {e}"));
+            let r = dgzoo::model::predict(&model, &input).unwrap_or_else(|e| panic!("{addr} {m} {img}: {e}"));
             let what = format!("{addr} {m} {img}");
             let res = if LOCAL_REFERENCE.contains(m) {
-                let l = dgzoo::inference::predict(&local_model, &input).unwrap();
+                let l = dgzoo::model::predict(&local_model, &input).unwrap();
                 let g = golden(m, img);
                 assert_eq!(r.results[0]["category_id"], g[0]["category_id"], "{what}: top class");
                 (r.results == l.results).then_some(()).ok_or_else(|| format!("{what}: {:?} != local {:?}", r.results, l.results))
@@ -120,18 +120,18 @@ fn jpeg_frames_batch_async_and_errors() {
         // JPEG (the default) loses a little, but the cat stays the top class.
         let model = zoo.load_model(MODELS[2], &json!({"output_top_k": 2})).unwrap();
         let bytes = std::fs::read(image("cat_224.jpg")).unwrap();
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         assert_eq!(r.results.len(), 2, "{addr}");
         assert_eq!(r.results[0]["label"], json!("Egyptian cat"), "{addr}");
         // Model-sized raw pixels (the model's raw input for dg_predict) travel as JPEG too.
         let px = dgzoo::image_ops::decode(&bytes).unwrap();
         assert_eq!((px.width, px.height), (224, 224));
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&px.data)]).unwrap();
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&px.data)]).unwrap();
         assert_eq!(r.results[0]["label"], json!("Egyptian cat"), "{addr}");
         // Changing a property re-opens the stream with the new parameters.
         model.set_property("output_top_k", &json!(3)).unwrap();
         model.set_property("measure_time", &json!(true)).unwrap();
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         assert_eq!(r.results.len(), 3);
         let t = r.timing.expect("timing from the server");
         assert!(t["CoreInferenceDuration_ms"].as_f64().unwrap() > 0.0);
@@ -146,15 +146,15 @@ fn jpeg_frames_batch_async_and_errors() {
         }
         // A frame the server cannot use is a per-frame error with PySDK's text; the model goes on.
         let raw = zoo.load_model(MODELS[5], &json!({"input_image_format": "RAW"})).unwrap();
-        let e = dgzoo::inference::predict(&raw, &[dgzoo::inference::Input::Bytes(b"not an image")]).unwrap_err();
+        let e = dgzoo::model::predict(&raw, &[dgzoo::inference::Input::Bytes(b"not an image")]).unwrap_err();
         assert!(e.message.starts_with(&format!("Failed to perform model '{}' inference: ", MODELS[5])), "{}", e.message);
         assert!(e.message.contains("Cannot reshape"), "{}", e.message);
         let bytes = std::fs::read(image("girls_256.jpg")).unwrap();
-        let r = dgzoo::inference::predict(&raw, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&raw, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         compare(&to_golden_form(&r), &golden(MODELS[5], "girls_256.jpg"), "after error").unwrap();
         // output_class_set is applied on the client.
         raw.set_property("output_class_set", &json!(["FEMALE_BREAST_COVERED"])).unwrap();
-        let r = dgzoo::inference::predict(&raw, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&raw, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         assert_eq!(r.results.len(), 1);
     }
 }
@@ -192,7 +192,7 @@ fn frames_of(images: &[&str]) -> Vec<Vec<dgzoo::pipeline::OwnedInput>> {
 }
 
 fn predict_each(model: &dgzoo::model::Model, frames: &[Vec<dgzoo::pipeline::OwnedInput>]) -> Vec<Outcome> {
-    frames.iter().map(|f| dgzoo::inference::predict(model, &f.iter().map(|i| i.as_input()).collect::<Vec<_>>())).collect()
+    frames.iter().map(|f| dgzoo::model::predict(model, &f.iter().map(|i| i.as_input()).collect::<Vec<_>>())).collect()
 }
 
 fn assert_same(got: &[Outcome], want: &[Outcome]) {

@@ -36,12 +36,12 @@ fn ai_server_runs_cloud_zoo_models() {
         assert_eq!(model.labels().get(&1).map(String::as_str), Some("FACE_FEMALE"), "labels come from the cloud");
         for img in ["girls_256.jpg", "car_416.jpg"] {
             let bytes = std::fs::read(image(img)).unwrap();
-            let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr} {img}: {e}"));
+            let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr} {img}: {e}"));
             compare(&to_golden_form(&r), &golden(YOLO, img), &format!("{addr} {img}")).unwrap();
         }
         let blaze = zoo.load_model(BLAZE, &json!({"input_image_format": "RAW"})).unwrap();
         let bytes = std::fs::read(image("cat_224.jpg")).unwrap();
-        let r = dgzoo::inference::predict(&blaze, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&blaze, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         compare(&to_golden_form(&r), &golden(BLAZE, "cat_224.jpg"), &format!("{addr} blazeface")).unwrap();
         // A model the hub does not have.
         assert!(zoo.load_model("no_such_model", &Value::Null).is_err());
@@ -118,7 +118,7 @@ fn pysdk_with_ai_server_and_cloud_zoo() {
         let zoo = Zoo::connect_with(&addr, &hub_url(&hub), TOKEN, &opts).unwrap_or_else(|e| panic!("{addr}: {e}"));
         let model = zoo.load_model(yolo_onnx, &json!({"input_image_format": "RAW"})).unwrap();
         let bytes = std::fs::read(&girls).unwrap();
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr}: {e}"));
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr}: {e}"));
         compare(&to_golden_form(&r), &golden(yolo_onnx, "girls_256.jpg"), &format!("our client, PySDK server {addr}")).unwrap();
     }
 }

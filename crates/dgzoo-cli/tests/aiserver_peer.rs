@@ -93,7 +93,7 @@ fn pysdk_client_against_our_server() {
                     // Our int8 engine differs from PySDK's by a few 1e-3 (see aiserver_client_server):
                     // the PySDK client must see exactly our local results.
                     let bytes = std::fs::read(image(img)).unwrap();
-                    let l = dgzoo::inference::predict(&local.load_model(m, &Value::Null).unwrap(), &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+                    let l = dgzoo::model::predict(&local.load_model(m, &Value::Null).unwrap(), &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
                     compare(&got, &json!(l.results), &what)
                 } else {
                     compare(&got, &golden(m, img), &what)
@@ -147,7 +147,7 @@ fn our_client_against_pysdk_server() {
             let model = zoo.load_model(m, &json!({"input_image_format": "RAW"})).unwrap();
             for img in IMAGES {
                 let bytes = std::fs::read(image(img)).unwrap();
-                let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr} {m} {img}: {e}"));
+                let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{addr} {m} {img}: {e}"));
                 if let Err(e) = compare(&to_golden_form(&r), &golden(m, img), &format!("PySDK server {addr} {m} {img}")) {
                     failures.push(e);
                 }
@@ -158,15 +158,15 @@ fn our_client_against_pysdk_server() {
         let model = zoo.load_model(m, &Value::Null).unwrap();
         let lm = local.load_model(m, &json!({"input_image_format": "JPEG"})).unwrap();
         let bytes = std::fs::read(image("girls_256.jpg")).unwrap();
-        let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
-        let l = dgzoo::inference::predict(&lm, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
+        let l = dgzoo::model::predict(&lm, &[dgzoo::inference::Input::Bytes(&bytes)]).unwrap();
         if let Err(e) = compare(&r.results, &json!(l.results), &format!("JPEG via {addr}")) {
             failures.push(e);
         }
         // A frame it cannot use: PySDK's error text, and the model keeps working.
-        let e = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&[0u8; 10])]).unwrap_err();
+        let e = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&[0u8; 10])]).unwrap_err();
         assert!(e.message.starts_with(&format!("Failed to perform model '{m}' inference: ")), "{addr}: {}", e.message);
-        assert!(dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).is_ok());
+        assert!(dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)]).is_ok());
         // An unknown model fails at stream open.
         let ghost = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
         let opened = ghost.open_stream("no_such_model", &json!({})).and_then(|mut s| {
@@ -192,7 +192,7 @@ fn our_client_against_pysdk_server() {
     let got = dgzoo::pipeline::predict_batch(&model, frames.clone()).unwrap();
     assert_eq!((proxy.streams(), proxy.max_in_flight()), (1, 3));
     for (k, (r, f)) in got.iter().zip(&frames).enumerate() {
-        let single = dgzoo::inference::predict(&model, &[f[0].as_input()]);
+        let single = dgzoo::model::predict(&model, &[f[0].as_input()]);
         match (r, single) {
             (Ok(r), Ok(s)) => assert_eq!(r.results, s.results, "batch frame {k}"),
             (Err(e), Err(s)) => assert_eq!(e.message, s.message, "batch frame {k}"),

@@ -82,7 +82,7 @@ fn checksum_change_triggers_redownload() {
     let zoo = connect(&hub_url(&hub), TOKEN, &cache_cfg(cdir.path())).unwrap();
     let m = zoo.load_model(BLAZE, &Value::Null).unwrap();
     assert!(m.state().params.str("ModelPath", 0).starts_with(cdir.path().to_str().unwrap()));
-    dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
+    dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
 }
 
 #[test]

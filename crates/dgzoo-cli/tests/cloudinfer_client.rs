@@ -4,9 +4,10 @@
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
-use dgzoo::cloud::infer::{self, Endpoint, Session};
+use dgzoo::cloud::infer::{Endpoint, Session};
 use dgzoo::cloud::CloudClient;
-use dgzoo::inference::{predict as run, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict as run;
 use dgzoo::socketio::{self, Packet};
 use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::{ConnectOptions, Zoo};
@@ -52,7 +53,7 @@ fn our_client_predicts_through_our_hub() {
     let imgs: Vec<Vec<u8>> = IMAGES.iter().cycle().take(12).map(|i| image(i)).collect();
     let frames: Vec<Vec<Input>> = imgs.iter().map(|b| vec![Input::Bytes(b)]).collect();
     let mut got = Vec::new();
-    infer::predict_batch(&model, &frames, |i, r| got.push((i, serde_json::to_value(&r.results).unwrap()))).unwrap();
+    dgzoo::model::cloud_predict_batch(&model, &frames, |i, r| got.push((i, serde_json::to_value(&r.results).unwrap()))).unwrap();
     assert_eq!(got.len(), 12);
     for (k, (i, v)) in got.iter().enumerate() {
         assert_eq!(*i, k);
@@ -240,7 +241,7 @@ fn stream_survives_a_hub_restart() {
         let imgs: Vec<Vec<u8>> = IMAGES.iter().cycle().take(n).map(|i| image(i)).collect();
         let frames: Vec<Vec<Input>> = imgs.iter().map(|b| vec![Input::Bytes(b)]).collect();
         let mut got = Vec::new();
-        let r = infer::predict_batch(&model, &frames, |i, r| {
+        let r = dgzoo::model::cloud_predict_batch(&model, &frames, |i, r| {
             got.push((i, serde_json::to_value(&r.results).unwrap()));
             let _ = tx.send(i);
         });

@@ -3,7 +3,8 @@
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use dgzoo_server::aiserver::{Config, Protocol, Server};

@@ -137,7 +137,7 @@ fn pysdk_client_vanishing_mid_stream_leaves_the_hub_serving() {
     let zoo =
         dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
     let m = zoo.load_model(YOLO, &serde_json::json!({"input_image_format": "RAW"})).unwrap();
-    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
+    let r = dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
     assert_close(&serde_json::to_value(&r.results).unwrap(), &golden(YOLO, "girls_256.jpg"), 1e-4, "after the vanished client");
 }
 

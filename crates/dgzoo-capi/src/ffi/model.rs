@@ -2,7 +2,7 @@
 use super::zoo::dg_model;
 use super::{cstr, dg_error, guard, guard_value, json_arg, new_string, out_ptr};
 use dgzoo_core::error::{Error, Result};
-use dgzoo_core::inference::{self, InferenceResult, Input};
+use dgzoo_core::inference::{InferenceResult, Input};
 use dgzoo_core::pipeline::{AsyncPredictor, OwnedInput};
 use dgzoo_core::runtime::ElemType;
 use std::ffi::{c_char, c_void, CString};
@@ -227,7 +227,7 @@ pub unsafe extern "C" fn dg_predict(model: *const dg_model, data: *const u8, len
         unsafe { out_ptr(out_result, "out_result") }?;
         let m = unsafe { model_ref(model) }?;
         let data = unsafe { bytes(data, len, "data") }?;
-        let r = inference::predict(m, &[Input::Bytes(data)])?;
+        let r = dgzoo_core::model::predict(m, &[Input::Bytes(data)])?;
         unsafe { *out_result = dg_result::boxed(r) };
         Ok(())
     })
@@ -244,7 +244,7 @@ pub unsafe extern "C" fn dg_predict_inputs(model: *const dg_model, inputs: *cons
         }
         let raw = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, count) } };
         let ins = raw.iter().enumerate().map(|(i, x)| unsafe { input_of(x, i) }).collect::<Result<Vec<_>>>()?;
-        let r = inference::predict(m, &ins)?;
+        let r = dgzoo_core::model::predict(m, &ins)?;
         unsafe { *out_result = dg_result::boxed(r) };
         Ok(())
     })
