@@ -1,35 +1,13 @@
 //! AI-server client (asio or HTTP, per the address): one-shot commands on fresh connections
 //! like PySDK (`modelzoo`, `system_info`, `label_dictionary`, `sleep`, ...) and inference
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
-use super::address::ServerAddress;
+use crate::address::ServerAddress;
 use crate::error::{Code, Error, Result};
 use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
-
-/// `load_model` for an AI server with a cloud zoo (PySDK: the model is named `org/zoo/<m>`,
-/// its parameters come from the cloud with `CloudURL`/`CloudToken` set so the server can fetch
-/// it, labels from the cloud; refused before anything runs if the server has no device for it).
-pub fn load_cloud_model(
-    client: &AiServerClient,
-    cloud: &super::cloud::CloudAccess,
-    name: &str,
-    system_info: &Value,
-    pairs: &[super::filter::DevicePair],
-) -> Result<crate::model::Model> {
-    let mut params = crate::params::ModelParams::from_value(cloud.model_info(name, None)?)?;
-    if super::filter::supported_device_types(&params, pairs)?.is_empty() {
-        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
-    }
-    let z = cloud.client.zoo();
-    params.set("CloudURL", 0, json!(z.base()))?;
-    params.set("CloudToken", 0, json!(cloud.client.token()))?;
-    let labels = cloud.client.dictionary(name)?;
-    let full = format!("{}/{}/{name}", z.org, z.zoo);
-    crate::model::Model::new_remote(&full, params, &labels, system_info, pairs, crate::remote::RemoteBackend::new(client.clone()))
-}
 
 /// A client for one AI server.
 #[derive(Debug, Clone)]

@@ -14,9 +14,12 @@
 //! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
 //! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
 //! - [`protocol`]: the DeGirum AI server wire format (shared by server and client)
+pub mod address;
+pub mod aiclient;
 pub mod cache;
 pub mod cloud;
 pub mod error;
+pub mod filter;
 pub mod frame;
 pub mod image_ops;
 pub mod inference;

@@ -4,14 +4,13 @@
 //! started with.
 use crate::cloud::infer::CloudBackend;
 use crate::error::{Error, Result};
+use crate::filter::{self, DevicePair};
 use crate::image_ops::{PadMethod, ResizeMethod};
 use crate::inference::{Engine, EngineKey, InferenceResult, Input};
 use crate::params::ModelParams;
 use crate::pyrepr::repr;
 use crate::remote::RemoteBackend;
 pub use crate::state::{is_image_input, ClientPre, ModelState};
-use crate::zoo::filter::{self, DevicePair};
-use crate::zoo::local::ZooEntry;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -206,21 +205,24 @@ const PARAM_PROPS: &[(&str, &str)] = &[
 ];
 
 impl Model {
-    /// A local-inference model from a zoo entry. Fails like PySDK when no runtime/device of
-    /// this system can run it.
-    pub(crate) fn new_local(entry: &ZooEntry, system_info: &Value, system_pairs: &[DevicePair]) -> Result<Model> {
-        let params = entry.params.clone();
-        params.validate().map_err(|e| e.context(format!("model '{}' ({})", entry.name, entry.config_path.display())))?;
+    /// A local-inference model named `name` with the parameters of its configuration file
+    /// `config_path`. Fails like PySDK when no runtime/device of this system can run it.
+    pub(crate) fn new_local(
+        name: &str,
+        params: &ModelParams,
+        config_path: &std::path::Path,
+        system_info: &Value,
+        system_pairs: &[DevicePair],
+    ) -> Result<Model> {
+        let params = params.clone();
+        params.validate().map_err(|e| e.context(format!("model '{}' ({})", name, config_path.display())))?;
         let supported = filter::supported_device_types(&params, system_pairs)?;
         if supported.is_empty() {
-            return Err(Error::unsupported(format!(
-                "Model '{}' does not have any supported runtime/device combinations that will work on this system.",
-                entry.name
-            )));
+            return Err(Error::unsupported(format!("Model '{}' does not have any supported runtime/device combinations that will work on this system.", name)));
         }
         let labels = load_labels(&params);
         // Local inference sends RAW pixels (PySDK's local default).
-        Self::build(&entry.name, params, system_info, supported, labels, "RAW", Backend::Local(Mutex::new(None)))
+        Self::build(name, params, system_info, supported, labels, "RAW", Backend::Local(Mutex::new(None)))
     }
 
     /// A model that runs on an AI server: parameters and labels come from the server, images

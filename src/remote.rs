@@ -3,6 +3,7 @@
 //! msgpack results mapped back to the original image. Streams are pooled per model and
 //! re-opened when the parameters change, so concurrent `predict` callers each get one (batch
 //! and async pipeline frames on a stream of their own: `pipeline::remote`).
+use crate::aiclient::{AiServerClient, RemoteStream};
 use crate::error::{Code, Error, Result};
 use crate::frame::{InferenceResult, Input};
 use crate::image_ops::{self, CoordConverter, RgbImage};
@@ -10,7 +11,6 @@ use crate::params::ModelParams;
 use crate::postprocess;
 use crate::protocol;
 use crate::state::{is_image_input, ModelState};
-use crate::zoo::aiserver::{AiServerClient, RemoteStream};
 use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;

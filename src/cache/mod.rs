@@ -16,10 +16,10 @@
 //! extracted into a temp directory and renamed into place.
 pub mod archive;
 
+use crate::address::CloudZoo;
 use crate::cloud::CloudClient;
 use crate::error::{Code, Error, Result};
 use crate::params::ModelParams;
-use crate::zoo::address::CloudZoo;
 use fs4::fs_std::FileExt;
 use serde_json::{json, Value};
 use std::fs::File;

@@ -1,11 +1,10 @@
 //! Cloud zoo HTTP client (cloud-api.md §1–2): the endpoints PySDK 1.5.0 uses, with its headers
 //! and its error wording, over synchronous `ureq`.
-pub mod download_zoo;
 pub mod infer;
 pub mod token;
 
+use crate::address::CloudZoo;
 use crate::error::{Code, Error, Result};
-use crate::zoo::address::CloudZoo;
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::time::Duration;

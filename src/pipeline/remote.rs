@@ -3,13 +3,13 @@
 //! matches the results to the frames in order. A per-frame error fails its frame only (the
 //! server goes on with the stream); a broken stream (network error, timeout, stream-open
 //! failure) fails the frames in flight on it, and the next frame opens a new stream.
+use crate::aiclient::{RemoteStream, StreamSender};
 use crate::error::{Code, Error, Result};
 use crate::image_ops::CoordConverter;
 use crate::inference::InferenceResult;
 use crate::model::{Model, ModelState};
 use crate::protocol;
 use crate::remote;
-use crate::zoo::aiserver::{RemoteStream, StreamSender};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;

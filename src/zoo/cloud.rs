@@ -138,7 +138,7 @@ impl CloudAccess {
         params.set("CloudURL", 0, json!(z.base()))?;
         params.set("CloudToken", 0, json!(self.client.token()))?;
         let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
-        let model = Model::new_local(&entry, system_info, pairs).map_err(|e| {
+        let model = Model::new_local(&entry.name, &entry.params, &entry.config_path, system_info, pairs).map_err(|e| {
             if e.message.contains("does not have any supported runtime/device combinations") {
                 unsupported()
             } else {

@@ -3,12 +3,12 @@
 //! every selected model archive into `<dest>/<m>/`, several at a time. Each archive is
 //! streamed to a temp file, validated and extracted into a temp directory that replaces
 //! `<dest>/<m>` only when complete.
-use super::CloudClient;
+use crate::address::parse_cloud_url;
 use crate::cache::archive;
+use crate::cloud::CloudClient;
 use crate::error::{Error, Result};
+use crate::filter::{self, Filters};
 use crate::params::ModelParams;
-use crate::zoo::address::parse_cloud_url;
-use crate::zoo::filter::{self, Filters};
 use crate::zoo::system_pairs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,9 +24,9 @@ pub trait Progress: Sync {
 /// Resolve the zoo URL and token, list and filter the models.
 pub fn select(url: &str, token: &str, filters: &Filters) -> Result<(CloudClient, Vec<String>)> {
     let zoo = parse_cloud_url(url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
-    let token = super::token::resolve(token, &zoo.base());
+    let token = crate::cloud::token::resolve(token, &zoo.base());
     let client = CloudClient::new(&zoo, &token);
-    if token != super::SKIP_TOKEN {
+    if token != crate::cloud::SKIP_TOKEN {
         client.zoos_check()?;
     }
     let list = client.list_models(false)?;

@@ -1,11 +1,12 @@
 //! The zoo manager: `connect` classifies the arguments, opens the matching accessor and keeps
 //! a snapshot of the model list; `list_models`, `model_info`, `system_info` and `load_model`
 //! follow PySDK 1.5.0 (zoo-and-filters.md).
-pub mod address;
-pub mod aiserver;
 pub mod cloud;
-pub mod filter;
+pub mod download_zoo;
 pub mod local;
+// The leaf modules this layer builds on, under their former paths too.
+pub use crate::aiclient as aiserver;
+pub use crate::{address, filter};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -15,7 +16,7 @@ use cloud::CloudAccess;
 pub use cloud::ConnectOptions;
 use filter::{DevicePair, Filters};
 use local::ZooEntry;
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 
 /// "Software Version" reported in system info.
@@ -223,7 +224,7 @@ impl Zoo {
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
         let model = match (&self.server, &self.cloud) {
-            (Some(client), Some(c)) => aiserver::load_cloud_model(client, c, name, self.system_info(), self.system_device_pairs())?,
+            (Some(client), Some(c)) => load_cloud_model(client, c, name, self.system_info(), self.system_device_pairs())?,
             (Some(client), None) => {
                 let entry = self.entry(name)?;
                 let labels = client.label_dictionary(name)?;
@@ -235,7 +236,7 @@ impl Zoo {
             (None, None) => {
                 let entry = self.entry(name)?;
                 let (info, pairs) = self.model_system(&entry.params);
-                Model::new_local(entry, &info, &pairs)?
+                Model::new_local(&entry.name, &entry.params, &entry.config_path, &info, &pairs)?
             }
         };
         match properties {
@@ -249,4 +250,20 @@ impl Zoo {
         }
         Ok(model)
     }
+}
+
+/// `load_model` for an AI server with a cloud zoo (PySDK: the model is named `org/zoo/<m>`,
+/// its parameters come from the cloud with `CloudURL`/`CloudToken` set so the server can fetch
+/// it, labels from the cloud; refused before anything runs if the server has no device for it).
+fn load_cloud_model(client: &aiserver::AiServerClient, cloud: &CloudAccess, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
+    let mut params = crate::params::ModelParams::from_value(cloud.model_info(name, None)?)?;
+    if filter::supported_device_types(&params, pairs)?.is_empty() {
+        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
+    }
+    let z = cloud.client.zoo();
+    params.set("CloudURL", 0, json!(z.base()))?;
+    params.set("CloudToken", 0, json!(cloud.client.token()))?;
+    let labels = cloud.client.dictionary(name)?;
+    let full = format!("{}/{}/{name}", z.org, z.zoo);
+    Model::new_remote(&full, params, &labels, system_info, pairs, crate::remote::RemoteBackend::new(client.clone()))
 }

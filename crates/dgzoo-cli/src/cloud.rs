@@ -1,9 +1,9 @@
 //! `download-zoo`, `cache ...`, `hub`, `pack-model`: cloud zoos from the command line.
 use clap::{Args, Subcommand};
 use dgzoo::cache::{archive, Cache, CacheConfig, Entry};
-use dgzoo::cloud::download_zoo::{self, Progress};
 use dgzoo::cloud::CloudClient;
 use dgzoo::zoo::address::parse_cloud_url;
+use dgzoo::zoo::download_zoo::{self, Progress};
 use dgzoo::zoo::filter::Filters;
 use dgzoo::{Error, Result};
 use dgzoo_server::hub::{Hub, HubConfig};
