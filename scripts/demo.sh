@@ -6,5 +6,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 bash scripts/bootstrap.sh
 cargo build --release --bin dgzoo -q
+# The runtimes bootstrap.sh installed (the binary has no build-machine path compiled in).
+export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 ./target/release/dgzoo list
 ./target/release/dgzoo predict --props '{"output_top_k": 5}' "$@"

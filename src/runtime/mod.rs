@@ -220,18 +220,16 @@ pub trait Agent: Send + Sync {
     }
 }
 
-/// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, the
-/// `runtimes/` folder next to the running executable's crate checkout (development), then the
-/// per-user data dir. Plain library names (system path) are tried last by each agent.
+/// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, then the
+/// per-user data dir. Plain library names (system path) are tried last by each agent. No
+/// build-machine path is compiled in: inside the repository, cargo sets `DGZOO_RUNTIME_DIR`
+/// to `runtimes/` for the processes it runs (.cargo/config.toml) unless it is already set.
 pub fn runtime_dirs() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
     if let Some(d) = std::env::var_os("DGZOO_RUNTIME_DIR") {
         for p in std::env::split_paths(&d) {
             dirs.push(p);
         }
-    }
-    if let Some(d) = option_env!("CARGO_MANIFEST_DIR") {
-        dirs.push(Path::new(d).join("runtimes"));
     }
     if let Some(home) = std::env::var_os("HOME") {
         dirs.push(Path::new(&home).join(".local/share/dgzoo/runtimes"));
