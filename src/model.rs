@@ -710,6 +710,7 @@ impl Model {
         }
         st.params.check_version()?;
         let e = Arc::new(Engine::new(key, &st.params, crate::inference::Profile::Latency)?);
+        tracing::info!(target: "dgzoo::model", model = %self.0.name, runtime = %e.key.runtime, device = %e.key.device, "local engine created");
         *slot = Some(e.clone());
         Ok(e)
     }

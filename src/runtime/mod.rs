@@ -247,7 +247,10 @@ pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathB
                 // SAFETY: loading a runtime library runs its initialisers; these are the
                 // engine libraries we ask for by name.
                 match unsafe { libloading::Library::new(&p) } {
-                    Ok(lib) => return Ok((lib, p)),
+                    Ok(lib) => {
+                        tracing::debug!(target: "dgzoo::runtime", path = %p.display(), "runtime library loaded");
+                        return Ok((lib, p));
+                    }
                     Err(e) => tried.push(format!("{}: {e}", p.display())),
                 }
             }

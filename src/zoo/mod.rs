@@ -248,6 +248,14 @@ impl Zoo {
             }
             _ => return Err(Error::invalid("model properties must be a JSON object")),
         }
+        let backend = if self.server.is_some() {
+            "AI server"
+        } else if model.is_remote() {
+            "cloud"
+        } else {
+            "local"
+        };
+        tracing::info!(target: "dgzoo::zoo", model = %model.name(), backend, "model loaded");
         Ok(model)
     }
 }

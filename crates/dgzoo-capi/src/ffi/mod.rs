@@ -11,9 +11,11 @@ use dgzoo_core::error::{Code, Error, Result};
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod log;
 mod model;
 mod zoo;
 
+pub use log::*;
 pub use model::*;
 pub use zoo::*;
 
