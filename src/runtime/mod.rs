@@ -225,14 +225,10 @@ pub trait Agent: Send + Sync {
 /// build-machine path is compiled in: inside the repository, cargo sets `DGZOO_RUNTIME_DIR`
 /// to `runtimes/` for the processes it runs (.cargo/config.toml) unless it is already set.
 pub fn runtime_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("DGZOO_RUNTIME_DIR") {
-        for p in std::env::split_paths(&d) {
-            dirs.push(p);
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".local/share/dgzoo/runtimes"));
+    let settings = crate::settings::Settings::from_env();
+    let mut dirs = settings.runtime_dirs;
+    if let Some(home) = settings.home {
+        dirs.push(home.join(".local/share/dgzoo/runtimes"));
     }
     dirs
 }
@@ -277,7 +273,7 @@ fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>
         [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
     let i = RUNTIMES.iter().position(|r| *r == runtime)?;
     Some(CELLS[i].get_or_init(|| {
-        if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
+        if crate::settings::Settings::from_env().no_runtimes {
             return Err("runtimes are disabled by DGZOO_NO_RUNTIMES".into());
         }
         let agent: Result<Arc<dyn Agent>> = match i {

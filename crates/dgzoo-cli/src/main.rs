@@ -41,12 +41,12 @@ enum Command {
 /// Log records to stderr: `DGZOO_LOG` (an EnvFilter: a level such as `debug`, or per-module
 /// directives such as `warn,dgzoo_server=debug`), else `default`.
 fn init_logging(default: &str) {
-    let filter = match std::env::var("DGZOO_LOG") {
-        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::try_new(v.trim()).unwrap_or_else(|e| {
+    let filter = match dgzoo::settings::Settings::from_env().log {
+        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
             eprintln!("dgzoo: DGZOO_LOG is not a valid filter ({e}); using '{default}'");
             tracing_subscriber::EnvFilter::new(default)
         }),
-        _ => tracing_subscriber::EnvFilter::new(default),
+        None => tracing_subscriber::EnvFilter::new(default),
     };
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
 }

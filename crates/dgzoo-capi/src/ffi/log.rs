@@ -83,11 +83,9 @@ impl<S: tracing::Subscriber> Layer<S> for CallbackLayer {
 }
 
 fn install() -> std::result::Result<(), (Code, String)> {
-    let filter = match std::env::var("DGZOO_LOG") {
-        Ok(v) if !v.trim().is_empty() => {
-            tracing_subscriber::EnvFilter::try_new(v.trim()).map_err(|e| (Code::InvalidArgument, format!("DGZOO_LOG is not a valid filter: {e}")))?
-        }
-        _ => tracing_subscriber::EnvFilter::new("info"),
+    let filter = match dgzoo_core::settings::Settings::from_env().log {
+        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| (Code::InvalidArgument, format!("DGZOO_LOG is not a valid filter: {e}")))?,
+        None => tracing_subscriber::EnvFilter::new("info"),
     };
     let subscriber = tracing_subscriber::registry().with(CallbackLayer.with_filter(filter));
     tracing::subscriber::set_global_default(subscriber)
