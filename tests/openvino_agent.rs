@@ -1,0 +1,433 @@
+//! The OPENVINO/CPU agent against the real PySDK 1.5.0's OPENVINO agent (the peer, with
+//! `scripts/setup-openvino-peer.sh`): OPENVINO copies of the shared zoo's ONNX models
+//! (EfficientNet-Lite0, YOLOv8n), PySDK's results in f32 and in OpenVINO's default precision
+//! (bf16 on this CPU) computed at test time (cached under the target dir, keyed by every input),
+//! an IR model against its ONNX source, and the AI server serving an OPENVINO model.
+mod aiserver_common;
+use aiserver_common::*;
+use dgzoo::inference::{predict, Input};
+use dgzoo::zoo::filter::Filters;
+use dgzoo::zoo::Zoo;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+const ONNX_MODELS: &[&str] = &[
+    "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
+    "yolov8n_nudenet--320x320_float_onnx_cpu_1",
+];
+
+fn ov_name(onnx: &str) -> String {
+    onnx.replace("_onnx_cpu_1", "_openvino_cpu_1")
+}
+
+fn required() -> bool {
+    std::env::var("DGZOO_REQUIRE_PEER").as_deref() == Ok("1")
+}
+
+/// Whether dgzoo's OPENVINO runtime loads here (a failure when required, else SKIP).
+fn openvino(test: &str) -> bool {
+    match dgzoo::runtime::agent("OPENVINO") {
+        Ok(_) => true,
+        Err(e) if required() => panic!("{test}: {}", e.message),
+        Err(e) => {
+            eprintln!("SKIP {test}: {}", e.message);
+            false
+        }
+    }
+}
+
+/// The PySDK peer with its OPENVINO agent made loadable (both precisions).
+fn ov_peer(test: &str) -> Option<PathBuf> {
+    let peer = peer(test)?;
+    if peer.join("ov-2025.3/libopenvino.so.2530").exists()
+        && peer.join("ov-2025.3-f32/plugins.xml").exists()
+    {
+        return Some(peer);
+    }
+    if required() {
+        panic!(
+            "{test}: {} has no ov-2025.3 (run scripts/setup-openvino-peer.sh)",
+            peer.display()
+        );
+    }
+    eprintln!("SKIP {test}: run scripts/setup-openvino-peer.sh for PySDK's OPENVINO agent");
+    None
+}
+
+/// A zoo of OPENVINO copies of the ONNX models: the same files (symlinked), the config's
+/// DEVICE changed as ../shared/spec/openvino-peer.md says.
+fn ov_zoo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for m in ONNX_MODELS {
+        let src = Path::new(SHARED_ZOO).join(m);
+        let name = ov_name(m);
+        let dst = dir.path().join(&name);
+        std::fs::create_dir(&dst).unwrap();
+        for f in std::fs::read_dir(&src).unwrap().flatten() {
+            if f.path().extension().is_some_and(|e| e == "json")
+                && f.file_name().to_string_lossy().starts_with(m)
+            {
+                let mut cfg: Value =
+                    serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+                cfg["DEVICE"] = json!([{"DeviceType": "CPU", "RuntimeAgent": "OPENVINO", "SupportedDeviceTypes": "OPENVINO/CPU"}]);
+                std::fs::write(
+                    dst.join(format!("{name}.json")),
+                    serde_json::to_string_pretty(&cfg).unwrap(),
+                )
+                .unwrap();
+            } else {
+                std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn sha256_of(files: &[PathBuf], extra: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for f in files {
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(std::fs::read(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())));
+    }
+    h.update(extra.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// PySDK's OPENVINO results (`{"openvino": .., "results": {model: {image: [..]}}}`) for the
+/// OPENVINO zoo, in `precision` ("f32" or "default"); computed once per set of inputs (the
+/// golden maker, the model files, the images, the peer's OpenVINO) and cached.
+fn pysdk_goldens(peer: &Path, precision: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openvino_goldens.py");
+    let ov = peer.join(if precision == "f32" {
+        "ov-2025.3-f32"
+    } else {
+        "ov-2025.3"
+    });
+    let mut inputs = vec![script.clone(), ov.join("libopenvino_intel_cpu_plugin.so")];
+    for m in ONNX_MODELS {
+        let d = Path::new(SHARED_ZOO).join(m);
+        inputs.push(d.join(format!("{m}.json")));
+        inputs.push(d.join(format!("{m}.onnx")));
+    }
+    inputs.extend(IMAGES.iter().map(|i| image(i)));
+    let key = sha256_of(
+        &inputs,
+        &format!(
+            "{precision} {}",
+            std::fs::read_to_string(ov.join("plugins.xml")).unwrap_or_default()
+        ),
+    );
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openvino-goldens");
+    let cached = cache.join(format!("{}-{precision}.json", &key[..16]));
+    if let Ok(s) = std::fs::read_to_string(&cached) {
+        if let Ok(v) = serde_json::from_str::<Value>(&s) {
+            return v;
+        }
+    }
+    let zoo = ov_zoo();
+    let home = tempfile::tempdir().unwrap();
+    let out = home.path().join("out.json");
+    let run = std::process::Command::new(peer.join("venv/bin/python"))
+        .arg(&script)
+        .arg(zoo.path())
+        .arg(Path::new(SHARED_ZOO).join("images"))
+        .arg(&out)
+        .args(IMAGES)
+        .env(
+            "LD_LIBRARY_PATH",
+            format!("{}:{}", ov.display(), peer_ld_path(peer)),
+        )
+        // A scratch HOME: PySDK's own OpenVINO blob cache and traces stay out of the way.
+        .env("HOME", home.path())
+        .output()
+        .expect("run the PySDK golden maker");
+    assert!(
+        run.status.success(),
+        "PySDK golden maker ({precision}) failed: {}\n{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    std::fs::create_dir_all(&cache).unwrap();
+    let tmp = cache.join(format!("{}.{}.part", &key[..16], std::process::id()));
+    std::fs::write(&tmp, &text).unwrap();
+    std::fs::rename(&tmp, &cached).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ours(zoo: &Zoo, model: &str, props: &Value) -> Value {
+    let m = zoo
+        .load_model(model, props)
+        .unwrap_or_else(|e| panic!("load {model}: {e}"));
+    let mut out = serde_json::Map::new();
+    for img in IMAGES {
+        let bytes = std::fs::read(image(img)).unwrap();
+        let r = predict(&m, &[Input::Bytes(&bytes)])
+            .unwrap_or_else(|e| panic!("{model} on {img}: {e}"));
+        out.insert(img.to_string(), Value::Array(r.results));
+    }
+    Value::Object(out)
+}
+
+const F32: &str = r#"{"extra_device_params": {"INFERENCE_PRECISION_HINT": "f32"}}"#;
+
+/// Largest score and box differences between two result lists of one image, results paired
+/// by position where the labels agree (a label mismatch or count mismatch is `None`).
+fn gap(a: &[Value], b: &[Value]) -> (f64, f64, bool) {
+    let mut same = a.len() == b.len();
+    let (mut ds, mut db) = (0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        same &= x["label"] == y["label"] && x["category_id"] == y["category_id"];
+        ds = ds.max((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs());
+        if let (Some(p), Some(q)) = (x["bbox"].as_array(), y["bbox"].as_array()) {
+            for (p, q) in p.iter().zip(q) {
+                db = db.max((p.as_f64().unwrap() - q.as_f64().unwrap()).abs());
+            }
+        }
+    }
+    (ds, db, same)
+}
+
+#[test]
+fn f32_matches_pysdk_f32() {
+    let Some(peer) = ov_peer("f32_matches_pysdk_f32") else {
+        return;
+    };
+    if !openvino("f32_matches_pysdk_f32") {
+        return;
+    }
+    let want = pysdk_goldens(&peer, "f32");
+    let dir = ov_zoo();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let props: Value = serde_json::from_str(F32).unwrap();
+    let mut checked = 0;
+    for m in ONNX_MODELS {
+        let name = ov_name(m);
+        let got = ours(&zoo, &name, &props);
+        for img in IMAGES {
+            let w = &want["results"][&name][img];
+            compare(
+                got[img].as_array().unwrap(),
+                w,
+                &format!("{name}/{img} f32"),
+            )
+            .unwrap();
+            let (ds, db, _) = gap(got[img].as_array().unwrap(), w.as_array().unwrap());
+            eprintln!("{name}/{img}: ours f32 vs PySDK f32: score {ds:.2e}, box {db:.2e} px");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 6);
+}
+
+/// OpenVINO's default precision (bf16 on CPUs with bf16 units): ours against PySDK's, within
+/// the gap PySDK's own default-vs-f32 results show (and never tighter than the f32 tolerance).
+#[test]
+fn default_precision_matches_pysdk_within_its_bf16_gap() {
+    let Some(peer) = ov_peer("default_precision_matches_pysdk_within_its_bf16_gap") else {
+        return;
+    };
+    if !openvino("default_precision_matches_pysdk_within_its_bf16_gap") {
+        return;
+    }
+    let (f32s, defaults) = (pysdk_goldens(&peer, "f32"), pysdk_goldens(&peer, "default"));
+    assert_eq!(
+        defaults["openvino"][0]["INFERENCE_PRECISION_HINT"],
+        dgzoo::zoo::local_system_info()["Devices"]["OPENVINO/CPU"][0]["INFERENCE_PRECISION_HINT"],
+        "PySDK and dgzoo see the same default precision"
+    );
+    let dir = ov_zoo();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    for m in ONNX_MODELS {
+        let name = ov_name(m);
+        // PySDK's own precision gap over this model's images.
+        let (mut gs, mut gb) = (0f64, 0f64);
+        for img in IMAGES {
+            let (ds, db, _) = gap(
+                defaults["results"][&name][img].as_array().unwrap(),
+                f32s["results"][&name][img].as_array().unwrap(),
+            );
+            gs = gs.max(ds);
+            gb = gb.max(db);
+        }
+        eprintln!("{name}: PySDK default vs f32: score {gs:.2e}, box {gb:.2e} px");
+        let got = ours(&zoo, &name, &Value::Null);
+        for img in IMAGES {
+            let w = defaults["results"][&name][img].as_array().unwrap();
+            let (ds, db, same) = gap(got[img].as_array().unwrap(), w);
+            eprintln!(
+                "{name}/{img}: ours default vs PySDK default: score {ds:.2e}, box {db:.2e} px"
+            );
+            assert!(
+                same,
+                "{name}/{img}: labels differ from PySDK's default precision: got {} want {}",
+                got[img],
+                Value::Array(w.to_vec())
+            );
+            assert!(
+                ds <= gs.max(1e-4),
+                "{name}/{img}: score gap {ds} beyond PySDK's own {gs}"
+            );
+            assert!(
+                db <= gb.max(0.5),
+                "{name}/{img}: box gap {db} beyond PySDK's own {gb}"
+            );
+        }
+    }
+}
+
+/// OpenVINO IR (converted from the ONNX file by OpenVINO's own converter, with a dynamic batch
+/// dimension) gives the ONNX model's results.
+#[test]
+fn ir_model_matches_its_onnx_source() {
+    let Some(peer) = ov_peer("ir_model_matches_its_onnx_source") else {
+        return;
+    };
+    if !openvino("ir_model_matches_its_onnx_source") {
+        return;
+    }
+    let dir = ov_zoo();
+    let m = ONNX_MODELS[0];
+    let name = ov_name(m);
+    let ir_name = name.replace("_openvino_", "_openvinoir_");
+    let ir_dir = dir.path().join(&ir_name);
+    std::fs::create_dir(&ir_dir).unwrap();
+    let xml = ir_dir.join(format!("{ir_name}.xml"));
+    let conv = std::process::Command::new(peer.join("ovvenv/bin/ovc"))
+        .arg(Path::new(SHARED_ZOO).join(m).join(format!("{m}.onnx")))
+        .args([
+            "--input",
+            "input[?,3,224,224]",
+            "--compress_to_fp16=False",
+            "--output_model",
+        ])
+        .arg(&xml)
+        .output()
+        .expect("run ovc");
+    assert!(
+        conv.status.success(),
+        "ovc failed: {}",
+        String::from_utf8_lossy(&conv.stderr)
+    );
+    assert!(ir_dir.join(format!("{ir_name}.bin")).is_file());
+    let mut cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join(&name).join(format!("{name}.json"))).unwrap(),
+    )
+    .unwrap();
+    cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{ir_name}.xml"));
+    // The config's Checksum is the SHA-256 of the file ModelPath names (checked at load).
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(&xml).unwrap());
+    cfg["Checksum"] = json!(digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>());
+    std::fs::write(
+        ir_dir.join(format!("{ir_name}.json")),
+        serde_json::to_string_pretty(&cfg).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(SHARED_ZOO).join(m).join("labels_ImageNet.json"),
+        ir_dir.join("labels_ImageNet.json"),
+    )
+    .unwrap();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let props: Value = serde_json::from_str(F32).unwrap();
+    let onnx = ours(&zoo, &name, &props);
+    let ir = ours(&zoo, &ir_name, &props);
+    for img in IMAGES {
+        compare(
+            ir[img].as_array().unwrap(),
+            &onnx[img],
+            &format!("IR vs ONNX {img}"),
+        )
+        .unwrap();
+    }
+    // The dynamic batch dimension shows in the engine's input description.
+    let model = zoo.load_model(&ir_name, &props).unwrap();
+    let info = dgzoo::runtime::agent("OPENVINO")
+        .unwrap()
+        .load(&xml, &Default::default())
+        .unwrap();
+    assert_eq!(info.inputs()[0].shape, vec![-1, 3, 224, 224]);
+    drop(model);
+}
+
+/// System info lists OPENVINO/CPU (with OpenVINO's version) exactly when the runtime loads,
+/// and the OPENVINO zoo lists its models.
+#[test]
+fn system_info_and_list_models_show_openvino() {
+    let info = dgzoo::zoo::local_system_info();
+    let loads = dgzoo::runtime::agent("OPENVINO").is_ok();
+    assert_eq!(
+        info["Devices"].get("OPENVINO/CPU").is_some(),
+        loads,
+        "{info}"
+    );
+    if !openvino("system_info_and_list_models_show_openvino") {
+        return;
+    }
+    let cpu = &info["Devices"]["OPENVINO/CPU"][0];
+    assert_eq!(cpu["@Index"], 0);
+    assert!(
+        cpu["VERSION"].as_str().unwrap().starts_with("2025.3"),
+        "{cpu}"
+    );
+    assert!(
+        cpu["FULL_DEVICE_NAME"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{cpu}"
+    );
+    // GPU/NPU only when OpenVINO sees them (this machine has neither).
+    let visible_gpu = Path::new("/dev/dri").exists();
+    assert!(info["Devices"].get("OPENVINO/GPU").is_none() || visible_gpu);
+    let dir = ov_zoo();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let names = zoo.list_names(&Filters::default());
+    assert_eq!(
+        names,
+        ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>()
+    );
+    let f = Filters::from_json(&json!({"runtime": "OPENVINO"})).unwrap();
+    assert_eq!(zoo.list_names(&f).len(), 2);
+    let f = Filters::from_json(&json!({"device_type": ["OPENVINO/CPU"]})).unwrap();
+    assert_eq!(zoo.list_names(&f).len(), 2);
+}
+
+/// `dgzoo server` serves an OPENVINO model: our client over asio, RAW frames, gets the local
+/// results.
+#[test]
+fn ai_server_serves_an_openvino_model() {
+    if !openvino("ai_server_serves_an_openvino_model") {
+        return;
+    }
+    let dir = ov_zoo();
+    let server = start_server(dir.path(), dgzoo::server::Protocol::Asio);
+    let name = ov_name(ONNX_MODELS[1]);
+    let local = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let props: Value = serde_json::from_str(F32).unwrap();
+    let want = ours(&local, &name, &props);
+    let remote = Zoo::connect(
+        &format!("127.0.0.1:{}", server.asio_addr().unwrap().port()),
+        "",
+        "",
+    )
+    .unwrap();
+    assert!(remote.system_info()["Devices"]
+        .get("OPENVINO/CPU")
+        .is_some());
+    let mut rprops = props.clone();
+    rprops["input_image_format"] = json!("RAW");
+    let got = ours(&remote, &name, &rprops);
+    for img in IMAGES {
+        compare(
+            got[img].as_array().unwrap(),
+            &want[img],
+            &format!("server {name}/{img}"),
+        )
+        .unwrap();
+    }
+}
