@@ -42,7 +42,7 @@ if [ ! -e "$ov-f32/plugins.xml" ]; then
 </ie>
 XML
 fi
-[ -x "$dir/ovvenv/bin/ovc" ] || { rm -rf "$dir/ovvenv"; "$py" -m venv "$dir/ovvenv" && "$dir/ovvenv/bin/pip" install -q openvino==2025.3.0 onnx; }
+[ -x "$dir/ovvenv/bin/ovc" ] || { rm -rf "$dir/ovvenv"; "$py" -m venv "$dir/ovvenv" && "$dir/ovvenv/bin/pip" install -q openvino==2025.3.0; }
 for v in "$ov" "$ov-f32"; do
   echo "$v: $(LD_LIBRARY_PATH="$v:$dir/ort" HOME="$(mktemp -d)" "$dir/venv/bin/degirum" sys-info | grep -E '^  [A-Z0-9]+/[A-Z]+:' | tr -d ' \n')"
 done

@@ -171,7 +171,7 @@ impl Engine {
         }
         verify_checksum(params, &key.model_path)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let max_sessions = key.devices.len().clamp(1, cores);
+        let max_sessions = (key.devices.len() * agent.frames_per_device()).clamp(1, cores);
         // Sessions share the cores: a lone frame gets them all through intra-op threads of
         // the all-core session; overlapping frames get one-core sessions (see [`Pool`]).
         let concurrent = agent.concurrent();

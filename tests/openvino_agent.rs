@@ -431,3 +431,74 @@ fn ai_server_serves_an_openvino_model() {
         .unwrap();
     }
 }
+
+/// A batch (frames overlapping on the engine's shared compiled model, one infer request per
+/// frame in flight) gives each frame's single-frame result, in order.
+#[test]
+fn batch_gives_the_single_frame_results_in_order() {
+    if !openvino("batch_gives_the_single_frame_results_in_order") {
+        return;
+    }
+    let dir = ov_zoo();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let props: Value = serde_json::from_str(F32).unwrap();
+    for m in ONNX_MODELS {
+        let name = ov_name(m);
+        let single = ours(&zoo, &name, &props);
+        let model = zoo.load_model(&name, &props).unwrap();
+        let frames: Vec<_> = (0..9)
+            .map(|i| {
+                vec![dgzoo::pipeline::OwnedInput::Bytes(
+                    std::fs::read(image(IMAGES[i % 3])).unwrap(),
+                )]
+            })
+            .collect();
+        let out = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
+        assert_eq!(out.len(), 9);
+        for (i, r) in out.into_iter().enumerate() {
+            let r = r.unwrap_or_else(|e| panic!("{name} frame {i}: {e}"));
+            compare(
+                &r.results,
+                &single[IMAGES[i % 3]],
+                &format!("{name} batch frame {i}"),
+            )
+            .unwrap();
+        }
+    }
+}
+
+/// A model file OpenVINO cannot read gives a clear error naming OpenVINO and the file, and
+/// the runtime stays usable.
+#[test]
+fn a_broken_model_file_gives_a_clear_error() {
+    if !openvino("a_broken_model_file_gives_a_clear_error") {
+        return;
+    }
+    let dir = ov_zoo();
+    let name = ov_name(ONNX_MODELS[0]);
+    let d = dir.path().join(&name);
+    let onnx = d.join(format!("{}.onnx", ONNX_MODELS[0]));
+    std::fs::remove_file(&onnx).unwrap();
+    std::fs::write(&onnx, b"not an onnx model").unwrap();
+    let cfg_path = d.join(format!("{name}.json"));
+    let mut cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(b"not an onnx model");
+    cfg["Checksum"] = json!(digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>());
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let model = zoo.load_model(&name, &Value::Null).unwrap();
+    let img = std::fs::read(image("cat_224.jpg")).unwrap();
+    let e = predict(&model, &[Input::Bytes(&img)]).unwrap_err();
+    assert!(e.message.contains("OpenVINO cannot load model"), "{e}");
+    assert!(e.message.contains(".onnx"), "{e}");
+    // The other model still runs.
+    let other = zoo
+        .load_model(&ov_name(ONNX_MODELS[1]), &Value::Null)
+        .unwrap();
+    predict(&other, &[Input::Bytes(&img)]).unwrap();
+}

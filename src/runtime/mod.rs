@@ -232,6 +232,11 @@ pub trait Agent: Send + Sync {
     fn concurrent(&self) -> bool {
         false
     }
+    /// How many frames one listed device runs at once (OpenVINO lists one CPU device that
+    /// runs a frame per stream); the engine runs at most this many per selected device.
+    fn frames_per_device(&self) -> usize {
+        1
+    }
 }
 
 /// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, the

@@ -635,6 +635,10 @@ impl Agent for OpenVinoAgent {
     fn concurrent(&self) -> bool {
         true
     }
+    // One CPU device, a frame per stream: as many streams as cores at most.
+    fn frames_per_device(&self) -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>> {
         let api = self.api;
         let device = if opts.device.is_empty() {
