@@ -502,3 +502,72 @@ fn a_broken_model_file_gives_a_clear_error() {
         .unwrap();
     predict(&other, &[Input::Bytes(&img)]).unwrap();
 }
+
+const PYSDK_CLIENT: &str = r#"
+import json, sys
+import degirum as dg
+addr, images_dir, name = sys.argv[1], sys.argv[2], sys.argv[3]
+zoo = dg.connect(addr, "", "")
+out = {"names": zoo.list_models(), "devices": sorted(zoo.system_info()["Devices"].keys())}
+m = zoo.load_model(name, input_image_format="RAW", extra_device_params={"INFERENCE_PRECISION_HINT": "f32"})
+out["device_type"] = m.device_type
+out["results"] = {img: m.predict(images_dir + "/" + img).results for img in sys.argv[4:]}
+print("RESULT-JSON " + json.dumps(out))
+"#;
+
+/// The real PySDK client through `dgzoo server` (asio) on an OPENVINO model gets our local
+/// results (f32 asked for through `extra_device_params`, RAW frames).
+#[test]
+fn pysdk_client_runs_an_openvino_model_on_our_server() {
+    let Some(peer) = peer("pysdk_client_runs_an_openvino_model_on_our_server") else {
+        return;
+    };
+    if !openvino("pysdk_client_runs_an_openvino_model_on_our_server") {
+        return;
+    }
+    let dir = ov_zoo();
+    let server = start_server(dir.path(), dgzoo::server::Protocol::Asio);
+    let name = ov_name(ONNX_MODELS[0]);
+    let local = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let want = ours(&local, &name, &serde_json::from_str(F32).unwrap());
+    let script = dir.path().join("client.py");
+    std::fs::write(&script, PYSDK_CLIENT).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(peer.join("venv/bin/python"))
+        .arg(&script)
+        .arg(format!("127.0.0.1:{}", server.asio_addr().unwrap().port()))
+        .arg(Path::new(SHARED_ZOO).join("images"))
+        .arg(&name)
+        .args(IMAGES)
+        .env("HOME", home.path())
+        .output()
+        .expect("run the PySDK client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT-JSON "))
+        .unwrap_or_else(|| {
+            panic!(
+                "PySDK client failed: {stdout}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    let got: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(got["device_type"], "OPENVINO/CPU");
+    assert!(got["devices"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("OPENVINO/CPU")));
+    assert_eq!(
+        got["names"],
+        json!(ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>())
+    );
+    for img in IMAGES {
+        compare(
+            got["results"][img].as_array().unwrap(),
+            &want[img],
+            &format!("PySDK client {name}/{img}"),
+        )
+        .unwrap();
+    }
+}
