@@ -571,3 +571,48 @@ fn pysdk_client_runs_an_openvino_model_on_our_server() {
         .unwrap();
     }
 }
+
+/// Changing `extra_device_params` on a loaded model recompiles it: OpenVINO's default
+/// precision (bf16 on this CPU) gives other scores than f32, and f32 gives the ONNX/CPU golden
+/// results of the shared zoo (PySDK's ONNX Runtime agent) within 1e-4.
+#[test]
+fn extra_device_params_change_the_precision_of_a_loaded_model() {
+    if !openvino("extra_device_params_change_the_precision_of_a_loaded_model") {
+        return;
+    }
+    let dir = ov_zoo();
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let name = ov_name(ONNX_MODELS[0]);
+    let model = zoo.load_model(&name, &Value::Null).unwrap();
+    let img = std::fs::read(image("cat_224.jpg")).unwrap();
+    let default = predict(&model, &[Input::Bytes(&img)]).unwrap().results;
+    model
+        .set_property(
+            "extra_device_params",
+            &json!({"INFERENCE_PRECISION_HINT": "f32"}),
+        )
+        .unwrap();
+    assert_eq!(
+        model.get_property("extra_device_params").unwrap(),
+        json!({"INFERENCE_PRECISION_HINT": "f32"})
+    );
+    let f32 = predict(&model, &[Input::Bytes(&img)]).unwrap().results;
+    compare(
+        &f32,
+        &golden(ONNX_MODELS[0], "cat_224.jpg"),
+        "f32 vs ONNX/CPU golden",
+    )
+    .unwrap();
+    let precision = dgzoo::zoo::local_system_info()["Devices"]["OPENVINO/CPU"][0]
+        ["INFERENCE_PRECISION_HINT"]
+        .clone();
+    let (ds, _, _) = gap(&default, &f32);
+    if precision == "bf16" {
+        assert!(
+            ds > 1e-3,
+            "bf16 and f32 gave the same scores ({ds}): the setting did not apply"
+        );
+    } else {
+        eprintln!("default precision here is {precision}: score gap to f32 {ds}");
+    }
+}
