@@ -6,7 +6,8 @@
 #   $DIR/ov-2025.3/       OpenVINO's default precision (bf16 on CPUs with bf16 units)
 #   $DIR/ov-2025.3-f32/   the same files (hard links) plus a plugins.xml forcing f32 on the CPU plugin
 #   $DIR/ovvenv/          Python 3.11 venv with the `openvino` wheel dgzoo pins (its converter makes
-#                         OpenVINO IR from ONNX for the tests; never imported next to PySDK)
+#                         OpenVINO IR from ONNX for the tests) with ONNX Runtime 1.20.1's quantiser, onnx and
+#                         pillow (int8 QDQ test models, scripts/make_qdq_model.py); never used next to PySDK
 # Run PySDK with LD_LIBRARY_PATH=$DIR/ov-2025.3[-f32]:$DIR/ort and a scratch HOME.
 # Usage: scripts/setup-openvino-peer.sh [DIR]   (default: $DGZOO_PEER or <repo>/.peer; idempotent;
 # needs scripts/setup-peer.sh first)
@@ -42,7 +43,7 @@ if [ ! -e "$ov-f32/plugins.xml" ]; then
 </ie>
 XML
 fi
-[ -x "$dir/ovvenv/bin/ovc" ] || { rm -rf "$dir/ovvenv"; "$py" -m venv "$dir/ovvenv" && "$dir/ovvenv/bin/pip" install -q openvino==2025.3.0; }
+[ -x "$dir/ovvenv/bin/ovc" ] && "$dir/ovvenv/bin/python" -c "import onnxruntime, onnx, PIL" 2>/dev/null || { rm -rf "$dir/ovvenv"; "$py" -m venv "$dir/ovvenv" && "$dir/ovvenv/bin/pip" install -q openvino==2025.3.0 onnxruntime==1.20.1 onnx pillow; }
 for v in "$ov" "$ov-f32"; do
   echo "$v: $(LD_LIBRARY_PATH="$v:$dir/ort" HOME="$(mktemp -d)" "$dir/venv/bin/degirum" sys-info | grep -E '^  [A-Z0-9]+/[A-Z]+:' | tr -d ' \n')"
 done

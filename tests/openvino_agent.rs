@@ -95,21 +95,29 @@ fn sha256_of(files: &[PathBuf], extra: &str) -> String {
 }
 
 /// PySDK's OPENVINO results (`{"openvino": .., "results": {model: {image: [..]}}}`) for the
-/// OPENVINO zoo, in `precision` ("f32" or "default"); computed once per set of inputs (the
-/// golden maker, the model files, the images, the peer's OpenVINO) and cached.
+/// OPENVINO zoo, in `precision` ("f32" or "default").
 fn pysdk_goldens(peer: &Path, precision: &str) -> Value {
+    let mut inputs = Vec::new();
+    for m in ONNX_MODELS {
+        let d = Path::new(SHARED_ZOO).join(m);
+        inputs.push(d.join(format!("{m}.json")));
+        inputs.push(d.join(format!("{m}.onnx")));
+    }
+    let zoo = ov_zoo();
+    pysdk_run(peer, precision, zoo.path(), inputs)
+}
+
+/// PySDK's OPENVINO results for the models of `zoo`, computed once per set of inputs (the
+/// golden maker, `inputs` (the model files), the images, the peer's OpenVINO) and cached.
+fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>) -> Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openvino_goldens.py");
     let ov = peer.join(if precision == "f32" {
         "ov-2025.3-f32"
     } else {
         "ov-2025.3"
     });
-    let mut inputs = vec![script.clone(), ov.join("libopenvino_intel_cpu_plugin.so")];
-    for m in ONNX_MODELS {
-        let d = Path::new(SHARED_ZOO).join(m);
-        inputs.push(d.join(format!("{m}.json")));
-        inputs.push(d.join(format!("{m}.onnx")));
-    }
+    inputs.push(script.clone());
+    inputs.push(ov.join("libopenvino_intel_cpu_plugin.so"));
     inputs.extend(IMAGES.iter().map(|i| image(i)));
     let key = sha256_of(
         &inputs,
@@ -125,12 +133,11 @@ fn pysdk_goldens(peer: &Path, precision: &str) -> Value {
             return v;
         }
     }
-    let zoo = ov_zoo();
     let home = tempfile::tempdir().unwrap();
     let out = home.path().join("out.json");
     let run = std::process::Command::new(peer.join("venv/bin/python"))
         .arg(&script)
-        .arg(zoo.path())
+        .arg(zoo)
         .arg(Path::new(SHARED_ZOO).join("images"))
         .arg(&out)
         .args(IMAGES)
@@ -614,5 +621,116 @@ fn extra_device_params_change_the_precision_of_a_loaded_model() {
         );
     } else {
         eprintln!("default precision here is {precision}: score gap to f32 {ds}");
+    }
+}
+
+/// EfficientNet-Lite0 quantised to int8 QDQ ONNX by ONNX Runtime's static quantiser
+/// (scripts/make_qdq_model.py, calibrated on the three images), made once per set of inputs.
+fn qdq_model(peer: &Path) -> PathBuf {
+    let m = ONNX_MODELS[0];
+    let src = Path::new(SHARED_ZOO).join(m).join(format!("{m}.onnx"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_qdq_model.py");
+    let mut inputs = vec![src.clone(), script.clone()];
+    inputs.extend(IMAGES.iter().map(|i| image(i)));
+    let key = sha256_of(&inputs, "224 127 128");
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openvino-qdq");
+    let out = dir.join(format!("{}.onnx", &key[..16]));
+    if out.is_file() {
+        return out;
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join(format!("{}.{}.part.onnx", &key[..16], std::process::id()));
+    let run = std::process::Command::new(peer.join("ovvenv/bin/python"))
+        .arg(&script)
+        .arg(&src)
+        .arg(&tmp)
+        .args(["224", "127", "128"])
+        .args(IMAGES.iter().map(|i| image(i)))
+        .output()
+        .expect("run make_qdq_model.py");
+    assert!(
+        run.status.success(),
+        "make_qdq_model.py failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    std::fs::rename(&tmp, &out).unwrap();
+    out
+}
+
+/// Results sorted by score, then class id: exactly tied int8 scores come in an order of their
+/// own on each side (PySDK puts the higher class id first).
+fn tie_order(v: &[Value]) -> Vec<Value> {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| {
+        let (sa, sb) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
+        sb.partial_cmp(&sa)
+            .unwrap()
+            .then(a["category_id"].as_i64().cmp(&b["category_id"].as_i64()))
+    });
+    v
+}
+
+/// An int8 QDQ ONNX model on OPENVINO: PySDK's OPENVINO agent's results (int8 kernels, so the
+/// default precision and f32 agree), scores within 1e-4.
+#[test]
+fn int8_qdq_model_matches_pysdk() {
+    let Some(peer) = ov_peer("int8_qdq_model_matches_pysdk") else {
+        return;
+    };
+    if !openvino("int8_qdq_model_matches_pysdk") {
+        return;
+    }
+    let qdq = qdq_model(&peer);
+    let float = ONNX_MODELS[0];
+    let name = "efficientnet_lite0_imagenet--224x224_quant_openvino_cpu_1";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join(name);
+    std::fs::create_dir(&d).unwrap();
+    std::os::unix::fs::symlink(&qdq, d.join(format!("{name}.onnx"))).unwrap();
+    std::os::unix::fs::symlink(
+        Path::new(SHARED_ZOO)
+            .join(float)
+            .join("labels_ImageNet.json"),
+        d.join("labels_ImageNet.json"),
+    )
+    .unwrap();
+    let mut cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(SHARED_ZOO)
+                .join(float)
+                .join(format!("{float}.json")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    cfg["DEVICE"] = json!([{"DeviceType": "CPU", "RuntimeAgent": "OPENVINO", "SupportedDeviceTypes": "OPENVINO/CPU"}]);
+    cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{name}.onnx"));
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(std::fs::read(&qdq).unwrap());
+    cfg["Checksum"] = json!(digest
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>());
+    std::fs::write(d.join(format!("{name}.json")), cfg.to_string()).unwrap();
+    let want = pysdk_run(&peer, "default", dir.path(), vec![qdq.clone()]);
+    let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
+    let got = ours(&zoo, name, &Value::Null);
+    let float_got = ours(&zoo, name, &serde_json::from_str(F32).unwrap());
+    for img in IMAGES {
+        let w = Value::Array(tie_order(want["results"][name][img].as_array().unwrap()));
+        compare(
+            &tie_order(got[img].as_array().unwrap()),
+            &w,
+            &format!("int8 {img}"),
+        )
+        .unwrap();
+        compare(
+            &tie_order(float_got[img].as_array().unwrap()),
+            &w,
+            &format!("int8 f32-hint {img}"),
+        )
+        .unwrap();
+        let (ds, _, _) = gap(got[img].as_array().unwrap(), w.as_array().unwrap());
+        eprintln!("int8 QDQ {img}: ours vs PySDK: score {ds:.2e}");
     }
 }
