@@ -734,3 +734,62 @@ fn int8_qdq_model_matches_pysdk() {
         eprintln!("int8 QDQ {img}: ours vs PySDK: score {ds:.2e}");
     }
 }
+
+/// The hub's cloud inference (`@cloud`, socket.io) runs an OPENVINO model on the hub's local
+/// OpenVINO and gives the local results.
+#[test]
+fn hub_cloud_inference_runs_an_openvino_model() {
+    if !openvino("hub_cloud_inference_runs_an_openvino_model") {
+        return;
+    }
+    let (org, zoo_name, token) = ("myorg", "ovzoo", "dg_test_token_ov");
+    let models = ov_zoo();
+    let name = ov_name(ONNX_MODELS[1]);
+    // A real copy of the model folder (the zoo's files are symlinks).
+    let src = tempfile::tempdir().unwrap();
+    let mdir = src.path().join(&name);
+    std::fs::create_dir(&mdir).unwrap();
+    for f in std::fs::read_dir(models.path().join(&name))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(f.path(), mdir.join(f.file_name())).unwrap();
+    }
+    let root = tempfile::tempdir().unwrap();
+    let zdir = root.path().join(org).join(zoo_name);
+    std::fs::create_dir_all(&zdir).unwrap();
+    dgzoo::cache::archive::pack_model(&mdir, &zdir.join(format!("{name}.zip"))).unwrap();
+    std::fs::write(
+        root.path().join("tokens.json"),
+        format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["{org}/{zoo_name}"]}}}}"#),
+    )
+    .unwrap();
+    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    cfg.port = 0;
+    let hub = dgzoo::hub::Hub::start(&cfg).expect("hub starts");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = dgzoo::zoo::ConnectOptions {
+        cache: Some(dgzoo::cache::CacheConfig {
+            root: cache.path().to_path_buf(),
+            limit: dgzoo::cache::DEFAULT_LIMIT,
+            offline: false,
+        }),
+        offline: None,
+    };
+    let url = format!("http://{}/{org}/{zoo_name}", hub.addr());
+    let cloud = Zoo::connect_with("@cloud", &url, token, &opts).unwrap();
+    let props: Value = serde_json::from_str(F32).unwrap();
+    let mut rprops = props.clone();
+    rprops["input_image_format"] = json!("RAW");
+    let got = ours(&cloud, &name, &rprops);
+    let local = Zoo::connect("@local", models.path().to_str().unwrap(), "").unwrap();
+    let want = ours(&local, &name, &props);
+    for img in IMAGES {
+        compare(
+            got[img].as_array().unwrap(),
+            &want[img],
+            &format!("hub {name}/{img}"),
+        )
+        .unwrap();
+    }
+}
