@@ -9,7 +9,7 @@ use crate::runtime::{self, Agent, Session, SessionOptions, Tensor, TensorInfo};
 use crate::state::{is_image_input, ModelState};
 
 pub use crate::frame::{InferenceResult, Input};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;

@@ -18,6 +18,8 @@ pub struct Settings {
     pub cache_limit: Option<u64>,
     /// `DGZOO_OFFLINE` is 1/true/yes/on: never contact the cloud.
     pub offline: bool,
+    /// `DGZOO_OPENVINO_CACHE` is 0/false/no/off: OpenVINO compiles models without its blob cache.
+    pub openvino_cache_off: bool,
     /// `DGZOO_TOKEN_FILE`: the cloud token file to use instead of PySDK's.
     pub token_file: Option<PathBuf>,
     /// `DGZOO_LOG`: the log filter (tracing-subscriber EnvFilter syntax), for the log
@@ -47,12 +49,22 @@ impl Settings {
             cache_dir: path("DGZOO_CACHE_DIR"),
             cache_limit: std::env::var("DGZOO_CACHE_LIMIT").ok().and_then(|v| v.trim().parse().ok()),
             offline: flag("DGZOO_OFFLINE"),
+            openvino_cache_off: std::env::var("DGZOO_OPENVINO_CACHE").is_ok_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")),
             token_file: path("DGZOO_TOKEN_FILE"),
             log: std::env::var("DGZOO_LOG").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             home: path("HOME"),
             appdata: path("APPDATA"),
             xdg_data_home: path("XDG_DATA_HOME"),
         }
+    }
+
+    /// The model cache's root: `DGZOO_CACHE_DIR`, else `<os appdata>/dgzoo/cloud_zoo_cache`,
+    /// else a folder in the temp dir.
+    pub fn cache_root(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .or_else(|| self.os_appdata().map(|d| d.join("dgzoo").join("cloud_zoo_cache")))
+            .unwrap_or_else(|| std::env::temp_dir().join("dgzoo-cloud-zoo-cache"))
     }
 
     /// The OS per-user data root: `$XDG_DATA_HOME` or `~/.local/share` (Linux),

@@ -56,12 +56,7 @@ impl CacheConfig {
 
     /// The same from settings already read.
     pub fn from_settings(s: &crate::settings::Settings) -> Self {
-        let root = s
-            .cache_dir
-            .clone()
-            .or_else(|| s.os_appdata().map(|d| d.join("dgzoo").join("cloud_zoo_cache")))
-            .unwrap_or_else(|| std::env::temp_dir().join("dgzoo-cloud-zoo-cache"));
-        CacheConfig { root, limit: s.cache_limit.unwrap_or(DEFAULT_LIMIT), offline: s.offline }
+        CacheConfig { root: s.cache_root(), limit: s.cache_limit.unwrap_or(DEFAULT_LIMIT), offline: s.offline }
     }
 }
 

@@ -448,13 +448,10 @@ impl OpenVinoAgent {
                 path.display()
             )));
         }
-        let cache_off = std::env::var("DGZOO_OPENVINO_CACHE")
-            .is_ok_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off"));
-        let cache_root = (!cache_off).then(|| {
-            crate::cache::CacheConfig::from_env()
-                .root
-                .join("openvino_cache")
-        });
+        // The blob cache sits in the model cache's root (Settings, not the cache module: the
+        // runtimes stand below it).
+        let settings = crate::settings::Settings::from_env();
+        let cache_root = (!settings.openvino_cache_off).then(|| settings.cache_root().join("openvino_cache"));
         Ok(OpenVinoAgent {
             api,
             core: Core(core),

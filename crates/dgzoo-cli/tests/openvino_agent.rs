@@ -3,9 +3,11 @@
 //! (EfficientNet-Lite0, YOLOv8n), PySDK's results in f32 and in OpenVINO's default precision
 //! (bf16 on this CPU) computed at test time (cached under the target dir, keyed by every input),
 //! an IR model against its ONNX source, and the AI server serving an OPENVINO model.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
@@ -110,7 +112,7 @@ fn pysdk_goldens(peer: &Path, precision: &str) -> Value {
 /// PySDK's OPENVINO results for the models of `zoo`, computed once per set of inputs (the
 /// golden maker, `inputs` (the model files), the images, the peer's OpenVINO) and cached.
 fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>) -> Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/openvino_goldens.py");
+    let script = Path::new(env!("DGZOO_REPO")).join("scripts/openvino_goldens.py");
     let ov = peer.join(if precision == "f32" {
         "ov-2025.3-f32"
     } else {
@@ -412,7 +414,7 @@ fn ai_server_serves_an_openvino_model() {
         return;
     }
     let dir = ov_zoo();
-    let server = start_server(dir.path(), dgzoo::server::Protocol::Asio);
+    let server = start_server(dir.path(), dgzoo_server::aiserver::Protocol::Asio);
     let name = ov_name(ONNX_MODELS[1]);
     let local = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let props: Value = serde_json::from_str(F32).unwrap();
@@ -533,7 +535,7 @@ fn pysdk_client_runs_an_openvino_model_on_our_server() {
         return;
     }
     let dir = ov_zoo();
-    let server = start_server(dir.path(), dgzoo::server::Protocol::Asio);
+    let server = start_server(dir.path(), dgzoo_server::aiserver::Protocol::Asio);
     let name = ov_name(ONNX_MODELS[0]);
     let local = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let want = ours(&local, &name, &serde_json::from_str(F32).unwrap());
@@ -629,7 +631,7 @@ fn extra_device_params_change_the_precision_of_a_loaded_model() {
 fn qdq_model(peer: &Path) -> PathBuf {
     let m = ONNX_MODELS[0];
     let src = Path::new(SHARED_ZOO).join(m).join(format!("{m}.onnx"));
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/make_qdq_model.py");
+    let script = Path::new(env!("DGZOO_REPO")).join("scripts/make_qdq_model.py");
     let mut inputs = vec![src.clone(), script.clone()];
     inputs.extend(IMAGES.iter().map(|i| image(i)));
     let key = sha256_of(&inputs, "224 127 128");
@@ -764,9 +766,9 @@ fn hub_cloud_inference_runs_an_openvino_model() {
         format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["{org}/{zoo_name}"]}}}}"#),
     )
     .unwrap();
-    let mut cfg = dgzoo::hub::HubConfig::new(root.path());
+    let mut cfg = dgzoo_server::hub::HubConfig::new(root.path());
     cfg.port = 0;
-    let hub = dgzoo::hub::Hub::start(&cfg).expect("hub starts");
+    let hub = dgzoo_server::hub::Hub::start(&cfg).expect("hub starts");
     let cache = tempfile::tempdir().unwrap();
     let opts = dgzoo::zoo::ConnectOptions {
         cache: Some(dgzoo::cache::CacheConfig {
