@@ -116,16 +116,8 @@ fn from_ov(t: i32, what: &str) -> Result<ElemType> {
         ET_U64 => ElemType::U64,
         ET_I64 => ElemType::I64,
         ET_BOOLEAN => ElemType::Bool,
-        ET_BF16 => {
-            return Err(Error::unsupported(format!(
-                "OpenVINO {what} has element type bf16, which dgzoo does not take"
-            )))
-        }
-        other => {
-            return Err(Error::unsupported(format!(
-                "OpenVINO {what} has unsupported element type #{other}"
-            )))
-        }
+        ET_BF16 => return Err(Error::unsupported(format!("OpenVINO {what} has element type bf16, which dgzoo does not take"))),
+        other => return Err(Error::unsupported(format!("OpenVINO {what} has unsupported element type #{other}"))),
     })
 }
 
@@ -135,8 +127,7 @@ fn from_ov(t: i32, what: &str) -> Result<ElemType> {
 
 /// `ov_core_compile_model(core, model, device, property_args_size, compiled, ...)`: C-variadic,
 /// the variadic part being `property_args_size` `const char*` (key, value, key, value, ...).
-type CompileFn =
-    unsafe extern "C" fn(CoreH, ModelH, *const c_char, usize, *mut CompiledH, ...) -> Status;
+type CompileFn = unsafe extern "C" fn(CoreH, ModelH, *const c_char, usize, *mut CompiledH, ...) -> Status;
 
 macro_rules! ov_api {
     ($( $field:ident = $sym:literal : fn($($arg:ty),*) $(-> $ret:ty)? ;)*) => {
@@ -269,17 +260,8 @@ impl Api {
     }
 
     /// Compile with `props` (key, value pairs) through the C-variadic entry point.
-    fn compile(
-        &self,
-        core: CoreH,
-        model: ModelH,
-        device: &CStr,
-        props: &[(CString, CString)],
-    ) -> std::result::Result<CompiledH, String> {
-        let a: Vec<*const c_char> = props
-            .iter()
-            .flat_map(|(k, v)| [k.as_ptr(), v.as_ptr()])
-            .collect();
+    fn compile(&self, core: CoreH, model: ModelH, device: &CStr, props: &[(CString, CString)]) -> std::result::Result<CompiledH, String> {
+        let a: Vec<*const c_char> = props.iter().flat_map(|(k, v)| [k.as_ptr(), v.as_ptr()]).collect();
         let mut out: CompiledH = std::ptr::null_mut();
         let (c, m, d, o) = (core, model, device.as_ptr(), &mut out as *mut CompiledH);
         macro_rules! call {
@@ -304,12 +286,7 @@ impl Api {
             20 => call!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19),
             22 => call!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21),
             24 => call!(0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23),
-            n => {
-                return Err(format!(
-                    "too many OpenVINO properties ({}; at most 12)",
-                    n / 2
-                ))
-            }
+            n => return Err(format!("too many OpenVINO properties ({}; at most 12)", n / 2)),
         };
         self.check("ov_core_compile_model", st)?;
         if out.is_null() {
@@ -346,58 +323,32 @@ impl OpenVinoAgent {
 
     /// [`OpenVinoAgent::load`] from the first of `names` that opens.
     fn load_from(names: &[&str]) -> Result<Self> {
-        let (lib, path) = open_library(names).map_err(|e| {
-            Error::unsupported(format!("runtime OPENVINO: {}; {INSTALL_HINT}", e.message))
-        })?;
+        let (lib, path) = open_library(names).map_err(|e| Error::unsupported(format!("runtime OPENVINO: {}; {INSTALL_HINT}", e.message)))?;
         let api: &'static Api = Box::leak(Box::new(Api::resolve(lib, &path)?));
-        let mut v = Version {
-            build_number: std::ptr::null(),
-            description: std::ptr::null(),
-        };
+        let mut v = Version { build_number: std::ptr::null(), description: std::ptr::null() };
         // SAFETY: v is a valid out-struct; its strings are freed with ov_version_free.
         let version = unsafe {
-            api.check("ov_get_openvino_version", (api.get_version)(&mut v))
-                .map_err(Error::unsupported)?;
-            let s = if v.build_number.is_null() {
-                String::new()
-            } else {
-                CStr::from_ptr(v.build_number)
-                    .to_string_lossy()
-                    .into_owned()
-            };
+            api.check("ov_get_openvino_version", (api.get_version)(&mut v)).map_err(Error::unsupported)?;
+            let s = if v.build_number.is_null() { String::new() } else { CStr::from_ptr(v.build_number).to_string_lossy().into_owned() };
             (api.version_free)(&mut v);
             s
         };
         // The element-type numbering (and the rest of the ABI declared here) is 2025.x's.
         if !version.starts_with("2025.") {
-            return Err(Error::unsupported(format!(
-                "{} is OpenVINO {version}; dgzoo's OPENVINO agent needs the 2025.x C API; {INSTALL_HINT}",
-                path.display()
-            )));
+            return Err(Error::unsupported(format!("{} is OpenVINO {version}; dgzoo's OPENVINO agent needs the 2025.x C API; {INSTALL_HINT}", path.display())));
         }
         let mut core: CoreH = std::ptr::null_mut();
         // SAFETY: core receives a new ov_core_t (kept for the process).
-        api.check("ov_core_create", unsafe { (api.core_create)(&mut core) })
-            .map_err(Error::unsupported)?;
+        api.check("ov_core_create", unsafe { (api.core_create)(&mut core) }).map_err(Error::unsupported)?;
         if core.is_null() {
             return Err(Error::unsupported("ov_core_create returned no core"));
         }
-        let mut list = AvailableDevices {
-            devices: std::ptr::null_mut(),
-            size: 0,
-        };
+        let mut list = AvailableDevices { devices: std::ptr::null_mut(), size: 0 };
         // SAFETY: list receives OpenVINO's device array, freed with ov_available_devices_free.
         let names: Vec<String> = unsafe {
-            api.check(
-                "ov_core_get_available_devices",
-                (api.core_get_available_devices)(core, &mut list),
-            )
-            .map_err(Error::unsupported)?;
-            let names = (0..list.size)
-                .map(|i| *list.devices.add(i))
-                .filter(|p| !p.is_null())
-                .map(|p| CStr::from_ptr(p).to_string_lossy().into_owned())
-                .collect();
+            api.check("ov_core_get_available_devices", (api.core_get_available_devices)(core, &mut list)).map_err(Error::unsupported)?;
+            let names =
+                (0..list.size).map(|i| *list.devices.add(i)).filter(|p| !p.is_null()).map(|p| CStr::from_ptr(p).to_string_lossy().into_owned()).collect();
             (api.available_devices_free)(&mut list);
             names
         };
@@ -406,14 +357,9 @@ impl OpenVinoAgent {
         for full in &names {
             let kind = full.split('.').next().unwrap_or(full).to_string();
             let mut m = Map::new();
-            let index = devices
-                .iter()
-                .find(|(k, _)| *k == kind)
-                .map_or(0, |(_, e)| e.len());
+            let index = devices.iter().find(|(k, _)| *k == kind).map_or(0, |(_, e)| e.len());
             m.insert("@Index".into(), index.into());
-            let props = api
-                .device_property(core, full, "SUPPORTED_PROPERTIES")
-                .unwrap_or_default();
+            let props = api.device_property(core, full, "SUPPORTED_PROPERTIES").unwrap_or_default();
             let mut rw = Vec::new();
             for p in props.split([' ', ',']).filter(|p| !p.is_empty()) {
                 // "NAME" or "NAME:RW"/"NAME:RO" depending on how the list is printed.
@@ -421,14 +367,7 @@ impl OpenVinoAgent {
                 if mode != "RO" {
                     rw.push(name.to_string());
                 }
-                if matches!(
-                    name,
-                    "SUPPORTED_PROPERTIES"
-                        | "CACHING_PROPERTIES"
-                        | "SUPPORTED_METRICS"
-                        | "SUPPORTED_CONFIG_KEYS"
-                        | "CACHE_DIR"
-                ) {
+                if matches!(name, "SUPPORTED_PROPERTIES" | "CACHING_PROPERTIES" | "SUPPORTED_METRICS" | "SUPPORTED_CONFIG_KEYS" | "CACHE_DIR") {
                     continue;
                 }
                 if let Some(v) = api.device_property(core, full, name) {
@@ -443,38 +382,19 @@ impl OpenVinoAgent {
             }
         }
         if !devices.iter().any(|(k, _)| k == "CPU") {
-            return Err(Error::unsupported(format!(
-                "OpenVINO {version} at {} sees no CPU device (its CPU plugin did not load)",
-                path.display()
-            )));
+            return Err(Error::unsupported(format!("OpenVINO {version} at {} sees no CPU device (its CPU plugin did not load)", path.display())));
         }
         // The blob cache sits in the model cache's root (Settings, not the cache module: the
         // runtimes stand below it).
         let settings = crate::settings::Settings::from_env();
         let cache_root = (!settings.openvino_cache_off).then(|| settings.cache_root().join("openvino_cache"));
-        Ok(OpenVinoAgent {
-            api,
-            core: Core(core),
-            version,
-            devices,
-            supported,
-            cache_root,
-        })
+        Ok(OpenVinoAgent { api, core: Core(core), version, devices, supported, cache_root })
     }
 
     /// The compile properties for a session: PySDK's `OPENVINO_*` keys, pass-through OpenVINO
     /// properties, dgzoo's thread split when nothing else says, and the cache folder.
-    fn properties(
-        &self,
-        device: &str,
-        model_path: &Path,
-        opts: &SessionOptions,
-    ) -> Result<Vec<(String, String)>> {
-        let supported: &[String] = self
-            .supported
-            .iter()
-            .find(|(k, _)| k == device)
-            .map_or(&[], |(_, v)| v.as_slice());
+    fn properties(&self, device: &str, model_path: &Path, opts: &SessionOptions) -> Result<Vec<(String, String)>> {
+        let supported: &[String] = self.supported.iter().find(|(k, _)| k == device).map_or(&[], |(_, v)| v.as_slice());
         let mut props: Vec<(String, String)> = Vec::new();
         let mut set = |k: &str, v: String| {
             props.retain(|(pk, _)| pk != k);
@@ -498,18 +418,10 @@ impl OpenVinoAgent {
                 Value::String(s) if is_flag => match s.trim().to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" | "on" => "YES".to_string(),
                     "0" | "false" | "no" | "off" => "NO".to_string(),
-                    _ => {
-                        return Err(Error::invalid(format!(
-                            "ExtraDeviceParams {k} must be a boolean, not '{s}'"
-                        )))
-                    }
+                    _ => return Err(Error::invalid(format!("ExtraDeviceParams {k} must be a boolean, not '{s}'"))),
                 },
                 Value::String(s) => s.clone(),
-                other => {
-                    return Err(Error::invalid(format!(
-                        "ExtraDeviceParams {k} must be a number, string or boolean, not {other}"
-                    )))
-                }
+                other => return Err(Error::invalid(format!("ExtraDeviceParams {k} must be a number, string or boolean, not {other}"))),
             };
             set(ov_key, text);
         }
@@ -523,10 +435,7 @@ impl OpenVinoAgent {
                     props.push(("NUM_STREAMS".into(), frames.to_string()));
                 }
                 if !has(&props, "INFERENCE_NUM_THREADS") && opts.threads > 0 {
-                    props.push((
-                        "INFERENCE_NUM_THREADS".into(),
-                        (opts.threads * frames).to_string(),
-                    ));
+                    props.push(("INFERENCE_NUM_THREADS".into(), (opts.threads * frames).to_string()));
                 }
             }
             if !has(&props, "ENABLE_CPU_PINNING") {
@@ -534,11 +443,7 @@ impl OpenVinoAgent {
             }
         }
         if !has(&props, "CACHE_DIR") {
-            if let Some(dir) = self
-                .cache_root
-                .as_deref()
-                .and_then(|root| cache_dir(root, model_path, &props))
-            {
+            if let Some(dir) = self.cache_root.as_deref().and_then(|root| cache_dir(root, model_path, &props)) {
                 props.push(("CACHE_DIR".into(), dir.to_string_lossy().into_owned()));
             }
         }
@@ -557,34 +462,23 @@ fn yes_no(b: bool) -> &'static str {
 /// SHA-256 of the model's files (the `.bin` beside an IR `.xml` too), once per (file, size, mtime).
 fn model_hash(model_path: &Path) -> Option<String> {
     use sha2::Digest;
-    static HASHES: once_cell::sync::Lazy<Mutex<std::collections::HashMap<ModelFileKey, String>>> =
-        once_cell::sync::Lazy::new(Default::default);
+    static HASHES: once_cell::sync::Lazy<Mutex<std::collections::HashMap<ModelFileKey, String>>> = once_cell::sync::Lazy::new(Default::default);
     let mut files = vec![model_path.to_path_buf()];
-    if model_path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
-    {
+    if model_path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
         files.push(model_path.with_extension("bin"));
     }
     let mut h = sha2::Sha256::new();
     for f in files.iter().filter(|f| f.is_file()) {
         let meta = std::fs::metadata(f).ok()?;
         let key = (f.clone(), meta.len(), meta.modified().ok());
-        let known = HASHES
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
+        let known = HASHES.lock().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
         let one = match known {
             Some(s) => s,
             None => {
                 let mut fh = sha2::Sha256::new();
                 std::io::copy(&mut std::fs::File::open(f).ok()?, &mut fh).ok()?;
                 let s: String = fh.finalize().iter().map(|b| format!("{b:02x}")).collect();
-                HASHES
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, s.clone());
+                HASHES.lock().unwrap_or_else(|p| p.into_inner()).insert(key, s.clone());
                 s
             }
         };
@@ -607,12 +501,7 @@ fn cache_dir(root: &Path, model_path: &Path, props: &[(String, String)]) -> Opti
     for (k, v) in sorted {
         h.update(format!("\0{k}={v}").as_bytes());
     }
-    let key: String = h
-        .finalize()
-        .iter()
-        .take(16)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key: String = h.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect();
     let dir = root.join(key);
     std::fs::create_dir_all(&dir).ok()?;
     Some(dir)
@@ -638,51 +527,28 @@ impl Agent for OpenVinoAgent {
     }
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>> {
         let api = self.api;
-        let device = if opts.device.is_empty() {
-            "CPU"
-        } else {
-            opts.device.as_str()
-        };
+        let device = if opts.device.is_empty() { "CPU" } else { opts.device.as_str() };
         if !self.devices.iter().any(|(k, _)| k == device) {
-            return Err(Error::unsupported(format!(
-                "OpenVINO sees no {device} device on this system"
-            )));
+            return Err(Error::unsupported(format!("OpenVINO sees no {device} device on this system")));
         }
-        let bad = |e: String| {
-            Error::bad_model(format!(
-                "OpenVINO cannot load model '{}': {e}",
-                model_path.display()
-            ))
-        };
-        let path_c = CString::new(model_path.to_string_lossy().as_bytes())
-            .map_err(|_| Error::invalid("model path contains a NUL byte"))?;
+        let bad = |e: String| Error::bad_model(format!("OpenVINO cannot load model '{}': {e}", model_path.display()));
+        let path_c = CString::new(model_path.to_string_lossy().as_bytes()).map_err(|_| Error::invalid("model path contains a NUL byte"))?;
         let props = self.properties(device, model_path, opts)?;
         let props_c = props
             .iter()
             .map(|(k, v)| Ok((CString::new(k.as_str())?, CString::new(v.as_str())?)))
             .collect::<std::result::Result<Vec<_>, std::ffi::NulError>>()
             .map_err(|_| Error::invalid("an OpenVINO property contains a NUL byte"))?;
-        let device_c =
-            CString::new(device).map_err(|_| Error::invalid("device name contains a NUL byte"))?;
+        let device_c = CString::new(device).map_err(|_| Error::invalid("device name contains a NUL byte"))?;
         let mut model: ModelH = std::ptr::null_mut();
         // SAFETY: core is live; path_c is NUL-terminated; a NULL weights path lets OpenVINO find
         // an IR's .bin beside its .xml (ONNX has none); model receives a new ov_model_t.
-        api.check("ov_core_read_model", unsafe {
-            (api.core_read_model)(self.core.0, path_c.as_ptr(), std::ptr::null(), &mut model)
-        })
-        .map_err(bad)?;
+        api.check("ov_core_read_model", unsafe { (api.core_read_model)(self.core.0, path_c.as_ptr(), std::ptr::null(), &mut model) }).map_err(bad)?;
         let compiled = api.compile(self.core.0, model, &device_c, &props_c);
         // SAFETY: the compiled model does not need the source model object any more.
         unsafe { (api.model_free)(model) };
         let compiled = compiled.map_err(bad)?;
-        let mut session = OvSession {
-            api,
-            compiled,
-            requests: Mutex::new(Vec::new()),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            properties: props,
-        };
+        let mut session = OvSession { api, compiled, requests: Mutex::new(Vec::new()), inputs: Vec::new(), outputs: Vec::new(), properties: props };
         session.inputs = session.ports(false).map_err(bad)?;
         session.outputs = session.ports(true).map_err(bad)?;
         Ok(Box::new(session))
@@ -775,50 +641,26 @@ impl OvSession {
                 };
                 let mut et = 0i32;
                 // SAFETY: port is live; et is a valid out-pointer.
-                api.check("ov_port_get_element_type", unsafe {
-                    (api.port_get_element_type)(port, &mut et)
-                })?;
+                api.check("ov_port_get_element_type", unsafe { (api.port_get_element_type)(port, &mut et) })?;
                 let dtype = from_ov(et, &format!("tensor '{name}'")).map_err(|e| e.message)?;
-                let mut ps = PartialShape {
-                    rank: Dimension { min: 0, max: 0 },
-                    dims: std::ptr::null_mut(),
-                };
+                let mut ps = PartialShape { rank: Dimension { min: 0, max: 0 }, dims: std::ptr::null_mut() };
                 // SAFETY: port is live; ps receives dims we free with ov_partial_shape_free.
-                api.check("ov_port_get_partial_shape", unsafe {
-                    (api.port_get_partial_shape)(port, &mut ps)
-                })?;
-                let shape = if ps.rank.min != ps.rank.max
-                    || ps.rank.min < 0
-                    || (ps.rank.min > 0 && ps.dims.is_null())
-                {
+                api.check("ov_port_get_partial_shape", unsafe { (api.port_get_partial_shape)(port, &mut ps) })?;
+                let shape = if ps.rank.min != ps.rank.max || ps.rank.min < 0 || (ps.rank.min > 0 && ps.dims.is_null()) {
                     None
                 } else {
                     // SAFETY: rank.min dims are allocated by OpenVINO.
                     Some(
                         (0..ps.rank.min as usize)
                             .map(|d| unsafe { *ps.dims.add(d) })
-                            .map(|d| {
-                                if d.min == d.max && d.min >= 0 {
-                                    d.min
-                                } else {
-                                    -1
-                                }
-                            })
+                            .map(|d| if d.min == d.max && d.min >= 0 { d.min } else { -1 })
                             .collect::<Vec<i64>>(),
                     )
                 };
                 // SAFETY: frees what ov_port_get_partial_shape allocated.
                 unsafe { (api.partial_shape_free)(&mut ps) };
-                let shape = shape.ok_or_else(|| {
-                    format!("tensor '{name}' has a dynamic rank, which dgzoo does not take")
-                })?;
-                Ok(TensorInfo {
-                    name,
-                    shape,
-                    dtype,
-                    quant: None,
-                    id: None,
-                })
+                let shape = shape.ok_or_else(|| format!("tensor '{name}' has a dynamic rank, which dgzoo does not take"))?;
+                Ok(TensorInfo { name, shape, dtype, quant: None, id: None })
             })();
             // SAFETY: the port is ours, freed once.
             unsafe { (api.port_free)(port) };
@@ -828,49 +670,27 @@ impl OvSession {
     }
 
     fn take_request(&self) -> Result<Request> {
-        if let Some(r) = self
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .pop()
-        {
+        if let Some(r) = self.requests.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(r);
         }
         let mut r: RequestH = std::ptr::null_mut();
         // SAFETY: compiled is live; r receives a new infer request.
         self.api
-            .check("ov_compiled_model_create_infer_request", unsafe {
-                (self.api.compiled_create_request)(self.compiled, &mut r)
-            })
+            .check("ov_compiled_model_create_infer_request", unsafe { (self.api.compiled_create_request)(self.compiled, &mut r) })
             .map_err(Error::inference)?;
         Ok(Request(r))
     }
 
     fn run_inner(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::invalid(format!(
-                "model takes {} input(s), got {}",
-                self.inputs.len(),
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("model takes {} input(s), got {}", self.inputs.len(), inputs.len())));
         }
         for (t, info) in inputs.iter().zip(&self.inputs) {
             if t.info.dtype != info.dtype {
-                return Err(Error::invalid(format!(
-                    "input '{}' must be {:?}, got {:?}",
-                    info.name, info.dtype, t.info.dtype
-                )));
+                return Err(Error::invalid(format!("input '{}' must be {:?}, got {:?}", info.name, info.dtype, t.info.dtype)));
             }
-            let fits = t.info.shape.len() == info.shape.len()
-                && t.info
-                    .shape
-                    .iter()
-                    .zip(&info.shape)
-                    .all(|(a, b)| *b < 0 || a == b);
-            if !fits
-                || t.info.shape.iter().any(|&d| d < 0)
-                || t.data.len() != t.num_elements() * t.info.dtype.size()
-            {
+            let fits = t.info.shape.len() == info.shape.len() && t.info.shape.iter().zip(&info.shape).all(|(a, b)| *b < 0 || a == b);
+            if !fits || t.info.shape.iter().any(|&d| d < 0) || t.data.len() != t.num_elements() * t.info.dtype.size() {
                 return Err(Error::invalid(format!(
                     "input '{}' has shape {:?} ({} bytes); the model expects shape {:?}",
                     info.name,
@@ -884,11 +704,7 @@ impl OvSession {
         let out = self.infer(&req, inputs);
         // A request whose run failed is dropped rather than reused.
         match &out {
-            Ok(_) => self
-                .requests
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(req),
+            Ok(_) => self.requests.lock().unwrap_or_else(|p| p.into_inner()).push(req),
             // SAFETY: the request is ours and no longer used.
             Err(_) => unsafe { (self.api.request_free)(req.0) },
         }
@@ -901,63 +717,34 @@ impl OvSession {
         let mut held = Vec::with_capacity(inputs.len());
         for (i, t) in inputs.iter().enumerate() {
             let mut dims = t.info.shape.clone();
-            let shape = Shape {
-                rank: dims.len() as i64,
-                dims: dims.as_mut_ptr(),
-            };
+            let shape = Shape { rank: dims.len() as i64, dims: dims.as_mut_ptr() };
             let mut h: TensorH = std::ptr::null_mut();
             // SAFETY: the shape's dims live in `dims` for the call (OpenVINO copies them); the
             // tensor wraps `t.data`, which outlives the inference below and has exactly the
             // shape's byte size (checked in run_inner); OpenVINO only reads input tensors.
-            let st = unsafe {
-                (api.tensor_create_from_host_ptr)(
-                    to_ov(t.info.dtype),
-                    shape,
-                    t.data.as_bytes().as_ptr() as *mut c_void,
-                    &mut h,
-                )
-            };
-            api.check("ov_tensor_create_from_host_ptr", st)
-                .map_err(fail)?;
+            let st = unsafe { (api.tensor_create_from_host_ptr)(to_ov(t.info.dtype), shape, t.data.as_bytes().as_ptr() as *mut c_void, &mut h) };
+            api.check("ov_tensor_create_from_host_ptr", st).map_err(fail)?;
             let h = OvTensor(api, h);
             // SAFETY: req and the tensor are live; i < the model's input count.
-            api.check("ov_infer_request_set_input_tensor_by_index", unsafe {
-                (api.request_set_input)(req.0, i, h.1)
-            })
-            .map_err(fail)?;
+            api.check("ov_infer_request_set_input_tensor_by_index", unsafe { (api.request_set_input)(req.0, i, h.1) }).map_err(fail)?;
             held.push(h);
         }
         // SAFETY: req is used by this thread only; its inputs are set.
-        api.check("ov_infer_request_infer", unsafe {
-            (api.request_infer)(req.0)
-        })
-        .map_err(fail)?;
+        api.check("ov_infer_request_infer", unsafe { (api.request_infer)(req.0) }).map_err(fail)?;
         drop(held);
         let mut outs = Vec::with_capacity(self.outputs.len());
         for (i, info) in self.outputs.iter().enumerate() {
             let mut h: TensorH = std::ptr::null_mut();
             // SAFETY: req is live; h receives a tensor handle freed by OvTensor.
-            api.check("ov_infer_request_get_output_tensor_by_index", unsafe {
-                (api.request_get_output)(req.0, i, &mut h)
-            })
-            .map_err(fail)?;
+            api.check("ov_infer_request_get_output_tensor_by_index", unsafe { (api.request_get_output)(req.0, i, &mut h) }).map_err(fail)?;
             let h = OvTensor(api, h);
             let mut et = 0i32;
             // SAFETY: h is live; et is a valid out-pointer.
-            api.check("ov_tensor_get_element_type", unsafe {
-                (api.tensor_get_element_type)(h.1, &mut et)
-            })
-            .map_err(fail)?;
+            api.check("ov_tensor_get_element_type", unsafe { (api.tensor_get_element_type)(h.1, &mut et) }).map_err(fail)?;
             let dtype = from_ov(et, &format!("output '{}'", info.name))?;
-            let mut s = Shape {
-                rank: 0,
-                dims: std::ptr::null_mut(),
-            };
+            let mut s = Shape { rank: 0, dims: std::ptr::null_mut() };
             // SAFETY: h is live; s receives dims freed with ov_shape_free.
-            api.check("ov_tensor_get_shape", unsafe {
-                (api.tensor_get_shape)(h.1, &mut s)
-            })
-            .map_err(fail)?;
+            api.check("ov_tensor_get_shape", unsafe { (api.tensor_get_shape)(h.1, &mut s) }).map_err(fail)?;
             let shape: Vec<i64> = if s.dims.is_null() {
                 Vec::new()
             } else {
@@ -968,42 +755,23 @@ impl OvSession {
             unsafe { (api.shape_free)(&mut s) };
             let mut bytes = 0usize;
             // SAFETY: h is live; bytes is a valid out-pointer.
-            api.check("ov_tensor_get_byte_size", unsafe {
-                (api.tensor_get_byte_size)(h.1, &mut bytes)
-            })
-            .map_err(fail)?;
+            api.check("ov_tensor_get_byte_size", unsafe { (api.tensor_get_byte_size)(h.1, &mut bytes) }).map_err(fail)?;
             let n: usize = shape.iter().map(|&d| d.max(0) as usize).product();
             if bytes != n * dtype.size() {
-                return Err(Error::inference(format!(
-                    "OpenVINO output '{}' has {bytes} bytes for shape {shape:?}",
-                    info.name
-                )));
+                return Err(Error::inference(format!("OpenVINO output '{}' has {bytes} bytes for shape {shape:?}", info.name)));
             }
             let mut p: *mut c_void = std::ptr::null_mut();
             // SAFETY: h is live; p receives its host data pointer.
-            api.check("ov_tensor_data", unsafe { (api.tensor_data)(h.1, &mut p) })
-                .map_err(fail)?;
+            api.check("ov_tensor_data", unsafe { (api.tensor_data)(h.1, &mut p) }).map_err(fail)?;
             let data = if bytes == 0 {
                 AlignedBuf::zeroed(0)
             } else if p.is_null() {
-                return Err(Error::inference(format!(
-                    "OpenVINO output '{}' has no data",
-                    info.name
-                )));
+                return Err(Error::inference(format!("OpenVINO output '{}' has no data", info.name)));
             } else {
                 // SAFETY: p points at `bytes` bytes of the output tensor, alive while h is.
                 AlignedBuf::from_bytes(unsafe { std::slice::from_raw_parts(p as *const u8, bytes) })
             };
-            outs.push(Tensor {
-                info: TensorInfo {
-                    name: info.name.clone(),
-                    shape,
-                    dtype,
-                    quant: None,
-                    id: None,
-                },
-                data,
-            });
+            outs.push(Tensor { info: TensorInfo { name: info.name.clone(), shape, dtype, quant: None, id: None }, data });
         }
         Ok(outs)
     }
@@ -1045,15 +813,9 @@ mod tests {
 
     #[test]
     fn a_missing_openvino_names_the_runtime_and_how_to_install_it() {
-        let e = OpenVinoAgent::load_from(&["openvino/libopenvino_c.so.0-not-here"])
-            .err()
-            .expect("no such library");
+        let e = OpenVinoAgent::load_from(&["openvino/libopenvino_c.so.0-not-here"]).err().expect("no such library");
         assert!(e.message.contains("runtime OPENVINO"), "{}", e.message);
-        assert!(
-            e.message.contains("scripts/install-runtimes.sh"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("scripts/install-runtimes.sh"), "{}", e.message);
         assert!(e.message.contains("libopenvino_c.so.2530"), "{}", e.message);
     }
 
@@ -1072,19 +834,11 @@ mod tests {
 
     fn model() -> PathBuf {
         let m = "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1";
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/zoo")
-            .join(m)
-            .join(format!("{m}.onnx"))
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo").join(m).join(format!("{m}.onnx"))
     }
 
     fn opts(extra: Value) -> SessionOptions {
-        SessionOptions {
-            threads: 1,
-            concurrency: 2,
-            device: "CPU".into(),
-            extra: extra.as_object().cloned().unwrap_or_default(),
-        }
+        SessionOptions { threads: 1, concurrency: 2, device: "CPU".into(), extra: extra.as_object().cloned().unwrap_or_default() }
     }
 
     /// PySDK's keys and pass-through properties reach the compiled model; absent ones get
@@ -1113,34 +867,13 @@ mod tests {
         assert_eq!(s2.property("NUM_STREAMS").as_deref(), Some("1"));
         assert_eq!(s2.property("INFERENCE_NUM_THREADS").as_deref(), Some("1"));
         assert_eq!(s2.property("ENABLE_CPU_PINNING").as_deref(), Some("NO"));
-        assert_eq!(
-            s2.property("CPU_DENORMALS_OPTIMIZATION").as_deref(),
-            Some("YES")
-        );
-        assert_eq!(
-            s2.property("INFERENCE_PRECISION_HINT").as_deref(),
-            Some("f32")
-        );
-        let bad = a
-            .load(
-                &model(),
-                &opts(serde_json::json!({"OPENVINO_ENABLE_CPU_PINNING": "maybe"})),
-            )
-            .err()
-            .unwrap();
-        assert!(
-            bad.message.contains("OPENVINO_ENABLE_CPU_PINNING"),
-            "{}",
-            bad.message
-        );
+        assert_eq!(s2.property("CPU_DENORMALS_OPTIMIZATION").as_deref(), Some("YES"));
+        assert_eq!(s2.property("INFERENCE_PRECISION_HINT").as_deref(), Some("f32"));
+        let bad = a.load(&model(), &opts(serde_json::json!({"OPENVINO_ENABLE_CPU_PINNING": "maybe"}))).err().unwrap();
+        assert!(bad.message.contains("OPENVINO_ENABLE_CPU_PINNING"), "{}", bad.message);
         // The compiled blob landed in dgzoo's cache root.
         let blobs = walk(&cache.path().join("openvino_cache"));
-        assert!(
-            blobs
-                .iter()
-                .any(|p| p.extension().is_some_and(|e| e == "blob")),
-            "{blobs:?}"
-        );
+        assert!(blobs.iter().any(|p| p.extension().is_some_and(|e| e == "blob")), "{blobs:?}");
     }
 
     impl OpenVinoAgent {
@@ -1174,10 +907,7 @@ mod tests {
         let a = cache_dir(&m, &p).unwrap();
         assert!(a.starts_with(&root) && a.is_dir());
         assert_eq!(cache_dir(&m, &p).unwrap(), a);
-        assert_ne!(
-            cache_dir(&m, &[("NUM_STREAMS".to_string(), "2".to_string())]).unwrap(),
-            a
-        );
+        assert_ne!(cache_dir(&m, &[("NUM_STREAMS".to_string(), "2".to_string())]).unwrap(), a);
         std::thread::sleep(std::time::Duration::from_millis(20));
         std::fs::write(&m, b"model two").unwrap();
         assert_ne!(cache_dir(&m, &p).unwrap(), a);

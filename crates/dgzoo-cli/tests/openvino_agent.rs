@@ -13,10 +13,7 @@ use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const ONNX_MODELS: &[&str] = &[
-    "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
-    "yolov8n_nudenet--320x320_float_onnx_cpu_1",
-];
+const ONNX_MODELS: &[&str] = &["efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", "yolov8n_nudenet--320x320_float_onnx_cpu_1"];
 
 fn ov_name(onnx: &str) -> String {
     onnx.replace("_onnx_cpu_1", "_openvino_cpu_1")
@@ -41,16 +38,11 @@ fn openvino(test: &str) -> bool {
 /// The PySDK peer with its OPENVINO agent made loadable (both precisions).
 fn ov_peer(test: &str) -> Option<PathBuf> {
     let peer = peer(test)?;
-    if peer.join("ov-2025.3/libopenvino.so.2530").exists()
-        && peer.join("ov-2025.3-f32/plugins.xml").exists()
-    {
+    if peer.join("ov-2025.3/libopenvino.so.2530").exists() && peer.join("ov-2025.3-f32/plugins.xml").exists() {
         return Some(peer);
     }
     if required() {
-        panic!(
-            "{test}: {} has no ov-2025.3 (run scripts/setup-openvino-peer.sh)",
-            peer.display()
-        );
+        panic!("{test}: {} has no ov-2025.3 (run scripts/setup-openvino-peer.sh)", peer.display());
     }
     eprintln!("SKIP {test}: run scripts/setup-openvino-peer.sh for PySDK's OPENVINO agent");
     None
@@ -66,17 +58,10 @@ fn ov_zoo() -> tempfile::TempDir {
         let dst = dir.path().join(&name);
         std::fs::create_dir(&dst).unwrap();
         for f in std::fs::read_dir(&src).unwrap().flatten() {
-            if f.path().extension().is_some_and(|e| e == "json")
-                && f.file_name().to_string_lossy().starts_with(m)
-            {
-                let mut cfg: Value =
-                    serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+            if f.path().extension().is_some_and(|e| e == "json") && f.file_name().to_string_lossy().starts_with(m) {
+                let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
                 cfg["DEVICE"] = json!([{"DeviceType": "CPU", "RuntimeAgent": "OPENVINO", "SupportedDeviceTypes": "OPENVINO/CPU"}]);
-                std::fs::write(
-                    dst.join(format!("{name}.json")),
-                    serde_json::to_string_pretty(&cfg).unwrap(),
-                )
-                .unwrap();
+                std::fs::write(dst.join(format!("{name}.json")), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
             } else {
                 std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
             }
@@ -113,21 +98,11 @@ fn pysdk_goldens(peer: &Path, precision: &str) -> Value {
 /// golden maker, `inputs` (the model files), the images, the peer's OpenVINO) and cached.
 fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>) -> Value {
     let script = Path::new(env!("DGZOO_REPO")).join("scripts/openvino_goldens.py");
-    let ov = peer.join(if precision == "f32" {
-        "ov-2025.3-f32"
-    } else {
-        "ov-2025.3"
-    });
+    let ov = peer.join(if precision == "f32" { "ov-2025.3-f32" } else { "ov-2025.3" });
     inputs.push(script.clone());
     inputs.push(ov.join("libopenvino_intel_cpu_plugin.so"));
     inputs.extend(IMAGES.iter().map(|i| image(i)));
-    let key = sha256_of(
-        &inputs,
-        &format!(
-            "{precision} {}",
-            std::fs::read_to_string(ov.join("plugins.xml")).unwrap_or_default()
-        ),
-    );
+    let key = sha256_of(&inputs, &format!("{precision} {}", std::fs::read_to_string(ov.join("plugins.xml")).unwrap_or_default()));
     let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("openvino-goldens");
     let cached = cache.join(format!("{}-{precision}.json", &key[..16]));
     if let Ok(s) = std::fs::read_to_string(&cached) {
@@ -143,10 +118,7 @@ fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>)
         .arg(Path::new(SHARED_ZOO).join("images"))
         .arg(&out)
         .args(IMAGES)
-        .env(
-            "LD_LIBRARY_PATH",
-            format!("{}:{}", ov.display(), peer_ld_path(peer)),
-        )
+        .env("LD_LIBRARY_PATH", format!("{}:{}", ov.display(), peer_ld_path(peer)))
         // A scratch HOME: PySDK's own OpenVINO blob cache and traces stay out of the way.
         .env("HOME", home.path())
         .output()
@@ -166,14 +138,11 @@ fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>)
 }
 
 fn ours(zoo: &Zoo, model: &str, props: &Value) -> Value {
-    let m = zoo
-        .load_model(model, props)
-        .unwrap_or_else(|e| panic!("load {model}: {e}"));
+    let m = zoo.load_model(model, props).unwrap_or_else(|e| panic!("load {model}: {e}"));
     let mut out = serde_json::Map::new();
     for img in IMAGES {
         let bytes = std::fs::read(image(img)).unwrap();
-        let r = predict(&m, &[Input::Bytes(&bytes)])
-            .unwrap_or_else(|e| panic!("{model} on {img}: {e}"));
+        let r = predict(&m, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{model} on {img}: {e}"));
         out.insert(img.to_string(), Value::Array(r.results));
     }
     Value::Object(out)
@@ -216,12 +185,7 @@ fn f32_matches_pysdk_f32() {
         let got = ours(&zoo, &name, &props);
         for img in IMAGES {
             let w = &want["results"][&name][img];
-            compare(
-                got[img].as_array().unwrap(),
-                w,
-                &format!("{name}/{img} f32"),
-            )
-            .unwrap();
+            compare(got[img].as_array().unwrap(), w, &format!("{name}/{img} f32")).unwrap();
             let (ds, db, _) = gap(got[img].as_array().unwrap(), w.as_array().unwrap());
             eprintln!("{name}/{img}: ours f32 vs PySDK f32: score {ds:.2e}, box {db:.2e} px");
             checked += 1;
@@ -253,10 +217,7 @@ fn default_precision_matches_pysdk_within_its_bf16_gap() {
         // PySDK's own precision gap over this model's images.
         let (mut gs, mut gb) = (0f64, 0f64);
         for img in IMAGES {
-            let (ds, db, _) = gap(
-                defaults["results"][&name][img].as_array().unwrap(),
-                f32s["results"][&name][img].as_array().unwrap(),
-            );
+            let (ds, db, _) = gap(defaults["results"][&name][img].as_array().unwrap(), f32s["results"][&name][img].as_array().unwrap());
             gs = gs.max(ds);
             gb = gb.max(db);
         }
@@ -265,23 +226,10 @@ fn default_precision_matches_pysdk_within_its_bf16_gap() {
         for img in IMAGES {
             let w = defaults["results"][&name][img].as_array().unwrap();
             let (ds, db, same) = gap(got[img].as_array().unwrap(), w);
-            eprintln!(
-                "{name}/{img}: ours default vs PySDK default: score {ds:.2e}, box {db:.2e} px"
-            );
-            assert!(
-                same,
-                "{name}/{img}: labels differ from PySDK's default precision: got {} want {}",
-                got[img],
-                Value::Array(w.to_vec())
-            );
-            assert!(
-                ds <= gs.max(1e-4),
-                "{name}/{img}: score gap {ds} beyond PySDK's own {gs}"
-            );
-            assert!(
-                db <= gb.max(0.5),
-                "{name}/{img}: box gap {db} beyond PySDK's own {gb}"
-            );
+            eprintln!("{name}/{img}: ours default vs PySDK default: score {ds:.2e}, box {db:.2e} px");
+            assert!(same, "{name}/{img}: labels differ from PySDK's default precision: got {} want {}", got[img], Value::Array(w.to_vec()));
+            assert!(ds <= gs.max(1e-4), "{name}/{img}: score gap {ds} beyond PySDK's own {gs}");
+            assert!(db <= gb.max(0.5), "{name}/{img}: box gap {db} beyond PySDK's own {gb}");
         }
     }
 }
@@ -305,61 +253,30 @@ fn ir_model_matches_its_onnx_source() {
     let xml = ir_dir.join(format!("{ir_name}.xml"));
     let conv = std::process::Command::new(peer.join("ovvenv/bin/ovc"))
         .arg(Path::new(SHARED_ZOO).join(m).join(format!("{m}.onnx")))
-        .args([
-            "--input",
-            "input[?,3,224,224]",
-            "--compress_to_fp16=False",
-            "--output_model",
-        ])
+        .args(["--input", "input[?,3,224,224]", "--compress_to_fp16=False", "--output_model"])
         .arg(&xml)
         .output()
         .expect("run ovc");
-    assert!(
-        conv.status.success(),
-        "ovc failed: {}",
-        String::from_utf8_lossy(&conv.stderr)
-    );
+    assert!(conv.status.success(), "ovc failed: {}", String::from_utf8_lossy(&conv.stderr));
     assert!(ir_dir.join(format!("{ir_name}.bin")).is_file());
-    let mut cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.path().join(&name).join(format!("{name}.json"))).unwrap(),
-    )
-    .unwrap();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join(&name).join(format!("{name}.json"))).unwrap()).unwrap();
     cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{ir_name}.xml"));
     // The config's Checksum is the SHA-256 of the file ModelPath names (checked at load).
     use sha2::Digest;
     let digest = sha2::Sha256::digest(std::fs::read(&xml).unwrap());
-    cfg["Checksum"] = json!(digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>());
-    std::fs::write(
-        ir_dir.join(format!("{ir_name}.json")),
-        serde_json::to_string_pretty(&cfg).unwrap(),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        Path::new(SHARED_ZOO).join(m).join("labels_ImageNet.json"),
-        ir_dir.join("labels_ImageNet.json"),
-    )
-    .unwrap();
+    cfg["Checksum"] = json!(digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    std::fs::write(ir_dir.join(format!("{ir_name}.json")), serde_json::to_string_pretty(&cfg).unwrap()).unwrap();
+    std::os::unix::fs::symlink(Path::new(SHARED_ZOO).join(m).join("labels_ImageNet.json"), ir_dir.join("labels_ImageNet.json")).unwrap();
     let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let props: Value = serde_json::from_str(F32).unwrap();
     let onnx = ours(&zoo, &name, &props);
     let ir = ours(&zoo, &ir_name, &props);
     for img in IMAGES {
-        compare(
-            ir[img].as_array().unwrap(),
-            &onnx[img],
-            &format!("IR vs ONNX {img}"),
-        )
-        .unwrap();
+        compare(ir[img].as_array().unwrap(), &onnx[img], &format!("IR vs ONNX {img}")).unwrap();
     }
     // The dynamic batch dimension shows in the engine's input description.
     let model = zoo.load_model(&ir_name, &props).unwrap();
-    let info = dgzoo::runtime::agent("OPENVINO")
-        .unwrap()
-        .load(&xml, &Default::default())
-        .unwrap();
+    let info = dgzoo::runtime::agent("OPENVINO").unwrap().load(&xml, &Default::default()).unwrap();
     assert_eq!(info.inputs()[0].shape, vec![-1, 3, 224, 224]);
     drop(model);
 }
@@ -370,36 +287,21 @@ fn ir_model_matches_its_onnx_source() {
 fn system_info_and_list_models_show_openvino() {
     let info = dgzoo::zoo::local_system_info();
     let loads = dgzoo::runtime::agent("OPENVINO").is_ok();
-    assert_eq!(
-        info["Devices"].get("OPENVINO/CPU").is_some(),
-        loads,
-        "{info}"
-    );
+    assert_eq!(info["Devices"].get("OPENVINO/CPU").is_some(), loads, "{info}");
     if !openvino("system_info_and_list_models_show_openvino") {
         return;
     }
     let cpu = &info["Devices"]["OPENVINO/CPU"][0];
     assert_eq!(cpu["@Index"], 0);
-    assert!(
-        cpu["VERSION"].as_str().unwrap().starts_with("2025.3"),
-        "{cpu}"
-    );
-    assert!(
-        cpu["FULL_DEVICE_NAME"]
-            .as_str()
-            .is_some_and(|s| !s.is_empty()),
-        "{cpu}"
-    );
+    assert!(cpu["VERSION"].as_str().unwrap().starts_with("2025.3"), "{cpu}");
+    assert!(cpu["FULL_DEVICE_NAME"].as_str().is_some_and(|s| !s.is_empty()), "{cpu}");
     // GPU/NPU only when OpenVINO sees them (this machine has neither).
     let visible_gpu = Path::new("/dev/dri").exists();
     assert!(info["Devices"].get("OPENVINO/GPU").is_none() || visible_gpu);
     let dir = ov_zoo();
     let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let names = zoo.list_names(&Filters::default());
-    assert_eq!(
-        names,
-        ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>()
-    );
+    assert_eq!(names, ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>());
     let f = Filters::from_json(&json!({"runtime": "OPENVINO"})).unwrap();
     assert_eq!(zoo.list_names(&f).len(), 2);
     let f = Filters::from_json(&json!({"device_type": ["OPENVINO/CPU"]})).unwrap();
@@ -419,25 +321,13 @@ fn ai_server_serves_an_openvino_model() {
     let local = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let props: Value = serde_json::from_str(F32).unwrap();
     let want = ours(&local, &name, &props);
-    let remote = Zoo::connect(
-        &format!("127.0.0.1:{}", server.asio_addr().unwrap().port()),
-        "",
-        "",
-    )
-    .unwrap();
-    assert!(remote.system_info()["Devices"]
-        .get("OPENVINO/CPU")
-        .is_some());
+    let remote = Zoo::connect(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), "", "").unwrap();
+    assert!(remote.system_info()["Devices"].get("OPENVINO/CPU").is_some());
     let mut rprops = props.clone();
     rprops["input_image_format"] = json!("RAW");
     let got = ours(&remote, &name, &rprops);
     for img in IMAGES {
-        compare(
-            got[img].as_array().unwrap(),
-            &want[img],
-            &format!("server {name}/{img}"),
-        )
-        .unwrap();
+        compare(got[img].as_array().unwrap(), &want[img], &format!("server {name}/{img}")).unwrap();
     }
 }
 
@@ -455,23 +345,12 @@ fn batch_gives_the_single_frame_results_in_order() {
         let name = ov_name(m);
         let single = ours(&zoo, &name, &props);
         let model = zoo.load_model(&name, &props).unwrap();
-        let frames: Vec<_> = (0..9)
-            .map(|i| {
-                vec![dgzoo::pipeline::OwnedInput::Bytes(
-                    std::fs::read(image(IMAGES[i % 3])).unwrap(),
-                )]
-            })
-            .collect();
+        let frames: Vec<_> = (0..9).map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(image(IMAGES[i % 3])).unwrap())]).collect();
         let out = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
         assert_eq!(out.len(), 9);
         for (i, r) in out.into_iter().enumerate() {
             let r = r.unwrap_or_else(|e| panic!("{name} frame {i}: {e}"));
-            compare(
-                &r.results,
-                &single[IMAGES[i % 3]],
-                &format!("{name} batch frame {i}"),
-            )
-            .unwrap();
+            compare(&r.results, &single[IMAGES[i % 3]], &format!("{name} batch frame {i}")).unwrap();
         }
     }
 }
@@ -490,14 +369,10 @@ fn a_broken_model_file_gives_a_clear_error() {
     std::fs::remove_file(&onnx).unwrap();
     std::fs::write(&onnx, b"not an onnx model").unwrap();
     let cfg_path = d.join(format!("{name}.json"));
-    let mut cfg: Value =
-        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
     use sha2::Digest;
     let digest = sha2::Sha256::digest(b"not an onnx model");
-    cfg["Checksum"] = json!(digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>());
+    cfg["Checksum"] = json!(digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
     let model = zoo.load_model(&name, &Value::Null).unwrap();
@@ -506,9 +381,7 @@ fn a_broken_model_file_gives_a_clear_error() {
     assert!(e.message.contains("OpenVINO cannot load model"), "{e}");
     assert!(e.message.contains(".onnx"), "{e}");
     // The other model still runs.
-    let other = zoo
-        .load_model(&ov_name(ONNX_MODELS[1]), &Value::Null)
-        .unwrap();
+    let other = zoo.load_model(&ov_name(ONNX_MODELS[1]), &Value::Null).unwrap();
     predict(&other, &[Input::Bytes(&img)]).unwrap();
 }
 
@@ -555,29 +428,13 @@ fn pysdk_client_runs_an_openvino_model_on_our_server() {
     let line = stdout
         .lines()
         .find_map(|l| l.strip_prefix("RESULT-JSON "))
-        .unwrap_or_else(|| {
-            panic!(
-                "PySDK client failed: {stdout}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+        .unwrap_or_else(|| panic!("PySDK client failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     let got: Value = serde_json::from_str(line).unwrap();
     assert_eq!(got["device_type"], "OPENVINO/CPU");
-    assert!(got["devices"]
-        .as_array()
-        .unwrap()
-        .contains(&json!("OPENVINO/CPU")));
-    assert_eq!(
-        got["names"],
-        json!(ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>())
-    );
+    assert!(got["devices"].as_array().unwrap().contains(&json!("OPENVINO/CPU")));
+    assert_eq!(got["names"], json!(ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>()));
     for img in IMAGES {
-        compare(
-            got["results"][img].as_array().unwrap(),
-            &want[img],
-            &format!("PySDK client {name}/{img}"),
-        )
-        .unwrap();
+        compare(got["results"][img].as_array().unwrap(), &want[img], &format!("PySDK client {name}/{img}")).unwrap();
     }
 }
 
@@ -595,32 +452,14 @@ fn extra_device_params_change_the_precision_of_a_loaded_model() {
     let model = zoo.load_model(&name, &Value::Null).unwrap();
     let img = std::fs::read(image("cat_224.jpg")).unwrap();
     let default = predict(&model, &[Input::Bytes(&img)]).unwrap().results;
-    model
-        .set_property(
-            "extra_device_params",
-            &json!({"INFERENCE_PRECISION_HINT": "f32"}),
-        )
-        .unwrap();
-    assert_eq!(
-        model.get_property("extra_device_params").unwrap(),
-        json!({"INFERENCE_PRECISION_HINT": "f32"})
-    );
+    model.set_property("extra_device_params", &json!({"INFERENCE_PRECISION_HINT": "f32"})).unwrap();
+    assert_eq!(model.get_property("extra_device_params").unwrap(), json!({"INFERENCE_PRECISION_HINT": "f32"}));
     let f32 = predict(&model, &[Input::Bytes(&img)]).unwrap().results;
-    compare(
-        &f32,
-        &golden(ONNX_MODELS[0], "cat_224.jpg"),
-        "f32 vs ONNX/CPU golden",
-    )
-    .unwrap();
-    let precision = dgzoo::zoo::local_system_info()["Devices"]["OPENVINO/CPU"][0]
-        ["INFERENCE_PRECISION_HINT"]
-        .clone();
+    compare(&f32, &golden(ONNX_MODELS[0], "cat_224.jpg"), "f32 vs ONNX/CPU golden").unwrap();
+    let precision = dgzoo::zoo::local_system_info()["Devices"]["OPENVINO/CPU"][0]["INFERENCE_PRECISION_HINT"].clone();
     let (ds, _, _) = gap(&default, &f32);
     if precision == "bf16" {
-        assert!(
-            ds > 1e-3,
-            "bf16 and f32 gave the same scores ({ds}): the setting did not apply"
-        );
+        assert!(ds > 1e-3, "bf16 and f32 gave the same scores ({ds}): the setting did not apply");
     } else {
         eprintln!("default precision here is {precision}: score gap to f32 {ds}");
     }
@@ -650,11 +489,7 @@ fn qdq_model(peer: &Path) -> PathBuf {
         .args(IMAGES.iter().map(|i| image(i)))
         .output()
         .expect("run make_qdq_model.py");
-    assert!(
-        run.status.success(),
-        "make_qdq_model.py failed: {}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    assert!(run.status.success(), "make_qdq_model.py failed: {}", String::from_utf8_lossy(&run.stderr));
     std::fs::rename(&tmp, &out).unwrap();
     out
 }
@@ -665,9 +500,7 @@ fn tie_order(v: &[Value]) -> Vec<Value> {
     let mut v = v.to_vec();
     v.sort_by(|a, b| {
         let (sa, sb) = (a["score"].as_f64().unwrap(), b["score"].as_f64().unwrap());
-        sb.partial_cmp(&sa)
-            .unwrap()
-            .then(a["category_id"].as_i64().cmp(&b["category_id"].as_i64()))
+        sb.partial_cmp(&sa).unwrap().then(a["category_id"].as_i64().cmp(&b["category_id"].as_i64()))
     });
     v
 }
@@ -689,30 +522,13 @@ fn int8_qdq_model_matches_pysdk() {
     let d = dir.path().join(name);
     std::fs::create_dir(&d).unwrap();
     std::os::unix::fs::symlink(&qdq, d.join(format!("{name}.onnx"))).unwrap();
-    std::os::unix::fs::symlink(
-        Path::new(SHARED_ZOO)
-            .join(float)
-            .join("labels_ImageNet.json"),
-        d.join("labels_ImageNet.json"),
-    )
-    .unwrap();
-    let mut cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(
-            Path::new(SHARED_ZOO)
-                .join(float)
-                .join(format!("{float}.json")),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(Path::new(SHARED_ZOO).join(float).join("labels_ImageNet.json"), d.join("labels_ImageNet.json")).unwrap();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(SHARED_ZOO).join(float).join(format!("{float}.json"))).unwrap()).unwrap();
     cfg["DEVICE"] = json!([{"DeviceType": "CPU", "RuntimeAgent": "OPENVINO", "SupportedDeviceTypes": "OPENVINO/CPU"}]);
     cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{name}.onnx"));
     use sha2::Digest;
     let digest = sha2::Sha256::digest(std::fs::read(&qdq).unwrap());
-    cfg["Checksum"] = json!(digest
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>());
+    cfg["Checksum"] = json!(digest.iter().map(|b| format!("{b:02x}")).collect::<String>());
     std::fs::write(d.join(format!("{name}.json")), cfg.to_string()).unwrap();
     let want = pysdk_run(&peer, "default", dir.path(), vec![qdq.clone()]);
     let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
@@ -720,18 +536,8 @@ fn int8_qdq_model_matches_pysdk() {
     let float_got = ours(&zoo, name, &serde_json::from_str(F32).unwrap());
     for img in IMAGES {
         let w = Value::Array(tie_order(want["results"][name][img].as_array().unwrap()));
-        compare(
-            &tie_order(got[img].as_array().unwrap()),
-            &w,
-            &format!("int8 {img}"),
-        )
-        .unwrap();
-        compare(
-            &tie_order(float_got[img].as_array().unwrap()),
-            &w,
-            &format!("int8 f32-hint {img}"),
-        )
-        .unwrap();
+        compare(&tie_order(got[img].as_array().unwrap()), &w, &format!("int8 {img}")).unwrap();
+        compare(&tie_order(float_got[img].as_array().unwrap()), &w, &format!("int8 f32-hint {img}")).unwrap();
         let (ds, _, _) = gap(got[img].as_array().unwrap(), w.as_array().unwrap());
         eprintln!("int8 QDQ {img}: ours vs PySDK: score {ds:.2e}");
     }
@@ -751,31 +557,20 @@ fn hub_cloud_inference_runs_an_openvino_model() {
     let src = tempfile::tempdir().unwrap();
     let mdir = src.path().join(&name);
     std::fs::create_dir(&mdir).unwrap();
-    for f in std::fs::read_dir(models.path().join(&name))
-        .unwrap()
-        .flatten()
-    {
+    for f in std::fs::read_dir(models.path().join(&name)).unwrap().flatten() {
         std::fs::copy(f.path(), mdir.join(f.file_name())).unwrap();
     }
     let root = tempfile::tempdir().unwrap();
     let zdir = root.path().join(org).join(zoo_name);
     std::fs::create_dir_all(&zdir).unwrap();
     dgzoo::cache::archive::pack_model(&mdir, &zdir.join(format!("{name}.zip"))).unwrap();
-    std::fs::write(
-        root.path().join("tokens.json"),
-        format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["{org}/{zoo_name}"]}}}}"#),
-    )
-    .unwrap();
+    std::fs::write(root.path().join("tokens.json"), format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["{org}/{zoo_name}"]}}}}"#)).unwrap();
     let mut cfg = dgzoo_server::hub::HubConfig::new(root.path());
     cfg.port = 0;
     let hub = dgzoo_server::hub::Hub::start(&cfg).expect("hub starts");
     let cache = tempfile::tempdir().unwrap();
     let opts = dgzoo::zoo::ConnectOptions {
-        cache: Some(dgzoo::cache::CacheConfig {
-            root: cache.path().to_path_buf(),
-            limit: dgzoo::cache::DEFAULT_LIMIT,
-            offline: false,
-        }),
+        cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
         offline: None,
     };
     let url = format!("http://{}/{org}/{zoo_name}", hub.addr());
@@ -787,11 +582,6 @@ fn hub_cloud_inference_runs_an_openvino_model() {
     let local = Zoo::connect("@local", models.path().to_str().unwrap(), "").unwrap();
     let want = ours(&local, &name, &props);
     for img in IMAGES {
-        compare(
-            got[img].as_array().unwrap(),
-            &want[img],
-            &format!("hub {name}/{img}"),
-        )
-        .unwrap();
+        compare(got[img].as_array().unwrap(), &want[img], &format!("hub {name}/{img}")).unwrap();
     }
 }
