@@ -267,6 +267,12 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     };
     let fmt = p.str("InputImgFmt", i);
     let mut rgb = if fmt == "JPEG" {
+        // Frames must be model-sized: compare the size the header declares before decoding,
+        // so a small file declaring a huge image costs no memory and no decoding time.
+        let (hw, hh) = image_ops::declared_dimensions(data)?;
+        if hw as usize != w || hh as usize != h {
+            return Err(reshape_err(format!("a {hw}x{hh} image")));
+        }
         let img = image_ops::decode(data)?;
         if img.width as usize != w || img.height as usize != h {
             return Err(reshape_err(format!("a {}x{} image", img.width, img.height)));
