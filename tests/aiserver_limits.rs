@@ -215,3 +215,118 @@ fn image_bombs_are_refused_before_decoding() {
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     assert_cat(&mut s);
 }
+
+/// Sends `payload` behind an already sent header from another thread (ignoring errors: a
+/// server that refuses the header closes the connection), so the caller can read the reply.
+fn send_behind(s: &TcpStream, payload: Vec<u8>) -> std::thread::JoinHandle<()> {
+    let mut w = s.try_clone().unwrap();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        let _ = w.write_all(&payload);
+    })
+}
+
+/// `{"VERSION":4,"op":"sleep","sleep_time_ms":0,"pad":[0,0,…]}` of about `len` bytes: valid
+/// JSON that costs ~16x its size once parsed into values.
+fn amplifying_command(len: usize) -> Vec<u8> {
+    let mut v = br#"{"VERSION":4,"op":"sleep","sleep_time_ms":0,"pad":[0"#.to_vec();
+    while v.len() + 3 < len {
+        v.extend_from_slice(b",0");
+    }
+    v.extend_from_slice(b"]}");
+    v
+}
+
+fn read_until_blank_line(s: &mut TcpStream) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+fn ws_read(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    use std::io::Read;
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).unwrap();
+    (h[0] & 0x0f, p)
+}
+
+#[test]
+fn oversized_json_is_refused_from_its_length() {
+    use std::io::Write;
+    const BIG: usize = 64 << 20;
+    let zoo = clean_zoo();
+    let server = Running::start(zoo.path());
+    let (rss0, peak0) = (server.status_kib("VmRSS:"), server.status_kib("VmHWM:"));
+
+    // asio: a 64 MiB command packet gets PySDK's error reply from its length prefix alone.
+    let mut s = server.conn();
+    s.write_all(&(BIG as u32).to_be_bytes()).unwrap();
+    let t = send_behind(&s, amplifying_command(BIG));
+    let p = read_packet(&mut s, 1 << 20).unwrap().expect("an error reply");
+    let r: Value = serde_json::from_slice(&p).unwrap();
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert!(r["msg"].as_str().unwrap().contains(&format!("packet of {BIG} bytes exceeds the limit of 1048576 bytes")), "{r}");
+    drop(s);
+    t.join().unwrap();
+
+    // WebSocket: a 64 MiB text (configuration) message.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port + 1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(b"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    assert!(read_until_blank_line(&mut s).starts_with("HTTP/1.1 101"));
+    let mut hdr = vec![0x81, 127];
+    hdr.extend((BIG as u64).to_be_bytes());
+    s.write_all(&hdr).unwrap();
+    let t = send_behind(&s, format!(r#"{{"name":"{EFF}","config":{{"pad":"{}"}}}}"#, "x".repeat(BIG - 100)).into_bytes());
+    let (op, p) = ws_read(&mut s);
+    assert_eq!(op, 2, "a binary (msgpack) error reply");
+    let (v, _) = protocol::decode(&p).unwrap();
+    let msg = v["msg"].as_str().unwrap_or_default().to_string();
+    assert!(msg.contains(&format!("WebSocket text message of {BIG} bytes exceeds the limit of 1048576 bytes")), "{v}");
+    drop(s);
+    t.join().unwrap();
+
+    // REST: a 64 MiB body.
+    let mut s = TcpStream::connect(("127.0.0.1", server.port + 1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    s.write_all(format!("POST /v1/trace_manage HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {BIG}\r\n\r\n").as_bytes())
+        .unwrap();
+    let t = send_behind(&s, amplifying_command(BIG));
+    let head = read_until_blank_line(&mut s);
+    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
+    drop(s);
+    t.join().unwrap();
+
+    let (rss1, peak1) = (server.status_kib("VmRSS:"), server.status_kib("VmHWM:"));
+    eprintln!("3 oversized JSON messages: server RSS {rss0} -> {rss1} KiB, peak {peak0} -> {peak1} KiB");
+    assert!(peak1 - peak0 < 16 << 10, "server peak RSS grew from {peak0} to {peak1} KiB");
+
+    // JSON under the limit still works, and so do streams.
+    let mut s = server.conn();
+    write_packet(&mut s, &amplifying_command(1000 << 10)).unwrap();
+    let r: Value = serde_json::from_slice(&read_packet(&mut s, 1 << 20).unwrap().unwrap()).unwrap();
+    assert_eq!(r, json!({"VERSION": 4, "success": true}));
+    assert_cat(&mut server.stream(EFF));
+}

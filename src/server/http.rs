@@ -20,8 +20,6 @@ use crate::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_LINE: usize = 16 << 10;
 const MAX_HEADERS: usize = 100;
-/// Largest REST request body (the routes take small JSON arguments).
-const MAX_BODY: usize = 16 << 20;
 
 pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketAddr, JoinHandle<()>)> {
     let l = TcpListener::bind((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
@@ -130,7 +128,8 @@ fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
 }
 
 /// Read one request. `Ok(None)`: the client closed an idle connection.
-fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, Response> {
+/// Bodies longer than `max_body` (the server's JSON limit) are refused from Content-Length.
+fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> std::result::Result<Option<Request>, Response> {
     let bad = |m: &str| text_response(400, &format!("400 Bad Request: {m}"));
     let line = match read_line(r) {
         Ok(Some(l)) => l,
@@ -162,8 +161,9 @@ fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, R
         Some(v) => v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?,
         None => 0,
     };
-    if len > MAX_BODY {
-        return Err(text_response(413, "413 Payload Too Large"));
+    if len > max_body {
+        let text = protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"), &[]);
+        return Err(json_response(413, &protocol::frame_err(&text)));
     }
     req.body = vec![0u8; len];
     r.read_exact(&mut req.body).map_err(|_| bad("truncated body"))?;
@@ -178,7 +178,7 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
     let Ok(mut writer) = sock.try_clone() else { return };
     let mut reader = BufReader::new(sock);
     loop {
-        let req = match read_request(&mut reader) {
+        let req = match read_request(&mut reader, state.max_json) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(resp) => {
@@ -203,7 +203,8 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             let sock = reader.into_inner();
             // Streams may idle between frames as long as the client likes.
             let _ = sock.set_read_timeout(None);
-            let Ok((rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
+            let Ok((mut rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
+            rd.set_max_text(state.max_json);
             ws_stream(state, rd, &wr);
             wr.close();
             return;
@@ -275,8 +276,18 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
     let mut pipeline: Option<(usize, super::frame::FramePipeline)> = None;
     let mut frame: Vec<Vec<u8>> = Vec::new();
-    // A read error (client gone, oversized or malformed frame) ends the stream.
-    while let Ok(msg) = rd.recv() {
+    // A read error (client gone, oversized or malformed frame) ends the stream; an oversized
+    // message is answered with an error first.
+    loop {
+        let msg = match rd.recv() {
+            Ok(m) => m,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    reply(protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
+                }
+                break;
+            }
+        };
         match msg {
             WsMessage::Text(t) => {
                 if pipeline.is_some() {

@@ -53,6 +53,9 @@ pub struct Config {
     pub quiet: bool,
     /// Largest packet / WebSocket message accepted.
     pub max_packet: usize,
+    /// Largest JSON message accepted (asio command packet, WebSocket text message, REST
+    /// body), refused from its length before anything is allocated. At most `max_packet`.
+    pub max_json: usize,
     /// Most connections served at once (asio and http together); more are closed at once.
     pub max_connections: usize,
     /// LRU limit on loaded models, as the total size of their model files: past it the least
@@ -64,7 +67,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_json: protocol::DEFAULT_MAX_JSON, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
     }
 }
 
@@ -85,6 +88,7 @@ pub struct State {
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
     max_packet: usize,
+    max_json: usize,
     max_connections: usize,
     max_model_bytes: u64,
     /// Connections being served now.
@@ -122,6 +126,7 @@ impl State {
             engines: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
+            max_json: cfg.max_json.min(cfg.max_packet),
             max_connections: cfg.max_connections.max(1),
             max_model_bytes: cfg.max_model_bytes,
             connections: Default::default(),
@@ -514,7 +519,8 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
     // A client that stops reading must not hold this thread forever.
     let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
     loop {
-        let pkt = match protocol::read_packet(&mut sock, state.max_packet) {
+        // Command packets are JSON: their own (small) limit, checked on the length prefix.
+        let pkt = match protocol::read_packet(&mut sock, state.max_json) {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {

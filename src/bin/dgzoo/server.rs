@@ -45,6 +45,9 @@ pub struct StartArgs {
     /// Largest frame accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
     max_packet_mb: usize,
+    /// Largest JSON message accepted (command packet, WebSocket text message, REST body), in KiB.
+    #[arg(long, default_value_t = 1024)]
+    max_json_kb: usize,
     /// LRU limit on loaded models, in MiB of model files: idle least recently used models are
     /// unloaded past it.
     #[arg(long, default_value_t = 512)]
@@ -70,6 +73,7 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.port = a.port;
             cfg.quiet = a.quiet;
             cfg.max_packet = a.max_packet_mb.saturating_mul(1 << 20);
+            cfg.max_json = a.max_json_kb.saturating_mul(1 << 10);
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
             cfg.protocol = match a.protocol {
                 ProtocolArg::Asio => Protocol::Asio,
