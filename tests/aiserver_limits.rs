@@ -330,3 +330,60 @@ fn oversized_json_is_refused_from_its_length() {
     assert_eq!(r, json!({"VERSION": 4, "success": true}));
     assert_cat(&mut server.stream(EFF));
 }
+
+/// `trace_manage` over asio on a fresh connection.
+fn trace_manage(server: &Running, args: Value) -> Value {
+    let mut s = server.conn();
+    write_packet(&mut s, json!({"VERSION": 4, "op": "trace_manage", "args": args}).to_string().as_bytes()).unwrap();
+    serde_json::from_slice(&read_packet(&mut s, 1 << 26).unwrap().unwrap()).unwrap()
+}
+
+#[test]
+fn trace_log_and_trace_groups_are_bounded() {
+    let zoo = clean_zoo();
+    let server = Running::start(zoo.path());
+    let rss0 = server.status_kib("VmRSS:");
+    // 200 stream opens with 900 KB model names (under the JSON limit), each logged.
+    let name = "n".repeat(900 << 10);
+    for _ in 0..200 {
+        let mut s = server.conn();
+        write_packet(&mut s, json!({"VERSION": 4, "op": "stream", "name": name, "config": {}}).to_string().as_bytes()).unwrap();
+        let r = protocol::decode(&read_packet(&mut s, 1 << 26).unwrap().unwrap()).unwrap().0;
+        assert_eq!(r["success"], json!(false), "{r}");
+    }
+    let rss1 = server.status_kib("VmRSS:");
+    let text = trace_manage(&server, json!({"trace_read": {}}))["trace_manage"]["trace_read"].as_str().unwrap().to_string();
+    eprintln!("200 stream opens with 900 KB names: server RSS {rss0} -> {rss1} KiB, trace {} bytes", text.len());
+    assert!(text.len() <= 300 << 10, "the trace keeps {} bytes", text.len());
+    assert!(text.lines().all(|l| l.len() <= 1024), "a trace line is longer than 1024 bytes");
+    assert!(text.contains("stream open failed for model 'nnnn"), "{}", &text[..text.len().min(300)]);
+    assert!(rss1 < rss0 + (64 << 10), "server RSS grew from {rss0} to {rss1} KiB");
+
+    // Debug lines (one per command) are kept only when a detailed trace level asks for them.
+    let count = |t: &str| t.matches("op 'sleep' from").count();
+    let sleep = |server: &Running| {
+        let mut s = server.conn();
+        write_packet(&mut s, json!({"VERSION": 4, "op": "sleep", "sleep_time_ms": 0}).to_string().as_bytes()).unwrap();
+        read_packet(&mut s, 1 << 20).unwrap().unwrap();
+    };
+    sleep(&server);
+    let read = |server: &Running| trace_manage(server, json!({"trace_read": {}}))["trace_manage"]["trace_read"].as_str().unwrap().to_string();
+    assert_eq!(count(&read(&server)), 0);
+    assert_eq!(trace_manage(&server, json!({"config_set": {"AIServer": 2}}))["success"], json!(true));
+    sleep(&server);
+    assert_eq!(count(&read(&server)), 1);
+
+    // config_set: client-chosen group names are bounded in number and length.
+    let many: serde_json::Map<String, Value> = (0..10_000).map(|i| (format!("group{i}"), json!(1))).collect();
+    let r = trace_manage(&server, json!({"config_set": many}));
+    assert_eq!(r["success"], json!(false), "{r}");
+    assert!(r["msg"].as_str().unwrap().contains("at most 64 trace groups"), "{r}");
+    let r = trace_manage(&server, json!({"config_set": {"x".repeat(200): 1}}));
+    assert_eq!(r["success"], json!(false), "{r}");
+    let groups = trace_manage(&server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().len();
+    assert_eq!(groups, 3, "config_get lists {groups} groups");
+    let some: serde_json::Map<String, Value> = (0..61).map(|i| (format!("g{i}"), json!(1))).collect();
+    assert_eq!(trace_manage(&server, json!({"config_set": some}))["success"], json!(true));
+    assert_eq!(trace_manage(&server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().len(), 64);
+    assert_cat(&mut server.stream(EFF));
+}
