@@ -387,3 +387,66 @@ fn trace_log_and_trace_groups_are_bounded() {
     assert_eq!(trace_manage(&server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().len(), 64);
     assert_cat(&mut server.stream(EFF));
 }
+
+/// Opens a stream with `config`; the stream open reply when it failed.
+fn open_with(server: &Running, config: Value) -> Result<TcpStream, Value> {
+    let mut s = server.conn();
+    write_packet(&mut s, json!({"VERSION": 4, "op": "stream", "name": EFF, "config": config}).to_string().as_bytes()).unwrap();
+    // A failed open answers at once; a good one answers the first frame.
+    let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
+    write_packet(&mut s, &jpeg).unwrap();
+    let p = read_packet(&mut s, 1 << 26).unwrap().unwrap();
+    match protocol::decode_results(&p).unwrap() {
+        Ok((r, _)) => {
+            assert_eq!(r[0]["label"], json!("Egyptian cat"), "{r:?}");
+            Ok(s)
+        }
+        Err(msg) => Err(json!(msg)),
+    }
+}
+
+fn engines(server: &Running) -> u64 {
+    let mut s = server.conn();
+    write_packet(&mut s, json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}).to_string().as_bytes()).unwrap();
+    let r: Value = serde_json::from_slice(&read_packet(&mut s, 1 << 26).unwrap().unwrap()).unwrap();
+    r["zoo_manage"]["AgentCacheSize"].as_u64().unwrap()
+}
+
+#[test]
+fn client_input_shapes_are_validated_and_engine_copies_bounded() {
+    let zoo = clean_zoo();
+    let server = Running::start(zoo.path());
+    let shape = |s: Value| json!({"PRE_PROCESS": [{"InputShape": s}]});
+    // Invalid shapes are refused at open, before any engine is loaded.
+    for (bad, why) in [
+        (json!([1, 2, 3, 4, 5]), "InputShape [1, 2, 3, 4, 5] of model input #0 is invalid: the model's input has 4 dimensions"),
+        (json!([1, 0, 224, 3]), "every dimension must be between 1 and 65536"),
+        (json!([65536, 65536, 224, 3]), "more than 268435456 elements"),
+    ] {
+        let e = open_with(&server, shape(bad)).unwrap_err();
+        assert!(e.as_str().unwrap().contains(why), "{e}");
+    }
+    assert_eq!(engines(&server), 0);
+    // A shape of the right rank that the model's tensor cannot take fails at open; its engine
+    // is not kept.
+    let e = open_with(&server, shape(json!([1, 200, 200, 3]))).unwrap_err();
+    assert!(e.as_str().unwrap().contains("has shape [1, 224, 224, 3], but the configuration describes [1, 200, 200, 3]"), "{e}");
+    assert_eq!(engines(&server), 0);
+    // 28 different accepted shapes, one after another: at most 4 engine copies stay loaded.
+    drop(open_with(&server, json!({})).unwrap());
+    let rss0 = server.status_kib("VmRSS:");
+    for n in 2..30 {
+        drop(open_with(&server, shape(json!([n, 224, 224, 3]))).unwrap());
+    }
+    let (rss1, loaded) = (server.status_kib("VmRSS:"), engines(&server));
+    eprintln!("28 client shapes: {loaded} engines loaded, server RSS {rss0} -> {rss1} KiB");
+    assert!(loaded <= 4, "{loaded} engine copies of one model are loaded");
+    // Four shapes held by open streams: a fifth is refused, and works once one is closed.
+    let held: Vec<TcpStream> = (40..44).map(|n| open_with(&server, shape(json!([n, 224, 224, 3]))).unwrap()).collect();
+    let e = open_with(&server, shape(json!([50, 224, 224, 3]))).unwrap_err();
+    assert!(e.as_str().unwrap().contains("at most 4 input shapes"), "{e}");
+    drop(held);
+    std::thread::sleep(Duration::from_millis(500));
+    drop(open_with(&server, shape(json!([50, 224, 224, 3]))).unwrap());
+    assert_cat(&mut server.stream(EFF));
+}
