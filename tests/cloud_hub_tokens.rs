@@ -137,3 +137,101 @@ fn no_request_without_an_admin_token_mints_a_token_or_writes_the_file() {
     assert_eq!(r.status(), 200);
     drop(hub);
 }
+
+fn multipart(filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
+    b.extend_from_slice(filename.as_bytes());
+    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
+    b.extend_from_slice(data);
+    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
+    b
+}
+
+/// A model archive `<name>/<name>.json` (a real config with a Checksum) plus `extra` entries.
+fn archive(name: &str, extra: &dyn Fn(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let o = zip::write::SimpleFileOptions::default();
+    z.start_file(format!("{name}/{name}.json"), o).unwrap();
+    z.write_all(&std::fs::read(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
+    extra(&mut z);
+    z.finish().unwrap().into_inner()
+}
+
+#[test]
+fn uploads_escaping_the_model_folder_are_refused_and_never_served() {
+    use std::io::Write;
+    let root = hub_root(&[]);
+    let admin = new_token(root.path(), true).unwrap();
+    let (hub, addr) = start_hub_process(root.path());
+    let base = format!("http://{addr}");
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let upload = |name: &str, data: &[u8]| -> (u16, Value) {
+        let r = agent
+            .post(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}"))
+            .set("token", &admin)
+            .set("Content-Type", "multipart/form-data; boundary=dgzooBOUNDARY")
+            .send_bytes(&multipart(&format!("{name}.zip"), data));
+        let r = match r {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("{e}"),
+        };
+        (r.status(), serde_json::from_str(&r.into_string().unwrap()).unwrap())
+    };
+    type Extra = Box<dyn Fn(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)>;
+    let o = zip::write::SimpleFileOptions::default();
+    let file = |n: &'static str| -> Extra {
+        Box::new(move |z| {
+            z.start_file(n, o).unwrap();
+            z.write_all(b"x").unwrap();
+        })
+    };
+    let cases: Vec<(&str, Extra, &str)> = vec![
+        ("dotdot", file("dotdot/../../escaped.txt"), "unsafe path component '..'"),
+        ("absolute", file("/tmp/absolute.txt"), "is an absolute path"),
+        ("outside", file("other/file.txt"), "is outside the model directory 'outside/'"),
+        ("link", Box::new(move |z| z.add_symlink("link/model.tflite", "/etc/passwd", o).unwrap()), "is a symbolic link"),
+    ];
+    for (name, extra, why) in &cases {
+        let (status, body) = upload(name, &archive(name, extra.as_ref()));
+        assert_eq!(status, 400, "{name}: {body}");
+        assert!(body["detail"].as_str().unwrap().contains(why), "{name}: {body}");
+        assert!(!zoo_dir(root.path()).join(format!("{name}.zip")).exists(), "{name} was stored");
+    }
+    // Such an archive put in the zoo by other means is not listed or served either.
+    std::fs::write(zoo_dir(root.path()).join("dotdot.zip"), archive("dotdot", cases[0].1.as_ref())).unwrap();
+    let list: Value =
+        serde_json::from_str(&agent.get(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}")).set("token", &admin).call().unwrap().into_string().unwrap())
+            .unwrap();
+    assert!(list.get("dotdot").is_none(), "{list}");
+    let r = agent.get(&format!("{base}/zoo/v1/public/models/{ORG}/{ZOONAME}/dotdot")).set("token", &admin).call();
+    assert!(matches!(r, Err(ureq::Error::Status(400, _))), "the archive was served");
+    // A clean archive is accepted.
+    let (status, body) = upload("good", &archive("good", &|_| {}));
+    assert_eq!(status, 201, "{body}");
+    drop(hub);
+}
+
+#[test]
+fn zoos_check_tells_a_token_without_access_nothing() {
+    let root = hub_root(&[]);
+    std::fs::create_dir_all(root.path().join(ORG).join("secret")).unwrap();
+    let (hub, addr) = start_hub_process(root.path());
+    let base = format!("http://{addr}");
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let check = |zoo: &str| -> (u16, String) {
+        match agent.get(&format!("{base}/api/v1/public/zoos-check/{ORG}/{zoo}")).set("token", TOKEN).call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(s, r)) => (s, r.into_string().unwrap().replace(zoo, "ZOO")),
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // TOKEN may use myorg/myzoo only: an existing zoo it may not use looks like a missing one.
+    assert_eq!(check(ZOONAME).0, 200);
+    let (secret, missing) = (check("secret"), check("nosuchzoo"));
+    assert_eq!(secret, missing);
+    assert_eq!(secret.0, 400);
+    drop(hub);
+}

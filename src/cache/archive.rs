@@ -64,6 +64,25 @@ fn entry_path(raw: &[u8], model: &str) -> std::result::Result<(PathBuf, bool), S
     Ok((parts[1..].iter().collect(), is_dir))
 }
 
+/// Why an archive must not be served or extracted as model `model`, from its central
+/// directory alone: an entry that escapes `<model>/` (`..`, `.`, empty components, absolute
+/// paths, drive letters, backslashes, another top directory) or is a symbolic link.
+pub fn unsafe_entry<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>, model: &str) -> Option<String> {
+    for i in 0..zip.len() {
+        let e = match zip.by_index_raw(i) {
+            Ok(e) => e,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Err(m) = entry_path(e.name_raw(), model) {
+            return Some(m);
+        }
+        if e.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+            return Some(format!("entry '{}' is a symbolic link", e.name()));
+        }
+    }
+    None
+}
+
 /// Validate the archive and extract the contents of its `<model>/` directory into `dest`
 /// (created; must not exist). Returns the number of bytes written.
 pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -> Result<u64> {

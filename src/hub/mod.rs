@@ -293,9 +293,15 @@ fn route(state: &State, req: &tiny_http::Request) -> Resp {
             let devs: Map<String, Value> = DEVICE_TYPES.iter().map(|d| (d.to_string(), json!([{"@Index": 0}]))).collect();
             json_resp(200, &json!({ "Devices": devs }))
         }
-        ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || match st.zoo_dir(org, zoo) {
-            Some(_) => json_resp(200, &json!({})),
-            None => zoo_not_found(org, zoo),
+        // A token without access to the zoo learns nothing about it: the same answer as for a
+        // zoo that does not exist.
+        ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || {
+            let url = format!("{org}/{zoo}");
+            let allowed = st.tokens().get(token.as_deref().unwrap_or_default()).is_some_and(|r| r.is_admin || r.zoos.contains(&url));
+            match st.zoo_dir(org, zoo) {
+                Some(_) if allowed => json_resp(200, &json!({})),
+                _ => zoo_not_found(org, zoo),
+            }
         }),
         ["zoo", "v1", "public", "tokens"] => with_token(st, &token, None, || {
             let t = token.clone().unwrap_or_default();

@@ -108,6 +108,10 @@ fn base_name(n: &str) -> &str {
 pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
     let f = std::fs::File::open(path).ok()?;
     let mut zip = zip::ZipArchive::new(f).ok()?;
+    // An archive with entries escaping its model folder is never listed or served.
+    if crate::cache::archive::unsafe_entry(&mut zip, model).is_some() {
+        return None;
+    }
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let json_name = format!("{model}.json");
     let preferred = format!("{model}/{json_name}");
