@@ -524,3 +524,54 @@ fn racing_without_known_checksum_downloads_once() {
     });
     assert_eq!(flags.iter().filter(|&&d| d).count(), 1, "{flags:?}");
 }
+
+/// Bytes this thread has passed to write(2) so far (`/proc/thread-self/io` wchar; the cache
+/// downloads and extracts in the calling thread).
+fn bytes_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap().trim().parse().unwrap()
+}
+
+/// A hub archive `<name>.zip`: BLAZE's config with `checksum` and a deflated `model.tflite`.
+fn archive_with_binary(root: &Path, name: &str, checksum: &str, binary: &[u8]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(zoo_dir(root).join(format!("{name}.zip"))).unwrap());
+    let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
+    cfg["MODEL_PARAMETERS"][0]["ModelPath"] = Value::String("model.tflite".into());
+    cfg["Checksum"] = Value::String(checksum.into());
+    z.start_file(format!("{name}/{name}.json"), o).unwrap();
+    z.write_all(cfg.to_string().as_bytes()).unwrap();
+    z.start_file(format!("{name}/model.tflite"), o).unwrap();
+    z.write_all(binary).unwrap();
+    z.finish().unwrap();
+}
+
+#[test]
+fn archives_are_verified_before_extracting_and_unpacking_is_bounded_by_the_cache_cap() {
+    let root = hub_root(&[]);
+    let zeros = vec![0u8; 64 << 20];
+    // A 64 MiB binary that does not match its configuration's SHA-256.
+    archive_with_binary(root.path(), "corrupt", &sha256_hex(b"something else"), &zeros);
+    // A correct model whose 64 MiB binary is larger than the cache's 16 MiB cap.
+    archive_with_binary(root.path(), "huge", &sha256_hex(&zeros), &zeros);
+    drop(zeros);
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let w0 = bytes_written();
+    let e = fetch(&cache, &c, "corrupt").unwrap_err();
+    assert!(e.message.contains("SHA-256 of 'model.tflite' is"), "{}", e.message);
+    let w1 = bytes_written();
+    let cache = Cache::new(dgzoo::cache::CacheConfig { limit: 16 << 20, ..cache_cfg(cdir.path()) });
+    let e = fetch(&cache, &c, "huge").unwrap_err();
+    assert!(e.message.contains("uncompressed size exceeds the limit of 16777216 bytes"), "{}", e.message);
+    let w2 = bytes_written();
+    eprintln!("bytes written: corrupt archive {} KiB, oversized archive {} KiB", (w1 - w0) >> 10, (w2 - w1) >> 10);
+    // Only the (small) downloads were written, never the 64 MiB binaries.
+    assert!(w1 - w0 < 4 << 20, "the corrupt archive wrote {} bytes", w1 - w0);
+    assert!(w2 - w1 < 4 << 20, "the oversized archive wrote {} bytes", w2 - w1);
+    assert!(cache.entries().is_empty());
+    let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
+    assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
+}

@@ -353,7 +353,9 @@ impl Cache {
             let _ = std::fs::remove_file(&zip_path);
             let _ = std::fs::remove_dir_all(&tmp_dir);
         };
-        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
+        // Unpacking is bounded by the cache's own size cap, not only the archive limit.
+        let max_bytes = self.cfg.limit.min(archive::Limits::default().max_total_bytes);
+        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, max_bytes, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
         cleanup();
         r
     }
@@ -476,15 +478,17 @@ impl Cache {
     }
 }
 
-/// Stream the archive of `model` to `zip_path`, extract its `<model>/` directory into
-/// `unpack_dir` (which must not exist) with the archive checks, remove the archive, and verify
-/// the result (`verify_model_dir`). On error the caller removes both paths.
+/// Stream the archive of `model` to `zip_path`, check its config checksum and model binary
+/// inside the archive (`archive::precheck_model`), then extract its `<model>/` directory into
+/// `unpack_dir` (which must not exist) with the archive checks and at most `max_bytes`, remove
+/// the archive, and verify the result (`verify_model_dir`). On error the caller removes both paths.
 pub fn download_verified(
     client: &CloudClient,
     model: &str,
     zip_path: &Path,
     unpack_dir: &Path,
     expected: Option<&str>,
+    max_bytes: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     {
@@ -494,7 +498,9 @@ pub fn download_verified(
         use std::io::Write;
         w.flush().map_err(|e| io_err("Cannot write", zip_path, e))?;
     }
-    archive::extract_model(zip_path, model, unpack_dir, archive::Limits::default())?;
+    let limits = archive::Limits { max_total_bytes: max_bytes, ..archive::Limits::default() };
+    archive::precheck_model(zip_path, model, expected, limits)?;
+    archive::extract_model(zip_path, model, unpack_dir, limits)?;
     let _ = std::fs::remove_file(zip_path);
     verify_model_dir(unpack_dir, model, expected)
 }
