@@ -29,9 +29,14 @@ impl Drop for Running {
 
 impl Running {
     fn start(zoo: &std::path::Path) -> Running {
+        Running::start_with(zoo, &[])
+    }
+
+    fn start_with(zoo: &std::path::Path, extra: &[&str]) -> Running {
         let port = free_port_pair();
         let child = Command::new(BIN)
             .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -449,4 +454,73 @@ fn client_input_shapes_are_validated_and_engine_copies_bounded() {
     std::thread::sleep(Duration::from_millis(500));
     drop(open_with(&server, shape(json!([50, 224, 224, 3]))).unwrap());
     assert_cat(&mut server.stream(EFF));
+}
+
+/// One HTTP/1.1 request on a fresh connection: (status line and headers, body).
+fn http(server: &Running, method: &str, path: &str, headers: &[(&str, &str)]) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(("127.0.0.1", server.port + 1)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 0\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    (head.to_string(), body.to_string())
+}
+
+const WS_HEADERS: &[(&str, &str)] =
+    &[("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), ("Sec-WebSocket-Version", "13")];
+
+#[test]
+fn cross_origin_state_changes_are_refused() {
+    let zoo = clean_zoo();
+    let server = Running::start(zoo.path());
+    let evil = ("Origin", "http://evil.example");
+    // A web page elsewhere can neither shut the server down nor open an inference stream.
+    let (head, body) = http(&server, "POST", "/v1/shutdown", &[evil]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    assert!(body.contains("cross-origin requests that change state are not allowed"), "{body}");
+    let mut ws = WS_HEADERS.to_vec();
+    ws.push(evil);
+    let (head, _) = http(&server, "GET", "/v1/stream", &ws);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = http(&server, "POST", "/v1/trace_manage", &[evil, ("Content-Type", "application/json")]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // Reads answer, but without CORS headers, so the page cannot see them; no `*` anywhere.
+    let (head, _) = http(&server, "GET", "/v1/system_info", &[evil]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.to_ascii_lowercase().contains("access-control-allow-origin"), "{head}");
+    let (head, _) = http(&server, "GET", "/v1/system_info", &[]);
+    assert!(!head.contains('*'), "{head}");
+    // Clients without Origin (PySDK, curl) are not affected, and the server is still up.
+    let (head, _) = http(&server, "POST", "/v1/sleep/1", &[]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_cat(&mut server.stream(EFF));
+    {
+        use std::io::Write;
+        let mut s = TcpStream::connect(("127.0.0.1", server.port + 1)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let hdrs: String = WS_HEADERS.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+        s.write_all(format!("GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n{hdrs}\r\n").as_bytes()).unwrap();
+        let head = read_until_blank_line(&mut s);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    }
+    drop(server);
+
+    // An allowed origin gets its own CORS headers and may change state.
+    let server = Running::start_with(zoo.path(), &["--cors-origin", "http://good.example"]);
+    let good = ("Origin", "http://good.example");
+    let (head, _) = http(&server, "GET", "/v1/system_info", &[good]);
+    assert!(head.contains("Access-Control-Allow-Origin: http://good.example"), "{head}");
+    let (head, _) = http(&server, "POST", "/v1/sleep/1", &[good]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (head, _) = http(&server, "POST", "/v1/shutdown", &[evil]);
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = http(&server, "POST", "/v1/shutdown", &[good]);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }

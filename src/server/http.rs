@@ -86,6 +86,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
@@ -94,13 +95,34 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// CORS headers for a request from `origin`: only for an origin in the allow-list
+/// (`Config::cors_origins`, empty by default), echoed back, never `*`.
+fn cors_headers(state: &State, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    match origin {
+        Some(o) if state.cors_origins.iter().any(|a| a == o || a == "*") => vec![
+            ("Access-Control-Allow-Origin", o.to_string()),
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()),
+            ("Access-Control-Allow-Headers", "Content-Type".into()),
+            ("Vary", "Origin".into()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A request a web page on another site must not make: one that changes state (anything but
+/// GET/HEAD/OPTIONS, and the WebSocket stream, which runs inference) carrying an `Origin` that
+/// is not in the allow-list (`*` there allows reads only). Clients that are not browsers
+/// (PySDK, curl) send no `Origin` and are not affected.
+fn cross_origin_refused(state: &State, req: &Request, upgrade: bool) -> bool {
+    let Some(origin) = req.header("Origin") else { return false };
+    let state_changing = upgrade || !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    state_changing && !state.cors_origins.iter().any(|a| a == origin)
+}
+
 fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     if r.status != 204 {
         head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", r.content_type, r.body.len()));
-    }
-    for (k, v) in [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")] {
-        head.push_str(&format!("{k}: {v}\r\n"));
     }
     for (k, v) in &r.extra {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -188,6 +210,12 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
         };
         state.log(Level::Debug, &format!("http {} {}", req.method, req.path));
         let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if cross_origin_refused(state, &req, upgrade) {
+            state.log_info(&format!("refused cross-origin {} {} from origin '{}'", req.method, req.path, req.header("Origin").unwrap_or_default()));
+            let text = protocol::dg_error_text("ERROR", "Operation failed", "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)", &[]);
+            let _ = write_response(&mut writer, &json_response(403, &protocol::frame_err(&text)), false);
+            return;
+        }
         if req.path == "/v1/stream" && req.method == "GET" && upgrade {
             let Some(key) = req.header("Sec-WebSocket-Key") else {
                 let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
@@ -210,7 +238,8 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             return;
         }
         let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let (resp, shutdown) = route(state, &req, peer);
+        let (mut resp, shutdown) = route(state, &req, peer);
+        resp.extra.extend(cors_headers(state, req.header("Origin")));
         let sent = write_response(&mut writer, &resp, !close && !shutdown).is_ok();
         if shutdown {
             state.request_stop(false);

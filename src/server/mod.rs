@@ -56,6 +56,11 @@ pub struct Config {
     /// Largest JSON message accepted (asio command packet, WebSocket text message, REST
     /// body), refused from its length before anything is allocated. At most `max_packet`.
     pub max_json: usize,
+    /// Web origins (`https://host:port`) allowed to use the HTTP side from a browser: they get
+    /// CORS headers and may change state (POST, the WebSocket stream). Empty by default: a
+    /// request with any other `Origin` that changes state is refused with 403. `*` gives CORS
+    /// headers to every origin for reads only.
+    pub cors_origins: Vec<String>,
     /// Most connections served at once (asio and http together); more are closed at once.
     pub max_connections: usize,
     /// LRU limit on loaded models, as the total size of their model files: past it the least
@@ -67,7 +72,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_json: protocol::DEFAULT_MAX_JSON, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_json: protocol::DEFAULT_MAX_JSON, cors_origins: Vec::new(), max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
     }
 }
 
@@ -89,6 +94,7 @@ pub struct State {
     stop: AtomicBool,
     max_packet: usize,
     max_json: usize,
+    cors_origins: Vec<String>,
     max_connections: usize,
     max_model_bytes: u64,
     /// Connections being served now.
@@ -169,6 +175,7 @@ impl State {
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
             max_json: cfg.max_json.min(cfg.max_packet),
+            cors_origins: cfg.cors_origins.clone(),
             max_connections: cfg.max_connections.max(1),
             max_model_bytes: cfg.max_model_bytes,
             connections: Default::default(),
