@@ -575,3 +575,29 @@ fn archives_are_verified_before_extracting_and_unpacking_is_bounded_by_the_cache
     let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
     assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
 }
+
+#[test]
+fn a_damaged_cached_binary_is_downloaded_again() {
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = cache_cfg(cdir.path());
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    let want = predict(&zoo, BLAZE, "girls_256.jpg");
+    // The cached binary is cut in half on disk (a crash, a full disk, a careless hand).
+    let cache = Cache::new(cfg.clone());
+    let entry = cache.entries().into_iter().find(|e| e.model == BLAZE).unwrap();
+    let bin = entry.dir.join(format!("{BLAZE}.tflite"));
+    let good = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, &good[..good.len() / 2]).unwrap();
+    // The next load notices (checksum), downloads it again and runs; the file is whole again.
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    assert_eq!(predict(&zoo, BLAZE, "girls_256.jpg"), want);
+    assert_eq!(std::fs::read(&bin).unwrap(), good);
+    // Offline, a damaged copy is reported, not replaced.
+    std::fs::write(&bin, &good[..good.len() / 2]).unwrap();
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
+    let offline = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
+    let e = offline.load_model(BLAZE, &Value::Null).unwrap_err();
+    assert!(e.message.contains("Checksum mismatch"), "{}", e.message);
+}

@@ -422,17 +422,32 @@ impl Cache {
 
     /// Remove one cached model unless it is in use. `Ok(false)` when not cached.
     pub fn remove(&self, e: &Entry) -> Result<bool> {
-        let zdir = self.cfg.root.join(&e.zoo_key);
-        let lock = open_lock(&zdir.join(format!("{}.lock", e.model)))?;
-        if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
-            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.zoo_key, e.model)));
+        self.remove_key(&e.zoo_key, &e.model)
+    }
+
+    /// Remove the cached copy of `model` of `zoo` (a damaged one: the next `ensure`
+    /// downloads it again) unless it is in use. `Ok(false)` when not cached.
+    pub fn remove_model(&self, zoo: &CloudZoo, model: &str) -> Result<bool> {
+        archive::check_model_name(model)?;
+        self.remove_key(&Cache::zoo_key(zoo)?, model)
+    }
+
+    fn remove_key(&self, zoo_key: &str, model: &str) -> Result<bool> {
+        let e = (zoo_key, model);
+        let zdir = self.cfg.root.join(zoo_key);
+        if !zdir.join(model).exists() {
+            return Ok(false);
         }
-        let dir = zdir.join(&e.model);
+        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
+            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.0, e.1)));
+        }
+        let dir = zdir.join(model);
         if !dir.exists() {
             return Ok(false);
         }
         let _ = std::fs::create_dir_all(zdir.join(PARTIAL_DIR));
-        let old = zdir.join(PARTIAL_DIR).join(unique(&e.model) + ".old");
+        let old = zdir.join(PARTIAL_DIR).join(unique(model) + ".old");
         std::fs::rename(&dir, &old).map_err(|err| io_err("Cannot remove", &dir, err))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(true)
