@@ -434,6 +434,23 @@ fn cache_cli_ls_verify_rm_prune() {
     assert_eq!(v[0]["ok"], false);
     assert!(v[0]["error"].as_str().unwrap().contains("SHA-256"));
     assert_eq!(v[1]["ok"], true);
+    // A missing or broken labels file is reported too.
+    let eff_dir = Path::new(v[1]["path"].as_str().unwrap()).to_path_buf();
+    let labels = std::fs::read_dir(&eff_dir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("labels")).expect("a labels file");
+    let saved = std::fs::read(&labels).unwrap();
+    for damage in [None, Some(&b"[1, 2"[..])] {
+        match damage {
+            None => std::fs::remove_file(&labels).unwrap(),
+            Some(b) => std::fs::write(&labels, b).unwrap(),
+        }
+        let (ok, out, _) = run(&["cache", "verify", "--json"]);
+        assert!(!ok);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[1]["ok"], false, "{v}");
+        assert!(v[1]["error"].as_str().unwrap().contains("labels file"), "{v}");
+    }
+    std::fs::write(&labels, saved).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&run(&["cache", "verify", "--json"]).1).unwrap()[1]["ok"], true);
     assert!(run(&["cache", "rm", BLAZE]).0);
     let (_, out, _) = run(&["cache", "ls"]);
     assert!(!out.contains(BLAZE) && out.contains(EFF_Q));

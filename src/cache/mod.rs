@@ -481,12 +481,13 @@ impl Cache {
         evicted
     }
 
-    /// Re-check every cached model: config parses and its binary matches the checksum.
+    /// Re-check every cached model: config parses, its binary matches the checksum, and the
+    /// labels file it names is there and is a JSON object.
     pub fn verify(&self) -> Vec<(Entry, Result<()>)> {
         self.entries()
             .into_iter()
             .map(|e| {
-                let r = verify_model_dir(&e.dir, &e.model, None);
+                let r = verify_model_dir(&e.dir, &e.model, None).and_then(|()| verify_labels(&e.dir, &e.model));
                 (e, r)
             })
             .collect()
@@ -518,6 +519,25 @@ pub fn download_verified(
     archive::extract_model(zip_path, model, unpack_dir, limits)?;
     let _ = std::fs::remove_file(zip_path);
     verify_model_dir(unpack_dir, model, expected)
+}
+
+/// The labels file `LabelsPath` names (if any) is inside the model directory, present and a
+/// JSON object.
+fn verify_labels(dir: &Path, model: &str) -> Result<()> {
+    let params = ModelParams::from_file(&dir.join(format!("{model}.json"))).map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
+    let rel = params.str("LabelsPath", 0);
+    if rel.is_empty() {
+        return Ok(());
+    }
+    let relp = Path::new(&rel);
+    if relp.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(Error::bad_model(format!("Cloud model '{model}': LabelsPath '{rel}' leaves the model directory")));
+    }
+    let text = std::fs::read_to_string(dir.join(relp)).map_err(|e| Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' cannot be read: {e}")))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(_)) => Ok(()),
+        _ => Err(Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' is not a JSON object"))),
+    }
 }
 
 /// Check an extracted model: `<m>.json` parses as a model config, its `Checksum` is the zoo's
