@@ -618,3 +618,61 @@ fn a_damaged_cached_binary_is_downloaded_again() {
     let e = offline.load_model(BLAZE, &Value::Null).unwrap_err();
     assert!(e.message.contains("Checksum mismatch"), "{}", e.message);
 }
+
+/// `dgzoo cache fetch` with the cache on an 8 MiB tmpfs of its own (a private mount namespace
+/// through `unshare`), so the 5 MiB archive fits but its extracted copy does not.
+#[test]
+fn a_full_disk_is_reported_as_such() {
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: unshare -rm is not available");
+        return;
+    }
+    let root = hub_root(&[EFF_Q]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", r#"mount -t tmpfs -o size=8m none "$0" && exec "$@""#])
+        .arg(cdir.path())
+        .arg(dgzoo_bin())
+        .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, EFF_Q])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("full disk: {}", err.trim());
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no space left on device") || err.contains("No space left on device"), "{err}");
+    assert!(err.contains(cdir.path().to_str().unwrap()), "the error names the path: {err}");
+    assert!(!err.contains("Unsafe or invalid model archive"), "a full disk reported as a bad archive: {err}");
+}
+
+/// A cache on a read-only file system (a read-only bind mount in a private mount namespace)
+/// still serves its models offline.
+#[test]
+fn a_read_only_cache_is_usable_offline() {
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: unshare -rm is not available");
+        return;
+    }
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let fetch = |extra_env: &[(&str, &str)], ro: bool| {
+        let mut c = Command::new("unshare");
+        let script = if ro { r#"mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@""# } else { r#"exec "$@""# };
+        c.args(["-rm", "sh", "-c", script]).arg(cdir.path()).arg(dgzoo_bin());
+        c.args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, BLAZE]).env("DGZOO_CACHE_DIR", cdir.path());
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = fetch(&[], false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fetch(&[("DGZOO_OFFLINE", "1")], true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "read-only cache, offline: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["downloaded"], false);
+    assert!(v["path"].as_str().unwrap().starts_with(cdir.path().to_str().unwrap()));
+}

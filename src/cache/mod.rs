@@ -172,7 +172,13 @@ impl Cache {
     /// Take the model's in-use lock and return it if a valid copy is cached (config present and,
     /// when `expected` is given, with that checksum).
     fn try_hold(&self, zdir: &Path, model: &str, expected: Option<&str>) -> Result<Option<CachedModel>> {
-        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        let lock_path = zdir.join(format!("{model}.lock"));
+        let lock = match open_lock(&lock_path) {
+            Ok(l) => l,
+            // A read-only cache (read-only mount or someone else's files) still serves what it
+            // holds: the shared lock is taken on a read-only handle (flock needs no write access).
+            Err(e) => File::open(&lock_path).or_else(|_| File::open(zdir)).map_err(|_| e)?,
+        };
         FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
         let dir = zdir.join(model);
         let config = dir.join(format!("{model}.json"));
