@@ -675,4 +675,16 @@ fn a_read_only_cache_is_usable_offline() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["downloaded"], false);
     assert!(v["path"].as_str().unwrap().starts_with(cdir.path().to_str().unwrap()));
+    // Pruning it is an error naming the path, not an empty success.
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", r#"mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@""#])
+        .arg(cdir.path())
+        .arg(dgzoo_bin())
+        .args(["cache", "prune", "--limit", "0"])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "prune of a read-only cache succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("Read-only file system") && err.contains(cdir.path().to_str().unwrap()), "{err}");
 }

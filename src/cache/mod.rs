@@ -462,29 +462,43 @@ impl Cache {
     /// Evict least recently used models until the total size is at most `limit` (default:
     /// the configured cap), skipping models in use. Returns the evicted entries.
     pub fn evict(&self, limit: Option<u64>) -> Vec<Entry> {
+        self.prune(limit).unwrap_or_default()
+    }
+
+    /// [`Cache::evict`] that reports failures (`dgzoo cache prune`): a cache that cannot be
+    /// changed (read-only, permissions) is an error naming the path, not an empty success.
+    /// Models in use are skipped, as in `evict`.
+    pub fn prune(&self, limit: Option<u64>) -> Result<Vec<Entry>> {
         let limit = limit.unwrap_or(self.cfg.limit);
         let mut evicted = Vec::new();
-        if std::fs::create_dir_all(&self.cfg.root).is_err() {
-            return evicted;
-        }
-        let Ok(cl) = open_lock(&self.cfg.root.join(CLEANUP_LOCK)) else { return evicted };
-        if FileExt::lock_exclusive(&cl).is_err() {
-            return evicted;
-        }
+        std::fs::create_dir_all(&self.cfg.root).map_err(|e| io_err("Cannot create the model cache", &self.cfg.root, e))?;
+        let cl = open_lock(&self.cfg.root.join(CLEANUP_LOCK))?;
+        FileExt::lock_exclusive(&cl).map_err(|e| io_err("Cannot lock", &self.cfg.root.join(CLEANUP_LOCK), e))?;
         self.clear_stale_partials();
         let entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut failure = None;
         for e in entries {
             if total <= limit {
                 break;
             }
-            if let Ok(true) = self.remove(&e) {
-                total = total.saturating_sub(e.size);
-                evicted.push(e);
+            match self.remove(&e) {
+                Ok(true) => {
+                    total = total.saturating_sub(e.size);
+                    evicted.push(e);
+                }
+                Ok(false) => {}
+                Err(err) if err.message.contains("is in use") => {}
+                Err(err) => {
+                    failure.get_or_insert(err);
+                }
             }
         }
         let _ = FileExt::unlock(&cl);
-        evicted
+        match failure {
+            Some(e) if evicted.is_empty() => Err(e),
+            _ => Ok(evicted),
+        }
     }
 
     /// Re-check every cached model: config parses, its binary matches the checksum, and the

@@ -183,7 +183,7 @@ pub fn cache(a: CacheArgs) -> Result<()> {
                 return Err(Error::io(errors.join("; ")));
             }
         }
-        CacheCommand::Prune { limit, json } => print_entries(&cache.evict(limit), json),
+        CacheCommand::Prune { limit, json } => print_entries(&cache.prune(limit)?, json),
         CacheCommand::Verify { json } => {
             let results = cache.verify();
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
