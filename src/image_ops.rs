@@ -372,6 +372,8 @@ mod jpeg {
 
     impl Drop for Decompressor {
         fn drop(&mut self) {
+            // SAFETY: `cinfo` was set up by `jpeg_create_decompress` and is destroyed once, here;
+            // its error manager (`_err`) is still alive (fields drop after this body).
             unsafe { jpeg_destroy_decompress(&mut self.cinfo) };
         }
     }
@@ -481,6 +483,8 @@ mod jpeg {
             extern "C" {
                 fn free(p: *mut std::ffi::c_void);
             }
+            // SAFETY: `cinfo` was set up by `jpeg_create_compress` and is destroyed once, here;
+            // `out` is null or the buffer `jpeg_mem_dest` malloc'ed, which nothing else frees.
             unsafe {
                 jpeg_destroy_compress(&mut self.cinfo);
                 if !self.out.is_null() {
@@ -493,6 +497,8 @@ mod jpeg {
     /// Encode like OpenCV's `imencode(".jpg", img, [IMWRITE_JPEG_QUALITY, quality])`:
     /// libjpeg(-turbo) defaults (baseline, 4:2:0, islow DCT, no Huffman optimisation).
     pub(super) fn encode(img: &RgbImage, quality: i32) -> Result<Vec<u8>> {
+        // SAFETY: `img` outlives the compressor, dropped inside `encode_unguarded`; libjpeg errors
+        // unwind to this `catch_unwind` through `C-unwind` callbacks.
         match catch_unwind(AssertUnwindSafe(|| unsafe { encode_unguarded(img, quality) })) {
             Ok(r) => r,
             Err(payload) => match payload.downcast::<Failure>() {
