@@ -159,6 +159,15 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     assert_eq!(name, "predict_result");
     assert_eq!(socketio::mp_text(&args[1]).as_deref(), Some("0"));
     assert_eq!(socketio::mp_to_json(&args[0])["success"], false);
+    // A large packet before CONNECT (4 MiB of msgpack nils: ~128 MiB once decoded) is refused
+    // without being decoded.
+    let mut nils = vec![0xdd];
+    nils.extend((4u32 << 20).to_be_bytes());
+    nils.extend(std::iter::repeat_n(0xc0u8, 4 << 20));
+    ws.send(Binary(nils)).unwrap();
+    let p = read_bin(&mut ws);
+    assert_eq!(p.kind, socketio::CONNECT_ERROR);
+    assert!(socketio::mp_to_json(&p.data)["message"].as_str().unwrap().contains("before CONNECT exceeds the limit of 1048576 bytes"), "{:?}", p.data);
     // CONNECT with an auth that is not a map.
     ws.send(Binary(Packet::new(socketio::CONNECT, rmpv::Value::from(5)).encode())).unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT_ERROR);
