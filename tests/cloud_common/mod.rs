@@ -151,13 +151,8 @@ pub fn start_dg_zoo_server(peer: &Path, root: &Path) -> (ChildGuard, u16) {
         "import uvicorn\nfrom dg_zoo_server.args import get_args\na = get_args('--zoo {} --port {port}')\nfrom dg_zoo_server import app\nuvicorn.run(app, host='127.0.0.1', port=a.port, log_level='warning')\n",
         root.display()
     );
-    let child = Command::new(peer.join("zoovenv/bin/python"))
-        .arg("-c")
-        .arg(script)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dg-zoo-server");
+    let child =
+        Command::new(peer.join("zoovenv/bin/python")).arg("-c").arg(script).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start dg-zoo-server");
     let g = ChildGuard(child);
     assert!(wait_port(port, Duration::from_secs(30)), "dg-zoo-server did not start on port {port}");
     (g, port)
@@ -168,13 +163,8 @@ pub fn start_dg_zoo_server(peer: &Path, root: &Path) -> (ChildGuard, u16) {
 pub fn run_pysdk(peer: &Path, home: &Path, script: &str, args: &[&str]) -> (bool, String, String) {
     let file = home.join("script.py");
     std::fs::write(&file, script).unwrap();
-    let out = Command::new(peer.join("venv/bin/python"))
-        .arg(&file)
-        .args(args)
-        .env("HOME", home)
-        .env("LD_LIBRARY_PATH", ort_dir(peer))
-        .output()
-        .expect("run python");
+    let out =
+        Command::new(peer.join("venv/bin/python")).arg(&file).args(args).env("HOME", home).env("LD_LIBRARY_PATH", ort_dir(peer)).output().expect("run python");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
@@ -232,13 +222,7 @@ pub fn raw_server(answer: impl Fn(&str, &str, Option<&str>) -> (u16, String) + S
 
 /// `dgzoo hub --port 0` as a child process: (guard, "127.0.0.1:port").
 pub fn start_hub_process(root: &Path) -> (ChildGuard, String) {
-    let mut child = Command::new(dgzoo_bin())
-        .args(["hub", "--port", "0", "--zoo"])
-        .arg(root)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(dgzoo_bin()).args(["hub", "--port", "0", "--zoo"]).arg(root).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let guard = ChildGuard(child);
