@@ -1,0 +1,133 @@
+//! YOLO detection from one fused output tensor: v8 (`DetectionYoloV8`) and v5-style with
+//! objectness (`DetectionYolo`).
+use super::{dequantize, label_of, nms, Det, PostConfig};
+use crate::error::{Error, Result};
+use crate::runtime::Tensor;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// YOLO decoding of a single output tensor: v8 `[1, 4+nc, N]` (or `[1, N, 4+nc]`) with
+/// class scores; v5 `[1, N, 5+nc]` with objectness. Boxes are centre/size in input pixels
+/// (normalised coordinates are scaled by the input size).
+pub(super) fn yolo(
+    cfg: &PostConfig,
+    outputs: &[Tensor],
+    labels: &BTreeMap<i64, String>,
+    v8: bool,
+    input_wh: (f32, f32),
+) -> Result<Vec<Value>> {
+    if outputs.len() != 1 {
+        return Err(Error::unsupported(format!(
+            "{} post-processing supports models with one output tensor; this model has {}",
+            cfg.kind.as_str(),
+            outputs.len()
+        )));
+    }
+    let t = &outputs[0];
+    let data = dequantize(t);
+    let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
+    let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
+    if dims.len() != 2 {
+        return Err(Error::unsupported(format!(
+            "{} output of shape {:?} is not supported",
+            cfg.kind.as_str(),
+            t.info.shape
+        )));
+    }
+    let extra = if v8 { 4 } else { 5 };
+    let nc = if cfg.num_classes > 0 {
+        cfg.num_classes
+    } else {
+        dims[0].min(dims[1]).saturating_sub(extra)
+    };
+    let attrs = nc + extra;
+    // Channels-first when the first dim is the attribute dim.
+    let (n, channels_first) = if dims[0] == attrs && dims[1] != attrs {
+        (dims[1], true)
+    } else if dims[1] == attrs {
+        (dims[0], false)
+    } else {
+        return Err(Error::bad_model(format!(
+            "{} output of shape {:?} does not hold {nc} classes",
+            cfg.kind.as_str(),
+            t.info.shape
+        )));
+    };
+    let at = |a: usize, j: usize| {
+        if channels_first {
+            data[a * n + j]
+        } else {
+            data[j * attrs + a]
+        }
+    };
+    let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
+    let thr = cfg.conf_threshold as f32;
+    let mut norm_scale = (1.0f32, 1.0f32);
+    // Normalised boxes: every centre within [0, 1.5] → scale by the input size.
+    if (0..n).all(|j| at(0, j).abs() <= 1.5 && at(1, j).abs() <= 1.5) && n > 0 {
+        norm_scale = input_wh;
+    }
+    let mut cands: Vec<Det> = Vec::new();
+    let mut cls_scores: Vec<(usize, f32)> = Vec::with_capacity(nc);
+    for j in 0..n {
+        let obj = if v8 { 1.0 } else { at(4, j) };
+        if !v8 && obj < thr {
+            continue;
+        }
+        cls_scores.clear();
+        for c in 0..nc {
+            let mut s = at(extra + c, j);
+            if cfg.sigmoid_cls {
+                s = sig(s);
+            }
+            s *= obj;
+            if s >= thr {
+                cls_scores.push((c, s));
+            }
+        }
+        if cls_scores.is_empty() {
+            continue;
+        }
+        cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        let (cx, cy, w, h) = (
+            at(0, j) * norm_scale.0,
+            at(1, j) * norm_scale.1,
+            at(2, j) * norm_scale.0,
+            at(3, j) * norm_scale.1,
+        );
+        let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
+        for &(c, s) in cls_scores.iter().take(cfg.max_classes_per_detection) {
+            cands.push(Det {
+                b,
+                score: s,
+                class: c,
+            });
+        }
+    }
+    let nms_thr = cfg.nms_threshold as f32;
+    let mut kept = if cfg.regular_nms {
+        let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
+        for d in cands {
+            by_class.entry(d.class).or_default().push(d);
+        }
+        by_class
+            .into_values()
+            .flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class))
+            .collect::<Vec<_>>()
+    } else {
+        nms(cands, nms_thr, cfg.max_detections)
+    };
+    kept.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    kept.truncate(cfg.max_detections);
+    Ok(kept
+        .into_iter()
+        .map(|d| {
+            let id = d.class as i64 - cfg.class_id_adjustment;
+            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
+        })
+        .collect())
+}
