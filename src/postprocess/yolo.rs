@@ -96,7 +96,14 @@ pub(super) fn yolo(
             at(3, j) * norm_scale.1,
         );
         let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
-        for &(c, s) in cls_scores.iter().take(cfg.max_classes_per_detection) {
+        // PySDK: with regular (per-class) NMS every (anchor, class) pair above the threshold
+        // is a candidate; the fast (class-agnostic) mode keeps each anchor's top classes.
+        let per_anchor = if cfg.regular_nms {
+            cls_scores.len()
+        } else {
+            cfg.max_classes_per_detection
+        };
+        for &(c, s) in cls_scores.iter().take(per_anchor) {
             cands.push(Det {
                 b,
                 score: s,

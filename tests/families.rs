@@ -1,0 +1,168 @@
+//! Post-processing families against the real PySDK 1.5.0: YOLO NMS candidates at low
+//! thresholds (run live), and every model of the extended family zoo
+//! (`scripts/make-test-zoo.sh`, `$DGZOO_FAMILY_ZOO`) against its PySDK goldens.
+use dgzoo::inference::{predict, Input};
+use dgzoo::zoo::Zoo;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn peer() -> Option<PathBuf> {
+    let peer = std::env::var_os("DGZOO_PEER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    if peer.join("venv/bin/python").exists() {
+        return Some(peer);
+    }
+    if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() {
+        panic!("the PySDK peer is required (DGZOO_REQUIRE_PEER) but {} is missing: run scripts/setup-peer.sh", peer.display());
+    }
+    eprintln!(
+        "SKIP: no PySDK peer at {} (scripts/setup-peer.sh)",
+        peer.display()
+    );
+    None
+}
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/zoo")
+        .canonicalize()
+        .expect("../shared/zoo must exist beside the repo")
+}
+
+/// Run `script` with PySDK's python (ONNX Runtime 1.20.1 on the library path); its stdout is JSON.
+fn pysdk(peer: &Path, script: &str, args: &[&str]) -> Value {
+    let ort = peer.join("ort");
+    let out = Command::new(peer.join("venv/bin/python"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("LD_LIBRARY_PATH", &ort)
+        .output()
+        .expect("run PySDK");
+    assert!(
+        out.status.success(),
+        "PySDK failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "PySDK output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// Compare detection-like results: labels and ids exactly, scores 1e-4, coordinates 0.5 px.
+fn assert_close(got: &[Value], want: &[Value], what: &str) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: number of results\n got {got:?}\nwant {want:?}"
+    );
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        cmp(g, w, &format!("{what}[{i}]"));
+    }
+}
+
+fn cmp(g: &Value, w: &Value, path: &str) {
+    match (g, w) {
+        (Value::Object(a), Value::Object(b)) => {
+            let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
+            assert_eq!(ka, kb, "{path}: keys");
+            for (k, v) in b {
+                let tol = if k == "score" || k == "handedness" || k == "angle" {
+                    1e-4
+                } else {
+                    0.5
+                };
+                cmp_tol(&a[k], v, &format!("{path}.{k}"), tol);
+            }
+        }
+        _ => cmp_tol(g, w, path, 0.5),
+    }
+}
+
+fn cmp_tol(g: &Value, w: &Value, path: &str, tol: f64) {
+    match (g, w) {
+        (Value::Number(a), Value::Number(b)) if a.is_f64() || b.is_f64() => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= tol, "{path}: {a} vs {b}");
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{path}: length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                cmp_tol(x, y, &format!("{path}[{i}]"), tol);
+            }
+        }
+        (Value::Object(_), Value::Object(_)) => cmp(g, w, path),
+        _ => assert_eq!(g, w, "{path}"),
+    }
+}
+
+/// PySDK's default (regular, per-class) NMS takes every (anchor, class) pair above the
+/// threshold as a candidate; the fast mode is class-agnostic. Below the default threshold
+/// the two differ from "top class per anchor" (car_416.jpg: 5 boxes at 0.1, 14 at 0.01).
+#[test]
+fn yolo_nms_candidates_match_pysdk_at_low_thresholds() {
+    let Some(peer) = peer() else { return };
+    let name = "yolov8n_nudenet--320x320_float_onnx_cpu_1";
+    let tmp = tempfile::tempdir().unwrap();
+    for regular in [true, false] {
+        let dir = tmp.path().join(format!("zoo_{regular}")).join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in std::fs::read_dir(shared().join(name)).unwrap() {
+            let f = f.unwrap().path();
+            let dst = dir.join(f.file_name().unwrap());
+            if f.extension().is_some_and(|e| e == "json")
+                && f.file_name().unwrap().to_str().unwrap().starts_with(name)
+            {
+                let mut cfg: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+                cfg["POST_PROCESS"][0]["UseRegularNMS"] = json!(regular);
+                std::fs::write(dst, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+            } else {
+                std::os::unix::fs::symlink(&f, dst).unwrap();
+            }
+        }
+        let zoo_dir = dir.parent().unwrap().to_str().unwrap().to_string();
+        let img = shared().join("images/car_416.jpg");
+        let want = pysdk(
+            &peer,
+            r#"
+import degirum as dg, json, sys
+zoo = dg.connect(dg.LOCAL, sys.argv[1])
+out = {}
+for thr in (0.1, 0.01):
+    m = zoo.load_model(sys.argv[2], output_confidence_threshold=thr, input_image_format="RAW")
+    out[str(thr)] = m(sys.argv[3]).results
+print(json.dumps(out))
+"#,
+            &[&zoo_dir, name, img.to_str().unwrap()],
+        );
+        let zoo = Zoo::connect("@local", &zoo_dir, "").unwrap();
+        let bytes = std::fs::read(&img).unwrap();
+        for thr in [0.1, 0.01] {
+            let model = zoo
+                .load_model(name, &json!({"output_confidence_threshold": thr}))
+                .unwrap();
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
+            let w = want[thr.to_string()].as_array().unwrap();
+            assert_close(
+                &got.results,
+                w,
+                &format!("UseRegularNMS={regular} threshold {thr}"),
+            );
+        }
+        if regular {
+            assert_eq!(
+                (
+                    want["0.1"].as_array().unwrap().len(),
+                    want["0.01"].as_array().unwrap().len()
+                ),
+                (5, 14),
+                "PySDK's own counts"
+            );
+        }
+    }
+}
