@@ -166,3 +166,49 @@ print(json.dumps(out))
         }
     }
 }
+
+/// The extended family zoo (`scripts/make-test-zoo.sh`), when `$DGZOO_FAMILY_ZOO` names it.
+fn family_zoo() -> Option<PathBuf> {
+    match std::env::var_os("DGZOO_FAMILY_ZOO") {
+        Some(p) => Some(PathBuf::from(p)),
+        None if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() => panic!(
+            "DGZOO_FAMILY_ZOO is not set (scripts/test.sh builds it with scripts/make-test-zoo.sh)"
+        ),
+        None => {
+            eprintln!("SKIP: DGZOO_FAMILY_ZOO is not set (scripts/make-test-zoo.sh DIR)");
+            None
+        }
+    }
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// One family model of the extended zoo on every shared image against PySDK's goldens.
+fn check_family(model_name: &str) {
+    let Some(root) = family_zoo() else { return };
+    let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
+    let model = zoo
+        .load_model(model_name, &Value::Null)
+        .unwrap_or_else(|e| panic!("{model_name}: {e}"));
+    let mut total = 0;
+    for img in ["cat_224", "car_416", "girls_256"] {
+        let want = read_json(&root.join(format!("expected/{model_name}/{img}.json")));
+        let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
+        let got = predict(&model, &[Input::Bytes(&bytes)])
+            .unwrap_or_else(|e| panic!("{model_name} on {img}: {e}"));
+        let want = want["results"].as_array().unwrap();
+        assert_close(&got.results, want, &format!("{model_name}/{img}"));
+        total += want.len();
+    }
+    assert!(total > 0, "{model_name}: the goldens must carry results");
+}
+
+#[test]
+fn yolov8_separate_heads_with_dfl() {
+    check_family("yolov8_dfl_heads--64x64_float_onnx_cpu_1");
+}

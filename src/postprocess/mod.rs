@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 mod classification;
 mod raw;
 mod yolo;
+mod yolov8_heads;
 
 /// Every `OutputPostprocessType` PySDK 1.5.0 knows (its result-class registry), parsed once.
 /// Anything else is kept as `Unknown` and refused at result time with PySDK's error text.
@@ -113,6 +114,10 @@ pub struct PostConfig {
     pub sigmoid_cls: bool,
     pub num_classes: usize,
     pub class_id_adjustment: i64,
+    /// `OutputYoloRegMax` (DFL bins per box side).
+    pub reg_max: usize,
+    /// `OutputYoloStrides`.
+    pub strides: Vec<i64>,
 }
 
 impl PostConfig {
@@ -130,6 +135,8 @@ impl PostConfig {
             sigmoid_cls: p.bool("SigmoidOnCLS", 0),
             num_classes: p.i64("OutputNumClasses", 0).max(0) as usize,
             class_id_adjustment: p.i64("OutputClassIDAdjustment", 0),
+            reg_max: p.i64("OutputYoloRegMax", 0).max(1) as usize,
+            strides: p.i64_vec("OutputYoloStrides", 0),
         }
     }
 }
@@ -242,6 +249,11 @@ pub fn run(
             tensors: Vec::new(),
             has_coordinates: false,
         }),
+        P::DetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput {
+            results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?,
+            tensors: Vec::new(),
+            has_coordinates: true,
+        }),
         P::DetectionYoloV8 | P::DetectionYolo => {
             let v8 = cfg.kind == P::DetectionYoloV8;
             Ok(PostOutput {
@@ -295,6 +307,58 @@ pub(crate) fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
         }
     }
     keep
+}
+
+/// NMS (per class when `UseRegularNMS`, else class-agnostic), score order, `MaxDetections`,
+/// then PySDK's detection result dicts (model-input coordinates).
+pub(crate) fn finish_detections(
+    cfg: &PostConfig,
+    cands: Vec<Det>,
+    labels: &BTreeMap<i64, String>,
+) -> Vec<Value> {
+    let nms_thr = cfg.nms_threshold as f32;
+    let mut kept = if cfg.regular_nms {
+        let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
+        for d in cands {
+            by_class.entry(d.class).or_default().push(d);
+        }
+        by_class
+            .into_values()
+            .flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class))
+            .collect::<Vec<_>>()
+    } else {
+        nms(cands, nms_thr, cfg.max_detections)
+    };
+    kept.sort_by(|a, b| {
+        b.score
+            .partial_cmp(&a.score)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    kept.truncate(cfg.max_detections);
+    kept.into_iter()
+        .map(|d| {
+            let id = d.class as i64 - cfg.class_id_adjustment;
+            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
+        })
+        .collect()
+}
+
+/// Logistic sigmoid.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A tensor's dims as usize (dynamic dims as 0).
+pub(crate) fn dims(t: &Tensor) -> Vec<usize> {
+    t.info.shape.iter().map(|&d| d.max(0) as usize).collect()
+}
+
+/// "output tensor 'name' of shape [..]" for error messages.
+pub(crate) fn describe(t: &Tensor) -> String {
+    format!(
+        "output tensor '{}' of shape {:?}",
+        t.info.name, t.info.shape
+    )
 }
 
 /// Keep only results whose label / category_id is in `class_set` (client-side filter).

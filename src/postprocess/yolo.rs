@@ -1,9 +1,9 @@
 //! YOLO detection from one fused output tensor: v8 (`DetectionYoloV8`) and v5-style with
 //! objectness (`DetectionYolo`).
-use super::{dequantize, label_of, nms, Det, PostConfig};
+use super::{dequantize, Det, PostConfig};
 use crate::error::{Error, Result};
 use crate::runtime::Tensor;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// YOLO decoding of a single output tensor: v8 `[1, 4+nc, N]` (or `[1, N, 4+nc]`) with
@@ -111,30 +111,5 @@ pub(super) fn yolo(
             });
         }
     }
-    let nms_thr = cfg.nms_threshold as f32;
-    let mut kept = if cfg.regular_nms {
-        let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
-        for d in cands {
-            by_class.entry(d.class).or_default().push(d);
-        }
-        by_class
-            .into_values()
-            .flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class))
-            .collect::<Vec<_>>()
-    } else {
-        nms(cands, nms_thr, cfg.max_detections)
-    };
-    kept.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    kept.truncate(cfg.max_detections);
-    Ok(kept
-        .into_iter()
-        .map(|d| {
-            let id = d.class as i64 - cfg.class_id_adjustment;
-            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
-        })
-        .collect())
+    Ok(super::finish_detections(cfg, cands, labels))
 }
