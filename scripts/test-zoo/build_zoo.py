@@ -42,6 +42,23 @@ class Graph:
         b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (cout,)) + self.rng.normal(0, 0.1 * gain, cout)
         return self.op("Conv", [x, self.const(w, "w"), self.const(b, "b")], kernel_shape=[k, k], strides=[k, k])
 
+    def affine(self, x, scale, offset, axis_len, axis=1, rank=3):
+        """sigmoid(x) * scale + offset, per channel along `axis`."""
+        shape = [1] * rank
+        shape[axis] = axis_len
+        sc = self.const(np.asarray(scale, dtype=np.float64).reshape(shape))
+        of = self.const(np.asarray(offset, dtype=np.float64).reshape(shape))
+        return self.op("Add", [self.op("Mul", [self.op("Sigmoid", [x]), sc]), of])
+
+    def flat(self, x, c):
+        """[1,c,h,w] -> [1,c,h*w]."""
+        return self.op("Reshape", [x, self.ic([1, c, -1])])
+
+    def ic(self, arr):
+        n = self.name("i")
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.int64), n))
+        return n
+
     def nhwc(self, x):
         return self.op("Transpose", [x], perm=[0, 2, 3, 1])
 
@@ -110,6 +127,138 @@ def yolov8_dfl_heads(root):
         g.output(cls, f"cls{s}", [1, gs, gs, nc])
     write(root, "yolov8_dfl_heads--64x64_float_onnx_cpu_1", g, {
         "OutputPostprocessType": "DetectionYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, LABELS5)
+
+
+def fused_v8(g, nc, extra_scale, extra_off, cls_bias=-2.5, stride=8):
+    """A fused YOLOv8-style [1, 4+nc+k, N] tensor: cx, cy in [0,S], w, h in [6, 30] px,
+    class scores in (0,1), then k extra channels sigmoid*scale+offset."""
+    k = len(extra_scale)
+    c = 4 + nc + k
+    x = g.flat(g.conv("images", 3, c, stride, gain=3.0, bias=[0, 0, 0, 0] + [cls_bias] * nc + [0] * k), c)
+    scale = [S, S, 24, 24] + [1] * nc + list(extra_scale)
+    off = [0, 0, 6, 6] + [0] * nc + list(extra_off)
+    return g.affine(x, scale, off, c), c
+
+
+# Not built yet: PySDK 1.5.0 refuses this fused form (it wants per-scale tensors).
+def yolov8_obb(root):
+    """DetectionYoloV8OBB: fused [1, 4+nc+1, N], angle (radians) last."""
+    g = Graph(802)
+    nc = len(LABELS5)
+    x, c = fused_v8(g, nc, [np.pi / 2], [-np.pi / 4])
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    write(root, "yolov8_obb--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8OBB", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
+@model
+def yolov8_pose(root):
+    """PoseDetectionYoloV8: fused [1, 4+1+17*3, N]: box, person score, keypoints (x, y, visibility)."""
+    g = Graph(803)
+    kp = 17
+    x, c = fused_v8(g, 1, [S, S, 1] * kp, [0, 0, 0] * kp, cls_bias=-1.0)
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    write(root, "yolov8_pose--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "PoseDetectionYoloV8", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, ["person"])
+
+
+# Not built yet: PySDK 1.5.0 refuses this fused form (it wants per-scale tensors).
+def yolov8_seg(root):
+    """SegmentationYoloV8: fused [1, 4+nc+32, N] and prototypes [1, 32, 16, 16]."""
+    g = Graph(804)
+    nc = len(LABELS5)
+    x, c = fused_v8(g, nc, [2] * 32, [-1] * 32)
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    g.output(g.conv("images", 3, 32, 4, gain=3.0), "output1", [1, 32, S // 4, S // 4])
+    write(root, "yolov8_seg--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "SegmentationYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
+@model
+def semantic_seg(root):
+    """Segmentation (semantic): class logits [1, nc, 16, 16]."""
+    g = Graph(805)
+    nc = len(LABELS5)
+    g.output(g.conv("images", 3, nc, 4, gain=3.0), "output0", [1, nc, S // 4, S // 4])
+    write(root, "semantic_seg--64x64_float_onnx_cpu_1", g, {"OutputPostprocessType": "Segmentation", "OutputNumClasses": nc}, LABELS5)
+
+
+@model
+def multilabel(root):
+    """MultiLabelClassification: [1, nc] scores."""
+    g = Graph(806)
+    nc = len(LABELS5)
+    x = g.op("Reshape", [g.conv("images", 3, nc, S, gain=3.0), g.ic([1, nc])])
+    g.output(x, "output0", [1, nc])
+    write(root, "multilabel--64x64_float_onnx_cpu_1", g, {"OutputPostprocessType": "MultiLabelClassification", "OutputNumClasses": nc, "OutputConfThreshold": 0.3}, LABELS5)
+
+
+@model
+def yolov10(root):
+    """DetectionYoloV10: [1, N, 6] rows of x1, y1, x2, y2, score, class id (NMS-free)."""
+    g = Graph(807)
+    nc = len(LABELS5)
+    main = g.affine(g.flat(g.conv("images", 3, 5, 16, gain=3.0, bias=[0, 0, 0, 0, -1.0]), 5), [40, 40, 24, 24, 1], [0, 0, 6, 6, 0], 5)
+    m = np.eye(5)
+    m[0, 2] = m[1, 3] = 1  # x2 = x1 + w, y2 = y1 + h
+    main = g.op("MatMul", [g.op("Transpose", [main], perm=[0, 2, 1]), g.const(m)])
+    cls = g.op("Floor", [g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0), 1), [nc - 0.001], [0], 1)])
+    out = g.op("Concat", [main, g.op("Transpose", [cls], perm=[0, 2, 1])], axis=2)
+    g.output(out, "output0", [1, (S // 16) ** 2, 6])
+    write(root, "yolov10--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV10", "OutputNumClasses": nc, "PostProcessorInputs": [0], "OutputConfThreshold": 0.3,
+        "MaxDetections": 100,
+    }, LABELS5)
+
+
+ANCHORS = [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]]
+
+
+@model
+def yolov5_anchors(root):
+    """DetectionYolo (v5) with per-scale heads [1, g, g, 3*(5+nc)] and OutputYoloAnchors."""
+    g = Graph(808)
+    nc = len(LABELS5)
+    for s in (8, 16, 32):
+        gs = S // s
+        c = 3 * (5 + nc)
+        bias = np.tile([0, 0, -1.0, -1.0, -2.0] + [0] * nc, 3)
+        g.output(g.nhwc(g.conv("images", 3, c, s, gain=3.0, bias=bias)), f"out{s}", [1, gs, gs, c])
+    write(root, "yolov5_anchors--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYolo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloStrides": [8, 16, 32],
+        "OutputYoloAnchors": ANCHORS,
+    }, LABELS5)
+
+
+@model
+def yolov8_obb_heads(root):
+    """DetectionYoloV8OBB with per-scale heads (NHWC): box DFL [1,g,g,64], class logits [1,g,g,nc],
+    angle logit [1,g,g,1]."""
+    g = Graph(809)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-2.5)), f"cls{s}", [1, gs, gs, nc])
+        g.output(g.nhwc(g.conv("images", 3, 1, s, gain=3.0)), f"ang{s}", [1, gs, gs, 1])
+    write(root, "yolov8_obb_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8OBB", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
         "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
         "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
         "OutputYoloStrides": [8, 16, 32],

@@ -5,12 +5,15 @@
 use crate::error::{Error, Result};
 use crate::params::ModelParams;
 use crate::runtime::{ElemType, Tensor};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 mod classification;
+mod pose_yolov8;
 mod raw;
 mod yolo;
+mod yolov10;
+mod yolov5_heads;
 mod yolov8_heads;
 
 /// Every `OutputPostprocessType` PySDK 1.5.0 knows (its result-class registry), parsed once.
@@ -118,6 +121,8 @@ pub struct PostConfig {
     pub reg_max: usize,
     /// `OutputYoloStrides`.
     pub strides: Vec<i64>,
+    /// `OutputYoloAnchors`: per scale, (w, h) pairs in input pixels.
+    pub anchors: Vec<Vec<[f32; 2]>>,
 }
 
 impl PostConfig {
@@ -137,6 +142,29 @@ impl PostConfig {
             class_id_adjustment: p.i64("OutputClassIDAdjustment", 0),
             reg_max: p.i64("OutputYoloRegMax", 0).max(1) as usize,
             strides: p.i64_vec("OutputYoloStrides", 0),
+            anchors: p
+                .get("OutputYoloAnchors", 0)
+                .as_array()
+                .map(|scales| {
+                    scales
+                        .iter()
+                        .map(|s| {
+                            s.as_array()
+                                .map(|a| {
+                                    a.iter()
+                                        .filter_map(|wh| {
+                                            Some([
+                                                wh.get(0)?.as_f64()? as f32,
+                                                wh.get(1)?.as_f64()? as f32,
+                                            ])
+                                        })
+                                        .collect()
+                                })
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -254,6 +282,28 @@ pub fn run(
             tensors: Vec::new(),
             has_coordinates: true,
         }),
+        P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => Ok(PostOutput {
+            results: yolov5_heads::decode(cfg, &outputs, labels, input_wh)?,
+            tensors: Vec::new(),
+            has_coordinates: true,
+        }),
+        P::DetectionYoloV10 => Ok(PostOutput {
+            results: yolov10::decode(cfg, &outputs, labels)?,
+            tensors: Vec::new(),
+            has_coordinates: true,
+        }),
+        P::PoseDetectionYoloV8 => Ok(PostOutput {
+            results: pose_yolov8::decode(cfg, &outputs, labels)?,
+            tensors: Vec::new(),
+            has_coordinates: true,
+        }),
+        // PySDK 1.5.0's local core hands these two on as raw tensors (its result classes only
+        // draw them); Segmentation's result class needs exactly one tensor.
+        P::MultiLabelClassification => Ok(raw::raw(outputs, ids)),
+        P::Segmentation if outputs.len() != 1 => Err(Error::bad_model(
+            "Segmentation Postprocessor: inference results data must contain one element",
+        )),
+        P::Segmentation => Ok(raw::raw(outputs, ids)),
         P::DetectionYoloV8 | P::DetectionYolo => {
             let v8 = cfg.kind == P::DetectionYoloV8;
             Ok(PostOutput {
@@ -262,10 +312,8 @@ pub fn run(
                 has_coordinates: true,
             })
         }
-        other => Err(Error::unsupported(format!(
-            "Postprocessor type '{}' is not known",
-            other.as_str()
-        ))),
+        P::Unknown(other) => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
+        other => Err(Error::unsupported(format!("Post-processing type '{}' (known to PySDK) is not implemented by dgzoo yet, or not for these output tensors", other.as_str()))),
     }
 }
 
@@ -274,6 +322,8 @@ pub(crate) struct Det {
     pub b: [f32; 4],
     pub score: f32,
     pub class: usize,
+    /// Index of the anchor / row the detection came from (for per-detection extras).
+    pub anchor: usize,
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -316,6 +366,16 @@ pub(crate) fn finish_detections(
     cands: Vec<Det>,
     labels: &BTreeMap<i64, String>,
 ) -> Vec<Value> {
+    finish_detections_with(cfg, cands, labels, &|_, _| {})
+}
+
+/// [`finish_detections`], then `extra(det, dict)` adds family keys (landmarks, angle, ...).
+pub(crate) fn finish_detections_with(
+    cfg: &PostConfig,
+    cands: Vec<Det>,
+    labels: &BTreeMap<i64, String>,
+    extra: &dyn Fn(&Det, &mut Map<String, Value>),
+) -> Vec<Value> {
     let nms_thr = cfg.nms_threshold as f32;
     let mut kept = if cfg.regular_nms {
         let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
@@ -338,7 +398,16 @@ pub(crate) fn finish_detections(
     kept.into_iter()
         .map(|d| {
             let id = d.class as i64 - cfg.class_id_adjustment;
-            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
+            let mut o = Map::new();
+            o.insert(
+                "bbox".into(),
+                json!(d.b.iter().map(|&v| v as f64).collect::<Vec<_>>()),
+            );
+            o.insert("category_id".into(), json!(id));
+            o.insert("label".into(), json!(label_of(labels, id)));
+            o.insert("score".into(), json!(d.score as f64));
+            extra(&d, &mut o);
+            Value::Object(o)
         })
         .collect()
 }

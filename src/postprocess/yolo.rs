@@ -28,10 +28,10 @@ pub(super) fn yolo(
     let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
     let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
     if dims.len() != 2 {
-        return Err(Error::unsupported(format!(
-            "{} output of shape {:?} is not supported",
+        return Err(Error::bad_model(format!(
+            "{} post-processing: {} is not a fused [1, attributes, N] detection tensor",
             cfg.kind.as_str(),
-            t.info.shape
+            super::describe(t)
         )));
     }
     let extra = if v8 { 4 } else { 5 };
@@ -48,9 +48,9 @@ pub(super) fn yolo(
         (dims[0], false)
     } else {
         return Err(Error::bad_model(format!(
-            "{} output of shape {:?} does not hold {nc} classes",
+            "{} post-processing: {} does not hold {extra} box values and {nc} classes per row",
             cfg.kind.as_str(),
-            t.info.shape
+            super::describe(t)
         )));
     };
     let at = |a: usize, j: usize| {
@@ -108,6 +108,7 @@ pub(super) fn yolo(
                 b,
                 score: s,
                 class: c,
+                anchor: j,
             });
         }
     }

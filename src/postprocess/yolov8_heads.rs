@@ -159,6 +159,7 @@ pub(super) fn decode(
                         b,
                         score: s,
                         class: c,
+                        anchor: i * cls.w + j,
                     });
                 }
             }
