@@ -251,6 +251,11 @@ fn yolov5_anchor_heads() {
 }
 
 #[test]
+fn yolov8_obb_heads() {
+    check_family("yolov8_obb_heads--64x64_float_onnx_cpu_1");
+}
+
+#[test]
 fn yolov10() {
     check_family("yolov10--64x64_float_onnx_cpu_1");
 }
@@ -323,4 +328,38 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
         err.contains("DetectionYoloV8") && err.contains("[1, 16, 6]"),
         "{err}"
     );
+}
+
+/// Every family model of the extended zoo through our AI server (asio), RAW frames: the
+/// server post-processes, the client maps coordinates; the same PySDK goldens.
+#[test]
+fn families_through_our_ai_server() {
+    let Some(root) = family_zoo() else { return };
+    let mut cfg = dgzoo::server::Config::new(&root);
+    cfg.port = 0;
+    cfg.protocol = dgzoo::server::Protocol::Asio;
+    cfg.quiet = true;
+    let server = dgzoo::server::Server::start(cfg).expect("server starts");
+    let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
+    let zoo = Zoo::connect(&addr, "", "").unwrap();
+    let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let model = zoo
+            .load_model(&name, &json!({"input_image_format": "RAW"}))
+            .unwrap();
+        for img in ["cat_224", "car_416", "girls_256"] {
+            let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
+            let want = want["results"].as_array().unwrap();
+            let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
+            let got = predict(&model, &[Input::Bytes(&bytes)])
+                .unwrap_or_else(|e| panic!("{name} on {img} via {addr}: {e}"));
+            let what = format!("{name}/{img} via our AI server");
+            if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
+                assert_raw_close(&got, want, &what);
+            } else {
+                assert_close(&got.results, want, &what);
+            }
+        }
+    }
 }

@@ -44,7 +44,7 @@ pub(super) fn decode(
         heads.push((h, t));
     }
     // Finest grid (smallest stride) first, matched with the anchor sets in order.
-    heads.sort_by(|a, b| b.0 .0.cmp(&a.0 .0));
+    heads.sort_by_key(|h| std::cmp::Reverse(h.0 .0));
     if heads.len() != cfg.anchors.len() {
         return Err(Error::bad_model(format!("DetectionYolo post-processing: the model has {} output heads, OutputYoloAnchors {} anchor sets", heads.len(), cfg.anchors.len())));
     }

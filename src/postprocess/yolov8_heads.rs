@@ -10,16 +10,16 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// A head tensor viewed as `[H, W, C]` (whatever its layout).
-struct Head {
-    h: usize,
-    w: usize,
-    c: usize,
+pub(super) struct Head {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
     nhwc: bool,
     data: Vec<f32>,
 }
 
 impl Head {
-    fn at(&self, i: usize, j: usize, k: usize) -> f32 {
+    pub fn at(&self, i: usize, j: usize, k: usize) -> f32 {
         if self.nhwc {
             self.data[(i * self.w + j) * self.c + k]
         } else {
@@ -125,21 +125,7 @@ pub(super) fn decode(
                 if cls_scores.is_empty() {
                     continue;
                 }
-                let mut dist = [0f32; 4];
-                for (side, dv) in dist.iter_mut().enumerate() {
-                    let mut m = f32::NEG_INFINITY;
-                    for (b, ev) in e.iter_mut().enumerate() {
-                        *ev = bx.at(i, j, side * reg + b);
-                        m = m.max(*ev);
-                    }
-                    let (mut sum, mut acc) = (0f32, 0f32);
-                    for (b, ev) in e.iter().enumerate() {
-                        let x = (ev - m).exp();
-                        sum += x;
-                        acc += x * b as f32;
-                    }
-                    *dv = acc / sum;
-                }
+                let dist = dfl(bx, i, j, reg, &mut e);
                 let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
                 let b = [
                     (ax - dist[0]) * sx,
@@ -166,4 +152,52 @@ pub(super) fn decode(
         }
     }
     Ok(super::finish_detections(cfg, cands, labels))
+}
+
+/// View a rank-4 tensor as a head whose channel count is one of `chans` (NHWC or NCHW).
+pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
+    let d = dims(t);
+    if d.len() != 4 || d[0] != 1 {
+        return None;
+    }
+    let nhwc = if chans.contains(&d[3]) && (!chans.contains(&d[1]) || d[1] == d[2]) {
+        true
+    } else if chans.contains(&d[1]) {
+        false
+    } else {
+        return None;
+    };
+    let (h, w, c) = if nhwc {
+        (d[1], d[2], d[3])
+    } else {
+        (d[2], d[3], d[1])
+    };
+    Some(Head {
+        h,
+        w,
+        c,
+        nhwc,
+        data: dequantize(t),
+    })
+}
+
+/// DFL: the expected distance of each side (left, top, right, bottom) in cells, from
+/// `reg` softmax bins per side. `e` is scratch space of `reg` values.
+pub(super) fn dfl(bx: &Head, i: usize, j: usize, reg: usize, e: &mut [f32]) -> [f32; 4] {
+    let mut dist = [0f32; 4];
+    for (side, dv) in dist.iter_mut().enumerate() {
+        let mut m = f32::NEG_INFINITY;
+        for (b, ev) in e.iter_mut().enumerate() {
+            *ev = bx.at(i, j, side * reg + b);
+            m = m.max(*ev);
+        }
+        let (mut sum, mut acc) = (0f32, 0f32);
+        for (b, ev) in e.iter().enumerate() {
+            let x = (ev - m).exp();
+            sum += x;
+            acc += x * b as f32;
+        }
+        *dv = acc / sum;
+    }
+    dist
 }
