@@ -265,6 +265,27 @@ def yolov8_obb_heads(root):
     }, LABELS5)
 
 
+# Probe, not registered: PySDK 1.5.0 routes DetectionDamoYolo through its YOLOv8 input matcher
+# ("Mismatch in the number of box/prob tensors!" unless OutputYoloRegMax is 1, and then it decodes
+# the [1, N, 4] tensor as side distances); dgzoo does not decode it yet.
+def damoyolo(root):
+    """DetectionDamoYolo: class scores [1, N, nc] and boxes [1, N, 4] (x1, y1, x2, y2 pixels)."""
+    g = Graph(811)
+    nc = len(LABELS5)
+    n = (S // 8) ** 2
+    sc = g.affine(g.flat(g.conv("images", 3, nc, 8, gain=4.0, bias=-2.5), nc), [1] * nc, [0] * nc, nc)
+    g.output(g.op("Transpose", [sc], perm=[0, 2, 1]), "scores", [1, n, nc])
+    bx = g.affine(g.flat(g.conv("images", 3, 4, 8, gain=3.0), 4), [40, 40, 24, 24], [0, 0, 6, 6], 4)
+    m = np.eye(4)
+    m[0, 2] = m[1, 3] = 1
+    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
+    write(root, "damoyolo--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionDamoYolo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
 # Probe: not registered until dgzoo decodes it.
 def yolov8_seg_heads(root):
     """SegmentationYoloV8 with per-scale heads (NHWC): box DFL [1,g,g,64], class logits
