@@ -363,3 +363,42 @@ fn families_through_our_ai_server() {
         }
     }
 }
+
+/// PySDK's `output_class_set` filter keeps only dicts whose label (string set) or category_id
+/// (int set) is in the set: other list elements are dropped, not kept. The real PySDK filters
+/// a list injected through a `custom_postprocessor` (its `output_class_set` runs on it).
+#[test]
+fn output_class_set_drops_non_dicts_as_pysdk() {
+    let Some(peer) = peer() else { return };
+    let Some(root) = family_zoo() else { return };
+    let list = json!([{"label": "a", "category_id": 1}, 7, "x", {"label": "b", "category_id": 2}, {"score": 0.5}, [1]]);
+    let img = shared().join("images/cat_224.jpg");
+    for set in [json!(["a"]), json!([2])] {
+        let want = pysdk(
+            &peer,
+            r#"
+import degirum as dg, json, sys
+from degirum.postprocessor import InferenceResults
+class PP(InferenceResults):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self._inference_results = json.loads(sys.argv[3])
+zoo = dg.connect(dg.LOCAL, sys.argv[1])
+m = zoo.load_model(sys.argv[2], input_image_format="RAW")
+m.custom_postprocessor = PP
+m.output_class_set = set(json.loads(sys.argv[4]))
+print(json.dumps(m(sys.argv[5]).results))
+"#,
+            &[
+                root.to_str().unwrap(),
+                "yolov10--64x64_float_onnx_cpu_1",
+                &list.to_string(),
+                &set.to_string(),
+                img.to_str().unwrap(),
+            ],
+        );
+        let mut got = list.as_array().unwrap().clone();
+        dgzoo::postprocess::filter_class_set(&mut got, set.as_array().unwrap());
+        assert_eq!(Value::Array(got), want, "set {set}");
+    }
+}

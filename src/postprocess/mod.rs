@@ -432,14 +432,15 @@ pub(crate) fn describe(t: &Tensor) -> String {
     )
 }
 
-/// Keep only results whose label / category_id is in `class_set` (client-side filter).
+/// Keep only results whose label / category_id is in `class_set` (client-side filter). As
+/// PySDK, a non-empty set keeps dicts only: anything else in the list is dropped.
 pub fn filter_class_set(results: &mut Vec<Value>, class_set: &[Value]) {
     if class_set.is_empty() {
         return;
     }
     let by_label = class_set[0].is_string();
     results.retain(|r| {
-        let Some(o) = r.as_object() else { return true };
+        let Some(o) = r.as_object() else { return false };
         let key = if by_label {
             o.get("label")
         } else {
