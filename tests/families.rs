@@ -402,3 +402,67 @@ print(json.dumps(m(sys.argv[5]).results))
         assert_eq!(Value::Array(got), want, "set {set}");
     }
 }
+
+/// Every family model through our hub's cloud inference (`@cloud`, socket.io): the hub
+/// post-processes, the client maps coordinates; the same PySDK goldens.
+#[test]
+fn families_through_our_hub_cloud_inference() {
+    let Some(root) = family_zoo() else { return };
+    let hub_root = tempfile::tempdir().unwrap();
+    let zdir = hub_root.path().join("myorg/myzoo");
+    std::fs::create_dir_all(&zdir).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("--"))
+        .collect();
+    names.sort();
+    for m in &names {
+        dgzoo::cache::archive::pack_model(&root.join(m), &zdir.join(format!("{m}.zip"))).unwrap();
+    }
+    let token = "dg_family_token";
+    std::fs::write(
+        hub_root.path().join("tokens.json"),
+        format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["myorg/myzoo"]}}}}"#),
+    )
+    .unwrap();
+    let mut cfg = dgzoo::hub::HubConfig::new(hub_root.path());
+    cfg.port = 0;
+    let hub = dgzoo::hub::Hub::start(&cfg).expect("hub start");
+    let cache = tempfile::tempdir().unwrap();
+    let opts = dgzoo::zoo::ConnectOptions {
+        cache: Some(dgzoo::cache::CacheConfig {
+            root: cache.path().to_path_buf(),
+            limit: dgzoo::cache::DEFAULT_LIMIT,
+            offline: false,
+        }),
+        offline: None,
+    };
+    let zoo = Zoo::connect_with(
+        "@cloud",
+        &format!("http://{}/myorg/myzoo", hub.addr()),
+        token,
+        &opts,
+    )
+    .unwrap();
+    assert_eq!(zoo.list_names(&Default::default()).len(), names.len());
+    for name in &names {
+        let model = zoo
+            .load_model(name, &json!({"input_image_format": "RAW"}))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        for img in ["cat_224", "car_416", "girls_256"] {
+            let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
+            let want = want["results"].as_array().unwrap();
+            let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
+            let got = predict(&model, &[Input::Bytes(&bytes)])
+                .unwrap_or_else(|e| panic!("{name} on {img} via the hub: {e}"));
+            let what = format!("{name}/{img} via our hub");
+            if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
+                assert_raw_close(&got, want, &what);
+            } else {
+                assert_close(&got.results, want, &what);
+            }
+        }
+    }
+}
