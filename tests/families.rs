@@ -1,6 +1,8 @@
 //! Post-processing families against the real PySDK 1.5.0: YOLO NMS candidates at low
 //! thresholds (run live), and every model of the extended family zoo
 //! (`scripts/make-test-zoo.sh`, `$DGZOO_FAMILY_ZOO`) against its PySDK goldens.
+mod aiserver_common;
+
 use dgzoo::inference::{predict, Input};
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
@@ -231,9 +233,16 @@ fn assert_raw_close(got: &dgzoo::inference::InferenceResult, want: &[Value], wha
             .map(|(&a, b)| (a as f64 - b).abs())
             .fold(0.0, f64::max);
         assert!(worst <= 1e-4, "{what}[{i}]: raw tensor differs by {worst}");
-        for k in ["id", "name", "quantization", "shape", "size", "type"] {
+        for k in ["id", "name", "shape", "size", "type"] {
             assert_eq!(g[k], w[k], "{what}[{i}].{k}");
         }
+        // Numerically (1 and 1.0 are the same scale; the wire may carry either).
+        cmp_tol(
+            &g["quantization"],
+            &w["quantization"],
+            &format!("{what}[{i}].quantization"),
+            1e-9,
+        );
     }
 }
 
@@ -458,6 +467,38 @@ fn families_through_our_hub_cloud_inference() {
             let got = predict(&model, &[Input::Bytes(&bytes)])
                 .unwrap_or_else(|e| panic!("{name} on {img} via the hub: {e}"));
             let what = format!("{name}/{img} via our hub");
+            if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
+                assert_raw_close(&got, want, &what);
+            } else {
+                assert_close(&got.results, want, &what);
+            }
+        }
+    }
+}
+
+/// dgzoo as the client of the real DeGirum AI server (PySDK 1.5.0's `degirum server`) on the
+/// family zoo: DeGirum's core post-processes, dgzoo's client maps coordinates (landmarks,
+/// angles, raw tensors); the results equal PySDK's local goldens.
+#[test]
+fn families_from_the_real_degirum_server() {
+    let Some(peer) = peer() else { return };
+    let Some(root) = family_zoo() else { return };
+    let server = aiserver_common::start_peer_server(&peer, &root, &[]);
+    let addr = format!("127.0.0.1:{}", server.port);
+    let zoo = Zoo::connect(&addr, "", "").unwrap();
+    let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
+    assert!(names.len() >= 7, "{names:?}");
+    for name in names {
+        let model = zoo
+            .load_model(&name, &json!({"input_image_format": "RAW"}))
+            .unwrap();
+        for img in ["cat_224", "car_416", "girls_256"] {
+            let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
+            let want = want["results"].as_array().unwrap();
+            let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
+            let got = predict(&model, &[Input::Bytes(&bytes)])
+                .unwrap_or_else(|e| panic!("{name} on {img} via DeGirum's server: {e}"));
+            let what = format!("{name}/{img} via DeGirum's server");
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
             } else {
