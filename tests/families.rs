@@ -265,6 +265,11 @@ fn yolov8_obb_heads() {
 }
 
 #[test]
+fn yolov8_pose_heads() {
+    check_family("yolov8_pose_heads--64x64_float_onnx_cpu_1");
+}
+
+#[test]
 fn yolov10() {
     check_family("yolov10--64x64_float_onnx_cpu_1");
 }
@@ -299,7 +304,7 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
     let name = "yolov8_dfl_heads--64x64_float_onnx_cpu_1";
     for (kind, tensor) in [
         ("DetectionYoloV10", "one output tensor"),
-        ("PoseDetectionYoloV8", "one fused output tensor"),
+        ("PoseDetectionYoloV8", "keypoint"),
         ("Segmentation", "one element"),
         ("DetectionYolo", "OutputYoloAnchors"),
     ] {
@@ -352,7 +357,7 @@ fn families_through_our_ai_server() {
     let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
     let zoo = Zoo::connect(&addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
-    assert!(names.len() >= 7, "{names:?}");
+    assert!(names.len() >= 8, "{names:?}");
     for name in names {
         let model = zoo
             .load_model(&name, &json!({"input_image_format": "RAW"}))
@@ -487,7 +492,7 @@ fn families_from_the_real_degirum_server() {
     let addr = format!("127.0.0.1:{}", server.port);
     let zoo = Zoo::connect(&addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
-    assert!(names.len() >= 7, "{names:?}");
+    assert!(names.len() >= 8, "{names:?}");
     for name in names {
         let model = zoo
             .load_model(&name, &json!({"input_image_format": "RAW"}))

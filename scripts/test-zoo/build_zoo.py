@@ -265,6 +265,26 @@ def yolov8_obb_heads(root):
     }, LABELS5)
 
 
+@model
+def yolov8_pose_heads(root):
+    """PoseDetectionYoloV8 with per-scale heads (NHWC): box DFL [1,g,g,64], person logit
+    [1,g,g,1], keypoints [1,g,g,17*3] (x, y offsets and visibility logit)."""
+    g = Graph(812)
+    reg, kp = 16, 17
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, 1, s, gain=4.0, bias=-1.5)), f"cls{s}", [1, gs, gs, 1])
+        g.output(g.nhwc(g.conv("images", 3, 3 * kp, s, gain=2.0)), f"kpt{s}", [1, gs, gs, 3 * kp])
+    write(root, "yolov8_pose_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "PoseDetectionYoloV8", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, ["person"])
+
+
 # Probe, not registered: PySDK 1.5.0 routes DetectionDamoYolo through its YOLOv8 input matcher
 # ("Mismatch in the number of box/prob tensors!" unless OutputYoloRegMax is 1, and then it decodes
 # the [1, N, 4] tensor as side distances); dgzoo does not decode it yet.

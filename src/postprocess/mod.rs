@@ -124,6 +124,8 @@ pub struct PostConfig {
     pub strides: Vec<i64>,
     /// `OutputYoloAnchors`: per scale, (w, h) pairs in input pixels.
     pub anchors: Vec<Vec<[f32; 2]>>,
+    /// `OutputNumLandmarks` (pose keypoints).
+    pub num_landmarks: usize,
 }
 
 impl PostConfig {
@@ -143,6 +145,7 @@ impl PostConfig {
             class_id_adjustment: p.i64("OutputClassIDAdjustment", 0),
             reg_max: p.i64("OutputYoloRegMax", 0).max(1) as usize,
             strides: p.i64_vec("OutputYoloStrides", 0),
+            num_landmarks: p.u64("OutputNumLandmarks", 0) as usize,
             anchors: p
                 .get("OutputYoloAnchors", 0)
                 .as_array()
@@ -294,6 +297,7 @@ pub fn run(
             tensors: Vec::new(),
             has_coordinates: true,
         }),
+        P::PoseDetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::PoseDetectionYoloV8 => Ok(PostOutput {
             results: pose_yolov8::decode(cfg, &outputs, labels)?,
             tensors: Vec::new(),
