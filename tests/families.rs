@@ -512,3 +512,68 @@ fn families_from_the_real_degirum_server() {
         }
     }
 }
+
+/// `overlay_color` defaults to PySDK's per-class palette for detection-like and segmentation
+/// models (yellow for the others): every model of the family zoo and the shared zoo, and a
+/// segmentation model with a "background" label, against the real PySDK's property.
+#[test]
+fn overlay_color_default_matches_pysdk() {
+    let Some(peer) = peer() else { return };
+    let Some(root) = family_zoo() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    // The semantic model with a "background" label at 2, and one with no labels (OutputNumClasses only).
+    let src = root.join("semantic_seg--64x64_float_onnx_cpu_1");
+    for (name, labels) in [
+        (
+            "seg_background",
+            Some(json!({"0": "a", "1": "b", "2": "background", "3": "c", "4": "d"})),
+        ),
+        ("seg_nolabels", None),
+    ] {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut cfg = read_json(&src.join("semantic_seg--64x64_float_onnx_cpu_1.json"));
+        std::fs::copy(
+            src.join("semantic_seg--64x64_float_onnx_cpu_1.onnx"),
+            dir.join(format!("{name}.onnx")),
+        )
+        .unwrap();
+        cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{name}.onnx"));
+        match labels {
+            Some(l) => std::fs::write(dir.join("labels.json"), l.to_string()).unwrap(),
+            None => {
+                cfg["POST_PROCESS"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("LabelsPath");
+            }
+        }
+        std::fs::write(dir.join(format!("{name}.json")), cfg.to_string()).unwrap();
+    }
+    for zoo_dir in [root.clone(), tmp.path().to_path_buf(), shared()] {
+        let want = pysdk(
+            &peer,
+            r#"
+import degirum as dg, json, sys
+zoo = dg.connect(dg.LOCAL, sys.argv[1])
+out = {}
+for name in zoo.list_models():
+    c = zoo.load_model(name).overlay_color
+    out[name] = [list(x) for x in c] if isinstance(c, list) else list(c)
+print(json.dumps(out))
+"#,
+            &[zoo_dir.to_str().unwrap()],
+        );
+        let zoo = Zoo::connect("@local", zoo_dir.to_str().unwrap(), "").unwrap();
+        let want = want.as_object().unwrap();
+        assert!(!want.is_empty());
+        for (name, colors) in want {
+            let model = zoo.load_model(name, &Value::Null).unwrap();
+            assert_eq!(
+                &model.get_property("overlay_color").unwrap(),
+                colors,
+                "{name}"
+            );
+        }
+    }
+}

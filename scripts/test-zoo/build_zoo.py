@@ -285,6 +285,51 @@ def yolov8_pose_heads(root):
     }, ["person"])
 
 
+# Probe
+def ssd_anchors(root):
+    """Detection (SSD): box encodings [1,N,4] (ty, tx, th, tw), class logits [1,N,1+nc]
+    (background first) and anchors [1,N,4] (ycenter, xcenter, h, w; normalised)."""
+    g = Graph(814)
+    nc = len(LABELS5)
+    gs = S // 16
+    n = gs * gs
+    enc = g.op("Transpose", [g.flat(g.conv("images", 3, 4, 16, gain=2.0), 4)], perm=[0, 2, 1])
+    g.output(enc, "box_encodings", [1, n, 4])
+    cls = g.op("Transpose", [g.flat(g.conv("images", 3, nc + 1, 16, gain=4.0, bias=[1.0] + [-2.0] * nc), nc + 1)], perm=[0, 2, 1])
+    g.output(cls, "class_predictions", [1, n, nc + 1])
+    yy, xx = np.meshgrid((np.arange(gs) + 0.5) / gs, (np.arange(gs) + 0.5) / gs, indexing="ij")
+    anchors = np.stack([yy.ravel(), xx.ravel(), np.full(n, 0.3), np.full(n, 0.3)], 1)[None]
+    g.output(g.op("Identity", [g.const(anchors[0])]), "anchors", [n, 4])
+    write(root, "ssd_anchors--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "PostProcessorInputs": [0, 1, 2],
+        "XScale": 10.0, "YScale": 10.0, "HScale": 5.0, "WScale": 5.0,
+    }, LABELS5)
+
+
+# Probe
+def ssd_postprocessed(root):
+    """Detection in the TFLite_Detection_PostProcess form: boxes [1,N,4] (ymin, xmin, ymax, xmax,
+    normalised), classes [1,N], scores [1,N], count [1]."""
+    g = Graph(813)
+    nc = len(LABELS5)
+    n = (S // 16) ** 2
+    bx = g.affine(g.flat(g.conv("images", 3, 4, 16, gain=3.0), 4), [0.6, 0.6, 0.35, 0.35], [0, 0, 0.05, 0.05], 4)
+    m = np.eye(4)
+    m[0, 2] = m[1, 3] = 1
+    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
+    cls = g.op("Floor", [g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0), 1), [nc - 0.001], [0], 1)])
+    g.output(g.op("Reshape", [cls, g.ic([1, n])]), "classes", [1, n])
+    sc = g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0, bias=-1.0), 1), [1], [0], 1)
+    g.output(g.op("Reshape", [sc, g.ic([1, n])]), "scores", [1, n])
+    g.output(g.const(np.array([float(n)])), "count", [1])
+    write(root, "ssd_postprocessed--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100,
+    }, LABELS5)
+
+
 # Probe, not registered: PySDK 1.5.0 routes DetectionDamoYolo through its YOLOv8 input matcher
 # ("Mismatch in the number of box/prob tensors!" unless OutputYoloRegMax is 1, and then it decodes
 # the [1, N, 4] tensor as side distances); dgzoo does not decode it yet.
