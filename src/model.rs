@@ -628,23 +628,19 @@ impl Model {
                 }
             }
             "extra_device_params" => {
+                // PySDK: a dict replaces ExtraDeviceParams as a whole (no merge).
                 if !v.is_object() {
+                    let t = match v {
+                        Value::Null => "NoneType",
+                        Value::String(_) => "str",
+                        Value::Array(_) => "list",
+                        other => json_type(other),
+                    };
                     return Err(Error::invalid(format!(
-                        "extra_device_params must be a dictionary, not {}",
-                        repr(v)
+                        "extra_device_params must be a dictionary, not `{t}`"
                     )));
                 }
-                let mut merged = st
-                    .params
-                    .get("ExtraDeviceParams", 0)
-                    .as_object()
-                    .cloned()
-                    .unwrap_or_default();
-                for (k, x) in v.as_object().into_iter().flatten() {
-                    merged.insert(k.clone(), x.clone());
-                }
-                st.params
-                    .set("ExtraDeviceParams", 0, Value::Object(merged))?;
+                st.params.set("ExtraDeviceParams", 0, v.clone())?;
             }
             "frame_queue_depth" => {
                 let d = as_int(key, v)?;

@@ -577,3 +577,49 @@ print(json.dumps(out))
         }
     }
 }
+
+/// Assigning `extra_device_params` replaces the dict (as PySDK), and a non-dict gets PySDK's
+/// error text; both against the real PySDK.
+#[test]
+fn extra_device_params_assignment_replaces_as_pysdk() {
+    let Some(peer) = peer() else { return };
+    let Some(root) = family_zoo() else { return };
+    let name = "yolov10--64x64_float_onnx_cpu_1";
+    let want = pysdk(
+        &peer,
+        r#"
+import degirum as dg, json, sys
+m = dg.connect(dg.LOCAL, sys.argv[1]).load_model(sys.argv[2])
+m.extra_device_params = {"A": 1, "C": 3}
+m.extra_device_params = {"B": 2}
+out = {"after": dict(m.extra_device_params), "errors": []}
+for bad in (5, "x", [1], None, 1.5):
+    try:
+        m.extra_device_params = bad
+        out["errors"].append(None)
+    except Exception as e:
+        out["errors"].append(str(e))
+print(json.dumps(out))
+"#,
+        &[root.to_str().unwrap(), name],
+    );
+    let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
+    let model = zoo.load_model(name, &Value::Null).unwrap();
+    model
+        .set_property("extra_device_params", &json!({"A": 1, "C": 3}))
+        .unwrap();
+    model
+        .set_property("extra_device_params", &json!({"B": 2}))
+        .unwrap();
+    assert_eq!(
+        model.get_property("extra_device_params").unwrap(),
+        want["after"]
+    );
+    for (bad, w) in [json!(5), json!("x"), json!([1]), Value::Null, json!(1.5)]
+        .iter()
+        .zip(want["errors"].as_array().unwrap())
+    {
+        let e = model.set_property("extra_device_params", bad).unwrap_err();
+        assert_eq!(json!(e.message), *w, "{bad}");
+    }
+}
