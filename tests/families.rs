@@ -623,3 +623,33 @@ print(json.dumps(out))
         assert_eq!(json!(e.message), *w, "{bad}");
     }
 }
+
+/// `FaceDetection` on the real BlazeFace model of the shared zoo (its config says `None`;
+/// both sides load it with `output_postprocess_type="FaceDetection"`), against the live PySDK.
+#[test]
+fn face_detection_on_blazeface_matches_pysdk() {
+    let Some(peer) = peer() else { return };
+    let name = "blazeface_short_range--128x128_float_tflite_cpu_1";
+    let want = pysdk(
+        &peer,
+        r#"
+import degirum as dg, json, sys
+m = dg.connect(dg.LOCAL, sys.argv[1]).load_model(sys.argv[2], output_postprocess_type="FaceDetection", input_image_format="RAW")
+print(json.dumps({img: m(f"{sys.argv[1]}/images/{img}.jpg").results for img in ("cat_224", "car_416", "girls_256")}))
+"#,
+        &[shared().to_str().unwrap(), name],
+    );
+    let zoo = Zoo::connect("@local", shared().to_str().unwrap(), "").unwrap();
+    let model = zoo
+        .load_model(name, &json!({"output_postprocess_type": "FaceDetection"}))
+        .unwrap();
+    let mut faces = 0;
+    for img in ["cat_224", "car_416", "girls_256"] {
+        let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
+        let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
+        let w = want[img].as_array().unwrap();
+        assert_close(&got.results, w, &format!("{name}/{img} as FaceDetection"));
+        faces += w.len();
+    }
+    assert!(faces >= 2, "girls_256 has faces");
+}

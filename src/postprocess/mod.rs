@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 mod classification;
+mod face;
 mod obb;
 mod pose_yolov8;
 mod raw;
@@ -292,6 +293,7 @@ pub fn run(
             has_coordinates: true,
         }),
         P::DetectionYoloV8OBB => Ok(PostOutput { results: obb::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::FaceDetection => Ok(PostOutput { results: face::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::DetectionYoloV10 => Ok(PostOutput {
             results: yolov10::decode(cfg, &outputs, labels)?,
             tensors: Vec::new(),
