@@ -15,25 +15,15 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const MODELS: [&str; 2] = [
-    "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1",
-    "yolov8n_nudenet--320x320_float_tflite_cpu_1",
-];
+const MODELS: [&str; 2] = ["efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1", "yolov8n_nudenet--320x320_float_tflite_cpu_1"];
 const IMAGES: [&str; 3] = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"];
 
 fn shared() -> PathBuf {
-    Path::new(REPO)
-        .join("../shared/zoo")
-        .canonicalize()
-        .expect("../shared/zoo")
+    Path::new(REPO).join("../shared/zoo").canonicalize().expect("../shared/zoo")
 }
 
 /// (sequential predict fps, pipelined fps)
-fn measure(
-    model: &Model,
-    frames: &[Vec<u8>],
-    pipelined: &dyn Fn(&Model, &[Vec<u8>]) -> usize,
-) -> (f64, f64) {
+fn measure(model: &Model, frames: &[Vec<u8>], pipelined: &dyn Fn(&Model, &[Vec<u8>]) -> usize) -> (f64, f64) {
     // Warm-up: engine load on the server, connection set-up.
     predict(model, &[Input::Bytes(&frames[0])]).expect("warm-up");
     let t = Instant::now();
@@ -47,14 +37,7 @@ fn measure(
 }
 
 fn via_pipeline(m: &Model, frames: &[Vec<u8>]) -> usize {
-    let r = predict_batch(
-        m,
-        frames
-            .iter()
-            .map(|f| vec![OwnedInput::Bytes(f.clone())])
-            .collect(),
-    )
-    .expect("batch");
+    let r = predict_batch(m, frames.iter().map(|f| vec![OwnedInput::Bytes(f.clone())]).collect()).expect("batch");
     r.into_iter().filter(|x| x.is_ok()).count()
 }
 
@@ -66,15 +49,9 @@ fn via_socketio_stream(m: &Model, frames: &[Vec<u8>]) -> usize {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(200);
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(200);
     let zoo_src = shared();
-    let images: Vec<Vec<u8>> = IMAGES
-        .iter()
-        .map(|i| std::fs::read(zoo_src.join("images").join(i)).unwrap())
-        .collect();
+    let images: Vec<Vec<u8>> = IMAGES.iter().map(|i| std::fs::read(zoo_src.join("images").join(i)).unwrap()).collect();
     let frames: Vec<Vec<u8>> = images.iter().cycle().take(n).cloned().collect();
 
     // Hub root: tokens + packed archives.
@@ -84,30 +61,13 @@ fn main() {
     for m in MODELS {
         pack_model(&zoo_src.join(m), &zdir.join(format!("{m}.zip"))).unwrap();
     }
-    std::fs::write(
-        root.path().join("tokens.json"),
-        r#"{"bench": {"is_admin": true, "zoos": []}}"#,
-    )
-    .unwrap();
+    std::fs::write(root.path().join("tokens.json"), r#"{"bench": {"is_admin": true, "zoos": []}}"#).unwrap();
     let mut hcfg = HubConfig::new(root.path());
     hcfg.port = 0;
     let hub = Hub::start(&hcfg).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let opts = ConnectOptions {
-        cache: Some(CacheConfig {
-            root: cache.path().to_path_buf(),
-            limit: dgzoo::cache::DEFAULT_LIMIT,
-            offline: false,
-        }),
-        offline: None,
-    };
-    let cloud = Zoo::connect_with(
-        "@cloud",
-        &format!("http://{}/bench/zoo", hub.addr()),
-        "bench",
-        &opts,
-    )
-    .unwrap();
+    let opts = ConnectOptions { cache: Some(CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }), offline: None };
+    let cloud = Zoo::connect_with("@cloud", &format!("http://{}/bench/zoo", hub.addr()), "bench", &opts).unwrap();
 
     // AI server over the same model directories.
     let mut scfg = Config::new(&zoo_src);
@@ -115,18 +75,8 @@ fn main() {
     scfg.protocol = Protocol::Both;
     scfg.quiet = true;
     let server = Server::start(scfg).unwrap();
-    let asio = Zoo::connect(
-        &format!("127.0.0.1:{}", server.asio_addr().unwrap().port()),
-        "",
-        "",
-    )
-    .unwrap();
-    let http = Zoo::connect(
-        &format!("http://127.0.0.1:{}", server.http_addr().unwrap().port()),
-        "",
-        "",
-    )
-    .unwrap();
+    let asio = Zoo::connect(&format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), "", "").unwrap();
+    let http = Zoo::connect(&format!("http://127.0.0.1:{}", server.http_addr().unwrap().port()), "", "").unwrap();
 
     println!("{n} frames per case, RAW frames, frame_queue_depth 8; frames/s (sequential predict | pipelined)");
     for m in MODELS {
@@ -141,13 +91,7 @@ fn main() {
         println!("{m}");
         println!("  hub socket.io, one stream     {hs:8.1} | {hp:8.1}");
         println!("  hub socket.io, async workers  {hs2:8.1} | {hp2:8.1}");
-        println!(
-            "  AI server asio                {as_:8.1} | {ap:8.1}   (hub/asio pipelined {:.2})",
-            hp / ap
-        );
-        println!(
-            "  AI server http/ws             {ws:8.1} | {wp:8.1}   (hub/ws pipelined {:.2})",
-            hp / wp
-        );
+        println!("  AI server asio                {as_:8.1} | {ap:8.1}   (hub/asio pipelined {:.2})", hp / ap);
+        println!("  AI server http/ws             {ws:8.1} | {wp:8.1}   (hub/ws pipelined {:.2})", hp / wp);
     }
 }

@@ -15,16 +15,11 @@ use std::time::Instant;
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
 fn peer() -> PathBuf {
-    std::env::var_os("DGZOO_PEER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(REPO).join(".peer"))
+    std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(REPO).join(".peer"))
 }
 
 fn zoo_dir() -> PathBuf {
-    Path::new(REPO)
-        .join("../shared/zoo")
-        .canonicalize()
-        .expect("../shared/zoo")
+    Path::new(REPO).join("../shared/zoo").canonicalize().expect("../shared/zoo")
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -43,23 +38,13 @@ fn pysdk(script: &str) -> Value {
         .expect("run the PySDK peer (scripts/setup-peer.sh)");
     let text = String::from_utf8_lossy(&out.stdout);
     let last = text.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|_| {
-        panic!(
-            "PySDK script failed: {}\n{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    serde_json::from_str(last).unwrap_or_else(|_| panic!("PySDK script failed: {}\n{}", text, String::from_utf8_lossy(&out.stderr)))
 }
 
 /// Wall time (ms) and peak RSS (KiB) of one child process, from wait4's rusage.
 fn run_measured(cmd: &mut Command) -> (f64, u64) {
     let t = Instant::now();
-    let child = cmd
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    let child = cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().expect("spawn");
     let mut status = 0i32;
     // SAFETY: all-zero is a valid rusage; wait4 reaps our own child and fills both out-pointers.
     let mut ru: Rusage = unsafe { std::mem::zeroed() };
@@ -92,13 +77,7 @@ fn bench_list() {
     for i in 0..10_000 {
         let d = tmp.path().join(format!("dir{:03}", i / 100));
         std::fs::create_dir_all(&d).unwrap();
-        std::fs::write(
-            d.join(format!(
-                "model{i:05}_imagenet--224x224_float_tflite_cpu_1.json"
-            )),
-            &cfg,
-        )
-        .unwrap();
+        std::fs::write(d.join(format!("model{i:05}_imagenet--224x224_float_tflite_cpu_1.json")), &cfg).unwrap();
     }
     let dir = tmp.path().to_str().unwrap().to_string();
     let mut ours = Vec::new();
@@ -119,13 +98,7 @@ for _ in range(3):
 print(json.dumps({{"ms": sorted(ts)[1]}}))
 "#
     ));
-    row(
-        "connect + list_models (10,000 models), median",
-        median(ours),
-        theirs["ms"].as_f64().unwrap(),
-        "ms",
-        "<= 0.2",
-    );
+    row("connect + list_models (10,000 models), median", median(ours), theirs["ms"].as_f64().unwrap(), "ms", "<= 0.2");
 }
 
 const MODELS: [&str; 6] = [
@@ -186,11 +159,7 @@ for line in sys.stdin:
         let mut line = String::new();
         std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
         assert_eq!(line.trim(), "ready", "PySDK could not load {name}");
-        PeerModel {
-            child,
-            stdin,
-            stdout,
-        }
+        PeerModel { child, stdin, stdout }
     }
 
     fn ask(&mut self, cmd: &str) -> Value {
@@ -198,8 +167,7 @@ for line in sys.stdin:
         writeln!(self.stdin, "{cmd}").unwrap();
         let mut line = String::new();
         self.stdout.read_line(&mut line).unwrap();
-        serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("PySDK peer answered {line:?} to {cmd}"))
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("PySDK peer answered {line:?} to {cmd}"))
     }
 }
 
@@ -236,42 +204,17 @@ fn bench_predict() {
                 predict(&model, &[Input::Bytes(&img)]).unwrap();
                 lat.push(t.elapsed().as_secs_f64() * 1000.0);
             }
-            their_lat.extend(
-                theirs
-                    .ask(&format!("lat {N}"))
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap()),
-            );
-            let frames: Vec<Vec<OwnedInput>> = (0..BATCH)
-                .map(|_| vec![OwnedInput::Bytes(img.clone())])
-                .collect();
+            their_lat.extend(theirs.ask(&format!("lat {N}")).as_array().unwrap().iter().map(|v| v.as_f64().unwrap()));
+            let frames: Vec<Vec<OwnedInput>> = (0..BATCH).map(|_| vec![OwnedInput::Bytes(img.clone())]).collect();
             let t = Instant::now();
             let out = predict_batch(&model, frames).unwrap();
             fps.push(BATCH as f64 / t.elapsed().as_secs_f64());
             assert!(out.iter().all(|r| r.is_ok()));
             their_fps.push(theirs.ask(&format!("batch {BATCH}")).as_f64().unwrap());
         }
-        let target = if name.contains("quant") {
-            "<= 0.2"
-        } else {
-            "<= 0.8"
-        };
-        row(
-            &format!("{name} latency"),
-            median(lat),
-            median(their_lat),
-            "ms",
-            target,
-        );
-        row(
-            &format!("{name} batch"),
-            median(fps),
-            median(their_fps),
-            "fps",
-            ">= 1.5",
-        );
+        let target = if name.contains("quant") { "<= 0.2" } else { "<= 0.8" };
+        row(&format!("{name} latency"), median(lat), median(their_lat), "ms", target);
+        row(&format!("{name} batch"), median(fps), median(their_fps), "fps", ">= 1.5");
     }
 }
 
@@ -290,11 +233,7 @@ fn clean_zoo() -> tempfile::TempDir {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_port(port: u16) {
@@ -310,19 +249,12 @@ fn wait_port(port: u16) {
 /// Peak resident memory (VmHWM, KiB) of a live process.
 fn vm_hwm(pid: u32) -> u64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 fn release_bin() -> PathBuf {
     let bin = Path::new(REPO).join("target/release/dgzoo");
-    assert!(
-        bin.exists(),
-        "build the CLI first: cargo build --release --bin dgzoo"
-    );
+    assert!(bin.exists(), "build the CLI first: cargo build --release --bin dgzoo");
     bin
 }
 
@@ -333,31 +265,12 @@ fn bench_aiserver() {
     let zoo_s = zoo.path().to_str().unwrap().to_string();
     let (ours_port, theirs_port) = (free_port(), free_port());
     let mut ours = Command::new(release_bin())
-        .args([
-            "server",
-            "start",
-            "--zoo",
-            &zoo_s,
-            "--port",
-            &ours_port.to_string(),
-            "--protocol",
-            "asio",
-            "--quiet",
-        ])
+        .args(["server", "start", "--zoo", &zoo_s, "--port", &ours_port.to_string(), "--protocol", "asio", "--quiet"])
         .spawn()
         .unwrap();
     // PySDK's server binds 0.0.0.0 (it has no host option); the client only talks to 127.0.0.1.
     let mut theirs = Command::new(peer().join("venv/bin/degirum"))
-        .args([
-            "server",
-            "start",
-            "--zoo",
-            &zoo_s,
-            "--port",
-            &theirs_port.to_string(),
-            "--protocol",
-            "asio",
-        ])
+        .args(["server", "start", "--zoo", &zoo_s, "--port", &theirs_port.to_string(), "--protocol", "asio"])
         .env("LD_LIBRARY_PATH", peer().join("ort"))
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -388,8 +301,7 @@ with m:
     let mut o = serde_json::Map::new();
     let mut t = serde_json::Map::new();
     for name in MODELS {
-        let (mut ofps, mut tfps, mut oms, mut tms) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ofps, mut tfps, mut oms, mut tms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..2 {
             let a = run(ours_port, name);
             let b = run(theirs_port, name);
@@ -399,23 +311,11 @@ with m:
             tms.push(b["ms"].as_f64().unwrap());
         }
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        o.insert(
-            name.to_string(),
-            serde_json::json!({"fps": mean(&ofps), "ms": mean(&oms)}),
-        );
-        t.insert(
-            name.to_string(),
-            serde_json::json!({"fps": mean(&tfps), "ms": mean(&tms)}),
-        );
+        o.insert(name.to_string(), serde_json::json!({"fps": mean(&ofps), "ms": mean(&oms)}));
+        t.insert(name.to_string(), serde_json::json!({"fps": mean(&tfps), "ms": mean(&tms)}));
     }
     for name in MODELS {
-        row(
-            &format!("{name} fps, PySDK client, asio"),
-            o[name]["fps"].as_f64().unwrap(),
-            t[name]["fps"].as_f64().unwrap(),
-            "fps",
-            ">= 1.2",
-        );
+        row(&format!("{name} fps, PySDK client, asio"), o[name]["fps"].as_f64().unwrap(), t[name]["fps"].as_f64().unwrap(), "fps", ">= 1.2");
     }
     // Per-frame overhead of the server path over local inference, same PySDK client: PySDK
     // local, PySDK client -> our server, PySDK client -> PySDK's server, in alternating rounds.
@@ -440,13 +340,7 @@ print(json.dumps({{k: statistics.median(v) for k, v in ts.items()}}))
         img = img.to_str().unwrap()
     ));
     let ms = |k: &str| lat[k].as_f64().unwrap();
-    row(
-        "BlazeFace latency, PySDK client, through each server",
-        ms("ours"),
-        ms("theirs"),
-        "ms",
-        "",
-    );
+    row("BlazeFace latency, PySDK client, through each server", ms("ours"), ms("theirs"), "ms", "");
     // Each stack's own overhead: its client through its server minus its own local inference,
     // in alternating rounds (dgzoo here; PySDK's from the script above).
     let img_bytes = std::fs::read(&img).unwrap();
@@ -477,17 +371,9 @@ print(json.dumps({{k: statistics.median(v) for k, v in ts.items()}}))
         median(r) - median(l),
         ms("theirs") - ms("local"),
     );
-    row(
-        "server peak resident memory after serving all six models",
-        vm_hwm(ours.id()) as f64 / 1024.0,
-        vm_hwm(theirs.id()) as f64 / 1024.0,
-        "MiB",
-        "<= 0.25",
-    );
+    row("server peak resident memory after serving all six models", vm_hwm(ours.id()) as f64 / 1024.0, vm_hwm(theirs.id()) as f64 / 1024.0, "MiB", "<= 0.25");
     for port in [ours_port, theirs_port] {
-        let _ = Command::new(peer().join("venv/bin/degirum"))
-            .args(["server", "shutdown", "--port", &port.to_string()])
-            .output();
+        let _ = Command::new(peer().join("venv/bin/degirum")).args(["server", "shutdown", "--port", &port.to_string()]).output();
     }
     for c in [&mut ours, &mut theirs] {
         for _ in 0..50 {
@@ -504,27 +390,10 @@ print(json.dumps({{k: statistics.median(v) for k, v in ts.items()}}))
 /// A hub root holding the six test models as `org/zoo`, readable with token `benchtoken`.
 fn hub_root() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
-    let dirs: Vec<String> = MODELS
-        .iter()
-        .map(|m| zoo_dir().join(m).to_str().unwrap().to_string())
-        .collect();
-    let st = Command::new(release_bin())
-        .arg("pack-model")
-        .arg("--out")
-        .arg(root.path().join("org/zoo"))
-        .args(&dirs)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "pack-model: {}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    std::fs::write(
-        root.path().join("tokens.json"),
-        r#"{"benchtoken": {"is_admin": false, "zoos": ["org/zoo"]}}"#,
-    )
-    .unwrap();
+    let dirs: Vec<String> = MODELS.iter().map(|m| zoo_dir().join(m).to_str().unwrap().to_string()).collect();
+    let st = Command::new(release_bin()).arg("pack-model").arg("--out").arg(root.path().join("org/zoo")).args(&dirs).output().unwrap();
+    assert!(st.status.success(), "pack-model: {}", String::from_utf8_lossy(&st.stderr));
+    std::fs::write(root.path().join("tokens.json"), r#"{"benchtoken": {"is_admin": false, "zoos": ["org/zoo"]}}"#).unwrap();
     root
 }
 
@@ -538,9 +407,7 @@ fn bench_cache() {
     let hub = dgzoo::hub::Hub::start(&cfg).unwrap();
     let url = format!("http://{}/org/zoo", hub.addr());
     let name = MODELS[0];
-    let size = std::fs::metadata(root.path().join(format!("org/zoo/{name}.zip")))
-        .unwrap()
-        .len() as f64;
+    let size = std::fs::metadata(root.path().join(format!("org/zoo/{name}.zip"))).unwrap().len() as f64;
     let img = zoo_dir().join("images/car_416.jpg");
     let measure = |make: &dyn Fn() -> Command| {
         let mut runs = Vec::new();
@@ -548,11 +415,7 @@ fn bench_cache() {
             let r0 = hub.request_count();
             let t = Instant::now();
             let out = make().output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             runs.push((t.elapsed().as_secs_f64() * 1000.0, hub.request_count() - r0));
         }
         let cold = runs[0];
@@ -562,49 +425,19 @@ fn bench_cache() {
     let ours_cache = tempfile::tempdir().unwrap();
     let ours = measure(&|| {
         let mut c = Command::new(release_bin());
-        c.args([
-            "predict",
-            "--zoo",
-            &url,
-            "--token",
-            "benchtoken",
-            "--model",
-            name,
-        ])
-        .arg(&img)
-        .env("DGZOO_CACHE_DIR", ours_cache.path());
+        c.args(["predict", "--zoo", &url, "--token", "benchtoken", "--model", name]).arg(&img).env("DGZOO_CACHE_DIR", ours_cache.path());
         c
     });
     let home = tempfile::tempdir().unwrap();
     let script = format!("import degirum as dg; m = dg.load_model({name:?}, dg.LOCAL, {url:?}, 'benchtoken'); m.predict({:?})", img.to_str().unwrap());
     let theirs = measure(&|| {
         let mut c = Command::new(peer().join("venv/bin/python"));
-        c.args(["-c", &script])
-            .env("HOME", home.path())
-            .env("LD_LIBRARY_PATH", peer().join("ort"));
+        c.args(["-c", &script]).env("HOME", home.path()).env("LD_LIBRARY_PATH", peer().join("ort"));
         c
     });
-    row(
-        &format!("cold: download ({:.1} MB) + load + 1 frame", size / 1e6),
-        ours.0 .0,
-        theirs.0 .0,
-        "ms",
-        "-",
-    );
-    row(
-        "cache hit: load + 1 frame, median of 3",
-        ours.1,
-        theirs.1,
-        "ms",
-        "-",
-    );
-    row(
-        "hub requests on a cache hit",
-        ours.2 as f64,
-        theirs.2 as f64,
-        "req",
-        "-",
-    );
+    row(&format!("cold: download ({:.1} MB) + load + 1 frame", size / 1e6), ours.0 .0, theirs.0 .0, "ms", "-");
+    row("cache hit: load + 1 frame, median of 3", ours.1, theirs.1, "ms", "-");
+    row("hub requests on a cache hit", ours.2 as f64, theirs.2 as f64, "req", "-");
     println!("cold requests: dgzoo {}, PySDK {}", ours.0 .1, theirs.0 .1);
 }
 
@@ -613,16 +446,7 @@ fn bench_download() {
     println!("\n== download-zoo of the six test models from our hub ==");
     let root = hub_root();
     let port = free_port();
-    let mut hub = Command::new(release_bin())
-        .args([
-            "hub",
-            "--zoo",
-            root.path().to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-        ])
-        .spawn()
-        .unwrap();
+    let mut hub = Command::new(release_bin()).args(["hub", "--zoo", root.path().to_str().unwrap(), "--port", &port.to_string()]).spawn().unwrap();
     wait_port(port);
     let url = format!("http://127.0.0.1:{port}/org/zoo");
     // Median of 3 runs, each into a fresh destination.
@@ -633,11 +457,7 @@ fn bench_download() {
                 let mut cmd = make(dest.path());
                 let t = Instant::now();
                 let out = cmd.output().unwrap();
-                assert!(
-                    out.status.success(),
-                    "{cmd:?}: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
+                assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
                 t.elapsed().as_secs_f64() * 1000.0
             })
             .collect();
@@ -645,40 +465,16 @@ fn bench_download() {
     };
     let ours = time_it(&|dest| {
         let mut c = Command::new(release_bin());
-        c.args([
-            "download-zoo",
-            "--url",
-            &url,
-            "--token",
-            "benchtoken",
-            "--path",
-        ])
-        .arg(dest);
+        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"]).arg(dest);
         c
     });
     let home = tempfile::tempdir().unwrap();
     let theirs = time_it(&|dest| {
         let mut c = Command::new(peer().join("venv/bin/degirum"));
-        c.args([
-            "download-zoo",
-            "--url",
-            &url,
-            "--token",
-            "benchtoken",
-            "--path",
-        ])
-        .arg(dest)
-        .env("HOME", home.path())
-        .env("LD_LIBRARY_PATH", peer().join("ort"));
+        c.args(["download-zoo", "--url", &url, "--token", "benchtoken", "--path"]).arg(dest).env("HOME", home.path()).env("LD_LIBRARY_PATH", peer().join("ort"));
         c
     });
-    row(
-        "download-zoo, 6 models (66 MB), median of 3",
-        ours,
-        theirs,
-        "ms",
-        "<= 0.5",
-    );
+    row("download-zoo, 6 models (66 MB), median of 3", ours, theirs, "ms", "<= 0.5");
     let _ = hub.kill();
     let _ = hub.wait();
 }
@@ -688,22 +484,13 @@ fn bench_download() {
 fn bench_startup() {
     let zoo_path = zoo_dir();
     let img_path = zoo_path.join("images/car_416.jpg");
-    println!(
-        "\n== cold start (process start to first result) and peak memory, int8 EfficientNet =="
-    );
+    println!("\n== cold start (process start to first result) and peak memory, int8 EfficientNet ==");
     let name = MODELS[2];
     let bin = release_bin();
     let mut ours = Vec::new();
     let mut our_rss = 0;
     for _ in 0..5 {
-        let (ms, rss) = run_measured(Command::new(&bin).args([
-            "predict",
-            "--zoo",
-            zoo_path.to_str().unwrap(),
-            "--model",
-            name,
-            img_path.to_str().unwrap(),
-        ]));
+        let (ms, rss) = run_measured(Command::new(&bin).args(["predict", "--zoo", zoo_path.to_str().unwrap(), "--model", name, img_path.to_str().unwrap()]));
         ours.push(ms);
         our_rss = rss;
     }
@@ -711,35 +498,16 @@ fn bench_startup() {
     let mut theirs = Vec::new();
     let mut their_rss = 0;
     for _ in 0..3 {
-        let (ms, rss) = run_measured(
-            Command::new(peer().join("venv/bin/python"))
-                .args(["-c", &script])
-                .env("LD_LIBRARY_PATH", peer().join("ort")),
-        );
+        let (ms, rss) = run_measured(Command::new(peer().join("venv/bin/python")).args(["-c", &script]).env("LD_LIBRARY_PATH", peer().join("ort")));
         theirs.push(ms);
         their_rss = rss;
     }
-    row(
-        "cold start, median",
-        median(ours),
-        median(theirs),
-        "ms",
-        "<= 0.2",
-    );
-    row(
-        "peak resident memory of the process",
-        our_rss as f64 / 1024.0,
-        their_rss as f64 / 1024.0,
-        "MiB",
-        "<= 0.25",
-    );
+    row("cold start, median", median(ours), median(theirs), "ms", "<= 0.2");
+    row("peak resident memory of the process", our_rss as f64 / 1024.0, their_rss as f64 / 1024.0, "MiB", "<= 0.25");
 }
 
 fn main() {
-    let which: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let want = |g: &str| which.is_empty() || which.iter().any(|w| w == g);
     if want("startup") {
         bench_startup();

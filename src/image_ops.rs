@@ -35,24 +35,14 @@ pub struct RgbImage {
 
 impl fmt::Debug for RgbImage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "RgbImage({}x{}, {} bytes)",
-            self.width,
-            self.height,
-            self.data.len()
-        )
+        write!(f, "RgbImage({}x{}, {} bytes)", self.width, self.height, self.data.len())
     }
 }
 
 impl RgbImage {
     /// A black image.
     pub fn new(width: u32, height: u32) -> Self {
-        RgbImage {
-            width,
-            height,
-            data: vec![0; width as usize * height as usize * 3],
-        }
+        RgbImage { width, height, data: vec![0; width as usize * height as usize * 3] }
     }
 
     /// An image filled with one colour.
@@ -62,11 +52,7 @@ impl RgbImage {
         for _ in 0..n {
             data.extend_from_slice(&rgb);
         }
-        RgbImage {
-            width,
-            height,
-            data,
-        }
+        RgbImage { width, height, data }
     }
 
     /// True when the image has no pixels.
@@ -76,12 +62,7 @@ impl RgbImage {
 
     /// The pixel at (x, y); panics when out of range.
     pub fn pixel(&self, x: u32, y: u32) -> [u8; 3] {
-        assert!(
-            x < self.width && y < self.height,
-            "pixel ({x},{y}) outside {}x{}",
-            self.width,
-            self.height
-        );
+        assert!(x < self.width && y < self.height, "pixel ({x},{y}) outside {}x{}", self.width, self.height);
         let i = (y as usize * self.width as usize + x as usize) * 3;
         [self.data[i], self.data[i + 1], self.data[i + 2]]
     }
@@ -108,11 +89,7 @@ impl RgbImage {
         for y in y0..y1 {
             data.extend_from_slice(&self.data[y * stride + x0 * 3..y * stride + x1 * 3]);
         }
-        RgbImage {
-            width: cw as u32,
-            height: ch as u32,
-            data,
-        }
+        RgbImage { width: cw as u32, height: ch as u32, data }
     }
 
     fn row(&self, y: usize) -> &[u8] {
@@ -123,9 +100,7 @@ impl RgbImage {
 
 fn check_dims(width: u64, height: u64) -> Result<()> {
     if width == 0 || height == 0 {
-        return Err(Error::invalid(format!(
-            "invalid image size {width}x{height}: width and height must be positive"
-        )));
+        return Err(Error::invalid(format!("invalid image size {width}x{height}: width and height must be positive")));
     }
     if width > MAX_SIDE as u64 || height > MAX_SIDE as u64 || width * height > MAX_PIXELS {
         return Err(Error::invalid(format!(
@@ -163,21 +138,12 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     } else {
         Err(Error::invalid(format!(
             "cannot decode image: unknown format (expected JPEG, PNG or BMP; data starts with {})",
-            bytes
-                .iter()
-                .take(8)
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
+            bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
         )))
     }
 }
 
-fn decode_with_image_crate(
-    bytes: &[u8],
-    format: image::ImageFormat,
-    name: &str,
-) -> Result<RgbImage> {
+fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, name: &str) -> Result<RgbImage> {
     use image::DynamicImage as D;
     let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     let (w, h) = reader()
@@ -190,54 +156,27 @@ fn decode_with_image_crate(
     limits.max_alloc = Some(MAX_PIXELS * 8 + (1 << 20));
     let mut r = reader();
     r.limits(limits);
-    let img = r
-        .decode()
-        .map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
+    let img = r.decode().map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
     let (width, height) = (img.width(), img.height());
     // OpenCV (libpng with png_set_strip_16 / strip_alpha / gray_to_rgb) keeps the high byte of
     // 16-bit samples and drops alpha; the `image` crate's own conversion would round instead.
     let data: Vec<u8> = match img {
         D::ImageLuma8(b) => b.into_raw().iter().flat_map(|&v| [v, v, v]).collect(),
-        D::ImageLumaA8(b) => b
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0]])
-            .collect(),
+        D::ImageLumaA8(b) => b.into_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
         D::ImageRgb8(b) => b.into_raw(),
-        D::ImageRgba8(b) => b
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        D::ImageLuma16(b) => b
-            .into_raw()
-            .iter()
-            .flat_map(|&v| [(v >> 8) as u8; 3])
-            .collect(),
-        D::ImageLumaA16(b) => b
-            .into_raw()
-            .chunks_exact(2)
-            .flat_map(|p| [(p[0] >> 8) as u8; 3])
-            .collect(),
+        D::ImageRgba8(b) => b.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        D::ImageLuma16(b) => b.into_raw().iter().flat_map(|&v| [(v >> 8) as u8; 3]).collect(),
+        D::ImageLumaA16(b) => b.into_raw().chunks_exact(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
         D::ImageRgb16(b) => b.into_raw().iter().map(|&v| (v >> 8) as u8).collect(),
-        D::ImageRgba16(b) => b
-            .into_raw()
-            .chunks_exact(4)
-            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
-            .collect(),
+        D::ImageRgba16(b) => {
+            b.into_raw().chunks_exact(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect()
+        }
         other => other.to_rgb8().into_raw(),
     };
     if data.len() != width as usize * height as usize * 3 {
-        return Err(Error::internal(format!(
-            "{name} decoder returned {} bytes for {width}x{height}",
-            data.len()
-        )));
+        return Err(Error::internal(format!("{name} decoder returned {} bytes for {width}x{height}", data.len())));
     }
-    Ok(RgbImage {
-        width,
-        height,
-        data,
-    })
+    Ok(RgbImage { width, height, data })
 }
 
 /// Applies an EXIF orientation (1..=8) the way OpenCV's `ApplyExifOrientation` does
@@ -265,11 +204,7 @@ pub fn apply_exif_orientation(img: &RgbImage, orientation: u16) -> RgbImage {
             data[d..d + 3].copy_from_slice(&img.data[s..s + 3]);
         }
     }
-    RgbImage {
-        width: ow as u32,
-        height: oh as u32,
-        data,
-    }
+    RgbImage { width: ow as u32, height: oh as u32, data }
 }
 
 /// The EXIF orientation tag of a JPEG (first APP1 "Exif" segment before the first scan).
@@ -315,20 +250,12 @@ fn tiff_orientation(t: &[u8]) -> Option<u16> {
     };
     let r16 = |p: usize| -> Option<u16> {
         let b = t.get(p..p + 2)?;
-        Some(if le {
-            u16::from_le_bytes([b[0], b[1]])
-        } else {
-            u16::from_be_bytes([b[0], b[1]])
-        })
+        Some(if le { u16::from_le_bytes([b[0], b[1]]) } else { u16::from_be_bytes([b[0], b[1]]) })
     };
     let r32 = |p: usize| -> Option<u32> {
         let b = t.get(p..p + 4)?;
         let a = [b[0], b[1], b[2], b[3]];
-        Some(if le {
-            u32::from_le_bytes(a)
-        } else {
-            u32::from_be_bytes(a)
-        })
+        Some(if le { u32::from_le_bytes(a) } else { u32::from_be_bytes(a) })
     };
     if r16(2)? != 42 {
         return None;
@@ -361,20 +288,15 @@ mod jpeg {
     /// Warnings that mean pixel data was lost: these are errors for us (libjpeg itself would
     /// go on and fill the missing part with grey). Benign ones (extraneous bytes, odd
     /// JFIF/Adobe markers) are let through, as OpenCV lets them through.
-    const FATAL_WARNINGS: [c_int; 4] = [
-        JWRN_JPEG_EOF as c_int,
-        JWRN_HIT_MARKER as c_int,
-        JWRN_HUFF_BAD_CODE as c_int,
-        JWRN_MUST_RESYNC as c_int,
-    ];
+    const FATAL_WARNINGS: [c_int; 4] =
+        [JWRN_JPEG_EOF as c_int, JWRN_HIT_MARKER as c_int, JWRN_HUFF_BAD_CODE as c_int, JWRN_MUST_RESYNC as c_int];
 
     unsafe fn message(cinfo: &mut jpeg_common_struct) -> String {
         let mut buf = [0u8; 200];
         if let Some(f) = (*cinfo.err).format_message {
             // The binding declares the buffer as a shared array; libjpeg writes at most
             // JMSG_LENGTH_MAX (200) bytes into it.
-            let f: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8) =
-                std::mem::transmute(f);
+            let f: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8) = std::mem::transmute(f);
             f(cinfo, buf.as_mut_ptr());
         }
         let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
@@ -445,18 +367,14 @@ mod jpeg {
         let (w, h) = (c.output_width as usize, c.output_height as usize);
         let comps = c.output_components as usize;
         if comps != if cmyk { 4 } else { 3 } {
-            return Err(Error::invalid(format!(
-                "cannot decode JPEG image: unexpected {comps} output components"
-            )));
+            return Err(Error::invalid(format!("cannot decode JPEG image: unexpected {comps} output components")));
         }
         let row_bytes = w * comps;
         let mut raw = vec![0u8; row_bytes * h];
         while (c.output_scanline as usize) < h {
             let mut row = raw.as_mut_ptr().add(c.output_scanline as usize * row_bytes);
             if jpeg_read_scanlines(c, &mut row, 1) != 1 {
-                return Err(Error::invalid(
-                    "cannot decode JPEG image: decoder stopped early",
-                ));
+                return Err(Error::invalid("cannot decode JPEG image: decoder stopped early"));
             }
         }
         // jpeg_finish_decompress is not called: it only reads what follows the last scan,
@@ -474,14 +392,7 @@ mod jpeg {
         } else {
             raw
         };
-        Ok((
-            RgbImage {
-                width: w as u32,
-                height: h as u32,
-                data,
-            },
-            jpeg_exif_orientation(bytes),
-        ))
+        Ok((RgbImage { width: w as u32, height: h as u32, data }, jpeg_exif_orientation(bytes)))
     }
 
     struct Compressor {
@@ -507,9 +418,7 @@ mod jpeg {
     /// Encode like OpenCV's `imencode(".jpg", img, [IMWRITE_JPEG_QUALITY, quality])`:
     /// libjpeg(-turbo) defaults (baseline, 4:2:0, islow DCT, no Huffman optimisation).
     pub(super) fn encode(img: &RgbImage, quality: i32) -> Result<Vec<u8>> {
-        match catch_unwind(AssertUnwindSafe(|| unsafe {
-            encode_unguarded(img, quality)
-        })) {
+        match catch_unwind(AssertUnwindSafe(|| unsafe { encode_unguarded(img, quality) })) {
             Ok(r) => r,
             Err(payload) => match payload.downcast::<Failure>() {
                 Ok(f) => Err(Error::invalid(format!("cannot encode JPEG image: {}", f.0))),
@@ -528,11 +437,7 @@ mod jpeg {
         let mut cinfo: Box<jpeg_compress_struct> = Box::new(std::mem::zeroed());
         cinfo.common.err = &mut *err;
         jpeg_create_compress(&mut *cinfo);
-        let mut c = Compressor {
-            cinfo,
-            _err: err,
-            out: std::ptr::null_mut(),
-        };
+        let mut c = Compressor { cinfo, _err: err, out: std::ptr::null_mut() };
         let mut out_len: c_ulong = 0;
         let ci = &mut *c.cinfo;
         jpeg_mem_dest(ci, &mut c.out, &mut out_len);
@@ -572,13 +477,7 @@ pub fn jpeg_roundtrip(img: &RgbImage) -> Result<RgbImage> {
 ///
 /// `stride` is the distance in bytes between row starts (at least `3 * width`); the last row
 /// need not be padded. `bgr` tells that the buffer holds B,G,R (OpenCV's order) rather than R,G,B.
-pub fn from_raw(
-    data: &[u8],
-    width: u32,
-    height: u32,
-    stride: usize,
-    bgr: bool,
-) -> Result<RgbImage> {
+pub fn from_raw(data: &[u8], width: u32, height: u32, stride: usize, bgr: bool) -> Result<RgbImage> {
     check_dims(width as u64, height as u64)?;
     let row = width as usize * 3;
     if stride < row {
@@ -607,11 +506,7 @@ pub fn from_raw(
             out.extend_from_slice(r);
         }
     }
-    Ok(RgbImage {
-        width,
-        height,
-        data: out,
-    })
+    Ok(RgbImage { width, height, data: out })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -680,11 +575,7 @@ fn sat_u8_f32(v: f32) -> u8 {
 /// target size gives an empty image; an empty source gives a black `w` x `h` image.
 pub fn resize(src: &RgbImage, w: u32, h: u32, m: ResizeMethod) -> RgbImage {
     if w == 0 || h == 0 {
-        return RgbImage {
-            width: w,
-            height: h,
-            data: Vec::new(),
-        };
+        return RgbImage { width: w, height: h, data: Vec::new() };
     }
     if src.is_empty() {
         return RgbImage::new(w, h);
@@ -703,13 +594,11 @@ pub fn resize(src: &RgbImage, w: u32, h: u32, m: ResizeMethod) -> RgbImage {
     let scale_y = 1.0 / inv_scale_y;
     let iscale_x = scale_x.round_ties_even();
     let iscale_y = scale_y.round_ties_even();
-    let is_area_fast =
-        (scale_x - iscale_x).abs() < f64::EPSILON && (scale_y - iscale_y).abs() < f64::EPSILON;
+    let is_area_fast = (scale_x - iscale_x).abs() < f64::EPSILON && (scale_y - iscale_y).abs() < f64::EPSILON;
     let kernel = match m {
         ResizeMethod::Bilinear | ResizeMethod::Area => {
             // OpenCV: an exact 2x downscale with INTER_LINEAR is done as INTER_AREA.
-            let area =
-                m == ResizeMethod::Area || (is_area_fast && iscale_x == 2.0 && iscale_y == 2.0);
+            let area = m == ResizeMethod::Area || (is_area_fast && iscale_x == 2.0 && iscale_y == 2.0);
             if area && scale_x >= 1.0 && scale_y >= 1.0 {
                 return if is_area_fast {
                     resize_area_fast(src, dw, dh, iscale_x as usize, iscale_y as usize)
@@ -732,18 +621,10 @@ pub fn resize(src: &RgbImage, w: u32, h: u32, m: ResizeMethod) -> RgbImage {
     }
 }
 
-fn resize_nearest(
-    src: &RgbImage,
-    dw: usize,
-    dh: usize,
-    inv_scale_x: f64,
-    inv_scale_y: f64,
-) -> RgbImage {
+fn resize_nearest(src: &RgbImage, dw: usize, dh: usize, inv_scale_x: f64, inv_scale_y: f64) -> RgbImage {
     let (sw, sh) = (src.width as usize, src.height as usize);
     let (ifx, ify) = (1.0 / inv_scale_x, 1.0 / inv_scale_y);
-    let xofs: Vec<usize> = (0..dw)
-        .map(|x| ((x as f64 * ifx).floor() as usize).min(sw - 1) * 3)
-        .collect();
+    let xofs: Vec<usize> = (0..dw).map(|x| ((x as f64 * ifx).floor() as usize).min(sw - 1) * 3).collect();
     let mut data = vec![0u8; dw * dh * 3];
     for (y, out) in data.chunks_exact_mut(dw * 3).enumerate() {
         let sy = ((y as f64 * ify).floor() as usize).min(sh - 1);
@@ -752,11 +633,7 @@ fn resize_nearest(
             o.copy_from_slice(&row[sx..sx + 3]);
         }
     }
-    RgbImage {
-        width: dw as u32,
-        height: dh as u32,
-        data,
-    }
+    RgbImage { width: dw as u32, height: dh as u32, data }
 }
 
 /// INTER_AREA for integer scale factors (OpenCV's `resizeAreaFast_`).
@@ -772,10 +649,7 @@ fn resize_area_fast(src: &RgbImage, dw: usize, dh: usize, sx: usize, sy: usize) 
             for (dx, o) in out.chunks_exact_mut(3).enumerate() {
                 let i = dx * 6;
                 for c in 0..3 {
-                    let v = r0[i + c] as u32
-                        + r0[i + 3 + c] as u32
-                        + r1[i + c] as u32
-                        + r1[i + 3 + c] as u32;
+                    let v = r0[i + c] as u32 + r0[i + 3 + c] as u32 + r1[i + c] as u32 + r1[i + 3 + c] as u32;
                     o[c] = ((v + 2) >> 2) as u8;
                 }
             }
@@ -797,11 +671,7 @@ fn resize_area_fast(src: &RgbImage, dw: usize, dh: usize, sx: usize, sy: usize) 
             }
         }
     }
-    RgbImage {
-        width: dw as u32,
-        height: dh as u32,
-        data,
-    }
+    RgbImage { width: dw as u32, height: dh as u32, data }
 }
 
 /// OpenCV's `computeResizeAreaTab`: (destination index, source index, weight).
@@ -817,21 +687,13 @@ fn area_tab(ssize: usize, dsize: usize, scale: f64) -> Vec<(usize, usize, f32)> 
         sx2 = sx2.min(ss - 1);
         sx1 = sx1.min(sx2);
         if sx1 as f64 - fsx1 > 1e-3 {
-            tab.push((
-                dx,
-                (sx1 - 1) as usize,
-                ((sx1 as f64 - fsx1) / cell_width) as f32,
-            ));
+            tab.push((dx, (sx1 - 1) as usize, ((sx1 as f64 - fsx1) / cell_width) as f32));
         }
         for sx in sx1..sx2 {
             tab.push((dx, sx as usize, (1.0 / cell_width) as f32));
         }
         if fsx2 - sx2 as f64 > 1e-3 {
-            tab.push((
-                dx,
-                sx2 as usize,
-                ((fsx2 - sx2 as f64).min(1.0).min(cell_width) / cell_width) as f32,
-            ));
+            tab.push((dx, sx2 as usize, ((fsx2 - sx2 as f64).min(1.0).min(cell_width) / cell_width) as f32));
         }
     }
     tab
@@ -873,19 +735,13 @@ fn resize_area(src: &RgbImage, dw: usize, dh: usize, scale_x: f64, scale_y: f64)
         }
     }
     store(&sum, &mut data, prev_dy);
-    RgbImage {
-        width: dw as u32,
-        height: dh as u32,
-        data,
-    }
+    RgbImage { width: dw as u32, height: dh as u32, data }
 }
 
 #[derive(Clone, Copy, Debug)]
 enum Kernel {
     /// INTER_LINEAR; `area_mode` is OpenCV's INTER_AREA emulation for upscaling.
-    Linear {
-        area_mode: bool,
-    },
+    Linear { area_mode: bool },
     Cubic,
     Lanczos4,
 }
@@ -911,16 +767,8 @@ fn cubic_coeffs(x: f32) -> [f32; 4] {
 
 fn lanczos4_coeffs(x: f32) -> [f32; 8] {
     const S45: f64 = std::f64::consts::FRAC_1_SQRT_2;
-    const CS: [[f64; 2]; 8] = [
-        [1.0, 0.0],
-        [-S45, -S45],
-        [0.0, 1.0],
-        [S45, -S45],
-        [-1.0, 0.0],
-        [S45, S45],
-        [0.0, -1.0],
-        [-S45, S45],
-    ];
+    const CS: [[f64; 2]; 8] =
+        [[1.0, 0.0], [-S45, -S45], [0.0, 1.0], [S45, -S45], [-1.0, 0.0], [S45, S45], [0.0, -1.0], [-S45, S45]];
     let pi = std::f64::consts::PI;
     let mut c = [0f32; 8];
     let mut sum = 0f32;
@@ -955,14 +803,7 @@ struct AxisTable {
 impl AxisTable {
     /// Mirrors the coefficient loops of `cv::hal::resize`; `is_x` enables the border resets
     /// OpenCV applies to horizontal linear coefficients (vertical ones only clamp rows).
-    fn new(
-        kernel: Kernel,
-        ssize: usize,
-        dsize: usize,
-        scale: f64,
-        inv_scale: f64,
-        is_x: bool,
-    ) -> Self {
+    fn new(kernel: Kernel, ssize: usize, dsize: usize, scale: f64, inv_scale: f64, is_x: bool) -> Self {
         let k = kernel.ksize();
         let k2 = (k / 2) as i64;
         let ss = ssize as i64;
@@ -1012,11 +853,7 @@ impl AxisTable {
 /// Horizontal pass of one source row into `out` (`dw * 3` sums, scaled by 2^11).
 #[inline]
 fn hresize<const K: usize>(row: &[u8], out: &mut [i32], xt: &AxisTable) {
-    for ((o, idx), coef) in out
-        .chunks_exact_mut(3)
-        .zip(xt.idx.chunks_exact(K))
-        .zip(xt.coef.chunks_exact(K))
-    {
+    for ((o, idx), coef) in out.chunks_exact_mut(3).zip(xt.idx.chunks_exact(K)).zip(xt.coef.chunks_exact(K)) {
         let (mut s0, mut s1, mut s2) = (0i32, 0i32, 0i32);
         for t in 0..K {
             let p = idx[t] * 3;
@@ -1071,12 +908,7 @@ fn vresize_cubic(rows: &[&[i32]], beta: &[i32], out: &mut [u8]) {
         out[x] = sat_u8_f32(v);
     }
     vresize_fixed::<4>(
-        &[
-            &rows[0][simd_end..],
-            &rows[1][simd_end..],
-            &rows[2][simd_end..],
-            &rows[3][simd_end..],
-        ],
+        &[&rows[0][simd_end..], &rows[1][simd_end..], &rows[2][simd_end..], &rows[3][simd_end..]],
         beta,
         &mut out[simd_end..],
     );
@@ -1113,11 +945,7 @@ fn separable<const K: usize>(
             if slot[t] != usize::MAX {
                 continue;
             }
-            if let Some(j) = tags
-                .iter()
-                .enumerate()
-                .position(|(j, &g)| used[j] && g == need[t])
-            {
+            if let Some(j) = tags.iter().enumerate().position(|(j, &g)| used[j] && g == need[t]) {
                 slot[t] = j;
                 continue;
             }
@@ -1130,11 +958,7 @@ fn separable<const K: usize>(
         let rows: [&[i32]; K] = std::array::from_fn(|t| bufs[slot[t]].as_slice());
         vresize(&rows, &yt.coef[dy * K..(dy + 1) * K], out);
     }
-    RgbImage {
-        width: dw as u32,
-        height: dh as u32,
-        data,
-    }
+    RgbImage { width: dw as u32, height: dh as u32, data }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1188,38 +1012,13 @@ fn clamp01(v: f64) -> f64 {
 enum Conv {
     Identity,
     /// `x' = iw * clamp(x / w, 0, 1)`
-    Stretch {
-        iw: f64,
-        ih: f64,
-        w: f64,
-        h: f64,
-    },
+    Stretch { iw: f64, ih: f64, w: f64, h: f64 },
     /// `x' = min(max(0, (x - dx) / gain), iw)`
-    Letterbox {
-        iw: f64,
-        ih: f64,
-        dx: f64,
-        dy: f64,
-        gain: f64,
-    },
+    Letterbox { iw: f64, ih: f64, dx: f64, dy: f64, gain: f64 },
     /// `x' = nw * clamp(x / w, 0, 1) + left`
-    CropFirst {
-        nw: f64,
-        nh: f64,
-        w: f64,
-        h: f64,
-        left: f64,
-        top: f64,
-    },
+    CropFirst { nw: f64, nh: f64, w: f64, h: f64, left: f64, top: f64 },
     /// `x' = iw * clamp((x + dx) / nw, 0, 1)`
-    CropLast {
-        iw: f64,
-        ih: f64,
-        nw: f64,
-        nh: f64,
-        dx: f64,
-        dy: f64,
-    },
+    CropLast { iw: f64, ih: f64, nw: f64, nh: f64, dx: f64, dy: f64 },
 }
 
 /// Maps model-input coordinates back to original-image coordinates (PySDK's `converter`).
@@ -1231,9 +1030,7 @@ pub struct CoordConverter {
 impl CoordConverter {
     /// No conversion (PySDK's converter for already-encoded `bytes` inputs).
     pub fn identity() -> Self {
-        CoordConverter {
-            conv: Conv::Identity,
-        }
+        CoordConverter { conv: Conv::Identity }
     }
 
     /// Converts a point, in f64 and with the clamping PySDK applies.
@@ -1241,13 +1038,7 @@ impl CoordConverter {
         match self.conv {
             Conv::Identity => (x, y),
             Conv::Stretch { iw, ih, w, h } => (iw * clamp01(x / w), ih * clamp01(y / h)),
-            Conv::Letterbox {
-                iw,
-                ih,
-                dx,
-                dy,
-                gain,
-            } => {
+            Conv::Letterbox { iw, ih, dx, dy, gain } => {
                 let f = |v: f64, lim: f64| {
                     let m = if v > 0.0 { v } else { 0.0 };
                     if lim < m {
@@ -1258,22 +1049,8 @@ impl CoordConverter {
                 };
                 (f((x - dx) / gain, iw), f((y - dy) / gain, ih))
             }
-            Conv::CropFirst {
-                nw,
-                nh,
-                w,
-                h,
-                left,
-                top,
-            } => (nw * clamp01(x / w) + left, nh * clamp01(y / h) + top),
-            Conv::CropLast {
-                iw,
-                ih,
-                nw,
-                nh,
-                dx,
-                dy,
-            } => (iw * clamp01((x + dx) / nw), ih * clamp01((y + dy) / nh)),
+            Conv::CropFirst { nw, nh, w, h, left, top } => (nw * clamp01(x / w) + left, nh * clamp01(y / h) + top),
+            Conv::CropLast { iw, ih, nw, nh, dx, dy } => (iw * clamp01((x + dx) / nw), ih * clamp01((y + dy) / nh)),
         }
     }
 }
@@ -1309,19 +1086,9 @@ pub fn fit(
     let (iw, ih) = (src.width as i64, src.height as i64);
     let (wi, hi) = (w as i64, h as i64);
     let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
-    let stretch_conv = CoordConverter {
-        conv: Conv::Stretch {
-            iw: iwf,
-            ih: ihf,
-            w: wf,
-            h: hf,
-        },
-    };
+    let stretch_conv = CoordConverter { conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
     if src.is_empty() || w == 0 || h == 0 {
-        return Fit {
-            image: RgbImage::filled(w, h, fill_rgb),
-            converter: stretch_conv,
-        };
+        return Fit { image: RgbImage::filled(w, h, fill_rgb), converter: stretch_conv };
     }
     let cp = if crop_percentage.is_finite() && crop_percentage > 0.0 && crop_percentage <= 1.0 {
         crop_percentage
@@ -1331,22 +1098,12 @@ pub fn fit(
     let same = iw == wi && ih == hi;
     match pad {
         PadMethod::Stretch => {
-            let image = if same {
-                src.clone()
-            } else {
-                resize(src, w, h, resize_method)
-            };
-            Fit {
-                image,
-                converter: stretch_conv,
-            }
+            let image = if same { src.clone() } else { resize(src, w, h, resize_method) };
+            Fit { image, converter: stretch_conv }
         }
         PadMethod::Letterbox => {
             if same {
-                return Fit {
-                    image: src.clone(),
-                    converter: stretch_conv,
-                };
+                return Fit { image: src.clone(), converter: stretch_conv };
             }
             let scale = (wf / iwf).min(hf / ihf);
             let nw = ((iwf * scale).round_ties_even() as i64).min(wi).max(1);
@@ -1361,15 +1118,8 @@ pub fn fit(
                 let d = (y + dy as usize) * stride + dx as usize * 3;
                 image.data[d..d + nrow].copy_from_slice(scaled.row(y));
             }
-            let converter = CoordConverter {
-                conv: Conv::Letterbox {
-                    iw: iwf,
-                    ih: ihf,
-                    dx: dx as f64,
-                    dy: dy as f64,
-                    gain,
-                },
-            };
+            let converter =
+                CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
             Fit { image, converter }
         }
         PadMethod::CropFirst => {
@@ -1385,20 +1135,9 @@ pub fn fit(
                 cropped = src.crop(left as u32, top as u32, nw as u32, nh as u32);
                 img = &cropped;
             }
-            let image = if nw != wi || nh != hi {
-                resize(img, w, h, resize_method)
-            } else {
-                img.clone()
-            };
+            let image = if nw != wi || nh != hi { resize(img, w, h, resize_method) } else { img.clone() };
             let converter = CoordConverter {
-                conv: Conv::CropFirst {
-                    nw: nw as f64,
-                    nh: nh as f64,
-                    w: wf,
-                    h: hf,
-                    left: left as f64,
-                    top: top as f64,
-                },
+                conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 },
             };
             Fit { image, converter }
         }
@@ -1432,14 +1171,7 @@ pub fn fit(
                 img.clone()
             };
             let converter = CoordConverter {
-                conv: Conv::CropLast {
-                    iw: iwf,
-                    ih: ihf,
-                    nw: nw as f64,
-                    nh: nh as f64,
-                    dx: dx as f64,
-                    dy: dy as f64,
-                },
+                conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 },
             };
             Fit { image, converter }
         }

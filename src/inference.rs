@@ -19,13 +19,7 @@ pub enum Input<'a> {
     /// (model-sized RAW pixels / a raw tensor), which are passed through unchanged.
     Bytes(&'a [u8]),
     /// A pixel buffer of any size, resized/padded like an image.
-    Pixels {
-        data: &'a [u8],
-        width: u32,
-        height: u32,
-        stride: usize,
-        bgr: bool,
-    },
+    Pixels { data: &'a [u8], width: u32, height: u32, stride: usize, bgr: bool },
 }
 
 /// The result of one frame.
@@ -64,9 +58,7 @@ impl EngineKey {
             runtime: p.str("RuntimeAgent", 0),
             device: p.str("DeviceType", 0),
             model_path: PathBuf::from(p.str("ModelPath", 0)),
-            input_shapes: (0..p.num_inputs())
-                .map(|i| p.input_shape(i, None))
-                .collect(),
+            input_shapes: (0..p.num_inputs()).map(|i| p.input_shape(i, None)).collect(),
             devices: devices.to_vec(),
         })
     }
@@ -129,12 +121,9 @@ enum Slot {
 /// SHA-256 of a file, hex.
 fn sha256_file(path: &std::path::Path) -> Result<String> {
     use sha2::Digest;
-    let mut f = std::fs::File::open(path).map_err(|e| {
-        Error::not_found(format!("cannot open model file '{}': {e}", path.display()))
-    })?;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::not_found(format!("cannot open model file '{}': {e}", path.display())))?;
     let mut h = sha2::Sha256::new();
-    std::io::copy(&mut f, &mut h)
-        .map_err(|e| Error::io(format!("cannot read model file '{}': {e}", path.display())))?;
+    std::io::copy(&mut f, &mut h).map_err(|e| Error::io(format!("cannot read model file '{}': {e}", path.display())))?;
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
@@ -142,32 +131,14 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
 /// digits), once per (file, size, mtime) per process. `DGZOO_SKIP_CHECKSUM=1` disables it.
 fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
     let want = params.str("Checksum", 0).to_ascii_lowercase();
-    if want.len() != 64
-        || !want.bytes().all(|b| b.is_ascii_hexdigit())
-        || std::env::var_os("DGZOO_SKIP_CHECKSUM").is_some()
-    {
+    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || std::env::var_os("DGZOO_SKIP_CHECKSUM").is_some() {
         return Ok(());
     }
-    static VERIFIED: once_cell::sync::Lazy<
-        Mutex<std::collections::HashSet<(PathBuf, u64, Option<std::time::SystemTime>, String)>>,
-    > = once_cell::sync::Lazy::new(Default::default);
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Error::not_found(format!(
-            "model file '{}' is not accessible: {e}",
-            path.display()
-        ))
-    })?;
-    let key = (
-        path.to_path_buf(),
-        meta.len(),
-        meta.modified().ok(),
-        want.clone(),
-    );
-    if VERIFIED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains(&key)
-    {
+    static VERIFIED: once_cell::sync::Lazy<Mutex<std::collections::HashSet<(PathBuf, u64, Option<std::time::SystemTime>, String)>>> =
+        once_cell::sync::Lazy::new(Default::default);
+    let meta = std::fs::metadata(path).map_err(|e| Error::not_found(format!("model file '{}' is not accessible: {e}", path.display())))?;
+    let key = (path.to_path_buf(), meta.len(), meta.modified().ok(), want.clone());
+    if VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).contains(&key) {
         return Ok(());
     }
     let got = sha256_file(path)?;
@@ -177,10 +148,7 @@ fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
             path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
         )));
     }
-    VERIFIED
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(key);
+    VERIFIED.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
     Ok(())
 }
 
@@ -188,36 +156,23 @@ impl Engine {
     pub fn new(key: EngineKey, params: &ModelParams, profile: Profile) -> Result<Self> {
         let agent = runtime::agent(&key.runtime)?;
         if key.device != "CPU" {
-            return Err(Error::unsupported(format!(
-                "device {}/{} is not available on this system",
-                key.runtime, key.device
-            )));
+            return Err(Error::unsupported(format!("device {}/{} is not available on this system", key.runtime, key.device)));
         }
         if !key.model_path.is_file() {
-            return Err(Error::not_found(format!(
-                "model file '{}' does not exist",
-                key.model_path.display()
-            )));
+            return Err(Error::not_found(format!("model file '{}' does not exist", key.model_path.display())));
         }
         verify_checksum(params, &key.model_path)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_sessions = key.devices.len().clamp(1, cores);
         // Sessions share the cores: a lone frame gets them all through intra-op threads of
         // the all-core session; overlapping frames get one-core sessions (see [`Pool`]).
-        let opts = SessionOptions {
-            threads: (cores / max_sessions).max(1),
-        };
+        let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
         let concurrent = agent.concurrent();
         // The all-core session: always for Latency; for Throughput only when frames need a
         // session each anyway (then one of those may as well use every core when alone).
         let has_wide = profile == Profile::Latency || !concurrent;
         let first_threads = if has_wide { cores } else { opts.threads };
-        let first = agent.load(
-            &key.model_path,
-            &SessionOptions {
-                threads: first_threads,
-            },
-        )?;
+        let first = agent.load(&key.model_path, &SessionOptions { threads: first_threads })?;
         let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
         if inputs.len() != params.num_inputs() {
             return Err(Error::bad_model(format!(
@@ -226,13 +181,7 @@ impl Engine {
                 params.num_inputs()
             )));
         }
-        let mut pool = Pool {
-            wide: None,
-            narrow: Vec::new(),
-            narrow_created: 0,
-            shared: None,
-            running: 0,
-        };
+        let mut pool = Pool { wide: None, narrow: Vec::new(), narrow_created: 0, shared: None, running: 0 };
         if has_wide {
             pool.wide = Some(first);
         } else {
@@ -243,19 +192,7 @@ impl Engine {
             (false, Profile::Latency) => max_sessions,
             (false, Profile::Throughput) => max_sessions - 1,
         };
-        Ok(Engine {
-            key,
-            agent,
-            inputs,
-            outputs,
-            opts,
-            max_sessions,
-            concurrent,
-            narrow_limit,
-            has_wide,
-            pool: Mutex::new(pool),
-            freed: Condvar::new(),
-        })
+        Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, narrow_limit, has_wide, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
     /// Runtime sessions this engine holds (each with its own weights).
@@ -343,11 +280,7 @@ impl Engine {
                     Slot::Narrow(_) => g.narrow_created -= 1,
                     Slot::Shared(_) => {}
                 }
-                Err(Error::internal(format!(
-                    "the {} runtime failed while running model '{}'",
-                    self.key.runtime,
-                    self.key.model_path.display()
-                )))
+                Err(Error::internal(format!("the {} runtime failed while running model '{}'", self.key.runtime, self.key.model_path.display())))
             }
         };
         drop(g);
@@ -374,12 +307,7 @@ pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
     predict_with(model, &st, &engine, inputs)
 }
 
-pub(crate) fn predict_with(
-    model: &Model,
-    st: &ModelState,
-    engine: &Engine,
-    inputs: &[Input],
-) -> Result<InferenceResult> {
+pub(crate) fn predict_with(model: &Model, st: &ModelState, engine: &Engine, inputs: &[Input]) -> Result<InferenceResult> {
     let p = &st.params;
     let n = p.num_inputs();
     if inputs.len() != n {
@@ -398,11 +326,7 @@ pub(crate) fn predict_with(
             let shape = concrete_shape(p, i, info);
             let data = match input {
                 Input::Bytes(b) => *b,
-                Input::Pixels { .. } => {
-                    return Err(Error::invalid(format!(
-                        "model input #{i} is a tensor input: pass its raw bytes, not pixels"
-                    )))
-                }
+                Input::Pixels { .. } => return Err(Error::invalid(format!("model input #{i} is a tensor input: pass its raw bytes, not pixels"))),
             };
             frame_bytes += data.len();
             tensors.push(preprocess::raw_tensor(data, info, &shape, i)?);
@@ -417,11 +341,7 @@ pub(crate) fn predict_with(
                 // Model-sized RAW pixels in the model's colour order: no resize, no swap.
                 frame_bytes += b.len();
                 let rgb = if spec.bgr { swap_rb(b) } else { b.to_vec() };
-                RgbImage {
-                    width: w,
-                    height: h,
-                    data: rgb,
-                }
+                RgbImage { width: w, height: h, data: rgb }
             }
             Input::Bytes(b) if !looks_encoded(b) && b.len() == raw_len => {
                 // Already the model's input tensor: pass it through.
@@ -432,77 +352,28 @@ pub(crate) fn predict_with(
             Input::Bytes(b) => {
                 frame_bytes += b.len();
                 let img = image_ops::decode(b)?;
-                let fit = image_ops::fit(
-                    &img,
-                    w,
-                    h,
-                    st.pre.pad,
-                    st.pre.crop_percentage,
-                    st.pre.resize,
-                    st.pre.fill_rgb,
-                );
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
                 fit.image
             }
-            Input::Pixels {
-                data,
-                width,
-                height,
-                stride,
-                bgr,
-            } => {
+            Input::Pixels { data, width, height, stride, bgr } => {
                 frame_bytes += data.len();
                 let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
-                let fit = image_ops::fit(
-                    &img,
-                    w,
-                    h,
-                    st.pre.pad,
-                    st.pre.crop_percentage,
-                    st.pre.resize,
-                    st.pre.fill_rgb,
-                );
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
                 fit.image
             }
         };
-        let fitted = if st.pre.image_format == "JPEG" {
-            image_ops::jpeg_roundtrip(&fitted)?
-        } else {
-            fitted
-        };
+        let fitted = if st.pre.image_format == "JPEG" { image_ops::jpeg_roundtrip(&fitted)? } else { fitted };
         tensors.push(spec.image_to_tensor(&fitted.data, info)?);
     }
     let t1 = Instant::now();
-    let outputs = engine.run(&tensors).map_err(|e| {
-        Error::new(
-            e.code,
-            format!(
-                "Failed to perform model '{}' inference: {}",
-                model.name(),
-                e.message
-            ),
-        )
-    })?;
+    let outputs = engine.run(&tensors).map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
     let t2 = Instant::now();
     let cfg = PostConfig::from_params(p);
-    let ids: Vec<i64> = engine
-        .outputs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| o.id.unwrap_or(i as i64))
-        .collect();
-    let mut post =
-        postprocess::run(&cfg, outputs, &ids, model.labels(), input_wh).map_err(|e| {
-            Error::new(
-                e.code,
-                format!(
-                    "Failed to perform model '{}' inference: {}",
-                    model.name(),
-                    e.message
-                ),
-            )
-        })?;
+    let ids: Vec<i64> = engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
+    let mut post = postprocess::run(&cfg, outputs, &ids, model.labels(), input_wh)
+        .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", model.name(), e.message)))?;
     if post.has_coordinates {
         postprocess::map_coordinates(&mut post.results, &|x, y| converter.to_original(x, y));
     }
@@ -517,12 +388,7 @@ pub(crate) fn predict_with(
             "CorePreprocessDuration_ms": ms(t0, t1),
         })
     });
-    Ok(InferenceResult {
-        results: post.results,
-        tensors: post.tensors,
-        timing,
-        model: model.name().to_string(),
-    })
+    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, model: model.name().to_string() })
 }
 
 fn swap_rb(b: &[u8]) -> Vec<u8> {
@@ -539,10 +405,6 @@ fn concrete_shape(p: &ModelParams, i: usize, info: &TensorInfo) -> Vec<i64> {
     if info.shape.iter().all(|&d| d > 0) {
         info.shape.clone()
     } else {
-        info.shape
-            .iter()
-            .zip(cfg.iter().chain(std::iter::repeat(&1)))
-            .map(|(&d, &c)| if d > 0 { d } else { c.max(1) })
-            .collect()
+        info.shape.iter().zip(cfg.iter().chain(std::iter::repeat(&1))).map(|(&d, &c)| if d > 0 { d } else { c.max(1) }).collect()
     }
 }

@@ -17,8 +17,8 @@
 pub mod cache;
 pub mod cloud;
 pub mod error;
-pub mod ffi;
 pub mod hub;
+pub mod ffi;
 pub mod image_ops;
 pub mod inference;
 pub mod model;

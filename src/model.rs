@@ -102,11 +102,7 @@ pub(crate) fn load_labels(params: &ModelParams) -> BTreeMap<i64, String> {
     if path.is_empty() {
         return BTreeMap::new();
     }
-    std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .map(|v| harmonize_labels(&v))
-        .unwrap_or_default()
+    std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str::<Value>(&t).ok()).map(|v| harmonize_labels(&v)).unwrap_or_default()
 }
 
 fn timeout_for(params: &ModelParams) -> f64 {
@@ -124,60 +120,33 @@ fn has_image_input(params: &ModelParams) -> bool {
 }
 
 fn as_f64(k: &str, v: &Value) -> Result<f64> {
-    v.as_f64().ok_or_else(|| {
-        Error::invalid(format!(
-            "Model property '{k}' must be a number, not {}",
-            repr(v)
-        ))
-    })
+    v.as_f64().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a number, not {}", repr(v))))
 }
 fn as_bool(k: &str, v: &Value) -> Result<bool> {
-    v.as_bool().ok_or_else(|| {
-        Error::invalid(format!(
-            "Model property '{k}' must be a boolean, not {}",
-            repr(v)
-        ))
-    })
+    v.as_bool().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a boolean, not {}", repr(v))))
 }
 fn as_int(k: &str, v: &Value) -> Result<i64> {
     v.as_i64()
         .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
-        .ok_or_else(|| {
-            Error::invalid(format!(
-                "Model property '{k}' must be an integer, not {}",
-                repr(v)
-            ))
-        })
+        .ok_or_else(|| Error::invalid(format!("Model property '{k}' must be an integer, not {}", repr(v))))
 }
 fn as_str<'a>(k: &str, v: &'a Value) -> Result<&'a str> {
-    v.as_str().ok_or_else(|| {
-        Error::invalid(format!(
-            "Model property '{k}' must be a string, not {}",
-            repr(v)
-        ))
-    })
+    v.as_str().ok_or_else(|| Error::invalid(format!("Model property '{k}' must be a string, not {}", repr(v))))
 }
 
 /// PySDK's `validate_color_tuple`: exactly three 0..255 integers.
 fn color(v: &Value) -> Result<[u8; 3]> {
-    let bad = || {
-        Error::invalid(format!(
-            "Given color '{}' must have exactly three elements",
-            py_tuple(v)
-        ))
-    };
+    let bad = || Error::invalid(format!("Given color '{}' must have exactly three elements", py_tuple(v)));
     let a = v.as_array().ok_or_else(bad)?;
     if a.len() != 3 {
         return Err(bad());
     }
     let mut c = [0u8; 3];
     for (i, x) in a.iter().enumerate() {
-        c[i] = x.as_u64().filter(|&n| n <= 255).ok_or_else(|| {
-            Error::invalid(format!(
-                "Given color '{}' must contain integers in range 0..255",
-                py_tuple(v)
-            ))
-        })? as u8;
+        c[i] = x
+            .as_u64()
+            .filter(|&n| n <= 255)
+            .ok_or_else(|| Error::invalid(format!("Given color '{}' must contain integers in range 0..255", py_tuple(v))))? as u8;
     }
     Ok(c)
 }
@@ -235,21 +204,8 @@ const PROPERTIES: &[&str] = &[
     "overlay_font_scale",
 ];
 /// Attributes of `Model` that are methods, not properties.
-const METHODS: &[&str] = &[
-    "predict",
-    "predict_batch",
-    "predict_dir",
-    "time_stats",
-    "reset_time_stats",
-    "get_inference_results_type",
-    "get_inference_results_class",
-];
-const READ_ONLY: &[&str] = &[
-    "supported_device_types",
-    "devices_available",
-    "model_info",
-    "label_dictionary",
-];
+const METHODS: &[&str] = &["predict", "predict_batch", "predict_dir", "time_stats", "reset_time_stats", "get_inference_results_type", "get_inference_results_class"];
+const READ_ONLY: &[&str] = &["supported_device_types", "devices_available", "model_info", "label_dictionary"];
 /// Properties of local models only (not accepted by `load_model`).
 const LOCAL_ONLY: &[&str] = &["update_if_newer"];
 
@@ -271,19 +227,9 @@ const PARAM_PROPS: &[(&str, &str)] = &[
 impl Model {
     /// A local-inference model from a zoo entry. Fails like PySDK when no runtime/device of
     /// this system can run it.
-    pub(crate) fn new_local(
-        entry: &ZooEntry,
-        system_info: &Value,
-        system_pairs: &[DevicePair],
-    ) -> Result<Model> {
+    pub(crate) fn new_local(entry: &ZooEntry, system_info: &Value, system_pairs: &[DevicePair]) -> Result<Model> {
         let params = entry.params.clone();
-        params.validate().map_err(|e| {
-            e.context(format!(
-                "model '{}' ({})",
-                entry.name,
-                entry.config_path.display()
-            ))
-        })?;
+        params.validate().map_err(|e| e.context(format!("model '{}' ({})", entry.name, entry.config_path.display())))?;
         let supported = filter::supported_device_types(&params, system_pairs)?;
         if supported.is_empty() {
             return Err(Error::unsupported(format!(
@@ -293,15 +239,7 @@ impl Model {
         }
         let labels = load_labels(&params);
         // Local inference sends RAW pixels (PySDK's local default).
-        Self::build(
-            &entry.name,
-            params,
-            system_info,
-            supported,
-            labels,
-            "RAW",
-            None,
-        )
+        Self::build(&entry.name, params, system_info, supported, labels, "RAW", None)
     }
 
     /// A model that runs on an AI server: parameters and labels come from the server, images
@@ -315,15 +253,7 @@ impl Model {
         backend: crate::remote::RemoteBackend,
     ) -> Result<Model> {
         let supported = filter::supported_device_types(&params, system_pairs).unwrap_or_default();
-        Self::build(
-            name,
-            params,
-            system_info,
-            supported,
-            harmonize_labels(labels),
-            "JPEG",
-            Some(Arc::new(backend)),
-        )
+        Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Some(Arc::new(backend)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -349,11 +279,7 @@ impl Model {
             image_backend: {
                 // `auto` resolves to opencv, whose behaviour our image pipeline reproduces.
                 let b = params.str("ImageBackend", 0);
-                if b == "auto" || b.is_empty() {
-                    "opencv".into()
-                } else {
-                    b
-                }
+                if b == "auto" || b.is_empty() { "opencv".into() } else { b }
             },
             image_format: image_format.into(),
         };
@@ -395,17 +321,8 @@ impl Model {
         supported: Vec<String>,
         backend: crate::cloud::infer::CloudBackend,
     ) -> Result<Model> {
-        let mut m = Self::build(
-            name,
-            params,
-            system_info,
-            supported,
-            harmonize_labels(labels),
-            "JPEG",
-            None,
-        )?;
-        let shared =
-            Arc::get_mut(&mut m.0).ok_or_else(|| Error::internal("a new model is shared"))?;
+        let mut m = Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", None)?;
+        let shared = Arc::get_mut(&mut m.0).ok_or_else(|| Error::internal("a new model is shared"))?;
         shared.cloud = Some(Arc::new(backend));
         Ok(m)
     }
@@ -439,20 +356,12 @@ impl Model {
 
     /// Keep `r` alive as long as the model.
     pub(crate) fn keep_alive(&self, r: Box<dyn std::any::Any + Send + Sync>) {
-        self.0
-            .keep_alive
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(r);
+        self.0.keep_alive.lock().unwrap_or_else(|p| p.into_inner()).push(r);
     }
 
     /// Snapshot of the current settings.
     pub fn state(&self) -> Arc<ModelState> {
-        self.0
-            .state
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.0.state.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn labels(&self) -> &BTreeMap<i64, String> {
@@ -464,27 +373,15 @@ impl Model {
         if self.0.cloud.is_some() {
             return (0..64).collect();
         }
-        let key = format!(
-            "{}/{}",
-            params.str("RuntimeAgent", 0),
-            params.str("DeviceType", 0)
-        );
-        let n = self
-            .0
-            .system_info
-            .get("Devices")
-            .and_then(|d| d.get(&key))
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+        let key = format!("{}/{}", params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
+        let n = self.0.system_info.get("Devices").and_then(|d| d.get(&key)).and_then(Value::as_array).map_or(0, Vec::len);
         (0..n as u64).collect()
     }
 
     fn devices_selected(&self, params: &ModelParams) -> Vec<u64> {
         let avail = self.devices_available(params);
         let mask = params.u64("DeviceMask", 0);
-        (0..64u64)
-            .filter(|b| mask & (1u64 << b) != 0 && avail.contains(b))
-            .collect()
+        (0..64u64).filter(|b| mask & (1u64 << b) != 0 && avail.contains(b)).collect()
     }
 
     /// Property value as JSON.
@@ -496,13 +393,7 @@ impl Model {
         }
         let image_prop = matches!(
             key,
-            "input_resize_method"
-                | "input_pad_method"
-                | "input_numpy_colorspace"
-                | "input_letterbox_fill_color"
-                | "input_crop_percentage"
-                | "image_backend"
-                | "input_image_format"
+            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
         );
         if image_prop && !has_image_input(p) {
             return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));
@@ -512,28 +403,16 @@ impl Model {
             "extra_device_params" => p.get("ExtraDeviceParams", 0),
             "frame_queue_depth" => p.get("FrameQueueDepth", 0),
             "supported_device_types" => json!(self.0.supported),
-            "device_type" => json!(format!(
-                "{}/{}",
-                p.str("RuntimeAgent", 0),
-                p.str("DeviceType", 0)
-            )),
+            "device_type" => json!(format!("{}/{}", p.str("RuntimeAgent", 0), p.str("DeviceType", 0))),
             "devices_available" => json!(self.devices_available(p)),
             "devices_selected" => json!(self.devices_selected(p)),
             "model_info" => p.full_form(),
             "inference_timeout_s" => json!(st.inference_timeout_s),
             "measure_time" => p.get("MeasureTime", 0),
             "non_blocking_batch_predict" => json!(st.non_blocking_batch_predict),
-            "label_dictionary" => Value::Object(
-                self.0
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), json!(v)))
-                    .collect(),
-            ),
+            "label_dictionary" => Value::Object(self.0.labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect()),
             "input_resize_method" => json!(st.pre.resize_name),
-            "input_shape" => json!((0..p.num_inputs())
-                .map(|i| p.input_shape(i, None))
-                .collect::<Vec<_>>()),
+            "input_shape" => json!((0..p.num_inputs()).map(|i| p.input_shape(i, None)).collect::<Vec<_>>()),
             "input_pad_method" => json!(st.pre.pad_name),
             "input_numpy_colorspace" => json!(st.pre.numpy_colorspace),
             "input_letterbox_fill_color" => json!(st.pre.fill_rgb),
@@ -550,27 +429,17 @@ impl Model {
                 Value::Array(v)
             }
             "update_if_newer" => json!(st.update_if_newer),
-            "overlay_color" if !st.overlay.contains_key("overlay_color") => {
-                default_overlay_color(&st.params, self.labels())?
-            }
+            "overlay_color" if !st.overlay.contains_key("overlay_color") => default_overlay_color(&st.params, self.labels())?,
             k if k.starts_with("overlay_") && st.overlay.contains_key(k) => st.overlay[k].clone(),
-            k if METHODS.contains(&k) => {
-                return Err(Error::invalid(format!("'{k}' is a method, not a property")))
-            }
-            k => {
-                return Err(Error::not_found(format!(
-                    "Model property '{k}' does not exist"
-                )))
-            }
+            k if METHODS.contains(&k) => return Err(Error::invalid(format!("'{k}' is a method, not a property"))),
+            k => return Err(Error::not_found(format!("Model property '{k}' does not exist"))),
         })
     }
 
     /// A property passed to `load_model`: PySDK's checks for unknown, non-property and read-only names.
     pub fn set_property_from_load(&self, key: &str, value: &Value) -> Result<()> {
         if LOCAL_ONLY.contains(&key) {
-            return Err(Error::not_found(format!(
-                "Model property '{key}' does not exist"
-            )));
+            return Err(Error::not_found(format!("Model property '{key}' does not exist")));
         }
         self.set_property(key, value)
     }
@@ -578,19 +447,13 @@ impl Model {
     /// Set a property with PySDK's validation.
     pub fn set_property(&self, key: &str, value: &Value) -> Result<()> {
         if METHODS.contains(&key) {
-            return Err(Error::invalid(format!(
-                "Cannot set model property '{key}': it is not a property"
-            )));
+            return Err(Error::invalid(format!("Cannot set model property '{key}': it is not a property")));
         }
         if READ_ONLY.contains(&key) {
-            return Err(Error::invalid(format!(
-                "Cannot set model property '{key}': it is read-only"
-            )));
+            return Err(Error::invalid(format!("Cannot set model property '{key}': it is read-only")));
         }
         if !PROPERTIES.contains(&key) && !LOCAL_ONLY.contains(&key) {
-            return Err(Error::not_found(format!(
-                "Model property '{key}' does not exist"
-            )));
+            return Err(Error::not_found(format!("Model property '{key}' does not exist")));
         }
         let mut guard = self.0.state.write().unwrap_or_else(|p| p.into_inner());
         let mut st: ModelState = (**guard).clone();
@@ -601,20 +464,11 @@ impl Model {
 
     fn apply(&self, st: &mut ModelState, key: &str, v: &Value) -> Result<()> {
         if let Some((_, param)) = PARAM_PROPS.iter().find(|(k, _)| *k == key) {
-            return st
-                .params
-                .set(param, 0, v.clone())
-                .map_err(|e| Error::invalid(format!("Model property '{key}': {}", e.message)));
+            return st.params.set(param, 0, v.clone()).map_err(|e| Error::invalid(format!("Model property '{key}': {}", e.message)));
         }
         let image_prop = matches!(
             key,
-            "input_resize_method"
-                | "input_pad_method"
-                | "input_numpy_colorspace"
-                | "input_letterbox_fill_color"
-                | "input_crop_percentage"
-                | "image_backend"
-                | "input_image_format"
+            "input_resize_method" | "input_pad_method" | "input_numpy_colorspace" | "input_letterbox_fill_color" | "input_crop_percentage" | "image_backend" | "input_image_format"
         );
         if image_prop && !has_image_input(&st.params) {
             return Err(Error::invalid("Cannot access preprocessor image-related properties: the model has no image type inputs"));
@@ -622,9 +476,7 @@ impl Model {
         match key {
             "custom_postprocessor" => {
                 if !v.is_null() {
-                    return Err(Error::unsupported(
-                        "custom_postprocessor takes a Python class; it cannot be set through dgzoo",
-                    ));
+                    return Err(Error::unsupported("custom_postprocessor takes a Python class; it cannot be set through dgzoo"));
                 }
             }
             "extra_device_params" => {
@@ -636,18 +488,14 @@ impl Model {
                         Value::Array(_) => "list",
                         other => json_type(other),
                     };
-                    return Err(Error::invalid(format!(
-                        "extra_device_params must be a dictionary, not `{t}`"
-                    )));
+                    return Err(Error::invalid(format!("extra_device_params must be a dictionary, not `{t}`")));
                 }
                 st.params.set("ExtraDeviceParams", 0, v.clone())?;
             }
             "frame_queue_depth" => {
                 let d = as_int(key, v)?;
                 if d < 1 || d as u64 > MAX_FRAME_QUEUE_DEPTH {
-                    return Err(Error::invalid(format!(
-                        "Frame queue depth {d} is out of range 1..{MAX_FRAME_QUEUE_DEPTH}"
-                    )));
+                    return Err(Error::invalid(format!("Frame queue depth {d} is out of range 1..{MAX_FRAME_QUEUE_DEPTH}")));
                 }
                 st.params.set("FrameQueueDepth", 0, json!(d))?;
             }
@@ -661,10 +509,7 @@ impl Model {
                     let s = item.as_str().unwrap_or_default();
                     let parts: Vec<&str> = s.split('/').collect();
                     if !item.is_string() || parts.len() != 2 {
-                        return Err(Error::invalid(format!(
-                            "Device type must be in format <runtime>/<device>, not '{}'",
-                            shown(v)
-                        )));
+                        return Err(Error::invalid(format!("Device type must be in format <runtime>/<device>, not '{}'", shown(v))));
                     }
                     if self.0.supported.iter().any(|x| x == s) {
                         chosen = Some((parts[0].to_string(), parts[1].to_string()));
@@ -683,31 +528,15 @@ impl Model {
                 st.params.set("RuntimeAgent", 0, json!(rt))?;
                 st.params.set("DeviceType", 0, json!(dev))?;
                 st.inference_timeout_s = timeout_for(&st.params);
-                let sel = if prev_selected.is_empty() {
-                    self.devices_available(&st.params)
-                } else {
-                    prev_selected
-                };
+                let sel = if prev_selected.is_empty() { self.devices_available(&st.params) } else { prev_selected };
                 self.select_devices(st, &sel)?;
             }
             "devices_selected" => {
                 let list: Vec<u64> = v
                     .as_array()
-                    .ok_or_else(|| {
-                        Error::invalid(format!(
-                            "devices_selected must be a list of device indices, not {}",
-                            repr(v)
-                        ))
-                    })?
+                    .ok_or_else(|| Error::invalid(format!("devices_selected must be a list of device indices, not {}", repr(v))))?
                     .iter()
-                    .map(|x| {
-                        x.as_u64().ok_or_else(|| {
-                            Error::invalid(format!(
-                                "device index {} is not a non-negative integer",
-                                repr(x)
-                            ))
-                        })
-                    })
+                    .map(|x| x.as_u64().ok_or_else(|| Error::invalid(format!("device index {} is not a non-negative integer", repr(x)))))
                     .collect::<Result<_>>()?;
                 self.select_devices(st, &list)?;
             }
@@ -729,9 +558,7 @@ impl Model {
             "input_numpy_colorspace" => {
                 let s = as_str(key, v)?;
                 if !matches!(s, "RGB" | "BGR" | "auto") {
-                    return Err(Error::invalid(format!(
-                        "Incorrect color space '{s}'. Must be one of the following: {COLOR_SPACES}"
-                    )));
+                    return Err(Error::invalid(format!("Incorrect color space '{s}'. Must be one of the following: {COLOR_SPACES}")));
                 }
                 st.pre.numpy_colorspace = s.to_string();
             }
@@ -739,9 +566,7 @@ impl Model {
             "input_crop_percentage" => {
                 let c = as_f64(key, v)?;
                 if !(0.0..=1.0).contains(&c) {
-                    return Err(Error::invalid(
-                        "Crop Percentage must be a value between 0 and 1",
-                    ));
+                    return Err(Error::invalid("Crop Percentage must be a value between 0 and 1"));
                 }
                 st.pre.crop_percentage = c;
             }
@@ -768,29 +593,15 @@ impl Model {
                 }
             }
             "input_shape" => {
-                let shapes = v.as_array().ok_or_else(|| {
-                    Error::invalid(format!(
-                        "input_shape must be a list of shapes, not {}",
-                        repr(v)
-                    ))
-                })?;
+                let shapes = v.as_array().ok_or_else(|| Error::invalid(format!("input_shape must be a list of shapes, not {}", repr(v))))?;
                 for (i, s) in shapes.iter().enumerate() {
                     if i >= st.params.num_inputs() {
-                        return Err(Error::invalid(format!(
-                            "input_shape has {} shapes but the model has {} input(s)",
-                            shapes.len(),
-                            st.params.num_inputs()
-                        )));
+                        return Err(Error::invalid(format!("input_shape has {} shapes but the model has {} input(s)", shapes.len(), st.params.num_inputs())));
                     }
                     let dims: Vec<i64> = s
                         .as_array()
                         .filter(|a| a.iter().all(|d| d.as_i64().is_some_and(|x| x > 0)))
-                        .ok_or_else(|| {
-                            Error::invalid(format!(
-                                "input shape {} must be a list of positive integers",
-                                repr(s)
-                            ))
-                        })?
+                        .ok_or_else(|| Error::invalid(format!("input shape {} must be a list of positive integers", repr(s))))?
                         .iter()
                         .filter_map(Value::as_i64)
                         .collect();
@@ -798,13 +609,9 @@ impl Model {
                         st.params.set("InputShape", i, json!(dims))?;
                     } else {
                         if dims.len() != 4 {
-                            return Err(Error::invalid(format!(
-                                "input shape {} must have 4 dimensions [N, H, W, C]",
-                                repr(s)
-                            )));
+                            return Err(Error::invalid(format!("input shape {} must have 4 dimensions [N, H, W, C]", repr(s))));
                         }
-                        for (name, d) in ["InputN", "InputH", "InputW", "InputC"].iter().zip(&dims)
-                        {
+                        for (name, d) in ["InputN", "InputH", "InputW", "InputC"].iter().zip(&dims) {
                             st.params.set(name, i, json!(d))?;
                         }
                     }
@@ -824,20 +631,10 @@ impl Model {
                         }
                         u
                     }
-                    other => {
-                        return Err(Error::invalid(format!(
-                            "output_class_set must be convertible to set; `{}` is not",
-                            json_type(other)
-                        )))
-                    }
+                    other => return Err(Error::invalid(format!("output_class_set must be convertible to set; `{}` is not", json_type(other)))),
                 };
-                if !items.is_empty()
-                    && !items.iter().all(|x| x.is_i64() || x.is_u64())
-                    && !items.iter().all(Value::is_string)
-                {
-                    return Err(Error::invalid(
-                        "output_class_set must contain only int or str elements",
-                    ));
+                if !items.is_empty() && !items.iter().all(|x| x.is_i64() || x.is_u64()) && !items.iter().all(Value::is_string) {
+                    return Err(Error::invalid("output_class_set must contain only int or str elements"));
                 }
                 st.class_set = items;
             }
@@ -864,13 +661,8 @@ impl Model {
                 st.overlay.insert(key.into(), v.clone());
             }
             "overlay_alpha" => {
-                if v.as_str() != Some("auto")
-                    && !v.as_f64().is_some_and(|a| (0.0..=1.0).contains(&a))
-                {
-                    return Err(Error::invalid(format!(
-                        "overlay_alpha must be a number in 0..1 or 'auto', not {}",
-                        repr(v)
-                    )));
+                if v.as_str() != Some("auto") && !v.as_f64().is_some_and(|a| (0.0..=1.0).contains(&a)) {
+                    return Err(Error::invalid(format!("overlay_alpha must be a number in 0..1 or 'auto', not {}", repr(v))));
                 }
                 st.overlay.insert(key.into(), v.clone());
             }
@@ -879,32 +671,20 @@ impl Model {
                 st.overlay.insert(key.into(), v.clone());
             }
             "overlay_blur" => {
-                let ok = v.is_null()
-                    || v.is_string()
-                    || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+                let ok = v.is_null() || v.is_string() || v.as_array().is_some_and(|a| a.iter().all(Value::is_string));
                 if !ok {
-                    return Err(Error::invalid(format!(
-                        "overlay_blur must be None, 'all', a label or a list of labels, not {}",
-                        repr(v)
-                    )));
+                    return Err(Error::invalid(format!("overlay_blur must be None, 'all', a label or a list of labels, not {}", repr(v))));
                 }
                 st.overlay.insert(key.into(), v.clone());
             }
-            other => {
-                return Err(Error::not_found(format!(
-                    "Model property '{other}' does not exist"
-                )))
-            }
+            other => return Err(Error::not_found(format!("Model property '{other}' does not exist"))),
         }
         Ok(())
     }
 
     fn select_devices(&self, st: &mut ModelState, list: &[u64]) -> Result<()> {
         let avail = self.devices_available(&st.params);
-        let mask = list
-            .iter()
-            .filter(|b| **b < 64 && avail.contains(b))
-            .fold(0u64, |m, b| m | (1u64 << b));
+        let mask = list.iter().filter(|b| **b < 64 && avail.contains(b)).fold(0u64, |m, b| m | (1u64 << b));
         if mask == 0 {
             return Err(Error::invalid(format!(
                 "The list of devices to select {} and the list of available devices {} for model '{}' have zero intersection",
@@ -920,10 +700,7 @@ impl Model {
     /// a setting it depends on (device, input shape, threads) changes.
     pub(crate) fn engine(&self, st: &ModelState) -> Result<Arc<Engine>> {
         if self.is_remote() {
-            return Err(Error::unsupported(format!(
-                "model '{}' runs on an AI server or the cloud and has no local engine",
-                self.0.name
-            )));
+            return Err(Error::unsupported(format!("model '{}' runs on an AI server or the cloud and has no local engine", self.0.name)));
         }
         let key = EngineKey::from_state(st, &self.devices_selected(&st.params))?;
         let mut slot = self.0.engine.lock().unwrap_or_else(|p| p.into_inner());
@@ -933,11 +710,7 @@ impl Model {
             }
         }
         st.params.check_version()?;
-        let e = Arc::new(Engine::new(
-            key,
-            &st.params,
-            crate::inference::Profile::Latency,
-        )?);
+        let e = Arc::new(Engine::new(key, &st.params, crate::inference::Profile::Latency)?);
         *slot = Some(e.clone());
         Ok(e)
     }

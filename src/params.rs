@@ -21,12 +21,7 @@ pub enum Section {
 }
 
 impl Section {
-    pub const ALL: [Section; 4] = [
-        Section::Device,
-        Section::PreProcess,
-        Section::ModelParameters,
-        Section::PostProcess,
-    ];
+    pub const ALL: [Section; 4] = [Section::Device, Section::PreProcess, Section::ModelParameters, Section::PostProcess];
     /// JSON key of the section (empty for top level).
     pub fn key(self) -> &'static str {
         match self {
@@ -98,17 +93,11 @@ impl PType {
             PType::F32Arr | PType::F64Arr => arr(Value::is_number),
             PType::StrArr => arr(Value::is_string),
             PType::IntArr3 => v.as_array().is_some_and(|a| {
-                a.iter().all(|b| {
-                    b.as_array().is_some_and(|b| {
-                        b.iter()
-                            .all(|c| c.as_array().is_some_and(|c| c.iter().all(is_int)))
-                    })
-                })
+                a.iter().all(|b| b.as_array().is_some_and(|b| b.iter().all(|c| c.as_array().is_some_and(|c| c.iter().all(is_int)))))
             }),
-            PType::MapStrIntArr => v.as_object().is_some_and(|m| {
-                m.values()
-                    .all(|x| x.as_array().is_some_and(|a| a.iter().all(is_int)))
-            }),
+            PType::MapStrIntArr => {
+                v.as_object().is_some_and(|m| m.values().all(|x| x.as_array().is_some_and(|a| a.iter().all(is_int))))
+            }
         }
     }
 }
@@ -129,70 +118,22 @@ pub struct ParamDef {
 
 macro_rules! p {
     ($n:literal, $s:ident, $t:ident, $d:literal) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: false,
-            runtime: false,
-            fallback: None,
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: false, runtime: false, fallback: None }
     };
     ($n:literal, $s:ident, $t:ident, $d:literal, rt) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: false,
-            runtime: true,
-            fallback: None,
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: false, runtime: true, fallback: None }
     };
     ($n:literal, $s:ident, $t:ident, $d:literal, req) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: true,
-            runtime: false,
-            fallback: None,
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: true, runtime: false, fallback: None }
     };
     ($n:literal, $s:ident, $t:ident, $d:literal, req rt) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: true,
-            runtime: true,
-            fallback: None,
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: true, runtime: true, fallback: None }
     };
     ($n:literal, $s:ident, $t:ident, $d:literal, fb $f:literal) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: false,
-            runtime: false,
-            fallback: Some($f),
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: false, runtime: false, fallback: Some($f) }
     };
     ($n:literal, $s:ident, $t:ident, $d:literal, rt fb $f:literal) => {
-        ParamDef {
-            name: $n,
-            section: Section::$s,
-            ty: PType::$t,
-            default: $d,
-            required: false,
-            runtime: true,
-            fallback: Some($f),
-        }
+        ParamDef { name: $n, section: Section::$s, ty: PType::$t, default: $d, required: false, runtime: true, fallback: Some($f) }
     };
 }
 
@@ -314,8 +255,7 @@ pub static PARAMS: &[ParamDef] = &[
 ];
 
 fn index() -> &'static HashMap<&'static str, &'static ParamDef> {
-    static IDX: once_cell::sync::OnceCell<HashMap<&'static str, &'static ParamDef>> =
-        once_cell::sync::OnceCell::new();
+    static IDX: once_cell::sync::OnceCell<HashMap<&'static str, &'static ParamDef>> = once_cell::sync::OnceCell::new();
     IDX.get_or_init(|| PARAMS.iter().map(|d| (d.name, d)).collect())
 }
 
@@ -327,8 +267,7 @@ pub fn def(name: &str) -> Option<&'static ParamDef> {
 impl ParamDef {
     /// The default as a typed JSON value (f32 defaults are rounded to f32, as the C++ core stores them).
     pub fn default_value(&self) -> Value {
-        let v: Value =
-            serde_json::from_str(self.default).expect("parameter table default is valid JSON");
+        let v: Value = serde_json::from_str(self.default).expect("parameter table default is valid JSON");
         match self.ty {
             PType::F32 => Value::from(v.as_f64().unwrap_or(0.0) as f32 as f64),
             _ => v,
@@ -346,30 +285,21 @@ impl ModelParams {
     /// Parse config text. PySDK drops every `\n` before parsing; so do we.
     pub fn parse(text: &str) -> Result<Self> {
         let cleaned: String = text.chars().filter(|&c| c != '\n').collect();
-        let v: Value = serde_json::from_str(&cleaned)
-            .map_err(|e| Error::bad_model(format!("invalid JSON: {e}")))?;
+        let v: Value = serde_json::from_str(&cleaned).map_err(|e| Error::bad_model(format!("invalid JSON: {e}")))?;
         Self::from_value(v)
     }
 
     pub fn from_value(v: Value) -> Result<Self> {
         match v {
             Value::Object(json) => Ok(ModelParams { json }),
-            _ => Err(Error::bad_model(
-                "model configuration must be a JSON object",
-            )),
+            _ => Err(Error::bad_model("model configuration must be a JSON object")),
         }
     }
 
     /// Read a config file; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::io(format!(
-                "cannot read model configuration '{}': {e}",
-                path.display()
-            ))
-        })?;
-        Self::parse(&text)
-            .map_err(|e| e.context(format!("model configuration '{}'", path.display())))
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("cannot read model configuration '{}': {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| e.context(format!("model configuration '{}'", path.display())))
     }
 
     pub fn as_json(&self) -> &Map<String, Value> {
@@ -382,10 +312,7 @@ impl ModelParams {
 
     /// Number of elements in a section (PRE_PROCESS: number of inputs).
     pub fn section_len(&self, s: Section) -> usize {
-        self.json
-            .get(s.key())
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len)
+        self.json.get(s.key()).and_then(Value::as_array).map_or(0, Vec::len)
     }
 
     fn element(&self, s: Section, idx: usize) -> Option<&Map<String, Value>> {
@@ -398,11 +325,7 @@ impl ModelParams {
     /// Raw value as written in the config (no fallback, no default).
     pub fn raw(&self, name: &str, idx: usize) -> Option<&Value> {
         let d = def(name)?;
-        let i = if d.section == Section::PreProcess {
-            idx
-        } else {
-            0
-        };
+        let i = if d.section == Section::PreProcess { idx } else { 0 };
         self.element(d.section, i)?.get(name)
     }
 
@@ -411,9 +334,7 @@ impl ModelParams {
         if self.raw(name, idx).is_some() {
             return true;
         }
-        def(name)
-            .and_then(|d| d.fallback)
-            .is_some_and(|f| self.exists(f, idx))
+        def(name).and_then(|d| d.fallback).is_some_and(|f| self.exists(f, idx))
     }
 
     /// Effective value: the config's value, else the fallback's effective value, else the default.
@@ -441,63 +362,33 @@ impl ModelParams {
     }
     pub fn i64(&self, name: &str, idx: usize) -> i64 {
         let v = self.get(name, idx);
-        v.as_i64()
-            .or_else(|| v.as_f64().map(|f| f as i64))
-            .unwrap_or(0)
+        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)).unwrap_or(0)
     }
     pub fn u64(&self, name: &str, idx: usize) -> u64 {
         let v = self.get(name, idx);
-        v.as_u64()
-            .or_else(|| v.as_f64().map(|f| f as u64))
-            .unwrap_or(0)
+        v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)).unwrap_or(0)
     }
     pub fn bool(&self, name: &str, idx: usize) -> bool {
         self.get(name, idx).as_bool().unwrap_or(false)
     }
     pub fn f32_vec(&self, name: &str, idx: usize) -> Vec<f32> {
-        self.get(name, idx)
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_f64)
-                    .map(|f| f as f32)
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.get(name, idx).as_array().map(|a| a.iter().filter_map(Value::as_f64).map(|f| f as f32).collect()).unwrap_or_default()
     }
     pub fn i64_vec(&self, name: &str, idx: usize) -> Vec<i64> {
-        self.get(name, idx)
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.get(name, idx).as_array().map(|a| a.iter().filter_map(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).collect()).unwrap_or_default()
     }
 
     /// Set a parameter, creating the section element if needed. Type-checked for known parameters.
     pub fn set(&mut self, name: &str, idx: usize, value: Value) -> Result<()> {
-        let d =
-            def(name).ok_or_else(|| Error::invalid(format!("unknown model parameter '{name}'")))?;
+        let d = def(name).ok_or_else(|| Error::invalid(format!("unknown model parameter '{name}'")))?;
         if !d.ty.accepts(&value) {
-            return Err(Error::invalid(format!(
-                "model parameter '{name}' must be {}",
-                d.ty.describe()
-            )));
+            return Err(Error::invalid(format!("model parameter '{name}' must be {}", d.ty.describe())));
         }
         let obj = if d.section == Section::Top {
             &mut self.json
         } else {
-            let i = if d.section == Section::PreProcess {
-                idx
-            } else {
-                0
-            };
-            let arr = self
-                .json
-                .entry(d.section.key())
-                .or_insert_with(|| Value::Array(Vec::new()));
+            let i = if d.section == Section::PreProcess { idx } else { 0 };
+            let arr = self.json.entry(d.section.key()).or_insert_with(|| Value::Array(Vec::new()));
             if !arr.is_array() {
                 *arr = Value::Array(Vec::new());
             }
@@ -518,18 +409,10 @@ impl ModelParams {
     pub fn validate(&self) -> Result<()> {
         for s in Section::ALL {
             if let Some(v) = self.json.get(s.key()) {
-                let arr = v.as_array().ok_or_else(|| {
-                    Error::bad_model(format!(
-                        "Incorrect JSON configuration: section '{}' must be a list of objects",
-                        s.key()
-                    ))
-                })?;
+                let arr = v.as_array().ok_or_else(|| Error::bad_model(format!("Incorrect JSON configuration: section '{}' must be a list of objects", s.key())))?;
                 for (i, e) in arr.iter().enumerate() {
                     if !e.is_object() {
-                        return Err(Error::bad_model(format!(
-                            "Incorrect JSON configuration: section '{}[ {i} ]' must be an object",
-                            s.key()
-                        )));
+                        return Err(Error::bad_model(format!("Incorrect JSON configuration: section '{}[ {i} ]' must be an object", s.key())));
                     }
                 }
             }
@@ -560,10 +443,7 @@ impl ModelParams {
                 }
             }
         }
-        for d in PARAMS
-            .iter()
-            .filter(|d| d.required && d.section != Section::Top)
-        {
+        for d in PARAMS.iter().filter(|d| d.required && d.section != Section::Top) {
             if self.raw(d.name, 0).is_none() {
                 return Err(Error::bad_model(format!(
                     "Incorrect JSON configuration: parameter '{}' in section '{}[ 0 ]' is missing",
@@ -578,10 +458,7 @@ impl ModelParams {
     /// The `ConfigVersion` range check done when a model is loaded for inference.
     pub fn check_version(&self) -> Result<()> {
         let v = self.i64("ConfigVersion", 0);
-        let model = Path::new(&self.str("ModelPath", 0))
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let model = Path::new(&self.str("ModelPath", 0)).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
         if v < MIN_CONFIG_VERSION {
             return Err(Error::bad_model(format!(
                 "[ERROR]Version is not supported\nThe version {v} of '{model}' model parameter collection is TOO OLD. \
@@ -601,24 +478,15 @@ impl ModelParams {
     /// `Checksum`, `ConfigVersion` > 0.
     pub fn is_zoo_model(&self) -> bool {
         self.raw("ModelPath", 0).is_some()
-            && self
-                .raw("Checksum", 0)
-                .and_then(Value::as_str)
-                .is_some_and(|s| !s.is_empty())
-            && self
-                .raw("ConfigVersion", 0)
-                .and_then(Value::as_f64)
-                .is_some_and(|v| v > 0.0)
+            && self.raw("Checksum", 0).and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+            && self.raw("ConfigVersion", 0).and_then(Value::as_f64).is_some_and(|v| v > 0.0)
     }
 
     /// Full form (`fullJsonGet`): every section present (missing → `[]`), every runtime parameter
     /// missing in an existing element filled in (fallback value, else default).
     pub fn full_form(&self) -> Value {
         let mut out = self.json.clone();
-        for d in PARAMS
-            .iter()
-            .filter(|d| d.runtime && d.section == Section::Top)
-        {
+        for d in PARAMS.iter().filter(|d| d.runtime && d.section == Section::Top) {
             if !out.contains_key(d.name) {
                 out.insert(d.name.to_string(), self.get(d.name, 0));
             }
@@ -654,11 +522,7 @@ impl ModelParams {
                     if v.contains('/') || v.contains('\\') || v == "." || v == ".." {
                         return Err(Error::bad_model(format!("Invalid {name} '{v}': it must be a file name in the directory of the model configuration")));
                     }
-                    self.set(
-                        name,
-                        0,
-                        Value::String(dir.join(&v).to_string_lossy().into_owned()),
-                    )?;
+                    self.set(name, 0, Value::String(dir.join(&v).to_string_lossy().into_owned()))?;
                 }
             }
         }
@@ -668,9 +532,7 @@ impl ModelParams {
     /// Merge runtime parameters from a client config (AI server stream / cloud): only runtime
     /// parameters override; single-element sections use element 0; PRE_PROCESS element-wise.
     pub fn merge_runtime(&mut self, config: &Value) {
-        let Some(cfg) = config.as_object() else {
-            return;
-        };
+        let Some(cfg) = config.as_object() else { return };
         for (k, v) in cfg {
             if let Some(d) = def(k) {
                 if d.runtime && d.section == Section::Top && d.ty.accepts(v) {
@@ -679,14 +541,8 @@ impl ModelParams {
             }
         }
         for s in Section::ALL {
-            let Some(arr) = cfg.get(s.key()).and_then(Value::as_array) else {
-                continue;
-            };
-            let n = if s == Section::PreProcess {
-                arr.len().min(self.section_len(s))
-            } else {
-                arr.len().min(1)
-            };
+            let Some(arr) = cfg.get(s.key()).and_then(Value::as_array) else { continue };
+            let n = if s == Section::PreProcess { arr.len().min(self.section_len(s)) } else { arr.len().min(1) };
             for (i, elem) in arr.iter().enumerate().take(n) {
                 let Some(o) = elem.as_object() else { continue };
                 for (k, v) in o {
@@ -712,12 +568,7 @@ impl ModelParams {
         if !shape.is_empty() {
             return shape;
         }
-        let nhwc = [
-            self.i64("InputN", idx),
-            self.i64("InputH", idx),
-            self.i64("InputW", idx),
-            self.i64("InputC", idx),
-        ];
+        let nhwc = [self.i64("InputN", idx), self.i64("InputH", idx), self.i64("InputW", idx), self.i64("InputC", idx)];
         match rank {
             Some(r) => {
                 let mut s = vec![1i64; r];
@@ -757,16 +608,8 @@ impl ModelParams {
 pub fn name_attributes(name: &str) -> (&'static str, &'static str) {
     let tail = name.rsplit("--").next().unwrap_or(name);
     let p: Vec<&str> = tail.split('_').rev().collect();
-    let precision = if p.len() >= 4 && p[3].eq_ignore_ascii_case("QUANT") {
-        "QUANT"
-    } else {
-        "FLOAT"
-    };
-    let density = if p.len() >= 5 && p[4].eq_ignore_ascii_case("PRUNED") {
-        "PRUNED"
-    } else {
-        "DENSE"
-    };
+    let precision = if p.len() >= 4 && p[3].eq_ignore_ascii_case("QUANT") { "QUANT" } else { "FLOAT" };
+    let density = if p.len() >= 5 && p[4].eq_ignore_ascii_case("PRUNED") { "PRUNED" } else { "DENSE" };
     (precision, density)
 }
 
@@ -802,39 +645,19 @@ mod tests {
     fn f32_defaults_are_f32_rounded() {
         let p = ModelParams::parse(r#"{"MODEL_PARAMETERS":[{"ModelPath":"m"}]}"#).unwrap();
         let f = p.full_form();
-        assert_eq!(
-            f["MODEL_PARAMETERS"][0]["LLMTemperature"],
-            json!(0.800000011920929)
-        );
-        assert_eq!(
-            f["MODEL_PARAMETERS"][0]["LLMMinP"],
-            json!(0.05000000074505806)
-        );
+        assert_eq!(f["MODEL_PARAMETERS"][0]["LLMTemperature"], json!(0.800000011920929));
+        assert_eq!(f["MODEL_PARAMETERS"][0]["LLMMinP"], json!(0.05000000074505806));
         assert_eq!(f["MODEL_PARAMETERS"][0]["ModelPath"], json!("m"));
-        assert!(
-            f["MODEL_PARAMETERS"][0].get("ModelFmt").is_none(),
-            "non-runtime params are not added"
-        );
+        assert!(f["MODEL_PARAMETERS"][0].get("ModelFmt").is_none(), "non-runtime params are not added");
     }
 
     #[test]
     fn validation_names_parameter() {
-        let p = ModelParams::parse(
-            r#"{"DEVICE":[{"DeviceType":5}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}"#,
-        )
-        .unwrap();
+        let p = ModelParams::parse(r#"{"DEVICE":[{"DeviceType":5}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}"#).unwrap();
         let e = p.validate().unwrap_err();
-        assert!(
-            e.message.contains("'DeviceType' in section 'DEVICE[ 0 ]'"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.contains("'DeviceType' in section 'DEVICE[ 0 ]'"), "{}", e.message);
         let p = ModelParams::parse(r#"{"DEVICE":{}}"#).unwrap();
-        assert!(p
-            .validate()
-            .unwrap_err()
-            .message
-            .contains("section 'DEVICE'"));
+        assert!(p.validate().unwrap_err().message.contains("section 'DEVICE'"));
         let p = ModelParams::parse(r#"{"ConfigVersion":3}"#).unwrap();
         assert_eq!(
             p.validate().unwrap_err().message,
@@ -846,24 +669,11 @@ mod tests {
 
     #[test]
     fn version_range() {
-        let mk = |v: i64| {
-            ModelParams::parse(&format!(
-                r#"{{"ConfigVersion":{v},"MODEL_PARAMETERS":[{{"ModelPath":"x/m.tflite"}}]}}"#
-            ))
-            .unwrap()
-        };
+        let mk = |v: i64| ModelParams::parse(&format!(r#"{{"ConfigVersion":{v},"MODEL_PARAMETERS":[{{"ModelPath":"x/m.tflite"}}]}}"#)).unwrap();
         assert!(mk(1).check_version().is_ok());
         assert!(mk(14).check_version().is_ok());
-        assert!(mk(0)
-            .check_version()
-            .unwrap_err()
-            .message
-            .contains("The version 0 of 'm' model parameter collection is TOO OLD"));
-        assert!(mk(15)
-            .check_version()
-            .unwrap_err()
-            .message
-            .contains("NEWER than the current version 14"));
+        assert!(mk(0).check_version().unwrap_err().message.contains("The version 0 of 'm' model parameter collection is TOO OLD"));
+        assert!(mk(15).check_version().unwrap_err().message.contains("NEWER than the current version 14"));
     }
 
     #[test]
@@ -871,17 +681,10 @@ mod tests {
         let p = ModelParams::parse(r#"{"DEVICE":[{"RuntimeAgent":"HAILORT","DeviceType":"HAILO8","SupportedDeviceTypes":"DUMMY/*, TFLITE/CPU"}]}"#).unwrap();
         assert_eq!(
             p.device_pairs().unwrap(),
-            vec![
-                ("HAILORT".into(), "HAILO8".into()),
-                ("DUMMY".into(), "*".into()),
-                ("TFLITE".into(), "CPU".into())
-            ]
+            vec![("HAILORT".into(), "HAILO8".into()), ("DUMMY".into(), "*".into()), ("TFLITE".into(), "CPU".into())]
         );
         let p = ModelParams::parse(r#"{"DEVICE":[{"SupportedDeviceTypes":"TFLITE"}],"MODEL_PARAMETERS":[{"ModelPath":"a.tflite"}]}"#).unwrap();
-        assert_eq!(
-            p.device_pairs().unwrap_err().message,
-            "Invalid format of supported device list 'TFLITE' for model 'a.tflite'"
-        );
+        assert_eq!(p.device_pairs().unwrap_err().message, "Invalid format of supported device list 'TFLITE' for model 'a.tflite'");
     }
 
     #[test]
@@ -901,14 +704,8 @@ mod tests {
 
     #[test]
     fn name_derived_attributes() {
-        assert_eq!(
-            name_attributes("yolo_v5s_coco--512x512_quant_n2x_orca1_1"),
-            ("QUANT", "DENSE")
-        );
-        assert_eq!(
-            name_attributes("resnet50_imagenet--224x224_pruned_quant_n2x_cpu_1"),
-            ("QUANT", "PRUNED")
-        );
+        assert_eq!(name_attributes("yolo_v5s_coco--512x512_quant_n2x_orca1_1"), ("QUANT", "DENSE"));
+        assert_eq!(name_attributes("resnet50_imagenet--224x224_pruned_quant_n2x_cpu_1"), ("QUANT", "PRUNED"));
         assert_eq!(name_attributes("dummy1"), ("FLOAT", "DENSE"));
         assert_eq!(name_attributes("a_quant_b_c_d"), ("QUANT", "DENSE"));
     }

@@ -23,32 +23,14 @@ const MAX_CLOUD_WORKERS: usize = 16;
 #[derive(Debug, Clone)]
 pub enum OwnedInput {
     Bytes(Vec<u8>),
-    Pixels {
-        data: Vec<u8>,
-        width: u32,
-        height: u32,
-        stride: usize,
-        bgr: bool,
-    },
+    Pixels { data: Vec<u8>, width: u32, height: u32, stride: usize, bgr: bool },
 }
 
 impl OwnedInput {
     pub fn as_input(&self) -> Input<'_> {
         match self {
             OwnedInput::Bytes(b) => Input::Bytes(b),
-            OwnedInput::Pixels {
-                data,
-                width,
-                height,
-                stride,
-                bgr,
-            } => Input::Pixels {
-                data,
-                width: *width,
-                height: *height,
-                stride: *stride,
-                bgr: *bgr,
-            },
+            OwnedInput::Pixels { data, width, height, stride, bgr } => Input::Pixels { data, width: *width, height: *height, stride: *stride, bgr: *bgr },
         }
     }
 }
@@ -95,28 +77,14 @@ pub struct AsyncPredictor {
 impl AsyncPredictor {
     /// `depth` bounds frames in flight (1..=160; 0 = the model's `frame_queue_depth`).
     pub fn new(model: Model, depth: usize, callback: Callback) -> Result<Self> {
-        let depth = if depth == 0 {
-            model.state().params.u64("FrameQueueDepth", 0) as usize
-        } else {
-            depth
-        };
+        let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
         if !(1..=crate::model::MAX_FRAME_QUEUE_DEPTH as usize).contains(&depth) {
-            return Err(Error::invalid(format!(
-                "Frame queue depth {depth} is out of range 1..{}",
-                crate::model::MAX_FRAME_QUEUE_DEPTH
-            )));
+            return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
         }
         // Fail early (missing runtime, bad model) rather than on the first frame.
         model.ready()?;
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                queue: Default::default(),
-                done: BTreeMap::new(),
-                next_seq: 0,
-                next_deliver: 0,
-                outstanding: 0,
-                closing: false,
-            }),
+            state: Mutex::new(State { queue: Default::default(), done: BTreeMap::new(), next_seq: 0, next_deliver: 0, outstanding: 0, closing: false }),
             changed: Condvar::new(),
             cancelled: AtomicBool::new(false),
         });
@@ -125,17 +93,12 @@ impl AsyncPredictor {
         let n_workers = if model.cloud_backend().is_some() {
             depth.min(MAX_CLOUD_WORKERS)
         } else {
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .clamp(1, depth)
+            std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, depth)
         };
         let remote = match model.remote() {
             Some(_) => {
                 let sh = shared.clone();
-                Some(Arc::new(RemotePipeline::new(
-                    model.clone(),
-                    Arc::new(move |(seq, id), r| done(&sh, seq, id, r)),
-                )?))
+                Some(Arc::new(RemotePipeline::new(model.clone(), Arc::new(move |(seq, id), r| done(&sh, seq, id, r)))?))
             }
             None => None,
         };
@@ -157,13 +120,7 @@ impl AsyncPredictor {
             .name("dgzoo-deliver".into())
             .spawn(move || deliver(sh, callback))
             .map_err(|e| Error::internal(format!("cannot start the delivery thread: {e}")))?;
-        Ok(AsyncPredictor {
-            shared,
-            depth,
-            workers,
-            deliverer: Some(deliverer),
-            remote,
-        })
+        Ok(AsyncPredictor { shared, depth, workers, deliverer: Some(deliverer), remote })
     }
 
     fn submit_inner(&self, id: u64, inputs: Vec<OwnedInput>, wait: Option<Duration>) -> Result<()> {
@@ -174,27 +131,13 @@ impl AsyncPredictor {
                 return Err(Error::new(Code::Cancelled, "the predictor is closing"));
             }
             match deadline {
-                None => {
-                    st = self
-                        .shared
-                        .changed
-                        .wait(st)
-                        .unwrap_or_else(|p| p.into_inner())
-                }
+                None => st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner()),
                 Some(dl) => {
                     let now = std::time::Instant::now();
                     if now >= dl {
-                        return Err(Error::new(
-                            Code::Timeout,
-                            format!("frame queue is full (queue depth is {})", self.depth),
-                        ));
+                        return Err(Error::new(Code::Timeout, format!("frame queue is full (queue depth is {})", self.depth)));
                     }
-                    st = self
-                        .shared
-                        .changed
-                        .wait_timeout(st, dl - now)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                    st = self.shared.changed.wait_timeout(st, dl - now).unwrap_or_else(|p| p.into_inner()).0;
                 }
             }
         }
@@ -224,11 +167,7 @@ impl AsyncPredictor {
     pub fn wait(&self) {
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         while st.outstanding > 0 {
-            st = self
-                .shared
-                .changed
-                .wait(st)
-                .unwrap_or_else(|p| p.into_inner());
+            st = self.shared.changed.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -239,10 +178,7 @@ impl AsyncPredictor {
         let mut st = self.shared.state.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.cancelled.store(true, Ordering::SeqCst);
         while let Some((seq, id, _)) = st.queue.pop_front() {
-            st.done.insert(
-                seq,
-                (id, Err(Error::new(Code::Cancelled, "frame cancelled"))),
-            );
+            st.done.insert(seq, (id, Err(Error::new(Code::Cancelled, "frame cancelled"))));
         }
         if let Some(rp) = &self.remote {
             rp.cancel();
@@ -258,11 +194,7 @@ impl AsyncPredictor {
 impl Drop for AsyncPredictor {
     fn drop(&mut self) {
         self.wait();
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .closing = true;
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner()).closing = true;
         self.shared.changed.notify_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -297,20 +229,11 @@ fn worker(sh: Arc<Shared>, work: Arc<Work>) {
         let ins: Vec<Input> = inputs.iter().map(OwnedInput::as_input).collect();
         let cancelled = sh.cancelled.load(Ordering::SeqCst);
         match &*work {
-            Work::Predict(model) => done(
-                &sh,
-                seq,
-                id,
-                guarded(cancelled, || inference::predict(model, &ins)),
-            ),
+            Work::Predict(model) => done(&sh, seq, id, guarded(cancelled, || inference::predict(model, &ins))),
             Work::Encode(model, rp) => {
                 let encoded = guarded(cancelled, || {
                     let st = model.state();
-                    crate::remote::encode_frame(&st, &ins).map(|(packets, converter)| Encoded {
-                        packets,
-                        converter,
-                        st,
-                    })
+                    crate::remote::encode_frame(&st, &ins).map(|(packets, converter)| Encoded { packets, converter, st })
                 });
                 rp.fill((seq, id), encoded);
             }
@@ -324,11 +247,7 @@ fn guarded<T>(cancelled: bool, step: impl FnOnce() -> Result<T>) -> Result<T> {
     if cancelled {
         return Err(Error::new(Code::Cancelled, "frame cancelled"));
     }
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| {
-        Err(Error::internal(
-            "internal error (panic) while processing the frame",
-        ))
-    })
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step)).unwrap_or_else(|_| Err(Error::internal("internal error (panic) while processing the frame")))
 }
 
 /// A frame is finished: queue it for in-order delivery.
@@ -363,20 +282,12 @@ fn deliver(sh: Arc<Shared>, mut cb: Callback) {
 }
 
 /// Predict a batch of frames with pipelining; results in input order.
-pub fn predict_batch(
-    model: &Model,
-    frames: Vec<Vec<OwnedInput>>,
-) -> Result<Vec<Result<InferenceResult>>> {
+pub fn predict_batch(model: &Model, frames: Vec<Vec<OwnedInput>>) -> Result<Vec<Result<InferenceResult>>> {
     let n = frames.len();
-    let out: Arc<Mutex<Vec<Option<Result<InferenceResult>>>>> =
-        Arc::new(Mutex::new((0..n).map(|_| None).collect()));
+    let out: Arc<Mutex<Vec<Option<Result<InferenceResult>>>>> = Arc::new(Mutex::new((0..n).map(|_| None).collect()));
     {
         let o = out.clone();
-        let depth = model
-            .state()
-            .params
-            .u64("FrameQueueDepth", 0)
-            .clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
+        let depth = model.state().params.u64("FrameQueueDepth", 0).clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
         let p = AsyncPredictor::new(
             model.clone(),
             depth,
@@ -390,10 +301,5 @@ pub fn predict_batch(
         p.wait();
     }
     let mut v = out.lock().unwrap_or_else(|p| p.into_inner());
-    Ok(v.iter_mut()
-        .map(|r| {
-            r.take()
-                .unwrap_or_else(|| Err(Error::internal("frame result missing")))
-        })
-        .collect())
+    Ok(v.iter_mut().map(|r| r.take().unwrap_or_else(|| Err(Error::internal("frame result missing")))).collect())
 }

@@ -32,48 +32,26 @@ impl InputSpec {
             _ => info.is_nchw(),
         };
         // Model-side H, W, C from the JSON (N,H,W,C); fall back to the runtime's shape.
-        let (mut h, mut w, mut c) = if dims.len() == 4 {
-            (dims[1], dims[2], dims[3])
-        } else {
-            (0, 0, 0)
-        };
+        let (mut h, mut w, mut c) = if dims.len() == 4 { (dims[1], dims[2], dims[3]) } else { (0, 0, 0) };
         if h <= 0 || w <= 0 || c <= 0 {
             let s = &info.shape;
             if s.len() == 4 {
-                (h, w, c) = if nchw {
-                    (s[2], s[3], s[1])
-                } else {
-                    (s[1], s[2], s[3])
-                };
+                (h, w, c) = if nchw { (s[2], s[3], s[1]) } else { (s[1], s[2], s[3]) };
             }
         }
         if h <= 0 || w <= 0 || c <= 0 {
             return Err(Error::bad_model(format!("cannot determine the image size of model input #{idx} (shape {dims:?}, runtime shape {:?})", info.shape)));
         }
-        let shape = if nchw {
-            vec![1, c, h, w]
-        } else {
-            vec![1, h, w, c]
-        };
+        let shape = if nchw { vec![1, c, h, w] } else { vec![1, h, w, c] };
         if info.shape.len() == 4 && !info.shape.iter().zip(&shape).all(|(a, b)| *a < 0 || a == b) {
             return Err(Error::bad_model(format!(
                 "model input #{idx} '{}' has shape {:?}, but the configuration describes {shape:?}",
                 info.name, info.shape
             )));
         }
-        let norm = params.bool("InputNormEn", idx).then(|| {
-            (
-                params.f64("InputNormCoeff", idx),
-                params.f32_vec("InputNormMean", idx),
-                params.f32_vec("InputNormStd", idx),
-            )
-        });
-        let quant = (params.bool("InputQuantEn", idx) && info.dtype.is_integer()).then(|| {
-            (
-                params.f64("InputQuantScale", idx) as f32,
-                params.f64("InputQuantOffset", idx) as f32,
-            )
-        });
+        let norm = params.bool("InputNormEn", idx).then(|| (params.f64("InputNormCoeff", idx), params.f32_vec("InputNormMean", idx), params.f32_vec("InputNormStd", idx)));
+        let quant = (params.bool("InputQuantEn", idx) && info.dtype.is_integer())
+            .then(|| (params.f64("InputQuantScale", idx) as f32, params.f64("InputQuantOffset", idx) as f32));
         Ok(InputSpec {
             width: w as usize,
             height: h as usize,
@@ -112,16 +90,10 @@ impl InputSpec {
     pub fn image_to_tensor(&self, rgb: &[u8], info: &TensorInfo) -> Result<Tensor> {
         let (w, h, ch) = (self.width, self.height, self.channels);
         if rgb.len() != w * h * 3 {
-            return Err(Error::invalid(format!(
-                "image data is {} bytes, expected {w}x{h}x3 = {}",
-                rgb.len(),
-                w * h * 3
-            )));
+            return Err(Error::invalid(format!("image data is {} bytes, expected {w}x{h}x3 = {}", rgb.len(), w * h * 3)));
         }
         if ch != 3 && ch != 1 {
-            return Err(Error::unsupported(format!(
-                "image inputs with {ch} channels are not supported"
-            )));
+            return Err(Error::unsupported(format!("image inputs with {ch} channels are not supported")));
         }
         // A lookup table per channel: every conversion step is a function of (channel, pixel).
         let lut: Vec<[f32; 256]> = (0..ch)
@@ -134,15 +106,7 @@ impl InputSpec {
             })
             .collect();
         // Source channel for output channel c (model colour order).
-        let src_ch = |c: usize| {
-            if ch == 1 {
-                0
-            } else if self.bgr {
-                2 - c
-            } else {
-                c
-            }
-        };
+        let src_ch = |c: usize| if ch == 1 { 0 } else if self.bgr { 2 - c } else { c };
         let n = w * h * ch;
         let mut out = AlignedBuf::zeroed(n * self.dtype.size());
         macro_rules! fill {
@@ -171,29 +135,12 @@ impl InputSpec {
             ElemType::F64 => fill!(f64, |v: f32| v as f64),
             ElemType::U8 => fill!(u8, |v: f32| v.round().clamp(0.0, 255.0) as u8),
             ElemType::I8 => fill!(i8, |v: f32| v.round().clamp(-128.0, 127.0) as i8),
-            ElemType::I16 => fill!(
-                i16,
-                |v: f32| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16
-            ),
+            ElemType::I16 => fill!(i16, |v: f32| v.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16),
             ElemType::U16 => fill!(u16, |v: f32| v.round().clamp(0.0, u16::MAX as f32) as u16),
             ElemType::I32 => fill!(i32, |v: f32| v.round() as i32),
-            other => {
-                return Err(Error::unsupported(format!(
-                    "image input tensors of type {} are not supported",
-                    other.dg_name()
-                )))
-            }
+            other => return Err(Error::unsupported(format!("image input tensors of type {} are not supported", other.dg_name()))),
         }
-        Ok(Tensor {
-            info: TensorInfo {
-                name: info.name.clone(),
-                shape: self.shape.clone(),
-                dtype: self.dtype,
-                quant: info.quant.clone(),
-                id: info.id,
-            },
-            data: out,
-        })
+        Ok(Tensor { info: TensorInfo { name: info.name.clone(), shape: self.shape.clone(), dtype: self.dtype, quant: info.quant.clone(), id: info.id }, data: out })
     }
 }
 
@@ -209,16 +156,7 @@ pub fn raw_tensor(data: &[u8], info: &TensorInfo, shape: &[i64], idx: usize) -> 
             info.dtype.dg_name()
         )));
     }
-    Ok(Tensor {
-        info: TensorInfo {
-            name: info.name.clone(),
-            shape: shape.to_vec(),
-            dtype: info.dtype,
-            quant: info.quant.clone(),
-            id: info.id,
-        },
-        data: AlignedBuf::from_bytes(data),
-    })
+    Ok(Tensor { info: TensorInfo { name: info.name.clone(), shape: shape.to_vec(), dtype: info.dtype, quant: info.quant.clone(), id: info.id }, data: AlignedBuf::from_bytes(data) })
 }
 
 #[cfg(test)]
@@ -227,13 +165,7 @@ mod tests {
     use serde_json::json;
 
     fn info(shape: &[i64], dtype: ElemType) -> TensorInfo {
-        TensorInfo {
-            name: "x".into(),
-            shape: shape.to_vec(),
-            dtype,
-            quant: None,
-            id: None,
-        }
+        TensorInfo { name: "x".into(), shape: shape.to_vec(), dtype, quant: None, id: None }
     }
 
     #[test]
@@ -245,11 +177,7 @@ mod tests {
         let s = InputSpec::new(&p, 0, &i).unwrap();
         let t = s.image_to_tensor(&[0, 255, 51, 255, 0, 102], &i).unwrap();
         let v = t.data.as_slice::<f32>();
-        assert!(
-            (v[0] + 1.0).abs() < 1e-6
-                && (v[1] - 1.0).abs() < 1e-6
-                && (v[2] - (0.2 - 0.5) / 0.5).abs() < 1e-6
-        );
+        assert!((v[0] + 1.0).abs() < 1e-6 && (v[1] - 1.0).abs() < 1e-6 && (v[2] - (0.2 - 0.5) / 0.5).abs() < 1e-6);
         assert_eq!(t.info.shape, vec![1, 1, 2, 3]);
     }
 
@@ -270,9 +198,6 @@ mod tests {
     fn raw_tensor_size_checked() {
         let i = info(&[1, 4], ElemType::F32);
         assert!(raw_tensor(&[0u8; 16], &i, &[1, 4], 0).is_ok());
-        assert!(raw_tensor(&[0u8; 15], &i, &[1, 4], 0)
-            .unwrap_err()
-            .message
-            .contains("does not match"));
+        assert!(raw_tensor(&[0u8; 15], &i, &[1, 4], 0).unwrap_err().message.contains("does not match"));
     }
 }

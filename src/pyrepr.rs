@@ -17,13 +17,7 @@ pub fn repr(v: &Value) -> String {
         }
         Value::String(s) => format!("'{s}'"),
         Value::Array(a) => format!("[{}]", a.iter().map(repr).collect::<Vec<_>>().join(", ")),
-        Value::Object(o) => format!(
-            "{{{}}}",
-            o.iter()
-                .map(|(k, v)| format!("'{k}': {}", repr(v)))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        Value::Object(o) => format!("{{{}}}", o.iter().map(|(k, v)| format!("'{k}': {}", repr(v))).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -50,10 +44,7 @@ mod tests {
 
     #[test]
     fn python_like() {
-        assert_eq!(
-            repr(&json!(["FOO/BAR", 1, 2.5, null, true])),
-            "['FOO/BAR', 1, 2.5, None, True]"
-        );
+        assert_eq!(repr(&json!(["FOO/BAR", 1, 2.5, null, true])), "['FOO/BAR', 1, 2.5, None, True]");
         assert_eq!(repr(&json!(3.0)), "3.0");
         assert_eq!(repr(&json!({"a": [1]})), "{'a': [1]}");
     }

@@ -46,10 +46,7 @@ impl std::fmt::Debug for RemoteBackend {
 
 impl RemoteBackend {
     pub fn new(client: AiServerClient) -> Self {
-        RemoteBackend {
-            client,
-            pool: Mutex::new(Vec::new()),
-        }
+        RemoteBackend { client, pool: Mutex::new(Vec::new()) }
     }
 
     fn take(&self, key: &str) -> Option<RemoteStream> {
@@ -64,33 +61,20 @@ impl RemoteBackend {
     }
 
     fn clear(&self) {
-        let idle: Vec<_> = self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-            .collect();
+        let idle: Vec<_> = self.pool.lock().unwrap_or_else(|p| p.into_inner()).drain(..).collect();
         for (_, s) in idle {
             s.close();
         }
     }
 
     fn give_back(&self, key: String, s: RemoteStream) {
-        self.pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((key, s));
+        self.pool.lock().unwrap_or_else(|p| p.into_inner()).push((key, s));
     }
 }
 
 impl Drop for RemoteBackend {
     fn drop(&mut self) {
-        for (_, s) in self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for (_, s) in self.pool.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             s.close();
         }
     }
@@ -100,28 +84,18 @@ impl Drop for RemoteBackend {
 /// timeout as `DeviceTimeout_ms`.
 pub(crate) fn stream_config(st: &ModelState) -> Value {
     let mut p = st.params.clone();
-    let _ = p.set(
-        "DeviceTimeout_ms",
-        0,
-        json!(st.inference_timeout_s * 1000.0),
-    );
+    let _ = p.set("DeviceTimeout_ms", 0, json!(st.inference_timeout_s * 1000.0));
     p.to_value()
 }
 
 /// Model-sized pixels as the RAW frame: interleaved, `InputColorSpace` order, `uint8` or
 /// `float32` per `InputRawDataType`.
 fn raw_frame(p: &ModelParams, i: usize, img: &RgbImage) -> Result<Vec<u8>> {
-    let px = if p.str("InputColorSpace", i) == "BGR" {
-        img.to_bgr()
-    } else {
-        img.data.clone()
-    };
+    let px = if p.str("InputColorSpace", i) == "BGR" { img.to_bgr() } else { img.data.clone() };
     match p.str("InputRawDataType", i).as_str() {
         "DG_UINT8" => Ok(px),
         "DG_FLT" => Ok(px.iter().flat_map(|&v| (v as f32).to_le_bytes()).collect()),
-        other => Err(Error::unsupported(format!(
-            "Model image format 'RAW/{other}' is not supported by preprocessor"
-        ))),
+        other => Err(Error::unsupported(format!("Model image format 'RAW/{other}' is not supported by preprocessor"))),
     }
 }
 
@@ -131,24 +105,16 @@ fn model_wh(p: &ModelParams, i: usize) -> Result<(u32, u32)> {
     if s.len() == 4 && s[1] > 0 && s[2] > 0 {
         Ok((s[2] as u32, s[1] as u32))
     } else {
-        Err(Error::bad_model(format!(
-            "cannot determine the image size of model input #{i} (shape {s:?})"
-        )))
+        Err(Error::bad_model(format!("cannot determine the image size of model input #{i} (shape {s:?})")))
     }
 }
 
 /// Client-side pre-processing of one frame: packets to send and the coordinate converter.
-pub(crate) fn encode_frame(
-    st: &ModelState,
-    inputs: &[Input],
-) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
+pub(crate) fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec<u8>>, CoordConverter)> {
     let p = &st.params;
     let n = p.num_inputs();
     if inputs.len() != n {
-        return Err(Error::invalid(format!(
-            "The length of input data list {} does not match to the number of model inputs {n}",
-            inputs.len()
-        )));
+        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
     }
     let mut packets = Vec::with_capacity(inputs.len());
     let mut converter = CoordConverter::identity();
@@ -156,11 +122,7 @@ pub(crate) fn encode_frame(
         if !is_image_input(p, i) {
             match input {
                 Input::Bytes(b) => packets.push(b.to_vec()),
-                Input::Pixels { .. } => {
-                    return Err(Error::invalid(format!(
-                        "model input #{i} is a tensor input: pass its raw bytes, not pixels"
-                    )))
-                }
+                Input::Pixels { .. } => return Err(Error::invalid(format!("model input #{i} is a tensor input: pass its raw bytes, not pixels"))),
             }
             continue;
         }
@@ -183,30 +145,12 @@ pub(crate) fn encode_frame(
                     continue;
                 }
             },
-            Input::Pixels {
-                data,
-                width,
-                height,
-                stride,
-                bgr,
-            } => image_ops::from_raw(data, *width, *height, *stride, *bgr)?,
+            Input::Pixels { data, width, height, stride, bgr } => image_ops::from_raw(data, *width, *height, *stride, *bgr)?,
         };
         let (w, h) = model_wh(p, i)?;
-        let fit = image_ops::fit(
-            &img,
-            w,
-            h,
-            st.pre.pad,
-            st.pre.crop_percentage,
-            st.pre.resize,
-            st.pre.fill_rgb,
-        );
+        let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
         converter = fit.converter;
-        let packet = if p.str("InputImgFmt", i) == "JPEG" {
-            image_ops::encode_jpeg(&fit.image, 95)?
-        } else {
-            raw_frame(p, i, &fit.image)?
-        };
+        let packet = if p.str("InputImgFmt", i) == "JPEG" { image_ops::encode_jpeg(&fit.image, 95)? } else { raw_frame(p, i, &fit.image)? };
         packets.push(packet);
     }
     Ok((packets, converter))
@@ -214,12 +158,7 @@ pub(crate) fn encode_frame(
 
 /// Send one frame and read its result, on a pooled stream (re-opened once if a pooled
 /// stream turns out to be dead).
-fn exchange(
-    model: &Model,
-    rb: &RemoteBackend,
-    st: &ModelState,
-    packets: &[Vec<u8>],
-) -> Result<Vec<u8>> {
+fn exchange(model: &Model, rb: &RemoteBackend, st: &ModelState, packets: &[Vec<u8>]) -> Result<Vec<u8>> {
     let config = stream_config(st);
     let key = config.to_string();
     let timeout = Duration::from_secs_f64(st.inference_timeout_s.max(0.001));
@@ -245,40 +184,21 @@ fn exchange(
 
 /// PySDK's text for a frame that failed on (or on the way to) the AI server; `code` says why.
 pub(crate) fn inference_error(model: &Model, code: Code, msg: &str) -> Error {
-    Error::new(
-        code,
-        format!(
-            "Failed to perform model '{}' inference: {msg}",
-            model.name()
-        ),
-    )
+    Error::new(code, format!("Failed to perform model '{}' inference: {msg}", model.name()))
 }
 
 /// A frame's result packet → its result (a per-frame error from the server is the frame's error).
-pub(crate) fn complete(
-    model: &Model,
-    st: &ModelState,
-    packet: &[u8],
-    converter: &CoordConverter,
-) -> Result<InferenceResult> {
-    match protocol::decode_results(packet)
-        .map_err(|e| inference_error(model, Code::Inference, &e.message))?
-    {
+pub(crate) fn complete(model: &Model, st: &ModelState, packet: &[u8], converter: &CoordConverter) -> Result<InferenceResult> {
+    match protocol::decode_results(packet).map_err(|e| inference_error(model, Code::Inference, &e.message))? {
         Ok((results, tensors)) => Ok(finish(model, st, results, tensors, converter)),
         Err(msg) => Err(inference_error(model, Code::Inference, &msg)),
     }
 }
 
 /// Run one frame on an AI-server model.
-pub fn predict(
-    model: &Model,
-    rb: &RemoteBackend,
-    st: &ModelState,
-    inputs: &[Input],
-) -> Result<InferenceResult> {
+pub fn predict(model: &Model, rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     let (packets, converter) = encode_frame(st, inputs)?;
-    let bytes = exchange(model, rb, st, &packets)
-        .map_err(|e| inference_error(model, e.code, &e.message))?;
+    let bytes = exchange(model, rb, st, &packets).map_err(|e| inference_error(model, e.code, &e.message))?;
     let r = complete(model, st, &bytes, &converter);
     if r.is_err() {
         // After an error the server-side stream may be unusable: end the pooled streams.
@@ -290,13 +210,7 @@ pub fn predict(
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
-pub(crate) fn finish(
-    model: &Model,
-    st: &ModelState,
-    mut results: Vec<Value>,
-    tensors: Vec<crate::runtime::Tensor>,
-    converter: &CoordConverter,
-) -> InferenceResult {
+pub(crate) fn finish(model: &Model, st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> InferenceResult {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -308,22 +222,13 @@ pub(crate) fn finish(
     let p = &st.params;
     let kind = {
         let t = p.str("InferenceResultsType", 0);
-        if t.is_empty() {
-            p.str("OutputPostprocessType", 0)
-        } else {
-            t
-        }
+        if t.is_empty() { p.str("OutputPostprocessType", 0) } else { t }
     };
     if COORDINATE_TYPES.contains(&kind.as_str()) {
         postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
-    InferenceResult {
-        results,
-        tensors,
-        timing,
-        model: model.name().to_string(),
-    }
+    InferenceResult { results, tensors, timing, model: model.name().to_string() }
 }
 
 #[cfg(test)]
@@ -339,24 +244,14 @@ mod tests {
 
     #[test]
     fn raw_frames_follow_colour_order_and_type() {
-        let img = RgbImage {
-            width: 3,
-            height: 2,
-            data: (0..18).collect(),
-        };
+        let img = RgbImage { width: 3, height: 2, data: (0..18).collect() };
         assert_eq!(model_wh(&params("RGB", "DG_UINT8"), 0).unwrap(), (3, 2));
-        assert_eq!(
-            raw_frame(&params("RGB", "DG_UINT8"), 0, &img).unwrap(),
-            img.data
-        );
+        assert_eq!(raw_frame(&params("RGB", "DG_UINT8"), 0, &img).unwrap(), img.data);
         let bgr = raw_frame(&params("BGR", "DG_UINT8"), 0, &img).unwrap();
         assert_eq!(&bgr[..6], &[2, 1, 0, 5, 4, 3]);
         let f = raw_frame(&params("RGB", "DG_FLT"), 0, &img).unwrap();
         assert_eq!(f.len(), 18 * 4);
         assert_eq!(f32::from_le_bytes([f[4], f[5], f[6], f[7]]), 1.0);
-        assert!(raw_frame(&params("RGB", "DG_INT16"), 0, &img)
-            .unwrap_err()
-            .message
-            .contains("RAW/DG_INT16"));
+        assert!(raw_frame(&params("RGB", "DG_INT16"), 0, &img).unwrap_err().message.contains("RAW/DG_INT16"));
     }
 }

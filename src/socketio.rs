@@ -34,12 +34,7 @@ pub struct Packet {
 
 impl Packet {
     pub fn new(kind: u8, data: Mp) -> Self {
-        Packet {
-            kind,
-            data,
-            nsp: "/".into(),
-            id: None,
-        }
+        Packet { kind, data, nsp: "/".into(), id: None }
     }
 
     /// An EVENT `[name, args...]`.
@@ -60,11 +55,7 @@ impl Packet {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        let mut m = vec![
-            (Mp::from("type"), Mp::from(self.kind)),
-            (Mp::from("data"), self.data.clone()),
-            (Mp::from("nsp"), Mp::from(self.nsp.as_str())),
-        ];
+        let mut m = vec![(Mp::from("type"), Mp::from(self.kind)), (Mp::from("data"), self.data.clone()), (Mp::from("nsp"), Mp::from(self.nsp.as_str()))];
         if let Some(id) = self.id {
             m.push((Mp::from("id"), Mp::from(id)));
         }
@@ -77,13 +68,10 @@ impl Packet {
     /// Decode a binary frame. The frame size is already capped by the WebSocket layer and
     /// rmpv caps pre-allocation and nesting depth, so a lying length cannot exhaust memory.
     pub fn decode(bytes: &[u8]) -> Result<Packet> {
-        let bad =
-            |m: String| Error::new(Code::Protocol, format!("malformed socket.io packet: {m}"));
+        let bad = |m: String| Error::new(Code::Protocol, format!("malformed socket.io packet: {m}"));
         let mut rd = bytes;
         let v = rmpv::decode::read_value(&mut rd).map_err(|e| bad(e.to_string()))?;
-        let Mp::Map(entries) = v else {
-            return Err(bad("not a map".into()));
-        };
+        let Mp::Map(entries) = v else { return Err(bad("not a map".into())) };
         let mut kind = None;
         let mut data = Mp::Nil;
         let mut nsp = "/".to_string();
@@ -104,12 +92,7 @@ impl Packet {
             }
         }
         let kind = kind.ok_or_else(|| bad("missing or invalid 'type'".into()))?;
-        Ok(Packet {
-            kind,
-            data,
-            nsp,
-            id,
-        })
+        Ok(Packet { kind, data, nsp, id })
     }
 }
 
@@ -126,19 +109,9 @@ pub enum Control {
 }
 
 pub fn parse_control(text: &str) -> Result<Control> {
-    let bad = || {
-        Error::new(
-            Code::Protocol,
-            format!(
-                "malformed Engine.IO packet '{}'",
-                text.chars().take(40).collect::<String>()
-            ),
-        )
-    };
+    let bad = || Error::new(Code::Protocol, format!("malformed Engine.IO packet '{}'", text.chars().take(40).collect::<String>()));
     let mut chars = text.chars();
-    let Some(t) = chars.next() else {
-        return Err(bad());
-    };
+    let Some(t) = chars.next() else { return Err(bad()) };
     let rest = chars.as_str();
     Ok(match t {
         '0' => Control::Open(serde_json::from_str(rest).map_err(|_| bad())?),
@@ -153,10 +126,7 @@ pub fn parse_control(text: &str) -> Result<Control> {
 
 /// The server's Engine.IO OPEN text frame.
 pub fn open_text(sid: &str, ping_interval_ms: u64, ping_timeout_ms: u64) -> String {
-    format!(
-        "0{}",
-        json!({"sid": sid, "upgrades": [], "pingTimeout": ping_timeout_ms, "pingInterval": ping_interval_ms, "maxPayload": MAX_PAYLOAD})
-    )
+    format!("0{}", json!({"sid": sid, "upgrades": [], "pingTimeout": ping_timeout_ms, "pingInterval": ping_interval_ms, "maxPayload": MAX_PAYLOAD}))
 }
 
 pub const PING: &str = "2";
@@ -165,26 +135,18 @@ pub const PONG: &str = "3";
 /// `predict` payload: `b"0"` + msgpack array of one `bin` per model input.
 pub fn encode_frame(inputs: &[Vec<u8>]) -> Vec<u8> {
     let mut out = vec![PAYLOAD_VERSION];
-    let _ = rmpv::encode::write_value(
-        &mut out,
-        &Mp::Array(inputs.iter().map(|b| Mp::Binary(b.clone())).collect()),
-    );
+    let _ = rmpv::encode::write_value(&mut out, &Mp::Array(inputs.iter().map(|b| Mp::Binary(b.clone())).collect()));
     out
 }
 
 /// The inputs of a `predict` payload.
 pub fn decode_frame(payload: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
-    let Some((&v, mut rest)) = payload.split_first() else {
-        return Err("empty frame payload".into());
-    };
+    let Some((&v, mut rest)) = payload.split_first() else { return Err("empty frame payload".into()) };
     if v != PAYLOAD_VERSION {
         return Err(format!("unsupported frame payload version 0x{v:02x}"));
     }
-    let val =
-        rmpv::decode::read_value(&mut rest).map_err(|e| format!("malformed frame payload: {e}"))?;
-    let Mp::Array(items) = val else {
-        return Err("frame payload is not a list of inputs".into());
-    };
+    let val = rmpv::decode::read_value(&mut rest).map_err(|e| format!("malformed frame payload: {e}"))?;
+    let Mp::Array(items) = val else { return Err("frame payload is not a list of inputs".into()) };
     items
         .into_iter()
         .map(|i| match i {
@@ -199,8 +161,7 @@ pub fn decode_frame(payload: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String>
 /// msgpack bytes → value (for embedding a result packet in an event).
 pub fn mp_from_bytes(bytes: &[u8]) -> Result<Mp> {
     let mut rd = bytes;
-    rmpv::decode::read_value(&mut rd)
-        .map_err(|e| Error::new(Code::Protocol, format!("malformed msgpack: {e}")))
+    rmpv::decode::read_value(&mut rd).map_err(|e| Error::new(Code::Protocol, format!("malformed msgpack: {e}")))
 }
 
 pub fn mp_to_bytes(v: &Mp) -> Vec<u8> {
@@ -225,11 +186,7 @@ pub fn mp_from_json(v: &Value) -> Mp {
         }
         Value::String(s) => Mp::from(s.as_str()),
         Value::Array(a) => Mp::Array(a.iter().map(mp_from_json).collect()),
-        Value::Object(o) => Mp::Map(
-            o.iter()
-                .map(|(k, x)| (Mp::from(k.as_str()), mp_from_json(x)))
-                .collect(),
-        ),
+        Value::Object(o) => Mp::Map(o.iter().map(|(k, x)| (Mp::from(k.as_str()), mp_from_json(x))).collect()),
     }
 }
 
@@ -238,11 +195,7 @@ pub fn mp_to_json(v: &Mp) -> Value {
     match v {
         Mp::Nil => Value::Null,
         Mp::Boolean(b) => json!(b),
-        Mp::Integer(i) => i
-            .as_i64()
-            .map(|x| json!(x))
-            .or_else(|| i.as_u64().map(|x| json!(x)))
-            .unwrap_or(Value::Null),
+        Mp::Integer(i) => i.as_i64().map(|x| json!(x)).or_else(|| i.as_u64().map(|x| json!(x))).unwrap_or(Value::Null),
         Mp::F32(f) => json!(*f as f64),
         Mp::F64(f) => json!(f),
         Mp::String(s) => json!(s.as_str().unwrap_or_default()),
@@ -297,18 +250,11 @@ mod tests {
         let (name, args) = q.as_event().unwrap();
         assert_eq!(name, "predict");
         assert_eq!(mp_text(&args[1]).as_deref(), Some("3"));
-        for junk in [
-            &b""[..],
-            b"\x93\x01\x02\x03",
-            b"\x81\xa4type\xa1x",
-            b"\xdd\xff\xff\xff\xff",
-        ] {
+        for junk in [&b""[..], b"\x93\x01\x02\x03", b"\x81\xa4type\xa1x", b"\xdd\xff\xff\xff\xff"] {
             assert!(Packet::decode(junk).is_err());
         }
         assert_eq!(parse_control("2").unwrap(), Control::Ping);
-        assert!(
-            matches!(parse_control(&open_text("a", 1, 2)).unwrap(), Control::Open(v) if v["sid"] == "a")
-        );
+        assert!(matches!(parse_control(&open_text("a", 1, 2)).unwrap(), Control::Open(v) if v["sid"] == "a"));
         assert!(parse_control("0{bad").is_err());
         assert!(parse_control("").is_err());
     }

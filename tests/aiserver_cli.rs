@@ -17,24 +17,12 @@ impl Drop for Running {
 
 fn start(zoo: &std::path::Path, port: u16) -> Running {
     let child = Command::new(BIN)
-        .args([
-            "server",
-            "start",
-            "--zoo",
-            zoo.to_str().unwrap(),
-            "--port",
-            &port.to_string(),
-            "--protocol",
-            "both",
-            "--quiet",
-        ])
+        .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(
-        dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap(),
-    );
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap());
     let deadline = Instant::now() + Duration::from_secs(30);
     while client.ping().is_err() {
         assert!(Instant::now() < deadline, "server did not start");
@@ -45,11 +33,7 @@ fn start(zoo: &std::path::Path, port: u16) -> Running {
 
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -60,10 +44,7 @@ fn wait_exit(r: &mut Running) {
             assert!(st.success());
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "server did not exit after shutdown"
-        );
+        assert!(Instant::now() < deadline, "server did not exit after shutdown");
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -74,42 +55,14 @@ fn dgzoo_server_commands() {
     let port = free_port_pair();
     let mut server = start(zoo.path(), port);
     let p = port.to_string();
-    let names = run(Command::new(BIN).args([
-        "list",
-        "--host",
-        &format!("http://127.0.0.1:{}", port + 1),
-        "--zoo",
-        "",
-    ]));
+    let names = run(Command::new(BIN).args(["list", "--host", &format!("http://127.0.0.1:{}", port + 1), "--zoo", ""]));
     assert_eq!(names.lines().collect::<Vec<_>>(), MODELS);
     run(Command::new(BIN).args(["server", "rescan-zoo", "--port", &p]));
-    let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args([
-        "server",
-        "cache-dump",
-        "--port",
-        &p,
-    ])))
-    .unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args(["server", "cache-dump", "--port", &p]))).unwrap();
     assert_eq!(dump["AgentCacheSize"], 0);
-    let out = run(Command::new(BIN)
-        .args([
-            "predict",
-            "--host",
-            &format!("127.0.0.1:{port}"),
-            "--zoo",
-            "",
-            "--model",
-            MODELS[2],
-        ])
-        .arg(image("cat_224.jpg")));
+    let out = run(Command::new(BIN).args(["predict", "--host", &format!("127.0.0.1:{port}"), "--zoo", "", "--model", MODELS[2]]).arg(image("cat_224.jpg")));
     assert!(out.contains("Egyptian cat"), "{out}");
-    let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args([
-        "server",
-        "cache-dump",
-        "--port",
-        &p,
-    ])))
-    .unwrap();
+    let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args(["server", "cache-dump", "--port", &p]))).unwrap();
     assert_eq!(dump["AgentCacheSize"], 1);
     run(Command::new(BIN).args(["server", "shutdown", "--port", &p]));
     wait_exit(&mut server);
@@ -117,9 +70,7 @@ fn dgzoo_server_commands() {
 
 #[test]
 fn pysdk_server_commands_against_our_server() {
-    let Some(peer) = peer("pysdk_server_commands_against_our_server") else {
-        return;
-    };
+    let Some(peer) = peer("pysdk_server_commands_against_our_server") else { return };
     let zoo = clean_zoo();
     let port = free_port_pair();
     let mut server = start(zoo.path(), port);

@@ -4,37 +4,25 @@ mod aiserver_common;
 use aiserver_common::*;
 mod ffi_common;
 use dgzoo::ffi::*;
-use dgzoo::server::Protocol;
 use ffi_common::*;
+use dgzoo::server::Protocol;
 use std::ffi::{CStr, CString};
+
 
 #[test]
 fn c_abi_predicts_through_an_ai_server() {
     let zoo_dir = clean_zoo();
     let server = start_server(zoo_dir.path(), Protocol::Both);
     let m = "yolov8n_nudenet--320x320_float_tflite_cpu_1";
-    for addr in [
-        format!("127.0.0.1:{}", server.asio_addr().unwrap().port()),
-        format!("http://127.0.0.1:{}", server.http_addr().unwrap().port()),
-    ] {
+    for addr in [format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())] {
         let host = CString::new(addr.clone()).unwrap();
         let name = CString::new(m).unwrap();
         let props = CString::new(r#"{"input_image_format": "RAW"}"#).unwrap();
         let mut zoo = std::ptr::null_mut();
         let mut model = std::ptr::null_mut();
         unsafe {
-            check(dg_connect(
-                host.as_ptr(),
-                c"".as_ptr(),
-                std::ptr::null(),
-                &mut zoo,
-            ));
-            check(dg_load_model(
-                zoo,
-                name.as_ptr(),
-                props.as_ptr(),
-                &mut model,
-            ));
+            check(dg_connect(host.as_ptr(), c"".as_ptr(), std::ptr::null(), &mut zoo));
+            check(dg_load_model(zoo, name.as_ptr(), props.as_ptr(), &mut model));
         }
         let bytes = std::fs::read(image("girls_256.jpg")).unwrap();
         let mut r = std::ptr::null_mut();
@@ -42,25 +30,15 @@ fn c_abi_predicts_through_an_ai_server() {
         let got = unsafe { result_json(r) };
         compare(got.as_array().unwrap(), &golden(m, "girls_256.jpg"), &addr).unwrap();
         // Async: frames in order through the callback.
-        let frames: Vec<Vec<u8>> = IMAGES
-            .iter()
-            .map(|i| std::fs::read(image(i)).unwrap())
-            .collect();
+        let frames: Vec<Vec<u8>> = IMAGES.iter().map(|i| std::fs::read(image(i)).unwrap()).collect();
         for (id, v) in unsafe { run_async(model, &frames, 6) } {
-            compare(
-                v.as_array().unwrap(),
-                &golden(m, IMAGES[id as usize % 3]),
-                &format!("{addr} async {id}"),
-            )
-            .unwrap();
+            compare(v.as_array().unwrap(), &golden(m, IMAGES[id as usize % 3]), &format!("{addr} async {id}")).unwrap();
         }
         // Errors come back as dg_error, not panics.
         let mut r = std::ptr::null_mut();
         let e = unsafe { dg_predict(model, b"xx".as_ptr(), 2, &mut r) };
         assert!(!e.is_null() && r.is_null());
-        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
         assert!(msg.contains("Failed to perform model"), "{msg}");
         unsafe {
             dg_error_free(e);

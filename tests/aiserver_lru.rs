@@ -13,12 +13,7 @@ const BLAZE: &str = "blazeface_short_range--128x128_float_tflite_cpu_1"; // 0.2 
 
 fn loaded(client: &AiServerClient) -> Vec<String> {
     let v: Value = client.zoo_manage(json!({"cache_dump": 1})).unwrap();
-    let mut l: Vec<String> = v["AgentList"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_str().unwrap().to_string())
-        .collect();
+    let mut l: Vec<String> = v["AgentList"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
     l.sort();
     l
 }
@@ -43,11 +38,7 @@ fn idle_models_are_unloaded_least_recently_used_first() {
     cfg.max_model_bytes = 20 << 20;
     let server = Server::start(cfg).unwrap();
     let port = server.asio_addr().unwrap().port();
-    let client = AiServerClient::new(ServerAddress {
-        host: "127.0.0.1".into(),
-        port,
-        http: false,
-    });
+    let client = AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port, http: false });
 
     one_frame(&client, EFF_ONNX).close();
     assert_eq!(loaded(&client), [format!("ONNX/CPU: {EFF_ONNX}.onnx")]);
@@ -55,25 +46,13 @@ fn idle_models_are_unloaded_least_recently_used_first() {
     one_frame(&client, BLAZE).close();
     assert_eq!(loaded(&client).len(), 2);
     one_frame(&client, YOLO_ONNX).close();
-    assert_eq!(
-        loaded(&client),
-        [
-            format!("ONNX/CPU: {YOLO_ONNX}.onnx"),
-            format!("TFLITE/CPU: {BLAZE}.tflite")
-        ]
-    );
+    assert_eq!(loaded(&client), [format!("ONNX/CPU: {YOLO_ONNX}.onnx"), format!("TFLITE/CPU: {BLAZE}.tflite")]);
 
     // A model in use stays loaded even past the limit.
     let held = one_frame(&client, YOLO_ONNX);
     one_frame(&client, EFF_ONNX).close();
     let now = loaded(&client);
-    assert!(
-        now.contains(&format!("ONNX/CPU: {YOLO_ONNX}.onnx")),
-        "{now:?}"
-    );
-    assert!(
-        now.contains(&format!("ONNX/CPU: {EFF_ONNX}.onnx")),
-        "the newest model stays: {now:?}"
-    );
+    assert!(now.contains(&format!("ONNX/CPU: {YOLO_ONNX}.onnx")), "{now:?}");
+    assert!(now.contains(&format!("ONNX/CPU: {EFF_ONNX}.onnx")), "the newest model stays: {now:?}");
     held.close();
 }

@@ -30,10 +30,7 @@ fn reply(s: &mut TcpStream) -> Value {
 /// A full round trip on a fresh connection proves the server is alive and correct.
 fn assert_alive(addr: SocketAddr) {
     let mut s = conn(addr);
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "label_dictionary", "name": EFF}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "label_dictionary", "name": EFF}));
     let r = reply(&mut s);
     assert_eq!(r["success"], json!(true), "{r}");
     assert_eq!(r["label_dictionary"]["285"], json!("Egyptian cat"));
@@ -41,10 +38,7 @@ fn assert_alive(addr: SocketAddr) {
 
 fn stream(addr: SocketAddr, model: &str, config: Value) -> TcpStream {
     let mut s = conn(addr);
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "stream", "name": model, "config": config}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "stream", "name": model, "config": config}));
     s
 }
 
@@ -68,73 +62,34 @@ fn command_errors_keep_the_connection_and_server_usable() {
     assert!(r["msg"].as_str().unwrap().contains("Parsing error"), "{r}");
     // A JSON array or an object without op.
     write_packet(&mut s, b"[1,2]").unwrap();
-    assert!(reply(&mut s)["msg"]
-        .as_str()
-        .unwrap()
-        .contains("does not contain op"));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("does not contain op"));
     send_json(&mut s, &json!({"VERSION": 4}));
-    assert!(reply(&mut s)["msg"]
-        .as_str()
-        .unwrap()
-        .contains("does not contain op"));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("does not contain op"));
     // Unknown op.
     send_json(&mut s, &json!({"VERSION": 4, "op": "fly"}));
-    assert!(reply(&mut s)["msg"]
-        .as_str()
-        .unwrap()
-        .starts_with("Unsupported op 'fly' requested from client '127.0.0.1'"));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().starts_with("Unsupported op 'fly' requested from client '127.0.0.1'"));
     // Versions: missing, too old, too new (also for a stream op).
     send_json(&mut s, &json!({"op": "sleep"}));
-    assert!(reply(&mut s)["msg"]
-        .as_str()
-        .unwrap()
-        .contains("Protocol version data is missing"));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("Protocol version data is missing"));
     send_json(&mut s, &json!({"VERSION": 3, "op": "sleep"}));
-    assert!(reply(&mut s)["msg"]
-        .as_str()
-        .unwrap()
-        .contains("older than server-supported version range [4, 4]"));
+    assert!(reply(&mut s)["msg"].as_str().unwrap().contains("older than server-supported version range [4, 4]"));
     send_json(&mut s, &json!({"VERSION": 5, "op": "stream", "name": EFF}));
     let r = reply(&mut s);
-    assert!(
-        r["msg"]
-            .as_str()
-            .unwrap()
-            .contains("newer than server-supported version range [4, 4]"),
-        "{r}"
-    );
+    assert!(r["msg"].as_str().unwrap().contains("newer than server-supported version range [4, 4]"), "{r}");
     // An empty packet (the shutdown wake-up) is ignored; the connection still works.
     write_packet(&mut s, b"").unwrap();
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "sleep", "sleep_time_ms": 0.0}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "sleep", "sleep_time_ms": 0.0}));
     assert_eq!(reply(&mut s), json!({"VERSION": 4, "success": true}));
     // Ops with data.
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}));
     let r = reply(&mut s);
     assert!(r["zoo_manage"]["AgentCacheSize"].is_u64(), "{r}");
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_set": {"AIServer": 2}}}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_set": {"AIServer": 2}}}));
     assert_eq!(reply(&mut s)["success"], json!(true));
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_get": 1}}),
-    );
-    assert_eq!(
-        reply(&mut s)["trace_manage"]["config_get"]["AIServer"],
-        json!("Detailed")
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "trace_manage", "args": {"config_get": 1}}));
+    assert_eq!(reply(&mut s)["trace_manage"]["config_get"]["AIServer"], json!("Detailed"));
     send_json(&mut s, &json!({"VERSION": 4, "op": "dev_ctrl", "args": {}}));
-    assert_eq!(
-        reply(&mut s)["dev_ctrl"],
-        json!({"status": "device not found"})
-    );
+    assert_eq!(reply(&mut s)["dev_ctrl"], json!({"status": "device not found"}));
     send_json(&mut s, &json!({"VERSION": 4, "op": "modelzoo"}));
     let r = reply(&mut s);
     let list = r["modelzoo"].as_array().unwrap();
@@ -155,10 +110,7 @@ fn bad_lengths_truncation_and_vanishing_clients() {
     s.write_all(&[0x80, 0, 0, 0]).unwrap();
     let r = reply(&mut s);
     assert_eq!(r["success"], json!(false));
-    assert!(
-        r["msg"].as_str().unwrap().contains("exceeds the limit"),
-        "{r}"
-    );
+    assert!(r["msg"].as_str().unwrap().contains("exceeds the limit"), "{r}");
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     assert!(rest.is_empty());
@@ -198,31 +150,18 @@ fn stream_errors_and_frame_order() {
     // Runtime parameters from the config apply; per-frame errors keep the stream alive.
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     let car = std::fs::read(image("car_416.jpg")).unwrap();
-    let mut s = stream(
-        addr,
-        EFF,
-        json!({"POST_PROCESS": [{"OutputTopK": 2, "LabelsPath": "elsewhere.json"}]}),
-    );
+    let mut s = stream(addr, EFF, json!({"POST_PROCESS": [{"OutputTopK": 2, "LabelsPath": "elsewhere.json"}]}));
     let e = frame_result(&mut s, b"garbage").unwrap_err();
     assert!(e.starts_with("[ERROR]"), "{e}");
     assert!(e.contains(&format!("When running model '{EFF}'")), "{e}");
-    assert!(
-        !e.contains(zoo.path().to_str().unwrap()),
-        "error text shows a server path: {e}"
-    );
+    assert!(!e.contains(zoo.path().to_str().unwrap()), "error text shows a server path: {e}");
     // A wrong-size image is refused like the real server ("Cannot reshape").
-    assert!(frame_result(&mut s, &car)
-        .unwrap_err()
-        .contains("Cannot reshape"));
+    assert!(frame_result(&mut s, &car).unwrap_err().contains("Cannot reshape"));
     let r = frame_result(&mut s, &jpeg).unwrap();
     assert_eq!(r.len(), 2);
     assert_eq!(r[0]["label"], json!("Egyptian cat"));
     // Pipelined frames (processed concurrently on the server) come back in frame order.
-    let small = dgzoo::image_ops::encode_jpeg(
-        &dgzoo::image_ops::RgbImage::filled(224, 224, [200, 30, 30]),
-        95,
-    )
-    .unwrap();
+    let small = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::RgbImage::filled(224, 224, [200, 30, 30]), 95).unwrap();
     let other = frame_result(&mut s, &small).unwrap()[0]["label"].clone();
     assert_ne!(other, json!("Egyptian cat"));
     let pattern: Vec<bool> = (0..40).map(|i| (i * 7) % 3 == 0).collect();
@@ -238,15 +177,7 @@ fn stream_errors_and_frame_order() {
     for (i, cat) in pattern.iter().enumerate() {
         let p = read_packet(&mut s, 1 << 20).unwrap().unwrap();
         let label = protocol::decode_results(&p).unwrap().unwrap().0[0]["label"].clone();
-        assert_eq!(
-            label,
-            if *cat {
-                json!("Egyptian cat")
-            } else {
-                other.clone()
-            },
-            "frame {i}"
-        );
+        assert_eq!(label, if *cat { json!("Egyptian cat") } else { other.clone() }, "frame {i}");
     }
     writer.join().unwrap();
     // End of stream: the server closes.
@@ -269,9 +200,7 @@ fn sixty_four_concurrent_streams() {
             let jpeg = jpeg.clone();
             std::thread::spawn(move || {
                 let mut s = stream(addr, EFF, json!({}));
-                (0..2)
-                    .map(|_| frame_result(&mut s, &jpeg))
-                    .collect::<Vec<_>>()
+                (0..2).map(|_| frame_result(&mut s, &jpeg)).collect::<Vec<_>>()
             })
         })
         .collect();
@@ -282,10 +211,7 @@ fn sixty_four_concurrent_streams() {
     }
     // One engine served all of them.
     let mut s = conn(addr);
-    send_json(
-        &mut s,
-        &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}),
-    );
+    send_json(&mut s, &json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}}));
     assert_eq!(reply(&mut s)["zoo_manage"]["AgentCacheSize"], json!(1));
     assert_alive(addr);
 }
@@ -326,15 +252,7 @@ fn ws_write(s: &mut TcpStream, opcode: u8, payload: &[u8]) {
 }
 
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
-    protocol::http::request(
-        "127.0.0.1",
-        addr.port(),
-        method,
-        path,
-        body,
-        Duration::from_secs(30),
-    )
-    .unwrap()
+    protocol::http::request("127.0.0.1", addr.port(), method, path, body, Duration::from_secs(30)).unwrap()
 }
 
 #[test]
@@ -353,14 +271,8 @@ fn http_routes_and_unmasked_websocket() {
     let (st, body) = http(addr, "GET", "/v1/modelzoo", None);
     assert_eq!(st, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert!(
-        v[EFF]["PRE_PROCESS"].is_array(),
-        "params are objects over http"
-    );
-    assert_eq!(
-        http(addr, "POST", "/v1/sleep/0.000000", None),
-        (200, b"null".to_vec())
-    );
+    assert!(v[EFF]["PRE_PROCESS"].is_array(), "params are objects over http");
+    assert_eq!(http(addr, "POST", "/v1/sleep/0.000000", None), (200, b"null".to_vec()));
     assert_eq!(http(addr, "GET", "/v1/label_dictionary/nope", None).0, 500);
 
     // The WebSocket handshake and frames exactly as easywsclient sends them (no masking).
@@ -384,25 +296,12 @@ fn http_routes_and_unmasked_websocket() {
     // Data before configuration.
     ws_write(&mut s, 2, b"\xff\xd8");
     let (_, p) = ws_read(&mut s);
-    assert!(protocol::decode_results(&p)
-        .unwrap()
-        .unwrap_err()
-        .contains("not configured"));
+    assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("not configured"));
     // Bad configuration, then a good one on the same socket.
-    ws_write(
-        &mut s,
-        1,
-        json!({"config": {}, "name": "nope"}).to_string().as_bytes(),
-    );
+    ws_write(&mut s, 1, json!({"config": {}, "name": "nope"}).to_string().as_bytes());
     let (_, p) = ws_read(&mut s);
     assert!(protocol::decode_results(&p).unwrap().is_err());
-    ws_write(
-        &mut s,
-        1,
-        json!({"config": {"POST_PROCESS": [{"OutputTopK": 1}]}, "name": EFF})
-            .to_string()
-            .as_bytes(),
-    );
+    ws_write(&mut s, 1, json!({"config": {"POST_PROCESS": [{"OutputTopK": 1}]}, "name": EFF}).to_string().as_bytes());
     let (op, p) = ws_read(&mut s);
     assert_eq!(op, 2);
     let (v, _) = protocol::decode(&p).unwrap();
@@ -411,10 +310,7 @@ fn http_routes_and_unmasked_websocket() {
     // A second configuration is refused; frames still work.
     ws_write(&mut s, 1, b"{}");
     let (_, p) = ws_read(&mut s);
-    assert!(protocol::decode_results(&p)
-        .unwrap()
-        .unwrap_err()
-        .contains("already configured"));
+    assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("already configured"));
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     for _ in 0..2 {
         ws_write(&mut s, 2, &jpeg);
@@ -426,10 +322,7 @@ fn http_routes_and_unmasked_websocket() {
     // Close with a zero-key masked close frame (as the client does).
     s.write_all(&[0x88, 0x80, 0, 0, 0, 0]).unwrap();
     drop(s);
-    assert_eq!(
-        http(addr, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0,
-        200
-    );
+    assert_eq!(http(addr, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
 }
 
 #[test]
@@ -437,19 +330,11 @@ fn many_concurrent_websocket_streams_stay_open() {
     let zoo = clean_zoo();
     let server = start_server(zoo.path(), Protocol::Http);
     let addr = format!("http://127.0.0.1:{}", server.http_addr().unwrap().port());
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(
-        dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap(),
-    );
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     // All streams are opened first and held, then each runs frames: long-lived upgraded
     // connections must not keep new ones from being served.
-    let mut streams: Vec<_> = (0..24)
-        .map(|i| {
-            client
-                .open_stream(EFF, &json!({}))
-                .unwrap_or_else(|e| panic!("stream {i}: {e}"))
-        })
-        .collect();
+    let mut streams: Vec<_> = (0..24).map(|i| client.open_stream(EFF, &json!({})).unwrap_or_else(|e| panic!("stream {i}: {e}"))).collect();
     let handles: Vec<_> = streams
         .drain(..)
         .map(|mut s| {
@@ -458,11 +343,7 @@ fn many_concurrent_websocket_streams_stay_open() {
                 (0..2)
                     .map(|_| {
                         s.send_frame(std::slice::from_ref(&jpeg)).unwrap();
-                        protocol::decode_results(&s.recv(Duration::from_secs(120)).unwrap())
-                            .unwrap()
-                            .unwrap()
-                            .0[0]["label"]
-                            .clone()
+                        protocol::decode_results(&s.recv(Duration::from_secs(120)).unwrap()).unwrap().unwrap().0[0]["label"].clone()
                     })
                     .collect::<Vec<_>>()
             })
@@ -471,10 +352,7 @@ fn many_concurrent_websocket_streams_stay_open() {
     for h in handles {
         assert_eq!(h.join().unwrap(), vec![json!("Egyptian cat"); 2]);
     }
-    assert_eq!(
-        http(server.http_addr().unwrap(), "GET", "/v1/system_info", None).0,
-        200
-    );
+    assert_eq!(http(server.http_addr().unwrap(), "GET", "/v1/system_info", None).0, 200);
 }
 
 #[test]
@@ -497,24 +375,13 @@ fn connection_cap() {
     };
     let (a, b) = (hold(), hold());
     let mut c = conn(asio);
-    let _ = write_packet(
-        &mut c,
-        json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes(),
-    );
-    assert!(
-        matches!(read_packet(&mut c, 1 << 20), Ok(None) | Err(_)),
-        "over the cap must be refused"
-    );
+    let _ = write_packet(&mut c, json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes());
+    assert!(matches!(read_packet(&mut c, 1 << 20), Ok(None) | Err(_)), "over the cap must be refused");
     drop((a, b));
     let freed = (0..50).any(|_| {
         std::thread::sleep(Duration::from_millis(100));
         let mut s = conn(asio);
-        write_packet(
-            &mut s,
-            json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes(),
-        )
-        .is_ok()
-            && matches!(read_packet(&mut s, 1 << 20), Ok(Some(_)))
+        write_packet(&mut s, json!({"VERSION": 4, "op": "sleep"}).to_string().as_bytes()).is_ok() && matches!(read_packet(&mut s, 1 << 20), Ok(Some(_)))
     });
     assert!(freed, "slots are not released");
 }
@@ -535,32 +402,18 @@ fn malformed_http_and_vanishing_websocket() {
         String::from_utf8_lossy(&out).into_owned()
     };
     assert!(raw(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
-    assert!(
-        raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n")
-            .starts_with("HTTP/1.1 413")
-    );
-    assert!(
-        raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"cache")
-            .starts_with("HTTP/1.1 400")
-    );
+    assert!(raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 999999999999\r\n\r\n").starts_with("HTTP/1.1 413"));
+    assert!(raw(b"POST /v1/zoo_manage HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"cache").starts_with("HTTP/1.1 400"));
     // Keep-alive: two requests on one connection.
     let two = raw(b"GET /v1/system_info HTTP/1.1\r\n\r\nGET /v1/system_info HTTP/1.1\r\nConnection: close\r\n\r\n");
     assert_eq!(two.matches("HTTP/1.1 200").count(), 2, "{two}");
     // A WebSocket client that vanishes in the middle of a frame.
     let mut s = TcpStream::connect(web).unwrap();
     write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    ws_write(
-        &mut s,
-        1,
-        json!({"config": {}, "name": EFF}).to_string().as_bytes(),
-    );
-    s.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3])
-        .unwrap();
+    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
+    s.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3]).unwrap();
     drop(s);
-    assert_eq!(
-        http(web, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0,
-        200
-    );
+    assert_eq!(http(web, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
     assert_alive(asio);
 }
 
@@ -573,11 +426,7 @@ fn websocket_pipelined_frames_in_order() {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
     // The configuration goes right behind the handshake, before its answer is read.
-    ws_write(
-        &mut s,
-        1,
-        json!({"config": {}, "name": EFF}).to_string().as_bytes(),
-    );
+    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -587,11 +436,7 @@ fn websocket_pipelined_frames_in_order() {
     let (_, p) = ws_read(&mut s);
     assert_eq!(protocol::decode(&p).unwrap().0["success"], json!(true));
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
-    let small = dgzoo::image_ops::encode_jpeg(
-        &dgzoo::image_ops::RgbImage::filled(224, 224, [20, 30, 200]),
-        95,
-    )
-    .unwrap();
+    let small = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::RgbImage::filled(224, 224, [20, 30, 200]), 95).unwrap();
     let pattern: Vec<bool> = (0..30).map(|i| i % 4 == 1 || i % 5 == 0).collect();
     let writer = {
         let mut w = s.try_clone().unwrap();
@@ -647,34 +492,22 @@ fn client_that_never_reads_stalls_only_itself() {
     let greedy = {
         let jpeg = face;
         std::thread::spawn(move || {
-            let mut s = stream(
-                addr,
-                "blazeface_short_range--128x128_float_tflite_cpu_1",
-                json!({}),
-            );
+            let mut s = stream(addr, "blazeface_short_range--128x128_float_tflite_cpu_1", json!({}));
             s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
             // Frames in, results never read: the server stops reading this socket after its
             // limit of unanswered frames, so these writes eventually block and time out.
-            let sent = (0..2000)
-                .take_while(|_| write_packet(&mut s, &jpeg).is_ok())
-                .count();
+            let sent = (0..2000).take_while(|_| write_packet(&mut s, &jpeg).is_ok()).count();
             (s, sent)
         })
     };
     // Meanwhile other clients are served normally.
     for _ in 0..3 {
         let mut s = stream(addr, EFF, json!({}));
-        assert_eq!(
-            frame_result(&mut s, &jpeg).unwrap()[0]["label"],
-            json!("Egyptian cat")
-        );
+        assert_eq!(frame_result(&mut s, &jpeg).unwrap()[0]["label"], json!("Egyptian cat"));
         assert_alive(addr);
     }
     let (s, sent) = greedy.join().unwrap();
-    assert!(
-        sent < 2000,
-        "the server kept reading frames it could not answer ({sent} accepted)"
-    );
+    assert!(sent < 2000, "the server kept reading frames it could not answer ({sent} accepted)");
     drop(s);
     assert_alive(addr);
 }

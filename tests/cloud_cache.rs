@@ -23,18 +23,12 @@ fn client(hub: &dgzoo::hub::Hub) -> CloudClient {
 /// What the accessor does: the zoo's checksum from `.../info`, then `ensure`.
 fn fetch(cache: &Cache, c: &CloudClient, m: &str) -> dgzoo::Result<CachedModel> {
     let info = c.model_info(m)?;
-    let sum = info["model_params"]["Checksum"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let sum = info["model_params"]["Checksum"].as_str().unwrap().to_string();
     cache.ensure(c, m, Some(&sum), &mut |_, _| {})
 }
 
 fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Repack `model` with `extra` zero bytes appended to its binary and the config's checksum updated.
@@ -42,10 +36,7 @@ fn publish_new_version(root: &Path, model: &str, extra: usize) -> Vec<u8> {
     let src = tempfile::tempdir().unwrap();
     let dir = src.path().join(model);
     std::fs::create_dir(&dir).unwrap();
-    for f in std::fs::read_dir(format!("{ZOO}/{model}"))
-        .unwrap()
-        .flatten()
-    {
+    for f in std::fs::read_dir(format!("{ZOO}/{model}")).unwrap().flatten() {
         std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
     }
     let bin = dir.join(format!("{model}.tflite"));
@@ -78,40 +69,19 @@ fn checksum_change_triggers_redownload() {
     let new_bin = publish_new_version(root.path(), BLAZE, 16);
     let held = fetch(&cache, &c, BLAZE).unwrap();
     assert!(held.downloaded, "checksum changed: downloaded again");
-    assert_eq!(
-        std::fs::read(held.dir.join(format!("{BLAZE}.tflite"))).unwrap(),
-        new_bin
-    );
+    assert_eq!(std::fs::read(held.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
     drop(held);
 
     // Without a known checksum the cached copy is checked with the `check` endpoint.
-    assert!(
-        !cache
-            .ensure(&c, BLAZE, None, &mut |_, _| {})
-            .unwrap()
-            .downloaded
-    );
+    assert!(!cache.ensure(&c, BLAZE, None, &mut |_, _| {}).unwrap().downloaded);
     publish_new_version(root.path(), BLAZE, 32);
-    assert!(
-        cache
-            .ensure(&c, BLAZE, None, &mut |_, _| {})
-            .unwrap()
-            .downloaded
-    );
+    assert!(cache.ensure(&c, BLAZE, None, &mut |_, _| {}).unwrap().downloaded);
 
     // Through the zoo API: the model loads and runs from the new copy.
     let zoo = connect(&hub_url(&hub), TOKEN, &cache_cfg(cdir.path())).unwrap();
     let m = zoo.load_model(BLAZE, &Value::Null).unwrap();
-    assert!(m
-        .state()
-        .params
-        .str("ModelPath", 0)
-        .starts_with(cdir.path().to_str().unwrap()));
-    dgzoo::inference::predict(
-        &m,
-        &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))],
-    )
-    .unwrap();
+    assert!(m.state().params.str("ModelPath", 0).starts_with(cdir.path().to_str().unwrap()));
+    dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
 }
 
 #[test]
@@ -124,15 +94,7 @@ fn lru_eviction_spares_models_in_use() {
     let mut sizes = std::collections::HashMap::new();
     for m in [BLAZE, EFF_Q, YOLO] {
         let h = fetch(&cache, &c, m).unwrap();
-        sizes.insert(
-            m,
-            cache
-                .entries()
-                .into_iter()
-                .find(|e| e.model == m)
-                .unwrap()
-                .size,
-        );
+        sizes.insert(m, cache.entries().into_iter().find(|e| e.model == m).unwrap().size);
         drop(h);
         std::thread::sleep(Duration::from_millis(30));
     }
@@ -140,11 +102,7 @@ fn lru_eviction_spares_models_in_use() {
     let order: Vec<String> = cache.entries().into_iter().map(|e| e.model).collect();
     assert_eq!(order, vec![EFF_Q, YOLO, BLAZE]);
 
-    let evicted: Vec<String> = cache
-        .evict(Some(sizes[BLAZE] + sizes[YOLO]))
-        .into_iter()
-        .map(|e| e.model)
-        .collect();
+    let evicted: Vec<String> = cache.evict(Some(sizes[BLAZE] + sizes[YOLO])).into_iter().map(|e| e.model).collect();
     assert_eq!(evicted, vec![EFF_Q]);
 
     // A model in use is never evicted, even with a zero limit.
@@ -177,31 +135,15 @@ fn offline_mode_makes_no_request() {
     let want = predict(&online, EFF_F, "cat_224.jpg");
 
     let before = hub.request_count();
-    let opts = ConnectOptions {
-        cache: Some(cfg.clone()),
-        offline: Some(true),
-    };
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
     let zoo = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
-    assert_eq!(
-        zoo.list_names(&Filters::default()),
-        vec![EFF_F.to_string()],
-        "offline list = cached models"
-    );
-    assert_eq!(
-        zoo.model_info(EFF_F).unwrap()["Checksum"],
-        online.model_info(EFF_F).unwrap()["Checksum"]
-    );
+    assert_eq!(zoo.list_names(&Filters::default()), vec![EFF_F.to_string()], "offline list = cached models");
+    assert_eq!(zoo.model_info(EFF_F).unwrap()["Checksum"], online.model_info(EFF_F).unwrap()["Checksum"]);
     let before_info = hub.request_count();
     assert_eq!(predict(&zoo, EFF_F, "cat_224.jpg"), want);
     let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
     assert_eq!(e.code, dgzoo::Code::NotFound);
-    assert!(
-        e.message.contains(&format!(
-            "Cloud model '{ORG}/{ZOONAME}/{BLAZE}' is not in the model cache"
-        )) && e.message.contains("offline"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains(&format!("Cloud model '{ORG}/{ZOONAME}/{BLAZE}' is not in the model cache")) && e.message.contains("offline"), "{}", e.message);
     // The only requests in this block were the online model_info used for comparison.
     assert_eq!(before_info - before, 1);
     assert_eq!(hub.request_count(), before_info, "offline: zero requests");
@@ -209,45 +151,24 @@ fn offline_mode_makes_no_request() {
     // DGZOO_OFFLINE=1 for the CLI: served from the cache, no request.
     let n = hub.request_count();
     let out = Command::new(dgzoo_bin())
-        .args([
-            "cache",
-            "fetch",
-            "--url",
-            &hub_url(&hub),
-            "--token",
-            TOKEN,
-            EFF_F,
-        ])
+        .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, EFF_F])
         .env("DGZOO_CACHE_DIR", cdir.path())
         .env("DGZOO_OFFLINE", "1")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(hub.request_count(), n);
 }
 
 fn fetch_cmd(url: &str, cache_dir: &Path, model: &str) -> Command {
     let mut c = Command::new(dgzoo_bin());
-    c.args(["cache", "fetch", "--url", url, "--token", TOKEN, model])
-        .env("DGZOO_CACHE_DIR", cache_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    c.args(["cache", "fetch", "--url", url, "--token", TOKEN, model]).env("DGZOO_CACHE_DIR", cache_dir).stdout(Stdio::piped()).stderr(Stdio::piped());
     c
 }
 
 fn partial_bytes(zoo_cache: &Path) -> u64 {
     std::fs::read_dir(zoo_cache.join(".partial"))
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.metadata().ok())
-                .filter(|m| m.is_file())
-                .map(|m| m.len())
-                .sum()
-        })
+        .map(|rd| rd.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
         .unwrap_or(0)
 }
 
@@ -264,30 +185,19 @@ fn killed_download_then_retry() {
     let hub = slow_hub(root.path(), 3 << 20);
     let url = hub_url(&hub);
     let cdir = tempfile::tempdir().unwrap();
-    let zoo_cache = Cache::new(cache_cfg(cdir.path()))
-        .zoo_dir(&parse_cloud_url(&url).unwrap())
-        .unwrap();
+    let zoo_cache = Cache::new(cache_cfg(cdir.path())).zoo_dir(&parse_cloud_url(&url).unwrap()).unwrap();
     let kill_mid_download = || {
         let mut child = ChildGuard(fetch_cmd(&url, cdir.path(), YOLO).spawn().unwrap());
         let t = Instant::now();
         while partial_bytes(&zoo_cache) < 1 << 20 {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "download did not start"
-            );
-            assert!(
-                child.0.try_wait().unwrap().is_none(),
-                "child ended before it was killed"
-            );
+            assert!(t.elapsed() < Duration::from_secs(30), "download did not start");
+            assert!(child.0.try_wait().unwrap().is_none(), "child ended before it was killed");
             std::thread::sleep(Duration::from_millis(20));
         }
         child.0.kill().unwrap(); // SIGKILL
         child.0.wait().unwrap();
         assert!(!zoo_cache.join(YOLO).exists(), "no half model installed");
-        assert!(
-            partial_bytes(&zoo_cache) > 0,
-            "the killed download left its partial file"
-        );
+        assert!(partial_bytes(&zoo_cache) > 0, "the killed download left its partial file");
     };
     kill_mid_download();
     // Stale partials (their download lock is free) go with a prune.
@@ -296,11 +206,7 @@ fn killed_download_then_retry() {
     kill_mid_download();
 
     let out = fetch_cmd(&url, cdir.path(), YOLO).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["downloaded"], true);
     assert_eq!(partial_bytes(&zoo_cache), 0, "leftovers cleaned");
@@ -324,10 +230,7 @@ fn two_processes_race_for_one_model() {
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         downloaded += v["downloaded"].as_bool().unwrap() as usize;
     }
-    assert_eq!(
-        downloaded, 1,
-        "downloaded once, the other process waited and used it"
-    );
+    assert_eq!(downloaded, 1, "downloaded once, the other process waited and used it");
     let entries = Cache::new(cache_cfg(cdir.path())).entries();
     assert_eq!(entries.len(), 1);
     assert!(dgzoo::cache::verify_model_dir(&entries[0].dir, EFF_Q, None).is_ok());
@@ -338,10 +241,7 @@ fn evil_archive(root: &Path, name: &str, extra: &dyn Fn(&mut zip::ZipWriter<std:
     let f = std::fs::File::create(zoo_dir(root).join(format!("{name}.zip"))).unwrap();
     let mut z = zip::ZipWriter::new(f);
     let o = zip::write::SimpleFileOptions::default();
-    let mut cfg: Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap(),
-    )
-    .unwrap();
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
     cfg["MODEL_PARAMETERS"][0]["ModelPath"] = Value::String("model.tflite".into());
     z.start_file(format!("{name}/{name}.json"), o).unwrap();
     z.write_all(cfg.to_string().as_bytes()).unwrap();
@@ -350,58 +250,25 @@ fn evil_archive(root: &Path, name: &str, extra: &dyn Fn(&mut zip::ZipWriter<std:
 }
 
 fn add(z: &mut zip::ZipWriter<std::fs::File>, name: &str, data: &[u8]) {
-    z.start_file(name, zip::write::SimpleFileOptions::default())
-        .unwrap();
+    z.start_file(name, zip::write::SimpleFileOptions::default()).unwrap();
     z.write_all(data).unwrap();
 }
 
 #[test]
 fn malicious_archives_are_rejected() {
     let root = hub_root(&[]);
-    let outside = root
-        .path()
-        .parent()
-        .unwrap()
-        .join(format!("dgzoo_evil_{}.txt", std::process::id()));
+    let outside = root.path().parent().unwrap().join(format!("dgzoo_evil_{}.txt", std::process::id()));
     let abs = format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id());
     type Extra = Box<dyn Fn(&mut zip::ZipWriter<std::fs::File>)>;
     let cases: Vec<(&str, Extra)> = vec![
-        (
-            "dotdot",
-            Box::new(move |z| {
-                add(
-                    z,
-                    &format!("../dgzoo_evil_{}.txt", std::process::id()),
-                    b"x",
-                )
-            }),
-        ),
-        (
-            "nested_dotdot",
-            Box::new(|z| add(z, "nested_dotdot/../../../evil.txt", b"x")),
-        ),
+        ("dotdot", Box::new(move |z| add(z, &format!("../dgzoo_evil_{}.txt", std::process::id()), b"x"))),
+        ("nested_dotdot", Box::new(|z| add(z, "nested_dotdot/../../../evil.txt", b"x"))),
         ("absolute", Box::new(move |z| add(z, &abs.clone(), b"x"))),
         ("drive", Box::new(|z| add(z, "C:/evil.txt", b"x"))),
-        (
-            "backslash",
-            Box::new(|z| add(z, "backslash\\..\\..\\evil.txt", b"x")),
-        ),
-        (
-            "dots_trick",
-            Box::new(|z| add(z, "dots_trick/..././evil.txt", b"x")),
-        ),
+        ("backslash", Box::new(|z| add(z, "backslash\\..\\..\\evil.txt", b"x"))),
+        ("dots_trick", Box::new(|z| add(z, "dots_trick/..././evil.txt", b"x"))),
         ("outside_dir", Box::new(|z| add(z, "other/evil.txt", b"x"))),
-        (
-            "symlink",
-            Box::new(|z| {
-                z.add_symlink(
-                    "symlink/model.tflite",
-                    "/etc/passwd",
-                    zip::write::SimpleFileOptions::default(),
-                )
-                .unwrap()
-            }),
-        ),
+        ("symlink", Box::new(|z| z.add_symlink("symlink/model.tflite", "/etc/passwd", zip::write::SimpleFileOptions::default()).unwrap())),
         (
             "many_entries",
             Box::new(|z| {
@@ -429,25 +296,12 @@ fn malicious_archives_are_rejected() {
     let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
     for name in cases.iter().map(|c| c.0).chain(["flat"]) {
         let e = fetch(&cache, &c, name).unwrap_err();
-        assert!(
-            e.message.contains("Unsafe or invalid model archive"),
-            "{name}: {}",
-            e.message
-        );
+        assert!(e.message.contains("Unsafe or invalid model archive"), "{name}: {}", e.message);
         assert!(!zoo_cache.join(name).exists(), "{name}: installed");
     }
     assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
-    assert!(
-        std::fs::read_dir(zoo_cache.join(".partial"))
-            .unwrap()
-            .next()
-            .is_none(),
-        "temp dirs removed"
-    );
-    assert!(
-        !outside.exists()
-            && !Path::new(&format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id())).exists()
-    );
+    assert!(std::fs::read_dir(zoo_cache.join(".partial")).unwrap().next().is_none(), "temp dirs removed");
+    assert!(!outside.exists() && !Path::new(&format!("/tmp/dgzoo_abs_evil_{}.txt", std::process::id())).exists());
     assert!(!root.path().parent().unwrap().join("evil.txt").exists());
     assert!(cache.entries().is_empty());
 }
@@ -458,8 +312,7 @@ fn zip_bombs_are_bounded() {
     let p = dir.path().join("bomb.zip");
     {
         let mut z = zip::ZipWriter::new(std::fs::File::create(&p).unwrap());
-        let o = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Deflated);
+        let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
         add(&mut z, "bomb/bomb.json", b"{}");
         z.start_file("bomb/zeros", o).unwrap();
         let chunk = vec![0u8; 1 << 20];
@@ -468,27 +321,12 @@ fn zip_bombs_are_bounded() {
         }
         z.finish().unwrap();
     }
-    assert!(
-        std::fs::metadata(&p).unwrap().len() < 1 << 20,
-        "a real bomb: small archive"
-    );
-    let limits = Limits {
-        max_entries: 100,
-        max_total_bytes: 16 << 20,
-    };
+    assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20, "a real bomb: small archive");
+    let limits = Limits { max_entries: 100, max_total_bytes: 16 << 20 };
     let e = extract_model(&p, "bomb", &dir.path().join("out"), limits).unwrap_err();
     assert!(e.message.contains("exceeds the limit"), "{}", e.message);
     // Under a larger limit the same archive extracts.
-    let n = extract_model(
-        &p,
-        "bomb",
-        &dir.path().join("out2"),
-        Limits {
-            max_entries: 100,
-            max_total_bytes: 128 << 20,
-        },
-    )
-    .unwrap();
+    let n = extract_model(&p, "bomb", &dir.path().join("out2"), Limits { max_entries: 100, max_total_bytes: 128 << 20 }).unwrap();
     assert_eq!(n, (64 << 20) + 2);
 }
 
@@ -541,35 +379,21 @@ fn truncated_and_corrupt_downloads_keep_the_old_copy() {
     let new_info = c.model_info(BLAZE).unwrap();
     let archive = std::fs::read(zoo_dir(root.path()).join(format!("{BLAZE}.zip"))).unwrap();
     let port = lying_server(new_info, archive);
-    let liar = CloudClient::new(
-        &parse_cloud_url(&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}")).unwrap(),
-        TOKEN,
-    );
+    let liar = CloudClient::new(&parse_cloud_url(&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}")).unwrap(), TOKEN);
     let liar_dir = cache.zoo_dir(liar.zoo()).unwrap();
     std::fs::rename(&good_dir, &liar_dir).unwrap();
 
     let e = fetch(&cache, &liar, BLAZE).unwrap_err();
     assert_eq!(e.code, dgzoo::Code::Network);
-    assert!(
-        e.message.contains("truncated") || e.message.contains("interrupted"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("truncated") || e.message.contains("interrupted"), "{}", e.message);
     // The old copy is still there, intact, with its old checksum; no leftovers.
     let old = cache.get_offline(liar.zoo(), BLAZE).unwrap();
-    assert!(dgzoo::cache::verify_model_dir(
-        &old.dir,
-        BLAZE,
-        info["model_params"]["Checksum"].as_str()
-    )
-    .is_ok());
+    assert!(dgzoo::cache::verify_model_dir(&old.dir, BLAZE, info["model_params"]["Checksum"].as_str()).is_ok());
     drop(old);
     assert_eq!(partial_bytes(&liar_dir), 0);
 
     // An archive whose config does not carry the announced checksum is refused too.
-    let e = cache
-        .ensure(&c, BLAZE, Some(&"0".repeat(64)), &mut |_, _| {})
-        .unwrap_err();
+    let e = cache.ensure(&c, BLAZE, Some(&"0".repeat(64)), &mut |_, _| {}).unwrap_err();
     assert!(e.message.contains("the zoo announced"), "{}", e.message);
 }
 
@@ -579,38 +403,17 @@ fn cache_cli_ls_verify_rm_prune() {
     let hub = start_hub(root.path());
     let cdir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
-        let o = Command::new(dgzoo_bin())
-            .args(args)
-            .env("DGZOO_CACHE_DIR", cdir.path())
-            .output()
-            .unwrap();
-        (
-            o.status.success(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        let o = Command::new(dgzoo_bin()).args(args).env("DGZOO_CACHE_DIR", cdir.path()).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     for m in [BLAZE, EFF_Q] {
-        let (ok, _, err) = run(&[
-            "cache",
-            "fetch",
-            "--url",
-            &hub_url(&hub),
-            "--token",
-            TOKEN,
-            m,
-        ]);
+        let (ok, _, err) = run(&["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, m]);
         assert!(ok, "{err}");
     }
     let (ok, out, _) = run(&["cache", "ls", "--json"]);
     assert!(ok);
     let v: Value = serde_json::from_str(&out).unwrap();
-    let models: Vec<&str> = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["model"].as_str().unwrap())
-        .collect();
+    let models: Vec<&str> = v.as_array().unwrap().iter().map(|e| e["model"].as_str().unwrap()).collect();
     assert_eq!(models, vec![BLAZE, EFF_Q]);
     assert!(run(&["cache", "verify"]).0);
     // Corrupt one binary: verify fails and names it.
@@ -630,10 +433,7 @@ fn cache_cli_ls_verify_rm_prune() {
     assert!(!run(&["cache", "rm", "nosuchmodel"]).0);
     let (ok, out, _) = run(&["cache", "prune", "--limit", "0", "--json"]);
     assert!(ok);
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap()[0]["model"],
-        EFF_Q
-    );
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()[0]["model"], EFF_Q);
     assert!(run(&["cache", "ls"]).1.trim().is_empty());
 }
 
@@ -645,22 +445,12 @@ fn unreachable_cloud_falls_back_to_cached_copy() {
     // A separate process, so that killing it closes its connections as a real outage would.
     let (hub, addr) = start_hub_process(root.path());
     let cdir = tempfile::tempdir().unwrap();
-    let zoo = connect(
-        &format!("http://{addr}/{ORG}/{ZOONAME}"),
-        TOKEN,
-        &cache_cfg(cdir.path()),
-    )
-    .unwrap();
+    let zoo = connect(&format!("http://{addr}/{ORG}/{ZOONAME}"), TOKEN, &cache_cfg(cdir.path())).unwrap();
     let want = predict(&zoo, EFF_Q, "cat_224.jpg");
     drop(hub);
     assert_eq!(predict(&zoo, EFF_Q, "cat_224.jpg"), want);
     let e = zoo.load_model(BLAZE, &Value::Null).unwrap_err();
-    assert!(
-        e.message
-            .starts_with(&format!("Unable to access server {addr}: ")),
-        "{}",
-        e.message
-    );
+    assert!(e.message.starts_with(&format!("Unable to access server {addr}: ")), "{}", e.message);
 }
 
 /// Without DGZOO_CACHE_DIR the cache lives under the OS app-data root
@@ -673,15 +463,7 @@ fn default_location_and_env_limit() {
     let home = tempfile::tempdir().unwrap();
     let run = |m: &str, limit: &str| {
         let o = Command::new(dgzoo_bin())
-            .args([
-                "cache",
-                "fetch",
-                "--url",
-                &hub_url(&hub),
-                "--token",
-                TOKEN,
-                m,
-            ])
+            .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, m])
             .env_remove("DGZOO_CACHE_DIR")
             .env_remove("XDG_DATA_HOME")
             .env("HOME", home.path())
@@ -693,21 +475,10 @@ fn default_location_and_env_limit() {
     };
     let v = run(EFF_Q, "1000000000");
     let base = home.path().join(".local/share/dgzoo/cloud_zoo_cache");
-    assert!(
-        Path::new(v["path"].as_str().unwrap()).starts_with(&base),
-        "{v}"
-    );
+    assert!(Path::new(v["path"].as_str().unwrap()).starts_with(&base), "{v}");
     // A 1 MB cap: fetching BLAZE (0.2 MB) evicts the 5 MB EFF_Q, not the model just fetched.
     run(BLAZE, "1000000");
-    let left: Vec<String> = Cache::new(dgzoo::cache::CacheConfig {
-        root: base,
-        limit: 0,
-        offline: true,
-    })
-    .entries()
-    .into_iter()
-    .map(|e| e.model)
-    .collect();
+    let left: Vec<String> = Cache::new(dgzoo::cache::CacheConfig { root: base, limit: 0, offline: true }).entries().into_iter().map(|e| e.model).collect();
     assert_eq!(left, vec![BLAZE]);
 }
 
@@ -728,10 +499,7 @@ fn update_waits_for_models_in_use() {
     drop(old);
     let h = fetch(&cache, &c, BLAZE).unwrap();
     assert!(h.downloaded);
-    assert_eq!(
-        std::fs::read(h.dir.join(format!("{BLAZE}.tflite"))).unwrap(),
-        new_bin
-    );
+    assert_eq!(std::fs::read(h.dir.join(format!("{BLAZE}.tflite"))).unwrap(), new_bin);
 }
 
 /// Two threads racing without a known checksum (the `check` path): one downloads, the other
@@ -744,16 +512,7 @@ fn racing_without_known_checksum_downloads_once() {
     let cdir = tempfile::tempdir().unwrap();
     let cache = Cache::new(cache_cfg(cdir.path()));
     let flags: Vec<bool> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..2)
-            .map(|_| {
-                s.spawn(|| {
-                    cache
-                        .ensure(&c, EFF_Q, None, &mut |_, _| {})
-                        .unwrap()
-                        .downloaded
-                })
-            })
-            .collect();
+        let hs: Vec<_> = (0..2).map(|_| s.spawn(|| cache.ensure(&c, EFF_Q, None, &mut |_, _| {}).unwrap().downloaded)).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(flags.iter().filter(|&&d| d).count(), 1, "{flags:?}");

@@ -10,9 +10,7 @@ unsafe fn take_err(e: *mut dg_error) -> Option<String> {
     if e.is_null() {
         return None;
     }
-    let m = CStr::from_ptr(dg_error_message(e))
-        .to_string_lossy()
-        .into_owned();
+    let m = CStr::from_ptr(dg_error_message(e)).to_string_lossy().into_owned();
     dg_error_free(e);
     Some(m)
 }
@@ -30,59 +28,24 @@ fn c_abi_with_a_cloud_zoo() {
     unsafe {
         let mut zoo = ptr::null_mut();
         let bad = CString::new("wrong").unwrap();
-        let e = take_err(dg_connect(
-            host.as_ptr(),
-            url.as_ptr(),
-            bad.as_ptr(),
-            &mut zoo,
-        ));
-        assert_eq!(
-            e.as_deref(),
-            Some(
-                format!(
-                    "Unable to connect to server {}: Token is not valid",
-                    hub.addr()
-                )
-                .as_str()
-            )
-        );
-        assert_eq!(
-            take_err(dg_connect(
-                host.as_ptr(),
-                url.as_ptr(),
-                token.as_ptr(),
-                &mut zoo
-            )),
-            None
-        );
+        let e = take_err(dg_connect(host.as_ptr(), url.as_ptr(), bad.as_ptr(), &mut zoo));
+        assert_eq!(e.as_deref(), Some(format!("Unable to connect to server {}: Token is not valid", hub.addr()).as_str()));
+        assert_eq!(take_err(dg_connect(host.as_ptr(), url.as_ptr(), token.as_ptr(), &mut zoo)), None);
         let mut names = ptr::null_mut();
         assert_eq!(take_err(dg_list_models(zoo, ptr::null(), &mut names)), None);
-        assert_eq!(
-            CStr::from_ptr(names).to_str().unwrap(),
-            format!("[\"{EFF_F}\"]")
-        );
+        assert_eq!(CStr::from_ptr(names).to_str().unwrap(), format!("[\"{EFF_F}\"]"));
         dg_string_free(names);
         let name = CString::new(EFF_F).unwrap();
         let mut model = ptr::null_mut();
-        assert_eq!(
-            take_err(dg_load_model(zoo, name.as_ptr(), ptr::null(), &mut model)),
-            None
-        );
+        assert_eq!(take_err(dg_load_model(zoo, name.as_ptr(), ptr::null(), &mut model)), None);
         let img = image("cat_224.jpg");
         let mut res = ptr::null_mut();
-        assert_eq!(
-            take_err(dg_predict(model, img.as_ptr(), img.len(), &mut res)),
-            None
-        );
-        let json: serde_json::Value =
-            serde_json::from_str(CStr::from_ptr(dg_result_json(res)).to_str().unwrap()).unwrap();
+        assert_eq!(take_err(dg_predict(model, img.as_ptr(), img.len(), &mut res)), None);
+        let json: serde_json::Value = serde_json::from_str(CStr::from_ptr(dg_result_json(res)).to_str().unwrap()).unwrap();
         assert_close(&json, &golden(EFF_F, "cat_224.jpg"), 1e-4, "C ABI");
         dg_result_free(res);
         dg_model_free(model);
         dg_zoo_free(zoo);
     }
-    assert!(
-        cache.path().read_dir().unwrap().count() >= 1,
-        "downloaded into DGZOO_CACHE_DIR"
-    );
+    assert!(cache.path().read_dir().unwrap().count() >= 1, "downloaded into DGZOO_CACHE_DIR");
 }

@@ -29,10 +29,7 @@ print("JSON" + json.dumps(out))
 "#;
 
 fn parse(stdout: &str) -> Value {
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("JSON"))
-        .unwrap_or_else(|| panic!("no result line in: {stdout}"));
+    let line = stdout.lines().find_map(|l| l.strip_prefix("JSON")).unwrap_or_else(|| panic!("no result line in: {stdout}"));
     serde_json::from_str(line).unwrap()
 }
 
@@ -44,51 +41,24 @@ fn pysdk_lists_loads_and_predicts_from_our_hub() {
     let home = tempfile::tempdir().unwrap();
     let url = hub_url(&hub);
     let images = format!("{ZOO}/images");
-    let (ok, out, err) = run_pysdk(
-        &peer,
-        home.path(),
-        SCRIPT,
-        &[&url, TOKEN, EFF_F, YOLO, EFF_ONNX, &images],
-    );
+    let (ok, out, err) = run_pysdk(&peer, home.path(), SCRIPT, &[&url, TOKEN, EFF_F, YOLO, EFF_ONNX, &images]);
     assert!(ok, "PySDK failed:\n{out}\n{err}");
     let v = parse(&out);
-    let want_sum = serde_json::from_str::<Value>(
-        &std::fs::read_to_string(format!("{ZOO}/{EFF_F}/{EFF_F}.json")).unwrap(),
-    )
-    .unwrap()["Checksum"]
-        .clone();
+    let want_sum = serde_json::from_str::<Value>(&std::fs::read_to_string(format!("{ZOO}/{EFF_F}/{EFF_F}.json")).unwrap()).unwrap()["Checksum"].clone();
     assert_eq!(v["info_checksum"], want_sum);
     assert_eq!(v["label_285"], "Egyptian cat");
     let mut want_list = vec![EFF_F, EFF_ONNX, YOLO, BLAZE];
     want_list.sort();
     assert_eq!(v["list"], serde_json::json!(want_list));
-    for (m, img) in [
-        (EFF_F, "cat_224.jpg"),
-        (YOLO, "girls_256.jpg"),
-        (EFF_ONNX, "cat_224.jpg"),
-    ] {
-        assert_close(
-            &v["results"][format!("{m}/{img}")],
-            &golden(m, img),
-            1e-4,
-            &format!("PySDK {m} {img}"),
-        );
+    for (m, img) in [(EFF_F, "cat_224.jpg"), (YOLO, "girls_256.jpg"), (EFF_ONNX, "cat_224.jpg")] {
+        assert_close(&v["results"][format!("{m}/{img}")], &golden(m, img), 1e-4, &format!("PySDK {m} {img}"));
     }
-    assert_eq!(
-        v["bad_token"],
-        format!(
-            "Unable to connect to server {}: Token is not valid",
-            hub.addr()
-        )
-    );
+    assert_eq!(v["bad_token"], format!("Unable to connect to server {}: Token is not valid", hub.addr()));
     // PySDK's native runtime filled its own cache from our hub (cloud-api.md §4 layout).
     let cached = home
         .path()
         .join(".local/share/DeGirum/cloud_zoo_cache")
-        .join(format!(
-            "127.0.0.1%3A{}.{ORG}.{ZOONAME}.{EFF_F}",
-            hub.addr().port()
-        ))
+        .join(format!("127.0.0.1%3A{}.{ORG}.{ZOONAME}.{EFF_F}", hub.addr().port()))
         .join(format!("{EFF_F}.json"));
     assert!(cached.is_file(), "{} missing", cached.display());
 }
@@ -101,34 +71,19 @@ fn pysdk_download_zoo_from_our_hub() {
     let home = tempfile::tempdir().unwrap();
     let dest = home.path().join("dl");
     let out = std::process::Command::new(peer.join("venv/bin/degirum"))
-        .args([
-            "download-zoo",
-            "--url",
-            &hub_url(&hub),
-            "--token",
-            TOKEN,
-            "--path",
-        ])
+        .args(["download-zoo", "--url", &hub_url(&hub), "--token", TOKEN, "--path"])
         .arg(&dest)
         .args(["--runtime", "TFLITE", "--precision", "FLOAT"])
         .env("HOME", home.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Downloaded 2 model(s)"), "{stdout}");
     for m in [BLAZE, YOLO] {
         for f in std::fs::read_dir(format!("{ZOO}/{m}")).unwrap().flatten() {
             let got = std::fs::read(dest.join(m).join(f.file_name())).unwrap();
-            assert!(
-                got == std::fs::read(f.path()).unwrap(),
-                "{m}/{:?} differs",
-                f.file_name()
-            );
+            assert!(got == std::fs::read(f.path()).unwrap(), "{m}/{:?} differs", f.file_name());
         }
     }
     assert!(!dest.join(EFF_Q).exists(), "QUANT model filtered out");
@@ -144,16 +99,7 @@ fn pysdk_model_info_first_fails_on_dg_zoo_server() {
     let (_server, port) = start_dg_zoo_server(&peer, root.path());
     let home = tempfile::tempdir().unwrap();
     let script = "import sys, degirum as dg\nz = dg.connect(dg.LOCAL, sys.argv[1], sys.argv[2])\ntry:\n    z.model_info(sys.argv[3])\n    print('OK')\nexcept KeyError as e:\n    print('KEYERROR', e)\n";
-    let (ok, out, err) = run_pysdk(
-        &peer,
-        home.path(),
-        script,
-        &[
-            &format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"),
-            TOKEN,
-            BLAZE,
-        ],
-    );
+    let (ok, out, err) = run_pysdk(&peer, home.path(), script, &[&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"), TOKEN, BLAZE]);
     assert!(ok, "{out}\n{err}");
     assert_eq!(out.trim(), "KEYERROR 'model_labels'");
 }

@@ -14,20 +14,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cloud_connect(url: &str, token: &str, cache: &std::path::Path) -> dgzoo::Result<Zoo> {
-    Zoo::connect_with(
-        "@cloud",
-        url,
-        token,
-        &ConnectOptions {
-            cache: Some(cache_cfg(cache)),
-            offline: None,
-        },
-    )
+    Zoo::connect_with("@cloud", url, token, &ConnectOptions { cache: Some(cache_cfg(cache)), offline: None })
 }
 
 fn results(m: &dgzoo::model::Model, img: &str) -> Value {
-    let r = run(m, &[Input::Bytes(&image(img))])
-        .unwrap_or_else(|e| panic!("predict {img}: {}", e.message));
+    let r = run(m, &[Input::Bytes(&image(img))]).unwrap_or_else(|e| panic!("predict {img}: {}", e.message));
     serde_json::to_value(&r.results).unwrap()
 }
 
@@ -42,59 +33,29 @@ fn our_client_predicts_through_our_hub() {
     let mut names = vec![EFF_F, EFF_ONNX, YOLO];
     names.sort();
     assert_eq!(zoo.list_names(&Default::default()), names);
-    assert!(
-        zoo.supported_device_types()
-            .contains(&"TFLITE/CPU".to_string()),
-        "devices from the hub's system-info"
-    );
+    assert!(zoo.supported_device_types().contains(&"TFLITE/CPU".to_string()), "devices from the hub's system-info");
     for m in [EFF_F, EFF_ONNX, YOLO] {
-        let model = zoo
-            .load_model(m, &json!({"input_image_format": "RAW"}))
-            .unwrap();
+        let model = zoo.load_model(m, &json!({"input_image_format": "RAW"})).unwrap();
         assert_eq!(model.name(), format!("{ORG}/{ZOONAME}/{m}"));
         // PySDK: a cloud model's devices_available is range(64).
-        assert_eq!(
-            model.get_property("devices_available").unwrap(),
-            json!((0..64).collect::<Vec<u64>>())
-        );
+        assert_eq!(model.get_property("devices_available").unwrap(), json!((0..64).collect::<Vec<u64>>()));
         for img in IMAGES {
-            assert_close(
-                &results(&model, img),
-                &golden(m, img),
-                1e-4,
-                &format!("cloud {m} {img}"),
-            );
+            assert_close(&results(&model, img), &golden(m, img), 1e-4, &format!("cloud {m} {img}"));
         }
     }
     // JPEG frames, the cloud default.
     let model = zoo.load_model(EFF_F, &Value::Null).unwrap();
-    assert_eq!(
-        results(&model, "cat_224.jpg")[0]["label"],
-        golden(EFF_F, "cat_224.jpg")[0]["label"]
-    );
+    assert_eq!(results(&model, "cat_224.jpg")[0]["label"], golden(EFF_F, "cat_224.jpg")[0]["label"]);
     // Pipelined: 12 frames on one connection with a queue depth of 4, delivered in order.
-    let model = zoo
-        .load_model(
-            YOLO,
-            &json!({"input_image_format": "RAW", "frame_queue_depth": 4}),
-        )
-        .unwrap();
+    let model = zoo.load_model(YOLO, &json!({"input_image_format": "RAW", "frame_queue_depth": 4})).unwrap();
     let imgs: Vec<Vec<u8>> = IMAGES.iter().cycle().take(12).map(|i| image(i)).collect();
     let frames: Vec<Vec<Input>> = imgs.iter().map(|b| vec![Input::Bytes(b)]).collect();
     let mut got = Vec::new();
-    infer::predict_batch(&model, &frames, |i, r| {
-        got.push((i, serde_json::to_value(&r.results).unwrap()))
-    })
-    .unwrap();
+    infer::predict_batch(&model, &frames, |i, r| got.push((i, serde_json::to_value(&r.results).unwrap()))).unwrap();
     assert_eq!(got.len(), 12);
     for (k, (i, v)) in got.iter().enumerate() {
         assert_eq!(*i, k);
-        assert_close(
-            v,
-            &golden(YOLO, IMAGES[k % 3]),
-            1e-4,
-            &format!("batch frame {k}"),
-        );
+        assert_close(v, &golden(YOLO, IMAGES[k % 3]), 1e-4, &format!("batch frame {k}"));
     }
     // The async pipeline works on cloud models like on any other.
     assert!(model.is_remote());
@@ -107,29 +68,12 @@ fn cloud_errors_match_pysdk() {
     let cache = tempfile::tempdir().unwrap();
     let url = hub_url(&hub);
     let e = cloud_connect(&url, "wrong-token", cache.path()).unwrap_err();
-    assert_eq!(
-        e.message,
-        format!(
-            "Unable to connect to server {}: Token is not valid",
-            hub.addr()
-        )
-    );
+    assert_eq!(e.message, format!("Unable to connect to server {}: Token is not valid", hub.addr()));
     let e = Zoo::connect("@cloud", cache.path().to_str().unwrap(), "").unwrap_err();
-    assert_eq!(
-        e.message,
-        format!(
-            "ZooManager: incorrect cloud model zoo URL '{}'",
-            cache.path().display()
-        )
-    );
+    assert_eq!(e.message, format!("ZooManager: incorrect cloud model zoo URL '{}'", cache.path().display()));
     let zoo = cloud_connect(&url, TOKEN, cache.path()).unwrap();
     let e = zoo.load_model("nomodel", &Value::Null).unwrap_err();
-    assert!(
-        e.message
-            .contains("Model nomodel is not found in model zoo myorg/myzoo"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("Model nomodel is not found in model zoo myorg/myzoo"), "{}", e.message);
 
     // socket.io level: refused CONNECTs fail at once with PySDK's text.
     let zoo_addr = parse_cloud_url(&url).unwrap();
@@ -138,62 +82,35 @@ fn cloud_errors_match_pysdk() {
     let t = Instant::now();
     let e = Session::open(ep.clone(), &auth("bad", EFF_F), "m", 10.0, 8).unwrap_err();
     assert_eq!(e.message, format!("Unable to open connection to cloud server {}: Inference connection refused: token is not valid", hub.addr()));
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "refusal is final: no retries"
-    );
+    assert!(t.elapsed() < Duration::from_secs(2), "refusal is final: no retries");
     let e = Session::open(ep.clone(), &auth(TOKEN, "nomodel"), "m", 10.0, 8).unwrap_err();
-    assert!(
-        e.message.ends_with(
-            "Inference connection refused: model nomodel is not found in model zoo myorg/myzoo"
-        ),
-        "{}",
-        e.message
-    );
+    assert!(e.message.ends_with("Inference connection refused: model nomodel is not found in model zoo myorg/myzoo"), "{}", e.message);
     let e = Session::open(ep.clone(), &auth(TOKEN, "../x"), "m", 10.0, 8).unwrap_err();
-    assert!(
-        e.message.contains("Inference connection refused"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.contains("Inference connection refused"), "{}", e.message);
     // A token for another zoo.
     std::fs::write(root.path().join("tokens.json"), format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/other"]}}, "t2": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
     let e = Session::open(ep.clone(), &auth(TOKEN, EFF_F), "m", 10.0, 8).unwrap_err();
-    assert!(
-        e.message
-            .ends_with("token does not have access rights to zoo myorg/myzoo"),
-        "{}",
-        e.message
-    );
+    assert!(e.message.ends_with("token does not have access rights to zoo myorg/myzoo"), "{}", e.message);
 
     // A session with a wrong number of inputs gets an error result, not a dead server.
     let mut s = Session::open(ep.clone(), &auth("t2", EFF_F), "m", 10.0, 8).unwrap();
     s.send(&[vec![1, 2, 3], vec![4]]).unwrap();
     let r = socketio::mp_to_json(&s.recv().unwrap());
     assert_eq!(r["success"], false);
-    assert!(
-        r["msg"].as_str().unwrap().contains("frame has 2 input(s)"),
-        "{r}"
-    );
+    assert!(r["msg"].as_str().unwrap().contains("frame has 2 input(s)"), "{r}");
     s.send(&[vec![0u8; 10]]).unwrap();
     let r = socketio::mp_to_json(&s.recv().unwrap());
     // model_params "" keeps the zoo's JPEG input format: ten zero bytes are no image.
-    assert!(
-        r["msg"].as_str().unwrap().contains("cannot decode image"),
-        "{r}"
-    );
+    assert!(r["msg"].as_str().unwrap().contains("cannot decode image"), "{r}");
     s.close();
 }
 
 /// A raw WebSocket to the hub's socket.io endpoint.
 fn raw_ws(port: u16, query: &str) -> Result<tungstenite::WebSocket<std::net::TcpStream>, String> {
     let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let url = format!("ws://127.0.0.1:{port}/api/v2/socket.io/?{query}");
-    tungstenite::client::client(url.as_str(), sock)
-        .map(|(ws, _)| ws)
-        .map_err(|e| e.to_string())
+    tungstenite::client::client(url.as_str(), sock).map(|(ws, _)| ws).map_err(|e| e.to_string())
 }
 
 fn read_bin(ws: &mut tungstenite::WebSocket<std::net::TcpStream>) -> Packet {
@@ -228,94 +145,46 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     assert!(raw_ws(port, "transport=websocket&EIO=3").is_err());
     let mut ws = raw_ws(port, "transport=websocket&EIO=4").unwrap();
     match ws.read().unwrap() {
-        tungstenite::Message::Text(t) => assert!(
-            matches!(socketio::parse_control(&t).unwrap(), socketio::Control::Open(v) if v["pingInterval"].is_u64())
-        ),
+        tungstenite::Message::Text(t) => assert!(matches!(socketio::parse_control(&t).unwrap(), socketio::Control::Open(v) if v["pingInterval"].is_u64())),
         other => panic!("expected the open packet, got {other:?}"),
     }
     use tungstenite::Message::{Binary, Text};
-    for junk in [
-        Binary(vec![]),
-        Binary(vec![0xc1]),
-        Binary(b"\x81\xa4type\xa5hello".to_vec()),
-        Text("zzz".into()),
-        Text("0{".into()),
-    ] {
+    for junk in [Binary(vec![]), Binary(vec![0xc1]), Binary(b"\x81\xa4type\xa5hello".to_vec()), Text("zzz".into()), Text("0{".into())] {
         ws.send(junk).unwrap();
     }
     // A frame before CONNECT is answered with an error result under its frame number.
-    ws.send(Binary(
-        Packet::event(
-            "predict",
-            vec![
-                rmpv::Value::Binary(socketio::encode_frame(&[vec![1]])),
-                rmpv::Value::from("0"),
-            ],
-        )
-        .encode(),
-    ))
-    .unwrap();
+    ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(&[vec![1]])), rmpv::Value::from("0")]).encode())).unwrap();
     let p = read_bin(&mut ws);
     let (name, args) = p.as_event().unwrap();
     assert_eq!(name, "predict_result");
     assert_eq!(socketio::mp_text(&args[1]).as_deref(), Some("0"));
     assert_eq!(socketio::mp_to_json(&args[0])["success"], false);
     // CONNECT with an auth that is not a map.
-    ws.send(Binary(
-        Packet::new(socketio::CONNECT, rmpv::Value::from(5)).encode(),
-    ))
-    .unwrap();
+    ws.send(Binary(Packet::new(socketio::CONNECT, rmpv::Value::from(5)).encode())).unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT_ERROR);
     ws.send(Binary(Packet::new(socketio::CONNECT, socketio::mp_from_json(&json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": "{not json"}))).encode())).unwrap();
     let p = read_bin(&mut ws);
     assert_eq!(p.kind, socketio::CONNECT_ERROR);
-    assert!(socketio::mp_to_json(&p.data)["message"]
-        .as_str()
-        .unwrap()
-        .contains("model_params is not valid JSON"));
+    assert!(socketio::mp_to_json(&p.data)["message"].as_str().unwrap().contains("model_params is not valid JSON"));
     // A valid CONNECT, two frames sent, then the client vanishes without reading.
     ws.send(Binary(Packet::new(socketio::CONNECT, socketio::mp_from_json(&json!({"token": TOKEN, "organization": ORG, "zoo": ZOONAME, "model": EFF_F, "model_params": r#"{"PRE_PROCESS":[{"InputImgFmt":"JPEG"}]}"#}))).encode())).unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT);
-    let jpeg = dgzoo::image_ops::encode_jpeg(
-        &dgzoo::image_ops::decode(&image("cat_224.jpg")).unwrap(),
-        95,
-    )
-    .unwrap();
+    let jpeg = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::decode(&image("cat_224.jpg")).unwrap(), 95).unwrap();
     for n in 0..2 {
-        ws.send(Binary(
-            Packet::event(
-                "predict",
-                vec![
-                    rmpv::Value::Binary(socketio::encode_frame(std::slice::from_ref(&jpeg))),
-                    rmpv::Value::from(n.to_string().as_str()),
-                ],
-            )
-            .encode(),
-        ))
-        .unwrap();
+        ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(std::slice::from_ref(&jpeg))), rmpv::Value::from(n.to_string().as_str())]).encode())).unwrap();
     }
     assert_eq!(hub.inference_connections(), 1);
     drop(ws);
     let t = Instant::now();
     while hub.inference_connections() > 0 {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the hub did not notice the dropped client"
-        );
+        assert!(t.elapsed() < Duration::from_secs(20), "the hub did not notice the dropped client");
         std::thread::sleep(Duration::from_millis(50));
     }
     // Still serving.
     let cache = tempfile::tempdir().unwrap();
     let zoo = cloud_connect(&hub_url(&hub), TOKEN, cache.path()).unwrap();
-    let model = zoo
-        .load_model(EFF_F, &json!({"input_image_format": "RAW"}))
-        .unwrap();
-    assert_close(
-        &results(&model, "cat_224.jpg"),
-        &golden(EFF_F, "cat_224.jpg"),
-        1e-4,
-        "after a dropped client",
-    );
+    let model = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
+    assert_close(&results(&model, "cat_224.jpg"), &golden(EFF_F, "cat_224.jpg"), 1e-4, "after a dropped client");
 }
 
 fn spawn_hub(root: &std::path::Path, port: u16) -> ChildGuard {
@@ -327,10 +196,7 @@ fn spawn_hub(root: &std::path::Path, port: u16) -> ChildGuard {
         .spawn()
         .expect("start dgzoo hub");
     let g = ChildGuard(child);
-    assert!(
-        wait_port(port, Duration::from_secs(30)),
-        "hub did not start on {port}"
-    );
+    assert!(wait_port(port, Duration::from_secs(30)), "hub did not start on {port}");
     g
 }
 
@@ -342,12 +208,7 @@ fn stream_survives_a_hub_restart() {
     let cache = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}");
     let zoo = cloud_connect(&url, TOKEN, cache.path()).unwrap();
-    let model = zoo
-        .load_model(
-            EFF_F,
-            &json!({"input_image_format": "RAW", "frame_queue_depth": 3}),
-        )
-        .unwrap();
+    let model = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW", "frame_queue_depth": 3})).unwrap();
     let n = 24;
     let (tx, rx) = std::sync::mpsc::channel();
     let worker = std::thread::spawn(move || {
@@ -362,30 +223,21 @@ fn stream_survives_a_hub_restart() {
     });
     // After a few results, kill the hub and start a new one on the same port.
     for _ in 0..3 {
-        rx.recv_timeout(Duration::from_secs(120))
-            .expect("first results");
+        rx.recv_timeout(Duration::from_secs(120)).expect("first results");
     }
     let _ = hub.0.kill();
     let _ = hub.0.wait();
     // At most `frame_queue_depth` results can be ahead of delivery: the rest must come from
     // re-sent frames on the restarted hub.
     let so_far = 3 + rx.try_iter().count();
-    assert!(
-        so_far + 3 < n,
-        "the stream ended before the restart ({so_far} results)"
-    );
+    assert!(so_far + 3 < n, "the stream ended before the restart ({so_far} results)");
     hub = spawn_hub(root.path(), port);
     let (r, got) = worker.join().unwrap();
     r.unwrap_or_else(|e| panic!("stream failed across the restart: {}", e.message));
     assert_eq!(got.len(), n);
     for (k, (i, v)) in got.iter().enumerate() {
         assert_eq!(*i, k);
-        assert_close(
-            v,
-            &golden(EFF_F, IMAGES[k % 3]),
-            1e-4,
-            &format!("frame {k}"),
-        );
+        assert_close(v, &golden(EFF_F, IMAGES[k % 3]), 1e-4, &format!("frame {k}"));
     }
     drop(hub);
 }

@@ -62,117 +62,41 @@ fn pysdk_cloud_client_predicts_through_our_hub() {
     let url = hub_url(&hub);
     let images = format!("{ZOO}/images");
     // Not BLAZE: its raw-tensor results stay bytes in PySDK's cloud client (cloud-api.md §5.3).
-    let cases = [
-        (EFF_F, "cat_224.jpg"),
-        (EFF_ONNX, "car_416.jpg"),
-        (YOLO, "girls_256.jpg"),
-    ];
+    let cases = [(EFF_F, "cat_224.jpg"), (EFF_ONNX, "car_416.jpg"), (YOLO, "girls_256.jpg")];
     let arg: Vec<String> = cases.iter().map(|(m, i)| format!("{m}@{i}")).collect();
     let tokens = root.path().join("tokens.json");
-    let (ok, out, err) = run_pysdk(
-        &peer,
-        home.path(),
-        SCRIPT,
-        &[
-            &url,
-            TOKEN,
-            &images,
-            tokens.to_str().unwrap(),
-            &arg.join(","),
-        ],
-    );
+    let (ok, out, err) = run_pysdk(&peer, home.path(), SCRIPT, &[&url, TOKEN, &images, tokens.to_str().unwrap(), &arg.join(",")]);
     assert!(ok, "PySDK failed:\n{out}\n{err}");
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("JSON"))
-        .unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
+    let line = out.lines().find_map(|l| l.strip_prefix("JSON")).unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
     let v: Value = serde_json::from_str(line).unwrap();
     let mut want = vec![EFF_F, EFF_ONNX, YOLO, BLAZE];
     want.sort();
     assert_eq!(v["list"], serde_json::json!(want));
     for (m, img) in cases {
         // Labels exact, scores 1e-4, boxes 0.5 px.
-        assert_close(
-            &v["results"][format!("{m}/{img}")],
-            &golden(m, img),
-            1e-4,
-            &format!("PySDK cloud {m} {img}"),
-        );
+        assert_close(&v["results"][format!("{m}/{img}")], &golden(m, img), 1e-4, &format!("PySDK cloud {m} {img}"));
     }
-    assert_eq!(
-        v["jpeg"][0]["label"],
-        golden(EFF_F, "cat_224.jpg")[0]["label"],
-        "JPEG frame top label"
-    );
+    assert_eq!(v["jpeg"][0]["label"], golden(EFF_F, "cat_224.jpg")[0]["label"], "JPEG frame top label");
     let batch = v["batch"].as_array().unwrap();
     assert_eq!(batch.len(), 9);
-    for (i, img) in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"]
-        .iter()
-        .cycle()
-        .take(9)
-        .enumerate()
-    {
-        assert_close(
-            &batch[i],
-            &golden(YOLO, img),
-            0.5,
-            &format!("batch[{i}] {img}"),
-        );
+    for (i, img) in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"].iter().cycle().take(9).enumerate() {
+        assert_close(&batch[i], &golden(YOLO, img), 0.5, &format!("batch[{i}] {img}"));
     }
     // Our client gives the same texts (with the token the script revoked restored).
-    std::fs::write(
-        &tokens,
-        format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#),
-    )
-    .unwrap();
+    std::fs::write(&tokens, format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let ours = |url: &str, tok: &str| {
-        dgzoo::zoo::Zoo::connect_with(
-            "@cloud",
-            url,
-            tok,
-            &dgzoo::zoo::ConnectOptions {
-                cache: Some(cache_cfg(cache.path())),
-                offline: None,
-            },
-        )
-        .map(|_| ())
-        .unwrap_err()
-        .message
+        dgzoo::zoo::Zoo::connect_with("@cloud", url, tok, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).map(|_| ()).unwrap_err().message
     };
     assert_eq!(v["local_path"], ours(&images, TOKEN));
     assert_eq!(v["bad_token"], ours(&url, "wrong-token"));
-    let our_zoo = dgzoo::zoo::Zoo::connect_with(
-        "@cloud",
-        &url,
-        TOKEN,
-        &dgzoo::zoo::ConnectOptions {
-            cache: Some(cache_cfg(cache.path())),
-            offline: None,
-        },
-    )
-    .unwrap();
-    assert_eq!(
-        v["no_model"],
-        our_zoo
-            .load_model("nomodel", &Value::Null)
-            .unwrap_err()
-            .message
-    );
-    assert_eq!(
-        v["devices_available"],
-        serde_json::json!((0..64).collect::<Vec<u64>>())
-    );
+    let our_zoo = dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    assert_eq!(v["no_model"], our_zoo.load_model("nomodel", &Value::Null).unwrap_err().message);
+    assert_eq!(v["devices_available"], serde_json::json!((0..64).collect::<Vec<u64>>()));
     let ours_model = our_zoo.load_model(EFF_F, &Value::Null).unwrap();
-    assert_eq!(
-        ours_model.get_property("devices_available").unwrap(),
-        v["devices_available"]
-    );
+    assert_eq!(ours_model.get_property("devices_available").unwrap(), v["devices_available"]);
     let revoked = v["revoked"].as_str().unwrap_or_default();
-    assert!(
-        revoked.contains("Inference connection refused: token is not valid"),
-        "{revoked}"
-    );
+    assert!(revoked.contains("Inference connection refused: token is not valid"), "{revoked}");
     assert!(hub.request_count() > 0);
 }
 
@@ -200,37 +124,14 @@ fn pysdk_client_vanishing_mid_stream_leaves_the_hub_serving() {
     assert!(ok && out.contains("DROPPING"), "{out}\n{err}");
     let t = std::time::Instant::now();
     while hub.inference_connections() > 0 {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(30),
-            "the hub still holds the vanished client's connection"
-        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(30), "the hub still holds the vanished client's connection");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let cache = tempfile::tempdir().unwrap();
-    let zoo = dgzoo::zoo::Zoo::connect_with(
-        "@cloud",
-        &url,
-        TOKEN,
-        &dgzoo::zoo::ConnectOptions {
-            cache: Some(cache_cfg(cache.path())),
-            offline: None,
-        },
-    )
-    .unwrap();
-    let m = zoo
-        .load_model(YOLO, &serde_json::json!({"input_image_format": "RAW"}))
-        .unwrap();
-    let r = dgzoo::inference::predict(
-        &m,
-        &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))],
-    )
-    .unwrap();
-    assert_close(
-        &serde_json::to_value(&r.results).unwrap(),
-        &golden(YOLO, "girls_256.jpg"),
-        1e-4,
-        "after the vanished client",
-    );
+    let zoo = dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let m = zoo.load_model(YOLO, &serde_json::json!({"input_image_format": "RAW"})).unwrap();
+    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
+    assert_close(&serde_json::to_value(&r.results).unwrap(), &golden(YOLO, "girls_256.jpg"), 1e-4, "after the vanished client");
 }
 
 const RESTART_SCRIPT: &str = r#"
@@ -253,12 +154,7 @@ fn proxy(target: std::sync::Arc<std::sync::atomic::AtomicU16>) -> u16 {
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for c in l.incoming().flatten() {
-            let Ok(s) = std::net::TcpStream::connect((
-                "127.0.0.1",
-                target.load(std::sync::atomic::Ordering::SeqCst),
-            )) else {
-                continue;
-            };
+            let Ok(s) = std::net::TcpStream::connect(("127.0.0.1", target.load(std::sync::atomic::Ordering::SeqCst))) else { continue };
             for (mut from, mut to) in [(c.try_clone().unwrap(), s.try_clone().unwrap()), (s, c)] {
                 std::thread::spawn(move || {
                     let _ = std::io::copy(&mut from, &mut to);
@@ -280,10 +176,7 @@ fn spawn_hub(root: &std::path::Path, port: u16) -> ChildGuard {
         .spawn()
         .expect("start dgzoo hub");
     let g = ChildGuard(child);
-    assert!(
-        wait_port(port, std::time::Duration::from_secs(30)),
-        "hub did not start on {port}"
-    );
+    assert!(wait_port(port, std::time::Duration::from_secs(30)), "hub did not start on {port}");
     g
 }
 
@@ -302,13 +195,7 @@ fn pysdk_stream_survives_a_hub_restart() {
     let n = 30;
     let mut child = std::process::Command::new(peer.join("venv/bin/python"))
         .arg(&script)
-        .args([
-            &format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"),
-            TOKEN,
-            &format!("{ZOO}/images"),
-            EFF_F,
-            &n.to_string(),
-        ])
+        .args([&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"), TOKEN, &format!("{ZOO}/images"), EFF_F, &n.to_string()])
         .env("HOME", home.path())
         .env("LD_LIBRARY_PATH", ort_dir(&peer))
         .stdout(std::process::Stdio::piped())
@@ -336,21 +223,12 @@ fn pysdk_stream_survives_a_hub_restart() {
         }
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        done,
-        "PySDK stream did not finish: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(done, "PySDK stream did not finish: {}", String::from_utf8_lossy(&out.stderr));
     assert!(hub2.is_some());
     assert_eq!(results.len(), n);
     for (k, r) in results.iter().enumerate() {
         let img = ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"][k % 3];
-        assert_close(
-            r,
-            &golden(EFF_F, img),
-            1e-4,
-            &format!("PySDK frame {k} across the restart"),
-        );
+        assert_close(r, &golden(EFF_F, img), 1e-4, &format!("PySDK frame {k} across the restart"));
     }
 }
 
@@ -372,37 +250,20 @@ fn pysdk_client_through_our_hub_to_a_real_aiserver_pool() {
     let zdir = tempfile::tempdir().unwrap();
     let dst = zdir.path().join(EFF_F);
     std::fs::create_dir(&dst).unwrap();
-    for f in std::fs::read_dir(std::path::Path::new(ZOO).join(EFF_F))
-        .unwrap()
-        .flatten()
-    {
+    for f in std::fs::read_dir(std::path::Path::new(ZOO).join(EFF_F)).unwrap().flatten() {
         std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
     }
     let home = tempfile::tempdir().unwrap();
     let server = aiserver_common::start_peer_server(&peer, zdir.path(), &[("HOME", home.path())]);
-    let addr =
-        dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{}", server.port)).unwrap();
+    let addr = dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{}", server.port)).unwrap();
     let root = hub_root(&[EFF_F]);
     let hub = start_hub(root.path());
     hub.set_aiserver_pool(vec![addr]);
-    let (ok, out, err) = run_pysdk(
-        &peer,
-        home.path(),
-        POOL_SCRIPT,
-        &[&hub_url(&hub), TOKEN, &format!("{ZOO}/images"), EFF_F],
-    );
+    let (ok, out, err) = run_pysdk(&peer, home.path(), POOL_SCRIPT, &[&hub_url(&hub), TOKEN, &format!("{ZOO}/images"), EFF_F]);
     assert!(ok, "PySDK failed:\n{out}\n{err}");
-    let line = out
-        .lines()
-        .find_map(|l| l.strip_prefix("JSON"))
-        .unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
+    let line = out.lines().find_map(|l| l.strip_prefix("JSON")).unwrap_or_else(|| panic!("no result line: {out}\n{err}"));
     let v: Value = serde_json::from_str(line).unwrap();
     for img in ["car_416.jpg", "cat_224.jpg", "girls_256.jpg"] {
-        assert_close(
-            &v[img],
-            &golden(EFF_F, img),
-            1e-4,
-            &format!("via the real AI server: {img}"),
-        );
+        assert_close(&v[img], &golden(EFF_F, img), 1e-4, &format!("via the real AI server: {img}"));
     }
 }

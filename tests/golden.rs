@@ -8,17 +8,11 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 fn zoo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/zoo")
-        .canonicalize()
-        .expect("../shared/zoo must exist beside the repo")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo").canonicalize().expect("../shared/zoo must exist beside the repo")
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 fn connect() -> Zoo {
@@ -79,10 +73,7 @@ fn assert_json_close(got: &Value, want: &Value, path: &str) {
     match (got, want) {
         (Value::Number(a), Value::Number(b)) => {
             let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-            assert!(
-                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
-                "{path}: {a} != {b}"
-            );
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{path}: {a} != {b}");
         }
         (Value::Object(a), Value::Object(b)) => {
             let ka: Vec<_> = a.keys().collect();
@@ -111,9 +102,7 @@ fn model_info_matches_pysdk() {
     for e in std::fs::read_dir(&dir).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_stem().unwrap().to_str().unwrap().to_string();
-        let text = std::fs::read_to_string(&p)
-            .unwrap()
-            .replace("<zoo-root>", root.to_str().unwrap());
+        let text = std::fs::read_to_string(&p).unwrap().replace("<zoo-root>", root.to_str().unwrap());
         let want: Value = serde_json::from_str(&text).unwrap();
         let got = zoo.model_info(&name).unwrap();
         assert_json_close(&got, &want, &name);
@@ -125,13 +114,7 @@ fn model_info_matches_pysdk() {
 /// Compare one frame's results with PySDK's: labels/ids exact, scores 1e-4, boxes 0.5 px,
 /// raw tensors element-wise within 1e-4 (absolute, or relative for large values).
 fn assert_results_close(got: &dgzoo::inference::InferenceResult, want: &[Value], what: &str) {
-    assert_eq!(
-        got.results.len(),
-        want.len(),
-        "{what}: number of results\n got {:?}\nwant {:?}",
-        got.results,
-        want
-    );
+    assert_eq!(got.results.len(), want.len(), "{what}: number of results\n got {:?}\nwant {:?}", got.results, want);
     for (i, (g, w)) in got.results.iter().zip(want).enumerate() {
         let w = w.as_object().unwrap();
         if let Some(nd) = w.get("data").filter(|d| d.get("__ndarray__").is_some()) {
@@ -148,11 +131,7 @@ fn assert_results_close(got: &dgzoo::inference::InferenceResult, want: &[Value],
                 vals.iter().map(|&v| v as f64).collect()
             };
             assert_eq!(vals.len(), flat.len(), "{what}[{i}]: size");
-            let worst = vals
-                .iter()
-                .zip(&flat)
-                .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
-                .fold(0.0, f64::max);
+            let worst = vals.iter().zip(&flat).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f64::max);
             assert!(worst <= 1e-4, "{what}[{i}]: raw tensor differs by {worst}");
             for k in ["id", "name", "shape", "size", "type"] {
                 assert_eq!(g[k], w[k], "{what}[{i}].{k}");
@@ -165,19 +144,9 @@ fn assert_results_close(got: &dgzoo::inference::InferenceResult, want: &[Value],
         let (gs, ws) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
         assert!((gs - ws).abs() <= 1e-4, "{what}[{i}]: score {gs} vs {ws}");
         if let Some(wb) = w.get("bbox") {
-            for (a, b) in g["bbox"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .zip(wb.as_array().unwrap())
-            {
+            for (a, b) in g["bbox"].as_array().unwrap().iter().zip(wb.as_array().unwrap()) {
                 let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
-                assert!(
-                    (a - b).abs() <= 0.5,
-                    "{what}[{i}]: bbox {:?} vs {:?}",
-                    g["bbox"],
-                    wb
-                );
+                assert!((a - b).abs() <= 0.5, "{what}[{i}]: bbox {:?} vs {:?}", g["bbox"], wb);
             }
         }
         let gk: Vec<_> = g.as_object().unwrap().keys().collect();
@@ -194,20 +163,13 @@ fn assert_int8_close(got: &dgzoo::inference::InferenceResult, want: &[Value], wh
     assert_eq!(got.results.len(), want.len(), "{what}: number of results");
     assert_eq!(got.results[0]["label"], want[0]["label"], "{what}: top-1");
     let labels = |v: &[Value]| {
-        let mut l: Vec<String> = v
-            .iter()
-            .map(|r| r["label"].as_str().unwrap().to_string())
-            .collect();
+        let mut l: Vec<String> = v.iter().map(|r| r["label"].as_str().unwrap().to_string()).collect();
         l.sort();
         l
     };
     assert_eq!(labels(&got.results), labels(want), "{what}: top-k labels");
     for w in want {
-        let g = got
-            .results
-            .iter()
-            .find(|g| g["label"] == w["label"])
-            .unwrap();
+        let g = got.results.iter().find(|g| g["label"] == w["label"]).unwrap();
         assert_eq!(g["category_id"], w["category_id"]);
         let d = (g["score"].as_f64().unwrap() - w["score"].as_f64().unwrap()).abs();
         assert!(d <= 0.07, "{what}: score of {} differs by {d}", w["label"]);
@@ -232,8 +194,7 @@ fn every_model_on_every_image_matches_pysdk() {
         for img in ["cat_224", "car_416", "girls_256"] {
             let want = read_json(&root.join(format!("expected/{model_name}/{img}.json")));
             let bytes = std::fs::read(root.join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)])
-                .unwrap_or_else(|e| panic!("{model_name} on {img}: {e}"));
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{model_name} on {img}: {e}"));
             let want = want["results"].as_array().unwrap();
             if model_name.contains("_quant_tflite_") {
                 assert_int8_close(&got, want, &format!("{model_name}/{img}"));
@@ -243,10 +204,7 @@ fn every_model_on_every_image_matches_pysdk() {
             checked += 1;
         }
     }
-    assert_eq!(
-        checked, 18,
-        "all six models must be listed (runtimes installed?)"
-    );
+    assert_eq!(checked, 18, "all six models must be listed (runtimes installed?)");
 }
 
 #[test]
@@ -255,31 +213,14 @@ fn batch_and_async_give_the_same_results_in_order() {
     let root = zoo_root();
     let name = "yolov8n_nudenet--320x320_float_onnx_cpu_1";
     let model = zoo.load_model(name, &Value::Null).unwrap();
-    let imgs = [
-        "cat_224",
-        "car_416",
-        "girls_256",
-        "car_416",
-        "girls_256",
-        "cat_224",
-    ];
-    let frames: Vec<Vec<dgzoo::pipeline::OwnedInput>> = imgs
-        .iter()
-        .map(|i| {
-            vec![dgzoo::pipeline::OwnedInput::Bytes(
-                std::fs::read(root.join(format!("images/{i}.jpg"))).unwrap(),
-            )]
-        })
-        .collect();
+    let imgs = ["cat_224", "car_416", "girls_256", "car_416", "girls_256", "cat_224"];
+    let frames: Vec<Vec<dgzoo::pipeline::OwnedInput>> =
+        imgs.iter().map(|i| vec![dgzoo::pipeline::OwnedInput::Bytes(std::fs::read(root.join(format!("images/{i}.jpg"))).unwrap())]).collect();
     let out = dgzoo::pipeline::predict_batch(&model, frames).unwrap();
     assert_eq!(out.len(), imgs.len());
     for (r, img) in out.iter().zip(imgs) {
         let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
-        assert_results_close(
-            r.as_ref().unwrap(),
-            want["results"].as_array().unwrap(),
-            &format!("batch {img}"),
-        );
+        assert_results_close(r.as_ref().unwrap(), want["results"].as_array().unwrap(), &format!("batch {img}"));
     }
 }
 
@@ -303,22 +244,8 @@ fn bad_inputs_give_clear_errors_and_the_model_stays_usable() {
     let e = predict(&model, &[Input::Bytes(b"not an image at all")]).unwrap_err();
     assert!(!e.message.is_empty());
     let e = predict(&model, &[Input::Bytes(&good), Input::Bytes(&good)]).unwrap_err();
-    assert!(
-        e.message
-            .contains("does not match to the number of model inputs"),
-        "{e}"
-    );
-    let e = predict(
-        &model,
-        &[Input::Pixels {
-            data: &[0u8; 10],
-            width: 10,
-            height: 10,
-            stride: 30,
-            bgr: false,
-        }],
-    )
-    .unwrap_err();
+    assert!(e.message.contains("does not match to the number of model inputs"), "{e}");
+    let e = predict(&model, &[Input::Pixels { data: &[0u8; 10], width: 10, height: 10, stride: 30, bgr: false }]).unwrap_err();
     assert!(!e.message.is_empty());
     // Still works, and still gives PySDK's result.
     let r = predict(&model, &[Input::Bytes(&good)]).unwrap();
@@ -332,31 +259,18 @@ fn broken_model_files() {
     let tmp = tempfile::tempdir().unwrap();
     let src = zoo_root().join("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1");
     let name = "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1";
-    for (case, body) in [
-        ("garbage", b"this is not a flatbuffer".to_vec()),
-        (
-            "mismatch",
-            std::fs::read(src.join(format!("{name}.tflite"))).unwrap()[..1000].to_vec(),
-        ),
-    ] {
+    for (case, body) in [("garbage", b"this is not a flatbuffer".to_vec()), ("mismatch", std::fs::read(src.join(format!("{name}.tflite"))).unwrap()[..1000].to_vec())] {
         let d = tmp.path().join(case).join(name);
         std::fs::create_dir_all(&d).unwrap();
         let mut cfg = read_json(&src.join(format!("{name}.json")));
         if case == "garbage" {
             // A checksum that matches the garbage, so the runtime itself must refuse it.
             use sha2::Digest;
-            cfg["Checksum"] = json!(sha2::Sha256::digest(&body)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>());
+            cfg["Checksum"] = json!(sha2::Sha256::digest(&body).iter().map(|b| format!("{b:02x}")).collect::<String>());
         }
         std::fs::write(d.join(format!("{name}.json")), cfg.to_string()).unwrap();
         std::fs::write(d.join(format!("{name}.tflite")), &body).unwrap();
-        std::fs::copy(
-            src.join("labels_ImageNet.json"),
-            d.join("labels_ImageNet.json"),
-        )
-        .unwrap();
+        std::fs::copy(src.join("labels_ImageNet.json"), d.join("labels_ImageNet.json")).unwrap();
         let zoo = Zoo::connect("@local", tmp.path().join(case).to_str().unwrap(), "").unwrap();
         let model = zoo.load_model(name, &Value::Null).unwrap();
         let img = std::fs::read(zoo_root().join("images/cat_224.jpg")).unwrap();
@@ -374,9 +288,7 @@ fn broken_model_files() {
 fn every_input_form_gives_the_same_result() {
     let zoo = connect();
     let root = zoo_root();
-    let model = zoo
-        .load_model("yolov8n_nudenet--320x320_float_tflite_cpu_1", &Value::Null)
-        .unwrap();
+    let model = zoo.load_model("yolov8n_nudenet--320x320_float_tflite_cpu_1", &Value::Null).unwrap();
     let jpeg = std::fs::read(root.join("images/girls_256.jpg")).unwrap();
     let img = dgzoo::image_ops::decode(&jpeg).unwrap();
     let (w, h) = (img.width, img.height);
@@ -385,58 +297,23 @@ fn every_input_form_gives_the_same_result() {
 
     let encode = |fmt: image::ImageFormat| {
         let mut out = std::io::Cursor::new(Vec::new());
-        image::RgbImage::from_raw(w, h, img.data.clone())
-            .unwrap()
-            .write_to(&mut out, fmt)
-            .unwrap();
+        image::RgbImage::from_raw(w, h, img.data.clone()).unwrap().write_to(&mut out, fmt).unwrap();
         out.into_inner()
     };
     let png = encode(image::ImageFormat::Png);
     let bmp = encode(image::ImageFormat::Bmp);
-    let bgr: Vec<u8> = img
-        .data
-        .chunks_exact(3)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
+    let bgr: Vec<u8> = img.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]).collect();
     let stride = w as usize * 3 + 17;
     let mut strided = vec![0xAB; stride * h as usize];
     for y in 0..h as usize {
-        strided[y * stride..y * stride + w as usize * 3]
-            .copy_from_slice(&img.data[y * w as usize * 3..(y + 1) * w as usize * 3]);
+        strided[y * stride..y * stride + w as usize * 3].copy_from_slice(&img.data[y * w as usize * 3..(y + 1) * w as usize * 3]);
     }
     let forms: Vec<(&str, Input)> = vec![
         ("png", Input::Bytes(&png)),
         ("bmp", Input::Bytes(&bmp)),
-        (
-            "rgb",
-            Input::Pixels {
-                data: &img.data,
-                width: w,
-                height: h,
-                stride: w as usize * 3,
-                bgr: false,
-            },
-        ),
-        (
-            "bgr",
-            Input::Pixels {
-                data: &bgr,
-                width: w,
-                height: h,
-                stride: w as usize * 3,
-                bgr: true,
-            },
-        ),
-        (
-            "strided",
-            Input::Pixels {
-                data: &strided,
-                width: w,
-                height: h,
-                stride,
-                bgr: false,
-            },
-        ),
+        ("rgb", Input::Pixels { data: &img.data, width: w, height: h, stride: w as usize * 3, bgr: false }),
+        ("bgr", Input::Pixels { data: &bgr, width: w, height: h, stride: w as usize * 3, bgr: true }),
+        ("strided", Input::Pixels { data: &strided, width: w, height: h, stride, bgr: false }),
     ];
     for (what, input) in forms {
         let r = predict(&model, &[input]).unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -450,27 +327,16 @@ fn async_cancel_and_back_pressure() {
     use dgzoo::pipeline::{AsyncPredictor, OwnedInput};
     use std::sync::{Arc, Mutex};
     let zoo = connect();
-    let model = zoo
-        .load_model("yolov8n_nudenet--320x320_float_onnx_cpu_1", &Value::Null)
-        .unwrap();
+    let model = zoo.load_model("yolov8n_nudenet--320x320_float_onnx_cpu_1", &Value::Null).unwrap();
     let img = std::fs::read(zoo_root().join("images/car_416.jpg")).unwrap();
     let seen: Arc<Mutex<Vec<(u64, Option<dgzoo::Code>)>>> = Arc::default();
     let s = seen.clone();
-    let p = AsyncPredictor::new(
-        model,
-        4,
-        Box::new(move |id, r| s.lock().unwrap().push((id, r.err().map(|e| e.code)))),
-    )
-    .unwrap();
+    let p = AsyncPredictor::new(model, 4, Box::new(move |id, r| s.lock().unwrap().push((id, r.err().map(|e| e.code))))).unwrap();
     for i in 0..4 {
         p.submit(i, vec![OwnedInput::Bytes(img.clone())]).unwrap();
     }
     // The queue (depth 4) is full now or nearly: a zero-wait submit may be refused, never blocks.
-    let refused = p.try_submit(
-        99,
-        vec![OwnedInput::Bytes(img.clone())],
-        std::time::Duration::ZERO,
-    );
+    let refused = p.try_submit(99, vec![OwnedInput::Bytes(img.clone())], std::time::Duration::ZERO);
     if let Err(e) = &refused {
         assert_eq!(e.code, dgzoo::Code::Timeout, "{e}");
     }
@@ -483,11 +349,7 @@ fn async_cancel_and_back_pressure() {
         want.push(99);
     }
     assert_eq!(ids, want, "every frame delivered once, in submission order");
-    assert!(
-        seen.iter()
-            .all(|(_, c)| c.is_none() || *c == Some(dgzoo::Code::Cancelled)),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|(_, c)| c.is_none() || *c == Some(dgzoo::Code::Cancelled)), "{seen:?}");
 }
 
 /// Each runtime session holds its own copy of the weights: an engine keeps as few as its
@@ -498,54 +360,22 @@ fn engines_keep_few_sessions_under_load() {
     use dgzoo::runtime::{AlignedBuf, Tensor};
     let zoo = connect();
     let cases = [
-        (
-            "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
-            Profile::Latency,
-            2,
-        ),
-        (
-            "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1",
-            Profile::Throughput,
-            1,
-        ),
-        (
-            "yolov8n_nudenet--320x320_float_onnx_cpu_1",
-            Profile::Throughput,
-            1,
-        ),
-        (
-            "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1",
-            Profile::Latency,
-            3,
-        ),
-        (
-            "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1",
-            Profile::Throughput,
-            2,
-        ),
-        (
-            "blazeface_short_range--128x128_float_tflite_cpu_1",
-            Profile::Throughput,
-            2,
-        ),
+        ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Latency, 2),
+        ("efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", Profile::Throughput, 1),
+        ("yolov8n_nudenet--320x320_float_onnx_cpu_1", Profile::Throughput, 1),
+        ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Latency, 3),
+        ("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", Profile::Throughput, 2),
+        ("blazeface_short_range--128x128_float_tflite_cpu_1", Profile::Throughput, 2),
     ];
     for (name, profile, most) in cases {
         let model = zoo.load_model(name, &Value::Null).unwrap();
         let st = model.state();
-        let engine = Engine::new(
-            EngineKey::from_state(&st, &[0, 1]).unwrap(),
-            &st.params,
-            profile,
-        )
-        .unwrap();
+        let engine = Engine::new(EngineKey::from_state(&st, &[0, 1]).unwrap(), &st.params, profile).unwrap();
         let info = engine.inputs[0].clone();
         let shape: Vec<i64> = info.shape.iter().map(|&d| d.max(1)).collect();
         let bytes = shape.iter().product::<i64>() as usize * info.dtype.size();
         let input: Vec<u8> = (0..bytes).map(|i| (i % 251) as u8 / 4).collect();
-        let tensor = Tensor {
-            info: dgzoo::runtime::TensorInfo { shape, ..info },
-            data: AlignedBuf::from_bytes(&input),
-        };
+        let tensor = Tensor { info: dgzoo::runtime::TensorInfo { shape, ..info }, data: AlignedBuf::from_bytes(&input) };
         let lone = engine.run(std::slice::from_ref(&tensor)).unwrap();
         std::thread::scope(|s| {
             for _ in 0..4 {
@@ -555,34 +385,18 @@ fn engines_keep_few_sessions_under_load() {
                         assert_eq!(out.len(), lone.len());
                         for (a, b) in out.iter().zip(&lone) {
                             let worst = if a.info.dtype == dgzoo::runtime::ElemType::F32 {
-                                let (a, b): (&[f32], &[f32]) =
-                                    (a.data.as_slice(), b.data.as_slice());
-                                a.iter()
-                                    .zip(b)
-                                    .map(|(x, y)| (x - y).abs())
-                                    .fold(0f32, f32::max)
+                                let (a, b): (&[f32], &[f32]) = (a.data.as_slice(), b.data.as_slice());
+                                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max)
                             } else {
                                 let (a, b): (&[u8], &[u8]) = (a.data.as_slice(), b.data.as_slice());
-                                a.iter()
-                                    .zip(b)
-                                    .map(|(x, y)| x.abs_diff(*y) as f32)
-                                    .fold(0f32, f32::max)
+                                a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as f32).fold(0f32, f32::max)
                             };
-                            assert!(
-                                worst <= 1e-3
-                                    || (a.info.dtype != dgzoo::runtime::ElemType::F32
-                                        && worst <= 1.0),
-                                "{name} {profile:?}: overlapping frames differ by {worst}"
-                            );
+                            assert!(worst <= 1e-3 || (a.info.dtype != dgzoo::runtime::ElemType::F32 && worst <= 1.0), "{name} {profile:?}: overlapping frames differ by {worst}");
                         }
                     }
                 });
             }
         });
-        assert!(
-            engine.sessions() <= most,
-            "{name} {profile:?}: {} sessions, at most {most} expected",
-            engine.sessions()
-        );
+        assert!(engine.sessions() <= most, "{name} {profile:?}: {} sessions, at most {most} expected", engine.sessions());
     }
 }

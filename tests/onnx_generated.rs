@@ -75,12 +75,8 @@ fn two_input_model_with_dynamic_batch() {
     let tmp = tempfile::tempdir().unwrap();
     let bin = add_model();
     std::fs::write(tmp.path().join("adder.onnx"), &bin).unwrap();
-    let checksum: String = sha2::Sha256::digest(&bin)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let tensor_input =
-        json!({"InputType": "Tensor", "InputShape": [1, 4], "InputRawDataType": "DG_FLT"});
+    let checksum: String = sha2::Sha256::digest(&bin).iter().map(|b| format!("{b:02x}")).collect();
+    let tensor_input = json!({"InputType": "Tensor", "InputShape": [1, 4], "InputRawDataType": "DG_FLT"});
     let cfg = json!({
         "ConfigVersion": 14, "Checksum": checksum,
         "DEVICE": [{"DeviceType": "CPU", "RuntimeAgent": "ONNX", "SupportedDeviceTypes": "ONNX/CPU"}],
@@ -97,10 +93,7 @@ fn two_input_model_with_dynamic_batch() {
     let r = predict(&model, &[Input::Bytes(&a), Input::Bytes(&b)]).unwrap();
     assert_eq!(r.tensors.len(), 1);
     assert_eq!(r.tensors[0].info.shape, vec![1, 4]);
-    assert_eq!(
-        r.tensors[0].data.as_slice::<f32>(),
-        &[11.0, 22.0, 33.0, 44.0]
-    );
+    assert_eq!(r.tensors[0].data.as_slice::<f32>(), &[11.0, 22.0, 33.0, 44.0]);
     // PySDK 1.5.0's ONNX agent numbers tensors inputs first and names outputs by that number:
     // for this two-input model it reports the output as id 2, name "2" (checked with the real
     // PySDK on the same graph), not by its ONNX name "sum".
@@ -110,32 +103,17 @@ fn two_input_model_with_dynamic_batch() {
 
     // One input only, or a wrongly sized one: clear errors, the model stays usable.
     let e = predict(&model, &[Input::Bytes(&a)]).unwrap_err();
-    assert!(
-        e.message
-            .contains("does not match to the number of model inputs 2"),
-        "{e}"
-    );
+    assert!(e.message.contains("does not match to the number of model inputs 2"), "{e}");
     let e = predict(&model, &[Input::Bytes(&a), Input::Bytes(&a[..12])]).unwrap_err();
     assert!(!e.message.is_empty());
 
     // A batch of 3 through the dynamic dimension.
-    model
-        .set_property("input_shape", &json!([[3, 4], [3, 4]]))
-        .unwrap();
+    model.set_property("input_shape", &json!([[3, 4], [3, 4]])).unwrap();
     let a3 = f32s(&(0..12).map(|i| i as f32).collect::<Vec<_>>());
     let b3 = f32s(&[0.5; 12]);
     let r = predict(&model, &[Input::Bytes(&a3), Input::Bytes(&b3)]).unwrap();
     assert_eq!(r.tensors[0].info.shape, vec![3, 4]);
-    assert_eq!(
-        r.tensors[0].data.as_slice::<f32>(),
-        (0..12)
-            .map(|i| i as f32 + 0.5)
-            .collect::<Vec<_>>()
-            .as_slice()
-    );
+    assert_eq!(r.tensors[0].data.as_slice::<f32>(), (0..12).map(|i| i as f32 + 0.5).collect::<Vec<_>>().as_slice());
     let again = predict(&model, &[Input::Bytes(&a), Input::Bytes(&b)]);
-    assert!(
-        again.is_err(),
-        "a [1,4] frame no longer fits the [3,4] input shape"
-    );
+    assert!(again.is_err(), "a [1,4] frame no longer fits the [3,4] input shape");
 }

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn peer_python() -> Option<PathBuf> {
-    let peer = std::env::var_os("DGZOO_PEER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    let peer = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
     let py = peer.join("venv/bin/python");
     if py.exists() {
         return Some(py);
@@ -16,10 +14,7 @@ fn peer_python() -> Option<PathBuf> {
     if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() {
         panic!("the PySDK peer is required (DGZOO_REQUIRE_PEER) but {} is missing: run scripts/setup-peer.sh", py.display());
     }
-    eprintln!(
-        "SKIP: no PySDK peer at {} (scripts/setup-peer.sh)",
-        py.display()
-    );
+    eprintln!("SKIP: no PySDK peer at {} (scripts/setup-peer.sh)", py.display());
     None
 }
 
@@ -47,10 +42,7 @@ fn decode_resize_and_encode_match_opencv() {
     let zoo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo/images");
     let out = tempfile::tempdir().unwrap();
     let sizes: Vec<String> = SIZES.iter().map(|(w, h)| format!("({w},{h})")).collect();
-    let methods: Vec<String> = METHODS
-        .iter()
-        .map(|m| format!("('{}', cv2.{})", m.0, m.2))
-        .collect();
+    let methods: Vec<String> = METHODS.iter().map(|m| format!("('{}', cv2.{})", m.0, m.2)).collect();
     let script = format!(
         r#"
 import cv2, sys
@@ -68,13 +60,7 @@ for name in {IMAGES:?}:
         sizes = sizes.join(","),
         methods = methods.join(",")
     );
-    let st = Command::new(&py)
-        .arg("-c")
-        .arg(&script)
-        .arg(&zoo)
-        .arg(out.path())
-        .status()
-        .unwrap();
+    let st = Command::new(&py).arg("-c").arg(&script).arg(&zoo).arg(out.path()).status().unwrap();
     assert!(st.success(), "the OpenCV script failed");
 
     let mut worst_by_method = vec![0u8; METHODS.len()];
@@ -82,47 +68,24 @@ for name in {IMAGES:?}:
         let bytes = std::fs::read(zoo.join(format!("{name}.jpg"))).unwrap();
         let img = image_ops::decode(&bytes).unwrap();
         let cv = std::fs::read(out.path().join(format!("{name}.bgr"))).unwrap();
-        assert!(
-            img.data == rgb_of_bgr(&cv),
-            "{name}: decoded pixels differ from cv2.imread"
-        );
+        assert!(img.data == rgb_of_bgr(&cv), "{name}: decoded pixels differ from cv2.imread");
 
         let ours = image_ops::encode_jpeg(&img, 95).unwrap();
         let theirs = std::fs::read(out.path().join(format!("{name}.q95.jpg"))).unwrap();
-        assert!(
-            ours == theirs,
-            "{name}: JPEG bytes differ from cv2.imencode (sizes {} vs {})",
-            ours.len(),
-            theirs.len()
-        );
+        assert!(ours == theirs, "{name}: JPEG bytes differ from cv2.imencode (sizes {} vs {})", ours.len(), theirs.len());
 
         for (w, h) in SIZES {
             for (mi, (mname, m, _, _)) in METHODS.iter().enumerate() {
                 let r: RgbImage = image_ops::resize(&img, w, h, *m);
-                let cv = rgb_of_bgr(
-                    &std::fs::read(out.path().join(format!("{name}.{w}x{h}.{mname}.bgr"))).unwrap(),
-                );
+                let cv = rgb_of_bgr(&std::fs::read(out.path().join(format!("{name}.{w}x{h}.{mname}.bgr"))).unwrap());
                 assert_eq!(r.data.len(), cv.len(), "{name} {w}x{h} {mname}: size");
-                let worst = r
-                    .data
-                    .iter()
-                    .zip(&cv)
-                    .map(|(a, b)| a.abs_diff(*b))
-                    .max()
-                    .unwrap_or(0);
+                let worst = r.data.iter().zip(&cv).map(|(a, b)| a.abs_diff(*b)).max().unwrap_or(0);
                 worst_by_method[mi] = worst_by_method[mi].max(worst);
             }
         }
     }
     for (mi, (mname, _, _, allowed)) in METHODS.iter().enumerate() {
-        eprintln!(
-            "{mname}: max difference from OpenCV {} grey levels",
-            worst_by_method[mi]
-        );
-        assert!(
-            worst_by_method[mi] <= *allowed,
-            "{mname}: differs from OpenCV by {} grey levels (allowed {allowed})",
-            worst_by_method[mi]
-        );
+        eprintln!("{mname}: max difference from OpenCV {} grey levels", worst_by_method[mi]);
+        assert!(worst_by_method[mi] <= *allowed, "{mname}: differs from OpenCV by {} grey levels (allowed {allowed})", worst_by_method[mi]);
     }
 }

@@ -47,11 +47,7 @@ fn scan_rules() {
     assert_eq!(names(&zoo), ["model_a", "model_b", "root_model"]);
     let info = zoo.model_info("model_b").unwrap();
     let mp = info["MODEL_PARAMETERS"][0]["ModelPath"].as_str().unwrap();
-    assert_eq!(
-        Path::new(mp),
-        d.join("deep/er/still/m.tflite"),
-        "paths are made absolute beside the JSON"
-    );
+    assert_eq!(Path::new(mp), d.join("deep/er/still/m.tflite"), "paths are made absolute beside the JSON");
 }
 
 #[test]
@@ -86,29 +82,13 @@ fn connect_errors_match_pysdk() {
     assert_eq!(e.message, "ZooManager: incorrect local model zoo URL '/definitely/not/here': path '/definitely/not/here' does not exist");
     let tmp = tempfile::tempdir().unwrap();
     let e = Zoo::connect("@cloud", tmp.path().to_str().unwrap(), "").unwrap_err();
-    assert_eq!(
-        e.message,
-        format!(
-            "ZooManager: incorrect cloud model zoo URL '{}'",
-            tmp.path().display()
-        )
-    );
+    assert_eq!(e.message, format!("ZooManager: incorrect cloud model zoo URL '{}'", tmp.path().display()));
     let e = Zoo::connect("@nowhere", "", "").unwrap_err();
-    assert!(
-        e.message
-            .starts_with("Incorrect inference host address '@nowhere'"),
-        "{e}"
-    );
+    assert!(e.message.starts_with("Incorrect inference host address '@nowhere'"), "{e}");
     let zoo = Zoo::connect("@local", tmp.path().to_str().unwrap(), "").unwrap();
     let e = zoo.model_info("x").unwrap_err();
     assert_eq!(e.code, Code::NotFound);
-    assert_eq!(
-        e.message,
-        format!(
-            "Model 'x' is not found in model zoo '{}'",
-            tmp.path().display()
-        )
-    );
+    assert_eq!(e.message, format!("Model 'x' is not found in model zoo '{}'", tmp.path().display()));
 }
 
 #[test]
@@ -122,20 +102,11 @@ fn system_device_filter_hides_models_without_a_runtime_here() {
         c
     });
     let zoo = Zoo::connect("@local", d.to_str().unwrap(), "").unwrap();
-    let have_tflite = zoo
-        .supported_device_types()
-        .iter()
-        .any(|t| t == "TFLITE/CPU");
-    assert!(
-        have_tflite,
-        "the TFLite runtime must be installed for this test (scripts/install-runtimes.sh)"
-    );
+    let have_tflite = zoo.supported_device_types().iter().any(|t| t == "TFLITE/CPU");
+    assert!(have_tflite, "the TFLite runtime must be installed for this test (scripts/install-runtimes.sh)");
     assert_eq!(names(&zoo), ["wild"]);
     let e = zoo.load_model("hailo_model", &Value::Null).unwrap_err();
     assert_eq!(e.message, "Model 'hailo_model' does not have any supported runtime/device combinations that will work on this system.");
     let m = zoo.load_model("wild", &Value::Null).unwrap();
-    assert_eq!(
-        m.get_property("supported_device_types").unwrap(),
-        json!(["TFLITE/CPU"])
-    );
+    assert_eq!(m.get_property("supported_device_types").unwrap(), json!(["TFLITE/CPU"]));
 }

@@ -15,21 +15,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_entries: 10_000,
-            max_total_bytes: 8 << 30,
-        }
+        Limits { max_entries: 10_000, max_total_bytes: 8 << 30 }
     }
 }
 
 fn bad(archive: &Path, msg: impl std::fmt::Display) -> Error {
-    Error::new(
-        Code::BadModel,
-        format!(
-            "Unsafe or invalid model archive '{}': {msg}",
-            archive.display()
-        ),
-    )
+    Error::new(Code::BadModel, format!("Unsafe or invalid model archive '{}': {msg}", archive.display()))
 }
 
 /// Is `name` usable as one path segment (model, org or zoo name)? Not empty, not `.`/`..`, no
@@ -38,9 +29,7 @@ pub fn is_safe_segment(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 200
         && !name.starts_with('.')
-        && !name.chars().any(|c| {
-            matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control()
-        })
+        && !name.chars().any(|c| matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') || c.is_control())
 }
 
 /// Check `name` as a model name; the error says why the name is refused.
@@ -57,10 +46,7 @@ pub fn check_model_name(name: &str) -> Result<()> {
 fn entry_path(raw: &[u8], model: &str) -> std::result::Result<(PathBuf, bool), String> {
     let name = std::str::from_utf8(raw).map_err(|_| "entry name is not UTF-8".to_string())?;
     if name.contains('\\') || name.contains('\0') {
-        return Err(format!(
-            "entry '{}' contains a backslash or NUL",
-            name.escape_default()
-        ));
+        return Err(format!("entry '{}' contains a backslash or NUL", name.escape_default()));
     }
     if name.starts_with('/') || (name.len() >= 2 && name.as_bytes()[1] == b':') {
         return Err(format!("entry '{name}' is an absolute path"));
@@ -73,9 +59,7 @@ fn entry_path(raw: &[u8], model: &str) -> std::result::Result<(PathBuf, bool), S
         }
     }
     if parts[0] != model {
-        return Err(format!(
-            "entry '{name}' is outside the model directory '{model}/'"
-        ));
+        return Err(format!("entry '{name}' is outside the model directory '{model}/'"));
     }
     Ok((parts[1..].iter().collect(), is_dir))
 }
@@ -84,19 +68,10 @@ fn entry_path(raw: &[u8], model: &str) -> std::result::Result<(PathBuf, bool), S
 /// (created; must not exist). Returns the number of bytes written.
 pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -> Result<u64> {
     check_model_name(model)?;
-    let f = std::fs::File::open(archive).map_err(|e| {
-        Error::io(format!(
-            "Cannot open model archive '{}': {e}",
-            archive.display()
-        ))
-    })?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
-        .map_err(|e| bad(archive, format!("not a ZIP archive: {e}")))?;
+    let f = std::fs::File::open(archive).map_err(|e| Error::io(format!("Cannot open model archive '{}': {e}", archive.display())))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| bad(archive, format!("not a ZIP archive: {e}")))?;
     if zip.len() > limits.max_entries {
-        return Err(bad(
-            archive,
-            format!("{} entries (limit {})", zip.len(), limits.max_entries),
-        ));
+        return Err(bad(archive, format!("{} entries (limit {})", zip.len(), limits.max_entries)));
     }
     let json_name = format!("{model}.json");
     let mut plan = Vec::with_capacity(zip.len());
@@ -106,10 +81,7 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
         let e = zip.by_index_raw(i).map_err(|e| bad(archive, e))?;
         let (rel, is_dir) = entry_path(e.name_raw(), model).map_err(|m| bad(archive, m))?;
         if e.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
-            return Err(bad(
-                archive,
-                format!("entry '{}' is a symbolic link", e.name()),
-            ));
+            return Err(bad(archive, format!("entry '{}' is a symbolic link", e.name())));
         }
         let is_dir = is_dir || e.is_dir();
         if !is_dir && rel.as_os_str().is_empty() {
@@ -117,13 +89,7 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
         }
         declared = declared.saturating_add(e.size());
         if declared > limits.max_total_bytes {
-            return Err(bad(
-                archive,
-                format!(
-                    "uncompressed size exceeds the limit of {} bytes",
-                    limits.max_total_bytes
-                ),
-            ));
+            return Err(bad(archive, format!("uncompressed size exceeds the limit of {} bytes", limits.max_total_bytes)));
         }
         has_json |= !is_dir && rel == Path::new(&json_name);
         plan.push((i, rel, is_dir));
@@ -131,19 +97,16 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
     if !has_json {
         return Err(bad(archive, format!("it has no '{model}/{json_name}'")));
     }
-    std::fs::create_dir(dest)
-        .map_err(|e| Error::io(format!("Cannot create '{}': {e}", dest.display())))?;
+    std::fs::create_dir(dest).map_err(|e| Error::io(format!("Cannot create '{}': {e}", dest.display())))?;
     let mut written = 0u64;
     for (i, rel, is_dir) in plan {
         let target = dest.join(&rel);
         if is_dir {
-            std::fs::create_dir_all(&target)
-                .map_err(|e| Error::io(format!("Cannot create '{}': {e}", target.display())))?;
+            std::fs::create_dir_all(&target).map_err(|e| Error::io(format!("Cannot create '{}': {e}", target.display())))?;
             continue;
         }
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent)
-                .map_err(|e| Error::io(format!("Cannot create '{}': {e}", parent.display())))?;
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("Cannot create '{}': {e}", parent.display())))?;
         }
         let mut entry = zip.by_index(i).map_err(|e| bad(archive, e))?;
         // create_new: a duplicate entry is an error, and nothing pre-existing is followed.
@@ -154,17 +117,10 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
             .map_err(|e| bad(archive, format!("cannot write '{}': {e}", rel.display())))?;
         let budget = limits.max_total_bytes - written;
         let mut limited = (&mut entry).take(budget.saturating_add(1));
-        let n = copy(&mut limited, &mut out)
-            .map_err(|e| bad(archive, format!("entry '{}': {e}", rel.display())))?;
+        let n = copy(&mut limited, &mut out).map_err(|e| bad(archive, format!("entry '{}': {e}", rel.display())))?;
         written += n;
         if written > limits.max_total_bytes {
-            return Err(bad(
-                archive,
-                format!(
-                    "uncompressed size exceeds the limit of {} bytes",
-                    limits.max_total_bytes
-                ),
-            ));
+            return Err(bad(archive, format!("uncompressed size exceeds the limit of {} bytes", limits.max_total_bytes)));
         }
     }
     Ok(written)
@@ -184,37 +140,22 @@ pub fn pack_model(dir: &Path, out: &Path) -> Result<String> {
         .to_string();
     check_model_name(&model)?;
     if !dir.join(format!("{model}.json")).is_file() {
-        return Err(Error::invalid(format!(
-            "'{}' has no '{model}.json'",
-            dir.display()
-        )));
+        return Err(Error::invalid(format!("'{}' has no '{model}.json'", dir.display())));
     }
-    let io = |e: std::io::Error| {
-        Error::io(format!(
-            "Cannot pack '{}' into '{}': {e}",
-            dir.display(),
-            out.display()
-        ))
-    };
+    let io = |e: std::io::Error| Error::io(format!("Cannot pack '{}' into '{}': {e}", dir.display(), out.display()));
     let f = std::fs::File::create(out).map_err(io)?;
     let mut zw = zip::ZipWriter::new(std::io::BufWriter::new(f));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated)
-        .large_file(true);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
     let mut files = Vec::new();
     collect_files(dir, Path::new(""), &mut files).map_err(io)?;
     files.sort();
     for rel in files {
         let name = format!("{model}/{}", rel.to_string_lossy().replace('\\', "/"));
-        zw.start_file(name, opts)
-            .map_err(|e| Error::io(e.to_string()))?;
+        zw.start_file(name, opts).map_err(|e| Error::io(e.to_string()))?;
         let mut src = std::fs::File::open(dir.join(&rel)).map_err(io)?;
         std::io::copy(&mut src, &mut zw).map_err(io)?;
     }
-    zw.finish()
-        .map_err(|e| Error::io(e.to_string()))?
-        .flush()
-        .map_err(io)?;
+    zw.finish().map_err(|e| Error::io(e.to_string()))?.flush().map_err(io)?;
     Ok(model)
 }
 
@@ -237,22 +178,9 @@ mod tests {
     use super::*;
     #[test]
     fn entry_paths() {
-        assert_eq!(
-            entry_path(b"m/m.json", "m").unwrap(),
-            (PathBuf::from("m.json"), false)
-        );
+        assert_eq!(entry_path(b"m/m.json", "m").unwrap(), (PathBuf::from("m.json"), false));
         assert_eq!(entry_path(b"m/", "m").unwrap(), (PathBuf::new(), true));
-        for evil in [
-            "../x",
-            "m/../../x",
-            "/etc/passwd",
-            "C:/x",
-            "m\\..\\x",
-            "m/./x",
-            "m//x",
-            "x/m.json",
-            "m/..././x/../..",
-        ] {
+        for evil in ["../x", "m/../../x", "/etc/passwd", "C:/x", "m\\..\\x", "m/./x", "m//x", "x/m.json", "m/..././x/../.."] {
             assert!(entry_path(evil.as_bytes(), "m").is_err(), "{evil}");
         }
     }

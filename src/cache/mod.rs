@@ -48,12 +48,7 @@ pub struct CacheConfig {
 }
 
 fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
+    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
 }
 
 impl CacheConfig {
@@ -65,15 +60,8 @@ impl CacheConfig {
             .map(PathBuf::from)
             .or_else(|| crate::cloud::os_appdata().map(|d| d.join("dgzoo").join("cloud_zoo_cache")))
             .unwrap_or_else(|| std::env::temp_dir().join("dgzoo-cloud-zoo-cache"));
-        let limit = std::env::var("DGZOO_CACHE_LIMIT")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(DEFAULT_LIMIT);
-        CacheConfig {
-            root,
-            limit,
-            offline: env_flag("DGZOO_OFFLINE"),
-        }
+        let limit = std::env::var("DGZOO_CACHE_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_LIMIT);
+        CacheConfig { root, limit, offline: env_flag("DGZOO_OFFLINE") }
     }
 }
 
@@ -100,11 +88,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn to_json(&self) -> Value {
-        let t = self
-            .last_used
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let t = self.last_used.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         json!({"zoo": self.zoo_key, "model": self.model, "path": self.dir, "size": self.size, "last_used": t, "checksum": self.checksum})
     }
 }
@@ -119,27 +103,14 @@ fn io_err(what: &str, p: &Path, e: std::io::Error) -> Error {
 }
 
 fn open_lock(p: &Path) -> Result<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(p)
-        .map_err(|e| io_err("Cannot open lock file", p, e))
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).map_err(|e| io_err("Cannot open lock file", p, e))
 }
 
 /// A fresh temp name for `model` in the partial directory: `<model>.dl-<pid>-<ns>-<n>`.
 fn unique(model: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let t = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{model}.dl-{}-{t}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{model}.dl-{}-{t}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
 }
 
 /// The model a temp name of `unique` belongs to.
@@ -149,9 +120,7 @@ fn partial_owner(name: &str) -> Option<&str> {
 
 /// Recursive size of a directory (symlinks not followed).
 fn dir_size(p: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(p) else {
-        return 0;
-    };
+    let Ok(rd) = std::fs::read_dir(p) else { return 0 };
     rd.flatten()
         .map(|e| match e.file_type() {
             Ok(t) if t.is_dir() => dir_size(&e.path()),
@@ -163,9 +132,7 @@ fn dir_size(p: &Path) -> u64 {
 
 /// Checksum in a model config, or "" when unreadable.
 fn config_checksum(config: &Path) -> String {
-    ModelParams::from_file(config)
-        .map(|p| p.str("Checksum", 0))
-        .unwrap_or_default()
+    ModelParams::from_file(config).map(|p| p.str("Checksum", 0)).unwrap_or_default()
 }
 
 impl Cache {
@@ -184,10 +151,7 @@ impl Cache {
     pub fn zoo_key(zoo: &CloudZoo) -> Result<String> {
         for s in [&zoo.org, &zoo.zoo] {
             if !archive::is_safe_segment(s) {
-                return Err(Error::invalid(format!(
-                    "Cloud zoo path '{}/{}' is not usable as a cache directory name",
-                    zoo.org, zoo.zoo
-                )));
+                return Err(Error::invalid(format!("Cloud zoo path '{}/{}' is not usable as a cache directory name", zoo.org, zoo.zoo)));
             }
         }
         // As PySDK's native cache: the netloc URL-quoted (`127.0.0.1%3A8878`).
@@ -201,33 +165,21 @@ impl Cache {
 
     fn prepare_zoo_dir(&self, zoo: &CloudZoo) -> Result<PathBuf> {
         let d = self.zoo_dir(zoo)?;
-        std::fs::create_dir_all(d.join(PARTIAL_DIR))
-            .map_err(|e| io_err("Cannot create cache directory", &d, e))?;
+        std::fs::create_dir_all(d.join(PARTIAL_DIR)).map_err(|e| io_err("Cannot create cache directory", &d, e))?;
         Ok(d)
     }
 
     /// Take the model's in-use lock and return it if a valid copy is cached (config present and,
     /// when `expected` is given, with that checksum).
-    fn try_hold(
-        &self,
-        zdir: &Path,
-        model: &str,
-        expected: Option<&str>,
-    ) -> Result<Option<CachedModel>> {
+    fn try_hold(&self, zdir: &Path, model: &str, expected: Option<&str>) -> Result<Option<CachedModel>> {
         let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
-        FileExt::lock_shared(&lock)
-            .map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
+        FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
         let dir = zdir.join(model);
         let config = dir.join(format!("{model}.json"));
         if config.is_file() && expected.is_none_or(|want| config_checksum(&config) == want) {
             // Mark as recently used for LRU eviction.
             let _ = lock.set_modified(SystemTime::now());
-            return Ok(Some(CachedModel {
-                dir,
-                config,
-                downloaded: false,
-                _lock: lock,
-            }));
+            return Ok(Some(CachedModel { dir, config, downloaded: false, _lock: lock }));
         }
         Ok(None)
     }
@@ -250,12 +202,8 @@ impl Cache {
 
     /// Models cached for one zoo (offline listing): (name, config path).
     pub fn cached_models(&self, zoo: &CloudZoo) -> Vec<(String, PathBuf)> {
-        let Ok(zdir) = self.zoo_dir(zoo) else {
-            return Vec::new();
-        };
-        let Ok(rd) = std::fs::read_dir(&zdir) else {
-            return Vec::new();
-        };
+        let Ok(zdir) = self.zoo_dir(zoo) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir(&zdir) else { return Vec::new() };
         let mut out: Vec<(String, PathBuf)> = rd
             .flatten()
             .filter_map(|e| {
@@ -274,13 +222,7 @@ impl Cache {
     /// model info); otherwise a cached copy is checked with the `check` endpoint, and kept if
     /// the cloud cannot be reached (5xx / transport error), like PySDK's native cache. In
     /// offline mode this is `get_offline`.
-    pub fn ensure(
-        &self,
-        client: &CloudClient,
-        model: &str,
-        expected: Option<&str>,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<CachedModel> {
+    pub fn ensure(&self, client: &CloudClient, model: &str, expected: Option<&str>, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
         let zoo = client.zoo();
         if self.cfg.offline {
             return self.get_offline(zoo, model);
@@ -327,8 +269,7 @@ impl Cache {
                 }
             }
             self.clear_partials(&zdir, model);
-            let held =
-                self.download_install(client, &zdir, model, expected.as_deref(), progress)?;
+            let held = self.download_install(client, &zdir, model, expected.as_deref(), progress)?;
             Ok(held)
         })();
         let _ = FileExt::unlock(&dl);
@@ -347,11 +288,7 @@ impl Cache {
             match FileExt::try_lock_exclusive(&dl) {
                 Ok(true) => return Ok(dl),
                 Ok(false) => {}
-                Err(e) => {
-                    return Err(Error::io(format!(
-                        "Cannot lock cached model '{model}' for download: {e}"
-                    )))
-                }
+                Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}' for download: {e}"))),
             }
             std::thread::sleep(Duration::from_millis(100));
             let size = self.partial_size(zdir, model);
@@ -381,29 +318,15 @@ impl Cache {
 
     /// Remove partial files of every model nobody is downloading (left by killed processes).
     pub fn clear_stale_partials(&self) {
-        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else {
-            return;
-        };
+        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else { return };
         for z in zoos.flatten() {
             let zdir = z.path();
-            let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else {
-                continue;
-            };
-            let mut models: Vec<String> = rd
-                .flatten()
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(partial_owner)
-                        .map(str::to_string)
-                })
-                .collect();
+            let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { continue };
+            let mut models: Vec<String> = rd.flatten().filter_map(|e| e.file_name().to_str().and_then(partial_owner).map(str::to_string)).collect();
             models.sort();
             models.dedup();
             for m in models {
-                let Ok(dl) = open_lock(&zdir.join(format!("{m}.dl.lock"))) else {
-                    continue;
-                };
+                let Ok(dl) = open_lock(&zdir.join(format!("{m}.dl.lock"))) else { continue };
                 if let Ok(true) = FileExt::try_lock_exclusive(&dl) {
                     self.clear_partials(&zdir, &m);
                 }
@@ -413,29 +336,16 @@ impl Cache {
 
     /// Remove what a killed downloader of `model` left (we hold its download lock).
     fn clear_partials(&self, zdir: &Path, model: &str) {
-        let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else {
-            return;
-        };
+        let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { return };
         for e in rd.flatten() {
             if e.file_name().to_str().and_then(partial_owner) == Some(model) {
                 let p = e.path();
-                let _ = if p.is_dir() {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
-                };
+                let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
             }
         }
     }
 
-    fn download_install(
-        &self,
-        client: &CloudClient,
-        zdir: &Path,
-        model: &str,
-        expected: Option<&str>,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<CachedModel> {
+    fn download_install(&self, client: &CloudClient, zdir: &Path, model: &str, expected: Option<&str>, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
         let partial = zdir.join(PARTIAL_DIR);
         let zip_path = partial.join(unique(model) + ".zip");
         let tmp_dir = partial.join(unique(model) + ".d");
@@ -443,8 +353,7 @@ impl Cache {
             let _ = std::fs::remove_file(&zip_path);
             let _ = std::fs::remove_dir_all(&tmp_dir);
         };
-        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress)
-            .and_then(|()| self.install(zdir, model, &tmp_dir));
+        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
         cleanup();
         r
     }
@@ -476,64 +385,36 @@ impl Cache {
             std::fs::rename(tmp_dir, &dir).map_err(|e| io_err("Cannot install", &dir, e))
         })();
         // Downgrade to "in use" (shared) before anyone else can evict it.
-        FileExt::lock_shared(&lock)
-            .map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
+        FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
         r?;
         let _ = lock.set_modified(SystemTime::now());
         let config = dir.join(format!("{model}.json"));
-        Ok(CachedModel {
-            dir,
-            config,
-            downloaded: true,
-            _lock: lock,
-        })
+        Ok(CachedModel { dir, config, downloaded: true, _lock: lock })
     }
 
     /// All cached models, least recently used first.
     pub fn entries(&self) -> Vec<Entry> {
         let mut out = Vec::new();
-        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else {
-            return out;
-        };
+        let Ok(zoos) = std::fs::read_dir(&self.cfg.root) else { return out };
         for z in zoos.flatten() {
-            let Some(zoo_key) = z.file_name().to_str().map(str::to_string) else {
-                continue;
-            };
+            let Some(zoo_key) = z.file_name().to_str().map(str::to_string) else { continue };
             if !z.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let Ok(models) = std::fs::read_dir(z.path()) else {
-                continue;
-            };
+            let Ok(models) = std::fs::read_dir(z.path()) else { continue };
             for m in models.flatten() {
-                let Some(model) = m.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
+                let Some(model) = m.file_name().to_str().map(str::to_string) else { continue };
                 if !archive::is_safe_segment(&model) || !m.file_type().is_ok_and(|t| t.is_dir()) {
                     continue;
                 }
                 let lock = z.path().join(format!("{model}.lock"));
-                let last_used = std::fs::metadata(&lock)
-                    .or_else(|_| m.metadata())
-                    .and_then(|md| md.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH);
+                let last_used = std::fs::metadata(&lock).or_else(|_| m.metadata()).and_then(|md| md.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
                 let dir = m.path();
                 let checksum = config_checksum(&dir.join(format!("{model}.json")));
-                out.push(Entry {
-                    zoo_key: zoo_key.clone(),
-                    model,
-                    size: dir_size(&dir),
-                    dir,
-                    last_used,
-                    checksum,
-                });
+                out.push(Entry { zoo_key: zoo_key.clone(), model, size: dir_size(&dir), dir, last_used, checksum });
             }
         }
-        out.sort_by(|a, b| {
-            a.last_used
-                .cmp(&b.last_used)
-                .then_with(|| a.dir.cmp(&b.dir))
-        });
+        out.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.dir.cmp(&b.dir)));
         out
     }
 
@@ -542,13 +423,7 @@ impl Cache {
         let zdir = self.cfg.root.join(&e.zoo_key);
         let lock = open_lock(&zdir.join(format!("{}.lock", e.model)))?;
         if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
-            return Err(Error::new(
-                Code::Io,
-                format!(
-                    "Cached model '{}/{}' is in use; not removed",
-                    e.zoo_key, e.model
-                ),
-            ));
+            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.zoo_key, e.model)));
         }
         let dir = zdir.join(&e.model);
         if !dir.exists() {
@@ -569,9 +444,7 @@ impl Cache {
         if std::fs::create_dir_all(&self.cfg.root).is_err() {
             return evicted;
         }
-        let Ok(cl) = open_lock(&self.cfg.root.join(CLEANUP_LOCK)) else {
-            return evicted;
-        };
+        let Ok(cl) = open_lock(&self.cfg.root.join(CLEANUP_LOCK)) else { return evicted };
         if FileExt::lock_exclusive(&cl).is_err() {
             return evicted;
         }
@@ -631,12 +504,7 @@ pub fn download_verified(
 /// the checksum when the checksum is a SHA-256.
 pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Result<()> {
     let config = dir.join(format!("{model}.json"));
-    let params = ModelParams::from_file(&config).map_err(|e| {
-        Error::bad_model(format!(
-            "Cloud model '{model}': bad configuration: {}",
-            e.message
-        ))
-    })?;
+    let params = ModelParams::from_file(&config).map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
     let have = params.str("Checksum", 0);
     if let Some(want) = expected {
         if have != want {
@@ -650,30 +518,16 @@ pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Resu
         return Ok(());
     }
     let relp = Path::new(&rel);
-    if relp
-        .components()
-        .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(Error::bad_model(format!(
-            "Cloud model '{model}': ModelPath '{rel}' leaves the model directory"
-        )));
+    if relp.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(Error::bad_model(format!("Cloud model '{model}': ModelPath '{rel}' leaves the model directory")));
     }
     let bin = dir.join(relp);
-    let meta = std::fs::symlink_metadata(&bin).map_err(|e| {
-        Error::bad_model(format!(
-            "Cloud model '{model}': model file '{rel}' missing from the archive: {e}"
-        ))
-    })?;
+    let meta = std::fs::symlink_metadata(&bin).map_err(|e| Error::bad_model(format!("Cloud model '{model}': model file '{rel}' missing from the archive: {e}")))?;
     if !meta.is_file() {
-        return Err(Error::bad_model(format!(
-            "Cloud model '{model}': model file '{rel}' is not a regular file"
-        )));
+        return Err(Error::bad_model(format!("Cloud model '{model}': model file '{rel}' is not a regular file")));
     }
     let want = have.to_ascii_lowercase();
-    if want.len() == 64
-        && want.bytes().all(|b| b.is_ascii_hexdigit())
-        && std::env::var_os("DGZOO_SKIP_CHECKSUM").is_none()
-    {
+    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && std::env::var_os("DGZOO_SKIP_CHECKSUM").is_none() {
         use sha2::{Digest, Sha256};
         let mut f = File::open(&bin).map_err(|e| io_err("Cannot read", &bin, e))?;
         let mut h = Sha256::new();

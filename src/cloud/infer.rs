@@ -60,21 +60,14 @@ type Ws = WebSocket<Box<dyn Transport>>;
 
 /// Web PKI roots (the same set ureq trusts for the cloud's HTTP API).
 fn tls_config() -> Arc<rustls::ClientConfig> {
-    static CFG: once_cell::sync::OnceCell<Arc<rustls::ClientConfig>> =
-        once_cell::sync::OnceCell::new();
+    static CFG: once_cell::sync::OnceCell<Arc<rustls::ClientConfig>> = once_cell::sync::OnceCell::new();
     CFG.get_or_init(|| {
         let mut roots = rustls::RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .unwrap_or_else(|_| {
-                rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_protocol_versions(&[&rustls::version::TLS12])
-                .expect("TLS 1.2 is supported by ring")
-            });
+            .unwrap_or_else(|_| rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider())).with_protocol_versions(&[&rustls::version::TLS12]).expect("TLS 1.2 is supported by ring"));
         Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
     })
     .clone()
@@ -86,30 +79,16 @@ impl Endpoint {
         let (default_port, tls) = match z.scheme.as_str() {
             "http" => (80, false),
             "https" => (443, true),
-            other => {
-                return Err(Error::unsupported(format!(
-                    "cloud inference over {other} is not supported"
-                )))
-            }
+            other => return Err(Error::unsupported(format!("cloud inference over {other} is not supported"))),
         };
         let (host, port) = match z.host.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => {
-                match p.parse::<u16>() {
-                    Ok(port) => (
-                        h.trim_start_matches('[').trim_end_matches(']').to_string(),
-                        port,
-                    ),
-                    Err(_) => (z.host.clone(), default_port),
-                }
-            }
+            Some((h, p)) if !h.ends_with(']') || p.chars().all(|c| c.is_ascii_digit()) => match p.parse::<u16>() {
+                Ok(port) => (h.trim_start_matches('[').trim_end_matches(']').to_string(), port),
+                Err(_) => (z.host.clone(), default_port),
+            },
             _ => (z.host.clone(), default_port),
         };
-        Ok(Endpoint {
-            host,
-            port,
-            display: z.host.clone(),
-            tls,
-        })
+        Ok(Endpoint { host, port, display: z.host.clone(), tls })
     }
 }
 
@@ -159,13 +138,7 @@ impl std::fmt::Debug for Session {
 
 impl Session {
     /// Connect (PySDK's retries) and authorize.
-    pub fn open(
-        endpoint: Endpoint,
-        auth: &Value,
-        model: &str,
-        timeout_s: f64,
-        depth: usize,
-    ) -> Result<Session> {
+    pub fn open(endpoint: Endpoint, auth: &Value, model: &str, timeout_s: f64, depth: usize) -> Result<Session> {
         let mut s = Session {
             endpoint,
             auth: socketio::mp_from_json(auth),
@@ -221,47 +194,27 @@ impl Session {
             }
             wait *= 2;
         }
-        Err(Error::new(
-            Code::Network,
-            format!(
-                "Unable to open connection to cloud server {}: {last}",
-                self.endpoint.display
-            ),
-        ))
+        Err(Error::new(Code::Network, format!("Unable to open connection to cloud server {}: {last}", self.endpoint.display)))
     }
 
     /// One attempt. Err((reason, refused-for-good)).
     fn connect_once(&self, wait: Duration) -> std::result::Result<Ws, (String, bool)> {
         let e = &self.endpoint;
-        let sock =
-            protocol::http::connect(&e.host, e.port, wait).map_err(|x| (x.message, false))?;
+        let sock = protocol::http::connect(&e.host, e.port, wait).map_err(|x| (x.message, false))?;
         let _ = sock.set_nodelay(true);
         let _ = sock.set_read_timeout(Some(wait));
         let _ = sock.set_write_timeout(Some(wait.max(Duration::from_secs(20))));
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let url = format!(
-            "{}://{}/{}/?transport=websocket&EIO=4&t={t:.6}",
-            if e.tls { "wss" } else { "ws" },
-            e.display,
-            socketio::PATH.trim_start_matches('/')
-        );
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let url = format!("{}://{}/{}/?transport=websocket&EIO=4&t={t:.6}", if e.tls { "wss" } else { "ws" }, e.display, socketio::PATH.trim_start_matches('/'));
         let sock: Box<dyn Transport> = if e.tls {
-            let name = rustls::pki_types::ServerName::try_from(e.host.clone())
-                .map_err(|x| (format!("invalid server name '{}': {x}", e.host), true))?;
-            let conn = rustls::ClientConnection::new(tls_config(), name)
-                .map_err(|x| (format!("TLS error: {x}"), false))?;
+            let name = rustls::pki_types::ServerName::try_from(e.host.clone()).map_err(|x| (format!("invalid server name '{}': {x}", e.host), true))?;
+            let conn = rustls::ClientConnection::new(tls_config(), name).map_err(|x| (format!("TLS error: {x}"), false))?;
             Box::new(rustls::StreamOwned::new(conn, sock))
         } else {
             Box::new(sock)
         };
-        let (mut ws, _) = tungstenite::client::client_with_config(
-            url.as_str(),
-            sock,
-            Some(socketio::ws_config(socketio::MAX_PAYLOAD, false)),
-        )
-        .map_err(|x| (format!("WebSocket handshake failed: {x}"), false))?;
+        let (mut ws, _) = tungstenite::client::client_with_config(url.as_str(), sock, Some(socketio::ws_config(socketio::MAX_PAYLOAD, false)))
+            .map_err(|x| (format!("WebSocket handshake failed: {x}"), false))?;
         let deadline = Instant::now() + wait;
         let mut opened = false;
         loop {
@@ -274,15 +227,10 @@ impl Session {
                     Ok(Control::Open(_)) if !opened => {
                         opened = true;
                         let p = Packet::new(socketio::CONNECT, self.auth.clone());
-                        ws.send(Message::Binary(p.encode()))
-                            .map_err(|x| (x.to_string(), false))?;
+                        ws.send(Message::Binary(p.encode())).map_err(|x| (x.to_string(), false))?;
                     }
-                    Ok(Control::Ping) => ws
-                        .send(Message::Text(socketio::PONG.into()))
-                        .map_err(|x| (x.to_string(), false))?,
-                    Ok(Control::Close) => {
-                        return Err(("server closed the connection".into(), false))
-                    }
+                    Ok(Control::Ping) => ws.send(Message::Text(socketio::PONG.into())).map_err(|x| (x.to_string(), false))?,
+                    Ok(Control::Close) => return Err(("server closed the connection".into(), false)),
                     _ => {}
                 },
                 Message::Binary(b) => {
@@ -291,11 +239,7 @@ impl Session {
                         socketio::CONNECT => return Ok(ws),
                         socketio::CONNECT_ERROR => {
                             let v = socketio::mp_to_json(&p.data);
-                            let text = v
-                                .get("message")
-                                .and_then(Value::as_str)
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string());
+                            let text = v.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| v.to_string());
                             let fatal = text.contains("Inference connection refused:");
                             return Err((text, fatal));
                         }
@@ -311,10 +255,7 @@ impl Session {
     fn emit(&mut self, payload: Vec<u8>) -> Result<()> {
         let frame_no = self.next_in.to_string();
         self.next_in += 1;
-        let p = Packet::event(
-            "predict",
-            vec![Mp::Binary(payload), Mp::from(frame_no.as_str())],
-        );
+        let p = Packet::event("predict", vec![Mp::Binary(payload), Mp::from(frame_no.as_str())]);
         if let Some(ws) = self.ws.as_mut() {
             // Transport errors surface on the next read (reconnect there), as in PySDK.
             if ws.send(Message::Binary(p.encode())).is_err() {
@@ -380,14 +321,7 @@ impl Session {
             if self.ws.is_none() {
                 reconnects += 1;
                 if reconnects > MAX_RECONNECTS {
-                    return Err(Error::new(
-                        Code::Network,
-                        format!(
-                            "Model '{}' inference failed: {}",
-                            self.model,
-                            self.lost.clone().unwrap_or_default()
-                        ),
-                    ));
+                    return Err(Error::new(Code::Network, format!("Model '{}' inference failed: {}", self.model, self.lost.clone().unwrap_or_default())));
                 }
                 self.connect()?;
                 start = Instant::now();
@@ -406,20 +340,10 @@ impl Session {
                 ));
             }
             let ws = self.ws.as_mut().expect("checked above");
-            let _ = ws
-                .get_mut()
-                .tcp()
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))));
+            let _ = ws.get_mut().tcp().set_read_timeout(Some(left.max(Duration::from_millis(1))));
             let msg = match ws.read() {
                 Ok(m) => m,
-                Err(tungstenite::Error::Io(e))
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    continue
-                }
+                Err(tungstenite::Error::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
                 Err(e) => {
                     self.drop_connection(&format!("connection lost: {e}"));
                     continue;
@@ -427,9 +351,7 @@ impl Session {
             };
             match msg {
                 Message::Text(t) => match socketio::parse_control(&t) {
-                    Ok(Control::Ping) if ws.send(Message::Text(socketio::PONG.into())).is_err() => {
-                        self.drop_connection("connection lost")
-                    }
+                    Ok(Control::Ping) if ws.send(Message::Text(socketio::PONG.into())).is_err() => self.drop_connection("connection lost"),
                     Ok(Control::Close) => self.drop_connection("server closed the connection"),
                     _ => {}
                 },
@@ -439,31 +361,16 @@ impl Session {
                         self.drop_connection("server disconnected");
                         continue;
                     }
-                    let Some(("predict_result", args)) = p.as_event() else {
-                        continue;
-                    };
-                    let Some(n) = args
-                        .get(1)
-                        .and_then(socketio::mp_text)
-                        .and_then(|t| t.parse::<u64>().ok())
-                    else {
-                        continue;
-                    };
+                    let Some(("predict_result", args)) = p.as_event() else { continue };
+                    let Some(n) = args.get(1).and_then(socketio::mp_text).and_then(|t| t.parse::<u64>().ok()) else { continue };
                     let result = args.first().cloned().unwrap_or(Mp::Nil);
                     if n < self.next_out {
-                        return Err(Error::new(
-                            Code::Protocol,
-                            format!(
-                                "Result frame numbers mismatch: expected {}, processed {n}",
-                                self.next_out
-                            ),
-                        ));
+                        return Err(Error::new(Code::Protocol, format!("Result frame numbers mismatch: expected {}, processed {n}", self.next_out)));
                     }
                     if n >= self.next_in {
                         continue; // not a frame of this connection
                     }
-                    let critical = protocol::error_of(&socketio::mp_to_json(&result))
-                        .filter(|m| m.contains("[CRITICAL]"));
+                    let critical = protocol::error_of(&socketio::mp_to_json(&result)).filter(|m| m.contains("[CRITICAL]"));
                     if let Some(m) = critical {
                         self.drop_connection(&m);
                         continue;
@@ -479,9 +386,7 @@ impl Session {
     /// End the stream (results still in flight are dropped).
     pub fn close(mut self) {
         if let Some(ws) = self.ws.as_mut() {
-            let _ = ws.send(Message::Binary(
-                Packet::new(socketio::DISCONNECT, Mp::Nil).encode(),
-            ));
+            let _ = ws.send(Message::Binary(Packet::new(socketio::DISCONNECT, Mp::Nil).encode()));
         }
         self.drop_connection("closed");
     }
@@ -497,22 +402,13 @@ pub struct CloudBackend {
 
 impl std::fmt::Debug for CloudBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "CloudBackend({}/{})",
-            self.client.zoo().url(),
-            self.model
-        )
+        write!(f, "CloudBackend({}/{})", self.client.zoo().url(), self.model)
     }
 }
 
 impl CloudBackend {
     pub fn new(client: CloudClient, model: &str) -> Self {
-        CloudBackend {
-            client,
-            model: model.to_string(),
-            pool: Mutex::new(Vec::new()),
-        }
+        CloudBackend { client, model: model.to_string(), pool: Mutex::new(Vec::new()) }
     }
 
     /// A session for the model's current settings (an idle one when it matches).
@@ -532,22 +428,13 @@ impl CloudBackend {
             }
         }
         let depth = st.params.u64("FrameQueueDepth", 0).max(1) as usize;
-        let s = Session::open(
-            Endpoint::from_client(&self.client)?,
-            &auth,
-            model.name(),
-            st.inference_timeout_s,
-            depth,
-        )?;
+        let s = Session::open(Endpoint::from_client(&self.client)?, &auth, model.name(), st.inference_timeout_s, depth)?;
         Ok((key, s))
     }
 
     pub fn give_back(&self, key: String, s: Session) {
         if s.in_flight() == 0 {
-            self.pool
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push((key, s));
+            self.pool.lock().unwrap_or_else(|p| p.into_inner()).push((key, s));
         } else {
             s.close();
         }
@@ -556,35 +443,18 @@ impl CloudBackend {
 
 impl Drop for CloudBackend {
     fn drop(&mut self) {
-        for (_, s) in self
-            .pool
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for (_, s) in self.pool.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
             s.close();
         }
     }
 }
 
 /// A result value → the model's result (PySDK's error text for a failed frame).
-fn complete(
-    model: &Model,
-    st: &ModelState,
-    v: &Mp,
-    converter: &CoordConverter,
-) -> Result<InferenceResult> {
+fn complete(model: &Model, st: &ModelState, v: &Mp, converter: &CoordConverter) -> Result<InferenceResult> {
     let bytes = socketio::mp_to_bytes(v);
-    let fail = |msg: &str| {
-        Error::new(
-            Code::Inference,
-            format!("Model '{}' inference failed: {msg}", model.name()),
-        )
-    };
+    let fail = |msg: &str| Error::new(Code::Inference, format!("Model '{}' inference failed: {msg}", model.name()));
     match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
-        Ok((results, tensors)) => Ok(crate::remote::finish(
-            model, st, results, tensors, converter,
-        )),
+        Ok((results, tensors)) => Ok(crate::remote::finish(model, st, results, tensors, converter)),
         Err(msg) => Err(fail(&msg)),
     }
 }
@@ -592,21 +462,13 @@ fn complete(
 fn check_inputs(st: &ModelState, inputs: &[Input]) -> Result<()> {
     let n = st.params.num_inputs();
     if inputs.len() != n {
-        return Err(Error::invalid(format!(
-            "The length of input data list {} does not match to the number of model inputs {n}",
-            inputs.len()
-        )));
+        return Err(Error::invalid(format!("The length of input data list {} does not match to the number of model inputs {n}", inputs.len())));
     }
     Ok(())
 }
 
 /// Run one frame on a cloud model.
-pub fn predict(
-    model: &Model,
-    cb: &CloudBackend,
-    st: &ModelState,
-    inputs: &[Input],
-) -> Result<InferenceResult> {
+pub fn predict(model: &Model, cb: &CloudBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     check_inputs(st, inputs)?;
     let (packets, converter) = crate::remote::encode_frame(st, inputs)?;
     let (key, mut s) = cb.session(model, st)?;
@@ -619,27 +481,18 @@ pub fn predict(
 /// Run many frames on one connection, up to `frame_queue_depth` in flight (PySDK's
 /// `predict_batch` inside `with model:`). Results come in input order; a failed frame
 /// ends the batch with its error, like PySDK.
-pub fn predict_batch(
-    model: &Model,
-    frames: &[Vec<Input>],
-    mut on_result: impl FnMut(usize, InferenceResult),
-) -> Result<()> {
-    let cb = model
-        .cloud_backend()
-        .ok_or_else(|| Error::invalid(format!("model '{}' is not a cloud model", model.name())))?;
+pub fn predict_batch(model: &Model, frames: &[Vec<Input>], mut on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
+    let cb = model.cloud_backend().ok_or_else(|| Error::invalid(format!("model '{}' is not a cloud model", model.name())))?;
     let st = model.state();
     let (key, mut s) = cb.session(model, &st)?;
     let mut converters = VecDeque::new();
     let mut delivered = 0usize;
-    let mut deliver =
-        |v: Mp, converters: &mut VecDeque<CoordConverter>, delivered: &mut usize| -> Result<()> {
-            let c = converters
-                .pop_front()
-                .unwrap_or_else(CoordConverter::identity);
-            on_result(*delivered, complete(model, &st, &v, &c)?);
-            *delivered += 1;
-            Ok(())
-        };
+    let mut deliver = |v: Mp, converters: &mut VecDeque<CoordConverter>, delivered: &mut usize| -> Result<()> {
+        let c = converters.pop_front().unwrap_or_else(CoordConverter::identity);
+        on_result(*delivered, complete(model, &st, &v, &c)?);
+        *delivered += 1;
+        Ok(())
+    };
     for inputs in frames {
         check_inputs(&st, inputs)?;
         let (packets, converter) = crate::remote::encode_frame(&st, inputs)?;
@@ -658,18 +511,11 @@ pub fn predict_batch(
 
 /// `load_model` of a `@cloud` zoo: parameters and labels from the cloud's `.../info`, the
 /// device check against the cloud's system info, a model named `org/zoo/<m>`.
-pub fn load_model(
-    access: &crate::zoo::cloud::CloudAccess,
-    name: &str,
-    system_info: &Value,
-    pairs: &[crate::zoo::filter::DevicePair],
-) -> Result<Model> {
+pub fn load_model(access: &crate::zoo::cloud::CloudAccess, name: &str, system_info: &Value, pairs: &[crate::zoo::filter::DevicePair]) -> Result<Model> {
     crate::cache::archive::check_model_name(name)?;
     let info = access.client.model_info(name)?;
-    let params = crate::params::ModelParams::from_value(
-        info.get("model_params").cloned().unwrap_or(Value::Null),
-    )
-    .map_err(|e| e.context(format!("Cloud model '{name}'")))?;
+    let params = crate::params::ModelParams::from_value(info.get("model_params").cloned().unwrap_or(Value::Null))
+        .map_err(|e| e.context(format!("Cloud model '{name}'")))?;
     let supported = crate::zoo::filter::supported_device_types(&params, pairs)?;
     if supported.is_empty() {
         return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
@@ -680,12 +526,5 @@ pub fn load_model(
     };
     let z = access.client.zoo();
     let full = format!("{}/{}/{name}", z.org, z.zoo);
-    Model::new_cloud(
-        &full,
-        params,
-        &labels,
-        system_info,
-        supported,
-        CloudBackend::new(access.client.clone(), name),
-    )
+    Model::new_cloud(&full, params, &labels, system_info, supported, CloudBackend::new(access.client.clone(), name))
 }

@@ -35,15 +35,9 @@ pub fn degirum_appdata() -> Option<std::path::PathBuf> {
 /// `~/Library/Application Support` (macOS), `%APPDATA%` (Windows).
 pub fn os_appdata() -> Option<std::path::PathBuf> {
     use std::path::PathBuf;
-    let home = || {
-        std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
-    };
+    let home = || std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
     if cfg!(windows) {
-        std::env::var_os("APPDATA")
-            .filter(|h| !h.is_empty())
-            .map(PathBuf::from)
+        std::env::var_os("APPDATA").filter(|h| !h.is_empty()).map(PathBuf::from)
     } else if cfg!(target_os = "macos") {
         home().map(|h| h.join("Library/Application Support"))
     } else {
@@ -70,11 +64,7 @@ impl CloudClient {
             .timeout_write(READ_TIMEOUT)
             .user_agent(concat!("dgzoo/", env!("CARGO_PKG_VERSION")))
             .build();
-        CloudClient {
-            zoo: zoo.clone(),
-            token: token.to_string(),
-            agent,
-        }
+        CloudClient { zoo: zoo.clone(), token: token.to_string(), agent }
     }
 
     pub fn zoo(&self) -> &CloudZoo {
@@ -91,8 +81,7 @@ impl CloudClient {
 
     /// GET #1: does the zoo exist and may this token read it?
     pub fn zoos_check(&self) -> Result<()> {
-        self.get_json(&format!("/api/v1/public/zoos-check{}", self.zoo_path()))
-            .map(|_| ())
+        self.get_json(&format!("/api/v1/public/zoos-check{}", self.zoo_path())).map(|_| ())
     }
 
     /// GET #2/#3: `{name: params}` (full) or `{name: anything}` (short).
@@ -107,11 +96,7 @@ impl CloudClient {
 
     /// GET #4: `{"model_params": {...}, "model_labels": {...}}`.
     pub fn model_info(&self, model: &str) -> Result<Value> {
-        let v = self.get_json(&format!(
-            "/zoo/v1/public/models{}/{}/info",
-            self.zoo_path(),
-            quote(model)
-        ))?;
+        let v = self.get_json(&format!("/zoo/v1/public/models{}/{}/info", self.zoo_path(), quote(model)))?;
         if !v.get("model_params").is_some_and(Value::is_object) {
             return Err(self.ill_formed(&format!("info of model '{model}'"), &v));
         }
@@ -120,28 +105,16 @@ impl CloudClient {
 
     /// GET #5: the label dictionary.
     pub fn dictionary(&self, model: &str) -> Result<Value> {
-        self.get_json(&format!(
-            "/zoo/v1/public/models{}/{}/dictionary",
-            self.zoo_path(),
-            quote(model)
-        ))
+        self.get_json(&format!("/zoo/v1/public/models{}/{}/dictionary", self.zoo_path(), quote(model)))
     }
 
     /// GET #7: is `checksum` the current checksum of the model?
     pub fn check(&self, model: &str, checksum: &str) -> Result<bool> {
-        let v = self.get_json(&format!(
-            "/zoo/v1/public/models{}/{}/check?checksum={}",
-            self.zoo_path(),
-            quote(model),
-            quote_all(checksum)
-        ))?;
+        let v = self.get_json(&format!("/zoo/v1/public/models{}/{}/check?checksum={}", self.zoo_path(), quote(model), quote_all(checksum)))?;
         v.get("status").and_then(Value::as_bool).ok_or_else(|| {
             Error::new(
                 Code::Protocol,
-                format!(
-                    "Ill-formed response when querying checksum of cloud model {}/{model}: {v}",
-                    self.ext_zoo()
-                ),
+                format!("Ill-formed response when querying checksum of cloud model {}/{model}: {v}", self.ext_zoo()),
             )
         })
     }
@@ -154,26 +127,13 @@ impl CloudClient {
     /// GET #6: stream the model archive into `out`; returns the byte count. Fails unless the
     /// server sent `Content-Length` and exactly that many bytes arrived. `progress` gets
     /// (received, total) after every chunk.
-    pub fn download(
-        &self,
-        model: &str,
-        out: &mut dyn Write,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<u64> {
+    pub fn download(&self, model: &str, out: &mut dyn Write, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
         let path = format!("/zoo/v1/public/models{}/{}", self.zoo_path(), quote(model));
         let resp = self.send(&path, true)?;
         let total: u64 = resp
             .header("Content-Length")
             .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| {
-                Error::new(
-                    Code::Protocol,
-                    format!(
-                        "Download of model '{model}' from {} has no Content-Length",
-                        self.host()
-                    ),
-                )
-            })?;
+            .ok_or_else(|| Error::new(Code::Protocol, format!("Download of model '{model}' from {} has no Content-Length", self.host())))?;
         let mut reader = resp.into_reader().take(total.saturating_add(1));
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0u64;
@@ -188,18 +148,11 @@ impl CloudClient {
             if got > total {
                 return Err(Error::new(Code::Protocol, format!("Download of model '{model}': server sent more than its Content-Length {total}")));
             }
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("Cannot write downloaded model '{model}': {e}")))?;
+            out.write_all(&buf[..n]).map_err(|e| Error::io(format!("Cannot write downloaded model '{model}': {e}")))?;
             progress(got, total);
         }
         if got != total {
-            return Err(Error::new(
-                Code::Network,
-                format!(
-                    "Download of model '{model}' from {} truncated: got {got} of {total} bytes",
-                    self.host()
-                ),
-            ));
+            return Err(Error::new(Code::Network, format!("Download of model '{model}' from {} truncated: got {got} of {total} bytes", self.host())));
         }
         Ok(got)
     }
@@ -216,13 +169,7 @@ impl CloudClient {
     fn ill_formed(&self, what: &str, v: &Value) -> Error {
         let mut s = v.to_string();
         s.truncate(200);
-        Error::new(
-            Code::Protocol,
-            format!(
-                "Unable to parse response from server {}: {what} is not what was expected: {s}",
-                self.host()
-            ),
-        )
+        Error::new(Code::Protocol, format!("Unable to parse response from server {}: {what} is not what was expected: {s}", self.host()))
     }
 
     fn get_json(&self, path: &str) -> Result<Value> {
@@ -231,19 +178,11 @@ impl CloudClient {
         resp.into_reader()
             .take(256 << 20)
             .read_to_string(&mut body)
-            .map_err(|e| {
-                Error::new(
-                    Code::Network,
-                    format!("Unable to access server {}: {e}", self.host()),
-                )
-            })?;
+            .map_err(|e| Error::new(Code::Network, format!("Unable to access server {}: {e}", self.host())))?;
         serde_json::from_str(&body).map_err(|_| {
             let mut b = body.clone();
             b.truncate(200);
-            Error::new(
-                Code::Protocol,
-                format!("Unable to parse response from server {}: {b}", self.host()),
-            )
+            Error::new(Code::Protocol, format!("Unable to parse response from server {}: {b}", self.host()))
         })
     }
 
@@ -271,35 +210,22 @@ impl CloudClient {
                 Err(ureq::Error::Transport(t)) => last = t.to_string(),
             }
         }
-        Err(Error::new(
-            Code::Network,
-            format!("Unable to access server {}: {last}", self.host()),
-        ))
+        Err(Error::new(Code::Network, format!("Unable to access server {}: {last}", self.host())))
     }
 
     fn status_error(&self, url: &str, code: u16, r: ureq::Response) -> Error {
         let reason = r.status_text().to_string();
         let mut body = String::new();
         let _ = r.into_reader().take(1 << 20).read_to_string(&mut body);
-        let detail = serde_json::from_str::<Value>(&body)
-            .ok()
-            .and_then(|j| j.get("detail").cloned())
-            .map(|d| match d {
-                Value::String(s) => s,
-                other => other.to_string(),
-            });
+        let detail = serde_json::from_str::<Value>(&body).ok().and_then(|j| j.get("detail").cloned()).map(|d| match d {
+            Value::String(s) => s,
+            other => other.to_string(),
+        });
         if code == 401 {
             let d = detail.unwrap_or_else(|| "invalid token value".into());
-            return Error::new(
-                Code::Auth,
-                format!("Unable to connect to server {}: {d}", self.host()),
-            );
+            return Error::new(Code::Auth, format!("Unable to connect to server {}: {d}", self.host()));
         }
-        let kind = if code < 500 {
-            "Client Error"
-        } else {
-            "Server Error"
-        };
+        let kind = if code < 500 { "Client Error" } else { "Server Error" };
         let http = format!("{code} {kind}: {reason} for url: {url}");
         // dg-zoo-server answers 400 for an unknown zoo or model; 5xx means the cloud is unwell
         // (callers may then fall back to a cached copy).
@@ -316,17 +242,9 @@ impl CloudClient {
     }
 }
 
-const QUOTE_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'-')
-    .remove(b'~')
-    .remove(b'/');
-const QUOTE_ALL_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'-')
-    .remove(b'~');
+const QUOTE_SET: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~').remove(b'/');
+const QUOTE_ALL_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-').remove(b'~');
 
 /// `urllib.parse.quote(s)` (safe = "/").
 pub fn quote(s: &str) -> String {

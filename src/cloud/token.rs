@@ -18,22 +18,14 @@ pub fn token_file() -> Option<PathBuf> {
 
 fn read_file() -> Option<Map<String, Value>> {
     let text = std::fs::read_to_string(token_file()?).ok()?;
-    serde_json::from_str::<Value>(&text)
-        .ok()?
-        .as_object()
-        .cloned()
+    serde_json::from_str::<Value>(&text).ok()?.as_object().cloned()
 }
 
 /// The saved token for `cloud_root` (`<scheme>://<host>`), or "" when none. A missing or
 /// malformed file means no token, as in PySDK.
 pub fn lookup(cloud_root: &str) -> String {
     read_file()
-        .and_then(|m| {
-            m.get(cloud_root)
-                .and_then(|e| e.get("token"))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        })
+        .and_then(|m| m.get(cloud_root).and_then(|e| e.get("token")).and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default()
 }
 
@@ -59,30 +51,13 @@ pub fn resolve(token: &str, cloud_root: &str) -> String {
 /// no zone = UTC).
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || !matches!(b[10], b'T' | b' ')
-        || b[13] != b':'
-        || b[16] != b':'
-    {
+    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b' ') || b[13] != b':' || b[16] != b':' {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
-    let (y, mo, d, h, mi, se) = (
-        num(0..4)?,
-        num(5..7)?,
-        num(8..10)?,
-        num(11..13)?,
-        num(14..16)?,
-        num(17..19)?,
-    );
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
     // Days from civil (proleptic Gregorian).
-    let (y2, m2) = if mo <= 2 {
-        (y - 1, mo + 9)
-    } else {
-        (y, mo - 3)
-    };
+    let (y2, m2) = if mo <= 2 { (y - 1, mo + 9) } else { (y, mo - 3) };
     let era = y2.div_euclid(400);
     let yoe = y2 - era * 400;
     let doy = (153 * m2 + 2) / 5 + d - 1;
@@ -101,21 +76,13 @@ pub fn parse_iso8601(s: &str) -> Option<i64> {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(5))
-        .build()
+    ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build()
 }
 
 /// `Some(new token)` when the cloud says the token expires within an hour and renews it.
 fn renew_if_expiring(cloud_root: &str, token: &str) -> Option<String> {
     let t = super::quote_all(token);
-    let info = agent()
-        .get(&format!("{cloud_root}/api/v1/tokens/{t}/info"))
-        .set("dg_version", super::DG_VERSION)
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
+    let info = agent().get(&format!("{cloud_root}/api/v1/tokens/{t}/info")).set("dg_version", super::DG_VERSION).call().ok()?.into_string().ok()?;
     let info: Value = serde_json::from_str(&info).ok()?;
     let exp = info.get("expiration")?.as_str()?;
     if exp.starts_with("0001-01-01T00:00:00") {
@@ -133,17 +100,12 @@ fn renew_if_expiring(cloud_root: &str, token: &str) -> Option<String> {
         .into_string()
         .ok()?;
     let r: Value = serde_json::from_str(&r).ok()?;
-    r.get("value")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-        .map(str::to_string)
+    r.get("value").and_then(Value::as_str).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
 /// Store a renewed token in the file, keeping the other fields (errors ignored, as PySDK).
 fn save(cloud_root: &str, token: &str) {
-    let (Some(path), Some(mut m)) = (token_file(), read_file()) else {
-        return;
-    };
+    let (Some(path), Some(mut m)) = (token_file(), read_file()) else { return };
     if let Some(Value::Object(e)) = m.get_mut(cloud_root) {
         e.insert("token".into(), Value::String(token.to_string()));
     }
@@ -162,14 +124,8 @@ mod tests {
     fn iso8601() {
         assert_eq!(parse_iso8601("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_iso8601("2000-03-01T00:00:00"), Some(951_868_800));
-        assert_eq!(
-            parse_iso8601("2024-02-29T12:30:15.123456+02:00"),
-            Some(1_709_209_815 - 7200)
-        );
-        assert_eq!(
-            parse_iso8601("2024-02-29T12:30:15-01:30"),
-            Some(1_709_209_815 + 5400)
-        );
+        assert_eq!(parse_iso8601("2024-02-29T12:30:15.123456+02:00"), Some(1_709_209_815 - 7200));
+        assert_eq!(parse_iso8601("2024-02-29T12:30:15-01:30"), Some(1_709_209_815 + 5400));
         assert_eq!(parse_iso8601("garbage"), None);
     }
 }

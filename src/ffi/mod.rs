@@ -78,10 +78,7 @@ pub struct dg_error {
 impl dg_error {
     fn boxed(e: Error) -> *mut dg_error {
         let message = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
-        Box::into_raw(Box::new(dg_error {
-            code: e.code.into(),
-            message,
-        }))
+        Box::into_raw(Box::new(dg_error { code: e.code.into(), message }))
     }
 }
 
@@ -91,14 +88,8 @@ pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> *mut dg_error {
         Ok(Ok(())) => std::ptr::null_mut(),
         Ok(Err(e)) => dg_error::boxed(e),
         Err(p) => {
-            let what = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            dg_error::boxed(Error::internal(format!(
-                "internal error in dgzoo (panic: {what})"
-            )))
+            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
+            dg_error::boxed(Error::internal(format!("internal error in dgzoo (panic: {what})")))
         }
     }
 }
@@ -111,14 +102,10 @@ pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 /// A required C string argument.
 pub(crate) unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
-        return Err(Error::invalid(format!(
-            "argument '{what}' must not be NULL"
-        )));
+        return Err(Error::invalid(format!("argument '{what}' must not be NULL")));
     }
     // SAFETY: caller guarantees a NUL-terminated string.
-    unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|_| Error::invalid(format!("argument '{what}' is not valid UTF-8")))
+    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::invalid(format!("argument '{what}' is not valid UTF-8")))
 }
 
 /// An optional C string argument: NULL → "".
@@ -136,16 +123,13 @@ pub(crate) unsafe fn json_arg(p: *const c_char, what: &str) -> Result<serde_json
     if s.trim().is_empty() {
         return Ok(serde_json::Value::Null);
     }
-    serde_json::from_str(s)
-        .map_err(|e| Error::invalid(format!("argument '{what}' is not valid JSON: {e}")))
+    serde_json::from_str(s).map_err(|e| Error::invalid(format!("argument '{what}' is not valid JSON: {e}")))
 }
 
 /// Check a required out-parameter and clear it.
 pub(crate) unsafe fn out_ptr<T>(p: *mut *mut T, what: &str) -> Result<()> {
     if p.is_null() {
-        return Err(Error::invalid(format!(
-            "out-parameter '{what}' must not be NULL"
-        )));
+        return Err(Error::invalid(format!("out-parameter '{what}' must not be NULL")));
     }
     unsafe { *p = std::ptr::null_mut() };
     Ok(())
@@ -153,44 +137,29 @@ pub(crate) unsafe fn out_ptr<T>(p: *mut *mut T, what: &str) -> Result<()> {
 
 /// A new C string for the caller (free with `dg_string_free`).
 pub(crate) fn new_string(s: String) -> *mut c_char {
-    CString::new(s.replace('\0', " "))
-        .unwrap_or_default()
-        .into_raw()
+    CString::new(s.replace('\0', " ")).unwrap_or_default().into_raw()
 }
 
 /// The library version, e.g. "0.1.0". Static storage: do not free.
 #[no_mangle]
 pub extern "C" fn dg_version() -> *const c_char {
-    static V: &CStr =
-        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-            Ok(v) => v,
-            Err(_) => c"",
-        };
+    static V: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => c"",
+    };
     V.as_ptr()
 }
 
 /// The error's code; `DG_OK` for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dg_error_code(error: *const dg_error) -> dg_code {
-    guard_value(dg_code::DG_INTERNAL, || {
-        if error.is_null() {
-            dg_code::DG_OK
-        } else {
-            unsafe { (*error).code }
-        }
-    })
+    guard_value(dg_code::DG_INTERNAL, || if error.is_null() { dg_code::DG_OK } else { unsafe { (*error).code } })
 }
 
 /// The error's message (UTF-8), valid until `dg_error_free`; "" for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dg_error_message(error: *const dg_error) -> *const c_char {
-    guard_value(c"".as_ptr(), || {
-        if error.is_null() {
-            c"".as_ptr()
-        } else {
-            unsafe { (*error).message.as_ptr() }
-        }
-    })
+    guard_value(c"".as_ptr(), || if error.is_null() { c"".as_ptr() } else { unsafe { (*error).message.as_ptr() } })
 }
 
 /// Free an error. NULL is accepted.

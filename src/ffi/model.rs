@@ -1,6 +1,6 @@
 //! C ABI: model properties, single-frame, batch and asynchronous prediction, results.
-use super::zoo::dg_model;
 use super::{cstr, dg_error, guard, guard_value, json_arg, new_string, out_ptr};
+use super::zoo::dg_model;
 use crate::error::{Error, Result};
 use crate::inference::{self, InferenceResult, Input};
 use crate::pipeline::{AsyncPredictor, OwnedInput};
@@ -20,17 +20,8 @@ impl dg_result {
     fn boxed(inner: InferenceResult) -> *mut dg_result {
         let json = CString::new(inner.results_json().replace('\0', " ")).unwrap_or_default();
         let shapes = inner.tensors.iter().map(|t| t.info.shape.clone()).collect();
-        let names = inner
-            .tensors
-            .iter()
-            .map(|t| CString::new(t.info.name.replace('\0', " ")).unwrap_or_default())
-            .collect();
-        Box::into_raw(Box::new(dg_result {
-            inner,
-            json,
-            shapes,
-            names,
-        }))
+        let names = inner.tensors.iter().map(|t| CString::new(t.info.name.replace('\0', " ")).unwrap_or_default()).collect();
+        Box::into_raw(Box::new(dg_result { inner, json, shapes, names }))
     }
 }
 
@@ -122,14 +113,7 @@ pub struct dg_input {
 /// (the same one for every call of one predictor). `result` (NULL on failure) and `error`
 /// (NULL on success) are owned by the callee: free them with `dg_result_free` / `dg_error_free`.
 /// The callback must not call `dg_async_wait` or `dg_async_free` on its own predictor.
-pub type dg_async_callback = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        frame_id: u64,
-        result: *mut dg_result,
-        error: *mut dg_error,
-    ),
->;
+pub type dg_async_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, frame_id: u64, result: *mut dg_result, error: *mut dg_error)>;
 
 /// An asynchronous predictor (frames in, results out through a callback). Thread-safe: frames
 /// may be submitted from several threads.
@@ -147,14 +131,10 @@ unsafe fn model_ref<'a>(model: *const dg_model) -> Result<&'a crate::model::Mode
 
 unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
     if len == 0 {
-        return Err(Error::invalid(format!(
-            "argument '{what}' is empty (zero-size buffer)"
-        )));
+        return Err(Error::invalid(format!("argument '{what}' is empty (zero-size buffer)")));
     }
     if data.is_null() {
-        return Err(Error::invalid(format!(
-            "argument '{what}' must not be NULL"
-        )));
+        return Err(Error::invalid(format!("argument '{what}' must not be NULL")));
     }
     // SAFETY: the caller guarantees `len` readable bytes at `data`.
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
@@ -166,18 +146,8 @@ unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
     Ok(match i.kind {
         dg_input_kind::DG_INPUT_BYTES => Input::Bytes(data),
         dg_input_kind::DG_INPUT_RGB | dg_input_kind::DG_INPUT_BGR => {
-            let stride = if i.stride == 0 {
-                i.width as usize * 3
-            } else {
-                i.stride
-            };
-            Input::Pixels {
-                data,
-                width: i.width,
-                height: i.height,
-                stride,
-                bgr: i.kind == dg_input_kind::DG_INPUT_BGR,
-            }
+            let stride = if i.stride == 0 { i.width as usize * 3 } else { i.stride };
+            Input::Pixels { data, width: i.width, height: i.height, stride, bgr: i.kind == dg_input_kind::DG_INPUT_BGR }
         }
     })
 }
@@ -185,19 +155,7 @@ unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
 fn owned(i: Input) -> OwnedInput {
     match i {
         Input::Bytes(b) => OwnedInput::Bytes(b.to_vec()),
-        Input::Pixels {
-            data,
-            width,
-            height,
-            stride,
-            bgr,
-        } => OwnedInput::Pixels {
-            data: data.to_vec(),
-            width,
-            height,
-            stride,
-            bgr,
-        },
+        Input::Pixels { data, width, height, stride, bgr } => OwnedInput::Pixels { data: data.to_vec(), width, height, stride, bgr },
     }
 }
 
@@ -213,11 +171,7 @@ pub unsafe extern "C" fn dg_model_free(model: *mut dg_model) {
 
 /// A model property (PySDK name, e.g. "output_top_k") as JSON text; free with `dg_string_free`.
 #[no_mangle]
-pub unsafe extern "C" fn dg_model_get_property(
-    model: *const dg_model,
-    name: *const c_char,
-    out_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_model_get_property(model: *const dg_model, name: *const c_char, out_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_json, "out_json") }?;
         let m = unsafe { model_ref(model) }?;
@@ -231,11 +185,7 @@ pub unsafe extern "C" fn dg_model_get_property(
 /// Set a model property from JSON text (e.g. name "output_top_k", value "3"). Validation and
 /// error texts follow PySDK. Frames already in flight keep the settings they started with.
 #[no_mangle]
-pub unsafe extern "C" fn dg_model_set_property(
-    model: *const dg_model,
-    name: *const c_char,
-    value_json: *const c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_model_set_property(model: *const dg_model, name: *const c_char, value_json: *const c_char) -> *mut dg_error {
     guard(|| {
         let m = unsafe { model_ref(model) }?;
         let name = unsafe { cstr(name, "name") }?;
@@ -250,24 +200,13 @@ pub unsafe extern "C" fn dg_model_set_property(
 /// The model's name. Valid while the model lives; do not free.
 #[no_mangle]
 pub unsafe extern "C" fn dg_model_name(model: *const dg_model) -> *const c_char {
-    guard_value(c"".as_ptr(), || {
-        if model.is_null() {
-            c"".as_ptr()
-        } else {
-            unsafe { (*model).1.as_ptr() }
-        }
-    })
+    guard_value(c"".as_ptr(), || if model.is_null() { c"".as_ptr() } else { unsafe { (*model).1.as_ptr() } })
 }
 
 /// Run one frame on a single-input model: `data` is an encoded image (JPEG/PNG/BMP) or the
 /// model's raw input. On success `*out_result` owns a new result.
 #[no_mangle]
-pub unsafe extern "C" fn dg_predict(
-    model: *const dg_model,
-    data: *const u8,
-    len: usize,
-    out_result: *mut *mut dg_result,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_predict(model: *const dg_model, data: *const u8, len: usize, out_result: *mut *mut dg_result) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_result, "out_result") }?;
         let m = unsafe { model_ref(model) }?;
@@ -280,28 +219,15 @@ pub unsafe extern "C" fn dg_predict(
 
 /// Run one frame given as `count` inputs (one per model input, in `PRE_PROCESS` order).
 #[no_mangle]
-pub unsafe extern "C" fn dg_predict_inputs(
-    model: *const dg_model,
-    inputs: *const dg_input,
-    count: usize,
-    out_result: *mut *mut dg_result,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_predict_inputs(model: *const dg_model, inputs: *const dg_input, count: usize, out_result: *mut *mut dg_result) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_result, "out_result") }?;
         let m = unsafe { model_ref(model) }?;
         if inputs.is_null() && count > 0 {
             return Err(Error::invalid("argument 'inputs' must not be NULL"));
         }
-        let raw = if count == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(inputs, count) }
-        };
-        let ins = raw
-            .iter()
-            .enumerate()
-            .map(|(i, x)| unsafe { input_of(x, i) })
-            .collect::<Result<Vec<_>>>()?;
+        let raw = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, count) } };
+        let ins = raw.iter().enumerate().map(|(i, x)| unsafe { input_of(x, i) }).collect::<Result<Vec<_>>>()?;
         let r = inference::predict(m, &ins)?;
         unsafe { *out_result = dg_result::boxed(r) };
         Ok(())
@@ -323,20 +249,9 @@ pub unsafe extern "C" fn dg_predict_batch(
         unsafe { out_ptr(out_batch, "out_batch") }?;
         let m = unsafe { model_ref(model) }?;
         if count > 0 && (datas.is_null() || lens.is_null()) {
-            return Err(Error::invalid(
-                "arguments 'datas' and 'lens' must not be NULL",
-            ));
+            return Err(Error::invalid("arguments 'datas' and 'lens' must not be NULL"));
         }
-        let (ds, ls) = if count == 0 {
-            (&[][..], &[][..])
-        } else {
-            unsafe {
-                (
-                    std::slice::from_raw_parts(datas, count),
-                    std::slice::from_raw_parts(lens, count),
-                )
-            }
-        };
+        let (ds, ls) = if count == 0 { (&[][..], &[][..]) } else { unsafe { (std::slice::from_raw_parts(datas, count), std::slice::from_raw_parts(lens, count)) } };
         // A bad buffer is that frame's error; the rest still run.
         let mut slots: Vec<Option<Error>> = Vec::with_capacity(count);
         let mut frames = Vec::with_capacity(count);
@@ -354,10 +269,7 @@ pub unsafe extern "C" fn dg_predict_batch(
             .into_iter()
             .map(|s| match s {
                 Some(e) => Err(e),
-                None => results
-                    .next()
-                    .unwrap_or_else(|| Err(Error::internal("frame result missing")))
-                    .map(dg_result::boxed),
+                None => results.next().unwrap_or_else(|| Err(Error::internal("frame result missing"))).map(dg_result::boxed),
             })
             .collect();
         unsafe { *out_batch = Box::into_raw(Box::new(dg_batch(out))) };
@@ -368,28 +280,16 @@ pub unsafe extern "C" fn dg_predict_batch(
 /// Number of frames in a batch (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn dg_batch_count(batch: *const dg_batch) -> usize {
-    guard_value(0, || {
-        if batch.is_null() {
-            0
-        } else {
-            unsafe { (*batch).0.len() }
-        }
-    })
+    guard_value(0, || if batch.is_null() { 0 } else { unsafe { (*batch).0.len() } })
 }
 
 /// Frame `index` of a batch: on success `*out_result` borrows the frame's result (valid until
 /// `dg_batch_free`; do not free it); on failure the frame's error is returned (caller frees it).
 #[no_mangle]
-pub unsafe extern "C" fn dg_batch_get(
-    batch: *const dg_batch,
-    index: usize,
-    out_result: *mut *const dg_result,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_batch_get(batch: *const dg_batch, index: usize, out_result: *mut *const dg_result) -> *mut dg_error {
     guard(|| {
         if out_result.is_null() {
-            return Err(Error::invalid(
-                "out-parameter 'out_result' must not be NULL",
-            ));
+            return Err(Error::invalid("out-parameter 'out_result' must not be NULL"));
         }
         unsafe { *out_result = std::ptr::null() };
         if batch.is_null() {
@@ -397,10 +297,7 @@ pub unsafe extern "C" fn dg_batch_get(
         }
         let b = unsafe { &(*batch).0 };
         match b.get(index) {
-            None => Err(Error::invalid(format!(
-                "frame index {index} is out of range 0..{}",
-                b.len()
-            ))),
+            None => Err(Error::invalid(format!("frame index {index} is out of range 0..{}", b.len()))),
             Some(Err(e)) => Err(e.clone()),
             Some(Ok(r)) => {
                 unsafe { *out_result = *r };
@@ -426,13 +323,7 @@ pub unsafe extern "C" fn dg_batch_free(batch: *mut dg_batch) {
 /// The PySDK `results` list as JSON text. Valid until `dg_result_free`; do not free. "" for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn dg_result_json(result: *const dg_result) -> *const c_char {
-    guard_value(c"".as_ptr(), || {
-        if result.is_null() {
-            c"".as_ptr()
-        } else {
-            unsafe { (*result).json.as_ptr() }
-        }
-    })
+    guard_value(c"".as_ptr(), || if result.is_null() { c"".as_ptr() } else { unsafe { (*result).json.as_ptr() } })
 }
 
 /// Timing of the frame as JSON (`measure_time` on), or NULL; free with `dg_string_free`.
@@ -453,22 +344,12 @@ pub unsafe extern "C" fn dg_result_timing_json(result: *const dg_result) -> *mut
 /// In the result JSON each raw tensor's `data` is `{"__tensor__": index, ...}`.
 #[no_mangle]
 pub unsafe extern "C" fn dg_result_tensor_count(result: *const dg_result) -> usize {
-    guard_value(0, || {
-        if result.is_null() {
-            0
-        } else {
-            unsafe { (*result).inner.tensors.len() }
-        }
-    })
+    guard_value(0, || if result.is_null() { 0 } else { unsafe { (*result).inner.tensors.len() } })
 }
 
 /// A borrowed, zero-copy view of raw tensor `index`.
 #[no_mangle]
-pub unsafe extern "C" fn dg_result_tensor(
-    result: *const dg_result,
-    index: usize,
-    out_view: *mut dg_tensor_view,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_result_tensor(result: *const dg_result, index: usize, out_view: *mut dg_tensor_view) -> *mut dg_error {
     guard(|| {
         if out_view.is_null() {
             return Err(Error::invalid("out-parameter 'out_view' must not be NULL"));
@@ -477,28 +358,14 @@ pub unsafe extern "C" fn dg_result_tensor(
             return Err(Error::invalid("argument 'result' must not be NULL"));
         }
         let r = unsafe { &*result };
-        let t = r.inner.tensors.get(index).ok_or_else(|| {
-            Error::invalid(format!(
-                "tensor index {index} is out of range 0..{}",
-                r.inner.tensors.len()
-            ))
-        })?;
+        let t = r.inner.tensors.get(index).ok_or_else(|| Error::invalid(format!("tensor index {index} is out of range 0..{}", r.inner.tensors.len())))?;
         let (scale, zero_point) = match &t.info.quant {
-            Some(q) => (
-                q.scale.first().copied().unwrap_or(1.0) as f64,
-                q.zero.first().copied().unwrap_or(0),
-            ),
+            Some(q) => (q.scale.first().copied().unwrap_or(1.0) as f64, q.zero.first().copied().unwrap_or(0)),
             None => (1.0, 0),
         };
         let view = dg_tensor_view {
             name: r.names[index].as_ptr(),
-            id: r
-                .inner
-                .results
-                .get(index)
-                .and_then(|v| v.get("id"))
-                .and_then(|v| v.as_i64())
-                .unwrap_or(index as i64),
+            id: r.inner.results.get(index).and_then(|v| v.get("id")).and_then(|v| v.as_i64()).unwrap_or(index as i64),
             dtype: t.info.dtype.into(),
             shape: r.shapes[index].as_ptr(),
             rank: r.shapes[index].len(),
@@ -569,12 +436,7 @@ unsafe fn async_ref<'a>(a: *const dg_async) -> Result<&'a AsyncPredictor> {
 
 /// Submit a single-input frame (copied). Blocks while the queue is full (back-pressure).
 #[no_mangle]
-pub unsafe extern "C" fn dg_async_submit(
-    predictor: *const dg_async,
-    frame_id: u64,
-    data: *const u8,
-    len: usize,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_async_submit(predictor: *const dg_async, frame_id: u64, data: *const u8, len: usize) -> *mut dg_error {
     guard(|| {
         let p = unsafe { async_ref(predictor) }?;
         let b = unsafe { bytes(data, len, "data") }?;
@@ -597,16 +459,8 @@ pub unsafe extern "C" fn dg_async_submit_inputs(
         if inputs.is_null() && count > 0 {
             return Err(Error::invalid("argument 'inputs' must not be NULL"));
         }
-        let raw = if count == 0 {
-            &[][..]
-        } else {
-            unsafe { std::slice::from_raw_parts(inputs, count) }
-        };
-        let ins = raw
-            .iter()
-            .enumerate()
-            .map(|(i, x)| unsafe { input_of(x, i) }.map(owned))
-            .collect::<Result<Vec<_>>>()?;
+        let raw = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, count) } };
+        let ins = raw.iter().enumerate().map(|(i, x)| unsafe { input_of(x, i) }.map(owned)).collect::<Result<Vec<_>>>()?;
         if timeout_ms < 0 {
             p.submit(frame_id, ins)
         } else {

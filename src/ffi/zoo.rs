@@ -1,5 +1,5 @@
 //! C ABI: connecting to a zoo, listing and inspecting models, loading them.
-use super::{cstr, cstr_opt, dg_error, guard, json_arg, new_string, out_ptr};
+use super::{cstr, cstr_opt, guard, json_arg, new_string, out_ptr, dg_error};
 use crate::error::Error;
 use crate::zoo::filter::Filters;
 use crate::zoo::Zoo;
@@ -18,12 +18,7 @@ pub struct dg_model(pub(crate) crate::model::Model, pub(crate) std::ffi::CString
 /// (absolute, "./relative" or "file://"), a cloud zoo URL, or "" / "aiserver://" for an AI
 /// server's own zoo; `token` may be NULL or "". On success `*out_zoo` owns a new `dg_zoo`.
 #[no_mangle]
-pub unsafe extern "C" fn dg_connect(
-    host: *const c_char,
-    zoo_url: *const c_char,
-    token: *const c_char,
-    out_zoo: *mut *mut dg_zoo,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_connect(host: *const c_char, zoo_url: *const c_char, token: *const c_char, out_zoo: *mut *mut dg_zoo) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_zoo, "out_zoo") }?;
         let host = unsafe { cstr(host, "host") }?;
@@ -57,11 +52,7 @@ unsafe fn zoo_ref<'a>(zoo: *const dg_zoo) -> crate::Result<&'a Zoo> {
 /// `runtime`, `device`, `device_type`, `precision`, `pruned`, `postprocess_type` (string or
 /// list). `*out_names_json` is freed with `dg_string_free`.
 #[no_mangle]
-pub unsafe extern "C" fn dg_list_models(
-    zoo: *const dg_zoo,
-    filter_json: *const c_char,
-    out_names_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_list_models(zoo: *const dg_zoo, filter_json: *const c_char, out_names_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_names_json, "out_names_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
@@ -74,11 +65,7 @@ pub unsafe extern "C" fn dg_list_models(
 
 /// Like `dg_list_models`, but a JSON object `{name: full model parameters}` in zoo order.
 #[no_mangle]
-pub unsafe extern "C" fn dg_list_models_full(
-    zoo: *const dg_zoo,
-    filter_json: *const c_char,
-    out_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_list_models_full(zoo: *const dg_zoo, filter_json: *const c_char, out_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_json, "out_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
@@ -101,11 +88,7 @@ pub unsafe extern "C" fn dg_list_models_full(
 
 /// A model's parameters (full form) as JSON.
 #[no_mangle]
-pub unsafe extern "C" fn dg_model_info(
-    zoo: *const dg_zoo,
-    model_name: *const c_char,
-    out_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_model_info(zoo: *const dg_zoo, model_name: *const c_char, out_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_json, "out_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
@@ -118,10 +101,7 @@ pub unsafe extern "C" fn dg_model_info(
 
 /// System info of the inference host: `{"Devices": {"RT/DEV": [...]}, "Software Version": ...}`.
 #[no_mangle]
-pub unsafe extern "C" fn dg_system_info(
-    zoo: *const dg_zoo,
-    out_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_system_info(zoo: *const dg_zoo, out_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_json, "out_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
@@ -132,17 +112,11 @@ pub unsafe extern "C" fn dg_system_info(
 
 /// The inference host's device types ("RT/DEV") as a JSON array.
 #[no_mangle]
-pub unsafe extern "C" fn dg_supported_device_types(
-    zoo: *const dg_zoo,
-    out_json: *mut *mut c_char,
-) -> *mut dg_error {
+pub unsafe extern "C" fn dg_supported_device_types(zoo: *const dg_zoo, out_json: *mut *mut c_char) -> *mut dg_error {
     guard(|| {
         unsafe { out_ptr(out_json, "out_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
-        unsafe {
-            *out_json =
-                new_string(serde_json::to_string(&zoo.supported_device_types()).unwrap_or_default())
-        };
+        unsafe { *out_json = new_string(serde_json::to_string(&zoo.supported_device_types()).unwrap_or_default()) };
         Ok(())
     })
 }

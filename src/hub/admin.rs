@@ -29,10 +29,7 @@ fn base58(bytes: &[u8]) -> String {
         }
     }
     let zeros = bytes.iter().take_while(|&&b| b == 0).count();
-    std::iter::repeat_n(B58[0], zeros)
-        .chain(digits.iter().rev().map(|&d| B58[d as usize]))
-        .map(char::from)
-        .collect()
+    std::iter::repeat_n(B58[0], zeros).chain(digits.iter().rev().map(|&d| B58[d as usize])).map(char::from).collect()
 }
 
 /// A new token in dg-zoo-server's format: `dg_` + base58 of 27 random bytes, `_`-padded to 37.
@@ -40,16 +37,10 @@ fn new_token() -> Result<String, String> {
     let mut rnd = [0u8; 27];
     getrandom::getrandom(&mut rnd).map_err(|e| format!("no random source: {e}"))?;
     let enc = base58(&rnd);
-    Ok(format!(
-        "dg_{}{enc}",
-        "_".repeat(37usize.saturating_sub(enc.len()))
-    ))
+    Ok(format!("dg_{}{enc}", "_".repeat(37usize.saturating_sub(enc.len()))))
 }
 
-fn rights<'a>(
-    tokens: &'a HashMap<String, TokenRights>,
-    token: &Option<String>,
-) -> Option<&'a TokenRights> {
+fn rights<'a>(tokens: &'a HashMap<String, TokenRights>, token: &Option<String>) -> Option<&'a TokenRights> {
     token.as_deref().and_then(|t| tokens.get(t))
 }
 
@@ -82,10 +73,7 @@ pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Re
         Ok(t) => t,
         Err(e) => return error(500, e),
     };
-    let r = TokenRights {
-        is_admin,
-        zoos: Vec::new(),
-    };
+    let r = TokenRights { is_admin, zoos: Vec::new() };
     let body = token_json(&t, &r);
     tokens.insert(t, r);
     saved(store, &tokens, json_resp(200, &body))
@@ -107,34 +95,16 @@ pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp
 }
 
 /// POST / DELETE /zoo/v1/public/tokens/<org>/<zoo> (header `token_to_modify`)
-pub fn zoo_access(
-    store: &Store,
-    token: &Option<String>,
-    target: &str,
-    zoo_url: &str,
-    add: bool,
-) -> Resp {
+pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: &str, add: bool) -> Resp {
     let mut tokens = (*store.tokens()).clone();
     if let Some(r) = need_admin(&tokens, token) {
         return r;
     }
-    let Some(r) = tokens.get_mut(target) else {
-        return error(400, "Token does not exist");
-    };
+    let Some(r) = tokens.get_mut(target) else { return error(400, "Token does not exist") };
     let has = r.zoos.iter().any(|z| z == zoo_url);
     match (add, has) {
-        (true, true) => {
-            return error(
-                400,
-                format!("Nothing to add: token already has access to {zoo_url}"),
-            )
-        }
-        (false, false) => {
-            return error(
-                400,
-                format!("Nothing to remove: token already does not have access to {zoo_url}"),
-            )
-        }
+        (true, true) => return error(400, format!("Nothing to add: token already has access to {zoo_url}")),
+        (false, false) => return error(400, format!("Nothing to remove: token already does not have access to {zoo_url}")),
         (true, false) => {
             r.zoos.push(zoo_url.to_string());
             r.zoos.sort();
@@ -146,32 +116,16 @@ pub fn zoo_access(
 }
 
 /// POST /zoo/v1/public/models/<org>/<zoo>?allow_overwrite=... (multipart field `file`)
-pub fn upload_model(
-    store: &Store,
-    token: &Option<String>,
-    org: &str,
-    zoo: &str,
-    content_type: &str,
-    body: &mut dyn Read,
-    overwrite: bool,
-) -> Resp {
+pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, content_type: &str, body: &mut dyn Read, overwrite: bool) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
-    let Some(dir) = store.zoo_dir(org, zoo) else {
-        return error(400, format!("Zoo {org}/{zoo} is not found"));
-    };
+    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
     let Some(boundary) = super::multipart::boundary(content_type) else {
-        return error(
-            422,
-            "the upload must be multipart/form-data with a 'file' field",
-        );
+        return error(422, "the upload must be multipart/form-data with a 'file' field");
     };
     // Stream into a temp file beside the archives, so the final rename stays on one file system.
-    let mut tmp = match tempfile::Builder::new()
-        .prefix(".upload-")
-        .tempfile_in(&dir)
-    {
+    let mut tmp = match tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir) {
         Ok(t) => t,
         Err(e) => return error(500, format!("cannot store the upload: {e}")),
     };
@@ -179,56 +133,32 @@ pub fn upload_model(
         Ok(f) => f,
         Err(e) => return error(400, e),
     };
-    let base = Path::new(&filename)
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let base = Path::new(&filename).file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let model = base.strip_suffix(".zip").unwrap_or(base).to_string();
     if !is_safe_segment(&model) {
-        return error(
-            400,
-            format!("Model archive name '{filename}' is not a valid model name"),
-        );
+        return error(400, format!("Model archive name '{filename}' is not a valid model name"));
     }
     let target = dir.join(format!("{model}.zip"));
     // Validate before it becomes visible (dg-zoo-server links first and validates after).
     if super::store::read_model_info(tmp.path(), &model).is_none() {
         return error(400, format!("Model archive {model}.zip is not a valid model archive: it needs {model}/{model}.json with a Checksum"));
     }
-    let persisted = if overwrite {
-        tmp.persist(&target).map(|_| ())
-    } else {
-        tmp.persist_noclobber(&target).map(|_| ())
-    };
+    let persisted = if overwrite { tmp.persist(&target).map(|_| ()) } else { tmp.persist_noclobber(&target).map(|_| ()) };
     match persisted {
         Ok(()) => json_resp(201, &json!({"url": format!("{org}/{zoo}/{model}")})),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => error(
-            400,
-            format!("Model {model} already exists in zoo {org}/{zoo}"),
-        ),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => error(400, format!("Model {model} already exists in zoo {org}/{zoo}")),
         Err(e) => error(500, format!("cannot store the model: {}", e.error)),
     }
 }
 
 /// DELETE /zoo/v1/public/models/<org>/<zoo>/<model>
-pub fn delete_model(
-    store: &Store,
-    token: &Option<String>,
-    org: &str,
-    zoo: &str,
-    model: &str,
-) -> Resp {
+pub fn delete_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, model: &str) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
-    let Some(dir) = store.zoo_dir(org, zoo) else {
-        return error(400, format!("Zoo {org}/{zoo} is not found"));
-    };
+    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
     if !is_safe_segment(model) || store.model(&dir, model).is_none() {
-        return error(
-            400,
-            format!("Model {model} is not found in zoo {org}/{zoo}"),
-        );
+        return error(400, format!("Model {model} is not found in zoo {org}/{zoo}"));
     }
     match std::fs::remove_file(dir.join(format!("{model}.zip"))) {
         Ok(()) => json_resp(200, &json!({"url": format!("{org}/{zoo}/{model}")})),

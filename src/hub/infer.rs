@@ -21,8 +21,6 @@ use crate::params::ModelParams;
 use crate::protocol;
 use crate::server::frame::StreamSession;
 use crate::socketio::{self, Control, Packet};
-use crate::zoo::address::ServerAddress;
-use crate::zoo::aiserver::{AiServerClient, RemoteStream};
 use crate::zoo::local::ZooEntry;
 use rmpv::Value as Mp;
 use serde_json::Value;
@@ -31,6 +29,8 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use crate::zoo::aiserver::{AiServerClient, RemoteStream};
+use crate::zoo::address::ServerAddress;
 use std::time::{Duration, Instant};
 use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
@@ -107,25 +107,16 @@ impl Backend {
             Backend::Remote(r) => {
                 let server = r.member.client.server();
                 let Some(stream) = r.stream.as_mut() else {
-                    return protocol::encode(&protocol::frame_err(&format!(
-                        "[CRITICAL]AI server '{server}' stream is closed"
-                    )));
+                    return protocol::encode(&protocol::frame_err(&format!("[CRITICAL]AI server '{server}' stream is closed")));
                 };
-                match stream
-                    .send_frame(inputs)
-                    .and_then(|_| stream.recv(r.timeout))
-                {
+                match stream.send_frame(inputs).and_then(|_| stream.recv(r.timeout)) {
                     Ok(bytes) => bytes,
                     Err(e) => {
                         // The stream is out of sync or gone: the client must reconnect.
                         if let Some(s) = r.stream.take() {
                             s.close();
                         }
-                        let msg = if e.message.contains("[CRITICAL]") {
-                            e.message
-                        } else {
-                            format!("[CRITICAL]{}", e.message)
-                        };
+                        let msg = if e.message.contains("[CRITICAL]") { e.message } else { format!("[CRITICAL]{}", e.message) };
                         protocol::encode(&protocol::frame_err(&msg))
                     }
                 }
@@ -139,11 +130,7 @@ impl CloudInference {
         let work = tempfile::Builder::new()
             .prefix("dgzoo-hub-models-")
             .tempdir()
-            .map_err(|e| {
-                crate::error::Error::io(format!(
-                    "cannot create the hub's model work directory: {e}"
-                ))
-            })?;
+            .map_err(|e| crate::error::Error::io(format!("cannot create the hub's model work directory: {e}")))?;
         let quiet = !std::env::var("DGZOO_LOG").is_ok_and(|v| v == "info" || v == "debug");
         Ok(CloudInference {
             engines: crate::server::State::embedded(work.path().to_path_buf(), quiet),
@@ -158,39 +145,18 @@ impl CloudInference {
 
     /// Dispatch new connections to these AI servers instead of the local runtimes.
     pub fn set_pool(&self, servers: Vec<ServerAddress>) {
-        let members = servers
-            .into_iter()
-            .map(|a| {
-                Arc::new(PoolMember {
-                    client: AiServerClient::new(a),
-                    active: AtomicUsize::new(0),
-                })
-            })
-            .collect();
+        let members = servers.into_iter().map(|a| Arc::new(PoolMember { client: AiServerClient::new(a), active: AtomicUsize::new(0) })).collect();
         *self.pool.write().unwrap_or_else(|p| p.into_inner()) = members;
     }
 
     /// Open streams per pool member (`host:port`), in pool order.
     pub fn pool_load(&self) -> Vec<(String, usize)> {
-        self.pool
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .map(|m| (m.client.server(), m.active.load(Ordering::SeqCst)))
-            .collect()
+        self.pool.read().unwrap_or_else(|p| p.into_inner()).iter().map(|m| (m.client.server(), m.active.load(Ordering::SeqCst))).collect()
     }
 
     /// Open a stream on the least-busy pool member that accepts it.
-    fn open_remote(
-        &self,
-        model: &str,
-        full_name: &str,
-        inputs: usize,
-        config: &Value,
-        timeout_s: f64,
-    ) -> Option<Result<RemoteSession, String>> {
-        let mut members: Vec<Arc<PoolMember>> =
-            self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
+    fn open_remote(&self, model: &str, full_name: &str, inputs: usize, config: &Value, timeout_s: f64) -> Option<Result<RemoteSession, String>> {
+        let mut members: Vec<Arc<PoolMember>> = self.pool.read().unwrap_or_else(|p| p.into_inner()).clone();
         if members.is_empty() {
             return None;
         }
@@ -199,13 +165,7 @@ impl CloudInference {
         for m in members {
             m.active.fetch_add(1, Ordering::SeqCst);
             // Counted from here: the RemoteSession's drop gives it back.
-            let mut session = RemoteSession {
-                stream: None,
-                member: m.clone(),
-                inputs,
-                timeout: Duration::from_secs_f64(timeout_s.clamp(1.0, 3600.0)),
-                name: full_name.to_string(),
-            };
+            let mut session = RemoteSession { stream: None, member: m.clone(), inputs, timeout: Duration::from_secs_f64(timeout_s.clamp(1.0, 3600.0)), name: full_name.to_string() };
             match m.client.open_stream(model, config) {
                 Ok(s) => {
                     session.stream = Some(s);
@@ -214,26 +174,12 @@ impl CloudInference {
                 Err(e) => errors.push(format!("{}: {}", m.client.server(), e.message)),
             }
         }
-        Some(Err(format!(
-            "no AI server of the pool accepted the stream ({})",
-            errors.join("; ")
-        )))
+        Some(Err(format!("no AI server of the pool accepted the stream ({})", errors.join("; "))))
     }
 
     /// The model's files, extracted from its archive once per checksum.
-    fn model_dir(
-        &self,
-        zoo_dir: &std::path::Path,
-        org: &str,
-        zoo: &str,
-        model: &str,
-        checksum: &str,
-    ) -> Result<PathBuf, String> {
-        let sum: String = checksum
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(64)
-            .collect();
+    fn model_dir(&self, zoo_dir: &std::path::Path, org: &str, zoo: &str, model: &str, checksum: &str) -> Result<PathBuf, String> {
+        let sum: String = checksum.chars().filter(char::is_ascii_alphanumeric).take(64).collect();
         let key = format!("{org}.{zoo}.{model}.{sum}");
         // Extractions are rare (once per model version): one lock keeps them simple.
         let mut map = self.extracted.lock().unwrap_or_else(|p| p.into_inner());
@@ -244,19 +190,9 @@ impl CloudInference {
         }
         let dest = self.work.path().join(&key);
         let _ = std::fs::remove_dir_all(&dest);
-        archive::extract_model(
-            &zoo_dir.join(format!("{model}.zip")),
-            model,
-            &dest,
-            archive::Limits::default(),
-        )
-        .map_err(|e| {
+        archive::extract_model(&zoo_dir.join(format!("{model}.zip")), model, &dest, archive::Limits::default()).map_err(|e| {
             let _ = std::fs::remove_dir_all(&dest);
-            format!(
-                "model {model} cannot be unpacked: {}",
-                e.message
-                    .replace(&self.work.path().to_string_lossy().to_string(), "<work>")
-            )
+            format!("model {model} cannot be unpacked: {}", e.message.replace(&self.work.path().to_string_lossy().to_string(), "<work>"))
         })?;
         map.insert(key, dest.clone());
         Ok(dest)
@@ -272,21 +208,13 @@ impl Drop for ConnGuard<'_> {
 }
 
 fn query_value<'a>(url: &'a str, key: &str) -> Option<&'a str> {
-    url.split_once('?')?.1.split('&').find_map(|kv| {
-        kv.split_once('=')
-            .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
-    })
+    url.split_once('?')?.1.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
 }
 
 fn plain(status: u16, detail: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_data(
-        serde_json::json!({ "detail": detail })
-            .to_string()
-            .into_bytes(),
-    )
-    .with_status_code(status)
-    .with_header(super::header("Content-Type", "application/json"))
+    tiny_http::Response::from_data(serde_json::json!({ "detail": detail }).to_string().into_bytes())
+        .with_status_code(status)
+        .with_header(super::header("Content-Type", "application/json"))
 }
 
 /// Answer a request under `/api/v2/socket.io`: upgrade a proper Engine.IO v4 WebSocket
@@ -294,23 +222,12 @@ fn plain(status: u16, detail: &str) -> tiny_http::Response<std::io::Cursor<Vec<u
 pub(super) fn accept(state: &Arc<State>, req: tiny_http::Request) {
     let url = req.url().to_string();
     if query_value(&url, "EIO") != Some("4") {
-        let _ = req.respond(plain(
-            400,
-            "The client is using an unsupported version of the Socket.IO or Engine.IO protocols",
-        ));
+        let _ = req.respond(plain(400, "The client is using an unsupported version of the Socket.IO or Engine.IO protocols"));
         return;
     }
-    let key = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Sec-WebSocket-Key"))
-        .map(|h| h.value.as_str().to_string());
-    let upgrade = req
-        .headers()
-        .iter()
-        .any(|h| h.field.equiv("Upgrade") && h.value.as_str().eq_ignore_ascii_case("websocket"));
-    let (Some(key), true, Some("websocket")) = (key, upgrade, query_value(&url, "transport"))
-    else {
+    let key = req.headers().iter().find(|h| h.field.equiv("Sec-WebSocket-Key")).map(|h| h.value.as_str().to_string());
+    let upgrade = req.headers().iter().any(|h| h.field.equiv("Upgrade") && h.value.as_str().eq_ignore_ascii_case("websocket"));
+    let (Some(key), true, Some("websocket")) = (key, upgrade, query_value(&url, "transport")) else {
         let _ = req.respond(plain(400, "Only the websocket transport is supported"));
         return;
     };
@@ -318,30 +235,20 @@ pub(super) fn accept(state: &Arc<State>, req: tiny_http::Request) {
     let max = state.infer.max_connections.load(Ordering::SeqCst);
     if state.infer.connections.fetch_add(1, Ordering::SeqCst) >= max {
         state.infer.connections.fetch_sub(1, Ordering::SeqCst);
-        let _ = req.respond(plain(
-            503,
-            &format!("Too many inference connections (limit {max})"),
-        ));
+        let _ = req.respond(plain(503, &format!("Too many inference connections (limit {max})")));
         return;
     }
     let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let resp =
-        tiny_http::Response::empty(101).with_header(super::header("Sec-WebSocket-Accept", &accept));
+    let resp = tiny_http::Response::empty(101).with_header(super::header("Sec-WebSocket-Accept", &accept));
     let stream = req.upgrade("websocket", resp);
     let st = state.clone();
-    let spawned = std::thread::Builder::new()
-        .name("dgzoo-hub-sio".into())
-        .spawn(move || {
-            let _guard = ConnGuard(&st.infer.connections);
-            let mut ws = WebSocket::from_raw_socket(
-                stream,
-                Role::Server,
-                Some(socketio::ws_config(socketio::MAX_PAYLOAD, true)),
-            );
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&st, &mut ws)));
-            let _ = ws.close(None);
-            let _ = ws.flush();
-        });
+    let spawned = std::thread::Builder::new().name("dgzoo-hub-sio".into()).spawn(move || {
+        let _guard = ConnGuard(&st.infer.connections);
+        let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(socketio::ws_config(socketio::MAX_PAYLOAD, true)));
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&st, &mut ws)));
+        let _ = ws.close(None);
+        let _ = ws.flush();
+    });
     if spawned.is_err() {
         state.infer.connections.fetch_sub(1, Ordering::SeqCst);
     }
@@ -352,18 +259,8 @@ fn send_packet<S: Read + Write>(ws: &mut WebSocket<S>, p: &Packet) -> bool {
 }
 
 fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
-    let sid = format!(
-        "dgzoo{:016x}",
-        state.infer.next_sid.fetch_add(1, Ordering::SeqCst) ^ std::process::id() as u64
-    );
-    if ws
-        .send(Message::Text(socketio::open_text(
-            &sid,
-            PING_INTERVAL.as_millis() as u64,
-            PING_TIMEOUT.as_millis() as u64,
-        )))
-        .is_err()
-    {
+    let sid = format!("dgzoo{:016x}", state.infer.next_sid.fetch_add(1, Ordering::SeqCst) ^ std::process::id() as u64);
+    if ws.send(Message::Text(socketio::open_text(&sid, PING_INTERVAL.as_millis() as u64, PING_TIMEOUT.as_millis() as u64))).is_err() {
         return;
     }
     let mut session: Option<Backend> = None;
@@ -379,16 +276,7 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
                 Ok(Control::Close) => return,
                 Ok(Control::TextMessage(_)) => {
                     // Only the msgpack serializer is spoken here.
-                    send_packet(
-                        ws,
-                        &Packet::new(
-                            socketio::CONNECT_ERROR,
-                            Mp::Map(vec![(
-                                Mp::from("message"),
-                                Mp::from("Only msgpack-serialized packets are supported"),
-                            )]),
-                        ),
-                    )
+                    send_packet(ws, &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from("Only msgpack-serialized packets are supported"))])))
                 }
                 _ => true,
             },
@@ -398,17 +286,11 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
                         let reply = match connect(state, &p.data) {
                             Ok(s) => {
                                 session = Some(s);
-                                Packet::new(
-                                    socketio::CONNECT,
-                                    Mp::Map(vec![(Mp::from("sid"), Mp::from(sid.as_str()))]),
-                                )
+                                Packet::new(socketio::CONNECT, Mp::Map(vec![(Mp::from("sid"), Mp::from(sid.as_str()))]))
                             }
                             Err(msg) => {
                                 session = None;
-                                Packet::new(
-                                    socketio::CONNECT_ERROR,
-                                    Mp::Map(vec![(Mp::from("message"), Mp::from(msg.as_str()))]),
-                                )
+                                Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from(msg.as_str()))]))
                             }
                         };
                         send_packet(ws, &reply)
@@ -446,29 +328,15 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
 
 /// One `predict` event → the msgpack result packet (results or an error map).
 fn predict(session: Option<&mut Backend>, payload: Option<&Mp>) -> Vec<u8> {
-    let err = |m: &str| {
-        protocol::encode(&protocol::frame_err(&protocol::dg_error_text(
-            "ERROR",
-            "Incorrect value of parameter",
-            m,
-            &[],
-        )))
-    };
-    let Some(s) = session else {
-        return err("the connection is not authorized: send CONNECT first");
-    };
+    let err = |m: &str| protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", m, &[])));
+    let Some(s) = session else { return err("the connection is not authorized: send CONNECT first") };
     let bytes = match payload {
         Some(Mp::Binary(b)) => b.as_slice(),
         _ => return err("frame data is missing or not binary"),
     };
     match socketio::decode_frame(bytes) {
         Ok(inputs) if inputs.len() == s.num_inputs() => s.run_frame(&inputs),
-        Ok(inputs) => err(&format!(
-            "frame has {} input(s), model '{}' takes {}",
-            inputs.len(),
-            s.name(),
-            s.num_inputs()
-        )),
+        Ok(inputs) => err(&format!("frame has {} input(s), model '{}' takes {}", inputs.len(), s.name(), s.num_inputs())),
         Err(m) => err(&m),
     }
 }
@@ -476,89 +344,44 @@ fn predict(session: Option<&mut Backend>, payload: Option<&Mp>) -> Vec<u8> {
 /// Check the CONNECT auth and open the stream. The error is the CONNECT_ERROR message.
 fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     let auth = socketio::mp_to_json(data);
-    let field = |k: &str| {
-        auth.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
+    let field = |k: &str| auth.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
     let refused = |m: String| format!("{REFUSED}{m}");
-    let (token, org, zoo, model) = (
-        field("token"),
-        field("organization"),
-        field("zoo"),
-        field("model"),
-    );
+    let (token, org, zoo, model) = (field("token"), field("organization"), field("zoo"), field("model"));
     let st = &state.store;
     let tokens = st.tokens();
-    let rights = tokens
-        .get(&token)
-        .ok_or_else(|| refused("token is not valid".into()))?;
+    let rights = tokens.get(&token).ok_or_else(|| refused("token is not valid".into()))?;
     let zoo_url = format!("{org}/{zoo}");
     if !rights.is_admin && !rights.zoos.contains(&zoo_url) {
-        return Err(refused(format!(
-            "token does not have access rights to zoo {zoo_url}"
-        )));
+        return Err(refused(format!("token does not have access rights to zoo {zoo_url}")));
     }
-    let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo))
-        .then(|| st.zoo_dir(&org, &zoo))
-        .flatten()
-        .ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
+    let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo)).then(|| st.zoo_dir(&org, &zoo)).flatten().ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
     let not_found = || refused(format!("model {model} is not found in model zoo {zoo_url}"));
     if !is_safe_segment(&model) {
         return Err(not_found());
     }
     let info = st.model(&zoo_dir, &model).ok_or_else(not_found)?;
     let config = match auth.get("model_params") {
-        Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s)
-            .map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?,
+        Some(Value::String(s)) if !s.trim().is_empty() => serde_json::from_str::<Value>(s).map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?,
         Some(o @ Value::Object(_)) => o.clone(),
         _ => Value::Null,
     };
     let full_name = format!("{org}/{zoo}/{model}");
-    let inputs = ModelParams::from_value(info.params.clone())
-        .map(|p| p.num_inputs().max(1))
-        .unwrap_or(1);
-    let timeout_s = auth
-        .get("inference_timeout_s")
-        .and_then(Value::as_f64)
-        .unwrap_or(40.0);
-    if let Some(r) = state
-        .infer
-        .open_remote(&model, &full_name, inputs, &config, timeout_s)
-    {
+    let inputs = ModelParams::from_value(info.params.clone()).map(|p| p.num_inputs().max(1)).unwrap_or(1);
+    let timeout_s = auth.get("inference_timeout_s").and_then(Value::as_f64).unwrap_or(40.0);
+    if let Some(r) = state.infer.open_remote(&model, &full_name, inputs, &config, timeout_s) {
         return r.map(Backend::Remote).map_err(refused);
     }
-    let dir = state
-        .infer
-        .model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum)
-        .map_err(refused)?;
+    let dir = state.infer.model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum).map_err(refused)?;
     let config_path = dir.join(format!("{model}.json"));
-    let mut params = ModelParams::from_file(&config_path).map_err(|e| {
-        refused(format!(
-            "model {model} has a bad configuration: {}",
-            e.message
-        ))
-    })?;
-    params
-        .absolutize_paths(&dir)
-        .map_err(|e| refused(e.message))?;
+    let mut params = ModelParams::from_file(&config_path).map_err(|e| refused(format!("model {model} has a bad configuration: {}", e.message)))?;
+    params.absolutize_paths(&dir).map_err(|e| refused(e.message))?;
     // `model_params` is the client's full model JSON; only its runtime parameters are
     // taken (merge_runtime).
-    let entry = ZooEntry {
-        name: full_name.clone(),
-        params,
-        config_path,
-    };
+    let entry = ZooEntry { name: full_name.clone(), params, config_path };
     state
         .infer
         .engines
         .open_entry(&full_name, &entry, &config)
         .map(Backend::Local)
-        .map_err(|text| {
-            refused(text.replace(
-                &state.infer.work.path().to_string_lossy().to_string(),
-                "<work>",
-            ))
-        })
+        .map_err(|text| refused(text.replace(&state.infer.work.path().to_string_lossy().to_string(), "<work>")))
 }

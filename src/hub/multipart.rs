@@ -45,11 +45,7 @@ impl Scanner<'_> {
 
     /// Pass bytes up to `delim` to `out` (or drop them) and consume the delimiter. Memory stays
     /// bounded by the chunk size plus the delimiter length.
-    fn copy_until(
-        &mut self,
-        delim: &[u8],
-        mut out: Option<&mut dyn Write>,
-    ) -> std::io::Result<bool> {
+    fn copy_until(&mut self, delim: &[u8], mut out: Option<&mut dyn Write>) -> std::io::Result<bool> {
         loop {
             if let Some(i) = find(&self.buf, delim) {
                 if let Some(o) = out.as_mut() {
@@ -86,18 +82,9 @@ impl Scanner<'_> {
 }
 
 /// Copy the part named `field` to `out`; returns its `filename`. Errors are texts for a 400.
-pub fn copy_field(
-    body: &mut dyn Read,
-    boundary: &str,
-    field: &str,
-    out: &mut dyn Write,
-) -> Result<String, String> {
+pub fn copy_field(body: &mut dyn Read, boundary: &str, field: &str, out: &mut dyn Write) -> Result<String, String> {
     let io = |e: std::io::Error| format!("error reading the upload: {e}");
-    let mut s = Scanner {
-        r: body,
-        buf: Vec::new(),
-        eof: false,
-    };
+    let mut s = Scanner { r: body, buf: Vec::new(), eof: false };
     let first = format!("--{boundary}");
     let delim = format!("\r\n--{boundary}");
     if !s.copy_until(first.as_bytes(), None).map_err(io)? {
@@ -105,27 +92,17 @@ pub fn copy_field(
     }
     loop {
         // After a boundary: "--" ends the body, CRLF starts a part.
-        let tail = s
-            .take_until(b"\r\n", 1024)
-            .map_err(io)?
-            .ok_or("malformed multipart body")?;
+        let tail = s.take_until(b"\r\n", 1024).map_err(io)?.ok_or("malformed multipart body")?;
         if tail.starts_with(b"--") {
             return Err(format!("the form has no '{field}' file"));
         }
-        let head = s
-            .take_until(b"\r\n\r\n", 16 * 1024)
-            .map_err(io)?
-            .ok_or("malformed multipart part headers")?;
+        let head = s.take_until(b"\r\n\r\n", 16 * 1024).map_err(io)?.ok_or("malformed multipart part headers")?;
         let head = String::from_utf8_lossy(&head).into_owned();
-        let disp = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
-            .unwrap_or_default();
+        let disp = head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).unwrap_or_default();
         let param = |name: &str| {
             disp.split(';').find_map(|p| {
                 let (k, v) = p.split_once('=')?;
-                (k.trim().eq_ignore_ascii_case(name))
-                    .then(|| v.trim().trim_matches('"').to_string())
+                (k.trim().eq_ignore_ascii_case(name)).then(|| v.trim().trim_matches('"').to_string())
             })
         };
         if param("name").as_deref() == Some(field) {
@@ -147,10 +124,7 @@ mod tests {
     #[test]
     fn parse_parts() {
         let body = b"--XyZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nhello\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"m.zip\"\r\nContent-Type: application/zip\r\n\r\nab\r\n--Xyc\r\n--XyZ--\r\n";
-        assert_eq!(
-            boundary("multipart/form-data; boundary=XyZ").as_deref(),
-            Some("XyZ")
-        );
+        assert_eq!(boundary("multipart/form-data; boundary=XyZ").as_deref(), Some("XyZ"));
         // One byte at a time: delimiters split across reads.
         struct Slow<'a>(&'a [u8]);
         impl Read for Slow<'_> {
@@ -164,10 +138,7 @@ mod tests {
             }
         }
         let mut out = Vec::new();
-        assert_eq!(
-            copy_field(&mut Slow(body), "XyZ", "file", &mut out).unwrap(),
-            "m.zip"
-        );
+        assert_eq!(copy_field(&mut Slow(body), "XyZ", "file", &mut out).unwrap(), "m.zip");
         assert_eq!(out, b"ab\r\n--Xyc");
         assert!(copy_field(&mut &body[..], "XyZ", "nofield", &mut Vec::new()).is_err());
         assert!(copy_field(&mut &body[..60], "XyZ", "file", &mut Vec::new()).is_err());

@@ -68,19 +68,13 @@ pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let json_name = format!("{model}.json");
     let preferred = format!("{model}/{json_name}");
-    let idx = names
-        .iter()
-        .position(|n| *n == preferred)
-        .or_else(|| names.iter().position(|n| base_name(n) == json_name))?;
+    let idx = names.iter().position(|n| *n == preferred).or_else(|| names.iter().position(|n| base_name(n) == json_name))?;
     let params: Value = serde_json::from_slice(&read_member(&mut zip, idx)?).ok()?;
     let checksum = match params.get("Checksum")? {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    let labels_name = params
-        .pointer("/POST_PROCESS/0/LabelsPath")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let labels_name = params.pointer("/POST_PROCESS/0/LabelsPath").and_then(Value::as_str).map(str::to_string);
     let labels = labels_name
         .and_then(|ln| names.iter().position(|n| base_name(n) == ln))
         .and_then(|i| read_member(&mut zip, i))
@@ -93,20 +87,12 @@ pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
         .and_then(|i| read_member(&mut zip, i))
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
-    Some(ModelInfo {
-        params,
-        labels,
-        readme,
-        checksum,
-    })
+    Some(ModelInfo { params, labels, readme, checksum })
 }
 
 impl Store {
     pub fn new(root: &Path) -> Self {
-        Store {
-            root: root.to_path_buf(),
-            caches: Mutex::new(Caches::default()),
-        }
+        Store { root: root.to_path_buf(), caches: Mutex::new(Caches::default()) }
     }
 
     pub fn root(&self) -> &Path {
@@ -134,12 +120,7 @@ impl Store {
                 m.into_iter()
                     .filter_map(|(k, v)| {
                         let is_admin = v.get("is_admin")?.as_bool()?;
-                        let zoos = v
-                            .get("zoos")?
-                            .as_array()?
-                            .iter()
-                            .filter_map(|z| z.as_str().map(str::to_string))
-                            .collect();
+                        let zoos = v.get("zoos")?.as_array()?.iter().filter_map(|z| z.as_str().map(str::to_string)).collect();
                         Some((k, TokenRights { is_admin, zoos }))
                     })
                     .collect()
@@ -156,19 +137,11 @@ impl Store {
         names.sort();
         let m: Map<String, Value> = names
             .into_iter()
-            .map(|k| {
-                (
-                    k.clone(),
-                    serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos}),
-                )
-            })
+            .map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos})))
             .collect();
         let path = self.root.join("tokens.json");
         let tmp = self.root.join("tokens.json.tmp");
-        std::fs::write(
-            &tmp,
-            serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default(),
-        )?;
+        std::fs::write(&tmp, serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default())?;
         std::fs::rename(&tmp, &path)?;
         // Forget the cached table: a same-size rewrite within the mtime granularity must not be missed.
         self.lock().tokens = None;
@@ -190,12 +163,7 @@ impl Store {
             return Vec::new();
         }
         let mut v: Vec<String> = std::fs::read_dir(self.root.join(org))
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.path().is_dir())
-                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                    .collect()
-            })
+            .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
             .unwrap_or_default();
         v.sort();
         v
@@ -225,19 +193,11 @@ impl Store {
             .map(|rd| {
                 rd.flatten()
                     .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .filter_map(|e| {
-                        e.file_name()
-                            .to_str()?
-                            .strip_suffix(".zip")
-                            .map(str::to_string)
-                    })
+                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".zip").map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
         names.sort();
-        names
-            .into_iter()
-            .filter_map(|n| self.model(zoo_dir, &n).map(|i| (n, i)))
-            .collect()
+        names.into_iter().filter_map(|n| self.model(zoo_dir, &n).map(|i| (n, i))).collect()
     }
 }

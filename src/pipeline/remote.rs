@@ -69,20 +69,12 @@ struct Slots {
 impl RemotePipeline {
     pub fn new(model: Model, complete: Complete) -> Result<Self> {
         if model.remote().is_none() {
-            return Err(Error::invalid(format!(
-                "model '{}' does not run on an AI server",
-                model.name()
-            )));
+            return Err(Error::invalid(format!("model '{}' does not run on an AI server", model.name())));
         }
         let shared = Arc::new(Shared {
             model,
             complete,
-            slots: Mutex::new(Slots {
-                queue: VecDeque::new(),
-                cancels: 0,
-                flight: None,
-                closing: false,
-            }),
+            slots: Mutex::new(Slots { queue: VecDeque::new(), cancels: 0, flight: None, closing: false }),
             changed: Condvar::new(),
         });
         let sh = shared.clone();
@@ -90,21 +82,14 @@ impl RemotePipeline {
             .name("dgzoo-stream-send".into())
             .spawn(move || send_loop(sh))
             .map_err(|e| Error::internal(format!("cannot start the stream sender thread: {e}")))?;
-        Ok(RemotePipeline {
-            shared,
-            sender: Some(sender),
-        })
+        Ok(RemotePipeline { shared, sender: Some(sender) })
     }
 
     /// Take a place in the send order. Call in submission order, then `fill` the place.
     pub fn reserve(&self, tag: Tag) {
         let mut g = lock(&self.shared.slots);
         let generation = g.cancels;
-        g.queue.push_back(Slot {
-            tag,
-            frame: None,
-            generation,
-        });
+        g.queue.push_back(Slot { tag, frame: None, generation });
     }
 
     /// The encoded frame (or why it could not be encoded) for a reserved place.
@@ -177,25 +162,14 @@ fn end_stream(sh: &Shared, stream: Option<Stream>) {
 fn send(sh: &Shared, stream: &mut Option<Stream>, tag: Tag, generation: u64, frame: Encoded) {
     let config = remote::stream_config(&frame.st);
     let key = config.to_string();
-    let window = frame
-        .st
-        .params
-        .u64("FrameQueueDepth", 0)
-        .clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
-    let fail = |e: Error| {
-        (sh.complete)(
-            tag,
-            Err(remote::inference_error(&sh.model, e.code, &e.message)),
-        )
-    };
+    let window = frame.st.params.u64("FrameQueueDepth", 0).clamp(1, crate::model::MAX_FRAME_QUEUE_DEPTH) as usize;
+    let fail = |e: Error| (sh.complete)(tag, Err(remote::inference_error(&sh.model, e.code, &e.message)));
     loop {
         // A cancel while this frame waited for room (it aborts the stream) drops it too.
         if lock(&sh.slots).cancels != generation {
             return (sh.complete)(tag, Err(cancelled()));
         }
-        let reusable = stream
-            .as_ref()
-            .is_some_and(|s| s.flight.key == key && !s.flight.is_dead());
+        let reusable = stream.as_ref().is_some_and(|s| s.flight.key == key && !s.flight.is_dead());
         if !reusable {
             // Other settings need another stream; the old one ends once its frames are answered.
             end_stream(sh, stream.take());
@@ -208,18 +182,13 @@ fn send(sh: &Shared, stream: &mut Option<Stream>, tag: Tag, generation: u64, fra
             }
         }
         let s = stream.as_mut().expect("an open stream");
-        let pending = Pending {
-            tag,
-            converter: frame.converter.clone(),
-            st: frame.st.clone(),
-        };
+        let pending = Pending { tag, converter: frame.converter.clone(), st: frame.st.clone() };
         if !s.flight.push_when_room(window, pending) {
             continue;
         }
         if let Err(e) = s.tx.send_frame(&frame.packets) {
             // The reader fails this frame and the others in flight with the send error.
-            s.flight
-                .abort(remote::inference_error(&sh.model, e.code, &e.message));
+            s.flight.abort(remote::inference_error(&sh.model, e.code, &e.message));
         }
         return;
     }
@@ -297,18 +266,10 @@ struct Stream {
 
 impl Stream {
     fn open(sh: &Shared, key: String, config: &serde_json::Value) -> Result<Stream> {
-        let rb = sh
-            .model
-            .remote()
-            .ok_or_else(|| Error::internal("not an AI-server model"))?;
+        let rb = sh.model.remote().ok_or_else(|| Error::internal("not an AI-server model"))?;
         let rx = rb.client.open_stream(sh.model.name(), config)?;
         let tx = rx.sender()?;
-        let flight = Arc::new(Flight {
-            key,
-            aborter: rx.sender()?,
-            state: Mutex::new(FlightState::default()),
-            changed: Condvar::new(),
-        });
+        let flight = Arc::new(Flight { key, aborter: rx.sender()?, state: Mutex::new(FlightState::default()), changed: Condvar::new() });
         let (f, model, complete) = (flight.clone(), sh.model.clone(), sh.complete.clone());
         let reader = std::thread::Builder::new()
             .name("dgzoo-stream-recv".into())
@@ -354,18 +315,12 @@ fn read_loop(flight: &Flight, mut rx: RemoteStream, model: &Model, complete: &Co
         let mut g = lock(&flight.state);
         let failure = match received {
             Ok(packet) => {
-                let Some(p) = g.pending.pop_front() else {
-                    return;
-                };
+                let Some(p) = g.pending.pop_front() else { return };
                 flight.changed.notify_all();
                 drop(g);
                 let r = remote::complete(model, &p.st, &packet, &p.converter);
                 // A stream-open failure: the server ignores this stream from now on.
-                let fatal = r
-                    .as_ref()
-                    .err()
-                    .filter(|_| protocol::ends_stream(&packet))
-                    .cloned();
+                let fatal = r.as_ref().err().filter(|_| protocol::ends_stream(&packet)).cloned();
                 complete(p.tag, r);
                 let Some(e) = fatal else { continue };
                 g = lock(&flight.state);

@@ -11,12 +11,7 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     use std::net::ToSocketAddrs;
     let addrs: Vec<_> = (host, port)
         .to_socket_addrs()
-        .map_err(|e| {
-            Error::new(
-                Code::Network,
-                format!("cannot resolve AI server address '{host}:{port}': {e}"),
-            )
-        })?
+        .map_err(|e| Error::new(Code::Network, format!("cannot resolve AI server address '{host}:{port}': {e}")))?
         .filter(|a| a.is_ipv4())
         .collect();
     let mut last = None;
@@ -38,59 +33,27 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
 }
 
 /// One HTTP request; returns (status, body).
-pub fn request(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<(u16, Vec<u8>)> {
+pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, Vec<u8>)> {
     request_full(host, port, method, path, body, timeout).map(|(s, _, b)| (s, b))
 }
 
 /// One HTTP request; returns (status, reason phrase, body).
-pub fn request_full(
-    host: &str,
-    port: u16,
-    method: &str,
-    path: &str,
-    body: Option<&[u8]>,
-    timeout: Duration,
-) -> Result<(u16, String, Vec<u8>)> {
+pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, String, Vec<u8>)> {
     // Like cpp-httplib in DeGirum's client: up to 3 attempts on connection failures.
     let mut attempt = 0;
     let mut s = loop {
         match connect(host, port, timeout) {
             Ok(s) => break s,
             Err(_) if attempt < 2 => attempt += 1,
-            Err(e) => {
-                return Err(Error::new(
-                    e.code,
-                    format!(
-                        "Error sending HTTP request '{path}' to http://{host}:{port}: {}",
-                        e.message
-                    ),
-                ))
-            }
+            Err(e) => return Err(Error::new(e.code, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {}", e.message))),
         }
     };
     let _ = s.set_read_timeout(Some(timeout));
     let _ = s.set_write_timeout(Some(timeout));
-    let net = |e: std::io::Error| {
-        Error::new(
-            Code::Network,
-            format!("Error sending HTTP request '{path}' to http://{host}:{port}: {e}"),
-        )
-    };
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: */*\r\n"
-    );
+    let net = |e: std::io::Error| Error::new(Code::Network, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {e}"));
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: */*\r\n");
     if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
     } else if method == "POST" {
         req.push_str("Content-Length: 0\r\n");
     }
@@ -105,12 +68,7 @@ pub fn request_full(
     let status: u16 = status_parts
         .nth(1)
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            Error::new(
-                Code::Protocol,
-                format!("malformed HTTP response from http://{host}:{port}{path}"),
-            )
-        })?;
+        .ok_or_else(|| Error::new(Code::Protocol, format!("malformed HTTP response from http://{host}:{port}{path}")))?;
     let reason = status_parts.next().unwrap_or_default().to_string();
     let (mut length, mut chunked) = (None, false);
     loop {
@@ -137,8 +95,7 @@ pub fn request_full(
         loop {
             line.clear();
             r.read_line(&mut line).map_err(net)?;
-            let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
+            let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
             if n == 0 || out.len() + n > MAX_BODY {
                 break;
             }
@@ -150,10 +107,7 @@ pub fn request_full(
         }
     } else if let Some(n) = length {
         if n > MAX_BODY {
-            return Err(Error::new(
-                Code::Protocol,
-                format!("HTTP response body of {n} bytes is too large"),
-            ));
+            return Err(Error::new(Code::Protocol, format!("HTTP response body of {n} bytes is too large")));
         }
         out.resize(n, 0);
         r.read_exact(&mut out).map_err(net)?;
@@ -165,9 +119,7 @@ pub fn request_full(
 
 /// Percent-decode a URL path or query part (`%XX` escapes; invalid UTF-8 replaced).
 pub fn percent_decode(s: &str) -> String {
-    percent_encoding::percent_decode_str(s)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

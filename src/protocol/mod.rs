@@ -31,12 +31,7 @@ pub fn read_packet<R: Read>(r: &mut R, max: usize) -> std::io::Result<Option<Vec
     while got < 4 {
         match r.read(&mut hdr[got..]) {
             Ok(0) if got == 0 => return Ok(None),
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a packet header",
-                ))
-            }
+            Ok(0) => return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a packet header")),
             Ok(n) => got += n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -44,29 +39,20 @@ pub fn read_packet<R: Read>(r: &mut R, max: usize) -> std::io::Result<Option<Vec
     }
     let len = u32::from_be_bytes(hdr) as usize;
     if len > max {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("packet of {len} bytes exceeds the limit of {max} bytes"),
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("packet of {len} bytes exceeds the limit of {max} bytes")));
     }
     // Grow with the data actually received: a length prefix alone reserves little memory.
     let mut buf = Vec::with_capacity(len.min(1 << 20));
     r.take(len as u64).read_to_end(&mut buf)?;
     if buf.len() != len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed inside a packet",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a packet"));
     }
     Ok(Some(buf))
 }
 
 /// Write one packet (header and payload in one write so small packets leave in one segment).
 pub fn write_packet<W: Write + ?Sized>(w: &mut W, payload: &[u8]) -> std::io::Result<()> {
-    let len = u32::try_from(payload.len())
-        .ok()
-        .filter(|&l| l < 1 << 31)
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "packet too large"))?;
+    let len = u32::try_from(payload.len()).ok().filter(|&l| l < 1 << 31).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "packet too large"))?;
     let mut buf = Vec::with_capacity(4 + payload.len());
     buf.extend_from_slice(&len.to_be_bytes());
     buf.extend_from_slice(payload);
@@ -119,12 +105,7 @@ pub fn ends_stream(payload: &[u8]) -> bool {
 pub fn error_of(v: &Value) -> Option<String> {
     let o = v.as_object()?;
     if o.get("success").and_then(Value::as_bool) == Some(false) {
-        Some(
-            o.get("msg")
-                .and_then(Value::as_str)
-                .unwrap_or("unspecified error")
-                .to_string(),
-        )
+        Some(o.get("msg").and_then(Value::as_str).unwrap_or("unspecified error").to_string())
     } else {
         None
     }
@@ -136,12 +117,7 @@ pub fn check_reply(op: &str, payload: &[u8], server: &str) -> Result<Value> {
     let v: Value = serde_json::from_slice(payload)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| {
-            Error::new(
-                Code::Protocol,
-                format!("Response from server '{server}' is incorrect"),
-            )
-        })?;
+        .ok_or_else(|| Error::new(Code::Protocol, format!("Response from server '{server}' is incorrect")))?;
     if v.get(VERSION_TAG).is_none() {
         return Err(Error::new(
             Code::Protocol,
@@ -214,11 +190,7 @@ fn to_mp(v: &Value, tensors: &[Tensor]) -> Mp {
                 }
             }
             // serde_json's map is ordered by key: the sorted order the real server emits.
-            Mp::Map(
-                o.iter()
-                    .map(|(k, x)| (Mp::from(k.as_str()), to_mp(x, tensors)))
-                    .collect(),
-            )
+            Mp::Map(o.iter().map(|(k, x)| (Mp::from(k.as_str()), to_mp(x, tensors))).collect())
         }
     }
 }
@@ -281,12 +253,7 @@ fn from_mp(v: Mp, bins: &mut Vec<Vec<u8>>) -> Value {
 /// Decode any msgpack payload into JSON plus its binary buffers.
 pub fn decode(payload: &[u8]) -> Result<(Value, Vec<Vec<u8>>)> {
     let mut rd = payload;
-    let v = rmpv::decode::read_value(&mut rd).map_err(|e| {
-        Error::new(
-            Code::Protocol,
-            format!("malformed msgpack from AI server: {e}"),
-        )
-    })?;
+    let v = rmpv::decode::read_value(&mut rd).map_err(|e| Error::new(Code::Protocol, format!("malformed msgpack from AI server: {e}")))?;
     let mut bins = Vec::new();
     Ok((from_mp(v, &mut bins), bins))
 }
@@ -310,11 +277,7 @@ pub fn decode_results(payload: &[u8]) -> Result<FrameResult> {
     let mut out = Vec::with_capacity(list.len());
     for mut r in list {
         if let Some(o) = r.as_object_mut() {
-            if let Some(bi) = o
-                .get("data")
-                .and_then(|d| d.get("__bin__"))
-                .and_then(Value::as_u64)
-            {
+            if let Some(bi) = o.get("data").and_then(|d| d.get("__bin__")).and_then(Value::as_u64) {
                 let bytes = std::mem::take(&mut bins[bi as usize]);
                 let t = tensor_from_entry(o, &bytes);
                 o.insert("data".into(), json!({"__tensor__": tensors.len(), "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape}));
@@ -329,59 +292,28 @@ pub fn decode_results(payload: &[u8]) -> Result<FrameResult> {
 /// A tensor from a raw-tensor result map: dtype from `type` and shape from `shape` when both
 /// are present and consistent, else a flat uint8 array (PySDK's rule).
 fn tensor_from_entry(o: &Map<String, Value>, bytes: &[u8]) -> Tensor {
-    let dtype = o
-        .get("type")
-        .and_then(Value::as_str)
-        .and_then(elem_type_from_dg);
-    let shape: Option<Vec<i64>> = o
-        .get("shape")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_i64).collect());
+    let dtype = o.get("type").and_then(Value::as_str).and_then(elem_type_from_dg);
+    let shape: Option<Vec<i64>> = o.get("shape").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_i64).collect());
     let (dtype, shape) = match (dtype, shape) {
-        (Some(t), Some(s))
-            if s.iter().map(|&d| d.max(0) as usize).product::<usize>() * t.size()
-                == bytes.len() =>
-        {
-            (t, s)
-        }
-        (Some(t), None) if bytes.len() % t.size() == 0 => {
-            (t, vec![(bytes.len() / t.size()) as i64])
-        }
+        (Some(t), Some(s)) if s.iter().map(|&d| d.max(0) as usize).product::<usize>() * t.size() == bytes.len() => (t, s),
+        (Some(t), None) if bytes.len() % t.size() == 0 => (t, vec![(bytes.len() / t.size()) as i64]),
         _ => (ElemType::U8, vec![bytes.len() as i64]),
     };
     let quant = o.get("quantization").and_then(|q| {
-        let scale: Vec<f32> = q
-            .get("scale")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_f64)
-            .map(|x| x as f32)
-            .collect();
-        let zero: Vec<i64> = q
-            .get("zero")?
-            .as_array()?
-            .iter()
-            .filter_map(Value::as_i64)
-            .collect();
+        let scale: Vec<f32> = q.get("scale")?.as_array()?.iter().filter_map(Value::as_f64).map(|x| x as f32).collect();
+        let zero: Vec<i64> = q.get("zero")?.as_array()?.iter().filter_map(Value::as_i64).collect();
         let axis = q.get("axis").and_then(Value::as_i64).unwrap_or(-1) as i32;
         let trivial = axis == -1 && scale == [1.0] && zero == [0];
         (!scale.is_empty() && !trivial).then_some(Quant { axis, scale, zero })
     });
     let info = TensorInfo {
-        name: o
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        name: o.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
         shape,
         dtype,
         quant,
         id: o.get("id").and_then(Value::as_i64),
     };
-    Tensor {
-        info,
-        data: AlignedBuf::from_bytes(bytes),
-    }
+    Tensor { info, data: AlignedBuf::from_bytes(bytes) }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -34,13 +34,8 @@ pub struct WsWriter {
 
 impl WsWriter {
     fn new(sock: TcpStream, client: bool) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.subsec_nanos());
-        WsWriter {
-            inner: Arc::new(Mutex::new((sock, seed | 1))),
-            client,
-        }
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0x9e37_79b9, |d| d.subsec_nanos());
+        WsWriter { inner: Arc::new(Mutex::new((sock, seed | 1))), client }
     }
 
     fn next_mask(state: &mut u32) -> [u8; 4] {
@@ -90,12 +85,7 @@ impl WsWriter {
 
     /// Send a close frame (best effort, bounded wait).
     pub fn close(&self) {
-        let _ = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .set_write_timeout(Some(Duration::from_millis(500)));
+        let _ = self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.set_write_timeout(Some(Duration::from_millis(500)));
         let _ = self.frame(OP_CLOSE, &[]);
     }
 }
@@ -136,12 +126,8 @@ impl WsReader {
                 n => n as u64,
             };
             // Refused before reading (or allocating) the payload.
-            if len > self.max_message as u64 || message.len() as u64 + len > self.max_message as u64
-            {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "WebSocket message too large",
-                ));
+            if len > self.max_message as u64 || message.len() as u64 + len > self.max_message as u64 {
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "WebSocket message too large"));
             }
             let mut mask = [0u8; 4];
             if masked {
@@ -150,16 +136,10 @@ impl WsReader {
             let mut payload = Vec::with_capacity((len as usize).min(1 << 20));
             (&mut self.reader).take(len).read_to_end(&mut payload)?;
             if payload.len() as u64 != len {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "connection closed inside a WebSocket frame",
-                ));
+                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed inside a WebSocket frame"));
             }
             if masked {
-                payload
-                    .iter_mut()
-                    .enumerate()
-                    .for_each(|(i, b)| *b ^= mask[i % 4]);
+                payload.iter_mut().enumerate().for_each(|(i, b)| *b ^= mask[i % 4]);
             }
             match opcode {
                 OP_PING => self.writer.frame(OP_PONG, &payload)?,
@@ -171,19 +151,10 @@ impl WsReader {
                     }
                     message.extend_from_slice(&payload);
                     if fin {
-                        return Ok(if first_op == Some(OP_TEXT) {
-                            WsMessage::Text(message)
-                        } else {
-                            WsMessage::Binary(message)
-                        });
+                        return Ok(if first_op == Some(OP_TEXT) { WsMessage::Text(message) } else { WsMessage::Binary(message) });
                     }
                 }
-                _ => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("unknown WebSocket opcode {opcode}"),
-                    ))
-                }
+                _ => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unknown WebSocket opcode {opcode}"))),
             }
         }
     }
@@ -191,23 +162,11 @@ impl WsReader {
 
 /// Server end of a connection whose upgrade handshake is done; `leftover` holds bytes
 /// already read past the handshake.
-pub fn server(
-    sock: TcpStream,
-    leftover: Vec<u8>,
-    max_message: usize,
-) -> std::io::Result<(WsReader, WsWriter)> {
+pub fn server(sock: TcpStream, leftover: Vec<u8>, max_message: usize) -> std::io::Result<(WsReader, WsWriter)> {
     let writer = WsWriter::new(sock.try_clone()?, false);
     let read_sock = sock.try_clone()?;
     let source: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(leftover).chain(read_sock));
-    Ok((
-        WsReader {
-            reader: BufReader::new(source),
-            sock,
-            writer: writer.clone(),
-            max_message,
-        },
-        writer,
-    ))
+    Ok((WsReader { reader: BufReader::new(source), sock, writer: writer.clone(), max_message }, writer))
 }
 
 /// A client WebSocket.
@@ -218,20 +177,8 @@ pub struct WsClient {
 
 impl WsClient {
     /// Open `ws://host:port<path>` on a connected socket.
-    pub fn handshake(
-        sock: TcpStream,
-        host: &str,
-        port: u16,
-        path: &str,
-        max_message: usize,
-        timeout: Duration,
-    ) -> Result<WsClient> {
-        let fail = |m: String| {
-            Error::new(
-                Code::Network,
-                format!("WebSocket handshake with {host}:{port} failed: {m}"),
-            )
-        };
+    pub fn handshake(sock: TcpStream, host: &str, port: u16, path: &str, max_message: usize, timeout: Duration) -> Result<WsClient> {
+        let fail = |m: String| Error::new(Code::Network, format!("WebSocket handshake with {host}:{port} failed: {m}"));
         let _ = sock.set_read_timeout(Some(timeout));
         let writer = WsWriter::new(sock.try_clone().map_err(|e| fail(e.to_string()))?, true);
         let key_bytes: Vec<u8> = {
@@ -242,25 +189,11 @@ impl WsClient {
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        writer
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .write_all(req.as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
+        writer.inner.lock().unwrap_or_else(|p| p.into_inner()).0.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
         let read_sock = sock.try_clone().map_err(|e| fail(e.to_string()))?;
-        let mut reader = WsReader {
-            reader: BufReader::new(Box::new(read_sock)),
-            sock,
-            writer: writer.clone(),
-            max_message,
-        };
+        let mut reader = WsReader { reader: BufReader::new(Box::new(read_sock)), sock, writer: writer.clone(), max_message };
         let mut status = String::new();
-        reader
-            .reader
-            .read_line(&mut status)
-            .map_err(|e| fail(e.to_string()))?;
+        reader.reader.read_line(&mut status).map_err(|e| fail(e.to_string()))?;
         if status.split_whitespace().nth(1) != Some("101") {
             return Err(fail(format!("unexpected response '{}'", status.trim())));
         }
@@ -268,12 +201,7 @@ impl WsClient {
         let mut accepted = false;
         loop {
             let mut line = String::new();
-            if reader
-                .reader
-                .read_line(&mut line)
-                .map_err(|e| fail(e.to_string()))?
-                == 0
-            {
+            if reader.reader.read_line(&mut line).map_err(|e| fail(e.to_string()))? == 0 {
                 return Err(fail("connection closed during the handshake".into()));
             }
             let l = line.trim_end();
@@ -306,9 +234,7 @@ fn base64(data: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
         for i in 0..4 {
             if i <= c.len() {
                 out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -324,10 +250,7 @@ fn base64(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn accept_key_rfc_example() {
-        assert_eq!(
-            super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
-            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
-        );
+        assert_eq!(super::accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
     }
 
     #[test]

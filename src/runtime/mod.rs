@@ -95,9 +95,7 @@ pub struct TensorInfo {
 impl TensorInfo {
     /// NHWC if the last dim is 1/3/4 channels and dim 1 is not; NCHW if dim 1 is. Rank-4 only.
     pub fn is_nchw(&self) -> bool {
-        self.shape.len() == 4
-            && matches!(self.shape[1], 1 | 3 | 4)
-            && !matches!(self.shape[3], 1 | 3 | 4)
+        self.shape.len() == 4 && matches!(self.shape[1], 1 | 3 | 4) && !matches!(self.shape[3], 1 | 3 | 4)
     }
 }
 
@@ -110,10 +108,7 @@ pub struct AlignedBuf {
 
 impl AlignedBuf {
     pub fn zeroed(len: usize) -> Self {
-        AlignedBuf {
-            words: vec![0u64; len.div_ceil(8)],
-            len,
-        }
+        AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
     }
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let mut b = Self::zeroed(bytes.len());
@@ -163,11 +158,7 @@ impl Tensor {
 
 /// One value per model file (path, size, modification time) for as long as anything holds
 /// it, so that the sessions of one model share it (weights, mappings).
-pub(crate) struct PerModelFile<T>(
-    once_cell::sync::Lazy<
-        std::sync::Mutex<std::collections::HashMap<ModelFileKey, std::sync::Weak<T>>>,
-    >,
-);
+pub(crate) struct PerModelFile<T>(once_cell::sync::Lazy<std::sync::Mutex<std::collections::HashMap<ModelFileKey, std::sync::Weak<T>>>>);
 
 type ModelFileKey = (PathBuf, u64, Option<std::time::SystemTime>);
 
@@ -177,17 +168,8 @@ impl<T> PerModelFile<T> {
     }
 
     /// The live value for `path` (as `meta` describes it), or a new one from `make`.
-    pub(crate) fn get_or_make(
-        &self,
-        path: &Path,
-        meta: Option<&std::fs::Metadata>,
-        make: impl FnOnce() -> Result<T>,
-    ) -> Result<Arc<T>> {
-        let key = (
-            path.to_path_buf(),
-            meta.map_or(0, |m| m.len()),
-            meta.and_then(|m| m.modified().ok()),
-        );
+    pub(crate) fn get_or_make(&self, path: &Path, meta: Option<&std::fs::Metadata>, make: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        let key = (path.to_path_buf(), meta.map_or(0, |m| m.len()), meta.and_then(|m| m.modified().ok()));
         let mut live = self.0.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|_, w| w.strong_count() > 0);
         if let Some(v) = live.get(&key).and_then(std::sync::Weak::upgrade) {
@@ -223,9 +205,7 @@ pub trait Session: Send + Sync {
     /// [`Session::run`] through a shared reference, from several threads at once; only for
     /// sessions of [`Agent::concurrent`] runtimes.
     fn run_shared(&self, _inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        Err(Error::internal(
-            "this runtime runs one frame at a time per session",
-        ))
+        Err(Error::internal("this runtime runs one frame at a time per session"))
     }
 }
 
@@ -288,10 +268,7 @@ pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathB
             Err(e) => tried.push(format!("{n}: {e}")),
         }
     }
-    Err(Error::unsupported(format!(
-        "cannot load any of {names:?} ({})",
-        tried.join("; ")
-    )))
+    Err(Error::unsupported(format!("cannot load any of {names:?} ({})", tried.join("; "))))
 }
 
 /// The runtimes dgzoo has agents for, in system-info order.
@@ -301,10 +278,8 @@ pub const RUNTIMES: [&str; 2] = ["ONNX", "TFLITE"];
 /// them, so a process running a TFLite model never maps ONNX Runtime (memory, start-up).
 /// `DGZOO_NO_RUNTIMES=1` hides them all (client-only behaviour, tests).
 fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>, String>> {
-    static CELLS: [once_cell::sync::OnceCell<std::result::Result<Arc<dyn Agent>, String>>; 2] = [
-        once_cell::sync::OnceCell::new(),
-        once_cell::sync::OnceCell::new(),
-    ];
+    static CELLS: [once_cell::sync::OnceCell<std::result::Result<Arc<dyn Agent>, String>>; 2] =
+        [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
     let i = RUNTIMES.iter().position(|r| *r == runtime)?;
     Some(CELLS[i].get_or_init(|| {
         if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
@@ -320,11 +295,7 @@ fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>
 
 /// The runtime agents among `runtimes` that load on this machine, in [`RUNTIMES`] order.
 pub fn agents_among(runtimes: &[&str]) -> Vec<Arc<dyn Agent>> {
-    RUNTIMES
-        .iter()
-        .filter(|r| runtimes.contains(r))
-        .filter_map(|r| discover(r)?.as_ref().ok().cloned())
-        .collect()
+    RUNTIMES.iter().filter(|r| runtimes.contains(r)).filter_map(|r| discover(r)?.as_ref().ok().cloned()).collect()
 }
 
 /// All runtime agents that load on this machine.
@@ -347,11 +318,8 @@ pub fn agent(runtime: &str) -> Result<Arc<dyn Agent>> {
 
 /// Why runtimes failed to load, for diagnostics (`dgzoo sys-info`); loads them all.
 pub fn load_errors() -> Vec<(String, String)> {
-    RUNTIMES
-        .iter()
-        .filter_map(|r| match discover(r)? {
-            Err(e) => Some((r.to_string(), e.clone())),
-            Ok(_) => None,
-        })
-        .collect()
+    RUNTIMES.iter().filter_map(|r| match discover(r)? {
+        Err(e) => Some((r.to_string(), e.clone())),
+        Ok(_) => None,
+    }).collect()
 }

@@ -9,11 +9,7 @@ use std::ffi::{c_char, CStr};
 
 /// ONNX Runtime API version `ort` 2.0.0-rc.9 asks for (ORT 1.20).
 const ORT_API_VERSION: u32 = 20;
-const LIB_NAMES: &[&str] = &[
-    "libonnxruntime.so.1.20.1",
-    "libonnxruntime.so.1",
-    "libonnxruntime.so",
-];
+const LIB_NAMES: &[&str] = &["libonnxruntime.so.1.20.1", "libonnxruntime.so.1", "libonnxruntime.so"];
 
 #[repr(C)]
 struct OrtApiBase {
@@ -32,9 +28,7 @@ unsafe impl Sync for SharedWeights {}
 /// The container for `path`, alive while any session of that file is.
 fn shared_weights(path: &Path) -> Result<Arc<SharedWeights>> {
     static LIVE: PerModelFile<SharedWeights> = PerModelFile::new();
-    LIVE.get_or_make(path, std::fs::metadata(path).ok().as_ref(), || {
-        Ok(SharedWeights(ort::session::builder::PrepackedWeights::new()))
-    })
+    LIVE.get_or_make(path, std::fs::metadata(path).ok().as_ref(), || Ok(SharedWeights(ort::session::builder::PrepackedWeights::new())))
 }
 
 pub struct OnnxAgent {
@@ -45,8 +39,7 @@ impl OnnxAgent {
     /// Find the library, check it offers our API version (so `ort` never panics on it), then
     /// hand its path to `ort`.
     pub fn load() -> Result<Self> {
-        static INIT: once_cell::sync::OnceCell<std::result::Result<String, String>> =
-            once_cell::sync::OnceCell::new();
+        static INIT: once_cell::sync::OnceCell<std::result::Result<String, String>> = once_cell::sync::OnceCell::new();
         let r = INIT.get_or_init(|| {
             let (lib, path) = open_library(LIB_NAMES).map_err(|e| e.message)?;
             // SAFETY: OrtGetApiBase is the documented entry point; the struct layout is ORT's ABI.
@@ -71,9 +64,7 @@ impl OnnxAgent {
                 Err(_) => Err("ONNX Runtime initialisation panicked".to_string()),
             }
         });
-        r.clone()
-            .map(|version| OnnxAgent { version })
-            .map_err(Error::unsupported)
+        r.clone().map(|version| OnnxAgent { version }).map_err(Error::unsupported)
     }
 }
 
@@ -98,46 +89,22 @@ impl Agent for OnnxAgent {
         true
     }
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>> {
-        let fail = |e: ort::Error| {
-            Error::bad_model(format!(
-                "ONNX Runtime cannot load model '{}': {e}",
-                model_path.display()
-            ))
-        };
-        let mut b = OrtSession::builder()
-            .map_err(fail)?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(fail)?;
+        let fail = |e: ort::Error| Error::bad_model(format!("ONNX Runtime cannot load model '{}': {e}", model_path.display()));
+        let mut b = OrtSession::builder().map_err(fail)?.with_optimization_level(GraphOptimizationLevel::Level3).map_err(fail)?;
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(fail)?;
         }
         let weights = shared_weights(model_path)?;
-        let session = b
-            .with_prepacked_weights(&weights.0)
-            .map_err(fail)?
-            .commit_from_file(model_path)
-            .map_err(fail)?;
+        let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {
             match t {
-                ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo {
-                    name: name.to_string(),
-                    shape: dimensions.clone(),
-                    dtype: from_ort(*ty)?,
-                    quant: None,
-                    id: None,
-                }),
-                other => Err(Error::unsupported(format!(
-                    "ONNX model input/output '{name}' is not a tensor ({other:?})"
-                ))),
+                ValueType::Tensor { ty, dimensions, .. } => Ok(TensorInfo { name: name.to_string(), shape: dimensions.clone(), dtype: from_ort(*ty)?, quant: None, id: None }),
+                other => Err(Error::unsupported(format!("ONNX model input/output '{name}' is not a tensor ({other:?})"))),
             }
         };
-        let inputs = session
-            .inputs
-            .iter()
-            .map(|i| describe(&i.name, &i.input_type))
-            .collect::<Result<Vec<_>>>()?;
-        // PySDK's ONNX agent numbers tensors inputs first: output i is tensor
-        // `inputs + i`, and its results name it by that number ("1" for a one-input model).
+        let inputs = session.inputs.iter().map(|i| describe(&i.name, &i.input_type)).collect::<Result<Vec<_>>>()?;
+        // PySDK's ONNX agent numbers tensors inputs first: output i is tensor `inputs + i`, and
+        // its results name it by that number ("1" for a one-input model).
         let ort_names: Vec<String> = session.outputs.iter().map(|o| o.name.clone()).collect();
         let outputs = session
             .outputs
@@ -148,13 +115,7 @@ impl Agent for OnnxAgent {
                 describe(&id.to_string(), &o.output_type).map(|t| TensorInfo { id: Some(id), ..t })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(OnnxSession {
-            session,
-            inputs,
-            outputs,
-            ort_names,
-            _weights: weights,
-        }))
+        Ok(Box::new(OnnxSession { session, inputs, outputs, ort_names, _weights: weights }))
     }
 }
 
@@ -171,11 +132,7 @@ fn from_ort(t: Ort) -> Result<ElemType> {
         Ort::Uint64 => ElemType::U64,
         Ort::Int64 => ElemType::I64,
         Ort::Bool => ElemType::Bool,
-        other => {
-            return Err(Error::unsupported(format!(
-                "ONNX tensor element type {other:?} is not supported"
-            )))
-        }
+        other => return Err(Error::unsupported(format!("ONNX tensor element type {other:?} is not supported"))),
     })
 }
 
@@ -192,8 +149,7 @@ fn to_value(t: &Tensor) -> std::result::Result<DynValue, ort::Error> {
     let shape = t.info.shape.clone();
     macro_rules! mk {
         ($ty:ty) => {
-            OrtTensor::<$ty>::from_array((shape, t.data.as_slice::<$ty>().to_vec()))
-                .map(|v| v.into_dyn())
+            OrtTensor::<$ty>::from_array((shape, t.data.as_slice::<$ty>().to_vec())).map(|v| v.into_dyn())
         };
     }
     match t.info.dtype {
@@ -211,20 +167,12 @@ fn to_value(t: &Tensor) -> std::result::Result<DynValue, ort::Error> {
 }
 
 fn from_value(name: &str, v: &DynValue) -> Result<Tensor> {
-    let ty = v
-        .dtype()
-        .tensor_type()
-        .ok_or_else(|| Error::inference(format!("ONNX output '{name}' is not a tensor")))?;
+    let ty = v.dtype().tensor_type().ok_or_else(|| Error::inference(format!("ONNX output '{name}' is not a tensor")))?;
     let dtype = from_ort(ty)?;
     macro_rules! get {
         ($ty:ty) => {{
-            let (shape, data) = v
-                .try_extract_raw_tensor::<$ty>()
-                .map_err(|e| Error::inference(format!("ONNX output '{name}': {e}")))?;
-            (
-                shape.to_vec(),
-                AlignedBuf::from_bytes(bytemuck::cast_slice(data)),
-            )
+            let (shape, data) = v.try_extract_raw_tensor::<$ty>().map_err(|e| Error::inference(format!("ONNX output '{name}': {e}")))?;
+            (shape.to_vec(), AlignedBuf::from_bytes(bytemuck::cast_slice(data)))
         }};
     }
     let (shape, data) = match dtype {
@@ -238,22 +186,9 @@ fn from_value(name: &str, v: &DynValue) -> Result<Tensor> {
         ElemType::U32 => get!(u32),
         ElemType::I64 => get!(i64),
         ElemType::U64 => get!(u64),
-        other => {
-            return Err(Error::unsupported(format!(
-                "ONNX output '{name}' has unsupported type {other:?}"
-            )))
-        }
+        other => return Err(Error::unsupported(format!("ONNX output '{name}' has unsupported type {other:?}"))),
     };
-    Ok(Tensor {
-        info: TensorInfo {
-            name: name.to_string(),
-            shape,
-            dtype,
-            quant: None,
-            id: None,
-        },
-        data,
-    })
+    Ok(Tensor { info: TensorInfo { name: name.to_string(), shape, dtype, quant: None, id: None }, data })
 }
 
 impl Session for OnnxSession {
@@ -274,26 +209,14 @@ impl Session for OnnxSession {
 impl OnnxSession {
     fn run_inner(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         if inputs.len() != self.inputs.len() {
-            return Err(Error::invalid(format!(
-                "model takes {} input(s), got {}",
-                self.inputs.len(),
-                inputs.len()
-            )));
+            return Err(Error::invalid(format!("model takes {} input(s), got {}", self.inputs.len(), inputs.len())));
         }
         let mut values = Vec::with_capacity(inputs.len());
         for (t, info) in inputs.iter().zip(&self.inputs) {
             if t.info.dtype != info.dtype {
-                return Err(Error::invalid(format!(
-                    "input '{}' must be {:?}, got {:?}",
-                    info.name, info.dtype, t.info.dtype
-                )));
+                return Err(Error::invalid(format!("input '{}' must be {:?}, got {:?}", info.name, info.dtype, t.info.dtype)));
             }
-            let fits = t.info.shape.len() == info.shape.len()
-                && t.info
-                    .shape
-                    .iter()
-                    .zip(&info.shape)
-                    .all(|(a, b)| *b < 0 || a == b);
+            let fits = t.info.shape.len() == info.shape.len() && t.info.shape.iter().zip(&info.shape).all(|(a, b)| *b < 0 || a == b);
             let expected = t.num_elements() * t.info.dtype.size();
             if !fits || t.data.len() != expected {
                 return Err(Error::invalid(format!(
@@ -304,14 +227,10 @@ impl OnnxSession {
                     info.shape
                 )));
             }
-            let v = to_value(t)
-                .map_err(|e| Error::inference(format!("ONNX input '{}': {e}", info.name)))?;
+            let v = to_value(t).map_err(|e| Error::inference(format!("ONNX input '{}': {e}", info.name)))?;
             values.push((info.name.clone(), v));
         }
-        let out = self
-            .session
-            .run(values)
-            .map_err(|e| Error::inference(format!("ONNX Runtime inference failed: {e}")))?;
+        let out = self.session.run(values).map_err(|e| Error::inference(format!("ONNX Runtime inference failed: {e}")))?;
         self.outputs
             .iter()
             .zip(&self.ort_names)

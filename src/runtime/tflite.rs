@@ -50,11 +50,7 @@ struct Layout {
 
 impl Layout {
     fn zeroed() -> Self {
-        Layout {
-            bits: 0,
-            dims: [0; MAX_RANK],
-            strides: [0; MAX_RANK],
-        }
+        Layout { bits: 0, dims: [0; MAX_RANK], strides: [0; MAX_RANK] }
     }
     fn rank(&self) -> usize {
         (self.bits & 0x7f) as usize
@@ -281,10 +277,7 @@ fn check(status: Status, func: &str) -> Result<()> {
     if status == 0 {
         Ok(())
     } else {
-        Err(Error::inference(format!(
-            "LiteRT {func} failed: status {status} ({})",
-            status_name(status)
-        )))
+        Err(Error::inference(format!("LiteRT {func} failed: status {status} ({})", status_name(status))))
     }
 }
 
@@ -344,10 +337,7 @@ impl TfliteAgent {
     pub fn load() -> Result<Self> {
         let (lib, path) = open_library(&["libLiteRt.so"])?;
         let api = Api::resolve(lib, &path)?;
-        Ok(TfliteAgent {
-            api: Arc::new(api),
-            path,
-        })
+        Ok(TfliteAgent { api: Arc::new(api), path })
     }
 
     /// Where the library was loaded from.
@@ -373,11 +363,7 @@ impl Agent for TfliteAgent {
         LITERT_VERSION.to_string()
     }
     fn load(&self, model_path: &Path, opts: &SessionOptions) -> Result<Box<dyn Session>> {
-        Ok(Box::new(TfliteSession::new(
-            self.api.clone(),
-            model_path,
-            opts,
-        )?))
+        Ok(Box::new(TfliteSession::new(self.api.clone(), model_path, opts)?))
     }
 }
 
@@ -411,10 +397,8 @@ impl Handles {
 
 impl Drop for Handles {
     fn drop(&mut self) {
-        let bufs: Vec<BufferH> = std::mem::take(&mut self.inputs)
-            .into_iter()
-            .chain(std::mem::take(&mut self.outputs))
-            .collect();
+        let bufs: Vec<BufferH> =
+            std::mem::take(&mut self.inputs).into_iter().chain(std::mem::take(&mut self.outputs)).collect();
         for b in bufs {
             self.destroy_buffer(b);
         }
@@ -467,14 +451,10 @@ impl TfliteSession {
     fn new(api: Arc<Api>, path: &Path, opts: &SessionOptions) -> Result<Self> {
         let ctx = |e: Error| e.context(format!("TFLITE model {}", path.display()));
         if !path.is_file() {
-            return Err(Error::not_found(format!(
-                "model file {} does not exist",
-                path.display()
-            )));
+            return Err(Error::not_found(format!("model file {} does not exist", path.display())));
         }
-        let cpath = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| {
-            Error::invalid(format!("model path {} contains a NUL byte", path.display()))
-        })?;
+        let cpath = CString::new(path.as_os_str().as_encoded_bytes())
+            .map_err(|_| Error::invalid(format!("model path {} contains a NUL byte", path.display())))?;
         let mut h = Handles {
             api: api.clone(),
             env: std::ptr::null_mut(),
@@ -491,24 +471,13 @@ impl TfliteSession {
         let env_opts = [
             EnvOption {
                 tag: ENV_TAG_AUTO_REGISTER_ACCELERATORS,
-                value: Any {
-                    kind: ANY_INT,
-                    int_value: HW_CPU as i64,
-                },
+                value: Any { kind: ANY_INT, int_value: HW_CPU as i64 },
             },
-            EnvOption {
-                tag: ENV_TAG_MIN_LOGGER_SEVERITY,
-                value: Any {
-                    kind: ANY_INT,
-                    int_value: LOG_SEVERITY_ERROR,
-                },
-            },
+            EnvOption { tag: ENV_TAG_MIN_LOGGER_SEVERITY, value: Any { kind: ANY_INT, int_value: LOG_SEVERITY_ERROR } },
         ];
         // SAFETY: valid option array and out-pointer.
         check(
-            unsafe {
-                (api.create_environment)(env_opts.len() as i32, env_opts.as_ptr(), &mut h.env)
-            },
+            unsafe { (api.create_environment)(env_opts.len() as i32, env_opts.as_ptr(), &mut h.env) },
             "LiteRtCreateEnvironment",
         )
         .map_err(ctx)?;
@@ -520,20 +489,11 @@ impl TfliteSession {
             Some(map) => {
                 let data = h.model_data.insert(map);
                 // SAFETY: the buffer lives in `h` until after the model is destroyed.
-                let st = unsafe {
-                    (api.create_model_from_buffer)(
-                        data.as_ptr() as *const c_void,
-                        data.len(),
-                        &mut h.model,
-                    )
-                };
+                let st = unsafe { (api.create_model_from_buffer)(data.as_ptr() as *const c_void, data.len(), &mut h.model) };
                 (st, "LiteRtCreateModelFromBuffer")
             }
             // SAFETY: NUL-terminated path, valid out-pointer.
-            None => (
-                unsafe { (api.create_model_from_file)(cpath.as_ptr(), &mut h.model) },
-                "LiteRtCreateModelFromFile",
-            ),
+            None => (unsafe { (api.create_model_from_file)(cpath.as_ptr(), &mut h.model) }, "LiteRtCreateModelFromFile"),
         };
         if st != 0 || h.model.is_null() {
             return Err(Error::bad_model(format!(
@@ -548,11 +508,7 @@ impl TfliteSession {
 
         // Compilation options: CPU accelerator, thread count through XNNPACK's opaque options.
         // SAFETY: valid out-pointer; the options object is owned by `h`.
-        check(
-            unsafe { (api.create_options)(&mut h.options) },
-            "LiteRtCreateOptions",
-        )
-        .map_err(ctx)?;
+        check(unsafe { (api.create_options)(&mut h.options) }, "LiteRtCreateOptions").map_err(ctx)?;
         check(
             unsafe { (api.set_options_hardware_accelerators)(h.options, HW_CPU) },
             "LiteRtSetOptionsHardwareAccelerators",
@@ -627,15 +583,7 @@ impl TfliteSession {
         let mut layouts = vec![Layout::zeroed(); n];
         // SAFETY: `layouts` holds exactly `n` entries as the function requires.
         check(
-            unsafe {
-                (self.h.api.get_output_tensor_layouts)(
-                    self.h.compiled,
-                    SIG,
-                    n,
-                    layouts.as_mut_ptr(),
-                    true,
-                )
-            },
+            unsafe { (self.h.api.get_output_tensor_layouts)(self.h.compiled, SIG, n, layouts.as_mut_ptr(), true) },
             "LiteRtGetCompiledModelOutputTensorLayouts",
         )?;
         for (i, l) in layouts.iter().enumerate() {
@@ -647,9 +595,7 @@ impl TfliteSession {
             let mut req: BufferReqH = std::ptr::null_mut();
             // SAFETY: as in make_input_buffer.
             check(
-                unsafe {
-                    (self.h.api.get_output_buffer_requirements)(self.h.compiled, SIG, i, &mut req)
-                },
+                unsafe { (self.h.api.get_output_buffer_requirements)(self.h.compiled, SIG, i, &mut req) },
                 "LiteRtGetCompiledModelOutputBufferRequirements",
             )?;
             let buf = self.create_buffer(req, self.out_etype[i], &self.out_dims[i])?;
@@ -668,10 +614,7 @@ impl TfliteSession {
                 "tensor shape {dims:?} is not static; cannot allocate a buffer for it"
             )));
         }
-        let tt = RankedTensorType {
-            element_type: etype,
-            layout: Layout::from_dims(dims),
-        };
+        let tt = RankedTensorType { element_type: etype, layout: Layout::from_dims(dims) };
         let mut req_size = 0usize;
         // SAFETY: `req` is a live requirements handle owned by the compiled model.
         check(
@@ -681,9 +624,7 @@ impl TfliteSession {
         let mut buf: BufferH = std::ptr::null_mut();
         // SAFETY: valid tensor type, live env and requirements, out-pointer valid.
         check(
-            unsafe {
-                (api.create_managed_buffer_from_requirements)(self.h.env, &tt, req, &mut buf)
-            },
+            unsafe { (api.create_managed_buffer_from_requirements)(self.h.env, &tt, req, &mut buf) },
             "LiteRtCreateManagedTensorBufferFromRequirements",
         )?;
         let elem = elem_type(etype).map(|e| e.size()).unwrap_or(1);
@@ -717,19 +658,13 @@ impl TfliteSession {
             ))
         };
         let fits = want.len() == info.shape.len()
-            && info
-                .shape
-                .iter()
-                .zip(want)
-                .all(|(&m, &w)| w > 0 && w <= i32::MAX as i64 && (m < 0 || m == w));
+            && info.shape.iter().zip(want).all(|(&m, &w)| w > 0 && w <= i32::MAX as i64 && (m < 0 || m == w));
         if !fits {
             return Err(bad(String::new()));
         }
         let dims: Vec<i32> = want.iter().map(|&d| d as i32).collect();
         // SAFETY: live compiled model; `dims` outlives the call.
-        let st = unsafe {
-            (self.h.api.resize_input_tensor)(self.h.compiled, SIG, i, dims.as_ptr(), dims.len())
-        };
+        let st = unsafe { (self.h.api.resize_input_tensor)(self.h.compiled, SIG, i, dims.as_ptr(), dims.len()) };
         if st != 0 {
             return Err(bad(format!(
                 " and LiteRtCompiledModelResizeInputTensor failed: status {st} ({})",
@@ -764,13 +699,7 @@ impl TfliteSession {
             if t.data.len() == self.in_bytes[i] {
                 continue;
             }
-            let shape_bytes = t
-                .info
-                .shape
-                .iter()
-                .map(|&d| d.max(0) as usize)
-                .product::<usize>()
-                * info.dtype.size();
+            let shape_bytes = t.info.shape.iter().map(|&d| d.max(0) as usize).product::<usize>() * info.dtype.size();
             if shape_bytes != t.data.len() || t.info.shape == self.in_dims[i] {
                 return Err(Error::invalid(format!(
                     "input {i} ('{}') has {} bytes (shape {:?}) but the model expects {} bytes (shape {:?}, {:?})",
@@ -785,12 +714,8 @@ impl TfliteSession {
             self.ensure_input_shape(i, &t.info.shape)?;
         }
         if self.outputs_stale {
-            self.refresh_outputs().map_err(|e| {
-                e.context(format!(
-                    "cannot prepare the model for input shapes {:?}",
-                    self.in_dims
-                ))
-            })?;
+            self.refresh_outputs()
+                .map_err(|e| e.context(format!("cannot prepare the model for input shapes {:?}", self.in_dims)))?;
             self.outputs_stale = false;
         }
         let api = self.h.api.clone();
@@ -806,23 +731,15 @@ impl TfliteSession {
             }
             let mut p: *mut c_void = std::ptr::null_mut();
             // SAFETY: live buffer, not locked by anyone else.
-            check(
-                unsafe { (api.lock_tensor_buffer)(buf, &mut p, LOCK_WRITE) },
-                "LiteRtLockTensorBuffer",
-            )?;
+            check(unsafe { (api.lock_tensor_buffer)(buf, &mut p, LOCK_WRITE) }, "LiteRtLockTensorBuffer")?;
             if p.is_null() {
                 // SAFETY: locked above.
                 unsafe { (api.unlock_tensor_buffer)(buf) };
-                return Err(Error::internal(
-                    "LiteRtLockTensorBuffer returned a null address",
-                ));
+                return Err(Error::internal("LiteRtLockTensorBuffer returned a null address"));
             }
             // SAFETY: the buffer holds at least `n` bytes (checked at creation).
             unsafe { std::ptr::copy_nonoverlapping(t.data.as_bytes().as_ptr(), p as *mut u8, n) };
-            check(
-                unsafe { (api.unlock_tensor_buffer)(buf) },
-                "LiteRtUnlockTensorBuffer",
-            )?;
+            check(unsafe { (api.unlock_tensor_buffer)(buf) }, "LiteRtUnlockTensorBuffer")?;
         }
 
         // SAFETY: buffer arrays match the signature's input/output counts and stay alive.
@@ -847,24 +764,14 @@ impl TfliteSession {
             let mut data = AlignedBuf::zeroed(n);
             let mut p: *mut c_void = std::ptr::null_mut();
             // SAFETY: live buffer, unlocked after the run.
-            check(
-                unsafe { (api.lock_tensor_buffer)(buf, &mut p, LOCK_READ) },
-                "LiteRtLockTensorBuffer",
-            )?;
+            check(unsafe { (api.lock_tensor_buffer)(buf, &mut p, LOCK_READ) }, "LiteRtLockTensorBuffer")?;
             if p.is_null() {
                 unsafe { (api.unlock_tensor_buffer)(buf) };
-                return Err(Error::internal(
-                    "LiteRtLockTensorBuffer returned a null address",
-                ));
+                return Err(Error::internal("LiteRtLockTensorBuffer returned a null address"));
             }
             // SAFETY: the buffer holds at least `n` bytes.
-            unsafe {
-                std::ptr::copy_nonoverlapping(p as *const u8, data.as_bytes_mut().as_mut_ptr(), n)
-            };
-            check(
-                unsafe { (api.unlock_tensor_buffer)(buf) },
-                "LiteRtUnlockTensorBuffer",
-            )?;
+            unsafe { std::ptr::copy_nonoverlapping(p as *const u8, data.as_bytes_mut().as_mut_ptr(), n) };
+            check(unsafe { (api.unlock_tensor_buffer)(buf) }, "LiteRtUnlockTensorBuffer")?;
             out.push(Tensor {
                 info: TensorInfo {
                     name: info.name.clone(),
@@ -898,46 +805,30 @@ impl Session for TfliteSession {
 /// which LiteRT maps itself and does not verify either.
 fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
     static MAPS: PerModelFile<memmap2::Mmap> = PerModelFile::new();
-    let io =
-        |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
     let f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
     if meta.len() >= 2_000_000_000 {
         return Ok(None);
     }
     if meta.len() == 0 {
-        return Err(Error::bad_model(format!(
-            "{} is not a valid TFLite model (the file is empty)",
-            path.display()
-        )));
+        return Err(Error::bad_model(format!("{} is not a valid TFLite model (the file is empty)", path.display())));
     }
     // SAFETY: a read-only private mapping. Model files are replaced by rename (the model
     // cache does so), which leaves this mapping on the old file; truncating a model file in
     // place while it is loaded is outside what is supported, as with LiteRT's own mapping.
-    MAPS.get_or_make(path, Some(&meta), || {
-        unsafe { memmap2::Mmap::map(&f) }.map_err(io)
-    })
-    .map(Some)
+    MAPS.get_or_make(path, Some(&meta), || unsafe { memmap2::Mmap::map(&f) }.map_err(io)).map(Some)
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.
 fn add_cpu_options(api: &Api, options: OptionsH, threads: usize) -> Result<()> {
-    let toml = CString::new(format!(
-        "num_threads = {}\n",
-        threads.min(i32::MAX as usize)
-    ))
-    .expect("no NUL");
+    let toml = CString::new(format!("num_threads = {}\n", threads.min(i32::MAX as usize))).expect("no NUL");
     let payload = toml.into_raw() as *mut c_void;
     let mut opaque: OpaqueOptionsH = std::ptr::null_mut();
     // SAFETY: identifier is a static C string (copied by LiteRT); the payload is owned by the
     // opaque options from here on and freed through `free_cstring_payload`.
     let st = unsafe {
-        (api.create_opaque_options)(
-            CPU_OPTIONS_ID.as_ptr(),
-            payload,
-            Some(free_cstring_payload),
-            &mut opaque,
-        )
+        (api.create_opaque_options)(CPU_OPTIONS_ID.as_ptr(), payload, Some(free_cstring_payload), &mut opaque)
     };
     if st != 0 || opaque.is_null() {
         // SAFETY: not taken over by LiteRT.
@@ -961,40 +852,22 @@ fn describe(api: &Api, model: ModelH) -> Result<Described> {
     let mut nsig: ParamIndex = 0;
     // SAFETY: live model, valid out-pointers throughout; returned handles are owned by the model.
     unsafe {
-        check(
-            (api.get_num_model_signatures)(model, &mut nsig),
-            "LiteRtGetNumModelSignatures",
-        )?;
+        check((api.get_num_model_signatures)(model, &mut nsig), "LiteRtGetNumModelSignatures")?;
         if nsig == 0 {
             return Err(Error::bad_model("the model has no signature (entry point)"));
         }
         let mut sig: SignatureH = std::ptr::null_mut();
-        check(
-            (api.get_model_signature)(model, SIG, &mut sig),
-            "LiteRtGetModelSignature",
-        )?;
+        check((api.get_model_signature)(model, SIG, &mut sig), "LiteRtGetModelSignature")?;
         let mut sub: SubgraphH = std::ptr::null_mut();
-        check(
-            (api.get_signature_subgraph)(sig, &mut sub),
-            "LiteRtGetSignatureSubgraph",
-        )?;
+        check((api.get_signature_subgraph)(sig, &mut sub), "LiteRtGetSignatureSubgraph")?;
         let (mut ni, mut no) = (0usize, 0usize);
-        check(
-            (api.get_num_subgraph_inputs)(sub, &mut ni),
-            "LiteRtGetNumSubgraphInputs",
-        )?;
-        check(
-            (api.get_num_subgraph_outputs)(sub, &mut no),
-            "LiteRtGetNumSubgraphOutputs",
-        )?;
+        check((api.get_num_subgraph_inputs)(sub, &mut ni), "LiteRtGetNumSubgraphInputs")?;
+        check((api.get_num_subgraph_outputs)(sub, &mut no), "LiteRtGetNumSubgraphOutputs")?;
         let mut ins = Vec::with_capacity(ni);
         let mut in_et = Vec::with_capacity(ni);
         for i in 0..ni {
             let mut t: TensorH = std::ptr::null_mut();
-            check(
-                (api.get_subgraph_input)(sub, i, &mut t),
-                "LiteRtGetSubgraphInput",
-            )?;
+            check((api.get_subgraph_input)(sub, i, &mut t), "LiteRtGetSubgraphInput")?;
             let (info, et) = tensor_info(api, t, "input", i)?;
             ins.push(info);
             in_et.push(et);
@@ -1003,10 +876,7 @@ fn describe(api: &Api, model: ModelH) -> Result<Described> {
         let mut out_et = Vec::with_capacity(no);
         for i in 0..no {
             let mut t: TensorH = std::ptr::null_mut();
-            check(
-                (api.get_subgraph_output)(sub, i, &mut t),
-                "LiteRtGetSubgraphOutput",
-            )?;
+            check((api.get_subgraph_output)(sub, i, &mut t), "LiteRtGetSubgraphOutput")?;
             let (info, et) = tensor_info(api, t, "output", i)?;
             outs.push(info);
             out_et.push(et);
@@ -1021,64 +891,32 @@ fn describe(api: &Api, model: ModelH) -> Result<Described> {
 /// `t` must be a live tensor handle of a live model.
 unsafe fn tensor_info(api: &Api, t: TensorH, kind: &str, idx: usize) -> Result<(TensorInfo, i32)> {
     let mut name_p: *const c_char = std::ptr::null();
-    check(
-        unsafe { (api.get_tensor_name)(t, &mut name_p) },
-        "LiteRtGetTensorName",
-    )?;
+    check(unsafe { (api.get_tensor_name)(t, &mut name_p) }, "LiteRtGetTensorName")?;
     let name = if name_p.is_null() {
         String::new()
     } else {
         // SAFETY: NUL-terminated string owned by the model.
-        unsafe { CStr::from_ptr(name_p) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(name_p) }.to_string_lossy().into_owned()
     };
     let mut type_id = -1i32;
-    check(
-        unsafe { (api.get_tensor_type_id)(t, &mut type_id) },
-        "LiteRtGetTensorTypeId",
-    )?;
+    check(unsafe { (api.get_tensor_type_id)(t, &mut type_id) }, "LiteRtGetTensorTypeId")?;
     if type_id != RANKED_TENSOR_TYPE {
-        return Err(Error::unsupported(format!(
-            "{kind} {idx} ('{name}') has an unranked (dynamic-rank) shape"
-        )));
+        return Err(Error::unsupported(format!("{kind} {idx} ('{name}') has an unranked (dynamic-rank) shape")));
     }
-    let mut rt = RankedTensorType {
-        element_type: 0,
-        layout: Layout::zeroed(),
-    };
-    check(
-        unsafe { (api.get_ranked_tensor_type)(t, &mut rt) },
-        "LiteRtGetRankedTensorType",
-    )?;
+    let mut rt = RankedTensorType { element_type: 0, layout: Layout::zeroed() };
+    check(unsafe { (api.get_ranked_tensor_type)(t, &mut rt) }, "LiteRtGetRankedTensorType")?;
     let dtype = elem_type(rt.element_type).ok_or_else(|| {
-        Error::unsupported(format!(
-            "{kind} {idx} ('{name}') has unsupported {}",
-            elem_type_name(rt.element_type)
-        ))
+        Error::unsupported(format!("{kind} {idx} ('{name}') has unsupported {}", elem_type_name(rt.element_type)))
     })?;
     let shape: Vec<i64> = rt.layout.dims().iter().map(|&d| d as i64).collect();
 
     let mut qt = QUANT_NONE;
-    check(
-        unsafe { (api.get_quantization_type_id)(t, &mut qt) },
-        "LiteRtGetQuantizationTypeId",
-    )?;
+    check(unsafe { (api.get_quantization_type_id)(t, &mut qt) }, "LiteRtGetQuantizationTypeId")?;
     let quant = match qt {
         QUANT_PER_TENSOR => {
-            let mut q = QuantPerTensor {
-                scale: 0.0,
-                zero_point: 0,
-            };
-            check(
-                unsafe { (api.get_per_tensor_quantization)(t, &mut q) },
-                "LiteRtGetPerTensorQuantization",
-            )?;
-            Some(Quant {
-                axis: 0,
-                scale: vec![q.scale],
-                zero: vec![q.zero_point],
-            })
+            let mut q = QuantPerTensor { scale: 0.0, zero_point: 0 };
+            check(unsafe { (api.get_per_tensor_quantization)(t, &mut q) }, "LiteRtGetPerTensorQuantization")?;
+            Some(Quant { axis: 0, scale: vec![q.scale], zero: vec![q.zero_point] })
         }
         QUANT_PER_CHANNEL => {
             let mut q = QuantPerChannel {
@@ -1087,43 +925,21 @@ unsafe fn tensor_info(api: &Api, t: TensorH, kind: &str, idx: usize) -> Result<(
                 scales: std::ptr::null_mut(),
                 zero_points: std::ptr::null_mut(),
             };
-            check(
-                unsafe { (api.get_per_channel_quantization)(t, &mut q) },
-                "LiteRtGetPerChannelQuantization",
-            )?;
+            check(unsafe { (api.get_per_channel_quantization)(t, &mut q) }, "LiteRtGetPerChannelQuantization")?;
             let n = q.num_channels as usize;
             // SAFETY: arrays of `num_channels` entries owned by the model (null when empty).
-            let scale = if q.scales.is_null() {
-                vec![]
-            } else {
-                unsafe { std::slice::from_raw_parts(q.scales, n) }.to_vec()
-            };
+            let scale =
+                if q.scales.is_null() { vec![] } else { unsafe { std::slice::from_raw_parts(q.scales, n) }.to_vec() };
             let zero = if q.zero_points.is_null() {
                 vec![0; n]
             } else {
                 unsafe { std::slice::from_raw_parts(q.zero_points, n) }.to_vec()
             };
-            Some(Quant {
-                axis: q.quantized_dimension,
-                scale,
-                zero,
-            })
+            Some(Quant { axis: q.quantized_dimension, scale, zero })
         }
         _ => None,
     };
     let mut index = 0u32;
-    check(
-        unsafe { (api.get_tensor_index)(t, &mut index) },
-        "LiteRtGetTensorIndex",
-    )?;
-    Ok((
-        TensorInfo {
-            name,
-            shape,
-            dtype,
-            quant,
-            id: Some(index as i64),
-        },
-        rt.element_type,
-    ))
+    check(unsafe { (api.get_tensor_index)(t, &mut index) }, "LiteRtGetTensorIndex")?;
+    Ok((TensorInfo { name, shape, dtype, quant, id: Some(index as i64) }, rt.element_type))
 }

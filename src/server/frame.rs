@@ -3,7 +3,6 @@
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
 use super::State;
-use crate::cache::CachedModel;
 use crate::error::Result as DgResult;
 use crate::error::{Code, Error};
 use crate::image_ops;
@@ -11,6 +10,7 @@ use crate::inference::{Engine, EngineKey};
 use crate::params::ModelParams;
 use crate::postprocess::{self, PostConfig};
 use crate::preprocess::{self, InputSpec};
+use crate::cache::CachedModel;
 use crate::protocol;
 use crate::zoo::local::ZooEntry;
 use serde_json::{json, Value};
@@ -40,22 +40,13 @@ impl State {
         if msg.starts_with('[') {
             format!("{msg}\nWhen loading model '{name}'")
         } else {
-            protocol::dg_error_text(
-                "ERROR",
-                "Operation failed",
-                &msg,
-                &[format!("When loading model '{name}'")],
-            )
+            protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When loading model '{name}'")])
         }
     }
 
     /// Open a stream on model `name` with the client's `config`. The error is the text sent
     /// back to the client.
-    pub fn open_stream(
-        self: &Arc<Self>,
-        name: &str,
-        config: &Value,
-    ) -> std::result::Result<StreamSession, String> {
+    pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
         let fail = |e: Error| self.load_failure(name, e);
         let not_found = || {
             protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
@@ -74,22 +65,11 @@ impl State {
 
     /// Open a stream on a model given by its zoo entry (the hub's cloud inference runs models
     /// that are not in this server's zoo directory through here).
-    pub fn open_entry(
-        self: &Arc<Self>,
-        name: &str,
-        entry: &ZooEntry,
-        config: &Value,
-    ) -> std::result::Result<StreamSession, String> {
+    pub fn open_entry(self: &Arc<Self>, name: &str, entry: &ZooEntry, config: &Value) -> std::result::Result<StreamSession, String> {
         self.open_held(name, entry, None, config)
     }
 
-    fn open_held(
-        self: &Arc<Self>,
-        name: &str,
-        entry: &ZooEntry,
-        held: Option<CachedModel>,
-        config: &Value,
-    ) -> std::result::Result<StreamSession, String> {
+    fn open_held(self: &Arc<Self>, name: &str, entry: &ZooEntry, held: Option<CachedModel>, config: &Value) -> std::result::Result<StreamSession, String> {
         let fail = |e: Error| self.load_failure(name, e);
         let mut params = entry.params.clone();
         params.merge_runtime(config);
@@ -97,14 +77,7 @@ impl State {
         let engine = self.engine_for(&params).map_err(fail)?;
         let labels = crate::model::load_labels(&params);
         self.log_info(&format!("stream opened on model '{name}'"));
-        Ok(StreamSession {
-            name: name.to_string(),
-            params,
-            engine,
-            labels,
-            state: self.clone(),
-            _held: held,
-        })
+        Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
     }
 
     /// A cloud model: `CloudURL` (default the public hub) and `CloudToken` (default the token
@@ -113,40 +86,20 @@ impl State {
     fn cloud_entry(&self, name: &str, config: &Value) -> DgResult<(ZooEntry, CachedModel)> {
         let parts: Vec<&str> = name.split('/').collect();
         let (org, zoo, model) = (parts[0], parts[1], parts[2]);
-        let url = config
-            .get("CloudURL")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .unwrap_or(DEFAULT_CLOUD_URL);
-        let cz = crate::zoo::address::parse_cloud_url(&format!(
-            "{}/{org}/{zoo}",
-            url.trim_end_matches('/')
-        ))
-        .ok_or_else(|| Error::invalid(format!("incorrect cloud URL '{url}' for model '{name}'")))?;
-        let token = match config
-            .get("CloudToken")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-        {
+        let url = config.get("CloudURL").and_then(Value::as_str).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_CLOUD_URL);
+        let cz = crate::zoo::address::parse_cloud_url(&format!("{}/{org}/{zoo}", url.trim_end_matches('/')))
+            .ok_or_else(|| Error::invalid(format!("incorrect cloud URL '{url}' for model '{name}'")))?;
+        let token = match config.get("CloudToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             Some(t) => t.to_string(),
             None => crate::cloud::token::lookup(&cz.base()),
         };
         let client = crate::cloud::CloudClient::new(&cz, &token);
         let info = client.model_info(model)?;
         let sum = ModelParams::from_value(info["model_params"].clone())?.str("Checksum", 0);
-        let held = self.cache.ensure(
-            &client,
-            model,
-            (!sum.is_empty()).then_some(sum.as_str()),
-            &mut |_, _| {},
-        )?;
+        let held = self.cache.ensure(&client, model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?;
         let mut params = ModelParams::from_file(&held.config)?;
         params.absolutize_paths(&held.dir)?;
-        let entry = ZooEntry {
-            name: name.to_string(),
-            params,
-            config_path: held.config.clone(),
-        };
+        let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
         Ok((entry, held))
     }
 
@@ -172,14 +125,7 @@ impl State {
                 *e = None;
                 drop(e);
                 cache.remove(i);
-                self.log_info(&format!(
-                    "unloaded model file '{}' (LRU limit)",
-                    slot.key
-                        .model_path
-                        .file_name()
-                        .map(|f| f.to_string_lossy())
-                        .unwrap_or_default()
-                ));
+                self.log_info(&format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
                 continue;
             }
             i += 1;
@@ -189,37 +135,24 @@ impl State {
     fn engine_for(&self, params: &ModelParams) -> DgResult<Arc<Engine>> {
         let (rt, dev) = (params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
         let pairs = params.device_pairs()?;
-        let allowed = pairs
-            .iter()
-            .any(|(r, d)| (r == "*" || *r == rt) && (d == "*" || *d == dev));
+        let allowed = pairs.iter().any(|(r, d)| (r == "*" || *r == rt) && (d == "*" || *d == dev));
         if !allowed {
             return Err(Error::unsupported(format!(
                 "Device type {rt}/{dev} is not supported by model. Supported device types are: {}",
                 params.str("SupportedDeviceTypes", 0)
             )));
         }
-        let n = self
-            .system_info
-            .get("Devices")
-            .and_then(|d| d.get(format!("{rt}/{dev}")))
-            .and_then(Value::as_array)
-            .map_or(0, Vec::len);
+        let n = self.system_info.get("Devices").and_then(|d| d.get(format!("{rt}/{dev}"))).and_then(Value::as_array).map_or(0, Vec::len);
         let mask = params.u64("DeviceMask", 0);
-        let devices: Vec<u64> = (0..n as u64)
-            .filter(|&i| i < 64 && mask & (1 << i) != 0)
-            .collect();
+        let devices: Vec<u64> = (0..n as u64).filter(|&i| i < 64 && mask & (1 << i) != 0).collect();
         if devices.is_empty() {
-            return Err(Error::unsupported(format!(
-                "no device of type {rt}/{dev} is available on the AI server"
-            )));
+            return Err(Error::unsupported(format!("no device of type {rt}/{dev} is available on the AI server")));
         }
         let key = EngineKey {
             runtime: rt,
             device: dev,
             model_path: PathBuf::from(params.str("ModelPath", 0)),
-            input_shapes: (0..params.num_inputs())
-                .map(|i| params.input_shape(i, None))
-                .collect(),
+            input_shapes: (0..params.num_inputs()).map(|i| params.input_shape(i, None)).collect(),
             devices,
         };
         // The cache lock only finds or adds the model's slot; loading happens under the slot's
@@ -230,10 +163,7 @@ impl State {
             // Most recently used last.
             let s = match cache.iter().position(|s| s.key == key) {
                 Some(i) => cache.remove(i),
-                None => Arc::new(EngineSlot {
-                    key: key.clone(),
-                    engine: Mutex::new(None),
-                }),
+                None => Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) }),
             };
             cache.push(s.clone());
             s
@@ -243,11 +173,7 @@ impl State {
             return Ok(e.clone());
         }
         // A failed load leaves the slot empty: the next stream tries again.
-        let engine = Arc::new(Engine::new(
-            key,
-            params,
-            crate::inference::Profile::Throughput,
-        )?);
+        let engine = Arc::new(Engine::new(key, params, crate::inference::Profile::Throughput)?);
         *e = Some(engine.clone());
         drop(e);
         self.evict_engines();
@@ -278,18 +204,9 @@ impl StreamSession {
                 let text = if msg.starts_with('[') {
                     format!("{msg}\nWhen running model '{}'\n", self.name)
                 } else {
-                    protocol::dg_error_text(
-                        "ERROR",
-                        "Operation failed",
-                        &msg,
-                        &[format!("When running model '{}'", self.name)],
-                    )
+                    protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When running model '{}'", self.name)])
                 };
-                self.state.log_info(&format!(
-                    "frame error on model '{}': {}",
-                    self.name,
-                    msg.lines().next().unwrap_or_default()
-                ));
+                self.state.log_info(&format!("frame error on model '{}': {}", self.name, msg.lines().next().unwrap_or_default()));
                 protocol::encode(&protocol::frame_err(&text))
             }
         }
@@ -304,20 +221,10 @@ impl StreamSession {
         for (i, (data, info)) in packets.iter().zip(&self.engine.inputs).enumerate() {
             frame_bytes += data.len();
             if data.is_empty() {
-                return Err(Error::invalid(protocol::dg_error_text(
-                    "ERROR",
-                    "Incorrect value of parameter",
-                    "empty data is received: ignoring",
-                    &[],
-                )));
+                return Err(Error::invalid(protocol::dg_error_text("ERROR", "Incorrect value of parameter", "empty data is received: ignoring", &[])));
             }
             if !crate::model::is_image_input(p, i) {
-                tensors.push(preprocess::raw_tensor(
-                    data,
-                    info,
-                    &p.input_shape(i, Some(info.shape.len())),
-                    i,
-                )?);
+                tensors.push(preprocess::raw_tensor(data, info, &p.input_shape(i, Some(info.shape.len())), i)?);
                 continue;
             }
             let spec = InputSpec::new(p, i, info)?;
@@ -328,20 +235,8 @@ impl StreamSession {
         let t1 = Instant::now();
         let outputs = self.engine.run(&tensors)?;
         let t2 = Instant::now();
-        let ids: Vec<i64> = self
-            .engine
-            .outputs
-            .iter()
-            .enumerate()
-            .map(|(i, o)| o.id.unwrap_or(i as i64))
-            .collect();
-        let mut post = postprocess::run(
-            &PostConfig::from_params(p),
-            outputs,
-            &ids,
-            &self.labels,
-            input_wh,
-        )?;
+        let ids: Vec<i64> = self.engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
+        let mut post = postprocess::run(&PostConfig::from_params(p), outputs, &ids, &self.labels, input_wh)?;
         if p.bool("MeasureTime", 0) {
             let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
             let timing = json!({
@@ -367,14 +262,7 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     let reshape_err = |got: String| {
         Error::new(
             Code::InvalidArgument,
-            protocol::dg_error_text(
-                "ERROR",
-                "Incorrect value of parameter",
-                &format!(
-                    "Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"
-                ),
-                &[],
-            ),
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"), &[]),
         )
     };
     let fmt = p.str("InputImgFmt", i);
@@ -391,13 +279,7 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
                 if data.len() != w * h * 3 * 4 {
                     return Err(reshape_err(format!("{} bytes", data.len())));
                 }
-                data.chunks_exact(4)
-                    .map(|c| {
-                        f32::from_le_bytes([c[0], c[1], c[2], c[3]])
-                            .round()
-                            .clamp(0.0, 255.0) as u8
-                    })
-                    .collect::<Vec<u8>>()
+                data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]).round().clamp(0.0, 255.0) as u8).collect::<Vec<u8>>()
             }
             "DG_UINT8" => {
                 if data.len() != w * h * 3 {
@@ -405,11 +287,7 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
                 }
                 data.to_vec()
             }
-            other => {
-                return Err(Error::unsupported(format!(
-                    "RAW image data type '{other}' is not supported"
-                )))
-            }
+            other => return Err(Error::unsupported(format!("RAW image data type '{other}' is not supported"))),
         }
     };
     // RAW pixels arrive in the model's colour order; the tensor conversion takes RGB.
@@ -448,13 +326,8 @@ const MAX_UNANSWERED: u64 = 64;
 
 impl FramePipeline {
     /// `write` sends one result packet; it runs on the writer thread.
-    pub fn new(
-        session: Arc<StreamSession>,
-        mut write: impl FnMut(&[u8]) -> bool + Send + 'static,
-    ) -> Self {
-        let n = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4);
+    pub fn new(session: Arc<StreamSession>, mut write: impl FnMut(&[u8]) -> bool + Send + 'static) -> Self {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
         let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(n * 2);
         let rx = Arc::new(Mutex::new(rx));
         let shared: Arc<(Mutex<Ordered>, std::sync::Condvar)> = Arc::new(Default::default());
@@ -467,15 +340,8 @@ impl FramePipeline {
                         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok((seq, frame)) = job else { return };
                         let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
-                        let out = if broken {
-                            Vec::new()
-                        } else {
-                            s.run_frame(&frame)
-                        };
-                        sh.0.lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .done
-                            .insert(seq, out);
+                        let out = if broken { Vec::new() } else { s.run_frame(&frame) };
+                        sh.0.lock().unwrap_or_else(|p| p.into_inner()).done.insert(seq, out);
                         sh.1.notify_all();
                     })
                     .ok()
@@ -514,13 +380,7 @@ impl FramePipeline {
             // No threads, no answers: refuse frames rather than hang.
             shared.0.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
         }
-        FramePipeline {
-            jobs: Some(tx),
-            workers,
-            writer,
-            shared,
-            next_seq: 0,
-        }
+        FramePipeline { jobs: Some(tx), workers, writer, shared, next_seq: 0 }
     }
 
     /// Queue a frame; false once the client can no longer be answered. Blocks while the
@@ -537,9 +397,7 @@ impl FramePipeline {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.jobs
-            .as_ref()
-            .is_some_and(|j| j.send((seq, frame)).is_ok())
+        self.jobs.as_ref().is_some_and(|j| j.send((seq, frame)).is_ok())
     }
 
     /// Answer every queued frame, then stop the threads.
@@ -552,11 +410,7 @@ impl FramePipeline {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
-        self.shared
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .total = Some(self.next_seq);
+        self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).total = Some(self.next_seq);
         self.shared.1.notify_all();
         if let Some(w) = self.writer.take() {
             let _ = w.join();

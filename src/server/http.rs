@@ -7,7 +7,6 @@
 use super::{Level, State};
 use crate::error::{Error, Result};
 use crate::protocol;
-use crate::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +14,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
+use crate::protocol::ws::{self, WsMessage, WsReader, WsWriter};
 
 /// Idle time before a keep-alive connection is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -23,16 +23,9 @@ const MAX_HEADERS: usize = 100;
 /// Largest REST request body (the routes take small JSON arguments).
 const MAX_BODY: usize = 16 << 20;
 
-pub(super) fn start(
-    state: Arc<State>,
-    host: &str,
-    port: u16,
-) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let l = TcpListener::bind((host, port))
-        .map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
-    let addr = l
-        .local_addr()
-        .map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
+pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketAddr, JoinHandle<()>)> {
+    let l = TcpListener::bind((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
+    let addr = l.local_addr().map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
     *state.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
     let h = std::thread::Builder::new()
         .name("dgzoo-http".into())
@@ -50,14 +43,10 @@ pub(super) fn start(
                     continue;
                 };
                 let st = state.clone();
-                let _ = std::thread::Builder::new()
-                    .name("dgzoo-http-conn".into())
-                    .spawn(move || {
-                        let _slot = slot;
-                        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            connection(&st, sock)
-                        }));
-                    });
+                let _ = std::thread::Builder::new().name("dgzoo-http-conn".into()).spawn(move || {
+                    let _slot = slot;
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection(&st, sock)));
+                });
             }
             state.log_info("http listener stopped");
         })
@@ -74,10 +63,7 @@ struct Request {
 
 impl Request {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -89,21 +75,11 @@ struct Response {
 }
 
 fn json_response(status: u16, v: &Value) -> Response {
-    Response {
-        status,
-        content_type: "application/json",
-        body: v.to_string().into_bytes(),
-        extra: Vec::new(),
-    }
+    Response { status, content_type: "application/json", body: v.to_string().into_bytes(), extra: Vec::new() }
 }
 
 fn text_response(status: u16, text: &str) -> Response {
-    Response {
-        status,
-        content_type: "text/plain",
-        body: text.as_bytes().to_vec(),
-        extra: Vec::new(),
-    }
+    Response { status, content_type: "text/plain", body: text.as_bytes().to_vec(), extra: Vec::new() }
 }
 
 fn reason(status: u16) -> &'static str {
@@ -123,27 +99,15 @@ fn reason(status: u16) -> &'static str {
 fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     if r.status != 204 {
-        head.push_str(&format!(
-            "Content-Type: {}\r\nContent-Length: {}\r\n",
-            r.content_type,
-            r.body.len()
-        ));
+        head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", r.content_type, r.body.len()));
     }
-    for (k, v) in [
-        ("Access-Control-Allow-Origin", "*"),
-        ("Access-Control-Allow-Methods", "*"),
-        ("Access-Control-Allow-Headers", "*"),
-    ] {
+    for (k, v) in [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")] {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     for (k, v) in &r.extra {
         head.push_str(&format!("{k}: {v}\r\n"));
     }
-    head.push_str(if keep_alive {
-        "Connection: keep-alive\r\n\r\n"
-    } else {
-        "Connection: close\r\n\r\n"
-    });
+    head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
     let mut out = head.into_bytes();
     if r.status != 204 {
         out.extend_from_slice(&r.body);
@@ -155,24 +119,14 @@ fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io:
 /// One line, bounded; `None` on EOF before any byte.
 fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
     let mut buf = Vec::new();
-    let n = r
-        .by_ref()
-        .take(MAX_LINE as u64)
-        .read_until(b'\n', &mut buf)?;
+    let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut buf)?;
     if n == 0 {
         return Ok(None);
     }
     if !buf.ends_with(b"\n") {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "header line too long or truncated",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "header line too long or truncated"));
     }
-    Ok(Some(
-        String::from_utf8_lossy(&buf)
-            .trim_end_matches(['\r', '\n'])
-            .to_string(),
-    ))
+    Ok(Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()))
 }
 
 /// Read one request. `Ok(None)`: the client closed an idle connection.
@@ -184,18 +138,13 @@ fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, R
         Err(_) => return Ok(None),
     };
     let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(bad("malformed request line"));
-    };
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad("malformed request line")) };
     if !version.starts_with("HTTP/1.") {
         return Err(bad("unsupported HTTP version"));
     }
     let mut headers = Vec::new();
     loop {
-        let l = read_line(r)
-            .map_err(|_| bad("malformed headers"))?
-            .ok_or_else(|| bad("truncated headers"))?;
+        let l = read_line(r).map_err(|_| bad("malformed headers"))?.ok_or_else(|| bad("truncated headers"))?;
         if l.is_empty() {
             break;
         }
@@ -205,16 +154,8 @@ fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, R
         let (k, v) = l.split_once(':').ok_or_else(|| bad("malformed header"))?;
         headers.push((k.trim().to_string(), v.trim().to_string()));
     }
-    let mut req = Request {
-        method: method.to_string(),
-        path: target.split('?').next().unwrap_or_default().to_string(),
-        headers,
-        body: Vec::new(),
-    };
-    if req
-        .header("Transfer-Encoding")
-        .is_some_and(|t| t.to_ascii_lowercase().contains("chunked"))
-    {
+    let mut req = Request { method: method.to_string(), path: target.split('?').next().unwrap_or_default().to_string(), headers, body: Vec::new() };
+    if req.header("Transfer-Encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
         return Err(bad("chunked request bodies are not supported"));
     }
     let len = match req.header("Content-Length") {
@@ -225,8 +166,7 @@ fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, R
         return Err(text_response(413, "413 Payload Too Large"));
     }
     req.body = vec![0u8; len];
-    r.read_exact(&mut req.body)
-        .map_err(|_| bad("truncated body"))?;
+    r.read_exact(&mut req.body).map_err(|_| bad("truncated body"))?;
     Ok(Some(req))
 }
 
@@ -235,9 +175,7 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
     let _ = sock.set_read_timeout(Some(IDLE_TIMEOUT));
     let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
     let _ = sock.set_nodelay(true);
-    let Ok(mut writer) = sock.try_clone() else {
-        return;
-    };
+    let Ok(mut writer) = sock.try_clone() else { return };
     let mut reader = BufReader::new(sock);
     loop {
         let req = match read_request(&mut reader) {
@@ -249,16 +187,10 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             }
         };
         state.log(Level::Debug, &format!("http {} {}", req.method, req.path));
-        let upgrade = req
-            .header("Upgrade")
-            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         if req.path == "/v1/stream" && req.method == "GET" && upgrade {
             let Some(key) = req.header("Sec-WebSocket-Key") else {
-                let _ = write_response(
-                    &mut writer,
-                    &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"),
-                    false,
-                );
+                let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
                 return;
             };
             let accept = ws::accept_key(key);
@@ -271,16 +203,12 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             let sock = reader.into_inner();
             // Streams may idle between frames as long as the client likes.
             let _ = sock.set_read_timeout(None);
-            let Ok((rd, wr)) = ws::server(sock, leftover, state.max_packet) else {
-                return;
-            };
+            let Ok((rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
             ws_stream(state, rd, &wr);
             wr.close();
             return;
         }
-        let close = req
-            .header("Connection")
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
+        let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
         let (resp, shutdown) = route(state, &req, peer);
         let sent = write_response(&mut writer, &resp, !close && !shutdown).is_ok();
         if shutdown {
@@ -320,47 +248,28 @@ fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, 
         "label_dictionary" => msg["name"] = json!(crate::protocol::http::percent_decode(path[2])),
         "sleep" => match path[2].parse::<f64>() {
             Ok(ms) => msg["sleep_time_ms"] = json!(ms),
+            Err(_) => return (json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))), false),
+        },
+        "trace_manage" | "zoo_manage" | "dev_ctrl" if req.method == "POST" => match serde_json::from_slice::<Value>(&req.body) {
+            Ok(args) => msg["args"] = args,
             Err(_) => {
-                return (
-                    json_response(
-                        500,
-                        &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2])),
-                    ),
-                    false,
-                )
+                let text = protocol::dg_error_text("ERROR", "Parsing error", "request body is not valid JSON", &[]);
+                return (json_response(500, &protocol::frame_err(&text)), false);
             }
         },
-        "trace_manage" | "zoo_manage" | "dev_ctrl" if req.method == "POST" => {
-            match serde_json::from_slice::<Value>(&req.body) {
-                Ok(args) => msg["args"] = args,
-                Err(_) => {
-                    let text = protocol::dg_error_text(
-                        "ERROR",
-                        "Parsing error",
-                        "request body is not valid JSON",
-                        &[],
-                    );
-                    return (json_response(500, &protocol::frame_err(&text)), false);
-                }
-            }
-        }
         _ => {}
     }
     let reply = match op {
         // REST lists the zoo as an object with parameter objects (not strings).
-        "modelzoo" => Ok(Some(Value::Object(
-            state.model_list().into_iter().collect(),
-        ))),
+        "modelzoo" => Ok(Some(Value::Object(state.model_list().into_iter().collect()))),
         _ => state.run_command(op, &msg, peer),
     };
     match reply {
-        Ok(data) => (
-            json_response(200, &data.unwrap_or(Value::Null)),
-            op == "shutdown",
-        ),
+        Ok(data) => (json_response(200, &data.unwrap_or(Value::Null)), op == "shutdown"),
         Err(text) => (json_response(500, &protocol::frame_err(&text)), false),
     }
 }
+
 
 fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
@@ -384,18 +293,9 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
                 }
                 let cfg: Option<Value> = serde_json::from_slice(&t).ok().filter(Value::is_object);
                 let opened = match cfg {
-                    None => Err(protocol::dg_error_text(
-                        "ERROR",
-                        "Parsing error",
-                        "configuration message is not a JSON object",
-                        &[],
-                    )),
+                    None => Err(protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])),
                     Some(cfg) => {
-                        let name = cfg
-                            .get("name")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_string();
+                        let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
                         state.open_stream(&name, cfg.get("config").unwrap_or(&Value::Null))
                     }
                 };
@@ -403,11 +303,7 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
                     Ok(s) => {
                         let mut params = s.params.full_form();
                         // The effective parameters go back to the client, but never a token.
-                        if params
-                            .get("CloudToken")
-                            .and_then(Value::as_str)
-                            .is_some_and(|t| !t.is_empty())
-                        {
+                        if params.get("CloudToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
                             params["CloudToken"] = json!("");
                         }
                         if wr.send_binary(&protocol::ws_config_ok(&params)).is_err() {
@@ -415,12 +311,7 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
                         }
                         let n = s.num_inputs();
                         let w = wr.clone();
-                        pipeline = Some((
-                            n,
-                            super::frame::FramePipeline::new(Arc::new(s), move |r| {
-                                w.send_binary(r).is_ok()
-                            }),
-                        ));
+                        pipeline = Some((n, super::frame::FramePipeline::new(Arc::new(s), move |r| w.send_binary(r).is_ok())));
                     }
                     // A failed configuration may be retried on the same socket.
                     Err(text) => {

@@ -64,17 +64,7 @@ pub struct Config {
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config {
-            zoo_dir: zoo_dir.into(),
-            host: "127.0.0.1".into(),
-            port: crate::zoo::address::DEFAULT_PORT,
-            protocol: Protocol::Asio,
-            quiet: false,
-            max_packet: protocol::DEFAULT_MAX_PACKET,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
-            cache: None,
-        }
+        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: crate::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
     }
 }
 
@@ -126,11 +116,7 @@ impl State {
         }
         Arc::new(State {
             zoo_dir,
-            cache: crate::cache::Cache::new(
-                cfg.cache
-                    .clone()
-                    .unwrap_or_else(crate::cache::CacheConfig::from_env),
-            ),
+            cache: crate::cache::Cache::new(cfg.cache.clone().unwrap_or_else(crate::cache::CacheConfig::from_env)),
             zoo: RwLock::new(Arc::new(Vec::new())),
             system_info: crate::zoo::local_system_info(),
             engines: Mutex::new(Vec::new()),
@@ -162,12 +148,7 @@ impl State {
     }
 
     fn log(&self, level: Level, msg: &str) {
-        let line = format!(
-            "[{:.3}] {msg}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64())
-        );
+        let line = format!("[{:.3}] {msg}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
         {
             let mut t = self.trace.lock().unwrap_or_else(|p| p.into_inner());
             if t.len() >= TRACE_LINES {
@@ -186,10 +167,7 @@ impl State {
     /// Error texts never show where the zoo or the model cache live on the server.
     fn sanitize(&self, msg: &str) -> String {
         let mut out = msg.to_string();
-        for (dir, tag) in [
-            (&self.zoo_dir, "<zoo>"),
-            (&self.cache.config().root, "<cache>"),
-        ] {
+        for (dir, tag) in [(&self.zoo_dir, "<zoo>"), (&self.cache.config().root, "<cache>")] {
             let d = dir.to_string_lossy();
             if d.len() > 1 {
                 out = out.replace(d.as_ref(), tag);
@@ -199,12 +177,7 @@ impl State {
     }
 
     fn find(&self, name: &str) -> Option<ZooEntry> {
-        self.zoo
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|e| e.name == name)
-            .cloned()
+        self.zoo.read().unwrap_or_else(|p| p.into_inner()).iter().find(|e| e.name == name).cloned()
     }
 
     /// Scan the zoo: like PySDK's server, models whose devices are absent are hidden.
@@ -212,10 +185,7 @@ impl State {
         let pairs = crate::zoo::system_pairs(&self.system_info);
         let models: Vec<ZooEntry> = local::scan_dir(&self.zoo_dir)
             .into_iter()
-            .filter(|e| {
-                crate::zoo::filter::supported_device_types(&e.params, &pairs)
-                    .is_ok_and(|s| !s.is_empty())
-            })
+            .filter(|e| crate::zoo::filter::supported_device_types(&e.params, &pairs).is_ok_and(|s| !s.is_empty()))
             .collect();
         self.log_info(&format!("zoo scanned: {} model(s)", models.len()));
         *self.zoo.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(models);
@@ -224,9 +194,7 @@ impl State {
     /// `modelzoo` listing: full-form parameters with paths relative to the config file.
     fn model_list(&self) -> Vec<(String, Value)> {
         let zoo = self.zoo.read().unwrap_or_else(|p| p.into_inner()).clone();
-        zoo.iter()
-            .map(|e| (e.name.clone(), relative_params(e).full_form()))
-            .collect()
+        zoo.iter().map(|e| (e.name.clone(), relative_params(e).full_form())).collect()
     }
 
     fn label_dictionary(&self, name: &str) -> std::result::Result<Value, String> {
@@ -238,32 +206,16 @@ impl State {
         std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .ok_or_else(|| {
-                protocol::dg_error_text(
-                    "ERROR",
-                    "File reading failure",
-                    &format!("Cannot read the label dictionary of model '{name}'"),
-                    &[],
-                )
-            })
+            .ok_or_else(|| protocol::dg_error_text("ERROR", "File reading failure", &format!("Cannot read the label dictionary of model '{name}'"), &[]))
     }
 
     fn cache_dump(&self) -> Value {
-        let slots: Vec<Arc<frame::EngineSlot>> = self
-            .engines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let slots: Vec<Arc<frame::EngineSlot>> = self.engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let list: Vec<Value> = slots
             .iter()
             .filter(|s| s.engine.lock().unwrap_or_else(|p| p.into_inner()).is_some())
             .map(|s| {
-                let file = s
-                    .key
-                    .model_path
-                    .file_name()
-                    .map(|f| f.to_string_lossy().into_owned())
-                    .unwrap_or_default();
+                let file = s.key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 json!(format!("{}/{}: {file}", s.key.runtime, s.key.device))
             })
             .collect();
@@ -309,24 +261,16 @@ impl State {
     fn request_stop(&self, grace: bool) {
         self.stop.store(true, Ordering::SeqCst);
         let wake = |a: SocketAddr| {
-            let ip = if a.ip().is_unspecified() {
-                IpAddr::from([127, 0, 0, 1])
-            } else {
-                a.ip()
-            };
-            let _ =
-                TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
+            let ip = if a.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { a.ip() };
+            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
         };
         if let Some(a) = *self.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) {
             if grace {
-                *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(std::time::Instant::now());
-                let _ = std::thread::Builder::new()
-                    .name("dgzoo-wake".into())
-                    .spawn(move || {
-                        std::thread::sleep(SHUTDOWN_GRACE + Duration::from_millis(50));
-                        wake(a);
-                    });
+                *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+                let _ = std::thread::Builder::new().name("dgzoo-wake".into()).spawn(move || {
+                    std::thread::sleep(SHUTDOWN_GRACE + Duration::from_millis(50));
+                    wake(a);
+                });
             } else {
                 wake(a);
             }
@@ -337,27 +281,14 @@ impl State {
     }
 
     /// Run one command (shared by asio and http). `Ok(data)` → reply data under the op name.
-    fn run_command(
-        &self,
-        op: &str,
-        msg: &Value,
-        peer: Option<IpAddr>,
-    ) -> std::result::Result<Option<Value>, String> {
+    fn run_command(&self, op: &str, msg: &Value, peer: Option<IpAddr>) -> std::result::Result<Option<Value>, String> {
         let local_only = matches!(op, "shutdown" | "zoo_manage");
         if local_only && !peer.is_some_and(|ip| ip.is_loopback()) {
-            return Err(protocol::dg_error_text(
-                "ERROR",
-                "Operation failed",
-                &format!("Operation '{op}' from remote client is prohibited"),
-                &[],
-            ));
+            return Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{op}' from remote client is prohibited"), &[]));
         }
         match op {
             "modelzoo" => Ok(Some(Value::Array(
-                self.model_list()
-                    .into_iter()
-                    .map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()}))
-                    .collect(),
+                self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect(),
             ))),
             "system_info" => Ok(Some(self.system_info.clone())),
             "label_dictionary" => {
@@ -365,11 +296,7 @@ impl State {
                 self.label_dictionary(name).map(Some)
             }
             "sleep" => {
-                let ms = msg
-                    .get("sleep_time_ms")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0)
-                    .clamp(0.0, 60_000.0);
+                let ms = msg.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 60_000.0);
                 std::thread::sleep(Duration::from_secs_f64(ms / 1000.0));
                 Ok(None)
             }
@@ -377,9 +304,7 @@ impl State {
                 self.log_info("shutdown requested");
                 Ok(None)
             }
-            "trace_manage" => Ok(Some(
-                self.trace_manage(msg.get("args").unwrap_or(&Value::Null)),
-            )),
+            "trace_manage" => Ok(Some(self.trace_manage(msg.get("args").unwrap_or(&Value::Null)))),
             "zoo_manage" => {
                 let args = msg.get("args").unwrap_or(&Value::Null);
                 if args.get("rescan").is_some() {
@@ -392,10 +317,7 @@ impl State {
                 }
             }
             "dev_ctrl" => Ok(Some(json!({"status": "device not found"}))),
-            other => Err(format!(
-                "Unsupported op '{other}' requested from client '{}'.",
-                peer.map(|p| p.to_string()).unwrap_or_default()
-            )),
+            other => Err(format!("Unsupported op '{other}' requested from client '{}'.", peer.map(|p| p.to_string()).unwrap_or_default())),
         }
     }
 }
@@ -403,12 +325,7 @@ impl State {
 fn proc_kb(file: &str, key: &str) -> u64 {
     std::fs::read_to_string(file)
         .ok()
-        .and_then(|t| {
-            t.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
+        .and_then(|t| t.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
         .unwrap_or(0)
 }
 
@@ -438,10 +355,7 @@ impl Server {
     /// Bind the listeners, scan the zoo and start serving in background threads.
     pub fn start(cfg: Config) -> Result<Server> {
         if !cfg.zoo_dir.is_dir() {
-            return Err(Error::not_found(format!(
-                "zoo directory '{}' does not exist",
-                cfg.zoo_dir.display()
-            )));
+            return Err(Error::not_found(format!("zoo directory '{}' does not exist", cfg.zoo_dir.display())));
         }
         let zoo_dir = cfg.zoo_dir.canonicalize().unwrap_or(cfg.zoo_dir.clone());
         let level = match std::env::var("DGZOO_LOG").ok().as_deref() {
@@ -452,37 +366,24 @@ impl Server {
         };
         let state = State::create(zoo_dir, level, &cfg);
         state.rescan();
-        let bind_err = |p: u16, e: &dyn std::fmt::Display| {
-            Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host))
-        };
-        let mut server = Server {
-            state: state.clone(),
-            asio: None,
-            http: None,
-        };
+        let bind_err = |p: u16, e: &dyn std::fmt::Display| Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host));
+        let mut server = Server { state: state.clone(), asio: None, http: None };
         if matches!(cfg.protocol, Protocol::Asio | Protocol::Both) {
-            let l = TcpListener::bind((cfg.host.as_str(), cfg.port))
-                .map_err(|e| bind_err(cfg.port, &e))?;
+            let l = TcpListener::bind((cfg.host.as_str(), cfg.port)).map_err(|e| bind_err(cfg.port, &e))?;
             let addr = l.local_addr().map_err(|e| bind_err(cfg.port, &e))?;
             *state.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
             let st = state.clone();
-            let h = std::thread::Builder::new()
-                .name("dgzoo-asio".into())
-                .spawn(move || asio_accept(st, l))
-                .map_err(|e| Error::internal(e.to_string()))?;
+            let h = std::thread::Builder::new().name("dgzoo-asio".into()).spawn(move || asio_accept(st, l)).map_err(|e| Error::internal(e.to_string()))?;
             state.log_info(&format!("asio protocol listening on {addr}"));
             server.asio = Some((addr, h));
         }
         if matches!(cfg.protocol, Protocol::Http | Protocol::Both) {
             let port = match (cfg.protocol, cfg.port) {
                 (Protocol::Both, 0) => 0,
-                (Protocol::Both, p) => p
-                    .checked_add(1)
-                    .ok_or_else(|| Error::invalid("port + 1 is out of range"))?,
+                (Protocol::Both, p) => p.checked_add(1).ok_or_else(|| Error::invalid("port + 1 is out of range"))?,
                 (_, p) => p,
             };
-            let (addr, h) = http::start(state.clone(), &cfg.host, port)
-                .inspect_err(|_| state.request_stop(false))?;
+            let (addr, h) = http::start(state.clone(), &cfg.host, port).inspect_err(|_| state.request_stop(false))?;
             state.log_info(&format!("http protocol listening on {addr}"));
             server.http = Some((addr, h));
         }
@@ -529,11 +430,7 @@ impl Drop for Server {
 fn asio_accept(state: Arc<State>, l: TcpListener) {
     for conn in l.incoming() {
         if state.stop.load(Ordering::SeqCst) {
-            let grace_over = state
-                .stopped_at
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_none_or(|t| t.elapsed() >= SHUTDOWN_GRACE);
+            let grace_over = state.stopped_at.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|t| t.elapsed() >= SHUTDOWN_GRACE);
             if grace_over {
                 break;
             }
@@ -558,19 +455,12 @@ fn asio_accept(state: Arc<State>, l: TcpListener) {
             continue;
         };
         let st = state.clone();
-        let spawned = std::thread::Builder::new()
-            .name("dgzoo-conn".into())
-            .spawn(move || {
-                let _slot = slot;
-                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    asio_connection(&st, sock)
-                }));
-            });
+        let spawned = std::thread::Builder::new().name("dgzoo-conn".into()).spawn(move || {
+            let _slot = slot;
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| asio_connection(&st, sock)));
+        });
         if let Err(e) = spawned {
-            state.log(
-                Level::Error,
-                &format!("cannot start a connection thread: {e}"),
-            );
+            state.log(Level::Error, &format!("cannot start a connection thread: {e}"));
         }
     }
     state.log_info("asio listener stopped");
@@ -630,15 +520,7 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
             Err(e) => {
                 if e.kind() == ErrorKind::InvalidData {
                     // Oversized length prefix: answer, then drop the connection (it is out of sync).
-                    let _ = send_json(
-                        &mut sock,
-                        &protocol::reply_err(&protocol::dg_error_text(
-                            "ERROR",
-                            "Incorrect value of parameter",
-                            &e.to_string(),
-                            &[],
-                        )),
-                    );
+                    let _ = send_json(&mut sock, &protocol::reply_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
                 }
                 return;
             }
@@ -650,12 +532,7 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
         let msg: Value = match serde_json::from_slice(&pkt) {
             Ok(v) => v,
             Err(e) => {
-                let text = protocol::dg_error_text(
-                    "ERROR",
-                    "Parsing error",
-                    &format!("Message from client is not valid JSON: {e}"),
-                    &[],
-                );
+                let text = protocol::dg_error_text("ERROR", "Parsing error", &format!("Message from client is not valid JSON: {e}"), &[]);
                 if send_json(&mut sock, &protocol::reply_err(&text)).is_err() {
                     return;
                 }
@@ -664,14 +541,7 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
         };
         let ip = peer_ip.map(|i| i.to_string()).unwrap_or_default();
         let Some(op) = msg.get("op").and_then(Value::as_str).map(str::to_string) else {
-            if send_json(
-                &mut sock,
-                &protocol::reply_err(&format!(
-                    "Message header from client '{ip}' does not contain op"
-                )),
-            )
-            .is_err()
-            {
+            if send_json(&mut sock, &protocol::reply_err(&format!("Message header from client '{ip}' does not contain op"))).is_err() {
                 return;
             }
             continue;
@@ -703,18 +573,13 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
 
 /// Stream mode: frames of N packets in, one msgpack result per frame out, in order.
 fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
-    let name = msg
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let name = msg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
     let config = msg.get("config").cloned().unwrap_or(Value::Null);
     let session = match state.open_stream(&name, &config) {
         Ok(s) => s,
         Err(text) => {
             state.log_info(&format!("stream open failed for model '{name}'"));
-            let _ =
-                protocol::write_packet(&mut sock, &protocol::encode(&protocol::reply_err(&text)));
+            let _ = protocol::write_packet(&mut sock, &protocol::encode(&protocol::reply_err(&text)));
             // Like the real server: nothing more is processed on this socket.
             while let Ok(Some(p)) = protocol::read_packet(&mut sock, state.max_packet) {
                 if p.is_empty() {
@@ -725,12 +590,8 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
         }
     };
     let n = session.num_inputs();
-    let Ok(mut out) = sock.try_clone() else {
-        return;
-    };
-    let mut pipeline = frame::FramePipeline::new(Arc::new(session), move |r| {
-        protocol::write_packet(&mut out, r).is_ok()
-    });
+    let Ok(mut out) = sock.try_clone() else { return };
+    let mut pipeline = frame::FramePipeline::new(Arc::new(session), move |r| protocol::write_packet(&mut out, r).is_ok());
     let mut frame: Vec<Vec<u8>> = Vec::with_capacity(n);
     // EOF, a broken connection or an oversized packet ends the stream.
     while let Ok(Some(pkt)) = protocol::read_packet(&mut sock, state.max_packet) {
@@ -739,8 +600,7 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
             break;
         }
         frame.push(pkt);
-        if frame.len() == n && !pipeline.push(std::mem::replace(&mut frame, Vec::with_capacity(n)))
-        {
+        if frame.len() == n && !pipeline.push(std::mem::replace(&mut frame, Vec::with_capacity(n))) {
             break;
         }
     }

@@ -39,23 +39,15 @@ impl ServerAddress {
         let (host, port) = match rest.rfind(':') {
             Some(i) => {
                 let p = &rest[i + 1..];
-                let port = p.parse::<u16>().map_err(|_| {
-                    Error::invalid(format!("Incorrect AI server address '{s}': bad port '{p}'"))
-                })?;
+                let port = p.parse::<u16>().map_err(|_| Error::invalid(format!("Incorrect AI server address '{s}': bad port '{p}'")))?;
                 (&rest[..i], port)
             }
             None => (rest, DEFAULT_PORT),
         };
         if host.is_empty() {
-            return Err(Error::invalid(format!(
-                "Incorrect AI server address '{s}': host is empty"
-            )));
+            return Err(Error::invalid(format!("Incorrect AI server address '{s}': host is empty")));
         }
-        Ok(ServerAddress {
-            host: host.to_string(),
-            port,
-            http,
-        })
+        Ok(ServerAddress { host: host.to_string(), port, http })
     }
 }
 
@@ -98,9 +90,7 @@ fn urlparse(url: &str) -> (String, String, String) {
     if let Some(i) = url.find(':') {
         let cand = &url[..i];
         let ok = cand.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && cand
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            && cand.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
         if ok {
             scheme = cand.to_ascii_lowercase();
             rest = &url[i + 1..];
@@ -120,19 +110,11 @@ fn urlparse(url: &str) -> (String, String, String) {
 pub fn parse_cloud_url(zoo_url: &str) -> Option<CloudZoo> {
     let (scheme, netloc, path) = urlparse(zoo_url);
     let had_scheme = !scheme.is_empty();
-    let scheme = if had_scheme {
-        scheme
-    } else {
-        "https".to_string()
-    };
+    let scheme = if had_scheme { scheme } else { "https".to_string() };
     if scheme != "http" && scheme != "https" {
         return None;
     }
-    let host = if netloc.is_empty() {
-        DEFAULT_CLOUD_HOST.to_string()
-    } else {
-        netloc
-    };
+    let host = if netloc.is_empty() { DEFAULT_CLOUD_HOST.to_string() } else { netloc };
     let path = if path.is_empty() {
         format!("/{DEFAULT_CLOUD_ZOO}")
     } else {
@@ -144,15 +126,11 @@ pub fn parse_cloud_url(zoo_url: &str) -> Option<CloudZoo> {
     let trimmed = path.trim_matches('/');
     let mut parts = trimmed.split('/');
     match (parts.next(), parts.next(), parts.next()) {
-        (Some(org), Some(zoo), None) => Some(CloudZoo {
-            scheme,
-            host,
-            org: org.to_string(),
-            zoo: zoo.to_string(),
-        }),
+        (Some(org), Some(zoo), None) => Some(CloudZoo { scheme, host, org: org.to_string(), zoo: zoo.to_string() }),
         _ => None,
     }
 }
+
 
 /// Parse the inference host designator.
 pub fn parse_host(host: &str) -> Result<Host> {
@@ -170,11 +148,7 @@ pub fn parse_host(host: &str) -> Result<Host> {
 pub fn classify(host: &str, zoo_url: &str) -> Result<(Host, ZooLocation)> {
     let host = parse_host(host)?;
     let cloud = parse_cloud_url(zoo_url);
-    let incorrect_cloud = || {
-        Error::invalid(format!(
-            "ZooManager: incorrect cloud model zoo URL '{zoo_url}'"
-        ))
-    };
+    let incorrect_cloud = || Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{zoo_url}'"));
     let zoo = match &host {
         Host::Cloud => ZooLocation::Cloud(cloud.ok_or_else(incorrect_cloud)?),
         Host::AiServer(_) => {
@@ -188,13 +162,7 @@ pub fn classify(host: &str, zoo_url: &str) -> Result<(Host, ZooLocation)> {
             Some(c) => ZooLocation::Cloud(c),
             None => {
                 let (scheme, netloc, path) = urlparse(zoo_url);
-                let p = if scheme == "file" {
-                    PathBuf::from(crate::protocol::http::percent_decode(&format!(
-                        "{netloc}{path}"
-                    )))
-                } else {
-                    PathBuf::from(zoo_url)
-                };
+                let p = if scheme == "file" { PathBuf::from(crate::protocol::http::percent_decode(&format!("{netloc}{path}"))) } else { PathBuf::from(zoo_url) };
                 if p.is_dir() {
                     ZooLocation::LocalDir(p)
                 } else if p.is_file() {
@@ -221,41 +189,16 @@ mod tests {
 
     #[test]
     fn cloud_url_table() {
-        assert_eq!(
-            cz("").as_deref(),
-            Some("https://hub.degirum.com/degirum/public")
-        );
-        assert_eq!(
-            cz("myorg/myzoo").as_deref(),
-            Some("https://hub.degirum.com/myorg/myzoo")
-        );
+        assert_eq!(cz("").as_deref(), Some("https://hub.degirum.com/degirum/public"));
+        assert_eq!(cz("myorg/myzoo").as_deref(), Some("https://hub.degirum.com/myorg/myzoo"));
         assert_eq!(cz("a/b/").as_deref(), Some("https://hub.degirum.com/a/b"));
-        assert_eq!(
-            cz("https://hub.degirum.com").as_deref(),
-            Some("https://hub.degirum.com/degirum/public")
-        );
-        assert_eq!(
-            cz("http://127.0.0.1:8000/a/b").as_deref(),
-            Some("http://127.0.0.1:8000/a/b")
-        );
-        for not in [
-            "http://host/a",
-            "http://host/a/b/c",
-            "hub.degirum.com/a/b",
-            "./zoo",
-            "/abs/zoo",
-            "zoo",
-            "C:\\zoo",
-            "file:///tmp/zoo",
-            "aiserver://x",
-        ] {
+        assert_eq!(cz("https://hub.degirum.com").as_deref(), Some("https://hub.degirum.com/degirum/public"));
+        assert_eq!(cz("http://127.0.0.1:8000/a/b").as_deref(), Some("http://127.0.0.1:8000/a/b"));
+        for not in ["http://host/a", "http://host/a/b/c", "hub.degirum.com/a/b", "./zoo", "/abs/zoo", "zoo", "C:\\zoo", "file:///tmp/zoo", "aiserver://x"] {
             assert_eq!(cz(not), None, "{not}");
         }
         // The relative-path pitfall: one slash, no leading dot → a cloud zoo.
-        assert_eq!(
-            cz("models/zoo.json").as_deref(),
-            Some("https://hub.degirum.com/models/zoo.json")
-        );
+        assert_eq!(cz("models/zoo.json").as_deref(), Some("https://hub.degirum.com/models/zoo.json"));
     }
 
     #[test]
@@ -266,46 +209,11 @@ mod tests {
             parse_host("@foo").unwrap_err().message,
             "Incorrect inference host address '@foo'. It should be either @local, or @cloud, a registered external designator, or a valid AI server address"
         );
-        assert_eq!(
-            parse_host("localhost").unwrap(),
-            Host::AiServer(ServerAddress {
-                host: "localhost".into(),
-                port: 8778,
-                http: false
-            })
-        );
-        assert_eq!(
-            parse_host("1.2.3.4:99").unwrap(),
-            Host::AiServer(ServerAddress {
-                host: "1.2.3.4".into(),
-                port: 99,
-                http: false
-            })
-        );
-        assert_eq!(
-            parse_host("http://h:5").unwrap(),
-            Host::AiServer(ServerAddress {
-                host: "h".into(),
-                port: 5,
-                http: true
-            })
-        );
-        assert_eq!(
-            parse_host("http://h").unwrap(),
-            Host::AiServer(ServerAddress {
-                host: "h".into(),
-                port: 8778,
-                http: true
-            })
-        );
-        assert_eq!(
-            parse_host("asio://h:7").unwrap(),
-            Host::AiServer(ServerAddress {
-                host: "h".into(),
-                port: 7,
-                http: false
-            })
-        );
+        assert_eq!(parse_host("localhost").unwrap(), Host::AiServer(ServerAddress { host: "localhost".into(), port: 8778, http: false }));
+        assert_eq!(parse_host("1.2.3.4:99").unwrap(), Host::AiServer(ServerAddress { host: "1.2.3.4".into(), port: 99, http: false }));
+        assert_eq!(parse_host("http://h:5").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 5, http: true }));
+        assert_eq!(parse_host("http://h").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 8778, http: true }));
+        assert_eq!(parse_host("asio://h:7").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 7, http: false }));
         assert!(parse_host("h:notaport").is_err());
     }
 
@@ -313,49 +221,19 @@ mod tests {
     fn combinations() {
         let dir = std::env::temp_dir();
         let d = dir.to_string_lossy().into_owned();
-        assert_eq!(
-            classify("@local", &d).unwrap().1,
-            ZooLocation::LocalDir(dir.clone())
-        );
-        assert_eq!(
-            classify("@local", &format!("file://{d}")).unwrap().1,
-            ZooLocation::LocalDir(dir.clone())
-        );
-        assert!(matches!(
-            classify("@local", "").unwrap().1,
-            ZooLocation::Cloud(_)
-        ));
+        assert_eq!(classify("@local", &d).unwrap().1, ZooLocation::LocalDir(dir.clone()));
+        assert_eq!(classify("@local", &format!("file://{d}")).unwrap().1, ZooLocation::LocalDir(dir.clone()));
+        assert!(matches!(classify("@local", "").unwrap().1, ZooLocation::Cloud(_)));
         assert_eq!(
             classify("@local", "/no/such/zoo").unwrap_err().message,
             "ZooManager: incorrect local model zoo URL '/no/such/zoo': path '/no/such/zoo' does not exist"
         );
-        assert!(classify("@local", "aiserver://x")
-            .unwrap_err()
-            .message
-            .contains("incorrect local model zoo URL"));
-        assert_eq!(
-            classify("@cloud", &d).unwrap_err().message,
-            format!("ZooManager: incorrect cloud model zoo URL '{d}'")
-        );
-        assert!(matches!(
-            classify("@cloud", "").unwrap().1,
-            ZooLocation::Cloud(_)
-        ));
-        assert_eq!(
-            classify("localhost", "").unwrap().1,
-            ZooLocation::AiServerZoo
-        );
-        assert_eq!(
-            classify("localhost", "aiserver://").unwrap().1,
-            ZooLocation::AiServerZoo
-        );
-        assert!(matches!(
-            classify("localhost", "http://127.0.0.1:1/a/b").unwrap().1,
-            ZooLocation::Cloud(_)
-        ));
-        assert_eq!(
-            classify("localhost", &d).unwrap_err().message,
-            format!("ZooManager: incorrect cloud model zoo URL '{d}'")
-        );
+        assert!(classify("@local", "aiserver://x").unwrap_err().message.contains("incorrect local model zoo URL"));
+        assert_eq!(classify("@cloud", &d).unwrap_err().message, format!("ZooManager: incorrect cloud model zoo URL '{d}'"));
+        assert!(matches!(classify("@cloud", "").unwrap().1, ZooLocation::Cloud(_)));
+        assert_eq!(classify("localhost", "").unwrap().1, ZooLocation::AiServerZoo);
+        assert_eq!(classify("localhost", "aiserver://").unwrap().1, ZooLocation::AiServerZoo);
+        assert!(matches!(classify("localhost", "http://127.0.0.1:1/a/b").unwrap().1, ZooLocation::Cloud(_)));
+        assert_eq!(classify("localhost", &d).unwrap_err().message, format!("ZooManager: incorrect cloud model zoo URL '{d}'"));
     }
 }

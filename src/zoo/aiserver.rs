@@ -3,11 +3,11 @@
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
 use super::address::ServerAddress;
 use crate::error::{Code, Error, Result};
-use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::time::Duration;
+use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
 
 /// `load_model` for an AI server with a cloud zoo (PySDK: the model is named `org/zoo/<m>`,
 /// its parameters come from the cloud with `CloudURL`/`CloudToken` set so the server can fetch
@@ -28,14 +28,7 @@ pub fn load_cloud_model(
     params.set("CloudToken", 0, json!(cloud.client.token()))?;
     let labels = cloud.client.dictionary(name)?;
     let full = format!("{}/{}/{name}", z.org, z.zoo);
-    crate::model::Model::new_remote(
-        &full,
-        params,
-        &labels,
-        system_info,
-        pairs,
-        crate::remote::RemoteBackend::new(client.clone()),
-    )
+    crate::model::Model::new_remote(&full, params, &labels, system_info, pairs, crate::remote::RemoteBackend::new(client.clone()))
 }
 
 /// A client for one AI server.
@@ -50,11 +43,7 @@ pub struct AiServerClient {
 
 impl AiServerClient {
     pub fn new(addr: ServerAddress) -> Self {
-        AiServerClient {
-            addr,
-            timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS),
-            max_packet: protocol::DEFAULT_MAX_PACKET,
-        }
+        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET }
     }
 
     /// `host:port`, as used in PySDK's messages.
@@ -91,53 +80,24 @@ impl AiServerClient {
         let _ = s.set_write_timeout(Some(self.timeout));
         let server = self.server();
         let io = |e: std::io::Error| {
-            let code = if matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            ) {
-                Code::Timeout
-            } else {
-                Code::Network
-            };
-            Error::new(
-                code,
-                format!("Error communicating with AI server '{server}' (op '{op}'): {e}"),
-            )
+            let code = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) { Code::Timeout } else { Code::Network };
+            Error::new(code, format!("Error communicating with AI server '{server}' (op '{op}'): {e}"))
         };
-        protocol::write_packet(&mut s, protocol::command(op, fields).to_string().as_bytes())
-            .map_err(io)?;
+        protocol::write_packet(&mut s, protocol::command(op, fields).to_string().as_bytes()).map_err(io)?;
         let reply = protocol::read_packet(&mut s, self.max_packet)
             .map_err(io)?
-            .ok_or_else(|| {
-                Error::new(
-                    Code::Network,
-                    format!(
-                        "AI server '{server}' closed the connection without replying to '{op}'"
-                    ),
-                )
-            })?;
+            .ok_or_else(|| Error::new(Code::Network, format!("AI server '{server}' closed the connection without replying to '{op}'")))?;
         protocol::check_reply(op, &reply, &server)
     }
 
     /// One REST request; non-2xx → PySDK's "Error sending HTTP request" text.
     fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let body_bytes = body.map(|b| b.to_string().into_bytes());
-        let (status, reason, resp) = http::request_full(
-            &self.addr.host,
-            self.addr.port,
-            method,
-            path,
-            body_bytes.as_deref(),
-            self.timeout,
-        )?;
+        let (status, reason, resp) = http::request_full(&self.addr.host, self.addr.port, method, path, body_bytes.as_deref(), self.timeout)?;
         let text = String::from_utf8_lossy(&resp).into_owned();
         if !(200..300).contains(&status) {
             // The server's own message when it sent one.
-            let detail = serde_json::from_str::<Value>(&text)
-                .ok()
-                .as_ref()
-                .and_then(protocol::error_of)
-                .unwrap_or(text);
+            let detail = serde_json::from_str::<Value>(&text).ok().as_ref().and_then(protocol::error_of).unwrap_or(text);
             return Err(Error::new(
                 Code::Protocol,
                 format!("Error sending HTTP request '{path}' to http://{}:{}: {reason}({status}) {detail}", self.addr.host, self.addr.port),
@@ -146,12 +106,7 @@ impl AiServerClient {
         if resp.is_empty() {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&resp).map_err(|e| {
-            Error::new(
-                Code::Protocol,
-                format!("Response from server '{}' is incorrect: {e}", self.server()),
-            )
-        })
+        serde_json::from_slice(&resp).map_err(|e| Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: {e}", self.server())))
     }
 
     /// Run a command over the address's protocol.
@@ -162,21 +117,11 @@ impl AiServerClient {
         match op {
             "modelzoo" | "system_info" => self.rest("GET", &format!("/v1/{op}"), None),
             "label_dictionary" => {
-                let name = fields
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                self.rest(
-                    "GET",
-                    &format!("/v1/label_dictionary/{}", percent_encode(name)),
-                    None,
-                )
+                let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
+                self.rest("GET", &format!("/v1/label_dictionary/{}", percent_encode(name)), None)
             }
             "sleep" => {
-                let ms = fields
-                    .get("sleep_time_ms")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
+                let ms = fields.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0);
                 self.rest("POST", &format!("/v1/sleep/{ms:.6}"), None)
             }
             "shutdown" => {
@@ -185,36 +130,20 @@ impl AiServerClient {
                 let _ = self.rest("POST", "/v1/shutdown", None);
                 Ok(Value::Null)
             }
-            _ => self.rest(
-                "POST",
-                &format!("/v1/{op}"),
-                Some(fields.get("args").unwrap_or(&json!({}))),
-            ),
+            _ => self.rest("POST", &format!("/v1/{op}"), Some(fields.get("args").unwrap_or(&json!({})))),
         }
     }
 
     /// The server's zoo: (name, parameters) in the server's order.
     pub fn modelzoo(&self) -> Result<Vec<(String, Value)>> {
         let v = self.command("modelzoo", json!({}))?;
-        let bad = || {
-            Error::new(
-                Code::Protocol,
-                format!(
-                    "Response from server '{}' is incorrect: malformed model list",
-                    self.server()
-                ),
-            )
-        };
+        let bad = || Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: malformed model list", self.server()));
         match v {
             // asio: [{"name", "ModelParams": "<json text>"}]
             Value::Array(list) => list
                 .into_iter()
                 .map(|e| {
-                    let name = e
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .ok_or_else(bad)?
-                        .to_string();
+                    let name = e.get("name").and_then(Value::as_str).ok_or_else(bad)?.to_string();
                     let params = match e.get("ModelParams") {
                         Some(Value::String(s)) => serde_json::from_str(s).map_err(|_| bad())?,
                         Some(o @ Value::Object(_)) => o.clone(),
@@ -239,17 +168,14 @@ impl AiServerClient {
     }
 
     pub fn ping(&self) -> Result<()> {
-        self.command("sleep", json!({"sleep_time_ms": 0.0}))
-            .map(|_| ())
+        self.command("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ())
     }
 
     pub fn shutdown(&self) -> Result<()> {
         self.command("shutdown", json!({}))?;
         if !self.addr.http {
             // Wake the server's accept loop like the C++ client; errors do not matter.
-            if let Ok(mut s) =
-                http::connect(&self.addr.host, self.addr.port, Duration::from_millis(500))
-            {
+            if let Ok(mut s) = http::connect(&self.addr.host, self.addr.port, Duration::from_millis(500)) {
                 let _ = protocol::write_packet(&mut s, b"");
             }
         }
@@ -265,43 +191,19 @@ impl AiServerClient {
         let server = self.server();
         let s = self.connect()?;
         let _ = s.set_write_timeout(Some(self.timeout));
-        let open_err = |e: std::io::Error| {
-            Error::new(
-                Code::Network,
-                format!("cannot open a stream on AI server '{server}': {e}"),
-            )
-        };
+        let open_err = |e: std::io::Error| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}"));
         if !self.addr.http {
             let mut s = s;
             let msg = protocol::command("stream", json!({"name": model, "config": config}));
             protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(open_err)?;
             // Success has no reply; a failure arrives as the first result.
             let send = s.try_clone().map_err(open_err)?;
-            return Ok(RemoteStream::new(
-                SendConn::Asio(send),
-                Receiver::Asio(s),
-                server,
-                self.max_packet,
-            ));
+            return Ok(RemoteStream::new(SendConn::Asio(send), Receiver::Asio(s), server, self.max_packet));
         }
         let raw = s.try_clone().map_err(open_err)?;
-        let mut ws = WsClient::handshake(
-            s,
-            &self.addr.host,
-            self.addr.port,
-            "/v1/stream",
-            self.max_packet,
-            self.timeout,
-        )?;
-        let cfg_err = |msg: String| {
-            Error::new(
-                Code::Protocol,
-                format!("Error configuring model {model} on AI server http://{server}: {msg}"),
-            )
-        };
-        ws.writer
-            .send_text(protocol::ws_config_message(model, config).as_bytes())
-            .map_err(|e| cfg_err(e.to_string()))?;
+        let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
+        let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
+        ws.writer.send_text(protocol::ws_config_message(model, config).as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
         ws.reader.set_read_timeout(Some(self.timeout));
         // The reply is msgpack, in a binary or (for errors, from DeGirum's server) text frame.
         let reply = match ws.reader.recv() {
@@ -313,24 +215,13 @@ impl AiServerClient {
         if let Some(msg) = protocol::error_of(&v) {
             return Err(cfg_err(msg));
         }
-        Ok(RemoteStream::new(
-            SendConn::Ws(ws.writer, raw),
-            Receiver::Ws(ws.reader),
-            server,
-            self.max_packet,
-        ))
+        Ok(RemoteStream::new(SendConn::Ws(ws.writer, raw), Receiver::Ws(ws.reader), server, self.max_packet))
     }
 }
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
         .collect()
 }
 
@@ -369,12 +260,7 @@ impl StreamSender {
     /// Send one frame (one packet per model input).
     pub fn send_frame(&mut self, packets: &[Vec<u8>]) -> Result<()> {
         let server = &self.server;
-        let err = |e: std::io::Error| {
-            Error::new(
-                Code::Network,
-                format!("Error sending frame to AI server '{server}': {e}"),
-            )
-        };
+        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
         for p in packets {
             match &mut self.conn {
                 SendConn::Asio(s) => protocol::write_packet(s, p).map_err(err)?,
@@ -404,22 +290,13 @@ impl StreamSender {
 
 impl RemoteStream {
     fn new(tx: SendConn, rx: Receiver, server: String, max_packet: usize) -> Self {
-        RemoteStream {
-            tx: StreamSender { conn: tx, server },
-            rx,
-            max_packet,
-        }
+        RemoteStream { tx: StreamSender { conn: tx, server }, rx, max_packet }
     }
 
     /// Another sending side of this stream, for a thread other than the reader.
     pub fn sender(&self) -> Result<StreamSender> {
         let server = self.tx.server.clone();
-        let err = |e: std::io::Error| {
-            Error::new(
-                Code::Network,
-                format!("Error sending frame to AI server '{server}': {e}"),
-            )
-        };
+        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
         let conn = match &self.tx.conn {
             SendConn::Asio(s) => SendConn::Asio(s.try_clone().map_err(err)?),
             SendConn::Ws(w, s) => SendConn::Ws(w.clone(), s.try_clone().map_err(err)?),
@@ -437,21 +314,9 @@ impl RemoteStream {
         let timeout = timeout.max(Duration::from_millis(1));
         let ms = timeout.as_millis();
         let server = &self.tx.server;
-        let timed_out = || {
-            Error::new(Code::Timeout, format!("[CRITICAL]Timeout detected\nTimeout {ms} ms waiting for response from AI server '{server}'"))
-        };
-        let is_timeout = |e: &std::io::Error| {
-            matches!(
-                e.kind(),
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-            )
-        };
-        let closed = || {
-            Error::new(
-                Code::Network,
-                format!("AI server '{server}' closed the connection"),
-            )
-        };
+        let timed_out = || Error::new(Code::Timeout, format!("[CRITICAL]Timeout detected\nTimeout {ms} ms waiting for response from AI server '{server}'"));
+        let is_timeout = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
+        let closed = || Error::new(Code::Network, format!("AI server '{server}' closed the connection"));
         match &mut self.rx {
             Receiver::Asio(s) => {
                 let _ = s.set_read_timeout(Some(timeout));
@@ -459,10 +324,7 @@ impl RemoteStream {
                     Ok(Some(p)) => Ok(p),
                     Ok(None) => Err(closed()),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
-                    Err(e) => Err(Error::new(
-                        Code::Network,
-                        format!("Error receiving from AI server '{server}': {e}"),
-                    )),
+                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
                 }
             }
             Receiver::Ws(r) => {
@@ -471,10 +333,7 @@ impl RemoteStream {
                     Ok(WsMessage::Binary(b) | WsMessage::Text(b)) => Ok(b),
                     Ok(WsMessage::Close) => Err(closed()),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
-                    Err(e) => Err(Error::new(
-                        Code::Network,
-                        format!("Error receiving from AI server '{server}': {e}"),
-                    )),
+                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
                 }
             }
         }

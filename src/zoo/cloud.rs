@@ -32,20 +32,13 @@ pub struct CloudAccess {
 impl CloudAccess {
     /// Open the zoo: check it exists (unless offline or the token is `__SKIP__`) and fetch the
     /// model list (offline: the cached models).
-    pub fn open(
-        zoo: &CloudZoo,
-        token: &str,
-        opts: &ConnectOptions,
-    ) -> Result<(CloudAccess, Vec<ZooEntry>)> {
+    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions) -> Result<(CloudAccess, Vec<ZooEntry>)> {
         let mut cfg = opts.cache.clone().unwrap_or_else(CacheConfig::from_env);
         if let Some(o) = opts.offline {
             cfg.offline = o;
         }
         let token = token::resolve(token, &zoo.base());
-        let access = CloudAccess {
-            client: CloudClient::new(zoo, &token),
-            cache: Cache::new(cfg),
-        };
+        let access = CloudAccess { client: CloudClient::new(zoo, &token), cache: Cache::new(cfg) };
         let entries = if access.cache.config().offline {
             access.cached_entries()
         } else {
@@ -70,13 +63,7 @@ impl CloudAccess {
         // A model whose parameters do not parse is left out, like a broken file in a local zoo.
         Ok(list
             .into_iter()
-            .filter_map(|(name, v)| {
-                ModelParams::from_value(v).ok().map(|params| ZooEntry {
-                    config_path: self.pseudo_path(&name),
-                    name,
-                    params,
-                })
-            })
+            .filter_map(|(name, v)| ModelParams::from_value(v).ok().map(|params| ZooEntry { config_path: self.pseudo_path(&name), name, params }))
             .collect())
     }
 
@@ -87,11 +74,7 @@ impl CloudAccess {
             .filter_map(|(name, cfg)| {
                 let mut params = ModelParams::from_file(&cfg).ok()?;
                 params.absolutize_paths(cfg.parent()?).ok()?;
-                Some(ZooEntry {
-                    name,
-                    params,
-                    config_path: cfg,
-                })
+                Some(ZooEntry { name, params, config_path: cfg })
             })
             .collect()
     }
@@ -113,8 +96,7 @@ impl CloudAccess {
         // A name that is not one path segment would change the URL (and the cache path).
         crate::cache::archive::check_model_name(name)?;
         let info = self.client.model_info(name)?;
-        ModelParams::from_value(info["model_params"].clone())
-            .map_err(|e| e.context(format!("Cloud model '{name}'")))
+        ModelParams::from_value(info["model_params"].clone()).map_err(|e| e.context(format!("Cloud model '{name}'")))
     }
 
     /// Bring the model into the cache (unless it is there with the zoo's checksum) and hold it.
@@ -124,22 +106,12 @@ impl CloudAccess {
         }
         let params = self.info_params(name)?;
         let sum = params.str("Checksum", 0);
-        self.cache.ensure(
-            &self.client,
-            name,
-            (!sum.is_empty()).then_some(sum.as_str()),
-            progress,
-        )
+        self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), progress)
     }
 
     /// `load_model`: check the device support on the cloud's parameters first (no download for
     /// a model this machine cannot run), then fetch and build a local model.
-    pub fn load_model(
-        &self,
-        name: &str,
-        system_info: &Value,
-        pairs: &[DevicePair],
-    ) -> Result<Model> {
+    pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
         let unsupported = || {
             Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
         };
@@ -152,40 +124,23 @@ impl CloudAccess {
                         return Err(unsupported());
                     }
                     let sum = params.str("Checksum", 0);
-                    self.cache.ensure(
-                        &self.client,
-                        name,
-                        (!sum.is_empty()).then_some(sum.as_str()),
-                        &mut |_, _| {},
-                    )?
+                    self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
                 }
                 // The cloud is unreachable or failing: a cached copy is used as is, like PySDK's
                 // native cache does; without one, the cloud's error stands.
-                Err(e) if e.code == Code::Network => {
-                    self.cache.get_offline(self.zoo(), name).map_err(|_| e)?
-                }
+                Err(e) if e.code == Code::Network => self.cache.get_offline(self.zoo(), name).map_err(|_| e)?,
                 Err(e) => return Err(e),
             }
         };
         let mut params = ModelParams::from_file(&held.config)?;
         params.absolutize_paths(&held.dir)?;
         let z = self.zoo();
-        params.set(
-            "CloudModelName",
-            0,
-            json!(format!("{}/{}/{name}", z.org, z.zoo)),
-        )?;
+        params.set("CloudModelName", 0, json!(format!("{}/{}/{name}", z.org, z.zoo)))?;
         params.set("CloudURL", 0, json!(z.base()))?;
         params.set("CloudToken", 0, json!(self.client.token()))?;
-        let entry = ZooEntry {
-            name: name.to_string(),
-            params,
-            config_path: held.config.clone(),
-        };
+        let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
         let model = Model::new_local(&entry, system_info, pairs).map_err(|e| {
-            if e.message
-                .contains("does not have any supported runtime/device combinations")
-            {
+            if e.message.contains("does not have any supported runtime/device combinations") {
                 unsupported()
             } else {
                 e

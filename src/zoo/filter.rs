@@ -41,24 +41,14 @@ impl Default for Filters {
     }
 }
 
-const FILTER_NAMES: &[&str] = &[
-    "model_family",
-    "runtime",
-    "device",
-    "device_type",
-    "precision",
-    "pruned",
-    "postprocess_type",
-];
+const FILTER_NAMES: &[&str] = &["model_family", "runtime", "device", "device_type", "precision", "pruned", "postprocess_type"];
 
 fn unsupported(name: &str, v: &Value, possible: &str) -> Error {
     let shown = match v {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     };
-    Error::invalid(format!(
-        "Filter '{name}' has unsupported value '{shown}'. Possible values are: {possible}"
-    ))
+    Error::invalid(format!("Filter '{name}' has unsupported value '{shown}'. Possible values are: {possible}"))
 }
 
 /// Falsy → empty; scalar → one-element list; list → itself.
@@ -72,12 +62,7 @@ fn items(v: &Value) -> Vec<Value> {
     }
 }
 
-fn strings(
-    name: &str,
-    v: &Value,
-    possible: &str,
-    check: impl Fn(&str) -> bool,
-) -> Result<Vec<String>> {
+fn strings(name: &str, v: &Value, possible: &str, check: impl Fn(&str) -> bool) -> Result<Vec<String>> {
     items(v)
         .iter()
         .map(|it| match it.as_str() {
@@ -102,9 +87,7 @@ impl Filters {
                 "model_family" => {
                     const POSSIBLE: &str = "['yolo', 'mobilenet', '...']";
                     f.model_family = match val {
-                        Value::Object(o)
-                            if o.len() == 1 && o.get("regex").is_some_and(Value::is_string) =>
-                        {
+                        Value::Object(o) if o.len() == 1 && o.get("regex").is_some_and(Value::is_string) => {
                             let re = o["regex"].as_str().unwrap_or_default();
                             let re = Regex::new(&format!("^(?:{re})"))
                                 .map_err(|e| Error::invalid(format!("Filter 'model_family' has an invalid regular expression '{re}': {e}")))?;
@@ -119,40 +102,24 @@ impl Filters {
                 "runtime" => f.runtime = strings(k, val, "['N2X', 'TFLITE', '...']", |_| true)?,
                 "device" => f.device = strings(k, val, "['ORCA1', 'CPU', '...']", |_| true)?,
                 "device_type" => {
-                    let dt = strings(k, val, "['N2X/ORCA1', 'TFLITE/CPU', '...']", |s| {
-                        s.matches('/').count() == 1
-                    })?;
-                    f.device_type = if dt.is_empty() {
-                        vec!["*/*".to_string()]
-                    } else {
-                        dt
-                    };
+                    let dt = strings(k, val, "['N2X/ORCA1', 'TFLITE/CPU', '...']", |s| s.matches('/').count() == 1)?;
+                    f.device_type = if dt.is_empty() { vec!["*/*".to_string()] } else { dt };
                 }
                 "precision" => {
-                    f.precision = strings(k, val, "['QUANT', 'FLOAT']", |s| {
-                        matches!(s.to_uppercase().as_str(), "QUANT" | "FLOAT")
-                    })?
-                    .into_iter()
-                    .map(|s| s.to_uppercase())
-                    .collect()
+                    f.precision = strings(k, val, "['QUANT', 'FLOAT']", |s| matches!(s.to_uppercase().as_str(), "QUANT" | "FLOAT"))?
+                        .into_iter()
+                        .map(|s| s.to_uppercase())
+                        .collect()
                 }
                 "pruned" => {
-                    f.pruned = strings(k, val, "['PRUNED', 'DENSE']", |s| {
-                        matches!(s.to_uppercase().as_str(), "PRUNED" | "DENSE")
-                    })?
-                    .into_iter()
-                    .map(|s| s.to_uppercase())
-                    .collect()
+                    f.pruned = strings(k, val, "['PRUNED', 'DENSE']", |s| matches!(s.to_uppercase().as_str(), "PRUNED" | "DENSE"))?
+                        .into_iter()
+                        .map(|s| s.to_uppercase())
+                        .collect()
                 }
-                "postprocess_type" => {
-                    f.postprocess_type =
-                        strings(k, val, "['Detection', 'Classification', '...']", |_| true)?
-                }
+                "postprocess_type" => f.postprocess_type = strings(k, val, "['Detection', 'Classification', '...']", |_| true)?,
                 other => {
-                    return Err(Error::invalid(format!(
-                        "Unknown filter '{other}'. Possible filters are: {}",
-                        FILTER_NAMES.join(", ")
-                    )));
+                    return Err(Error::invalid(format!("Unknown filter '{other}'. Possible filters are: {}", FILTER_NAMES.join(", "))));
                 }
             }
         }
@@ -162,39 +129,24 @@ impl Filters {
 
 /// PySDK's `check_runtime_device_supported`: does the model run on `(runtime, device)`
 /// (`None` or `"*"` = any), given the system's device pairs (empty = no system filter)?
-pub fn supported(
-    runtime: Option<&str>,
-    device: Option<&str>,
-    model_pairs: &[DevicePair],
-    system: &[DevicePair],
-) -> bool {
+pub fn supported(runtime: Option<&str>, device: Option<&str>, model_pairs: &[DevicePair], system: &[DevicePair]) -> bool {
     let runtime = runtime.filter(|r| *r != "*");
     let device = device.filter(|d| *d != "*");
     let matches: Vec<(&str, &str)> = model_pairs
         .iter()
-        .filter(|(r, d)| {
-            runtime.is_none_or(|x| r == "*" || r == x) && device.is_none_or(|x| d == "*" || d == x)
-        })
+        .filter(|(r, d)| runtime.is_none_or(|x| r == "*" || r == x) && device.is_none_or(|x| d == "*" || d == x))
         .map(|(r, d)| (runtime.unwrap_or(r), device.unwrap_or(d)))
         .collect();
     if system.is_empty() {
         return !matches.is_empty();
     }
-    system.iter().any(|(sr, sd)| {
-        matches
-            .iter()
-            .any(|(mr, md)| (*mr == "*" || sr == mr) && (*md == "*" || sd == md))
-    })
+    system.iter().any(|(sr, sd)| matches.iter().any(|(mr, md)| (*mr == "*" || sr == mr) && (*md == "*" || sd == md)))
 }
 
 /// The system pairs a model supports, formatted `RT/DEV`, in system order.
 pub fn supported_device_types(params: &ModelParams, system: &[DevicePair]) -> Result<Vec<String>> {
     let pairs = params.device_pairs()?;
-    Ok(system
-        .iter()
-        .filter(|(r, d)| supported(Some(r), Some(d), &pairs, system))
-        .map(|(r, d)| format!("{r}/{d}"))
-        .collect())
+    Ok(system.iter().filter(|(r, d)| supported(Some(r), Some(d), &pairs, system)).map(|(r, d)| format!("{r}/{d}")).collect())
 }
 
 /// Apply filters in PySDK's order; returns the indices of the models that pass.
@@ -207,23 +159,11 @@ pub fn apply(models: &[(&str, &ModelParams)], f: &Filters, system: &[DevicePair]
             _ => {}
         }
         // A model with a malformed device list supports nothing.
-        let Ok(pairs) = params.device_pairs() else {
-            continue;
-        };
-        if !f.runtime.is_empty()
-            && !f
-                .runtime
-                .iter()
-                .any(|r| supported(Some(r), None, &pairs, system))
-        {
+        let Ok(pairs) = params.device_pairs() else { continue };
+        if !f.runtime.is_empty() && !f.runtime.iter().any(|r| supported(Some(r), None, &pairs, system)) {
             continue;
         }
-        if !f.device.is_empty()
-            && !f
-                .device
-                .iter()
-                .any(|d| supported(None, Some(d), &pairs, system))
-        {
+        if !f.device.is_empty() && !f.device.iter().any(|d| supported(None, Some(d), &pairs, system)) {
             continue;
         }
         let dt_ok = f.device_type.iter().any(|t| {
@@ -257,16 +197,12 @@ mod tests {
     use serde_json::json;
 
     fn pairs(v: &[(&str, &str)]) -> Vec<DevicePair> {
-        v.iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect()
+        v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
     }
 
     fn model(rt: &str, dev: &str, sdt: &str, pp: &str) -> ModelParams {
-        ModelParams::from_value(
-            json!({"DEVICE":[{"RuntimeAgent":rt,"DeviceType":dev,"SupportedDeviceTypes":sdt}],
-            "POST_PROCESS":[{"OutputPostprocessType":pp}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}),
-        )
+        ModelParams::from_value(json!({"DEVICE":[{"RuntimeAgent":rt,"DeviceType":dev,"SupportedDeviceTypes":sdt}],
+            "POST_PROCESS":[{"OutputPostprocessType":pp}],"MODEL_PARAMETERS":[{"ModelPath":"m"}]}))
         .unwrap()
     }
 
@@ -284,10 +220,7 @@ mod tests {
         assert_eq!(apply(&list, &f, &sys), vec![0]);
         let f = Filters::from_json(&json!({"runtime": "HAILORT"})).unwrap();
         assert!(apply(&list, &f, &sys).is_empty());
-        assert_eq!(
-            supported_device_types(&m, &sys).unwrap(),
-            vec!["DUMMY/DUMMY", "TFLITE/CPU"]
-        );
+        assert_eq!(supported_device_types(&m, &sys).unwrap(), vec!["DUMMY/DUMMY", "TFLITE/CPU"]);
     }
 
     #[test]
@@ -295,10 +228,7 @@ mod tests {
         let m = model("ONNX", "CPU", "ONNX/CPU", "None");
         let list = [("m", &m)];
         assert!(apply(&list, &Filters::default(), &pairs(&[("TFLITE", "CPU")])).is_empty());
-        assert_eq!(
-            apply(&list, &Filters::default(), &pairs(&[("ONNX", "CPU")])),
-            vec![0]
-        );
+        assert_eq!(apply(&list, &Filters::default(), &pairs(&[("ONNX", "CPU")])), vec![0]);
         // No system devices at all: only the model's own list counts.
         assert_eq!(apply(&list, &Filters::default(), &[]), vec![0]);
     }
@@ -311,10 +241,7 @@ mod tests {
         let f = Filters::from_json(&json!({"device_type": "ONNX/CPU"})).unwrap();
         assert_eq!(apply(&list, &f, &sys), vec![0]);
         let f = Filters::from_json(&json!({"runtime": "tflite"})).unwrap();
-        assert!(
-            apply(&list, &f, &sys).is_empty(),
-            "comparisons are case-sensitive"
-        );
+        assert!(apply(&list, &f, &sys).is_empty(), "comparisons are case-sensitive");
         let f = Filters::from_json(&json!({"device": ["GPU", "CPU"]})).unwrap();
         assert_eq!(apply(&list, &f, &sys), vec![0]);
     }
@@ -324,43 +251,26 @@ mod tests {
         let sys = pairs(&[("TFLITE", "CPU")]);
         let a = model("TFLITE", "CPU", "", "Classification");
         let b = model("TFLITE", "CPU", "", "DetectionYoloV8");
-        let list = [
-            ("mobilenet_v2--224x224_pruned_quant_tflite_cpu_1", &a),
-            ("yolov8n--320x320_float_tflite_cpu_1", &b),
-        ];
+        let list = [("mobilenet_v2--224x224_pruned_quant_tflite_cpu_1", &a), ("yolov8n--320x320_float_tflite_cpu_1", &b)];
         let run = |j: Value| apply(&list, &Filters::from_json(&j).unwrap(), &sys);
         assert_eq!(run(json!({"model_family": "net"})), vec![0]);
         assert_eq!(run(json!({"model_family": ["yolo", "mobile"]})), vec![0, 1]);
         assert_eq!(run(json!({"model_family": {"regex": "yolo"}})), vec![1]);
-        assert_eq!(
-            run(json!({"model_family": {"regex": "v8"}})),
-            Vec::<usize>::new(),
-            "regex is anchored at the start"
-        );
+        assert_eq!(run(json!({"model_family": {"regex": "v8"}})), Vec::<usize>::new(), "regex is anchored at the start");
         assert_eq!(run(json!({"precision": "quant"})), vec![0]);
         assert_eq!(run(json!({"precision": ["FLOAT"]})), vec![1]);
         assert_eq!(run(json!({"pruned": "PRUNED"})), vec![0]);
         assert_eq!(run(json!({"pruned": "dense"})), vec![1]);
         assert_eq!(run(json!({"postprocess_type": "DetectionYoloV8"})), vec![1]);
-        assert_eq!(
-            run(json!({"postprocess_type": "detectionyolov8"})),
-            Vec::<usize>::new()
-        );
-        assert_eq!(
-            run(json!({"model_family": "", "runtime": null, "device": []})),
-            vec![0, 1],
-            "falsy = no filter"
-        );
+        assert_eq!(run(json!({"postprocess_type": "detectionyolov8"})), Vec::<usize>::new());
+        assert_eq!(run(json!({"model_family": "", "runtime": null, "device": []})), vec![0, 1], "falsy = no filter");
     }
 
     #[test]
     fn validation_messages() {
         let e = |j: Value| Filters::from_json(&j).unwrap_err().message;
         assert_eq!(e(json!({"precision": "HALF"})), "Filter 'precision' has unsupported value 'HALF'. Possible values are: ['QUANT', 'FLOAT']");
-        assert_eq!(
-            e(json!({"pruned": ["DENSE", "x"]})),
-            "Filter 'pruned' has unsupported value 'x'. Possible values are: ['PRUNED', 'DENSE']"
-        );
+        assert_eq!(e(json!({"pruned": ["DENSE", "x"]})), "Filter 'pruned' has unsupported value 'x'. Possible values are: ['PRUNED', 'DENSE']");
         assert_eq!(
             e(json!({"device_type": "TFLITE"})),
             "Filter 'device_type' has unsupported value 'TFLITE'. Possible values are: ['N2X/ORCA1', 'TFLITE/CPU', '...']"

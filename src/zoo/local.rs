@@ -14,9 +14,7 @@ pub struct ZooEntry {
 }
 
 fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
     for e in rd.flatten() {
         let p = e.path();
         let Ok(ft) = e.file_type() else { continue };
@@ -30,9 +28,7 @@ fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn stem(p: &Path) -> String {
-    p.file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 fn load_entry(path: &Path, require_zoo_model: bool) -> Option<ZooEntry> {
@@ -43,11 +39,7 @@ fn load_entry(path: &Path, require_zoo_model: bool) -> Option<ZooEntry> {
     if let Some(dir) = path.parent() {
         params.absolutize_paths(dir).ok()?;
     }
-    Some(ZooEntry {
-        name: stem(path),
-        params,
-        config_path: path.to_path_buf(),
-    })
+    Some(ZooEntry { name: stem(path), params, config_path: path.to_path_buf() })
 }
 
 /// Scan a directory like PySDK: every `*.json` at any depth, in sorted path order; a file is a
@@ -58,20 +50,11 @@ pub fn scan_dir(dir: &Path) -> Vec<ZooEntry> {
     let mut files = Vec::new();
     collect_json(dir, &mut files);
     files.sort();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8)
-        .min(files.len().max(1));
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8).min(files.len().max(1));
     let chunk = files.len().div_ceil(threads.max(1)).max(1);
     let parsed: Vec<Option<ZooEntry>> = std::thread::scope(|s| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(|p| load_entry(p, true)).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
-            .collect()
+        let handles: Vec<_> = files.chunks(chunk).map(|c| s.spawn(move || c.iter().map(|p| load_entry(p, true)).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
     });
     let mut out: Vec<ZooEntry> = Vec::new();
     let mut pos: HashMap<String, usize> = HashMap::new();
@@ -91,13 +74,7 @@ pub fn scan_dir(dir: &Path) -> Vec<ZooEntry> {
 pub fn load_file(path: &Path) -> Result<Vec<ZooEntry>> {
     let mut params = ModelParams::from_file(path)?;
     if let Some(dir) = path.parent() {
-        params
-            .absolutize_paths(dir)
-            .map_err(|e| e.context(format!("model configuration '{}'", path.display())))?;
+        params.absolutize_paths(dir).map_err(|e| e.context(format!("model configuration '{}'", path.display())))?;
     }
-    Ok(vec![ZooEntry {
-        name: stem(path),
-        params,
-        config_path: path.to_path_buf(),
-    }])
+    Ok(vec![ZooEntry { name: stem(path), params, config_path: path.to_path_buf() }])
 }

@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::params::ModelParams;
 use address::{Host, ZooLocation};
-use cloud::CloudAccess;
 pub use cloud::ConnectOptions;
+use cloud::CloudAccess;
 use filter::{DevicePair, Filters};
 use local::ZooEntry;
 use serde_json::{Map, Value};
@@ -49,10 +49,7 @@ pub fn local_system_info_among(runtimes: &[&str]) -> Value {
     let mut devices = Map::new();
     for a in crate::runtime::agents_among(runtimes) {
         for (dev, entries) in a.devices() {
-            devices.insert(
-                format!("{}/{dev}", a.runtime()),
-                Value::Array(entries.into_iter().map(Value::Object).collect()),
-            );
+            devices.insert(format!("{}/{dev}", a.runtime()), Value::Array(entries.into_iter().map(Value::Object).collect()));
         }
     }
     let mut m = Map::new();
@@ -65,12 +62,7 @@ pub fn local_system_info_among(runtimes: &[&str]) -> Value {
 pub fn system_pairs(info: &Value) -> Vec<DevicePair> {
     info.get("Devices")
         .and_then(Value::as_object)
-        .map(|d| {
-            d.keys()
-                .filter_map(|k| k.split_once('/'))
-                .map(|(r, d)| (r.to_string(), d.to_string()))
-                .collect()
-        })
+        .map(|d| d.keys().filter_map(|k| k.split_once('/')).map(|(r, d)| (r.to_string(), d.to_string())).collect())
         .unwrap_or_default()
 }
 
@@ -81,12 +73,7 @@ impl Zoo {
     }
 
     /// `connect` with dgzoo's extra options (model cache location, offline mode).
-    pub fn connect_with(
-        host: &str,
-        zoo_url: &str,
-        token: &str,
-        opts: &ConnectOptions,
-    ) -> Result<Zoo> {
+    pub fn connect_with(host: &str, zoo_url: &str, token: &str, opts: &ConnectOptions) -> Result<Zoo> {
         let host_text = host.to_string();
         let (host, location) = address::classify(host, zoo_url)?;
         let mut server = None;
@@ -106,13 +93,7 @@ impl Zoo {
                 let models = client
                     .modelzoo()?
                     .into_iter()
-                    .map(|(name, v)| {
-                        Ok(ZooEntry {
-                            name,
-                            params: ModelParams::from_value(v)?,
-                            config_path: Default::default(),
-                        })
-                    })
+                    .map(|(name, v)| Ok(ZooEntry { name, params: ModelParams::from_value(v)?, config_path: Default::default() }))
                     .collect::<Result<Vec<_>>>()?;
                 let info = client.system_info()?;
                 server = Some(client);
@@ -133,50 +114,24 @@ impl Zoo {
             (Host::Cloud, ZooLocation::Cloud(c)) => {
                 // Cloud inference always talks to the cloud (no offline mode); devices come
                 // from the cloud's system info.
-                let online = ConnectOptions {
-                    cache: opts.cache.clone(),
-                    offline: Some(false),
-                };
+                let online = ConnectOptions { cache: opts.cache.clone(), offline: Some(false) };
                 let (access, entries) = CloudAccess::open(c, token, &online)?;
                 let info = access.client.system_info()?;
                 cloud = Some(access);
                 (entries, Some(info))
             }
-            (Host::Cloud, _) => {
-                return Err(Error::invalid(format!(
-                    "ZooManager: incorrect cloud model zoo URL '{zoo_url}'"
-                )))
-            }
-            (Host::Local, ZooLocation::AiServerZoo) => {
-                unreachable!("classify never pairs @local with an AI server zoo")
-            }
+            (Host::Cloud, _) => return Err(Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{zoo_url}'"))),
+            (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
         };
-        let by_name = models
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.name.clone(), i))
-            .collect();
+        let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
         let system = once_cell::sync::OnceCell::new();
         if let Some(info) = system_info {
             let pairs = system_pairs(&info);
             let _ = system.set((info, pairs));
         }
         // PySDK names an AI server's own zoo by the server address in its messages.
-        let zoo_url = if server.is_some() && cloud.is_none() {
-            host_text
-        } else {
-            zoo_url.to_string()
-        };
-        Ok(Zoo {
-            host,
-            location,
-            zoo_url,
-            models,
-            by_name,
-            system,
-            server,
-            cloud,
-        })
+        let zoo_url = if server.is_some() && cloud.is_none() { host_text } else { zoo_url.to_string() };
+        Ok(Zoo { host, location, zoo_url, models, by_name, system, server, cloud })
     }
 
     pub fn host(&self) -> &Host {
@@ -192,34 +147,18 @@ impl Zoo {
 
     /// Model names passing `filters`: sorted names.
     pub fn list_names(&self, filters: &Filters) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .filtered(filters)
-            .into_iter()
-            .map(|i| self.models[i].name.clone())
-            .collect();
+        let mut names: Vec<String> = self.filtered(filters).into_iter().map(|i| self.models[i].name.clone()).collect();
         names.sort();
         names
     }
 
     /// Models passing `filters` with their full-form parameters, in zoo order.
     pub fn list_full(&self, filters: &Filters) -> Vec<(String, Value)> {
-        self.filtered(filters)
-            .into_iter()
-            .map(|i| {
-                (
-                    self.models[i].name.clone(),
-                    self.models[i].params.full_form(),
-                )
-            })
-            .collect()
+        self.filtered(filters).into_iter().map(|i| (self.models[i].name.clone(), self.models[i].params.full_form())).collect()
     }
 
     fn filtered(&self, filters: &Filters) -> Vec<usize> {
-        let list: Vec<(&str, &ModelParams)> = self
-            .models
-            .iter()
-            .map(|e| (e.name.as_str(), &e.params))
-            .collect();
+        let list: Vec<(&str, &ModelParams)> = self.models.iter().map(|e| (e.name.as_str(), &e.params)).collect();
         filter::apply(&list, filters, self.system_device_pairs())
     }
 
@@ -227,12 +166,7 @@ impl Zoo {
         self.by_name
             .get(name)
             .map(|&i| &self.models[i])
-            .ok_or_else(|| {
-                Error::not_found(format!(
-                    "Model '{name}' is not found in model zoo '{}'",
-                    self.zoo_url
-                ))
-            })
+            .ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
     }
 
     /// Full-form parameters of one model (a copy: editing it changes nothing).
@@ -262,10 +196,7 @@ impl Zoo {
         if let Some(s) = self.system.get() {
             return s.clone();
         }
-        let named: Option<Vec<String>> = params
-            .device_pairs()
-            .ok()
-            .map(|p| p.into_iter().map(|(r, _)| r).collect());
+        let named: Option<Vec<String>> = params.device_pairs().ok().map(|p| p.into_iter().map(|(r, _)| r).collect());
         if let Some(named) = named.filter(|n| !n.iter().any(|r| r == "*")) {
             let named: Vec<&str> = named.iter().map(String::as_str).collect();
             let info = local_system_info_among(&named);
@@ -280,10 +211,7 @@ impl Zoo {
 
     /// `RT/DEV` keys of the system info, in order.
     pub fn supported_device_types(&self) -> Vec<String> {
-        self.system_device_pairs()
-            .iter()
-            .map(|(r, d)| format!("{r}/{d}"))
-            .collect()
+        self.system_device_pairs().iter().map(|(r, d)| format!("{r}/{d}")).collect()
     }
 
     /// The cloud client and model cache of a cloud zoo.
@@ -298,35 +226,15 @@ impl Zoo {
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
         let model = match (&self.server, &self.cloud) {
-            (Some(client), Some(c)) => aiserver::load_cloud_model(
-                client,
-                c,
-                name,
-                self.system_info(),
-                self.system_device_pairs(),
-            )?,
+            (Some(client), Some(c)) => aiserver::load_cloud_model(client, c, name, self.system_info(), self.system_device_pairs())?,
             (Some(client), None) => {
                 let entry = self.entry(name)?;
                 let labels = client.label_dictionary(name)?;
                 let backend = crate::remote::RemoteBackend::new(client.clone());
-                Model::new_remote(
-                    name,
-                    entry.params.clone(),
-                    &labels,
-                    self.system_info(),
-                    self.system_device_pairs(),
-                    backend,
-                )?
+                Model::new_remote(name, entry.params.clone(), &labels, self.system_info(), self.system_device_pairs(), backend)?
             }
-            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(
-                c,
-                name,
-                self.system_info(),
-                self.system_device_pairs(),
-            )?,
-            (None, Some(c)) => {
-                c.load_model(name, self.system_info(), self.system_device_pairs())?
-            }
+            (None, Some(c)) if self.host == Host::Cloud => crate::cloud::infer::load_model(c, name, self.system_info(), self.system_device_pairs())?,
+            (None, Some(c)) => c.load_model(name, self.system_info(), self.system_device_pairs())?,
             (None, None) => {
                 let entry = self.entry(name)?;
                 let (info, pairs) = self.model_system(&entry.params);

@@ -49,12 +49,8 @@ pub fn start_server(zoo: &Path, protocol: Protocol) -> Server {
 }
 
 pub fn golden(model: &str, image: &str) -> Value {
-    let p = Path::new(SHARED_ZOO)
-        .join("expected")
-        .join(model)
-        .join(image.replace(".jpg", ".json"));
-    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("golden file"))
-        .expect("golden json");
+    let p = Path::new(SHARED_ZOO).join("expected").join(model).join(image.replace(".jpg", ".json"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("golden file")).expect("golden json");
     v["results"].clone()
 }
 
@@ -74,18 +70,10 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 pub fn compare(got: &[Value], want: &Value, what: &str) -> Result<(), String> {
     let want = want.as_array().ok_or("golden is not a list")?;
     if got.len() != want.len() {
-        return Err(format!(
-            "{what}: {} results, golden has {}: got {}",
-            got.len(),
-            want.len(),
-            Value::Array(got.to_vec())
-        ));
+        return Err(format!("{what}: {} results, golden has {}: got {}", got.len(), want.len(), Value::Array(got.to_vec())));
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let (g, w) = (
-            g.as_object().ok_or("result not a map")?,
-            w.as_object().ok_or("golden not a map")?,
-        );
+        let (g, w) = (g.as_object().ok_or("result not a map")?, w.as_object().ok_or("golden not a map")?);
         let mut gk: Vec<&String> = g.keys().collect();
         let mut wk: Vec<&String> = w.keys().collect();
         gk.sort();
@@ -96,11 +84,7 @@ pub fn compare(got: &[Value], want: &Value, what: &str) -> Result<(), String> {
         for (k, wv) in w {
             let gv = &g[k];
             let ok = match k.as_str() {
-                "score" => close(
-                    gv.as_f64().unwrap_or(f64::NAN),
-                    wv.as_f64().unwrap_or(0.0),
-                    1e-4,
-                ),
+                "score" => close(gv.as_f64().unwrap_or(f64::NAN), wv.as_f64().unwrap_or(0.0), 1e-4),
                 "bbox" => {
                     let (mut a, mut b) = (Vec::new(), Vec::new());
                     flatten(gv, &mut a);
@@ -114,29 +98,19 @@ pub fn compare(got: &[Value], want: &Value, what: &str) -> Result<(), String> {
                     gv["dtype"] == wv["dtype"]
                         && gv["shape"] == wv["shape"]
                         && a.len() == b.len()
-                        && a.iter()
-                            .zip(&b)
-                            .all(|(x, y)| close(*x, *y, 1e-4 + 1e-5 * y.abs()))
+                        && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 1e-4 + 1e-5 * y.abs()))
                 }
                 "quantization" => {
                     let (mut a, mut b) = (Vec::new(), Vec::new());
                     flatten(&gv["scale"], &mut a);
                     flatten(&wv["scale"], &mut b);
-                    gv["axis"] == wv["axis"]
-                        && gv["zero"] == wv["zero"]
-                        && a.iter()
-                            .zip(&b)
-                            .all(|(x, y)| close(*x, *y, 1e-6 * y.abs().max(1.0)))
+                    gv["axis"] == wv["axis"] && gv["zero"] == wv["zero"] && a.iter().zip(&b).all(|(x, y)| close(*x, *y, 1e-6 * y.abs().max(1.0)))
                 }
                 _ => gv == wv,
             };
             if !ok {
                 let shown = |v: &Value| v.to_string().chars().take(200).collect::<String>();
-                return Err(format!(
-                    "{what}[{i}].{k}: got {} want {}",
-                    shown(gv),
-                    shown(wv)
-                ));
+                return Err(format!("{what}[{i}].{k}: got {} want {}", shown(gv), shown(wv)));
             }
         }
     }
@@ -167,22 +141,14 @@ pub fn to_golden_form(r: &InferenceResult) -> Vec<Value> {
 /// The PySDK 1.5.0 peer installation: `$DGZOO_PEER`, else `<crate>/.peer`. `None` (after
 /// printing SKIP) when absent, unless `DGZOO_REQUIRE_PEER=1`, which makes it a failure.
 pub fn peer(test: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os("DGZOO_PEER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    let dir = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
     if dir.join("venv/bin/python").exists() {
         return Some(dir);
     }
     if std::env::var("DGZOO_REQUIRE_PEER").as_deref() == Ok("1") {
-        panic!(
-            "{test}: PySDK peer not found at {} and DGZOO_REQUIRE_PEER=1",
-            dir.display()
-        );
+        panic!("{test}: PySDK peer not found at {} and DGZOO_REQUIRE_PEER=1", dir.display());
     }
-    eprintln!(
-        "SKIP {test}: PySDK peer not found at {} (set DGZOO_PEER)",
-        dir.display()
-    );
+    eprintln!("SKIP {test}: PySDK peer not found at {} (set DGZOO_PEER)", dir.display());
     None
 }
 
@@ -213,14 +179,7 @@ impl Drop for PeerServer {
             .stderr(std::process::Stdio::null())
             .status();
         // Its http listener stays up after an asio shutdown: stop it too.
-        let _ = dgzoo::protocol::http::request(
-            "127.0.0.1",
-            self.port + 1,
-            "POST",
-            "/v1/shutdown",
-            None,
-            Duration::from_secs(2),
-        );
+        let _ = dgzoo::protocol::http::request("127.0.0.1", self.port + 1, "POST", "/v1/shutdown", None, Duration::from_secs(2));
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -251,38 +210,20 @@ pub fn start_peer_server(peer: &Path, zoo: &Path, env: &[(&str, &Path)]) -> Peer
     use std::time::{Duration, Instant};
     let port = free_port_pair();
     let mut cmd = std::process::Command::new(peer.join("venv/bin/degirum"));
-    cmd.args([
-        "server",
-        "start",
-        "--zoo",
-        zoo.to_str().unwrap(),
-        "--port",
-        &port.to_string(),
-        "--protocol",
-        "both",
-    ])
-    .env("LD_LIBRARY_PATH", peer_ld_path(peer))
-    .stdin(std::process::Stdio::piped())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::null());
+    cmd.args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"])
+        .env("LD_LIBRARY_PATH", peer_ld_path(peer))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("start the PySDK server");
-    let server = PeerServer {
-        child,
-        port,
-        peer: peer.to_path_buf(),
-    };
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(
-        dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap(),
-    );
+    let server = PeerServer { child, port, peer: peer.to_path_buf() };
+    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     while client.ping().is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the PySDK server did not come up within 60 s"
-        );
+        assert!(Instant::now() < deadline, "the PySDK server did not come up within 60 s");
         std::thread::sleep(Duration::from_millis(250));
     }
     server
@@ -326,43 +267,26 @@ impl StreamProxy {
     }
 
     pub fn max_in_flight(&self) -> usize {
-        self.stats
-            .max_in_flight
-            .load(std::sync::atomic::Ordering::SeqCst)
+        self.stats.max_in_flight.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn reset(&self) {
-        self.stats
-            .streams
-            .store(0, std::sync::atomic::Ordering::SeqCst);
-        self.stats
-            .max_in_flight
-            .store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stats.streams.store(0, std::sync::atomic::Ordering::SeqCst);
+        self.stats.max_in_flight.store(0, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn hold(&self, on: bool) {
-        self.stats
-            .hold
-            .store(on, std::sync::atomic::Ordering::SeqCst);
+        self.stats.hold.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
-fn proxy_connection(
-    mut client: std::net::TcpStream,
-    upstream: &str,
-    stats: std::sync::Arc<ProxyStats>,
-    settle: usize,
-) {
+fn proxy_connection(mut client: std::net::TcpStream, upstream: &str, stats: std::sync::Arc<ProxyStats>, settle: usize) {
     use dgzoo::protocol::{read_packet, write_packet};
     use std::sync::atomic::Ordering::SeqCst;
     use std::sync::{Arc, Condvar, Mutex};
     use std::time::{Duration, Instant};
-    let Ok(mut server) = std::net::TcpStream::connect(upstream) else {
-        return;
-    };
-    let Ok(Some(first)) = read_packet(&mut client, usize::MAX) else {
-        return;
-    };
+    let Ok(mut server) = std::net::TcpStream::connect(upstream) else { return };
+    let Ok(Some(first)) = read_packet(&mut client, usize::MAX) else { return };
     let _ = write_packet(&mut server, &first);
     let is_stream = serde_json::from_slice::<Value>(&first).is_ok_and(|v| v["op"] == "stream");
     let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
@@ -390,8 +314,7 @@ fn proxy_connection(
                 if last.0 != sent {
                     last = (sent, Instant::now());
                 }
-                let settled =
-                    sent - answered >= settle || last.1.elapsed() >= Duration::from_millis(300);
+                let settled = sent - answered >= settle || last.1.elapsed() >= Duration::from_millis(300);
                 if settled && !st.hold.load(SeqCst) {
                     break;
                 }

@@ -24,22 +24,14 @@ pub const BLAZE: &str = "blazeface_short_range--128x128_float_tflite_cpu_1";
 /// `<manifest>/.peer`. `None` (after printing SKIP) when absent, unless
 /// `DGZOO_REQUIRE_PEER=1`, which makes its absence a failure.
 pub fn peer() -> Option<PathBuf> {
-    let p = std::env::var_os("DGZOO_PEER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.peer")));
+    let p = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.peer")));
     if p.join("venv/bin/python").exists() && p.join("zoovenv/bin/python").exists() {
         return Some(p);
     }
     if std::env::var("DGZOO_REQUIRE_PEER").is_ok_and(|v| v == "1") {
-        panic!(
-            "peer environment not found at {} and DGZOO_REQUIRE_PEER=1",
-            p.display()
-        );
+        panic!("peer environment not found at {} and DGZOO_REQUIRE_PEER=1", p.display());
     }
-    eprintln!(
-        "SKIP: peer environment (PySDK, dg-zoo-server) not found at {}",
-        p.display()
-    );
+    eprintln!("SKIP: peer environment (PySDK, dg-zoo-server) not found at {}", p.display());
     None
 }
 
@@ -52,11 +44,7 @@ pub fn hub_root(models: &[&str]) -> tempfile::TempDir {
     for m in models {
         pack_model(&Path::new(ZOO).join(m), &zdir.join(format!("{m}.zip"))).unwrap();
     }
-    std::fs::write(
-        root.path().join("tokens.json"),
-        format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#),
-    )
-    .unwrap();
+    std::fs::write(root.path().join("tokens.json"), format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
     root
 }
 
@@ -75,23 +63,11 @@ pub fn hub_url(hub: &Hub) -> String {
 }
 
 pub fn cache_cfg(dir: &Path) -> CacheConfig {
-    CacheConfig {
-        root: dir.to_path_buf(),
-        limit: dgzoo::cache::DEFAULT_LIMIT,
-        offline: false,
-    }
+    CacheConfig { root: dir.to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }
 }
 
 pub fn connect(url: &str, token: &str, cache: &CacheConfig) -> dgzoo::Result<Zoo> {
-    Zoo::connect_with(
-        "@local",
-        url,
-        token,
-        &ConnectOptions {
-            cache: Some(cache.clone()),
-            offline: None,
-        },
-    )
+    Zoo::connect_with("@local", url, token, &ConnectOptions { cache: Some(cache.clone()), offline: None })
 }
 
 pub fn image(name: &str) -> Vec<u8> {
@@ -99,11 +75,8 @@ pub fn image(name: &str) -> Vec<u8> {
 }
 
 pub fn predict(zoo: &Zoo, model: &str, img: &str) -> Value {
-    let m = zoo
-        .load_model(model, &Value::Null)
-        .unwrap_or_else(|e| panic!("load {model}: {}", e.message));
-    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image(img))])
-        .unwrap_or_else(|e| panic!("predict {model}: {}", e.message));
+    let m = zoo.load_model(model, &Value::Null).unwrap_or_else(|e| panic!("load {model}: {}", e.message));
+    let r = dgzoo::inference::predict(&m, &[dgzoo::inference::Input::Bytes(&image(img))]).unwrap_or_else(|e| panic!("predict {model}: {}", e.message));
     serde_json::to_value(&r.results).unwrap()
 }
 
@@ -146,11 +119,7 @@ pub fn assert_close(got: &Value, want: &Value, tol: f64, what: &str) {
 
 /// A free TCP port on 127.0.0.1 (bound then released).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Wait until `127.0.0.1:port` accepts connections; false after `timeout`.
@@ -190,10 +159,7 @@ pub fn start_dg_zoo_server(peer: &Path, root: &Path) -> (ChildGuard, u16) {
         .spawn()
         .expect("start dg-zoo-server");
     let g = ChildGuard(child);
-    assert!(
-        wait_port(port, Duration::from_secs(30)),
-        "dg-zoo-server did not start on port {port}"
-    );
+    assert!(wait_port(port, Duration::from_secs(30)), "dg-zoo-server did not start on port {port}");
     (g, port)
 }
 
@@ -209,11 +175,7 @@ pub fn run_pysdk(peer: &Path, home: &Path, script: &str, args: &[&str]) -> (bool
         .env("LD_LIBRARY_PATH", ort_dir(peer))
         .output()
         .expect("run python");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// onnxruntime 1.20.1 for PySDK's ONNX agent: `<peer>/ort` or setup-peer.sh's `<peer>/ort-1.20.1/lib`.
@@ -232,9 +194,7 @@ pub fn dgzoo_bin() -> &'static str {
 
 /// A minimal HTTP/1.1 server on 127.0.0.1: `answer(method, path, token header)` gives
 /// (status, JSON body); every request is recorded as "METHOD path token=<t>".
-pub fn raw_server(
-    answer: impl Fn(&str, &str, Option<&str>) -> (u16, String) + Send + 'static,
-) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub fn raw_server(answer: impl Fn(&str, &str, Option<&str>) -> (u16, String) + Send + 'static) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -260,14 +220,8 @@ pub fn raw_server(
                 }
             }
             let mut parts = first.split_whitespace();
-            let (method, path) = (
-                parts.next().unwrap_or("").to_string(),
-                parts.next().unwrap_or("").to_string(),
-            );
-            log2.lock().unwrap().push(format!(
-                "{method} {path} token={}",
-                token.clone().unwrap_or_default()
-            ));
+            let (method, path) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+            log2.lock().unwrap().push(format!("{method} {path} token={}", token.clone().unwrap_or_default()));
             let (status, body) = answer(&method, &path, token.as_deref());
             let mut s = s;
             let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
@@ -286,17 +240,8 @@ pub fn start_hub_process(root: &Path) -> (ChildGuard, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let guard = ChildGuard(child);
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .to_string();
+    let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
     (guard, addr)
 }

@@ -9,9 +9,7 @@ use std::sync::Mutex;
 /// Panic with the error's message if `e` is an error (freeing it).
 pub unsafe fn check(e: *mut dg_error) {
     if !e.is_null() {
-        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }
-            .to_string_lossy()
-            .into_owned();
+        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
         unsafe { dg_error_free(e) };
         panic!("{msg}");
     }
@@ -19,8 +17,7 @@ pub unsafe fn check(e: *mut dg_error) {
 
 /// A result's JSON, freeing the result.
 pub unsafe fn result_json(r: *mut dg_result) -> Value {
-    let v = serde_json::from_str(&unsafe { CStr::from_ptr(dg_result_json(r)) }.to_string_lossy())
-        .unwrap();
+    let v = serde_json::from_str(&unsafe { CStr::from_ptr(dg_result_json(r)) }.to_string_lossy()).unwrap();
     unsafe { dg_result_free(r) };
     v
 }
@@ -30,29 +27,16 @@ pub static ASYNC_OUT: Mutex<Vec<(u64, Value)>> = Mutex::new(Vec::new());
 
 pub unsafe extern "C" fn on_result(_ud: *mut c_void, id: u64, r: *mut dg_result, e: *mut dg_error) {
     assert!(e.is_null(), "async frame failed");
-    ASYNC_OUT
-        .lock()
-        .unwrap()
-        .push((id, unsafe { result_json(r) }));
+    ASYNC_OUT.lock().unwrap().push((id, unsafe { result_json(r) }));
 }
 
 /// Submit `count` frames, cycling through `frames`, to a new async predictor (queue depth 4),
 /// wait, and return what the callback received; the frame ids must arrive as 0..count.
-pub unsafe fn run_async(
-    model: *const dg_model,
-    frames: &[Vec<u8>],
-    count: usize,
-) -> Vec<(u64, Value)> {
+pub unsafe fn run_async(model: *const dg_model, frames: &[Vec<u8>], count: usize) -> Vec<(u64, Value)> {
     ASYNC_OUT.lock().unwrap().clear();
     let mut a = std::ptr::null_mut();
     unsafe {
-        check(dg_async_new(
-            model,
-            4,
-            Some(on_result),
-            std::ptr::null_mut(),
-            &mut a,
-        ));
+        check(dg_async_new(model, 4, Some(on_result), std::ptr::null_mut(), &mut a));
         for (k, f) in frames.iter().cycle().take(count).enumerate() {
             check(dg_async_submit(a, k as u64, f.as_ptr(), f.len()));
         }
@@ -60,10 +44,6 @@ pub unsafe fn run_async(
         dg_async_free(a);
     }
     let out = std::mem::take(&mut *ASYNC_OUT.lock().unwrap());
-    assert_eq!(
-        out.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
-        (0..count as u64).collect::<Vec<_>>(),
-        "async frames out of order"
-    );
+    assert_eq!(out.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..count as u64).collect::<Vec<_>>(), "async frames out of order");
     out
 }

@@ -41,10 +41,7 @@ pub struct DownloadZooArgs {
 
 /// Progress: bars on a terminal, one line per finished model otherwise.
 struct Reporter {
-    bars: Option<(
-        indicatif::MultiProgress,
-        Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>,
-    )>,
+    bars: Option<(indicatif::MultiProgress, Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>)>,
 }
 
 impl Progress for Reporter {
@@ -52,15 +49,10 @@ impl Progress for Reporter {
         if let Some((mp, bars)) = &self.bars {
             let pb = mp.add(indicatif::ProgressBar::new(0));
             pb.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template("{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}").unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             pb.set_message(model.to_string());
-            bars.lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(model.to_string(), pb);
+            bars.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), pb);
         }
     }
     fn bytes(&self, model: &str, got: u64, total: u64) {
@@ -91,48 +83,26 @@ impl Progress for Reporter {
 
 pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
     let mut f = serde_json::Map::new();
-    for (k, v) in [
-        ("model_family", &a.model_family),
-        ("device", &a.device),
-        ("runtime", &a.runtime),
-        ("precision", &a.precision),
-        ("pruned", &a.pruned),
-    ] {
+    for (k, v) in [("model_family", &a.model_family), ("device", &a.device), ("runtime", &a.runtime), ("precision", &a.precision), ("pruned", &a.pruned)] {
         if let Some(v) = v {
             f.insert(k.into(), json!(v));
         }
     }
     let filters = Filters::from_json(&Value::Object(f))?;
     if !a.path.is_dir() {
-        std::fs::create_dir(&a.path)
-            .map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.path.display())))?;
+        std::fs::create_dir(&a.path).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.path.display())))?;
     }
     let (client, models) = download_zoo::select(&a.url, &a.token, &filters)?;
-    println!(
-        "Downloading models\n  from '{}'\n  into '{}'",
-        a.url,
-        a.path.display()
-    );
+    println!("Downloading models\n  from '{}'\n  into '{}'", a.url, a.path.display());
     let tty = std::io::stderr().is_terminal();
-    let reporter = Reporter {
-        bars: tty.then(|| {
-            (
-                indicatif::MultiProgress::new(),
-                Mutex::new(Default::default()),
-            )
-        }),
-    };
+    let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
     let failures = download_zoo::download_all(&client, &models, &a.path, a.jobs, &reporter);
     println!("Downloaded {} model(s)", models.len() - failures.len());
     if failures.is_empty() {
         Ok(())
     } else {
         let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
-        Err(Error::io(format!(
-            "{} model(s) failed: {}",
-            failures.len(),
-            list.join("; ")
-        )))
+        Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
     }
 }
 
@@ -180,10 +150,7 @@ pub struct CacheArgs {
 
 fn print_entries(entries: &[Entry], as_json: bool) {
     if as_json {
-        println!(
-            "{}",
-            Value::Array(entries.iter().map(Entry::to_json).collect())
-        );
+        println!("{}", Value::Array(entries.iter().map(Entry::to_json).collect()));
     } else {
         for e in entries {
             println!("{:>12}  {}/{}", e.size, e.zoo_key, e.model);
@@ -210,10 +177,7 @@ pub fn cache(a: CacheArgs) -> Result<()> {
                 }
             }
             if !all && matched == 0 {
-                return Err(Error::not_found(format!(
-                    "No cached model matches {}",
-                    models.join(", ")
-                )));
+                return Err(Error::not_found(format!("No cached model matches {}", models.join(", "))));
             }
             if !errors.is_empty() {
                 return Err(Error::io(errors.join("; ")));
@@ -245,36 +209,21 @@ pub fn cache(a: CacheArgs) -> Result<()> {
                 }
             }
             if bad > 0 {
-                return Err(Error::bad_model(format!(
-                    "{bad} cached model(s) failed verification"
-                )));
+                return Err(Error::bad_model(format!("{bad} cached model(s) failed verification")));
             }
         }
         CacheCommand::Fetch { url, token, model } => {
-            let zoo = parse_cloud_url(&url).ok_or_else(|| {
-                Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'"))
-            })?;
+            let zoo = parse_cloud_url(&url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
             let token = dgzoo::cloud::token::resolve(&token, &zoo.base());
             let client = CloudClient::new(&zoo, &token);
             let held = if cache.config().offline {
                 cache.get_offline(&zoo, &model)?
             } else {
                 let info = client.model_info(&model)?;
-                let sum = info["model_params"]["Checksum"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string();
-                cache.ensure(
-                    &client,
-                    &model,
-                    (!sum.is_empty()).then_some(sum.as_str()),
-                    &mut |_, _| {},
-                )?
+                let sum = info["model_params"]["Checksum"].as_str().unwrap_or_default().to_string();
+                cache.ensure(&client, &model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
             };
-            println!(
-                "{}",
-                json!({"model": model, "path": held.dir, "downloaded": held.downloaded})
-            );
+            println!("{}", json!({"model": model, "path": held.dir, "downloaded": held.downloaded}));
         }
     }
     Ok(())
@@ -307,29 +256,14 @@ pub struct HubArgs {
 }
 
 pub fn hub(a: HubArgs) -> Result<()> {
-    let cfg = HubConfig {
-        root: a.zoo.clone(),
-        host: a.host,
-        port: a.port,
-        threads: a.threads,
-        rate_limit: a.rate_limit,
-        log: a.log,
-    };
+    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {
-        let pool = a
-            .aiservers
-            .iter()
-            .map(|s| dgzoo::zoo::address::ServerAddress::parse(s))
-            .collect::<dgzoo::Result<Vec<_>>>()?;
+        let pool = a.aiservers.iter().map(|s| dgzoo::zoo::address::ServerAddress::parse(s)).collect::<dgzoo::Result<Vec<_>>>()?;
         hub.set_aiserver_pool(pool);
     }
     // The address line lets scripts and tests find the port when --port 0 is used.
-    println!(
-        "dgzoo hub listening on http://{} serving zoo root {}",
-        hub.addr(),
-        a.zoo.display()
-    );
+    println!("dgzoo hub listening on http://{} serving zoo root {}", hub.addr(), a.zoo.display());
     use std::io::Write;
     let _ = std::io::stdout().flush();
     hub.wait();
@@ -347,14 +281,9 @@ pub struct PackArgs {
 }
 
 pub fn pack(a: PackArgs) -> Result<()> {
-    std::fs::create_dir_all(&a.out)
-        .map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.out.display())))?;
+    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.out.display())))?;
     for d in &a.dirs {
-        let name = d
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let name = d.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
         let out = a.out.join(format!("{name}.zip"));
         archive::pack_model(d, &out)?;
         println!("{}", out.display());

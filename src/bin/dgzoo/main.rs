@@ -7,11 +7,7 @@ mod models;
 mod server;
 
 #[derive(Parser)]
-#[command(
-    name = "dgzoo",
-    version,
-    about = "Find, fetch and run AI models (DeGirum PySDK compatible)"
-)]
+#[command(name = "dgzoo", version, about = "Find, fetch and run AI models (DeGirum PySDK compatible)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -31,8 +31,7 @@ impl Connect {
 
 /// The demo zoo: `$DGZOO_DEMO_ZOO`, else `demo/zoo` of the source checkout this binary was built from.
 fn demo_zoo() -> String {
-    std::env::var("DGZOO_DEMO_ZOO")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/demo/zoo").to_string())
+    std::env::var("DGZOO_DEMO_ZOO").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/demo/zoo").to_string())
 }
 
 #[derive(Args)]
@@ -61,14 +60,7 @@ impl FilterArgs {
     pub fn filters(&self) -> dgzoo::Result<Filters> {
         let mut f = serde_json::Map::new();
         if let Some(fam) = &self.model_family {
-            f.insert(
-                "model_family".into(),
-                if self.regex {
-                    json!({ "regex": fam })
-                } else {
-                    json!(fam)
-                },
-            );
+            f.insert("model_family".into(), if self.regex { json!({ "regex": fam }) } else { json!(fam) });
         }
         for (k, v) in [
             ("runtime", &self.runtime),
@@ -121,10 +113,7 @@ pub struct InfoArgs {
 
 pub fn info(a: InfoArgs) -> dgzoo::Result<()> {
     let zoo = a.connect.open()?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&zoo.model_info(&a.model)?).unwrap_or_default()
-    );
+    println!("{}", serde_json::to_string_pretty(&zoo.model_info(&a.model)?).unwrap_or_default());
     Ok(())
 }
 
@@ -150,29 +139,18 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
             .list_names(&Filters::default())
             .into_iter()
             .next()
-            .ok_or_else(|| {
-                dgzoo::Error::not_found("the zoo has no model that can run on this system")
-            })?,
+            .ok_or_else(|| dgzoo::Error::not_found("the zoo has no model that can run on this system"))?,
     };
     let props = match &a.props {
-        Some(p) => serde_json::from_str(p)
-            .map_err(|e| dgzoo::Error::invalid(format!("--props is not valid JSON: {e}")))?,
+        Some(p) => serde_json::from_str(p).map_err(|e| dgzoo::Error::invalid(format!("--props is not valid JSON: {e}")))?,
         None => Value::Null,
     };
     let model = zoo.load_model(&model_name, &props)?;
-    let images = if a.images.is_empty() {
-        vec![concat!(env!("CARGO_MANIFEST_DIR"), "/demo/cat.png").to_string()]
-    } else {
-        a.images
-    };
+    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/demo/cat.png").to_string()] } else { a.images };
     for path in images {
-        let bytes = std::fs::read(&path)
-            .map_err(|e| dgzoo::Error::io(format!("cannot read '{path}': {e}")))?;
+        let bytes = std::fs::read(&path).map_err(|e| dgzoo::Error::io(format!("cannot read '{path}': {e}")))?;
         let r = dgzoo::inference::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)])?;
-        println!(
-            "{}",
-            json!({"model": model_name, "image": path, "results": r.results})
-        );
+        println!("{}", json!({"model": model_name, "image": path, "results": r.results}));
     }
     Ok(())
 }
@@ -193,10 +171,7 @@ pub fn sys_info(a: SysInfoArgs) -> dgzoo::Result<()> {
         a.connect.open()?.system_info().clone()
     };
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&info).unwrap_or_default()
-        );
+        println!("{}", serde_json::to_string_pretty(&info).unwrap_or_default());
         return Ok(());
     }
     // The layout of `degirum sys-info` (YAML).
@@ -216,10 +191,7 @@ pub fn sys_info(a: SysInfoArgs) -> dgzoo::Result<()> {
             }
         }
     }
-    println!(
-        "Software Version: {}",
-        info["Software Version"].as_str().unwrap_or_default()
-    );
+    println!("Software Version: {}", info["Software Version"].as_str().unwrap_or_default());
     for (rt, why) in dgzoo::runtime::load_errors() {
         eprintln!("note: runtime {rt} is not available: {why}");
     }

@@ -59,11 +59,7 @@ pub struct PortArgs {
 }
 
 fn local_client(port: u16) -> AiServerClient {
-    AiServerClient::new(ServerAddress {
-        host: "127.0.0.1".into(),
-        port,
-        http: false,
-    })
+    AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port, http: false })
 }
 
 pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
@@ -92,9 +88,7 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             server.wait();
             Ok(())
         }
-        ServerCommand::RescanZoo(p) => local_client(p.port)
-            .zoo_manage(serde_json::json!({"rescan": 1}))
-            .map(|_| ()),
+        ServerCommand::RescanZoo(p) => local_client(p.port).zoo_manage(serde_json::json!({"rescan": 1})).map(|_| ()),
         ServerCommand::Shutdown(p) => local_client(p.port).shutdown(),
         ServerCommand::CacheDump(p) => {
             let v = local_client(p.port).zoo_manage(serde_json::json!({"cache_dump": 1}))?;
