@@ -10,59 +10,32 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn peer() -> Option<PathBuf> {
-    let peer = std::env::var_os("DGZOO_PEER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    let peer = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
     if peer.join("venv/bin/python").exists() {
         return Some(peer);
     }
     if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() {
         panic!("the PySDK peer is required (DGZOO_REQUIRE_PEER) but {} is missing: run scripts/setup-peer.sh", peer.display());
     }
-    eprintln!(
-        "SKIP: no PySDK peer at {} (scripts/setup-peer.sh)",
-        peer.display()
-    );
+    eprintln!("SKIP: no PySDK peer at {} (scripts/setup-peer.sh)", peer.display());
     None
 }
 
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/zoo")
-        .canonicalize()
-        .expect("../shared/zoo must exist beside the repo")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo").canonicalize().expect("../shared/zoo must exist beside the repo")
 }
 
 /// Run `script` with PySDK's python (ONNX Runtime 1.20.1 on the library path); its stdout is JSON.
 fn pysdk(peer: &Path, script: &str, args: &[&str]) -> Value {
     let ort = peer.join("ort");
-    let out = Command::new(peer.join("venv/bin/python"))
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .env("LD_LIBRARY_PATH", &ort)
-        .output()
-        .expect("run PySDK");
-    assert!(
-        out.status.success(),
-        "PySDK failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "PySDK output: {e}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+    let out = Command::new(peer.join("venv/bin/python")).arg("-c").arg(script).args(args).env("LD_LIBRARY_PATH", &ort).output().expect("run PySDK");
+    assert!(out.status.success(), "PySDK failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("PySDK output: {e}: {}", String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Compare detection-like results: labels and ids exactly, scores 1e-4, coordinates 0.5 px.
 fn assert_close(got: &[Value], want: &[Value], what: &str) {
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "{what}: number of results\n got {got:?}\nwant {want:?}"
-    );
+    assert_eq!(got.len(), want.len(), "{what}: number of results\n got {got:?}\nwant {want:?}");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         cmp(g, w, &format!("{what}[{i}]"));
     }
@@ -74,11 +47,7 @@ fn cmp(g: &Value, w: &Value, path: &str) {
             let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
             assert_eq!(ka, kb, "{path}: keys");
             for (k, v) in b {
-                let tol = if k == "score" || k == "handedness" || k == "angle" {
-                    1e-4
-                } else {
-                    0.5
-                };
+                let tol = if k == "score" || k == "handedness" || k == "angle" { 1e-4 } else { 0.5 };
                 cmp_tol(&a[k], v, &format!("{path}.{k}"), tol);
             }
         }
@@ -117,9 +86,7 @@ fn yolo_nms_candidates_match_pysdk_at_low_thresholds() {
         for f in std::fs::read_dir(shared().join(name)).unwrap() {
             let f = f.unwrap().path();
             let dst = dir.join(f.file_name().unwrap());
-            if f.extension().is_some_and(|e| e == "json")
-                && f.file_name().unwrap().to_str().unwrap().starts_with(name)
-            {
+            if f.extension().is_some_and(|e| e == "json") && f.file_name().unwrap().to_str().unwrap().starts_with(name) {
                 let mut cfg: Value = serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
                 cfg["POST_PROCESS"][0]["UseRegularNMS"] = json!(regular);
                 std::fs::write(dst, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
@@ -145,26 +112,13 @@ print(json.dumps(out))
         let zoo = Zoo::connect("@local", &zoo_dir, "").unwrap();
         let bytes = std::fs::read(&img).unwrap();
         for thr in [0.1, 0.01] {
-            let model = zoo
-                .load_model(name, &json!({"output_confidence_threshold": thr}))
-                .unwrap();
+            let model = zoo.load_model(name, &json!({"output_confidence_threshold": thr})).unwrap();
             let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
             let w = want[thr.to_string()].as_array().unwrap();
-            assert_close(
-                &got.results,
-                w,
-                &format!("UseRegularNMS={regular} threshold {thr}"),
-            );
+            assert_close(&got.results, w, &format!("UseRegularNMS={regular} threshold {thr}"));
         }
         if regular {
-            assert_eq!(
-                (
-                    want["0.1"].as_array().unwrap().len(),
-                    want["0.01"].as_array().unwrap().len()
-                ),
-                (5, 14),
-                "PySDK's own counts"
-            );
+            assert_eq!((want["0.1"].as_array().unwrap().len(), want["0.01"].as_array().unwrap().len()), (5, 14), "PySDK's own counts");
         }
     }
 }
@@ -173,9 +127,7 @@ print(json.dumps(out))
 fn family_zoo() -> Option<PathBuf> {
     match std::env::var_os("DGZOO_FAMILY_ZOO") {
         Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() => panic!(
-            "DGZOO_FAMILY_ZOO is not set (scripts/test.sh builds it with scripts/make-test-zoo.sh)"
-        ),
+        None if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() => panic!("DGZOO_FAMILY_ZOO is not set (scripts/test.sh builds it with scripts/make-test-zoo.sh)"),
         None => {
             eprintln!("SKIP: DGZOO_FAMILY_ZOO is not set (scripts/make-test-zoo.sh DIR)");
             None
@@ -184,25 +136,19 @@ fn family_zoo() -> Option<PathBuf> {
 }
 
 fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
 }
 
 /// One family model of the extended zoo on every shared image against PySDK's goldens.
 fn check_family(model_name: &str) {
     let Some(root) = family_zoo() else { return };
     let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
-    let model = zoo
-        .load_model(model_name, &Value::Null)
-        .unwrap_or_else(|e| panic!("{model_name}: {e}"));
+    let model = zoo.load_model(model_name, &Value::Null).unwrap_or_else(|e| panic!("{model_name}: {e}"));
     let mut total = 0;
     for img in ["cat_224", "car_416", "girls_256"] {
         let want = read_json(&root.join(format!("expected/{model_name}/{img}.json")));
         let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-        let got = predict(&model, &[Input::Bytes(&bytes)])
-            .unwrap_or_else(|e| panic!("{model_name} on {img}: {e}"));
+        let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{model_name} on {img}: {e}"));
         let want = want["results"].as_array().unwrap();
         let what = format!("{model_name}/{img}");
         if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
@@ -227,22 +173,13 @@ fn assert_raw_close(got: &dgzoo::inference::InferenceResult, want: &[Value], wha
         flatten(&nd["data"], &mut flat);
         let vals = dgzoo::postprocess::dequantize(t);
         assert_eq!(vals.len(), flat.len(), "{what}[{i}]: size");
-        let worst = vals
-            .iter()
-            .zip(&flat)
-            .map(|(&a, b)| (a as f64 - b).abs())
-            .fold(0.0, f64::max);
+        let worst = vals.iter().zip(&flat).map(|(&a, b)| (a as f64 - b).abs()).fold(0.0, f64::max);
         assert!(worst <= 1e-4, "{what}[{i}]: raw tensor differs by {worst}");
         for k in ["id", "name", "shape", "size", "type"] {
             assert_eq!(g[k], w[k], "{what}[{i}].{k}");
         }
         // Numerically (1 and 1.0 are the same scale; the wire may carry either).
-        cmp_tol(
-            &g["quantization"],
-            &w["quantization"],
-            &format!("{what}[{i}].quantization"),
-            1e-9,
-        );
+        cmp_tol(&g["quantization"], &w["quantization"], &format!("{what}[{i}].quantization"), 1e-9);
     }
 }
 
@@ -302,46 +239,20 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
     let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
     let bytes = std::fs::read(shared().join("images/cat_224.jpg")).unwrap();
     let name = "yolov8_dfl_heads--64x64_float_onnx_cpu_1";
-    for (kind, tensor) in [
-        ("DetectionYoloV10", "one output tensor"),
-        ("PoseDetectionYoloV8", "keypoint"),
-        ("Segmentation", "one element"),
-        ("DetectionYolo", "OutputYoloAnchors"),
-    ] {
-        let model = zoo
-            .load_model(name, &json!({"output_postprocess_type": kind}))
-            .unwrap();
-        let err = predict(&model, &[Input::Bytes(&bytes)])
-            .unwrap_err()
-            .to_string();
+    for (kind, tensor) in [("DetectionYoloV10", "one output tensor"), ("PoseDetectionYoloV8", "keypoint"), ("Segmentation", "one element"), ("DetectionYolo", "OutputYoloAnchors")]
+    {
+        let model = zoo.load_model(name, &json!({"output_postprocess_type": kind})).unwrap();
+        let err = predict(&model, &[Input::Bytes(&bytes)]).unwrap_err().to_string();
         assert!(err.contains(name) && err.contains(tensor), "{kind}: {err}");
         if kind != "Segmentation" {
             assert!(err.contains(kind), "{kind}: {err}");
         }
-        model
-            .set_property("output_postprocess_type", &json!("DetectionYoloV8"))
-            .unwrap();
-        assert!(
-            !predict(&model, &[Input::Bytes(&bytes)])
-                .unwrap()
-                .results
-                .is_empty(),
-            "{kind}: the model works again"
-        );
+        model.set_property("output_postprocess_type", &json!("DetectionYoloV8")).unwrap();
+        assert!(!predict(&model, &[Input::Bytes(&bytes)]).unwrap().results.is_empty(), "{kind}: the model works again");
     }
-    let model = zoo
-        .load_model(
-            "yolov10--64x64_float_onnx_cpu_1",
-            &json!({"output_postprocess_type": "DetectionYoloV8"}),
-        )
-        .unwrap();
-    let err = predict(&model, &[Input::Bytes(&bytes)])
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("DetectionYoloV8") && err.contains("[1, 16, 6]"),
-        "{err}"
-    );
+    let model = zoo.load_model("yolov10--64x64_float_onnx_cpu_1", &json!({"output_postprocess_type": "DetectionYoloV8"})).unwrap();
+    let err = predict(&model, &[Input::Bytes(&bytes)]).unwrap_err().to_string();
+    assert!(err.contains("DetectionYoloV8") && err.contains("[1, 16, 6]"), "{err}");
 }
 
 /// Every family model of the extended zoo through our AI server (asio), RAW frames: the
@@ -359,15 +270,12 @@ fn families_through_our_ai_server() {
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
     assert!(names.len() >= 8, "{names:?}");
     for name in names {
-        let model = zoo
-            .load_model(&name, &json!({"input_image_format": "RAW"}))
-            .unwrap();
+        let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();
         for img in ["cat_224", "car_416", "girls_256"] {
             let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
             let want = want["results"].as_array().unwrap();
             let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)])
-                .unwrap_or_else(|e| panic!("{name} on {img} via {addr}: {e}"));
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via {addr}: {e}"));
             let what = format!("{name}/{img} via our AI server");
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
@@ -403,13 +311,7 @@ m.custom_postprocessor = PP
 m.output_class_set = set(json.loads(sys.argv[4]))
 print(json.dumps(m(sys.argv[5]).results))
 "#,
-            &[
-                root.to_str().unwrap(),
-                "yolov10--64x64_float_onnx_cpu_1",
-                &list.to_string(),
-                &set.to_string(),
-                img.to_str().unwrap(),
-            ],
+            &[root.to_str().unwrap(), "yolov10--64x64_float_onnx_cpu_1", &list.to_string(), &set.to_string(), img.to_str().unwrap()],
         );
         let mut got = list.as_array().unwrap().clone();
         dgzoo::postprocess::filter_class_set(&mut got, set.as_array().unwrap());
@@ -425,52 +327,30 @@ fn families_through_our_hub_cloud_inference() {
     let hub_root = tempfile::tempdir().unwrap();
     let zdir = hub_root.path().join("myorg/myzoo");
     std::fs::create_dir_all(&zdir).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("--"))
-        .collect();
+    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("--")).collect();
     names.sort();
     for m in &names {
         dgzoo::cache::archive::pack_model(&root.join(m), &zdir.join(format!("{m}.zip"))).unwrap();
     }
     let token = "dg_family_token";
-    std::fs::write(
-        hub_root.path().join("tokens.json"),
-        format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["myorg/myzoo"]}}}}"#),
-    )
-    .unwrap();
+    std::fs::write(hub_root.path().join("tokens.json"), format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["myorg/myzoo"]}}}}"#)).unwrap();
     let mut cfg = dgzoo::hub::HubConfig::new(hub_root.path());
     cfg.port = 0;
     let hub = dgzoo::hub::Hub::start(&cfg).expect("hub start");
     let cache = tempfile::tempdir().unwrap();
     let opts = dgzoo::zoo::ConnectOptions {
-        cache: Some(dgzoo::cache::CacheConfig {
-            root: cache.path().to_path_buf(),
-            limit: dgzoo::cache::DEFAULT_LIMIT,
-            offline: false,
-        }),
+        cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
         offline: None,
     };
-    let zoo = Zoo::connect_with(
-        "@cloud",
-        &format!("http://{}/myorg/myzoo", hub.addr()),
-        token,
-        &opts,
-    )
-    .unwrap();
+    let zoo = Zoo::connect_with("@cloud", &format!("http://{}/myorg/myzoo", hub.addr()), token, &opts).unwrap();
     assert_eq!(zoo.list_names(&Default::default()).len(), names.len());
     for name in &names {
-        let model = zoo
-            .load_model(name, &json!({"input_image_format": "RAW"}))
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let model = zoo.load_model(name, &json!({"input_image_format": "RAW"})).unwrap_or_else(|e| panic!("{name}: {e}"));
         for img in ["cat_224", "car_416", "girls_256"] {
             let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
             let want = want["results"].as_array().unwrap();
             let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)])
-                .unwrap_or_else(|e| panic!("{name} on {img} via the hub: {e}"));
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via the hub: {e}"));
             let what = format!("{name}/{img} via our hub");
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
@@ -494,15 +374,12 @@ fn families_from_the_real_degirum_server() {
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
     assert!(names.len() >= 8, "{names:?}");
     for name in names {
-        let model = zoo
-            .load_model(&name, &json!({"input_image_format": "RAW"}))
-            .unwrap();
+        let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();
         for img in ["cat_224", "car_416", "girls_256"] {
             let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
             let want = want["results"].as_array().unwrap();
             let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)])
-                .unwrap_or_else(|e| panic!("{name} on {img} via DeGirum's server: {e}"));
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via DeGirum's server: {e}"));
             let what = format!("{name}/{img} via DeGirum's server");
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
@@ -523,29 +400,16 @@ fn overlay_color_default_matches_pysdk() {
     let tmp = tempfile::tempdir().unwrap();
     // The semantic model with a "background" label at 2, and one with no labels (OutputNumClasses only).
     let src = root.join("semantic_seg--64x64_float_onnx_cpu_1");
-    for (name, labels) in [
-        (
-            "seg_background",
-            Some(json!({"0": "a", "1": "b", "2": "background", "3": "c", "4": "d"})),
-        ),
-        ("seg_nolabels", None),
-    ] {
+    for (name, labels) in [("seg_background", Some(json!({"0": "a", "1": "b", "2": "background", "3": "c", "4": "d"}))), ("seg_nolabels", None)] {
         let dir = tmp.path().join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let mut cfg = read_json(&src.join("semantic_seg--64x64_float_onnx_cpu_1.json"));
-        std::fs::copy(
-            src.join("semantic_seg--64x64_float_onnx_cpu_1.onnx"),
-            dir.join(format!("{name}.onnx")),
-        )
-        .unwrap();
+        std::fs::copy(src.join("semantic_seg--64x64_float_onnx_cpu_1.onnx"), dir.join(format!("{name}.onnx"))).unwrap();
         cfg["MODEL_PARAMETERS"][0]["ModelPath"] = json!(format!("{name}.onnx"));
         match labels {
             Some(l) => std::fs::write(dir.join("labels.json"), l.to_string()).unwrap(),
             None => {
-                cfg["POST_PROCESS"][0]
-                    .as_object_mut()
-                    .unwrap()
-                    .remove("LabelsPath");
+                cfg["POST_PROCESS"][0].as_object_mut().unwrap().remove("LabelsPath");
             }
         }
         std::fs::write(dir.join(format!("{name}.json")), cfg.to_string()).unwrap();
@@ -569,11 +433,7 @@ print(json.dumps(out))
         assert!(!want.is_empty());
         for (name, colors) in want {
             let model = zoo.load_model(name, &Value::Null).unwrap();
-            assert_eq!(
-                &model.get_property("overlay_color").unwrap(),
-                colors,
-                "{name}"
-            );
+            assert_eq!(&model.get_property("overlay_color").unwrap(), colors, "{name}");
         }
     }
 }
@@ -605,20 +465,10 @@ print(json.dumps(out))
     );
     let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
     let model = zoo.load_model(name, &Value::Null).unwrap();
-    model
-        .set_property("extra_device_params", &json!({"A": 1, "C": 3}))
-        .unwrap();
-    model
-        .set_property("extra_device_params", &json!({"B": 2}))
-        .unwrap();
-    assert_eq!(
-        model.get_property("extra_device_params").unwrap(),
-        want["after"]
-    );
-    for (bad, w) in [json!(5), json!("x"), json!([1]), Value::Null, json!(1.5)]
-        .iter()
-        .zip(want["errors"].as_array().unwrap())
-    {
+    model.set_property("extra_device_params", &json!({"A": 1, "C": 3})).unwrap();
+    model.set_property("extra_device_params", &json!({"B": 2})).unwrap();
+    assert_eq!(model.get_property("extra_device_params").unwrap(), want["after"]);
+    for (bad, w) in [json!(5), json!("x"), json!([1]), Value::Null, json!(1.5)].iter().zip(want["errors"].as_array().unwrap()) {
         let e = model.set_property("extra_device_params", bad).unwrap_err();
         assert_eq!(json!(e.message), *w, "{bad}");
     }
@@ -640,9 +490,7 @@ print(json.dumps({img: m(f"{sys.argv[1]}/images/{img}.jpg").results for img in (
         &[shared().to_str().unwrap(), name],
     );
     let zoo = Zoo::connect("@local", shared().to_str().unwrap(), "").unwrap();
-    let model = zoo
-        .load_model(name, &json!({"output_postprocess_type": "FaceDetection"}))
-        .unwrap();
+    let model = zoo.load_model(name, &json!({"output_postprocess_type": "FaceDetection"})).unwrap();
     let mut faces = 0;
     for img in ["cat_224", "car_416", "girls_256"] {
         let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();

@@ -5,14 +5,8 @@ use crate::runtime::Tensor;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub(super) fn classification(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-) -> Result<Vec<Value>> {
-    let t = outputs
-        .first()
-        .ok_or_else(|| Error::inference("classification model produced no output"))?;
+pub(super) fn classification(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>) -> Result<Vec<Value>> {
+    let t = outputs.first().ok_or_else(|| Error::inference("classification model produced no output"))?;
     let mut scores = dequantize(t);
     if cfg.softmax && !scores.is_empty() {
         let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -27,18 +21,8 @@ pub(super) fn classification(
     }
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     // Stable: equal scores keep class order.
-    idx.sort_by(|&a, &b| {
-        scores[b]
-            .partial_cmp(&scores[a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    let chosen: Vec<usize> = if cfg.top_k > 0 {
-        idx.into_iter().take(cfg.top_k).collect()
-    } else {
-        idx.into_iter()
-            .filter(|&i| scores[i] as f64 >= cfg.conf_threshold)
-            .collect()
-    };
+    idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
+    let chosen: Vec<usize> = if cfg.top_k > 0 { idx.into_iter().take(cfg.top_k).collect() } else { idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect() };
     Ok(chosen
         .into_iter()
         .filter_map(|i| {

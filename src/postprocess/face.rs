@@ -10,12 +10,7 @@ use crate::runtime::Tensor;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub(super) fn decode(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-    input_wh: (f32, f32),
-) -> Result<Vec<Value>> {
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     let [a, b] = outputs else {
         return Err(Error::bad_model(format!("FaceDetection post-processing expects two output tensors (regressors and scores); the model has {}", outputs.len())));
     };
@@ -23,34 +18,18 @@ pub(super) fn decode(
     let (reg, sc) = if last(b) == 1 { (a, b) } else { (b, a) };
     let (rd, sd) = (dims(reg), dims(sc));
     let w = last(reg);
-    if rd.len() != 3
-        || sd.len() != 3
-        || last(sc) != 1
-        || w < 4
-        || (w - 4) % 2 != 0
-        || rd[1] != sd[1]
-    {
-        return Err(Error::bad_model(format!(
-            "FaceDetection post-processing: {} and {} are not regressors [1, N, 4 + 2K] and scores [1, N, 1]",
-            describe(a),
-            describe(b)
-        )));
+    if rd.len() != 3 || sd.len() != 3 || last(sc) != 1 || w < 4 || (w - 4) % 2 != 0 || rd[1] != sd[1] {
+        return Err(Error::bad_model(format!("FaceDetection post-processing: {} and {} are not regressors [1, N, 4 + 2K] and scores [1, N, 1]", describe(a), describe(b))));
     }
     let n = rd[1];
     let (iw, ih) = input_wh;
     let mut anchors: Vec<(f32, f32)> = Vec::with_capacity(n);
     for (stride, per) in [(8.0f32, 2usize), (16.0, 6)] {
-        let (gw, gh) = (
-            (iw / stride).round() as usize,
-            (ih / stride).round() as usize,
-        );
+        let (gw, gh) = ((iw / stride).round() as usize, (ih / stride).round() as usize);
         for i in 0..gh {
             for j in 0..gw {
                 for _ in 0..per {
-                    anchors.push((
-                        (j as f32 + 0.5) / gw as f32 * iw,
-                        (i as f32 + 0.5) / gh as f32 * ih,
-                    ));
+                    anchors.push(((j as f32 + 0.5) / gw as f32 * iw, (i as f32 + 0.5) / gh as f32 * ih));
                 }
             }
         }
@@ -70,24 +49,11 @@ pub(super) fn decode(
         .map(|i| {
             let v = &rv[i * w..i * w + 4];
             let (cx, cy) = (anchors[i].0 + v[0], anchors[i].1 + v[1]);
-            Det {
-                b: [
-                    cx - v[2] / 2.0,
-                    cy - v[3] / 2.0,
-                    cx + v[2] / 2.0,
-                    cy + v[3] / 2.0,
-                ],
-                score: sv[i],
-                class: 0,
-                anchor: i,
-            }
+            Det { b: [cx - v[2] / 2.0, cy - v[3] / 2.0, cx + v[2] / 2.0, cy + v[3] / 2.0], score: sv[i], class: 0, anchor: i }
         })
         .collect();
     let kept = super::nms(cands, cfg.nms_threshold as f32, cfg.max_detections);
-    let label = labels
-        .get(&0)
-        .cloned()
-        .unwrap_or_else(|| "face".to_string());
+    let label = labels.get(&0).cloned().unwrap_or_else(|| "face".to_string());
     Ok(kept
         .into_iter()
         .map(|d| {

@@ -54,14 +54,8 @@ impl PostprocessType {
         ("Dequantization", PostprocessType::Dequantization),
         ("Classification", PostprocessType::Classification),
         ("DetectionYoloPlates", PostprocessType::DetectionYoloPlates),
-        (
-            "DetectionYoloV8Plates",
-            PostprocessType::DetectionYoloV8Plates,
-        ),
-        (
-            "MultiLabelClassification",
-            PostprocessType::MultiLabelClassification,
-        ),
+        ("DetectionYoloV8Plates", PostprocessType::DetectionYoloV8Plates),
+        ("MultiLabelClassification", PostprocessType::MultiLabelClassification),
         ("Detection", PostprocessType::Detection),
         ("DetectionYolo", PostprocessType::DetectionYolo),
         ("DetectionYoloV8", PostprocessType::DetectionYoloV8),
@@ -83,11 +77,7 @@ impl PostprocessType {
         match s {
             "" => PostprocessType::None,
             "DetectionYoloV5" => PostprocessType::DetectionYolo,
-            _ => Self::KNOWN
-                .iter()
-                .find(|(n, _)| *n == s)
-                .map(|(_, t)| t.clone())
-                .unwrap_or_else(|| PostprocessType::Unknown(s.to_string())),
+            _ => Self::KNOWN.iter().find(|(n, _)| *n == s).map(|(_, t)| t.clone()).unwrap_or_else(|| PostprocessType::Unknown(s.to_string())),
         }
     }
 
@@ -95,11 +85,7 @@ impl PostprocessType {
     pub fn as_str(&self) -> &str {
         match self {
             PostprocessType::Unknown(s) => s,
-            t => Self::KNOWN
-                .iter()
-                .find(|(_, k)| k == t)
-                .map(|(n, _)| *n)
-                .unwrap_or(""),
+            t => Self::KNOWN.iter().find(|(_, k)| k == t).map(|(n, _)| *n).unwrap_or(""),
         }
     }
 }
@@ -153,20 +139,7 @@ impl PostConfig {
                 .map(|scales| {
                     scales
                         .iter()
-                        .map(|s| {
-                            s.as_array()
-                                .map(|a| {
-                                    a.iter()
-                                        .filter_map(|wh| {
-                                            Some([
-                                                wh.get(0)?.as_f64()? as f32,
-                                                wh.get(1)?.as_f64()? as f32,
-                                            ])
-                                        })
-                                        .collect()
-                                })
-                                .unwrap_or_default()
-                        })
+                        .map(|s| s.as_array().map(|a| a.iter().filter_map(|wh| Some([wh.get(0)?.as_f64()? as f32, wh.get(1)?.as_f64()? as f32])).collect()).unwrap_or_default())
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -187,9 +160,7 @@ pub struct PostOutput {
 /// Tensor values as f32, dequantised when the tensor is quantised.
 pub fn dequantize(t: &Tensor) -> Vec<f32> {
     let (scale, zero) = match &t.info.quant {
-        Some(q) if !q.scale.is_empty() && t.info.dtype.is_integer() => {
-            (q.scale[0], q.zero.first().copied().unwrap_or(0) as f32)
-        }
+        Some(q) if !q.scale.is_empty() && t.info.dtype.is_integer() => (q.scale[0], q.zero.first().copied().unwrap_or(0) as f32),
         _ => (1.0, 0.0),
     };
     let b = &t.data;
@@ -203,9 +174,7 @@ pub fn dequantize(t: &Tensor) -> Vec<f32> {
     match t.info.dtype {
         ElemType::F32 => b.as_slice::<f32>().to_vec(),
         ElemType::F64 => b.as_slice::<f64>().iter().map(|&v| v as f32).collect(),
-        ElemType::U8 | ElemType::Bool => {
-            b.as_slice::<u8>().iter().map(|&v| deq(v as f32)).collect()
-        }
+        ElemType::U8 | ElemType::Bool => b.as_slice::<u8>().iter().map(|&v| deq(v as f32)).collect(),
         ElemType::I8 => b.as_slice::<i8>().iter().map(|&v| deq(v as f32)).collect(),
         ElemType::U16 => b.as_slice::<u16>().iter().map(|&v| deq(v as f32)).collect(),
         ElemType::I16 => b.as_slice::<i16>().iter().map(|&v| deq(v as f32)).collect(),
@@ -266,59 +235,31 @@ pub(crate) fn tensor_entry(t: &Tensor, index: usize, id: i64) -> Value {
 }
 
 /// Run post-processing. `ids[i]` is output `i`'s tensor id (the engine's tensor index).
-pub fn run(
-    cfg: &PostConfig,
-    outputs: Vec<Tensor>,
-    ids: &[i64],
-    labels: &BTreeMap<i64, String>,
-    input_wh: (f32, f32),
-) -> Result<PostOutput> {
+pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<PostOutput> {
     use PostprocessType as P;
     match &cfg.kind {
         P::None | P::Base | P::Null => Ok(raw::raw(outputs, ids)),
         P::Dequantization => Ok(raw::dequantization(outputs, ids)),
-        P::Classification => Ok(PostOutput {
-            results: classification::classification(cfg, &outputs, labels)?,
-            tensors: Vec::new(),
-            has_coordinates: false,
-        }),
-        P::DetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput {
-            results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?,
-            tensors: Vec::new(),
-            has_coordinates: true,
-        }),
-        P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => Ok(PostOutput {
-            results: yolov5_heads::decode(cfg, &outputs, labels, input_wh)?,
-            tensors: Vec::new(),
-            has_coordinates: true,
-        }),
+        P::Classification => Ok(PostOutput { results: classification::classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
+        P::DetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => {
+            Ok(PostOutput { results: yolov5_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
         P::DetectionYoloV8OBB => Ok(PostOutput { results: obb::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::FaceDetection => Ok(PostOutput { results: face::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
-        P::DetectionYoloV10 => Ok(PostOutput {
-            results: yolov10::decode(cfg, &outputs, labels)?,
-            tensors: Vec::new(),
-            has_coordinates: true,
-        }),
-        P::PoseDetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
-        P::PoseDetectionYoloV8 => Ok(PostOutput {
-            results: pose_yolov8::decode(cfg, &outputs, labels)?,
-            tensors: Vec::new(),
-            has_coordinates: true,
-        }),
+        P::DetectionYoloV10 => Ok(PostOutput { results: yolov10::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        P::PoseDetectionYoloV8 if outputs.len() > 1 => {
+            Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
+        P::PoseDetectionYoloV8 => Ok(PostOutput { results: pose_yolov8::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
         // PySDK 1.5.0's local core hands these two on as raw tensors (its result classes only
         // draw them); Segmentation's result class needs exactly one tensor.
         P::MultiLabelClassification => Ok(raw::raw(outputs, ids)),
-        P::Segmentation if outputs.len() != 1 => Err(Error::bad_model(
-            "Segmentation Postprocessor: inference results data must contain one element",
-        )),
+        P::Segmentation if outputs.len() != 1 => Err(Error::bad_model("Segmentation Postprocessor: inference results data must contain one element")),
         P::Segmentation => Ok(raw::raw(outputs, ids)),
         P::DetectionYoloV8 | P::DetectionYolo => {
             let v8 = cfg.kind == P::DetectionYoloV8;
-            Ok(PostOutput {
-                results: yolo::yolo(cfg, &outputs, labels, v8, input_wh)?,
-                tensors: Vec::new(),
-                has_coordinates: true,
-            })
+            Ok(PostOutput { results: yolo::yolo(cfg, &outputs, labels, v8, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::Unknown(other) => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
         other => Err(Error::unsupported(format!("Post-processing type '{}' (known to PySDK) is not implemented by dgzoo yet, or not for these output tensors", other.as_str()))),
@@ -338,9 +279,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     let inter = iw * ih;
-    let ua = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0)
-        + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)
-        - inter;
+    let ua = (a[2] - a[0]).max(0.0) * (a[3] - a[1]).max(0.0) + (b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0) - inter;
     if ua <= 0.0 {
         0.0
     } else {
@@ -350,11 +289,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// Greedy NMS over detections sorted by score (descending); keeps at most `limit`.
 pub(crate) fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
-    dets.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     let mut keep: Vec<Det> = Vec::new();
     for d in dets {
         if keep.len() >= limit {
@@ -369,48 +304,29 @@ pub(crate) fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
 
 /// NMS (per class when `UseRegularNMS`, else class-agnostic), score order, `MaxDetections`,
 /// then PySDK's detection result dicts (model-input coordinates).
-pub(crate) fn finish_detections(
-    cfg: &PostConfig,
-    cands: Vec<Det>,
-    labels: &BTreeMap<i64, String>,
-) -> Vec<Value> {
+pub(crate) fn finish_detections(cfg: &PostConfig, cands: Vec<Det>, labels: &BTreeMap<i64, String>) -> Vec<Value> {
     finish_detections_with(cfg, cands, labels, &|_, _| {})
 }
 
 /// [`finish_detections`], then `extra(det, dict)` adds family keys (landmarks, angle, ...).
-pub(crate) fn finish_detections_with(
-    cfg: &PostConfig,
-    cands: Vec<Det>,
-    labels: &BTreeMap<i64, String>,
-    extra: &dyn Fn(&Det, &mut Map<String, Value>),
-) -> Vec<Value> {
+pub(crate) fn finish_detections_with(cfg: &PostConfig, cands: Vec<Det>, labels: &BTreeMap<i64, String>, extra: &dyn Fn(&Det, &mut Map<String, Value>)) -> Vec<Value> {
     let nms_thr = cfg.nms_threshold as f32;
     let mut kept = if cfg.regular_nms {
         let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
         for d in cands {
             by_class.entry(d.class).or_default().push(d);
         }
-        by_class
-            .into_values()
-            .flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class))
-            .collect::<Vec<_>>()
+        by_class.into_values().flat_map(|v| nms(v, nms_thr, cfg.max_detections_per_class)).collect::<Vec<_>>()
     } else {
         nms(cands, nms_thr, cfg.max_detections)
     };
-    kept.sort_by(|a, b| {
-        b.score
-            .partial_cmp(&a.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    kept.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     kept.truncate(cfg.max_detections);
     kept.into_iter()
         .map(|d| {
             let id = d.class as i64 - cfg.class_id_adjustment;
             let mut o = Map::new();
-            o.insert(
-                "bbox".into(),
-                json!(d.b.iter().map(|&v| v as f64).collect::<Vec<_>>()),
-            );
+            o.insert("bbox".into(), json!(d.b.iter().map(|&v| v as f64).collect::<Vec<_>>()));
             o.insert("category_id".into(), json!(id));
             o.insert("label".into(), json!(label_of(labels, id)));
             o.insert("score".into(), json!(d.score as f64));
@@ -432,10 +348,7 @@ pub(crate) fn dims(t: &Tensor) -> Vec<usize> {
 
 /// "output tensor 'name' of shape [..]" for error messages.
 pub(crate) fn describe(t: &Tensor) -> String {
-    format!(
-        "output tensor '{}' of shape {:?}",
-        t.info.name, t.info.shape
-    )
+    format!("output tensor '{}' of shape {:?}", t.info.name, t.info.shape)
 }
 
 /// Keep only results whose label / category_id is in `class_set` (client-side filter). As
@@ -447,11 +360,7 @@ pub fn filter_class_set(results: &mut Vec<Value>, class_set: &[Value]) {
     let by_label = class_set[0].is_string();
     results.retain(|r| {
         let Some(o) = r.as_object() else { return false };
-        let key = if by_label {
-            o.get("label")
-        } else {
-            o.get("category_id")
-        };
+        let key = if by_label { o.get("label") } else { o.get("category_id") };
         key.is_some_and(|k| class_set.contains(k))
     });
 }
@@ -472,8 +381,7 @@ pub fn map_coordinates(results: &mut [Value], conv: &dyn Fn(f64, f64) -> (f64, f
             for lm in lms.iter_mut() {
                 if let Some(Value::Array(p)) = lm.get_mut("landmark") {
                     if p.len() >= 2 {
-                        let (x, y) =
-                            conv(p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0));
+                        let (x, y) = conv(p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0));
                         *p = vec![json!(x), json!(y)];
                     }
                 }
@@ -493,23 +401,11 @@ mod tests {
     use crate::runtime::{AlignedBuf, Quant, TensorInfo};
 
     fn tensor(shape: &[i64], v: &[f32]) -> Tensor {
-        Tensor {
-            info: TensorInfo {
-                name: "o".into(),
-                shape: shape.to_vec(),
-                dtype: ElemType::F32,
-                quant: None,
-                id: None,
-            },
-            data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)),
-        }
+        Tensor { info: TensorInfo { name: "o".into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None }, data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)) }
     }
 
     fn cfg(kind: &str) -> PostConfig {
-        PostConfig::from_params(
-            &ModelParams::from_value(json!({"POST_PROCESS":[{"OutputPostprocessType": kind}]}))
-                .unwrap(),
-        )
+        PostConfig::from_params(&ModelParams::from_value(json!({"POST_PROCESS":[{"OutputPostprocessType": kind}]})).unwrap())
     }
 
     #[test]
@@ -518,15 +414,7 @@ mod tests {
         c.softmax = true;
         c.top_k = 2;
         let labels: BTreeMap<i64, String> = [(0, "a".to_string()), (2, "c".to_string())].into();
-        let r = run(
-            &c,
-            vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])],
-            &[],
-            &labels,
-            (1.0, 1.0),
-        )
-        .unwrap()
-        .results;
+        let r = run(&c, vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])], &[], &labels, (1.0, 1.0)).unwrap().results;
         assert_eq!(r.len(), 2);
         assert_eq!(r[0]["label"], "c");
         assert_eq!(r[1]["category_id"], 0);
@@ -534,15 +422,7 @@ mod tests {
         assert!((r[0]["score"].as_f64().unwrap() - (2.0f32.exp() / e) as f64).abs() < 1e-6);
         c.top_k = 0;
         c.conf_threshold = 0.2;
-        let r = run(
-            &c,
-            vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])],
-            &[],
-            &labels,
-            (1.0, 1.0),
-        )
-        .unwrap()
-        .results;
+        let r = run(&c, vec![tensor(&[1, 3], &[1.0, 0.0, 2.0])], &[], &labels, (1.0, 1.0)).unwrap().results;
         assert_eq!(r.len(), 2, "the 0.09 class is under the threshold");
         assert_eq!(r[1]["label"], "a");
     }
@@ -550,17 +430,7 @@ mod tests {
     #[test]
     fn quantized_classification() {
         let mut t = Tensor {
-            info: TensorInfo {
-                name: "o".into(),
-                shape: vec![1, 2],
-                dtype: ElemType::U8,
-                quant: Some(Quant {
-                    axis: 0,
-                    scale: vec![0.5],
-                    zero: vec![10],
-                }),
-                id: None,
-            },
+            info: TensorInfo { name: "o".into(), shape: vec![1, 2], dtype: ElemType::U8, quant: Some(Quant { axis: 0, scale: vec![0.5], zero: vec![10] }), id: None },
             data: AlignedBuf::from_bytes(&[12, 8]),
         };
         assert_eq!(dequantize(&t), vec![1.0, -1.0]);
@@ -589,45 +459,23 @@ mod tests {
         c.nms_threshold = 0.5;
         c.regular_nms = true;
         let labels = BTreeMap::new();
-        let r = run(
-            &c,
-            vec![tensor(&[1, 6, 3], &v)],
-            &[],
-            &labels,
-            (320.0, 320.0),
-        )
-        .unwrap()
-        .results;
+        let r = run(&c, vec![tensor(&[1, 6, 3], &v)], &[], &labels, (320.0, 320.0)).unwrap().results;
         assert_eq!(r.len(), 2);
         assert_eq!(r[0]["bbox"], json!([10.0, 10.0, 20.0, 20.0]));
         assert_eq!(r[0]["category_id"], 0);
         assert_eq!(r[1]["category_id"], 1);
         assert_eq!(r[1]["label"], "1");
         c.regular_nms = false;
-        let r = run(
-            &c,
-            vec![tensor(&[1, 6, 3], &v)],
-            &[],
-            &labels,
-            (320.0, 320.0),
-        )
-        .unwrap()
-        .results;
+        let r = run(&c, vec![tensor(&[1, 6, 3], &v)], &[], &labels, (320.0, 320.0)).unwrap().results;
         assert_eq!(r.len(), 1, "class-agnostic NMS keeps one box");
     }
 
     #[test]
     fn class_set_filter() {
-        let mut r = vec![
-            json!({"label": "a", "category_id": 1}),
-            json!({"label": "b", "category_id": 2}),
-        ];
+        let mut r = vec![json!({"label": "a", "category_id": 1}), json!({"label": "b", "category_id": 2})];
         filter_class_set(&mut r, &[json!("b")]);
         assert_eq!(r.len(), 1);
-        let mut r = vec![
-            json!({"label": "a", "category_id": 1}),
-            json!({"label": "b", "category_id": 2}),
-        ];
+        let mut r = vec![json!({"label": "a", "category_id": 1}), json!({"label": "b", "category_id": 2})];
         filter_class_set(&mut r, &[json!(1)]);
         assert_eq!(r[0]["label"], "a");
     }

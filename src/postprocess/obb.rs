@@ -18,11 +18,7 @@ fn probiou(p: &[f64; 5], q: &[f64; 5]) -> f64 {
     let cov = |b: &[f64; 5]| {
         let (a, bb) = (b[2] * b[2] / 12.0, b[3] * b[3] / 12.0);
         let (c, s) = (b[4].cos(), b[4].sin());
-        (
-            a * c * c + bb * s * s,
-            a * s * s + bb * c * c,
-            (a - bb) * c * s,
-        )
+        (a * c * c + bb * s * s, a * s * s + bb * c * c, (a - bb) * c * s)
     };
     let (a1, b1, c1) = cov(p);
     let (a2, b2, c2) = cov(q);
@@ -30,36 +26,22 @@ fn probiou(p: &[f64; 5], q: &[f64; 5]) -> f64 {
     let den = (a1 + a2) * (b1 + b2) - (c1 + c2).powi(2);
     let t1 = ((a1 + a2) * dy * dy + (b1 + b2) * dx * dx) / (den + EPS) * 0.25;
     let t2 = ((c1 + c2) * (-dx) * dy) / (den + EPS) * 0.5;
-    let t3 = (den
-        / (4.0 * ((a1 * b1 - c1 * c1).max(0.0) * (a2 * b2 - c2 * c2).max(0.0)).sqrt() + EPS)
-        + EPS)
-        .ln()
-        * 0.5;
+    let t3 = (den / (4.0 * ((a1 * b1 - c1 * c1).max(0.0) * (a2 * b2 - c2 * c2).max(0.0)).sqrt() + EPS) + EPS).ln() * 0.5;
     let bd = (t1 + t2 + t3).clamp(EPS, 100.0);
     let hd = (1.0 - (-bd).exp() + EPS).sqrt();
     1.0 - hd
 }
 
-pub(super) fn decode(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-    input_wh: (f32, f32),
-) -> Result<Vec<Value>> {
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     let reg = cfg.reg_max;
     let nc = cfg.num_classes;
     if nc == 0 || nc == 1 || nc == 4 * reg {
         return Err(Error::bad_model(format!("DetectionYoloV8OBB post-processing needs OutputNumClasses other than 1 and {} (got {nc})", 4 * reg)));
     }
-    let (mut boxes, mut classes, mut angles): (Vec<Head>, Vec<Head>, Vec<Head>) =
-        (Vec::new(), Vec::new(), Vec::new());
+    let (mut boxes, mut classes, mut angles): (Vec<Head>, Vec<Head>, Vec<Head>) = (Vec::new(), Vec::new(), Vec::new());
     for t in outputs {
         let Some(h) = view(t, &[4 * reg, nc, 1]) else {
-            return Err(Error::bad_model(format!(
-                "DetectionYoloV8OBB post-processing: {} is neither a box ({} channels), class ({nc}) nor angle (1) head",
-                describe(t),
-                4 * reg
-            )));
+            return Err(Error::bad_model(format!("DetectionYoloV8OBB post-processing: {} is neither a box ({} channels), class ({nc}) nor angle (1) head", describe(t), 4 * reg)));
         };
         match h.c {
             c if c == 4 * reg => boxes.push(h),
@@ -87,10 +69,7 @@ pub(super) fn decode(
         let (sx, sy) = (input_wh.0 / cls.w as f32, input_wh.1 / cls.h as f32);
         for i in 0..cls.h {
             for j in 0..cls.w {
-                let mut scores: Vec<(usize, f32)> = (0..nc)
-                    .map(|k| (k, sigmoid(cls.at(i, j, k))))
-                    .filter(|&(_, s)| s >= thr)
-                    .collect();
+                let mut scores: Vec<(usize, f32)> = (0..nc).map(|k| (k, sigmoid(cls.at(i, j, k)))).filter(|&(_, s)| s >= thr).collect();
                 if scores.is_empty() {
                     continue;
                 }
@@ -107,24 +86,12 @@ pub(super) fn decode(
                 // Unlike the axis-aligned families, PySDK keeps each cell's top
                 // `MaxClassesPerDetection` classes here even with regular NMS.
                 for &(k, sc) in scores.iter().take(cfg.max_classes_per_detection) {
-                    cands.push((
-                        Det {
-                            b,
-                            score: sc,
-                            class: k,
-                            anchor: 0,
-                        },
-                        rot,
-                    ));
+                    cands.push((Det { b, score: sc, class: k, anchor: 0 }, rot));
                 }
             }
         }
     }
-    cands.sort_by(|a, b| {
-        b.0.score
-            .partial_cmp(&a.0.score)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
+    cands.sort_by(|a, b| b.0.score.partial_cmp(&a.0.score).unwrap_or(std::cmp::Ordering::Equal));
     let nms_thr = cfg.nms_threshold;
     let mut keep: Vec<(Det, [f64; 5])> = Vec::new();
     for c in cands {
@@ -132,10 +99,7 @@ pub(super) fn decode(
             break;
         }
         let competes = |k: &(Det, [f64; 5])| !cfg.regular_nms || k.0.class == c.0.class;
-        if keep
-            .iter()
-            .all(|k| !competes(k) || probiou(&k.1, &c.1) <= nms_thr)
-        {
+        if keep.iter().all(|k| !competes(k) || probiou(&k.1, &c.1) <= nms_thr) {
             keep.push(c);
         }
     }

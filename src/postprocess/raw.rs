@@ -4,16 +4,8 @@ use crate::runtime::{ElemType, Tensor};
 use serde_json::{json, Value};
 
 pub(super) fn raw(outputs: Vec<Tensor>, ids: &[i64]) -> PostOutput {
-    let results = outputs
-        .iter()
-        .enumerate()
-        .map(|(i, t)| tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64)))
-        .collect();
-    PostOutput {
-        results,
-        tensors: outputs,
-        has_coordinates: false,
-    }
+    let results = outputs.iter().enumerate().map(|(i, t)| tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64))).collect();
+    PostOutput { results, tensors: outputs, has_coordinates: false }
 }
 
 pub(super) fn dequantization(outputs: Vec<Tensor>, ids: &[i64]) -> PostOutput {
@@ -23,10 +15,7 @@ pub(super) fn dequantization(outputs: Vec<Tensor>, ids: &[i64]) -> PostOutput {
             let v = dequantize(t);
             let mut info = t.info.clone();
             info.dtype = ElemType::F32;
-            Tensor {
-                info,
-                data: crate::runtime::AlignedBuf::from_bytes(bytemuck::cast_slice(&v)),
-            }
+            Tensor { info, data: crate::runtime::AlignedBuf::from_bytes(bytemuck::cast_slice(&v)) }
         })
         .collect();
     let mut results: Vec<Value> = Vec::new();
@@ -37,9 +26,5 @@ pub(super) fn dequantization(outputs: Vec<Tensor>, ids: &[i64]) -> PostOutput {
         }
         results.push(e);
     }
-    PostOutput {
-        results,
-        tensors,
-        has_coordinates: false,
-    }
+    PostOutput { results, tensors, has_coordinates: false }
 }

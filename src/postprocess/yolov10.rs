@@ -7,20 +7,13 @@ use crate::runtime::Tensor;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-pub(super) fn decode(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-) -> Result<Vec<Value>> {
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>) -> Result<Vec<Value>> {
     let [t] = outputs else {
         return Err(Error::bad_model(format!("DetectionYoloV10 post-processing expects one output tensor [1, N, 6]; the model has {}", outputs.len())));
     };
     let d: Vec<usize> = dims(t).into_iter().filter(|&x| x != 1).collect();
     if d.len() != 2 || d[1] != 6 {
-        return Err(Error::bad_model(format!(
-            "DetectionYoloV10 post-processing: {} is not [1, N, 6] (x1, y1, x2, y2, score, class)",
-            describe(t)
-        )));
+        return Err(Error::bad_model(format!("DetectionYoloV10 post-processing: {} is not [1, N, 6] (x1, y1, x2, y2, score, class)", describe(t))));
     }
     let v = dequantize(t);
     let thr = cfg.conf_threshold as f32;

@@ -8,22 +8,13 @@ use crate::runtime::Tensor;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-pub(super) fn decode(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-    input_wh: (f32, f32),
-) -> Result<Vec<Value>> {
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     if cfg.anchors.is_empty() {
-        return Err(Error::bad_model(
-            "DetectionYolo post-processing of per-scale outputs needs OutputYoloAnchors",
-        ));
+        return Err(Error::bad_model("DetectionYolo post-processing of per-scale outputs needs OutputYoloAnchors"));
     }
     let nc = cfg.num_classes;
     if nc == 0 {
-        return Err(Error::bad_model(
-            "DetectionYolo post-processing of per-scale outputs needs OutputNumClasses",
-        ));
+        return Err(Error::bad_model("DetectionYolo post-processing of per-scale outputs needs OutputNumClasses"));
     }
     let per = 5 + nc;
     // (h, w, nhwc, anchors, tensor)
@@ -36,10 +27,7 @@ pub(super) fn decode(
             _ => None,
         };
         let Some(h) = head else {
-            return Err(Error::bad_model(format!(
-                "DetectionYolo post-processing: {} is not a [1, H, W, anchors x (5 + {nc})] head",
-                describe(t)
-            )));
+            return Err(Error::bad_model(format!("DetectionYolo post-processing: {} is not a [1, H, W, anchors x (5 + {nc})] head", describe(t))));
         };
         heads.push((h, t));
     }
@@ -71,10 +59,7 @@ pub(super) fn decode(
                 for (a, anchor) in anchors.iter().enumerate() {
                     let o = a * per;
                     let obj = sigmoid(at(i, j, o + 4));
-                    let mut scores: Vec<(usize, f32)> = (0..nc)
-                        .map(|k| (k, obj * sigmoid(at(i, j, o + 5 + k))))
-                        .filter(|&(_, s)| s >= thr)
-                        .collect();
+                    let mut scores: Vec<(usize, f32)> = (0..nc).map(|k| (k, obj * sigmoid(at(i, j, o + 5 + k)))).filter(|&(_, s)| s >= thr).collect();
                     if scores.is_empty() {
                         continue;
                     }
@@ -84,20 +69,10 @@ pub(super) fn decode(
                     let bw = (v(2) * 2.0).powi(2) * anchor[0];
                     let bh = (v(3) * 2.0).powi(2) * anchor[1];
                     let b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
-                    scores
-                        .sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-                    let per_anchor = if cfg.regular_nms {
-                        scores.len()
-                    } else {
-                        cfg.max_classes_per_detection
-                    };
+                    scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                    let per_anchor = if cfg.regular_nms { scores.len() } else { cfg.max_classes_per_detection };
                     for &(k, s) in scores.iter().take(per_anchor) {
-                        cands.push(Det {
-                            b,
-                            score: s,
-                            class: k,
-                            anchor: base + (i * w + j) * na + a,
-                        });
+                        cands.push(Det { b, score: s, class: k, anchor: base + (i * w + j) * na + a });
                     }
                 }
             }

@@ -45,29 +45,11 @@ fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>) -> Option<(Head, bool)> 
     } else {
         return None;
     };
-    let (h, w, c) = if nhwc {
-        (d[1], d[2], d[3])
-    } else {
-        (d[2], d[3], d[1])
-    };
-    Some((
-        Head {
-            h,
-            w,
-            c,
-            nhwc,
-            data: dequantize(t),
-        },
-        c == box_c,
-    ))
+    let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
+    Some((Head { h, w, c, nhwc, data: dequantize(t) }, c == box_c))
 }
 
-pub(super) fn decode(
-    cfg: &PostConfig,
-    outputs: &[Tensor],
-    labels: &BTreeMap<i64, String>,
-    input_wh: (f32, f32),
-) -> Result<Vec<Value>> {
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     let kind = cfg.kind.as_str();
     let reg = cfg.reg_max;
     let box_c = 4 * reg;
@@ -100,17 +82,10 @@ pub(super) fn decode(
     let mut e = vec![0f32; reg];
     for (cls, what) in &classes {
         let Some(bx) = boxes.iter().find(|b| b.h == cls.h && b.w == cls.w) else {
-            return Err(Error::bad_model(format!(
-                "{kind} post-processing: no box head matches the {}x{} grid of class {what}",
-                cls.h, cls.w
-            )));
+            return Err(Error::bad_model(format!("{kind} post-processing: no box head matches the {}x{} grid of class {what}", cls.h, cls.w)));
         };
         if nc.is_some_and(|n| n != cls.c) {
-            return Err(Error::bad_model(format!(
-                "{kind} post-processing: {what} has {} classes, OutputNumClasses is {}",
-                cls.c,
-                nc.unwrap_or(0)
-            )));
+            return Err(Error::bad_model(format!("{kind} post-processing: {what} has {} classes, OutputNumClasses is {}", cls.c, nc.unwrap_or(0))));
         }
         let (sx, sy) = (input_wh.0 / cls.w as f32, input_wh.1 / cls.h as f32);
         for i in 0..cls.h {
@@ -127,26 +102,11 @@ pub(super) fn decode(
                 }
                 let dist = dfl(bx, i, j, reg, &mut e);
                 let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
-                let b = [
-                    (ax - dist[0]) * sx,
-                    (ay - dist[1]) * sy,
-                    (ax + dist[2]) * sx,
-                    (ay + dist[3]) * sy,
-                ];
-                cls_scores
-                    .sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-                let per_anchor = if cfg.regular_nms {
-                    cls_scores.len()
-                } else {
-                    cfg.max_classes_per_detection
-                };
+                let b = [(ax - dist[0]) * sx, (ay - dist[1]) * sy, (ax + dist[2]) * sx, (ay + dist[3]) * sy];
+                cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                let per_anchor = if cfg.regular_nms { cls_scores.len() } else { cfg.max_classes_per_detection };
                 for &(c, s) in cls_scores.iter().take(per_anchor) {
-                    cands.push(Det {
-                        b,
-                        score: s,
-                        class: c,
-                        anchor: i * cls.w + j,
-                    });
+                    cands.push(Det { b, score: s, class: c, anchor: i * cls.w + j });
                 }
             }
         }
@@ -167,18 +127,8 @@ pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
     } else {
         return None;
     };
-    let (h, w, c) = if nhwc {
-        (d[1], d[2], d[3])
-    } else {
-        (d[2], d[3], d[1])
-    };
-    Some(Head {
-        h,
-        w,
-        c,
-        nhwc,
-        data: dequantize(t),
-    })
+    let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
+    Some(Head { h, w, c, nhwc, data: dequantize(t) })
 }
 
 /// DFL: the expected distance of each side (left, top, right, bottom) in cells, from
