@@ -207,6 +207,11 @@ fn yolov8_pose_heads() {
 }
 
 #[test]
+fn yolo_hailo_nms_by_class() {
+    check_family("yolo_hailo--64x64_float_onnx_cpu_1");
+}
+
+#[test]
 fn yolov10() {
     check_family("yolov10--64x64_float_onnx_cpu_1");
 }
@@ -268,7 +273,7 @@ fn families_through_our_ai_server() {
     let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
     let zoo = Zoo::connect(&addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
-    assert!(names.len() >= 8, "{names:?}");
+    assert!(names.len() >= 9, "{names:?}");
     for name in names {
         let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();
         for img in ["cat_224", "car_416", "girls_256"] {
@@ -372,7 +377,7 @@ fn families_from_the_real_degirum_server() {
     let addr = format!("127.0.0.1:{}", server.port);
     let zoo = Zoo::connect(&addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
-    assert!(names.len() >= 8, "{names:?}");
+    assert!(names.len() >= 9, "{names:?}");
     for name in names {
         let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();
         for img in ["cat_224", "car_416", "girls_256"] {

@@ -285,6 +285,24 @@ def yolov8_pose_heads(root):
     }, ["person"])
 
 
+@model
+def yolo_hailo(root):
+    """DetectionYoloHailo: HailoRT's by-class NMS output, packed: for each class its box count,
+    then that many (y1, x1, y2, x2, score) rows, normalised (counts fixed at 2 here)."""
+    g = Graph(815)
+    nc, mx = len(LABELS5), 2
+    parts = []
+    for c in range(nc):
+        parts.append(g.const(np.array([[2.0]])))
+        v = g.affine(g.flat(g.conv("images", 3, 5 * mx, 64, gain=3.0), 5 * mx), [0.4, 0.4, 0.4, 0.4, 0.8] * mx, [0.05, 0.05, 0.55, 0.55, 0.2] * mx, 5 * mx)
+        parts.append(g.op("Reshape", [v, g.ic([1, 5 * mx])]))
+    g.output(g.op("Concat", parts, axis=1), "nms", [1, nc * (1 + 5 * mx)])
+    write(root, "yolo_hailo--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloHailo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "MaxDetections": 100,
+    }, LABELS5)
+
+
 # Probe
 def ssd_anchors(root):
     """Detection (SSD): box encodings [1,N,4] (ty, tx, th, tw), class logits [1,N,1+nc]

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 mod classification;
 mod face;
+mod hailo;
 mod obb;
 mod pose_yolov8;
 mod raw;
@@ -247,6 +248,7 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
         }
         P::DetectionYoloV8OBB => Ok(PostOutput { results: obb::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::FaceDetection => Ok(PostOutput { results: face::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::DetectionYoloHailo => Ok(PostOutput { results: hailo::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::DetectionYoloV10 => Ok(PostOutput { results: yolov10::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
         P::PoseDetectionYoloV8 if outputs.len() > 1 => {
             Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
