@@ -266,7 +266,7 @@ pub struct HubArgs {
 pub fn hub(a: HubArgs) -> Result<()> {
     if a.new_token {
         std::fs::create_dir_all(&a.zoo).map_err(|e| dgzoo::Error::io(format!("Cannot create zoo root '{}': {e}", a.zoo.display())))?;
-        let t = dgzoo::hub::admin::mint_token(&dgzoo::hub::store::Store::new(&a.zoo), a.admin).map_err(dgzoo::Error::invalid)?;
+        let t = dgzoo_server::hub::admin::mint_token(&dgzoo_server::hub::store::Store::new(&a.zoo), a.admin).map_err(dgzoo::Error::invalid)?;
         println!("{t}");
         return Ok(());
     }

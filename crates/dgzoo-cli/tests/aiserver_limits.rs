@@ -2,9 +2,11 @@
 //! the real `dgzoo server` process: image bombs (small files declaring huge images) and
 //! oversized JSON messages. Each is refused before the memory is allocated, measured from the
 //! server's own /proc/PID/status, and the server keeps serving correct results afterwards.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::protocol::{self, read_packet, write_packet};
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};

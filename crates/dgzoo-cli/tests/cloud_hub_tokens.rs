@@ -3,6 +3,7 @@
 //! error naming the file and the entry; no request without an admin token mints a token or
 //! writes the file (an empty, missing or broken table included); the operator makes the first
 //! admin token with `dgzoo hub --new-token --admin`.
+#[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
 use cloud_common::*;
 use serde_json::{json, Value};
@@ -149,7 +150,9 @@ fn multipart(filename: &str, data: &[u8]) -> Vec<u8> {
 }
 
 /// A model archive `<name>/<name>.json` (a real config with a Checksum) plus `extra` entries.
-fn archive(name: &str, extra: &dyn Fn(&mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>)) -> Vec<u8> {
+type Zip = zip::ZipWriter<std::io::Cursor<Vec<u8>>>;
+
+fn archive(name: &str, extra: &dyn Fn(&mut Zip)) -> Vec<u8> {
     use std::io::Write;
     let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let o = zip::write::SimpleFileOptions::default();

@@ -1,16 +1,18 @@
 //! Post-processing families against the real PySDK 1.5.0: YOLO NMS candidates at low
 //! thresholds (run live), and every model of the extended family zoo
 //! (`scripts/make-test-zoo.sh`, `$DGZOO_FAMILY_ZOO`) against its PySDK goldens.
+#[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 
-use dgzoo::inference::{predict, Input};
+use dgzoo::inference::Input;
+use dgzoo::model::predict;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn peer() -> Option<PathBuf> {
-    let peer = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join(".peer"));
+    let peer = std::env::var_os("DGZOO_PEER").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("DGZOO_REPO")).join(".peer"));
     if peer.join("venv/bin/python").exists() {
         return Some(peer);
     }
@@ -22,7 +24,7 @@ fn peer() -> Option<PathBuf> {
 }
 
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/zoo").canonicalize().expect("../shared/zoo must exist beside the repo")
+    Path::new(env!("DGZOO_REPO")).join("../shared/zoo").canonicalize().expect("../shared/zoo must exist beside the repo")
 }
 
 /// Run `script` with PySDK's python (ONNX Runtime 1.20.1 on the library path); its stdout is JSON.
@@ -265,11 +267,11 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
 #[test]
 fn families_through_our_ai_server() {
     let Some(root) = family_zoo() else { return };
-    let mut cfg = dgzoo::server::Config::new(&root);
+    let mut cfg = dgzoo_server::aiserver::Config::new(&root);
     cfg.port = 0;
-    cfg.protocol = dgzoo::server::Protocol::Asio;
+    cfg.protocol = dgzoo_server::aiserver::Protocol::Asio;
     cfg.quiet = true;
-    let server = dgzoo::server::Server::start(cfg).expect("server starts");
+    let server = dgzoo_server::aiserver::Server::start(cfg).expect("server starts");
     let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
     let zoo = Zoo::connect(&addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
@@ -339,9 +341,9 @@ fn families_through_our_hub_cloud_inference() {
     }
     let token = "dg_family_token";
     std::fs::write(hub_root.path().join("tokens.json"), format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["myorg/myzoo"]}}}}"#)).unwrap();
-    let mut cfg = dgzoo::hub::HubConfig::new(hub_root.path());
+    let mut cfg = dgzoo_server::hub::HubConfig::new(hub_root.path());
     cfg.port = 0;
-    let hub = dgzoo::hub::Hub::start(&cfg).expect("hub start");
+    let hub = dgzoo_server::hub::Hub::start(&cfg).expect("hub start");
     let cache = tempfile::tempdir().unwrap();
     let opts = dgzoo::zoo::ConnectOptions {
         cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),

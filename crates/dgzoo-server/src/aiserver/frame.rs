@@ -3,7 +3,6 @@
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
 use super::State;
-use dgzoo::cache::CachedModel;
 use dgzoo::error::Result as DgResult;
 use dgzoo::error::{Code, Error};
 use dgzoo::image_ops;
@@ -11,6 +10,7 @@ use dgzoo::inference::{Engine, EngineKey};
 use dgzoo::params::ModelParams;
 use dgzoo::postprocess::{self, PostConfig};
 use dgzoo::preprocess::{self, InputSpec};
+use dgzoo::cache::CachedModel;
 use dgzoo::protocol;
 use dgzoo::zoo::local::ZooEntry;
 use serde_json::{json, Value};
@@ -82,12 +82,7 @@ impl State {
     pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
         let fail = |e: Error| self.load_failure(name, e);
         let not_found = || {
-            protocol::dg_error_text(
-                "ERROR",
-                "Incorrect value of parameter",
-                &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"),
-                &[],
-            )
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
         };
         let (entry, held) = match self.find(name) {
             Some(e) => (e, None),
@@ -114,6 +109,16 @@ impl State {
         params.check_version().map_err(fail)?;
         check_client_shapes(&entry.params, &params)?;
         let engine = self.engine_for(&params).map_err(fail)?;
+        // A client-chosen shape the model's tensors cannot take fails here, at open, and its
+        // engine copy is not kept.
+        for (i, info) in engine.inputs.iter().enumerate() {
+            if dgzoo::model::is_image_input(&params, i) {
+                if let Err(e) = InputSpec::new(&params, i, info) {
+                    self.drop_idle_engine(&engine);
+                    return Err(fail(e));
+                }
+            }
+        }
         let labels = dgzoo::model::load_labels(&params);
         self.log_info(&format!("stream opened on model '{name}'"));
         Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
@@ -164,10 +169,7 @@ impl State {
                 *e = None;
                 drop(e);
                 cache.remove(i);
-                self.log_info(&format!(
-                    "unloaded model file '{}' (LRU limit)",
-                    slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
-                ));
+                self.log_info(&format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
                 continue;
             }
             i += 1;
@@ -334,12 +336,7 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     let reshape_err = |got: String| {
         Error::new(
             Code::InvalidArgument,
-            protocol::dg_error_text(
-                "ERROR",
-                "Incorrect value of parameter",
-                &format!("Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"),
-                &[],
-            ),
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"), &[]),
         )
     };
     let fmt = p.str("InputImgFmt", i);
