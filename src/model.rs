@@ -745,11 +745,7 @@ fn json_type(v: &Value) -> &'static str {
 fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -> Result<Value> {
     use crate::postprocess::PostprocessType as P;
     let palette = |x: usize| -> [u8; 3] {
-        let chan = |first: usize| {
-            (0..8).fold(0u8, |acc, k| {
-                acc | ((((x >> (first + 3 * k)) & 1) as u8) << (7 - k))
-            })
-        };
+        let chan = |first: usize| (0..8).fold(0u8, |acc, k| acc | ((((x >> (first + 3 * k)) & 1) as u8) << (7 - k)));
         [chan(2), chan(1), chan(0)]
     };
     let kind = P::parse(&params.str("OutputPostprocessType", 0));
@@ -770,11 +766,7 @@ fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -
             if labels.is_empty() && nc <= 0 {
                 return Err(Error::invalid("Detection Postprocessor: either non empty labels dictionary or OutputNumClasses greater than 0 must be specified for Detection postprocessor"));
             }
-            let n = if labels.is_empty() {
-                nc as usize
-            } else {
-                labels.len()
-            };
+            let n = if labels.is_empty() { nc as usize } else { labels.len() };
             let mut colors: Vec<Value> = (1..=n.min(255)).map(|x| json!(palette(x))).collect();
             if let Some(c) = colors.first_mut() {
                 *c = yellow;
@@ -785,11 +777,7 @@ fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -
             if labels.is_empty() && nc <= 0 {
                 return Err(Error::invalid("Segmentation Postprocessor: either non empty labels dictionary or OutputNumClasses greater than 0 must be specified for Segmentation postprocessor"));
             }
-            let n = if labels.is_empty() {
-                nc as usize
-            } else {
-                labels.len()
-            };
+            let n = if labels.is_empty() { nc as usize } else { labels.len() };
             let mut colors: Vec<Value> = (0..n.min(256)).map(|x| json!(palette(x))).collect();
             for (&k, v) in labels {
                 if v == "background" && k >= 0 {
@@ -799,9 +787,7 @@ fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -
             }
             Ok(Value::Array(colors))
         }
-        P::Unknown(t) => Err(Error::unsupported(format!(
-            "Postprocessor type '{t}' is not known"
-        ))),
+        P::Unknown(t) => Err(Error::unsupported(format!("Postprocessor type '{t}' is not known"))),
         _ => Ok(yellow),
     }
 }

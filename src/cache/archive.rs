@@ -124,7 +124,8 @@ pub fn precheck_model(archive: &Path, model: &str, expected: Option<&str>, limit
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     let mut entry = zip.by_index(bin).map_err(|e| bad(archive, e))?;
-    let n = std::io::copy(&mut (&mut entry).take(limits.max_total_bytes.saturating_add(1)), &mut h).map_err(|e| bad(archive, format!("entry '{model}/{rel}': {e}")))?;
+    let n = std::io::copy(&mut (&mut entry).take(limits.max_total_bytes.saturating_add(1)), &mut h)
+        .map_err(|e| bad(archive, format!("entry '{model}/{rel}': {e}")))?;
     if n > limits.max_total_bytes {
         return Err(bad(archive, format!("uncompressed size exceeds the limit of {} bytes", limits.max_total_bytes)));
     }

@@ -542,7 +542,8 @@ pub fn download_verified(
 /// The labels file `LabelsPath` names (if any) is inside the model directory, present and a
 /// JSON object.
 fn verify_labels(dir: &Path, model: &str) -> Result<()> {
-    let params = ModelParams::from_file(&dir.join(format!("{model}.json"))).map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
+    let params = ModelParams::from_file(&dir.join(format!("{model}.json")))
+        .map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
     let rel = params.str("LabelsPath", 0);
     if rel.is_empty() {
         return Ok(());
@@ -551,7 +552,8 @@ fn verify_labels(dir: &Path, model: &str) -> Result<()> {
     if relp.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
         return Err(Error::bad_model(format!("Cloud model '{model}': LabelsPath '{rel}' leaves the model directory")));
     }
-    let text = std::fs::read_to_string(dir.join(relp)).map_err(|e| Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' cannot be read: {e}")))?;
+    let text =
+        std::fs::read_to_string(dir.join(relp)).map_err(|e| Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' cannot be read: {e}")))?;
     match serde_json::from_str::<Value>(&text) {
         Ok(Value::Object(_)) => Ok(()),
         _ => Err(Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' is not a JSON object"))),

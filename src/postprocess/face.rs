@@ -12,14 +12,21 @@ use std::collections::BTreeMap;
 
 pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     let [a, b] = outputs else {
-        return Err(Error::bad_model(format!("FaceDetection post-processing expects two output tensors (regressors and scores); the model has {}", outputs.len())));
+        return Err(Error::bad_model(format!(
+            "FaceDetection post-processing expects two output tensors (regressors and scores); the model has {}",
+            outputs.len()
+        )));
     };
     let last = |t: &Tensor| dims(t).last().copied().unwrap_or(0);
     let (reg, sc) = if last(b) == 1 { (a, b) } else { (b, a) };
     let (rd, sd) = (dims(reg), dims(sc));
     let w = last(reg);
     if rd.len() != 3 || sd.len() != 3 || last(sc) != 1 || w < 4 || (w - 4) % 2 != 0 || rd[1] != sd[1] {
-        return Err(Error::bad_model(format!("FaceDetection post-processing: {} and {} are not regressors [1, N, 4 + 2K] and scores [1, N, 1]", describe(a), describe(b))));
+        return Err(Error::bad_model(format!(
+            "FaceDetection post-processing: {} and {} are not regressors [1, N, 4 + 2K] and scores [1, N, 1]",
+            describe(a),
+            describe(b)
+        )));
     }
     let n = rd[1];
     let (iw, ih) = input_wh;

@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 
 pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     let [t] = outputs else {
-        return Err(Error::bad_model(format!("DetectionYoloHailo post-processing expects one output tensor (Hailo NMS by class); the model has {}", outputs.len())));
+        return Err(Error::bad_model(format!(
+            "DetectionYoloHailo post-processing expects one output tensor (Hailo NMS by class); the model has {}",
+            outputs.len()
+        )));
     };
     let nc = cfg.num_classes;
     if nc == 0 {

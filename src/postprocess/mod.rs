@@ -140,7 +140,11 @@ impl PostConfig {
                 .map(|scales| {
                     scales
                         .iter()
-                        .map(|s| s.as_array().map(|a| a.iter().filter_map(|wh| Some([wh.get(0)?.as_f64()? as f32, wh.get(1)?.as_f64()? as f32])).collect()).unwrap_or_default())
+                        .map(|s| {
+                            s.as_array()
+                                .map(|a| a.iter().filter_map(|wh| Some([wh.get(0)?.as_f64()? as f32, wh.get(1)?.as_f64()? as f32])).collect())
+                                .unwrap_or_default()
+                        })
                         .collect()
                 })
                 .unwrap_or_default(),
@@ -242,7 +246,9 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
         P::None | P::Base | P::Null => Ok(raw::raw(outputs, ids)),
         P::Dequantization => Ok(raw::dequantization(outputs, ids)),
         P::Classification => Ok(PostOutput { results: classification::classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
-        P::DetectionYoloV8 if outputs.len() > 1 => Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::DetectionYoloV8 if outputs.len() > 1 => {
+            Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
         P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => {
             Ok(PostOutput { results: yolov5_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
@@ -264,7 +270,10 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
             Ok(PostOutput { results: yolo::yolo(cfg, &outputs, labels, v8, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::Unknown(other) => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
-        other => Err(Error::unsupported(format!("Post-processing type '{}' (known to PySDK) is not implemented by dgzoo yet, or not for these output tensors", other.as_str()))),
+        other => Err(Error::unsupported(format!(
+            "Post-processing type '{}' (known to PySDK) is not implemented by dgzoo yet, or not for these output tensors",
+            other.as_str()
+        ))),
     }
 }
 
@@ -311,7 +320,12 @@ pub(crate) fn finish_detections(cfg: &PostConfig, cands: Vec<Det>, labels: &BTre
 }
 
 /// [`finish_detections`], then `extra(det, dict)` adds family keys (landmarks, angle, ...).
-pub(crate) fn finish_detections_with(cfg: &PostConfig, cands: Vec<Det>, labels: &BTreeMap<i64, String>, extra: &dyn Fn(&Det, &mut Map<String, Value>)) -> Vec<Value> {
+pub(crate) fn finish_detections_with(
+    cfg: &PostConfig,
+    cands: Vec<Det>,
+    labels: &BTreeMap<i64, String>,
+    extra: &dyn Fn(&Det, &mut Map<String, Value>),
+) -> Vec<Value> {
     let nms_thr = cfg.nms_threshold as f32;
     let mut kept = if cfg.regular_nms {
         let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();

@@ -41,7 +41,11 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
     let (mut boxes, mut classes, mut angles): (Vec<Head>, Vec<Head>, Vec<Head>) = (Vec::new(), Vec::new(), Vec::new());
     for t in outputs {
         let Some(h) = view(t, &[4 * reg, nc, 1]) else {
-            return Err(Error::bad_model(format!("DetectionYoloV8OBB post-processing: {} is neither a box ({} channels), class ({nc}) nor angle (1) head", describe(t), 4 * reg)));
+            return Err(Error::bad_model(format!(
+                "DetectionYoloV8OBB post-processing: {} is neither a box ({} channels), class ({nc}) nor angle (1) head",
+                describe(t),
+                4 * reg
+            )));
         };
         match h.c {
             c if c == 4 * reg => boxes.push(h),

@@ -111,8 +111,9 @@ pub(super) fn decode_heads(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeM
                 let d = dfl(bx, i, j, reg, &mut e);
                 let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
                 let b = [(ax - d[0]) * sx, (ay - d[1]) * sy, (ax + d[2]) * sx, (ay + d[3]) * sy];
-                let pts: Vec<[f32; 3]> =
-                    (0..k).map(|q| [(kp.at(i, j, 3 * q) * 2.0 + j as f32) * sx, (kp.at(i, j, 3 * q + 1) * 2.0 + i as f32) * sy, sigmoid(kp.at(i, j, 3 * q + 2))]).collect();
+                let pts: Vec<[f32; 3]> = (0..k)
+                    .map(|q| [(kp.at(i, j, 3 * q) * 2.0 + j as f32) * sx, (kp.at(i, j, 3 * q + 1) * 2.0 + i as f32) * sy, sigmoid(kp.at(i, j, 3 * q + 2))])
+                    .collect();
                 let per_anchor = if cfg.regular_nms { scores.len() } else { cfg.max_classes_per_detection };
                 for &(c, s) in scores.iter().take(per_anchor) {
                     cands.push(Det { b, score: s, class: c, anchor: points.len() });

@@ -11,14 +11,22 @@ use std::collections::BTreeMap;
 /// (normalised coordinates are scaled by the input size).
 pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, v8: bool, input_wh: (f32, f32)) -> Result<Vec<Value>> {
     if outputs.len() != 1 {
-        return Err(Error::unsupported(format!("{} post-processing supports models with one output tensor; this model has {}", cfg.kind.as_str(), outputs.len())));
+        return Err(Error::unsupported(format!(
+            "{} post-processing supports models with one output tensor; this model has {}",
+            cfg.kind.as_str(),
+            outputs.len()
+        )));
     }
     let t = &outputs[0];
     let data = dequantize(t);
     let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
     let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
     if dims.len() != 2 {
-        return Err(Error::bad_model(format!("{} post-processing: {} is not a fused [1, attributes, N] detection tensor", cfg.kind.as_str(), super::describe(t))));
+        return Err(Error::bad_model(format!(
+            "{} post-processing: {} is not a fused [1, attributes, N] detection tensor",
+            cfg.kind.as_str(),
+            super::describe(t)
+        )));
     }
     let extra = if v8 { 4 } else { 5 };
     let nc = if cfg.num_classes > 0 { cfg.num_classes } else { dims[0].min(dims[1]).saturating_sub(extra) };
@@ -29,7 +37,11 @@ pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, 
     } else if dims[1] == attrs {
         (dims[0], false)
     } else {
-        return Err(Error::bad_model(format!("{} post-processing: {} does not hold {extra} box values and {nc} classes per row", cfg.kind.as_str(), super::describe(t))));
+        return Err(Error::bad_model(format!(
+            "{} post-processing: {} does not hold {extra} box values and {nc} classes per row",
+            cfg.kind.as_str(),
+            super::describe(t)
+        )));
     };
     let at = |a: usize, j: usize| {
         if channels_first {

@@ -34,7 +34,11 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
     // Finest grid (smallest stride) first, matched with the anchor sets in order.
     heads.sort_by_key(|h| std::cmp::Reverse(h.0 .0));
     if heads.len() != cfg.anchors.len() {
-        return Err(Error::bad_model(format!("DetectionYolo post-processing: the model has {} output heads, OutputYoloAnchors {} anchor sets", heads.len(), cfg.anchors.len())));
+        return Err(Error::bad_model(format!(
+            "DetectionYolo post-processing: the model has {} output heads, OutputYoloAnchors {} anchor sets",
+            heads.len(),
+            cfg.anchors.len()
+        )));
     }
     let thr = cfg.conf_threshold as f32;
     let mut cands = Vec::new();
@@ -42,7 +46,11 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
     for (((h, w, nhwc, na), t), anchors) in heads.iter().zip(&cfg.anchors) {
         let (h, w, nhwc, na) = (*h, *w, *nhwc, *na);
         if anchors.len() != na {
-            return Err(Error::bad_model(format!("DetectionYolo post-processing: {} has {na} anchors per cell, OutputYoloAnchors lists {}", describe(t), anchors.len())));
+            return Err(Error::bad_model(format!(
+                "DetectionYolo post-processing: {} has {na} anchors per cell, OutputYoloAnchors lists {}",
+                describe(t),
+                anchors.len()
+            )));
         }
         let data = dequantize(t);
         let c = na * per;

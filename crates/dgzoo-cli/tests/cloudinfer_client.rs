@@ -202,7 +202,8 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT);
     // An image bomb (a valid 1 MiB JPEG declaring 16384x16384) is refused from its header.
     let t = Instant::now();
-    ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(&[jpeg_bomb(16384)])), rmpv::Value::from("bomb")]).encode())).unwrap();
+    ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(&[jpeg_bomb(16384)])), rmpv::Value::from("bomb")]).encode()))
+        .unwrap();
     let p = read_bin(&mut ws);
     let (name, args) = p.as_event().unwrap();
     assert_eq!((name, socketio::mp_text(&args[1]).as_deref()), ("predict_result", Some("bomb")));

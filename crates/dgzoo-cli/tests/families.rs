@@ -129,7 +129,9 @@ print(json.dumps(out))
 fn family_zoo() -> Option<PathBuf> {
     match std::env::var_os("DGZOO_FAMILY_ZOO") {
         Some(p) => Some(PathBuf::from(p)),
-        None if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() => panic!("DGZOO_FAMILY_ZOO is not set (scripts/test.sh builds it with scripts/make-test-zoo.sh)"),
+        None if std::env::var_os("DGZOO_REQUIRE_PEER").is_some() => {
+            panic!("DGZOO_FAMILY_ZOO is not set (scripts/test.sh builds it with scripts/make-test-zoo.sh)")
+        }
         None => {
             eprintln!("SKIP: DGZOO_FAMILY_ZOO is not set (scripts/make-test-zoo.sh DIR)");
             None
@@ -246,8 +248,12 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
     let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
     let bytes = std::fs::read(shared().join("images/cat_224.jpg")).unwrap();
     let name = "yolov8_dfl_heads--64x64_float_onnx_cpu_1";
-    for (kind, tensor) in [("DetectionYoloV10", "one output tensor"), ("PoseDetectionYoloV8", "keypoint"), ("Segmentation", "one element"), ("DetectionYolo", "OutputYoloAnchors")]
-    {
+    for (kind, tensor) in [
+        ("DetectionYoloV10", "one output tensor"),
+        ("PoseDetectionYoloV8", "keypoint"),
+        ("Segmentation", "one element"),
+        ("DetectionYolo", "OutputYoloAnchors"),
+    ] {
         let model = zoo.load_model(name, &json!({"output_postprocess_type": kind})).unwrap();
         let err = predict(&model, &[Input::Bytes(&bytes)]).unwrap_err().to_string();
         assert!(err.contains(name) && err.contains(tensor), "{kind}: {err}");
@@ -334,7 +340,8 @@ fn families_through_our_hub_cloud_inference() {
     let hub_root = tempfile::tempdir().unwrap();
     let zdir = hub_root.path().join("myorg/myzoo");
     std::fs::create_dir_all(&zdir).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("--")).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("--")).collect();
     names.sort();
     for m in &names {
         dgzoo::cache::archive::pack_model(&root.join(m), &zdir.join(format!("{m}.zip"))).unwrap();

@@ -3,6 +3,7 @@
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
 use super::State;
+use dgzoo::cache::CachedModel;
 use dgzoo::error::Result as DgResult;
 use dgzoo::error::{Code, Error};
 use dgzoo::image_ops;
@@ -10,7 +11,6 @@ use dgzoo::inference::{Engine, EngineKey};
 use dgzoo::params::ModelParams;
 use dgzoo::postprocess::{self, PostConfig};
 use dgzoo::preprocess::{self, InputSpec};
-use dgzoo::cache::CachedModel;
 use dgzoo::protocol;
 use dgzoo::zoo::local::ZooEntry;
 use serde_json::{json, Value};
@@ -31,7 +31,9 @@ fn check_client_shapes(zoo: &ModelParams, params: &ModelParams) -> std::result::
         if zs == cs {
             continue;
         }
-        let bad = |why: String| protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("InputShape {cs:?} of model input #{i} is invalid: {why}"), &[]);
+        let bad = |why: String| {
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("InputShape {cs:?} of model input #{i} is invalid: {why}"), &[])
+        };
         if !zs.is_empty() && cs.len() != zs.len() {
             return Err(bad(format!("the model's input has {} dimensions ({zs:?})", zs.len())));
         }
@@ -82,7 +84,12 @@ impl State {
     pub fn open_stream(self: &Arc<Self>, name: &str, config: &Value) -> std::result::Result<StreamSession, String> {
         let fail = |e: Error| self.load_failure(name, e);
         let not_found = || {
-            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"), &[])
+            protocol::dg_error_text(
+                "ERROR",
+                "Incorrect value of parameter",
+                &format!("AI server model zoo: Cannot find the model in the model zoo with name = {name}"),
+                &[],
+            )
         };
         let (entry, held) = match self.find(name) {
             Some(e) => (e, None),
@@ -169,7 +176,10 @@ impl State {
                 *e = None;
                 drop(e);
                 cache.remove(i);
-                self.log_info(&format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()));
+                self.log_info(&format!(
+                    "unloaded model file '{}' (LRU limit)",
+                    slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                ));
                 continue;
             }
             i += 1;
@@ -212,7 +222,8 @@ impl State {
                     // Bounded copies per model: unload the least recently used idle one.
                     let same = |s: &EngineSlot| s.key.model_path == key.model_path && s.key.runtime == key.runtime && s.key.device == key.device;
                     if cache.iter().filter(|s| same(s)).count() >= MAX_ENGINE_COPIES {
-                        let idle = cache.iter().position(|s| same(s) && s.engine.try_lock().is_ok_and(|e| e.as_ref().is_none_or(|eng| Arc::strong_count(eng) == 1)));
+                        let idle =
+                            cache.iter().position(|s| same(s) && s.engine.try_lock().is_ok_and(|e| e.as_ref().is_none_or(|eng| Arc::strong_count(eng) == 1)));
                         match idle {
                             Some(i) => {
                                 cache.remove(i);
@@ -336,7 +347,12 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     let reshape_err = |got: String| {
         Error::new(
             Code::InvalidArgument,
-            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"), &[]),
+            protocol::dg_error_text(
+                "ERROR",
+                "Incorrect value of parameter",
+                &format!("Cannot reshape the tensor: received {got}, model input #{i} is {w}x{h}x3"),
+                &[],
+            ),
         )
     };
     let fmt = p.str("InputImgFmt", i);

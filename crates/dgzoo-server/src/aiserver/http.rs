@@ -184,7 +184,12 @@ fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> std::result::Result<O
         None => 0,
     };
     if len > max_body {
-        let text = protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"), &[]);
+        let text = protocol::dg_error_text(
+            "ERROR",
+            "Incorrect value of parameter",
+            &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
+            &[],
+        );
         return Err(json_response(413, &protocol::frame_err(&text)));
     }
     req.body = vec![0u8; len];
@@ -212,7 +217,12 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
         let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
         if cross_origin_refused(state, &req, upgrade) {
             state.log_info(&format!("refused cross-origin {} {} from origin '{}'", req.method, req.path, req.header("Origin").unwrap_or_default()));
-            let text = protocol::dg_error_text("ERROR", "Operation failed", "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)", &[]);
+            let text = protocol::dg_error_text(
+                "ERROR",
+                "Operation failed",
+                "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)",
+                &[],
+            );
             let _ = write_response(&mut writer, &json_response(403, &protocol::frame_err(&text)), false);
             return;
         }

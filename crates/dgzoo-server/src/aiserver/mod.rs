@@ -72,7 +72,19 @@ pub struct Config {
 
 impl Config {
     pub fn new(zoo_dir: impl Into<PathBuf>) -> Self {
-        Config { zoo_dir: zoo_dir.into(), host: "127.0.0.1".into(), port: dgzoo::zoo::address::DEFAULT_PORT, protocol: Protocol::Asio, quiet: false, max_packet: protocol::DEFAULT_MAX_PACKET, max_json: protocol::DEFAULT_MAX_JSON, cors_origins: Vec::new(), max_connections: DEFAULT_MAX_CONNECTIONS, max_model_bytes: DEFAULT_MAX_MODEL_BYTES, cache: None }
+        Config {
+            zoo_dir: zoo_dir.into(),
+            host: "127.0.0.1".into(),
+            port: dgzoo::zoo::address::DEFAULT_PORT,
+            protocol: Protocol::Asio,
+            quiet: false,
+            max_packet: protocol::DEFAULT_MAX_PACKET,
+            max_json: protocol::DEFAULT_MAX_JSON,
+            cors_origins: Vec::new(),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            cache: None,
+        }
     }
 }
 

@@ -177,10 +177,8 @@ pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str,
     }
     let target = dir.join(format!("{model}.zip"));
     // Validate before it becomes visible (dg-zoo-server links first and validates after).
-    let escape = std::fs::File::open(tmp.path())
-        .ok()
-        .and_then(|f| zip::ZipArchive::new(f).ok())
-        .and_then(|mut z| dgzoo::cache::archive::unsafe_entry(&mut z, &model));
+    let escape =
+        std::fs::File::open(tmp.path()).ok().and_then(|f| zip::ZipArchive::new(f).ok()).and_then(|mut z| dgzoo::cache::archive::unsafe_entry(&mut z, &model));
     if let Some(why) = escape {
         return error(400, format!("Model archive {model}.zip is not a safe model archive: {why}"));
     }

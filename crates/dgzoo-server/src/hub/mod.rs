@@ -97,11 +97,19 @@ impl Hub {
         // "no tokens" would lock out the operator's tokens (or worse).
         let store = Store::new(&cfg.root);
         store.load_tokens().map_err(Error::invalid)?;
-        let server = tiny_http::Server::http((cfg.host.as_str(), cfg.port))
-            .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
+        let server =
+            tiny_http::Server::http((cfg.host.as_str(), cfg.port)).map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
-        let state = Arc::new(State { store, admin: std::sync::Mutex::new(()), requests: AtomicU64::new(0), rate_limit: cfg.rate_limit, log: cfg.log, streams: Default::default(), infer: infer::CloudInference::new()? });
+        let state = Arc::new(State {
+            store,
+            admin: std::sync::Mutex::new(()),
+            requests: AtomicU64::new(0),
+            rate_limit: cfg.rate_limit,
+            log: cfg.log,
+            streams: Default::default(),
+            infer: infer::CloudInference::new()?,
+        });
         let workers = (0..cfg.threads.max(1))
             .map(|_| {
                 let (server, state) = (server.clone(), state.clone());
