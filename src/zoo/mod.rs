@@ -34,6 +34,9 @@ pub struct Zoo {
     /// System info and its device pairs: the server's or the cloud's, set at connect; this
     /// machine's, computed on first use (see [`Zoo::model_system`]).
     system: once_cell::sync::OnceCell<(Value, Vec<DevicePair>)>,
+    /// The device pairs `list_*` filters with while `system` is not computed: only the runtimes
+    /// the zoo's models name are loaded (`None`: they name `*`, or none loads; use `system`).
+    listing: once_cell::sync::OnceCell<Option<Vec<DevicePair>>>,
     /// The AI server whose zoo this is (models then run on it).
     server: Option<aiserver::AiServerClient>,
     /// Set for cloud zoos.
@@ -132,7 +135,7 @@ impl Zoo {
         }
         // PySDK names an AI server's own zoo by the server address in its messages.
         let zoo_url = if server.is_some() && cloud.is_none() { host_text } else { zoo_url.to_string() };
-        Ok(Zoo { host, location, zoo_url, models, by_name, system, server, cloud })
+        Ok(Zoo { host, location, zoo_url, models, by_name, system, listing: Default::default(), server, cloud })
     }
 
     pub fn host(&self) -> &Host {
@@ -160,7 +163,37 @@ impl Zoo {
 
     fn filtered(&self, filters: &Filters) -> Vec<usize> {
         let list: Vec<(&str, &ModelParams)> = self.models.iter().map(|e| (e.name.as_str(), &e.params)).collect();
-        filter::apply(&list, filters, self.system_device_pairs())
+        filter::apply(&list, filters, self.listing_pairs())
+    }
+
+    /// The system pairs the listing filters need. A filter only intersects a model's pairs with
+    /// the system's, so the pairs of runtimes no model names change nothing: leaving those
+    /// runtimes unloaded keeps a listing from mapping every installed runtime (OpenVINO alone
+    /// costs ~20 MB and 30-40 ms) for a zoo that never uses them.
+    fn listing_pairs(&self) -> &[DevicePair] {
+        if let Some(s) = self.system.get() {
+            return &s.1;
+        }
+        let restricted = self.listing.get_or_init(|| {
+            let mut named: Vec<String> = Vec::new();
+            for e in &self.models {
+                for (r, _) in e.params.device_pairs().ok()? {
+                    if r == "*" {
+                        return None;
+                    }
+                    if !named.contains(&r) {
+                        named.push(r);
+                    }
+                }
+            }
+            let named: Vec<&str> = named.iter().map(String::as_str).collect();
+            // An empty system means "no system filter": decide on the full info then.
+            Some(system_pairs(&local_system_info_among(&named))).filter(|p| !p.is_empty())
+        });
+        match restricted {
+            Some(pairs) => pairs,
+            None => self.system_device_pairs(),
+        }
     }
 
     fn entry(&self, name: &str) -> Result<&ZooEntry> {
