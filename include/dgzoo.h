@@ -184,6 +184,17 @@ void dg_model_free(dg_model *model);
 // A model property (PySDK name, e.g. "output_top_k") as JSON text; free with `dg_string_free`.
 dg_error *dg_model_get_property(const dg_model *model, const char *name, char **out_json);
 
+// PySDK's `model.time_stats()` as a JSON object, keys in PySDK's order:
+// `{"FrameTotalDuration_ms": {"min": 1.2, "avg": 1.5, "max": 2.0, "count": 3}, ...}`.
+// Collected while the `measure_time` property is true (switching it on starts afresh):
+// `PythonPreprocessDuration_ms` (client-side pre-processing), the `Core*` keys of the engine
+// or the AI server, and `FrameTotalDuration_ms`. `{}` when nothing was measured. Free with
+// `dg_string_free`.
+dg_error *dg_model_time_stats(const dg_model *model, char **out_json);
+
+// PySDK's `model.reset_time_stats()`: forget the statistics collected so far.
+dg_error *dg_model_reset_time_stats(const dg_model *model);
+
 // Set a model property from JSON text (e.g. name "output_top_k", value "3"). Validation and
 // error texts follow PySDK. Frames already in flight keep the settings they started with.
 dg_error *dg_model_set_property(const dg_model *model, const char *name, const char *value_json);

@@ -34,6 +34,7 @@ pub mod remote;
 pub mod runtime;
 pub mod socketio;
 pub mod state;
+pub mod timestats;
 pub mod zoo;
 
 pub use error::{Code, Error, Result};

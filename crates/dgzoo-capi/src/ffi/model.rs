@@ -198,6 +198,33 @@ pub unsafe extern "C" fn dg_model_get_property(model: *const dg_model, name: *co
     })
 }
 
+/// PySDK's `model.time_stats()` as a JSON object, keys in PySDK's order:
+/// `{"FrameTotalDuration_ms": {"min": 1.2, "avg": 1.5, "max": 2.0, "count": 3}, ...}`.
+/// Collected while the `measure_time` property is true (switching it on starts afresh):
+/// `PythonPreprocessDuration_ms` (client-side pre-processing), the `Core*` keys of the engine
+/// or the AI server, and `FrameTotalDuration_ms`. `{}` when nothing was measured. Free with
+/// `dg_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_model_time_stats(model: *const dg_model, out_json: *mut *mut c_char) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out_json, "out_json") }?;
+        let m = unsafe { model_ref(model) }?;
+        let s = m.time_stats().to_json();
+        unsafe { *out_json = new_string(s) };
+        Ok(())
+    })
+}
+
+/// PySDK's `model.reset_time_stats()`: forget the statistics collected so far.
+#[no_mangle]
+pub unsafe extern "C" fn dg_model_reset_time_stats(model: *const dg_model) -> *mut dg_error {
+    guard(|| {
+        let m = unsafe { model_ref(model) }?;
+        m.reset_time_stats();
+        Ok(())
+    })
+}
+
 /// Set a model property from JSON text (e.g. name "output_top_k", value "3"). Validation and
 /// error texts follow PySDK. Frames already in flight keep the settings they started with.
 #[no_mangle]

@@ -12,3 +12,4 @@ mod aiserver_ffi;
 mod cloud_ffi;
 mod cloudinfer_ffi;
 mod inputs;
+mod time_stats;
