@@ -240,6 +240,21 @@ const char *dg_result_json(const dg_result *result);
 // Timing of the frame as JSON (`measure_time` on), or NULL; free with `dg_string_free`.
 char *dg_result_timing_json(const dg_result *result);
 
+// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
+// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
+// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+// (JPEG/PNG/BMP) the result came from; `format` a `dg_image_format` value. On success
+// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
+dg_error *dg_result_overlay(const dg_result *result,
+                            const uint8_t *image,
+                            size_t image_len,
+                            int32_t format,
+                            uint8_t **out,
+                            size_t *out_len);
+
+// Free a buffer returned by `dg_result_overlay` (`len` as returned). NULL is accepted.
+void dg_buffer_free(uint8_t *data, size_t len);
+
 // Number of raw tensors in a result (non-zero for postprocess types None/Dequantization).
 // In the result JSON each raw tensor's `data` is `{"__tensor__": index, ...}`.
 size_t dg_result_tensor_count(const dg_result *result);

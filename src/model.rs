@@ -17,6 +17,22 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
+/// Post-processor types whose results PySDK draws with `DetectionResults` (and so colours
+/// with its palette by default).
+const DETECTION_TYPES: &[&str] = &[
+    "Detection",
+    "DetectionYolo",
+    "DetectionYoloV8",
+    "DetectionYoloV10",
+    "DetectionYoloV8OBB",
+    "DetectionYoloHailo",
+    "DetectionDamoYolo",
+    "FaceDetection",
+    "PoseDetection",
+    "PoseDetectionYoloV8",
+    "SegmentationYoloV8",
+];
+
 /// Largest frame queue depth PySDK accepts.
 pub const MAX_FRAME_QUEUE_DEPTH: u64 = 160;
 
@@ -315,6 +331,21 @@ impl Model {
         backend: CloudBackend,
     ) -> Result<Model> {
         Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Backend::Cloud(backend))
+    }
+
+    /// The model's `overlay_*` settings for drawing its results (PySDK's palette for a
+    /// detection-family model whose `overlay_color` is the default).
+    pub fn overlay_settings(&self) -> crate::overlay::Settings {
+        let st = self.state();
+        let kind = st.params.str("OutputPostprocessType", 0);
+        let detection = DETECTION_TYPES.contains(&kind.as_str());
+        crate::overlay::Settings::from_properties(&st.overlay, detection, st.labels.len(), st.pre.fill_rgb)
+    }
+
+    /// `results` of this model drawn on `frame` (JPEG/PNG/BMP bytes of the original image),
+    /// encoded as `format`: PySDK's `image_overlay`.
+    pub fn overlay(&self, frame: &[u8], results: &[Value], format: crate::overlay::Format) -> Result<Vec<u8>> {
+        crate::overlay::overlay_encoded(frame, results, &self.overlay_settings(), self.labels(), format)
     }
 
     /// PySDK's `time_stats()`: a copy of the statistics collected so far.

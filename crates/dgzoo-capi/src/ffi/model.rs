@@ -11,17 +11,19 @@ use std::time::Duration;
 /// The result of one frame. Immutable: safe to read from many threads; free with `dg_result_free`.
 pub struct dg_result {
     inner: InferenceResult,
+    /// The model that produced it, for its overlay settings and labels.
+    model: dgzoo_core::model::Model,
     json: CString,
     shapes: Vec<Vec<i64>>,
     names: Vec<CString>,
 }
 
 impl dg_result {
-    fn boxed(inner: InferenceResult) -> *mut dg_result {
+    fn boxed(model: &dgzoo_core::model::Model, inner: InferenceResult) -> *mut dg_result {
         let json = CString::new(inner.results_json().replace('\0', " ")).unwrap_or_default();
         let shapes = inner.tensors.iter().map(|t| t.info.shape.clone()).collect();
         let names = inner.tensors.iter().map(|t| CString::new(t.info.name.replace('\0', " ")).unwrap_or_default()).collect();
-        Box::into_raw(Box::new(dg_result { inner, json, shapes, names }))
+        Box::into_raw(Box::new(dg_result { inner, model: model.clone(), json, shapes, names }))
     }
 }
 
@@ -255,7 +257,7 @@ pub unsafe extern "C" fn dg_predict(model: *const dg_model, data: *const u8, len
         let m = unsafe { model_ref(model) }?;
         let data = unsafe { bytes(data, len, "data") }?;
         let r = dgzoo_core::model::predict(m, &[Input::Bytes(data)])?;
-        unsafe { *out_result = dg_result::boxed(r) };
+        unsafe { *out_result = dg_result::boxed(m, r) };
         Ok(())
     })
 }
@@ -272,7 +274,7 @@ pub unsafe extern "C" fn dg_predict_inputs(model: *const dg_model, inputs: *cons
         let raw = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, count) } };
         let ins = raw.iter().enumerate().map(|(i, x)| unsafe { input_of(x, i) }).collect::<Result<Vec<_>>>()?;
         let r = dgzoo_core::model::predict(m, &ins)?;
-        unsafe { *out_result = dg_result::boxed(r) };
+        unsafe { *out_result = dg_result::boxed(m, r) };
         Ok(())
     })
 }
@@ -313,7 +315,7 @@ pub unsafe extern "C" fn dg_predict_batch(
             .into_iter()
             .map(|s| match s {
                 Some(e) => Err(e),
-                None => results.next().unwrap_or_else(|| Err(Error::internal("frame result missing"))).map(dg_result::boxed),
+                None => results.next().unwrap_or_else(|| Err(Error::internal("frame result missing"))).map(|r| dg_result::boxed(m, r)),
             })
             .collect();
         unsafe { *out_batch = Box::into_raw(Box::new(dg_batch(out))) };
@@ -380,6 +382,69 @@ pub unsafe extern "C" fn dg_result_timing_json(result: *const dg_result) -> *mut
         match unsafe { &(*result).inner.timing } {
             Some(t) => new_string(t.to_string()),
             None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Encoding of an overlay image.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum dg_image_format {
+    DG_IMAGE_JPEG = 0,
+    DG_IMAGE_PNG = 1,
+}
+
+/// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
+/// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
+/// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+/// (JPEG/PNG/BMP) the result came from; `format` a `dg_image_format` value. On success
+/// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_result_overlay(
+    result: *const dg_result,
+    image: *const u8,
+    image_len: usize,
+    format: i32,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out, "out") }?;
+        if out_len.is_null() {
+            return Err(Error::invalid("argument 'out_len' must not be NULL"));
+        }
+        // SAFETY: checked non-NULL above; the caller passes a writable size_t.
+        unsafe { *out_len = 0 };
+        if result.is_null() {
+            return Err(Error::invalid("argument 'result' must not be NULL"));
+        }
+        let fmt = match format {
+            0 => dgzoo_core::overlay::Format::Jpeg,
+            1 => dgzoo_core::overlay::Format::Png,
+            f => return Err(Error::invalid(format!("argument 'format' is {f}: not a dg_image_format value"))),
+        };
+        let frame = unsafe { bytes(image, image_len, "image") }?;
+        // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
+        let r = unsafe { &*result };
+        let encoded = r.model.overlay(frame, &r.inner.results, fmt)?.into_boxed_slice();
+        let len = encoded.len();
+        let ptr = Box::into_raw(encoded) as *mut u8;
+        // SAFETY: both out-pointers were checked non-NULL above.
+        unsafe {
+            *out = ptr;
+            *out_len = len;
+        }
+        Ok(())
+    })
+}
+
+/// Free a buffer returned by `dg_result_overlay` (`len` as returned). NULL is accepted.
+#[no_mangle]
+pub unsafe extern "C" fn dg_buffer_free(data: *mut u8, len: usize) {
+    guard_value((), || {
+        if !data.is_null() {
+            // SAFETY: `data`/`len` came from a boxed slice handed out by this library.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len)) });
         }
     })
 }
@@ -453,13 +518,14 @@ pub unsafe extern "C" fn dg_async_new(
         let m = unsafe { model_ref(model) }?;
         let cb = callback.ok_or_else(|| Error::invalid("argument 'callback' must not be NULL"))?;
         let ud = UserData(user_data);
+        let owner = m.clone();
         let p = AsyncPredictor::new(
             m.clone(),
             queue_depth,
             Box::new(move |id, r| {
                 let ud = &ud;
                 let (res, err) = match r {
-                    Ok(r) => (dg_result::boxed(r), std::ptr::null_mut()),
+                    Ok(r) => (dg_result::boxed(&owner, r), std::ptr::null_mut()),
                     Err(e) => (std::ptr::null_mut(), dg_error::boxed(e)),
                 };
                 // SAFETY: the callback contract is documented in the header.

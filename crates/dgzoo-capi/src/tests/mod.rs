@@ -12,4 +12,5 @@ mod aiserver_ffi;
 mod cloud_ffi;
 mod cloudinfer_ffi;
 mod inputs;
+mod overlay;
 mod time_stats;
