@@ -98,6 +98,15 @@ typedef enum {
   DG_INPUT_BGR = 2,
 } dg_input_kind;
 
+// Severity of a log record.
+typedef enum {
+  DG_LOG_ERROR = 1,
+  DG_LOG_WARN = 2,
+  DG_LOG_INFO = 3,
+  DG_LOG_DEBUG = 4,
+  DG_LOG_TRACE = 5,
+} dg_log_level;
+
 // An asynchronous predictor (frames in, results out through a callback). Thread-safe: frames
 // may be submitted from several threads.
 typedef struct dg_async dg_async;
@@ -117,6 +126,15 @@ typedef struct dg_result dg_result;
 // A connection to a model zoo and an inference host. Immutable after `dg_connect`:
 // safe to use from many threads at once.
 typedef struct dg_zoo dg_zoo;
+
+// Receives one log record: `target` is the module that logged it (for example
+// "dgzoo::model"), `message` the text followed by its fields as ` key=value`. Both strings
+// are valid only during the call. Called on whichever library thread logged the record,
+// possibly on several threads at once; it must not call dg_set_log_callback.
+typedef void (*dg_log_callback)(void *user_data,
+                                dg_log_level level,
+                                const char *target,
+                                const char *message);
 
 // One model input of a frame. Borrowed for the duration of the call only.
 typedef struct {
@@ -177,6 +195,12 @@ void dg_error_free(dg_error *error);
 
 // Free a string returned by the library. NULL is accepted.
 void dg_string_free(char *s);
+
+// Hand the library's log records to `callback` (NULL stops the records; the filter stays).
+// The first call installs the process-wide log subscriber with the `DGZOO_LOG` filter read
+// then (default `info`). Fails with DG_INVALID_ARGUMENT when `DGZOO_LOG` is malformed and
+// DG_UNSUPPORTED when the process already has another `tracing` subscriber.
+dg_error *dg_set_log_callback(dg_log_callback callback, void *user_data);
 
 // Free a model. NULL is accepted. Async predictors created from it keep it alive.
 void dg_model_free(dg_model *model);

@@ -8,6 +8,9 @@ cd "$here"
 [ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
 bash scripts/bootstrap.sh go mcs
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
+# PySDK's OPENVINO agent (new-ABI OpenVINO 2025.3, f32 and default precision) and OpenVINO's
+# converter, for tests/openvino_agent.rs.
+bash scripts/setup-openvino-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 # In CI a missing peer is a failure, not a skip.

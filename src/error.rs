@@ -20,17 +20,31 @@ pub enum Code {
     Internal = 12,
 }
 
+/// Why an operation failed, finer than [`Code`], for callers that must tell failures apart:
+/// code branches on this, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Reason {
+    /// No finer reason than the code.
+    #[default]
+    Unspecified,
+    /// No runtime/device combination of this system can run the model (PySDK's
+    /// "does not have any supported runtime/device combinations").
+    NoSupportedDevice,
+}
+
 #[derive(Debug, Clone)]
 pub struct Error {
     pub code: Code,
     pub message: String,
+    pub reason: Reason,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Error { code, message: message.into() }
+        Error { code, message: message.into(), reason: Reason::Unspecified }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(Code::InvalidArgument, message)
@@ -52,6 +66,11 @@ impl Error {
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Code::Internal, message)
+    }
+    /// The same error with a typed reason.
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.reason = reason;
+        self
     }
     /// Prefix the message with context, keeping the code.
     pub fn context(mut self, ctx: impl fmt::Display) -> Self {

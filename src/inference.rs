@@ -9,7 +9,7 @@ use crate::runtime::{self, Agent, Session, SessionOptions, Tensor, TensorInfo};
 use crate::state::{is_image_input, ModelState};
 
 pub use crate::frame::{InferenceResult, Input};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -22,6 +22,8 @@ pub struct EngineKey {
     pub model_path: PathBuf,
     pub input_shapes: Vec<Vec<i64>>,
     pub devices: Vec<u64>,
+    /// `ExtraDeviceParams` (runtime settings such as OpenVINO's streams and precision).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 impl EngineKey {
@@ -33,8 +35,14 @@ impl EngineKey {
             model_path: PathBuf::from(p.str("ModelPath", 0)),
             input_shapes: (0..p.num_inputs()).map(|i| p.input_shape(i, None)).collect(),
             devices: devices.to_vec(),
+            extra: extra_device_params(p),
         })
     }
+}
+
+/// A model's `ExtraDeviceParams` as a map (empty when unset or not a dictionary).
+pub fn extra_device_params(p: &ModelParams) -> serde_json::Map<String, Value> {
+    p.get("ExtraDeviceParams", 0).as_object().cloned().unwrap_or_default()
 }
 
 /// What an engine's sessions are tuned for.
@@ -104,7 +112,7 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
 /// digits), once per (file, size, mtime) per process. `DGZOO_SKIP_CHECKSUM=1` disables it.
 fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
     let want = params.str("Checksum", 0).to_ascii_lowercase();
-    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || std::env::var_os("DGZOO_SKIP_CHECKSUM").is_some() {
+    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || crate::settings::Settings::from_env().skip_checksum {
         return Ok(());
     }
     /// (path, size, modification time, expected digest) of files already verified.
@@ -129,7 +137,7 @@ fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
 impl Engine {
     pub fn new(key: EngineKey, params: &ModelParams, profile: Profile) -> Result<Self> {
         let agent = runtime::agent(&key.runtime)?;
-        if key.device != "CPU" {
+        if !agent.devices().iter().any(|(d, _)| *d == key.device) {
             return Err(Error::unsupported(format!("device {}/{} is not available on this system", key.runtime, key.device)));
         }
         if !key.model_path.is_file() {
@@ -137,16 +145,22 @@ impl Engine {
         }
         verify_checksum(params, &key.model_path)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let max_sessions = key.devices.len().clamp(1, cores);
+        let max_sessions = (key.devices.len() * agent.frames_per_device()).clamp(1, cores);
         // Sessions share the cores: a lone frame gets them all through intra-op threads of
         // the all-core session; overlapping frames get one-core sessions (see [`Pool`]).
-        let opts = SessionOptions { threads: (cores / max_sessions).max(1) };
         let concurrent = agent.concurrent();
+        let opts = SessionOptions {
+            threads: (cores / max_sessions).max(1),
+            // The shared session of a concurrent runtime runs every overlapping frame.
+            concurrency: if concurrent { max_sessions } else { 1 },
+            device: key.device.clone(),
+            extra: key.extra.clone(),
+        };
         // The all-core session: always for Latency; for Throughput only when frames need a
         // session each anyway (then one of those may as well use every core when alone).
         let has_wide = profile == Profile::Latency || !concurrent;
-        let first_threads = if has_wide { cores } else { opts.threads };
-        let first = agent.load(&key.model_path, &SessionOptions { threads: first_threads })?;
+        let first_opts = if has_wide { SessionOptions { threads: cores, concurrency: 1, ..opts.clone() } } else { opts.clone() };
+        let first = agent.load(&key.model_path, &first_opts)?;
         let (inputs, outputs) = (first.inputs().to_vec(), first.outputs().to_vec());
         if inputs.len() != params.num_inputs() {
             return Err(Error::bad_model(format!(

@@ -33,6 +33,7 @@ pub mod protocol;
 pub(crate) mod pyrepr;
 pub mod remote;
 pub mod runtime;
+pub mod settings;
 pub mod socketio;
 pub mod state;
 pub mod timestats;

@@ -238,7 +238,8 @@ impl Model {
         params.validate().map_err(|e| e.context(format!("model '{}' ({})", name, config_path.display())))?;
         let supported = filter::supported_device_types(&params, system_pairs)?;
         if supported.is_empty() {
-            return Err(Error::unsupported(format!("Model '{}' does not have any supported runtime/device combinations that will work on this system.", name)));
+            return Err(Error::unsupported(format!("Model '{}' does not have any supported runtime/device combinations that will work on this system.", name))
+                .with_reason(crate::error::Reason::NoSupportedDevice));
         }
         let labels = load_labels(&params);
         // Local inference sends RAW pixels (PySDK's local default).
@@ -781,6 +782,7 @@ impl Model {
         }
         st.params.check_version()?;
         let e = Arc::new(Engine::new(key, &st.params, crate::inference::Profile::Latency)?);
+        tracing::info!(target: "dgzoo::model", model = %self.0.name, runtime = %e.key.runtime, device = %e.key.device, "local engine created");
         *slot = Some(e.clone());
         Ok(e)
     }

@@ -25,7 +25,7 @@ fn model_path(name: &str) -> PathBuf {
 }
 
 fn load(a: &TfliteAgent, name: &str, threads: usize) -> Box<dyn Session> {
-    a.load(&model_path(name), &SessionOptions { threads }).unwrap_or_else(|e| panic!("loading {name}: {}", e.message))
+    a.load(&model_path(name), &SessionOptions { threads, ..Default::default() }).unwrap_or_else(|e| panic!("loading {name}: {}", e.message))
 }
 
 fn tensor_like(s: &dyn Session, i: usize, bytes: &[u8]) -> Tensor {
@@ -211,6 +211,7 @@ fn a_tflite_model_loads_only_its_runtime() {
     let maps = || std::fs::read_to_string("/proc/self/maps").unwrap();
     if std::env::var_os("DGZOO_CHILD_TFLITE_ONLY").is_some() {
         assert!(!maps().contains("libonnxruntime"), "ONNX Runtime mapped before any model ran");
+        assert!(!maps().contains("libopenvino"), "OpenVINO mapped before any model ran");
         let zoo = dgzoo::zoo::Zoo::connect("@local", &format!("{}/demo/zoo", env!("CARGO_MANIFEST_DIR")), "").unwrap();
         let m = zoo.load_model(EFF_Q, &serde_json::Value::Null).unwrap();
         let img = std::fs::read(format!("{ZOO}/images/cat_224.jpg")).unwrap();
@@ -219,6 +220,7 @@ fn a_tflite_model_loads_only_its_runtime() {
         let maps = maps();
         assert!(maps.contains("libLiteRt"), "LiteRT is not mapped after a TFLite inference");
         assert!(!maps.contains("libonnxruntime"), "a TFLite inference mapped ONNX Runtime");
+        assert!(!maps.contains("libopenvino"), "a TFLite inference mapped OpenVINO");
         // Asking for the whole system info loads the other runtime too.
         assert!(zoo.system_info()["Devices"].get("TFLITE/CPU").is_some());
         return;

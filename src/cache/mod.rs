@@ -47,21 +47,16 @@ pub struct CacheConfig {
     pub offline: bool,
 }
 
-fn env_flag(name: &str) -> bool {
-    std::env::var(name).is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-}
-
 impl CacheConfig {
     /// `DGZOO_CACHE_DIR` (else `<os appdata>/dgzoo/cloud_zoo_cache`), `DGZOO_CACHE_LIMIT`
     /// (bytes, else 1 GiB), `DGZOO_OFFLINE=1`.
     pub fn from_env() -> Self {
-        let root = std::env::var_os("DGZOO_CACHE_DIR")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| crate::cloud::os_appdata().map(|d| d.join("dgzoo").join("cloud_zoo_cache")))
-            .unwrap_or_else(|| std::env::temp_dir().join("dgzoo-cloud-zoo-cache"));
-        let limit = std::env::var("DGZOO_CACHE_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_LIMIT);
-        CacheConfig { root, limit, offline: env_flag("DGZOO_OFFLINE") }
+        Self::from_settings(&crate::settings::Settings::from_env())
+    }
+
+    /// The same from settings already read.
+    pub fn from_settings(s: &crate::settings::Settings) -> Self {
+        CacheConfig { root: s.cache_root(), limit: s.cache_limit.unwrap_or(DEFAULT_LIMIT), offline: s.offline }
     }
 }
 
@@ -531,7 +526,7 @@ pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Resu
         return Err(Error::bad_model(format!("Cloud model '{model}': model file '{rel}' is not a regular file")));
     }
     let want = have.to_ascii_lowercase();
-    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && std::env::var_os("DGZOO_SKIP_CHECKSUM").is_none() {
+    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && !crate::settings::Settings::from_env().skip_checksum {
         use sha2::{Digest, Sha256};
         let mut f = File::open(&bin).map_err(|e| io_err("Cannot read", &bin, e))?;
         let mut h = Sha256::new();

@@ -33,18 +33,7 @@ pub fn degirum_appdata() -> Option<std::path::PathBuf> {
 /// The OS per-user data root: `$XDG_DATA_HOME` or `~/.local/share` (Linux),
 /// `~/Library/Application Support` (macOS), `%APPDATA%` (Windows).
 pub fn os_appdata() -> Option<std::path::PathBuf> {
-    use std::path::PathBuf;
-    let home = || std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
-    if cfg!(windows) {
-        std::env::var_os("APPDATA").filter(|h| !h.is_empty()).map(PathBuf::from)
-    } else if cfg!(target_os = "macos") {
-        home().map(|h| h.join("Library/Application Support"))
-    } else {
-        match std::env::var_os("XDG_DATA_HOME").filter(|h| !h.is_empty()) {
-            Some(x) => Some(PathBuf::from(x)),
-            None => home().map(|h| h.join(".local/share")),
-        }
-    }
+    crate::settings::Settings::from_env().os_appdata()
 }
 
 /// A client of one cloud zoo.

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The token file PySDK reads.
 pub fn token_file() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("DGZOO_TOKEN_FILE").filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(p));
+    if let Some(p) = crate::settings::Settings::from_env().token_file {
+        return Some(p);
     }
     super::degirum_appdata().map(|d| d.join("pysdk_cloud_token.json"))
 }

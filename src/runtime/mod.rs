@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub mod onnx;
+pub mod openvino;
 pub mod tflite;
 
 /// Element type of a tensor, named as DeGirum names them (`DG_FLT`, `DG_UINT8`, ...).
@@ -182,10 +183,23 @@ impl<T> PerModelFile<T> {
 }
 
 /// Options for creating a session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Intra-op threads; 0 = engine default.
+    /// Intra-op threads (per frame); 0 = engine default.
     pub threads: usize,
+    /// How many frames the session may run at once (1 but for the shared session of a
+    /// [`Agent::concurrent`] runtime); OpenVINO sizes its streams by it.
+    pub concurrency: usize,
+    /// Device type (`CPU`); empty = the runtime's CPU.
+    pub device: String,
+    /// The model's `ExtraDeviceParams` (runtimes take the keys they know).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions { threads: 0, concurrency: 1, device: String::new(), extra: Default::default() }
+    }
 }
 
 /// One loaded model instance. Not shared between threads at the same time (`&mut self`);
@@ -218,6 +232,11 @@ pub trait Agent: Send + Sync {
     fn concurrent(&self) -> bool {
         false
     }
+    /// How many frames one listed device runs at once (OpenVINO lists one CPU device that
+    /// runs a frame per stream); the engine runs at most this many per selected device.
+    fn frames_per_device(&self) -> usize {
+        1
+    }
 }
 
 /// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, then the
@@ -225,14 +244,10 @@ pub trait Agent: Send + Sync {
 /// build-machine path is compiled in: inside the repository, cargo sets `DGZOO_RUNTIME_DIR`
 /// to `runtimes/` for the processes it runs (.cargo/config.toml) unless it is already set.
 pub fn runtime_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Some(d) = std::env::var_os("DGZOO_RUNTIME_DIR") {
-        for p in std::env::split_paths(&d) {
-            dirs.push(p);
-        }
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".local/share/dgzoo/runtimes"));
+    let settings = crate::settings::Settings::from_env();
+    let mut dirs = settings.runtime_dirs;
+    if let Some(home) = settings.home {
+        dirs.push(home.join(".local/share/dgzoo/runtimes"));
     }
     dirs
 }
@@ -247,7 +262,10 @@ pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathB
                 // SAFETY: loading a runtime library runs its initialisers; these are the
                 // engine libraries we ask for by name.
                 match unsafe { libloading::Library::new(&p) } {
-                    Ok(lib) => return Ok((lib, p)),
+                    Ok(lib) => {
+                        tracing::debug!(target: "dgzoo::runtime", path = %p.display(), "runtime library loaded");
+                        return Ok((lib, p));
+                    }
                     Err(e) => tried.push(format!("{}: {e}", p.display())),
                 }
             }
@@ -264,21 +282,22 @@ pub(crate) fn open_library(names: &[&str]) -> Result<(libloading::Library, PathB
 }
 
 /// The runtimes dgzoo has agents for, in system-info order.
-pub const RUNTIMES: [&str; 2] = ["ONNX", "TFLITE"];
+pub const RUNTIMES: [&str; 3] = ["ONNX", "OPENVINO", "TFLITE"];
 
 /// Load one runtime's agent, once per process. Runtimes load only when something needs
 /// them, so a process running a TFLite model never maps ONNX Runtime (memory, start-up).
 /// `DGZOO_NO_RUNTIMES=1` hides them all (client-only behaviour, tests).
 fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>, String>> {
-    static CELLS: [once_cell::sync::OnceCell<std::result::Result<Arc<dyn Agent>, String>>; 2] =
-        [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
+    static CELLS: [once_cell::sync::OnceCell<std::result::Result<Arc<dyn Agent>, String>>; 3] =
+        [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
     let i = RUNTIMES.iter().position(|r| *r == runtime)?;
     Some(CELLS[i].get_or_init(|| {
-        if std::env::var_os("DGZOO_NO_RUNTIMES").is_some() {
+        if crate::settings::Settings::from_env().no_runtimes {
             return Err("runtimes are disabled by DGZOO_NO_RUNTIMES".into());
         }
         let agent: Result<Arc<dyn Agent>> = match i {
             0 => onnx::OnnxAgent::load().map(|a| Arc::new(a) as Arc<dyn Agent>),
+            1 => openvino::OpenVinoAgent::load().map(|a| Arc::new(a) as Arc<dyn Agent>),
             _ => tflite::TfliteAgent::load().map(|a| Arc::new(a) as Arc<dyn Agent>),
         };
         agent.map_err(|e| e.message)

@@ -112,8 +112,10 @@ impl CloudAccess {
     /// `load_model`: check the device support on the cloud's parameters first (no download for
     /// a model this machine cannot run), then fetch and build a local model.
     pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
-        let unsupported =
-            || Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."));
+        let unsupported = || {
+            Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
+                .with_reason(crate::error::Reason::NoSupportedDevice)
+        };
         let held = if self.cache.config().offline {
             self.cache.get_offline(self.zoo(), name)?
         } else {
@@ -139,7 +141,7 @@ impl CloudAccess {
         params.set("CloudToken", 0, json!(self.client.token()))?;
         let entry = ZooEntry { name: name.to_string(), params, config_path: held.config.clone() };
         let model = Model::new_local(&entry.name, &entry.params, &entry.config_path, system_info, pairs).map_err(|e| {
-            if e.message.contains("does not have any supported runtime/device combinations") {
+            if e.reason == crate::error::Reason::NoSupportedDevice {
                 unsupported()
             } else {
                 e
@@ -164,7 +166,8 @@ pub fn load_cloud_inference_model(
         .map_err(|e| e.context(format!("Cloud model '{name}'")))?;
     let supported = crate::zoo::filter::supported_device_types(&params, pairs)?;
     if supported.is_empty() {
-        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
+        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
+            .with_reason(crate::error::Reason::NoSupportedDevice));
     }
     let labels = match info.get("model_labels") {
         Some(l) if l.is_object() => l.clone(),

@@ -248,6 +248,14 @@ impl Zoo {
             }
             _ => return Err(Error::invalid("model properties must be a JSON object")),
         }
+        let backend = if self.server.is_some() {
+            "AI server"
+        } else if model.is_remote() {
+            "cloud"
+        } else {
+            "local"
+        };
+        tracing::info!(target: "dgzoo::zoo", model = %model.name(), backend, "model loaded");
         Ok(model)
     }
 }
@@ -258,7 +266,8 @@ impl Zoo {
 fn load_cloud_model(client: &aiserver::AiServerClient, cloud: &CloudAccess, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
     let mut params = crate::params::ModelParams::from_value(cloud.model_info(name, None)?)?;
     if filter::supported_device_types(&params, pairs)?.is_empty() {
-        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system.")));
+        return Err(Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
+            .with_reason(crate::error::Reason::NoSupportedDevice));
     }
     let z = cloud.client.zoo();
     params.set("CloudURL", 0, json!(z.base()))?;

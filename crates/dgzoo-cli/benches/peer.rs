@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- startup|list|predict|aiserver|download|cache (some groups)
+//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::Input;
@@ -126,6 +126,12 @@ struct PeerModel {
 
 impl PeerModel {
     fn start(name: &str, zoo: &Path, img: &Path) -> PeerModel {
+        Self::start_with(name, zoo, img, &peer().join("ort").to_string_lossy(), None)
+    }
+
+    /// With `ld` as LD_LIBRARY_PATH (PySDK's OPENVINO agent needs the new-ABI OpenVINO first)
+    /// and, if given, a scratch HOME (PySDK's OpenVINO blob cache lives there).
+    fn start_with(name: &str, zoo: &Path, img: &Path, ld: &str, home: Option<&Path>) -> PeerModel {
         let script = format!(
             r#"
 import sys, time, json, degirum as dg
@@ -149,10 +155,14 @@ for line in sys.stdin:
             zoo = zoo.to_str().unwrap(),
             img = img.to_str().unwrap()
         );
-        let mut child = Command::new(peer().join("venv/bin/python"))
+        let mut cmd = Command::new(peer().join("venv/bin/python"));
+        if let Some(h) = home {
+            cmd.env("HOME", h);
+        }
+        let mut child = cmd
             .arg("-c")
             .arg(script)
-            .env("LD_LIBRARY_PATH", peer().join("ort"))
+            .env("LD_LIBRARY_PATH", ld)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -219,6 +229,80 @@ fn bench_predict() {
         let target = if name.contains("quant") { "<= 0.2" } else { "<= 0.8" };
         row(&format!("{name} latency"), median(lat), median(their_lat), "ms", target);
         row(&format!("{name} batch"), median(fps), median(their_fps), "fps", ">= 1.5");
+    }
+}
+
+/// Latency of `n` lone frames and throughput of one batch of `batch` frames, dgzoo side.
+fn measure(model: &dgzoo::model::Model, img: &[u8], n: usize, batch: usize) -> (Vec<f64>, f64) {
+    let mut lat = Vec::new();
+    for _ in 0..n {
+        let t = Instant::now();
+        predict(model, &[Input::Bytes(img)]).unwrap();
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let frames: Vec<Vec<OwnedInput>> = (0..batch).map(|_| vec![OwnedInput::Bytes(img.to_vec())]).collect();
+    let t = Instant::now();
+    let out = predict_batch(model, frames).unwrap();
+    assert!(out.iter().all(|r| r.is_ok()));
+    (lat, batch as f64 / t.elapsed().as_secs_f64())
+}
+
+/// OPENVINO/CPU: dgzoo's agent next to PySDK's OPENVINO agent (both in OpenVINO's default
+/// precision, the same ONNX file and image, alternating), and dgzoo's OPENVINO next to
+/// dgzoo's ONNX/CPU on that file. Needs scripts/setup-openvino-peer.sh.
+fn bench_openvino() {
+    let onnx = ["efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1", "yolov8n_nudenet--320x320_float_onnx_cpu_1"];
+    let ov_zoo = tempfile::tempdir().unwrap();
+    for m in onnx {
+        let name = m.replace("_onnx_", "_openvino_");
+        let dst = ov_zoo.path().join(&name);
+        std::fs::create_dir(&dst).unwrap();
+        for f in std::fs::read_dir(zoo_dir().join(m)).unwrap().flatten() {
+            if f.file_name().to_string_lossy() == format!("{m}.json") {
+                let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
+                cfg["DEVICE"] = serde_json::json!([{"DeviceType": "CPU", "RuntimeAgent": "OPENVINO", "SupportedDeviceTypes": "OPENVINO/CPU"}]);
+                std::fs::write(dst.join(format!("{name}.json")), cfg.to_string()).unwrap();
+            } else {
+                std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
+            }
+        }
+    }
+    let img_path = zoo_dir().join("images/car_416.jpg");
+    let img = std::fs::read(&img_path).unwrap();
+    let ours_zoo = Zoo::connect("@local", ov_zoo.path().to_str().unwrap(), "").unwrap();
+    let onnx_zoo = Zoo::connect("@local", zoo_dir().to_str().unwrap(), "").unwrap();
+    let ld = format!("{}:{}", peer().join("ov-2025.3").display(), peer().join("ort").display());
+    let home = tempfile::tempdir().unwrap();
+    const ROUNDS: usize = 5;
+    const N: usize = 10;
+    const BATCH: usize = 64;
+    println!("\n== OPENVINO/CPU, default precision: latency (median of {}) and batch (median of {ROUNDS} x {BATCH}), car_416.jpg, alternating ==", ROUNDS * N);
+    for m in onnx {
+        let name = m.replace("_onnx_", "_openvino_");
+        let model = ours_zoo.load_model(&name, &Value::Null).unwrap();
+        let onnx_model = onnx_zoo.load_model(m, &Value::Null).unwrap();
+        for _ in 0..3 {
+            predict(&model, &[Input::Bytes(&img)]).unwrap();
+            predict(&onnx_model, &[Input::Bytes(&img)]).unwrap();
+        }
+        let mut theirs = PeerModel::start_with(&name, ov_zoo.path(), &img_path, &ld, Some(home.path()));
+        let (mut lat, mut their_lat, mut onnx_lat) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut fps, mut their_fps, mut onnx_fps) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let (l, f) = measure(&model, &img, N, BATCH);
+            lat.extend(l);
+            fps.push(f);
+            their_lat.extend(theirs.ask(&format!("lat {N}")).as_array().unwrap().iter().map(|v| v.as_f64().unwrap()));
+            their_fps.push(theirs.ask(&format!("batch {BATCH}")).as_f64().unwrap());
+            let (l, f) = measure(&onnx_model, &img, N, BATCH);
+            onnx_lat.extend(l);
+            onnx_fps.push(f);
+        }
+        let (lat, fps) = (median(lat), median(fps));
+        row(&format!("{name} latency vs PySDK OPENVINO"), lat, median(their_lat), "ms", "<= 0.8");
+        row(&format!("{name} batch vs PySDK OPENVINO"), fps, median(their_fps), "fps", ">= 1.5");
+        row(&format!("{name} latency vs dgzoo ONNX/CPU"), lat, median(onnx_lat), "ms", "(which to deploy)");
+        row(&format!("{name} batch vs dgzoo ONNX/CPU"), fps, median(onnx_fps), "fps", "(which to deploy)");
     }
 }
 
@@ -528,6 +612,9 @@ fn main() {
     }
     if want("predict") {
         bench_predict();
+    }
+    if want("openvino") {
+        bench_openvino();
     }
     if want("aiserver") {
         bench_aiserver();

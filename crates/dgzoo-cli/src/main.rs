@@ -38,8 +38,27 @@ enum Command {
     PackModel(cloud::PackArgs),
 }
 
+/// Log records to stderr: `DGZOO_LOG` (an EnvFilter: a level such as `debug`, or per-module
+/// directives such as `warn,dgzoo_server=debug`), else `default`.
+fn init_logging(default: &str) {
+    let filter = match dgzoo::settings::Settings::from_env().log {
+        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("dgzoo: DGZOO_LOG is not a valid filter ({e}); using '{default}'");
+            tracing_subscriber::EnvFilter::new(default)
+        }),
+        None => tracing_subscriber::EnvFilter::new(default),
+    };
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The servers log their info lines unless told to be quiet; other commands only warnings.
+    init_logging(match &cli.command {
+        Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
+        Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
+        _ => "warn",
+    });
     let r = match cli.command {
         Command::List(a) => models::list(a),
         Command::Info(a) => models::info(a),

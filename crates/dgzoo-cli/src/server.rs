@@ -9,7 +9,8 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub enum ServerCommand {
     /// Start an AI server serving the models of a zoo directory (runs until `shutdown`).
-    /// Logs go to stderr; DGZOO_LOG=error|info|debug sets the level (--quiet = error).
+    /// Logs go to stderr; DGZOO_LOG sets the filter: a level (error, info, debug, ...) or
+    /// per-module directives such as `warn,dgzoo_server=debug` (--quiet = error).
     Start(StartArgs),
     /// Ask the local AI server to re-scan its zoo directory.
     RescanZoo(PortArgs),
@@ -38,7 +39,7 @@ pub struct StartArgs {
     zoo: PathBuf,
     /// Only log errors.
     #[arg(long)]
-    quiet: bool,
+    pub quiet: bool,
     /// Address to bind (PySDK binds 0.0.0.0).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,

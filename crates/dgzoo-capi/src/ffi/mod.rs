@@ -7,13 +7,16 @@
 //! - strings the library returns are freed with `dg_string_free`; handles with `dg_<type>_free`,
 //!   which accepts NULL.
 #![allow(clippy::missing_safety_doc, non_camel_case_types)]
-use dgzoo_core::error::{Code, Error, Result};
+use dgzoo_core::error::{Code, Error};
 use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod boundary;
+mod log;
 mod model;
 mod zoo;
 
+pub(crate) use boundary::{cast, checked_size, cstr, cstr_opt, guard, guard_value, json_arg, new_string, out_ptr};
+pub use log::*;
 pub use model::*;
 pub use zoo::*;
 
@@ -76,68 +79,10 @@ pub struct dg_error {
 }
 
 impl dg_error {
-    fn boxed(e: Error) -> *mut dg_error {
+    pub(crate) fn boxed(e: Error) -> *mut dg_error {
         let message = CString::new(e.message.replace('\0', " ")).unwrap_or_default();
         Box::into_raw(Box::new(dg_error { code: e.code.into(), message }))
     }
-}
-
-/// Run `f`, converting an `Err` or a panic into a `dg_error`.
-pub(crate) fn guard(f: impl FnOnce() -> Result<()>) -> *mut dg_error {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => std::ptr::null_mut(),
-        Ok(Err(e)) => dg_error::boxed(e),
-        Err(p) => {
-            let what = p.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| p.downcast_ref::<String>().cloned()).unwrap_or_default();
-            dg_error::boxed(Error::internal(format!("internal error in dgzoo (panic: {what})")))
-        }
-    }
-}
-
-/// Run `f` for functions without an error return; a panic yields `fallback`.
-pub(crate) fn guard_value<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
-}
-
-/// A required C string argument.
-pub(crate) unsafe fn cstr<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(Error::invalid(format!("argument '{what}' must not be NULL")));
-    }
-    // SAFETY: caller guarantees a NUL-terminated string.
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| Error::invalid(format!("argument '{what}' is not valid UTF-8")))
-}
-
-/// An optional C string argument: NULL → "".
-pub(crate) unsafe fn cstr_opt<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        Ok("")
-    } else {
-        unsafe { cstr(p, what) }
-    }
-}
-
-/// An optional JSON argument: NULL or "" → null.
-pub(crate) unsafe fn json_arg(p: *const c_char, what: &str) -> Result<serde_json::Value> {
-    let s = unsafe { cstr_opt(p, what) }?;
-    if s.trim().is_empty() {
-        return Ok(serde_json::Value::Null);
-    }
-    serde_json::from_str(s).map_err(|e| Error::invalid(format!("argument '{what}' is not valid JSON: {e}")))
-}
-
-/// Check a required out-parameter and clear it.
-pub(crate) unsafe fn out_ptr<T>(p: *mut *mut T, what: &str) -> Result<()> {
-    if p.is_null() {
-        return Err(Error::invalid(format!("out-parameter '{what}' must not be NULL")));
-    }
-    unsafe { *p = std::ptr::null_mut() };
-    Ok(())
-}
-
-/// A new C string for the caller (free with `dg_string_free`).
-pub(crate) fn new_string(s: String) -> *mut c_char {
-    CString::new(s.replace('\0', " ")).unwrap_or_default().into_raw()
 }
 
 /// The library version, e.g. "0.1.0". Static storage: do not free.
@@ -198,5 +143,22 @@ mod tests {
         }
         assert_eq!(guard_value(7, || panic!("x")), 7);
         assert!(guard(|| Ok(())).is_null());
+    }
+
+    /// `dg_code` mirrors the core's `Code` value for value: every code maps to the C code with
+    /// the same number (the match in `From<Code>` is exhaustive, so a new code must be added).
+    #[test]
+    fn c_codes_equal_the_core_codes() {
+        use Code::*;
+        for c in [Ok, InvalidArgument, NotFound, Unsupported, Io, Network, Auth, Protocol, BadModel, Inference, Timeout, Cancelled, Internal] {
+            assert_eq!(dg_code::from(c) as i32, c as i32, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn casts_are_checked() {
+        assert_eq!(cast::<u64, i64>(5, "x").unwrap(), 5);
+        assert_eq!(cast::<u64, i64>(-1, "t").unwrap_err().code, Code::InvalidArgument);
+        assert_eq!(checked_size(usize::MAX, 3, "w").unwrap_err().code, Code::InvalidArgument);
     }
 }

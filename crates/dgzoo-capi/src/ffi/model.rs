@@ -164,7 +164,7 @@ unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
     Ok(match kind {
         dg_input_kind::DG_INPUT_BYTES => Input::Bytes(data),
         dg_input_kind::DG_INPUT_RGB | dg_input_kind::DG_INPUT_BGR => {
-            let stride = if i.stride == 0 { i.width as usize * 3 } else { i.stride };
+            let stride = if i.stride == 0 { super::checked_size(super::cast(i.width, "width")?, 3, "width")? } else { i.stride };
             Input::Pixels { data, width: i.width, height: i.height, stride, bgr: kind == dg_input_kind::DG_INPUT_BGR }
         }
     })
@@ -574,7 +574,7 @@ pub unsafe extern "C" fn dg_async_submit_inputs(
         if timeout_ms < 0 {
             p.submit(frame_id, ins)
         } else {
-            p.try_submit(frame_id, ins, Duration::from_millis(timeout_ms as u64))
+            p.try_submit(frame_id, ins, Duration::from_millis(super::cast(timeout_ms, "timeout_ms")?))
         }
     })
 }

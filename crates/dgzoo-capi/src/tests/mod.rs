@@ -12,5 +12,6 @@ mod aiserver_ffi;
 mod cloud_ffi;
 mod cloudinfer_ffi;
 mod inputs;
+mod log;
 mod overlay;
 mod time_stats;

@@ -162,6 +162,7 @@ impl State {
             model_path: PathBuf::from(params.str("ModelPath", 0)),
             input_shapes: (0..params.num_inputs()).map(|i| params.input_shape(i, None)).collect(),
             devices,
+            extra: dgzoo::inference::extra_device_params(params),
         };
         // The cache lock only finds or adds the model's slot; loading happens under the slot's
         // own lock, so streams of other (loaded) models are not held up by a slow load, and

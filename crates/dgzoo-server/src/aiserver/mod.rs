@@ -78,6 +78,8 @@ impl Config {
     }
 }
 
+/// Severity of a server log line (emitted as a `tracing` event; the embedder's subscriber
+/// filters it, e.g. the CLI's by `DGZOO_LOG`).
 #[derive(Clone, Copy, PartialEq, PartialOrd)]
 enum Level {
     Error = 0,
@@ -99,7 +101,6 @@ pub struct State {
     max_model_bytes: u64,
     /// Connections being served now.
     connections: std::sync::atomic::AtomicUsize,
-    level: Level,
     /// Recent log lines, for `trace_manage {"trace_read"}`.
     trace: Mutex<VecDeque<String>>,
     trace_levels: Mutex<Map<String, Value>>,
@@ -119,7 +120,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
 
 impl State {
-    fn create(zoo_dir: PathBuf, level: Level, cfg: &Config) -> Arc<State> {
+    fn create(zoo_dir: PathBuf, cfg: &Config) -> Arc<State> {
         let mut levels = Map::new();
         for g in ["AIServer", "CoreTaskServer", "CoreRuntime"] {
             levels.insert(g.into(), json!("None"));
@@ -135,7 +136,6 @@ impl State {
             max_connections: cfg.max_connections.max(1),
             max_model_bytes: cfg.max_model_bytes,
             connections: Default::default(),
-            level,
             trace: Mutex::new(VecDeque::new()),
             trace_levels: Mutex::new(levels),
             asio_addr: Mutex::new(None),
@@ -147,14 +147,8 @@ impl State {
     /// Frame execution without listeners, for other servers (the hub's cloud inference):
     /// the same shared engines and `StreamSession`s as the AI server. `work_dir` is hidden
     /// from error texts; its zoo is not scanned (models come in through `open_entry`).
-    pub fn embedded(work_dir: PathBuf, quiet: bool) -> Arc<State> {
-        let level = match std::env::var("DGZOO_LOG").ok().as_deref() {
-            Some("debug") => Level::Debug,
-            Some("error") | Some("off") => Level::Error,
-            _ if quiet => Level::Error,
-            _ => Level::Info,
-        };
-        State::create(work_dir.clone(), level, &Config::new(work_dir))
+    pub fn embedded(work_dir: PathBuf) -> Arc<State> {
+        State::create(work_dir.clone(), &Config::new(work_dir))
     }
 
     fn log(&self, level: Level, msg: &str) {
@@ -166,8 +160,10 @@ impl State {
             }
             t.push_back(line.clone());
         }
-        if level <= self.level {
-            eprintln!("dgzoo-server: {line}");
+        match level {
+            Level::Error => tracing::error!(target: "dgzoo_server::aiserver", "{msg}"),
+            Level::Info => tracing::info!(target: "dgzoo_server::aiserver", "{msg}"),
+            Level::Debug => tracing::debug!(target: "dgzoo_server::aiserver", "{msg}"),
         }
     }
     fn log_info(&self, msg: &str) {
@@ -373,13 +369,7 @@ impl Server {
             return Err(Error::not_found(format!("zoo directory '{}' does not exist", cfg.zoo_dir.display())));
         }
         let zoo_dir = cfg.zoo_dir.canonicalize().unwrap_or(cfg.zoo_dir.clone());
-        let level = match std::env::var("DGZOO_LOG").ok().as_deref() {
-            Some("debug") => Level::Debug,
-            Some("error") | Some("off") => Level::Error,
-            _ if cfg.quiet => Level::Error,
-            _ => Level::Info,
-        };
-        let state = State::create(zoo_dir, level, &cfg);
+        let state = State::create(zoo_dir, &cfg);
         state.rescan();
         let bind_err = |p: u16, e: &dyn std::fmt::Display| Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host));
         let mut server = Server { state: state.clone(), asio: None, http: None };

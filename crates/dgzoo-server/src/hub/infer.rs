@@ -131,9 +131,8 @@ impl CloudInference {
             .prefix("dgzoo-hub-models-")
             .tempdir()
             .map_err(|e| dgzoo::error::Error::io(format!("cannot create the hub's model work directory: {e}")))?;
-        let quiet = !std::env::var("DGZOO_LOG").is_ok_and(|v| v == "info" || v == "debug");
         Ok(CloudInference {
-            engines: crate::aiserver::State::embedded(work.path().to_path_buf(), quiet),
+            engines: crate::aiserver::State::embedded(work.path().to_path_buf()),
             work,
             extracted: Mutex::new(HashMap::new()),
             connections: AtomicUsize::new(0),
