@@ -356,7 +356,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     }
     postprocess::filter_class_set(&mut post.results, &st.class_set);
     let t3 = Instant::now();
-    let pre_ms = p.bool("MeasureTime", 0).then(|| client_pre.as_secs_f64() * 1000.0);
+    let pre_ms = p.bool("MeasureTime", 0).then_some(client_pre.as_secs_f64() * 1000.0);
     let timing = p.bool("MeasureTime", 0).then(|| {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         json!({

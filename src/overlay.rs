@@ -253,7 +253,7 @@ impl<'a> Draw<'a> {
     }
 
     /// PySDK's `draw_text_label`: a filled caption box kept inside the image.
-    fn draw_text_label(&mut self, x1: i32, y1: i32, x2: i32, y2: i32, color: [u8; 3], text: &str, line_width: i32) {
+    fn draw_text_label(&mut self, (x1, y1, x2, y2): (i32, i32, i32, i32), color: [u8; 3], text: &str, line_width: i32) {
         let margin = 1;
         let (tw, th, base) = self.text_size(text);
         let (bw, bh) = (tw + 2 * margin, th + base + 2 * margin);
@@ -409,7 +409,7 @@ fn draw_detections(original: Canvas, results: &[Value], s: &Settings, labels: &B
             }
             let capt = caption(s, r);
             if !capt.is_empty() {
-                d.draw_text_label(x1, y1, x2, y2, color, &capt, lw);
+                d.draw_text_label((x1, y1, x2, y2), color, &capt, lw);
             }
         }
         if let Some(lms) = r.get("landmarks").and_then(Value::as_array) {
