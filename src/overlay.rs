@@ -304,20 +304,33 @@ impl<'a> Draw<'a> {
             i
         };
         let (ax, ay) = (kx / 2, ky / 2);
+        let (bwu, bhu) = (bw as usize, bh as usize);
+        // Separable box sums: rows first (reflect-101 inside the box), then columns.
+        let mut rows = vec![0u32; bwu * bhu * 3];
+        for y in 0..bh {
+            for x in 0..bw {
+                let mut sum = [0u32; 3];
+                for dx in 0..kx {
+                    let sx = reflect(x + dx - ax, bw) + bx1;
+                    let p = self.original.get_pixel(sx as u32, (y + by1) as u32).0;
+                    for c in 0..3 {
+                        sum[c] += p[c] as u32;
+                    }
+                }
+                rows[(y as usize * bwu + x as usize) * 3..][..3].copy_from_slice(&sum);
+            }
+        }
+        let n = (kx * ky) as u32;
         for y in 0..bh {
             for x in 0..bw {
                 let mut sum = [0u32; 3];
                 for dy in 0..ky {
-                    let sy = reflect(y + dy - ay, bh) + by1;
-                    for dx in 0..kx {
-                        let sx = reflect(x + dx - ax, bw) + bx1;
-                        let p = self.original.get_pixel(sx as u32, sy as u32).0;
-                        for c in 0..3 {
-                            sum[c] += p[c] as u32;
-                        }
+                    let sy = reflect(y + dy - ay, bh) as usize;
+                    let r = &rows[(sy * bwu + x as usize) * 3..][..3];
+                    for c in 0..3 {
+                        sum[c] += r[c];
                     }
                 }
-                let n = (kx * ky) as u32;
                 let px = [((sum[0] + n / 2) / n) as u8, ((sum[1] + n / 2) / n) as u8, ((sum[2] + n / 2) / n) as u8];
                 self.image.put_pixel((x + bx1) as u32, (y + by1) as u32, Rgb(px));
             }

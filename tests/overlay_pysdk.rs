@@ -157,6 +157,11 @@ fn detection_overlay_with_probabilities_and_one_colour_matches_pysdk() {
 }
 
 #[test]
+fn blurred_detection_overlay_matches_pysdk() {
+    check("yolov8n_nudenet--320x320_float_tflite_cpu_1", "car_416.jpg", json!({"overlay_blur": "all", "overlay_show_labels": false}), false);
+}
+
+#[test]
 fn classification_overlay_matches_pysdk() {
     // Text only: compared as line boxes (see `line_boxes`).
     check("efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1", "cat_224.jpg", json!({}), true);
