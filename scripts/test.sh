@@ -13,6 +13,10 @@ bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 bash scripts/setup-openvino-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
+# The extended family zoo (one generated model per post-processing family, PySDK goldens),
+# built once into the cache and rebuilt when scripts/make-test-zoo.sh or scripts/test-zoo/ change.
+export DGZOO_FAMILY_ZOO="${DGZOO_FAMILY_ZOO:-${XDG_CACHE_HOME:-$HOME/.cache}/dgzoo/test-zoo}"
+bash scripts/make-test-zoo.sh "$DGZOO_FAMILY_ZOO"
 # In CI a missing peer is a failure, not a skip.
 [ "${CI:-}" = "true" ] && export DGZOO_REQUIRE_PEER=1
 # Style and lints first: they fail fast and cost little.

@@ -22,8 +22,14 @@ use crate::{Error, Result};
 
 /// Largest accepted width or height of a decoded or raw image (libjpeg's own limit).
 pub const MAX_SIDE: u32 = 65_500;
-/// Largest accepted number of pixels of a decoded or raw image (256 Mpixel = 16384 x 16384).
-pub const MAX_PIXELS: u64 = 1 << 28;
+/// Largest accepted number of pixels of a decoded or raw image: 64 Mpixel (8192 x 8192, a
+/// 192 MiB RGB buffer). Checked from the file header, before any pixel memory is allocated, so
+/// an "image bomb" (a small file declaring a huge size) costs nothing.
+pub const MAX_PIXELS: u64 = 1 << 26;
+/// Largest working memory a decoder may allocate for one image besides its RGB output
+/// (libjpeg's coefficient buffers of progressive JPEGs, the `image` crate's 16-bit RGBA
+/// buffers): 512 MiB. A file that would need more is refused with an error.
+pub const MAX_DECODE_BYTES: u64 = 512 << 20;
 
 /// An 8-bit RGB image: interleaved R,G,B, row-major, rows packed without padding.
 #[derive(Clone, PartialEq, Eq, Default)]
@@ -112,6 +118,51 @@ fn check_dims(width: u64, height: u64) -> Result<()> {
 // Decoding
 // ---------------------------------------------------------------------------------------------
 
+/// The width and height [`decode`] would return for these bytes (EXIF orientation of JPEGs
+/// applied), read from the header only: nothing is decoded and no pixel memory is allocated.
+///
+/// Errors as [`decode`] does for an empty input, an unknown format, an unreadable header or a
+/// size above [`MAX_SIDE`] / [`MAX_PIXELS`].
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    let (w, h) = declared_dimensions(bytes)?;
+    check_dims(w as u64, h as u64)?;
+    Ok((w, h))
+}
+
+/// [`dimensions`] without the size limits: the width and height the header declares (for
+/// comparing a frame with the size a model expects before anything is decoded).
+pub fn declared_dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("cannot decode image: the data is empty"));
+    }
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        let (w, h) = jpeg::dimensions(bytes)?;
+        Ok(match jpeg_exif_orientation(bytes) {
+            Some(5..=8) => (h, w),
+            _ => (w, h),
+        })
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        header_dimensions(bytes, image::ImageFormat::Png, "PNG")
+    } else if bytes.starts_with(b"BM") {
+        header_dimensions(bytes, image::ImageFormat::Bmp, "BMP")
+    } else {
+        Err(unknown_format(bytes))
+    }
+}
+
+fn unknown_format(bytes: &[u8]) -> Error {
+    Error::invalid(format!(
+        "cannot decode image: unknown format (expected JPEG, PNG or BMP; data starts with {})",
+        bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    ))
+}
+
+fn header_dimensions(bytes: &[u8], format: image::ImageFormat, name: &str) -> Result<(u32, u32)> {
+    image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))
+}
+
 /// Decodes a JPEG, PNG or BMP file into RGB, with the pixels `cv2.imread(path)` (IMREAD_COLOR)
 /// gives, channel order aside: EXIF orientation of JPEGs applied, alpha dropped, grey replicated,
 /// 16-bit samples reduced to their high byte.
@@ -134,23 +185,19 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     } else if bytes.starts_with(b"BM") {
         decode_with_image_crate(bytes, image::ImageFormat::Bmp, "BMP")
     } else {
-        Err(Error::invalid(format!(
-            "cannot decode image: unknown format (expected JPEG, PNG or BMP; data starts with {})",
-            bytes.iter().take(8).map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
-        )))
+        Err(unknown_format(bytes))
     }
 }
 
 fn decode_with_image_crate(bytes: &[u8], format: image::ImageFormat, name: &str) -> Result<RgbImage> {
     use image::DynamicImage as D;
-    let reader = || image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    let (w, h) = reader().into_dimensions().map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
+    let (w, h) = header_dimensions(bytes, format, name)?;
     check_dims(w as u64, h as u64)?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
     limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(MAX_PIXELS * 8 + (1 << 20));
-    let mut r = reader();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut r = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
     r.limits(limits);
     let img = r.decode().map_err(|e| Error::invalid(format!("cannot decode {name} image: {e}")))?;
     let (width, height) = (img.width(), img.height());
@@ -271,7 +318,7 @@ fn tiff_orientation(t: &[u8]) -> Option<u16> {
 
 mod jpeg {
     //! JPEG decoding through libjpeg(-turbo)'s C decoder, set up as OpenCV sets it up.
-    use super::{check_dims, jpeg_exif_orientation, RgbImage};
+    use super::{check_dims, jpeg_exif_orientation, RgbImage, MAX_DECODE_BYTES};
     use crate::{Error, Result};
     use mozjpeg_sys::*;
     use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -320,12 +367,15 @@ mod jpeg {
 
     impl Drop for Decompressor {
         fn drop(&mut self) {
+            // SAFETY: `cinfo` was set up by `jpeg_create_decompress` and is destroyed once, here;
+            // its error manager (`_err`) is still alive (fields drop after this body).
             unsafe { jpeg_destroy_decompress(&mut self.cinfo) };
         }
     }
 
-    pub(super) fn decode(bytes: &[u8]) -> Result<(RgbImage, Option<u16>)> {
-        match catch_unwind(AssertUnwindSafe(|| unsafe { decode_unguarded(bytes) })) {
+    /// Runs `f` with libjpeg errors (which unwind out of the C code) turned into `Err`.
+    fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+        match catch_unwind(AssertUnwindSafe(f)) {
             Ok(r) => r,
             Err(payload) => match payload.downcast::<Failure>() {
                 Ok(f) => Err(Error::invalid(format!("cannot decode JPEG image: {}", f.0))),
@@ -334,18 +384,47 @@ mod jpeg {
         }
     }
 
+    pub(super) fn decode(bytes: &[u8]) -> Result<(RgbImage, Option<u16>)> {
+        // SAFETY: `bytes` outlives the decompressor, which `decode_unguarded` drops before
+        // returning; libjpeg errors unwind to `guarded` through `C-unwind` callbacks.
+        guarded(|| unsafe { decode_unguarded(bytes) })
+    }
+
+    /// Width and height from the JPEG header (SOF marker) alone: no scan data is decoded.
+    pub(super) fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+        // SAFETY: as in `decode`; only `jpeg_read_header` runs, on a decompressor dropped here.
+        guarded(|| unsafe {
+            let mut d = Decompressor::new(bytes);
+            let c = &mut *d.cinfo;
+            jpeg_read_header(c, 1);
+            Ok((c.image_width, c.image_height))
+        })
+    }
+
+    impl Decompressor {
+        /// A decompressor reading `bytes`, with our error handlers and a memory cap of
+        /// [`MAX_DECODE_BYTES`] (libjpeg refuses what would need more instead of allocating it).
+        unsafe fn new(bytes: &[u8]) -> Decompressor {
+            let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
+            jpeg_std_error(&mut err);
+            err.error_exit = Some(error_exit);
+            err.emit_message = Some(emit_message);
+            let mut cinfo: Box<jpeg_decompress_struct> = Box::new(std::mem::zeroed());
+            cinfo.common.err = &mut *err;
+            jpeg_create_decompress(&mut *cinfo);
+            let mut d = Decompressor { cinfo, _err: err };
+            let c = &mut *d.cinfo;
+            (*c.common.mem).max_memory_to_use = MAX_DECODE_BYTES as c_long;
+            jpeg_mem_src(c, bytes.as_ptr(), bytes.len() as c_ulong);
+            d
+        }
+    }
+
     unsafe fn decode_unguarded(bytes: &[u8]) -> Result<(RgbImage, Option<u16>)> {
-        let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
-        jpeg_std_error(&mut err);
-        err.error_exit = Some(error_exit);
-        err.emit_message = Some(emit_message);
-        let mut cinfo: Box<jpeg_decompress_struct> = Box::new(std::mem::zeroed());
-        cinfo.common.err = &mut *err;
-        jpeg_create_decompress(&mut *cinfo);
-        let mut d = Decompressor { cinfo, _err: err };
+        let mut d = Decompressor::new(bytes);
         let c = &mut *d.cinfo;
-        jpeg_mem_src(c, bytes.as_ptr(), bytes.len() as c_ulong);
         jpeg_read_header(c, 1);
+        // Size checked from the header, before libjpeg or we allocate anything image-sized.
         check_dims(c.image_width as u64, c.image_height as u64)?;
         // OpenCV (grfmt_jpeg.cpp): BGR output straight from libjpeg for 1 and 3 components
         // (RGB here: same arithmetic, other order); CMYK output plus its own conversion for 4.
@@ -399,6 +478,8 @@ mod jpeg {
             extern "C" {
                 fn free(p: *mut std::ffi::c_void);
             }
+            // SAFETY: `cinfo` was set up by `jpeg_create_compress` and is destroyed once, here;
+            // `out` is null or the buffer `jpeg_mem_dest` malloc'ed, which nothing else frees.
             unsafe {
                 jpeg_destroy_compress(&mut self.cinfo);
                 if !self.out.is_null() {
@@ -411,6 +492,8 @@ mod jpeg {
     /// Encode like OpenCV's `imencode(".jpg", img, [IMWRITE_JPEG_QUALITY, quality])`:
     /// libjpeg(-turbo) defaults (baseline, 4:2:0, islow DCT, no Huffman optimisation).
     pub(super) fn encode(img: &RgbImage, quality: i32) -> Result<Vec<u8>> {
+        // SAFETY: `img` outlives the compressor, dropped inside `encode_unguarded`; libjpeg errors
+        // unwind to this `catch_unwind` through `C-unwind` callbacks.
         match catch_unwind(AssertUnwindSafe(|| unsafe { encode_unguarded(img, quality) })) {
             Ok(r) => r,
             Err(payload) => match payload.downcast::<Failure>() {

@@ -110,7 +110,7 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
 
 /// Verify the config's `Checksum` against the model binary when it is a SHA-256 (64 hex
 /// digits), once per (file, size, mtime) per process. `DGZOO_SKIP_CHECKSUM=1` disables it.
-fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
+pub(crate) fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
     let want = params.str("Checksum", 0).to_ascii_lowercase();
     if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || crate::settings::Settings::from_env().skip_checksum {
         return Ok(());

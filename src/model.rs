@@ -491,6 +491,7 @@ impl Model {
                 Value::Array(v)
             }
             "update_if_newer" => json!(st.update_if_newer),
+            "overlay_color" if !st.overlay.contains_key("overlay_color") => default_overlay_color(&st.params, self.labels())?,
             k if k.starts_with("overlay_") && st.overlay.contains_key(k) => st.overlay[k].clone(),
             k if METHODS.contains(&k) => return Err(Error::invalid(format!("'{k}' is a method, not a property"))),
             k => return Err(Error::not_found(format!("Model property '{k}' does not exist"))),
@@ -547,14 +548,17 @@ impl Model {
                 }
             }
             "extra_device_params" => {
+                // PySDK: a dict replaces ExtraDeviceParams as a whole (no merge).
                 if !v.is_object() {
-                    return Err(Error::invalid(format!("extra_device_params must be a dictionary, not {}", repr(v))));
+                    let t = match v {
+                        Value::Null => "NoneType",
+                        Value::String(_) => "str",
+                        Value::Array(_) => "list",
+                        other => json_type(other),
+                    };
+                    return Err(Error::invalid(format!("extra_device_params must be a dictionary, not `{t}`")));
                 }
-                let mut merged = st.params.get("ExtraDeviceParams", 0).as_object().cloned().unwrap_or_default();
-                for (k, x) in v.as_object().into_iter().flatten() {
-                    merged.insert(k.clone(), x.clone());
-                }
-                st.params.set("ExtraDeviceParams", 0, Value::Object(merged))?;
+                st.params.set("ExtraDeviceParams", 0, v.clone())?;
             }
             "frame_queue_depth" => {
                 let d = as_int(key, v)?;
@@ -805,9 +809,62 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
+/// PySDK's default `overlay_color` (its result class's `generate_overlay_color`): one yellow
+/// for most types; for detection-like types a per-class palette (entries 1..=n of the
+/// 256-colour bit-interleaved palette, the first replaced by yellow); for `Segmentation` the
+/// first n palette entries, with black at the index of a "background" label.
+fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -> Result<Value> {
+    use crate::postprocess::PostprocessType as P;
+    let palette = |x: usize| -> [u8; 3] {
+        let chan = |first: usize| (0..8).fold(0u8, |acc, k| acc | ((((x >> (first + 3 * k)) & 1) as u8) << (7 - k)));
+        [chan(2), chan(1), chan(0)]
+    };
+    let kind = P::parse(&params.str("OutputPostprocessType", 0));
+    let nc = params.i64("OutputNumClasses", 0);
+    let yellow = json!([255, 255, 0]);
+    match kind {
+        P::Detection
+        | P::DetectionYolo
+        | P::DetectionYoloV8
+        | P::DetectionYoloV10
+        | P::DetectionYoloV8OBB
+        | P::DetectionYoloHailo
+        | P::DetectionDamoYolo
+        | P::FaceDetection
+        | P::PoseDetection
+        | P::PoseDetectionYoloV8
+        | P::SegmentationYoloV8 => {
+            if labels.is_empty() && nc <= 0 {
+                return Err(Error::invalid("Detection Postprocessor: either non empty labels dictionary or OutputNumClasses greater than 0 must be specified for Detection postprocessor"));
+            }
+            let n = if labels.is_empty() { nc as usize } else { labels.len() };
+            let mut colors: Vec<Value> = (1..=n.min(255)).map(|x| json!(palette(x))).collect();
+            if let Some(c) = colors.first_mut() {
+                *c = yellow;
+            }
+            Ok(Value::Array(colors))
+        }
+        P::Segmentation => {
+            if labels.is_empty() && nc <= 0 {
+                return Err(Error::invalid("Segmentation Postprocessor: either non empty labels dictionary or OutputNumClasses greater than 0 must be specified for Segmentation postprocessor"));
+            }
+            let n = if labels.is_empty() { nc as usize } else { labels.len() };
+            let mut colors: Vec<Value> = (0..n.min(256)).map(|x| json!(palette(x))).collect();
+            for (&k, v) in labels {
+                if v == "background" && k >= 0 {
+                    colors.insert((k as usize).min(colors.len()), json!([0, 0, 0]));
+                    colors.remove(0);
+                }
+            }
+            Ok(Value::Array(colors))
+        }
+        P::Unknown(t) => Err(Error::unsupported(format!("Postprocessor type '{t}' is not known"))),
+        _ => Ok(yellow),
+    }
+}
+
 fn default_overlay() -> Map<String, Value> {
     let mut m = Map::new();
-    m.insert("overlay_color".into(), json!([255, 255, 0]));
     m.insert("overlay_line_width".into(), json!(3));
     m.insert("overlay_show_labels".into(), json!(true));
     m.insert("overlay_show_probabilities".into(), json!(false));

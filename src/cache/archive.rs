@@ -67,6 +67,75 @@ fn entry_path(raw: &[u8], model: &str) -> std::result::Result<(PathBuf, bool), S
     Ok((parts[1..].iter().collect(), is_dir))
 }
 
+/// Why an archive must not be served or extracted as model `model`, from its central
+/// directory alone: an entry that escapes `<model>/` (`..`, `.`, empty components, absolute
+/// paths, drive letters, backslashes, another top directory) or is a symbolic link.
+pub fn unsafe_entry<R: Read + std::io::Seek>(zip: &mut zip::ZipArchive<R>, model: &str) -> Option<String> {
+    for i in 0..zip.len() {
+        let e = match zip.by_index_raw(i) {
+            Ok(e) => e,
+            Err(e) => return Some(e.to_string()),
+        };
+        if let Err(m) = entry_path(e.name_raw(), model) {
+            return Some(m);
+        }
+        if e.unix_mode().is_some_and(|m| m & 0o170000 == 0o120000) {
+            return Some(format!("entry '{}' is a symbolic link", e.name()));
+        }
+    }
+    None
+}
+
+/// An I/O error while writing `path`; a full disk says so (not "invalid archive").
+fn write_err(archive: &Path, path: &Path, rel: &Path, e: std::io::Error) -> Error {
+    if e.raw_os_error() == Some(28) {
+        Error::io(format!("Cannot write '{}': no space left on device", path.display()))
+    } else {
+        bad(archive, format!("cannot write '{}': {e}", rel.display()))
+    }
+}
+
+/// Checks an archive's model before anything is extracted, reading it from the archive:
+/// `<model>/<model>.json`'s `Checksum` is `expected` (when given), and when the checksum is a
+/// SHA-256, the `ModelPath` entry's bytes hash to it (streamed, at most
+/// `limits.max_total_bytes`). A bad or oversized archive then costs no disk space. Missing
+/// members are left to [`extract_model`] and the checks after it.
+pub fn precheck_model(archive: &Path, model: &str, expected: Option<&str>, limits: Limits) -> Result<()> {
+    let f = std::fs::File::open(archive).map_err(|e| Error::io(format!("Cannot open model archive '{}': {e}", archive.display())))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).map_err(|e| bad(archive, format!("not a ZIP archive: {e}")))?;
+    let Some(idx) = zip.index_for_name(&format!("{model}/{model}.json")) else { return Ok(()) };
+    let mut text = String::new();
+    zip.by_index(idx).map_err(|e| bad(archive, e))?.take(64 << 20).read_to_string(&mut text).map_err(|e| bad(archive, e))?;
+    let Ok(params) = crate::params::ModelParams::parse(&text) else { return Ok(()) };
+    let have = params.str("Checksum", 0);
+    if let Some(want) = expected {
+        if have != want {
+            return Err(Error::bad_model(format!(
+                "Cloud model '{model}': the downloaded archive has checksum '{have}' but the zoo announced '{want}' (the model changed during the download?)"
+            )));
+        }
+    }
+    let want = have.to_ascii_lowercase();
+    let rel = params.str("ModelPath", 0);
+    if rel.is_empty() || want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || crate::settings::Settings::from_env().skip_checksum {
+        return Ok(());
+    }
+    let Some(bin) = zip.index_for_name(&format!("{model}/{rel}")) else { return Ok(()) };
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut entry = zip.by_index(bin).map_err(|e| bad(archive, e))?;
+    let n = std::io::copy(&mut (&mut entry).take(limits.max_total_bytes.saturating_add(1)), &mut h)
+        .map_err(|e| bad(archive, format!("entry '{model}/{rel}': {e}")))?;
+    if n > limits.max_total_bytes {
+        return Err(bad(archive, format!("uncompressed size exceeds the limit of {} bytes", limits.max_total_bytes)));
+    }
+    let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if got != want {
+        return Err(Error::bad_model(format!("Cloud model '{model}': SHA-256 of '{rel}' is {got}, its configuration says {want} (corrupt download?)")));
+    }
+    Ok(())
+}
+
 /// Validate the archive and extract the contents of its `<model>/` directory into `dest`
 /// (created; must not exist). Returns the number of bytes written.
 pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -> Result<u64> {
@@ -113,14 +182,16 @@ pub fn extract_model(archive: &Path, model: &str, dest: &Path, limits: Limits) -
         }
         let mut entry = zip.by_index(i).map_err(|e| bad(archive, e))?;
         // create_new: a duplicate entry is an error, and nothing pre-existing is followed.
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&target)
-            .map_err(|e| bad(archive, format!("cannot write '{}': {e}", rel.display())))?;
+        let mut out = std::fs::OpenOptions::new().write(true).create_new(true).open(&target).map_err(|e| write_err(archive, &target, &rel, e))?;
         let budget = limits.max_total_bytes - written;
         let mut limited = (&mut entry).take(budget.saturating_add(1));
-        let n = copy(&mut limited, &mut out).map_err(|e| bad(archive, format!("entry '{}': {e}", rel.display())))?;
+        let n = copy(&mut limited, &mut out).map_err(|e| {
+            if e.raw_os_error() == Some(28) {
+                write_err(archive, &target, &rel, e)
+            } else {
+                bad(archive, format!("entry '{}': {e}", rel.display()))
+            }
+        })?;
         written += n;
         if written > limits.max_total_bytes {
             return Err(bad(archive, format!("uncompressed size exceeds the limit of {} bytes", limits.max_total_bytes)));

@@ -167,7 +167,13 @@ impl Cache {
     /// Take the model's in-use lock and return it if a valid copy is cached (config present and,
     /// when `expected` is given, with that checksum).
     fn try_hold(&self, zdir: &Path, model: &str, expected: Option<&str>) -> Result<Option<CachedModel>> {
-        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        let lock_path = zdir.join(format!("{model}.lock"));
+        let lock = match open_lock(&lock_path) {
+            Ok(l) => l,
+            // A read-only cache (read-only mount or someone else's files) still serves what it
+            // holds: the shared lock is taken on a read-only handle (flock needs no write access).
+            Err(e) => File::open(&lock_path).or_else(|_| File::open(zdir)).map_err(|_| e)?,
+        };
         FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
         let dir = zdir.join(model);
         let config = dir.join(format!("{model}.json"));
@@ -351,7 +357,9 @@ impl Cache {
             let _ = std::fs::remove_file(&zip_path);
             let _ = std::fs::remove_dir_all(&tmp_dir);
         };
-        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
+        // Unpacking is bounded by the cache's own size cap, not only the archive limit.
+        let max_bytes = self.cfg.limit.min(archive::Limits::default().max_total_bytes);
+        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, max_bytes, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
         cleanup();
         r
     }
@@ -418,17 +426,32 @@ impl Cache {
 
     /// Remove one cached model unless it is in use. `Ok(false)` when not cached.
     pub fn remove(&self, e: &Entry) -> Result<bool> {
-        let zdir = self.cfg.root.join(&e.zoo_key);
-        let lock = open_lock(&zdir.join(format!("{}.lock", e.model)))?;
-        if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
-            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.zoo_key, e.model)));
+        self.remove_key(&e.zoo_key, &e.model)
+    }
+
+    /// Remove the cached copy of `model` of `zoo` (a damaged one: the next `ensure`
+    /// downloads it again) unless it is in use. `Ok(false)` when not cached.
+    pub fn remove_model(&self, zoo: &CloudZoo, model: &str) -> Result<bool> {
+        archive::check_model_name(model)?;
+        self.remove_key(&Cache::zoo_key(zoo)?, model)
+    }
+
+    fn remove_key(&self, zoo_key: &str, model: &str) -> Result<bool> {
+        let e = (zoo_key, model);
+        let zdir = self.cfg.root.join(zoo_key);
+        if !zdir.join(model).exists() {
+            return Ok(false);
         }
-        let dir = zdir.join(&e.model);
+        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        if !FileExt::try_lock_exclusive(&lock).map_err(|err| Error::io(err.to_string()))? {
+            return Err(Error::new(Code::Io, format!("Cached model '{}/{}' is in use; not removed", e.0, e.1)));
+        }
+        let dir = zdir.join(model);
         if !dir.exists() {
             return Ok(false);
         }
         let _ = std::fs::create_dir_all(zdir.join(PARTIAL_DIR));
-        let old = zdir.join(PARTIAL_DIR).join(unique(&e.model) + ".old");
+        let old = zdir.join(PARTIAL_DIR).join(unique(model) + ".old");
         std::fs::rename(&dir, &old).map_err(|err| io_err("Cannot remove", &dir, err))?;
         let _ = std::fs::remove_dir_all(&old);
         Ok(true)
@@ -437,52 +460,69 @@ impl Cache {
     /// Evict least recently used models until the total size is at most `limit` (default:
     /// the configured cap), skipping models in use. Returns the evicted entries.
     pub fn evict(&self, limit: Option<u64>) -> Vec<Entry> {
+        self.prune(limit).unwrap_or_default()
+    }
+
+    /// [`Cache::evict`] that reports failures (`dgzoo cache prune`): a cache that cannot be
+    /// changed (read-only, permissions) is an error naming the path, not an empty success.
+    /// Models in use are skipped, as in `evict`.
+    pub fn prune(&self, limit: Option<u64>) -> Result<Vec<Entry>> {
         let limit = limit.unwrap_or(self.cfg.limit);
         let mut evicted = Vec::new();
-        if std::fs::create_dir_all(&self.cfg.root).is_err() {
-            return evicted;
-        }
-        let Ok(cl) = open_lock(&self.cfg.root.join(CLEANUP_LOCK)) else { return evicted };
-        if FileExt::lock_exclusive(&cl).is_err() {
-            return evicted;
-        }
+        std::fs::create_dir_all(&self.cfg.root).map_err(|e| io_err("Cannot create the model cache", &self.cfg.root, e))?;
+        let cl = open_lock(&self.cfg.root.join(CLEANUP_LOCK))?;
+        FileExt::lock_exclusive(&cl).map_err(|e| io_err("Cannot lock", &self.cfg.root.join(CLEANUP_LOCK), e))?;
         self.clear_stale_partials();
         let entries = self.entries();
         let mut total: u64 = entries.iter().map(|e| e.size).sum();
+        let mut failure = None;
         for e in entries {
             if total <= limit {
                 break;
             }
-            if let Ok(true) = self.remove(&e) {
-                total = total.saturating_sub(e.size);
-                evicted.push(e);
+            match self.remove(&e) {
+                Ok(true) => {
+                    total = total.saturating_sub(e.size);
+                    evicted.push(e);
+                }
+                Ok(false) => {}
+                Err(err) if err.message.contains("is in use") => {}
+                Err(err) => {
+                    failure.get_or_insert(err);
+                }
             }
         }
         let _ = FileExt::unlock(&cl);
-        evicted
+        match failure {
+            Some(e) if evicted.is_empty() => Err(e),
+            _ => Ok(evicted),
+        }
     }
 
-    /// Re-check every cached model: config parses and its binary matches the checksum.
+    /// Re-check every cached model: config parses, its binary matches the checksum, and the
+    /// labels file it names is there and is a JSON object.
     pub fn verify(&self) -> Vec<(Entry, Result<()>)> {
         self.entries()
             .into_iter()
             .map(|e| {
-                let r = verify_model_dir(&e.dir, &e.model, None);
+                let r = verify_model_dir(&e.dir, &e.model, None).and_then(|()| verify_labels(&e.dir, &e.model));
                 (e, r)
             })
             .collect()
     }
 }
 
-/// Stream the archive of `model` to `zip_path`, extract its `<model>/` directory into
-/// `unpack_dir` (which must not exist) with the archive checks, remove the archive, and verify
-/// the result (`verify_model_dir`). On error the caller removes both paths.
+/// Stream the archive of `model` to `zip_path`, check its config checksum and model binary
+/// inside the archive (`archive::precheck_model`), then extract its `<model>/` directory into
+/// `unpack_dir` (which must not exist) with the archive checks and at most `max_bytes`, remove
+/// the archive, and verify the result (`verify_model_dir`). On error the caller removes both paths.
 pub fn download_verified(
     client: &CloudClient,
     model: &str,
     zip_path: &Path,
     unpack_dir: &Path,
     expected: Option<&str>,
+    max_bytes: u64,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<()> {
     {
@@ -492,9 +532,32 @@ pub fn download_verified(
         use std::io::Write;
         w.flush().map_err(|e| io_err("Cannot write", zip_path, e))?;
     }
-    archive::extract_model(zip_path, model, unpack_dir, archive::Limits::default())?;
+    let limits = archive::Limits { max_total_bytes: max_bytes, ..archive::Limits::default() };
+    archive::precheck_model(zip_path, model, expected, limits)?;
+    archive::extract_model(zip_path, model, unpack_dir, limits)?;
     let _ = std::fs::remove_file(zip_path);
     verify_model_dir(unpack_dir, model, expected)
+}
+
+/// The labels file `LabelsPath` names (if any) is inside the model directory, present and a
+/// JSON object.
+fn verify_labels(dir: &Path, model: &str) -> Result<()> {
+    let params = ModelParams::from_file(&dir.join(format!("{model}.json")))
+        .map_err(|e| Error::bad_model(format!("Cloud model '{model}': bad configuration: {}", e.message)))?;
+    let rel = params.str("LabelsPath", 0);
+    if rel.is_empty() {
+        return Ok(());
+    }
+    let relp = Path::new(&rel);
+    if relp.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        return Err(Error::bad_model(format!("Cloud model '{model}': LabelsPath '{rel}' leaves the model directory")));
+    }
+    let text =
+        std::fs::read_to_string(dir.join(relp)).map_err(|e| Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' cannot be read: {e}")))?;
+    match serde_json::from_str::<Value>(&text) {
+        Ok(Value::Object(_)) => Ok(()),
+        _ => Err(Error::bad_model(format!("Cloud model '{model}': labels file '{rel}' is not a JSON object"))),
+    }
 }
 
 /// Check an extracted model: `<m>.json` parses as a model config, its `Checksum` is the zoo's

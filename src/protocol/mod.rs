@@ -17,6 +17,10 @@ pub const VERSION_TAG: &str = "VERSION";
 pub const PROTOCOL_VERSION: i64 = 4;
 /// Default largest packet accepted (the client asserts < 2^31; 1 GiB is far above any frame).
 pub const DEFAULT_MAX_PACKET: usize = 1 << 30;
+/// Default largest JSON message a server accepts (asio command packets, WebSocket text
+/// messages, REST bodies): 1 MiB. JSON costs ~16x its size once parsed, so it gets its own
+/// limit, far below the frame limit; longer messages are refused from their length prefix.
+pub const DEFAULT_MAX_JSON: usize = 1 << 20;
 /// Client connection / command-reply timeout.
 pub const CONNECT_TIMEOUT_MS: u64 = 10_000;
 

@@ -96,12 +96,19 @@ pub struct WsReader {
     sock: TcpStream,
     writer: WsWriter,
     max_message: usize,
+    /// Largest text message (JSON), at most `max_message`.
+    max_text: usize,
 }
 
 impl WsReader {
     /// Read timeout for `recv` (None = wait forever).
     pub fn set_read_timeout(&self, t: Option<Duration>) {
         let _ = self.sock.set_read_timeout(t);
+    }
+
+    /// Limit text messages (JSON) to `max` bytes, below the limit of binary ones.
+    pub fn set_max_text(&mut self, max: usize) {
+        self.max_text = max.min(self.max_message);
     }
 
     /// Receive the next message (fragments joined; pings answered; masked or not).
@@ -126,8 +133,15 @@ impl WsReader {
                 n => n as u64,
             };
             // Refused before reading (or allocating) the payload.
-            if len > self.max_message as u64 || message.len() as u64 + len > self.max_message as u64 {
-                return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "WebSocket message too large"));
+            let text = opcode == OP_TEXT || (opcode == OP_CONT && first_op == Some(OP_TEXT));
+            let max = if text { self.max_text } else { self.max_message } as u64;
+            if len > max || message.len() as u64 + len > max {
+                let what = if text { "text" } else { "" };
+                let total = message.len() as u64 + len;
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("WebSocket {what}{}message of {total} bytes exceeds the limit of {max} bytes", if text { " " } else { "" }),
+                ));
             }
             let mut mask = [0u8; 4];
             if masked {
@@ -166,7 +180,7 @@ pub fn server(sock: TcpStream, leftover: Vec<u8>, max_message: usize) -> std::io
     let writer = WsWriter::new(sock.try_clone()?, false);
     let read_sock = sock.try_clone()?;
     let source: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(leftover).chain(read_sock));
-    Ok((WsReader { reader: BufReader::new(source), sock, writer: writer.clone(), max_message }, writer))
+    Ok((WsReader { reader: BufReader::new(source), sock, writer: writer.clone(), max_message, max_text: max_message }, writer))
 }
 
 /// A client WebSocket.
@@ -191,7 +205,7 @@ impl WsClient {
         );
         writer.inner.lock().unwrap_or_else(|p| p.into_inner()).0.write_all(req.as_bytes()).map_err(|e| fail(e.to_string()))?;
         let read_sock = sock.try_clone().map_err(|e| fail(e.to_string()))?;
-        let mut reader = WsReader { reader: BufReader::new(Box::new(read_sock)), sock, writer: writer.clone(), max_message };
+        let mut reader = WsReader { reader: BufReader::new(Box::new(read_sock)), sock, writer: writer.clone(), max_message, max_text: max_message };
         let mut status = String::new();
         reader.reader.read_line(&mut status).map_err(|e| fail(e.to_string()))?;
         if status.split_whitespace().nth(1) != Some("101") {

@@ -105,8 +105,19 @@ impl Agent for OnnxAgent {
             }
         };
         let inputs = session.inputs.iter().map(|i| describe(&i.name, &i.input_type)).collect::<Result<Vec<_>>>()?;
-        let outputs = session.outputs.iter().map(|o| describe(&o.name, &o.output_type)).collect::<Result<Vec<_>>>()?;
-        Ok(Box::new(OnnxSession { session, inputs, outputs, _weights: weights }))
+        // PySDK's ONNX agent numbers tensors inputs first: output i is tensor `inputs + i`, and
+        // its results name it by that number ("1" for a one-input model).
+        let ort_names: Vec<String> = session.outputs.iter().map(|o| o.name.clone()).collect();
+        let outputs = session
+            .outputs
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let id = (inputs.len() + i) as i64;
+                describe(&id.to_string(), &o.output_type).map(|t| TensorInfo { id: Some(id), ..t })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(OnnxSession { session, inputs, outputs, ort_names, _weights: weights }))
     }
 }
 
@@ -131,6 +142,8 @@ struct OnnxSession {
     session: OrtSession,
     inputs: Vec<TensorInfo>,
     outputs: Vec<TensorInfo>,
+    /// ONNX Runtime's own output names (`outputs` carry PySDK's numeric names).
+    ort_names: Vec<String>,
     _weights: Arc<SharedWeights>,
 }
 
@@ -220,6 +233,15 @@ impl OnnxSession {
             values.push((info.name.clone(), v));
         }
         let out = self.session.run(values).map_err(|e| Error::inference(format!("ONNX Runtime inference failed: {e}")))?;
-        self.outputs.iter().map(|o| from_value(&o.name, &out[o.name.as_str()])).collect()
+        self.outputs
+            .iter()
+            .zip(&self.ort_names)
+            .map(|(o, n)| {
+                from_value(&o.name, &out[n.as_str()]).map(|mut t| {
+                    t.info.id = o.id;
+                    t
+                })
+            })
+            .collect()
     }
 }

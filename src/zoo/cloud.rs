@@ -112,6 +112,20 @@ impl CloudAccess {
     /// `load_model`: check the device support on the cloud's parameters first (no download for
     /// a model this machine cannot run), then fetch and build a local model.
     pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
+        match self.load_model_once(name, system_info, pairs) {
+            // A cached copy damaged on disk (truncated, overwritten) fails its checksum at load:
+            // drop it and download once more, instead of failing the same way forever.
+            Err(e) if e.message.contains("Checksum mismatch for model file") && !self.cache.config().offline => {
+                match self.cache.remove_model(self.zoo(), name) {
+                    Ok(true) => self.load_model_once(name, system_info, pairs),
+                    _ => Err(e),
+                }
+            }
+            r => r,
+        }
+    }
+
+    fn load_model_once(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
         let unsupported = || {
             Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
                 .with_reason(crate::error::Reason::NoSupportedDevice)
@@ -135,6 +149,14 @@ impl CloudAccess {
         };
         let mut params = ModelParams::from_file(&held.config)?;
         params.absolutize_paths(&held.dir)?;
+        if !held.downloaded {
+            // A copy cached earlier is checked now (once per file state and process; the engine
+            // does not hash it again), so a damaged one is replaced by `load_model`.
+            let bin = params.str("ModelPath", 0);
+            if !bin.is_empty() {
+                crate::inference::verify_checksum(&params, std::path::Path::new(&bin))?;
+            }
+        }
         let z = self.zoo();
         params.set("CloudModelName", 0, json!(format!("{}/{}/{name}", z.org, z.zoo)))?;
         params.set("CloudURL", 0, json!(z.base()))?;

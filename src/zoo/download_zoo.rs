@@ -45,7 +45,15 @@ pub fn download_model(client: &CloudClient, model: &str, dest: &Path, progress: 
         .tempdir_in(dest)
         .map_err(|e| Error::io(format!("Cannot create a temporary directory in '{}': {e}", dest.display())))?;
     let unpacked = tmp.path().join(model);
-    crate::cache::download_verified(client, model, &tmp.path().join("archive.zip"), &unpacked, None, progress)?;
+    crate::cache::download_verified(
+        client,
+        model,
+        &tmp.path().join("archive.zip"),
+        &unpacked,
+        None,
+        crate::cache::archive::Limits::default().max_total_bytes,
+        progress,
+    )?;
     let target = dest.join(model);
     if target.exists() {
         let old = tmp.path().join("old");

@@ -184,7 +184,7 @@ pub fn cache(a: CacheArgs) -> Result<()> {
                 return Err(Error::io(errors.join("; ")));
             }
         }
-        CacheCommand::Prune { limit, json } => print_entries(&cache.evict(limit), json),
+        CacheCommand::Prune { limit, json } => print_entries(&cache.prune(limit)?, json),
         CacheCommand::Verify { json } => {
             let results = cache.verify();
             let bad = results.iter().filter(|(_, r)| r.is_err()).count();
@@ -254,9 +254,22 @@ pub struct HubArgs {
     /// models under their simple names.
     #[arg(long = "aiserver")]
     pub aiservers: Vec<String>,
+    /// Add a new token to the zoo root's tokens.json, print it and exit (the way to make the
+    /// first admin token: the hub gives none to requests without an admin token).
+    #[arg(long)]
+    pub new_token: bool,
+    /// With --new-token: the new token has admin rights.
+    #[arg(long, requires = "new_token")]
+    pub admin: bool,
 }
 
 pub fn hub(a: HubArgs) -> Result<()> {
+    if a.new_token {
+        std::fs::create_dir_all(&a.zoo).map_err(|e| dgzoo::Error::io(format!("Cannot create zoo root '{}': {e}", a.zoo.display())))?;
+        let t = dgzoo_server::hub::admin::mint_token(&dgzoo_server::hub::store::Store::new(&a.zoo), a.admin).map_err(dgzoo::Error::invalid)?;
+        println!("{t}");
+        return Ok(());
+    }
     let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {

@@ -46,6 +46,13 @@ pub struct StartArgs {
     /// Largest frame accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
     max_packet_mb: usize,
+    /// Largest JSON message accepted (command packet, WebSocket text message, REST body), in KiB.
+    #[arg(long, default_value_t = 1024)]
+    max_json_kb: usize,
+    /// Web origin (scheme://host[:port]) allowed to use the HTTP side from a browser
+    /// (repeatable; `*` = CORS headers for reads from any origin). None by default.
+    #[arg(long = "cors-origin")]
+    cors_origins: Vec<String>,
     /// LRU limit on loaded models, in MiB of model files: idle least recently used models are
     /// unloaded past it.
     #[arg(long, default_value_t = 512)]
@@ -71,6 +78,8 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.port = a.port;
             cfg.quiet = a.quiet;
             cfg.max_packet = a.max_packet_mb.saturating_mul(1 << 20);
+            cfg.max_json = a.max_json_kb.saturating_mul(1 << 10);
+            cfg.cors_origins = a.cors_origins;
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
             cfg.protocol = match a.protocol {
                 ProtocolArg::Asio => Protocol::Asio,

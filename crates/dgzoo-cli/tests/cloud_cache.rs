@@ -296,9 +296,16 @@ fn malicious_archives_are_rejected() {
     let cache = Cache::new(cache_cfg(cdir.path()));
     let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
     for name in cases.iter().map(|c| c.0).chain(["flat"]) {
+        // The hub does not serve archives with entries outside their model folder; the cache
+        // refuses the rest, and each of them on its own (extracted directly below).
         let e = fetch(&cache, &c, name).unwrap_err();
-        assert!(e.message.contains("Unsafe or invalid model archive"), "{name}: {}", e.message);
+        let unserved = format!("Model {name} is not found in model zoo");
+        assert!(e.message.contains("Unsafe or invalid model archive") || e.message.contains(&unserved), "{name}: {}", e.message);
         assert!(!zoo_cache.join(name).exists(), "{name}: installed");
+        let out = cdir.path().join(format!("direct_{name}"));
+        let e = extract_model(&zoo_dir(root.path()).join(format!("{name}.zip")), name, &out, Limits::default()).unwrap_err();
+        assert!(e.message.contains("Unsafe or invalid model archive"), "{name}: {}", e.message);
+        assert!(!out.exists(), "{name}: extracted");
     }
     assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
     assert!(std::fs::read_dir(zoo_cache.join(".partial")).unwrap().next().is_none(), "temp dirs removed");
@@ -429,6 +436,23 @@ fn cache_cli_ls_verify_rm_prune() {
     assert_eq!(v[0]["ok"], false);
     assert!(v[0]["error"].as_str().unwrap().contains("SHA-256"));
     assert_eq!(v[1]["ok"], true);
+    // A missing or broken labels file is reported too.
+    let eff_dir = Path::new(v[1]["path"].as_str().unwrap()).to_path_buf();
+    let labels = std::fs::read_dir(&eff_dir).unwrap().flatten().map(|e| e.path()).find(|p| p.to_string_lossy().contains("labels")).expect("a labels file");
+    let saved = std::fs::read(&labels).unwrap();
+    for damage in [None, Some(&b"[1, 2"[..])] {
+        match damage {
+            None => std::fs::remove_file(&labels).unwrap(),
+            Some(b) => std::fs::write(&labels, b).unwrap(),
+        }
+        let (ok, out, _) = run(&["cache", "verify", "--json"]);
+        assert!(!ok);
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[1]["ok"], false, "{v}");
+        assert!(v[1]["error"].as_str().unwrap().contains("labels file"), "{v}");
+    }
+    std::fs::write(&labels, saved).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&run(&["cache", "verify", "--json"]).1).unwrap()[1]["ok"], true);
     assert!(run(&["cache", "rm", BLAZE]).0);
     let (_, out, _) = run(&["cache", "ls"]);
     assert!(!out.contains(BLAZE) && out.contains(EFF_Q));
@@ -518,4 +542,151 @@ fn racing_without_known_checksum_downloads_once() {
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(flags.iter().filter(|&&d| d).count(), 1, "{flags:?}");
+}
+
+/// Bytes this thread has passed to write(2) so far (`/proc/thread-self/io` wchar; the cache
+/// downloads and extracts in the calling thread).
+fn bytes_written() -> u64 {
+    let io = std::fs::read_to_string("/proc/thread-self/io").unwrap();
+    io.lines().find_map(|l| l.strip_prefix("wchar: ")).unwrap().trim().parse().unwrap()
+}
+
+/// A hub archive `<name>.zip`: BLAZE's config with `checksum` and a deflated `model.tflite`.
+fn archive_with_binary(root: &Path, name: &str, checksum: &str, binary: &[u8]) {
+    let mut z = zip::ZipWriter::new(std::fs::File::create(zoo_dir(root).join(format!("{name}.zip"))).unwrap());
+    let o = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
+    cfg["MODEL_PARAMETERS"][0]["ModelPath"] = Value::String("model.tflite".into());
+    cfg["Checksum"] = Value::String(checksum.into());
+    z.start_file(format!("{name}/{name}.json"), o).unwrap();
+    z.write_all(cfg.to_string().as_bytes()).unwrap();
+    z.start_file(format!("{name}/model.tflite"), o).unwrap();
+    z.write_all(binary).unwrap();
+    z.finish().unwrap();
+}
+
+#[test]
+fn archives_are_verified_before_extracting_and_unpacking_is_bounded_by_the_cache_cap() {
+    let root = hub_root(&[]);
+    let zeros = vec![0u8; 64 << 20];
+    // A 64 MiB binary that does not match its configuration's SHA-256.
+    archive_with_binary(root.path(), "corrupt", &sha256_hex(b"something else"), &zeros);
+    // A correct model whose 64 MiB binary is larger than the cache's 16 MiB cap.
+    archive_with_binary(root.path(), "huge", &sha256_hex(&zeros), &zeros);
+    drop(zeros);
+    let hub = start_hub(root.path());
+    let c = client(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let w0 = bytes_written();
+    let e = fetch(&cache, &c, "corrupt").unwrap_err();
+    assert!(e.message.contains("SHA-256 of 'model.tflite' is"), "{}", e.message);
+    let w1 = bytes_written();
+    let cache = Cache::new(dgzoo::cache::CacheConfig { limit: 16 << 20, ..cache_cfg(cdir.path()) });
+    let e = fetch(&cache, &c, "huge").unwrap_err();
+    assert!(e.message.contains("uncompressed size exceeds the limit of 16777216 bytes"), "{}", e.message);
+    let w2 = bytes_written();
+    eprintln!("bytes written: corrupt archive {} KiB, oversized archive {} KiB", (w1 - w0) >> 10, (w2 - w1) >> 10);
+    // Only the (small) downloads were written, never the 64 MiB binaries.
+    assert!(w1 - w0 < 4 << 20, "the corrupt archive wrote {} bytes", w1 - w0);
+    assert!(w2 - w1 < 4 << 20, "the oversized archive wrote {} bytes", w2 - w1);
+    assert!(cache.entries().is_empty());
+    let zoo_cache = cache.zoo_dir(c.zoo()).unwrap();
+    assert_eq!(partial_bytes(&zoo_cache), 0, "temp files removed");
+}
+
+#[test]
+fn a_damaged_cached_binary_is_downloaded_again() {
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = cache_cfg(cdir.path());
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    let want = predict(&zoo, BLAZE, "girls_256.jpg");
+    // The cached binary is cut in half on disk (a crash, a full disk, a careless hand).
+    let cache = Cache::new(cfg.clone());
+    let entry = cache.entries().into_iter().find(|e| e.model == BLAZE).unwrap();
+    let bin = entry.dir.join(format!("{BLAZE}.tflite"));
+    let good = std::fs::read(&bin).unwrap();
+    std::fs::write(&bin, &good[..good.len() / 2]).unwrap();
+    // The next load notices (checksum), downloads it again and runs; the file is whole again.
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    assert_eq!(predict(&zoo, BLAZE, "girls_256.jpg"), want);
+    assert_eq!(std::fs::read(&bin).unwrap(), good);
+    // Offline, a damaged copy is reported, not replaced.
+    std::fs::write(&bin, &good[..good.len() / 2]).unwrap();
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
+    let offline = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
+    let e = offline.load_model(BLAZE, &Value::Null).unwrap_err();
+    assert!(e.message.contains("Checksum mismatch"), "{}", e.message);
+}
+
+/// `dgzoo cache fetch` with the cache on an 8 MiB tmpfs of its own (a private mount namespace
+/// through `unshare`), so the 5 MiB archive fits but its extracted copy does not.
+#[test]
+fn a_full_disk_is_reported_as_such() {
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: unshare -rm is not available");
+        return;
+    }
+    let root = hub_root(&[EFF_Q]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", r#"mount -t tmpfs -o size=8m none "$0" && exec "$@""#])
+        .arg(cdir.path())
+        .arg(dgzoo_bin())
+        .args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, EFF_Q])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("full disk: {}", err.trim());
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("no space left on device") || err.contains("No space left on device"), "{err}");
+    assert!(err.contains(cdir.path().to_str().unwrap()), "the error names the path: {err}");
+    assert!(!err.contains("Unsafe or invalid model archive"), "a full disk reported as a bad archive: {err}");
+}
+
+/// A cache on a read-only file system (a read-only bind mount in a private mount namespace)
+/// still serves its models offline.
+#[test]
+fn a_read_only_cache_is_usable_offline() {
+    if !Command::new("unshare").args(["-rm", "true"]).status().is_ok_and(|s| s.success()) {
+        eprintln!("skipped: unshare -rm is not available");
+        return;
+    }
+    let root = hub_root(&[BLAZE]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let fetch = |extra_env: &[(&str, &str)], ro: bool| {
+        let mut c = Command::new("unshare");
+        let script = if ro { r#"mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@""# } else { r#"exec "$@""# };
+        c.args(["-rm", "sh", "-c", script]).arg(cdir.path()).arg(dgzoo_bin());
+        c.args(["cache", "fetch", "--url", &hub_url(&hub), "--token", TOKEN, BLAZE]).env("DGZOO_CACHE_DIR", cdir.path());
+        for (k, v) in extra_env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = fetch(&[], false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = fetch(&[("DGZOO_OFFLINE", "1")], true);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "read-only cache, offline: {err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["downloaded"], false);
+    assert!(v["path"].as_str().unwrap().starts_with(cdir.path().to_str().unwrap()));
+    // Pruning it is an error naming the path, not an empty success.
+    let out = Command::new("unshare")
+        .args(["-rm", "sh", "-c", r#"mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$@""#])
+        .arg(cdir.path())
+        .arg(dgzoo_bin())
+        .args(["cache", "prune", "--limit", "0"])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "prune of a read-only cache succeeded: {}", String::from_utf8_lossy(&out.stdout));
+    assert!(err.contains("Read-only file system") && err.contains(cdir.path().to_str().unwrap()), "{err}");
 }

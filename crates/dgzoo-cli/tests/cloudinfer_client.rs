@@ -165,6 +165,15 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     assert_eq!(name, "predict_result");
     assert_eq!(socketio::mp_text(&args[1]).as_deref(), Some("0"));
     assert_eq!(socketio::mp_to_json(&args[0])["success"], false);
+    // A large packet before CONNECT (4 MiB of msgpack nils: ~128 MiB once decoded) is refused
+    // without being decoded.
+    let mut nils = vec![0xdd];
+    nils.extend((4u32 << 20).to_be_bytes());
+    nils.extend(std::iter::repeat_n(0xc0u8, 4 << 20));
+    ws.send(Binary(nils)).unwrap();
+    let p = read_bin(&mut ws);
+    assert_eq!(p.kind, socketio::CONNECT_ERROR);
+    assert!(socketio::mp_to_json(&p.data)["message"].as_str().unwrap().contains("before CONNECT exceeds the limit of 1048576 bytes"), "{:?}", p.data);
     // CONNECT with an auth that is not a map.
     ws.send(Binary(Packet::new(socketio::CONNECT, rmpv::Value::from(5)).encode())).unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT_ERROR);
@@ -191,6 +200,17 @@ fn malformed_packets_and_dropped_clients_leave_the_hub_serving() {
     ))
     .unwrap();
     assert_eq!(read_bin(&mut ws).kind, socketio::CONNECT);
+    // An image bomb (a valid 1 MiB JPEG declaring 16384x16384) is refused from its header.
+    let t = Instant::now();
+    ws.send(Binary(Packet::event("predict", vec![rmpv::Value::Binary(socketio::encode_frame(&[jpeg_bomb(16384)])), rmpv::Value::from("bomb")]).encode()))
+        .unwrap();
+    let p = read_bin(&mut ws);
+    let (name, args) = p.as_event().unwrap();
+    assert_eq!((name, socketio::mp_text(&args[1]).as_deref()), ("predict_result", Some("bomb")));
+    let r = socketio::mp_to_json(&args[0]);
+    assert_eq!(r["success"], false, "{r}");
+    assert!(r["msg"].as_str().unwrap().contains("Cannot reshape the tensor: received a 16384x16384 image"), "{r}");
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     let jpeg = dgzoo::image_ops::encode_jpeg(&dgzoo::image_ops::decode(&image("cat_224.jpg")).unwrap(), 95).unwrap();
     for n in 0..2 {
         ws.send(Binary(
@@ -266,4 +286,21 @@ fn stream_survives_a_hub_restart() {
         assert_close(v, &golden(EFF_F, IMAGES[k % 3]), 1e-4, &format!("frame {k}"));
     }
     drop(hub);
+}
+
+/// A complete, valid baseline grayscale JPEG of `side` x `side` pixels in about side²/32 bytes
+/// (one-symbol Huffman tables: two bits per 8x8 block); see tests/aiserver_limits.rs.
+fn jpeg_bomb(side: u16) -> Vec<u8> {
+    let mut j = vec![0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0];
+    j.extend([1u8; 64]);
+    let [hi, lo] = side.to_be_bytes();
+    j.extend([0xFF, 0xC0, 0, 11, 8, hi, lo, hi, lo, 1, 1, 0x11, 0]);
+    for class in [0x00, 0x10] {
+        j.extend([0xFF, 0xC4, 0, 20, class, 1]);
+        j.extend([0u8; 16]);
+    }
+    j.extend([0xFF, 0xDA, 0, 8, 1, 1, 0x00, 0, 63, 0]);
+    j.extend(std::iter::repeat_n(0u8, (side as usize / 8) * (side as usize / 8) / 4));
+    j.extend([0xFF, 0xD9]);
+    j
 }

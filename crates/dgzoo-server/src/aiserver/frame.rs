@@ -15,6 +15,41 @@ use dgzoo::protocol;
 use dgzoo::zoo::local::ZooEntry;
 use serde_json::{json, Value};
 
+/// Most engines of one model file (different client-chosen `InputShape`s) kept at once: past
+/// it the least recently used idle one is unloaded, and a new shape is refused while all are
+/// in use.
+pub const MAX_ENGINE_COPIES: usize = 4;
+/// Largest dimension and element count of a client-chosen `InputShape`.
+const MAX_SHAPE_DIM: i64 = 1 << 16;
+const MAX_SHAPE_ELEMENTS: i64 = 1 << 28;
+
+/// Checks the input shapes a client's config chose (those that differ from the zoo's): the
+/// zoo's rank, positive dimensions, bounded sizes. The error is PySDK-style text.
+fn check_client_shapes(zoo: &ModelParams, params: &ModelParams) -> std::result::Result<(), String> {
+    for i in 0..params.num_inputs() {
+        let (zs, cs) = (zoo.input_shape(i, None), params.input_shape(i, None));
+        if zs == cs {
+            continue;
+        }
+        let bad = |why: String| {
+            protocol::dg_error_text("ERROR", "Incorrect value of parameter", &format!("InputShape {cs:?} of model input #{i} is invalid: {why}"), &[])
+        };
+        if !zs.is_empty() && cs.len() != zs.len() {
+            return Err(bad(format!("the model's input has {} dimensions ({zs:?})", zs.len())));
+        }
+        if cs.is_empty() || cs.len() > 8 {
+            return Err(bad("a shape has 1 to 8 dimensions".into()));
+        }
+        if cs.iter().any(|&d| !(1..=MAX_SHAPE_DIM).contains(&d)) {
+            return Err(bad(format!("every dimension must be between 1 and {MAX_SHAPE_DIM}")));
+        }
+        if cs.iter().try_fold(1i64, |a, &d| a.checked_mul(d).filter(|&p| p <= MAX_SHAPE_ELEMENTS)).is_none() {
+            return Err(bad(format!("more than {MAX_SHAPE_ELEMENTS} elements")));
+        }
+    }
+    Ok(())
+}
+
 /// Cloud root used for `org/zoo/model` names when the client gives no `CloudURL`.
 const DEFAULT_CLOUD_URL: &str = "https://hub.degirum.com";
 use std::collections::BTreeMap;
@@ -79,7 +114,18 @@ impl State {
         let mut params = entry.params.clone();
         params.merge_runtime(config);
         params.check_version().map_err(fail)?;
+        check_client_shapes(&entry.params, &params)?;
         let engine = self.engine_for(&params).map_err(fail)?;
+        // A client-chosen shape the model's tensors cannot take fails here, at open, and its
+        // engine copy is not kept.
+        for (i, info) in engine.inputs.iter().enumerate() {
+            if dgzoo::model::is_image_input(&params, i) {
+                if let Err(e) = InputSpec::new(&params, i, info) {
+                    self.drop_idle_engine(&engine);
+                    return Err(fail(e));
+                }
+            }
+        }
         let labels = dgzoo::model::load_labels(&params);
         self.log_info(&format!("stream opened on model '{name}'"));
         Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
@@ -172,7 +218,26 @@ impl State {
             // Most recently used last.
             let s = match cache.iter().position(|s| s.key == key) {
                 Some(i) => cache.remove(i),
-                None => Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) }),
+                None => {
+                    // Bounded copies per model: unload the least recently used idle one.
+                    let same = |s: &EngineSlot| s.key.model_path == key.model_path && s.key.runtime == key.runtime && s.key.device == key.device;
+                    if cache.iter().filter(|s| same(s)).count() >= MAX_ENGINE_COPIES {
+                        let idle =
+                            cache.iter().position(|s| same(s) && s.engine.try_lock().is_ok_and(|e| e.as_ref().is_none_or(|eng| Arc::strong_count(eng) == 1)));
+                        match idle {
+                            Some(i) => {
+                                cache.remove(i);
+                            }
+                            None => {
+                                return Err(Error::unsupported(format!(
+                                    "at most {MAX_ENGINE_COPIES} input shapes of model '{}' can be in use at once",
+                                    key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
+                                )))
+                            }
+                        }
+                    }
+                    Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) })
+                }
             };
             cache.push(s.clone());
             s
@@ -187,6 +252,17 @@ impl State {
         drop(e);
         self.evict_engines();
         Ok(engine)
+    }
+}
+
+impl State {
+    /// Unload `engine` if no stream uses it (the caller's reference aside).
+    fn drop_idle_engine(&self, engine: &Arc<Engine>) {
+        let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
+        let pos = cache.iter().position(|s| s.engine.try_lock().is_ok_and(|e| e.as_ref().is_some_and(|x| Arc::ptr_eq(x, engine) && Arc::strong_count(x) == 2)));
+        if let Some(i) = pos {
+            cache.remove(i);
+        }
     }
 }
 
@@ -281,6 +357,12 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     };
     let fmt = p.str("InputImgFmt", i);
     let mut rgb = if fmt == "JPEG" {
+        // Frames must be model-sized: compare the size the header declares before decoding,
+        // so a small file declaring a huge image costs no memory and no decoding time.
+        let (hw, hh) = image_ops::declared_dimensions(data)?;
+        if hw as usize != w || hh as usize != h {
+            return Err(reshape_err(format!("a {hw}x{hh} image")));
+        }
         let img = image_ops::decode(data)?;
         if img.width as usize != w || img.height as usize != h {
             return Err(reshape_err(format!("a {}x{} image", img.width, img.height)));

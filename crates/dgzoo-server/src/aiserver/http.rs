@@ -20,8 +20,6 @@ use std::time::Duration;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_LINE: usize = 16 << 10;
 const MAX_HEADERS: usize = 100;
-/// Largest REST request body (the routes take small JSON arguments).
-const MAX_BODY: usize = 16 << 20;
 
 pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketAddr, JoinHandle<()>)> {
     let l = TcpListener::bind((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
@@ -88,6 +86,7 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         204 => "No Content",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         413 => "Payload Too Large",
@@ -96,13 +95,34 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
+/// CORS headers for a request from `origin`: only for an origin in the allow-list
+/// (`Config::cors_origins`, empty by default), echoed back, never `*`.
+fn cors_headers(state: &State, origin: Option<&str>) -> Vec<(&'static str, String)> {
+    match origin {
+        Some(o) if state.cors_origins.iter().any(|a| a == o || a == "*") => vec![
+            ("Access-Control-Allow-Origin", o.to_string()),
+            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()),
+            ("Access-Control-Allow-Headers", "Content-Type".into()),
+            ("Vary", "Origin".into()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// A request a web page on another site must not make: one that changes state (anything but
+/// GET/HEAD/OPTIONS, and the WebSocket stream, which runs inference) carrying an `Origin` that
+/// is not in the allow-list (`*` there allows reads only). Clients that are not browsers
+/// (PySDK, curl) send no `Origin` and are not affected.
+fn cross_origin_refused(state: &State, req: &Request, upgrade: bool) -> bool {
+    let Some(origin) = req.header("Origin") else { return false };
+    let state_changing = upgrade || !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+    state_changing && !state.cors_origins.iter().any(|a| a == origin)
+}
+
 fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
     if r.status != 204 {
         head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", r.content_type, r.body.len()));
-    }
-    for (k, v) in [("Access-Control-Allow-Origin", "*"), ("Access-Control-Allow-Methods", "*"), ("Access-Control-Allow-Headers", "*")] {
-        head.push_str(&format!("{k}: {v}\r\n"));
     }
     for (k, v) in &r.extra {
         head.push_str(&format!("{k}: {v}\r\n"));
@@ -130,7 +150,8 @@ fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
 }
 
 /// Read one request. `Ok(None)`: the client closed an idle connection.
-fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, Response> {
+/// Bodies longer than `max_body` (the server's JSON limit) are refused from Content-Length.
+fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> std::result::Result<Option<Request>, Response> {
     let bad = |m: &str| text_response(400, &format!("400 Bad Request: {m}"));
     let line = match read_line(r) {
         Ok(Some(l)) => l,
@@ -162,8 +183,14 @@ fn read_request<R: BufRead>(r: &mut R) -> std::result::Result<Option<Request>, R
         Some(v) => v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?,
         None => 0,
     };
-    if len > MAX_BODY {
-        return Err(text_response(413, "413 Payload Too Large"));
+    if len > max_body {
+        let text = protocol::dg_error_text(
+            "ERROR",
+            "Incorrect value of parameter",
+            &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
+            &[],
+        );
+        return Err(json_response(413, &protocol::frame_err(&text)));
     }
     req.body = vec![0u8; len];
     r.read_exact(&mut req.body).map_err(|_| bad("truncated body"))?;
@@ -178,7 +205,7 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
     let Ok(mut writer) = sock.try_clone() else { return };
     let mut reader = BufReader::new(sock);
     loop {
-        let req = match read_request(&mut reader) {
+        let req = match read_request(&mut reader, state.max_json) {
             Ok(Some(r)) => r,
             Ok(None) => return,
             Err(resp) => {
@@ -188,6 +215,17 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
         };
         state.log(Level::Debug, &format!("http {} {}", req.method, req.path));
         let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+        if cross_origin_refused(state, &req, upgrade) {
+            state.log_info(&format!("refused cross-origin {} {} from origin '{}'", req.method, req.path, req.header("Origin").unwrap_or_default()));
+            let text = protocol::dg_error_text(
+                "ERROR",
+                "Operation failed",
+                "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)",
+                &[],
+            );
+            let _ = write_response(&mut writer, &json_response(403, &protocol::frame_err(&text)), false);
+            return;
+        }
         if req.path == "/v1/stream" && req.method == "GET" && upgrade {
             let Some(key) = req.header("Sec-WebSocket-Key") else {
                 let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
@@ -203,13 +241,15 @@ fn connection(state: &Arc<State>, sock: TcpStream) {
             let sock = reader.into_inner();
             // Streams may idle between frames as long as the client likes.
             let _ = sock.set_read_timeout(None);
-            let Ok((rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
+            let Ok((mut rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
+            rd.set_max_text(state.max_json);
             ws_stream(state, rd, &wr);
             wr.close();
             return;
         }
         let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let (resp, shutdown) = route(state, &req, peer);
+        let (mut resp, shutdown) = route(state, &req, peer);
+        resp.extra.extend(cors_headers(state, req.header("Origin")));
         let sent = write_response(&mut writer, &resp, !close && !shutdown).is_ok();
         if shutdown {
             state.request_stop(false);
@@ -274,8 +314,18 @@ fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
     let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
     let mut pipeline: Option<(usize, super::frame::FramePipeline)> = None;
     let mut frame: Vec<Vec<u8>> = Vec::new();
-    // A read error (client gone, oversized or malformed frame) ends the stream.
-    while let Ok(msg) = rd.recv() {
+    // A read error (client gone, oversized or malformed frame) ends the stream; an oversized
+    // message is answered with an error first.
+    loop {
+        let msg = match rd.recv() {
+            Ok(m) => m,
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
+                    reply(protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
+                }
+                break;
+            }
+        };
         match msg {
             WsMessage::Text(t) => {
                 if pipeline.is_some() {

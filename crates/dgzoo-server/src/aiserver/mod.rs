@@ -2,7 +2,7 @@
 //! WebSocket in [`http`], stream inference in [`frame`]. One thread per connection; loaded
 //! engines are cached and shared by every stream.
 //!
-//! Logging: `DGZOO_LOG=error|info|debug` (default `info`, `--quiet` → `error`), on stderr.
+//! Logging: tracing events under `dgzoo_server::aiserver`; the CLI prints them to stderr by `DGZOO_LOG` (default `info`, `--quiet` → `error`).
 pub mod frame;
 pub mod http;
 
@@ -53,6 +53,14 @@ pub struct Config {
     pub quiet: bool,
     /// Largest packet / WebSocket message accepted.
     pub max_packet: usize,
+    /// Largest JSON message accepted (asio command packet, WebSocket text message, REST
+    /// body), refused from its length before anything is allocated. At most `max_packet`.
+    pub max_json: usize,
+    /// Web origins (`https://host:port`) allowed to use the HTTP side from a browser: they get
+    /// CORS headers and may change state (POST, the WebSocket stream). Empty by default: a
+    /// request with any other `Origin` that changes state is refused with 403. `*` gives CORS
+    /// headers to every origin for reads only.
+    pub cors_origins: Vec<String>,
     /// Most connections served at once (asio and http together); more are closed at once.
     pub max_connections: usize,
     /// LRU limit on loaded models, as the total size of their model files: past it the least
@@ -71,6 +79,8 @@ impl Config {
             protocol: Protocol::Asio,
             quiet: false,
             max_packet: protocol::DEFAULT_MAX_PACKET,
+            max_json: protocol::DEFAULT_MAX_JSON,
+            cors_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             cache: None,
@@ -97,12 +107,16 @@ pub struct State {
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     stop: AtomicBool,
     max_packet: usize,
+    max_json: usize,
+    cors_origins: Vec<String>,
     max_connections: usize,
     max_model_bytes: u64,
     /// Connections being served now.
     connections: std::sync::atomic::AtomicUsize,
-    /// Recent log lines, for `trace_manage {"trace_read"}`.
-    trace: Mutex<VecDeque<String>>,
+    /// Recent log lines, for `trace_manage {"trace_read"}` (bounded: see [`Trace`]).
+    trace: Mutex<Trace>,
+    /// Debug lines go to the trace too (`trace_manage config_set` asked for a detailed level).
+    trace_debug: AtomicBool,
     trace_levels: Mutex<Map<String, Value>>,
     asio_addr: Mutex<Option<SocketAddr>>,
     /// Set when a client asked for shutdown (see `request_stop`).
@@ -111,6 +125,46 @@ pub struct State {
 }
 
 const TRACE_LINES: usize = 1000;
+/// Longest trace line kept, in bytes (client text in a line is cut past it).
+const TRACE_LINE_MAX: usize = 1024;
+/// Most bytes the trace keeps in all: older lines go first.
+const TRACE_BYTES: usize = 256 << 10;
+/// Most trace groups `config_set` may create, and the longest group name.
+const TRACE_GROUPS_MAX: usize = 64;
+const TRACE_GROUP_NAME_MAX: usize = 128;
+
+/// The server's recent log lines: at most [`TRACE_LINES`] lines of at most [`TRACE_LINE_MAX`]
+/// bytes and [`TRACE_BYTES`] in all, whatever clients send.
+#[derive(Default)]
+struct Trace {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+/// One log line as kept and printed: control characters (a client's newlines) blanked, cut
+/// at [`TRACE_LINE_MAX`] bytes.
+fn clip_line(line: &str) -> String {
+    let mut l: String = line.chars().take(TRACE_LINE_MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if line.len() > TRACE_LINE_MAX {
+        let mut cut = (TRACE_LINE_MAX - 3).min(l.len());
+        while !l.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        l.truncate(cut);
+        l.push('…');
+    }
+    l
+}
+
+impl Trace {
+    fn push(&mut self, l: String) {
+        while !self.lines.is_empty() && (self.lines.len() >= TRACE_LINES || self.bytes + l.len() > TRACE_BYTES) {
+            self.bytes -= self.lines.pop_front().map_or(0, |x| x.len());
+        }
+        self.bytes += l.len();
+        self.lines.push_back(l);
+    }
+}
 /// Default LRU limit on loaded models (total model file size; runtimes take a few times that).
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 512 << 20;
 /// Default cap on simultaneous connections (one thread each).
@@ -133,10 +187,13 @@ impl State {
             engines: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             max_packet: cfg.max_packet,
+            max_json: cfg.max_json.min(cfg.max_packet),
+            cors_origins: cfg.cors_origins.clone(),
             max_connections: cfg.max_connections.max(1),
             max_model_bytes: cfg.max_model_bytes,
             connections: Default::default(),
-            trace: Mutex::new(VecDeque::new()),
+            trace: Mutex::new(Trace::default()),
+            trace_debug: AtomicBool::new(false),
             trace_levels: Mutex::new(levels),
             asio_addr: Mutex::new(None),
             stopped_at: Mutex::new(None),
@@ -152,14 +209,19 @@ impl State {
     }
 
     fn log(&self, level: Level, msg: &str) {
-        let line = format!("[{:.3}] {msg}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()));
-        {
-            let mut t = self.trace.lock().unwrap_or_else(|p| p.into_inner());
-            if t.len() >= TRACE_LINES {
-                t.pop_front();
-            }
-            t.push_back(line.clone());
+        // Whether the embedder's subscriber shows this level.
+        let to_stderr = match level {
+            Level::Error => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::ERROR),
+            Level::Info => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::INFO),
+            Level::Debug => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::DEBUG),
+        };
+        // Debug lines (one per command or request, with client text) are kept only when asked for.
+        if !to_stderr && level == Level::Debug && !self.trace_debug.load(Ordering::Relaxed) {
+            return;
         }
+        let line = clip_line(&format!("[{:.3}] {msg}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())));
+        self.trace.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+        // Printed (or not) by the embedder's tracing subscriber (the CLI's: DGZOO_LOG).
         match level {
             Level::Error => tracing::error!(target: "dgzoo_server::aiserver", "{msg}"),
             Level::Info => tracing::info!(target: "dgzoo_server::aiserver", "{msg}"),
@@ -240,22 +302,34 @@ impl State {
         })
     }
 
-    fn trace_manage(&self, args: &Value) -> Value {
+    fn trace_manage(&self, args: &Value) -> std::result::Result<Value, String> {
         if args.get("config_get").is_some() {
-            return json!({"config_get": self.trace_levels.lock().unwrap_or_else(|p| p.into_inner()).clone()});
+            return Ok(json!({"config_get": self.trace_levels.lock().unwrap_or_else(|p| p.into_inner()).clone()}));
         }
         if let Some(set) = args.get("config_set").and_then(Value::as_object) {
             let mut lv = self.trace_levels.lock().unwrap_or_else(|p| p.into_inner());
+            // Bounded: client-chosen group names must not grow the table without end.
+            let new = set.keys().filter(|k| !lv.contains_key(*k)).count();
+            if lv.len() + new > TRACE_GROUPS_MAX || set.keys().any(|k| k.len() > TRACE_GROUP_NAME_MAX) {
+                return Err(protocol::dg_error_text(
+                    "ERROR",
+                    "Incorrect value of parameter",
+                    &format!("trace_manage config_set: at most {TRACE_GROUPS_MAX} trace groups of at most {TRACE_GROUP_NAME_MAX} bytes a name"),
+                    &[],
+                ));
+            }
             for (k, v) in set {
                 let i = v.as_u64().unwrap_or(0).min(3) as usize;
                 lv.insert(k.clone(), json!(TRACE_LEVELS[i]));
             }
-            return Value::Null;
+            let detailed = lv.values().any(|v| v == "Detailed" || v == "Full");
+            self.trace_debug.store(detailed, Ordering::Relaxed);
+            return Ok(Value::Null);
         }
         if let Some(r) = args.get("trace_read") {
             let size = r.get("size").and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
             let t = self.trace.lock().unwrap_or_else(|p| p.into_inner());
-            let mut text: String = t.iter().map(|l| format!("{l}\n")).collect();
+            let mut text: String = t.lines.iter().map(|l| format!("{l}\n")).collect();
             if text.len() > size {
                 let mut cut = text.len() - size;
                 while !text.is_char_boundary(cut) {
@@ -263,9 +337,9 @@ impl State {
                 }
                 text = text[cut..].to_string();
             }
-            return json!({"trace_read": text});
+            return Ok(json!({"trace_read": text}));
         }
-        Value::Null
+        Ok(Value::Null)
     }
 
     /// Stop accepting (both listeners). After a client's `shutdown` the asio listener stays
@@ -315,7 +389,7 @@ impl State {
                 self.log_info("shutdown requested");
                 Ok(None)
             }
-            "trace_manage" => Ok(Some(self.trace_manage(msg.get("args").unwrap_or(&Value::Null)))),
+            "trace_manage" => self.trace_manage(msg.get("args").unwrap_or(&Value::Null)).map(Some),
             "zoo_manage" => {
                 let args = msg.get("args").unwrap_or(&Value::Null);
                 if args.get("rescan").is_some() {
@@ -519,7 +593,8 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
     // A client that stops reading must not hold this thread forever.
     let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
     loop {
-        let pkt = match protocol::read_packet(&mut sock, state.max_packet) {
+        // Command packets are JSON: their own (small) limit, checked on the length prefix.
+        let pkt = match protocol::read_packet(&mut sock, state.max_json) {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(e) => {

@@ -1,5 +1,8 @@
 //! dg-zoo-server's administrative endpoints: create/delete tokens, grant/revoke zoo access,
-//! upload/delete model archives. All but the first token creation need an admin token.
+//! upload/delete model archives. Every one needs an admin token: unlike dg-zoo-server, which
+//! hands the first token to anyone who asks while `tokens.json` is empty, no request without
+//! an admin token can mint a token or write the file. The operator makes the first admin token
+//! on the hub's machine with `dgzoo hub --zoo DIR --new-token --admin` ([`mint_token`]).
 use super::store::{Store, TokenRights};
 use super::{error, json_resp, Resp};
 use dgzoo::cache::archive::is_safe_segment;
@@ -52,6 +55,23 @@ fn need_admin(tokens: &HashMap<String, TokenRights>, token: &Option<String>) -> 
     }
 }
 
+/// The token table for a change: read from disk now, strictly. A file that does not parse is
+/// never written over (the change is refused), so an operator's broken edit is not lost.
+fn tokens_for_change(store: &Store) -> Result<HashMap<String, TokenRights>, Resp> {
+    store.load_tokens().map(|t| (*t).clone()).map_err(|_| error(500, "cannot change tokens: tokens.json does not parse"))
+}
+
+/// Add a new token to `tokens.json` (read strictly first) and return it: the operator's way
+/// to make the first admin token (`dgzoo hub --new-token`), with local access to the file as
+/// the authority.
+pub fn mint_token(store: &Store, is_admin: bool) -> Result<String, String> {
+    let mut tokens = (*store.load_tokens()?).clone();
+    let t = new_token()?;
+    tokens.insert(t.clone(), TokenRights { is_admin, zoos: Vec::new() });
+    store.save_tokens(&tokens).map_err(|e| format!("cannot save '{}': {e}", store.root().join("tokens.json").display()))?;
+    Ok(t)
+}
+
 fn saved(store: &Store, tokens: &HashMap<String, TokenRights>, ok: Resp) -> Resp {
     match store.save_tokens(tokens) {
         Ok(()) => ok,
@@ -61,13 +81,18 @@ fn saved(store: &Store, tokens: &HashMap<String, TokenRights>, ok: Resp) -> Resp
 
 /// POST /zoo/v1/public/tokens?is_admin=...
 pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Resp {
-    let mut tokens = (*store.tokens()).clone();
-    if tokens.is_empty() {
-        if !is_admin {
-            return error(401, "First token should be created with admin rights");
-        }
-    } else if !rights(&tokens, token).is_some_and(|r| r.is_admin) {
-        return error(401, "Token does not have admin rights");
+    // dg-zoo-server's text for any token without admin rights, a missing one included.
+    let refused = || error(401, "Token does not have admin rights");
+    if !rights(&store.tokens(), token).is_some_and(|r| r.is_admin) {
+        return refused();
+    }
+    let mut tokens = match tokens_for_change(store) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    // The file may have changed since the check above: check again on what is written.
+    if !rights(&tokens, token).is_some_and(|r| r.is_admin) {
+        return refused();
     }
     let t = match new_token() {
         Ok(t) => t,
@@ -81,7 +106,13 @@ pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Re
 
 /// DELETE /zoo/v1/public/tokens (header `token_to_delete`)
 pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp {
-    let mut tokens = (*store.tokens()).clone();
+    if let Some(r) = need_admin(&store.tokens(), token) {
+        return r;
+    }
+    let mut tokens = match tokens_for_change(store) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     if let Some(r) = need_admin(&tokens, token) {
         return r;
     }
@@ -96,7 +127,13 @@ pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp
 
 /// POST / DELETE /zoo/v1/public/tokens/<org>/<zoo> (header `token_to_modify`)
 pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: &str, add: bool) -> Resp {
-    let mut tokens = (*store.tokens()).clone();
+    if let Some(r) = need_admin(&store.tokens(), token) {
+        return r;
+    }
+    let mut tokens = match tokens_for_change(store) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
     if let Some(r) = need_admin(&tokens, token) {
         return r;
     }
@@ -140,6 +177,11 @@ pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str,
     }
     let target = dir.join(format!("{model}.zip"));
     // Validate before it becomes visible (dg-zoo-server links first and validates after).
+    let escape =
+        std::fs::File::open(tmp.path()).ok().and_then(|f| zip::ZipArchive::new(f).ok()).and_then(|mut z| dgzoo::cache::archive::unsafe_entry(&mut z, &model));
+    if let Some(why) = escape {
+        return error(400, format!("Model archive {model}.zip is not a safe model archive: {why}"));
+    }
     if super::store::read_model_info(tmp.path(), &model).is_none() {
         return error(400, format!("Model archive {model}.zip is not a valid model archive: it needs {model}/{model}.json with a Checksum"));
     }

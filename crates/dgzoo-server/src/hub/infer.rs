@@ -288,6 +288,12 @@ fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
                 }
                 _ => true,
             },
+            // Before CONNECT (authentication) only small packets are decoded: msgpack of many
+            // small elements costs ~32x its size once decoded, and anyone may connect.
+            Message::Binary(b) if session.is_none() && b.len() > protocol::DEFAULT_MAX_JSON => {
+                let msg = format!("packet of {} bytes before CONNECT exceeds the limit of {} bytes", b.len(), protocol::DEFAULT_MAX_JSON);
+                send_packet(ws, &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from(msg.as_str()))])))
+            }
             Message::Binary(b) => match Packet::decode(&b) {
                 Ok(p) => match p.kind {
                     socketio::CONNECT => {

@@ -93,12 +93,16 @@ impl Hub {
     /// Bind and start serving on a pool of `threads` threads.
     pub fn start(cfg: &HubConfig) -> Result<Hub> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
+        // A token file that does not parse stops the hub here, before it listens: taking it as
+        // "no tokens" would lock out the operator's tokens (or worse).
+        let store = Store::new(&cfg.root);
+        store.load_tokens().map_err(Error::invalid)?;
         let server =
             tiny_http::Server::http((cfg.host.as_str(), cfg.port)).map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
         let server = Arc::new(server);
         let state = Arc::new(State {
-            store: Store::new(&cfg.root),
+            store,
             admin: std::sync::Mutex::new(()),
             requests: AtomicU64::new(0),
             rate_limit: cfg.rate_limit,
@@ -323,9 +327,15 @@ fn route(state: &State, req: &tiny_http::Request) -> Resp {
             let devs: Map<String, Value> = DEVICE_TYPES.iter().map(|d| (d.to_string(), json!([{"@Index": 0}]))).collect();
             json_resp(200, &json!({ "Devices": devs }))
         }
-        ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || match st.zoo_dir(org, zoo) {
-            Some(_) => json_resp(200, &json!({})),
-            None => zoo_not_found(org, zoo),
+        // A token without access to the zoo learns nothing about it: the same answer as for a
+        // zoo that does not exist.
+        ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || {
+            let url = format!("{org}/{zoo}");
+            let allowed = st.tokens().get(token.as_deref().unwrap_or_default()).is_some_and(|r| r.is_admin || r.zoos.contains(&url));
+            match st.zoo_dir(org, zoo) {
+                Some(_) if allowed => json_resp(200, &json!({})),
+                _ => zoo_not_found(org, zoo),
+            }
         }),
         ["zoo", "v1", "public", "tokens"] => with_token(st, &token, None, || {
             let t = token.clone().unwrap_or_default();

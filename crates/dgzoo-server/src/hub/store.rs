@@ -38,8 +38,51 @@ fn stamp(p: &Path) -> Option<Stamp> {
     Some((m.len(), m.modified().ok()))
 }
 
+/// How an entry of `tokens.json` is shown in error texts: its first characters only (the
+/// token is a secret, and the message goes to logs).
+fn entry_name(token: &str) -> String {
+    let head: String = token.chars().take(8).collect();
+    if head.len() < token.len() {
+        format!("\"{head}…\"")
+    } else {
+        format!("\"{head}\"")
+    }
+}
+
+/// Parse `tokens.json` strictly: a JSON object of `{"is_admin": bool, "zoos": ["org/zoo", ...]}`
+/// entries. Anything else is an error naming the file and the entry (a token file that does
+/// not parse must never be taken as "no tokens").
+pub fn parse_tokens(text: &str, path: &Path) -> Result<HashMap<String, TokenRights>, String> {
+    let bad = |what: String| format!("Invalid token file '{}': {what}", path.display());
+    let m: Map<String, Value> = serde_json::from_str(text).map_err(|e| bad(format!("not a JSON object of tokens ({e})")))?;
+    let mut out = HashMap::with_capacity(m.len());
+    for (k, v) in m {
+        let name = entry_name(&k);
+        if k.is_empty() {
+            return Err(bad("an entry has an empty token".into()));
+        }
+        let o = v.as_object().ok_or_else(|| bad(format!("entry {name} is not an object")))?;
+        let is_admin = match o.get("is_admin") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(bad(format!("entry {name}: \"is_admin\" is not true or false"))),
+            None => return Err(bad(format!("entry {name} has no \"is_admin\""))),
+        };
+        let zoos = match o.get("zoos") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|z| z.as_str().map(str::to_string).ok_or_else(|| bad(format!("entry {name}: \"zoos\" holds a non-string {z}"))))
+                .collect::<Result<Vec<String>, String>>()?,
+            Some(_) => return Err(bad(format!("entry {name}: \"zoos\" is not a list"))),
+            None => return Err(bad(format!("entry {name} has no \"zoos\""))),
+        };
+        out.insert(k, TokenRights { is_admin, zoos });
+    }
+    Ok(out)
+}
+
 #[derive(Default)]
 struct Caches {
+    /// The last token table that parsed, with the stamp of the file it was last checked at.
     tokens: Option<(Stamp, Arc<HashMap<String, TokenRights>>)>,
     models: HashMap<PathBuf, (Stamp, Option<Arc<ModelInfo>>)>,
 }
@@ -65,6 +108,10 @@ fn base_name(n: &str) -> &str {
 pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
     let f = std::fs::File::open(path).ok()?;
     let mut zip = zip::ZipArchive::new(f).ok()?;
+    // An archive with entries escaping its model folder is never listed or served.
+    if dgzoo::cache::archive::unsafe_entry(&mut zip, model).is_some() {
+        return None;
+    }
     let names: Vec<String> = zip.file_names().map(str::to_string).collect();
     let json_name = format!("{model}.json");
     let preferred = format!("{model}/{json_name}");
@@ -103,32 +150,42 @@ impl Store {
         self.caches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The token table (empty when `tokens.json` is missing or malformed, as dg-zoo-server).
+    /// `tokens.json` read now, strictly ([`parse_tokens`]); a missing file is an empty table.
+    /// The hub refuses to start when this fails, and token changes refuse to write over a file
+    /// that does not parse.
+    pub fn load_tokens(&self) -> Result<Arc<HashMap<String, TokenRights>>, String> {
+        let path = self.root.join("tokens.json");
+        let st = stamp(&path).unwrap_or((0, None));
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::from("{}"),
+            Err(e) => return Err(format!("Cannot read token file '{}': {e}", path.display())),
+        };
+        let t = Arc::new(parse_tokens(&text, &path)?);
+        self.lock().tokens = Some((st, t.clone()));
+        Ok(t)
+    }
+
+    /// The token table, re-read when `tokens.json` changes. A file that stops parsing while
+    /// the hub runs keeps the last table that did (reported on stderr), never an empty one.
     pub fn tokens(&self) -> Arc<HashMap<String, TokenRights>> {
         let path = self.root.join("tokens.json");
         let st = stamp(&path).unwrap_or((0, None));
-        let mut c = self.lock();
-        if let Some((s, t)) = &c.tokens {
+        if let Some((s, t)) = &self.lock().tokens {
             if *s == st {
                 return t.clone();
             }
         }
-        let parsed: HashMap<String, TokenRights> = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<Map<String, Value>>(&t).ok())
-            .map(|m| {
-                m.into_iter()
-                    .filter_map(|(k, v)| {
-                        let is_admin = v.get("is_admin")?.as_bool()?;
-                        let zoos = v.get("zoos")?.as_array()?.iter().filter_map(|z| z.as_str().map(str::to_string)).collect();
-                        Some((k, TokenRights { is_admin, zoos }))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let t = Arc::new(parsed);
-        c.tokens = Some((st, t.clone()));
-        t
+        match self.load_tokens() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("dgzoo hub: {e}; keeping the previous tokens");
+                let mut c = self.lock();
+                let t = c.tokens.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
+                c.tokens = Some((st, t.clone()));
+                t
+            }
+        }
     }
 
     /// Write the token table (atomically: temp file + rename).
@@ -139,7 +196,14 @@ impl Store {
             names.into_iter().map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos}))).collect();
         let path = self.root.join("tokens.json");
         let tmp = self.root.join("tokens.json.tmp");
-        std::fs::write(&tmp, serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default())?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // Tokens are secrets: readable by the hub's user only.
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default().as_bytes())?;
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, &path)?;
         // Forget the cached table: a same-size rewrite within the mtime granularity must not be missed.
         self.lock().tokens = None;

@@ -8,10 +8,93 @@ use crate::runtime::{ElemType, Tensor};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
+mod classification;
+mod face;
+mod hailo;
+mod obb;
+mod pose_yolov8;
+mod raw;
+mod yolo;
+mod yolov10;
+mod yolov5_heads;
+mod yolov8_heads;
+
+/// Every `OutputPostprocessType` PySDK 1.5.0 knows (its result-class registry), parsed once.
+/// Anything else is kept as `Unknown` and refused at result time with PySDK's error text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostprocessType {
+    None,
+    Base,
+    Null,
+    Dequantization,
+    Classification,
+    DetectionYoloPlates,
+    DetectionYoloV8Plates,
+    MultiLabelClassification,
+    Detection,
+    DetectionYolo,
+    DetectionYoloV8,
+    DetectionYoloV10,
+    DetectionYoloV8OBB,
+    DetectionYoloHailo,
+    DetectionDamoYolo,
+    FaceDetection,
+    PoseDetection,
+    PoseDetectionYoloV8,
+    SegmentationYoloV8,
+    HandDetection,
+    Segmentation,
+    Unknown(String),
+}
+
+impl PostprocessType {
+    const KNOWN: [(&'static str, PostprocessType); 21] = [
+        ("None", PostprocessType::None),
+        ("Base", PostprocessType::Base),
+        ("Null", PostprocessType::Null),
+        ("Dequantization", PostprocessType::Dequantization),
+        ("Classification", PostprocessType::Classification),
+        ("DetectionYoloPlates", PostprocessType::DetectionYoloPlates),
+        ("DetectionYoloV8Plates", PostprocessType::DetectionYoloV8Plates),
+        ("MultiLabelClassification", PostprocessType::MultiLabelClassification),
+        ("Detection", PostprocessType::Detection),
+        ("DetectionYolo", PostprocessType::DetectionYolo),
+        ("DetectionYoloV8", PostprocessType::DetectionYoloV8),
+        ("DetectionYoloV10", PostprocessType::DetectionYoloV10),
+        ("DetectionYoloV8OBB", PostprocessType::DetectionYoloV8OBB),
+        ("DetectionYoloHailo", PostprocessType::DetectionYoloHailo),
+        ("DetectionDamoYolo", PostprocessType::DetectionDamoYolo),
+        ("FaceDetection", PostprocessType::FaceDetection),
+        ("PoseDetection", PostprocessType::PoseDetection),
+        ("PoseDetectionYoloV8", PostprocessType::PoseDetectionYoloV8),
+        ("SegmentationYoloV8", PostprocessType::SegmentationYoloV8),
+        ("HandDetection", PostprocessType::HandDetection),
+        ("Segmentation", PostprocessType::Segmentation),
+    ];
+
+    /// Parse the `OutputPostprocessType` string (exact, case-sensitive, as PySDK). An empty
+    /// string is `None`; "DetectionYoloV5" is kept as an alias of `DetectionYolo` (dgzoo extension).
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "" => PostprocessType::None,
+            "DetectionYoloV5" => PostprocessType::DetectionYolo,
+            _ => Self::KNOWN.iter().find(|(n, _)| *n == s).map(|(_, t)| t.clone()).unwrap_or_else(|| PostprocessType::Unknown(s.to_string())),
+        }
+    }
+
+    /// The type's name as in the model JSON.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PostprocessType::Unknown(s) => s,
+            t => Self::KNOWN.iter().find(|(_, k)| k == t).map(|(n, _)| *n).unwrap_or(""),
+        }
+    }
+}
+
 /// Post-processing settings read from the (effective) model parameters.
 #[derive(Debug, Clone)]
 pub struct PostConfig {
-    pub kind: String,
+    pub kind: PostprocessType,
     pub conf_threshold: f64,
     pub nms_threshold: f64,
     pub top_k: usize,
@@ -23,12 +106,20 @@ pub struct PostConfig {
     pub sigmoid_cls: bool,
     pub num_classes: usize,
     pub class_id_adjustment: i64,
+    /// `OutputYoloRegMax` (DFL bins per box side).
+    pub reg_max: usize,
+    /// `OutputYoloStrides`.
+    pub strides: Vec<i64>,
+    /// `OutputYoloAnchors`: per scale, (w, h) pairs in input pixels.
+    pub anchors: Vec<Vec<[f32; 2]>>,
+    /// `OutputNumLandmarks` (pose keypoints).
+    pub num_landmarks: usize,
 }
 
 impl PostConfig {
     pub fn from_params(p: &ModelParams) -> Self {
         PostConfig {
-            kind: p.str("OutputPostprocessType", 0),
+            kind: PostprocessType::parse(&p.str("OutputPostprocessType", 0)),
             conf_threshold: p.f64("OutputConfThreshold", 0),
             nms_threshold: p.f64("OutputNMSThreshold", 0),
             top_k: p.u64("OutputTopK", 0) as usize,
@@ -40,6 +131,23 @@ impl PostConfig {
             sigmoid_cls: p.bool("SigmoidOnCLS", 0),
             num_classes: p.i64("OutputNumClasses", 0).max(0) as usize,
             class_id_adjustment: p.i64("OutputClassIDAdjustment", 0),
+            reg_max: p.i64("OutputYoloRegMax", 0).max(1) as usize,
+            strides: p.i64_vec("OutputYoloStrides", 0),
+            num_landmarks: p.u64("OutputNumLandmarks", 0) as usize,
+            anchors: p
+                .get("OutputYoloAnchors", 0)
+                .as_array()
+                .map(|scales| {
+                    scales
+                        .iter()
+                        .map(|s| {
+                            s.as_array()
+                                .map(|a| a.iter().filter_map(|wh| Some([wh.get(0)?.as_f64()? as f32, wh.get(1)?.as_f64()? as f32])).collect())
+                                .unwrap_or_default()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -61,7 +169,13 @@ pub fn dequantize(t: &Tensor) -> Vec<f32> {
         _ => (1.0, 0.0),
     };
     let b = &t.data;
-    let deq = |v: f32| if scale == 1.0 && zero == 0.0 { v } else { scale * (v - zero) };
+    let deq = |v: f32| {
+        if scale == 1.0 && zero == 0.0 {
+            v
+        } else {
+            scale * (v - zero)
+        }
+    };
     match t.info.dtype {
         ElemType::F32 => b.as_slice::<f32>().to_vec(),
         ElemType::F64 => b.as_slice::<f64>().iter().map(|&v| v as f32).collect(),
@@ -102,14 +216,16 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-fn label_of(labels: &BTreeMap<i64, String>, id: i64) -> String {
+pub(crate) fn label_of(labels: &BTreeMap<i64, String>, id: i64) -> String {
     labels.get(&id).cloned().unwrap_or_else(|| id.to_string())
 }
 
 /// Raw-tensor result entry (keys as on the wire, sorted). `data` references `tensors[index]`.
-fn tensor_entry(t: &Tensor, index: usize, id: i64) -> Value {
+pub(crate) fn tensor_entry(t: &Tensor, index: usize, id: i64) -> Value {
     let quant = match &t.info.quant {
-        Some(q) => json!({"axis": q.axis, "scale": q.scale.iter().map(|&s| s as f64).collect::<Vec<_>>(), "zero": q.zero}),
+        Some(q) => {
+            json!({"axis": q.axis, "scale": q.scale.iter().map(|&s| s as f64).collect::<Vec<_>>(), "zero": q.zero})
+        }
         None => json!({"axis": -1, "scale": [1], "zero": [0]}),
     };
     json!({
@@ -125,73 +241,49 @@ fn tensor_entry(t: &Tensor, index: usize, id: i64) -> Value {
 
 /// Run post-processing. `ids[i]` is output `i`'s tensor id (the engine's tensor index).
 pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<PostOutput> {
-    match cfg.kind.as_str() {
-        "None" | "Base" | "Null" | "" => {
-            let results = outputs.iter().enumerate().map(|(i, t)| tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64))).collect();
-            Ok(PostOutput { results, tensors: outputs, has_coordinates: false })
+    use PostprocessType as P;
+    match &cfg.kind {
+        P::None | P::Base | P::Null => Ok(raw::raw(outputs, ids)),
+        P::Dequantization => Ok(raw::dequantization(outputs, ids)),
+        P::Classification => Ok(PostOutput { results: classification::classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
+        P::DetectionYoloV8 if outputs.len() > 1 => {
+            Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
-        "Dequantization" => {
-            let tensors: Vec<Tensor> = outputs
-                .iter()
-                .map(|t| {
-                    let v = dequantize(t);
-                    let mut info = t.info.clone();
-                    info.dtype = ElemType::F32;
-                    Tensor { info, data: crate::runtime::AlignedBuf::from_bytes(bytemuck::cast_slice(&v)) }
-                })
-                .collect();
-            let mut results: Vec<Value> = Vec::new();
-            for (i, t) in tensors.iter().enumerate() {
-                let mut e = tensor_entry(t, i, ids.get(i).copied().unwrap_or(i as i64));
-                if let Some(q) = &outputs[i].info.quant {
-                    e["quantization"] = json!({"axis": q.axis, "scale": q.scale.iter().map(|&s| s as f64).collect::<Vec<_>>(), "zero": q.zero});
-                }
-                results.push(e);
-            }
-            Ok(PostOutput { results, tensors, has_coordinates: false })
+        P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => {
+            Ok(PostOutput { results: yolov5_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
-        "Classification" => Ok(PostOutput { results: classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
-        "DetectionYoloV8" | "DetectionYolo" | "DetectionYoloV5" => {
-            let v8 = cfg.kind == "DetectionYoloV8";
-            Ok(PostOutput { results: yolo(cfg, &outputs, labels, v8, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        P::DetectionYoloV8OBB => Ok(PostOutput { results: obb::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::FaceDetection => Ok(PostOutput { results: face::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::DetectionYoloHailo => Ok(PostOutput { results: hailo::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::DetectionYoloV10 => Ok(PostOutput { results: yolov10::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        P::PoseDetectionYoloV8 if outputs.len() > 1 => {
+            Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
-        other => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
+        P::PoseDetectionYoloV8 => Ok(PostOutput { results: pose_yolov8::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        // PySDK 1.5.0's local core hands these two on as raw tensors (its result classes only
+        // draw them); Segmentation's result class needs exactly one tensor.
+        P::MultiLabelClassification => Ok(raw::raw(outputs, ids)),
+        P::Segmentation if outputs.len() != 1 => Err(Error::bad_model("Segmentation Postprocessor: inference results data must contain one element")),
+        P::Segmentation => Ok(raw::raw(outputs, ids)),
+        P::DetectionYoloV8 | P::DetectionYolo => {
+            let v8 = cfg.kind == P::DetectionYoloV8;
+            Ok(PostOutput { results: yolo::yolo(cfg, &outputs, labels, v8, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
+        P::Unknown(other) => Err(Error::unsupported(format!("Postprocessor type '{other}' is not known"))),
+        other => Err(Error::unsupported(format!(
+            "Post-processing type '{}' (known to PySDK) is not implemented by dgzoo yet, or not for these output tensors",
+            other.as_str()
+        ))),
     }
-}
-
-fn classification(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>) -> Result<Vec<Value>> {
-    let t = outputs.first().ok_or_else(|| Error::inference("classification model produced no output"))?;
-    let mut scores = dequantize(t);
-    if cfg.softmax && !scores.is_empty() {
-        let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        for s in scores.iter_mut() {
-            *s /= sum;
-        }
-    }
-    let mut idx: Vec<usize> = (0..scores.len()).collect();
-    // Stable: equal scores keep class order.
-    idx.sort_by(|&a, &b| scores[b].partial_cmp(&scores[a]).unwrap_or(std::cmp::Ordering::Equal));
-    let chosen: Vec<usize> =
-        if cfg.top_k > 0 { idx.into_iter().take(cfg.top_k).collect() } else { idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect() };
-    Ok(chosen
-        .into_iter()
-        .filter_map(|i| {
-            let id = i as i64 - cfg.class_id_adjustment;
-            (id >= 0).then(|| json!({"category_id": id, "label": label_of(labels, id), "score": scores[i] as f64}))
-        })
-        .collect())
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Det {
-    b: [f32; 4],
-    score: f32,
-    class: usize,
+pub(crate) struct Det {
+    pub b: [f32; 4],
+    pub score: f32,
+    pub class: usize,
+    /// Index of the anchor / row the detection came from (for per-detection extras).
+    pub anchor: usize,
 }
 
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
@@ -207,7 +299,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 }
 
 /// Greedy NMS over detections sorted by score (descending); keeps at most `limit`.
-fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
+pub(crate) fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
     dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     let mut keep: Vec<Det> = Vec::new();
     for d in dets {
@@ -221,67 +313,19 @@ fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
     keep
 }
 
-/// YOLO decoding of a single output tensor: v8 `[1, 4+nc, N]` (or `[1, N, 4+nc]`) with
-/// class scores; v5 `[1, N, 5+nc]` with objectness. Boxes are centre/size in input pixels
-/// (normalised coordinates are scaled by the input size).
-fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, v8: bool, input_wh: (f32, f32)) -> Result<Vec<Value>> {
-    if outputs.len() != 1 {
-        return Err(Error::unsupported(format!("{} post-processing supports models with one output tensor; this model has {}", cfg.kind, outputs.len())));
-    }
-    let t = &outputs[0];
-    let data = dequantize(t);
-    let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
-    let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
-    if dims.len() != 2 {
-        return Err(Error::unsupported(format!("{} output of shape {:?} is not supported", cfg.kind, t.info.shape)));
-    }
-    let extra = if v8 { 4 } else { 5 };
-    let nc = if cfg.num_classes > 0 { cfg.num_classes } else { dims[0].min(dims[1]).saturating_sub(extra) };
-    let attrs = nc + extra;
-    // Channels-first when the first dim is the attribute dim.
-    let (n, channels_first) = if dims[0] == attrs && dims[1] != attrs {
-        (dims[1], true)
-    } else if dims[1] == attrs {
-        (dims[0], false)
-    } else {
-        return Err(Error::bad_model(format!("{} output of shape {:?} does not hold {nc} classes", cfg.kind, t.info.shape)));
-    };
-    let at = |a: usize, j: usize| if channels_first { data[a * n + j] } else { data[j * attrs + a] };
-    let sig = |x: f32| 1.0 / (1.0 + (-x).exp());
-    let thr = cfg.conf_threshold as f32;
-    let mut norm_scale = (1.0f32, 1.0f32);
-    // Normalised boxes: every centre within [0, 1.5] → scale by the input size.
-    if (0..n).all(|j| at(0, j).abs() <= 1.5 && at(1, j).abs() <= 1.5) && n > 0 {
-        norm_scale = input_wh;
-    }
-    let mut cands: Vec<Det> = Vec::new();
-    let mut cls_scores: Vec<(usize, f32)> = Vec::with_capacity(nc);
-    for j in 0..n {
-        let obj = if v8 { 1.0 } else { at(4, j) };
-        if !v8 && obj < thr {
-            continue;
-        }
-        cls_scores.clear();
-        for c in 0..nc {
-            let mut s = at(extra + c, j);
-            if cfg.sigmoid_cls {
-                s = sig(s);
-            }
-            s *= obj;
-            if s >= thr {
-                cls_scores.push((c, s));
-            }
-        }
-        if cls_scores.is_empty() {
-            continue;
-        }
-        cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-        let (cx, cy, w, h) = (at(0, j) * norm_scale.0, at(1, j) * norm_scale.1, at(2, j) * norm_scale.0, at(3, j) * norm_scale.1);
-        let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
-        for &(c, s) in cls_scores.iter().take(cfg.max_classes_per_detection) {
-            cands.push(Det { b, score: s, class: c });
-        }
-    }
+/// NMS (per class when `UseRegularNMS`, else class-agnostic), score order, `MaxDetections`,
+/// then PySDK's detection result dicts (model-input coordinates).
+pub(crate) fn finish_detections(cfg: &PostConfig, cands: Vec<Det>, labels: &BTreeMap<i64, String>) -> Vec<Value> {
+    finish_detections_with(cfg, cands, labels, &|_, _| {})
+}
+
+/// [`finish_detections`], then `extra(det, dict)` adds family keys (landmarks, angle, ...).
+pub(crate) fn finish_detections_with(
+    cfg: &PostConfig,
+    cands: Vec<Det>,
+    labels: &BTreeMap<i64, String>,
+    extra: &dyn Fn(&Det, &mut Map<String, Value>),
+) -> Vec<Value> {
     let nms_thr = cfg.nms_threshold as f32;
     let mut kept = if cfg.regular_nms {
         let mut by_class: BTreeMap<usize, Vec<Det>> = BTreeMap::new();
@@ -294,23 +338,44 @@ fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, v8
     };
     kept.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
     kept.truncate(cfg.max_detections);
-    Ok(kept
-        .into_iter()
+    kept.into_iter()
         .map(|d| {
             let id = d.class as i64 - cfg.class_id_adjustment;
-            json!({"bbox": d.b.iter().map(|&v| v as f64).collect::<Vec<_>>(), "category_id": id, "label": label_of(labels, id), "score": d.score as f64})
+            let mut o = Map::new();
+            o.insert("bbox".into(), json!(d.b.iter().map(|&v| v as f64).collect::<Vec<_>>()));
+            o.insert("category_id".into(), json!(id));
+            o.insert("label".into(), json!(label_of(labels, id)));
+            o.insert("score".into(), json!(d.score as f64));
+            extra(&d, &mut o);
+            Value::Object(o)
         })
-        .collect())
+        .collect()
 }
 
-/// Keep only results whose label / category_id is in `class_set` (client-side filter).
+/// Logistic sigmoid.
+pub(crate) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A tensor's dims as usize (dynamic dims as 0).
+pub(crate) fn dims(t: &Tensor) -> Vec<usize> {
+    t.info.shape.iter().map(|&d| d.max(0) as usize).collect()
+}
+
+/// "output tensor 'name' of shape [..]" for error messages.
+pub(crate) fn describe(t: &Tensor) -> String {
+    format!("output tensor '{}' of shape {:?}", t.info.name, t.info.shape)
+}
+
+/// Keep only results whose label / category_id is in `class_set` (client-side filter). As
+/// PySDK, a non-empty set keeps dicts only: anything else in the list is dropped.
 pub fn filter_class_set(results: &mut Vec<Value>, class_set: &[Value]) {
     if class_set.is_empty() {
         return;
     }
     let by_label = class_set[0].is_string();
     results.retain(|r| {
-        let Some(o) = r.as_object() else { return true };
+        let Some(o) = r.as_object() else { return false };
         let key = if by_label { o.get("label") } else { o.get("category_id") };
         key.is_some_and(|k| class_set.contains(k))
     });
@@ -345,9 +410,6 @@ pub fn map_coordinates(results: &mut [Value], conv: &dyn Fn(f64, f64) -> (f64, f
 pub fn to_json(results: &[Value]) -> String {
     serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
 }
-
-#[allow(dead_code)]
-fn _map(_: Map<String, Value>) {}
 
 #[cfg(test)]
 mod tests {

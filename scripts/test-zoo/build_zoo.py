@@ -1,0 +1,402 @@
+"""Builds dgzoo's extended test zoo: one small deterministic ONNX model per PySDK post-processing
+family, in the output layout PySDK 1.5.0 expects for it. Graphs are built directly with the `onnx`
+package from fixed-seed weights (no training framework, nothing downloaded but the pinned wheels).
+Usage: build_zoo.py DIR [MODEL...]"""
+import hashlib
+import json
+import os
+import sys
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+S = 64  # model input size (square)
+
+
+class Graph:
+    """A tiny ONNX graph: image input [1,3,S,S] (NCHW, /255), conv heads on it."""
+
+    def __init__(self, seed, size=S):
+        self.rng = np.random.default_rng(seed)
+        self.size = size
+        self.nodes, self.inits, self.outputs, self.n = [], [], [], 0
+
+    def name(self, p):
+        self.n += 1
+        return f"{p}_{self.n}"
+
+    def const(self, arr, p="c"):
+        n = self.name(p)
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), n))
+        return n
+
+    def op(self, op, ins, p=None, **attrs):
+        out = self.name(p or op.lower())
+        self.nodes.append(helper.make_node(op, ins, [out], **attrs))
+        return out
+
+    def conv(self, x, cin, cout, k, gain=1.0, bias=0.0):
+        """Conv k x k, stride k: a [1,cout,H/k,W/k] map that depends on the image."""
+        w = self.rng.normal(0, gain / np.sqrt(cin * k * k), (cout, cin, k, k))
+        b = np.broadcast_to(np.asarray(bias, dtype=np.float64), (cout,)) + self.rng.normal(0, 0.1 * gain, cout)
+        return self.op("Conv", [x, self.const(w, "w"), self.const(b, "b")], kernel_shape=[k, k], strides=[k, k])
+
+    def affine(self, x, scale, offset, axis_len, axis=1, rank=3):
+        """sigmoid(x) * scale + offset, per channel along `axis`."""
+        shape = [1] * rank
+        shape[axis] = axis_len
+        sc = self.const(np.asarray(scale, dtype=np.float64).reshape(shape))
+        of = self.const(np.asarray(offset, dtype=np.float64).reshape(shape))
+        return self.op("Add", [self.op("Mul", [self.op("Sigmoid", [x]), sc]), of])
+
+    def flat(self, x, c):
+        """[1,c,h,w] -> [1,c,h*w]."""
+        return self.op("Reshape", [x, self.ic([1, c, -1])])
+
+    def ic(self, arr):
+        n = self.name("i")
+        self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.int64), n))
+        return n
+
+    def nhwc(self, x):
+        return self.op("Transpose", [x], perm=[0, 2, 3, 1])
+
+    def output(self, x, name, shape):
+        self.nodes.append(helper.make_node("Identity", [x], [name]))
+        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+
+    def save(self, path):
+        inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, self.size, self.size])
+        g = helper.make_graph(self.nodes, "g", [inp], self.outputs, self.inits)
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="dgzoo-make-test-zoo")
+        m.ir_version = 8
+        onnx.checker.check_model(m)
+        onnx.save(m, path)
+
+
+def pre(size=S, layout="NCHW"):
+    return {
+        "InputType": "Image", "InputN": 1, "InputH": size, "InputW": size, "InputC": 3,
+        "InputResizeMethod": "bilinear", "InputPadMethod": "letterbox", "ImageBackend": "auto",
+        "InputColorSpace": "RGB", "InputQuantEn": False, "InputImgNormEn": True,
+        "InputImgNormCoeff": 1 / 255, "InputTensorLayout": layout,
+    }
+
+
+def write(root, name, graph, post, labels, pre_process=None):
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    binary = os.path.join(d, name + ".onnx")
+    graph.save(binary)
+    sha = hashlib.sha256(open(binary, "rb").read()).hexdigest()
+    post = dict(post)
+    if labels is not None:
+        post["LabelsPath"] = "labels.json"
+        json.dump({str(i): l for i, l in enumerate(labels)}, open(os.path.join(d, "labels.json"), "w"), indent=1)
+    cfg = {
+        "ConfigVersion": 14, "Checksum": sha,
+        "DEVICE": [{"DeviceType": "CPU", "RuntimeAgent": "ONNX", "SupportedDeviceTypes": "ONNX/CPU"}],
+        "PRE_PROCESS": [pre_process or pre()],
+        "MODEL_PARAMETERS": [{"ModelPath": name + ".onnx"}],
+        "POST_PROCESS": [post],
+    }
+    json.dump(cfg, open(os.path.join(d, name + ".json"), "w"), indent=2)
+
+
+LABELS5 = ["ant", "bee", "cat", "dog", "eel"]
+MODELS = {}
+
+
+def model(f):
+    MODELS[f.__name__] = f
+    return f
+
+
+@model
+def yolov8_dfl_heads(root):
+    """DetectionYoloV8 with separate per-scale heads (NHWC) and DFL box regression."""
+    g = Graph(801)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        # DFL logits favouring short distances (1-3 cells), so boxes stay inside the image
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        cls = g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-2.5))  # logits: PySDK applies the sigmoid
+        g.output(cls, f"cls{s}", [1, gs, gs, nc])
+    write(root, "yolov8_dfl_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, LABELS5)
+
+
+def fused_v8(g, nc, extra_scale, extra_off, cls_bias=-2.5, stride=8):
+    """A fused YOLOv8-style [1, 4+nc+k, N] tensor: cx, cy in [0,S], w, h in [6, 30] px,
+    class scores in (0,1), then k extra channels sigmoid*scale+offset."""
+    k = len(extra_scale)
+    c = 4 + nc + k
+    x = g.flat(g.conv("images", 3, c, stride, gain=3.0, bias=[0, 0, 0, 0] + [cls_bias] * nc + [0] * k), c)
+    scale = [S, S, 24, 24] + [1] * nc + list(extra_scale)
+    off = [0, 0, 6, 6] + [0] * nc + list(extra_off)
+    return g.affine(x, scale, off, c), c
+
+
+# Not built yet: PySDK 1.5.0 refuses this fused form (it wants per-scale tensors).
+def yolov8_obb(root):
+    """DetectionYoloV8OBB: fused [1, 4+nc+1, N], angle (radians) last."""
+    g = Graph(802)
+    nc = len(LABELS5)
+    x, c = fused_v8(g, nc, [np.pi / 2], [-np.pi / 4])
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    write(root, "yolov8_obb--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8OBB", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
+@model
+def yolov8_pose(root):
+    """PoseDetectionYoloV8: fused [1, 4+1+17*3, N]: box, person score, keypoints (x, y, visibility)."""
+    g = Graph(803)
+    kp = 17
+    x, c = fused_v8(g, 1, [S, S, 1] * kp, [0, 0, 0] * kp, cls_bias=-1.0)
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    write(root, "yolov8_pose--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "PoseDetectionYoloV8", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, ["person"])
+
+
+# Not built yet: PySDK 1.5.0 refuses this fused form (it wants per-scale tensors).
+def yolov8_seg(root):
+    """SegmentationYoloV8: fused [1, 4+nc+32, N] and prototypes [1, 32, 16, 16]."""
+    g = Graph(804)
+    nc = len(LABELS5)
+    x, c = fused_v8(g, nc, [2] * 32, [-1] * 32)
+    g.output(x, "output0", [1, c, (S // 8) ** 2])
+    g.output(g.conv("images", 3, 32, 4, gain=3.0), "output1", [1, 32, S // 4, S // 4])
+    write(root, "yolov8_seg--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "SegmentationYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
+@model
+def semantic_seg(root):
+    """Segmentation (semantic): class logits [1, nc, 16, 16]."""
+    g = Graph(805)
+    nc = len(LABELS5)
+    g.output(g.conv("images", 3, nc, 4, gain=3.0), "output0", [1, nc, S // 4, S // 4])
+    write(root, "semantic_seg--64x64_float_onnx_cpu_1", g, {"OutputPostprocessType": "Segmentation", "OutputNumClasses": nc}, LABELS5)
+
+
+@model
+def multilabel(root):
+    """MultiLabelClassification: [1, nc] scores."""
+    g = Graph(806)
+    nc = len(LABELS5)
+    x = g.op("Reshape", [g.conv("images", 3, nc, S, gain=3.0), g.ic([1, nc])])
+    g.output(x, "output0", [1, nc])
+    write(root, "multilabel--64x64_float_onnx_cpu_1", g, {"OutputPostprocessType": "MultiLabelClassification", "OutputNumClasses": nc, "OutputConfThreshold": 0.3}, LABELS5)
+
+
+@model
+def yolov10(root):
+    """DetectionYoloV10: [1, N, 6] rows of x1, y1, x2, y2, score, class id (NMS-free)."""
+    g = Graph(807)
+    nc = len(LABELS5)
+    main = g.affine(g.flat(g.conv("images", 3, 5, 16, gain=3.0, bias=[0, 0, 0, 0, -1.0]), 5), [40, 40, 24, 24, 1], [0, 0, 6, 6, 0], 5)
+    m = np.eye(5)
+    m[0, 2] = m[1, 3] = 1  # x2 = x1 + w, y2 = y1 + h
+    main = g.op("MatMul", [g.op("Transpose", [main], perm=[0, 2, 1]), g.const(m)])
+    cls = g.op("Floor", [g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0), 1), [nc - 0.001], [0], 1)])
+    out = g.op("Concat", [main, g.op("Transpose", [cls], perm=[0, 2, 1])], axis=2)
+    g.output(out, "output0", [1, (S // 16) ** 2, 6])
+    write(root, "yolov10--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV10", "OutputNumClasses": nc, "PostProcessorInputs": [0], "OutputConfThreshold": 0.3,
+        "MaxDetections": 100,
+    }, LABELS5)
+
+
+ANCHORS = [[[10, 13], [16, 30], [33, 23]], [[30, 61], [62, 45], [59, 119]], [[116, 90], [156, 198], [373, 326]]]
+
+
+@model
+def yolov5_anchors(root):
+    """DetectionYolo (v5) with per-scale heads [1, g, g, 3*(5+nc)] and OutputYoloAnchors."""
+    g = Graph(808)
+    nc = len(LABELS5)
+    for s in (8, 16, 32):
+        gs = S // s
+        c = 3 * (5 + nc)
+        bias = np.tile([0, 0, -1.0, -1.0, -2.0] + [0] * nc, 3)
+        g.output(g.nhwc(g.conv("images", 3, c, s, gain=3.0, bias=bias)), f"out{s}", [1, gs, gs, c])
+    write(root, "yolov5_anchors--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYolo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloStrides": [8, 16, 32],
+        "OutputYoloAnchors": ANCHORS,
+    }, LABELS5)
+
+
+@model
+def yolov8_obb_heads(root):
+    """DetectionYoloV8OBB with per-scale heads (NHWC): box DFL [1,g,g,64], class logits [1,g,g,nc],
+    angle logit [1,g,g,1]."""
+    g = Graph(809)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-2.5)), f"cls{s}", [1, gs, gs, nc])
+        g.output(g.nhwc(g.conv("images", 3, 1, s, gain=3.0)), f"ang{s}", [1, gs, gs, 1])
+    write(root, "yolov8_obb_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8OBB", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, LABELS5)
+
+
+@model
+def yolov8_pose_heads(root):
+    """PoseDetectionYoloV8 with per-scale heads (NHWC): box DFL [1,g,g,64], person logit
+    [1,g,g,1], keypoints [1,g,g,17*3] (x, y offsets and visibility logit)."""
+    g = Graph(812)
+    reg, kp = 16, 17
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, 1, s, gain=4.0, bias=-1.5)), f"cls{s}", [1, gs, gs, 1])
+        g.output(g.nhwc(g.conv("images", 3, 3 * kp, s, gain=2.0)), f"kpt{s}", [1, gs, gs, 3 * kp])
+    write(root, "yolov8_pose_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "PoseDetectionYoloV8", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, ["person"])
+
+
+@model
+def yolo_hailo(root):
+    """DetectionYoloHailo: HailoRT's by-class NMS output, packed: for each class its box count,
+    then that many (y1, x1, y2, x2, score) rows, normalised (counts fixed at 2 here)."""
+    g = Graph(815)
+    nc, mx = len(LABELS5), 2
+    parts = []
+    for c in range(nc):
+        parts.append(g.const(np.array([[2.0]])))
+        v = g.affine(g.flat(g.conv("images", 3, 5 * mx, 64, gain=3.0), 5 * mx), [0.4, 0.4, 0.4, 0.4, 0.8] * mx, [0.05, 0.05, 0.55, 0.55, 0.2] * mx, 5 * mx)
+        parts.append(g.op("Reshape", [v, g.ic([1, 5 * mx])]))
+    g.output(g.op("Concat", parts, axis=1), "nms", [1, nc * (1 + 5 * mx)])
+    write(root, "yolo_hailo--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloHailo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "MaxDetections": 100,
+    }, LABELS5)
+
+
+# Probe
+def ssd_anchors(root):
+    """Detection (SSD): box encodings [1,N,4] (ty, tx, th, tw), class logits [1,N,1+nc]
+    (background first) and anchors [1,N,4] (ycenter, xcenter, h, w; normalised)."""
+    g = Graph(814)
+    nc = len(LABELS5)
+    gs = S // 16
+    n = gs * gs
+    enc = g.op("Transpose", [g.flat(g.conv("images", 3, 4, 16, gain=2.0), 4)], perm=[0, 2, 1])
+    g.output(enc, "box_encodings", [1, n, 4])
+    cls = g.op("Transpose", [g.flat(g.conv("images", 3, nc + 1, 16, gain=4.0, bias=[1.0] + [-2.0] * nc), nc + 1)], perm=[0, 2, 1])
+    g.output(cls, "class_predictions", [1, n, nc + 1])
+    yy, xx = np.meshgrid((np.arange(gs) + 0.5) / gs, (np.arange(gs) + 0.5) / gs, indexing="ij")
+    anchors = np.stack([yy.ravel(), xx.ravel(), np.full(n, 0.3), np.full(n, 0.3)], 1)[None]
+    g.output(g.op("Identity", [g.const(anchors[0])]), "anchors", [n, 4])
+    write(root, "ssd_anchors--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "PostProcessorInputs": [0, 1, 2],
+        "XScale": 10.0, "YScale": 10.0, "HScale": 5.0, "WScale": 5.0,
+    }, LABELS5)
+
+
+# Probe
+def ssd_postprocessed(root):
+    """Detection in the TFLite_Detection_PostProcess form: boxes [1,N,4] (ymin, xmin, ymax, xmax,
+    normalised), classes [1,N], scores [1,N], count [1]."""
+    g = Graph(813)
+    nc = len(LABELS5)
+    n = (S // 16) ** 2
+    bx = g.affine(g.flat(g.conv("images", 3, 4, 16, gain=3.0), 4), [0.6, 0.6, 0.35, 0.35], [0, 0, 0.05, 0.05], 4)
+    m = np.eye(4)
+    m[0, 2] = m[1, 3] = 1
+    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
+    cls = g.op("Floor", [g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0), 1), [nc - 0.001], [0], 1)])
+    g.output(g.op("Reshape", [cls, g.ic([1, n])]), "classes", [1, n])
+    sc = g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0, bias=-1.0), 1), [1], [0], 1)
+    g.output(g.op("Reshape", [sc, g.ic([1, n])]), "scores", [1, n])
+    g.output(g.const(np.array([float(n)])), "count", [1])
+    write(root, "ssd_postprocessed--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100,
+    }, LABELS5)
+
+
+# Probe, not registered: PySDK 1.5.0 routes DetectionDamoYolo through its YOLOv8 input matcher
+# ("Mismatch in the number of box/prob tensors!" unless OutputYoloRegMax is 1, and then it decodes
+# the [1, N, 4] tensor as side distances); dgzoo does not decode it yet.
+def damoyolo(root):
+    """DetectionDamoYolo: class scores [1, N, nc] and boxes [1, N, 4] (x1, y1, x2, y2 pixels)."""
+    g = Graph(811)
+    nc = len(LABELS5)
+    n = (S // 8) ** 2
+    sc = g.affine(g.flat(g.conv("images", 3, nc, 8, gain=4.0, bias=-2.5), nc), [1] * nc, [0] * nc, nc)
+    g.output(g.op("Transpose", [sc], perm=[0, 2, 1]), "scores", [1, n, nc])
+    bx = g.affine(g.flat(g.conv("images", 3, 4, 8, gain=3.0), 4), [40, 40, 24, 24], [0, 0, 6, 6], 4)
+    m = np.eye(4)
+    m[0, 2] = m[1, 3] = 1
+    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
+    write(root, "damoyolo--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionDamoYolo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+    }, LABELS5)
+
+
+# Probe: not registered until dgzoo decodes it.
+def yolov8_seg_heads(root):
+    """SegmentationYoloV8 with per-scale heads (NHWC): box DFL [1,g,g,64], class logits
+    [1,g,g,nc], mask coefficients [1,g,g,32]; prototypes [1,16,16,32]."""
+    g = Graph(810)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-2.5)), f"cls{s}", [1, gs, gs, nc])
+        g.output(g.nhwc(g.conv("images", 3, 32, s, gain=3.0)), f"coef{s}", [1, gs, gs, 32])
+    g.output(g.nhwc(g.conv("images", 3, 32, 4, gain=3.0)), "proto", [1, S // 4, S // 4, 32])
+    write(root, "yolov8_seg_heads--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "SegmentationYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32],
+    }, LABELS5)
+
+
+def main():
+    root = sys.argv[1]
+    names = sys.argv[2:] or list(MODELS)
+    os.makedirs(root, exist_ok=True)
+    for n in names:
+        MODELS[n](root)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+//! `DetectionYoloV8` with separate per-scale heads: for each stride a box tensor of
+//! 4 x `OutputYoloRegMax` DFL logits (sides left, top, right, bottom, bins innermost) and a
+//! class tensor of `OutputNumClasses` logits (PySDK applies the sigmoid), NHWC `[1,H,W,C]` or
+//! NCHW `[1,C,H,W]`. Cell (row i, column j) has its anchor point at (j + 0.5, i + 0.5) x stride;
+//! the box is anchor -/+ the DFL expectation of each side, times the stride.
+use super::{dequantize, describe, dims, sigmoid, Det, PostConfig};
+use crate::error::{Error, Result};
+use crate::runtime::Tensor;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A head tensor viewed as `[H, W, C]` (whatever its layout).
+pub(super) struct Head {
+    pub h: usize,
+    pub w: usize,
+    pub c: usize,
+    nhwc: bool,
+    data: Vec<f32>,
+}
+
+impl Head {
+    pub fn at(&self, i: usize, j: usize, k: usize) -> f32 {
+        if self.nhwc {
+            self.data[(i * self.w + j) * self.c + k]
+        } else {
+            self.data[(k * self.h + i) * self.w + j]
+        }
+    }
+}
+
+/// Classify a rank-4 head by its channel count: `Some((_, true))` box head, `Some((_, false))` class head.
+fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>) -> Option<(Head, bool)> {
+    let d = dims(t);
+    if d.len() != 4 || d[0] != 1 {
+        return None;
+    }
+    let is = |c: usize| c == box_c || nc.is_none_or(|n| n == c);
+    // NHWC when the last dim is a channel count and the second is not (or both are and H == W).
+    let nhwc = if is(d[3]) && !is(d[1]) {
+        true
+    } else if is(d[1]) && !is(d[3]) {
+        false
+    } else if is(d[3]) {
+        d[1] == d[2] || !is(d[1])
+    } else {
+        return None;
+    };
+    let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
+    Some((Head { h, w, c, nhwc, data: dequantize(t) }, c == box_c))
+}
+
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
+    let kind = cfg.kind.as_str();
+    let reg = cfg.reg_max;
+    let box_c = 4 * reg;
+    let nc = (cfg.num_classes > 0).then_some(cfg.num_classes);
+    let mut boxes: Vec<Head> = Vec::new();
+    let mut classes: Vec<(Head, String)> = Vec::new();
+    for t in outputs {
+        match head_of(t, box_c, nc) {
+            Some((h, true)) => boxes.push(h),
+            Some((h, false)) => classes.push((h, describe(t))),
+            None => {
+                return Err(Error::bad_model(format!(
+                    "{kind} post-processing: {} is neither a box head ({box_c} channels = 4 x OutputYoloRegMax {reg}) nor a class head ({} channels)",
+                    describe(t),
+                    nc.map_or("OutputNumClasses".to_string(), |n| n.to_string())
+                )))
+            }
+        }
+    }
+    if boxes.is_empty() || boxes.len() != classes.len() {
+        return Err(Error::bad_model(format!(
+            "{kind} post-processing expects one box head ({box_c} channels) and one class head per stride; the model has {} box and {} class tensors",
+            boxes.len(),
+            classes.len()
+        )));
+    }
+    let thr = cfg.conf_threshold as f32;
+    let mut cands: Vec<Det> = Vec::new();
+    let mut cls_scores: Vec<(usize, f32)> = Vec::new();
+    let mut e = vec![0f32; reg];
+    for (cls, what) in &classes {
+        let Some(bx) = boxes.iter().find(|b| b.h == cls.h && b.w == cls.w) else {
+            return Err(Error::bad_model(format!("{kind} post-processing: no box head matches the {}x{} grid of class {what}", cls.h, cls.w)));
+        };
+        if nc.is_some_and(|n| n != cls.c) {
+            return Err(Error::bad_model(format!("{kind} post-processing: {what} has {} classes, OutputNumClasses is {}", cls.c, nc.unwrap_or(0))));
+        }
+        let (sx, sy) = (input_wh.0 / cls.w as f32, input_wh.1 / cls.h as f32);
+        for i in 0..cls.h {
+            for j in 0..cls.w {
+                cls_scores.clear();
+                for k in 0..cls.c {
+                    let s = sigmoid(cls.at(i, j, k));
+                    if s >= thr {
+                        cls_scores.push((k, s));
+                    }
+                }
+                if cls_scores.is_empty() {
+                    continue;
+                }
+                let dist = dfl(bx, i, j, reg, &mut e);
+                let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
+                let b = [(ax - dist[0]) * sx, (ay - dist[1]) * sy, (ax + dist[2]) * sx, (ay + dist[3]) * sy];
+                cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                let per_anchor = if cfg.regular_nms { cls_scores.len() } else { cfg.max_classes_per_detection };
+                for &(c, s) in cls_scores.iter().take(per_anchor) {
+                    cands.push(Det { b, score: s, class: c, anchor: i * cls.w + j });
+                }
+            }
+        }
+    }
+    Ok(super::finish_detections(cfg, cands, labels))
+}
+
+/// View a rank-4 tensor as a head whose channel count is one of `chans` (NHWC or NCHW).
+pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
+    let d = dims(t);
+    if d.len() != 4 || d[0] != 1 {
+        return None;
+    }
+    let nhwc = if chans.contains(&d[3]) && (!chans.contains(&d[1]) || d[1] == d[2]) {
+        true
+    } else if chans.contains(&d[1]) {
+        false
+    } else {
+        return None;
+    };
+    let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
+    Some(Head { h, w, c, nhwc, data: dequantize(t) })
+}
+
+/// DFL: the expected distance of each side (left, top, right, bottom) in cells, from
+/// `reg` softmax bins per side. `e` is scratch space of `reg` values.
+pub(super) fn dfl(bx: &Head, i: usize, j: usize, reg: usize, e: &mut [f32]) -> [f32; 4] {
+    let mut dist = [0f32; 4];
+    for (side, dv) in dist.iter_mut().enumerate() {
+        let mut m = f32::NEG_INFINITY;
+        for (b, ev) in e.iter_mut().enumerate() {
+            *ev = bx.at(i, j, side * reg + b);
+            m = m.max(*ev);
+        }
+        let (mut sum, mut acc) = (0f32, 0f32);
+        for (b, ev) in e.iter().enumerate() {
+            let x = (ev - m).exp();
+            sum += x;
+            acc += x * b as f32;
+        }
+        *dv = acc / sum;
+    }
+    dist
+}
