@@ -17,22 +17,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
-/// Post-processor types whose results PySDK draws with `DetectionResults` (and so colours
-/// with its palette by default).
-const DETECTION_TYPES: &[&str] = &[
-    "Detection",
-    "DetectionYolo",
-    "DetectionYoloV8",
-    "DetectionYoloV10",
-    "DetectionYoloV8OBB",
-    "DetectionYoloHailo",
-    "DetectionDamoYolo",
-    "FaceDetection",
-    "PoseDetection",
-    "PoseDetectionYoloV8",
-    "SegmentationYoloV8",
-];
-
 /// Largest frame queue depth PySDK accepts.
 pub const MAX_FRAME_QUEUE_DEPTH: u64 = 160;
 
@@ -338,9 +322,8 @@ impl Model {
     /// detection-family model whose `overlay_color` is the default).
     pub fn overlay_settings(&self) -> crate::overlay::Settings {
         let st = self.state();
-        let kind = st.params.str("OutputPostprocessType", 0);
-        let detection = DETECTION_TYPES.contains(&kind.as_str());
-        crate::overlay::Settings::from_properties(&st.overlay, detection, st.labels.len(), st.pre.fill_rgb)
+        let color = self.get_property("overlay_color").unwrap_or(Value::Null);
+        crate::overlay::Settings::from_properties(&st.overlay, &color, st.pre.fill_rgb)
     }
 
     /// `results` of this model drawn on `frame` (JPEG/PNG/BMP bytes of the original image),

@@ -118,17 +118,12 @@ fn rgb(v: &Value) -> Option<[u8; 3]> {
 }
 
 impl Settings {
-    /// From a model's stored `overlay_*` properties. `detection` and `num_labels` give PySDK's
-    /// default palette to a detection model whose `overlay_color` was left at its default.
-    pub fn from_properties(props: &Map<String, Value>, detection: bool, num_labels: usize, fill: [u8; 3]) -> Settings {
-        let color = props.get("overlay_color").cloned().unwrap_or(Value::Null);
-        let (colors, many) = match &color {
+    /// From a model's `overlay_*` properties; `color` is its `overlay_color` (one colour or a
+    /// list: the model's default is PySDK's palette for detection models).
+    pub fn from_properties(props: &Map<String, Value>, color: &Value, fill: [u8; 3]) -> Settings {
+        let (colors, many) = match color {
             Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_array) => (a.iter().filter_map(rgb).collect::<Vec<_>>(), true),
-            v => match rgb(v) {
-                Some([255, 255, 0]) if detection => (detection_colors(num_labels), true),
-                Some(c) => (vec![c], false),
-                None => (vec![[255, 255, 0]], false),
-            },
+            v => (vec![rgb(v).unwrap_or([255, 255, 0])], false),
         };
         let colors = if colors.is_empty() { vec![[255, 255, 0]] } else { colors };
         let alpha = match props.get("overlay_alpha") {
@@ -541,7 +536,7 @@ mod tests {
         let img = RgbImage { width: 100, height: 80, data: vec![50; 100 * 80 * 3] };
         let mut props = Map::new();
         props.insert("overlay_color".into(), json!([255, 0, 0]));
-        let s = Settings::from_properties(&props, true, 2, [0, 0, 0]);
+        let s = Settings::from_properties(&props, &props["overlay_color"], [0, 0, 0]);
         let res = vec![json!({"bbox": [20.0, 30.0, 60.0, 70.0], "label": "cat", "score": 0.9, "category_id": 0})];
         let out = draw(&img, &res, &s, &BTreeMap::new()).unwrap();
         let px = |x: u32, y: u32| &out.data[((y * 100 + x) * 3) as usize..][..3];
@@ -550,7 +545,7 @@ mod tests {
         // The caption box sits above the box (y1 = 30 >= its height).
         assert_eq!(px(21, 10), [255, 0, 0]);
         props.insert("overlay_alpha".into(), json!(0.5));
-        let s = Settings::from_properties(&props, true, 2, [0, 0, 0]);
+        let s = Settings::from_properties(&props, &props["overlay_color"], [0, 0, 0]);
         let out = draw(&img, &res, &s, &BTreeMap::new()).unwrap();
         assert_eq!(&out.data[((50 * 100 + 20) * 3) as usize..][..3], [152, 25, 25]);
     }
