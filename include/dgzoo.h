@@ -264,10 +264,23 @@ const char *dg_result_json(const dg_result *result);
 // Timing of the frame as JSON (`measure_time` on), or NULL; free with `dg_string_free`.
 char *dg_result_timing_json(const dg_result *result);
 
+// The overlay of `result` on a frame given as a `dg_input` (encoded bytes, or RGB/BGR pixels
+// of any size and stride), returned as JPEG, PNG or packed RGB/BGR pixels (`format`, a
+// `dg_image_format` value); `*out_width`/`*out_height` give the overlay's size (the frame's,
+// taller for classification results). Free `*out` with `dg_buffer_free(*out, *out_len)`.
+dg_error *dg_result_overlay_input(const dg_result *result,
+                                  const dg_input *frame,
+                                  int32_t format,
+                                  uint8_t **out,
+                                  size_t *out_len,
+                                  uint32_t *out_width,
+                                  uint32_t *out_height);
+
 // PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
 // properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
 // in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
-// (JPEG/PNG/BMP) the result came from; `format` a `dg_image_format` value. On success
+// (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
+// pixels and pixel frames: `dg_result_overlay_input`). On success
 // `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
 dg_error *dg_result_overlay(const dg_result *result,
                             const uint8_t *image,

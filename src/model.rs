@@ -332,6 +332,12 @@ impl Model {
         crate::overlay::overlay_encoded(frame, results, &self.overlay_settings(), self.labels(), format)
     }
 
+    /// `results` of this model drawn on the original frame's pixels: PySDK's `image_overlay`
+    /// (its size grows only for classification results, whose lines go in a band below).
+    pub fn overlay_image(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<crate::image_ops::RgbImage> {
+        crate::overlay::draw(frame, results, &self.overlay_settings(), self.labels())
+    }
+
     /// PySDK's `time_stats()`: a copy of the statistics collected so far.
     pub fn time_stats(&self) -> TimeStats {
         self.0.time_stats.lock().unwrap_or_else(|p| p.into_inner()).clone()

@@ -392,12 +392,88 @@ pub unsafe extern "C" fn dg_result_timing_json(result: *const dg_result) -> *mut
 pub enum dg_image_format {
     DG_IMAGE_JPEG = 0,
     DG_IMAGE_PNG = 1,
+    /// Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+    DG_IMAGE_RGB = 2,
+    DG_IMAGE_BGR = 3,
+}
+
+/// Hand a byte vector to C as a buffer for `dg_buffer_free`.
+unsafe fn give_buffer(v: Vec<u8>, out: *mut *mut u8, out_len: *mut usize) {
+    let b = v.into_boxed_slice();
+    let len = b.len();
+    // SAFETY: the caller checked both out-pointers non-NULL.
+    unsafe {
+        *out = Box::into_raw(b) as *mut u8;
+        *out_len = len;
+    }
+}
+
+/// The overlay of `result` on a frame given as a `dg_input` (encoded bytes, or RGB/BGR pixels
+/// of any size and stride), returned as JPEG, PNG or packed RGB/BGR pixels (`format`, a
+/// `dg_image_format` value); `*out_width`/`*out_height` give the overlay's size (the frame's,
+/// taller for classification results). Free `*out` with `dg_buffer_free(*out, *out_len)`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_result_overlay_input(
+    result: *const dg_result,
+    frame: *const dg_input,
+    format: i32,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+    out_width: *mut u32,
+    out_height: *mut u32,
+) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out, "out") }?;
+        if out_len.is_null() || out_width.is_null() || out_height.is_null() {
+            return Err(Error::invalid("arguments 'out_len', 'out_width' and 'out_height' must not be NULL"));
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            *out_len = 0;
+            *out_width = 0;
+            *out_height = 0;
+        }
+        if result.is_null() || frame.is_null() {
+            return Err(Error::invalid("arguments 'result' and 'frame' must not be NULL"));
+        }
+        if !(0..=3).contains(&format) {
+            return Err(Error::invalid(format!("argument 'format' is {format}: not a dg_image_format value")));
+        }
+        // SAFETY: `frame` is a live dg_input (checked non-NULL) whose buffer the caller keeps readable.
+        let input = unsafe { input_of(&*frame, 0) }?;
+        let img = match input {
+            Input::Bytes(b) => dgzoo_core::image_ops::decode(b)?,
+            Input::Pixels { data, width, height, stride, bgr } => dgzoo_core::image_ops::from_raw(data, width, height, stride, bgr)?,
+        };
+        // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
+        let r = unsafe { &*result };
+        let drawn = r.model.overlay_image(&img, &r.inner.results)?;
+        let (w, h) = (drawn.width, drawn.height);
+        let bytes = match format {
+            0 => dgzoo_core::overlay::encode(&drawn, dgzoo_core::overlay::Format::Jpeg)?,
+            1 => dgzoo_core::overlay::encode(&drawn, dgzoo_core::overlay::Format::Png)?,
+            2 => drawn.data,
+            _ => {
+                let mut d = drawn.data;
+                d.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+                d
+            }
+        };
+        unsafe { give_buffer(bytes, out, out_len) };
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            *out_width = w;
+            *out_height = h;
+        }
+        Ok(())
+    })
 }
 
 /// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
 /// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
 /// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
-/// (JPEG/PNG/BMP) the result came from; `format` a `dg_image_format` value. On success
+/// (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
+/// pixels and pixel frames: `dg_result_overlay_input`). On success
 /// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
 #[no_mangle]
 pub unsafe extern "C" fn dg_result_overlay(
@@ -426,14 +502,8 @@ pub unsafe extern "C" fn dg_result_overlay(
         let frame = unsafe { bytes(image, image_len, "image") }?;
         // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
         let r = unsafe { &*result };
-        let encoded = r.model.overlay(frame, &r.inner.results, fmt)?.into_boxed_slice();
-        let len = encoded.len();
-        let ptr = Box::into_raw(encoded) as *mut u8;
-        // SAFETY: both out-pointers were checked non-NULL above.
-        unsafe {
-            *out = ptr;
-            *out_len = len;
-        }
+        let encoded = r.model.overlay(frame, &r.inner.results, fmt)?;
+        unsafe { give_buffer(encoded, out, out_len) };
         Ok(())
     })
 }
