@@ -87,6 +87,15 @@ typedef enum {
   DG_FLT16 = 10,
 } dg_dtype;
 
+// Encoding of an overlay image.
+typedef enum {
+  DG_IMAGE_JPEG = 0,
+  DG_IMAGE_PNG = 1,
+  // Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+  DG_IMAGE_RGB = 2,
+  DG_IMAGE_BGR = 3,
+} dg_image_format;
+
 // The kind of a frame input passed to `dg_predict_inputs`.
 typedef enum {
   // An encoded image (JPEG, PNG, BMP), or bytes already in the model's input format

@@ -325,18 +325,20 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
                 tensors.push(preprocess::raw_tensor(b, info, &spec.shape, i)?);
                 continue;
             }
+            // PySDK fits the image in Python and hands the core the model-sized frame: that
+            // frame's size is its CoreInputFrameSize_bytes.
             Input::Bytes(b) => {
-                frame_bytes += b.len();
                 let img = image_ops::decode(b)?;
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
+                frame_bytes += fit.image.data.len();
                 fit.image
             }
             Input::Pixels { data, width, height, stride, bgr } => {
-                frame_bytes += data.len();
                 let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
+                frame_bytes += fit.image.data.len();
                 fit.image
             }
         };
@@ -363,7 +365,8 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
             "CoreInferenceDuration_ms": ms(t1, t2),
             "CoreInputFrameSize_bytes": frame_bytes,
             "CorePostprocessDuration_ms": ms(t2, t3),
-            "CorePreprocessDuration_ms": ms(t0, t1),
+            // The core's part only: the client-side decode/fit is PythonPreprocessDuration_ms.
+            "CorePreprocessDuration_ms": (ms(t0, t1) - client_pre.as_secs_f64() * 1000.0).max(0.0),
         })
     });
     Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, pre_ms, model: st.name.clone() })

@@ -103,6 +103,14 @@ fn time_stats_have_pysdk_keys_on_every_path() {
                 ],
                 "{addr}"
             );
+            if addr == "@local" {
+                // The core gets the model-sized RAW frame, as from PySDK's local client.
+                let mut s = std::ptr::null_mut();
+                check(dg_model_time_stats(model, &mut s));
+                let v: Value = serde_json::from_str(&CStr::from_ptr(s).to_string_lossy()).unwrap();
+                dg_string_free(s);
+                assert_eq!(v["CoreInputFrameSize_bytes"]["avg"].as_f64(), Some(320.0 * 320.0 * 3.0), "{v}");
+            }
             if let Some(want) = &want {
                 assert_eq!(&got, want, "{addr}: ours vs PySDK's (key, count)");
             }
