@@ -9,7 +9,7 @@ cd "$here"
 bash scripts/bootstrap.sh go mcs
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 # PySDK's OPENVINO agent (new-ABI OpenVINO 2025.3, f32 and default precision) and OpenVINO's
-# converter, for tests/openvino_agent.rs.
+# converter, for crates/dgzoo-cli/tests/openvino_agent.rs.
 bash scripts/setup-openvino-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
