@@ -87,6 +87,15 @@ typedef enum {
   DG_FLT16 = 10,
 } dg_dtype;
 
+// Encoding of an overlay image.
+typedef enum {
+  DG_IMAGE_JPEG = 0,
+  DG_IMAGE_PNG = 1,
+  // Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+  DG_IMAGE_RGB = 2,
+  DG_IMAGE_BGR = 3,
+} dg_image_format;
+
 // The kind of a frame input passed to `dg_predict_inputs`.
 typedef enum {
   // An encoded image (JPEG, PNG, BMP), or bytes already in the model's input format
@@ -208,6 +217,17 @@ void dg_model_free(dg_model *model);
 // A model property (PySDK name, e.g. "output_top_k") as JSON text; free with `dg_string_free`.
 dg_error *dg_model_get_property(const dg_model *model, const char *name, char **out_json);
 
+// PySDK's `model.time_stats()` as a JSON object, keys in PySDK's order:
+// `{"FrameTotalDuration_ms": {"min": 1.2, "avg": 1.5, "max": 2.0, "count": 3}, ...}`.
+// Collected while the `measure_time` property is true (switching it on starts afresh):
+// `PythonPreprocessDuration_ms` (client-side pre-processing), the `Core*` keys of the engine
+// or the AI server, and `FrameTotalDuration_ms`. `{}` when nothing was measured. Free with
+// `dg_string_free`.
+dg_error *dg_model_time_stats(const dg_model *model, char **out_json);
+
+// PySDK's `model.reset_time_stats()`: forget the statistics collected so far.
+dg_error *dg_model_reset_time_stats(const dg_model *model);
+
 // Set a model property from JSON text (e.g. name "output_top_k", value "3"). Validation and
 // error texts follow PySDK. Frames already in flight keep the settings they started with.
 dg_error *dg_model_set_property(const dg_model *model, const char *name, const char *value_json);
@@ -252,6 +272,34 @@ const char *dg_result_json(const dg_result *result);
 
 // Timing of the frame as JSON (`measure_time` on), or NULL; free with `dg_string_free`.
 char *dg_result_timing_json(const dg_result *result);
+
+// The overlay of `result` on a frame given as a `dg_input` (encoded bytes, or RGB/BGR pixels
+// of any size and stride), returned as JPEG, PNG or packed RGB/BGR pixels (`format`, a
+// `dg_image_format` value); `*out_width`/`*out_height` give the overlay's size (the frame's,
+// taller for classification results). Free `*out` with `dg_buffer_free(*out, *out_len)`.
+dg_error *dg_result_overlay_input(const dg_result *result,
+                                  const dg_input *frame,
+                                  int32_t format,
+                                  uint8_t **out,
+                                  size_t *out_len,
+                                  uint32_t *out_width,
+                                  uint32_t *out_height);
+
+// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
+// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
+// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+// (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
+// pixels and pixel frames: `dg_result_overlay_input`). On success
+// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
+dg_error *dg_result_overlay(const dg_result *result,
+                            const uint8_t *image,
+                            size_t image_len,
+                            int32_t format,
+                            uint8_t **out,
+                            size_t *out_len);
+
+// Free a buffer returned by `dg_result_overlay` (`len` as returned). NULL is accepted.
+void dg_buffer_free(uint8_t *data, size_t len);
 
 // Number of raw tensors in a result (non-zero for postprocess types None/Dequantization).
 // In the result JSON each raw tensor's `data` is `{"__tensor__": index, ...}`.

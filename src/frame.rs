@@ -23,6 +23,9 @@ pub struct InferenceResult {
     pub tensors: Vec<Tensor>,
     /// Timing (when `measure_time` is on): PySDK's core timing keys, in ms.
     pub timing: Option<Value>,
+    /// Client-side pre-processing time of the frame in ms (decode, fit, encode), when
+    /// `measure_time` is on: PySDK's `PythonPreprocessDuration_ms`.
+    pub pre_ms: Option<f64>,
     /// Model name and original image size, for callers that need them.
     pub model: String,
 }

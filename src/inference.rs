@@ -294,6 +294,8 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     let mut converter = CoordConverter::identity();
     let mut input_wh = (1f32, 1f32);
     let mut frame_bytes = 0usize;
+    // Client-side part (decode, fit): PySDK does it in Python before the core sees the frame.
+    let mut client_pre = std::time::Duration::ZERO;
     for (i, (input, info)) in inputs.iter().zip(&engine.inputs).enumerate() {
         if !is_image_input(p, i) {
             let shape = concrete_shape(p, i, info);
@@ -309,6 +311,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
         input_wh = (spec.width as f32, spec.height as f32);
         let (w, h) = (spec.width as u32, spec.height as u32);
         let raw_len = spec.width * spec.height * spec.channels * spec.dtype.size();
+        let tp = Instant::now();
         let fitted: RgbImage = match input {
             Input::Bytes(b) if !looks_encoded(b) && b.len() == spec.width * spec.height * 3 => {
                 // Model-sized RAW pixels in the model's colour order: no resize, no swap.
@@ -322,22 +325,25 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
                 tensors.push(preprocess::raw_tensor(b, info, &spec.shape, i)?);
                 continue;
             }
+            // PySDK fits the image in Python and hands the core the model-sized frame: that
+            // frame's size is its CoreInputFrameSize_bytes.
             Input::Bytes(b) => {
-                frame_bytes += b.len();
                 let img = image_ops::decode(b)?;
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
+                frame_bytes += fit.image.data.len();
                 fit.image
             }
             Input::Pixels { data, width, height, stride, bgr } => {
-                frame_bytes += data.len();
                 let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
+                frame_bytes += fit.image.data.len();
                 fit.image
             }
         };
         let fitted = if st.pre.image_format == "JPEG" { image_ops::jpeg_roundtrip(&fitted)? } else { fitted };
+        client_pre += tp.elapsed();
         tensors.push(spec.image_to_tensor(&fitted.data, info)?);
     }
     let t1 = Instant::now();
@@ -352,16 +358,18 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     }
     postprocess::filter_class_set(&mut post.results, &st.class_set);
     let t3 = Instant::now();
+    let pre_ms = p.bool("MeasureTime", 0).then_some(client_pre.as_secs_f64() * 1000.0);
     let timing = p.bool("MeasureTime", 0).then(|| {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
         json!({
             "CoreInferenceDuration_ms": ms(t1, t2),
             "CoreInputFrameSize_bytes": frame_bytes,
             "CorePostprocessDuration_ms": ms(t2, t3),
-            "CorePreprocessDuration_ms": ms(t0, t1),
+            // The core's part only: the client-side decode/fit is PythonPreprocessDuration_ms.
+            "CorePreprocessDuration_ms": (ms(t0, t1) - client_pre.as_secs_f64() * 1000.0).max(0.0),
         })
     });
-    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, model: st.name.clone() })
+    Ok(InferenceResult { results: post.results, tensors: post.tensors, timing, pre_ms, model: st.name.clone() })
 }
 
 fn swap_rb(b: &[u8]) -> Vec<u8> {

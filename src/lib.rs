@@ -24,6 +24,7 @@ pub mod frame;
 pub mod image_ops;
 pub mod inference;
 pub mod model;
+pub mod overlay;
 pub mod params;
 pub mod pipeline;
 pub mod postprocess;
@@ -35,6 +36,7 @@ pub mod runtime;
 pub mod settings;
 pub mod socketio;
 pub mod state;
+pub mod timestats;
 pub mod zoo;
 
 pub use error::{Code, Error, Result};

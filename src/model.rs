@@ -11,9 +11,11 @@ use crate::params::ModelParams;
 use crate::pyrepr::repr;
 use crate::remote::RemoteBackend;
 pub use crate::state::{is_image_input, ClientPre, ModelState};
+use crate::timestats::TimeStats;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 /// Largest frame queue depth PySDK accepts.
 pub const MAX_FRAME_QUEUE_DEPTH: u64 = 160;
@@ -35,6 +37,8 @@ pub(crate) struct ModelShared {
     /// Resources that must live as long as the model (e.g. the cache lock keeping a cloud
     /// model's files from being evicted).
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
+    /// PySDK's `time_stats()`, collected while `measure_time` is on.
+    pub time_stats: Mutex<TimeStats>,
 }
 
 /// Where a model's frames run: chosen once, when the zoo loads the model.
@@ -297,6 +301,7 @@ impl Model {
             state: RwLock::new(Arc::new(state)),
             backend,
             keep_alive: Mutex::new(Vec::new()),
+            time_stats: Mutex::new(TimeStats::default()),
         })))
     }
 
@@ -311,6 +316,54 @@ impl Model {
         backend: CloudBackend,
     ) -> Result<Model> {
         Self::build(name, params, system_info, supported, harmonize_labels(labels), "JPEG", Backend::Cloud(backend))
+    }
+
+    /// The model's `overlay_*` settings for drawing its results (PySDK's palette for a
+    /// detection-family model whose `overlay_color` is the default).
+    pub fn overlay_settings(&self) -> crate::overlay::Settings {
+        let st = self.state();
+        let color = self.get_property("overlay_color").unwrap_or(Value::Null);
+        crate::overlay::Settings::from_properties(&st.overlay, &color, st.pre.fill_rgb)
+    }
+
+    /// `results` of this model drawn on `frame` (JPEG/PNG/BMP bytes of the original image),
+    /// encoded as `format`: PySDK's `image_overlay`.
+    pub fn overlay(&self, frame: &[u8], results: &[Value], format: crate::overlay::Format) -> Result<Vec<u8>> {
+        crate::overlay::overlay_encoded(frame, results, &self.overlay_settings(), self.labels(), format)
+    }
+
+    /// `results` of this model drawn on the original frame's pixels: PySDK's `image_overlay`
+    /// (its size grows only for classification results, whose lines go in a band below).
+    pub fn overlay_image(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<crate::image_ops::RgbImage> {
+        crate::overlay::draw(frame, results, &self.overlay_settings(), self.labels())
+    }
+
+    /// PySDK's `time_stats()`: a copy of the statistics collected so far.
+    pub fn time_stats(&self) -> TimeStats {
+        self.0.time_stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// PySDK's `reset_time_stats()`.
+    pub fn reset_time_stats(&self) {
+        self.0.time_stats.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Record a finished frame (`measure_time` on in the settings it ran with): the
+    /// client-side pre-processing time, the backend's `Timing` keys, and the frame's total
+    /// time since `started`, in PySDK's order.
+    pub(crate) fn record_time(&self, st: &ModelState, started: Instant, r: &InferenceResult) {
+        if !st.params.bool("MeasureTime", 0) {
+            return;
+        }
+        let total = started.elapsed().as_secs_f64() * 1000.0;
+        let mut ts = self.0.time_stats.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pre) = r.pre_ms {
+            ts.add(crate::timestats::PREPROCESS_KEY, pre);
+        }
+        if let Some(t) = &r.timing {
+            ts.add_timing(t);
+        }
+        ts.add(crate::timestats::FRAME_TOTAL_KEY, total);
     }
 
     /// The cloud backend, for `@cloud` models.
@@ -545,7 +598,14 @@ impl Model {
                 self.select_devices(st, &list)?;
             }
             "inference_timeout_s" => st.inference_timeout_s = as_f64(key, v)?,
-            "measure_time" => st.params.set("MeasureTime", 0, json!(as_bool(key, v)?))?,
+            "measure_time" => {
+                let on = as_bool(key, v)?;
+                // PySDK starts the statistics afresh when measuring is switched on.
+                if on && !st.params.bool("MeasureTime", 0) {
+                    self.reset_time_stats();
+                }
+                st.params.set("MeasureTime", 0, json!(on))?
+            }
             "non_blocking_batch_predict" => st.non_blocking_batch_predict = as_bool(key, v)?,
             "input_resize_method" => {
                 let s = as_str(key, v)?;
@@ -803,15 +863,25 @@ fn default_overlay() -> Map<String, Value> {
     m
 }
 
-/// Run one frame on a model, wherever its backend runs it.
+/// Run one frame on a model, wherever its backend runs it; with `measure_time` on, the frame's
+/// times go into the model's `time_stats()`.
 pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
+    let started = Instant::now();
     let st = model.state();
+    let r = predict_with(model, &st, inputs);
+    if let Ok(r) = &r {
+        model.record_time(&st, started, r);
+    }
+    r
+}
+
+fn predict_with(model: &Model, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     match &model.0.backend {
-        Backend::AiServer(rb) => crate::remote::predict(rb, &st, inputs),
-        Backend::Cloud(cb) => crate::cloud::infer::predict(cb, &st, inputs),
+        Backend::AiServer(rb) => crate::remote::predict(rb, st, inputs),
+        Backend::Cloud(cb) => crate::cloud::infer::predict(cb, st, inputs),
         Backend::Local(_) => {
-            let engine = model.engine(&st)?;
-            crate::inference::predict_local(&st, &engine, inputs)
+            let engine = model.engine(st)?;
+            crate::inference::predict_local(st, &engine, inputs)
         }
     }
 }
@@ -820,5 +890,10 @@ pub fn predict(model: &Model, inputs: &[Input]) -> Result<InferenceResult> {
 /// `predict_batch` inside `with model:`); results in input order.
 pub fn cloud_predict_batch(model: &Model, frames: &[Vec<Input>], on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
     let cb = model.cloud_backend().ok_or_else(|| Error::invalid(format!("model '{}' is not a cloud model", model.name())))?;
-    crate::cloud::infer::predict_batch(cb, &model.state(), frames, on_result)
+    let st = model.state();
+    let mut on_result = on_result;
+    crate::cloud::infer::predict_batch(cb, &st, frames, |i, r, started| {
+        model.record_time(&st, started, &r);
+        on_result(i, r)
+    })
 }

@@ -232,8 +232,12 @@ fn worker(sh: Arc<Shared>, work: Arc<Work>) {
             Work::Predict(model) => done(&sh, seq, id, guarded(cancelled, || crate::model::predict(model, &ins))),
             Work::Encode(model, rp) => {
                 let encoded = guarded(cancelled, || {
+                    let started = std::time::Instant::now();
                     let st = model.state();
-                    crate::remote::encode_frame(&st, &ins).map(|(packets, converter)| Encoded { packets, converter, st })
+                    crate::remote::encode_frame(&st, &ins).map(|(packets, converter)| {
+                        let pre_ms = crate::remote::measured_since(&st, started);
+                        Encoded { packets, converter, st, started, pre_ms }
+                    })
                 });
                 rp.fill((seq, id), encoded);
             }

@@ -197,14 +197,25 @@ pub(crate) fn complete(st: &ModelState, packet: &[u8], converter: &CoordConverte
 
 /// Run one frame on an AI-server model.
 pub fn predict(rb: &RemoteBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
+    let t0 = std::time::Instant::now();
     let (packets, converter) = encode_frame(st, inputs)?;
+    let pre_ms = measured_since(st, t0);
     let bytes = exchange(rb, st, &packets).map_err(|e| inference_error(&st.name, e.code, &e.message))?;
-    let r = complete(st, &bytes, &converter);
+    let r = complete(st, &bytes, &converter).map(|mut r| {
+        r.pre_ms = pre_ms;
+        r
+    });
     if r.is_err() {
         // After an error the server-side stream may be unusable: end the pooled streams.
         rb.clear();
     }
     r
+}
+
+/// Milliseconds since `t0` when the model measures time (the client-side pre-processing of a
+/// frame: decode, fit, encode).
+pub(crate) fn measured_since(st: &ModelState, t0: std::time::Instant) -> Option<f64> {
+    st.params.bool("MeasureTime", 0).then(|| t0.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
@@ -232,7 +243,7 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
         postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
-    InferenceResult { results, tensors, timing, model: st.name.clone() }
+    InferenceResult { results, tensors, timing, pre_ms: None, model: st.name.clone() }
 }
 
 #[cfg(test)]

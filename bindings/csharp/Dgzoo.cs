@@ -37,6 +37,8 @@ namespace Dgzoo
         [DllImport(Lib)] internal static extern void dg_model_free(IntPtr model);
         [DllImport(Lib)] internal static extern IntPtr dg_model_name(IntPtr model);
         [DllImport(Lib)] internal static extern IntPtr dg_model_get_property(IntPtr model, byte[] name, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_time_stats(IntPtr model, out IntPtr json);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_reset_time_stats(IntPtr model);
         [DllImport(Lib)] internal static extern IntPtr dg_model_set_property(IntPtr model, byte[] name, byte[] value);
         [DllImport(Lib)] internal static extern IntPtr dg_predict(IntPtr model, byte[] data, UIntPtr len, out IntPtr result);
         [DllImport(Lib)] internal static extern IntPtr dg_predict_batch(IntPtr model, IntPtr[] datas, UIntPtr[] lens, UIntPtr count, out IntPtr batch);
@@ -231,6 +233,16 @@ namespace Dgzoo
             Native.Check(Native.dg_model_get_property(Handle, Native.Utf8(name), out var s));
             return Native.TakeString(s);
         }
+
+        /// <summary>PySDK's time_stats() as JSON: {key: {min, avg, max, count}} (measure_time on).</summary>
+        public string TimeStatsJson()
+        {
+            Native.Check(Native.dg_model_time_stats(Handle, out var s));
+            return Native.TakeString(s);
+        }
+
+        /// <summary>PySDK's reset_time_stats().</summary>
+        public void ResetTimeStats() => Native.Check(Native.dg_model_reset_time_stats(Handle));
 
         public void SetProperty(string name, string valueJson) => Native.Check(Native.dg_model_set_property(Handle, Native.Utf8(name), Native.Utf8(valueJson)));
 

@@ -240,6 +240,29 @@ func (m *Model) Property(name string) (value any, err error) {
 	return
 }
 
+// Stat is one key of PySDK's time_stats() table.
+type Stat struct {
+	Min   float64 `json:"min"`
+	Avg   float64 `json:"avg"`
+	Max   float64 `json:"max"`
+	Count int64   `json:"count"`
+}
+
+// TimeStats returns PySDK's time_stats(): min/avg/max/count per timing key
+// (PythonPreprocessDuration_ms, the Core* keys, FrameTotalDuration_ms), collected while the
+// measure_time property is true.
+func (m *Model) TimeStats() (stats map[string]Stat, err error) {
+	err = m.with(func(p *C.dg_model) error {
+		return jsonCall(&stats, func(out **C.char) *C.dg_error { return C.dg_model_time_stats(p, out) })
+	})
+	return
+}
+
+// ResetTimeStats forgets the statistics collected so far (PySDK's reset_time_stats()).
+func (m *Model) ResetTimeStats() error {
+	return m.with(func(p *C.dg_model) error { return takeError(C.dg_model_reset_time_stats(p)) })
+}
+
 // SetProperty sets a model property (PySDK name and validation).
 func (m *Model) SetProperty(name string, value any) error {
 	b, err := json.Marshal(value)

@@ -217,6 +217,36 @@ func TestProperties(t *testing.T) {
 	}
 }
 
+func TestTimeStats(t *testing.T) {
+	z := connect(t)
+	m, err := z.LoadModel(yoloTF, map[string]any{"measure_time": true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := m.Predict(image(t, "car_416")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := m.TimeStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"PythonPreprocessDuration_ms", "CoreInferenceDuration_ms", "CoreInputFrameSize_bytes", "CorePostprocessDuration_ms", "CorePreprocessDuration_ms", "FrameTotalDuration_ms"} {
+		s, ok := stats[k]
+		if !ok || s.Count != 2 || s.Min > s.Avg || s.Avg > s.Max {
+			t.Fatalf("%s: %+v in %v", k, s, stats)
+		}
+	}
+	if err := m.ResetTimeStats(); err != nil {
+		t.Fatal(err)
+	}
+	if stats, _ := m.TimeStats(); len(stats) != 0 {
+		t.Fatalf("not reset: %v", stats)
+	}
+}
+
 func TestBatchKeepsOrderAndPerFrameErrors(t *testing.T) {
 	z := connect(t)
 	m := load(t, z, blaze)

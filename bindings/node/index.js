@@ -33,6 +33,8 @@ const C = {
   modelFree: lib.func('void dg_model_free(void *model)'),
   getProperty: lib.func('void *dg_model_get_property(void *model, const char *name, _Out_ void **out)'),
   setProperty: lib.func('void *dg_model_set_property(void *model, const char *name, const char *value)'),
+  timeStats: lib.func('void *dg_model_time_stats(void *model, _Out_ void **out)'),
+  resetTimeStats: lib.func('void *dg_model_reset_time_stats(void *model)'),
   predict: lib.func('void *dg_predict(void *model, const uint8_t *data, size_t len, _Out_ void **out)'),
   resultJson: lib.func('const char *dg_result_json(void *result)'),
   resultFree: lib.func('void dg_result_free(void *result)'),
@@ -116,6 +118,16 @@ class Model {
   }
   setProperty(name, value) {
     check(C.setProperty(this._handle(), name, JSON.stringify(value)));
+  }
+  /** PySDK's `time_stats()`: `{key: {min, avg, max, count}}`, collected while measure_time is on. */
+  timeStats() {
+    const out = [null];
+    check(C.timeStats(this._handle(), out));
+    return JSON.parse(takeString(out[0]));
+  }
+  /** PySDK's `reset_time_stats()`. */
+  resetTimeStats() {
+    check(C.resetTimeStats(this._handle()));
   }
   close() {
     if (this._ptr) {

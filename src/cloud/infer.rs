@@ -473,31 +473,45 @@ fn check_inputs(st: &ModelState, inputs: &[Input]) -> Result<()> {
 /// Run one frame on a cloud model.
 pub fn predict(cb: &CloudBackend, st: &ModelState, inputs: &[Input]) -> Result<InferenceResult> {
     check_inputs(st, inputs)?;
+    let t0 = std::time::Instant::now();
     let (packets, converter) = crate::remote::encode_frame(st, inputs)?;
+    let pre_ms = crate::remote::measured_since(st, t0);
     let (key, mut s) = cb.session(st)?;
     s.send(&packets)?;
     let v = s.recv()?;
     cb.give_back(key, s);
-    complete(st, &v, &converter)
+    complete(st, &v, &converter).map(|mut r| {
+        r.pre_ms = pre_ms;
+        r
+    })
 }
 
 /// Run many frames on one connection, up to `frame_queue_depth` in flight (PySDK's
-/// `predict_batch` inside `with model:`). Results come in input order; a failed frame
-/// ends the batch with its error, like PySDK.
-pub fn predict_batch(cb: &CloudBackend, st: &ModelState, frames: &[Vec<Input>], mut on_result: impl FnMut(usize, InferenceResult)) -> Result<()> {
+/// `predict_batch` inside `with model:`). Results come in input order, each with the time its
+/// frame's pre-processing started; a failed frame ends the batch with its error, like PySDK.
+pub fn predict_batch(
+    cb: &CloudBackend,
+    st: &ModelState,
+    frames: &[Vec<Input>],
+    mut on_result: impl FnMut(usize, InferenceResult, std::time::Instant),
+) -> Result<()> {
     let (key, mut s) = cb.session(st)?;
-    let mut converters = VecDeque::new();
+    type Sent = (CoordConverter, std::time::Instant, Option<f64>);
+    let mut converters: VecDeque<Sent> = VecDeque::new();
     let mut delivered = 0usize;
-    let mut deliver = |v: Mp, converters: &mut VecDeque<CoordConverter>, delivered: &mut usize| -> Result<()> {
-        let c = converters.pop_front().unwrap_or_else(CoordConverter::identity);
-        on_result(*delivered, complete(st, &v, &c)?);
+    let mut deliver = |v: Mp, converters: &mut VecDeque<Sent>, delivered: &mut usize| -> Result<()> {
+        let (c, started, pre_ms) = converters.pop_front().unwrap_or_else(|| (CoordConverter::identity(), std::time::Instant::now(), None));
+        let mut r = complete(st, &v, &c)?;
+        r.pre_ms = pre_ms;
+        on_result(*delivered, r, started);
         *delivered += 1;
         Ok(())
     };
     for inputs in frames {
         check_inputs(st, inputs)?;
+        let t0 = std::time::Instant::now();
         let (packets, converter) = crate::remote::encode_frame(st, inputs)?;
-        converters.push_back(converter);
+        converters.push_back((converter, t0, crate::remote::measured_since(st, t0)));
         for v in s.send(&packets)? {
             deliver(v, &mut converters, &mut delivered)?;
         }

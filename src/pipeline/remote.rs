@@ -25,6 +25,9 @@ pub(crate) struct Encoded {
     pub packets: Vec<Vec<u8>>,
     pub converter: CoordConverter,
     pub st: Arc<ModelState>,
+    /// When the frame's encoding started, and how long it took (`measure_time` on).
+    pub started: std::time::Instant,
+    pub pre_ms: Option<f64>,
 }
 
 fn cancelled() -> Error {
@@ -182,7 +185,7 @@ fn send(sh: &Shared, stream: &mut Option<Stream>, tag: Tag, generation: u64, fra
             }
         }
         let s = stream.as_mut().expect("an open stream");
-        let pending = Pending { tag, converter: frame.converter.clone(), st: frame.st.clone() };
+        let pending = Pending { tag, converter: frame.converter.clone(), st: frame.st.clone(), started: frame.started, pre_ms: frame.pre_ms };
         if !s.flight.push_when_room(window, pending) {
             continue;
         }
@@ -199,6 +202,8 @@ struct Pending {
     tag: Tag,
     converter: CoordConverter,
     st: Arc<ModelState>,
+    started: std::time::Instant,
+    pre_ms: Option<f64>,
 }
 
 /// One open stream's frames in flight, shared by the sender and the stream's reader.
@@ -318,7 +323,11 @@ fn read_loop(flight: &Flight, mut rx: RemoteStream, model: &Model, complete: &Co
                 let Some(p) = g.pending.pop_front() else { return };
                 flight.changed.notify_all();
                 drop(g);
-                let r = remote::complete(&p.st, &packet, &p.converter);
+                let r = remote::complete(&p.st, &packet, &p.converter).map(|mut r| {
+                    r.pre_ms = p.pre_ms;
+                    model.record_time(&p.st, p.started, &r);
+                    r
+                });
                 // A stream-open failure: the server ignores this stream from now on.
                 let fatal = r.as_ref().err().filter(|_| protocol::ends_stream(&packet)).cloned();
                 complete(p.tag, r);

@@ -98,6 +98,12 @@ static class DgzooTests
                     Expect("INVALID_ARGUMENT", "", () => m.SetProperty("output_top_k", "\"many\""));
                     Check(m.GetPropertyJson("output_top_k") == "5", "property");
                     Check(m.Name == Eff, "name");
+                    m.SetProperty("measure_time", "true");
+                    m.Predict(Image("cat_224"));
+                    var ts = m.TimeStatsJson();
+                    Check(ts.Contains("\"FrameTotalDuration_ms\"") && ts.Contains("\"CoreInferenceDuration_ms\"") && ts.Contains("\"count\":1"), "time stats: " + ts);
+                    m.ResetTimeStats();
+                    Check(m.TimeStatsJson() == "{}", "time stats reset");
                     try { m.Predict(new byte[] { 0xff, 0xd8, 0xff, 0xe0, 1, 2, 3 }); throw new Exception("a corrupt JPEG must fail"); }
                     catch (DgzooException) { }
                     AssertGolden(m.Predict(Image("cat_224")), Golden(Eff, "cat_224"), "EfficientNet ONNX cat");

@@ -44,6 +44,21 @@ test('errors carry code and PySDK message', () => {
   zoo.close();
 });
 
+test('time stats with PySDK keys, and reset', () => {
+  const zoo = dgzoo.connect('@local', ZOO);
+  const model = zoo.loadModel('yolov8n_nudenet--320x320_float_tflite_cpu_1', { measure_time: true });
+  model.predict(img('car_416'));
+  model.predict(img('car_416'));
+  const s = model.timeStats();
+  assert.deepStrictEqual(Object.keys(s), ['PythonPreprocessDuration_ms', 'CoreInferenceDuration_ms', 'CoreInputFrameSize_bytes',
+    'CorePostprocessDuration_ms', 'CorePreprocessDuration_ms', 'FrameTotalDuration_ms']);
+  for (const v of Object.values(s)) assert.ok(v.count === 2 && v.min <= v.avg && v.avg <= v.max, JSON.stringify(v));
+  model.resetTimeStats();
+  assert.deepStrictEqual(model.timeStats(), {});
+  model.close();
+  zoo.close();
+});
+
 test('predict equals PySDK, sync and on worker threads', async () => {
   const zoo = dgzoo.connect('@local', ZOO);
   const name = 'yolov8n_nudenet--320x320_float_onnx_cpu_1';

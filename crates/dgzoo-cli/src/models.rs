@@ -3,6 +3,8 @@ use clap::Args;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where to connect: the same three arguments as `dg_connect`.
 #[derive(Args, Clone)]
@@ -127,8 +129,47 @@ pub struct PredictArgs {
     /// Model properties as a JSON object, e.g. '{"output_top_k": 3}'.
     #[arg(long)]
     pub props: Option<String>,
-    /// Image files (JPEG, PNG, BMP). Default: the demo image shipped with dgzoo.
+    /// Image files (JPEG, PNG, BMP) or folders of them. Default: the demo image shipped with dgzoo.
     pub images: Vec<String>,
+    /// One JSON line per image on stdout (the default output; kept for scripts that ask for it).
+    #[arg(long)]
+    pub json: bool,
+    /// Write the results drawn on each image (PySDK's image_overlay): a file for one image
+    /// (PNG if it ends in .png, else JPEG), a folder for several (each image's file name).
+    #[arg(long)]
+    pub overlay: Option<String>,
+}
+
+const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp"];
+
+/// The files to run: each file as given, each folder's image files sorted by name.
+fn expand_images(args: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in args {
+        let p = std::path::Path::new(a);
+        if p.is_dir() {
+            let mut files: Vec<String> = std::fs::read_dir(p)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|f| f.is_file() && f.extension().and_then(|x| x.to_str()).is_some_and(|x| IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())))
+                .map(|f| f.to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+fn overlay_format(path: &std::path::Path) -> dgzoo::overlay::Format {
+    match path.extension().and_then(|x| x.to_str()).map(str::to_ascii_lowercase).as_deref() {
+        Some("png") => dgzoo::overlay::Format::Png,
+        _ => dgzoo::overlay::Format::Jpeg,
+    }
 }
 
 pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
@@ -144,11 +185,84 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
         None => Value::Null,
     };
     let model = zoo.load_model(&model_name, &props)?;
-    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { a.images };
-    for path in images {
-        let bytes = std::fs::read(&path).map_err(|e| dgzoo::Error::io(format!("cannot read '{path}': {e}")))?;
-        let r = dgzoo::model::predict(&model, &[dgzoo::inference::Input::Bytes(&bytes)])?;
-        println!("{}", json!({"model": model_name, "image": path, "results": r.results}));
+    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { expand_images(&a.images) };
+    let _ = a.json; // JSON lines are the output either way
+                    // Where each image's overlay goes.
+    let overlay_dir = a.overlay.as_ref().filter(|_| images.len() > 1).map(std::path::PathBuf::from);
+    if let Some(d) = &overlay_dir {
+        std::fs::create_dir_all(d).map_err(|e| dgzoo::Error::io(format!("cannot create the overlay folder '{}': {e}", d.display())))?;
+    }
+    let overlay_path = |path: &str| -> Option<std::path::PathBuf> {
+        match (&overlay_dir, &a.overlay) {
+            (Some(d), _) => Some(d.join(std::path::Path::new(path).file_name().unwrap_or_default())),
+            (None, Some(f)) => Some(std::path::PathBuf::from(f)),
+            _ => None,
+        }
+    };
+    // Frames in flight: path (and bytes, for the overlay) by id.
+    type Pending = std::collections::HashMap<u64, (String, Option<Vec<u8>>)>;
+    let pending: Arc<Mutex<Pending>> = Arc::default();
+    let errors = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
+    let started = std::time::Instant::now();
+    {
+        let (cb_pending, cb_errors, cb_done) = (pending.clone(), errors.clone(), done.clone());
+        let (m, name) = (model.clone(), model_name.clone());
+        let dir = overlay_dir.clone();
+        let single = a.overlay.clone().filter(|_| dir.is_none());
+        let predictor = dgzoo::pipeline::AsyncPredictor::new(
+            model.clone(),
+            0,
+            Box::new(move |id, r| {
+                let Some((path, bytes)) = cb_pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) else { return };
+                match r {
+                    Ok(r) => {
+                        cb_done.fetch_add(1, Ordering::SeqCst);
+                        println!("{}", json!({"model": name, "image": path, "results": r.results}));
+                        let out = match (&dir, &single) {
+                            (Some(d), _) => Some(d.join(std::path::Path::new(&path).file_name().unwrap_or_default())),
+                            (None, Some(f)) => Some(std::path::PathBuf::from(f)),
+                            _ => None,
+                        };
+                        if let (Some(out), Some(bytes)) = (out, bytes) {
+                            let written = m
+                                .overlay(&bytes, &r.results, overlay_format(&out))
+                                .and_then(|img| std::fs::write(&out, img).map_err(|e| dgzoo::Error::io(format!("cannot write '{}': {e}", out.display()))));
+                            if let Err(e) = written {
+                                cb_errors.fetch_add(1, Ordering::SeqCst);
+                                eprintln!("error: {path}: overlay: {}", e.message);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        cb_errors.fetch_add(1, Ordering::SeqCst);
+                        eprintln!("error: {path}: {}", e.message);
+                    }
+                }
+            }),
+        )?;
+        for (id, path) in images.iter().enumerate() {
+            match std::fs::read(path) {
+                Ok(bytes) => {
+                    let keep = overlay_path(path).map(|_| bytes.clone());
+                    pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id as u64, (path.clone(), keep));
+                    predictor.submit(id as u64, vec![dgzoo::pipeline::OwnedInput::Bytes(bytes)])?;
+                }
+                Err(e) => {
+                    errors.fetch_add(1, Ordering::SeqCst);
+                    eprintln!("error: {path}: cannot read: {e}");
+                }
+            }
+        }
+        predictor.wait();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let (n, errs) = (done.load(Ordering::SeqCst), errors.load(Ordering::SeqCst));
+    if images.len() > 1 || errs > 0 {
+        eprintln!("{n} frames, {errs} errors, {:.1} fps", n as f64 / secs.max(1e-9));
+    }
+    if errs > 0 && n == 0 {
+        return Err(dgzoo::Error::invalid(format!("no image could be processed ({errs} errors)")));
     }
     Ok(())
 }

@@ -11,17 +11,19 @@ use std::time::Duration;
 /// The result of one frame. Immutable: safe to read from many threads; free with `dg_result_free`.
 pub struct dg_result {
     inner: InferenceResult,
+    /// The model that produced it, for its overlay settings and labels.
+    model: dgzoo_core::model::Model,
     json: CString,
     shapes: Vec<Vec<i64>>,
     names: Vec<CString>,
 }
 
 impl dg_result {
-    fn boxed(inner: InferenceResult) -> *mut dg_result {
+    fn boxed(model: &dgzoo_core::model::Model, inner: InferenceResult) -> *mut dg_result {
         let json = CString::new(inner.results_json().replace('\0', " ")).unwrap_or_default();
         let shapes = inner.tensors.iter().map(|t| t.info.shape.clone()).collect();
         let names = inner.tensors.iter().map(|t| CString::new(t.info.name.replace('\0', " ")).unwrap_or_default()).collect();
-        Box::into_raw(Box::new(dg_result { inner, json, shapes, names }))
+        Box::into_raw(Box::new(dg_result { inner, model: model.clone(), json, shapes, names }))
     }
 }
 
@@ -198,6 +200,33 @@ pub unsafe extern "C" fn dg_model_get_property(model: *const dg_model, name: *co
     })
 }
 
+/// PySDK's `model.time_stats()` as a JSON object, keys in PySDK's order:
+/// `{"FrameTotalDuration_ms": {"min": 1.2, "avg": 1.5, "max": 2.0, "count": 3}, ...}`.
+/// Collected while the `measure_time` property is true (switching it on starts afresh):
+/// `PythonPreprocessDuration_ms` (client-side pre-processing), the `Core*` keys of the engine
+/// or the AI server, and `FrameTotalDuration_ms`. `{}` when nothing was measured. Free with
+/// `dg_string_free`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_model_time_stats(model: *const dg_model, out_json: *mut *mut c_char) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out_json, "out_json") }?;
+        let m = unsafe { model_ref(model) }?;
+        let s = m.time_stats().to_json();
+        unsafe { *out_json = new_string(s) };
+        Ok(())
+    })
+}
+
+/// PySDK's `model.reset_time_stats()`: forget the statistics collected so far.
+#[no_mangle]
+pub unsafe extern "C" fn dg_model_reset_time_stats(model: *const dg_model) -> *mut dg_error {
+    guard(|| {
+        let m = unsafe { model_ref(model) }?;
+        m.reset_time_stats();
+        Ok(())
+    })
+}
+
 /// Set a model property from JSON text (e.g. name "output_top_k", value "3"). Validation and
 /// error texts follow PySDK. Frames already in flight keep the settings they started with.
 #[no_mangle]
@@ -228,7 +257,7 @@ pub unsafe extern "C" fn dg_predict(model: *const dg_model, data: *const u8, len
         let m = unsafe { model_ref(model) }?;
         let data = unsafe { bytes(data, len, "data") }?;
         let r = dgzoo_core::model::predict(m, &[Input::Bytes(data)])?;
-        unsafe { *out_result = dg_result::boxed(r) };
+        unsafe { *out_result = dg_result::boxed(m, r) };
         Ok(())
     })
 }
@@ -245,7 +274,7 @@ pub unsafe extern "C" fn dg_predict_inputs(model: *const dg_model, inputs: *cons
         let raw = if count == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, count) } };
         let ins = raw.iter().enumerate().map(|(i, x)| unsafe { input_of(x, i) }).collect::<Result<Vec<_>>>()?;
         let r = dgzoo_core::model::predict(m, &ins)?;
-        unsafe { *out_result = dg_result::boxed(r) };
+        unsafe { *out_result = dg_result::boxed(m, r) };
         Ok(())
     })
 }
@@ -286,7 +315,7 @@ pub unsafe extern "C" fn dg_predict_batch(
             .into_iter()
             .map(|s| match s {
                 Some(e) => Err(e),
-                None => results.next().unwrap_or_else(|| Err(Error::internal("frame result missing"))).map(dg_result::boxed),
+                None => results.next().unwrap_or_else(|| Err(Error::internal("frame result missing"))).map(|r| dg_result::boxed(m, r)),
             })
             .collect();
         unsafe { *out_batch = Box::into_raw(Box::new(dg_batch(out))) };
@@ -353,6 +382,139 @@ pub unsafe extern "C" fn dg_result_timing_json(result: *const dg_result) -> *mut
         match unsafe { &(*result).inner.timing } {
             Some(t) => new_string(t.to_string()),
             None => std::ptr::null_mut(),
+        }
+    })
+}
+
+/// Encoding of an overlay image.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum dg_image_format {
+    DG_IMAGE_JPEG = 0,
+    DG_IMAGE_PNG = 1,
+    /// Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+    DG_IMAGE_RGB = 2,
+    DG_IMAGE_BGR = 3,
+}
+
+/// Hand a byte vector to C as a buffer for `dg_buffer_free`.
+unsafe fn give_buffer(v: Vec<u8>, out: *mut *mut u8, out_len: *mut usize) {
+    let b = v.into_boxed_slice();
+    let len = b.len();
+    // SAFETY: the caller checked both out-pointers non-NULL.
+    unsafe {
+        *out = Box::into_raw(b) as *mut u8;
+        *out_len = len;
+    }
+}
+
+/// The overlay of `result` on a frame given as a `dg_input` (encoded bytes, or RGB/BGR pixels
+/// of any size and stride), returned as JPEG, PNG or packed RGB/BGR pixels (`format`, a
+/// `dg_image_format` value); `*out_width`/`*out_height` give the overlay's size (the frame's,
+/// taller for classification results). Free `*out` with `dg_buffer_free(*out, *out_len)`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_result_overlay_input(
+    result: *const dg_result,
+    frame: *const dg_input,
+    format: i32,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+    out_width: *mut u32,
+    out_height: *mut u32,
+) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out, "out") }?;
+        if out_len.is_null() || out_width.is_null() || out_height.is_null() {
+            return Err(Error::invalid("arguments 'out_len', 'out_width' and 'out_height' must not be NULL"));
+        }
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            *out_len = 0;
+            *out_width = 0;
+            *out_height = 0;
+        }
+        if result.is_null() || frame.is_null() {
+            return Err(Error::invalid("arguments 'result' and 'frame' must not be NULL"));
+        }
+        if !(0..=3).contains(&format) {
+            return Err(Error::invalid(format!("argument 'format' is {format}: not a dg_image_format value")));
+        }
+        // SAFETY: `frame` is a live dg_input (checked non-NULL) whose buffer the caller keeps readable.
+        let input = unsafe { input_of(&*frame, 0) }?;
+        let img = match input {
+            Input::Bytes(b) => dgzoo_core::image_ops::decode(b)?,
+            Input::Pixels { data, width, height, stride, bgr } => dgzoo_core::image_ops::from_raw(data, width, height, stride, bgr)?,
+        };
+        // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
+        let r = unsafe { &*result };
+        let drawn = r.model.overlay_image(&img, &r.inner.results)?;
+        let (w, h) = (drawn.width, drawn.height);
+        let bytes = match format {
+            0 => dgzoo_core::overlay::encode(&drawn, dgzoo_core::overlay::Format::Jpeg)?,
+            1 => dgzoo_core::overlay::encode(&drawn, dgzoo_core::overlay::Format::Png)?,
+            2 => drawn.data,
+            _ => {
+                let mut d = drawn.data;
+                d.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+                d
+            }
+        };
+        unsafe { give_buffer(bytes, out, out_len) };
+        // SAFETY: checked non-NULL above.
+        unsafe {
+            *out_width = w;
+            *out_height = h;
+        }
+        Ok(())
+    })
+}
+
+/// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
+/// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
+/// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+/// (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
+/// pixels and pixel frames: `dg_result_overlay_input`). On success
+/// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
+#[no_mangle]
+pub unsafe extern "C" fn dg_result_overlay(
+    result: *const dg_result,
+    image: *const u8,
+    image_len: usize,
+    format: i32,
+    out: *mut *mut u8,
+    out_len: *mut usize,
+) -> *mut dg_error {
+    guard(|| {
+        unsafe { out_ptr(out, "out") }?;
+        if out_len.is_null() {
+            return Err(Error::invalid("argument 'out_len' must not be NULL"));
+        }
+        // SAFETY: checked non-NULL above; the caller passes a writable size_t.
+        unsafe { *out_len = 0 };
+        if result.is_null() {
+            return Err(Error::invalid("argument 'result' must not be NULL"));
+        }
+        let fmt = match format {
+            0 => dgzoo_core::overlay::Format::Jpeg,
+            1 => dgzoo_core::overlay::Format::Png,
+            f => return Err(Error::invalid(format!("argument 'format' is {f}: not a dg_image_format value"))),
+        };
+        let frame = unsafe { bytes(image, image_len, "image") }?;
+        // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
+        let r = unsafe { &*result };
+        let encoded = r.model.overlay(frame, &r.inner.results, fmt)?;
+        unsafe { give_buffer(encoded, out, out_len) };
+        Ok(())
+    })
+}
+
+/// Free a buffer returned by `dg_result_overlay` (`len` as returned). NULL is accepted.
+#[no_mangle]
+pub unsafe extern "C" fn dg_buffer_free(data: *mut u8, len: usize) {
+    guard_value((), || {
+        if !data.is_null() {
+            // SAFETY: `data`/`len` came from a boxed slice handed out by this library.
+            drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(data, len)) });
         }
     })
 }
@@ -426,13 +588,14 @@ pub unsafe extern "C" fn dg_async_new(
         let m = unsafe { model_ref(model) }?;
         let cb = callback.ok_or_else(|| Error::invalid("argument 'callback' must not be NULL"))?;
         let ud = UserData(user_data);
+        let owner = m.clone();
         let p = AsyncPredictor::new(
             m.clone(),
             queue_depth,
             Box::new(move |id, r| {
                 let ud = &ud;
                 let (res, err) = match r {
-                    Ok(r) => (dg_result::boxed(r), std::ptr::null_mut()),
+                    Ok(r) => (dg_result::boxed(&owner, r), std::ptr::null_mut()),
                     Err(e) => (std::ptr::null_mut(), dg_error::boxed(e)),
                 };
                 // SAFETY: the callback contract is documented in the header.

@@ -13,3 +13,5 @@ mod cloud_ffi;
 mod cloudinfer_ffi;
 mod inputs;
 mod log;
+mod overlay;
+mod time_stats;
