@@ -804,10 +804,8 @@ fn json_type(v: &Value) -> &'static str {
 /// first n palette entries, with black at the index of a "background" label.
 fn default_overlay_color(params: &ModelParams, labels: &BTreeMap<i64, String>) -> Result<Value> {
     use crate::postprocess::PostprocessType as P;
-    let palette = |x: usize| -> [u8; 3] {
-        let chan = |first: usize| (0..8).fold(0u8, |acc, k| acc | ((((x >> (first + 3 * k)) & 1) as u8) << (7 - k)));
-        [chan(2), chan(1), chan(0)]
-    };
+    let pal = crate::overlay::palette();
+    let palette = |x: usize| pal[x % pal.len()];
     let kind = P::parse(&params.str("OutputPostprocessType", 0));
     let nc = params.i64("OutputNumClasses", 0);
     let yellow = json!([255, 255, 0]);
