@@ -279,24 +279,7 @@ fn families_through_our_ai_server() {
     cfg.quiet = true;
     let server = dgzoo_server::aiserver::Server::start(cfg).expect("server starts");
     let addr = format!("127.0.0.1:{}", server.asio_addr().unwrap().port());
-    let zoo = Zoo::connect(&addr, "", "").unwrap();
-    let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
-    assert!(names.len() >= 9, "{names:?}");
-    for name in names {
-        let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();
-        for img in ["cat_224", "car_416", "girls_256"] {
-            let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
-            let want = want["results"].as_array().unwrap();
-            let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via {addr}: {e}"));
-            let what = format!("{name}/{img} via our AI server");
-            if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
-                assert_raw_close(&got, want, &what);
-            } else {
-                assert_close(&got.results, want, &what);
-            }
-        }
-    }
+    check_server_zoo(&root, &addr, "our AI server");
 }
 
 /// PySDK's `output_class_set` filter keeps only dicts whose label (string set) or category_id
@@ -384,7 +367,12 @@ fn families_from_the_real_degirum_server() {
     let Some(root) = family_zoo() else { return };
     let server = aiserver_common::start_peer_server(&peer, &root, &[]);
     let addr = format!("127.0.0.1:{}", server.port);
-    let zoo = Zoo::connect(&addr, "", "").unwrap();
+    check_server_zoo(&root, &addr, "DeGirum's server");
+}
+
+/// Every model of the family zoo served at `addr`, on the shared images, against PySDK's local goldens.
+fn check_server_zoo(root: &std::path::Path, addr: &str, via: &str) {
+    let zoo = Zoo::connect(addr, "", "").unwrap();
     let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
     assert!(names.len() >= 9, "{names:?}");
     for name in names {
@@ -393,8 +381,8 @@ fn families_from_the_real_degirum_server() {
             let want = read_json(&root.join(format!("expected/{name}/{img}.json")));
             let want = want["results"].as_array().unwrap();
             let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
-            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via DeGirum's server: {e}"));
-            let what = format!("{name}/{img} via DeGirum's server");
+            let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap_or_else(|e| panic!("{name} on {img} via {via} at {addr}: {e}"));
+            let what = format!("{name}/{img} via {via}");
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
             } else {
