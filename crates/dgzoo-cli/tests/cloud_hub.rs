@@ -10,16 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-    let mut req = agent.get(&format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.set("token", t);
-    }
-    let resp = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{path}: {e}"),
-    };
+    let resp = hub_request("GET", base, path, token);
     let status = resp.status();
     let len = resp.header("Content-Length").map(str::to_string);
     let mut body = Vec::new();
