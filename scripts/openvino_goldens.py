@@ -10,22 +10,13 @@ results}}} as JSON. Never import the `openvino` package here: it would shadow th
 OpenVINO PySDK's agent needs (see ../shared/spec/openvino-peer.md).
 """
 import json
+import os
 import sys
 
 import degirum as dg
-import numpy as np
 
-
-def plain(v):
-    if isinstance(v, np.ndarray):
-        return {"__ndarray__": True, "dtype": str(v.dtype), "shape": list(v.shape), "data": v.tolist()}
-    if isinstance(v, dict):
-        return {k: plain(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [plain(x) for x in v]
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "test-zoo"))
+from pysdk_json import plain  # noqa: E402
 
 
 def main():

@@ -100,6 +100,7 @@ fn pysdk_run(peer: &Path, precision: &str, zoo: &Path, mut inputs: Vec<PathBuf>)
     let script = Path::new(env!("DGZOO_REPO")).join("scripts/openvino_goldens.py");
     let ov = peer.join(if precision == "f32" { "ov-2025.3-f32" } else { "ov-2025.3" });
     inputs.push(script.clone());
+    inputs.push(script.with_file_name("test-zoo/pysdk_json.py"));
     inputs.push(ov.join("libopenvino_intel_cpu_plugin.so"));
     inputs.extend(IMAGES.iter().map(|i| image(i)));
     let key = sha256_of(&inputs, &format!("{precision} {}", std::fs::read_to_string(ov.join("plugins.xml")).unwrap_or_default()));
