@@ -233,18 +233,3 @@ pub fn start_hub_process(root: &Path) -> (ChildGuard, String) {
     let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
     (guard, addr)
 }
-
-/// One hub request (`GET`/`POST`, optional `token` header) answered with any status: 4xx/5xx
-/// replies come back as responses, only transport errors panic.
-pub fn hub_request(method: &str, base: &str, path: &str, token: Option<&str>) -> ureq::Response {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
-    let mut req = agent.request(method, &format!("{base}{path}"));
-    if let Some(t) = token {
-        req = req.set("token", t);
-    }
-    match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    }
-}

@@ -10,7 +10,16 @@ use std::process::Command;
 use std::time::Duration;
 
 fn get(base: &str, path: &str, token: Option<&str>) -> (u16, Vec<u8>, Option<String>) {
-    let resp = hub_request("GET", base, path, token);
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut req = agent.get(&format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.set("token", t);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
     let status = resp.status();
     let len = resp.header("Content-Length").map(str::to_string);
     let mut body = Vec::new();

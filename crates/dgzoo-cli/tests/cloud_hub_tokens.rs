@@ -34,7 +34,16 @@ fn hub_refuses_to_start(root: &Path) -> String {
 }
 
 fn post(base: &str, path: &str, token: Option<&str>) -> (u16, Value) {
-    let resp = hub_request("POST", base, path, token);
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let mut req = agent.post(&format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.set("token", t);
+    }
+    let resp = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
     let status = resp.status();
     (status, serde_json::from_str(&resp.into_string().unwrap()).unwrap_or(Value::Null))
 }
