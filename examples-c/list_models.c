@@ -33,7 +33,9 @@ int main(int argc, char **argv) {
   printf("device types: %s\n", types);
   CHECK(strstr(types, "TFLITE/CPU") && strstr(types, "ONNX/CPU"), "%s", types);
 
-  EXPECT_ERROR(dg_list_models(zoo, "{\"precision\": \"half\"}", &none), DG_INVALID_ARGUMENT,
+  /* A failing call sets its output to NULL: never pass a live string as the output. */
+  char *bad = NULL;
+  EXPECT_ERROR(dg_list_models(zoo, "{\"precision\": \"half\"}", &bad), DG_INVALID_ARGUMENT,
                "Filter 'precision' has unsupported value 'half'");
 
   dg_string_free(all); dg_string_free(eff); dg_string_free(re); dg_string_free(quant);
