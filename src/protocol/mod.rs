@@ -285,9 +285,10 @@ pub fn decode_results(payload: &[u8]) -> Result<FrameResult> {
             if let Some(bi) = o.get("data").and_then(|d| d.get("__bin__")).and_then(Value::as_u64) {
                 // A literal `{"__bin__": n}` map (not a binary) may name a buffer that is not there.
                 let n = bins.len();
-                let slot = usize::try_from(bi).ok().and_then(|i| bins.get_mut(i)).ok_or_else(|| {
-                    Error::new(Code::Protocol, format!("malformed result from AI server: raw tensor data refers to binary #{bi} of {n}"))
-                })?;
+                let slot = usize::try_from(bi)
+                    .ok()
+                    .and_then(|i| bins.get_mut(i))
+                    .ok_or_else(|| Error::new(Code::Protocol, format!("malformed result from AI server: raw tensor data refers to binary #{bi} of {n}")))?;
                 let bytes = std::mem::take(slot);
                 let t = tensor_from_entry(o, &bytes);
                 o.insert("data".into(), json!({"__tensor__": tensors.len(), "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape}));

@@ -1,0 +1,90 @@
+//! Every post-processor with fuzzed tensor shapes, dtypes, quantisation and values, and fuzzed
+//! settings (thresholds, top-k, class counts, strides, anchors, DFL bins, landmarks), then the
+//! coordinate mapping, class filter and result JSON that follow it in every inference path.
+#![no_main]
+use arbitrary::{Arbitrary, Unstructured};
+use dgzoo::postprocess::{self, PostConfig, PostprocessType};
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const KINDS: [&str; 16] = [
+    "",
+    "None",
+    "Classification",
+    "Detection",
+    "DetectionYolo",
+    "DetectionYoloV8",
+    "DetectionYoloV10",
+    "DetectionYoloV8OBB",
+    "DetectionYoloHailo",
+    "DetectionDamoYolo",
+    "FaceDetection",
+    "PoseDetection",
+    "PoseDetectionYoloV8",
+    "SegmentationYoloV8",
+    "HandDetection",
+    "Segmentation",
+];
+
+fn threshold(u: &mut Unstructured) -> arbitrary::Result<f64> {
+    Ok(match u8::arbitrary(u)? % 4 {
+        0 => f64::arbitrary(u)?,
+        _ => f64::from(u.int_in_range(0..=100u8)?) / 100.0,
+    })
+}
+
+fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
+    let kind = PostprocessType::parse(u.choose(&KINDS)?);
+    let nscales = u.int_in_range(0..=4usize)?;
+    let mut strides = Vec::new();
+    let mut anchors = Vec::new();
+    for _ in 0..nscales {
+        strides.push(dgzoo_fuzz::small(u, 64)?);
+        let n = u.int_in_range(0..=4usize)?;
+        anchors.push((0..n).map(|_| Ok([f32::arbitrary(u)?, f32::arbitrary(u)?])).collect::<arbitrary::Result<Vec<_>>>()?);
+    }
+    let cfg = PostConfig {
+        kind,
+        conf_threshold: threshold(u)?,
+        nms_threshold: threshold(u)?,
+        top_k: u.int_in_range(0..=1100usize)?,
+        max_detections: u.int_in_range(0..=300usize)?,
+        max_detections_per_class: u.int_in_range(0..=300usize)?,
+        max_classes_per_detection: u.int_in_range(1..=8usize)?,
+        regular_nms: bool::arbitrary(u)?,
+        softmax: bool::arbitrary(u)?,
+        sigmoid_cls: bool::arbitrary(u)?,
+        num_classes: dgzoo_fuzz::small(u, 100)?.max(0) as usize,
+        class_id_adjustment: i64::from(i8::arbitrary(u)?),
+        reg_max: u.int_in_range(1..=20usize)?,
+        strides,
+        anchors,
+        num_landmarks: u.int_in_range(0..=20usize)?,
+    };
+    let n = u.int_in_range(0..=6usize)?;
+    let mut outputs = Vec::with_capacity(n);
+    for _ in 0..n {
+        outputs.push(dgzoo_fuzz::tensor(u)?);
+    }
+    let ids: Vec<i64> = (0..n as i64).collect();
+    let labels: BTreeMap<i64, String> = (0..u.int_in_range(0..=10i64)?).map(|i| (i, format!("label{i}"))).collect();
+    let input_wh = (f32::from(u.int_in_range(0..=640u16)?), f32::from(u.int_in_range(0..=640u16)?));
+    let Ok(mut out) = postprocess::run(&cfg, outputs, &ids, &labels, input_wh) else { return Ok(()) };
+    for r in &out.results {
+        if let Some(i) = r.get("data").and_then(|d| d.get("__tensor__")).and_then(Value::as_u64) {
+            assert!((i as usize) < out.tensors.len(), "result references tensor {i} of {}", out.tensors.len());
+        }
+    }
+    if out.has_coordinates {
+        postprocess::map_coordinates(&mut out.results, &|x, y| (x * 2.0, y * 0.5));
+    }
+    let class_set: Vec<Value> = if bool::arbitrary(u)? { vec![Value::from(1), Value::from(3)] } else { vec![Value::from("label1")] };
+    postprocess::filter_class_set(&mut out.results, &class_set);
+    let _ = postprocess::to_json(&out.results);
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let _ = run(&mut Unstructured::new(data));
+});

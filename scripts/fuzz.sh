@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Run every fuzz target (fuzz/fuzz_targets/) for SECONDS each (default 600) with libFuzzer,
+# through cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP=1: cargo-fuzz needs -Z flags;
+# fuzz/README.md says why this engine). Each run has a memory limit (-rss_limit_mb, and
+# -malloc_limit_mb for any single allocation) and a per-input timeout, so a length or size
+# that is trusted before allocation shows up as an out-of-memory crash.
+#
+# Corpora are kept in fuzz/corpus/TARGET (new inputs are added there; seeds in fuzz/seeds from
+# scripts/fuzz-seeds.sh are read too). Crashes, timeouts and OOMs land in fuzz/artifacts/TARGET
+# and make the script fail; reproduce one with
+#   (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET artifacts/TARGET/crash-...)
+# A summary (target, seconds, executions, corpus size, result) is printed and written to
+# fuzz/last-run.tsv.
+#
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+secs="${1:-600}"
+shift || true
+rss_mb="${DGZOO_FUZZ_RSS_MB:-2048}"
+malloc_mb="${DGZOO_FUZZ_MALLOC_MB:-1024}"
+export RUSTC_BOOTSTRAP=1
+export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
+export DGZOO_FUZZ_ZOO="${DGZOO_FUZZ_ZOO:-$here/../shared/zoo}"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+[ -d "$here/fuzz/seeds" ] || bash "$here/scripts/fuzz-seeds.sh" "$here/fuzz/seeds"
+tdir="${CARGO_TARGET_DIR:-$here/target}/fuzz"
+cd "$here/fuzz"
+cargo fuzz build --target-dir "$tdir"
+if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
+summary="$here/fuzz/last-run.tsv"
+printf 'target\tseconds\texecutions\tcorpus\tresult\n' >"$summary"
+failed=0
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
+  log="$(mktemp)"
+  rc=0
+  cargo fuzz run --target-dir "$tdir" "$t" "corpus/$t" "seeds/$t" -- \
+    -max_total_time="$secs" -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" -timeout=20 \
+    -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
+  result=ok
+  if [ "$rc" != 0 ]; then
+    result="FAILED (rc $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|SUMMARY' "$log" | cut -c1-160)"
+    failed=1
+    tail -40 "$log" >&2
+  fi
+  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "$(ls "corpus/$t" | wc -l)" "$result" | tee -a "$summary"
+  rm -f "$log"
+done
+exit "$failed"
