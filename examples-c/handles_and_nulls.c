@@ -244,7 +244,7 @@ static void free_orders(const char *zoo_dir, const unsigned char *img, size_t le
   /* An async predictor keeps its model alive; freed with frames in flight it delivers every
      frame first; a result taken in the callback outlives predictor, model and zoo. */
   OK(dg_connect("@local", zoo_dir, NULL, &zoo));
-  OK(dg_load_model(zoo, DETECT, NULL, &m));
+  OK(dg_load_model(zoo, RAW, NULL, &m));
   OK(dg_async_new(m, 3, on_result, NULL, &a));
   dg_model_free(m);
   dg_zoo_free(zoo);
@@ -258,7 +258,7 @@ static void free_orders(const char *zoo_dir, const unsigned char *img, size_t le
   /* Cancelled with frames in flight, then freed without a wait. */
   async_calls = 0;
   OK(dg_connect("@local", zoo_dir, NULL, &zoo));
-  OK(dg_load_model(zoo, DETECT, NULL, &m));
+  OK(dg_load_model(zoo, RAW, NULL, &m));
   OK(dg_async_new(m, 4, on_result, NULL, &a));
   for (uint64_t i = 0; i < 4; i++) OK(dg_async_submit(a, i, img, len));
   OK(dg_async_cancel(a));

@@ -22,6 +22,8 @@ malloc_mb="${DGZOO_FUZZ_MALLOC_MB:-1024}"
 export RUSTC_BOOTSTRAP=1
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 export DGZOO_FUZZ_ZOO="${DGZOO_FUZZ_ZOO:-$here/../shared/zoo}"
+# The inference runtimes' one-time allocations (commented there) are not leaks of ours.
+export LSAN_OPTIONS="suppressions=$here/scripts/sanitize/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
 [ -d "$here/fuzz/seeds" ] || bash "$here/scripts/fuzz-seeds.sh" "$here/fuzz/seeds"
 tdir="${CARGO_TARGET_DIR:-$here/target}/fuzz"

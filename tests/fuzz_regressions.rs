@@ -19,3 +19,16 @@ fn result_naming_a_missing_binary_is_a_protocol_error() {
     ok.truncate(7);
     assert!(protocol::decode_results(&ok).is_err(), "a cut payload is an error");
 }
+
+/// postprocess: a tensor whose byte length is not a multiple of its element size (the fuzz
+/// target's tensors could be built so) made `AlignedBuf::as_slice` panic inside bytemuck while
+/// dequantising. It now views the whole elements only.
+#[test]
+fn tensor_bytes_not_a_multiple_of_the_element_size_do_not_panic() {
+    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
+    let data = AlignedBuf::from_bytes(&[0, 0, 128, 63, 7, 7]);
+    assert_eq!(data.as_slice::<f32>(), &[1.0f32]);
+    assert_eq!(data.as_slice::<u64>(), &[] as &[u64]);
+    let t = Tensor { info: TensorInfo { name: "t".into(), shape: vec![1], dtype: ElemType::F32, quant: None, id: None }, data };
+    assert_eq!(dgzoo::postprocess::dequantize(&t), vec![1.0]);
+}

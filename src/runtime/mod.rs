@@ -129,9 +129,11 @@ impl AlignedBuf {
         let len = self.len;
         &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[..len]
     }
-    /// View as a slice of `T` (len must be a multiple of `size_of::<T>()`).
+    /// View as a slice of `T`: the whole elements the buffer holds (trailing bytes of a length
+    /// that is not a multiple of `size_of::<T>()` are not part of it, never a panic).
     pub fn as_slice<T: bytemuck::Pod>(&self) -> &[T] {
-        bytemuck::cast_slice(self.as_bytes())
+        let whole = self.len - self.len % std::mem::size_of::<T>().max(1);
+        bytemuck::cast_slice(&self.as_bytes()[..whole])
     }
     pub fn as_slice_mut<T: bytemuck::Pod>(&mut self) -> &mut [T] {
         bytemuck::cast_slice_mut(self.as_bytes_mut())
