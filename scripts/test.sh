@@ -6,7 +6,8 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 [ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
-bash scripts/bootstrap.sh go mcs
+# valgrind: scripts/sanitize.sh's memcheck run.
+bash scripts/bootstrap.sh go mcs valgrind
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 # PySDK's OPENVINO agent (new-ABI OpenVINO 2025.3, f32 and default precision) and OpenVINO's
 # converter, for crates/dgzoo-cli/tests/openvino_agent.rs.
@@ -40,3 +41,7 @@ fi
   && mcs -r:build/Dgzoo.dll -r:System.Web.Extensions -out:build/DgzooTests.exe tests/DgzooTests.cs \
   && LD_LIBRARY_PATH="$here/target/debug" mono build/DgzooTests.exe "$here/../shared/zoo")
 (cd build && ctest --output-on-failure)
+# The C tests again under ASan+UBSan and under Valgrind memcheck (zero errors, zero definite
+# leaks), then every fuzz target for a short bounded time (DGZOO_FUZZ_SECONDS each, default 20).
+bash scripts/sanitize.sh
+bash scripts/fuzz.sh "${DGZOO_FUZZ_SECONDS:-20}"
