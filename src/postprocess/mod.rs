@@ -568,6 +568,59 @@ mod tests {
         assert_eq!(r[0]["label"], "a");
     }
 
+    fn u8_tensor(shape: &[i64], v: &[u8]) -> Tensor {
+        Tensor { info: TensorInfo { name: "q".into(), shape: shape.to_vec(), dtype: ElemType::U8, quant: None, id: None }, data: AlignedBuf::from_bytes(v) }
+    }
+
+    /// SSD: tensors found by id whatever their order; bad dtypes, shapes and ids are errors.
+    #[test]
+    fn ssd_inputs_by_id_and_errors() {
+        let mut c = PostConfig::from_params(
+            &ModelParams::from_value(json!({"POST_PROCESS":[{"OutputPostprocessType": "Detection", "OutputNumClasses": 2,
+                "OutputConfThreshold": 0.6, "OutputNMSThreshold": 0.5, "UseRegularNMS": true, "PostProcessorInputs": [7, 5, 6]}]}))
+            .unwrap(),
+        );
+        let anchors = tensor(&[2, 4], &[0.5, 0.5, 0.2, 0.2, 0.25, 0.25, 0.1, 0.1]);
+        let boxes = u8_tensor(&[1, 2, 4], &[0; 8]);
+        let scores = u8_tensor(&[1, 2, 3], &[0, 2, 0, 0, 0, 0]);
+        let outs = vec![boxes.clone(), scores.clone(), anchors.clone()];
+        let r = run(&c, outs.clone(), &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap().results;
+        // Anchor 0 only (anchor 1's best logit is 0); class 0 (sigmoid 2), class 1 is 0.5 < 0.6.
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["category_id"], 0);
+        let b: Vec<f64> = r[0]["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(b.iter().zip([40.0, 40.0, 60.0, 60.0]).all(|(a, w)| (a - w).abs() < 1e-4), "{b:?}");
+        let e = run(&c, outs.clone(), &[1, 2, 3], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("tensor id 7") && e.message.contains("anchors"), "{}", e.message);
+        let float_boxes = vec![tensor(&[1, 2, 4], &[0.0; 8]), scores.clone(), anchors.clone()];
+        let e = run(&c, float_boxes, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("box encodings") && e.message.contains("uint8"), "{}", e.message);
+        let short = vec![boxes.clone(), u8_tensor(&[1, 2, 5], &[0; 10]), anchors.clone()];
+        let e = run(&c, short, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("OutputNumClasses"), "{}", e.message);
+        c.inputs.pop();
+        let e = run(&c, outs, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("is 2"), "{}", e.message);
+    }
+
+    /// HandDetection: wrong tensor sizes are errors naming the role, not out-of-bounds reads.
+    #[test]
+    fn hand_sizes_are_checked() {
+        let c = PostConfig::from_params(
+            &ModelParams::from_value(
+                json!({"POST_PROCESS":[{"OutputPostprocessType": "HandDetection", "OutputConfThreshold": 0.5, "PostProcessorInputs": [1, 2, 3, 4]}]}),
+            )
+            .unwrap(),
+        );
+        let lm = tensor(&[1, 63], &[1.0; 63]);
+        let one = tensor(&[1, 1], &[0.9]);
+        let r = run(&c, vec![lm.clone(), one.clone(), one.clone(), lm.clone()], &[1, 2, 3, 4], &BTreeMap::new(), (1.0, 1.0)).unwrap().results;
+        assert_eq!(r[0]["landmarks"].as_array().unwrap().len(), 21);
+        assert_eq!(r[0]["landmarks"][20]["label"], "PinkyFingerTip");
+        let e = run(&c, vec![tensor(&[1, 60], &[1.0; 60]), one.clone(), one.clone(), lm], &[1, 2, 3, 4], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
+        assert!(e.message.contains("landmarks") && e.message.contains("63"), "{}", e.message);
+    }
+
     #[test]
     fn unknown_type() {
         let e = run(&cfg("Fancy"), vec![], &[], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
