@@ -363,6 +363,26 @@ def hand_landmarks(root):
 
 
 @model
+def yolov8_plates(root):
+    """DetectionYoloV8Plates: YOLOv8 per-scale heads (NHWC) as yolov8_dfl_heads, listed in
+    PostProcessorInputs as box heads then class heads; PySDK reads the characters found left to
+    right into one label, with the geometric mean of their scores."""
+    g = Graph(817)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-3.5)), f"cls{s}", [1, gs, gs, nc])
+    write(root, "yolov8_plates--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8Plates", "OutputNumClasses": nc, "OutputConfThreshold": 0.4,
+        "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32], "PostProcessorInputs": [1, 3, 5, 2, 4, 6],
+    }, LABELS5)
+
+
+@model
 def damoyolo(root):
     """DetectionDamoYolo: class logits [1, N, nc] and box side distances [1, N, 4] (left, top,
     right, bottom, in cells of stride 8). PySDK 1.5.0 runs it through its YOLOv8 head matcher:

@@ -13,6 +13,7 @@ mod face;
 mod hailo;
 mod hand;
 mod obb;
+mod plates;
 mod pose_yolov8;
 mod raw;
 mod ssd;
@@ -271,6 +272,9 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
         P::None | P::Base | P::Null => Ok(raw::raw(outputs, ids)),
         P::Dequantization => Ok(raw::dequantization(outputs, ids)),
         P::Classification => Ok(PostOutput { results: classification::classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
+        P::DetectionYoloV8Plates if outputs.len() > 1 => {
+            Ok(PostOutput { results: plates::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: false })
+        }
         P::DetectionYoloV8 | P::DetectionDamoYolo if outputs.len() > 1 => {
             Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }

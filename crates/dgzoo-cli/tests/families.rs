@@ -253,6 +253,12 @@ fn damoyolo_heads() {
     check_family("damoyolo--64x64_float_onnx_cpu_1");
 }
 
+/// `DetectionYoloV8Plates`: the characters found read left to right into one label (one image finds none).
+#[test]
+fn yolov8_plates() {
+    check_family("yolov8_plates--64x64_float_onnx_cpu_1");
+}
+
 #[test]
 fn yolov8_separate_heads_with_dfl() {
     check_family("yolov8_dfl_heads--64x64_float_onnx_cpu_1");
