@@ -46,7 +46,7 @@ for mode in "${modes[@]}"; do
       launcher="valgrind;--error-exitcode=99;--leak-check=full;--show-leak-kinds=definite;--errors-for-leak-kinds=definite"
       launcher="$launcher;--track-origins=no;--num-callers=30;--suppressions=$here/scripts/sanitize/valgrind.supp;--gen-suppressions=all"
       cmake -S . -B "$tdir/build-valgrind" -DCMAKE_BUILD_TYPE=Debug -DDGZOO_CARGO_TARGET_DIR="$tdir" \
-        -DDGZOO_TEST_LAUNCHER="$launcher" >/dev/null
+        -DDGZOO_TEST_LAUNCHER="$launcher" -DDGZOO_TEST_TIMEOUT=900 >/dev/null
       cmake --build "$tdir/build-valgrind" -j2
       # The C-ABI tests (every function, every free order, errors, properties, zoo queries, raw
       # tensors); the examples that mostly run inference (classify, detect_faces, async_batch)

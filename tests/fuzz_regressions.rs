@@ -32,3 +32,25 @@ fn tensor_bytes_not_a_multiple_of_the_element_size_do_not_panic() {
     let t = Tensor { info: TensorInfo { name: "t".into(), shape: vec![1], dtype: ElemType::F32, quant: None, id: None }, data };
     assert_eq!(dgzoo::postprocess::dequantize(&t), vec![1.0]);
 }
+
+/// postprocess: a classification output holding NaN scores made the top-k sort panic ("user-
+/// provided comparison function does not correctly implement a total order"). NaN now ranks
+/// last and the real scores keep their order.
+#[test]
+fn classification_scores_with_nan_rank_last_without_a_panic() {
+    use dgzoo::params::ModelParams;
+    use dgzoo::postprocess::{self, PostConfig};
+    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
+    let p = ModelParams::from_value(serde_json::json!({"POST_PROCESS": [{"OutputPostprocessType": "Classification", "OutputTopK": 4}]})).unwrap();
+    let cfg = PostConfig::from_params(&p);
+    let scores: Vec<f32> = (0..64).map(|i| if i % 3 == 0 { f32::NAN } else { (i % 7) as f32 / 7.0 }).collect();
+    let t = Tensor {
+        info: TensorInfo { name: "scores".into(), shape: vec![1, 64], dtype: ElemType::F32, quant: None, id: None },
+        data: AlignedBuf::from_bytes(&scores.iter().flat_map(|f| f.to_ne_bytes()).collect::<Vec<u8>>()),
+    };
+    let out = postprocess::run(&cfg, vec![t], &[0], &Default::default(), (224.0, 224.0)).unwrap();
+    let got: Vec<f64> = out.results.iter().map(|r| r["score"].as_f64().expect("a number, not NaN")).collect();
+    assert_eq!(got.len(), 4);
+    assert!(got.windows(2).all(|w| w[0] >= w[1]), "{got:?}");
+    assert!((got[0] - 6.0 / 7.0).abs() < 1e-6, "{got:?}");
+}

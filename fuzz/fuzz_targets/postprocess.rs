@@ -3,15 +3,22 @@
 //! coordinate mapping, class filter and result JSON that follow it in every inference path.
 #![no_main]
 use arbitrary::{Arbitrary, Unstructured};
+use dgzoo::params::ModelParams;
 use dgzoo::postprocess::{self, PostConfig, PostprocessType};
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const KINDS: [&str; 16] = [
+const KINDS: [&str; 23] = [
     "",
     "None",
+    "Base",
+    "Null",
+    "Dequantization",
     "Classification",
+    "DetectionYoloPlates",
+    "DetectionYoloV8Plates",
+    "MultiLabelClassification",
     "Detection",
     "DetectionYolo",
     "DetectionYoloV8",
@@ -25,6 +32,7 @@ const KINDS: [&str; 16] = [
     "SegmentationYoloV8",
     "HandDetection",
     "Segmentation",
+    "NoSuchType",
 ];
 
 fn threshold(u: &mut Unstructured) -> arbitrary::Result<f64> {
@@ -35,7 +43,26 @@ fn threshold(u: &mut Unstructured) -> arbitrary::Result<f64> {
 }
 
 fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
-    let kind = PostprocessType::parse(u.choose(&KINDS)?);
+    let kind_name = *u.choose(&KINDS)?;
+    let kind = PostprocessType::parse(kind_name);
+    // Settings only the parameter reader builds (tensor wiring, SSD scales, pose connections)
+    // come from fuzzed model JSON; the numeric ones are set directly below.
+    let mut pj = json!({"POST_PROCESS": [{"OutputPostprocessType": kind_name}]});
+    let pp = &mut pj["POST_PROCESS"][0];
+    if bool::arbitrary(u)? {
+        let n = u.int_in_range(0..=5usize)?;
+        pp["PostProcessorInputs"] = json!((0..n).map(|_| Ok(i64::from(u.int_in_range(0..=6u8)?))).collect::<arbitrary::Result<Vec<i64>>>()?);
+    }
+    for k in ["YScale", "XScale", "HScale", "WScale"] {
+        if bool::arbitrary(u)? {
+            pp[k] = json!(f64::from(f32::arbitrary(u)?));
+        }
+    }
+    if bool::arbitrary(u)? {
+        let from = u.int_in_range(0..=20u8)?;
+        pp["Connections"] = json!({from.to_string(): [u.int_in_range(0..=20u8)?, i64::from(i8::arbitrary(u)?)]});
+    }
+    let base = PostConfig::from_params(&ModelParams::from_value(pj).expect("an object"));
     let nscales = u.int_in_range(0..=4usize)?;
     let mut strides = Vec::new();
     let mut anchors = Vec::new();
@@ -61,6 +88,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         strides,
         anchors,
         num_landmarks: u.int_in_range(0..=20usize)?,
+        ..base
     };
     let n = u.int_in_range(0..=6usize)?;
     let mut outputs = Vec::with_capacity(n);
@@ -77,7 +105,7 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
         }
     }
     if out.has_coordinates {
-        postprocess::map_coordinates(&mut out.results, &|x, y| (x * 2.0, y * 0.5));
+        postprocess::map_coordinates(&mut out.results, &cfg.kind, &|x, y| (x * 2.0, y * 0.5));
     }
     let class_set: Vec<Value> = if bool::arbitrary(u)? { vec![Value::from(1), Value::from(3)] } else { vec![Value::from("label1")] };
     postprocess::filter_class_set(&mut out.results, &class_set);
