@@ -240,7 +240,14 @@ impl Default for HttpOptions {
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-/// Serve `router` over HTTP/1.1 on `listener` until `shutdown` is cancelled: every request gets
+/// The connection's [`Permit`] (a request extension set by [`serve_http`]): a handler that
+/// takes the connection over (a WebSocket upgrade) keeps a clone for as long as it serves it,
+/// so the connection stays counted after hyper lets go of it.
+#[derive(Clone)]
+pub struct ConnPermit(pub Arc<Permit>);
+
+/// Serve `router` over HTTP/1.1 on `listener` until `shutdown` is cancelled (header names go out
+/// in title case, as clients that compare them case-sensitively expect): every request gets
 /// the [`Peer`] extension; upgrades (WebSockets) are allowed and then live on their own (their
 /// handlers watch `shutdown` themselves).
 pub async fn serve_http(name: &'static str, listener: TcpListener, router: Router, limiter: Limiter, shutdown: Shutdown, opts: HttpOptions) {
@@ -250,13 +257,14 @@ pub async fn serve_http(name: &'static str, listener: TcpListener, router: Route
     let serve = move |stream: TcpStream, peer: SocketAddr, permit: Permit| {
         let (router, opts, shutdown) = (router.clone(), opts.clone(), sd.clone());
         async move {
-            let _permit = permit;
+            let permit = ConnPermit(Arc::new(permit));
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(Peer(peer));
+                req.extensions_mut().insert(permit.clone());
                 tower::ServiceExt::oneshot(router.clone(), req)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).header_read_timeout(opts.idle_timeout).max_buf_size(opts.max_head_bytes.max(8192)).keep_alive(true);
+            builder.timer(TokioTimer::new()).title_case_headers(true).header_read_timeout(opts.idle_timeout).max_buf_size(opts.max_head_bytes.max(8192)).keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

@@ -163,8 +163,11 @@ fn ws_upgrade(state: Arc<State>, mut req: Request<Body>) -> Response<Body> {
         return text_response(StatusCode::BAD_REQUEST, "400 Bad Request: Sec-WebSocket-Version must be 13");
     }
     let on_upgrade = hyper::upgrade::on(&mut req);
+    let permit = req.extensions().get::<net::ConnPermit>().cloned();
     let st = state.clone();
     state.shutdown.spawn(async move {
+        // Counted against the connection cap while the stream lives.
+        let _permit = permit;
         let Ok(upgraded) = on_upgrade.await else { return };
         let refused = Arc::new(Mutex::new(None));
         let io = FrameLimits::new(hyper_util::rt::TokioIo::new(upgraded), st.max_json, st.max_packet, refused.clone());
