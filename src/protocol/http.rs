@@ -117,6 +117,11 @@ pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Optio
     Ok((status, reason, out))
 }
 
+/// Percent-encode a URL path segment (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// Percent-decode a URL path or query part (`%XX` escapes; invalid UTF-8 replaced).
 pub fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()

@@ -1,8 +1,7 @@
-//! A minimal WebSocket (RFC 6455) for `/v1/stream`, both ends. Frames are handled as plain
-//! bytes because both DeGirum ends bend the RFC: its server sends some msgpack replies in
-//! *text* frames that are not UTF-8 (a validating client such as tungstenite cannot read them),
-//! and its client does not mask its frames (a server must accept that). The reading and the
-//! writing half can live on different threads, so a server can answer frames while reading.
+//! A minimal WebSocket (RFC 6455) client for `/v1/stream`. Frames are handled as plain bytes
+//! because DeGirum's server sends some msgpack replies in *text* frames that are not UTF-8 (a
+//! validating client such as tungstenite cannot read them). The reading and the writing half
+//! can live on different threads. (Our server side is tokio-tungstenite, in dgzoo-server.)
 use crate::error::{Code, Error, Result};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -172,15 +171,6 @@ impl WsReader {
             }
         }
     }
-}
-
-/// Server end of a connection whose upgrade handshake is done; `leftover` holds bytes
-/// already read past the handshake.
-pub fn server(sock: TcpStream, leftover: Vec<u8>, max_message: usize) -> std::io::Result<(WsReader, WsWriter)> {
-    let writer = WsWriter::new(sock.try_clone()?, false);
-    let read_sock = sock.try_clone()?;
-    let source: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(leftover).chain(read_sock));
-    Ok((WsReader { reader: BufReader::new(source), sock, writer: writer.clone(), max_message, max_text: max_message }, writer))
 }
 
 /// A client WebSocket.

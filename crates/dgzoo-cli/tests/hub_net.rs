@@ -142,14 +142,12 @@ fn health_endpoints() {
     let hub = start_hub(root.path());
     let addr = hub.addr().to_string();
     let (st, _, body) = http(&addr, "GET", "/v2/health/live", &[], b"");
-    assert_eq!((st, serde_json::from_slice::<Value>(&body).unwrap()["status"].as_str()), (200, Some("live")));
+    assert_eq!((st, serde_json::from_slice::<Value>(&body).unwrap()["live"].as_bool()), (200, Some(true)));
     let (st, _, body) = http(&addr, "GET", "/v2/health/ready", &[], b"");
-    assert_eq!((st, serde_json::from_slice::<Value>(&body).unwrap()["status"].as_str()), (200, Some("ready")));
-    // A token file broken while running: not ready (the hub keeps serving with the last good table).
-    std::fs::write(root.path().join("tokens.json"), "{broken").unwrap();
-    let (st, _, body) = http(&addr, "GET", "/v2/health/ready", &[], b"");
-    assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
-    assert_eq!(http(&addr, "GET", "/v2/health/live", &[], b"").0, 200);
+    assert_eq!((st, serde_json::from_slice::<Value>(&body).unwrap()["ready"].as_bool()), (200, Some(true)));
+    // The hub's own routes are untouched by the probes.
+    assert_eq!(http(&addr, "GET", "/v2/health/other", &[], b"").0, 404);
+    assert_eq!(http(&addr, "GET", "/zoo/version", &[], b"").0, 200);
 }
 
 #[test]
@@ -309,9 +307,9 @@ fn threads_and_memory_with_1000_idle_connections() {
     std::thread::sleep(Duration::from_millis(500));
     let (threads, rss) = proc_status(pid);
     println!("hub with 1000 idle connections: {threads} threads (idle hub: {threads0}), RSS {rss} KiB (idle hub: {rss0} KiB)");
-    // Threads do not follow connections: tokio's workers plus at most the blocking pool's 64
-    // (started by the 500 requests, they idle out after 10 s).
-    assert!(threads <= threads0 + 64, "threads grew from {threads0} to {threads}");
+    // Threads do not follow connections: the shared runtime's workers plus at most its blocking
+    // pool's 16 (started by the 500 requests, they idle out after 10 s).
+    assert!(threads <= threads0 + dgzoo_server::net::MAX_BLOCKING_THREADS as u64, "threads grew from {threads0} to {threads}");
     assert!(rss < rss0 + 64 * 1024, "RSS grew from {rss0} KiB to {rss} KiB");
     // And the hub still serves.
     let (st, _, _) = http(&addr, "GET", &format!("/zoo/v1/public/models/{ORG}/{ZOONAME}"), &[("token", TOKEN)], b"");

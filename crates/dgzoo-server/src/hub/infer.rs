@@ -5,16 +5,17 @@
 //! (`server::State::open_entry` / `StreamSession::run_frame`, shared engines). Results go back
 //! as `predict_result` events with the client's frame string, in order.
 //!
-//! Transport: axum's WebSocket (tokio-tungstenite) with the core's socket.io codec
-//! (`dgzoo::socketio`), not socketioxide: PySDK's client speaks msgpack packets as bare binary
+//! Transport: tokio-tungstenite on the hyper upgrade, with the core's socket.io codec and
+//! WebSocket settings (`dgzoo::socketio`), not socketioxide: PySDK's client speaks msgpack packets as bare binary
 //! WebSocket messages (no `4` prefix, no attachments, cloud-api.md §5.1), which socketioxide's
 //! msgpack parser does not frame that way, and the codec is already shared with our client.
 //!
 //! Per connection a reader task decodes packets and queues each frame as a job; a writer task
 //! keeps up to [`IN_FLIGHT`] jobs running and sends their results in arrival order, so frames of
 //! one connection are pipelined (a local model's frames run concurrently, a remote stream's one
-//! after another) and a client that stops reading back-pressures only itself. Frames run on one
-//! bounded pool ([`CloudInference::frame_slots`]) shared by all connections. The server pings
+//! after another) and a client that stops reading back-pressures only itself. Local frames run
+//! on the servers' one bounded pool (`net::blocking`, shared with the AI server's streams);
+//! frames for pool members, which mostly wait on the network, on [`CloudInference::frame_slots`]. The server pings
 //! every 25 s (python-engineio's intervals); a peer silent for ping interval + timeout is
 //! dropped, and so is one whose socket takes no bytes for that long.
 //!
@@ -30,9 +31,7 @@
 use super::{error, Resp, State};
 use crate::aiserver::frame::StreamSession;
 use axum::body::Body;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::FromRequestParts;
-use axum::http::Request;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use dgzoo::cache::archive::{self, is_safe_segment};
 use dgzoo::params::ModelParams;
 use dgzoo::protocol;
@@ -43,6 +42,7 @@ use dgzoo::zoo::local::ZooEntry;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesOrdered, SplitSink};
 use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use rmpv::Value as Mp;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -51,6 +51,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
 
 /// Engine.IO heartbeat advertised to clients and kept by the server (python-engineio's defaults).
 const PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -61,8 +63,9 @@ pub const MAX_CONNECTIONS: usize = 256;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// At the cap, an upgrade with no CONNECT yet and at least this old gives its slot to a new one.
 pub const EVICT_AFTER: Duration = Duration::from_secs(2);
-/// Frames of one connection running or waiting to be sent (PySDK keeps 8 in flight by default).
-pub const IN_FLIGHT: usize = 32;
+/// Frames of one connection running or waiting to be sent (PySDK keeps 8 in flight by
+/// default, and the AI server's streams take as many).
+pub const IN_FLIGHT: usize = 8;
 /// The prefix PySDK treats as final (no retry).
 pub const REFUSED: &str = "Inference connection refused: ";
 
@@ -77,7 +80,7 @@ pub struct CloudInference {
     pub max_connections: AtomicUsize,
     next_sid: AtomicU64,
     pool: RwLock<Vec<Arc<PoolMember>>>,
-    /// Frames running at once over all connections: the inference pool's size.
+    /// Frames for AI-server pool members running at once (local frames use `net::blocking`).
     frame_slots: Arc<Semaphore>,
     /// Open connections, for giving the slot of an idle upgrade to a new one.
     live: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -171,7 +174,7 @@ impl CloudInference {
             max_connections: AtomicUsize::new(MAX_CONNECTIONS),
             next_sid: AtomicU64::new(1),
             pool: RwLock::new(Vec::new()),
-            // Local frames use the CPU; remote ones mostly wait on their AI server.
+            // Remote frames mostly wait on their AI server: more of them than cores.
             frame_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 4)),
             live: Mutex::new(HashMap::new()),
         })
@@ -299,22 +302,39 @@ pub(super) async fn accept(state: &Arc<State>, req: Request<Body>) -> Resp {
     if query_value(&query, "EIO") != Some("4") {
         return error(400, "The client is using an unsupported version of the Socket.IO or Engine.IO protocols");
     }
-    let (mut parts, _) = req.into_parts();
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-        Ok(u) if query_value(&query, "transport") == Some("websocket") => u,
-        _ => return error(400, "Only the websocket transport is supported"),
+    let mut req = req;
+    let hv = |k: header::HeaderName| req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = hv(header::SEC_WEBSOCKET_KEY);
+    let upgrade = hv(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let (Some(key), true, Some("websocket")) = (key, upgrade, query_value(&query, "transport")) else {
+        return error(400, "Only the websocket transport is supported");
     };
     let Some(guard) = state.infer.reserve(state) else {
         let max = state.infer.max_connections.load(Ordering::SeqCst);
         return error(503, format!("Too many inference connections (limit {max})"));
     };
+    let on_upgrade = hyper::upgrade::on(&mut req);
     let st = state.clone();
-    // The guard moves into the callback: a failed upgrade drops it and frees the slot.
-    upgrade.max_message_size(socketio::MAX_PAYLOAD).max_frame_size(socketio::MAX_PAYLOAD).accept_unmasked_frames(true).on_upgrade(move |ws| async move {
+    // The guard moves into the task: a failed upgrade drops it and frees the slot.
+    state.shutdown.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let config = socketio::ws_config(socketio::MAX_PAYLOAD, true);
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
         serve(&st, ws, &guard.slot).await;
         drop(guard);
-    })
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
 }
+
+type WebSocket = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// A frame's result (or a reply) on its way to the writer: results are sent in this order.
 type Job = BoxFuture<'static, Option<Message>>;
@@ -383,6 +403,7 @@ async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
                 _ => break,
             },
             _ = slot.evict.notified() => break,
+            _ = state.shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(connect_deadline), if waiting => break,
             _ = ping.tick() => {
                 if last_heard.elapsed() > PING_INTERVAL + PING_TIMEOUT || control.send(Message::Text(socketio::PING.into())).await.is_err() {
@@ -460,8 +481,9 @@ async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
     }
 }
 
-/// One `predict` event as a job: a slot of the inference pool, the frame on the blocking pool,
-/// then the `predict_result` event under the client's frame number.
+/// One `predict` event as a job: the frame on its pool (local: `net::blocking`; a pool
+/// member's stream: its turn, then a slot of `frame_slots`), then the `predict_result` event
+/// under the client's frame number.
 fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<Mp>, frame_no: Mp) -> Job {
     let slots = state.infer.frame_slots.clone();
     let turn = match session.as_deref() {
@@ -469,12 +491,16 @@ fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<
         _ => None,
     };
     async move {
-        let _turn = match turn {
-            Some(t) => Some(t.lock_owned().await),
-            None => None,
+        let run = move || predict(session.as_deref(), payload.as_ref());
+        let result = match turn {
+            Some(t) => {
+                let _turn = t.lock_owned().await;
+                let _slot = slots.acquire_owned().await.ok()?;
+                tokio::task::spawn_blocking(run).await.map_err(|e| e.to_string())
+            }
+            None => crate::net::blocking(run).await,
         };
-        let _permit = slots.acquire_owned().await.ok()?;
-        let result = tokio::task::spawn_blocking(move || predict(session.as_deref(), payload.as_ref())).await.unwrap_or_else(|_| {
+        let result = result.unwrap_or_else(|_| {
             protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", "internal error while processing the frame", &[])))
         });
         // run_frame's packet is msgpack we wrote ourselves.

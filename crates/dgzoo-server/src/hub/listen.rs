@@ -1,10 +1,11 @@
-//! The hub's accept loop and connection policy: hyper HTTP/1.1 connections (with upgrades, for
-//! socket.io) serving the axum app, a cap on open connections, a header-read timeout, an idle
-//! timeout (no byte moved either way while no request is being handled: idle keep-alive
-//! connections and clients that stop reading a download are closed), and an accept loop that
-//! backs off and keeps going on EMFILE/ENFILE instead of ending.
-//!
-//! When the servers' shared `net.rs` lands, this is the part to replace with it.
+//! The hub's connections: accepted by `net::accept_loop` (EMFILE back-off, the connection cap
+//! of a `net::Limiter`, over-cap clients answered 503, tasks tracked by the hub's
+//! `net::Shutdown`), then served here as hyper HTTP/1.1 connections (with upgrades, for
+//! socket.io) running the axum app, with a header-read timeout and an idle timeout that counts
+//! bytes moved either way while no request is in the handler: idle keep-alive connections and
+//! clients that stop reading a download are closed alike (`net::serve_http` times out only
+//! idle keep-alive, which is why the hub drives its connections itself).
+use crate::net::{Limiter, Permit, Shutdown};
 use axum::body::Body;
 use axum::http::Request;
 use hyper::body::Incoming;
@@ -15,74 +16,49 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
+
+/// On shutdown, requests in progress get this long to finish.
+pub const DRAIN: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Open HTTP connections; beyond it new ones wait in the listen backlog. Upgraded
-    /// (socket.io) connections leave this count for the inference cap.
+    /// Open HTTP connections; beyond it new ones get 503. Upgraded (socket.io) connections
+    /// leave this count for the inference cap.
     pub max_connections: usize,
     /// A connection that moved no byte for this long while no request was in the handler is closed.
     pub idle: Duration,
     /// A request's headers must arrive within this time.
     pub header_read: Duration,
-    /// On shutdown, requests in progress get this long to finish.
-    pub drain: Duration,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_connections: 8192, idle: Duration::from_secs(60), header_read: Duration::from_secs(30), drain: Duration::from_secs(5) }
+        Limits { max_connections: 8192, idle: Duration::from_secs(60), header_read: Duration::from_secs(30) }
     }
 }
 
-/// Accept errors that concern one connection only (the next accept is fine).
-fn per_connection(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted)
-}
-
-/// Serve `app` on `listener` until `stop` turns true (or its sender goes away).
-pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits, mut stop: watch::Receiver<bool>) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            _ = stop.changed() => return,
-        };
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = stop.changed() => return,
-        };
-        let (sock, peer) = match accepted {
-            Ok(c) => {
-                backoff = Duration::from_millis(5);
-                c
-            }
-            Err(e) if per_connection(&e) => continue,
-            Err(e) => {
-                // EMFILE/ENFILE/ENOMEM: the connection stays in the backlog; try again once
-                // some descriptors are free (idle timeouts free them).
-                tracing::warn!(target: "dgzoo_server::hub", "accept failed: {e}; retrying in {backoff:?}");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = stop.changed() => return,
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let _ = sock.set_nodelay(true);
-        let (app, limits, stop) = (app.clone(), limits.clone(), stop.clone());
-        tokio::spawn(async move {
-            connection(sock, peer, app, limits, stop).await;
+/// Serve `app` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, app: axum::Router, limits: Limits, shutdown: Shutdown) {
+    let limiter = Limiter::new(limits.max_connections);
+    let sd = shutdown.clone();
+    let serve = move |sock: TcpStream, peer: SocketAddr, permit: Permit| {
+        let (app, limits, shutdown) = (app.clone(), limits.clone(), sd.clone());
+        async move {
+            connection(sock, peer, app, limits, shutdown).await;
             drop(permit);
-        });
-    }
+        }
+    };
+    let refuse = |mut sock: TcpStream| async move {
+        let body = r#"{"detail":"too many connections"}"#;
+        let reply =
+            format!("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = sock.write_all(reply.as_bytes()).await;
+        let _ = sock.shutdown().await;
+    };
+    crate::net::accept_loop("hub", listener, limiter, shutdown, serve, refuse).await
 }
 
 /// Milliseconds since `epoch` of the last byte moved.
@@ -157,7 +133,7 @@ impl Drop for Busy {
     }
 }
 
-async fn connection(sock: tokio::net::TcpStream, peer: SocketAddr, app: axum::Router, limits: Limits, mut stop: watch::Receiver<bool>) {
+async fn connection(sock: TcpStream, peer: SocketAddr, app: axum::Router, limits: Limits, shutdown: Shutdown) {
     let activity = Arc::new(Activity { epoch: Instant::now(), last: AtomicU64::new(0) });
     let busy = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(Tracked { inner: sock, activity: activity.clone() });
@@ -190,9 +166,9 @@ async fn connection(sock: tokio::net::TcpStream, peer: SocketAddr, app: axum::Ro
                     return;
                 }
             }
-            _ = stop.changed() => {
+            _ = shutdown.cancelled() => {
                 conn.as_mut().graceful_shutdown();
-                let _ = tokio::time::timeout(limits.drain, conn.as_mut()).await;
+                let _ = tokio::time::timeout(DRAIN, conn.as_mut()).await;
                 return;
             }
         }

@@ -6,10 +6,11 @@
 //! liveness/readiness probes, and cloud inference over socket.io ([`infer`]). Errors are JSON
 //! `{"detail": ...}` with dg-zoo-server's statuses and texts.
 //!
-//! Transport: one tokio runtime per hub; axum handles each request on hyper connections accepted
-//! by [`listen`] (idle and header timeouts, connection cap, an accept loop that survives EMFILE).
-//! Store and admin work (file system, ZIP parsing) runs on tokio's blocking pool so a slow disk
-//! or a large archive never stalls the connections.
+//! Transport: the crate's shared network stack ([`crate::net`]: one tokio runtime, the accept
+//! loop that survives EMFILE, the connection cap, graceful shutdown, the health routes); axum
+//! handles each request on hyper connections driven by [`listen`] (idle and header timeouts).
+//! Store and admin work (file system, ZIP parsing) runs on the bounded blocking pool
+//! (`net::blocking`) so a slow disk or a large archive never stalls the connections.
 pub mod admin;
 pub mod infer;
 mod listen;
@@ -64,8 +65,6 @@ pub const DEVICE_TYPES: &[&str] = &[
 pub const MAX_REST_BODY: usize = 1 << 20;
 /// A too-large REST body is read (and dropped) up to this size before the 413 is sent.
 const DRAIN_LIMIT: u64 = 16 << 20;
-/// Threads of the blocking pool (store reads, admin changes, archive downloads' file reads).
-const BLOCKING_THREADS: usize = 64;
 
 /// Hub settings.
 #[derive(Debug, Clone)]
@@ -74,7 +73,8 @@ pub struct HubConfig {
     pub host: String,
     /// 0 = any free port.
     pub port: u16,
-    /// tokio worker threads (the connections' event loops; blocking work has its own pool).
+    /// Unused since the hub runs on the servers' shared runtime (`net::WORKER_THREADS` workers,
+    /// a bounded blocking pool); kept so configurations and `--threads` stay valid.
     pub threads: usize,
     /// Throttle each download to this many bytes per second (for testing slow links).
     pub rate_limit: Option<u64>,
@@ -97,37 +97,33 @@ struct State {
     log: bool,
     /// socket.io cloud inference (`/api/v2/socket.io`).
     infer: infer::CloudInference,
+    /// Readiness and the stop signal of this hub's listener and connections.
+    shutdown: crate::net::Shutdown,
 }
 
-/// A running hub. Dropping it stops accepting, closes every connection and ends the runtime
-/// (frames still running on the blocking pool finish on their own).
+/// A running hub. Dropping it stops accepting and asks every connection to finish (waiting
+/// up to [`listen::DRAIN`] for requests in flight).
 pub struct Hub {
     addr: SocketAddr,
     state: Arc<State>,
-    runtime: Option<tokio::runtime::Runtime>,
-    shutdown: tokio::sync::watch::Sender<bool>,
+    shutdown: crate::net::Shutdown,
     server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Hub {
-    /// Bind and start serving on a runtime of `threads` worker threads.
+    /// Bind and start serving (on the servers' shared runtime).
     pub fn start(cfg: &HubConfig) -> Result<Hub> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
         // A token file that does not parse stops the hub here, before it listens: taking it as
         // "no tokens" would lock out the operator's tokens (or worse).
         let store = Store::new(&cfg.root);
         store.load_tokens().map_err(Error::invalid)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(cfg.threads.clamp(1, 64))
-            .max_blocking_threads(BLOCKING_THREADS)
-            .thread_name("dgzoo-hub")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io(format!("Cannot start the hub's runtime: {e}")))?;
-        let listener = runtime
+        let rt = crate::net::runtime();
+        let listener = rt
             .block_on(tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)))
             .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
         let addr = listener.local_addr().map_err(|e| Error::internal(format!("hub is not listening on an IP address: {e}")))?;
+        let shutdown = crate::net::Shutdown::new();
         let state = Arc::new(State {
             store,
             admin: std::sync::Mutex::new(()),
@@ -135,11 +131,13 @@ impl Hub {
             rate_limit: cfg.rate_limit,
             log: cfg.log,
             infer: infer::CloudInference::new()?,
+            shutdown: shutdown.clone(),
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
-        let (shutdown, stop) = tokio::sync::watch::channel(false);
-        let server = runtime.spawn(listen::serve(listener, app, listen::Limits::default(), stop));
-        Ok(Hub { addr, state, runtime: Some(runtime), shutdown, server: Some(server) })
+        let app = crate::net::health_routes(shutdown.clone()).merge(app);
+        let server = rt.spawn(listen::serve(listener, app, listen::Limits::default(), shutdown.clone()));
+        shutdown.set_ready(true);
+        Ok(Hub { addr, state, shutdown, server: Some(server) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -175,17 +173,18 @@ impl Hub {
 
     /// Serve until the process ends.
     pub fn wait(mut self) {
-        if let (Some(rt), Some(server)) = (self.runtime.as_ref(), self.server.take()) {
-            let _ = rt.block_on(server);
+        if let Some(server) = self.server.take() {
+            let _ = crate::net::runtime().block_on(server);
         }
     }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
+        self.shutdown.cancel();
+        // Drain only from outside the runtime (block_on inside it would panic).
+        if tokio::runtime::Handle::try_current().is_err() {
+            crate::net::runtime().block_on(self.shutdown.drain(listen::DRAIN));
         }
     }
 }
@@ -207,9 +206,9 @@ pub(crate) fn error(status: u16, detail: impl Into<String>) -> Resp {
     json_resp(status, &json!({ "detail": detail.into() }))
 }
 
-/// Run blocking work (file system, ZIP parsing, admin changes) on the blocking pool.
+/// Run blocking work (file system, ZIP parsing, admin changes) on the shared bounded pool.
 async fn blocking(f: impl FnOnce() -> Resp + Send + 'static) -> Resp {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| error(500, "internal error"))
+    crate::net::blocking(f).await.unwrap_or_else(|e| error(500, e))
 }
 
 /// Every request: socket.io upgrades, GET routes, and the administrative methods.
@@ -223,12 +222,7 @@ async fn dispatch(axum::extract::State(state): axum::extract::State<Arc<State>>,
         let headers = req.headers().clone();
         let st = state.clone();
         let (path, query) = (uri.path().to_string(), uri.query().unwrap_or_default().to_string());
-        match path.as_str() {
-            // Probes answer without touching the disk.
-            "/v2/health/live" => json_resp(200, &json!({"status": "live"})),
-            "/v2/health/ready" => ready(&state).await,
-            _ => blocking(move || route(&st, &Url::parse(&path, &query), &headers)).await,
-        }
+        blocking(move || route(&st, &Url::parse(&path, &query), &headers)).await
     } else {
         route_admin(state.clone(), req).await
     };
@@ -236,17 +230,6 @@ async fn dispatch(axum::extract::State(state): axum::extract::State<Arc<State>>,
         eprintln!("{who} {method} {uri} {}", resp.status().as_u16());
     }
     resp
-}
-
-/// Ready when the zoo root is readable and the token table parses.
-async fn ready(state: &Arc<State>) -> Resp {
-    let st = state.clone();
-    blocking(move || match (std::fs::read_dir(st.store.root()), st.store.load_tokens()) {
-        (Ok(_), Ok(_)) => json_resp(200, &json!({"status": "ready"})),
-        (Err(e), _) => error(503, format!("zoo root is not readable: {e}")),
-        (_, Err(e)) => error(503, e),
-    })
-    .await
 }
 
 /// A request URL split into decoded path segments and query pairs.
@@ -292,9 +275,12 @@ async fn route_admin(state: Arc<State>, req: Request<Body>) -> Resp {
         parts.method == Method::POST && matches!(url.segs.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["zoo", "v1", "public", "models", _, _]);
     if upload {
         let stream = TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
-        // Read on the blocking pool through a bridge: the multipart reader is synchronous.
+        // Read on a blocking thread through a bridge: the multipart reader is synchronous. Not
+        // on `net::blocking`'s permits: the thread waits on the client's network for as long
+        // as the upload takes, which must not hold up frames and other requests.
         let mut reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
-        return blocking(move || admin_route(&state, &parts.method, &url, &parts.headers, &mut reader)).await;
+        let upload = tokio::task::spawn_blocking(move || admin_route(&state, &parts.method, &url, &parts.headers, &mut reader));
+        return upload.await.unwrap_or_else(|_| error(500, "internal error"));
     }
     let too_large = || error(413, format!("request body exceeds the limit of {MAX_REST_BODY} bytes"));
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
