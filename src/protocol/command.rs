@@ -12,17 +12,30 @@ pub enum Command {
     ModelZoo,
     SystemInfo,
     /// The label dictionary of model `name`.
-    LabelDictionary { name: String },
+    LabelDictionary {
+        name: String,
+    },
     /// Sleep on the server (PySDK's ping), in milliseconds.
-    Sleep { ms: f64 },
+    Sleep {
+        ms: f64,
+    },
     /// Stop the server (local clients only).
     Shutdown,
-    TraceManage { args: Value },
+    TraceManage {
+        args: Value,
+    },
     /// `rescan` / `cache_dump` (local clients only).
-    ZooManage { args: Value },
-    DevCtrl { args: Value },
+    ZooManage {
+        args: Value,
+    },
+    DevCtrl {
+        args: Value,
+    },
     /// Open an inference stream on model `name` (asio only; HTTP streams are the WebSocket).
-    Stream { name: String, config: Value },
+    Stream {
+        name: String,
+        config: Value,
+    },
 }
 
 /// Why a request is not a command.

@@ -237,7 +237,8 @@ fn accept_loop_survives_running_out_of_descriptors() {
 }
 
 fn server_alive(s: &Child2) -> bool {
-    std::fs::metadata(format!("/proc/{}", s.child.id())).is_ok() && !std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default().contains(") Z")
+    std::fs::metadata(format!("/proc/{}", s.child.id())).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default().contains(") Z")
 }
 
 #[test]

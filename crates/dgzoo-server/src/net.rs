@@ -264,7 +264,12 @@ pub async fn serve_http(name: &'static str, listener: TcpListener, router: Route
                 tower::ServiceExt::oneshot(router.clone(), req)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).title_case_headers(true).header_read_timeout(opts.idle_timeout).max_buf_size(opts.max_head_bytes.max(8192)).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .title_case_headers(true)
+                .header_read_timeout(opts.idle_timeout)
+                .max_buf_size(opts.max_head_bytes.max(8192))
+                .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

@@ -49,7 +49,7 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     respond(status, "text/plain", text.as_bytes().to_vec())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -171,10 +171,8 @@ fn ws_upgrade(state: Arc<State>, mut req: Request<Body>) -> Response<Body> {
         let Ok(upgraded) = on_upgrade.await else { return };
         let refused = Arc::new(Mutex::new(None));
         let io = FrameLimits::new(hyper_util::rt::TokioIo::new(upgraded), st.max_json, st.max_packet, refused.clone());
-        let mut cfg = WebSocketConfig::default();
-        cfg.max_message_size = Some(st.max_packet);
-        cfg.max_frame_size = Some(st.max_packet);
-        cfg.accept_unmasked_frames = true;
+        let cfg =
+            WebSocketConfig { max_message_size: Some(st.max_packet), max_frame_size: Some(st.max_packet), accept_unmasked_frames: true, ..Default::default() };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
         ws_stream(&st, ws, &refused).await;
     });

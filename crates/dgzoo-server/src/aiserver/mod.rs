@@ -7,9 +7,9 @@
 pub mod frame;
 pub mod http;
 
+use crate::net;
 use dgzoo::error::{Error, Result};
 use dgzoo::params::ModelParams;
-use crate::net;
 use dgzoo::protocol::command::{Command, CommandError};
 use dgzoo::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
 use dgzoo::zoo::local::{self, ZooEntry};
@@ -383,9 +383,7 @@ impl State {
     /// A quick command (see [`State::execute`]).
     fn run_command(&self, cmd: &Command) -> std::result::Result<Option<Value>, String> {
         match cmd {
-            Command::ModelZoo => {
-                Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect())))
-            }
+            Command::ModelZoo => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
             Command::SystemInfo => Ok(Some(self.system_info.clone())),
             Command::LabelDictionary { name } => self.label_dictionary(name).map(Some),
             Command::Sleep { .. } | Command::Stream { .. } => Ok(None),
