@@ -53,6 +53,9 @@ pub enum CommandError {
     BadArgument(String),
 }
 
+/// The asio command field carrying the admin token.
+pub const ADMIN_TOKEN_FIELD: &str = "admin_token";
+
 /// Longest sleep honoured, in milliseconds.
 pub const MAX_SLEEP_MS: f64 = 60_000.0;
 
@@ -70,6 +73,12 @@ impl Command {
             Command::DevCtrl { .. } => "dev_ctrl",
             Command::Stream { .. } => "stream",
         }
+    }
+
+    /// Management commands: they need the server's admin token when one is configured (asio:
+    /// the command's [`ADMIN_TOKEN_FIELD`]; HTTP: `Authorization: Bearer <token>`).
+    pub fn needs_admin(&self) -> bool {
+        matches!(self, Command::Shutdown | Command::ZooManage { .. } | Command::TraceManage { .. } | Command::DevCtrl { .. })
     }
 
     /// Commands the server runs for loopback clients only.
