@@ -12,17 +12,30 @@ pub enum Command {
     ModelZoo,
     SystemInfo,
     /// The label dictionary of model `name`.
-    LabelDictionary { name: String },
+    LabelDictionary {
+        name: String,
+    },
     /// Sleep on the server (PySDK's ping), in milliseconds.
-    Sleep { ms: f64 },
+    Sleep {
+        ms: f64,
+    },
     /// Stop the server (local clients only).
     Shutdown,
-    TraceManage { args: Value },
+    TraceManage {
+        args: Value,
+    },
     /// `rescan` / `cache_dump` (local clients only).
-    ZooManage { args: Value },
-    DevCtrl { args: Value },
+    ZooManage {
+        args: Value,
+    },
+    DevCtrl {
+        args: Value,
+    },
     /// Open an inference stream on model `name` (asio only; HTTP streams are the WebSocket).
-    Stream { name: String, config: Value },
+    Stream {
+        name: String,
+        config: Value,
+    },
 }
 
 /// Why a request is not a command.
@@ -39,6 +52,9 @@ pub enum CommandError {
     /// REST: a bad argument or body (500 with PySDK's error text).
     BadArgument(String),
 }
+
+/// The asio command field carrying the admin token.
+pub const ADMIN_TOKEN_FIELD: &str = "admin_token";
 
 /// Longest sleep honoured, in milliseconds.
 pub const MAX_SLEEP_MS: f64 = 60_000.0;
@@ -57,6 +73,12 @@ impl Command {
             Command::DevCtrl { .. } => "dev_ctrl",
             Command::Stream { .. } => "stream",
         }
+    }
+
+    /// Management commands: they need the server's admin token when one is configured (asio:
+    /// the command's [`ADMIN_TOKEN_FIELD`]; HTTP: `Authorization: Bearer <token>`).
+    pub fn needs_admin(&self) -> bool {
+        matches!(self, Command::Shutdown | Command::ZooManage { .. } | Command::TraceManage { .. } | Command::DevCtrl { .. })
     }
 
     /// Commands the server runs for loopback clients only.

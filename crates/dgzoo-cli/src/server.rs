@@ -64,6 +64,10 @@ pub struct StartArgs {
     /// WebSocket messages) before it is closed.
     #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
     idle_timeout: f64,
+    /// Token that `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` must carry (default
+    /// `DGZOO_ADMIN_TOKEN`; none = open to local clients, as on PySDK's server).
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -89,6 +93,7 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.cors_origins = a.cors_origins;
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
             cfg.max_connections = a.max_connections;
+            cfg.admin_token = a.admin_token.or(dgzoo::settings::Settings::from_env().admin_token);
             cfg.idle_timeout = std::time::Duration::try_from_secs_f64(a.idle_timeout)
                 .ok()
                 .filter(|d| !d.is_zero())

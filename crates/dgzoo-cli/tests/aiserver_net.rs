@@ -48,14 +48,37 @@ fn status(addr: SocketAddr, method: &str, path: &str) -> u16 {
     protocol::http::request("127.0.0.1", addr.port(), method, path, None, Duration::from_secs(30)).map(|r| r.0).unwrap_or(0)
 }
 
-/// Send raw bytes, half-close, and return everything the server answers.
+/// Send raw bytes and return what the server answers up to its close, or its first reply head
+/// when it keeps the connection open.
 fn raw(addr: SocketAddr, req: &[u8]) -> String {
+    raw_until(addr, req, false)
+}
+
+/// [`raw`]; with `to_close`, everything up to the server's close.
+fn raw_until(addr: SocketAddr, req: &[u8], to_close: bool) -> String {
     let mut s = conn(addr);
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     s.write_all(req).unwrap();
-    let _ = s.shutdown(std::net::Shutdown::Write);
     let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => {
+                eprintln!("raw: read error after {} bytes: {e}", out.len());
+                break;
+            }
+        }
+        // A reply without Content-Length or with its whole body is complete.
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse::<usize>().unwrap_or(0)));
+            if !to_close && len.is_none_or(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
     String::from_utf8_lossy(&out).into_owned()
 }
 
@@ -237,7 +260,8 @@ fn accept_loop_survives_running_out_of_descriptors() {
 }
 
 fn server_alive(s: &Child2) -> bool {
-    std::fs::metadata(format!("/proc/{}", s.child.id())).is_ok() && !std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default().contains(") Z")
+    std::fs::metadata(format!("/proc/{}", s.child.id())).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default().contains(") Z")
 }
 
 #[test]
@@ -366,7 +390,8 @@ fn hostile_http_and_websocket_input_is_refused_clearly() {
     let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
     let head = |r: String| r.lines().next().unwrap_or_default().to_string();
     // Request smuggling shapes and unknown framing: 400, nothing parsed as a second request.
-    let dup = raw(web, b"POST /v1/dev_ctrl HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}GET /v1/system_info HTTP/1.1\r\n\r\n");
+    let dup =
+        raw_until(web, b"POST /v1/dev_ctrl HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n{}GET /v1/system_info HTTP/1.1\r\n\r\n", true);
     assert_eq!(head(dup.clone()), "HTTP/1.1 400 Bad Request", "{dup}");
     assert_eq!(dup.matches("HTTP/1.1").count(), 1, "{dup}");
     assert_eq!(head(raw(web, b"POST /v1/dev_ctrl HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}")), "HTTP/1.1 400 Bad Request");
@@ -410,4 +435,40 @@ fn hostile_http_and_websocket_input_is_refused_clearly() {
     // Still serving.
     assert_served(asio);
     assert_eq!(status(web, "GET", "/v1/system_info"), 200);
+}
+
+#[test]
+fn admin_token_guards_management_commands() {
+    let zoo = clean_zoo();
+    let server = server_with(zoo.path(), |c| c.admin_token = Some("s3cret".into()));
+    let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
+    // asio: refused without or with a wrong token, on a connection that stays usable.
+    let mut s = conn(asio);
+    let mut ask = |v: Value| {
+        write_packet(&mut s, v.to_string().as_bytes()).unwrap();
+        serde_json::from_slice::<Value>(&read_packet(&mut s, 1 << 26).unwrap().expect("a reply")).unwrap()
+    };
+    let r = ask(json!({"VERSION": 4, "op": "shutdown"}));
+    assert!(r["msg"].as_str().unwrap().contains("Operation 'shutdown' with no admin token is prohibited"), "{r}");
+    let r = ask(json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}, "admin_token": "guess"}));
+    assert!(r["msg"].as_str().unwrap().contains("with a wrong admin token"), "{r}");
+    let r = ask(json!({"VERSION": 4, "op": "zoo_manage", "args": {"cache_dump": 1}, "admin_token": "s3cret"}));
+    assert_eq!(r["success"], json!(true), "{r}");
+    // Inference, listings and system info stay open (the real PySDK client sends no token).
+    assert_eq!(ask(json!({"VERSION": 4, "op": "system_info"}))["success"], json!(true));
+    assert_served(asio);
+    // HTTP: the token is a bearer header; without it 403 and nothing done.
+    let post = |path: &str, auth: Option<&str>| {
+        let auth = auth.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let req = format!("POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n{auth}Connection: close\r\n\r\n{{}}");
+        raw(web, req.as_bytes())
+    };
+    assert!(post("/v1/shutdown", None).starts_with("HTTP/1.1 403"));
+    let r = post("/v1/trace_manage", Some("guess"));
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    assert_eq!(status(web, "GET", "/v2/health/ready"), 200, "a refused shutdown must not stop the server");
+    assert!(post("/v1/trace_manage", Some("s3cret")).starts_with("HTTP/1.1 200"));
+    assert!(post("/v1/shutdown", Some("s3cret")).starts_with("HTTP/1.1 200"));
+    assert_eq!(status(web, "GET", "/v2/health/ready"), 503);
+    server.wait();
 }

@@ -6,5 +6,5 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod aiserver;
-pub mod net;
 pub mod hub;
+pub mod net;

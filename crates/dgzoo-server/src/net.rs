@@ -247,7 +247,8 @@ pub struct Peer(pub SocketAddr);
 pub struct ConnPermit(pub Arc<Permit>);
 
 /// Serve `router` over HTTP/1.1 on `listener` until `shutdown` is cancelled (header names go out
-/// in title case, as clients that compare them case-sensitively expect): every request gets
+/// in title case, as clients that compare them case-sensitively expect; a client that half-closes
+/// after its request still gets the reply): every request gets
 /// the [`Peer`] extension; upgrades (WebSockets) are allowed and then live on their own (their
 /// handlers watch `shutdown` themselves).
 pub async fn serve_http(name: &'static str, listener: TcpListener, router: Router, limiter: Limiter, shutdown: Shutdown, opts: HttpOptions) {
@@ -264,7 +265,13 @@ pub async fn serve_http(name: &'static str, listener: TcpListener, router: Route
                 tower::ServiceExt::oneshot(router.clone(), req)
             });
             let mut builder = hyper::server::conn::http1::Builder::new();
-            builder.timer(TokioTimer::new()).title_case_headers(true).header_read_timeout(opts.idle_timeout).max_buf_size(opts.max_head_bytes.max(8192)).keep_alive(true);
+            builder
+                .timer(TokioTimer::new())
+                .title_case_headers(true)
+                .half_close(true)
+                .header_read_timeout(opts.idle_timeout)
+                .max_buf_size(opts.max_head_bytes.max(8192))
+                .keep_alive(true);
             let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
             tokio::pin!(conn);
             tokio::select! {

@@ -49,7 +49,7 @@ fn text_response(status: StatusCode, text: &str) -> Response<Body> {
     respond(status, "text/plain", text.as_bytes().to_vec())
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -111,6 +111,7 @@ async fn rest(state: &Arc<State>, req: Request<Body>, method: &Method, path: &st
         return r;
     }
     // Bodies longer than the JSON limit are refused from Content-Length, before reading.
+    let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|a| a.strip_prefix("Bearer ")).map(|t| t.trim().to_string());
     let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     let too_large = |len: u64| {
         let text = protocol::dg_error_text(
@@ -135,11 +136,14 @@ async fn rest(state: &Arc<State>, req: Request<Body>, method: &Method, path: &st
         Err(CommandError::BadArgument(text)) => return json_response(StatusCode::INTERNAL_SERVER_ERROR, &protocol::frame_err(&text)),
         Err(_) => return text_response(StatusCode::NOT_FOUND, "404 Not Found"),
     };
+    if let Err(text) = state.admin_check(&cmd, token.as_deref()) {
+        return json_response(StatusCode::FORBIDDEN, &protocol::frame_err(&text));
+    }
     let is_shutdown = cmd == Command::Shutdown;
     let reply = match cmd {
         // REST lists the zoo as an object with parameter objects (not strings).
         Command::ModelZoo => Ok(Some(Value::Object(state.model_list().into_iter().collect()))),
-        cmd => state.execute(cmd, peer).await,
+        cmd => state.execute(cmd, peer, token.as_deref()).await,
     };
     match reply {
         Ok(data) => {
@@ -171,10 +175,8 @@ fn ws_upgrade(state: Arc<State>, mut req: Request<Body>) -> Response<Body> {
         let Ok(upgraded) = on_upgrade.await else { return };
         let refused = Arc::new(Mutex::new(None));
         let io = FrameLimits::new(hyper_util::rt::TokioIo::new(upgraded), st.max_json, st.max_packet, refused.clone());
-        let mut cfg = WebSocketConfig::default();
-        cfg.max_message_size = Some(st.max_packet);
-        cfg.max_frame_size = Some(st.max_packet);
-        cfg.accept_unmasked_frames = true;
+        let cfg =
+            WebSocketConfig { max_message_size: Some(st.max_packet), max_frame_size: Some(st.max_packet), accept_unmasked_frames: true, ..Default::default() };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
         ws_stream(&st, ws, &refused).await;
     });

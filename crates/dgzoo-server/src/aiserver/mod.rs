@@ -7,9 +7,9 @@
 pub mod frame;
 pub mod http;
 
+use crate::net;
 use dgzoo::error::{Error, Result};
 use dgzoo::params::ModelParams;
-use crate::net;
 use dgzoo::protocol::command::{Command, CommandError};
 use dgzoo::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
 use dgzoo::zoo::local::{self, ZooEntry};
@@ -70,6 +70,10 @@ pub struct Config {
     /// none in flight), HTTP keep-alive between requests, a WebSocket without any message
     /// (the server pings every third of it; DeGirum's client answers).
     pub idle_timeout: Duration,
+    /// When set, `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` need this token (asio:
+    /// an `admin_token` field of the command; HTTP: `Authorization: Bearer <token>`). `None`:
+    /// open to loopback clients as PySDK's server is (said in the log at start).
+    pub admin_token: Option<String>,
     /// LRU limit on loaded models, as the total size of their model files: past it the least
     /// recently used models that no stream is using are unloaded.
     pub max_model_bytes: u64,
@@ -90,6 +94,7 @@ impl Config {
             cors_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            admin_token: None,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             cache: None,
         }
@@ -121,6 +126,7 @@ pub struct State {
     /// Connections being served now (asio and http together).
     limiter: net::Limiter,
     idle_timeout: Duration,
+    admin_token: Option<String>,
     /// Recent log lines, for `trace_manage {"trace_read"}` (bounded: see [`Trace`]).
     trace: Mutex<Trace>,
     /// Debug lines go to the trace too (`trace_manage config_set` asked for a detailed level).
@@ -200,6 +206,7 @@ impl State {
             max_model_bytes: cfg.max_model_bytes,
             limiter: net::Limiter::new(cfg.max_connections),
             idle_timeout: cfg.idle_timeout,
+            admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             trace: Mutex::new(Trace::default()),
             trace_debug: AtomicBool::new(false),
             trace_levels: Mutex::new(levels),
@@ -361,9 +368,21 @@ impl State {
         }
     }
 
+    /// A management command without the configured admin token is refused (nothing done).
+    fn admin_check(&self, cmd: &Command, token: Option<&str>) -> std::result::Result<(), String> {
+        let Some(want) = self.admin_token.as_deref().filter(|_| cmd.needs_admin()) else { return Ok(()) };
+        if token.is_some_and(|t| same_secret(t, want)) {
+            return Ok(());
+        }
+        self.log_info(&format!("refused '{}' without the admin token", cmd.op()));
+        let why = if token.is_some() { "a wrong admin token" } else { "no admin token" };
+        Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{}' with {why} is prohibited", cmd.op()), &[]))
+    }
+
     /// Run one command (shared by asio and http); `sleep` and the zoo rescan do not hold a
     /// runtime worker. `Ok(data)` → reply data under the op name.
-    async fn execute(self: &Arc<Self>, cmd: Command, peer: Option<IpAddr>) -> std::result::Result<Option<Value>, String> {
+    async fn execute(self: &Arc<Self>, cmd: Command, peer: Option<IpAddr>, token: Option<&str>) -> std::result::Result<Option<Value>, String> {
+        self.admin_check(&cmd, token)?;
         if cmd.local_only() && !peer.is_some_and(|ip| ip.is_loopback()) {
             return Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{}' from remote client is prohibited", cmd.op()), &[]));
         }
@@ -383,9 +402,7 @@ impl State {
     /// A quick command (see [`State::execute`]).
     fn run_command(&self, cmd: &Command) -> std::result::Result<Option<Value>, String> {
         match cmd {
-            Command::ModelZoo => {
-                Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect())))
-            }
+            Command::ModelZoo => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
             Command::SystemInfo => Ok(Some(self.system_info.clone())),
             Command::LabelDictionary { name } => self.label_dictionary(name).map(Some),
             Command::Sleep { .. } | Command::Stream { .. } => Ok(None),
@@ -407,6 +424,11 @@ impl State {
             Command::DevCtrl { .. } => Ok(Some(json!({"status": "device not found"}))),
         }
     }
+}
+
+/// Token comparison in time independent of where the strings differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn proc_kb(file: &str, key: &str) -> u64 {
@@ -450,6 +472,9 @@ impl Server {
         let zoo_dir = cfg.zoo_dir.canonicalize().unwrap_or(cfg.zoo_dir.clone());
         let state = State::create(zoo_dir, &cfg);
         state.rescan();
+        if state.admin_token.is_none() {
+            state.log_info("no admin token: shutdown, zoo_manage, trace_manage and dev_ctrl are open to every local client, as on PySDK's server");
+        }
         let rt = net::runtime();
         let bind = |port: u16| {
             let _guard = rt.enter();
@@ -697,7 +722,8 @@ async fn asio_connection(state: &Arc<State>, sock: tokio::net::TcpStream, peer: 
         let op = cmd.op();
         state.log(Level::Debug, &format!("op '{op}' from {ip}"));
         let is_shutdown = cmd == Command::Shutdown;
-        let reply = match state.execute(cmd, Some(peer_ip)).await {
+        let token = msg.get(dgzoo::protocol::command::ADMIN_TOKEN_FIELD).and_then(Value::as_str);
+        let reply = match state.execute(cmd, Some(peer_ip), token).await {
             Ok(data) => protocol::reply_ok(op, data),
             Err(text) => reply_err(text),
         };
