@@ -96,7 +96,7 @@ impl AiServerClient {
             "modelzoo" | "system_info" => self.rest("GET", &format!("/v1/{op}"), None),
             "label_dictionary" => {
                 let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
-                self.rest("GET", &format!("/v1/label_dictionary/{}", percent_encode(name)), None)
+                self.rest("GET", &format!("/v1/label_dictionary/{}", crate::protocol::http::percent_encode(name)), None)
             }
             "sleep" => {
                 let ms = fields.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0);
@@ -195,10 +195,6 @@ impl AiServerClient {
         }
         Ok(RemoteStream::new(SendConn::Ws(ws.writer, raw), Receiver::Ws(ws.reader), server, self.max_packet))
     }
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// An open inference stream: frames out, msgpack results back in order.

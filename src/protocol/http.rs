@@ -98,6 +98,11 @@ fn transport_reason(t: &ureq::Transport) -> String {
     }
 }
 
+/// Percent-encode a URL path segment (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
 /// Percent-decode a URL path or query part (`%XX` escapes; invalid UTF-8 replaced).
 pub fn percent_decode(s: &str) -> String {
     percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()

@@ -2,6 +2,7 @@
 //! asio packet framing, JSON command messages and replies, the msgpack result encoding,
 //! error maps and the WebSocket configuration messages. No I/O policy lives here beyond
 //! reading/writing one packet.
+pub mod command;
 pub mod http;
 pub mod ws;
 

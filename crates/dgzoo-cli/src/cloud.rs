@@ -247,7 +247,8 @@ pub struct HubArgs {
     pub port: u16,
     #[arg(long, env = "DGZOO_HUB_HOST", default_value = "127.0.0.1")]
     pub host: String,
-    /// Worker threads (concurrent requests).
+    /// Accepted for compatibility and ignored: the hub runs on the servers' shared runtime,
+    /// with a bounded blocking pool.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
     /// Throttle each download to this many bytes per second.

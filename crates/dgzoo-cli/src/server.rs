@@ -57,6 +57,13 @@ pub struct StartArgs {
     /// unloaded past it.
     #[arg(long, default_value_t = 512)]
     max_models_mb: u64,
+    /// Most connections served at once (asio and http together).
+    #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds a connection may stay idle (between commands, keep-alive requests, or
+    /// WebSocket messages) before it is closed.
+    #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
 }
 
 #[derive(Args)]
@@ -81,6 +88,11 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.max_json = a.max_json_kb.saturating_mul(1 << 10);
             cfg.cors_origins = a.cors_origins;
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
+            cfg.max_connections = a.max_connections;
+            cfg.idle_timeout = std::time::Duration::try_from_secs_f64(a.idle_timeout)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| dgzoo::error::Error::invalid(format!("--idle-timeout {} is not a positive number of seconds", a.idle_timeout)))?;
             cfg.protocol = match a.protocol {
                 ProtocolArg::Asio => Protocol::Asio,
                 ProtocolArg::Http => Protocol::Http,

@@ -284,7 +284,6 @@ fn kill_fetch_after(url: &str, cdir: &Path, zoo_cache: &Path, model: &str, at_le
 /// ETag): the next fetch's first progress report is past the kept bytes, and the hub sends only
 /// the rest. The whole archive is verified before it is installed.
 #[test]
-#[ignore = "needs the hub's Range/ETag support (branch net-hub, not merged yet)"]
 fn interrupted_download_resumes_where_it_stopped() {
     let root = hub_root(&[YOLO]);
     let hub = slow_hub(root.path(), 3 << 20);
