@@ -354,7 +354,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh)
         .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message)))?;
     if post.has_coordinates {
-        postprocess::map_coordinates(&mut post.results, &|x, y| converter.to_original(x, y));
+        postprocess::map_coordinates(&mut post.results, &cfg.kind, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut post.results, &st.class_set);
     let t3 = Instant::now();

@@ -240,7 +240,7 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
         }
     };
     if COORDINATE_TYPES.contains(&kind.as_str()) {
-        postprocess::map_coordinates(&mut results, &|x, y| converter.to_original(x, y));
+        postprocess::map_coordinates(&mut results, &postprocess::PostprocessType::parse(&kind), &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
     InferenceResult { results, tensors, timing, pre_ms: None, model: st.name.clone() }

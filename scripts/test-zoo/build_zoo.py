@@ -62,9 +62,14 @@ class Graph:
     def nhwc(self, x):
         return self.op("Transpose", [x], perm=[0, 2, 3, 1])
 
-    def output(self, x, name, shape):
+    def output(self, x, name, shape, dtype=TensorProto.FLOAT):
         self.nodes.append(helper.make_node("Identity", [x], [name]))
-        self.outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
+        self.outputs.append(helper.make_tensor_value_info(name, dtype, shape))
+
+    def u8(self, x):
+        """Cast to uint8: the 8-bit tensor a quantised model emits (ONNX tensors carry no scale:
+        PySDK reads them with scale 1, zero point 0). Values must already lie in [0, 255]."""
+        return self.op("Cast", [self.op("Floor", [x])], to=TensorProto.UINT8)
 
     def save(self, path):
         inp = helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, self.size, self.size])
@@ -158,6 +163,11 @@ def yolov8_obb(root):
     }, LABELS5)
 
 
+# COCO keypoint skeleton as PySDK model zoos write it: keypoint -> the keypoints it connects to
+# (PySDK copies Connections[k] into landmark k's "connect"; keypoints not named get []).
+COCO_CONNECTIONS = {"0": [1, 2], "1": [3], "2": [4], "5": [6, 7, 11], "6": [8, 12], "7": [9], "8": [10], "11": [12, 13], "12": [14], "13": [15], "14": [16]}
+
+
 @model
 def yolov8_pose(root):
     """PoseDetectionYoloV8: fused [1, 4+1+17*3, N]: box, person score, keypoints (x, y, visibility)."""
@@ -168,7 +178,7 @@ def yolov8_pose(root):
     write(root, "yolov8_pose--64x64_float_onnx_cpu_1", g, {
         "OutputPostprocessType": "PoseDetectionYoloV8", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
         "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
-        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "Connections": COCO_CONNECTIONS,
     }, ["person"])
 
 
@@ -303,69 +313,92 @@ def yolo_hailo(root):
     }, LABELS5)
 
 
-# Probe
-def ssd_anchors(root):
-    """Detection (SSD): box encodings [1,N,4] (ty, tx, th, tw), class logits [1,N,1+nc]
-    (background first) and anchors [1,N,4] (ycenter, xcenter, h, w; normalised)."""
+@model
+def ssd_quant(root):
+    """Detection (SSD, box decoding in the post-processor), the form PySDK 1.5.0's core takes:
+    box encodings uint8 [1,N,4] (ty, tx, th, tw), class logits uint8 [1,N,1+nc] (background
+    first) and float anchors [N,4] (y, x centre, height, width; normalised), named by tensor id
+    in PostProcessorInputs as anchors, boxes, scores. Two anchor sizes per 4x4 cell, so boxes
+    overlap and NMS has work. (PySDK refuses float box/score tensors, and the 4-output
+    TFLite_Detection_PostProcess form: "number of input tensors == 3".)"""
     g = Graph(814)
     nc = len(LABELS5)
-    gs = S // 16
-    n = gs * gs
-    enc = g.op("Transpose", [g.flat(g.conv("images", 3, 4, 16, gain=2.0), 4)], perm=[0, 2, 1])
-    g.output(enc, "box_encodings", [1, n, 4])
-    cls = g.op("Transpose", [g.flat(g.conv("images", 3, nc + 1, 16, gain=4.0, bias=[1.0] + [-2.0] * nc), nc + 1)], perm=[0, 2, 1])
-    g.output(cls, "class_predictions", [1, n, nc + 1])
-    yy, xx = np.meshgrid((np.arange(gs) + 0.5) / gs, (np.arange(gs) + 0.5) / gs, indexing="ij")
-    anchors = np.stack([yy.ravel(), xx.ravel(), np.full(n, 0.3), np.full(n, 0.3)], 1)[None]
-    g.output(g.op("Identity", [g.const(anchors[0])]), "anchors", [n, 4])
-    write(root, "ssd_anchors--64x64_float_onnx_cpu_1", g, {
-        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+    gs, per = S // 16, 2
+    n = gs * gs * per
+    enc = g.affine(g.op("Reshape", [g.conv("images", 3, 4 * per, 16, gain=2.0), g.ic([1, 4, -1])]), [40] * 4, [0] * 4, 4)
+    g.output(g.u8(g.op("Transpose", [enc], perm=[0, 2, 1])), "box_encodings", [1, n, 4], TensorProto.UINT8)
+    cls = g.affine(g.op("Reshape", [g.conv("images", 3, (nc + 1) * per, 16, gain=4.0, bias=-4.0), g.ic([1, nc + 1, -1])]), [5.99] * (nc + 1), [0] * (nc + 1), nc + 1)
+    g.output(g.u8(g.op("Transpose", [cls], perm=[0, 2, 1])), "class_logits", [1, n, nc + 1], TensorProto.UINT8)
+    # Anchor order follows the reshapes above: channel-major, so anchor k = (size p, cell j).
+    cells = [((j // gs + 0.5) / gs, (j % gs + 0.5) / gs) for j in range(gs * gs)]
+    anchors = [[y, x, sz, sz] for sz in (0.2, 0.35) for (y, x) in cells]
+    g.output(g.op("Identity", [g.const(anchors)]), "anchors", [n, 4])
+    write(root, "ssd_quant--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.85,
+        "OutputNMSThreshold": 0.5, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "PostProcessorInputs": [3, 1, 2],
+        "YScale": 40.0, "XScale": 40.0, "HScale": 40.0, "WScale": 40.0,
+    }, LABELS5)
+
+
+@model
+def hand_landmarks(root):
+    """HandDetection (MediaPipe hand landmarks): landmarks [1,63] (21 x (x, y, z), input pixels),
+    hand score [1,1], handedness [1,1], world landmarks [1,63], named by tensor id in
+    PostProcessorInputs in that order; the model emits them in another order (world,
+    handedness, landmarks, score: ids 1-4) so the id wiring is exercised."""
+    g = Graph(816)
+    k = 21
+    lm = g.affine(g.op("Reshape", [g.conv("images", 3, 3 * k, 64, gain=3.0), g.ic([1, 3 * k, 1])]), [S, S, 20] * k, [0, 0, -10] * k, 3 * k)
+    world = g.affine(g.op("Reshape", [g.conv("images", 3, 3 * k, 64, gain=3.0), g.ic([1, 3 * k, 1])]), [0.2] * (3 * k), [-0.1] * (3 * k), 3 * k)
+    one = lambda x: g.op("Sigmoid", [g.op("Reshape", [x, g.ic([1, 1])])])
+    g.output(g.op("Reshape", [world, g.ic([1, 3 * k])]), "world_landmarks", [1, 3 * k])
+    g.output(one(g.conv("images", 3, 1, 64, gain=3.0)), "handedness", [1, 1])
+    g.output(g.op("Reshape", [lm, g.ic([1, 3 * k])]), "landmarks", [1, 3 * k])
+    g.output(one(g.conv("images", 3, 1, 64, gain=6.0, bias=0.5)), "hand_flag", [1, 1])
+    write(root, "hand_landmarks--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "HandDetection", "OutputNumClasses": 1, "OutputConfThreshold": 0.95,
+        "PostProcessorInputs": [3, 4, 2, 1],
+    }, None)  # the threshold keeps cat_224 and girls_256 (score 0.994), drops car_416 (0.926)
+
+
+@model
+def yolov8_plates(root):
+    """DetectionYoloV8Plates: YOLOv8 per-scale heads (NHWC) as yolov8_dfl_heads, listed in
+    PostProcessorInputs as box heads then class heads; PySDK reads the characters found left to
+    right into one label, with the geometric mean of their scores."""
+    g = Graph(817)
+    nc, reg = len(LABELS5), 16
+    for s in (8, 16, 32):
+        gs = S // s
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-3.5)), f"cls{s}", [1, gs, gs, nc])
+    write(root, "yolov8_plates--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "DetectionYoloV8Plates", "OutputNumClasses": nc, "OutputConfThreshold": 0.4,
         "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
-        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "PostProcessorInputs": [0, 1, 2],
-        "XScale": 10.0, "YScale": 10.0, "HScale": 5.0, "WScale": 5.0,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
+        "OutputYoloStrides": [8, 16, 32], "PostProcessorInputs": [1, 3, 5, 2, 4, 6],
     }, LABELS5)
 
 
-# Probe
-def ssd_postprocessed(root):
-    """Detection in the TFLite_Detection_PostProcess form: boxes [1,N,4] (ymin, xmin, ymax, xmax,
-    normalised), classes [1,N], scores [1,N], count [1]."""
-    g = Graph(813)
-    nc = len(LABELS5)
-    n = (S // 16) ** 2
-    bx = g.affine(g.flat(g.conv("images", 3, 4, 16, gain=3.0), 4), [0.6, 0.6, 0.35, 0.35], [0, 0, 0.05, 0.05], 4)
-    m = np.eye(4)
-    m[0, 2] = m[1, 3] = 1
-    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
-    cls = g.op("Floor", [g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0), 1), [nc - 0.001], [0], 1)])
-    g.output(g.op("Reshape", [cls, g.ic([1, n])]), "classes", [1, n])
-    sc = g.affine(g.flat(g.conv("images", 3, 1, 16, gain=3.0, bias=-1.0), 1), [1], [0], 1)
-    g.output(g.op("Reshape", [sc, g.ic([1, n])]), "scores", [1, n])
-    g.output(g.const(np.array([float(n)])), "count", [1])
-    write(root, "ssd_postprocessed--64x64_float_onnx_cpu_1", g, {
-        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
-        "OutputNMSThreshold": 0.6, "MaxDetections": 100,
-    }, LABELS5)
-
-
-# Probe, not registered: PySDK 1.5.0 routes DetectionDamoYolo through its YOLOv8 input matcher
-# ("Mismatch in the number of box/prob tensors!" unless OutputYoloRegMax is 1, and then it decodes
-# the [1, N, 4] tensor as side distances); dgzoo does not decode it yet.
+@model
 def damoyolo(root):
-    """DetectionDamoYolo: class scores [1, N, nc] and boxes [1, N, 4] (x1, y1, x2, y2 pixels)."""
+    """DetectionDamoYolo: class logits [1, N, nc] and box side distances [1, N, 4] (left, top,
+    right, bottom, in cells of stride 8). PySDK 1.5.0 runs it through its YOLOv8 head matcher:
+    it needs OutputYoloRegMax 1 ("Mismatch in the number of box/prob tensors!" otherwise),
+    takes the distances as they are and applies the sigmoid to the class tensor."""
     g = Graph(811)
     nc = len(LABELS5)
     n = (S // 8) ** 2
-    sc = g.affine(g.flat(g.conv("images", 3, nc, 8, gain=4.0, bias=-2.5), nc), [1] * nc, [0] * nc, nc)
+    sc = g.flat(g.conv("images", 3, nc, 8, gain=4.0, bias=-2.5), nc)
     g.output(g.op("Transpose", [sc], perm=[0, 2, 1]), "scores", [1, n, nc])
-    bx = g.affine(g.flat(g.conv("images", 3, 4, 8, gain=3.0), 4), [40, 40, 24, 24], [0, 0, 6, 6], 4)
-    m = np.eye(4)
-    m[0, 2] = m[1, 3] = 1
-    g.output(g.op("MatMul", [g.op("Transpose", [bx], perm=[0, 2, 1]), g.const(m)]), "boxes", [1, n, 4])
+    bx = g.affine(g.flat(g.conv("images", 3, 4, 8, gain=3.0), 4), [1.5] * 4, [0.2] * 4, 4)
+    g.output(g.op("Transpose", [bx], perm=[0, 2, 1]), "boxes", [1, n, 4])
     write(root, "damoyolo--64x64_float_onnx_cpu_1", g, {
         "OutputPostprocessType": "DetectionDamoYolo", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
         "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
-        "MaxClassesPerDetection": 1, "UseRegularNMS": True,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": 1, "OutputYoloStrides": [8],
     }, LABELS5)
 
 

@@ -11,9 +11,12 @@ use std::collections::BTreeMap;
 mod classification;
 mod face;
 mod hailo;
+mod hand;
 mod obb;
+mod plates;
 mod pose_yolov8;
 mod raw;
+mod ssd;
 mod yolo;
 mod yolov10;
 mod yolov5_heads;
@@ -114,6 +117,21 @@ pub struct PostConfig {
     pub anchors: Vec<Vec<[f32; 2]>>,
     /// `OutputNumLandmarks` (pose keypoints).
     pub num_landmarks: usize,
+    /// `PostProcessorInputs`: tensor ids naming each input of the post-processor, in its order.
+    pub inputs: Vec<i64>,
+    /// Whether `PostProcessorInputs` is in the parameters at all (PySDK's SSD decoder needs it).
+    pub inputs_given: bool,
+    /// `YScale`, `XScale`, `HScale`, `WScale`: SSD box-encoding divisors.
+    pub box_scales: [f32; 4],
+    /// `Connections`: keypoint index -> the keypoints it connects to (pose `connect` lists).
+    pub connections: BTreeMap<usize, Vec<i64>>,
+}
+
+impl PostConfig {
+    /// Keypoint `k`'s `connect` list (empty when `Connections` does not name it).
+    pub(crate) fn connect(&self, k: usize) -> Vec<i64> {
+        self.connections.get(&k).cloned().unwrap_or_default()
+    }
 }
 
 impl PostConfig {
@@ -134,6 +152,14 @@ impl PostConfig {
             reg_max: p.i64("OutputYoloRegMax", 0).max(1) as usize,
             strides: p.i64_vec("OutputYoloStrides", 0),
             num_landmarks: p.u64("OutputNumLandmarks", 0) as usize,
+            inputs: p.i64_vec("PostProcessorInputs", 0),
+            inputs_given: p.exists("PostProcessorInputs", 0),
+            box_scales: ["YScale", "XScale", "HScale", "WScale"].map(|k| p.f64(k, 0) as f32),
+            connections: p
+                .get("Connections", 0)
+                .as_object()
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.parse().ok()?, v.as_array()?.iter().filter_map(Value::as_i64).collect()))).collect())
+                .unwrap_or_default(),
             anchors: p
                 .get("OutputYoloAnchors", 0)
                 .as_array()
@@ -246,7 +272,10 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
         P::None | P::Base | P::Null => Ok(raw::raw(outputs, ids)),
         P::Dequantization => Ok(raw::dequantization(outputs, ids)),
         P::Classification => Ok(PostOutput { results: classification::classification(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: false }),
-        P::DetectionYoloV8 if outputs.len() > 1 => {
+        P::DetectionYoloV8Plates if outputs.len() > 1 => {
+            Ok(PostOutput { results: plates::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: false })
+        }
+        P::DetectionYoloV8 | P::DetectionDamoYolo if outputs.len() > 1 => {
             Ok(PostOutput { results: yolov8_heads::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::DetectionYolo if outputs.len() > 1 || !cfg.anchors.is_empty() => {
@@ -255,6 +284,8 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
         P::DetectionYoloV8OBB => Ok(PostOutput { results: obb::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::FaceDetection => Ok(PostOutput { results: face::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::DetectionYoloHailo => Ok(PostOutput { results: hailo::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
+        P::HandDetection => Ok(PostOutput { results: hand::decode(cfg, &outputs, ids)?, tensors: Vec::new(), has_coordinates: true }),
+        P::Detection => Ok(PostOutput { results: ssd::decode(cfg, &outputs, ids, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true }),
         P::DetectionYoloV10 => Ok(PostOutput { results: yolov10::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
         P::PoseDetectionYoloV8 if outputs.len() > 1 => {
             Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
@@ -362,6 +393,37 @@ pub(crate) fn dims(t: &Tensor) -> Vec<usize> {
     t.info.shape.iter().map(|&d| d.max(0) as usize).collect()
 }
 
+/// The tensors `PostProcessorInputs` names by tensor id, one per role (PySDK's SSD and hand
+/// decoders take their inputs this way). `kind` and `roles` name them in errors.
+pub(crate) fn inputs_by_id<'a>(kind: &str, cfg: &PostConfig, outputs: &'a [Tensor], ids: &[i64], roles: &[&str]) -> Result<Vec<&'a Tensor>> {
+    let n = roles.len();
+    let what = roles.join(", ");
+    if !cfg.inputs_given {
+        return Err(Error::bad_model(format!(
+            "{kind} post-processing: parameter 'PostProcessorInputs' in section 'POST_PROCESS' is missing (it names the {what} by tensor id)"
+        )));
+    }
+    if cfg.inputs.len() != n {
+        return Err(Error::bad_model(format!(
+            "{kind} post-processing expects {n} inputs ({what}), but number specified in model JSON parameters (PostProcessorInputs) is {}",
+            cfg.inputs.len()
+        )));
+    }
+    if outputs.len() != n {
+        return Err(Error::bad_model(format!("{kind} post-processing expects {n} output tensors ({what}); the model has {}", outputs.len())));
+    }
+    cfg.inputs
+        .iter()
+        .zip(roles)
+        .map(|(id, role)| {
+            let i = ids.iter().position(|x| x == id).ok_or_else(|| {
+                Error::bad_model(format!("{kind} post-processing: PostProcessorInputs names tensor id {id} for the {role}; the model's output ids are {ids:?}"))
+            })?;
+            Ok(&outputs[i])
+        })
+        .collect()
+}
+
 /// "output tensor 'name' of shape [..]" for error messages.
 pub(crate) fn describe(t: &Tensor) -> String {
     format!("output tensor '{}' of shape {:?}", t.info.name, t.info.shape)
@@ -382,7 +444,10 @@ pub fn filter_class_set(results: &mut Vec<Value>, class_set: &[Value]) {
 }
 
 /// Map `bbox` corners and landmark x,y of detection results to original-image coordinates.
-pub fn map_coordinates(results: &mut [Value], conv: &dyn Fn(f64, f64) -> (f64, f64)) {
+/// As PySDK's result classes, a landmark becomes `[x, y]` (anything after is dropped), except
+/// `HandDetection`'s, which keeps its z.
+pub fn map_coordinates(results: &mut [Value], kind: &PostprocessType, conv: &dyn Fn(f64, f64) -> (f64, f64)) {
+    let keep_z = *kind == PostprocessType::HandDetection;
     for r in results.iter_mut() {
         let Some(o) = r.as_object_mut() else { continue };
         if let Some(Value::Array(b)) = o.get_mut("bbox") {
@@ -398,7 +463,9 @@ pub fn map_coordinates(results: &mut [Value], conv: &dyn Fn(f64, f64) -> (f64, f
                 if let Some(Value::Array(p)) = lm.get_mut("landmark") {
                     if p.len() >= 2 {
                         let (x, y) = conv(p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0));
-                        *p = vec![json!(x), json!(y)];
+                        p[0] = json!(x);
+                        p[1] = json!(y);
+                        p.truncate(if keep_z { 3 } else { 2 });
                     }
                 }
             }
@@ -503,6 +570,59 @@ mod tests {
         let mut r = vec![json!({"label": "a", "category_id": 1}), json!({"label": "b", "category_id": 2})];
         filter_class_set(&mut r, &[json!(1)]);
         assert_eq!(r[0]["label"], "a");
+    }
+
+    fn u8_tensor(shape: &[i64], v: &[u8]) -> Tensor {
+        Tensor { info: TensorInfo { name: "q".into(), shape: shape.to_vec(), dtype: ElemType::U8, quant: None, id: None }, data: AlignedBuf::from_bytes(v) }
+    }
+
+    /// SSD: tensors found by id whatever their order; bad dtypes, shapes and ids are errors.
+    #[test]
+    fn ssd_inputs_by_id_and_errors() {
+        let mut c = PostConfig::from_params(
+            &ModelParams::from_value(json!({"POST_PROCESS":[{"OutputPostprocessType": "Detection", "OutputNumClasses": 2,
+                "OutputConfThreshold": 0.6, "OutputNMSThreshold": 0.5, "UseRegularNMS": true, "PostProcessorInputs": [7, 5, 6]}]}))
+            .unwrap(),
+        );
+        let anchors = tensor(&[2, 4], &[0.5, 0.5, 0.2, 0.2, 0.25, 0.25, 0.1, 0.1]);
+        let boxes = u8_tensor(&[1, 2, 4], &[0; 8]);
+        let scores = u8_tensor(&[1, 2, 3], &[0, 2, 0, 0, 0, 0]);
+        let outs = vec![boxes.clone(), scores.clone(), anchors.clone()];
+        let r = run(&c, outs.clone(), &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap().results;
+        // Anchor 0 only (anchor 1's best logit is 0); class 0 (sigmoid 2), class 1 is 0.5 < 0.6.
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["category_id"], 0);
+        let b: Vec<f64> = r[0]["bbox"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!(b.iter().zip([40.0, 40.0, 60.0, 60.0]).all(|(a, w)| (a - w).abs() < 1e-4), "{b:?}");
+        let e = run(&c, outs.clone(), &[1, 2, 3], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("tensor id 7") && e.message.contains("anchors"), "{}", e.message);
+        let float_boxes = vec![tensor(&[1, 2, 4], &[0.0; 8]), scores.clone(), anchors.clone()];
+        let e = run(&c, float_boxes, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("box encodings") && e.message.contains("uint8"), "{}", e.message);
+        let short = vec![boxes.clone(), u8_tensor(&[1, 2, 5], &[0; 10]), anchors.clone()];
+        let e = run(&c, short, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("OutputNumClasses"), "{}", e.message);
+        c.inputs.pop();
+        let e = run(&c, outs, &[5, 6, 7], &BTreeMap::new(), (100.0, 100.0)).unwrap_err();
+        assert!(e.message.contains("is 2"), "{}", e.message);
+    }
+
+    /// HandDetection: wrong tensor sizes are errors naming the role, not out-of-bounds reads.
+    #[test]
+    fn hand_sizes_are_checked() {
+        let c = PostConfig::from_params(
+            &ModelParams::from_value(
+                json!({"POST_PROCESS":[{"OutputPostprocessType": "HandDetection", "OutputConfThreshold": 0.5, "PostProcessorInputs": [1, 2, 3, 4]}]}),
+            )
+            .unwrap(),
+        );
+        let lm = tensor(&[1, 63], &[1.0; 63]);
+        let one = tensor(&[1, 1], &[0.9]);
+        let r = run(&c, vec![lm.clone(), one.clone(), one.clone(), lm.clone()], &[1, 2, 3, 4], &BTreeMap::new(), (1.0, 1.0)).unwrap().results;
+        assert_eq!(r[0]["landmarks"].as_array().unwrap().len(), 21);
+        assert_eq!(r[0]["landmarks"][20]["label"], "PinkyFingerTip");
+        let e = run(&c, vec![tensor(&[1, 60], &[1.0; 60]), one.clone(), one.clone(), lm], &[1, 2, 3, 4], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
+        assert!(e.message.contains("landmarks") && e.message.contains("63"), "{}", e.message);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `PoseDetectionYoloV8` from one fused tensor `[1, 4 + nc + 3K, N]` (or `[1, N, 4 + nc + 3K]`):
 //! box centre/size in input pixels, class scores (used as they are), then K keypoints of
-//! (x, y, visibility). Each detection carries `landmarks`: `{"category_id": k, "connect": [],
-//! "landmark": [x, y], "score": visibility}`, as PySDK.
+//! (x, y, visibility). Each detection carries `landmarks`: `{"category_id": k, "connect": [..],
+//! "landmark": [x, y], "score": visibility}`, as PySDK; `connect` is `Connections[k]` (empty if absent).
 use super::yolov8_heads::{dfl, view, Head};
 use super::{dequantize, describe, dims, sigmoid, Det, PostConfig};
 use crate::error::{Error, Result};
@@ -49,7 +49,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
         let lms: Vec<Value> = (0..k)
             .map(|i| {
                 let base = 4 + nc + 3 * i;
-                json!({"category_id": i, "connect": [], "landmark": [at(base, d.anchor) as f64, at(base + 1, d.anchor) as f64], "score": at(base + 2, d.anchor) as f64})
+                json!({"category_id": i, "connect": cfg.connect(i), "landmark": [at(base, d.anchor) as f64, at(base + 1, d.anchor) as f64], "score": at(base + 2, d.anchor) as f64})
             })
             .collect();
         o.insert("landmarks".into(), Value::Array(lms));
@@ -127,7 +127,7 @@ pub(super) fn decode_heads(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeM
         let lms: Vec<Value> = points[d.anchor]
             .iter()
             .enumerate()
-            .map(|(q, p)| json!({"category_id": q, "connect": [], "landmark": [p[0].max(0.0) as f64, p[1].max(0.0) as f64], "score": p[2] as f64}))
+            .map(|(q, p)| json!({"category_id": q, "connect": cfg.connect(q), "landmark": [p[0].max(0.0) as f64, p[1].max(0.0) as f64], "score": p[2] as f64}))
             .collect();
         o.insert("landmarks".into(), Value::Array(lms));
     }))

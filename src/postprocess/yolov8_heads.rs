@@ -3,6 +3,9 @@
 //! class tensor of `OutputNumClasses` logits (PySDK applies the sigmoid), NHWC `[1,H,W,C]` or
 //! NCHW `[1,C,H,W]`. Cell (row i, column j) has its anchor point at (j + 0.5, i + 0.5) x stride;
 //! the box is anchor -/+ the DFL expectation of each side, times the stride.
+//! `DetectionDamoYolo` runs here too, as in PySDK: flattened `[1, N, C]` heads and
+//! `OutputYoloRegMax` 1 (PySDK refuses other bin counts: "Mismatch in the number of box/prob
+//! tensors!"), anchor points at the cell corner (j, i) x stride.
 use super::{dequantize, describe, dims, sigmoid, Det, PostConfig};
 use crate::error::{Error, Result};
 use crate::runtime::Tensor;
@@ -28,13 +31,19 @@ impl Head {
     }
 }
 
-/// Classify a rank-4 head by its channel count: `Some((_, true))` box head, `Some((_, false))` class head.
-fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>) -> Option<(Head, bool)> {
+/// Classify a head by its channel count: `Some((_, true))` box head, `Some((_, false))` class
+/// head. Rank 4 is NHWC or NCHW; rank 3 `[1, N, C]` is a flattened grid, row-major, whose
+/// size N is one of `grids` (the stride grids of the input).
+fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>, grids: &[(usize, usize)]) -> Option<(Head, bool)> {
     let d = dims(t);
+    let is = |c: usize| c == box_c || nc.is_none_or(|n| n == c);
+    if d.len() == 3 && d[0] == 1 && is(d[2]) {
+        let &(h, w) = grids.iter().find(|(h, w)| h * w == d[1])?;
+        return Some((Head { h, w, c: d[2], nhwc: true, data: dequantize(t) }, d[2] == box_c));
+    }
     if d.len() != 4 || d[0] != 1 {
         return None;
     }
-    let is = |c: usize| c == box_c || nc.is_none_or(|n| n == c);
     // NHWC when the last dim is a channel count and the second is not (or both are and H == W).
     let nhwc = if is(d[3]) && !is(d[1]) {
         true
@@ -56,8 +65,11 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
     let nc = (cfg.num_classes > 0).then_some(cfg.num_classes);
     let mut boxes: Vec<Head> = Vec::new();
     let mut classes: Vec<(Head, String)> = Vec::new();
+    let strides: &[i64] = if cfg.strides.is_empty() { &[8, 16, 32] } else { &cfg.strides };
+    let grids: Vec<(usize, usize)> =
+        strides.iter().filter(|&&s| s > 0).map(|&s| ((input_wh.1 / s as f32).round() as usize, (input_wh.0 / s as f32).round() as usize)).collect();
     for t in outputs {
-        match head_of(t, box_c, nc) {
+        match head_of(t, box_c, nc, &grids) {
             Some((h, true)) => boxes.push(h),
             Some((h, false)) => classes.push((h, describe(t))),
             None => {
@@ -77,6 +89,8 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
         )));
     }
     let thr = cfg.conf_threshold as f32;
+    // PySDK puts DAMO-YOLO's anchor points on the cell corner, YOLOv8's on the cell centre.
+    let half = if cfg.kind == super::PostprocessType::DetectionDamoYolo { 0.0 } else { 0.5 };
     let mut cands: Vec<Det> = Vec::new();
     let mut cls_scores: Vec<(usize, f32)> = Vec::new();
     let mut e = vec![0f32; reg];
@@ -101,7 +115,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
                     continue;
                 }
                 let dist = dfl(bx, i, j, reg, &mut e);
-                let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
+                let (ax, ay) = (j as f32 + half, i as f32 + half);
                 let b = [(ax - dist[0]) * sx, (ay - dist[1]) * sy, (ax + dist[2]) * sx, (ay + dist[3]) * sy];
                 cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
                 let per_anchor = if cfg.regular_nms { cls_scores.len() } else { cfg.max_classes_per_detection };
@@ -132,9 +146,13 @@ pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
 }
 
 /// DFL: the expected distance of each side (left, top, right, bottom) in cells, from
-/// `reg` softmax bins per side. `e` is scratch space of `reg` values.
+/// `reg` softmax bins per side. `e` is scratch space of `reg` values. With one bin
+/// (`OutputYoloRegMax` 1, DAMO-YOLO) the head holds the distances themselves.
 pub(super) fn dfl(bx: &Head, i: usize, j: usize, reg: usize, e: &mut [f32]) -> [f32; 4] {
     let mut dist = [0f32; 4];
+    if reg == 1 {
+        return std::array::from_fn(|side| bx.at(i, j, side));
+    }
     for (side, dv) in dist.iter_mut().enumerate() {
         let mut m = f32::NEG_INFINITY;
         for (b, ev) in e.iter_mut().enumerate() {

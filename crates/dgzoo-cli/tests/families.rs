@@ -235,6 +235,30 @@ fn multi_label_classification() {
     check_family("multilabel--64x64_float_onnx_cpu_1");
 }
 
+/// SSD `Detection`: uint8 box encodings and class logits, float anchors, by tensor id.
+#[test]
+fn ssd_detection_with_anchors() {
+    check_family("ssd_quant--64x64_float_onnx_cpu_1");
+}
+
+/// `HandDetection`: 21 landmarks with z and world landmarks, by tensor id; one image under the threshold.
+#[test]
+fn hand_landmarks() {
+    check_family("hand_landmarks--64x64_float_onnx_cpu_1");
+}
+
+/// `DetectionDamoYolo`: flattened `[1, N, C]` class logits and side distances (`OutputYoloRegMax` 1).
+#[test]
+fn damoyolo_heads() {
+    check_family("damoyolo--64x64_float_onnx_cpu_1");
+}
+
+/// `DetectionYoloV8Plates`: the characters found read left to right into one label (one image finds none).
+#[test]
+fn yolov8_plates() {
+    check_family("yolov8_plates--64x64_float_onnx_cpu_1");
+}
+
 #[test]
 fn yolov8_separate_heads_with_dfl() {
     check_family("yolov8_dfl_heads--64x64_float_onnx_cpu_1");
@@ -253,6 +277,8 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
         ("PoseDetectionYoloV8", "keypoint"),
         ("Segmentation", "one element"),
         ("DetectionYolo", "OutputYoloAnchors"),
+        ("Detection", "PostProcessorInputs"),
+        ("HandDetection", "PostProcessorInputs"),
     ] {
         let model = zoo.load_model(name, &json!({"output_postprocess_type": kind})).unwrap();
         let err = predict(&model, &[Input::Bytes(&bytes)]).unwrap_err().to_string();
