@@ -3,7 +3,7 @@
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
 use crate::address::ServerAddress;
 use crate::error::{Code, Error, Result};
-use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
+use crate::protocol::ws::{ClientReader, ClientWriter, WsClient, WsMessage};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
@@ -206,7 +206,7 @@ pub struct RemoteStream {
 
 enum Receiver {
     Asio(TcpStream),
-    Ws(WsReader),
+    Ws(ClientReader),
 }
 
 /// The sending side of a stream. A second one (`RemoteStream::sender`) lets one thread send
@@ -219,7 +219,7 @@ pub struct StreamSender {
 enum SendConn {
     Asio(TcpStream),
     /// The writer, and the socket to shut down without waiting for a write in progress.
-    Ws(WsWriter, TcpStream),
+    Ws(ClientWriter, TcpStream),
 }
 
 impl std::fmt::Debug for RemoteStream {

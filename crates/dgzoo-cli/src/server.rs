@@ -30,18 +30,18 @@ pub enum ProtocolArg {
 #[derive(Args)]
 pub struct StartArgs {
     /// TCP port (asio; http uses port+1 with `--protocol both`).
-    #[arg(long, default_value_t = 8778)]
+    #[arg(long, env = "DGZOO_SERVER_PORT", default_value_t = 8778)]
     port: u16,
     #[arg(long, value_enum, default_value = "asio")]
     protocol: ProtocolArg,
     /// Zoo directory.
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "DGZOO_SERVER_ZOO", default_value = ".")]
     zoo: PathBuf,
     /// Only log errors.
     #[arg(long)]
     pub quiet: bool,
     /// Address to bind (PySDK binds 0.0.0.0).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "DGZOO_SERVER_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Largest frame accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -73,7 +73,7 @@ pub struct StartArgs {
 #[derive(Args)]
 pub struct PortArgs {
     /// Port of the server's asio protocol.
-    #[arg(long, default_value_t = 8778)]
+    #[arg(long, env = "DGZOO_SERVER_PORT", default_value_t = 8778)]
     port: u16,
 }
 
