@@ -3,7 +3,7 @@
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
 use crate::address::ServerAddress;
 use crate::error::{Code, Error, Result};
-use crate::protocol::ws::{WsClient, WsMessage, WsReader, WsWriter};
+use crate::protocol::ws::{ClientReader, ClientWriter, WsClient, WsMessage};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
@@ -96,7 +96,7 @@ impl AiServerClient {
             "modelzoo" | "system_info" => self.rest("GET", &format!("/v1/{op}"), None),
             "label_dictionary" => {
                 let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
-                self.rest("GET", &format!("/v1/label_dictionary/{}", percent_encode(name)), None)
+                self.rest("GET", &format!("/v1/label_dictionary/{}", crate::protocol::http::percent_encode(name)), None)
             }
             "sleep" => {
                 let ms = fields.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0);
@@ -197,10 +197,6 @@ impl AiServerClient {
     }
 }
 
-fn percent_encode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
 /// An open inference stream: frames out, msgpack results back in order.
 pub struct RemoteStream {
     tx: StreamSender,
@@ -210,7 +206,7 @@ pub struct RemoteStream {
 
 enum Receiver {
     Asio(TcpStream),
-    Ws(WsReader),
+    Ws(ClientReader),
 }
 
 /// The sending side of a stream. A second one (`RemoteStream::sender`) lets one thread send
@@ -223,7 +219,7 @@ pub struct StreamSender {
 enum SendConn {
     Asio(TcpStream),
     /// The writer, and the socket to shut down without waiting for a write in progress.
-    Ws(WsWriter, TcpStream),
+    Ws(ClientWriter, TcpStream),
 }
 
 impl std::fmt::Debug for RemoteStream {

@@ -20,6 +20,44 @@ pub enum Code {
     Internal = 12,
 }
 
+impl Code {
+    /// Every code, in value order.
+    pub const ALL: [Code; 13] = [
+        Code::Ok,
+        Code::InvalidArgument,
+        Code::NotFound,
+        Code::Unsupported,
+        Code::Io,
+        Code::Network,
+        Code::Auth,
+        Code::Protocol,
+        Code::BadModel,
+        Code::Inference,
+        Code::Timeout,
+        Code::Cancelled,
+        Code::Internal,
+    ];
+
+    /// The C enumerator's name without its `DG_` prefix (`NOT_FOUND`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::NotFound => "NOT_FOUND",
+            Code::Unsupported => "UNSUPPORTED",
+            Code::Io => "IO",
+            Code::Network => "NETWORK",
+            Code::Auth => "AUTH",
+            Code::Protocol => "PROTOCOL",
+            Code::BadModel => "BAD_MODEL",
+            Code::Inference => "INFERENCE",
+            Code::Timeout => "TIMEOUT",
+            Code::Cancelled => "CANCELLED",
+            Code::Internal => "INTERNAL",
+        }
+    }
+}
+
 /// Why an operation failed, finer than [`Code`], for callers that must tell failures apart:
 /// code branches on this, never on message text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -24,6 +24,7 @@ pub mod frame;
 pub mod image_ops;
 pub mod inference;
 pub mod model;
+pub mod msgpack;
 pub mod overlay;
 pub mod params;
 pub mod pipeline;

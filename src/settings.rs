@@ -25,6 +25,8 @@ pub struct Settings {
     /// `DGZOO_LOG`: the log filter (tracing-subscriber EnvFilter syntax), for the log
     /// subscribers of the C ABI and the CLI.
     pub log: Option<String>,
+    /// `DGZOO_ADMIN_TOKEN`: the AI server's admin token (`dgzoo server start`; empty = none).
+    pub admin_token: Option<String>,
     /// `HOME`, `APPDATA`, `XDG_DATA_HOME` (empty values count as unset).
     pub home: Option<PathBuf>,
     pub appdata: Option<PathBuf>,
@@ -51,6 +53,7 @@ impl Settings {
             offline: flag("DGZOO_OFFLINE"),
             openvino_cache_off: std::env::var("DGZOO_OPENVINO_CACHE").is_ok_and(|v| matches!(v.trim(), "0" | "false" | "no" | "off")),
             token_file: path("DGZOO_TOKEN_FILE"),
+            admin_token: std::env::var("DGZOO_ADMIN_TOKEN").ok().filter(|v| !v.is_empty()),
             log: std::env::var("DGZOO_LOG").ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty()),
             home: path("HOME"),
             appdata: path("APPDATA"),

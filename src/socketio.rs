@@ -170,50 +170,14 @@ pub fn mp_to_bytes(v: &Mp) -> Vec<u8> {
     out
 }
 
-/// JSON → msgpack value (for the CONNECT auth map).
+/// JSON → msgpack value (for the CONNECT auth map): `crate::msgpack::from_json`.
 pub fn mp_from_json(v: &Value) -> Mp {
-    match v {
-        Value::Null => Mp::Nil,
-        Value::Bool(b) => Mp::Boolean(*b),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Mp::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Mp::from(u)
-            } else {
-                Mp::F64(n.as_f64().unwrap_or(0.0))
-            }
-        }
-        Value::String(s) => Mp::from(s.as_str()),
-        Value::Array(a) => Mp::Array(a.iter().map(mp_from_json).collect()),
-        Value::Object(o) => Mp::Map(o.iter().map(|(k, x)| (Mp::from(k.as_str()), mp_from_json(x))).collect()),
-    }
+    crate::msgpack::from_json(v, &|_| None)
 }
 
-/// msgpack value → JSON (binary data as lossy text; auth maps carry none).
+/// msgpack value → JSON (binary data as lossy text; auth maps carry none): `crate::msgpack::to_json`.
 pub fn mp_to_json(v: &Mp) -> Value {
-    match v {
-        Mp::Nil => Value::Null,
-        Mp::Boolean(b) => json!(b),
-        Mp::Integer(i) => i.as_i64().map(|x| json!(x)).or_else(|| i.as_u64().map(|x| json!(x))).unwrap_or(Value::Null),
-        Mp::F32(f) => json!(*f as f64),
-        Mp::F64(f) => json!(f),
-        Mp::String(s) => json!(s.as_str().unwrap_or_default()),
-        Mp::Binary(b) | Mp::Ext(_, b) => json!(String::from_utf8_lossy(b)),
-        Mp::Array(a) => Value::Array(a.iter().map(mp_to_json).collect()),
-        Mp::Map(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| {
-                    let key = match k {
-                        Mp::String(s) => s.as_str().unwrap_or_default().to_string(),
-                        Mp::Binary(b) => String::from_utf8_lossy(b).into_owned(),
-                        other => other.to_string(),
-                    };
-                    (key, mp_to_json(x))
-                })
-                .collect(),
-        ),
-    }
+    crate::msgpack::to_json(v.clone(), None)
 }
 
 /// A string or bin argument as text (frame numbers).

@@ -63,7 +63,7 @@ fn list_models_matches_pysdk() {
     assert_eq!(cases.len(), 18);
     for (key, want) in cases {
         let f = Filters::from_json(&filter_of(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
-        let got = zoo.list_names(&f);
+        let got = zoo.list_names(&f).unwrap();
         let want: Vec<String> = serde_json::from_value(want.clone()).unwrap();
         assert_eq!(got, want, "list_models({key})");
     }
@@ -187,7 +187,7 @@ fn every_model_on_every_image_matches_pysdk() {
     let zoo = connect();
     let root = zoo_root();
     let mut checked = 0;
-    for model_name in zoo.list_names(&Filters::default()) {
+    for model_name in zoo.list_names(&Filters::default()).unwrap() {
         let model = zoo.load_model(&model_name, &Value::Null).unwrap();
         for img in ["cat_224", "car_416", "girls_256"] {
             let want = read_json(&root.join(format!("expected/{model_name}/{img}.json")));

@@ -214,7 +214,7 @@ fn a_tflite_model_loads_only_its_runtime() {
         assert!(!maps().contains("libopenvino"), "OpenVINO mapped before any model ran");
         let zoo = dgzoo::zoo::Zoo::connect("@local", &format!("{}/demo/zoo", env!("CARGO_MANIFEST_DIR")), "").unwrap();
         // Listing a TFLite-only zoo loads only the runtimes its models name.
-        let names = zoo.list_names(&dgzoo::filter::Filters::default());
+        let names = zoo.list_names(&dgzoo::filter::Filters::default()).unwrap();
         assert!(names.iter().any(|n| n == EFF_Q), "{names:?}");
         assert!(!maps().contains("libonnxruntime"), "listing a TFLite-only zoo mapped ONNX Runtime");
         assert!(!maps().contains("libopenvino"), "listing a TFLite-only zoo mapped OpenVINO");

@@ -23,7 +23,7 @@ fn write(dir: &Path, rel: &str, v: &Value) {
 }
 
 fn names(zoo: &Zoo) -> Vec<String> {
-    zoo.list_names(&Filters::default())
+    zoo.list_names(&Filters::default()).unwrap()
 }
 
 #[test]

@@ -31,6 +31,10 @@ use std::time::{Duration, Instant, SystemTime};
 pub const DEFAULT_LIMIT: u64 = 1 << 30;
 const PARTIAL_DIR: &str = ".partial";
 const CLEANUP_LOCK: &str = "__cleanup.lock__";
+/// Name part of a model's resumable download in the partial directory (`<m>.dl-resume.zip`).
+const RESUME_SUFFIX: &str = ".dl-resume";
+/// How long `prune` keeps an interrupted download for resuming.
+const RESUME_KEEP: Duration = Duration::from_secs(24 * 3600);
 /// How long installing a new copy waits for the old one to be free. Users of a model hold it
 /// for their lifetime, so only brief holders (lookups) are worth waiting for.
 const INSTALL_WAIT: Duration = Duration::from_secs(3);
@@ -101,6 +105,24 @@ fn open_lock(p: &Path) -> Result<File> {
     std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).map_err(|e| io_err("Cannot open lock file", p, e))
 }
 
+/// Whether the locked handle `f` is still the file at `p`: lock files are removed while held
+/// exclusively, so a process that opened one before it was removed must open it again.
+fn lock_is_current(f: &File, p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (f.metadata(), std::fs::metadata(p)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (f, p);
+        true
+    }
+}
+
 /// A fresh temp name for `model` in the partial directory: `<model>.dl-<pid>-<ns>-<n>`.
 fn unique(model: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -167,6 +189,10 @@ impl Cache {
     /// Take the model's in-use lock and return it if a valid copy is cached (config present and,
     /// when `expected` is given, with that checksum).
     fn try_hold(&self, zdir: &Path, model: &str, expected: Option<&str>) -> Result<Option<CachedModel>> {
+        // No lock file is made for a model that is not there (it would outlive a failed load).
+        if !zdir.join(model).join(format!("{model}.json")).is_file() {
+            return Ok(None);
+        }
         let lock_path = zdir.join(format!("{model}.lock"));
         let lock = match open_lock(&lock_path) {
             Ok(l) => l,
@@ -175,6 +201,11 @@ impl Cache {
             Err(e) => File::open(&lock_path).or_else(|_| File::open(zdir)).map_err(|_| e)?,
         };
         FileExt::lock_shared(&lock).map_err(|e| Error::io(format!("Cannot lock cached model '{model}': {e}")))?;
+        if !lock_is_current(&lock, &lock_path) {
+            // Removed with its model while we waited: look again.
+            drop(lock);
+            return self.try_hold(zdir, model, expected);
+        }
         let dir = zdir.join(model);
         let config = dir.join(format!("{model}.json"));
         if config.is_file() && expected.is_none_or(|want| config_checksum(&config) == want) {
@@ -215,6 +246,44 @@ impl Cache {
             .collect();
         out.sort();
         out
+    }
+
+    /// The cached copy of `model`, held, when the cloud confirms it is current (one request:
+    /// the checksum check) or cannot be reached (5xx / transport error: the copy is used as is,
+    /// like PySDK's native cache). `None` when nothing is cached or the cloud has a newer copy.
+    pub fn hold_if_current(&self, client: &CloudClient, model: &str) -> Result<Option<CachedModel>> {
+        archive::check_model_name(model)?;
+        let zdir = self.zoo_dir(client.zoo())?;
+        let cfg = zdir.join(model).join(format!("{model}.json"));
+        if !cfg.is_file() {
+            return Ok(None);
+        }
+        let have = config_checksum(&cfg);
+        if have.is_empty() {
+            return Ok(None);
+        }
+        match client.check(model, &have) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            Err(e) if matches!(e.code, Code::Network) => {}
+            Err(e) => return Err(e),
+        }
+        self.try_hold(&zdir, model, Some(&have))
+    }
+
+    /// Bring `model` into the cache and hold it, with the fewest requests: a current cached
+    /// copy costs the checksum check; otherwise the model info (for the zoo's checksum) and the
+    /// download. Offline: the cached copy or an error, no request.
+    pub fn fetch(&self, client: &CloudClient, model: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
+        if self.cfg.offline {
+            return self.get_offline(client.zoo(), model);
+        }
+        if let Some(held) = self.hold_if_current(client, model)? {
+            return Ok(held);
+        }
+        let info = client.model_info(model)?;
+        let sum = info["model_params"]["Checksum"].as_str().unwrap_or_default().to_string();
+        self.ensure(client, model, (!sum.is_empty()).then_some(sum.as_str()), progress)
     }
 
     /// Make `model` of the client's zoo available locally and hold it.
@@ -269,10 +338,13 @@ impl Cache {
                     return Ok(h);
                 }
             }
-            self.clear_partials(&zdir, model);
+            self.clear_partials(&zdir, model, RESUME_KEEP);
             let held = self.download_install(client, &zdir, model, expected.as_deref(), progress)?;
             Ok(held)
         })();
+        // The download lock file goes with the download, whatever its outcome (removed while
+        // held; a waiter then sees it is not current and locks a new one).
+        let _ = std::fs::remove_file(zdir.join(format!("{model}.dl.lock")));
         let _ = FileExt::unlock(&dl);
         let held = result?;
         self.evict(Some(self.cfg.limit));
@@ -283,11 +355,18 @@ impl Cache {
     /// partial download keeps growing; a downloader that makes no progress for
     /// `STALL_TIMEOUT` (hung, not dead: a dead one releases its lock) is an error.
     fn lock_download(&self, zdir: &Path, model: &str) -> Result<File> {
-        let dl = open_lock(&zdir.join(format!("{model}.dl.lock")))?;
+        let path = zdir.join(format!("{model}.dl.lock"));
+        let mut dl = open_lock(&path)?;
         let mut last = (self.partial_size(zdir, model), Instant::now());
         loop {
             match FileExt::try_lock_exclusive(&dl) {
-                Ok(true) => return Ok(dl),
+                Ok(true) if lock_is_current(&dl, &path) => return Ok(dl),
+                // The previous holder removed the file when it was done: lock the new one.
+                Ok(true) => {
+                    let _ = FileExt::unlock(&dl);
+                    dl = open_lock(&path)?;
+                    continue;
+                }
                 Ok(false) => {}
                 Err(e) => return Err(Error::io(format!("Cannot lock cached model '{model}' for download: {e}"))),
             }
@@ -325,16 +404,45 @@ impl Cache {
             for m in models {
                 let Ok(dl) = open_lock(&zdir.join(format!("{m}.dl.lock"))) else { continue };
                 if let Ok(true) = FileExt::try_lock_exclusive(&dl) {
-                    self.clear_partials(&zdir, &m);
+                    self.clear_partials(&zdir, &m, RESUME_KEEP);
+                    let _ = FileExt::unlock(&dl);
                 }
+            }
+            self.clear_orphan_locks(&zdir);
+        }
+    }
+
+    /// Remove lock files of models that are not cached (left by failed downloads and loads of
+    /// older versions) and not locked by anyone, so the cache holds only what `entries` lists.
+    fn clear_orphan_locks(&self, zdir: &Path) {
+        let Ok(rd) = std::fs::read_dir(zdir) else { return };
+        for e in rd.flatten() {
+            let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
+            let Some(model) = name.strip_suffix(".dl.lock").or_else(|| name.strip_suffix(".lock")) else { continue };
+            if zdir.join(model).exists() && !name.ends_with(".dl.lock") {
+                continue;
+            }
+            let path = e.path();
+            let Ok(f) = File::open(&path) else { continue };
+            if let Ok(true) = FileExt::try_lock_exclusive(&f) {
+                if lock_is_current(&f, &path) && (name.ends_with(".dl.lock") || !zdir.join(model).exists()) {
+                    let _ = std::fs::remove_file(&path);
+                }
+                let _ = FileExt::unlock(&f);
             }
         }
     }
 
-    /// Remove what a killed downloader of `model` left (we hold its download lock).
-    fn clear_partials(&self, zdir: &Path, model: &str) {
+    /// Remove what a killed downloader of `model` left (we hold its download lock), except a
+    /// resumable archive download younger than `keep_resume`.
+    fn clear_partials(&self, zdir: &Path, model: &str, keep_resume: Duration) {
         let Ok(rd) = std::fs::read_dir(zdir.join(PARTIAL_DIR)) else { return };
         for e in rd.flatten() {
+            let resumable = e.file_name().to_str().is_some_and(|n| n.starts_with(&format!("{model}{RESUME_SUFFIX}.")));
+            let young = || e.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok()).is_some_and(|age| age < keep_resume);
+            if resumable && young() {
+                continue;
+            }
             if e.file_name().to_str().and_then(partial_owner) == Some(model) {
                 let p = e.path();
                 let _ = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
@@ -351,26 +459,42 @@ impl Cache {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<CachedModel> {
         let partial = zdir.join(PARTIAL_DIR);
-        let zip_path = partial.join(unique(model) + ".zip");
+        let part = ResumableArchive::of(&partial, model);
         let tmp_dir = partial.join(unique(model) + ".d");
-        let cleanup = || {
-            let _ = std::fs::remove_file(&zip_path);
-            let _ = std::fs::remove_dir_all(&tmp_dir);
-        };
         // Unpacking is bounded by the cache's own size cap, not only the archive limit.
         let max_bytes = self.cfg.limit.min(archive::Limits::default().max_total_bytes);
-        let r = download_verified(client, model, &zip_path, &tmp_dir, expected, max_bytes, progress).and_then(|()| self.install(zdir, model, &tmp_dir));
-        cleanup();
+        let r =
+            part.fetch(client, model, expected, true, progress).and_then(|resumed| match unpack_verified(&part.zip, model, &tmp_dir, expected, max_bytes) {
+                // The part kept from before may belong to another copy of the archive (a server
+                // without ETag, a model replaced in between): start again once, from zero.
+                Err(_) if resumed => {
+                    let _ = std::fs::remove_dir_all(&tmp_dir);
+                    part.fetch(client, model, expected, false, progress)?;
+                    unpack_verified(&part.zip, model, &tmp_dir, expected, max_bytes)
+                }
+                r => r,
+            });
+        let r = r.and_then(|()| self.install(zdir, model, &tmp_dir));
+        // An interrupted transfer keeps its bytes for the next attempt; anything else starts over.
+        if !matches!(&r, Err(e) if e.code == Code::Network) {
+            part.remove();
+        }
+        let _ = std::fs::remove_dir_all(&tmp_dir);
         r
     }
 
     /// Rename the verified copy into place once no one uses the old one; return it held.
     fn install(&self, zdir: &Path, model: &str, tmp_dir: &Path) -> Result<CachedModel> {
-        let lock = open_lock(&zdir.join(format!("{model}.lock")))?;
+        let lock_path = zdir.join(format!("{model}.lock"));
+        let mut lock = open_lock(&lock_path)?;
         let start = Instant::now();
         loop {
             match FileExt::try_lock_exclusive(&lock) {
-                Ok(true) => break,
+                Ok(true) if lock_is_current(&lock, &lock_path) => break,
+                Ok(true) => {
+                    let _ = FileExt::unlock(&lock);
+                    lock = open_lock(&lock_path)?;
+                }
                 Ok(false) if start.elapsed() < INSTALL_WAIT => std::thread::sleep(Duration::from_millis(50)),
                 Ok(false) => {
                     return Err(Error::new(
@@ -454,6 +578,8 @@ impl Cache {
         let old = zdir.join(PARTIAL_DIR).join(unique(model) + ".old");
         std::fs::rename(&dir, &old).map_err(|err| io_err("Cannot remove", &dir, err))?;
         let _ = std::fs::remove_dir_all(&old);
+        // Its lock file goes too (removed while held exclusively: see `lock_is_current`).
+        let _ = std::fs::remove_file(zdir.join(format!("{model}.lock")));
         Ok(true)
     }
 
@@ -512,10 +638,8 @@ impl Cache {
     }
 }
 
-/// Stream the archive of `model` to `zip_path`, check its config checksum and model binary
-/// inside the archive (`archive::precheck_model`), then extract its `<model>/` directory into
-/// `unpack_dir` (which must not exist) with the archive checks and at most `max_bytes`, remove
-/// the archive, and verify the result (`verify_model_dir`). On error the caller removes both paths.
+/// Stream the archive of `model` to `zip_path`, then unpack and verify it (`unpack_verified`).
+/// On error the caller removes both paths.
 pub fn download_verified(
     client: &CloudClient,
     model: &str,
@@ -532,11 +656,79 @@ pub fn download_verified(
         use std::io::Write;
         w.flush().map_err(|e| io_err("Cannot write", zip_path, e))?;
     }
+    unpack_verified(zip_path, model, unpack_dir, expected, max_bytes)?;
+    let _ = std::fs::remove_file(zip_path);
+    Ok(())
+}
+
+/// Check a downloaded archive's config checksum and model binary inside the archive
+/// (`archive::precheck_model`: the SHA-256 of the whole binary, before anything is written),
+/// extract its `<model>/` directory into `unpack_dir` (which must not exist) with the archive
+/// checks and at most `max_bytes`, and verify the result (`verify_model_dir`).
+pub fn unpack_verified(zip_path: &Path, model: &str, unpack_dir: &Path, expected: Option<&str>, max_bytes: u64) -> Result<()> {
     let limits = archive::Limits { max_total_bytes: max_bytes, ..archive::Limits::default() };
     archive::precheck_model(zip_path, model, expected, limits)?;
     archive::extract_model(zip_path, model, unpack_dir, limits)?;
-    let _ = std::fs::remove_file(zip_path);
     verify_model_dir(unpack_dir, model, expected)
+}
+
+/// The archive download of one model that survives an interruption: `<m>.dl-resume.zip` in
+/// the partial directory and, beside it, `<m>.dl-resume.json` with the reply's `ETag` and the
+/// checksum the zoo announced. Only the holder of the model's download lock touches them.
+struct ResumableArchive {
+    zip: PathBuf,
+    meta: PathBuf,
+}
+
+impl ResumableArchive {
+    fn of(partial: &Path, model: &str) -> Self {
+        ResumableArchive { zip: partial.join(format!("{model}{RESUME_SUFFIX}.zip")), meta: partial.join(format!("{model}{RESUME_SUFFIX}.json")) }
+    }
+
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.zip);
+        let _ = std::fs::remove_file(&self.meta);
+    }
+
+    /// Bytes kept from an earlier attempt that may be continued, with their `ETag`: only when
+    /// they were fetched for the same announced checksum.
+    fn kept(&self, expected: Option<&str>) -> Option<(u64, Option<String>)> {
+        let meta: Value = serde_json::from_slice(&std::fs::read(&self.meta).ok()?).ok()?;
+        if meta.get("checksum").and_then(Value::as_str).unwrap_or_default() != expected.unwrap_or_default() {
+            return None;
+        }
+        let len = std::fs::metadata(&self.zip).ok()?.len();
+        Some((len, meta.get("etag").and_then(Value::as_str).map(str::to_string))).filter(|(n, _)| *n > 0)
+    }
+
+    /// Download the archive into `zip`, continuing kept bytes when `resume` allows and the
+    /// server agrees (206 for the same `ETag`); otherwise from zero. Returns whether bytes
+    /// from before were kept.
+    fn fetch(&self, client: &CloudClient, model: &str, expected: Option<&str>, resume: bool, progress: &mut dyn FnMut(u64, u64)) -> Result<bool> {
+        use std::io::{Seek, Write};
+        let kept = if resume { self.kept(expected) } else { None };
+        if kept.is_none() {
+            self.remove();
+        }
+        let r = kept.as_ref().map(|(n, tag)| crate::cloud::Resume { offset: *n, etag: tag.as_deref() });
+        let (reply, body) = client.open_download(model, r)?;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(reply.start == 0)
+            .open(&self.zip)
+            .map_err(|e| io_err("Cannot create", &self.zip, e))?;
+        if reply.start > 0 {
+            f.seek(std::io::SeekFrom::End(0)).map_err(|e| io_err("Cannot write", &self.zip, e))?;
+        }
+        // Written before the body, so a process killed mid-body leaves what resuming needs.
+        let meta = json!({"etag": reply.etag, "checksum": expected.unwrap_or_default(), "total": reply.total});
+        std::fs::write(&self.meta, meta.to_string()).map_err(|e| io_err("Cannot write", &self.meta, e))?;
+        let mut w = std::io::BufWriter::new(f);
+        client.copy_body(model, &reply, body, &mut w, progress)?;
+        w.flush().map_err(|e| io_err("Cannot write", &self.zip, e))?;
+        Ok(reply.start > 0)
+    }
 }
 
 /// The labels file `LabelsPath` names (if any) is inside the model directory, present and a

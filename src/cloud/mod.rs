@@ -36,6 +36,28 @@ pub fn os_appdata() -> Option<std::path::PathBuf> {
     crate::settings::Settings::from_env().os_appdata()
 }
 
+/// Where a resumed archive download continues: the bytes already held and the `ETag` of the
+/// reply they came from.
+#[derive(Debug, Clone, Copy)]
+pub struct Resume<'a> {
+    pub offset: u64,
+    pub etag: Option<&'a str>,
+}
+
+/// What an archive reply holds: its body covers bytes `start..total` of the archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveReply {
+    pub start: u64,
+    pub total: u64,
+    pub etag: Option<String>,
+}
+
+/// A request the server refused (status, with the URL and reply) or that never got an answer.
+enum Refused {
+    Status(u16, (String, Box<ureq::Response>)),
+    Transport(Error),
+}
+
 /// A client of one cloud zoo.
 #[derive(Debug, Clone)]
 pub struct CloudClient {
@@ -113,13 +135,63 @@ impl CloudClient {
     /// server sent `Content-Length` and exactly that many bytes arrived. `progress` gets
     /// (received, total) after every chunk.
     pub fn download(&self, model: &str, out: &mut dyn Write, progress: &mut dyn FnMut(u64, u64)) -> Result<u64> {
+        let (d, body) = self.open_download(model, None)?;
+        self.copy_body(model, &d, body, out, progress)
+    }
+
+    /// GET #6, from `resume.offset` on when given (`Range`, with `If-Range` when the earlier
+    /// reply had an `ETag`): the reply says where its body starts. A server that ignores the
+    /// range, or whose archive changed (the `If-Range` tag no longer matches), sends the whole
+    /// archive (`start` 0); a range past the end (416) is asked again without a range.
+    pub fn open_download(&self, model: &str, resume: Option<Resume<'_>>) -> Result<(ArchiveReply, Box<dyn Read + Send>)> {
         let path = format!("/zoo/v1/public/models{}/{}", self.zoo_path(), quote(model));
-        let resp = self.send(&path, true)?;
-        let total: u64 = resp
+        let range = resume.as_ref().filter(|r| r.offset > 0).map(|r| format!("bytes={}-", r.offset));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(r) = &range {
+            headers.push(("range", r));
+            if let Some(tag) = resume.as_ref().and_then(|r| r.etag) {
+                headers.push(("if-range", tag));
+            }
+        }
+        let resp = match self.send_with(&path, true, &headers) {
+            Err(Refused::Status(416, _)) if range.is_some() => self.send_with(&path, true, &[]),
+            r => r,
+        }
+        .map_err(|r| self.refused(r))?;
+        let length: u64 = resp
             .header("Content-Length")
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| Error::new(Code::Protocol, format!("Download of model '{model}' from {} has no Content-Length", self.host())))?;
-        let mut reader = resp.into_reader().take(total.saturating_add(1));
+        let etag = resp.header("ETag").map(str::to_string);
+        let (start, total) = if resp.status() == 206 {
+            // `bytes START-END/TOTAL`, and it must be the range asked for.
+            let cr = resp.header("Content-Range").unwrap_or_default().to_string();
+            let parsed = cr.strip_prefix("bytes ").and_then(|r| r.split_once('/')).and_then(|(span, total)| {
+                let (a, b) = span.split_once('-')?;
+                Some((a.trim().parse::<u64>().ok()?, b.trim().parse::<u64>().ok()?, total.trim().parse::<u64>().ok()?))
+            });
+            match parsed {
+                Some((a, b, t)) if Some(a) == resume.as_ref().map(|r| r.offset) && b + 1 == t && b + 1 - a == length => (a, t),
+                _ => return Err(Error::new(Code::Protocol, format!("Download of model '{model}' from {}: unexpected Content-Range '{cr}'", self.host()))),
+            }
+        } else {
+            (0, length)
+        };
+        Ok((ArchiveReply { start, total, etag }, Box::new(resp.into_reader().take(length.saturating_add(1)))))
+    }
+
+    /// Copy the body of `open_download` into `out`: exactly `total - start` bytes, else an
+    /// error (`Network` when the transfer broke off). Returns the bytes copied.
+    pub fn copy_body(
+        &self,
+        model: &str,
+        d: &ArchiveReply,
+        mut reader: Box<dyn Read + Send>,
+        out: &mut dyn Write,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64> {
+        let (start, total) = (d.start, d.total);
+        let want = total - start;
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0u64;
         loop {
@@ -130,19 +202,19 @@ impl CloudClient {
                 Err(e) => {
                     return Err(Error::new(
                         Code::Network,
-                        format!("Unable to access server {}: download of model '{model}' interrupted after {got} of {total} bytes: {e}", self.host()),
+                        format!("Unable to access server {}: download of model '{model}' interrupted after {} of {total} bytes: {e}", self.host(), start + got),
                     ))
                 }
             };
             got += n as u64;
-            if got > total {
-                return Err(Error::new(Code::Protocol, format!("Download of model '{model}': server sent more than its Content-Length {total}")));
+            if got > want {
+                return Err(Error::new(Code::Protocol, format!("Download of model '{model}': server sent more than its Content-Length {want}")));
             }
             out.write_all(&buf[..n]).map_err(|e| Error::io(format!("Cannot write downloaded model '{model}': {e}")))?;
-            progress(got, total);
+            progress(start + got, total);
         }
-        if got != total {
-            return Err(Error::new(Code::Network, format!("Download of model '{model}' from {} truncated: got {got} of {total} bytes", self.host())));
+        if got != want {
+            return Err(Error::new(Code::Network, format!("Download of model '{model}' from {} truncated: got {} of {total} bytes", self.host(), start + got)));
         }
         Ok(got)
     }
@@ -162,6 +234,13 @@ impl CloudClient {
         Error::new(Code::Protocol, format!("Unable to parse response from server {}: {what} is not what was expected: {s}", self.host()))
     }
 
+    fn refused(&self, r: Refused) -> Error {
+        match r {
+            Refused::Status(code, (url, resp)) => self.status_error(&url, code, *resp),
+            Refused::Transport(e) => e,
+        }
+    }
+
     fn get_json(&self, path: &str) -> Result<Value> {
         let resp = self.send(path, false)?;
         let mut body = String::new();
@@ -178,6 +257,11 @@ impl CloudClient {
 
     /// One GET with PySDK's headers, retries on transport errors, and its error mapping.
     fn send(&self, path: &str, octet: bool) -> Result<ureq::Response> {
+        self.send_with(path, octet, &[]).map_err(|r| self.refused(r))
+    }
+
+    /// `send` with extra headers, a refusal (status >= 400) returned as such.
+    fn send_with(&self, path: &str, octet: bool, extra: &[(&str, &str)]) -> std::result::Result<ureq::Response, Refused> {
         let url = format!("{}{path}", self.zoo.base());
         let mut last = String::new();
         for attempt in 0..ATTEMPTS {
@@ -194,13 +278,16 @@ impl CloudClient {
             if octet {
                 req = req.set("accept", "application/octet-stream");
             }
+            for (k, v) in extra {
+                req = req.set(k, v);
+            }
             match req.call() {
                 Ok(r) => return Ok(r),
-                Err(ureq::Error::Status(code, r)) => return Err(self.status_error(&url, code, r)),
+                Err(ureq::Error::Status(code, r)) => return Err(Refused::Status(code, (url, Box::new(r)))),
                 Err(ureq::Error::Transport(t)) => last = t.to_string(),
             }
         }
-        Err(Error::new(Code::Network, format!("Unable to access server {}: {last}", self.host())))
+        Err(Refused::Transport(Error::new(Code::Network, format!("Unable to access server {}: {last}", self.host()))))
     }
 
     fn status_error(&self, url: &str, code: u16, r: ureq::Response) -> Error {

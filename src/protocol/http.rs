@@ -1,19 +1,25 @@
-//! The HTTP side of the protocol: TCP connect with timeout and a minimal HTTP/1.1 client for
-//! the `/v1/...` REST routes (one request per connection, `Content-Length` or chunked bodies).
-//! The WebSocket stream is in [`super::ws`].
+//! The HTTP side of the protocol: TCP connect with timeout (every resolved address, IPv6
+//! included) and one-shot REST requests for the `/v1/...` routes over `ureq` (any body framing:
+//! `Content-Length`, chunked, or until close). The WebSocket stream is in [`super::ws`].
 use crate::error::{Code, Error, Result};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::TcpStream;
 use std::time::Duration;
 
-/// Connect with a timeout to an IPv4/hostname address, trying each resolved address.
+/// Largest REST reply body accepted.
+const MAX_BODY: u64 = 256 << 20;
+
+/// The bare reason of an I/O error ("Connection refused"), without Rust's "(os error N)".
+fn bare(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    t.split(" (os error").next().unwrap_or(&t).to_string()
+}
+
+/// Connect with a timeout, trying each resolved address (IPv4 and IPv6) in order.
 pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
     use std::net::ToSocketAddrs;
-    let addrs: Vec<_> = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::new(Code::Network, format!("cannot resolve AI server address '{host}:{port}': {e}")))?
-        .filter(|a| a.is_ipv4())
-        .collect();
+    let addrs: Vec<_> =
+        (host, port).to_socket_addrs().map_err(|e| Error::new(Code::Network, format!("cannot resolve AI server address '{host}:{port}': {e}")))?.collect();
     let mut last = None;
     for a in addrs {
         match TcpStream::connect_timeout(&a, timeout) {
@@ -24,12 +30,16 @@ pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
             Err(e) => last = Some(e),
         }
     }
-    // The bare reason ("Connection refused"), without Rust's "(os error N)" suffix.
-    let reason = last.map_or("no IPv4 address".to_string(), |e| {
-        let t = e.to_string();
-        t.split(" (os error").next().unwrap_or(&t).to_string()
-    });
-    Err(Error::new(Code::Network, reason))
+    Err(Error::new(Code::Network, last.map_or("no address".to_string(), |e| bare(&e))))
+}
+
+/// `host` as it goes in a URL: an IPv6 literal in brackets.
+pub fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
 }
 
 /// One HTTP request; returns (status, body).
@@ -37,84 +47,60 @@ pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u
     request_full(host, port, method, path, body, timeout).map(|(s, _, b)| (s, b))
 }
 
-/// One HTTP request; returns (status, reason phrase, body).
+/// One HTTP request on a fresh connection; returns (status, reason phrase, body) for every
+/// status. Transport failures are PySDK's "Error sending HTTP request" text.
 pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, String, Vec<u8>)> {
+    let url = format!("http://{}:{port}{path}", url_host(host));
+    let fail = |why: String| Error::new(Code::Network, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {why}"));
+    let agent = ureq::AgentBuilder::new().timeout_connect(timeout).timeout_read(timeout).timeout_write(timeout).redirects(0).build();
     // Like cpp-httplib in DeGirum's client: up to 3 attempts on connection failures.
     let mut attempt = 0;
-    let mut s = loop {
-        match connect(host, port, timeout) {
-            Ok(s) => break s,
-            Err(_) if attempt < 2 => attempt += 1,
-            Err(e) => return Err(Error::new(e.code, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {}", e.message))),
+    let resp = loop {
+        let req = agent.request(method, &url).set("Accept", "*/*");
+        let r = match body {
+            Some(b) => req.set("Content-Type", "application/json").send_bytes(b),
+            None if method == "POST" => req.send_bytes(&[]),
+            None => req.call(),
+        };
+        match r {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => break r,
+            Err(ureq::Error::Transport(t)) => {
+                if t.kind() == ureq::ErrorKind::ConnectionFailed && attempt < 2 {
+                    attempt += 1;
+                    continue;
+                }
+                return Err(fail(transport_reason(&t)));
+            }
         }
     };
-    let _ = s.set_read_timeout(Some(timeout));
-    let _ = s.set_write_timeout(Some(timeout));
-    let net = |e: std::io::Error| Error::new(Code::Network, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {e}"));
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\nAccept: */*\r\n");
-    if let Some(b) = body {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", b.len()));
-    } else if method == "POST" {
-        req.push_str("Content-Length: 0\r\n");
-    }
-    req.push_str("\r\n");
-    let mut msg = req.into_bytes();
-    msg.extend_from_slice(body.unwrap_or_default());
-    s.write_all(&msg).map_err(net)?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(net)?;
-    let mut status_parts = line.trim_end().splitn(3, ' ');
-    let status: u16 = status_parts
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| Error::new(Code::Protocol, format!("malformed HTTP response from http://{host}:{port}{path}")))?;
-    let reason = status_parts.next().unwrap_or_default().to_string();
-    let (mut length, mut chunked) = (None, false);
-    loop {
-        line.clear();
-        if r.read_line(&mut line).map_err(net)? == 0 {
-            break;
-        }
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = l.split_once(':') {
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
-            if k == "content-length" {
-                length = v.parse::<usize>().ok();
-            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
-                chunked = true;
-            }
-        }
-    }
-    const MAX_BODY: usize = 256 << 20;
+    let (status, reason) = (resp.status(), resp.status_text().to_string());
     let mut out = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(net)?;
-            let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
-            if n == 0 || out.len() + n > MAX_BODY {
-                break;
-            }
-            let start = out.len();
-            out.resize(start + n, 0);
-            r.read_exact(&mut out[start..]).map_err(net)?;
-            line.clear();
-            r.read_line(&mut line).map_err(net)?;
-        }
-    } else if let Some(n) = length {
-        if n > MAX_BODY {
-            return Err(Error::new(Code::Protocol, format!("HTTP response body of {n} bytes is too large")));
-        }
-        out.resize(n, 0);
-        r.read_exact(&mut out).map_err(net)?;
-    } else {
-        r.take(MAX_BODY as u64).read_to_end(&mut out).map_err(net)?;
+    resp.into_reader().take(MAX_BODY + 1).read_to_end(&mut out).map_err(|e| fail(bare(&e)))?;
+    if out.len() as u64 > MAX_BODY {
+        return Err(Error::new(Code::Protocol, format!("HTTP response body from http://{host}:{port}{path} is larger than {MAX_BODY} bytes")));
     }
     Ok((status, reason, out))
+}
+
+/// The innermost I/O reason of a ureq transport error ("Connection refused"), else its text.
+fn transport_reason(t: &ureq::Transport) -> String {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+    let mut io = None;
+    while let Some(e) = src {
+        if let Some(x) = e.downcast_ref::<std::io::Error>() {
+            io = Some(x);
+        }
+        src = e.source();
+    }
+    match io {
+        Some(e) => bare(e),
+        None => t.message().map(str::to_string).unwrap_or_else(|| t.kind().to_string()),
+    }
+}
+
+/// Percent-encode a URL path segment (everything but unreserved characters).
+pub fn percent_encode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
 /// Percent-decode a URL path or query part (`%XX` escapes; invalid UTF-8 replaced).

@@ -2,6 +2,7 @@
 //! asio packet framing, JSON command messages and replies, the msgpack result encoding,
 //! error maps and the WebSocket configuration messages. No I/O policy lives here beyond
 //! reading/writing one packet.
+pub mod command;
 pub mod http;
 pub mod ws;
 
@@ -166,38 +167,12 @@ pub fn elem_type_from_dg(name: &str) -> Option<ElemType> {
     })
 }
 
-/// JSON → msgpack. Floats exactly representable as f32 are sent as f32, like the real server;
-/// `{"__tensor__": i}` placeholders become the bytes of `tensors[i]`.
+/// JSON → msgpack (`crate::msgpack`); `{"__tensor__": i}` placeholders become the bytes of `tensors[i]`.
 fn to_mp(v: &Value, tensors: &[Tensor]) -> Mp {
-    match v {
-        Value::Null => Mp::Nil,
-        Value::Bool(b) => Mp::Boolean(*b),
-        Value::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                Mp::from(u)
-            } else if let Some(i) = n.as_i64() {
-                Mp::from(i)
-            } else {
-                let f = n.as_f64().unwrap_or(0.0);
-                if (f as f32) as f64 == f {
-                    Mp::F32(f as f32)
-                } else {
-                    Mp::F64(f)
-                }
-            }
-        }
-        Value::String(s) => Mp::from(s.as_str()),
-        Value::Array(a) => Mp::Array(a.iter().map(|x| to_mp(x, tensors)).collect()),
-        Value::Object(o) => {
-            if let Some(i) = o.get("__tensor__").and_then(Value::as_u64) {
-                if let Some(t) = tensors.get(i as usize) {
-                    return Mp::Binary(t.data.as_bytes().to_vec());
-                }
-            }
-            // serde_json's map is ordered by key: the sorted order the real server emits.
-            Mp::Map(o.iter().map(|(k, x)| (Mp::from(k.as_str()), to_mp(x, tensors))).collect())
-        }
-    }
+    crate::msgpack::from_json(v, &|o| {
+        let i = o.get("__tensor__").and_then(Value::as_u64)?;
+        tensors.get(i as usize).map(|t| Mp::Binary(t.data.as_bytes().to_vec()))
+    })
 }
 
 /// Encode any JSON value as msgpack.
@@ -217,50 +192,12 @@ pub fn encode_results(results: &[Value], tensors: &[Tensor]) -> Vec<u8> {
     encode_results_value(&Value::Array(results.to_vec()), tensors)
 }
 
-/// msgpack → JSON; binary buffers are collected into `bins` and replaced by `{"__bin__": i}`.
-fn from_mp(v: Mp, bins: &mut Vec<Vec<u8>>) -> Value {
-    match v {
-        Mp::Nil => Value::Null,
-        Mp::Boolean(b) => json!(b),
-        Mp::Integer(i) => {
-            if let Some(u) = i.as_u64() {
-                json!(u)
-            } else {
-                json!(i.as_i64().unwrap_or(0))
-            }
-        }
-        Mp::F32(f) => json!(f as f64),
-        Mp::F64(f) => json!(f),
-        Mp::String(s) => Value::String(s.into_str().unwrap_or_default()),
-        Mp::Binary(b) => {
-            bins.push(b);
-            json!({"__bin__": bins.len() - 1})
-        }
-        Mp::Array(a) => Value::Array(a.into_iter().map(|x| from_mp(x, bins)).collect()),
-        Mp::Map(m) => {
-            let mut o = Map::new();
-            for (k, x) in m {
-                let key = match k {
-                    Mp::String(s) => s.into_str().unwrap_or_default(),
-                    other => other.to_string(),
-                };
-                o.insert(key, from_mp(x, bins));
-            }
-            Value::Object(o)
-        }
-        Mp::Ext(_, b) => {
-            bins.push(b);
-            json!({"__bin__": bins.len() - 1})
-        }
-    }
-}
-
 /// Decode any msgpack payload into JSON plus its binary buffers.
 pub fn decode(payload: &[u8]) -> Result<(Value, Vec<Vec<u8>>)> {
     let mut rd = payload;
     let v = rmpv::decode::read_value(&mut rd).map_err(|e| Error::new(Code::Protocol, format!("malformed msgpack from AI server: {e}")))?;
     let mut bins = Vec::new();
-    Ok((from_mp(v, &mut bins), bins))
+    Ok((crate::msgpack::to_json(v, Some(&mut bins)), bins))
 }
 
 /// One frame's outcome as sent by the server: (results, tensors) or the error text.

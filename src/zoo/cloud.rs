@@ -20,6 +20,9 @@ pub struct ConnectOptions {
     pub cache: Option<CacheConfig>,
     /// Force offline (`Some(true)`) or online (`Some(false)`); `None` = the cache config's.
     pub offline: Option<bool>,
+    /// Skip the zoo existence check at connect (as the token `__SKIP__` does in PySDK), for a
+    /// caller that only loads models: the load's own request then reports a bad token or zoo.
+    pub skip_zoo_check: bool,
 }
 
 /// The cloud side of a `Zoo`.
@@ -30,9 +33,10 @@ pub struct CloudAccess {
 }
 
 impl CloudAccess {
-    /// Open the zoo: check it exists (unless offline or the token is `__SKIP__`) and fetch the
-    /// model list (offline: the cached models).
-    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions) -> Result<(CloudAccess, Vec<ZooEntry>)> {
+    /// Open the zoo: check it exists (unless offline, the token is `__SKIP__` or the options
+    /// say so). Offline, the model list (the cached models) comes with it; online it is
+    /// fetched when first needed ([`CloudAccess::cloud_entries`]).
+    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions) -> Result<(CloudAccess, Option<Vec<ZooEntry>>)> {
         let mut cfg = opts.cache.clone().unwrap_or_else(CacheConfig::from_env);
         if let Some(o) = opts.offline {
             cfg.offline = o;
@@ -40,12 +44,12 @@ impl CloudAccess {
         let token = token::resolve(token, &zoo.base());
         let access = CloudAccess { client: CloudClient::new(zoo, &token), cache: Cache::new(cfg) };
         let entries = if access.cache.config().offline {
-            access.cached_entries()
+            Some(access.cached_entries())
         } else {
-            if token != SKIP_TOKEN {
+            if token != SKIP_TOKEN && !opts.skip_zoo_check {
                 access.client.zoos_check()?;
             }
-            access.cloud_entries()?
+            None
         };
         Ok((access, entries))
     }
@@ -58,7 +62,8 @@ impl CloudAccess {
         PathBuf::from(format!("{}/{name}", self.zoo().url()))
     }
 
-    fn cloud_entries(&self) -> Result<Vec<ZooEntry>> {
+    /// The cloud's model list (one request).
+    pub fn cloud_entries(&self) -> Result<Vec<ZooEntry>> {
         let list = self.client.list_models(false)?;
         // A model whose parameters do not parse is left out, like a broken file in a local zoo.
         Ok(list
@@ -101,23 +106,18 @@ impl CloudAccess {
 
     /// Bring the model into the cache (unless it is there with the zoo's checksum) and hold it.
     pub fn fetch(&self, name: &str, progress: &mut dyn FnMut(u64, u64)) -> Result<CachedModel> {
-        if self.cache.config().offline {
-            return self.cache.get_offline(self.zoo(), name);
-        }
-        let params = self.info_params(name)?;
-        let sum = params.str("Checksum", 0);
-        self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), progress)
+        self.cache.fetch(&self.client, name, progress)
     }
 
     /// `load_model`: check the device support on the cloud's parameters first (no download for
     /// a model this machine cannot run), then fetch and build a local model.
-    pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
-        match self.load_model_once(name, system_info, pairs) {
+    pub fn load_model(&self, name: &str, system_info: &Value, pairs: &[DevicePair], progress: &mut dyn FnMut(u64, u64)) -> Result<Model> {
+        match self.load_model_once(name, system_info, pairs, progress) {
             // A cached copy damaged on disk (truncated, overwritten) fails its checksum at load:
             // drop it and download once more, instead of failing the same way forever.
             Err(e) if e.message.contains("Checksum mismatch for model file") && !self.cache.config().offline => {
                 match self.cache.remove_model(self.zoo(), name) {
-                    Ok(true) => self.load_model_once(name, system_info, pairs),
+                    Ok(true) => self.load_model_once(name, system_info, pairs, progress),
                     _ => Err(e),
                 }
             }
@@ -125,13 +125,20 @@ impl CloudAccess {
         }
     }
 
-    fn load_model_once(&self, name: &str, system_info: &Value, pairs: &[DevicePair]) -> Result<Model> {
+    fn load_model_once(&self, name: &str, system_info: &Value, pairs: &[DevicePair], progress: &mut dyn FnMut(u64, u64)) -> Result<Model> {
         let unsupported = || {
             Error::unsupported(format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."))
                 .with_reason(crate::error::Reason::NoSupportedDevice)
         };
         let held = if self.cache.config().offline {
             self.cache.get_offline(self.zoo(), name)?
+        } else if let Some(held) = {
+            crate::cache::archive::check_model_name(name)?;
+            // A cached copy costs one request (the checksum check); its devices are checked
+            // on its own parameters when the model is built below.
+            self.cache.hold_if_current(&self.client, name)?
+        } {
+            held
         } else {
             match self.info_params(name) {
                 Ok(params) => {
@@ -139,7 +146,7 @@ impl CloudAccess {
                         return Err(unsupported());
                     }
                     let sum = params.str("Checksum", 0);
-                    self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
+                    self.cache.ensure(&self.client, name, (!sum.is_empty()).then_some(sum.as_str()), progress)?
                 }
                 // The cloud is unreachable or failing: a cached copy is used as is, like PySDK's
                 // native cache does; without one, the cloud's error stands.

@@ -29,8 +29,9 @@ pub struct Zoo {
     host: Host,
     location: ZooLocation,
     zoo_url: String,
-    models: Vec<ZooEntry>,
-    by_name: HashMap<String, usize>,
+    /// The model list: set at connect, except for an online cloud zoo, whose list is fetched
+    /// on first use (loading a model needs no list, so a node that only loads makes no request for it).
+    models: once_cell::sync::OnceCell<Listing>,
     /// System info and its device pairs: the server's or the cloud's, set at connect; this
     /// machine's, computed on first use (see [`Zoo::model_system`]).
     system: once_cell::sync::OnceCell<(Value, Vec<DevicePair>)>,
@@ -41,6 +42,23 @@ pub struct Zoo {
     server: Option<aiserver::AiServerClient>,
     /// Set for cloud zoos.
     cloud: Option<CloudAccess>,
+}
+
+/// A zoo's models and their index by name.
+#[derive(Debug)]
+struct Listing {
+    entries: Vec<ZooEntry>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Listing {
+    fn new(entries: Vec<ZooEntry>) -> Self {
+        let by_name = entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        Listing { entries, by_name }
+    }
+    fn get(&self, name: &str) -> Option<&ZooEntry> {
+        self.by_name.get(name).map(|&i| &self.entries[i])
+    }
 }
 
 /// System info of this machine's local runtimes: `{"Devices": {"RT/DEV": [..]}, "Software Version": ..}`.
@@ -84,8 +102,8 @@ impl Zoo {
         let mut cloud = None;
         // `None`: this machine's runtimes, loaded when first needed.
         let (models, system_info) = match (&host, &location) {
-            (Host::Local, ZooLocation::LocalDir(dir)) => (local::scan_dir(dir), None),
-            (Host::Local, ZooLocation::LocalFile(file)) => (local::load_file(file)?, None),
+            (Host::Local, ZooLocation::LocalDir(dir)) => (Some(local::scan_dir(dir)), None),
+            (Host::Local, ZooLocation::LocalFile(file)) => (Some(local::load_file(file)?), None),
             (Host::Local, ZooLocation::Cloud(c)) => {
                 let (access, entries) = CloudAccess::open(c, token, opts)?;
                 cloud = Some(access);
@@ -101,7 +119,7 @@ impl Zoo {
                     .collect::<Result<Vec<_>>>()?;
                 let info = client.system_info()?;
                 server = Some(client);
-                (models, Some(info))
+                (Some(models), Some(info))
             }
             (Host::AiServer(a), ZooLocation::Cloud(c)) => {
                 // Models listed by the cloud, run by the AI server (which fetches them itself).
@@ -118,7 +136,7 @@ impl Zoo {
             (Host::Cloud, ZooLocation::Cloud(c)) => {
                 // Cloud inference always talks to the cloud (no offline mode); devices come
                 // from the cloud's system info.
-                let online = ConnectOptions { cache: opts.cache.clone(), offline: Some(false) };
+                let online = ConnectOptions { offline: Some(false), ..opts.clone() };
                 let (access, entries) = CloudAccess::open(c, token, &online)?;
                 let info = access.client.system_info()?;
                 cloud = Some(access);
@@ -127,7 +145,10 @@ impl Zoo {
             (Host::Cloud, _) => return Err(Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{zoo_url}'"))),
             (Host::Local, ZooLocation::AiServerZoo) => unreachable!("classify never pairs @local with an AI server zoo"),
         };
-        let by_name = models.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
+        let listing = once_cell::sync::OnceCell::new();
+        if let Some(models) = models {
+            let _ = listing.set(Listing::new(models));
+        }
         let system = once_cell::sync::OnceCell::new();
         if let Some(info) = system_info {
             let pairs = system_pairs(&info);
@@ -135,7 +156,7 @@ impl Zoo {
         }
         // PySDK names an AI server's own zoo by the server address in its messages.
         let zoo_url = if server.is_some() && cloud.is_none() { host_text } else { zoo_url.to_string() };
-        Ok(Zoo { host, location, zoo_url, models, by_name, system, listing: Default::default(), server, cloud })
+        Ok(Zoo { host, location, zoo_url, models: listing, system, listing: Default::default(), server, cloud })
     }
 
     pub fn host(&self) -> &Host {
@@ -149,34 +170,44 @@ impl Zoo {
         self.server.as_ref()
     }
 
+    /// The model list; an online cloud zoo's is fetched on the first call.
+    fn models(&self) -> Result<&Listing> {
+        self.models.get_or_try_init(|| match &self.cloud {
+            Some(c) => c.cloud_entries().map(Listing::new),
+            None => Ok(Listing::new(Vec::new())),
+        })
+    }
+
     /// Model names passing `filters`: sorted names.
-    pub fn list_names(&self, filters: &Filters) -> Vec<String> {
-        let mut names: Vec<String> = self.filtered(filters).into_iter().map(|i| self.models[i].name.clone()).collect();
+    pub fn list_names(&self, filters: &Filters) -> Result<Vec<String>> {
+        let models = self.models()?;
+        let mut names: Vec<String> = self.filtered(models, filters).into_iter().map(|i| models.entries[i].name.clone()).collect();
         names.sort();
-        names
+        Ok(names)
     }
 
     /// Models passing `filters` with their full-form parameters, in zoo order.
-    pub fn list_full(&self, filters: &Filters) -> Vec<(String, Value)> {
-        self.filtered(filters).into_iter().map(|i| (self.models[i].name.clone(), self.models[i].params.full_form())).collect()
+    pub fn list_full(&self, filters: &Filters) -> Result<Vec<(String, Value)>> {
+        let models = self.models()?;
+        Ok(self.filtered(models, filters).into_iter().map(|i| (models.entries[i].name.clone(), models.entries[i].params.full_form())).collect())
     }
 
-    fn filtered(&self, filters: &Filters) -> Vec<usize> {
-        let list: Vec<(&str, &ModelParams)> = self.models.iter().map(|e| (e.name.as_str(), &e.params)).collect();
-        filter::apply(&list, filters, self.listing_pairs())
+    fn filtered(&self, models: &Listing, filters: &Filters) -> Vec<usize> {
+        let list: Vec<(&str, &ModelParams)> = models.entries.iter().map(|e| (e.name.as_str(), &e.params)).collect();
+        filter::apply(&list, filters, self.listing_pairs(models))
     }
 
     /// The system pairs the listing filters need. A filter only intersects a model's pairs with
     /// the system's, so the pairs of runtimes no model names change nothing: leaving those
     /// runtimes unloaded keeps a listing from mapping every installed runtime (OpenVINO alone
     /// costs ~20 MB and 30-40 ms) for a zoo that never uses them.
-    fn listing_pairs(&self) -> &[DevicePair] {
+    fn listing_pairs(&self, models: &Listing) -> &[DevicePair] {
         if let Some(s) = self.system.get() {
             return &s.1;
         }
         let restricted = self.listing.get_or_init(|| {
             let mut named: Vec<String> = Vec::new();
-            for e in &self.models {
+            for e in &models.entries {
                 for (r, _) in e.params.device_pairs().ok()? {
                     if r == "*" {
                         return None;
@@ -197,13 +228,13 @@ impl Zoo {
     }
 
     fn entry(&self, name: &str) -> Result<&ZooEntry> {
-        self.by_name.get(name).map(|&i| &self.models[i]).ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
+        self.models()?.get(name).ok_or_else(|| Error::not_found(format!("Model '{name}' is not found in model zoo '{}'", self.zoo_url)))
     }
 
     /// Full-form parameters of one model (a copy: editing it changes nothing).
     pub fn model_info(&self, name: &str) -> Result<Value> {
         if let Some(c) = &self.cloud {
-            return c.model_info(name, self.by_name.get(name).map(|&i| &self.models[i]));
+            return c.model_info(name, self.models.get().and_then(|m| m.get(name)));
         }
         Ok(self.entry(name)?.params.full_form())
     }
@@ -256,6 +287,11 @@ impl Zoo {
 
     /// `load_model(name, **properties)`: `properties` is a JSON object applied in order.
     pub fn load_model(&self, name: &str, properties: &Value) -> Result<Model> {
+        self.load_model_with_progress(name, properties, &mut |_, _| {})
+    }
+
+    /// [`Zoo::load_model`] reporting a cloud model's download as (received, total) bytes.
+    pub fn load_model_with_progress(&self, name: &str, properties: &Value, progress: &mut dyn FnMut(u64, u64)) -> Result<Model> {
         let model = match (&self.server, &self.cloud) {
             (Some(client), Some(c)) => load_cloud_model(client, c, name, self.system_info(), self.system_device_pairs())?,
             (Some(client), None) => {
@@ -265,7 +301,7 @@ impl Zoo {
                 Model::new_remote(name, entry.params.clone(), &labels, self.system_info(), self.system_device_pairs(), backend)?
             }
             (None, Some(c)) if self.host == Host::Cloud => cloud::load_cloud_inference_model(c, name, self.system_info(), self.system_device_pairs())?,
-            (None, Some(c)) => c.load_model(name, self.system_info(), self.system_device_pairs())?,
+            (None, Some(c)) => c.load_model(name, self.system_info(), self.system_device_pairs(), progress)?,
             (None, None) => {
                 let entry = self.entry(name)?;
                 let (info, pairs) = self.model_system(&entry.params);

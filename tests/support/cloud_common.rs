@@ -67,7 +67,7 @@ pub fn cache_cfg(dir: &Path) -> CacheConfig {
 }
 
 pub fn connect(url: &str, token: &str, cache: &CacheConfig) -> dgzoo::Result<Zoo> {
-    Zoo::connect_with("@local", url, token, &ConnectOptions { cache: Some(cache.clone()), offline: None })
+    Zoo::connect_with("@local", url, token, &ConnectOptions { cache: Some(cache.clone()), offline: None, ..Default::default() })
 }
 
 pub fn image(name: &str) -> Vec<u8> {

@@ -67,8 +67,11 @@ fn main() {
     hcfg.port = 0;
     let hub = Hub::start(&hcfg).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let opts =
-        ConnectOptions { cache: Some(CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }), offline: None };
+    let opts = ConnectOptions {
+        cache: Some(CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
+        offline: None,
+        ..Default::default()
+    };
     let cloud = Zoo::connect_with("@cloud", &format!("http://{}/bench/zoo", hub.addr()), "bench", &opts).unwrap();
 
     // AI server over the same model directories.

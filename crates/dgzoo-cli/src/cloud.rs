@@ -19,10 +19,10 @@ pub struct DownloadZooArgs {
     #[arg(long, default_value = ".")]
     pub path: PathBuf,
     /// Cloud zoo URL.
-    #[arg(long, default_value = "https://hub.degirum.com/degirum/public")]
+    #[arg(long, env = "DGZOO_ZOO_URL", default_value = "https://hub.degirum.com/degirum/public")]
     pub url: String,
     /// Cloud token (default: the one saved by `degirum token install`).
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "DGZOO_TOKEN", hide_env_values = true, default_value = "")]
     pub token: String,
     #[arg(long = "model_family", alias = "model-family")]
     pub model_family: Option<String>,
@@ -44,14 +44,21 @@ struct Reporter {
     bars: Option<(indicatif::MultiProgress, Mutex<std::collections::HashMap<String, indicatif::ProgressBar>>)>,
 }
 
+impl CacheCommand {
+    /// Whether errors are wanted as JSON.
+    pub fn json(&self) -> bool {
+        match self {
+            CacheCommand::Ls { json } | CacheCommand::Prune { json, .. } | CacheCommand::Verify { json } | CacheCommand::Fetch { json, .. } => *json,
+            CacheCommand::Rm { .. } => false,
+        }
+    }
+}
+
 impl Progress for Reporter {
     fn start(&self, model: &str) {
         if let Some((mp, bars)) = &self.bars {
             let pb = mp.add(indicatif::ProgressBar::new(0));
-            pb.set_style(
-                indicatif::ProgressStyle::with_template("{msg:50!} {bar:30} {bytes:>10}/{total_bytes:10}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            pb.set_style(crate::progress::style());
             pb.set_message(model.to_string());
             bars.lock().unwrap_or_else(|p| p.into_inner()).insert(model.to_string(), pb);
         }
@@ -111,7 +118,7 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
 pub enum CacheCommand {
     /// List cached cloud models, least recently used first.
     Ls {
-        #[arg(long)]
+        #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
         json: bool,
     },
     /// Remove cached models: `MODEL` (any zoo) or `ZOO_KEY/MODEL`; --all removes everything not in use.
@@ -124,22 +131,25 @@ pub enum CacheCommand {
     Prune {
         #[arg(long)]
         limit: Option<u64>,
-        #[arg(long)]
+        #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
         json: bool,
     },
     /// Check every cached model's files against its checksum.
     Verify {
-        #[arg(long)]
+        #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
         json: bool,
     },
     /// Download one model of a cloud zoo into the cache (or check the cached copy is current).
     Fetch {
         /// Cloud zoo URL (http(s)://host[:port]/org/zoo).
-        #[arg(long)]
+        #[arg(long, env = "DGZOO_ZOO_URL")]
         url: String,
-        #[arg(long, default_value = "")]
+        #[arg(long, env = "DGZOO_TOKEN", hide_env_values = true, default_value = "")]
         token: String,
         model: String,
+        /// The reply is JSON either way; errors as JSON too.
+        #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+        json: bool,
     },
 }
 
@@ -213,17 +223,14 @@ pub fn cache(a: CacheArgs) -> Result<()> {
                 return Err(Error::bad_model(format!("{bad} cached model(s) failed verification")));
             }
         }
-        CacheCommand::Fetch { url, token, model } => {
+        CacheCommand::Fetch { url, token, model, .. } => {
             let zoo = parse_cloud_url(&url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
             let token = dgzoo::cloud::token::resolve(&token, &zoo.base());
             let client = CloudClient::new(&zoo, &token);
-            let held = if cache.config().offline {
-                cache.get_offline(&zoo, &model)?
-            } else {
-                let info = client.model_info(&model)?;
-                let sum = info["model_params"]["Checksum"].as_str().unwrap_or_default().to_string();
-                cache.ensure(&client, &model, (!sum.is_empty()).then_some(sum.as_str()), &mut |_, _| {})?
-            };
+            let pb = crate::progress::bar(&model);
+            let held = cache.fetch(&client, &model, &mut crate::progress::callback(&pb));
+            pb.finish_and_clear();
+            let held = held?;
             println!("{}", json!({"model": model, "path": held.dir, "downloaded": held.downloaded}));
         }
     }
@@ -234,13 +241,14 @@ pub fn cache(a: CacheArgs) -> Result<()> {
 #[derive(Args)]
 pub struct HubArgs {
     /// Zoo root: tokens.json and <org>/<zoo>/<model>.zip.
-    #[arg(long, default_value = "./zoo")]
+    #[arg(long, env = "DGZOO_HUB_ZOO", default_value = "./zoo")]
     pub zoo: PathBuf,
-    #[arg(long, default_value_t = 8878)]
+    #[arg(long, env = "DGZOO_HUB_PORT", default_value_t = 8878)]
     pub port: u16,
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "DGZOO_HUB_HOST", default_value = "127.0.0.1")]
     pub host: String,
-    /// Worker threads (concurrent requests).
+    /// Accepted for compatibility and ignored: the hub runs on the servers' shared runtime,
+    /// with a bounded blocking pool.
     #[arg(long, default_value_t = 8)]
     pub threads: usize,
     /// Throttle each download to this many bytes per second.

@@ -3,11 +3,18 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cloud;
+mod exit;
 mod models;
+mod progress;
 mod server;
 
+/// Settings read from the environment when their option is not given (shown by each command's
+/// `--help`), listed once for the top-level help.
+const ENV_HELP: &str = "Environment (used when the option is not given): DGZOO_HOST (--host), DGZOO_ZOO_URL (--zoo, --url), DGZOO_TOKEN (--token), \
+DGZOO_JSON=true (--json), DGZOO_SERVER_PORT/_ZOO/_HOST (server), DGZOO_HUB_PORT/_ZOO/_HOST (hub); and DGZOO_CACHE_DIR, DGZOO_CACHE_LIMIT, DGZOO_OFFLINE, DGZOO_LOG.";
+
 #[derive(Parser)]
-#[command(name = "dgzoo", version, about = "Find, fetch and run AI models (DeGirum PySDK compatible)")]
+#[command(name = "dgzoo", version, about = "Find, fetch and run AI models (DeGirum PySDK compatible)", after_help = format!("{}\n\n{ENV_HELP}", exit::table()))]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -51,8 +58,32 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output (its errors are then JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::List(a) => a.json,
+            Command::Info(a) => a.json,
+            Command::Predict(a) => a.json,
+            Command::SysInfo(a) => a.json,
+            Command::Cache(a) => a.command.json(),
+            _ => false,
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) if e.use_stderr() && std::env::args().any(|a| a == "--json") => {
+            let msg = e.render().to_string();
+            let msg = msg.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            eprintln!("{}", serde_json::json!({"error": {"code": "INVALID_ARGUMENT", "dg_code": 1, "message": msg}, "exit_status": exit::USAGE}));
+            return ExitCode::from(exit::USAGE);
+        }
+        Err(e) => e.exit(),
+    };
+    let json = cli.command.json();
     // The servers log their info lines unless told to be quiet; other commands only warnings.
     init_logging(match &cli.command {
         Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
@@ -72,9 +103,6 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dgzoo: error: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => exit::fail(&e, json),
     }
 }

@@ -10,24 +10,34 @@ use std::sync::{Arc, Mutex};
 #[derive(Args, Clone)]
 pub struct Connect {
     /// Inference host: @local, @cloud, or an AI server address (host[:port], http://host:port).
-    #[arg(long, default_value = "@local")]
+    #[arg(long, env = "DGZOO_HOST", default_value = "@local")]
     pub host: String,
     /// Zoo: a local directory or model JSON, a cloud zoo URL, or "" for an AI server's own zoo.
     /// Defaults to the demo zoo shipped with dgzoo.
-    #[arg(long)]
+    #[arg(long, env = "DGZOO_ZOO_URL")]
     pub zoo: Option<String>,
     /// Cloud token.
-    #[arg(long, default_value = "")]
+    #[arg(long, env = "DGZOO_TOKEN", hide_env_values = true, default_value = "")]
     pub token: String,
 }
 
 impl Connect {
     pub fn open(&self) -> dgzoo::Result<Zoo> {
+        self.open_with(&dgzoo::zoo::ConnectOptions::default())
+    }
+
+    /// `open` for a command that only loads a named model: no zoo check at connect (the
+    /// load's own request reports a bad token or zoo), so a cached cloud model costs one request.
+    pub fn open_for_load(&self) -> dgzoo::Result<Zoo> {
+        self.open_with(&dgzoo::zoo::ConnectOptions { skip_zoo_check: true, ..Default::default() })
+    }
+
+    fn open_with(&self, opts: &dgzoo::zoo::ConnectOptions) -> dgzoo::Result<Zoo> {
         let zoo = match &self.zoo {
             Some(z) => z.clone(),
             None => demo_zoo(),
         };
-        Zoo::connect(&self.host, &zoo, &self.token)
+        Zoo::connect_with(&self.host, &zoo, &self.token, opts)
     }
 }
 
@@ -89,17 +99,25 @@ pub struct ListArgs {
     /// Print `{name: parameters}` instead of names.
     #[arg(long)]
     pub full: bool,
+    /// Names as one JSON array (with --full the output is JSON anyway); errors as JSON.
+    #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
 }
 
 pub fn list(a: ListArgs) -> dgzoo::Result<()> {
     let zoo = a.connect.open()?;
     let filters = a.filter.filters()?;
     if a.full {
-        let m: serde_json::Map<String, Value> = zoo.list_full(&filters).into_iter().collect();
+        let m: serde_json::Map<String, Value> = zoo.list_full(&filters)?.into_iter().collect();
         println!("{}", serde_json::to_string_pretty(&m).unwrap_or_default());
     } else {
-        for n in zoo.list_names(&filters) {
-            println!("{n}");
+        let names = zoo.list_names(&filters)?;
+        if a.json {
+            println!("{}", Value::from(names));
+        } else {
+            for n in names {
+                println!("{n}");
+            }
         }
     }
     Ok(())
@@ -111,6 +129,9 @@ pub struct InfoArgs {
     pub connect: Connect,
     /// Model name.
     pub model: String,
+    /// The output is JSON either way; errors as JSON too.
+    #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
+    pub json: bool,
 }
 
 pub fn info(a: InfoArgs) -> dgzoo::Result<()> {
@@ -131,8 +152,8 @@ pub struct PredictArgs {
     pub props: Option<String>,
     /// Image files (JPEG, PNG, BMP) or folders of them. Default: the demo image shipped with dgzoo.
     pub images: Vec<String>,
-    /// One JSON line per image on stdout (the default output; kept for scripts that ask for it).
-    #[arg(long)]
+    /// One JSON line per image on stdout (the default output); errors as JSON too.
+    #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
     /// Write the results drawn on each image (PySDK's image_overlay): a file for one image
     /// (PNG if it ends in .png, else JPEG), a folder for several (each image's file name).
@@ -173,21 +194,25 @@ fn overlay_format(path: &std::path::Path) -> dgzoo::overlay::Format {
 }
 
 pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
-    let zoo = a.connect.open()?;
+    let zoo = if a.model.is_some() { a.connect.open_for_load()? } else { a.connect.open()? };
     let model_name = match a.model {
         Some(m) => m,
-        None => {
-            zoo.list_names(&Filters::default()).into_iter().next().ok_or_else(|| dgzoo::Error::not_found("the zoo has no model that can run on this system"))?
-        }
+        None => zoo
+            .list_names(&Filters::default())?
+            .into_iter()
+            .next()
+            .ok_or_else(|| dgzoo::Error::not_found("the zoo has no model that can run on this system"))?,
     };
     let props = match &a.props {
         Some(p) => serde_json::from_str(p).map_err(|e| dgzoo::Error::invalid(format!("--props is not valid JSON: {e}")))?,
         None => Value::Null,
     };
-    let model = zoo.load_model(&model_name, &props)?;
+    let pb = crate::progress::bar(&model_name);
+    let model = zoo.load_model_with_progress(&model_name, &props, &mut crate::progress::callback(&pb));
+    pb.finish_and_clear();
+    let model = model?;
     let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { expand_images(&a.images) };
-    let _ = a.json; // JSON lines are the output either way
-                    // Where each image's overlay goes.
+    // Where each image's overlay goes.
     let overlay_dir = a.overlay.as_ref().filter(|_| images.len() > 1).map(std::path::PathBuf::from);
     if let Some(d) = &overlay_dir {
         std::fs::create_dir_all(d).map_err(|e| dgzoo::Error::io(format!("cannot create the overlay folder '{}': {e}", d.display())))?;
@@ -271,8 +296,8 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
 pub struct SysInfoArgs {
     #[command(flatten)]
     pub connect: Connect,
-    /// Print JSON instead of YAML-like text.
-    #[arg(long)]
+    /// Print JSON instead of YAML-like text (errors as JSON too).
+    #[arg(long, env = "DGZOO_JSON", value_parser = clap::builder::BoolishValueParser::new())]
     pub json: bool,
 }
 

@@ -30,18 +30,18 @@ pub enum ProtocolArg {
 #[derive(Args)]
 pub struct StartArgs {
     /// TCP port (asio; http uses port+1 with `--protocol both`).
-    #[arg(long, default_value_t = 8778)]
+    #[arg(long, env = "DGZOO_SERVER_PORT", default_value_t = 8778)]
     port: u16,
     #[arg(long, value_enum, default_value = "asio")]
     protocol: ProtocolArg,
     /// Zoo directory.
-    #[arg(long, default_value = ".")]
+    #[arg(long, env = "DGZOO_SERVER_ZOO", default_value = ".")]
     zoo: PathBuf,
     /// Only log errors.
     #[arg(long)]
     pub quiet: bool,
     /// Address to bind (PySDK binds 0.0.0.0).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "DGZOO_SERVER_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Largest frame accepted, in MiB.
     #[arg(long, default_value_t = 1024)]
@@ -57,12 +57,23 @@ pub struct StartArgs {
     /// unloaded past it.
     #[arg(long, default_value_t = 512)]
     max_models_mb: u64,
+    /// Most connections served at once (asio and http together).
+    #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Seconds a connection may stay idle (between commands, keep-alive requests, or
+    /// WebSocket messages) before it is closed.
+    #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
+    idle_timeout: f64,
+    /// Token that `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` must carry (default
+    /// `DGZOO_ADMIN_TOKEN`; none = open to local clients, as on PySDK's server).
+    #[arg(long)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args)]
 pub struct PortArgs {
     /// Port of the server's asio protocol.
-    #[arg(long, default_value_t = 8778)]
+    #[arg(long, env = "DGZOO_SERVER_PORT", default_value_t = 8778)]
     port: u16,
 }
 
@@ -81,6 +92,12 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.max_json = a.max_json_kb.saturating_mul(1 << 10);
             cfg.cors_origins = a.cors_origins;
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
+            cfg.max_connections = a.max_connections;
+            cfg.admin_token = a.admin_token.or(dgzoo::settings::Settings::from_env().admin_token);
+            cfg.idle_timeout = std::time::Duration::try_from_secs_f64(a.idle_timeout)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| dgzoo::error::Error::invalid(format!("--idle-timeout {} is not a positive number of seconds", a.idle_timeout)))?;
             cfg.protocol = match a.protocol {
                 ProtocolArg::Asio => Protocol::Asio,
                 ProtocolArg::Http => Protocol::Http,

@@ -19,7 +19,7 @@ fn list_info_labels_over_both_protocols() {
     let local = Zoo::connect("@local", zoo_dir.path().to_str().unwrap(), "").unwrap();
     for addr in addresses(&server) {
         let zoo = Zoo::connect(&addr, "", "").unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        let names = zoo.list_names(&Filters::default());
+        let names = zoo.list_names(&Filters::default()).unwrap();
         assert_eq!(names, MODELS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{addr}");
         // The server's listing keeps file names relative, otherwise it is the local full form.
         let info = zoo.model_info(MODELS[3]).unwrap();
@@ -32,7 +32,7 @@ fn list_info_labels_over_both_protocols() {
         assert_eq!(zoo.model_info("no_such_model").unwrap_err().message, format!("Model 'no_such_model' is not found in model zoo '{addr}'"));
         // Filters run on the server's listing with the server's devices.
         let f = Filters::from_json(&json!({"runtime": "ONNX"})).unwrap();
-        assert_eq!(zoo.list_names(&f).len(), 2, "{addr}");
+        assert_eq!(zoo.list_names(&f).unwrap().len(), 2, "{addr}");
         assert!(zoo.system_info()["Devices"].get("TFLITE/CPU").is_some());
         let client = zoo.ai_server().unwrap();
         let labels = client.label_dictionary(MODELS[3]).unwrap();

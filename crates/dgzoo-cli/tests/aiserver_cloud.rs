@@ -23,12 +23,12 @@ fn ai_server_runs_cloud_zoo_models() {
     cfg.quiet = true;
     cfg.cache = Some(cache_cfg(server_cache.path()));
     let server = Server::start(cfg).unwrap();
-    let opts = ConnectOptions { cache: Some(cache_cfg(client_cache.path())), offline: None };
+    let opts = ConnectOptions { cache: Some(cache_cfg(client_cache.path())), offline: None, ..Default::default() };
     for addr in [format!("127.0.0.1:{}", server.asio_addr().unwrap().port()), format!("http://127.0.0.1:{}", server.http_addr().unwrap().port())] {
         let zoo = Zoo::connect_with(&addr, &hub_url(&hub), TOKEN, &opts).unwrap_or_else(|e| panic!("{addr}: {e}"));
         let mut want = vec![BLAZE.to_string(), EFF_F.to_string(), YOLO.to_string()];
         want.sort();
-        assert_eq!(zoo.list_names(&Filters::default()), want, "{addr}");
+        assert_eq!(zoo.list_names(&Filters::default()).unwrap(), want, "{addr}");
         // Devices are the AI server's.
         assert!(zoo.system_info()["Devices"].get("TFLITE/CPU").is_some());
         let model = zoo.load_model(YOLO, &json!({"input_image_format": "RAW"})).unwrap();
@@ -113,7 +113,7 @@ fn pysdk_with_ai_server_and_cloud_zoo() {
     }
     // Our client → PySDK's server (its cloud cache under a temporary HOME).
     let theirs = aiserver_common::start_peer_server(&peer, own_zoo.path(), &[("HOME", peer_home.path())]);
-    let opts = ConnectOptions { cache: Some(cache_cfg(client_cache.path())), offline: None };
+    let opts = ConnectOptions { cache: Some(cache_cfg(client_cache.path())), offline: None, ..Default::default() };
     for addr in [format!("127.0.0.1:{}", theirs.port), format!("http://127.0.0.1:{}", theirs.port + 1)] {
         let zoo = Zoo::connect_with(&addr, &hub_url(&hub), TOKEN, &opts).unwrap_or_else(|e| panic!("{addr}: {e}"));
         let model = zoo.load_model(yolo_onnx, &json!({"input_image_format": "RAW"})).unwrap();

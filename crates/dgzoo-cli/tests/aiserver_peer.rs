@@ -125,7 +125,7 @@ fn our_client_against_pysdk_server() {
     let mut failures = Vec::new();
     for addr in [asio.clone(), format!("http://127.0.0.1:{}", port + 1)] {
         let zoo = Zoo::connect(&addr, "", "").unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-        assert_eq!(zoo.list_names(&Filters::default()), MODELS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{addr}");
+        assert_eq!(zoo.list_names(&Filters::default()).unwrap(), MODELS.iter().map(|s| s.to_string()).collect::<Vec<_>>(), "{addr}");
         // The PySDK server's listing equals ours (relative paths, full form).
         let ours = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&addr).unwrap());
         let theirs: Vec<(String, Value)> = ours.modelzoo().unwrap();

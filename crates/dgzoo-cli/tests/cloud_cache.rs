@@ -126,6 +126,48 @@ fn lru_eviction_spares_models_in_use() {
     assert_eq!(left, vec![BLAZE, YOLO]);
 }
 
+/// Round trips (#13): connect makes one request (the zoo check; the model list is fetched only
+/// when listed), a cold load two (info + archive), a cached load one (the checksum check), and a
+/// fresh `dgzoo predict --model` process with the model cached exactly one.
+#[test]
+fn cached_load_makes_one_request() {
+    let root = hub_root(&[EFF_F]);
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = cache_cfg(cdir.path());
+    let n0 = hub.request_count();
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    assert_eq!(hub.request_count() - n0, 1, "connect: the zoo check only");
+    let n1 = hub.request_count();
+    let want = predict(&zoo, EFF_F, "cat_224.jpg");
+    assert_eq!(hub.request_count() - n1, 2, "cold load: info + download");
+    let n2 = hub.request_count();
+    assert_eq!(predict(&zoo, EFF_F, "cat_224.jpg"), want);
+    assert_eq!(hub.request_count() - n2, 1, "cached load: the checksum check only");
+    let n3 = hub.request_count();
+    assert_eq!(zoo.list_names(&Filters::default()).unwrap(), vec![EFF_F.to_string()]);
+    assert_eq!(zoo.list_names(&Filters::default()).unwrap(), vec![EFF_F.to_string()]);
+    assert_eq!(hub.request_count() - n3, 1, "the list is fetched once, when first needed");
+
+    // A fresh CLI process naming its model: one request in all on a cache hit.
+    let n4 = hub.request_count();
+    let out = Command::new(dgzoo_bin())
+        .args(["predict", "--zoo", &hub_url(&hub), "--token", TOKEN, "--model", EFF_F, &format!("{ZOO}/images/cat_224.jpg")])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(hub.request_count() - n4, 1, "fresh process, cached model: one request");
+    // ... and a bad token is still refused by that one request.
+    let out = Command::new(dgzoo_bin())
+        .args(["predict", "--zoo", &hub_url(&hub), "--token", "wrong", "--model", EFF_F, &format!("{ZOO}/images/cat_224.jpg")])
+        .env("DGZOO_CACHE_DIR", cdir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to connect to server"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn offline_mode_makes_no_request() {
     let root = hub_root(&[BLAZE, EFF_F]);
@@ -136,9 +178,9 @@ fn offline_mode_makes_no_request() {
     let want = predict(&online, EFF_F, "cat_224.jpg");
 
     let before = hub.request_count();
-    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true), ..Default::default() };
     let zoo = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
-    assert_eq!(zoo.list_names(&Filters::default()), vec![EFF_F.to_string()], "offline list = cached models");
+    assert_eq!(zoo.list_names(&Filters::default()).unwrap(), vec![EFF_F.to_string()], "offline list = cached models");
     assert_eq!(zoo.model_info(EFF_F).unwrap()["Checksum"], online.model_info(EFF_F).unwrap()["Checksum"]);
     let before_info = hub.request_count();
     assert_eq!(predict(&zoo, EFF_F, "cat_224.jpg"), want);
@@ -201,9 +243,14 @@ fn killed_download_then_retry() {
         assert!(partial_bytes(&zoo_cache) > 0, "the killed download left its partial file");
     };
     kill_mid_download();
-    // Stale partials (their download lock is free) go with a prune.
+    // Stale partials (their download lock is free) go with a prune, except the archive bytes
+    // kept for resuming (`<m>.dl-resume.zip`, kept a day).
+    let kept: u64 = ["zip", "json"].iter().map(|x| std::fs::metadata(zoo_cache.join(format!(".partial/{YOLO}.dl-resume.{x}"))).unwrap().len()).sum();
+    std::fs::create_dir(zoo_cache.join(format!(".partial/{YOLO}.dl-1-2-3.d"))).unwrap();
+    std::fs::write(zoo_cache.join(format!(".partial/{YOLO}.dl-1-2-3.d/x")), b"stale").unwrap();
     Cache::new(cache_cfg(cdir.path())).clear_stale_partials();
-    assert_eq!(partial_bytes(&zoo_cache), 0);
+    assert_eq!(partial_bytes(&zoo_cache), kept);
+    assert!(!zoo_cache.join(format!(".partial/{YOLO}.dl-1-2-3.d")).exists());
     kill_mid_download();
 
     let out = fetch_cmd(&url, cdir.path(), YOLO).output().unwrap();
@@ -211,9 +258,95 @@ fn killed_download_then_retry() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["downloaded"], true);
     assert_eq!(partial_bytes(&zoo_cache), 0, "leftovers cleaned");
+    assert!(std::fs::read_dir(zoo_cache.join(".partial")).unwrap().next().is_none(), "nothing left in .partial");
+    assert!(!zoo_cache.join(format!("{YOLO}.dl.lock")).exists(), "the download lock file goes with the download");
     for (e, r) in Cache::new(cache_cfg(cdir.path())).verify() {
         assert!(r.is_ok(), "{}: {:?}", e.model, r);
     }
+}
+
+/// Start `dgzoo cache fetch` of `model` and SIGKILL it once `at_least` bytes are on disk;
+/// returns the bytes kept for resuming.
+fn kill_fetch_after(url: &str, cdir: &Path, zoo_cache: &Path, model: &str, at_least: u64) -> u64 {
+    let mut child = ChildGuard(fetch_cmd(url, cdir, model).spawn().unwrap());
+    let t = Instant::now();
+    while partial_bytes(zoo_cache) < at_least {
+        assert!(t.elapsed() < Duration::from_secs(30), "download did not start");
+        assert!(child.0.try_wait().unwrap().is_none(), "child ended before it was killed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    std::fs::metadata(zoo_cache.join(format!(".partial/{model}.dl-resume.zip"))).unwrap().len()
+}
+
+/// #13: an interrupted download continues where it stopped (`Range` + `If-Range` with the hub's
+/// ETag): the next fetch's first progress report is past the kept bytes, and the hub sends only
+/// the rest. The whole archive is verified before it is installed.
+#[test]
+fn interrupted_download_resumes_where_it_stopped() {
+    let root = hub_root(&[YOLO]);
+    let hub = slow_hub(root.path(), 3 << 20);
+    let url = hub_url(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let zoo_cache = cache.zoo_dir(&parse_cloud_url(&url).unwrap()).unwrap();
+    let kept = kill_fetch_after(&url, cdir.path(), &zoo_cache, YOLO, 1 << 20);
+    let size = std::fs::metadata(zoo_dir(root.path()).join(format!("{YOLO}.zip"))).unwrap().len();
+    assert!(kept >= 1 << 20 && kept < size, "kept {kept} of {size}");
+    let mut first = None;
+    let held = cache.fetch(&client(&hub), YOLO, &mut |got, total| {
+        first.get_or_insert((got, total));
+    });
+    let held = held.unwrap();
+    assert!(held.downloaded);
+    let (got, total) = first.unwrap();
+    assert_eq!(total, size);
+    assert!(got > kept, "resumed: first report {got} bytes, {kept} were kept");
+    assert!(dgzoo::cache::verify_model_dir(&held.dir, YOLO, None).is_ok());
+    assert!(std::fs::read_dir(zoo_cache.join(".partial")).unwrap().next().is_none(), "nothing left in .partial");
+}
+
+/// #13: when the model changed between the interruption and the retry, the kept bytes are
+/// dropped and the new copy is downloaded whole: by checksum (the zoo announces another one)
+/// and by ETag alone (same content, the archive file rewritten: `If-Range` no longer matches).
+#[test]
+fn resume_restarts_when_the_model_changed() {
+    let root = hub_root(&[YOLO]);
+    let hub = slow_hub(root.path(), 3 << 20);
+    let url = hub_url(&hub);
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Cache::new(cache_cfg(cdir.path()));
+    let zoo_cache = cache.zoo_dir(&parse_cloud_url(&url).unwrap()).unwrap();
+
+    kill_fetch_after(&url, cdir.path(), &zoo_cache, YOLO, 1 << 20);
+    let bytes = publish_new_version(root.path(), YOLO, 1000);
+    let mut first = None;
+    let held = cache.fetch(&client(&hub), YOLO, &mut |got, _| {
+        first.get_or_insert(got);
+    });
+    let held = held.unwrap();
+    assert!(first.unwrap() <= 256 * 1024, "started from zero");
+    assert_eq!(std::fs::read(held.dir.join(format!("{YOLO}.tflite"))).unwrap(), bytes);
+    drop(held);
+
+    // Same checksum, new ETag: the archive rewritten with other bytes (a different zip
+    // timestamp) but the same model.
+    assert!(cache.remove_model(&parse_cloud_url(&url).unwrap(), YOLO).unwrap());
+    kill_fetch_after(&url, cdir.path(), &zoo_cache, YOLO, 1 << 20);
+    let zip = zoo_dir(root.path()).join(format!("{YOLO}.zip"));
+    let mut z = std::fs::read(&zip).unwrap();
+    // Flip the first local header's modification time (bytes 10..12): same entries and checksum,
+    // a different archive.
+    z[10] ^= 0x01;
+    std::fs::write(&zip, &z).unwrap();
+    let mut first = None;
+    let held = cache.fetch(&client(&hub), YOLO, &mut |got, _| {
+        first.get_or_insert(got);
+    });
+    let held = held.unwrap();
+    assert!(first.unwrap() <= 256 * 1024, "a new ETag: started from zero");
+    assert_eq!(std::fs::read(held.dir.join(format!("{YOLO}.tflite"))).unwrap(), bytes);
 }
 
 #[test]
@@ -399,11 +532,50 @@ fn truncated_and_corrupt_downloads_keep_the_old_copy() {
     let old = cache.get_offline(liar.zoo(), BLAZE).unwrap();
     assert!(dgzoo::cache::verify_model_dir(&old.dir, BLAZE, info["model_params"]["Checksum"].as_str()).is_ok());
     drop(old);
-    assert_eq!(partial_bytes(&liar_dir), 0);
+    // What arrived is kept for resuming, nothing else; no lock file is left (#14 item 9).
+    let mut left: Vec<String> = std::fs::read_dir(liar_dir.join(".partial")).unwrap().flatten().map(|e| e.file_name().into_string().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, vec![format!("{BLAZE}.dl-resume.json"), format!("{BLAZE}.dl-resume.zip")]);
+    assert!(!liar_dir.join(format!("{BLAZE}.dl.lock")).exists(), "a failed download leaves no lock file");
 
-    // An archive whose config does not carry the announced checksum is refused too.
+    // An archive whose config does not carry the announced checksum is refused too, and
+    // leaves nothing behind.
     let e = cache.ensure(&c, BLAZE, Some(&"0".repeat(64)), &mut |_, _| {}).unwrap_err();
     assert!(e.message.contains("the zoo announced"), "{}", e.message);
+    assert_eq!(partial_bytes(&good_dir), 0);
+    assert!(!good_dir.join(format!("{BLAZE}.dl.lock")).exists() && !good_dir.join(format!("{BLAZE}.lock")).exists());
+}
+
+/// #14 item 9: a cloud-model open that fails (a model this machine cannot run, a model the
+/// zoo does not have, a corrupt archive) leaves no file that `cache ls` / `prune` would not see;
+/// lock files left by older versions are removed by `prune`.
+#[test]
+fn failed_opens_leave_nothing_behind() {
+    let root = hub_root(&[BLAZE]);
+    evil_archive(root.path(), "corrupt_model", &|z| add(z, "corrupt_model/../../x", b"evil"));
+    let hub = start_hub(root.path());
+    let cdir = tempfile::tempdir().unwrap();
+    let cfg = cache_cfg(cdir.path());
+    let zoo = connect(&hub_url(&hub), TOKEN, &cfg).unwrap();
+    assert!(zoo.load_model("no_such_model", &Value::Null).is_err());
+    assert!(zoo.load_model("corrupt_model", &Value::Null).is_err());
+    let cache = Cache::new(cfg.clone());
+    let zdir = cache.zoo_dir(&parse_cloud_url(&hub_url(&hub)).unwrap()).unwrap();
+    let files = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d).map(|rd| rd.flatten().map(|e| e.file_name().into_string().unwrap()).collect()).unwrap_or_default();
+        v.sort();
+        v
+    };
+    assert!(files(&zdir).iter().all(|f| f == ".partial"), "{:?}", files(&zdir));
+    assert!(files(&zdir.join(".partial")).is_empty(), "{:?}", files(&zdir.join(".partial")));
+    assert!(cache.entries().is_empty());
+
+    // Lock files without a model (as older versions left them) go with a prune.
+    drop(fetch(&cache, &client(&hub), BLAZE).unwrap());
+    std::fs::write(zdir.join("gone.lock"), b"").unwrap();
+    std::fs::write(zdir.join("gone.dl.lock"), b"").unwrap();
+    cache.prune(None).unwrap();
+    assert_eq!(files(&zdir), vec![".partial".to_string(), BLAZE.to_string(), format!("{BLAZE}.lock")]);
 }
 
 #[test]
@@ -615,7 +787,7 @@ fn a_damaged_cached_binary_is_downloaded_again() {
     assert_eq!(std::fs::read(&bin).unwrap(), good);
     // Offline, a damaged copy is reported, not replaced.
     std::fs::write(&bin, &good[..good.len() / 2]).unwrap();
-    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true) };
+    let opts = ConnectOptions { cache: Some(cfg.clone()), offline: Some(true), ..Default::default() };
     let offline = Zoo::connect_with("@local", &hub_url(&hub), TOKEN, &opts).unwrap();
     let e = offline.load_model(BLAZE, &Value::Null).unwrap_err();
     assert!(e.message.contains("Checksum mismatch"), "{}", e.message);

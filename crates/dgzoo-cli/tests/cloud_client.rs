@@ -12,7 +12,7 @@ use serde_json::Value;
 fn runnable(models: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = models
         .iter()
-        .filter(|m| !Zoo::connect("@local", &format!("{ZOO}/{m}"), "").unwrap().list_names(&Filters::default()).is_empty())
+        .filter(|m| !Zoo::connect("@local", &format!("{ZOO}/{m}"), "").unwrap().list_names(&Filters::default()).unwrap().is_empty())
         .map(|m| m.to_string())
         .collect();
     v.sort();
@@ -38,7 +38,7 @@ fn check_zoo(url: &str) {
     let cache_dir = tempfile::tempdir().unwrap();
     let cfg = cache_cfg(cache_dir.path());
     let zoo = connect(url, TOKEN, &cfg).unwrap_or_else(|e| panic!("connect {url}: {}", e.message));
-    let names = zoo.list_names(&Filters::default());
+    let names = zoo.list_names(&Filters::default()).unwrap();
     assert_eq!(names, runnable(ALL));
     assert!(names.contains(&EFF_F.to_string()) && names.contains(&YOLO.to_string()));
 
@@ -155,7 +155,7 @@ fn unsupported_model_is_refused_before_download() {
     let hub = start_hub(root.path());
     let cache_dir = tempfile::tempdir().unwrap();
     let zoo = connect(&hub_url(&hub), TOKEN, &cache_cfg(cache_dir.path())).unwrap();
-    assert!(zoo.list_names(&Filters::default()).is_empty(), "filtered by the local devices");
+    assert!(zoo.list_names(&Filters::default()).unwrap().is_empty(), "filtered by the local devices");
     let before = hub.request_count();
     let e = zoo.load_model(name, &Value::Null).unwrap_err();
     assert_eq!(e.message, format!("Cloud Model '{name}' does not have any supported runtime/device combinations that will work on this system."));
@@ -175,7 +175,7 @@ fn token_from_token_file() {
     let cache_dir = tempfile::tempdir().unwrap();
     let zoo = connect(&hub_url(&hub), "", &cache_cfg(cache_dir.path()));
     std::env::remove_var("DGZOO_TOKEN_FILE");
-    assert_eq!(zoo.unwrap().list_names(&Filters::default()), vec![BLAZE.to_string()]);
+    assert_eq!(zoo.unwrap().list_names(&Filters::default()).unwrap(), vec![BLAZE.to_string()]);
 }
 
 /// A saved token that expires within the hour is renewed (info, then PATCH refresh, both

@@ -104,3 +104,33 @@ fn pysdk_model_info_first_fails_on_dg_zoo_server() {
     assert!(ok, "{out}\n{err}");
     assert_eq!(out.trim(), "KEYERROR 'model_labels'");
 }
+
+/// #13: resuming against a server that ignores `Range` (dg-zoo-server 0.3.0 answers 200 with
+/// the whole archive): bytes kept from an interrupted download (here: not even the right ones)
+/// are dropped and the archive is written from its first byte.
+#[test]
+fn resume_against_dg_zoo_server_falls_back_to_the_whole_archive() {
+    let Some(peer) = peer() else { return };
+    let root = hub_root(&[BLAZE]);
+    let (_server, port) = start_dg_zoo_server(&peer, root.path());
+    let url = format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}");
+    let zoo = dgzoo::zoo::address::parse_cloud_url(&url).unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = dgzoo::cache::Cache::new(cache_cfg(cdir.path()));
+    let partial = cache.zoo_dir(&zoo).unwrap().join(".partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let cfg: Value = serde_json::from_str(&std::fs::read_to_string(format!("{ZOO}/{BLAZE}/{BLAZE}.json")).unwrap()).unwrap();
+    let kept = 300 * 1024;
+    std::fs::write(partial.join(format!("{BLAZE}.dl-resume.zip")), vec![0x5a; kept]).unwrap();
+    std::fs::write(partial.join(format!("{BLAZE}.dl-resume.json")), serde_json::json!({"etag": null, "checksum": cfg["Checksum"]}).to_string()).unwrap();
+    let client = dgzoo::cloud::CloudClient::new(&zoo, TOKEN);
+    let mut first = None;
+    let held = cache.fetch(&client, BLAZE, &mut |got, _| {
+        first.get_or_insert(got);
+    });
+    let held = held.unwrap_or_else(|e| panic!("{}", e.message));
+    assert!(held.downloaded);
+    assert!(first.unwrap() < kept as u64, "the 200 reply was written from the start");
+    assert!(dgzoo::cache::verify_model_dir(&held.dir, BLAZE, cfg["Checksum"].as_str()).is_ok());
+    assert!(std::fs::read_dir(&partial).unwrap().next().is_none(), "nothing left in .partial");
+}

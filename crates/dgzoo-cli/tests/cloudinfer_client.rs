@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn cloud_connect(url: &str, token: &str, cache: &std::path::Path) -> dgzoo::Result<Zoo> {
-    Zoo::connect_with("@cloud", url, token, &ConnectOptions { cache: Some(cache_cfg(cache)), offline: None })
+    Zoo::connect_with("@cloud", url, token, &ConnectOptions { cache: Some(cache_cfg(cache)), offline: None, ..Default::default() })
 }
 
 fn results(m: &dgzoo::model::Model, img: &str) -> Value {
@@ -34,7 +34,7 @@ fn our_client_predicts_through_our_hub() {
     let zoo = cloud_connect(&hub_url(&hub), TOKEN, cache.path()).unwrap();
     let mut names = vec![EFF_F, EFF_ONNX, YOLO];
     names.sort();
-    assert_eq!(zoo.list_names(&Default::default()), names);
+    assert_eq!(zoo.list_names(&Default::default()).unwrap(), names);
     assert!(zoo.supported_device_types().contains(&"TFLITE/CPU".to_string()), "devices from the hub's system-info");
     for m in [EFF_F, EFF_ONNX, YOLO] {
         let model = zoo.load_model(m, &json!({"input_image_format": "RAW"})).unwrap();

@@ -38,7 +38,8 @@ fn hub_spreads_streams_over_an_aiserver_pool() {
     let hub = start_hub(root.path());
     hub.set_aiserver_pool([&dead, &a_addr, &b_addr].iter().map(|s| ServerAddress::parse(s).unwrap()).collect());
     let cache = tempfile::tempdir().unwrap();
-    let zoo = Zoo::connect_with("@cloud", &hub_url(&hub), TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let zoo = Zoo::connect_with("@cloud", &hub_url(&hub), TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() })
+        .unwrap();
     // Two models = two connections kept open between frames (idle sessions are pooled).
     let m1 = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
     let m2 = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
@@ -76,7 +77,7 @@ fn dgzoo_hub_cli_takes_an_aiserver_pool() {
     assert!(wait_port(port, std::time::Duration::from_secs(30)));
     let cache = tempfile::tempdir().unwrap();
     let url = format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}");
-    let zoo = Zoo::connect_with("@cloud", &url, TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let zoo = Zoo::connect_with("@cloud", &url, TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() }).unwrap();
     let m = zoo.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
     // Only the (dead) pool may run frames: the local runtimes are not used.
     let e = predict(&m, &[Input::Bytes(&image("cat_224.jpg"))]).unwrap_err();

@@ -88,15 +88,25 @@ fn pysdk_cloud_client_predicts_through_our_hub() {
     std::fs::write(&tokens, format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}}}"#)).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let ours = |url: &str, tok: &str| {
-        dgzoo::zoo::Zoo::connect_with("@cloud", url, tok, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None })
-            .map(|_| ())
-            .unwrap_err()
-            .message
+        dgzoo::zoo::Zoo::connect_with(
+            "@cloud",
+            url,
+            tok,
+            &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() },
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .message
     };
     assert_eq!(v["local_path"], ours(&images, TOKEN));
     assert_eq!(v["bad_token"], ours(&url, "wrong-token"));
-    let our_zoo =
-        dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let our_zoo = dgzoo::zoo::Zoo::connect_with(
+        "@cloud",
+        &url,
+        TOKEN,
+        &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(v["no_model"], our_zoo.load_model("nomodel", &Value::Null).unwrap_err().message);
     assert_eq!(v["devices_available"], serde_json::json!((0..64).collect::<Vec<u64>>()));
     let ours_model = our_zoo.load_model(EFF_F, &Value::Null).unwrap();
@@ -134,8 +144,13 @@ fn pysdk_client_vanishing_mid_stream_leaves_the_hub_serving() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let cache = tempfile::tempdir().unwrap();
-    let zoo =
-        dgzoo::zoo::Zoo::connect_with("@cloud", &url, TOKEN, &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None }).unwrap();
+    let zoo = dgzoo::zoo::Zoo::connect_with(
+        "@cloud",
+        &url,
+        TOKEN,
+        &dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() },
+    )
+    .unwrap();
     let m = zoo.load_model(YOLO, &serde_json::json!({"input_image_format": "RAW"})).unwrap();
     let r = dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&image("girls_256.jpg"))]).unwrap();
     assert_close(&serde_json::to_value(&r.results).unwrap(), &golden(YOLO, "girls_256.jpg"), 1e-4, "after the vanished client");

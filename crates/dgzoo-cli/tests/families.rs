@@ -364,9 +364,10 @@ fn families_through_our_hub_cloud_inference() {
     let opts = dgzoo::zoo::ConnectOptions {
         cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
         offline: None,
+        ..Default::default()
     };
     let zoo = Zoo::connect_with("@cloud", &format!("http://{}/myorg/myzoo", hub.addr()), token, &opts).unwrap();
-    assert_eq!(zoo.list_names(&Default::default()).len(), names.len());
+    assert_eq!(zoo.list_names(&Default::default()).unwrap().len(), names.len());
     for name in &names {
         let model = zoo.load_model(name, &json!({"input_image_format": "RAW"})).unwrap_or_else(|e| panic!("{name}: {e}"));
         for img in ["cat_224", "car_416", "girls_256"] {
@@ -399,7 +400,7 @@ fn families_from_the_real_degirum_server() {
 /// Every model of the family zoo served at `addr`, on the shared images, against PySDK's local goldens.
 fn check_server_zoo(root: &std::path::Path, addr: &str, via: &str) {
     let zoo = Zoo::connect(addr, "", "").unwrap();
-    let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default());
+    let names = zoo.list_names(&dgzoo::zoo::filter::Filters::default()).unwrap();
     assert!(names.len() >= 9, "{names:?}");
     for name in names {
         let model = zoo.load_model(&name, &json!({"input_image_format": "RAW"})).unwrap();

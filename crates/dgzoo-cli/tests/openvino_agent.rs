@@ -301,12 +301,12 @@ fn system_info_and_list_models_show_openvino() {
     assert!(info["Devices"].get("OPENVINO/GPU").is_none() || visible_gpu);
     let dir = ov_zoo();
     let zoo = Zoo::connect("@local", dir.path().to_str().unwrap(), "").unwrap();
-    let names = zoo.list_names(&Filters::default());
+    let names = zoo.list_names(&Filters::default()).unwrap();
     assert_eq!(names, ONNX_MODELS.iter().map(|m| ov_name(m)).collect::<Vec<_>>());
     let f = Filters::from_json(&json!({"runtime": "OPENVINO"})).unwrap();
-    assert_eq!(zoo.list_names(&f).len(), 2);
+    assert_eq!(zoo.list_names(&f).unwrap().len(), 2);
     let f = Filters::from_json(&json!({"device_type": ["OPENVINO/CPU"]})).unwrap();
-    assert_eq!(zoo.list_names(&f).len(), 2);
+    assert_eq!(zoo.list_names(&f).unwrap().len(), 2);
 }
 
 /// `dgzoo server` serves an OPENVINO model: our client over asio, RAW frames, gets the local
@@ -573,6 +573,7 @@ fn hub_cloud_inference_runs_an_openvino_model() {
     let opts = dgzoo::zoo::ConnectOptions {
         cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
         offline: None,
+        ..Default::default()
     };
     let url = format!("http://{}/{org}/{zoo_name}", hub.addr());
     let cloud = Zoo::connect_with("@cloud", &url, token, &opts).unwrap();

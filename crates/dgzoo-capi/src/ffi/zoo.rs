@@ -57,7 +57,7 @@ pub unsafe extern "C" fn dg_list_models(zoo: *const dg_zoo, filter_json: *const 
         unsafe { out_ptr(out_names_json, "out_names_json") }?;
         let zoo = unsafe { zoo_ref(zoo) }?;
         let filters = Filters::from_json(&unsafe { json_arg(filter_json, "filter_json") }?)?;
-        let names = zoo.list_names(&filters);
+        let names = zoo.list_names(&filters)?;
         unsafe { *out_names_json = new_string(serde_json::to_string(&names).unwrap_or_default()) };
         Ok(())
     })
@@ -72,7 +72,7 @@ pub unsafe extern "C" fn dg_list_models_full(zoo: *const dg_zoo, filter_json: *c
         let filters = Filters::from_json(&unsafe { json_arg(filter_json, "filter_json") }?)?;
         // Built by hand to keep zoo order (JSON maps here are sorted).
         let mut s = String::from("{");
-        for (i, (name, params)) in zoo.list_full(&filters).into_iter().enumerate() {
+        for (i, (name, params)) in zoo.list_full(&filters)?.into_iter().enumerate() {
             if i > 0 {
                 s.push(',');
             }

@@ -395,127 +395,59 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
     Ok(rgb)
 }
 
-/// Frames of one stream processed concurrently (the client pipelines up to its queue depth)
-/// and answered strictly in frame order by a writer thread.
-pub struct FramePipeline {
-    jobs: Option<std::sync::mpsc::SyncSender<(u64, Vec<Vec<u8>>)>>,
-    workers: Vec<std::thread::JoinHandle<()>>,
-    writer: Option<std::thread::JoinHandle<()>>,
-    shared: Arc<(Mutex<Ordered>, std::sync::Condvar)>,
-    next_seq: u64,
+/// Open a stream without holding a runtime worker (a model load can take seconds).
+pub(crate) async fn open_stream(state: &Arc<State>, name: String, config: Value) -> std::result::Result<Arc<StreamSession>, String> {
+    let st = state.clone();
+    tokio::task::spawn_blocking(move || st.open_stream(&name, &config).map(Arc::new)).await.unwrap_or_else(|e| Err(e.to_string()))
 }
 
-#[derive(Default)]
-struct Ordered {
-    done: BTreeMap<u64, Vec<u8>>,
-    /// Total number of frames, once the input has ended.
-    total: Option<u64>,
-    /// The writer failed (client gone): stop working.
-    broken: bool,
-    /// Results written so far.
-    written: u64,
+/// Frames of one stream accepted but not yet answered: past it the stream's reader pauses
+/// (back-pressure on that client's socket only).
+pub const MAX_IN_FLIGHT: usize = 8;
+
+/// The frames of one stream: packets are grouped into frames (one packet per model input),
+/// each frame runs on the process-wide bounded blocking pool ([`crate::net::blocking`]) as soon
+/// as it is complete, and results come back strictly in frame order.
+pub(crate) struct FrameQueue {
+    session: Arc<StreamSession>,
+    partial: Vec<Vec<u8>>,
+    in_flight: futures_util::stream::FuturesOrdered<tokio::task::JoinHandle<Vec<u8>>>,
 }
 
-/// Frames accepted but not yet answered, per stream: a client that sends without reading
-/// stalls its own socket instead of growing the server's memory.
-const MAX_UNANSWERED: u64 = 64;
-
-impl FramePipeline {
-    /// `write` sends one result packet; it runs on the writer thread.
-    pub fn new(session: Arc<StreamSession>, mut write: impl FnMut(&[u8]) -> bool + Send + 'static) -> Self {
-        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Vec<Vec<u8>>)>(n * 2);
-        let rx = Arc::new(Mutex::new(rx));
-        let shared: Arc<(Mutex<Ordered>, std::sync::Condvar)> = Arc::new(Default::default());
-        let workers: Vec<std::thread::JoinHandle<()>> = (0..n)
-            .filter_map(|_| {
-                let (rx, sh, s) = (rx.clone(), shared.clone(), session.clone());
-                std::thread::Builder::new()
-                    .name("dgzoo-frame".into())
-                    .spawn(move || loop {
-                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                        let Ok((seq, frame)) = job else { return };
-                        let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
-                        let out = if broken { Vec::new() } else { s.run_frame(&frame) };
-                        sh.0.lock().unwrap_or_else(|p| p.into_inner()).done.insert(seq, out);
-                        sh.1.notify_all();
-                    })
-                    .ok()
-            })
-            .collect();
-        let sh = shared.clone();
-        let writer = std::thread::Builder::new()
-            .name("dgzoo-results".into())
-            .spawn(move || {
-                let mut next = 0u64;
-                loop {
-                    let out = {
-                        let mut g = sh.0.lock().unwrap_or_else(|p| p.into_inner());
-                        loop {
-                            if let Some(o) = g.done.remove(&next) {
-                                break o;
-                            }
-                            if g.total.is_some_and(|t| next >= t) {
-                                return;
-                            }
-                            g = sh.1.wait(g).unwrap_or_else(|p| p.into_inner());
-                        }
-                    };
-                    next += 1;
-                    let broken = sh.0.lock().unwrap_or_else(|p| p.into_inner()).broken;
-                    let failed = !broken && !write(&out);
-                    let mut g = sh.0.lock().unwrap_or_else(|p| p.into_inner());
-                    g.broken |= failed;
-                    g.written = next;
-                    drop(g);
-                    sh.1.notify_all();
-                }
-            })
-            .ok();
-        if writer.is_none() || workers.is_empty() {
-            // No threads, no answers: refuse frames rather than hang.
-            shared.0.lock().unwrap_or_else(|p| p.into_inner()).broken = true;
-        }
-        FramePipeline { jobs: Some(tx), workers, writer, shared, next_seq: 0 }
+impl FrameQueue {
+    pub(crate) fn new(session: Arc<StreamSession>) -> Self {
+        FrameQueue { session, partial: Vec::new(), in_flight: Default::default() }
     }
 
-    /// Queue a frame; false once the client can no longer be answered. Blocks while the
-    /// workers are busy (back-pressure on the socket).
-    pub fn push(&mut self, frame: Vec<Vec<u8>>) -> bool {
-        {
-            let mut g = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
-            while !g.broken && self.next_seq - g.written >= MAX_UNANSWERED {
-                g = self.shared.1.wait(g).unwrap_or_else(|p| p.into_inner());
+    /// Add one packet; a completed frame starts running at once.
+    pub(crate) fn push_packet(&mut self, packet: Vec<u8>) {
+        self.partial.push(packet);
+        if self.partial.len() < self.session.num_inputs() {
+            return;
+        }
+        let (s, frame) = (self.session.clone(), std::mem::take(&mut self.partial));
+        let job = tokio::spawn(async move {
+            let s2 = s.clone();
+            match crate::net::blocking(move || s2.run_frame(&frame)).await {
+                Ok(r) => r,
+                Err(e) => protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", &e, &[]))),
             }
-            if g.broken {
-                return false;
-            }
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.jobs.as_ref().is_some_and(|j| j.send((seq, frame)).is_ok())
+        });
+        self.in_flight.push_back(job);
     }
 
-    /// Answer every queued frame, then stop the threads.
-    pub fn finish(mut self) {
-        self.stop();
+    /// No frame is waiting for its result.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.in_flight.is_empty()
     }
 
-    fn stop(&mut self) {
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
-        }
-        self.shared.0.lock().unwrap_or_else(|p| p.into_inner()).total = Some(self.next_seq);
-        self.shared.1.notify_all();
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
-        }
+    pub(crate) fn is_full(&self) -> bool {
+        self.in_flight.len() >= MAX_IN_FLIGHT
     }
-}
 
-impl Drop for FramePipeline {
-    fn drop(&mut self) {
-        self.stop();
+    /// The next result in frame order (`None` when nothing is in flight).
+    pub(crate) async fn next_result(&mut self) -> Option<Vec<u8>> {
+        let r = futures_util::StreamExt::next(&mut self.in_flight).await?;
+        Some(r.unwrap_or_else(|e| protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", &e.to_string(), &[])))))
     }
 }

@@ -1,398 +1,453 @@
-//! The HTTP side of the AI server: REST routes under `/v1/` (JSON, CORS) and the WebSocket
-//! stream `/v1/stream` (JSON configuration text message, then binary frames and msgpack
-//! results, frames processed concurrently and answered in order). A small HTTP/1.1 server of
-//! our own, one thread per connection (keep-alive): tiny_http 0.12 was tried first, but with
-//! several upgraded (long-lived) WebSocket connections open it stopped handing over new
-//! requests. WebSocket frames use `protocol::ws`, which accepts DeGirum's unmasked frames.
-use super::{Level, State};
-use dgzoo::error::{Error, Result};
+//! The HTTP side of the AI server on axum/hyper ([`crate::net::serve_http`]): REST routes under
+//! `/v1/` (JSON, CORS; parsed into [`Command`]s), `/v2/health/*`, and the WebSocket stream
+//! `/v1/stream` (JSON configuration text message, then binary frames and msgpack results,
+//! frames run concurrently and answered in order). The WebSocket is tokio-tungstenite with
+//! `accept_unmasked_frames` (DeGirum's client sends unmasked frames), behind [`FrameLimits`],
+//! which refuses an oversized message from its frame header with our error text.
+use super::{frame, Level, State};
+use crate::net;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use dgzoo::protocol;
-use dgzoo::protocol::ws::{self, WsMessage, WsReader, WsWriter};
+use dgzoo::protocol::command::{Command, CommandError};
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::Message;
 
-/// Idle time before a keep-alive connection is closed.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-const MAX_LINE: usize = 16 << 10;
-const MAX_HEADERS: usize = 100;
+/// Largest request head (request line and headers): past it hyper answers 431.
+const MAX_HEAD: usize = 16 << 10;
 
-pub(super) fn start(state: Arc<State>, host: &str, port: u16) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let l = TcpListener::bind((host, port)).map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
-    let addr = l.local_addr().map_err(|e| Error::io(format!("cannot listen on {host}:{port}: {e}")))?;
-    *state.http_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-    let h = std::thread::Builder::new()
-        .name("dgzoo-http".into())
-        .spawn(move || {
-            for conn in l.incoming() {
-                if state.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(sock) = conn else {
-                    std::thread::sleep(Duration::from_millis(20));
-                    continue;
-                };
-                let Some(slot) = super::ConnectionSlot::take(&state) else {
-                    state.log_info("connection refused: too many connections");
-                    continue;
-                };
-                let st = state.clone();
-                let _ = std::thread::Builder::new().name("dgzoo-http-conn".into()).spawn(move || {
-                    let _slot = slot;
-                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| connection(&st, sock)));
-                });
-            }
-            state.log_info("http listener stopped");
-        })
-        .map_err(|e| Error::internal(e.to_string()))?;
-    Ok((addr, h))
+pub(super) async fn serve(state: Arc<State>, l: tokio::net::TcpListener) {
+    let st = state.clone();
+    let router = net::health_routes(state.shutdown.clone()).fallback(move |req: Request<Body>| {
+        let st = st.clone();
+        async move { handle(st, req).await }
+    });
+    let busy = protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", "too many connections: try again later", &[]));
+    let opts = net::HttpOptions { idle_timeout: state.idle_timeout, max_head_bytes: MAX_HEAD, busy_body: busy.to_string() };
+    net::serve_http("http", l, router, state.limiter.clone(), state.shutdown.clone(), opts).await
 }
 
-struct Request {
-    method: String,
-    path: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
-    }
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    respond(status, "application/json", v.to_string().into_bytes())
 }
 
-struct Response {
-    status: u16,
-    content_type: &'static str,
-    body: Vec<u8>,
-    extra: Vec<(&'static str, String)>,
+fn text_response(status: StatusCode, text: &str) -> Response<Body> {
+    respond(status, "text/plain", text.as_bytes().to_vec())
 }
 
-fn json_response(status: u16, v: &Value) -> Response {
-    Response { status, content_type: "application/json", body: v.to_string().into_bytes(), extra: Vec::new() }
-}
-
-fn text_response(status: u16, text: &str) -> Response {
-    Response { status, content_type: "text/plain", body: text.as_bytes().to_vec(), extra: Vec::new() }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        101 => "Switching Protocols",
-        200 => "OK",
-        204 => "No Content",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Payload Too Large",
-        500 => "Internal Server Error",
-        _ => "",
-    }
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    h.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// CORS headers for a request from `origin`: only for an origin in the allow-list
 /// (`Config::cors_origins`, empty by default), echoed back, never `*`.
-fn cors_headers(state: &State, origin: Option<&str>) -> Vec<(&'static str, String)> {
-    match origin {
-        Some(o) if state.cors_origins.iter().any(|a| a == o || a == "*") => vec![
-            ("Access-Control-Allow-Origin", o.to_string()),
-            ("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()),
-            ("Access-Control-Allow-Headers", "Content-Type".into()),
-            ("Vary", "Origin".into()),
-        ],
-        _ => Vec::new(),
+fn add_cors(state: &State, origin: Option<&str>, r: &mut Response<Body>) {
+    let Some(o) = origin.filter(|o| state.cors_origins.iter().any(|a| a == o || a == "*")) else { return };
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(o) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
+    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, OPTIONS"));
+    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Content-Type"));
+    h.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
 /// A request a web page on another site must not make: one that changes state (anything but
 /// GET/HEAD/OPTIONS, and the WebSocket stream, which runs inference) carrying an `Origin` that
 /// is not in the allow-list (`*` there allows reads only). Clients that are not browsers
 /// (PySDK, curl) send no `Origin` and are not affected.
-fn cross_origin_refused(state: &State, req: &Request, upgrade: bool) -> bool {
-    let Some(origin) = req.header("Origin") else { return false };
-    let state_changing = upgrade || !matches!(req.method.as_str(), "GET" | "HEAD" | "OPTIONS");
+fn cross_origin_refused(state: &State, method: &Method, origin: Option<&str>, upgrade: bool) -> bool {
+    let Some(origin) = origin else { return false };
+    let state_changing = upgrade || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
     state_changing && !state.cors_origins.iter().any(|a| a == origin)
 }
 
-fn write_response(w: &mut TcpStream, r: &Response, keep_alive: bool) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-    if r.status != 204 {
-        head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", r.content_type, r.body.len()));
+async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
+    let peer = req.extensions().get::<net::Peer>().map(|p| p.0.ip());
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
+    state.log(Level::Debug, &format!("http {method} {path}"));
+    let upgrade = header_str(req.headers(), header::UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+    if cross_origin_refused(&state, &method, origin.as_deref(), upgrade) {
+        state.log_info(&format!("refused cross-origin {method} {path} from origin '{}'", origin.as_deref().unwrap_or_default()));
+        let text = protocol::dg_error_text(
+            "ERROR",
+            "Operation failed",
+            "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)",
+            &[],
+        );
+        let mut r = json_response(StatusCode::FORBIDDEN, &protocol::frame_err(&text));
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
     }
-    for (k, v) in &r.extra {
-        head.push_str(&format!("{k}: {v}\r\n"));
+    if path == "/v1/stream" && method == Method::GET && upgrade {
+        return ws_upgrade(state, req);
     }
-    head.push_str(if keep_alive { "Connection: keep-alive\r\n\r\n" } else { "Connection: close\r\n\r\n" });
-    let mut out = head.into_bytes();
-    if r.status != 204 {
-        out.extend_from_slice(&r.body);
-    }
-    w.write_all(&out)?;
-    w.flush()
+    let mut r = rest(&state, req, &method, &path, peer).await;
+    add_cors(&state, origin.as_deref(), &mut r);
+    r
 }
 
-/// One line, bounded; `None` on EOF before any byte.
-fn read_line<R: BufRead>(r: &mut R) -> std::io::Result<Option<String>> {
-    let mut buf = Vec::new();
-    let n = r.by_ref().take(MAX_LINE as u64).read_until(b'\n', &mut buf)?;
-    if n == 0 {
-        return Ok(None);
+/// Serve one REST request.
+async fn rest(state: &Arc<State>, req: Request<Body>, method: &Method, path: &str, peer: Option<std::net::IpAddr>) -> Response<Body> {
+    if *method == Method::OPTIONS {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("OPTIONS, GET, POST"));
+        return r;
     }
-    if !buf.ends_with(b"\n") {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "header line too long or truncated"));
-    }
-    Ok(Some(String::from_utf8_lossy(&buf).trim_end_matches(['\r', '\n']).to_string()))
-}
-
-/// Read one request. `Ok(None)`: the client closed an idle connection.
-/// Bodies longer than `max_body` (the server's JSON limit) are refused from Content-Length.
-fn read_request<R: BufRead>(r: &mut R, max_body: usize) -> std::result::Result<Option<Request>, Response> {
-    let bad = |m: &str| text_response(400, &format!("400 Bad Request: {m}"));
-    let line = match read_line(r) {
-        Ok(Some(l)) => l,
-        Ok(None) => return Ok(None),
-        Err(_) => return Ok(None),
-    };
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else { return Err(bad("malformed request line")) };
-    if !version.starts_with("HTTP/1.") {
-        return Err(bad("unsupported HTTP version"));
-    }
-    let mut headers = Vec::new();
-    loop {
-        let l = read_line(r).map_err(|_| bad("malformed headers"))?.ok_or_else(|| bad("truncated headers"))?;
-        if l.is_empty() {
-            break;
-        }
-        if headers.len() >= MAX_HEADERS {
-            return Err(bad("too many headers"));
-        }
-        let (k, v) = l.split_once(':').ok_or_else(|| bad("malformed header"))?;
-        headers.push((k.trim().to_string(), v.trim().to_string()));
-    }
-    let mut req = Request { method: method.to_string(), path: target.split('?').next().unwrap_or_default().to_string(), headers, body: Vec::new() };
-    if req.header("Transfer-Encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked")) {
-        return Err(bad("chunked request bodies are not supported"));
-    }
-    let len = match req.header("Content-Length") {
-        Some(v) => v.parse::<usize>().map_err(|_| bad("bad Content-Length"))?,
-        None => 0,
-    };
-    if len > max_body {
+    // Bodies longer than the JSON limit are refused from Content-Length, before reading.
+    let token = header_str(req.headers(), header::AUTHORIZATION).and_then(|a| a.strip_prefix("Bearer ")).map(|t| t.trim().to_string());
+    let declared = header_str(req.headers(), header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let too_large = |len: u64| {
         let text = protocol::dg_error_text(
             "ERROR",
             "Incorrect value of parameter",
-            &format!("request body of {len} bytes exceeds the limit of {max_body} bytes"),
+            &format!("request body of {len} bytes exceeds the limit of {} bytes", state.max_json),
             &[],
         );
-        return Err(json_response(413, &protocol::frame_err(&text)));
-    }
-    req.body = vec![0u8; len];
-    r.read_exact(&mut req.body).map_err(|_| bad("truncated body"))?;
-    Ok(Some(req))
-}
-
-fn connection(state: &Arc<State>, sock: TcpStream) {
-    let peer: Option<IpAddr> = sock.peer_addr().ok().map(|a| a.ip());
-    let _ = sock.set_read_timeout(Some(IDLE_TIMEOUT));
-    let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
-    let _ = sock.set_nodelay(true);
-    let Ok(mut writer) = sock.try_clone() else { return };
-    let mut reader = BufReader::new(sock);
-    loop {
-        let req = match read_request(&mut reader, state.max_json) {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(resp) => {
-                let _ = write_response(&mut writer, &resp, false);
-                return;
-            }
-        };
-        state.log(Level::Debug, &format!("http {} {}", req.method, req.path));
-        let upgrade = req.header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
-        if cross_origin_refused(state, &req, upgrade) {
-            state.log_info(&format!("refused cross-origin {} {} from origin '{}'", req.method, req.path, req.header("Origin").unwrap_or_default()));
-            let text = protocol::dg_error_text(
-                "ERROR",
-                "Operation failed",
-                "cross-origin requests that change state are not allowed (Origin not in the server's allow-list)",
-                &[],
-            );
-            let _ = write_response(&mut writer, &json_response(403, &protocol::frame_err(&text)), false);
-            return;
-        }
-        if req.path == "/v1/stream" && req.method == "GET" && upgrade {
-            let Some(key) = req.header("Sec-WebSocket-Key") else {
-                let _ = write_response(&mut writer, &text_response(400, "400 Bad Request: Sec-WebSocket-Key missing"), false);
-                return;
-            };
-            let accept = ws::accept_key(key);
-            let head = format!("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n");
-            if writer.write_all(head.as_bytes()).is_err() {
-                return;
-            }
-            // Frames the client sent right behind the handshake are already in our buffer.
-            let leftover = reader.buffer().to_vec();
-            let sock = reader.into_inner();
-            // Streams may idle between frames as long as the client likes.
-            let _ = sock.set_read_timeout(None);
-            let Ok((mut rd, wr)) = ws::server(sock, leftover, state.max_packet) else { return };
-            rd.set_max_text(state.max_json);
-            ws_stream(state, rd, &wr);
-            wr.close();
-            return;
-        }
-        let close = req.header("Connection").is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let (mut resp, shutdown) = route(state, &req, peer);
-        resp.extra.extend(cors_headers(state, req.header("Origin")));
-        let sent = write_response(&mut writer, &resp, !close && !shutdown).is_ok();
-        if shutdown {
-            state.request_stop(false);
-        }
-        if !sent || close || shutdown || state.stop.load(Ordering::SeqCst) {
-            return;
-        }
-    }
-}
-
-/// Serve one REST request; the flag asks the caller to stop the server after replying.
-fn route(state: &Arc<State>, req: &Request, peer: Option<IpAddr>) -> (Response, bool) {
-    if req.method == "OPTIONS" {
-        let mut r = text_response(204, "");
-        r.extra.push(("Allow", "OPTIONS, GET, POST".into()));
-        return (r, false);
-    }
-    let path: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
-    // (op, allowed methods); label_dictionary and sleep carry a path argument.
-    let (op, methods): (&str, &[&str]) = match path.as_slice() {
-        ["v1", "modelzoo"] => ("modelzoo", &["GET"]),
-        ["v1", "system_info"] => ("system_info", &["GET"]),
-        ["v1", "label_dictionary", _] => ("label_dictionary", &["GET"]),
-        ["v1", "sleep", _] => ("sleep", &["POST"]),
-        ["v1", "shutdown"] => ("shutdown", &["POST"]),
-        ["v1", "trace_manage"] => ("trace_manage", &["POST"]),
-        ["v1", "zoo_manage"] => ("zoo_manage", &["POST"]),
-        ["v1", "dev_ctrl"] => ("dev_ctrl", &["POST", "GET"]),
-        _ => return (text_response(404, "404 Not Found"), false),
+        json_response(StatusCode::PAYLOAD_TOO_LARGE, &protocol::frame_err(&text))
     };
-    if !methods.contains(&req.method.as_str()) {
-        return (text_response(405, "405 Method Not Allowed"), false);
+    if declared > state.max_json as u64 {
+        return too_large(declared);
     }
-    let mut msg = json!({});
-    match op {
-        "label_dictionary" => msg["name"] = json!(dgzoo::protocol::http::percent_decode(path[2])),
-        "sleep" => match path[2].parse::<f64>() {
-            Ok(ms) => msg["sleep_time_ms"] = json!(ms),
-            Err(_) => return (json_response(500, &protocol::frame_err(&format!("Incorrect sleep time '{}'", path[2]))), false),
-        },
-        "trace_manage" | "zoo_manage" | "dev_ctrl" if req.method == "POST" => match serde_json::from_slice::<Value>(&req.body) {
-            Ok(args) => msg["args"] = args,
-            Err(_) => {
-                let text = protocol::dg_error_text("ERROR", "Parsing error", "request body is not valid JSON", &[]);
-                return (json_response(500, &protocol::frame_err(&text)), false);
-            }
-        },
-        _ => {}
+    let body = match axum::body::to_bytes(req.into_body(), state.max_json).await {
+        Ok(b) => b,
+        Err(_) if declared == 0 => return too_large(state.max_json as u64 + 1),
+        Err(_) => return text_response(StatusCode::BAD_REQUEST, "400 Bad Request: truncated body"),
+    };
+    let cmd = match Command::from_rest(method.as_str(), path, &body) {
+        Ok(c) => c,
+        Err(CommandError::Method) => return text_response(StatusCode::METHOD_NOT_ALLOWED, "405 Method Not Allowed"),
+        Err(CommandError::BadArgument(text)) => return json_response(StatusCode::INTERNAL_SERVER_ERROR, &protocol::frame_err(&text)),
+        Err(_) => return text_response(StatusCode::NOT_FOUND, "404 Not Found"),
+    };
+    if let Err(text) = state.admin_check(&cmd, token.as_deref()) {
+        return json_response(StatusCode::FORBIDDEN, &protocol::frame_err(&text));
     }
-    let reply = match op {
+    let is_shutdown = cmd == Command::Shutdown;
+    let reply = match cmd {
         // REST lists the zoo as an object with parameter objects (not strings).
-        "modelzoo" => Ok(Some(Value::Object(state.model_list().into_iter().collect()))),
-        _ => state.run_command(op, &msg, peer),
+        Command::ModelZoo => Ok(Some(Value::Object(state.model_list().into_iter().collect()))),
+        cmd => state.execute(cmd, peer, token.as_deref()).await,
     };
     match reply {
-        Ok(data) => (json_response(200, &data.unwrap_or(Value::Null)), op == "shutdown"),
-        Err(text) => (json_response(500, &protocol::frame_err(&text)), false),
+        Ok(data) => {
+            if is_shutdown {
+                // Graceful: readiness false now, listeners stop after the grace, this reply
+                // and other requests in flight complete.
+                state.request_stop(true);
+            }
+            json_response(StatusCode::OK, &data.unwrap_or(Value::Null))
+        }
+        Err(text) => json_response(StatusCode::INTERNAL_SERVER_ERROR, &protocol::frame_err(&text)),
     }
 }
 
-fn ws_stream(state: &Arc<State>, mut rd: WsReader, wr: &WsWriter) {
-    let reply = |v: Value| wr.send_binary(&protocol::encode(&v)).is_ok();
-    let mut pipeline: Option<(usize, super::frame::FramePipeline)> = None;
-    let mut frame: Vec<Vec<u8>> = Vec::new();
-    // A read error (client gone, oversized or malformed frame) ends the stream; an oversized
-    // message is answered with an error first.
+/// The WebSocket handshake answer; the stream runs as a task once hyper hands the socket over.
+fn ws_upgrade(state: Arc<State>, mut req: Request<Body>) -> Response<Body> {
+    let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY).map(|k| k.as_bytes().to_vec()) else {
+        return text_response(StatusCode::BAD_REQUEST, "400 Bad Request: Sec-WebSocket-Key missing");
+    };
+    if header_str(req.headers(), header::SEC_WEBSOCKET_VERSION) != Some("13") {
+        return text_response(StatusCode::BAD_REQUEST, "400 Bad Request: Sec-WebSocket-Version must be 13");
+    }
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    let permit = req.extensions().get::<net::ConnPermit>().cloned();
+    let st = state.clone();
+    state.shutdown.spawn(async move {
+        // Counted against the connection cap while the stream lives.
+        let _permit = permit;
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let refused = Arc::new(Mutex::new(None));
+        let io = FrameLimits::new(hyper_util::rt::TokioIo::new(upgraded), st.max_json, st.max_packet, refused.clone());
+        let cfg =
+            WebSocketConfig { max_message_size: Some(st.max_packet), max_frame_size: Some(st.max_packet), accept_unmasked_frames: true, ..Default::default() };
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
+        ws_stream(&st, ws, &refused).await;
+    });
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    r
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<FrameLimits<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
+
+fn error_reply(text: &str) -> Message {
+    Message::Binary(protocol::encode(&protocol::frame_err(text)))
+}
+
+fn param_error(msg: &str) -> Message {
+    error_reply(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", msg, &[]))
+}
+
+/// One WebSocket stream. It ends on a close, a read error (client gone, oversized or malformed
+/// frame: answered with an error first when it can be), shutdown, or `idle_timeout` without any
+/// message while nothing is in flight; the server pings every third of that time.
+async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String>>) {
+    let idle = state.idle_timeout;
+    let mut ping = tokio::time::interval((idle / 3).max(Duration::from_millis(100)));
+    ping.tick().await;
+    let mut last_seen = Instant::now();
+    let mut queue: Option<frame::FrameQueue> = None;
+    let mut reading = true;
     loop {
-        let msg = match rd.recv() {
-            Ok(m) => m,
-            Err(e) => {
-                if e.kind() == std::io::ErrorKind::InvalidData {
-                    reply(protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
+        let busy = queue.as_ref().is_some_and(|q| !q.is_empty());
+        if !reading && !busy {
+            break;
+        }
+        let full = queue.as_ref().is_some_and(|q| q.is_full());
+        tokio::select! {
+            biased;
+            Some(r) = async { queue.as_mut()?.next_result().await }, if busy => {
+                if ws.send(Message::Binary(r)).await.is_err() {
+                    return;
                 }
-                break;
             }
-        };
-        match msg {
-            WsMessage::Text(t) => {
-                if pipeline.is_some() {
-                    let text = protocol::dg_error_text(
-                        "ERROR",
-                        "Incorrect value of parameter",
-                        "The socket connection is already configured (JSON initial configuration message is received second time)",
-                        &[],
-                    );
-                    if !reply(protocol::frame_err(&text)) {
-                        break;
+            m = ws.next(), if reading && !full => {
+                last_seen = Instant::now();
+                let reply = match m {
+                    None => { reading = false; None }
+                    Some(Err(e)) => {
+                        reading = false;
+                        state.log(Level::Debug, &format!("WebSocket stream ended: {e}"));
+                        // Our limits' text, or tungstenite's protocol/size error; a client
+                        // that is gone gets nothing.
+                        let text = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+                        use tokio_tungstenite::tungstenite::Error as E;
+                        match (text, &e) {
+                            (Some(t), _) => Some(param_error(&t)),
+                            (None, E::Protocol(_) | E::Capacity(_) | E::Utf8) => Some(param_error(&e.to_string())),
+                            _ => None,
+                        }
                     }
-                    continue;
-                }
-                let cfg: Option<Value> = serde_json::from_slice(&t).ok().filter(Value::is_object);
-                let opened = match cfg {
-                    None => Err(protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])),
-                    Some(cfg) => {
-                        let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-                        state.open_stream(&name, cfg.get("config").unwrap_or(&Value::Null))
-                    }
+                    Some(Ok(Message::Close(_))) => { reading = false; None }
+                    Some(Ok(Message::Text(t))) => configure(state, &mut queue, t).await,
+                    Some(Ok(Message::Binary(data))) => match queue.as_mut() {
+                        // An empty message is a (failed) frame of its own, so frame accounting holds.
+                        Some(q) => { q.push_packet(data); None }
+                        None => Some(error_reply(&protocol::dg_error_text(
+                            "ERROR",
+                            "Subsystem is not initialized",
+                            "The socket connection is not configured (JSON initial configuration message was not received)",
+                            &[],
+                        ))),
+                    },
+                    Some(Ok(_)) => None,
                 };
-                match opened {
-                    Ok(s) => {
-                        let mut params = s.params.full_form();
-                        // The effective parameters go back to the client, but never a token.
-                        if params.get("CloudToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
-                            params["CloudToken"] = json!("");
-                        }
-                        if wr.send_binary(&protocol::ws_config_ok(&params)).is_err() {
-                            break;
-                        }
-                        let n = s.num_inputs();
-                        let w = wr.clone();
-                        pipeline = Some((n, super::frame::FramePipeline::new(Arc::new(s), move |r| w.send_binary(r).is_ok())));
-                    }
-                    // A failed configuration may be retried on the same socket.
-                    Err(text) => {
-                        if !reply(protocol::frame_err(&text)) {
-                            break;
-                        }
+                if let Some(r) = reply {
+                    if ws.send(r).await.is_err() {
+                        return;
                     }
                 }
             }
-            WsMessage::Binary(data) => {
-                let Some((n, p)) = pipeline.as_mut() else {
-                    let text = protocol::dg_error_text(
-                        "ERROR",
-                        "Subsystem is not initialized",
-                        "The socket connection is not configured (JSON initial configuration message was not received)",
-                        &[],
-                    );
-                    if !reply(protocol::frame_err(&text)) {
-                        break;
-                    }
-                    continue;
-                };
-                // An empty message is a (failed) frame of its own, so frame accounting holds.
-                frame.push(data);
-                if frame.len() == *n && !p.push(std::mem::take(&mut frame)) {
+            _ = ping.tick() => {
+                if !busy && last_seen.elapsed() >= idle {
+                    state.log(Level::Debug, "WebSocket stream closed: idle");
                     break;
                 }
+                if ws.send(Message::Ping(Vec::new())).await.is_err() {
+                    return;
+                }
             }
-            WsMessage::Close => break,
+            _ = state.shutdown.cancelled(), if reading => reading = false,
         }
     }
-    if let Some((_, p)) = pipeline {
-        p.finish();
+    let _ = ws.close(None).await;
+}
+
+/// The configuration (text) message: opens the stream, or answers why not (the client may
+/// retry on the same socket).
+async fn configure(state: &Arc<State>, queue: &mut Option<frame::FrameQueue>, text: String) -> Option<Message> {
+    if queue.is_some() {
+        return Some(param_error("The socket connection is already configured (JSON initial configuration message is received second time)"));
+    }
+    let Some(cfg) = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object) else {
+        return Some(error_reply(&protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])));
+    };
+    let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    match frame::open_stream(state, name, cfg.get("config").cloned().unwrap_or(Value::Null)).await {
+        Ok(s) => {
+            let mut params = s.params.full_form();
+            // The effective parameters go back to the client, but never a token.
+            if params.get("CloudToken").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+                params["CloudToken"] = json!("");
+            }
+            *queue = Some(frame::FrameQueue::new(s));
+            Some(Message::Binary(protocol::ws_config_ok(&params)))
+        }
+        Err(text) => Some(error_reply(&text)),
+    }
+}
+
+/// Watches the client's WebSocket frame headers as they are read and refuses, from the header
+/// alone (nothing allocated), a text message over `max_text` (the JSON limit), a data message
+/// over `max_binary` (the packet limit) and a control frame over 125 bytes: the read fails and
+/// `refused` holds the text for the error reply.
+struct FrameLimits<S> {
+    inner: S,
+    max_text: u64,
+    max_binary: u64,
+    refused: Arc<Mutex<Option<String>>>,
+    head: [u8; 14],
+    head_len: usize,
+    /// Payload bytes of the current frame still to pass.
+    payload_left: u64,
+    /// The current message is text, and its size so far.
+    text: bool,
+    message: u64,
+}
+
+impl<S> FrameLimits<S> {
+    fn new(inner: S, max_text: usize, max_binary: usize, refused: Arc<Mutex<Option<String>>>) -> Self {
+        FrameLimits {
+            inner,
+            max_text: max_text as u64,
+            max_binary: max_binary as u64,
+            refused,
+            head: [0; 14],
+            head_len: 0,
+            payload_left: 0,
+            text: false,
+            message: 0,
+        }
+    }
+
+    /// Length of the frame header once its first two bytes are known.
+    fn head_size(&self) -> usize {
+        let ext = match self.head[1] & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        2 + ext + if self.head[1] & 0x80 != 0 { 4 } else { 0 }
+    }
+
+    /// Follow `bytes`; the error text when a frame breaks a limit.
+    fn scan(&mut self, mut bytes: &[u8]) -> Result<(), String> {
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let n = (self.payload_left.min(bytes.len() as u64)) as usize;
+                self.payload_left -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            self.head[self.head_len] = bytes[0];
+            self.head_len += 1;
+            bytes = &bytes[1..];
+            if self.head_len < 2 || self.head_len < self.head_size() {
+                continue;
+            }
+            let len = match self.head[1] & 0x7f {
+                126 => u16::from_be_bytes([self.head[2], self.head[3]]) as u64,
+                127 => u64::from_be_bytes(self.head[2..10].try_into().unwrap_or_default()),
+                n => n as u64,
+            };
+            let (fin, opcode) = (self.head[0] & 0x80 != 0, self.head[0] & 0x0f);
+            self.head_len = 0;
+            self.payload_left = len;
+            if opcode >= 8 {
+                if len > 125 {
+                    return Err(format!("WebSocket control frame of {len} bytes exceeds the limit of 125 bytes"));
+                }
+                continue;
+            }
+            if opcode != 0 {
+                self.text = opcode == 1;
+                self.message = 0;
+            }
+            self.message = self.message.saturating_add(len);
+            let max = if self.text { self.max_text } else { self.max_binary };
+            if self.message > max {
+                let what = if self.text { "text " } else { "" };
+                return Err(format!("WebSocket {what}message of {} bytes exceeds the limit of {max} bytes", self.message));
+            }
+            if fin {
+                self.message = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for FrameLimits<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = r {
+            let new = buf.filled()[before..].to_vec();
+            if let Err(text) = self.scan(&new) {
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(text.clone());
+                return Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::InvalidData, text)));
+            }
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for FrameLimits<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FrameLimits;
+    use std::sync::{Arc, Mutex};
+
+    fn limits() -> FrameLimits<()> {
+        FrameLimits::new((), 100, 1000, Arc::new(Mutex::new(None)))
+    }
+
+    #[test]
+    fn frame_headers_are_followed_across_reads() {
+        let mut f = limits();
+        // A masked 5-byte text frame split byte by byte, then an unmasked 200-byte binary one.
+        let mut bytes = vec![0x81, 0x85, 1, 2, 3, 4, b'a', b'b', b'c', b'd', b'e', 0x82, 126, 0, 200];
+        bytes.extend([7u8; 200]);
+        for b in &bytes {
+            f.scan(std::slice::from_ref(b)).unwrap();
+        }
+        assert_eq!((f.head_len, f.payload_left), (0, 0));
+    }
+
+    #[test]
+    fn oversized_messages_are_refused_from_the_header() {
+        assert!(limits().scan(&[0x81, 101]).unwrap_err().contains("text message of 101 bytes exceeds the limit of 100"));
+        assert!(limits().scan(&[0x82, 127, 0, 0, 0, 0, 0, 0, 3, 233]).unwrap_err().contains("message of 1001 bytes"));
+        assert!(limits().scan(&[0x89, 126, 0, 200]).unwrap_err().contains("control frame of 200 bytes"));
+        // Fragments of one text message add up.
+        let mut f = limits();
+        let mut first = vec![0x01, 60];
+        first.extend([b'x'; 60]);
+        f.scan(&first).unwrap();
+        assert!(f.scan(&[0x80, 60]).unwrap_err().contains("text message of 120 bytes"));
     }
 }

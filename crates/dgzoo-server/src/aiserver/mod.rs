@@ -1,23 +1,24 @@
 //! A DeGirum-compatible AI server (aiserver-protocol.md): the asio TCP protocol here, HTTP +
-//! WebSocket in [`http`], stream inference in [`frame`]. One thread per connection; loaded
-//! engines are cached and shared by every stream.
+//! WebSocket in [`http`], stream inference in [`frame`]. Every connection is a task on the
+//! crate's tokio runtime ([`crate::net`]); frames of every stream run on its one bounded
+//! blocking pool; loaded engines are cached and shared by every stream.
 //!
 //! Logging: tracing events under `dgzoo_server::aiserver`; the CLI prints them to stderr by `DGZOO_LOG` (default `info`, `--quiet` → `error`).
 pub mod frame;
 pub mod http;
 
+use crate::net;
 use dgzoo::error::{Error, Result};
 use dgzoo::params::ModelParams;
+use dgzoo::protocol::command::{Command, CommandError};
 use dgzoo::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
 use dgzoo::zoo::local::{self, ZooEntry};
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
-use std::io::ErrorKind;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Which listeners to start.
@@ -61,8 +62,18 @@ pub struct Config {
     /// request with any other `Origin` that changes state is refused with 403. `*` gives CORS
     /// headers to every origin for reads only.
     pub cors_origins: Vec<String>,
-    /// Most connections served at once (asio and http together); more are closed at once.
+    /// Most connections served at once (asio and http together). Over the cap an asio client
+    /// is closed at once and an HTTP client gets 503; idle connections time out
+    /// (`idle_timeout`), so idle clients cannot hold the cap for long.
     pub max_connections: usize,
+    /// How long a connection may sit idle: asio between commands (and between frames with
+    /// none in flight), HTTP keep-alive between requests, a WebSocket without any message
+    /// (the server pings every third of it; DeGirum's client answers).
+    pub idle_timeout: Duration,
+    /// When set, `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` need this token (asio:
+    /// an `admin_token` field of the command; HTTP: `Authorization: Bearer <token>`). `None`:
+    /// open to loopback clients as PySDK's server is (said in the log at start).
+    pub admin_token: Option<String>,
     /// LRU limit on loaded models, as the total size of their model files: past it the least
     /// recently used models that no stream is using are unloaded.
     pub max_model_bytes: u64,
@@ -82,6 +93,8 @@ impl Config {
             max_json: protocol::DEFAULT_MAX_JSON,
             cors_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            admin_token: None,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             cache: None,
         }
@@ -92,7 +105,6 @@ impl Config {
 /// filters it, e.g. the CLI's by `DGZOO_LOG`).
 #[derive(Clone, Copy, PartialEq, PartialOrd)]
 enum Level {
-    Error = 0,
     Info = 1,
     Debug = 2,
 }
@@ -105,23 +117,21 @@ pub struct State {
     cache: dgzoo::cache::Cache,
     system_info: Value,
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
-    stop: AtomicBool,
+    /// Readiness and the graceful-shutdown signal of every listener and connection.
+    shutdown: net::Shutdown,
     max_packet: usize,
     max_json: usize,
     cors_origins: Vec<String>,
-    max_connections: usize,
     max_model_bytes: u64,
-    /// Connections being served now.
-    connections: std::sync::atomic::AtomicUsize,
+    /// Connections being served now (asio and http together).
+    limiter: net::Limiter,
+    idle_timeout: Duration,
+    admin_token: Option<String>,
     /// Recent log lines, for `trace_manage {"trace_read"}` (bounded: see [`Trace`]).
     trace: Mutex<Trace>,
     /// Debug lines go to the trace too (`trace_manage config_set` asked for a detailed level).
     trace_debug: AtomicBool,
     trace_levels: Mutex<Map<String, Value>>,
-    asio_addr: Mutex<Option<SocketAddr>>,
-    /// Set when a client asked for shutdown (see `request_stop`).
-    stopped_at: Mutex<Option<std::time::Instant>>,
-    http_addr: Mutex<Option<SocketAddr>>,
 }
 
 const TRACE_LINES: usize = 1000;
@@ -167,9 +177,13 @@ impl Trace {
 }
 /// Default LRU limit on loaded models (total model file size; runtimes take a few times that).
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 512 << 20;
-/// Default cap on simultaneous connections (one thread each).
+/// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// How long the asio listener keeps accepting (and ignoring) connections after `shutdown`.
+/// Default idle time before a connection is closed.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long in-flight work may take to finish once the listeners have stopped.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// How long the listeners keep serving (readiness already false) after a client's `shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
 
@@ -185,19 +199,17 @@ impl State {
             zoo: RwLock::new(Arc::new(Vec::new())),
             system_info: dgzoo::zoo::local_system_info(),
             engines: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
+            shutdown: net::Shutdown::new(),
             max_packet: cfg.max_packet,
             max_json: cfg.max_json.min(cfg.max_packet),
             cors_origins: cfg.cors_origins.clone(),
-            max_connections: cfg.max_connections.max(1),
             max_model_bytes: cfg.max_model_bytes,
-            connections: Default::default(),
+            limiter: net::Limiter::new(cfg.max_connections),
+            idle_timeout: cfg.idle_timeout,
+            admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             trace: Mutex::new(Trace::default()),
             trace_debug: AtomicBool::new(false),
             trace_levels: Mutex::new(levels),
-            asio_addr: Mutex::new(None),
-            stopped_at: Mutex::new(None),
-            http_addr: Mutex::new(None),
         })
     }
 
@@ -211,7 +223,6 @@ impl State {
     fn log(&self, level: Level, msg: &str) {
         // Whether the embedder's subscriber shows this level.
         let to_stderr = match level {
-            Level::Error => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::ERROR),
             Level::Info => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::INFO),
             Level::Debug => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::DEBUG),
         };
@@ -223,7 +234,6 @@ impl State {
         self.trace.lock().unwrap_or_else(|p| p.into_inner()).push(line);
         // Printed (or not) by the embedder's tracing subscriber (the CLI's: DGZOO_LOG).
         match level {
-            Level::Error => tracing::error!(target: "dgzoo_server::aiserver", "{msg}"),
             Level::Info => tracing::info!(target: "dgzoo_server::aiserver", "{msg}"),
             Level::Debug => tracing::debug!(target: "dgzoo_server::aiserver", "{msg}"),
         }
@@ -342,56 +352,66 @@ impl State {
         Ok(Value::Null)
     }
 
-    /// Stop accepting (both listeners). After a client's `shutdown` the asio listener stays
-    /// up for `SHUTDOWN_GRACE`: DeGirum's client then connects once more to send its wake-up
-    /// packet and fails if that connection is refused.
+    /// Stop the server: readiness turns false at once; with `grace` (a client's `shutdown`)
+    /// the listeners keep serving for `SHUTDOWN_GRACE` first, as DeGirum's client connects once
+    /// more to send its wake-up packet and fails if that connection is refused.
     fn request_stop(&self, grace: bool) {
-        self.stop.store(true, Ordering::SeqCst);
-        let wake = |a: SocketAddr| {
-            let ip = if a.ip().is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { a.ip() };
-            let _ = TcpStream::connect_timeout(&SocketAddr::new(ip, a.port()), Duration::from_secs(1));
-        };
-        if let Some(a) = *self.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) {
-            if grace {
-                *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
-                let _ = std::thread::Builder::new().name("dgzoo-wake".into()).spawn(move || {
-                    std::thread::sleep(SHUTDOWN_GRACE + Duration::from_millis(50));
-                    wake(a);
-                });
-            } else {
-                wake(a);
-            }
-        }
-        if let Some(a) = *self.http_addr.lock().unwrap_or_else(|p| p.into_inner()) {
-            wake(a);
+        self.shutdown.set_ready(false);
+        if grace {
+            let sd = self.shutdown.clone();
+            net::runtime().spawn(async move {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                sd.cancel();
+            });
+        } else {
+            self.shutdown.cancel();
         }
     }
 
-    /// Run one command (shared by asio and http). `Ok(data)` → reply data under the op name.
-    fn run_command(&self, op: &str, msg: &Value, peer: Option<IpAddr>) -> std::result::Result<Option<Value>, String> {
-        let local_only = matches!(op, "shutdown" | "zoo_manage");
-        if local_only && !peer.is_some_and(|ip| ip.is_loopback()) {
-            return Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{op}' from remote client is prohibited"), &[]));
+    /// A management command without the configured admin token is refused (nothing done).
+    fn admin_check(&self, cmd: &Command, token: Option<&str>) -> std::result::Result<(), String> {
+        let Some(want) = self.admin_token.as_deref().filter(|_| cmd.needs_admin()) else { return Ok(()) };
+        if token.is_some_and(|t| same_secret(t, want)) {
+            return Ok(());
         }
-        match op {
-            "modelzoo" => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
-            "system_info" => Ok(Some(self.system_info.clone())),
-            "label_dictionary" => {
-                let name = msg.get("name").and_then(Value::as_str).unwrap_or_default();
-                self.label_dictionary(name).map(Some)
-            }
-            "sleep" => {
-                let ms = msg.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0).clamp(0.0, 60_000.0);
-                std::thread::sleep(Duration::from_secs_f64(ms / 1000.0));
+        self.log_info(&format!("refused '{}' without the admin token", cmd.op()));
+        let why = if token.is_some() { "a wrong admin token" } else { "no admin token" };
+        Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{}' with {why} is prohibited", cmd.op()), &[]))
+    }
+
+    /// Run one command (shared by asio and http); `sleep` and the zoo rescan do not hold a
+    /// runtime worker. `Ok(data)` → reply data under the op name.
+    async fn execute(self: &Arc<Self>, cmd: Command, peer: Option<IpAddr>, token: Option<&str>) -> std::result::Result<Option<Value>, String> {
+        self.admin_check(&cmd, token)?;
+        if cmd.local_only() && !peer.is_some_and(|ip| ip.is_loopback()) {
+            return Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{}' from remote client is prohibited", cmd.op()), &[]));
+        }
+        match cmd {
+            Command::Sleep { ms } => {
+                tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
                 Ok(None)
             }
-            "shutdown" => {
+            Command::ZooManage { .. } => {
+                let st = self.clone();
+                tokio::task::spawn_blocking(move || st.run_command(&cmd)).await.unwrap_or_else(|e| Err(e.to_string()))
+            }
+            cmd => self.run_command(&cmd),
+        }
+    }
+
+    /// A quick command (see [`State::execute`]).
+    fn run_command(&self, cmd: &Command) -> std::result::Result<Option<Value>, String> {
+        match cmd {
+            Command::ModelZoo => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
+            Command::SystemInfo => Ok(Some(self.system_info.clone())),
+            Command::LabelDictionary { name } => self.label_dictionary(name).map(Some),
+            Command::Sleep { .. } | Command::Stream { .. } => Ok(None),
+            Command::Shutdown => {
                 self.log_info("shutdown requested");
                 Ok(None)
             }
-            "trace_manage" => self.trace_manage(msg.get("args").unwrap_or(&Value::Null)).map(Some),
-            "zoo_manage" => {
-                let args = msg.get("args").unwrap_or(&Value::Null);
+            Command::TraceManage { args } => self.trace_manage(args).map(Some),
+            Command::ZooManage { args } => {
                 if args.get("rescan").is_some() {
                     self.rescan();
                     Ok(Some(Value::Null))
@@ -401,10 +421,14 @@ impl State {
                     Ok(Some(Value::Null))
                 }
             }
-            "dev_ctrl" => Ok(Some(json!({"status": "device not found"}))),
-            other => Err(format!("Unsupported op '{other}' requested from client '{}'.", peer.map(|p| p.to_string()).unwrap_or_default())),
+            Command::DevCtrl { .. } => Ok(Some(json!({"status": "device not found"}))),
         }
     }
+}
+
+/// Token comparison in time independent of where the strings differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn proc_kb(file: &str, key: &str) -> u64 {
@@ -432,12 +456,15 @@ fn relative_params(e: &ZooEntry) -> ModelParams {
 /// A running server.
 pub struct Server {
     state: Arc<State>,
-    asio: Option<(SocketAddr, JoinHandle<()>)>,
-    http: Option<(SocketAddr, JoinHandle<()>)>,
+    asio: Option<SocketAddr>,
+    http: Option<SocketAddr>,
+    /// One message per listener task when it has stopped (after draining its connections).
+    stopped: std::sync::mpsc::Receiver<()>,
+    running: usize,
 }
 
 impl Server {
-    /// Bind the listeners, scan the zoo and start serving in background threads.
+    /// Bind the listeners, scan the zoo and start serving on the crate's runtime.
     pub fn start(cfg: Config) -> Result<Server> {
         if !cfg.zoo_dir.is_dir() {
             return Err(Error::not_found(format!("zoo directory '{}' does not exist", cfg.zoo_dir.display())));
@@ -445,16 +472,25 @@ impl Server {
         let zoo_dir = cfg.zoo_dir.canonicalize().unwrap_or(cfg.zoo_dir.clone());
         let state = State::create(zoo_dir, &cfg);
         state.rescan();
-        let bind_err = |p: u16, e: &dyn std::fmt::Display| Error::io(format!("cannot listen on {}:{p}: {e}", cfg.host));
-        let mut server = Server { state: state.clone(), asio: None, http: None };
+        if state.admin_token.is_none() {
+            state.log_info("no admin token: shutdown, zoo_manage, trace_manage and dev_ctrl are open to every local client, as on PySDK's server");
+        }
+        let rt = net::runtime();
+        let bind = |port: u16| {
+            let _guard = rt.enter();
+            let l = std::net::TcpListener::bind((cfg.host.as_str(), port))
+                .and_then(|l| l.set_nonblocking(true).map(|_| l))
+                .and_then(tokio::net::TcpListener::from_std)
+                .map_err(|e| Error::io(format!("cannot listen on {}:{port}: {e}", cfg.host)))?;
+            let addr = l.local_addr().map_err(|e| Error::io(format!("cannot listen on {}:{port}: {e}", cfg.host)))?;
+            Ok::<_, Error>((l, addr))
+        };
+        let mut listeners = Vec::new();
+        let (mut asio, mut http) = (None, None);
         if matches!(cfg.protocol, Protocol::Asio | Protocol::Both) {
-            let l = TcpListener::bind((cfg.host.as_str(), cfg.port)).map_err(|e| bind_err(cfg.port, &e))?;
-            let addr = l.local_addr().map_err(|e| bind_err(cfg.port, &e))?;
-            *state.asio_addr.lock().unwrap_or_else(|p| p.into_inner()) = Some(addr);
-            let st = state.clone();
-            let h = std::thread::Builder::new().name("dgzoo-asio".into()).spawn(move || asio_accept(st, l)).map_err(|e| Error::internal(e.to_string()))?;
-            state.log_info(&format!("asio protocol listening on {addr}"));
-            server.asio = Some((addr, h));
+            let (l, addr) = bind(cfg.port)?;
+            asio = Some(addr);
+            listeners.push((l, addr, false));
         }
         if matches!(cfg.protocol, Protocol::Http | Protocol::Both) {
             let port = match (cfg.protocol, cfg.port) {
@@ -462,21 +498,42 @@ impl Server {
                 (Protocol::Both, p) => p.checked_add(1).ok_or_else(|| Error::invalid("port + 1 is out of range"))?,
                 (_, p) => p,
             };
-            let (addr, h) = http::start(state.clone(), &cfg.host, port).inspect_err(|_| state.request_stop(false))?;
-            state.log_info(&format!("http protocol listening on {addr}"));
-            server.http = Some((addr, h));
+            let (l, addr) = bind(port)?;
+            http = Some(addr);
+            listeners.push((l, addr, true));
         }
-        Ok(server)
+        let (tx, stopped) = std::sync::mpsc::channel();
+        let running = listeners.len();
+        for (l, addr, is_http) in listeners {
+            let (st, tx) = (state.clone(), tx.clone());
+            rt.spawn(async move {
+                if is_http {
+                    st.log_info(&format!("http protocol listening on {addr}"));
+                    http::serve(st.clone(), l).await;
+                    st.log_info("http listener stopped");
+                } else {
+                    st.log_info(&format!("asio protocol listening on {addr}"));
+                    asio_serve(st.clone(), l).await;
+                    st.log_info("asio listener stopped");
+                }
+                st.shutdown.drain(DRAIN_LIMIT).await;
+                let _ = tx.send(());
+            });
+        }
+        // Zoo scanned, listeners accepting.
+        state.shutdown.set_ready(true);
+        Ok(Server { state, asio, http, stopped, running })
     }
 
     pub fn asio_addr(&self) -> Option<SocketAddr> {
-        self.asio.as_ref().map(|a| a.0)
+        self.asio
     }
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(|a| a.0)
+        self.http
     }
 
-    /// Stop accepting connections and wait for the listener threads.
+    /// Stop: readiness turns false, the listeners stop accepting, connections finish what is
+    /// in flight (at most `DRAIN_LIMIT`); returns when that is done.
     pub fn shutdown(mut self) {
         self.state.request_stop(false);
         self.join();
@@ -488,92 +545,114 @@ impl Server {
     }
 
     fn join(&mut self) {
-        if let Some((_, h)) = self.asio.take() {
-            let _ = h.join();
-        }
-        if let Some((_, h)) = self.http.take() {
-            let _ = h.join();
+        while self.running > 0 {
+            if self.stopped.recv().is_err() {
+                break;
+            }
+            self.running -= 1;
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        if self.asio.is_some() || self.http.is_some() {
+        if self.running > 0 {
             self.state.request_stop(false);
             self.join();
         }
     }
 }
 
-fn asio_accept(state: Arc<State>, l: TcpListener) {
-    for conn in l.incoming() {
-        if state.stop.load(Ordering::SeqCst) {
-            let grace_over = state.stopped_at.lock().unwrap_or_else(|p| p.into_inner()).is_none_or(|t| t.elapsed() >= SHUTDOWN_GRACE);
-            if grace_over {
-                break;
-            }
-            // The client's post-shutdown wake-up: read its empty packet and close.
-            if let Ok(mut s) = conn {
-                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-                let _ = protocol::read_packet(&mut s, 0);
-            }
-            continue;
-        }
-        let sock = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                state.log(Level::Debug, &format!("accept failed: {e}"));
-                // Out of descriptors and the like: back off instead of spinning.
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-        };
-        let Some(slot) = ConnectionSlot::take(&state) else {
-            state.log_info("connection refused: too many connections");
-            continue;
-        };
-        let st = state.clone();
-        let spawned = std::thread::Builder::new().name("dgzoo-conn".into()).spawn(move || {
-            let _slot = slot;
-            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| asio_connection(&st, sock)));
-        });
-        if let Err(e) = spawned {
-            state.log(Level::Error, &format!("cannot start a connection thread: {e}"));
-        }
-    }
-    state.log_info("asio listener stopped");
+/// asio packets: a 4-byte big-endian length, then the payload (tokio-util's length-delimited
+/// codec). A length over the limit is refused from the header with our error text, and a
+/// frame's buffer grows with the bytes received, not with the length a client claims.
+struct PacketCodec {
+    inner: tokio_util::codec::LengthDelimitedCodec,
+    max: usize,
 }
 
-/// One counted connection; released on drop (also when its thread panics or never starts).
-pub(crate) struct ConnectionSlot(Arc<State>);
-
-impl ConnectionSlot {
-    pub(crate) fn take(state: &Arc<State>) -> Option<Self> {
-        let n = state.connections.fetch_add(1, Ordering::SeqCst);
-        if n >= state.max_connections {
-            state.connections.fetch_sub(1, Ordering::SeqCst);
-            return None;
-        }
-        Some(ConnectionSlot(state.clone()))
+impl PacketCodec {
+    fn new(max: usize) -> Self {
+        let mut c = PacketCodec { inner: tokio_util::codec::LengthDelimitedCodec::builder().big_endian().length_field_length(4).new_codec(), max: 0 };
+        c.set_max(max);
+        c
+    }
+    fn set_max(&mut self, max: usize) {
+        self.max = max;
+        self.inner.set_max_frame_length(max);
     }
 }
 
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.connections.fetch_sub(1, Ordering::SeqCst);
+impl tokio_util::codec::Decoder for PacketCodec {
+    type Item = bytes::BytesMut;
+    type Error = std::io::Error;
+    fn decode(&mut self, src: &mut bytes::BytesMut) -> std::io::Result<Option<bytes::BytesMut>> {
+        if src.len() < 4 {
+            return Ok(None);
+        }
+        let len = u32::from_be_bytes([src[0], src[1], src[2], src[3]]) as usize;
+        if len > self.max {
+            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("packet of {len} bytes exceeds the limit of {} bytes", self.max)));
+        }
+        if src.len() < 4 + len {
+            // The inner codec would reserve the whole claimed length at once.
+            src.reserve((4 + len - src.len()).min(1 << 20));
+            return Ok(None);
+        }
+        self.inner.decode(src)
     }
 }
 
-fn send_json(sock: &mut TcpStream, v: &Value) -> std::io::Result<()> {
-    protocol::write_packet(sock, v.to_string().as_bytes())
+impl tokio_util::codec::Encoder<bytes::Bytes> for PacketCodec {
+    type Error = std::io::Error;
+    fn encode(&mut self, item: bytes::Bytes, dst: &mut bytes::BytesMut) -> std::io::Result<()> {
+        self.inner.encode(item, dst)
+    }
+}
+
+type AsioConn = tokio_util::codec::Framed<tokio::net::TcpStream, PacketCodec>;
+
+async fn asio_serve(state: Arc<State>, l: tokio::net::TcpListener) {
+    let st = state.clone();
+    let serve = move |sock, peer: SocketAddr, permit| {
+        let st = st.clone();
+        async move {
+            let _permit = permit;
+            asio_connection(&st, sock, peer).await;
+        }
+    };
+    // Over the cap: closed at once (DeGirum's client then reports the connection as lost).
+    let refuse = |_sock| async {};
+    net::accept_loop("asio", l, state.limiter.clone(), state.shutdown.clone(), serve, refuse).await
+}
+
+async fn send(conn: &mut AsioConn, payload: Vec<u8>) -> std::io::Result<()> {
+    futures_util::SinkExt::send(conn, bytes::Bytes::from(payload)).await
+}
+
+async fn send_json(conn: &mut AsioConn, v: &Value) -> std::io::Result<()> {
+    send(conn, v.to_string().into_bytes()).await
+}
+
+/// The next packet, or `None` when the connection should end: EOF, an error, shutdown, or
+/// `idle` passed without a packet (`idle` = `None`: wait as long as it takes).
+async fn next_packet(state: &State, conn: &mut AsioConn, idle: Option<Duration>) -> Option<std::io::Result<bytes::BytesMut>> {
+    let next = futures_util::StreamExt::next(conn);
+    tokio::select! {
+        _ = state.shutdown.cancelled() => None,
+        r = async { match idle { Some(d) => tokio::time::timeout(d, next).await.ok().flatten(), None => next.await } } => r,
+    }
 }
 
 /// Version check of a command message; the error text is the reply.
 fn version_error(msg: &Value) -> Option<String> {
-    let v = match msg.get(VERSION_TAG).and_then(Value::as_i64) {
-        Some(v) => v,
+    let v = match msg.get(VERSION_TAG) {
         None => return Some("Protocol version data is missing in the client message header. Please upgrade your client software".into()),
+        // `4.0` is version 4 (JSON does not tell integers from floats).
+        Some(v) => match v.as_i64().or_else(|| v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15).map(|f| f as i64)) {
+            Some(v) => v,
+            None => return Some(format!("Protocol version in the client message header must be an integer, not {v}")),
+        },
     };
     let range = format!("[{PROTOCOL_VERSION}, {PROTOCOL_VERSION}]");
     if v < PROTOCOL_VERSION {
@@ -585,22 +664,22 @@ fn version_error(msg: &Value) -> Option<String> {
     }
 }
 
-/// One asio connection: commands until EOF, or a stream after a `stream` op.
-fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
-    let peer = sock.peer_addr().ok();
-    let peer_ip = peer.map(|p| p.ip());
-    let _ = sock.set_nodelay(true);
-    // A client that stops reading must not hold this thread forever.
-    let _ = sock.set_write_timeout(Some(Duration::from_secs(60)));
+/// One asio connection: commands until EOF (or idle, or shutdown), or a stream after a
+/// `stream` op.
+async fn asio_connection(state: &Arc<State>, sock: tokio::net::TcpStream, peer: SocketAddr) {
+    let peer_ip = peer.ip();
+    let ip = peer_ip.to_string();
+    // Command packets are JSON: their own (small) limit, checked on the length prefix.
+    let mut conn = tokio_util::codec::Framed::new(sock, PacketCodec::new(state.max_json));
     loop {
-        // Command packets are JSON: their own (small) limit, checked on the length prefix.
-        let pkt = match protocol::read_packet(&mut sock, state.max_json) {
-            Ok(Some(p)) => p,
-            Ok(None) => return,
-            Err(e) => {
-                if e.kind() == ErrorKind::InvalidData {
+        let pkt = match next_packet(state, &mut conn, Some(state.idle_timeout)).await {
+            Some(Ok(p)) => p,
+            None => return,
+            Some(Err(e)) => {
+                if e.kind() == std::io::ErrorKind::InvalidData {
                     // Oversized length prefix: answer, then drop the connection (it is out of sync).
-                    let _ = send_json(&mut sock, &protocol::reply_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
+                    let text = protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[]);
+                    let _ = send_json(&mut conn, &protocol::reply_err(&text)).await;
                 }
                 return;
             }
@@ -609,40 +688,47 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
             // The shutdown "kick" or a stray end-of-stream: nothing to answer.
             continue;
         }
+        let reply_err = |text: String| protocol::reply_err(&text);
         let msg: Value = match serde_json::from_slice(&pkt) {
             Ok(v) => v,
             Err(e) => {
                 let text = protocol::dg_error_text("ERROR", "Parsing error", &format!("Message from client is not valid JSON: {e}"), &[]);
-                if send_json(&mut sock, &protocol::reply_err(&text)).is_err() {
+                if send_json(&mut conn, &reply_err(text)).await.is_err() {
                     return;
                 }
                 continue;
             }
         };
-        let ip = peer_ip.map(|i| i.to_string()).unwrap_or_default();
-        let Some(op) = msg.get("op").and_then(Value::as_str).map(str::to_string) else {
-            if send_json(&mut sock, &protocol::reply_err(&format!("Message header from client '{ip}' does not contain op"))).is_err() {
-                return;
-            }
-            continue;
+        let cmd = match Command::from_asio(&msg) {
+            Err(CommandError::MissingOp) => Err(format!("Message header from client '{ip}' does not contain op")),
+            _ if version_error(&msg).is_some() => Err(version_error(&msg).unwrap_or_default()),
+            Err(CommandError::UnknownOp(op)) => Err(format!("Unsupported op '{op}' requested from client '{ip}'.")),
+            Err(_) => Err(format!("Unsupported request from client '{ip}'.")),
+            Ok(c) => Ok(c),
         };
-        if let Some(err) = version_error(&msg) {
-            if send_json(&mut sock, &protocol::reply_err(&err)).is_err() {
-                return;
+        let cmd = match cmd {
+            Ok(c) => c,
+            Err(text) => {
+                if send_json(&mut conn, &reply_err(text)).await.is_err() {
+                    return;
+                }
+                continue;
             }
-            continue;
-        }
-        if op == "stream" {
-            asio_stream(state, sock, &msg);
+        };
+        if let Command::Stream { name, config } = cmd {
+            asio_stream(state, conn, name, config).await;
             return;
         }
+        let op = cmd.op();
         state.log(Level::Debug, &format!("op '{op}' from {ip}"));
-        let reply = match state.run_command(&op, &msg, peer_ip) {
-            Ok(data) => protocol::reply_ok(&op, data),
-            Err(text) => protocol::reply_err(&text),
+        let is_shutdown = cmd == Command::Shutdown;
+        let token = msg.get(dgzoo::protocol::command::ADMIN_TOKEN_FIELD).and_then(Value::as_str);
+        let reply = match state.execute(cmd, Some(peer_ip), token).await {
+            Ok(data) => protocol::reply_ok(op, data),
+            Err(text) => reply_err(text),
         };
-        let ok = send_json(&mut sock, &reply).is_ok();
-        if op == "shutdown" && reply.get("success") == Some(&json!(true)) {
+        let ok = send_json(&mut conn, &reply).await.is_ok();
+        if is_shutdown && reply.get("success") == Some(&json!(true)) {
             state.request_stop(true);
         }
         if !ok {
@@ -652,16 +738,15 @@ fn asio_connection(state: &Arc<State>, mut sock: TcpStream) {
 }
 
 /// Stream mode: frames of N packets in, one msgpack result per frame out, in order.
-fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
-    let name = msg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let config = msg.get("config").cloned().unwrap_or(Value::Null);
-    let session = match state.open_stream(&name, &config) {
+async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, config: Value) {
+    conn.codec_mut().set_max(state.max_packet);
+    let session = match frame::open_stream(state, name.clone(), config).await {
         Ok(s) => s,
         Err(text) => {
             state.log_info(&format!("stream open failed for model '{name}'"));
-            let _ = protocol::write_packet(&mut sock, &protocol::encode(&protocol::reply_err(&text)));
+            let _ = send(&mut conn, protocol::encode(&protocol::reply_err(&text))).await;
             // Like the real server: nothing more is processed on this socket.
-            while let Ok(Some(p)) = protocol::read_packet(&mut sock, state.max_packet) {
+            while let Some(Ok(p)) = next_packet(state, &mut conn, Some(state.idle_timeout)).await {
                 if p.is_empty() {
                     break;
                 }
@@ -669,20 +754,32 @@ fn asio_stream(state: &Arc<State>, mut sock: TcpStream, msg: &Value) {
             return;
         }
     };
-    let n = session.num_inputs();
-    let Ok(mut out) = sock.try_clone() else { return };
-    let mut pipeline = frame::FramePipeline::new(Arc::new(session), move |r| protocol::write_packet(&mut out, r).is_ok());
-    let mut frame: Vec<Vec<u8>> = Vec::with_capacity(n);
-    // EOF, a broken connection or an oversized packet ends the stream.
-    while let Ok(Some(pkt)) = protocol::read_packet(&mut sock, state.max_packet) {
-        if pkt.is_empty() {
-            // End of stream: answer what is queued, then close.
-            break;
-        }
-        frame.push(pkt);
-        if frame.len() == n && !pipeline.push(std::mem::replace(&mut frame, Vec::with_capacity(n))) {
-            break;
+    let mut queue = frame::FrameQueue::new(session);
+    // Reading stops at EOF, a broken connection, an oversized packet (answered with an error
+    // after the queued frames), an empty packet (end of stream), shutdown, or idleness with
+    // nothing in flight; queued frames are answered first.
+    let mut reading = true;
+    let mut refusal = None;
+    while reading || !queue.is_empty() {
+        let idle = queue.is_empty().then_some(state.idle_timeout);
+        tokio::select! {
+            biased;
+            Some(result) = queue.next_result(), if !queue.is_empty() => {
+                if send(&mut conn, result).await.is_err() {
+                    return;
+                }
+            }
+            pkt = next_packet(state, &mut conn, idle), if reading && !queue.is_full() => match pkt {
+                Some(Ok(p)) if !p.is_empty() => queue.push_packet(p.to_vec()),
+                Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    refusal = Some(protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", &e.to_string(), &[])));
+                    reading = false;
+                }
+                _ => reading = false,
+            },
         }
     }
-    pipeline.finish();
+    if let Some(r) = refusal {
+        let _ = send(&mut conn, protocol::encode(&r)).await;
+    }
 }

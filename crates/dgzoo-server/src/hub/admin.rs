@@ -57,8 +57,8 @@ fn need_admin(tokens: &HashMap<String, TokenRights>, token: &Option<String>) -> 
 
 /// The token table for a change: read from disk now, strictly. A file that does not parse is
 /// never written over (the change is refused), so an operator's broken edit is not lost.
-fn tokens_for_change(store: &Store) -> Result<HashMap<String, TokenRights>, Resp> {
-    store.load_tokens().map(|t| (*t).clone()).map_err(|_| error(500, "cannot change tokens: tokens.json does not parse"))
+fn tokens_for_change(store: &Store) -> Result<HashMap<String, TokenRights>, Box<Resp>> {
+    store.load_tokens().map(|t| (*t).clone()).map_err(|_| Box::new(error(500, "cannot change tokens: tokens.json does not parse")))
 }
 
 /// Add a new token to `tokens.json` (read strictly first) and return it: the operator's way
@@ -88,7 +88,7 @@ pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Re
     }
     let mut tokens = match tokens_for_change(store) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     // The file may have changed since the check above: check again on what is written.
     if !rights(&tokens, token).is_some_and(|r| r.is_admin) {
@@ -111,7 +111,7 @@ pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp
     }
     let mut tokens = match tokens_for_change(store) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = need_admin(&tokens, token) {
         return r;
@@ -132,7 +132,7 @@ pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: 
     }
     let mut tokens = match tokens_for_change(store) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     if let Some(r) = need_admin(&tokens, token) {
         return r;

@@ -5,18 +5,33 @@
 //! (`server::State::open_entry` / `StreamSession::run_frame`, shared engines). Results go back
 //! as `predict_result` events with the client's frame string, in order.
 //!
-//! One thread per connection. tiny_http's upgraded stream cannot be split or given a read
-//! timeout, so frames of one connection run one after another (the client's pipelined
-//! frames wait in the socket) and pings are sent between messages; the ping interval is
-//! long so an idle client does not give up on a silent server.
+//! Transport: tokio-tungstenite on the hyper upgrade, with the core's socket.io codec and
+//! WebSocket settings (`dgzoo::socketio`), not socketioxide: PySDK's client speaks msgpack packets as bare binary
+//! WebSocket messages (no `4` prefix, no attachments, cloud-api.md §5.1), which socketioxide's
+//! msgpack parser does not frame that way, and the codec is already shared with our client.
+//!
+//! Per connection a reader task decodes packets and queues each frame as a job; a writer task
+//! keeps up to [`IN_FLIGHT`] jobs running and sends their results in arrival order, so frames of
+//! one connection are pipelined (a local model's frames run concurrently, a remote stream's one
+//! after another) and a client that stops reading back-pressures only itself. Local frames run
+//! on the servers' one bounded pool (`net::blocking`, shared with the AI server's streams);
+//! frames for pool members, which mostly wait on the network, on [`CloudInference::frame_slots`]. The server pings
+//! every 25 s (python-engineio's intervals); a peer silent for ping interval + timeout is
+//! dropped, and so is one whose socket takes no bytes for that long.
+//!
+//! Upgrades that have sent no CONNECT (no token yet) are closed after [`CONNECT_TIMEOUT`] and,
+//! once [`EVICT_AFTER`] old, give their slot to a new upgrade when the connection cap is
+//! reached, so idle upgrades never lock real clients out.
 //!
 //! With an AI-server pool (`Hub::set_aiserver_pool`, `dgzoo hub --aiserver ADDR ...`), each
 //! new connection is given to the pool member with the fewest open streams; frames go over
 //! that member's stream under the model's simple name (the members serve the same models in
 //! their own zoos). A failure of the member is a `[CRITICAL]` result: the client reconnects
 //! and re-sends, and lands on another member.
-use super::State;
+use super::{error, Resp, State};
 use crate::aiserver::frame::StreamSession;
+use axum::body::Body;
+use axum::http::{header, HeaderValue, Request, Response, StatusCode};
 use dgzoo::cache::archive::{self, is_safe_segment};
 use dgzoo::params::ModelParams;
 use dgzoo::protocol;
@@ -24,24 +39,33 @@ use dgzoo::socketio::{self, Control, Packet};
 use dgzoo::zoo::address::ServerAddress;
 use dgzoo::zoo::aiserver::{AiServerClient, RemoteStream};
 use dgzoo::zoo::local::ZooEntry;
+use futures_util::future::BoxFuture;
+use futures_util::stream::{FuturesOrdered, SplitSink};
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use rmpv::Value as Mp;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tungstenite::protocol::Role;
-use tungstenite::{Message, WebSocket};
+use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
 
-/// Engine.IO heartbeat advertised to clients (pings are sent between messages only).
-const PING_INTERVAL: Duration = Duration::from_secs(300);
-const PING_TIMEOUT: Duration = Duration::from_secs(60);
-/// Default cap on simultaneous socket.io connections: each holds a thread, and a client that
-/// stops reading (or never sends) can hold it indefinitely, since tiny_http's upgraded
-/// stream cannot be given timeouts.
+/// Engine.IO heartbeat advertised to clients and kept by the server (python-engineio's defaults).
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+/// Default cap on simultaneous socket.io connections.
 pub const MAX_CONNECTIONS: usize = 256;
+/// An upgraded connection must send CONNECT within this time (PySDK sends it at once).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// At the cap, an upgrade with no CONNECT yet and at least this old gives its slot to a new one.
+pub const EVICT_AFTER: Duration = Duration::from_secs(2);
+/// Frames of one connection running or waiting to be sent (PySDK keeps 8 in flight by
+/// default, and the AI server's streams take as many).
+pub const IN_FLIGHT: usize = 8;
 /// The prefix PySDK treats as final (no retry).
 pub const REFUSED: &str = "Inference connection refused: ";
 
@@ -56,6 +80,10 @@ pub struct CloudInference {
     pub max_connections: AtomicUsize,
     next_sid: AtomicU64,
     pool: RwLock<Vec<Arc<PoolMember>>>,
+    /// Frames for AI-server pool members running at once (local frames use `net::blocking`).
+    frame_slots: Arc<Semaphore>,
+    /// Open connections, for giving the slot of an idle upgrade to a new one.
+    live: Mutex<HashMap<u64, Arc<Slot>>>,
 }
 
 /// One AI server of the dispatch pool.
@@ -68,7 +96,12 @@ pub struct PoolMember {
 /// Where a connection's frames run.
 enum Backend {
     Local(StreamSession),
-    Remote(RemoteSession),
+    /// One remote stream: its frames take `turn` (FIFO) before a pool slot, so they go one
+    /// after another and wait without holding the pool.
+    Remote {
+        session: Mutex<RemoteSession>,
+        turn: Arc<tokio::sync::Mutex<()>>,
+    },
 }
 
 struct RemoteSession {
@@ -92,19 +125,21 @@ impl Backend {
     fn num_inputs(&self) -> usize {
         match self {
             Backend::Local(s) => s.num_inputs(),
-            Backend::Remote(r) => r.inputs,
+            Backend::Remote { session, .. } => session.lock().unwrap_or_else(|p| p.into_inner()).inputs,
         }
     }
-    fn name(&self) -> &str {
+    fn name(&self) -> String {
         match self {
-            Backend::Local(s) => &s.name,
-            Backend::Remote(r) => &r.name,
+            Backend::Local(s) => s.name.clone(),
+            Backend::Remote { session, .. } => session.lock().unwrap_or_else(|p| p.into_inner()).name.clone(),
         }
     }
-    fn run_frame(&mut self, inputs: &[Vec<u8>]) -> Vec<u8> {
+    fn run_frame(&self, inputs: &[Vec<u8>]) -> Vec<u8> {
         match self {
             Backend::Local(s) => s.run_frame(inputs),
-            Backend::Remote(r) => {
+            Backend::Remote { session, .. } => {
+                let mut guard = session.lock().unwrap_or_else(|p| p.into_inner());
+                let r = &mut *guard;
                 let server = r.member.client.server();
                 let Some(stream) = r.stream.as_mut() else {
                     return protocol::encode(&protocol::frame_err(&format!("[CRITICAL]AI server '{server}' stream is closed")));
@@ -139,6 +174,9 @@ impl CloudInference {
             max_connections: AtomicUsize::new(MAX_CONNECTIONS),
             next_sid: AtomicU64::new(1),
             pool: RwLock::new(Vec::new()),
+            // Remote frames mostly wait on their AI server: more of them than cores.
+            frame_slots: Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()).max(2) * 4)),
+            live: Mutex::new(HashMap::new()),
         })
     }
 
@@ -204,144 +242,276 @@ impl CloudInference {
     }
 }
 
-/// Counts a connection while its thread runs.
-struct ConnGuard<'a>(&'a AtomicUsize);
-impl Drop for ConnGuard<'_> {
+/// A connection's place under the cap.
+struct Slot {
+    opened: Instant,
+    /// [`PENDING`] until a CONNECT arrives (again after a refused one).
+    stage: AtomicU8,
+    /// Whether this connection still holds its count in `connections` (an evicted one has given it away).
+    counted: AtomicBool,
+    evict: Notify,
+}
+
+const PENDING: u8 = 0;
+const CONNECTING: u8 = 1;
+
+/// Releases a connection's slot when it ends.
+struct SlotGuard {
+    id: u64,
+    slot: Arc<Slot>,
+    state: Arc<State>,
+}
+
+impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.state.infer.live.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        if self.slot.counted.swap(false, Ordering::SeqCst) {
+            self.state.infer.connections.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 
-fn query_value<'a>(url: &'a str, key: &str) -> Option<&'a str> {
-    url.split_once('?')?.1.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
+impl CloudInference {
+    /// A slot for a new connection: a free one, or that of the oldest upgrade which has sent no
+    /// CONNECT for [`EVICT_AFTER`] (it is told to close). `None` when the cap is reached.
+    fn reserve(&self, state: &Arc<State>) -> Option<SlotGuard> {
+        let id = self.next_sid.fetch_add(1, Ordering::SeqCst);
+        let slot = Arc::new(Slot { opened: Instant::now(), stage: AtomicU8::new(PENDING), counted: AtomicBool::new(true), evict: Notify::new() });
+        let max = self.max_connections.load(Ordering::SeqCst);
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if self.connections.fetch_add(1, Ordering::SeqCst) >= max {
+            self.connections.fetch_sub(1, Ordering::SeqCst);
+            let idle = live.values().filter(|s| s.stage.load(Ordering::SeqCst) == PENDING && s.opened.elapsed() >= EVICT_AFTER).min_by_key(|s| s.opened);
+            // The victim's count passes to the newcomer.
+            let victim = idle.filter(|v| v.counted.swap(false, Ordering::SeqCst))?;
+            victim.evict.notify_one();
+        }
+        live.insert(id, slot.clone());
+        Some(SlotGuard { id, slot, state: state.clone() })
+    }
 }
 
-fn plain(status: u16, detail: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_data(serde_json::json!({ "detail": detail }).to_string().into_bytes())
-        .with_status_code(status)
-        .with_header(super::header("Content-Type", "application/json"))
+fn query_value<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query.split('&').find_map(|kv| kv.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
 }
 
 /// Answer a request under `/api/v2/socket.io`: upgrade a proper Engine.IO v4 WebSocket
-/// request and serve it on its own thread; anything else is refused (no long-polling).
-pub(super) fn accept(state: &Arc<State>, req: tiny_http::Request) {
-    let url = req.url().to_string();
-    if query_value(&url, "EIO") != Some("4") {
-        let _ = req.respond(plain(400, "The client is using an unsupported version of the Socket.IO or Engine.IO protocols"));
-        return;
+/// request and serve it; anything else is refused (no long-polling).
+pub(super) async fn accept(state: &Arc<State>, req: Request<Body>) -> Resp {
+    let query = req.uri().query().unwrap_or_default().to_string();
+    if query_value(&query, "EIO") != Some("4") {
+        return error(400, "The client is using an unsupported version of the Socket.IO or Engine.IO protocols");
     }
-    let key = req.headers().iter().find(|h| h.field.equiv("Sec-WebSocket-Key")).map(|h| h.value.as_str().to_string());
-    let upgrade = req.headers().iter().any(|h| h.field.equiv("Upgrade") && h.value.as_str().eq_ignore_ascii_case("websocket"));
-    let (Some(key), true, Some("websocket")) = (key, upgrade, query_value(&url, "transport")) else {
-        let _ = req.respond(plain(400, "Only the websocket transport is supported"));
-        return;
+    let mut req = req;
+    let hv = |k: header::HeaderName| req.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let key = hv(header::SEC_WEBSOCKET_KEY);
+    let upgrade = hv(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let (Some(key), true, Some("websocket")) = (key, upgrade, query_value(&query, "transport")) else {
+        return error(400, "Only the websocket transport is supported");
     };
-    // Reserve the slot before upgrading; refuse when the hub is full.
-    let max = state.infer.max_connections.load(Ordering::SeqCst);
-    if state.infer.connections.fetch_add(1, Ordering::SeqCst) >= max {
-        state.infer.connections.fetch_sub(1, Ordering::SeqCst);
-        let _ = req.respond(plain(503, &format!("Too many inference connections (limit {max})")));
-        return;
-    }
-    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
-    let resp = tiny_http::Response::empty(101).with_header(super::header("Sec-WebSocket-Accept", &accept));
-    let stream = req.upgrade("websocket", resp);
+    let Some(guard) = state.infer.reserve(state) else {
+        let max = state.infer.max_connections.load(Ordering::SeqCst);
+        return error(503, format!("Too many inference connections (limit {max})"));
+    };
+    let on_upgrade = hyper::upgrade::on(&mut req);
     let st = state.clone();
-    let spawned = std::thread::Builder::new().name("dgzoo-hub-sio".into()).spawn(move || {
-        let _guard = ConnGuard(&st.infer.connections);
-        let mut ws = WebSocket::from_raw_socket(stream, Role::Server, Some(socketio::ws_config(socketio::MAX_PAYLOAD, true)));
-        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(&st, &mut ws)));
-        let _ = ws.close(None);
-        let _ = ws.flush();
+    // The guard moves into the task: a failed upgrade drops it and frees the slot.
+    state.shutdown.spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let config = socketio::ws_config(socketio::MAX_PAYLOAD, true);
+        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+        serve(&st, ws, &guard.slot).await;
+        drop(guard);
     });
-    if spawned.is_err() {
-        state.infer.connections.fetch_sub(1, Ordering::SeqCst);
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = r.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
+    r
 }
 
-fn send_packet<S: Read + Write>(ws: &mut WebSocket<S>, p: &Packet) -> bool {
-    ws.send(Message::Binary(p.encode())).is_ok()
+type WebSocket = tokio_tungstenite::WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A frame's result (or a reply) on its way to the writer: results are sent in this order.
+type Job = BoxFuture<'static, Option<Message>>;
+
+fn packet_msg(p: &Packet) -> Message {
+    Message::Binary(p.encode())
 }
 
-fn serve<S: Read + Write>(state: &State, ws: &mut WebSocket<S>) {
+fn connect_error(msg: &str) -> Packet {
+    Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from(msg))]))
+}
+
+/// Sends engine.io control messages at once and job results in order, keeping at most
+/// [`IN_FLIGHT`] jobs running; ends when the reader is gone or a send makes no progress for
+/// ping interval + timeout (a client that stopped reading).
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut control: mpsc::Receiver<Message>, mut jobs: mpsc::Receiver<Job>) {
+    let mut running: FuturesOrdered<Job> = FuturesOrdered::new();
+    let mut jobs_open = true;
+    loop {
+        let msg = tokio::select! {
+            biased;
+            m = control.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            Some(done) = running.next(), if !running.is_empty() => match done {
+                Some(m) => m,
+                None => continue,
+            },
+            j = jobs.recv(), if jobs_open && running.len() < IN_FLIGHT => {
+                match j {
+                    Some(j) => running.push_back(j),
+                    None => jobs_open = false,
+                }
+                continue;
+            }
+        };
+        if !matches!(tokio::time::timeout(PING_INTERVAL + PING_TIMEOUT, sink.send(msg)).await, Ok(Ok(()))) {
+            return;
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// One socket.io connection: this task reads and dispatches; [`write_loop`] answers.
+async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
     let sid = format!("dgzoo{:016x}", state.infer.next_sid.fetch_add(1, Ordering::SeqCst) ^ std::process::id() as u64);
-    if ws.send(Message::Text(socketio::open_text(&sid, PING_INTERVAL.as_millis() as u64, PING_TIMEOUT.as_millis() as u64))).is_err() {
+    let (sink, mut stream) = ws.split();
+    let (control, control_rx) = mpsc::channel::<Message>(16);
+    let (jobs, jobs_rx) = mpsc::channel::<Job>(1);
+    let writer = tokio::spawn(write_loop(sink, control_rx, jobs_rx));
+    let ready = |m: Message| -> Job { futures_util::future::ready(Some(m)).boxed() };
+    if control.send(Message::Text(socketio::open_text(&sid, PING_INTERVAL.as_millis() as u64, PING_TIMEOUT.as_millis() as u64))).await.is_err() {
         return;
     }
-    let mut session: Option<Backend> = None;
-    let mut last_ping = Instant::now();
+    let mut session: Option<Arc<Backend>> = None;
+    let mut last_heard = Instant::now();
+    let connect_deadline = tokio::time::Instant::from_std(slot.opened + CONNECT_TIMEOUT);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     loop {
-        let msg = match ws.read() {
-            Ok(m) => m,
-            Err(_) => return,
-        };
-        let ok = match msg {
-            Message::Text(t) => match socketio::parse_control(&t) {
-                Ok(Control::Ping) => ws.send(Message::Text(socketio::PONG.into())).is_ok(),
-                Ok(Control::Close) => return,
-                Ok(Control::TextMessage(_)) => {
-                    // Only the msgpack serializer is spoken here.
-                    send_packet(
-                        ws,
-                        &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from("Only msgpack-serialized packets are supported"))])),
-                    )
+        let waiting = session.is_none() && slot.stage.load(Ordering::SeqCst) == PENDING;
+        let msg = tokio::select! {
+            biased;
+            m = stream.next() => match m {
+                Some(Ok(m)) => m,
+                _ => break,
+            },
+            _ = slot.evict.notified() => break,
+            _ = state.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(connect_deadline), if waiting => break,
+            _ = ping.tick() => {
+                if last_heard.elapsed() > PING_INTERVAL + PING_TIMEOUT || control.send(Message::Text(socketio::PING.into())).await.is_err() {
+                    break;
                 }
-                _ => true,
+                continue;
+            }
+            _ = control.closed() => break,
+        };
+        last_heard = Instant::now();
+        let job = match msg {
+            Message::Text(t) => match socketio::parse_control(&t) {
+                Ok(Control::Ping) => {
+                    if control.send(Message::Text(socketio::PONG.into())).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Control::Close) => break,
+                // Only the msgpack serializer is spoken here.
+                Ok(Control::TextMessage(_)) => ready(packet_msg(&connect_error("Only msgpack-serialized packets are supported"))),
+                _ => continue,
             },
             // Before CONNECT (authentication) only small packets are decoded: msgpack of many
             // small elements costs ~32x its size once decoded, and anyone may connect.
             Message::Binary(b) if session.is_none() && b.len() > protocol::DEFAULT_MAX_JSON => {
                 let msg = format!("packet of {} bytes before CONNECT exceeds the limit of {} bytes", b.len(), protocol::DEFAULT_MAX_JSON);
-                send_packet(ws, &Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from(msg.as_str()))])))
+                ready(packet_msg(&connect_error(&msg)))
             }
             Message::Binary(b) => match Packet::decode(&b) {
                 Ok(p) => match p.kind {
                     socketio::CONNECT => {
-                        let reply = match connect(state, &p.data) {
+                        slot.stage.store(CONNECTING, Ordering::SeqCst);
+                        let st = state.clone();
+                        // Opening may extract the archive and load the model: the blocking pool.
+                        let opened =
+                            tokio::task::spawn_blocking(move || connect(&st, &p.data)).await.unwrap_or_else(|_| Err("internal error while connecting".into()));
+                        let reply = match opened {
                             Ok(s) => {
-                                session = Some(s);
+                                session = Some(Arc::new(s));
                                 Packet::new(socketio::CONNECT, Mp::Map(vec![(Mp::from("sid"), Mp::from(sid.as_str()))]))
                             }
                             Err(msg) => {
                                 session = None;
-                                Packet::new(socketio::CONNECT_ERROR, Mp::Map(vec![(Mp::from("message"), Mp::from(msg.as_str()))]))
+                                slot.stage.store(PENDING, Ordering::SeqCst);
+                                connect_error(&msg)
                             }
                         };
-                        send_packet(ws, &reply)
+                        ready(packet_msg(&reply))
                     }
-                    socketio::DISCONNECT => return,
+                    socketio::DISCONNECT => break,
                     socketio::EVENT => match p.as_event() {
-                        Some(("predict", args)) => {
-                            let frame_no = args.get(1).cloned().unwrap_or(Mp::Nil);
-                            let result = predict(session.as_mut(), args.first());
-                            // run_frame's packet is msgpack we wrote ourselves.
-                            let value = socketio::mp_from_bytes(&result).unwrap_or(Mp::Nil);
-                            send_packet(ws, &Packet::event("predict_result", vec![value, frame_no]))
-                        }
-                        _ => true,
+                        Some(("predict", args)) => frame_job(state, session.clone(), args.first().cloned(), args.get(1).cloned().unwrap_or(Mp::Nil)),
+                        _ => continue,
                     },
-                    _ => true,
+                    _ => continue,
                 },
                 // A malformed packet is dropped; the connection stays usable.
-                Err(_) => true,
+                Err(_) => continue,
             },
-            Message::Close(_) => return,
-            _ => true,
+            Message::Close(_) => break,
+            _ => continue,
         };
-        if !ok {
-            return;
+        // Waits while IN_FLIGHT frames are pending: the client's socket fills, not our memory.
+        if jobs.send(job).await.is_err() {
+            break;
         }
-        if last_ping.elapsed() >= PING_INTERVAL {
-            if ws.send(Message::Text(socketio::PING.into())).is_err() {
-                return;
-            }
-            last_ping = Instant::now();
-        }
+    }
+    drop(jobs);
+    drop(control);
+    // The writer closes the socket; one stuck on a client that does not read is cut off.
+    let mut writer = writer;
+    if tokio::time::timeout(Duration::from_secs(1), &mut writer).await.is_err() {
+        writer.abort();
     }
 }
 
+/// One `predict` event as a job: the frame on its pool (local: `net::blocking`; a pool
+/// member's stream: its turn, then a slot of `frame_slots`), then the `predict_result` event
+/// under the client's frame number.
+fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<Mp>, frame_no: Mp) -> Job {
+    let slots = state.infer.frame_slots.clone();
+    let turn = match session.as_deref() {
+        Some(Backend::Remote { turn, .. }) => Some(turn.clone()),
+        _ => None,
+    };
+    async move {
+        let run = move || predict(session.as_deref(), payload.as_ref());
+        let result = match turn {
+            Some(t) => {
+                let _turn = t.lock_owned().await;
+                let _slot = slots.acquire_owned().await.ok()?;
+                tokio::task::spawn_blocking(run).await.map_err(|e| e.to_string())
+            }
+            None => crate::net::blocking(run).await,
+        };
+        let result = result.unwrap_or_else(|_| {
+            protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", "internal error while processing the frame", &[])))
+        });
+        // run_frame's packet is msgpack we wrote ourselves.
+        let value = socketio::mp_from_bytes(&result).unwrap_or(Mp::Nil);
+        Some(packet_msg(&Packet::event("predict_result", vec![value, frame_no])))
+    }
+    .boxed()
+}
+
 /// One `predict` event → the msgpack result packet (results or an error map).
-fn predict(session: Option<&mut Backend>, payload: Option<&Mp>) -> Vec<u8> {
+fn predict(session: Option<&Backend>, payload: Option<&Mp>) -> Vec<u8> {
     let err = |m: &str| protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Incorrect value of parameter", m, &[])));
     let Some(s) = session else { return err("the connection is not authorized: send CONNECT first") };
     let bytes = match payload {
@@ -388,7 +558,7 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     let inputs = ModelParams::from_value(info.params.clone()).map(|p| p.num_inputs().max(1)).unwrap_or(1);
     let timeout_s = auth.get("inference_timeout_s").and_then(Value::as_f64).unwrap_or(40.0);
     if let Some(r) = state.infer.open_remote(&model, &full_name, inputs, &config, timeout_s) {
-        return r.map(Backend::Remote).map_err(refused);
+        return r.map(|r| Backend::Remote { session: Mutex::new(r), turn: Default::default() }).map_err(refused);
     }
     let dir = state.infer.model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum).map_err(refused)?;
     let config_path = dir.join(format!("{model}.json"));

@@ -1,23 +1,36 @@
 //! `dgzoo hub`: a self-hosted cloud zoo server speaking the API of DeGirum's cloud zoo as
 //! implemented by `dg-zoo-server` 0.3.0 (cloud-api.md §2), over its zoo root layout (see
 //! [`store`]): zoo-check, model list (full / short), info, dictionary, readme, check, download
-//! (streamed with Content-Length, constant memory), system info, token and zoo listing, and
-//! the administrative endpoints in [`admin`], and cloud inference over socket.io ([`infer`]). Errors are JSON `{"detail": ...}` with
-//! dg-zoo-server's statuses and texts.
+//! (streamed with Content-Length in constant memory, with `ETag`/`Range`/`If-Range` for resumed
+//! downloads), system info, token and zoo listing, the administrative endpoints in [`admin`],
+//! liveness/readiness probes, and cloud inference over socket.io ([`infer`]). Errors are JSON
+//! `{"detail": ...}` with dg-zoo-server's statuses and texts.
+//!
+//! Transport: the crate's shared network stack ([`crate::net`]: one tokio runtime, the accept
+//! loop that survives EMFILE, the connection cap, graceful shutdown, the health routes); axum
+//! handles each request on hyper connections driven by [`listen`] (idle and header timeouts).
+//! Store and admin work (file system, ZIP parsing) runs on the bounded blocking pool
+//! (`net::blocking`) so a slow disk or a large archive never stalls the connections.
 pub mod admin;
 pub mod infer;
+mod listen;
 pub mod multipart;
 pub mod store;
 
+use axum::body::{Body, Bytes};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use dgzoo::error::{Error, Result};
+use futures_util::TryStreamExt;
+use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 use store::Store;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Device types the hub reports in system info: DeGirum's known runtime/device pairs, so
 /// clients' device filters keep every model, as dg-zoo-server does.
@@ -47,6 +60,12 @@ pub const DEVICE_TYPES: &[&str] = &[
     "MEMRYX/MX3",
 ];
 
+/// Largest body of a REST request other than a model upload (none of them needs one today;
+/// dg-zoo-server's FastAPI has no limit, a hub on the internet wants one).
+pub const MAX_REST_BODY: usize = 1 << 20;
+/// A too-large REST body is read (and dropped) up to this size before the 413 is sent.
+const DRAIN_LIMIT: u64 = 16 << 20;
+
 /// Hub settings.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -54,6 +73,8 @@ pub struct HubConfig {
     pub host: String,
     /// 0 = any free port.
     pub port: u16,
+    /// Unused since the hub runs on the servers' shared runtime (`net::WORKER_THREADS` workers,
+    /// a bounded blocking pool); kept so configurations and `--threads` stay valid.
     pub threads: usize,
     /// Throttle each download to this many bytes per second (for testing slow links).
     pub rate_limit: Option<u64>,
@@ -74,54 +95,49 @@ struct State {
     requests: AtomicU64,
     rate_limit: Option<u64>,
     log: bool,
-    /// Archives being sent from their own threads.
-    streams: std::sync::atomic::AtomicUsize,
     /// socket.io cloud inference (`/api/v2/socket.io`).
     infer: infer::CloudInference,
+    /// Readiness and the stop signal of this hub's listener and connections.
+    shutdown: crate::net::Shutdown,
 }
 
-/// A running hub. Dropping it stops accepting requests; connections kept alive by clients are
-/// not closed (tiny_http offers no way to), so run it in its own process for a hard stop.
+/// A running hub. Dropping it stops accepting and asks every connection to finish (waiting
+/// up to [`listen::DRAIN`] for requests in flight).
 pub struct Hub {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
     state: Arc<State>,
-    workers: Vec<std::thread::JoinHandle<()>>,
+    shutdown: crate::net::Shutdown,
+    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Hub {
-    /// Bind and start serving on a pool of `threads` threads.
+    /// Bind and start serving (on the servers' shared runtime).
     pub fn start(cfg: &HubConfig) -> Result<Hub> {
         std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
         // A token file that does not parse stops the hub here, before it listens: taking it as
         // "no tokens" would lock out the operator's tokens (or worse).
         let store = Store::new(&cfg.root);
         store.load_tokens().map_err(Error::invalid)?;
-        let server =
-            tiny_http::Server::http((cfg.host.as_str(), cfg.port)).map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
-        let addr = server.server_addr().to_ip().ok_or_else(|| Error::internal("hub is not listening on an IP address"))?;
-        let server = Arc::new(server);
+        let rt = crate::net::runtime();
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind((cfg.host.as_str(), cfg.port)))
+            .map_err(|e| Error::io(format!("Cannot listen on {}:{}: {e}", cfg.host, cfg.port)))?;
+        let addr = listener.local_addr().map_err(|e| Error::internal(format!("hub is not listening on an IP address: {e}")))?;
+        let shutdown = crate::net::Shutdown::new();
         let state = Arc::new(State {
             store,
             admin: std::sync::Mutex::new(()),
             requests: AtomicU64::new(0),
             rate_limit: cfg.rate_limit,
             log: cfg.log,
-            streams: Default::default(),
             infer: infer::CloudInference::new()?,
+            shutdown: shutdown.clone(),
         });
-        let workers = (0..cfg.threads.max(1))
-            .map(|_| {
-                let (server, state) = (server.clone(), state.clone());
-                std::thread::spawn(move || {
-                    while let Ok(req) = server.recv() {
-                        state.requests.fetch_add(1, Ordering::SeqCst);
-                        handle(&state, req);
-                    }
-                })
-            })
-            .collect();
-        Ok(Hub { server, addr, state, workers })
+        let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
+        let app = crate::net::health_routes(shutdown.clone()).merge(app);
+        let server = rt.spawn(listen::serve(listener, app, listen::Limits::default(), shutdown.clone()));
+        shutdown.set_ready(true);
+        Ok(Hub { addr, state, shutdown, server: Some(server) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -157,96 +173,63 @@ impl Hub {
 
     /// Serve until the process ends.
     pub fn wait(mut self) {
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        if let Some(server) = self.server.take() {
+            let _ = crate::net::runtime().block_on(server);
         }
     }
 }
 
 impl Drop for Hub {
     fn drop(&mut self) {
-        for _ in 0..self.workers.len() {
-            self.server.unblock();
-        }
-        for w in self.workers.drain(..) {
-            let _ = w.join();
+        self.shutdown.cancel();
+        // Drain only from outside the runtime (block_on inside it would panic).
+        if tokio::runtime::Handle::try_current().is_err() {
+            crate::net::runtime().block_on(self.shutdown.drain(listen::DRAIN));
         }
     }
 }
 
-type Resp = tiny_http::Response<Box<dyn Read + Send>>;
+pub(crate) type Resp = Response<Body>;
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    // Names and values here are ASCII constants or sanitized: cannot fail.
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("static header"))
+fn with_status(status: u16, mut r: Resp) -> Resp {
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
 }
 
 pub(crate) fn json_resp(status: u16, v: &Value) -> Resp {
-    let body = v.to_string().into_bytes();
-    let len = body.len();
-    tiny_http::Response::new(
-        status.into(),
-        vec![header("Content-Type", "application/json")],
-        Box::new(std::io::Cursor::new(body)) as Box<dyn Read + Send>,
-        Some(len),
-        None,
-    )
+    let mut r = with_status(status, Response::new(Body::from(v.to_string())));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
 }
 
 pub(crate) fn error(status: u16, detail: impl Into<String>) -> Resp {
     json_resp(status, &json!({ "detail": detail.into() }))
 }
 
-/// Reads at most `rate` bytes per second.
-struct Throttle<R> {
-    inner: R,
-    rate: u64,
-    start: Instant,
-    sent: u64,
+/// Run blocking work (file system, ZIP parsing, admin changes) on the shared bounded pool.
+async fn blocking(f: impl FnOnce() -> Resp + Send + 'static) -> Resp {
+    crate::net::blocking(f).await.unwrap_or_else(|e| error(500, e))
 }
 
-impl<R: Read> Read for Throttle<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let due = Duration::from_secs_f64(self.sent as f64 / self.rate as f64);
-        if let Some(wait) = due.checked_sub(self.start.elapsed()) {
-            std::thread::sleep(wait);
-        }
-        let cap = buf.len().min((self.rate / 10).max(1) as usize);
-        let n = self.inner.read(&mut buf[..cap])?;
-        self.sent += n as u64;
-        Ok(n)
-    }
-}
-
-/// Archives sent at once on their own threads; beyond that they are sent by the pool thread.
-const MAX_STREAMS: usize = 64;
-
-fn handle(state: &Arc<State>, mut req: tiny_http::Request) {
-    if req.url().starts_with(dgzoo::socketio::PATH) && *req.method() == tiny_http::Method::Get {
-        return infer::accept(state, req);
-    }
-    let resp = if *req.method() == tiny_http::Method::Get { route(state, &req) } else { route_admin(state, &mut req) };
-    if state.log {
-        let who = req.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-        eprintln!("{who} {} {} {}", req.method(), req.url(), resp.status_code().0);
-    }
-    let resp = resp.with_chunked_threshold(usize::MAX);
-    // A slow client downloading a large archive must not hold a pool thread that quick JSON
-    // requests need: stream it from its own thread, up to MAX_STREAMS at a time.
-    let is_stream = resp.headers().iter().any(|h| h.field.equiv("Content-Type") && h.value.as_str() == "application/octet-stream");
-    if is_stream && state.streams.fetch_add(1, Ordering::SeqCst) < MAX_STREAMS {
+/// Every request: socket.io upgrades, GET routes, and the administrative methods.
+async fn dispatch(axum::extract::State(state): axum::extract::State<Arc<State>>, req: Request<Body>) -> Resp {
+    state.requests.fetch_add(1, Ordering::SeqCst);
+    let (method, uri) = (req.method().clone(), req.uri().clone());
+    let who = req.extensions().get::<SocketAddr>().map(|a| a.to_string()).unwrap_or_default();
+    let resp = if uri.path().starts_with(dgzoo::socketio::PATH) && method == Method::GET {
+        infer::accept(&state, req).await
+    } else if method == Method::GET {
+        let headers = req.headers().clone();
         let st = state.clone();
-        std::thread::spawn(move || {
-            let _ = req.respond(resp);
-            st.streams.fetch_sub(1, Ordering::SeqCst);
-        });
-        return;
+        let (path, query) = (uri.path().to_string(), uri.query().unwrap_or_default().to_string());
+        blocking(move || route(&st, &Url::parse(&path, &query), &headers)).await
+    } else {
+        route_admin(state.clone(), req).await
+    };
+    if state.log {
+        eprintln!("{who} {method} {uri} {}", resp.status().as_u16());
     }
-    if is_stream {
-        state.streams.fetch_sub(1, Ordering::SeqCst);
-    }
-    let _ = req.respond(resp);
+    resp
 }
 
 /// A request URL split into decoded path segments and query pairs.
@@ -256,8 +239,7 @@ struct Url {
 }
 
 impl Url {
-    fn parse(url: &str) -> Url {
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    fn parse(path: &str, query: &str) -> Url {
         let query = query
             .split('&')
             .filter(|s| !s.is_empty())
@@ -268,6 +250,9 @@ impl Url {
             .collect();
         Url { segs: path.trim_start_matches('/').split('/').map(dgzoo::protocol::http::percent_decode).collect(), query }
     }
+    fn of(uri: &Uri) -> Url {
+        Url::parse(uri.path(), uri.query().unwrap_or_default())
+    }
     fn q(&self, k: &str) -> Option<&str> {
         self.query.iter().find(|(qk, _)| qk == k).map(|(_, v)| v.as_str())
     }
@@ -276,51 +261,91 @@ impl Url {
     }
 }
 
-fn header_value(req: &tiny_http::Request, name: &str) -> Option<String> {
-    req.headers().iter().find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name)).map(|h| h.value.as_str().to_string())
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
 }
 
-/// POST / DELETE: dg-zoo-server's administrative endpoints, one at a time.
-fn route_admin(state: &State, req: &mut tiny_http::Request) -> Resp {
-    let url = Url::parse(req.url());
+/// POST / DELETE (and any other method): the administrative endpoints. A model upload's
+/// multipart body is streamed to disk; any other body is read up to [`MAX_REST_BODY`] (413
+/// beyond) and ignored, as no such route takes one.
+async fn route_admin(state: Arc<State>, req: Request<Body>) -> Resp {
+    let (parts, body) = req.into_parts();
+    let url = Url::of(&parts.uri);
+    let upload =
+        parts.method == Method::POST && matches!(url.segs.iter().map(String::as_str).collect::<Vec<_>>().as_slice(), ["zoo", "v1", "public", "models", _, _]);
+    if upload {
+        let stream = TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
+        // Read on a blocking thread through a bridge: the multipart reader is synchronous. Not
+        // on `net::blocking`'s permits: the thread waits on the client's network for as long
+        // as the upload takes, which must not hold up frames and other requests.
+        let mut reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let upload = tokio::task::spawn_blocking(move || admin_route(&state, &parts.method, &url, &parts.headers, &mut reader));
+        return upload.await.unwrap_or_else(|_| error(500, "internal error"));
+    }
+    let too_large = || error(413, format!("request body exceeds the limit of {MAX_REST_BODY} bytes"));
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
+        return too_large();
+    }
+    // Read the body (none of these routes uses it); past the limit keep reading up to
+    // DRAIN_LIMIT so the client, still sending, gets the 413 instead of a reset.
+    let mut body = body;
+    let mut seen = 0u64;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(f) => seen += f.data_ref().map_or(0, |d| d.len() as u64),
+            Err(e) => return error(400, format!("cannot read the request body: {e}")),
+        }
+        if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    if seen > MAX_REST_BODY as u64 {
+        return too_large();
+    }
+    blocking(move || admin_route(&state, &parts.method, &url, &parts.headers, &mut std::io::empty())).await
+}
+
+/// dg-zoo-server's administrative endpoints, one at a time.
+fn admin_route(state: &State, method: &Method, url: &Url, headers: &HeaderMap, body: &mut dyn Read) -> Resp {
     let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
-    let token = header_value(req, "token");
+    let token = header_value(headers, "token");
     let st = &state.store;
-    let post = *req.method() == tiny_http::Method::Post;
-    let delete = *req.method() == tiny_http::Method::Delete;
+    let post = *method == Method::POST;
+    let delete = *method == Method::DELETE;
     let _serial = state.admin.lock().unwrap_or_else(|p| p.into_inner());
     match (s.as_slice(), post, delete) {
         (["zoo", "v1", "public", "tokens"], true, _) => admin::create_token(st, &token, url.flag("is_admin")),
         // FastAPI spells the header `token-to-delete`; accept the underscore form too.
-        (["zoo", "v1", "public", "tokens"], _, true) => match header_value(req, "token-to-delete").or_else(|| header_value(req, "token_to_delete")) {
+        (["zoo", "v1", "public", "tokens"], _, true) => match header_value(headers, "token-to-delete").or_else(|| header_value(headers, "token_to_delete")) {
             Some(v) => admin::delete_token(st, &token, &v),
             None => error(422, "header 'token_to_delete' is required"),
         },
-        (["zoo", "v1", "public", "tokens", org, zoo], _, _) => match header_value(req, "token-to-modify").or_else(|| header_value(req, "token_to_modify")) {
-            Some(v) => admin::zoo_access(st, &token, &v, &format!("{org}/{zoo}"), post),
-            None => error(422, "header 'token_to_modify' is required"),
-        },
+        (["zoo", "v1", "public", "tokens", org, zoo], _, _) => {
+            match header_value(headers, "token-to-modify").or_else(|| header_value(headers, "token_to_modify")) {
+                Some(v) => admin::zoo_access(st, &token, &v, &format!("{org}/{zoo}"), post),
+                None => error(422, "header 'token_to_modify' is required"),
+            }
+        }
         (["zoo", "v1", "public", "models", org, zoo], true, _) => {
-            let ct = header_value(req, "Content-Type").unwrap_or_default();
-            let (org, zoo) = (org.to_string(), zoo.to_string());
-            admin::upload_model(st, &token, &org, &zoo, &ct, req.as_reader(), url.flag("allow_overwrite"))
+            let ct = header_value(headers, "Content-Type").unwrap_or_default();
+            admin::upload_model(st, &token, org, zoo, &ct, body, url.flag("allow_overwrite"))
         }
         (["zoo", "v1", "public", "models", org, zoo, model], _, true) => admin::delete_model(st, &token, org, zoo, model),
         _ => error(405, "Method Not Allowed"),
     }
 }
 
-fn route(state: &State, req: &tiny_http::Request) -> Resp {
-    let url = Url::parse(req.url());
+fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
     let q = |k: &str| url.q(k);
     let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
-    let token = header_value(req, "token");
+    let token = header_value(headers, "token");
     let st = &state.store;
     match s.as_slice() {
         [""] => {
-            let body = b"<!DOCTYPE html><html><body><h2>dgzoo hub</h2></body></html>".to_vec();
-            let len = body.len();
-            tiny_http::Response::new(200.into(), vec![header("Content-Type", "text/html")], Box::new(std::io::Cursor::new(body)), Some(len), None)
+            let mut r = Response::new(Body::from(&b"<!DOCTYPE html><html><body><h2>dgzoo hub</h2></body></html>"[..]));
+            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            r
         }
         ["zoo", "version"] => json_resp(200, &json!({"version": "v1"})),
         ["devices", "api", "v1", "public", "system-info"] => {
@@ -380,28 +405,10 @@ fn route(state: &State, req: &tiny_http::Request) -> Resp {
             if st.model(dir, model).is_none() {
                 return model_not_found(model, org, zoo);
             }
-            let path = dir.join(format!("{model}.zip"));
-            // Open once: the length and the bytes come from the same file even if it is replaced.
-            let f = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(_) => return model_not_found(model, org, zoo),
-            };
-            let len = match f.metadata() {
-                Ok(m) => m.len() as usize,
-                Err(e) => return error(500, e.to_string()),
-            };
-            let reader: Box<dyn Read + Send> = match state.rate_limit {
-                Some(rate) if rate > 0 => Box::new(Throttle { inner: f, rate, start: Instant::now(), sent: 0 }),
-                _ => Box::new(std::io::BufReader::with_capacity(256 * 1024, f)),
-            };
-            let disp = format!("attachment; filename=\"{model}.zip\"");
-            tiny_http::Response::new(
-                200.into(),
-                vec![header("Content-Type", "application/octet-stream"), header("Content-Disposition", &disp)],
-                reader,
-                Some(len),
-                None,
-            )
+            match std::fs::File::open(dir.join(format!("{model}.zip"))) {
+                Ok(f) => download(f, model, headers, state.rate_limit),
+                Err(_) => model_not_found(model, org, zoo),
+            }
         }),
         _ => error(404, "Not Found"),
     }
@@ -433,4 +440,173 @@ fn with_zoo(st: &Store, token: &Option<String>, org: &str, zoo: &str, f: impl Fn
         Some(d) => f(&d),
         None => zoo_not_found(org, zoo),
     })
+}
+
+/// The `ETag` of an archive: `"<size hex>-<mtime ns hex>"`, strong. Every change of a model in
+/// the hub replaces its archive (upload: a new file renamed in place), which changes the mtime,
+/// so equal tags mean equal bytes; stable across hub restarts and cheap (no hashing).
+pub fn archive_etag(len: u64, modified: Option<SystemTime>) -> String {
+    let ns = modified.and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    format!("\"{len:x}-{ns:x}\"")
+}
+
+/// What a download request asks for, after `Range` and `If-Range`.
+#[derive(Debug, PartialEq, Eq)]
+enum Span {
+    Full,
+    /// First and last byte (inclusive).
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// RFC 9110 §14: one `bytes=` range is served as 206; a range starting past the end is 416;
+/// an `If-Range` that does not match the current tag (or date), multiple ranges and
+/// malformed ranges get the whole file (the RFC lets a server ignore them).
+fn requested_span(headers: &HeaderMap, len: u64, etag: &str, modified: Option<SystemTime>) -> Span {
+    let Some(range) = headers.get(header::RANGE).and_then(|v| v.to_str().ok()) else { return Span::Full };
+    if let Some(cond) = headers.get(header::IF_RANGE) {
+        let cond = cond.to_str().unwrap_or_default().trim();
+        let fresh = if cond.starts_with('"') {
+            cond == etag
+        } else {
+            // A date matches only the exact Last-Modified (whole seconds); weak tags never do.
+            let date = httpdate::parse_http_date(cond).ok().map(httpdate::fmt_http_date);
+            date.is_some() && date == modified.map(httpdate::fmt_http_date)
+        };
+        if !fresh {
+            return Span::Full;
+        }
+    }
+    let Some(spec) = range.trim().strip_prefix("bytes=") else { return Span::Full };
+    let Some((first, last)) = spec.split_once('-').filter(|_| !spec.contains(',')) else { return Span::Full };
+    let (first, last) = (first.trim(), last.trim());
+    if first.is_empty() {
+        return match last.parse::<u64>() {
+            Ok(0) => Span::Unsatisfiable,
+            Ok(_) if len == 0 => Span::Unsatisfiable,
+            Ok(n) => Span::Part(len - n.min(len), len - 1),
+            Err(_) => Span::Full,
+        };
+    }
+    let Ok(start) = first.parse::<u64>() else { return Span::Full };
+    let end = match last {
+        "" => u64::MAX,
+        l => match l.parse::<u64>() {
+            Ok(e) if e >= start => e,
+            _ => return Span::Full,
+        },
+    };
+    if start >= len {
+        return Span::Unsatisfiable;
+    }
+    Span::Part(start, end.min(len - 1))
+}
+
+/// Stream a model archive: whole (200) or one range (206), Content-Length always set, in
+/// 256 KiB chunks (memory per download stays constant whatever the archive's size).
+fn download(mut f: std::fs::File, model: &str, headers: &HeaderMap, rate: Option<u64>) -> Resp {
+    // One open file: the length, the tag and the bytes all come from it even if it is replaced.
+    let meta = match f.metadata() {
+        Ok(m) => m,
+        Err(e) => return error(500, e.to_string()),
+    };
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    let etag = archive_etag(len, modified);
+    let span = requested_span(headers, len, &etag, modified);
+    let (status, start, count) = match span {
+        Span::Full => (200, 0, len),
+        Span::Part(a, b) => (206, a, b - a + 1),
+        Span::Unsatisfiable => {
+            let mut r = error(416, format!("Range not satisfiable: the archive has {len} bytes"));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return r;
+        }
+    };
+    if start > 0 {
+        if let Err(e) = f.seek(std::io::SeekFrom::Start(start)) {
+            return error(500, e.to_string());
+        }
+    }
+    let reader = tokio::fs::File::from_std(f).take(count);
+    let body = match rate {
+        Some(rate) if rate > 0 => Body::from_stream(throttled(reader, rate)),
+        _ => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)),
+    };
+    let mut r = with_status(status, Response::new(body));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    let mut text = vec![(header::CONTENT_DISPOSITION, format!("attachment; filename=\"{model}.zip\"")), (header::ETAG, etag)];
+    if let Some(m) = modified {
+        text.push((header::LAST_MODIFIED, httpdate::fmt_http_date(m)));
+    }
+    if status == 206 {
+        text.push((header::CONTENT_RANGE, format!("bytes {start}-{}/{len}", start + count - 1)));
+    }
+    for (k, v) in text {
+        // Model names are safe path segments: always valid header text.
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    r
+}
+
+/// The bytes of `r` at most `rate` bytes per second, in chunks of a tenth of a second.
+fn throttled<R: AsyncRead + Unpin + Send + 'static>(r: R, rate: u64) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    let start = tokio::time::Instant::now();
+    let chunk = (rate / 10).clamp(1, 256 * 1024) as usize;
+    futures_util::stream::unfold((r, 0u64, false), move |(mut r, sent, failed)| async move {
+        if failed {
+            return None;
+        }
+        tokio::time::sleep_until(start + Duration::from_secs_f64(sent as f64 / rate as f64)).await;
+        let mut buf = vec![0u8; chunk];
+        match r.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), (r, sent + n as u64, false)))
+            }
+            Err(e) => Some((Err(e), (r, sent, true))),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(range: &str, if_range: Option<&str>) -> Span {
+        let mut h = HeaderMap::new();
+        h.insert(header::RANGE, HeaderValue::from_str(range).unwrap());
+        if let Some(c) = if_range {
+            h.insert(header::IF_RANGE, HeaderValue::from_str(c).unwrap());
+        }
+        let m = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        requested_span(&h, 100, &archive_etag(100, Some(m)), Some(m))
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(span("bytes=0-9", None), Span::Part(0, 9));
+        assert_eq!(span("bytes=90-", None), Span::Part(90, 99));
+        assert_eq!(span("bytes=90-500", None), Span::Part(90, 99));
+        assert_eq!(span("bytes=-10", None), Span::Part(90, 99));
+        assert_eq!(span("bytes=-500", None), Span::Part(0, 99));
+        assert_eq!(span("bytes=100-", None), Span::Unsatisfiable);
+        assert_eq!(span("bytes=-0", None), Span::Unsatisfiable);
+        assert_eq!(span("bytes=9-1", None), Span::Full);
+        assert_eq!(span("bytes=0-1,5-6", None), Span::Full);
+        assert_eq!(span("items=0-1", None), Span::Full);
+        let m = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(span("bytes=10-", Some(&archive_etag(100, Some(m)))), Span::Part(10, 99));
+        assert_eq!(span("bytes=10-", Some("\"other\"")), Span::Full);
+        assert_eq!(span("bytes=10-", Some(&httpdate::fmt_http_date(m))), Span::Part(10, 99));
+        assert_eq!(span("bytes=10-", Some(&httpdate::fmt_http_date(m + Duration::from_secs(1)))), Span::Full);
+        assert_eq!(span("bytes=10-", Some("W/\"x\"")), Span::Full);
+    }
 }
