@@ -38,7 +38,7 @@ for mode in "${modes[@]}"; do
       ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1" \
       LSAN_OPTIONS="suppressions=$here/scripts/sanitize/lsan.supp:print_suppressions=1" \
       UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-        ctest --test-dir "$tdir/build-asan" -E "$exclude" --output-on-failure
+        ctest --test-dir "$tdir/build-asan" -j2 -E "$exclude" --output-on-failure
       ;;
     valgrind)
       command -v valgrind >/dev/null || bash "$here/scripts/bootstrap.sh" valgrind
@@ -51,7 +51,7 @@ for mode in "${modes[@]}"; do
       # The C-ABI tests (every function, every free order, errors, properties, zoo queries, raw
       # tensors); the examples that mostly run inference (classify, detect_faces, async_batch)
       # take 10-50x longer under memcheck and stay with the ASan run.
-      ctest --test-dir "$tdir/build-valgrind" -R "$valgrind_tests" --output-on-failure
+      ctest --test-dir "$tdir/build-valgrind" -j2 -R "$valgrind_tests" --output-on-failure
       ;;
     *) echo "sanitize.sh: unknown mode '$mode' (asan, valgrind)" >&2; exit 2 ;;
   esac

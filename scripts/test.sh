@@ -42,6 +42,6 @@ fi
   && LD_LIBRARY_PATH="$here/target/debug" mono build/DgzooTests.exe "$here/../shared/zoo")
 (cd build && ctest --output-on-failure)
 # The C tests again under ASan+UBSan and under Valgrind memcheck (zero errors, zero definite
-# leaks), then every fuzz target for a short bounded time (DGZOO_FUZZ_SECONDS each, default 20).
+# leaks), then every fuzz target for a short bounded time (DGZOO_FUZZ_SECONDS each, default 10).
 bash scripts/sanitize.sh
-bash scripts/fuzz.sh "${DGZOO_FUZZ_SECONDS:-20}"
+bash scripts/fuzz.sh "${DGZOO_FUZZ_SECONDS:-10}"
