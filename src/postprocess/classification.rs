@@ -22,8 +22,7 @@ pub(super) fn classification(cfg: &PostConfig, outputs: &[Tensor], labels: &BTre
     let mut idx: Vec<usize> = (0..scores.len()).collect();
     // Stable: equal scores keep class order. NaN scores (a broken model) rank last: the order
     // must be total, or the sort panics.
-    let key = |i: usize| if scores[i].is_nan() { f32::NEG_INFINITY } else { scores[i] };
-    idx.sort_by(|&a, &b| key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal));
+    idx.sort_by(|&a, &b| super::score_desc(scores[a], scores[b]));
     let chosen: Vec<usize> =
         if cfg.top_k > 0 { idx.into_iter().take(cfg.top_k).collect() } else { idx.into_iter().filter(|&i| scores[i] as f64 >= cfg.conf_threshold).collect() };
     Ok(chosen

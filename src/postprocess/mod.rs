@@ -331,7 +331,7 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// Greedy NMS over detections sorted by score (descending); keeps at most `limit`.
 pub(crate) fn nms(mut dets: Vec<Det>, thr: f32, limit: usize) -> Vec<Det> {
-    dets.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+    dets.sort_by(|a, b| score_desc(a.score, b.score));
     let mut keep: Vec<Det> = Vec::new();
     for d in dets {
         if keep.len() >= limit {
@@ -367,7 +367,7 @@ pub(crate) fn finish_detections_with(
     } else {
         nms(cands, nms_thr, cfg.max_detections)
     };
-    kept.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(std::cmp::Ordering::Equal));
+    kept.sort_by(|a, b| score_desc(a.score, b.score));
     kept.truncate(cfg.max_detections);
     kept.into_iter()
         .map(|d| {
@@ -384,6 +384,14 @@ pub(crate) fn finish_detections_with(
 }
 
 /// Logistic sigmoid.
+/// Descending order of scores that is total: NaN (a broken model's output) ranks below every
+/// number. `partial_cmp(..).unwrap_or(Equal)` is not a total order with NaN, and the standard
+/// sort may panic on such a comparator.
+pub(crate) fn score_desc(a: f32, b: f32) -> std::cmp::Ordering {
+    let key = |x: f32| if x.is_nan() { f32::NEG_INFINITY } else { x };
+    key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal)
+}
+
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -482,6 +490,20 @@ pub fn to_json(results: &[Value]) -> String {
 mod tests {
     use super::*;
     use crate::runtime::{AlignedBuf, Quant, TensorInfo};
+
+    /// NaN scores (a broken model) must not make a sort panic: they rank last, numbers keep
+    /// their descending order.
+    #[test]
+    fn nan_scores_rank_last_and_never_panic() {
+        let mut s: Vec<f32> = (0..64).map(|i| if i % 3 == 0 { f32::NAN } else { (i % 7) as f32 }).collect();
+        s.sort_by(|a, b| score_desc(*a, *b));
+        let n = s.iter().filter(|x| !x.is_nan()).count();
+        assert!(s[..n].windows(2).all(|w| w[0] >= w[1]) && s[n..].iter().all(|x| x.is_nan()));
+        let dets: Vec<Det> =
+            (0..40).map(|i| Det { b: [i as f32, 0.0, i as f32 + 1.0, 1.0], score: if i % 2 == 0 { f32::NAN } else { 0.5 }, class: 0, anchor: i }).collect();
+        let kept = nms(dets, 0.5, 100);
+        assert_eq!(kept.iter().filter(|d| !d.score.is_nan()).count(), 20);
+    }
 
     fn tensor(shape: &[i64], v: &[f32]) -> Tensor {
         Tensor {

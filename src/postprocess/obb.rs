@@ -77,7 +77,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
                 if scores.is_empty() {
                     continue;
                 }
-                scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                scores.sort_by(|a, b| super::score_desc(a.1, b.1));
                 let d = dfl(bx, i, j, reg, &mut e);
                 let a = (sigmoid(an.at(i, j, 0)) - 0.25) * std::f32::consts::PI;
                 let (xf, yf) = ((d[2] - d[0]) / 2.0, (d[3] - d[1]) / 2.0);
@@ -95,7 +95,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
             }
         }
     }
-    cands.sort_by(|a, b| b.0.score.partial_cmp(&a.0.score).unwrap_or(std::cmp::Ordering::Equal));
+    cands.sort_by(|a, b| super::score_desc(a.0.score, b.0.score));
     let nms_thr = cfg.nms_threshold;
     let mut keep: Vec<(Det, [f64; 5])> = Vec::new();
     for c in cands {

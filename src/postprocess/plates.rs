@@ -20,7 +20,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
         return Ok(vec![json!({"label": "", "score": 0})]);
     }
     let x1 = |d: &Value| d["bbox"][0].as_f64().unwrap_or(0.0);
-    dets.sort_by(|a, b| x1(a).partial_cmp(&x1(b)).unwrap_or(std::cmp::Ordering::Equal));
+    dets.sort_by(|a, b| x1(a).total_cmp(&x1(b)));
     let label: String = dets.iter().map(|d| d["label"].as_str().unwrap_or("")).collect();
     let log_sum: f64 = dets.iter().map(|d| d["score"].as_f64().unwrap_or(0.0).ln()).sum();
     Ok(vec![json!({"label": label, "score": (log_sum / dets.len() as f64).exp()})])

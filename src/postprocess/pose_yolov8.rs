@@ -37,7 +37,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
         if scores.is_empty() {
             continue;
         }
-        scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        scores.sort_by(|a, b| super::score_desc(a.1, b.1));
         let (cx, cy, w, h) = (at(0, j), at(1, j), at(2, j), at(3, j));
         let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
         let per_anchor = if cfg.regular_nms { scores.len() } else { cfg.max_classes_per_detection };
@@ -107,7 +107,7 @@ pub(super) fn decode_heads(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeM
                 if scores.is_empty() {
                     continue;
                 }
-                scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                scores.sort_by(|a, b| super::score_desc(a.1, b.1));
                 let d = dfl(bx, i, j, reg, &mut e);
                 let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
                 let b = [(ax - d[0]) * sx, (ay - d[1]) * sy, (ax + d[2]) * sx, (ay + d[3]) * sy];

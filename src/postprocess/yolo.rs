@@ -78,7 +78,7 @@ pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, 
         if cls_scores.is_empty() {
             continue;
         }
-        cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+        cls_scores.sort_by(|a, b| super::score_desc(a.1, b.1));
         let (cx, cy, w, h) = (at(0, j) * norm_scale.0, at(1, j) * norm_scale.1, at(2, j) * norm_scale.0, at(3, j) * norm_scale.1);
         let b = [cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0];
         // PySDK: with regular (per-class) NMS every (anchor, class) pair above the threshold

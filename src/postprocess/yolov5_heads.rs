@@ -77,7 +77,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
                     let bw = (v(2) * 2.0).powi(2) * anchor[0];
                     let bh = (v(3) * 2.0).powi(2) * anchor[1];
                     let b = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0];
-                    scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                    scores.sort_by(|a, b| super::score_desc(a.1, b.1));
                     let per_anchor = if cfg.regular_nms { scores.len() } else { cfg.max_classes_per_detection };
                     for &(k, s) in scores.iter().take(per_anchor) {
                         cands.push(Det { b, score: s, class: k, anchor: base + (i * w + j) * na + a });

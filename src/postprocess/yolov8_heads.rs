@@ -117,7 +117,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
                 let dist = dfl(bx, i, j, reg, &mut e);
                 let (ax, ay) = (j as f32 + half, i as f32 + half);
                 let b = [(ax - dist[0]) * sx, (ay - dist[1]) * sy, (ax + dist[2]) * sx, (ay + dist[3]) * sy];
-                cls_scores.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+                cls_scores.sort_by(|a, b| super::score_desc(a.1, b.1));
                 let per_anchor = if cfg.regular_nms { cls_scores.len() } else { cfg.max_classes_per_detection };
                 for &(c, s) in cls_scores.iter().take(per_anchor) {
                     cands.push(Det { b, score: s, class: c, anchor: i * cls.w + j });
