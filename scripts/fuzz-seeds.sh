@@ -90,7 +90,9 @@ put_text cloud_api $'\x00{"status": true}'
 if [ -x "$py" ] && "$py" -c 'import degirum' 2>/dev/null; then
   ld="$peer/ort"; [ -e "$peer/ort-1.20.1/lib/libonnxruntime.so.1" ] && ld="$peer/ort-1.20.1/lib"
   port=$(( 20000 + RANDOM % 20000 ))
-  LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 300 "$py" "$here/scripts/fuzz/record_asio.py" "$zoo" "$zoo/images" "$out" "$port" \
+  # PySDK's server scans a copy of the model folders: the zoo's expected/*.json are JSON too.
+  mkdir -p "$tmp/peer-zoo" && for d in "$zoo"/*--*/; do cp -r "$d" "$tmp/peer-zoo/"; done
+  LD_LIBRARY_PATH="$ld${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout 300 "$py" "$here/scripts/fuzz/record_asio.py" "$tmp/peer-zoo" "$zoo/images" "$out" "$port" \
     || echo "fuzz-seeds.sh: recording AI-server traffic failed (seeds from files only)" >&2
   "$py" - "$out/socketio" <<'PY' || echo "fuzz-seeds.sh: socket.io seeds skipped (no msgpack in the peer)" >&2
 import hashlib, os, sys

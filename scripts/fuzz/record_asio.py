@@ -2,7 +2,9 @@
 server (`degirum server start`) through an asio proxy that writes every packet it relays.
 
 Usage: record_asio.py ZOO_DIR IMAGES_DIR OUT_DIR PORT
-Writes OUT_DIR/asio_packet/* (a control byte then the framed packets of one connection
+The proxy runs in its own process (`record_asio.py --proxy OUT_DIR PORT`): PySDK's client holds
+the GIL while it waits for some replies (system info), so proxy threads in the client's
+process would never relay them. Writes OUT_DIR/asio_packet/* (a control byte then the framed packets of one connection
 direction) and OUT_DIR/msgpack_results/* (each server result packet's payload)."""
 import hashlib
 import os
@@ -13,7 +15,10 @@ import sys
 import threading
 import time
 
-zoo, images, out, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+if sys.argv[1] == "--proxy":
+    zoo, images, out, port = None, None, sys.argv[2], int(sys.argv[3])
+else:
+    zoo, images, out, port = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 proxy_port = port + 2
 for d in ("asio_packet", "msgpack_results"):
     os.makedirs(os.path.join(out, d), exist_ok=True)
@@ -47,10 +52,14 @@ def relay(src, dst, from_server):
     except OSError:
         pass
     finally:
-        try:
-            dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        # Close both ends at once: PySDK's server serves its connections one at a time, and a
+        # half-closed relay would hold the next connection in its backlog past the client's
+        # reply timeout.
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
     if stream:
         # Control byte 0: the JSON limit, whole reads; 1: the frame limit (results, frames).
         save("asio_packet", bytes([1 if len(stream) > 1 << 20 or from_server else 0]) + bytes(stream[: 1 << 20]))
@@ -72,6 +81,11 @@ def proxy():
         threading.Thread(target=relay, args=(s, c, True), daemon=True).start()
 
 
+if zoo is None:
+    proxy()
+    sys.exit(0)
+
+proxy_proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--proxy", out, str(port)])
 server = subprocess.Popen(
     [os.path.join(os.path.dirname(sys.executable), "degirum"), "server", "start", "--zoo", zoo, "--port", str(port), "--protocol", "asio"],
     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -79,7 +93,6 @@ server = subprocess.Popen(
 try:
     import degirum as dg
 
-    threading.Thread(target=proxy, daemon=True).start()
     # Warm the server up directly first (its first system info loads every runtime, which can
     # outlast the client's reply timeout on a busy machine), then talk through the proxy.
     deadline = time.time() + 120
@@ -114,6 +127,7 @@ try:
     z.system_info()
     time.sleep(1)
 finally:
+    proxy_proc.terminate()
     server.terminate()
     try:
         server.wait(10)
