@@ -15,22 +15,6 @@ use serde_json::{json, Value};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Result classes whose coordinates PySDK converts back to the original image.
-const COORDINATE_TYPES: &[&str] = &[
-    "Detection",
-    "DetectionYolo",
-    "DetectionYoloV8",
-    "DetectionYoloV10",
-    "DetectionYoloV8OBB",
-    "DetectionYoloHailo",
-    "DetectionDamoYolo",
-    "FaceDetection",
-    "PoseDetection",
-    "PoseDetectionYoloV8",
-    "SegmentationYoloV8",
-    "HandDetection",
-];
-
 /// The remote side of a model.
 pub struct RemoteBackend {
     pub client: AiServerClient,
@@ -239,8 +223,9 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
             t
         }
     };
-    if COORDINATE_TYPES.contains(&kind.as_str()) {
-        postprocess::map_coordinates(&mut results, &postprocess::PostprocessType::parse(&kind), &|x, y| converter.to_original(x, y));
+    let kind = postprocess::PostprocessType::parse(&kind);
+    if kind.has_image_coordinates() {
+        postprocess::map_coordinates(&mut results, &kind, &|x, y| converter.to_original(x, y));
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
     InferenceResult { results, tensors, timing, pre_ms: None, model: st.name.clone() }

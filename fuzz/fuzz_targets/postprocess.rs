@@ -9,31 +9,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-const KINDS: [&str; 23] = [
-    "",
-    "None",
-    "Base",
-    "Null",
-    "Dequantization",
-    "Classification",
-    "DetectionYoloPlates",
-    "DetectionYoloV8Plates",
-    "MultiLabelClassification",
-    "Detection",
-    "DetectionYolo",
-    "DetectionYoloV8",
-    "DetectionYoloV10",
-    "DetectionYoloV8OBB",
-    "DetectionYoloHailo",
-    "DetectionDamoYolo",
-    "FaceDetection",
-    "PoseDetection",
-    "PoseDetectionYoloV8",
-    "SegmentationYoloV8",
-    "HandDetection",
-    "Segmentation",
-    "NoSuchType",
-];
+/// Every known type plus the empty name (None) and one PySDK does not know.
+fn kinds() -> impl Iterator<Item = &'static str> {
+    ["", "NoSuchType"].into_iter().chain(PostprocessType::KNOWN.iter().map(|(n, _)| *n))
+}
 
 fn threshold(u: &mut Unstructured) -> arbitrary::Result<f64> {
     Ok(match u8::arbitrary(u)? % 4 {
@@ -43,7 +22,8 @@ fn threshold(u: &mut Unstructured) -> arbitrary::Result<f64> {
 }
 
 fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
-    let kind_name = *u.choose(&KINDS)?;
+    let names: Vec<&str> = kinds().collect();
+    let kind_name = *u.choose(&names)?;
     let kind = PostprocessType::parse(kind_name);
     // Settings only the parameter reader builds (tensor wiring, SSD scales, pose connections)
     // come from fuzzed model JSON; the numeric ones are set directly below.

@@ -51,7 +51,8 @@ pub enum PostprocessType {
 }
 
 impl PostprocessType {
-    const KNOWN: [(&'static str, PostprocessType); 21] = [
+    /// Every type PySDK 1.5.0 knows, with its model-JSON name (the fuzz target iterates it).
+    pub const KNOWN: [(&'static str, PostprocessType); 21] = [
         ("None", PostprocessType::None),
         ("Base", PostprocessType::Base),
         ("Null", PostprocessType::Null),
@@ -83,6 +84,26 @@ impl PostprocessType {
             "DetectionYoloV5" => PostprocessType::DetectionYolo,
             _ => Self::KNOWN.iter().find(|(n, _)| *n == s).map(|(_, t)| t.clone()).unwrap_or_else(|| PostprocessType::Unknown(s.to_string())),
         }
+    }
+
+    /// Whether results of this type carry image coordinates (boxes, landmarks) that PySDK maps
+    /// back from the model input to the original image.
+    pub fn has_image_coordinates(&self) -> bool {
+        matches!(
+            self,
+            PostprocessType::Detection
+                | PostprocessType::DetectionYolo
+                | PostprocessType::DetectionYoloV8
+                | PostprocessType::DetectionYoloV10
+                | PostprocessType::DetectionYoloV8OBB
+                | PostprocessType::DetectionYoloHailo
+                | PostprocessType::DetectionDamoYolo
+                | PostprocessType::FaceDetection
+                | PostprocessType::PoseDetection
+                | PostprocessType::PoseDetectionYoloV8
+                | PostprocessType::SegmentationYoloV8
+                | PostprocessType::HandDetection
+        )
     }
 
     /// The type's name as in the model JSON.

@@ -342,3 +342,44 @@ fn proxy_connection(mut client: std::net::TcpStream, upstream: &str, stats: std:
     }
     let _ = server.shutdown(std::net::Shutdown::Both);
 }
+
+/// Read the next server WebSocket frame (unmasked, possibly with an extended length), skipping
+/// pings: (opcode, payload).
+pub fn ws_read(s: &mut impl std::io::Read) -> (u8, Vec<u8>) {
+    loop {
+        let mut h = [0u8; 2];
+        s.read_exact(&mut h).unwrap();
+        let mut len = (h[1] & 0x7f) as u64;
+        if len == 126 {
+            let mut b = [0u8; 2];
+            s.read_exact(&mut b).unwrap();
+            len = u16::from_be_bytes(b) as u64;
+        } else if len == 127 {
+            let mut b = [0u8; 8];
+            s.read_exact(&mut b).unwrap();
+            len = u64::from_be_bytes(b);
+        }
+        let mut p = vec![0u8; len as usize];
+        s.read_exact(&mut p).unwrap();
+        if h[0] & 0x0f != 9 {
+            return (h[0] & 0x0f, p);
+        }
+    }
+}
+
+/// Write an **unmasked** client frame, as DeGirum's client does; `first` is the frame's first
+/// byte (FIN, RSV bits and opcode: 0x81 text, 0x82 binary).
+pub fn ws_write(s: &mut impl std::io::Write, first: u8, payload: &[u8]) {
+    let mut f = vec![first];
+    if payload.len() < 126 {
+        f.push(payload.len() as u8);
+    } else if payload.len() < 65536 {
+        f.push(126);
+        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    } else {
+        f.push(127);
+        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    }
+    f.extend_from_slice(payload);
+    s.write_all(&f).unwrap();
+}

@@ -113,45 +113,6 @@ fn ws_handshake(addr: SocketAddr) -> TcpStream {
     s
 }
 
-/// Write an unmasked client frame (as DeGirum's client does) with the given first byte.
-fn ws_write(s: &mut TcpStream, first: u8, payload: &[u8]) {
-    let mut f = vec![first];
-    if payload.len() < 126 {
-        f.push(payload.len() as u8);
-    } else if payload.len() < 65536 {
-        f.push(126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        f.push(127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    f.extend_from_slice(payload);
-    s.write_all(&f).unwrap();
-}
-
-/// The next data frame from the server (pings skipped): (opcode, payload).
-fn ws_read(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    loop {
-        let mut h = [0u8; 2];
-        s.read_exact(&mut h).unwrap();
-        let mut len = (h[1] & 0x7f) as u64;
-        if len == 126 {
-            let mut b = [0u8; 2];
-            s.read_exact(&mut b).unwrap();
-            len = u16::from_be_bytes(b) as u64;
-        } else if len == 127 {
-            let mut b = [0u8; 8];
-            s.read_exact(&mut b).unwrap();
-            len = u64::from_be_bytes(b);
-        }
-        let mut p = vec![0u8; len as usize];
-        s.read_exact(&mut p).unwrap();
-        if h[0] & 0x0f != 9 {
-            return (h[0] & 0x0f, p);
-        }
-    }
-}
-
 /// The `msg` of a msgpack error reply.
 fn error_msg(payload: &[u8]) -> String {
     let (v, _) = protocol::decode(payload).unwrap();

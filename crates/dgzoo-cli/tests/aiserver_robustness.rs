@@ -217,41 +217,6 @@ fn sixty_four_concurrent_streams() {
     assert_alive(addr);
 }
 
-/// Read one server WebSocket frame (unmasked, possibly with extended length).
-fn ws_read(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    s.read_exact(&mut h).unwrap();
-    let mut len = (h[1] & 0x7f) as u64;
-    if len == 126 {
-        let mut b = [0u8; 2];
-        s.read_exact(&mut b).unwrap();
-        len = u16::from_be_bytes(b) as u64;
-    } else if len == 127 {
-        let mut b = [0u8; 8];
-        s.read_exact(&mut b).unwrap();
-        len = u64::from_be_bytes(b);
-    }
-    let mut p = vec![0u8; len as usize];
-    s.read_exact(&mut p).unwrap();
-    (h[0] & 0x0f, p)
-}
-
-/// Write an **unmasked** client frame, as DeGirum's client does.
-fn ws_write(s: &mut TcpStream, opcode: u8, payload: &[u8]) {
-    let mut f = vec![0x80 | opcode];
-    if payload.len() < 126 {
-        f.push(payload.len() as u8);
-    } else if payload.len() < 65536 {
-        f.push(126);
-        f.extend_from_slice(&(payload.len() as u16).to_be_bytes());
-    } else {
-        f.push(127);
-        f.extend_from_slice(&(payload.len() as u64).to_be_bytes());
-    }
-    f.extend_from_slice(payload);
-    s.write_all(&f).unwrap();
-}
-
 fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
     protocol::http::request("127.0.0.1", addr.port(), method, path, body, Duration::from_secs(30)).unwrap()
 }
@@ -295,26 +260,26 @@ fn http_routes_and_unmasked_websocket() {
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     assert!(head.contains("HSmrc0sMlYUkAGmm5OPpG2HaGWk="), "{head}");
     // Data before configuration.
-    ws_write(&mut s, 2, b"\xff\xd8");
+    ws_write(&mut s, 0x82, b"\xff\xd8");
     let (_, p) = ws_read(&mut s);
     assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("not configured"));
     // Bad configuration, then a good one on the same socket.
-    ws_write(&mut s, 1, json!({"config": {}, "name": "nope"}).to_string().as_bytes());
+    ws_write(&mut s, 0x81, json!({"config": {}, "name": "nope"}).to_string().as_bytes());
     let (_, p) = ws_read(&mut s);
     assert!(protocol::decode_results(&p).unwrap().is_err());
-    ws_write(&mut s, 1, json!({"config": {"POST_PROCESS": [{"OutputTopK": 1}]}, "name": EFF}).to_string().as_bytes());
+    ws_write(&mut s, 0x81, json!({"config": {"POST_PROCESS": [{"OutputTopK": 1}]}, "name": EFF}).to_string().as_bytes());
     let (op, p) = ws_read(&mut s);
     assert_eq!(op, 2);
     let (v, _) = protocol::decode(&p).unwrap();
     assert_eq!(v["success"], json!(true));
     assert_eq!(v["model_params"]["POST_PROCESS"][0]["OutputTopK"], json!(1));
     // A second configuration is refused; frames still work.
-    ws_write(&mut s, 1, b"{}");
+    ws_write(&mut s, 0x81, b"{}");
     let (_, p) = ws_read(&mut s);
     assert!(protocol::decode_results(&p).unwrap().unwrap_err().contains("already configured"));
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     for _ in 0..2 {
-        ws_write(&mut s, 2, &jpeg);
+        ws_write(&mut s, 0x82, &jpeg);
         let (_, p) = ws_read(&mut s);
         let r = protocol::decode_results(&p).unwrap().unwrap().0;
         assert_eq!(r.len(), 1);
@@ -411,7 +376,7 @@ fn malformed_http_and_vanishing_websocket() {
     // A WebSocket client that vanishes in the middle of a frame.
     let mut s = TcpStream::connect(web).unwrap();
     write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
-    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
+    ws_write(&mut s, 0x81, json!({"config": {}, "name": EFF}).to_string().as_bytes());
     s.write_all(&[0x82, 127, 0, 0, 0, 0, 0, 1, 0, 0, 1, 2, 3]).unwrap();
     drop(s);
     assert_eq!(http(web, "GET", &format!("/v1/label_dictionary/{EFF}"), None).0, 200);
@@ -427,7 +392,7 @@ fn websocket_pipelined_frames_in_order() {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     write!(s, "GET /v1/stream HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
     // The configuration goes right behind the handshake, before its answer is read.
-    ws_write(&mut s, 1, json!({"config": {}, "name": EFF}).to_string().as_bytes());
+    ws_write(&mut s, 0x81, json!({"config": {}, "name": EFF}).to_string().as_bytes());
     let mut head = Vec::new();
     let mut b = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -446,9 +411,9 @@ fn websocket_pipelined_frames_in_order() {
             for (i, cat) in pattern.iter().enumerate() {
                 // An empty message in the middle is a failed frame of its own.
                 if i == 13 {
-                    ws_write(&mut w, 2, b"");
+                    ws_write(&mut w, 0x82, b"");
                 }
-                ws_write(&mut w, 2, if *cat { &jpeg } else { &small });
+                ws_write(&mut w, 0x82, if *cat { &jpeg } else { &small });
             }
         })
     };
