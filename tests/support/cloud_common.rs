@@ -161,11 +161,18 @@ pub fn start_dg_zoo_server(peer: &Path, root: &Path) -> (ChildGuard, u16) {
 /// Run a Python script with the peer's PySDK; HOME (so PySDK's app data and native model
 /// cache) points into `home`. Returns (success, stdout, stderr).
 pub fn run_pysdk(peer: &Path, home: &Path, script: &str, args: &[&str]) -> (bool, String, String) {
+    let out = pysdk_command(peer, home, script, args).output().expect("run python");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The peer's Python running `script` (written to `home/script.py`) with `args`, `HOME` set to
+/// `home` and PySDK's onnxruntime on the library path; the caller picks how to run it.
+pub fn pysdk_command(peer: &Path, home: &Path, script: &str, args: &[&str]) -> Command {
     let file = home.join("script.py");
     std::fs::write(&file, script).unwrap();
-    let out =
-        Command::new(peer.join("venv/bin/python")).arg(&file).args(args).env("HOME", home).env("LD_LIBRARY_PATH", ort_dir(peer)).output().expect("run python");
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let mut c = Command::new(peer.join("venv/bin/python"));
+    c.arg(&file).args(args).env("HOME", home).env("LD_LIBRARY_PATH", ort_dir(peer));
+    c
 }
 
 /// onnxruntime 1.20.1 for PySDK's ONNX agent: `<peer>/ort` or setup-peer.sh's `<peer>/ort-1.20.1/lib`.

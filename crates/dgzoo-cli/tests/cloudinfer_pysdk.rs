@@ -212,14 +212,9 @@ fn pysdk_stream_survives_a_hub_restart() {
     let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(p1));
     let port = proxy(target.clone());
     let home = tempfile::tempdir().unwrap();
-    let script = home.path().join("restart.py");
-    std::fs::write(&script, RESTART_SCRIPT).unwrap();
     let n = 30;
-    let mut child = std::process::Command::new(peer.join("venv/bin/python"))
-        .arg(&script)
-        .args([&format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}"), TOKEN, &format!("{ZOO}/images"), EFF_F, &n.to_string()])
-        .env("HOME", home.path())
-        .env("LD_LIBRARY_PATH", ort_dir(&peer))
+    let url = format!("http://127.0.0.1:{port}/{ORG}/{ZOONAME}");
+    let mut child = pysdk_command(&peer, home.path(), RESTART_SCRIPT, &[&url, TOKEN, &format!("{ZOO}/images"), EFF_F, &n.to_string()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
