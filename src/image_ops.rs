@@ -331,32 +331,45 @@ mod jpeg {
     /// JFIF/Adobe markers) are let through, as OpenCV lets them through.
     const FATAL_WARNINGS: [c_int; 4] = [JWRN_JPEG_EOF as c_int, JWRN_HIT_MARKER as c_int, JWRN_HUFF_BAD_CODE as c_int, JWRN_MUST_RESYNC as c_int];
 
+    /// # Safety
+    /// `cinfo.err` must point at a live, initialised libjpeg error manager.
     unsafe fn message(cinfo: &mut jpeg_common_struct) -> String {
-        let mut buf = [0u8; 200];
-        if let Some(f) = (*cinfo.err).format_message {
-            // The binding declares the buffer as a shared array; libjpeg writes at most
-            // JMSG_LENGTH_MAX (200) bytes into it.
-            let f: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8) = std::mem::transmute(f);
-            f(cinfo, buf.as_mut_ptr());
+        // SAFETY: libjpeg calls this (through the callbacks below) with a live `cinfo` whose
+        // `err` points at its error manager; `format_message` writes at most JMSG_LENGTH_MAX
+        // (200) bytes into `buf`, and the transmute only changes how the buffer argument is typed.
+        unsafe {
+            let mut buf = [0u8; 200];
+            if let Some(f) = (*cinfo.err).format_message {
+                // The binding declares the buffer as a shared array; libjpeg writes at most
+                // JMSG_LENGTH_MAX (200) bytes into it.
+                let f: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8) = std::mem::transmute(f);
+                f(cinfo, buf.as_mut_ptr());
+            }
+            let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+            String::from_utf8_lossy(&buf[..end]).into_owned()
         }
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
     }
 
     unsafe extern "C-unwind" fn error_exit(cinfo: &mut jpeg_common_struct) {
-        let msg = message(cinfo);
-        resume_unwind(Box::new(Failure(msg)));
+        // SAFETY: libjpeg calls this with its own live `cinfo` (see `message`).
+        unsafe {
+            let msg = message(cinfo);
+            resume_unwind(Box::new(Failure(msg)));
+        }
     }
 
     unsafe extern "C-unwind" fn emit_message(cinfo: &mut jpeg_common_struct, level: c_int) {
-        if level >= 0 {
-            return; // trace messages
-        }
-        let err = &mut *cinfo.err;
-        err.num_warnings += 1;
-        if FATAL_WARNINGS.contains(&err.msg_code) {
-            let msg = message(cinfo);
-            resume_unwind(Box::new(Failure(msg)));
+        // SAFETY: libjpeg calls this with its own live `cinfo`, whose `err` is our error manager.
+        unsafe {
+            if level >= 0 {
+                return; // trace messages
+            }
+            let err = &mut *cinfo.err;
+            err.num_warnings += 1;
+            if FATAL_WARNINGS.contains(&err.msg_code) {
+                let msg = message(cinfo);
+                resume_unwind(Box::new(Failure(msg)));
+            }
         }
     }
 
@@ -404,67 +417,83 @@ mod jpeg {
     impl Decompressor {
         /// A decompressor reading `bytes`, with our error handlers and a memory cap of
         /// [`MAX_DECODE_BYTES`] (libjpeg refuses what would need more instead of allocating it).
+        /// # Safety
+        /// `bytes` must outlive the returned decompressor, and libjpeg errors must be caught
+        /// (`guarded`): they unwind out of the C code.
         unsafe fn new(bytes: &[u8]) -> Decompressor {
-            let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
-            jpeg_std_error(&mut err);
-            err.error_exit = Some(error_exit);
-            err.emit_message = Some(emit_message);
-            let mut cinfo: Box<jpeg_decompress_struct> = Box::new(std::mem::zeroed());
-            cinfo.common.err = &mut *err;
-            jpeg_create_decompress(&mut *cinfo);
-            let mut d = Decompressor { cinfo, _err: err };
-            let c = &mut *d.cinfo;
-            (*c.common.mem).max_memory_to_use = MAX_DECODE_BYTES as c_long;
-            jpeg_mem_src(c, bytes.as_ptr(), bytes.len() as c_ulong);
-            d
+            // SAFETY: zeroed structs are what libjpeg expects before `jpeg_std_error`/`jpeg_create_decompress`
+            // initialise them; both live in boxes that the returned `Decompressor` owns, so the
+            // `err` pointer stays valid; `mem` is set by `jpeg_create_decompress`; the caller keeps
+            // `bytes` alive (see `# Safety`).
+            unsafe {
+                let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
+                jpeg_std_error(&mut err);
+                err.error_exit = Some(error_exit);
+                err.emit_message = Some(emit_message);
+                let mut cinfo: Box<jpeg_decompress_struct> = Box::new(std::mem::zeroed());
+                cinfo.common.err = &mut *err;
+                jpeg_create_decompress(&mut *cinfo);
+                let mut d = Decompressor { cinfo, _err: err };
+                let c = &mut *d.cinfo;
+                (*c.common.mem).max_memory_to_use = MAX_DECODE_BYTES as c_long;
+                jpeg_mem_src(c, bytes.as_ptr(), bytes.len() as c_ulong);
+                d
+            }
         }
     }
 
+    /// # Safety
+    /// Must run inside `guarded`: libjpeg errors unwind out of the C code.
     unsafe fn decode_unguarded(bytes: &[u8]) -> Result<(RgbImage, Option<u16>)> {
-        let mut d = Decompressor::new(bytes);
-        let c = &mut *d.cinfo;
-        jpeg_read_header(c, 1);
-        // Size checked from the header, before libjpeg or we allocate anything image-sized.
-        check_dims(c.image_width as u64, c.image_height as u64)?;
-        // OpenCV (grfmt_jpeg.cpp): BGR output straight from libjpeg for 1 and 3 components
-        // (RGB here: same arithmetic, other order); CMYK output plus its own conversion for 4.
-        let cmyk = c.num_components == 4;
-        c.out_color_space = if cmyk { JCS_CMYK } else { JCS_RGB };
-        c.dct_method = J_DCT_METHOD::JDCT_ISLOW;
-        c.do_fancy_upsampling = 1;
-        c.do_block_smoothing = 1;
-        c.scale_num = 1;
-        c.scale_denom = 1;
-        jpeg_start_decompress(c);
-        let (w, h) = (c.output_width as usize, c.output_height as usize);
-        let comps = c.output_components as usize;
-        if comps != if cmyk { 4 } else { 3 } {
-            return Err(Error::invalid(format!("cannot decode JPEG image: unexpected {comps} output components")));
-        }
-        let row_bytes = w * comps;
-        let mut raw = vec![0u8; row_bytes * h];
-        while (c.output_scanline as usize) < h {
-            let mut row = raw.as_mut_ptr().add(c.output_scanline as usize * row_bytes);
-            if jpeg_read_scanlines(c, &mut row, 1) != 1 {
-                return Err(Error::invalid("cannot decode JPEG image: decoder stopped early"));
+        // SAFETY: the decompressor reads `bytes`, which outlives it (dropped before returning);
+        // `raw` holds `h` rows of `row_bytes`, so each row pointer stays inside it, and
+        // libjpeg writes one row of `output_width * output_components` bytes per call.
+        unsafe {
+            let mut d = Decompressor::new(bytes);
+            let c = &mut *d.cinfo;
+            jpeg_read_header(c, 1);
+            // Size checked from the header, before libjpeg or we allocate anything image-sized.
+            check_dims(c.image_width as u64, c.image_height as u64)?;
+            // OpenCV (grfmt_jpeg.cpp): BGR output straight from libjpeg for 1 and 3 components
+            // (RGB here: same arithmetic, other order); CMYK output plus its own conversion for 4.
+            let cmyk = c.num_components == 4;
+            c.out_color_space = if cmyk { JCS_CMYK } else { JCS_RGB };
+            c.dct_method = J_DCT_METHOD::JDCT_ISLOW;
+            c.do_fancy_upsampling = 1;
+            c.do_block_smoothing = 1;
+            c.scale_num = 1;
+            c.scale_denom = 1;
+            jpeg_start_decompress(c);
+            let (w, h) = (c.output_width as usize, c.output_height as usize);
+            let comps = c.output_components as usize;
+            if comps != if cmyk { 4 } else { 3 } {
+                return Err(Error::invalid(format!("cannot decode JPEG image: unexpected {comps} output components")));
             }
-        }
-        // jpeg_finish_decompress is not called: it only reads what follows the last scan,
-        // where a missing EOI must not turn a complete image into an error.
-        drop(d);
-        let data = if cmyk {
-            // OpenCV's icvCvt_CMYK2BGR_8u_C4C3R.
-            let mut out = Vec::with_capacity(w * h * 3);
-            for p in raw.chunks_exact(4) {
-                let (cc, m, y, k) = (p[0] as i32, p[1] as i32, p[2] as i32, p[3] as i32);
-                let conv = |v: i32| (k - (((255 - v) * k) >> 8)) as u8;
-                out.extend_from_slice(&[conv(cc), conv(m), conv(y)]);
+            let row_bytes = w * comps;
+            let mut raw = vec![0u8; row_bytes * h];
+            while (c.output_scanline as usize) < h {
+                let mut row = raw.as_mut_ptr().add(c.output_scanline as usize * row_bytes);
+                if jpeg_read_scanlines(c, &mut row, 1) != 1 {
+                    return Err(Error::invalid("cannot decode JPEG image: decoder stopped early"));
+                }
             }
-            out
-        } else {
-            raw
-        };
-        Ok((RgbImage { width: w as u32, height: h as u32, data }, jpeg_exif_orientation(bytes)))
+            // jpeg_finish_decompress is not called: it only reads what follows the last scan,
+            // where a missing EOI must not turn a complete image into an error.
+            drop(d);
+            let data = if cmyk {
+                // OpenCV's icvCvt_CMYK2BGR_8u_C4C3R.
+                let mut out = Vec::with_capacity(w * h * 3);
+                for p in raw.chunks_exact(4) {
+                    let (cc, m, y, k) = (p[0] as i32, p[1] as i32, p[2] as i32, p[3] as i32);
+                    let conv = |v: i32| (k - (((255 - v) * k) >> 8)) as u8;
+                    out.extend_from_slice(&[conv(cc), conv(m), conv(y)]);
+                }
+                out
+            } else {
+                raw
+            };
+            Ok((RgbImage { width: w as u32, height: h as u32, data }, jpeg_exif_orientation(bytes)))
+        }
     }
 
     struct Compressor {
@@ -503,38 +532,46 @@ mod jpeg {
         }
     }
 
+    /// # Safety
+    /// Must run inside a `catch_unwind`: libjpeg errors unwind out of the C code.
     unsafe fn encode_unguarded(img: &RgbImage, quality: i32) -> Result<Vec<u8>> {
-        if img.width == 0 || img.height == 0 {
-            return Err(Error::invalid("cannot encode an empty image as JPEG"));
+        // SAFETY: as in `Decompressor::new` for the zeroed structs; `jpeg_mem_dest` writes the
+        // malloc'ed buffer and its length into `c.out`/`out_len`, which outlive the compressor's
+        // use; each row pointer stays inside `img.data` (height rows of width * 3 bytes), and
+        // `c.out[..out_len]` is the finished stream, copied before `c` frees it.
+        unsafe {
+            if img.width == 0 || img.height == 0 {
+                return Err(Error::invalid("cannot encode an empty image as JPEG"));
+            }
+            let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
+            jpeg_std_error(&mut err);
+            err.error_exit = Some(error_exit);
+            let mut cinfo: Box<jpeg_compress_struct> = Box::new(std::mem::zeroed());
+            cinfo.common.err = &mut *err;
+            jpeg_create_compress(&mut *cinfo);
+            let mut c = Compressor { cinfo, _err: err, out: std::ptr::null_mut() };
+            let mut out_len: c_ulong = 0;
+            let ci = &mut *c.cinfo;
+            jpeg_mem_dest(ci, &mut c.out, &mut out_len);
+            ci.image_width = img.width;
+            ci.image_height = img.height;
+            ci.input_components = 3;
+            ci.in_color_space = JCS_RGB;
+            // mozjpeg's own defaults (trellis, progressive) differ from libjpeg-turbo's: ask for the latter.
+            jpeg_c_set_int_param(ci, J_INT_PARAM::JINT_COMPRESS_PROFILE, JCP_FASTEST as c_int);
+            jpeg_set_defaults(ci);
+            ci.optimize_coding = 0;
+            jpeg_set_quality(ci, quality.clamp(1, 100), 1);
+            jpeg_start_compress(ci, 1);
+            let row_bytes = img.width as usize * 3;
+            while (ci.next_scanline) < img.height {
+                let row = img.data.as_ptr().add(ci.next_scanline as usize * row_bytes);
+                let rows = [row];
+                jpeg_write_scanlines(ci, rows.as_ptr(), 1);
+            }
+            jpeg_finish_compress(ci);
+            Ok(std::slice::from_raw_parts(c.out, out_len as usize).to_vec())
         }
-        let mut err: Box<jpeg_error_mgr> = Box::new(std::mem::zeroed());
-        jpeg_std_error(&mut err);
-        err.error_exit = Some(error_exit);
-        let mut cinfo: Box<jpeg_compress_struct> = Box::new(std::mem::zeroed());
-        cinfo.common.err = &mut *err;
-        jpeg_create_compress(&mut *cinfo);
-        let mut c = Compressor { cinfo, _err: err, out: std::ptr::null_mut() };
-        let mut out_len: c_ulong = 0;
-        let ci = &mut *c.cinfo;
-        jpeg_mem_dest(ci, &mut c.out, &mut out_len);
-        ci.image_width = img.width;
-        ci.image_height = img.height;
-        ci.input_components = 3;
-        ci.in_color_space = JCS_RGB;
-        // mozjpeg's own defaults (trellis, progressive) differ from libjpeg-turbo's: ask for the latter.
-        jpeg_c_set_int_param(ci, J_INT_PARAM::JINT_COMPRESS_PROFILE, JCP_FASTEST as c_int);
-        jpeg_set_defaults(ci);
-        ci.optimize_coding = 0;
-        jpeg_set_quality(ci, quality.clamp(1, 100), 1);
-        jpeg_start_compress(ci, 1);
-        let row_bytes = img.width as usize * 3;
-        while (ci.next_scanline) < img.height {
-            let row = img.data.as_ptr().add(ci.next_scanline as usize * row_bytes);
-            let rows = [row];
-            jpeg_write_scanlines(ci, rows.as_ptr(), 1);
-        }
-        jpeg_finish_compress(ci);
-        Ok(std::slice::from_raw_parts(c.out, out_len as usize).to_vec())
     }
 }
 

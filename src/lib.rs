@@ -14,6 +14,8 @@
 //! - [`image_ops`]: decoding, OpenCV-exact resize, pad/crop and coordinate converters
 //! - [`preprocess`] / [`postprocess`]: PySDK's pre- and post-processing
 //! - [`protocol`]: the DeGirum AI server wire format (shared by server and client)
+// Every unsafe operation sits in its own `unsafe` block with its SAFETY note, in unsafe fns too.
+#![deny(unsafe_op_in_unsafe_fn)]
 pub mod address;
 pub mod aiclient;
 pub mod cache;
