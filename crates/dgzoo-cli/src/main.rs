@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod cloud;
 mod exit;
+mod logging;
 mod models;
 mod progress;
 mod server;
@@ -46,24 +47,6 @@ enum Command {
     PackModel(cloud::PackArgs),
 }
 
-/// Log records to stderr: `DGZOO_LOG` (an EnvFilter: a level such as `debug`, or per-module
-/// directives such as `warn,dgzoo_server=debug`), else `default`.
-fn init_logging(default: &str, format: server::LogFormat) {
-    let filter = match dgzoo::settings::Settings::from_env().log {
-        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
-            eprintln!("dgzoo: DGZOO_LOG is not a valid filter ({e}); using '{default}'");
-            tracing_subscriber::EnvFilter::new(default)
-        }),
-        None => tracing_subscriber::EnvFilter::new(default),
-    };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false);
-    let _ = match format {
-        server::LogFormat::Text => fmt.try_init(),
-        // One JSON object per line; `span` and `spans` carry the request/stream ids.
-        server::LogFormat::Json => fmt.json().try_init(),
-    };
-}
-
 impl Command {
     /// Whether the command was asked for JSON output (its errors are then JSON too).
     fn json(&self) -> bool {
@@ -91,7 +74,7 @@ fn main() -> ExitCode {
     };
     let json = cli.command.json();
     // The servers log their info lines unless told to be quiet; other commands only warnings.
-    init_logging(match &cli.command {
+    logging::init(match &cli.command {
         Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
         Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
         _ => "warn",
