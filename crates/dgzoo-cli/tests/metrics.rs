@@ -24,10 +24,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 // ---------------------------------------------------------------------------------------------
 // A strict parser of the Prometheus text exposition format (version 0.0.4).
 
+/// A sample's labels, sorted by name.
+type Labels = Vec<(String, String)>;
+
 /// Samples by (name, sorted labels), and each family's declared type.
 #[derive(Debug, Default)]
 struct Scrape {
-    samples: BTreeMap<(String, Vec<(String, String)>), f64>,
+    samples: BTreeMap<(String, Labels), f64>,
     types: BTreeMap<String, String>,
 }
 
@@ -51,7 +54,7 @@ fn parse_value(s: &str) -> Result<f64, String> {
 }
 
 /// Labels `{a="x",b="y"}` (the text after the name); returns them and the rest of the line.
-fn parse_labels(s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     let Some(mut rest) = s.strip_prefix('{') else { return Ok((labels, s)) };
     loop {
@@ -144,7 +147,7 @@ fn parse_exposition(text: &str) -> Result<Scrape, String> {
             }
             continue;
         }
-        let name_end = line.find(|c: char| c == '{' || c == ' ').ok_or_else(|| at("sample without a value".into()))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| at("sample without a value".into()))?;
         let name = &line[..name_end];
         if !is_metric_name(name) {
             return Err(at(format!("bad metric name {name:?}")));
@@ -161,7 +164,7 @@ fn parse_exposition(text: &str) -> Result<Scrape, String> {
         let fam = family(name, &out.types).to_string();
         seen_samples.insert(fam.clone());
         match out.types.get(&fam).map(String::as_str) {
-            Some("counter") if !(value >= 0.0) => return Err(at("negative counter".into())),
+            Some("counter") if value.is_nan() || value < 0.0 => return Err(at("negative counter".into())),
             Some("histogram") if name.ends_with("_bucket") && !labels.iter().any(|(k, _)| k == "le") => return Err(at("bucket without le".into())),
             _ => {}
         }
@@ -172,7 +175,7 @@ fn parse_exposition(text: &str) -> Result<Scrape, String> {
     }
     // Histograms: cumulative buckets, +Inf bucket = count.
     for (fam, _) in out.types.iter().filter(|(_, t)| *t == "histogram") {
-        let mut series: BTreeMap<Vec<(String, String)>, Vec<(f64, f64)>> = BTreeMap::new();
+        let mut series: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
         for ((name, labels), v) in &out.samples {
             if *name == format!("{fam}_bucket") {
                 let le = labels.iter().find(|(k, _)| k == "le").map(|(_, v)| parse_value(v)).transpose()?.unwrap_or(f64::NAN);

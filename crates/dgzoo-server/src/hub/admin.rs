@@ -54,13 +54,13 @@ pub struct Caller {
 impl Caller {
     /// The caller of a request. A Bearer token that is not the hub's admin token (or sent to a
     /// hub that has none) is refused here with 401, before anything is done.
-    pub fn of(token: Option<String>, headers: &axum::http::HeaderMap, admin_token: Option<&str>) -> Result<Caller, Resp> {
+    pub fn of(token: Option<String>, headers: &axum::http::HeaderMap, admin_token: Option<&str>) -> Result<Caller, Box<Resp>> {
         let bearer = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
         match (bearer, admin_token) {
             (None, _) => Ok(Caller { token, operator: false }),
             (Some(b), Some(want)) if crate::aiserver::same_secret(b, want) => Ok(Caller { token, operator: true }),
-            (Some(_), Some(_)) => Err(error(401, "Admin token is not valid")),
-            (Some(_), None) => Err(error(401, "Admin token is not valid: this hub has no admin token (start it with --admin-token)")),
+            (Some(_), Some(_)) => Err(Box::new(error(401, "Admin token is not valid"))),
+            (Some(_), None) => Err(Box::new(error(401, "Admin token is not valid: this hub has no admin token (start it with --admin-token)"))),
         }
     }
 }

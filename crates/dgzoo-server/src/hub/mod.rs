@@ -342,7 +342,7 @@ fn admin_route(state: &State, method: &Method, url: &Url, headers: &HeaderMap, b
     let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
     let token = match admin::Caller::of(header_value(headers, "token"), headers, state.admin_token.as_deref()) {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let st = &state.store;
     let post = *method == Method::POST;
