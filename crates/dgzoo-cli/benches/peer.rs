@@ -520,7 +520,8 @@ fn bench_metrics() {
             let (stop, scrapes) = (stop.clone(), scrapes.clone());
             std::thread::spawn(move || {
                 while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                    let (status, body) = dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/metrics", None, std::time::Duration::from_secs(5)).unwrap();
+                    let (status, body) =
+                        dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/metrics", None, std::time::Duration::from_secs(5)).unwrap();
                     assert!(status == 200 && body.starts_with(b"# "), "scrape failed: {status}");
                     scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let t = Instant::now();

@@ -285,7 +285,15 @@ pub fn hub(a: HubArgs) -> Result<()> {
         println!("{t}");
         return Ok(());
     }
-    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log, admin_token: a.admin_token.clone() };
+    let cfg = HubConfig {
+        root: a.zoo.clone(),
+        host: a.host,
+        port: a.port,
+        threads: a.threads,
+        rate_limit: a.rate_limit,
+        log: a.log,
+        admin_token: a.admin_token.clone(),
+    };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {
         let pool = a.aiservers.iter().map(|s| dgzoo::zoo::address::ServerAddress::parse(s)).collect::<dgzoo::Result<Vec<_>>>()?;

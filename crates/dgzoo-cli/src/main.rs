@@ -74,15 +74,18 @@ fn main() -> ExitCode {
     };
     let json = cli.command.json();
     // The servers log their info lines unless told to be quiet; other commands only warnings.
-    logging::init(match &cli.command {
-        Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
-        Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
-        _ => "warn",
-    }, match &cli.command {
-        Command::Server(server::ServerCommand::Start(a)) => a.log_format,
-        Command::Hub(a) => a.log_format,
-        _ => server::LogFormat::Text,
-    });
+    logging::init(
+        match &cli.command {
+            Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
+            Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
+            _ => "warn",
+        },
+        match &cli.command {
+            Command::Server(server::ServerCommand::Start(a)) => a.log_format,
+            Command::Hub(a) => a.log_format,
+            _ => server::LogFormat::Text,
+        },
+    );
     let r = match cli.command {
         Command::List(a) => models::list(a),
         Command::Info(a) => models::info(a),

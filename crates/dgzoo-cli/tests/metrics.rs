@@ -218,16 +218,16 @@ fn strict_parser_refuses_malformed_text() {
     let s = parse_exposition(good).unwrap();
     assert_eq!(s.get("a_total", &[("k", "v\"q")]), 3.0);
     for bad in [
-        "a_total 1",                                                               // no final newline
-        "a-b 1\n",                                                                 // bad name
-        "a{k=v} 1\n",                                                              // unquoted
-        "a{k=\"v} 1\n",                                                            // unterminated
-        "a 1 x\n",                                                                 // bad timestamp
-        "a 1\na 2\n",                                                              // duplicate
-        "# TYPE a counter\na -1\n",                                                // negative counter
-        "a 1\n# TYPE a counter\n",                                                 // TYPE after samples
+        "a_total 1",                                                                      // no final newline
+        "a-b 1\n",                                                                        // bad name
+        "a{k=v} 1\n",                                                                     // unquoted
+        "a{k=\"v} 1\n",                                                                   // unterminated
+        "a 1 x\n",                                                                        // bad timestamp
+        "a 1\na 2\n",                                                                     // duplicate
+        "# TYPE a counter\na -1\n",                                                       // negative counter
+        "a 1\n# TYPE a counter\n",                                                        // TYPE after samples
         "# TYPE h histogram\nh_bucket{le=\"1\"} 3\nh_bucket{le=\"+Inf\"} 2\nh_count 2\n", // not cumulative
-        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 3\n",                // count mismatch
+        "# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 3\n",                       // count mismatch
     ] {
         assert!(parse_exposition(bad).is_err(), "accepted {bad:?}");
     }
@@ -404,7 +404,9 @@ fn metrics_count_frames_models_connections_cache_and_downloads() {
 
     // Hub cloud inference (socket.io): 2 frames.
     let cc = tempfile::tempdir().unwrap();
-    let at_cloud = Zoo::connect_with("@cloud", &hub_url, TOKEN, &ConnectOptions { cache: Some(cloud_common::cache_cfg(cc.path())), offline: None, ..Default::default() }).unwrap();
+    let at_cloud =
+        Zoo::connect_with("@cloud", &hub_url, TOKEN, &ConnectOptions { cache: Some(cloud_common::cache_cfg(cc.path())), offline: None, ..Default::default() })
+            .unwrap();
     let m = at_cloud.load_model(EFF_F, &json!({"input_image_format": "RAW"})).unwrap();
     predict(&m, "cat_224.jpg");
     predict(&m, "girls_256.jpg");
@@ -485,14 +487,22 @@ fn json_logs_one_object_per_line_with_stream_ids() {
     assert_eq!(inference.len(), 3, "{streams:#?}");
     for (id, msgs) in &inference {
         let model = msgs[0].split('\'').nth(1).unwrap();
-        assert!(msgs.iter().any(|m| m == &format!("stream closed on model '{model}' after 2 frame(s)") || m == &format!("stream closed on model '{model}' after 1 frame(s)")), "stream {id}: {msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m == &format!("stream closed on model '{model}' after 2 frame(s)")
+                    || m == &format!("stream closed on model '{model}' after 1 frame(s)")),
+            "stream {id}: {msgs:?}"
+        );
         // No other stream's model in this stream's lines.
         assert!(msgs.iter().all(|m| !m.contains("model '") || m.contains(&format!("'{model}'"))), "stream {id}: {msgs:?}");
     }
     // Requests carry a request id (commands over asio, REST requests over http), unique per request.
     let ids: Vec<u64> = lines.iter().filter_map(|l| l["span"]["request_id"].as_u64()).collect();
     assert!(!ids.is_empty(), "{text}");
-    assert!(lines.iter().any(|l| l["span"]["name"] == "request" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("http GET /v1/modelzoo"))), "{text}");
+    assert!(
+        lines.iter().any(|l| l["span"]["name"] == "request" && l["fields"]["message"].as_str().is_some_and(|m| m.starts_with("http GET /v1/modelzoo"))),
+        "{text}"
+    );
 }
 
 #[test]
@@ -510,7 +520,13 @@ fn admin_token_guards_cli_management_and_hub_admin_routes() {
         (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
     };
     for cmd in ["rescan-zoo", "cache-dump", "trace", "shutdown"] {
-        let op = if cmd == "shutdown" { "shutdown" } else if cmd == "trace" { "trace_manage" } else { "zoo_manage" };
+        let op = if cmd == "shutdown" {
+            "shutdown"
+        } else if cmd == "trace" {
+            "trace_manage"
+        } else {
+            "zoo_manage"
+        };
         let (ok, _, err) = dgzoo(&["server", cmd, "--port", &p], None);
         assert!(!ok && err.contains(&format!("Operation '{op}' with no admin token is prohibited")), "{cmd}: {err}");
         let (ok, _, err) = dgzoo(&["server", cmd, "--port", &p, "--admin-token", "guess"], None);

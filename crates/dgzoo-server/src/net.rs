@@ -73,7 +73,13 @@ where
     let _permit = blocking_semaphore().acquire().await.map_err(|e| e.to_string())?;
     // Log lines of the job carry the caller's request or stream span.
     let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(f)).await.map_err(|e| if e.is_panic() { "internal error (panic) in a worker".to_string() } else { e.to_string() })
+    tokio::task::spawn_blocking(move || span.in_scope(f)).await.map_err(|e| {
+        if e.is_panic() {
+            "internal error (panic) in a worker".to_string()
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 /// The graceful-shutdown signal of one server (cheap to clone).
