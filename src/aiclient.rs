@@ -17,11 +17,26 @@ pub struct AiServerClient {
     pub timeout: Duration,
     /// Largest result packet accepted.
     pub max_packet: usize,
+    /// Sent with the management commands a server may guard (`shutdown`, `zoo_manage`,
+    /// `trace_manage`, `dev_ctrl`): asio as the command's `admin_token` field, HTTP as
+    /// `Authorization: Bearer`. Other commands never carry it.
+    pub admin_token: Option<String>,
 }
 
 impl AiServerClient {
     pub fn new(addr: ServerAddress) -> Self {
-        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET }
+        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET, admin_token: None }
+    }
+
+    /// The admin token to send with guarded management commands (empty = none).
+    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
+        self.admin_token = token.filter(|t| !t.is_empty());
+        self
+    }
+
+    /// The admin token, when `op` is a management command a server may guard.
+    fn admin_token_for(&self, op: &str) -> Option<&str> {
+        matches!(op, "shutdown" | "zoo_manage" | "trace_manage" | "dev_ctrl").then_some(self.admin_token.as_deref()).flatten()
     }
 
     /// `host:port`, as used in PySDK's messages.
@@ -61,7 +76,11 @@ impl AiServerClient {
             let code = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) { Code::Timeout } else { Code::Network };
             Error::new(code, format!("Error communicating with AI server '{server}' (op '{op}'): {e}"))
         };
-        protocol::write_packet(&mut s, protocol::command(op, fields).to_string().as_bytes()).map_err(io)?;
+        let mut msg = protocol::command(op, fields);
+        if let (Some(t), Some(m)) = (self.admin_token_for(op), msg.as_object_mut()) {
+            m.insert(protocol::command::ADMIN_TOKEN_FIELD.into(), json!(t));
+        }
+        protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(io)?;
         let reply = protocol::read_packet(&mut s, self.max_packet)
             .map_err(io)?
             .ok_or_else(|| Error::new(Code::Network, format!("AI server '{server}' closed the connection without replying to '{op}'")))?;
@@ -71,7 +90,10 @@ impl AiServerClient {
     /// One REST request; non-2xx → PySDK's "Error sending HTTP request" text.
     fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
         let body_bytes = body.map(|b| b.to_string().into_bytes());
-        let (status, reason, resp) = http::request_full(&self.addr.host, self.addr.port, method, path, body_bytes.as_deref(), self.timeout)?;
+        let op = path.trim_start_matches("/v1/").split('/').next().unwrap_or_default();
+        let auth = self.admin_token_for(op).map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| ("Authorization", a)).into_iter().collect();
+        let (status, reason, resp) = http::request_with_headers(&self.addr.host, self.addr.port, method, path, &headers, body_bytes.as_deref(), self.timeout)?;
         let text = String::from_utf8_lossy(&resp).into_owned();
         if !(200..300).contains(&status) {
             // The server's own message when it sent one.

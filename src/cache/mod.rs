@@ -16,6 +16,19 @@
 //! extracted into a temp directory and renamed into place.
 pub mod archive;
 
+/// Names of the cache's metrics (recorded through the `metrics` facade: counted only when the
+/// embedder installed a recorder, e.g. the servers' `/metrics`; otherwise a no-op).
+pub mod metric {
+    /// Loads served by a current cached copy (no download).
+    pub const HITS: &str = "dgzoo_cache_hits_total";
+    /// Loads that had to download the model.
+    pub const MISSES: &str = "dgzoo_cache_misses_total";
+    /// Models evicted by the size limit.
+    pub const EVICTIONS: &str = "dgzoo_cache_evictions_total";
+    /// Archive bytes received from the cloud (resumed parts count once).
+    pub const DOWNLOADED_BYTES: &str = "dgzoo_cache_downloaded_bytes_total";
+}
+
 use crate::address::CloudZoo;
 use crate::cloud::CloudClient;
 use crate::error::{Code, Error, Result};
@@ -211,6 +224,7 @@ impl Cache {
         if config.is_file() && expected.is_none_or(|want| config_checksum(&config) == want) {
             // Mark as recently used for LRU eviction.
             let _ = lock.set_modified(SystemTime::now());
+            metrics::counter!(metric::HITS).increment(1);
             return Ok(Some(CachedModel { dir, config, downloaded: false, _lock: lock }));
         }
         Ok(None)
@@ -458,6 +472,7 @@ impl Cache {
         expected: Option<&str>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<CachedModel> {
+        metrics::counter!(metric::MISSES).increment(1);
         let partial = zdir.join(PARTIAL_DIR);
         let part = ResumableArchive::of(&partial, model);
         let tmp_dir = partial.join(unique(model) + ".d");
@@ -619,6 +634,7 @@ impl Cache {
             }
         }
         let _ = FileExt::unlock(&cl);
+        metrics::counter!(metric::EVICTIONS).increment(evicted.len() as u64);
         match failure {
             Some(e) if evicted.is_empty() => Err(e),
             _ => Ok(evicted),
@@ -725,8 +741,14 @@ impl ResumableArchive {
         let meta = json!({"etag": reply.etag, "checksum": expected.unwrap_or_default(), "total": reply.total});
         std::fs::write(&self.meta, meta.to_string()).map_err(|e| io_err("Cannot write", &self.meta, e))?;
         let mut w = std::io::BufWriter::new(f);
-        client.copy_body(model, &reply, body, &mut w, progress)?;
-        w.flush().map_err(|e| io_err("Cannot write", &self.zip, e))?;
+        let copied = client.copy_body(model, &reply, body, &mut w, progress);
+        let flushed = w.flush().map_err(|e| io_err("Cannot write", &self.zip, e));
+        // What this attempt received, also when it was cut short (the bytes stay for resuming).
+        if let Ok(m) = std::fs::metadata(&self.zip) {
+            metrics::counter!(metric::DOWNLOADED_BYTES).increment(m.len().saturating_sub(reply.start));
+        }
+        copied?;
+        flushed?;
         Ok(reply.start > 0)
     }
 }

@@ -50,13 +50,26 @@ pub fn request(host: &str, port: u16, method: &str, path: &str, body: Option<&[u
 /// One HTTP request on a fresh connection; returns (status, reason phrase, body) for every
 /// status. Transport failures are PySDK's "Error sending HTTP request" text.
 pub fn request_full(host: &str, port: u16, method: &str, path: &str, body: Option<&[u8]>, timeout: Duration) -> Result<(u16, String, Vec<u8>)> {
+    request_with_headers(host, port, method, path, &[], body, timeout)
+}
+
+/// [`request_full`] with extra request headers (`Authorization` for management commands).
+pub fn request_with_headers(
+    host: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(u16, String, Vec<u8>)> {
     let url = format!("http://{}:{port}{path}", url_host(host));
     let fail = |why: String| Error::new(Code::Network, format!("Error sending HTTP request '{path}' to http://{host}:{port}: {why}"));
     let agent = ureq::AgentBuilder::new().timeout_connect(timeout).timeout_read(timeout).timeout_write(timeout).redirects(0).build();
     // Like cpp-httplib in DeGirum's client: up to 3 attempts on connection failures.
     let mut attempt = 0;
     let resp = loop {
-        let req = agent.request(method, &url).set("Accept", "*/*");
+        let req = headers.iter().fold(agent.request(method, &url).set("Accept", "*/*"), |r, (k, v)| r.set(k, v));
         let r = match body {
             Some(b) => req.set("Content-Type", "application/json").send_bytes(b),
             None if method == "POST" => req.send_bytes(&[]),

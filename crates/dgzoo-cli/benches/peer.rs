@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache (some groups)
+//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::Input;
@@ -341,6 +341,10 @@ fn vm_hwm(pid: u32) -> u64 {
 }
 
 fn release_bin() -> PathBuf {
+    // DGZOO_BENCH_BIN: another build of the CLI (a debug one for a quick run of a group).
+    if let Some(b) = std::env::var_os("DGZOO_BENCH_BIN") {
+        return PathBuf::from(b);
+    }
     let bin = Path::new(REPO).join("target/release/dgzoo");
     assert!(bin.exists(), "build the CLI first: cargo build --release --bin dgzoo");
     bin
@@ -473,6 +477,99 @@ print(json.dumps({{k: statistics.median(v) for k, v in ts.items()}}))
         let _ = c.kill();
         let _ = c.wait();
     }
+}
+
+/// The cost of `/metrics` on AI-server throughput: our client's pipelined fps over asio with
+/// a Prometheus-like scraper fetching `/metrics` every second, against the same server with no
+/// scraper, in alternating rounds (target: < 2% lower). `DGZOO_BENCH_QUICK=1`: one short round
+/// (checks that the group runs; its numbers mean nothing).
+fn bench_metrics() {
+    println!("\n== /metrics: AI-server fps with a scraper every second vs without ==");
+    let quick = std::env::var("DGZOO_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let (rounds, frames) = if quick { (1, 20) } else { (4, 400) };
+    let zoo = clean_zoo();
+    let port = loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let mut server = Command::new(release_bin())
+        .args(["server", "start", "--zoo", zoo.path().to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
+        .spawn()
+        .unwrap();
+    wait_port(port);
+    wait_port(port + 1);
+    let img = std::fs::read(zoo_dir().join("images/car_416.jpg")).unwrap();
+    let zoo_c = Zoo::connect(&format!("127.0.0.1:{port}"), "", "").unwrap();
+    let model = zoo_c.load_model(MODELS[1], &serde_json::json!({"input_image_format": "RAW"})).unwrap();
+    let fps = |n: usize| {
+        let batch: Vec<Vec<OwnedInput>> = (0..n).map(|_| vec![OwnedInput::Bytes(img.clone())]).collect();
+        let t = Instant::now();
+        let out = predict_batch(&model, batch).unwrap();
+        assert!(out.iter().all(|r| r.is_ok()));
+        n as f64 / t.elapsed().as_secs_f64()
+    };
+    fps(frames / 10 + 1);
+    let scrapes = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        without.push(fps(frames));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let scraper = {
+            let (stop, scrapes) = (stop.clone(), scrapes.clone());
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let (status, body) =
+                        dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/metrics", None, std::time::Duration::from_secs(5)).unwrap();
+                    assert!(status == 200 && body.starts_with(b"# "), "scrape failed: {status}");
+                    scrapes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let t = Instant::now();
+                    while t.elapsed().as_secs_f64() < 1.0 && !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                    }
+                }
+            })
+        };
+        with.push(fps(frames));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        scraper.join().unwrap();
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (w, wo) = (mean(&with), mean(&without));
+    println!(
+        "{:<58} with {w:>9.2} fps  without {wo:>9.2} fps  cost {:>6.2} %  ({} scrapes; target < 2 %)",
+        format!("{} fps, our client, asio, /metrics every 1 s", MODELS[1]),
+        (1.0 - w / wo) * 100.0,
+        scrapes.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    // The scrape's own cost, steadier than fps on a busy machine: the server time of one
+    // `/metrics` (render of every series above) bounds the share of a core it takes at 1 Hz.
+    let mut lat: Vec<f64> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            let (status, _) = dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/metrics", None, std::time::Duration::from_secs(5)).unwrap();
+            assert_eq!(status, 200);
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    lat.sort_by(f64::total_cmp);
+    println!(
+        "{:<58} {:>9.3} ms median per scrape: at most {:.3} % of one core at one scrape a second",
+        "/metrics scrape time (client-measured)",
+        lat[10],
+        lat[10] / 10.0
+    );
+    drop(model);
+    let _ = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap()).shutdown();
+    for _ in 0..50 {
+        if server.try_wait().ok().flatten().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
 }
 
 /// A hub root holding the six test models as `org/zoo`, readable with token `benchtoken`.
@@ -626,5 +723,8 @@ fn main() {
     }
     if want("cache") {
         bench_cache();
+    }
+    if want("metrics") {
+        bench_metrics();
     }
 }

@@ -269,6 +269,13 @@ pub struct HubArgs {
     /// With --new-token: the new token has admin rights.
     #[arg(long, requires = "new_token")]
     pub admin: bool,
+    /// Operator token for the administrative routes (`Authorization: Bearer`), in addition to
+    /// the admin tokens of tokens.json; the AI server's --admin-token.
+    #[arg(long, env = "DGZOO_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, env = "DGZOO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::server::LogFormat,
 }
 
 pub fn hub(a: HubArgs) -> Result<()> {
@@ -278,7 +285,15 @@ pub fn hub(a: HubArgs) -> Result<()> {
         println!("{t}");
         return Ok(());
     }
-    let cfg = HubConfig { root: a.zoo.clone(), host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
+    let cfg = HubConfig {
+        root: a.zoo.clone(),
+        host: a.host,
+        port: a.port,
+        threads: a.threads,
+        rate_limit: a.rate_limit,
+        log: a.log,
+        admin_token: a.admin_token.clone(),
+    };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {
         let pool = a.aiservers.iter().map(|s| dgzoo::zoo::address::ServerAddress::parse(s)).collect::<dgzoo::Result<Vec<_>>>()?;

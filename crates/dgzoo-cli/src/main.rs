@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 mod cloud;
 mod exit;
+mod logging;
 mod models;
 mod progress;
 mod server;
@@ -11,7 +12,8 @@ mod server;
 /// Settings read from the environment when their option is not given (shown by each command's
 /// `--help`), listed once for the top-level help.
 const ENV_HELP: &str = "Environment (used when the option is not given): DGZOO_HOST (--host), DGZOO_ZOO_URL (--zoo, --url), DGZOO_TOKEN (--token), \
-DGZOO_JSON=true (--json), DGZOO_SERVER_PORT/_ZOO/_HOST (server), DGZOO_HUB_PORT/_ZOO/_HOST (hub); and DGZOO_CACHE_DIR, DGZOO_CACHE_LIMIT, DGZOO_OFFLINE, DGZOO_LOG.";
+DGZOO_JSON=true (--json), DGZOO_SERVER_PORT/_ZOO/_HOST (server), DGZOO_HUB_PORT/_ZOO/_HOST (hub), DGZOO_ADMIN_TOKEN (--admin-token), \
+DGZOO_LOG_FORMAT (--log-format); and DGZOO_CACHE_DIR, DGZOO_CACHE_LIMIT, DGZOO_OFFLINE, DGZOO_LOG.";
 
 #[derive(Parser)]
 #[command(name = "dgzoo", version, about = "Find, fetch and run AI models (DeGirum PySDK compatible)", after_help = format!("{}\n\n{ENV_HELP}", exit::table()))]
@@ -45,19 +47,6 @@ enum Command {
     PackModel(cloud::PackArgs),
 }
 
-/// Log records to stderr: `DGZOO_LOG` (an EnvFilter: a level such as `debug`, or per-module
-/// directives such as `warn,dgzoo_server=debug`), else `default`.
-fn init_logging(default: &str) {
-    let filter = match dgzoo::settings::Settings::from_env().log {
-        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
-            eprintln!("dgzoo: DGZOO_LOG is not a valid filter ({e}); using '{default}'");
-            tracing_subscriber::EnvFilter::new(default)
-        }),
-        None => tracing_subscriber::EnvFilter::new(default),
-    };
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(false).try_init();
-}
-
 impl Command {
     /// Whether the command was asked for JSON output (its errors are then JSON too).
     fn json(&self) -> bool {
@@ -85,11 +74,18 @@ fn main() -> ExitCode {
     };
     let json = cli.command.json();
     // The servers log their info lines unless told to be quiet; other commands only warnings.
-    init_logging(match &cli.command {
-        Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
-        Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
-        _ => "warn",
-    });
+    logging::init(
+        match &cli.command {
+            Command::Server(server::ServerCommand::Start(a)) if a.quiet => "error",
+            Command::Server(_) | Command::Hub(_) => "warn,dgzoo_server=info",
+            _ => "warn",
+        },
+        match &cli.command {
+            Command::Server(server::ServerCommand::Start(a)) => a.log_format,
+            Command::Hub(a) => a.log_format,
+            _ => server::LogFormat::Text,
+        },
+    );
     let r = match cli.command {
         Command::List(a) => models::list(a),
         Command::Info(a) => models::info(a),

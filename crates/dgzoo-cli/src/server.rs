@@ -18,6 +18,18 @@ pub enum ServerCommand {
     Shutdown(PortArgs),
     /// Print the local AI server's model cache.
     CacheDump(PortArgs),
+    /// Print the local AI server's recent log lines (`trace_manage` trace_read).
+    Trace(PortArgs),
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, with the `request`/`stream` span (`request_id`, `stream_id`).
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -68,6 +80,9 @@ pub struct StartArgs {
     /// `DGZOO_ADMIN_TOKEN`; none = open to local clients, as on PySDK's server).
     #[arg(long)]
     admin_token: Option<String>,
+    /// Log line format on stderr.
+    #[arg(long, env = "DGZOO_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Args)]
@@ -75,10 +90,13 @@ pub struct PortArgs {
     /// Port of the server's asio protocol.
     #[arg(long, env = "DGZOO_SERVER_PORT", default_value_t = 8778)]
     port: u16,
+    /// The server's admin token (`dgzoo server start --admin-token`), sent with the command.
+    #[arg(long, env = "DGZOO_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
-fn local_client(port: u16) -> AiServerClient {
-    AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port, http: false })
+fn local_client(p: &PortArgs) -> AiServerClient {
+    AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port: p.port, http: false }).with_admin_token(p.admin_token.clone())
 }
 
 pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
@@ -105,21 +123,31 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             };
             let server = Server::start(cfg)?;
             if !a.quiet {
+                // In JSON mode every stderr line is a JSON object, these too.
+                let say = |line: String| match a.log_format {
+                    LogFormat::Text => eprintln!("{line}"),
+                    LogFormat::Json => tracing::info!(target: "dgzoo_cli", "{line}"),
+                };
                 if let Some(s) = server.asio_addr() {
-                    eprintln!("dgzoo AI server: asio protocol on {s}");
+                    say(format!("dgzoo AI server: asio protocol on {s}"));
                 }
                 if let Some(s) = server.http_addr() {
-                    eprintln!("dgzoo AI server: http protocol on {s}");
+                    say(format!("dgzoo AI server: http protocol on {s}"));
                 }
             }
             server.wait();
             Ok(())
         }
-        ServerCommand::RescanZoo(p) => local_client(p.port).zoo_manage(serde_json::json!({"rescan": 1})).map(|_| ()),
-        ServerCommand::Shutdown(p) => local_client(p.port).shutdown(),
+        ServerCommand::RescanZoo(p) => local_client(&p).zoo_manage(serde_json::json!({"rescan": 1})).map(|_| ()),
+        ServerCommand::Shutdown(p) => local_client(&p).shutdown(),
         ServerCommand::CacheDump(p) => {
-            let v = local_client(p.port).zoo_manage(serde_json::json!({"cache_dump": 1}))?;
+            let v = local_client(&p).zoo_manage(serde_json::json!({"cache_dump": 1}))?;
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            Ok(())
+        }
+        ServerCommand::Trace(p) => {
+            let v = local_client(&p).command("trace_manage", serde_json::json!({"args": {"trace_read": {"size": 1 << 20}}}))?;
+            print!("{}", v.get("trace_read").and_then(serde_json::Value::as_str).unwrap_or_default());
             Ok(())
         }
     }

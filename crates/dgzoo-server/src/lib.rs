@@ -2,9 +2,11 @@
 //! - [`aiserver`]: the AI server (DeGirum's asio TCP protocol and HTTP/WebSocket), wire-compatible
 //!   with PySDK 1.5.0's `degirum server`;
 //! - [`net`]: the shared async network stack (tokio runtime, accept loop, limiter, shutdown, health routes);
-//! - [`hub`]: a self-hosted cloud zoo (dg-zoo-server compatible) with socket.io cloud inference.
+//! - [`hub`]: a self-hosted cloud zoo (dg-zoo-server compatible) with socket.io cloud inference;
+//! - [`metrics`]: `GET /metrics` (Prometheus) and the metric names the servers record.
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod aiserver;
 pub mod hub;
+pub mod metrics;
 pub mod net;

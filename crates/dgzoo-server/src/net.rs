@@ -71,7 +71,15 @@ where
     R: Send + 'static,
 {
     let _permit = blocking_semaphore().acquire().await.map_err(|e| e.to_string())?;
-    tokio::task::spawn_blocking(f).await.map_err(|e| if e.is_panic() { "internal error (panic) in a worker".to_string() } else { e.to_string() })
+    // Log lines of the job carry the caller's request or stream span.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f)).await.map_err(|e| {
+        if e.is_panic() {
+            "internal error (panic) in a worker".to_string()
+        } else {
+            e.to_string()
+        }
+    })
 }
 
 /// The graceful-shutdown signal of one server (cheap to clone).
@@ -258,6 +266,7 @@ pub async fn serve_http(name: &'static str, listener: TcpListener, router: Route
     let serve = move |stream: TcpStream, peer: SocketAddr, permit: Permit| {
         let (router, opts, shutdown) = (router.clone(), opts.clone(), sd.clone());
         async move {
+            let _conn = crate::metrics::Connection::open(crate::metrics::ConnKind::Http);
             let permit = ConnPermit(Arc::new(permit));
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(Peer(peer));

@@ -3,6 +3,7 @@
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
 use super::State;
+use crate::metrics as m;
 use dgzoo::cache::CachedModel;
 use dgzoo::error::Result as DgResult;
 use dgzoo::error::{Code, Error};
@@ -56,6 +57,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tracing::Instrument;
 
 /// An open stream: the effective parameters and the engine they run on.
 pub struct StreamSession {
@@ -176,6 +178,7 @@ impl State {
                 *e = None;
                 drop(e);
                 cache.remove(i);
+                metrics::counter!(m::MODEL_UNLOADS, "model" => model_label(&slot.key)).increment(1);
                 self.log_info(&format!(
                     "unloaded model file '{}' (LRU limit)",
                     slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
@@ -184,6 +187,7 @@ impl State {
             }
             i += 1;
         }
+        publish_loaded(&cache);
     }
 
     fn engine_for(&self, params: &ModelParams) -> DgResult<Arc<Engine>> {
@@ -226,7 +230,10 @@ impl State {
                             cache.iter().position(|s| same(s) && s.engine.try_lock().is_ok_and(|e| e.as_ref().is_none_or(|eng| Arc::strong_count(eng) == 1)));
                         match idle {
                             Some(i) => {
-                                cache.remove(i);
+                                let gone = cache.remove(i);
+                                if gone.engine.try_lock().is_ok_and(|e| e.is_some()) {
+                                    metrics::counter!(m::MODEL_UNLOADS, "model" => model_label(&gone.key)).increment(1);
+                                }
                             }
                             None => {
                                 return Err(Error::unsupported(format!(
@@ -247,7 +254,9 @@ impl State {
             return Ok(e.clone());
         }
         // A failed load leaves the slot empty: the next stream tries again.
+        let label = model_label(&key);
         let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput)?);
+        metrics::counter!(m::MODEL_LOADS, "model" => label).increment(1);
         *e = Some(engine.clone());
         drop(e);
         self.evict_engines();
@@ -261,9 +270,25 @@ impl State {
         let mut cache = self.engines.lock().unwrap_or_else(|p| p.into_inner());
         let pos = cache.iter().position(|s| s.engine.try_lock().is_ok_and(|e| e.as_ref().is_some_and(|x| Arc::ptr_eq(x, engine) && Arc::strong_count(x) == 2)));
         if let Some(i) = pos {
-            cache.remove(i);
+            let gone = cache.remove(i);
+            metrics::counter!(m::MODEL_UNLOADS, "model" => model_label(&gone.key)).increment(1);
+            publish_loaded(&cache);
         }
     }
+}
+
+/// The `model` label of engine metrics: the model file's name (bounded by the zoo and the cache).
+fn model_label(key: &EngineKey) -> String {
+    key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// Set the loaded-models gauges from the engine cache (its lock held by the caller). A slot
+/// being loaded right now (its lock taken) is left out until the next change.
+fn publish_loaded(cache: &[Arc<EngineSlot>]) {
+    let loaded: Vec<&Arc<EngineSlot>> = cache.iter().filter(|s| s.engine.try_lock().is_ok_and(|e| e.is_some())).collect();
+    let bytes: u64 = loaded.iter().map(|s| std::fs::metadata(&s.key.model_path).map_or(0, |md| md.len())).sum();
+    metrics::gauge!(m::MODELS_LOADED).set(loaded.len() as f64);
+    metrics::gauge!(m::MODELS_LOADED_BYTES).set(bytes as f64);
 }
 
 /// One cached engine (or one being loaded).
@@ -282,6 +307,8 @@ impl StreamSession {
     pub fn run_frame(&self, packets: &[Vec<u8>]) -> Vec<u8> {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(packets)))
             .unwrap_or_else(|_| Err(Error::internal("internal error while processing the frame")));
+        let outcome = if r.is_ok() { "ok" } else { "error" };
+        metrics::counter!(m::FRAMES, "model" => self.name.clone(), "outcome" => outcome).increment(1);
         match r {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -322,13 +349,18 @@ impl StreamSession {
         let t2 = Instant::now();
         let ids: Vec<i64> = self.engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
         let mut post = postprocess::run(&PostConfig::from_params(p), outputs, &ids, &self.labels, input_wh)?;
+        let t3 = Instant::now();
+        // One set of clock readings for both the metrics and the client's `Timing` block.
+        let (pre, inf, postp) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64(), (t3 - t2).as_secs_f64());
+        metrics::histogram!(m::PREPROCESS_SECONDS, "model" => self.name.clone()).record(pre);
+        metrics::histogram!(m::INFERENCE_SECONDS, "model" => self.name.clone()).record(inf);
+        metrics::histogram!(m::POSTPROCESS_SECONDS, "model" => self.name.clone()).record(postp);
         if p.bool("MeasureTime", 0) {
-            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;
             let timing = json!({
-                "CoreInferenceDuration_ms": ms(t1, t2),
+                "CoreInferenceDuration_ms": inf * 1000.0,
                 "CoreInputFrameSize_bytes": frame_bytes,
-                "CorePostprocessDuration_ms": ms(t2, Instant::now()),
-                "CorePreprocessDuration_ms": ms(t0, t1),
+                "CorePostprocessDuration_ms": postp * 1000.0,
+                "CorePreprocessDuration_ms": pre * 1000.0,
             });
             match post.results.first_mut().and_then(Value::as_object_mut) {
                 Some(o) => {
@@ -397,8 +429,8 @@ fn decode_image(p: &ModelParams, i: usize, spec: &InputSpec, data: &[u8]) -> DgR
 
 /// Open a stream without holding a runtime worker (a model load can take seconds).
 pub(crate) async fn open_stream(state: &Arc<State>, name: String, config: Value) -> std::result::Result<Arc<StreamSession>, String> {
-    let st = state.clone();
-    tokio::task::spawn_blocking(move || st.open_stream(&name, &config).map(Arc::new)).await.unwrap_or_else(|e| Err(e.to_string()))
+    let (st, span) = (state.clone(), tracing::Span::current());
+    tokio::task::spawn_blocking(move || span.in_scope(|| st.open_stream(&name, &config).map(Arc::new))).await.unwrap_or_else(|e| Err(e.to_string()))
 }
 
 /// Frames of one stream accepted but not yet answered: past it the stream's reader pauses
@@ -412,11 +444,13 @@ pub(crate) struct FrameQueue {
     session: Arc<StreamSession>,
     partial: Vec<Vec<u8>>,
     in_flight: futures_util::stream::FuturesOrdered<tokio::task::JoinHandle<Vec<u8>>>,
+    /// Frames started so far (for the stream's closing log line).
+    pub(crate) frames: u64,
 }
 
 impl FrameQueue {
     pub(crate) fn new(session: Arc<StreamSession>) -> Self {
-        FrameQueue { session, partial: Vec::new(), in_flight: Default::default() }
+        FrameQueue { session, partial: Vec::new(), in_flight: Default::default(), frames: 0 }
     }
 
     /// Add one packet; a completed frame starts running at once.
@@ -426,14 +460,25 @@ impl FrameQueue {
             return;
         }
         let (s, frame) = (self.session.clone(), std::mem::take(&mut self.partial));
-        let job = tokio::spawn(async move {
-            let s2 = s.clone();
-            match crate::net::blocking(move || s2.run_frame(&frame)).await {
-                Ok(r) => r,
-                Err(e) => protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", &e, &[]))),
+        self.frames += 1;
+        let in_flight = m::InFlight::start();
+        let job = tokio::spawn(
+            async move {
+                let _in_flight = in_flight;
+                let s2 = s.clone();
+                match crate::net::blocking(move || s2.run_frame(&frame)).await {
+                    Ok(r) => r,
+                    Err(e) => protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", &e, &[]))),
+                }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         self.in_flight.push_back(job);
+    }
+
+    /// The model the stream runs.
+    pub(crate) fn session_name(&self) -> &str {
+        &self.session.name
     }
 
     /// No frame is waiting for its result.

@@ -19,19 +19,39 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 /// Largest request head (request line and headers): past it hyper answers 431.
 const MAX_HEAD: usize = 16 << 10;
 
 pub(super) async fn serve(state: Arc<State>, l: tokio::net::TcpListener) {
     let st = state.clone();
-    let router = net::health_routes(state.shutdown.clone()).fallback(move |req: Request<Body>| {
+    let router = net::health_routes(state.shutdown.clone()).merge(crate::metrics::route()).fallback(move |req: Request<Body>| {
         let st = st.clone();
         async move { handle(st, req).await }
     });
+    let router = crate::metrics::track(router, route_pattern);
     let busy = protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", "too many connections: try again later", &[]));
     let opts = net::HttpOptions { idle_timeout: state.idle_timeout, max_head_bytes: MAX_HEAD, busy_body: busy.to_string() };
     net::serve_http("http", l, router, state.limiter.clone(), state.shutdown.clone(), opts).await
+}
+
+/// The `route` label of a request the fallback serves: the REST route's pattern (the part
+/// after `/v1/` that `Command::from_rest` dispatches on), never the raw path.
+fn route_pattern(_method: &Method, path: &str) -> &'static str {
+    let mut segs = path.trim_start_matches('/').split('/');
+    match (segs.next(), segs.next()) {
+        (Some("v1"), Some("modelzoo")) => "/v1/modelzoo",
+        (Some("v1"), Some("system_info")) => "/v1/system_info",
+        (Some("v1"), Some("label_dictionary")) => "/v1/label_dictionary/{model}",
+        (Some("v1"), Some("sleep")) => "/v1/sleep/{ms}",
+        (Some("v1"), Some("shutdown")) => "/v1/shutdown",
+        (Some("v1"), Some("zoo_manage")) => "/v1/zoo_manage",
+        (Some("v1"), Some("trace_manage")) => "/v1/trace_manage",
+        (Some("v1"), Some("dev_ctrl")) => "/v1/dev_ctrl",
+        (Some("v1"), Some("stream")) => "/v1/stream",
+        _ => "other",
+    }
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Body> {
@@ -169,16 +189,18 @@ fn ws_upgrade(state: Arc<State>, mut req: Request<Body>) -> Response<Body> {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let permit = req.extensions().get::<net::ConnPermit>().cloned();
     let st = state.clone();
+    let span = tracing::info_span!(parent: None, "stream", stream_id = crate::metrics::next_id(), kind = "websocket");
     state.shutdown.spawn(async move {
         // Counted against the connection cap while the stream lives.
         let _permit = permit;
         let Ok(upgraded) = on_upgrade.await else { return };
+        let _conn = crate::metrics::Connection::open(crate::metrics::ConnKind::WebSocket);
         let refused = Arc::new(Mutex::new(None));
         let io = FrameLimits::new(hyper_util::rt::TokioIo::new(upgraded), st.max_json, st.max_packet, refused.clone());
         let cfg =
             WebSocketConfig { max_message_size: Some(st.max_packet), max_frame_size: Some(st.max_packet), accept_unmasked_frames: true, ..Default::default() };
         let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(io, Role::Server, Some(cfg)).await;
-        ws_stream(&st, ws, &refused).await;
+        ws_stream(&st, ws, &refused).instrument(span).await;
     });
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -274,6 +296,9 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
         }
     }
     let _ = ws.close(None).await;
+    if let Some(q) = &queue {
+        state.log_info(&format!("stream closed on model '{}' after {} frame(s)", q.session_name(), q.frames));
+    }
 }
 
 /// The configuration (text) message: opens the stream, or answers why not (the client may

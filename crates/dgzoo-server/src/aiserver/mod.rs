@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Which listeners to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -427,7 +428,7 @@ impl State {
 }
 
 /// Token comparison in time independent of where the strings differ.
-fn same_secret(a: &str, b: &str) -> bool {
+pub(crate) fn same_secret(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -618,6 +619,7 @@ async fn asio_serve(state: Arc<State>, l: tokio::net::TcpListener) {
         let st = st.clone();
         async move {
             let _permit = permit;
+            let _conn = crate::metrics::Connection::open(crate::metrics::ConnKind::Asio);
             asio_connection(&st, sock, peer).await;
         }
     };
@@ -716,17 +718,23 @@ async fn asio_connection(state: &Arc<State>, sock: tokio::net::TcpStream, peer: 
             }
         };
         if let Command::Stream { name, config } = cmd {
-            asio_stream(state, conn, name, config).await;
+            let span = tracing::info_span!("stream", stream_id = crate::metrics::next_id(), kind = "asio", model = %name);
+            asio_stream(state, conn, name, config).instrument(span).await;
             return;
         }
         let op = cmd.op();
-        state.log(Level::Debug, &format!("op '{op}' from {ip}"));
+        let span = tracing::info_span!("request", request_id = crate::metrics::next_id(), op = %op);
         let is_shutdown = cmd == Command::Shutdown;
         let token = msg.get(dgzoo::protocol::command::ADMIN_TOKEN_FIELD).and_then(Value::as_str);
-        let reply = match state.execute(cmd, Some(peer_ip), token).await {
-            Ok(data) => protocol::reply_ok(op, data),
-            Err(text) => reply_err(text),
-        };
+        let reply = async {
+            state.log(Level::Debug, &format!("op '{op}' from {ip}"));
+            match state.execute(cmd, Some(peer_ip), token).await {
+                Ok(data) => protocol::reply_ok(op, data),
+                Err(text) => reply_err(text),
+            }
+        }
+        .instrument(span)
+        .await;
         let ok = send_json(&mut conn, &reply).await.is_ok();
         if is_shutdown && reply.get("success") == Some(&json!(true)) {
             state.request_stop(true);
@@ -782,4 +790,5 @@ async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, confi
     if let Some(r) = refusal {
         let _ = send(&mut conn, protocol::encode(&r)).await;
     }
+    state.log_info(&format!("stream closed on model '{name}' after {} frame(s)", queue.frames));
 }

@@ -43,12 +43,37 @@ fn new_token() -> Result<String, String> {
     Ok(format!("dg_{}{enc}", "_".repeat(37usize.saturating_sub(enc.len()))))
 }
 
-fn rights<'a>(tokens: &'a HashMap<String, TokenRights>, token: &Option<String>) -> Option<&'a TokenRights> {
-    token.as_deref().and_then(|t| tokens.get(t))
+/// Who makes an administrative request: the `token` header (checked against `tokens.json`),
+/// or the operator, who sent the hub's own admin token (`--admin-token`) as
+/// `Authorization: Bearer`.
+pub struct Caller {
+    pub token: Option<String>,
+    pub operator: bool,
 }
 
-fn need_admin(tokens: &HashMap<String, TokenRights>, token: &Option<String>) -> Option<Resp> {
-    match rights(tokens, token) {
+impl Caller {
+    /// The caller of a request. A Bearer token that is not the hub's admin token (or sent to a
+    /// hub that has none) is refused here with 401, before anything is done.
+    pub fn of(token: Option<String>, headers: &axum::http::HeaderMap, admin_token: Option<&str>) -> Result<Caller, Box<Resp>> {
+        let bearer = headers.get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
+        match (bearer, admin_token) {
+            (None, _) => Ok(Caller { token, operator: false }),
+            (Some(b), Some(want)) if crate::aiserver::same_secret(b, want) => Ok(Caller { token, operator: true }),
+            (Some(_), Some(_)) => Err(Box::new(error(401, "Admin token is not valid"))),
+            (Some(_), None) => Err(Box::new(error(401, "Admin token is not valid: this hub has no admin token (start it with --admin-token)"))),
+        }
+    }
+}
+
+fn rights<'a>(tokens: &'a HashMap<String, TokenRights>, caller: &Caller) -> Option<&'a TokenRights> {
+    caller.token.as_deref().and_then(|t| tokens.get(t))
+}
+
+fn need_admin(tokens: &HashMap<String, TokenRights>, caller: &Caller) -> Option<Resp> {
+    if caller.operator {
+        return None;
+    }
+    match rights(tokens, caller) {
         None => Some(error(401, "Token is not valid")),
         Some(r) if !r.is_admin => Some(error(401, "Token does not have admin rights")),
         Some(_) => None,
@@ -80,10 +105,10 @@ fn saved(store: &Store, tokens: &HashMap<String, TokenRights>, ok: Resp) -> Resp
 }
 
 /// POST /zoo/v1/public/tokens?is_admin=...
-pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Resp {
+pub fn create_token(store: &Store, token: &Caller, is_admin: bool) -> Resp {
     // dg-zoo-server's text for any token without admin rights, a missing one included.
     let refused = || error(401, "Token does not have admin rights");
-    if !rights(&store.tokens(), token).is_some_and(|r| r.is_admin) {
+    if !token.operator && !rights(&store.tokens(), token).is_some_and(|r| r.is_admin) {
         return refused();
     }
     let mut tokens = match tokens_for_change(store) {
@@ -91,7 +116,7 @@ pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Re
         Err(r) => return *r,
     };
     // The file may have changed since the check above: check again on what is written.
-    if !rights(&tokens, token).is_some_and(|r| r.is_admin) {
+    if !token.operator && !rights(&tokens, token).is_some_and(|r| r.is_admin) {
         return refused();
     }
     let t = match new_token() {
@@ -105,7 +130,7 @@ pub fn create_token(store: &Store, token: &Option<String>, is_admin: bool) -> Re
 }
 
 /// DELETE /zoo/v1/public/tokens (header `token_to_delete`)
-pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp {
+pub fn delete_token(store: &Store, token: &Caller, victim: &str) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
@@ -126,7 +151,7 @@ pub fn delete_token(store: &Store, token: &Option<String>, victim: &str) -> Resp
 }
 
 /// POST / DELETE /zoo/v1/public/tokens/<org>/<zoo> (header `token_to_modify`)
-pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: &str, add: bool) -> Resp {
+pub fn zoo_access(store: &Store, token: &Caller, target: &str, zoo_url: &str, add: bool) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
@@ -153,7 +178,7 @@ pub fn zoo_access(store: &Store, token: &Option<String>, target: &str, zoo_url: 
 }
 
 /// POST /zoo/v1/public/models/<org>/<zoo>?allow_overwrite=... (multipart field `file`)
-pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, content_type: &str, body: &mut dyn Read, overwrite: bool) -> Resp {
+pub fn upload_model(store: &Store, token: &Caller, org: &str, zoo: &str, content_type: &str, body: &mut dyn Read, overwrite: bool) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
@@ -194,7 +219,7 @@ pub fn upload_model(store: &Store, token: &Option<String>, org: &str, zoo: &str,
 }
 
 /// DELETE /zoo/v1/public/models/<org>/<zoo>/<model>
-pub fn delete_model(store: &Store, token: &Option<String>, org: &str, zoo: &str, model: &str) -> Resp {
+pub fn delete_model(store: &Store, token: &Caller, org: &str, zoo: &str, model: &str) -> Resp {
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }

@@ -53,6 +53,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
+use tracing::Instrument;
 
 /// Engine.IO heartbeat advertised to clients and kept by the server (python-engineio's defaults).
 const PING_INTERVAL: Duration = Duration::from_secs(25);
@@ -316,13 +317,19 @@ pub(super) async fn accept(state: &Arc<State>, req: Request<Body>) -> Resp {
     let on_upgrade = hyper::upgrade::on(&mut req);
     let st = state.clone();
     // The guard moves into the task: a failed upgrade drops it and frees the slot.
-    state.shutdown.spawn(async move {
-        let Ok(upgraded) = on_upgrade.await else { return };
-        let config = socketio::ws_config(socketio::MAX_PAYLOAD, true);
-        let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
-        serve(&st, ws, &guard.slot).await;
-        drop(guard);
-    });
+    let span = tracing::info_span!(parent: None, "stream", stream_id = crate::metrics::next_id(), kind = "socketio");
+    state.shutdown.spawn(
+        async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let _conn = crate::metrics::Connection::open(crate::metrics::ConnKind::SocketIo);
+            let config = socketio::ws_config(socketio::MAX_PAYLOAD, true);
+            let ws = tokio_tungstenite::WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await;
+            serve(&st, ws, &guard.slot).await;
+            tracing::info!(target: "dgzoo_server::hub", "cloud inference stream closed");
+            drop(guard);
+        }
+        .instrument(span),
+    );
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = r.headers_mut();
@@ -490,7 +497,9 @@ fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<
         Some(Backend::Remote { turn, .. }) => Some(turn.clone()),
         _ => None,
     };
+    let in_flight = crate::metrics::InFlight::start();
     async move {
+        let _in_flight = in_flight;
         let run = move || predict(session.as_deref(), payload.as_ref());
         let result = match turn {
             Some(t) => {

@@ -134,6 +134,7 @@ impl Drop for Busy {
 }
 
 async fn connection(sock: TcpStream, peer: SocketAddr, app: axum::Router, limits: Limits, shutdown: Shutdown) {
+    let _conn = crate::metrics::Connection::open(crate::metrics::ConnKind::Http);
     let activity = Arc::new(Activity { epoch: Instant::now(), last: AtomicU64::new(0) });
     let busy = Arc::new(AtomicUsize::new(0));
     let io = TokioIo::new(Tracked { inner: sock, activity: activity.clone() });

@@ -78,13 +78,17 @@ pub struct HubConfig {
     pub threads: usize,
     /// Throttle each download to this many bytes per second (for testing slow links).
     pub rate_limit: Option<u64>,
-    /// Print one line per request on stderr.
+    /// Log one line per request (a tracing event under `dgzoo_server::hub`, on stderr in the CLI).
     pub log: bool,
+    /// When set, `Authorization: Bearer <token>` with this token may use the administrative
+    /// routes, in addition to the admin tokens of `tokens.json` (the AI server's
+    /// `--admin-token`, for operators who manage a fleet with one secret).
+    pub admin_token: Option<String>,
 }
 
 impl HubConfig {
     pub fn new(root: &Path) -> Self {
-        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None, log: false }
+        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None, log: false, admin_token: None }
     }
 }
 
@@ -95,6 +99,7 @@ struct State {
     requests: AtomicU64,
     rate_limit: Option<u64>,
     log: bool,
+    admin_token: Option<String>,
     /// socket.io cloud inference (`/api/v2/socket.io`).
     infer: infer::CloudInference,
     /// Readiness and the stop signal of this hub's listener and connections.
@@ -130,11 +135,13 @@ impl Hub {
             requests: AtomicU64::new(0),
             rate_limit: cfg.rate_limit,
             log: cfg.log,
+            admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             infer: infer::CloudInference::new()?,
             shutdown: shutdown.clone(),
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
-        let app = crate::net::health_routes(shutdown.clone()).merge(app);
+        let app = crate::net::health_routes(shutdown.clone()).merge(crate::metrics::route()).merge(app);
+        let app = crate::metrics::track(app, route_pattern);
         let server = rt.spawn(listen::serve(listener, app, listen::Limits::default(), shutdown.clone()));
         shutdown.set_ready(true);
         Ok(Hub { addr, state, shutdown, server: Some(server) })
@@ -227,9 +234,33 @@ async fn dispatch(axum::extract::State(state): axum::extract::State<Arc<State>>,
         route_admin(state.clone(), req).await
     };
     if state.log {
-        eprintln!("{who} {method} {uri} {}", resp.status().as_u16());
+        tracing::info!(target: "dgzoo_server::hub", "{who} {method} {uri} {}", resp.status().as_u16());
     }
     resp
+}
+
+/// The `route` label of a hub request: its route pattern, never the raw path.
+fn route_pattern(_method: &Method, path: &str) -> &'static str {
+    if path.starts_with(dgzoo::socketio::PATH) {
+        return "/api/v2/socket.io/";
+    }
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match segs.as_slice() {
+        [""] => "/",
+        ["zoo", "version"] => "/zoo/version",
+        ["devices", "api", "v1", "public", "system-info"] => "/devices/api/v1/public/system-info",
+        ["api", "v1", "public", "zoos-check", _, _] => "/api/v1/public/zoos-check/{org}/{zoo}",
+        ["zoo", "v1", "public", "tokens"] => "/zoo/v1/public/tokens",
+        ["zoo", "v1", "public", "tokens", _, _] => "/zoo/v1/public/tokens/{org}/{zoo}",
+        ["zoo", "v1", "public", "zoos", _] => "/zoo/v1/public/zoos/{org}",
+        ["zoo", "v1", "public", "models", _, _] => "/zoo/v1/public/models/{org}/{zoo}",
+        ["zoo", "v1", "public", "models", _, _, _] => "/zoo/v1/public/models/{org}/{zoo}/{model}",
+        ["zoo", "v1", "public", "models", _, _, _, "info"] => "/zoo/v1/public/models/{org}/{zoo}/{model}/info",
+        ["zoo", "v1", "public", "models", _, _, _, "dictionary"] => "/zoo/v1/public/models/{org}/{zoo}/{model}/dictionary",
+        ["zoo", "v1", "public", "models", _, _, _, "readme"] => "/zoo/v1/public/models/{org}/{zoo}/{model}/readme",
+        ["zoo", "v1", "public", "models", _, _, _, "check"] => "/zoo/v1/public/models/{org}/{zoo}/{model}/check",
+        _ => "other",
+    }
 }
 
 /// A request URL split into decoded path segments and query pairs.
@@ -309,7 +340,10 @@ async fn route_admin(state: Arc<State>, req: Request<Body>) -> Resp {
 /// dg-zoo-server's administrative endpoints, one at a time.
 fn admin_route(state: &State, method: &Method, url: &Url, headers: &HeaderMap, body: &mut dyn Read) -> Resp {
     let s: Vec<&str> = url.segs.iter().map(String::as_str).collect();
-    let token = header_value(headers, "token");
+    let token = match admin::Caller::of(header_value(headers, "token"), headers, state.admin_token.as_deref()) {
+        Ok(c) => c,
+        Err(r) => return *r,
+    };
     let st = &state.store;
     let post = *method == Method::POST;
     let delete = *method == Method::DELETE;
@@ -406,7 +440,14 @@ fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
                 return model_not_found(model, org, zoo);
             }
             match std::fs::File::open(dir.join(format!("{model}.zip"))) {
-                Ok(f) => download(f, model, headers, state.rate_limit),
+                Ok(f) => {
+                    let r = download(f, model, headers, state.rate_limit);
+                    if r.status().is_success() {
+                        // A model the hub serves: the label is bounded by the zoo.
+                        metrics::counter!(crate::metrics::HUB_DOWNLOADS, "model" => format!("{org}/{zoo}/{model}")).increment(1);
+                    }
+                    r
+                }
                 Err(_) => model_not_found(model, org, zoo),
             }
         }),
@@ -530,9 +571,11 @@ fn download(mut f: std::fs::File, model: &str, headers: &HeaderMap, rate: Option
         }
     }
     let reader = tokio::fs::File::from_std(f).take(count);
+    // Bytes are counted as they go out (an interrupted download counts what it sent).
+    let sent = |b: &Bytes| metrics::counter!(crate::metrics::HUB_DOWNLOAD_BYTES).increment(b.len() as u64);
     let body = match rate {
-        Some(rate) if rate > 0 => Body::from_stream(throttled(reader, rate)),
-        _ => Body::from_stream(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024)),
+        Some(rate) if rate > 0 => Body::from_stream(TryStreamExt::inspect_ok(throttled(reader, rate), sent)),
+        _ => Body::from_stream(TryStreamExt::inspect_ok(tokio_util::io::ReaderStream::with_capacity(reader, 256 * 1024), sent)),
     };
     let mut r = with_status(status, Response::new(body));
     let h = r.headers_mut();
