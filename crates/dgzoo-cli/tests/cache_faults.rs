@@ -35,9 +35,10 @@ fn must(out: Output, what: &str) -> Value {
 struct Rng(u64);
 impl Rng {
     fn from_env() -> Self {
-        let seed = std::env::var("DGZOO_CACHE_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-        });
+        let seed = std::env::var("DGZOO_CACHE_FAULT_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1);
         eprintln!("DGZOO_CACHE_FAULT_SEED={seed}");
         Rng(seed)
     }
@@ -201,7 +202,15 @@ df -k "$CACHE" | tail -1 > "$OUT/df"
     ];
     let Some(out) = in_namespace(script, cdir.path(), &env) else { return };
     let read = |f: &str| std::fs::read_to_string(out_dir.path().join(f)).unwrap_or_default();
-    assert!(out.status.success(), "status {:?}: {}\n1: {}\n3: {}\n4: {}", out.status, String::from_utf8_lossy(&out.stderr), read("1.err"), read("3.err"), read("4.err"));
+    assert!(
+        out.status.success(),
+        "status {:?}: {}\n1: {}\n3: {}\n4: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        read("1.err"),
+        read("3.err"),
+        read("4.err")
+    );
     let err = read("2.err");
     eprintln!("full disk during an update: {}", err.trim());
     assert_ne!(read("2.rc").trim(), "0", "the update on a full disk succeeded: {}", read("2.json"));
@@ -227,7 +236,8 @@ fn a_read_only_cache_with_a_newer_version_upstream_keeps_the_old_copy() {
     let cdir = tempfile::tempdir().unwrap();
     let first = must(fetch_cmd(&url, cdir.path(), BLAZE).output().unwrap(), "first fetch");
     publish_new_version(root.path(), BLAZE, 4096);
-    let ro = r#"mount --bind "$CACHE" "$CACHE" && mount -o remount,ro,bind "$CACHE" || exit 90; exec "$DGZOO" cache fetch --url "$URL" --token "$TOKEN" "$MODEL""#;
+    let ro =
+        r#"mount --bind "$CACHE" "$CACHE" && mount -o remount,ro,bind "$CACHE" || exit 90; exec "$DGZOO" cache fetch --url "$URL" --token "$TOKEN" "$MODEL""#;
     let env = [("URL", url.as_str()), ("TOKEN", TOKEN), ("MODEL", BLAZE)];
     let Some(out) = in_namespace(ro, cdir.path(), &env) else { return };
     let err = String::from_utf8_lossy(&out.stderr);
@@ -284,7 +294,8 @@ fn broken_hub(info: Value, archive: Vec<u8>, how: Broken) -> u16 {
                     return;
                 }
                 let n = archive.len();
-                let head = |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
+                let head =
+                    |len: usize| format!("HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n");
                 match how {
                     Broken::Stall => {
                         let _ = s.write_all(head(n).as_bytes());

@@ -283,7 +283,10 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
     let (drops, left) = loris.join().unwrap();
     // Still served after it all.
     let after = measure("after the attack").map(median);
-    println!("slow and hostile clients: attack {attack:?} ({} slowloris per port; server --idle-timeout {IDLE_TIMEOUT_S}s, hub head timeout {HUB_HEAD_TIMEOUT_S}s)", PER_PORT);
+    println!(
+        "slow and hostile clients: attack {attack:?} ({} slowloris per port; server --idle-timeout {IDLE_TIMEOUT_S}s, hub head timeout {HUB_HEAD_TIMEOUT_S}s)",
+        PER_PORT
+    );
     println!("  {} slowloris connections opened in {opened_in:?}", 3 * PER_PORT);
     let names = ["AI server asio stream", "AI server WebSocket stream", "hub JSON request"];
     let mut failures = Vec::new();

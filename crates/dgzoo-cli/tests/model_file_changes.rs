@@ -155,7 +155,9 @@ fn the_next_load_sees_the_new_file() {
     let dir = zoo.path().join(TFLITE_F);
     let src = Path::new(SHARED_ZOO).join(TFLITE);
     let cfg: String = std::fs::read_to_string(src.join(format!("{TFLITE}.json"))).unwrap().replace(TFLITE, TFLITE_F);
-    for (from, to) in [(src.join(format!("{TFLITE}.tflite")), dir.join(format!("{TFLITE_F}.tflite"))), (src.join("labels_ImageNet.json"), dir.join("labels_ImageNet.json"))] {
+    for (from, to) in
+        [(src.join(format!("{TFLITE}.tflite")), dir.join(format!("{TFLITE_F}.tflite"))), (src.join("labels_ImageNet.json"), dir.join("labels_ImageNet.json"))]
+    {
         std::fs::copy(&from, to.with_extension("tmp")).unwrap();
         std::fs::rename(to.with_extension("tmp"), &to).unwrap();
     }

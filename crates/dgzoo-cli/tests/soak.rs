@@ -150,8 +150,9 @@ fn soak_streams_cloud_inference_and_downloads() {
     let asio_addr = format!("127.0.0.1:{port}");
     let ws_addr = format!("http://127.0.0.1:{}", port + 1);
     let cache = tempfile::tempdir().unwrap();
-    let cloud =
-        Arc::new(Zoo::connect_with("@cloud", &hub_url, TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() }).unwrap());
+    let cloud = Arc::new(
+        Zoo::connect_with("@cloud", &hub_url, TOKEN, &ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() }).unwrap(),
+    );
     let frames: Vec<Vec<u8>> = IMAGES.iter().map(|i| image(i)).collect();
     let archives: Vec<(String, String)> =
         MODELS.iter().map(|m| (m.to_string(), sha256_hex(&std::fs::read(zoo_dir(root.path()).join(format!("{m}.zip"))).unwrap()))).collect();
@@ -200,7 +201,9 @@ fn soak_streams_cloud_inference_and_downloads() {
                     let batch: Vec<Vec<OwnedInput>> = (0..FRAMES_PER_SESSION).map(|j| vec![OwnedInput::Bytes(frames[(n + j) % 2].clone())]).collect();
                     for (j, r) in predict_batch(&model, batch)?.into_iter().enumerate() {
                         match r {
-                            Ok(r) => tally.check(&serde_json::to_value(&r.results).unwrap(), &refs[(n + j) % 2], &format!("{addr} {model_name} frame {}", n + j)),
+                            Ok(r) => {
+                                tally.check(&serde_json::to_value(&r.results).unwrap(), &refs[(n + j) % 2], &format!("{addr} {model_name} frame {}", n + j))
+                            }
                             Err(e) => tally.fail(format!("{addr} {model_name} frame {}: {}", n + j, e.message)),
                         }
                     }
@@ -301,9 +304,11 @@ fn soak_streams_cloud_inference_and_downloads() {
     for child in pysdk {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let v: Value = stdout.lines().find_map(|l| l.strip_prefix("SOAK-JSON ")).and_then(|l| serde_json::from_str(l).ok()).unwrap_or_else(|| {
-            panic!("the PySDK client failed: {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr))
-        });
+        let v: Value = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("SOAK-JSON "))
+            .and_then(|l| serde_json::from_str(l).ok())
+            .unwrap_or_else(|| panic!("the PySDK client failed: {:?}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
         py.push(v);
     }
 
