@@ -21,6 +21,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read timeout per socket read for archives: a slow server may take a while to start one.
 const DOWNLOAD_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// A download that moves fewer than `LOW_SPEED_BYTES` in `LOW_SPEED_WINDOW` has stalled: a
+/// server trickling a byte now and then never hits the per-read timeout and would hold the
+/// client (and the model's download lock) for hours.
+const LOW_SPEED_BYTES: u64 = 1024;
+const LOW_SPEED_WINDOW: Duration = DOWNLOAD_READ_TIMEOUT;
 /// Attempts for transport failures (PySDK: `Retry(total=3)` = 1 + 3).
 const ATTEMPTS: usize = 4;
 
@@ -194,6 +199,8 @@ impl CloudClient {
         let want = total - start;
         let mut buf = vec![0u8; 256 * 1024];
         let mut got = 0u64;
+        // The last time LOW_SPEED_BYTES more had arrived, and the count then.
+        let mut mark = (std::time::Instant::now(), 0u64);
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -212,6 +219,20 @@ impl CloudClient {
             }
             out.write_all(&buf[..n]).map_err(|e| Error::io(format!("Cannot write downloaded model '{model}': {e}")))?;
             progress(start + got, total);
+            if got - mark.1 >= LOW_SPEED_BYTES {
+                mark = (std::time::Instant::now(), got);
+            } else if mark.0.elapsed() >= LOW_SPEED_WINDOW {
+                return Err(Error::new(
+                    Code::Network,
+                    format!(
+                        "Unable to access server {}: download of model '{model}' stalled: {} bytes in the last {} s, {} of {total} bytes received",
+                        self.host(),
+                        got - mark.1,
+                        mark.0.elapsed().as_secs(),
+                        start + got
+                    ),
+                ));
+            }
         }
         if got != want {
             return Err(Error::new(Code::Network, format!("Download of model '{model}' from {} truncated: got {} of {total} bytes", self.host(), start + got)));

@@ -381,9 +381,9 @@ struct Handles {
     compiled: CompiledModelH,
     inputs: Vec<BufferH>,
     outputs: Vec<BufferH>,
-    /// The mapped flatbuffer the model reads; a field, so it is dropped after the model
-    /// (fields drop after `Drop::drop`).
-    model_data: Option<Arc<memmap2::Mmap>>,
+    /// The flatbuffer the model reads (a private copy of the file); a field, so it is
+    /// dropped after the model (fields drop after `Drop::drop`).
+    model_data: Option<Arc<ModelBytes>>,
 }
 
 impl Handles {
@@ -476,12 +476,12 @@ impl TfliteSession {
 
         // Model. LiteRtCreateModelFromFile does not verify the flatbuffer (a truncated model
         // crashes it) while LiteRtCreateModelFromBuffer does, so the model is made from the
-        // file mapped by us: one mapping per file, shared by all sessions of the model.
-        let (st, what) = match map_model_file(path)? {
+        // file read by us: one copy per file, shared by all sessions of the model.
+        let (st, what) = match read_model_file(path)? {
             Some(map) => {
                 let data = h.model_data.insert(map);
                 // SAFETY: the buffer lives in `h` until after the model is destroyed.
-                let st = unsafe { (api.create_model_from_buffer)(data.as_ptr() as *const c_void, data.len(), &mut h.model) };
+                let st = unsafe { (api.create_model_from_buffer)(data.as_bytes().as_ptr() as *const c_void, data.as_bytes().len(), &mut h.model) };
                 (st, "LiteRtCreateModelFromBuffer")
             }
             // SAFETY: NUL-terminated path, valid out-pointer.
@@ -735,14 +735,19 @@ impl Session for TfliteSession {
     }
 }
 
-/// The model file mapped read-only, for LiteRtCreateModelFromBuffer (which runs the
-/// flatbuffer verifier on models under 2e9 bytes): one mapping per (file, size, mtime) while
-/// any session uses it, so sessions of one model share its pages. `None` for larger files,
-/// which LiteRT maps itself and does not verify either.
-fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
-    static MAPS: PerModelFile<memmap2::Mmap> = PerModelFile::new();
+/// The model file read into memory, for LiteRtCreateModelFromBuffer (which runs the
+/// flatbuffer verifier on models under 2e9 bytes): one copy per (file, size, mtime) while any
+/// session uses it, so sessions of one model share it. `None` for larger files, which LiteRT
+/// maps itself and does not verify either.
+///
+/// A copy, not a mapping: a mapped file that is overwritten or truncated in place while the
+/// model is loaded changes the bytes under LiteRT (a loaded int8 EfficientNet then gave other
+/// scores without any error; past a truncation, a read is SIGBUS). Resident memory is the
+/// same as a fully touched mapping's.
+fn read_model_file(path: &Path) -> Result<Option<Arc<ModelBytes>>> {
+    static COPIES: PerModelFile<ModelBytes> = PerModelFile::new();
     let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
-    let f = std::fs::File::open(path).map_err(io)?;
+    let mut f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
     if meta.len() >= 2_000_000_000 {
         return Ok(None);
@@ -750,10 +755,42 @@ fn map_model_file(path: &Path) -> Result<Option<Arc<memmap2::Mmap>>> {
     if meta.len() == 0 {
         return Err(Error::bad_model(format!("{} is not a valid TFLite model (the file is empty)", path.display())));
     }
-    // SAFETY: a read-only private mapping. Model files are replaced by rename (the model
-    // cache does so), which leaves this mapping on the old file; truncating a model file in
-    // place while it is loaded is outside what is supported, as with LiteRT's own mapping.
-    MAPS.get_or_make(path, Some(&meta), || unsafe { memmap2::Mmap::map(&f) }.map_err(io)).map(Some)
+    COPIES
+        .get_or_make(path, Some(&meta), || {
+            // Read exactly the size the key was made from: a file that changes meanwhile is
+            // an error here, not a short model.
+            let mut buf = ModelBytes::zeroed(meta.len() as usize);
+            std::io::Read::read_exact(&mut f, buf.as_bytes_mut()).map_err(io)?;
+            Ok(buf)
+        })
+        .map(Some)
+}
+
+/// 64 bytes, 64-aligned: the unit of [`ModelBytes`].
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+struct Line([u8; 64]);
+
+/// A model file's bytes at a 64-byte aligned address (as a mapping's page alignment gave
+/// LiteRT before: flatbuffer tables and the tensor data in them are read in place).
+struct ModelBytes {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+impl ModelBytes {
+    fn zeroed(len: usize) -> Self {
+        ModelBytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
+    }
+    fn as_bytes(&self) -> &[u8] {
+        // SAFETY: `lines` holds `lines.len() * 64 >= len` initialized bytes (`Line` is plain
+        // bytes with no padding), borrowed for the lifetime of `&self`.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
+    }
+    fn as_bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_bytes`, borrowed mutably and uniquely through `&mut self`.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
+    }
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.

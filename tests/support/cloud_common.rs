@@ -240,3 +240,32 @@ pub fn start_hub_process(root: &Path) -> (ChildGuard, String) {
     let addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap_or_else(|| panic!("no address in {line:?}")).to_string();
     (guard, addr)
 }
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Repack `model` with `extra` zero bytes appended to its binary and the config's checksum
+/// updated, replacing `<root>/myorg/myzoo/<model>.zip` atomically (as a publisher would).
+/// Returns the new binary.
+pub fn publish_new_version(root: &Path, model: &str, extra: usize) -> Vec<u8> {
+    let src = tempfile::tempdir().unwrap();
+    let dir = src.path().join(model);
+    std::fs::create_dir(&dir).unwrap();
+    for f in std::fs::read_dir(format!("{ZOO}/{model}")).unwrap().flatten() {
+        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+    }
+    let bin = dir.join(format!("{model}.tflite"));
+    let mut bytes = std::fs::read(&bin).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, extra));
+    std::fs::write(&bin, &bytes).unwrap();
+    let cfgp = dir.join(format!("{model}.json"));
+    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfgp).unwrap()).unwrap();
+    cfg["Checksum"] = Value::String(sha256_hex(&bytes));
+    std::fs::write(&cfgp, cfg.to_string()).unwrap();
+    let tmp = zoo_dir(root).join("upload.tmp");
+    pack_model(&dir, &tmp).unwrap();
+    std::fs::rename(&tmp, zoo_dir(root).join(format!("{model}.zip"))).unwrap();
+    bytes
+}

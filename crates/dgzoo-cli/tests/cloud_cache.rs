@@ -11,7 +11,6 @@ use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::{ConnectOptions, Zoo};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -26,33 +25,6 @@ fn fetch(cache: &Cache, c: &CloudClient, m: &str) -> dgzoo::Result<CachedModel> 
     let info = c.model_info(m)?;
     let sum = info["model_params"]["Checksum"].as_str().unwrap().to_string();
     cache.ensure(c, m, Some(&sum), &mut |_, _| {})
-}
-
-fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Repack `model` with `extra` zero bytes appended to its binary and the config's checksum updated.
-fn publish_new_version(root: &Path, model: &str, extra: usize) -> Vec<u8> {
-    let src = tempfile::tempdir().unwrap();
-    let dir = src.path().join(model);
-    std::fs::create_dir(&dir).unwrap();
-    for f in std::fs::read_dir(format!("{ZOO}/{model}")).unwrap().flatten() {
-        std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
-    }
-    let bin = dir.join(format!("{model}.tflite"));
-    let mut bytes = std::fs::read(&bin).unwrap();
-    bytes.extend(std::iter::repeat_n(0u8, extra));
-    std::fs::write(&bin, &bytes).unwrap();
-    let cfgp = dir.join(format!("{model}.json"));
-    let mut cfg: Value = serde_json::from_str(&std::fs::read_to_string(&cfgp).unwrap()).unwrap();
-    cfg["Checksum"] = Value::String(sha256_hex(&bytes));
-    std::fs::write(&cfgp, cfg.to_string()).unwrap();
-    // Replace atomically, as a publisher would.
-    let tmp = zoo_dir(root).join("upload.tmp");
-    dgzoo::cache::archive::pack_model(&dir, &tmp).unwrap();
-    std::fs::rename(&tmp, zoo_dir(root).join(format!("{model}.zip"))).unwrap();
-    bytes
 }
 
 #[test]

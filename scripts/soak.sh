@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The soak of issue #14 (crates/dgzoo-cli/tests/soak.rs): for SECONDS (default 600), 64
+# inference streams on one AI server (dgzoo asio and WebSocket clients, and the real PySDK
+# 1.5.0 client from the peer environment), 16 cloud-inference streams on one hub and 32
+# clients downloading archives from it, all at once. Fails on any error, any result that
+# differs from the same frame's result at the start, or resident memory of the server or the
+# hub growing by more than 5% after the warm-up (the RSS series is printed).
+# scripts/test.sh runs it for 60 s. Usage: scripts/soak.sh [SECONDS] [SAMPLE_SECONDS]
+set -euo pipefail
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
+export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
+export DGZOO_SOAK_SECONDS="${1:-600}"
+export DGZOO_SOAK_SAMPLE_SECONDS="${2:-${DGZOO_SOAK_SAMPLE_SECONDS:-2}}"
+cargo test -p dgzoo-cli --test soak -- --ignored --nocapture --test-threads=1
