@@ -291,20 +291,26 @@ impl<'a> Draw<'a> {
         self.fill_rect(x2 - a, y1 - a, x2 + b, y2 + b, color);
     }
 
+    /// cv2.line with `width`: integer end points, OpenCV's thick-line widths (1, 3, 5, 5, 7,
+    /// ... pixels for 1, 2, 3, 4, 5, ...) and round ends.
     fn draw_line(&mut self, p: (f32, f32), q: (f32, f32), width: i32, color: [u8; 3]) {
+        let (p, q) = ((p.0.trunc(), p.1.trunc()), (q.0.trunc(), q.1.trunc()));
         let (dx, dy) = (q.0 - p.0, q.1 - p.1);
         let len = (dx * dx + dy * dy).sqrt();
-        if len < 0.5 || width <= 1 {
+        if width <= 1 {
             imageproc::drawing::draw_line_segment_mut(&mut self.image, p, q, Rgb(color));
             return;
         }
-        let (nx, ny) = (-dy / len * width as f32 / 2.0, dx / len * width as f32 / 2.0);
-        let pts = [(p.0 + nx, p.1 + ny), (q.0 + nx, q.1 + ny), (q.0 - nx, q.1 - ny), (p.0 - nx, p.1 - ny)];
-        let poly: Vec<imageproc::point::Point<i32>> = pts.iter().map(|&(x, y)| imageproc::point::Point::new(x.round() as i32, y.round() as i32)).collect();
-        if poly.first() != poly.last() {
-            imageproc::drawing::draw_polygon_mut(&mut self.image, &poly, Rgb(color));
+        let r = (width + 1) / 2;
+        if len >= 0.5 {
+            let half = r as f32 + 0.5;
+            let (nx, ny) = (-dy / len * half, dx / len * half);
+            let pts = [(p.0 + nx, p.1 + ny), (q.0 + nx, q.1 + ny), (q.0 - nx, q.1 - ny), (p.0 - nx, p.1 - ny)];
+            let poly: Vec<imageproc::point::Point<i32>> = pts.iter().map(|&(x, y)| imageproc::point::Point::new(x.round() as i32, y.round() as i32)).collect();
+            if poly.first() != poly.last() {
+                imageproc::drawing::draw_polygon_mut(&mut self.image, &poly, Rgb(color));
+            }
         }
-        let r = width / 2;
         imageproc::drawing::draw_filled_circle_mut(&mut self.image, (p.0 as i32, p.1 as i32), r, Rgb(color));
         imageproc::drawing::draw_filled_circle_mut(&mut self.image, (q.0 as i32, q.1 as i32), r, Rgb(color));
     }

@@ -97,8 +97,15 @@ pub(super) fn zoos(state: &State, token: &Option<String>) -> Resp {
 /// answers `{"results": [...], "overlay": "data:image/jpeg;base64,..."}`.
 pub(super) async fn predict(state: Arc<State>, req: Request<Body>, org: String, zoo: String, model: String) -> Resp {
     let (parts, body) = req.into_parts();
+    // The body is read before any refusal, so a client still sending gets the answer rather
+    // than a reset connection.
+    let image = match http_body_util::Limited::new(body, MAX_IMAGE).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return error(413, format!("image exceeds the limit of {MAX_IMAGE} bytes")),
+        Err(e) => return error(400, format!("cannot read the image: {e}")),
+    };
     let Some(token) = parts.headers.get("token").and_then(|v| v.to_str().ok()).map(str::to_string) else { return error(401, "Token is not valid") };
-    // Refuse early (no body read) what the inference would refuse.
+    // Refuse here what the inference would refuse, with the REST API's answers.
     {
         let tokens = state.store.tokens();
         let url = format!("{org}/{zoo}");
@@ -113,11 +120,6 @@ pub(super) async fn predict(state: Arc<State>, req: Request<Body>, org: String, 
             _ => {}
         }
     }
-    let image = match http_body_util::Limited::new(body, MAX_IMAGE).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return error(413, format!("image exceeds the limit of {MAX_IMAGE} bytes")),
-        Err(e) => return error(400, format!("cannot read the image: {e}")),
-    };
     if image.is_empty() {
         return error(422, "the request body must be an image (JPEG, PNG or BMP)");
     }
