@@ -340,12 +340,22 @@ impl Model {
     }
 
     /// `overlay_image` of a whole result: its tensors may hold a semantic class map.
-    pub fn overlay_with_tensors(&self, frame: &crate::image_ops::RgbImage, results: &[Value], tensors: &[crate::runtime::Tensor]) -> Result<crate::image_ops::RgbImage> {
+    pub fn overlay_with_tensors(
+        &self,
+        frame: &crate::image_ops::RgbImage,
+        results: &[Value],
+        tensors: &[crate::runtime::Tensor],
+    ) -> Result<crate::image_ops::RgbImage> {
         self.overlay_owned(frame.clone(), results, tensors)
     }
 
     /// `overlay_with_tensors` on a frame the caller gives away (drawn in place when it can be).
-    pub fn overlay_owned(&self, frame: crate::image_ops::RgbImage, results: &[Value], tensors: &[crate::runtime::Tensor]) -> Result<crate::image_ops::RgbImage> {
+    pub fn overlay_owned(
+        &self,
+        frame: crate::image_ops::RgbImage,
+        results: &[Value],
+        tensors: &[crate::runtime::Tensor],
+    ) -> Result<crate::image_ops::RgbImage> {
         let geometry = self.overlay_geometry(&frame, results)?;
         crate::overlay::draw_owned(frame, results, tensors, &self.overlay_settings(), self.labels(), geometry.as_ref())
     }
@@ -354,7 +364,8 @@ impl Model {
     /// model-input coordinates, semantic class maps): the converter the frame's prediction used.
     fn overlay_geometry(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<Option<crate::overlay::Geometry>> {
         let st = self.state();
-        let semantic = crate::postprocess::PostprocessType::parse(&st.params.str("OutputPostprocessType", 0)) == crate::postprocess::PostprocessType::Segmentation;
+        let semantic =
+            crate::postprocess::PostprocessType::parse(&st.params.str("OutputPostprocessType", 0)) == crate::postprocess::PostprocessType::Segmentation;
         if !crate::overlay::needs_geometry(results, semantic) {
             return Ok(None);
         }

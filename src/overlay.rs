@@ -478,13 +478,27 @@ pub fn draw(image: &RgbImage, results: &[Value], s: &Settings, labels: &BTreeMap
 /// `draw` for every family: `tensors` are the result's tensors (a semantic class map may be
 /// one), `geometry` the model's input placement (needed by run-length masks in model-input
 /// coordinates and by semantic class maps).
-pub fn draw_with(image: &RgbImage, results: &[Value], tensors: &[Tensor], s: &Settings, labels: &BTreeMap<i64, String>, geometry: Option<&Geometry>) -> Result<RgbImage> {
+pub fn draw_with(
+    image: &RgbImage,
+    results: &[Value],
+    tensors: &[Tensor],
+    s: &Settings,
+    labels: &BTreeMap<i64, String>,
+    geometry: Option<&Geometry>,
+) -> Result<RgbImage> {
     draw_owned(image.clone(), results, tensors, s, labels, geometry)
 }
 
 /// `draw_with` on a frame the caller gives away: detections without blur, alpha or masks
 /// are drawn into its pixels without a copy.
-pub fn draw_owned(image: RgbImage, results: &[Value], tensors: &[Tensor], s: &Settings, labels: &BTreeMap<i64, String>, geometry: Option<&Geometry>) -> Result<RgbImage> {
+pub fn draw_owned(
+    image: RgbImage,
+    results: &[Value],
+    tensors: &[Tensor],
+    s: &Settings,
+    labels: &BTreeMap<i64, String>,
+    geometry: Option<&Geometry>,
+) -> Result<RgbImage> {
     let original = Canvas::from_raw(image.width, image.height, image.data).ok_or_else(|| Error::invalid("overlay: pixel buffer size mismatch"))?;
     let out = match geometry {
         Some(g) if g.semantic => draw_semantic(original, results, tensors, s, g)?,
@@ -532,7 +546,12 @@ fn obb_corners(b: &[f32], angle: f32) -> [(i32, i32); 4] {
     let (c, s) = (angle.cos(), angle.sin());
     let v1 = (w / 2.0 * c, w / 2.0 * s);
     let v2 = (-h / 2.0 * s, h / 2.0 * c);
-    let pts = [(cx - v1.0 - v2.0, cy - v1.1 - v2.1), (cx + v1.0 - v2.0, cy + v1.1 - v2.1), (cx + v1.0 + v2.0, cy + v1.1 + v2.1), (cx - v1.0 + v2.0, cy - v1.1 + v2.1)];
+    let pts = [
+        (cx - v1.0 - v2.0, cy - v1.1 - v2.1),
+        (cx + v1.0 - v2.0, cy + v1.1 - v2.1),
+        (cx + v1.0 + v2.0, cy + v1.1 + v2.1),
+        (cx - v1.0 + v2.0, cy - v1.1 + v2.1),
+    ];
     let min_y = pts.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
     let min_x = pts.iter().filter(|p| p.1 == min_y).map(|p| p.0).fold(f32::INFINITY, f32::min);
     let start = pts.iter().position(|p| p.0 == min_x && p.1 == min_y).unwrap_or(0);

@@ -319,7 +319,12 @@ pub type StreamFrame<T> = (Result<Vec<OwnedInput>>, T);
 /// not grow with the stream.
 /// A frame whose inputs are an error gets that error, in its place, and the stream goes on.
 /// Returns the number of frames pulled.
-pub fn predict_stream<T>(model: &Model, depth: usize, mut next: impl FnMut() -> Option<StreamFrame<T>>, mut on_result: impl FnMut(T, Result<InferenceResult>)) -> Result<u64> {
+pub fn predict_stream<T>(
+    model: &Model,
+    depth: usize,
+    mut next: impl FnMut() -> Option<StreamFrame<T>>,
+    mut on_result: impl FnMut(T, Result<InferenceResult>),
+) -> Result<u64> {
     let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
     let (tx, rx) = crossbeam_channel::bounded::<(u64, Result<InferenceResult>)>(depth.max(1));
     let p = AsyncPredictor::new(

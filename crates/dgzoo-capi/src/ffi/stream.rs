@@ -19,7 +19,8 @@ pub type dg_next_frame_callback = Option<unsafe extern "C" fn(user_data: *mut c_
 /// were pulled, on the calling thread, with the frame's `frame_info`. `result` (NULL on
 /// failure) and `error` (NULL on success) are owned by the callee: free them with
 /// `dg_result_free` / `dg_error_free`.
-pub type dg_stream_result_callback = Option<unsafe extern "C" fn(user_data: *mut c_void, frame_info: *mut c_void, result: *mut dg_result, error: *mut dg_error)>;
+pub type dg_stream_result_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, frame_info: *mut c_void, result: *mut dg_result, error: *mut dg_error)>;
 
 /// Run a stream of frames through `model`, pipelined (PySDK's `predict_batch` over a
 /// generator): `next_frame` is called for each frame until it returns 0, `on_result` gets each
