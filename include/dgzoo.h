@@ -186,6 +186,26 @@ typedef void (*dg_async_callback)(void *user_data,
                                   dg_result *result,
                                   dg_error *error);
 
+// Asked for the next frame of a `dg_model_predict_stream` call, on the calling thread.
+// Return 1 after filling `*out_frame` (a single-input frame: encoded bytes or RGB/BGR pixels)
+// and optionally `*out_frame_info` (any pointer or id, handed back with the frame's result);
+// 0 at the end of the stream; a negative value to stop the stream early (frames already
+// pulled are still delivered; the call then returns a DG_CANCELLED error). The library
+// copies the frame's bytes before this returns to it, so the buffer only has to stay valid
+// until the next call of the callback.
+typedef int32_t (*dg_next_frame_callback)(void *user_data,
+                                          dg_input *out_frame,
+                                          void **out_frame_info);
+
+// Receives each frame's result of a `dg_model_predict_stream` call, in the order the frames
+// were pulled, on the calling thread, with the frame's `frame_info`. `result` (NULL on
+// failure) and `error` (NULL on success) are owned by the callee: free them with
+// `dg_result_free` / `dg_error_free`.
+typedef void (*dg_stream_result_callback)(void *user_data,
+                                          void *frame_info,
+                                          dg_result *result,
+                                          dg_error *error);
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -286,8 +306,9 @@ dg_error *dg_result_overlay_input(const dg_result *result,
                                   uint32_t *out_height);
 
 // PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
-// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
-// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+// properties (boxes, oriented boxes, captions, landmarks and their connections, instance
+// and semantic segmentation masks, blur, alpha; classification results as text lines in a
+// band added under the image, as PySDK does). `image`/`image_len` is the original frame
 // (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
 // pixels and pixel frames: `dg_result_overlay_input`). On success
 // `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
@@ -343,6 +364,21 @@ dg_error *dg_async_cancel(const dg_async *predictor);
 
 // Wait for outstanding frames, stop the predictor's threads and free it. NULL is accepted.
 void dg_async_free(dg_async *predictor);
+
+// Run a stream of frames through `model`, pipelined (PySDK's `predict_batch` over a
+// generator): `next_frame` is called for each frame until it returns 0, `on_result` gets each
+// frame's result in order. Both callbacks run on the calling thread, never concurrently, and
+// the call returns once every pulled frame's result has been delivered. At most
+// `queue_depth` frames (1..160; 0 = the model's `frame_queue_depth`) are held in the library
+// at a time, whatever the stream's length. A frame the library cannot read (bad `dg_input`)
+// gets its error through `on_result` and the stream goes on. Callbacks may use `model` and
+// free results from any thread later; they must not free `model`.
+dg_error *dg_model_predict_stream(const dg_model *model,
+                                  size_t queue_depth,
+                                  dg_next_frame_callback next_frame,
+                                  void *next_user_data,
+                                  dg_stream_result_callback on_result,
+                                  void *result_user_data);
 
 // Connect to a zoo: `host` is "@local", "@cloud" or an AI server address ("host[:port]",
 // "http://host:port", "asio://host:port"); `zoo_url` a local directory or model JSON file

@@ -2,11 +2,16 @@
 # Install what building and testing dgzoo needs on a fresh Debian machine (idempotent):
 # system packages (cmake, pkg-config, a C/C++ compiler, nasm for libjpeg-turbo's SIMD code) and the
 # inference runtimes. Extra tools named as arguments are installed too (`go`, `mcs`: the Go and
-# C# bindings' tests).
+# C# bindings' tests; `chromium`: headless Chromium and its WebDriver, the hub page's browser test).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()
-for p in cmake pkg-config g++ make nasm "$@"; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
+for p in cmake pkg-config g++ make nasm "$@"; do
+  case "$p" in
+    chromium) { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=("$p") ;;
+    *) command -v "$p" >/dev/null 2>&1 || need+=("$p") ;;
+  esac
+done
 if [ ${#need[@]} -gt 0 ]; then
   sudo_=""; [ "$(id -u)" = 0 ] || sudo_="sudo"
   $sudo_ apt-get update -qq
@@ -15,6 +20,7 @@ if [ ${#need[@]} -gt 0 ]; then
     case "$p" in
       go) pkgs+=(golang-go) ;;
       mcs) pkgs+=(mono-mcs mono-runtime libmono-system-web-extensions4.0-cil) ;;
+      chromium) pkgs+=(chromium chromium-driver) ;;
       *) pkgs+=("$p") ;;
     esac
   done

@@ -329,13 +329,53 @@ impl Model {
     /// `results` of this model drawn on `frame` (JPEG/PNG/BMP bytes of the original image),
     /// encoded as `format`: PySDK's `image_overlay`.
     pub fn overlay(&self, frame: &[u8], results: &[Value], format: crate::overlay::Format) -> Result<Vec<u8>> {
-        crate::overlay::overlay_encoded(frame, results, &self.overlay_settings(), self.labels(), format)
+        let img = crate::image_ops::decode(frame)?;
+        crate::overlay::encode(&self.overlay_owned(img, results, &[])?, format)
     }
 
     /// `results` of this model drawn on the original frame's pixels: PySDK's `image_overlay`
     /// (its size grows only for classification results, whose lines go in a band below).
     pub fn overlay_image(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<crate::image_ops::RgbImage> {
-        crate::overlay::draw(frame, results, &self.overlay_settings(), self.labels())
+        self.overlay_with_tensors(frame, results, &[])
+    }
+
+    /// `overlay_image` of a whole result: its tensors may hold a semantic class map.
+    pub fn overlay_with_tensors(
+        &self,
+        frame: &crate::image_ops::RgbImage,
+        results: &[Value],
+        tensors: &[crate::runtime::Tensor],
+    ) -> Result<crate::image_ops::RgbImage> {
+        self.overlay_owned(frame.clone(), results, tensors)
+    }
+
+    /// `overlay_with_tensors` on a frame the caller gives away (drawn in place when it can be).
+    pub fn overlay_owned(
+        &self,
+        frame: crate::image_ops::RgbImage,
+        results: &[Value],
+        tensors: &[crate::runtime::Tensor],
+    ) -> Result<crate::image_ops::RgbImage> {
+        let geometry = self.overlay_geometry(&frame, results)?;
+        crate::overlay::draw_owned(frame, results, tensors, &self.overlay_settings(), self.labels(), geometry.as_ref())
+    }
+
+    /// Where the model's input sits in `frame`, when `results` need it to be drawn (masks in
+    /// model-input coordinates, semantic class maps): the converter the frame's prediction used.
+    fn overlay_geometry(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<Option<crate::overlay::Geometry>> {
+        let st = self.state();
+        let semantic =
+            crate::postprocess::PostprocessType::parse(&st.params.str("OutputPostprocessType", 0)) == crate::postprocess::PostprocessType::Segmentation;
+        if !crate::overlay::needs_geometry(results, semantic) {
+            return Ok(None);
+        }
+        let s = st.params.input_shape(0, None);
+        let (w, h) = match s.as_slice() {
+            [_, h, w, _] if *h > 0 && *w > 0 => (*w as u32, *h as u32),
+            _ => return Err(Error::bad_model(format!("overlay: cannot determine the image size of the model input (shape {s:?})"))),
+        };
+        let fit = crate::image_ops::fit(frame, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+        Ok(Some(crate::overlay::Geometry { model_w: w, model_h: h, converter: fit.converter, semantic }))
     }
 
     /// PySDK's `time_stats()`: a copy of the statistics collected so far.

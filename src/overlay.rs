@@ -5,9 +5,14 @@
 //! `overlay_blur` boxes, `overlay_alpha` blending, and classification results as text lines in
 //! a band added under the image. Drawing uses `imageproc`; text uses DejaVu Sans (shipped in
 //! assets/fonts with its licence) where PySDK's OpenCV backend uses the Hershey plain font, so
-//! glyph shapes differ while caption boxes keep OpenCV's metrics.
+//! glyph shapes differ while caption boxes keep OpenCV's metrics. Oriented boxes (`angle`)
+//! are drawn as rotated polygons; segmentation masks (see `masks`) are blended in with their
+//! class colour under the other details.
+mod masks;
+
 use crate::error::{Error, Result};
-use crate::image_ops::{self, RgbImage};
+use crate::image_ops::{self, CoordConverter, RgbImage};
+use crate::runtime::Tensor;
 use ab_glyph::{FontRef, PxScale};
 use image::{ImageBuffer, Rgb};
 use serde_json::{Map, Value};
@@ -69,6 +74,8 @@ pub struct Settings {
     pub show_probabilities: bool,
     pub font_scale: f32,
     pub alpha: f32,
+    /// `overlay_alpha` is "auto" (PySDK: 0.5 for segmentation masks, 1 for other details).
+    pub alpha_auto: bool,
     pub blur: Blur,
     /// Fill colour of the band added under a classification overlay.
     pub fill: [u8; 3],
@@ -126,9 +133,9 @@ impl Settings {
             v => (vec![rgb(v).unwrap_or([255, 255, 0])], false),
         };
         let colors = if colors.is_empty() { vec![[255, 255, 0]] } else { colors };
-        let alpha = match props.get("overlay_alpha") {
-            Some(Value::Number(n)) => n.as_f64().unwrap_or(1.0) as f32,
-            _ => 1.0,
+        let (alpha, alpha_auto) = match props.get("overlay_alpha") {
+            Some(Value::Number(n)) => (n.as_f64().unwrap_or(1.0) as f32, false),
+            _ => (1.0, true),
         };
         let blur = match props.get("overlay_blur") {
             Some(Value::String(s)) if s == "all" => Blur::All,
@@ -144,6 +151,7 @@ impl Settings {
             show_probabilities: props.get("overlay_show_probabilities").and_then(Value::as_bool).unwrap_or(false),
             font_scale: props.get("overlay_font_scale").and_then(Value::as_f64).unwrap_or(1.0) as f32,
             alpha,
+            alpha_auto,
             blur,
             fill,
         }
@@ -163,18 +171,72 @@ fn luminance(c: [u8; 3]) -> f32 {
     0.2126 * c[0] as f32 + 0.7152 * c[1] as f32 + 0.0722 * c[2] as f32
 }
 
+/// Where a model's input sits in the original image: what masks in model-input coordinates
+/// and semantic class maps need to be drawn.
+#[derive(Debug, Clone)]
+pub struct Geometry {
+    pub model_w: u32,
+    pub model_h: u32,
+    /// Model-input to original-image coordinates for this frame.
+    pub converter: CoordConverter,
+    /// The model's results are a semantic `Segmentation` class map.
+    pub semantic: bool,
+}
+
 struct Draw<'a> {
     original: Canvas,
     image: Canvas,
+    /// Details go on a black layer blended in at the end (alpha < 1 or masks present).
+    layered: bool,
     font: FontRef<'a>,
     s: &'a Settings,
 }
 
+/// PySDK's blend weights: `Fraction(alpha).limit_denominator(255)` as (numerator, denominator).
+fn fraction(a: f32) -> (u32, u32) {
+    let a = a.clamp(0.0, 1.0) as f64;
+    let mut best = (a.round() as u32, 1u32);
+    for den in 1..=255u32 {
+        let num = (a * den as f64).round() as u32;
+        if (num as f64 / den as f64 - a).abs() < (best.0 as f64 / best.1 as f64 - a).abs() - 1e-12 {
+            best = (num, den);
+        }
+    }
+    best
+}
+
+/// `layer`'s non-black pixels blended onto `base` with weight `alpha` (PySDK's `_alpha_blend`).
+fn blend(base: &mut Canvas, layer: &Canvas, alpha: f32) {
+    let (an, ad) = fraction(alpha);
+    let (bn, bd) = fraction(1.0 - alpha);
+    for (o, d) in base.pixels_mut().zip(layer.pixels()) {
+        if d.0 != [0, 0, 0] {
+            for c in 0..3 {
+                o.0[c] = ((d.0[c] as u32 * an) / ad + (o.0[c] as u32 * bn) / bd).min(255) as u8;
+            }
+        }
+    }
+}
+
 impl<'a> Draw<'a> {
     fn new(original: Canvas, s: &'a Settings) -> Result<Draw<'a>> {
+        Self::with_layers(original, s, false)
+    }
+
+    fn with_layers(original: Canvas, s: &'a Settings, masks: bool) -> Result<Draw<'a>> {
         let font = FontRef::try_from_slice(FONT_DATA).map_err(|e| Error::internal(format!("overlay font: {e}")))?;
-        let image = if s.alpha < 1.0 { Canvas::new(original.width(), original.height()) } else { original.clone() };
-        Ok(Draw { original, image, font, s })
+        let layered = s.alpha < 1.0 || masks;
+        let (original, image) = if layered {
+            let black = Canvas::new(original.width(), original.height());
+            (original, black)
+        } else if s.blur != Blur::None {
+            // Blurred boxes read the original pixels.
+            (original.clone(), original)
+        } else {
+            // Drawn in place: no copy of the frame (the original is not read again).
+            (Canvas::new(0, 0), original)
+        };
+        Ok(Draw { original, image, layered, font, s })
     }
 
     /// The glyph scale for `text`: FONT_PX high, as wide as OpenCV's Hershey text.
@@ -229,42 +291,54 @@ impl<'a> Draw<'a> {
         self.fill_rect(x2 - a, y1 - a, x2 + b, y2 + b, color);
     }
 
+    /// cv2.line with `width`: integer end points, OpenCV's thick-line widths (1, 3, 5, 5, 7,
+    /// ... pixels for 1, 2, 3, 4, 5, ...) and round ends.
     fn draw_line(&mut self, p: (f32, f32), q: (f32, f32), width: i32, color: [u8; 3]) {
+        let (p, q) = ((p.0.trunc(), p.1.trunc()), (q.0.trunc(), q.1.trunc()));
         let (dx, dy) = (q.0 - p.0, q.1 - p.1);
         let len = (dx * dx + dy * dy).sqrt();
-        if len < 0.5 || width <= 1 {
+        if width <= 1 {
             imageproc::drawing::draw_line_segment_mut(&mut self.image, p, q, Rgb(color));
             return;
         }
-        let (nx, ny) = (-dy / len * width as f32 / 2.0, dx / len * width as f32 / 2.0);
-        let pts = [(p.0 + nx, p.1 + ny), (q.0 + nx, q.1 + ny), (q.0 - nx, q.1 - ny), (p.0 - nx, p.1 - ny)];
-        let poly: Vec<imageproc::point::Point<i32>> = pts.iter().map(|&(x, y)| imageproc::point::Point::new(x.round() as i32, y.round() as i32)).collect();
-        if poly.first() != poly.last() {
-            imageproc::drawing::draw_polygon_mut(&mut self.image, &poly, Rgb(color));
+        let r = (width + 1) / 2;
+        if len >= 0.5 {
+            let half = r as f32 + 0.5;
+            let (nx, ny) = (-dy / len * half, dx / len * half);
+            let pts = [(p.0 + nx, p.1 + ny), (q.0 + nx, q.1 + ny), (q.0 - nx, q.1 - ny), (p.0 - nx, p.1 - ny)];
+            let poly: Vec<imageproc::point::Point<i32>> = pts.iter().map(|&(x, y)| imageproc::point::Point::new(x.round() as i32, y.round() as i32)).collect();
+            if poly.first() != poly.last() {
+                imageproc::drawing::draw_polygon_mut(&mut self.image, &poly, Rgb(color));
+            }
         }
-        let r = width / 2;
         imageproc::drawing::draw_filled_circle_mut(&mut self.image, (p.0 as i32, p.1 as i32), r, Rgb(color));
         imageproc::drawing::draw_filled_circle_mut(&mut self.image, (q.0 as i32, q.1 as i32), r, Rgb(color));
     }
 
     /// PySDK's `draw_text_label`: a filled caption box kept inside the image.
-    fn draw_text_label(&mut self, (x1, y1, x2, y2): (i32, i32, i32, i32), color: [u8; 3], text: &str, line_width: i32) {
+    fn draw_text_label(&mut self, (x1, y1, x2, y2): (i32, i32, i32, i32), color: [u8; 3], text: &str, line_width: i32, rotated: bool) {
         let margin = 1;
         let (tw, th, base) = self.text_size(text);
         let (bw, bh) = (tw + 2 * margin, th + base + 2 * margin);
         let (w, h) = (self.image.width() as i32, self.image.height() as i32);
         let half = line_width / 2 + line_width % 2;
-        let ty = if y1 >= bh {
-            y1 - bh + margin - half
+        let (ty, top) = if y1 >= bh {
+            (y1 - bh + margin - half, true)
         } else if y2 + bh < h {
-            y2 + margin + half
+            (y2 + margin + half, false)
         } else {
-            y1 + margin
+            (y1 + margin, true)
         };
-        let tx = if x1 + bw < w {
-            x1 + margin - half
-        } else if x2 >= bw {
-            x2 - bw + margin + half
+        // A rotated box's caption hangs from the corner it is drawn at.
+        let (cx1, cx2) = match (rotated, top) {
+            (true, true) => (x1, x1),
+            (true, false) => (x2, x2),
+            _ => (x1, x2),
+        };
+        let tx = if cx1 + bw < w {
+            cx1 + margin - half
+        } else if cx2 >= bw {
+            cx2 - bw + margin + half
         } else if w >= bw {
             w - bw + margin
         } else {
@@ -334,24 +408,33 @@ impl<'a> Draw<'a> {
 
     /// The original with the drawing blended in (`overlay_alpha` < 1), or the drawing.
     fn finish(self) -> Canvas {
-        if self.s.alpha >= 1.0 {
+        self.finish_with(None)
+    }
+
+    /// Like `finish`, with a segmentation layer blended in first at its own weight.
+    fn finish_with(self, segm: Option<(Canvas, f32)>) -> Canvas {
+        if !self.layered {
             return self.image;
         }
-        let a = self.s.alpha.clamp(0.0, 1.0);
         let mut out = self.original;
-        for (o, d) in out.pixels_mut().zip(self.image.pixels()) {
-            if d.0 != [0, 0, 0] {
-                for c in 0..3 {
-                    o.0[c] = (d.0[c] as f32 * a + o.0[c] as f32 * (1.0 - a)).floor().min(255.0) as u8;
-                }
-            }
+        if let Some((layer, a)) = segm {
+            blend(&mut out, &layer, a);
         }
+        blend(&mut out, &self.image, self.s.alpha);
         out
+    }
+
+    /// cv2.polylines(closed) with `width`: each edge a thick line with round ends.
+    fn draw_polygon(&mut self, pts: &[(i32, i32)], width: i32, color: [u8; 3]) {
+        for (i, &p) in pts.iter().enumerate() {
+            let q = pts[(i + 1) % pts.len()];
+            self.draw_line((p.0 as f32, p.1 as f32), (q.0 as f32, q.1 as f32), width, color);
+        }
     }
 }
 
 fn is_detection_result(results: &[Value]) -> bool {
-    results.iter().any(|r| r.get("bbox").is_some() || r.get("landmarks").is_some())
+    results.iter().any(|r| r.get("bbox").is_some() || r.get("landmarks").is_some() || r.get("mask").is_some())
 }
 
 /// The colour of a detection: PySDK's `_deduce_color` (class id, else the label's id).
@@ -389,35 +472,132 @@ fn caption(s: &Settings, r: &Value) -> String {
 
 /// Draw `results` on `image` (pixels of the original frame, RGB).
 pub fn draw(image: &RgbImage, results: &[Value], s: &Settings, labels: &BTreeMap<i64, String>) -> Result<RgbImage> {
-    let original = Canvas::from_raw(image.width, image.height, image.data.clone()).ok_or_else(|| Error::invalid("overlay: pixel buffer size mismatch"))?;
-    let out = if is_detection_result(results) { draw_detections(original, results, s, labels)? } else { draw_classification(original, results, s)? };
+    draw_with(image, results, &[], s, labels, None)
+}
+
+/// `draw` for every family: `tensors` are the result's tensors (a semantic class map may be
+/// one), `geometry` the model's input placement (needed by run-length masks in model-input
+/// coordinates and by semantic class maps).
+pub fn draw_with(
+    image: &RgbImage,
+    results: &[Value],
+    tensors: &[Tensor],
+    s: &Settings,
+    labels: &BTreeMap<i64, String>,
+    geometry: Option<&Geometry>,
+) -> Result<RgbImage> {
+    draw_owned(image.clone(), results, tensors, s, labels, geometry)
+}
+
+/// `draw_with` on a frame the caller gives away: detections without blur, alpha or masks
+/// are drawn into its pixels without a copy.
+pub fn draw_owned(
+    image: RgbImage,
+    results: &[Value],
+    tensors: &[Tensor],
+    s: &Settings,
+    labels: &BTreeMap<i64, String>,
+    geometry: Option<&Geometry>,
+) -> Result<RgbImage> {
+    let original = Canvas::from_raw(image.width, image.height, image.data).ok_or_else(|| Error::invalid("overlay: pixel buffer size mismatch"))?;
+    let out = match geometry {
+        Some(g) if g.semantic => draw_semantic(original, results, tensors, s, g)?,
+        _ if is_detection_result(results) => draw_detections(original, results, s, labels, geometry)?,
+        _ => draw_classification(original, results, s)?,
+    };
     Ok(RgbImage { width: out.width(), height: out.height(), data: out.into_raw() })
 }
 
-fn draw_detections(original: Canvas, results: &[Value], s: &Settings, labels: &BTreeMap<i64, String>) -> Result<Canvas> {
-    let mut d = Draw::new(original, s)?;
+/// Does the model's results need `Geometry` to be drawn (masks, class maps)?
+pub fn needs_geometry(results: &[Value], semantic: bool) -> bool {
+    semantic || results.iter().any(|r| r.get("mask").is_some())
+}
+
+/// Class indices coloured with `lut(index)`; index 0 stays black (nothing drawn).
+fn colour_map(map: &masks::ClassMap, lut: impl Fn(u8) -> [u8; 3]) -> Canvas {
+    let mut layer = Canvas::new(map.w, map.h);
+    for (px, &id) in layer.pixels_mut().zip(&map.ids) {
+        if id != 0 {
+            px.0 = lut(id);
+        }
+    }
+    layer
+}
+
+/// PySDK's `SegmentationResults.image_overlay`: the class map resized over the frame, each
+/// class in `overlay_color[class]` (cycled), blended at `overlay_alpha` (0.5 when "auto").
+fn draw_semantic(original: Canvas, results: &[Value], tensors: &[Tensor], s: &Settings, g: &Geometry) -> Result<Canvas> {
+    let [r] = results else { return Err(Error::invalid(format!("Segmentation overlay: results must hold exactly one class map, not {}", results.len()))) };
+    let map = masks::semantic(r, tensors, g, original.width(), original.height())?;
+    let mut layer = Canvas::new(map.w, map.h);
+    for (px, &id) in layer.pixels_mut().zip(&map.ids) {
+        px.0 = s.colors[id as usize % s.colors.len()];
+    }
+    let alpha = if s.alpha_auto { 0.5 } else { s.alpha };
+    let mut out = original;
+    blend(&mut out, &layer, alpha);
+    Ok(out)
+}
+
+/// PySDK's `xywhr2xy_corners`: the corners of an oriented box, starting at the top-most
+/// (then left-most) one, truncated to integers.
+fn obb_corners(b: &[f32], angle: f32) -> [(i32, i32); 4] {
+    let (cx, cy, w, h) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]);
+    let (c, s) = (angle.cos(), angle.sin());
+    let v1 = (w / 2.0 * c, w / 2.0 * s);
+    let v2 = (-h / 2.0 * s, h / 2.0 * c);
+    let pts = [
+        (cx - v1.0 - v2.0, cy - v1.1 - v2.1),
+        (cx + v1.0 - v2.0, cy + v1.1 - v2.1),
+        (cx + v1.0 + v2.0, cy + v1.1 + v2.1),
+        (cx - v1.0 + v2.0, cy - v1.1 + v2.1),
+    ];
+    let min_y = pts.iter().map(|p| p.1).fold(f32::INFINITY, f32::min);
+    let min_x = pts.iter().filter(|p| p.1 == min_y).map(|p| p.0).fold(f32::INFINITY, f32::min);
+    let start = pts.iter().position(|p| p.0 == min_x && p.1 == min_y).unwrap_or(0);
+    std::array::from_fn(|i| {
+        let p = pts[(start + i) % 4];
+        (p.0 as i32, p.1 as i32)
+    })
+}
+
+fn draw_detections(original: Canvas, results: &[Value], s: &Settings, labels: &BTreeMap<i64, String>, geometry: Option<&Geometry>) -> Result<Canvas> {
+    let has_masks = results.iter().any(|r| r.get("mask").is_some());
+    let mut d = Draw::with_layers(original, s, has_masks)?;
     let lw = s.line_width;
+    let spacer = 3 * lw;
     let mut next = 0usize;
+    let (iw, ih) = (d.image.width(), d.image.height());
+    let mut mask_map: Option<masks::ClassMap> = None;
     for r in results {
         let color = deduce_color(s, r, labels, &mut next);
         let label = r.get("label").and_then(Value::as_str);
         if let Some(b) = r.get("bbox").and_then(Value::as_array).filter(|b| b.len() == 4) {
             let f: Vec<f32> = b.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect();
-            let blur = match &s.blur {
-                Blur::None => false,
-                Blur::All => true,
-                Blur::Labels(l) => label.is_some_and(|x| l.iter().any(|y| y == x)),
-            };
+            let angle = r.get("angle").and_then(Value::as_f64);
+            let blur = angle.is_none()
+                && match &s.blur {
+                    Blur::None => false,
+                    Blur::All => true,
+                    Blur::Labels(l) => label.is_some_and(|x| l.iter().any(|y| y == x)),
+                };
             if blur {
                 d.blur_box(f[0], f[1], f[2], f[3]);
             }
-            let (x1, y1, x2, y2) = (f[0] as i32, f[1] as i32, f[2] as i32, f[3] as i32);
-            if lw > 0 {
-                d.draw_box(x1, y1, x2, y2, lw, color);
+            let mut corners = (f[0] as i32, f[1] as i32, f[2] as i32, f[3] as i32);
+            if let Some(a) = angle {
+                let poly = obb_corners(&f, a as f32);
+                if lw > 0 {
+                    d.draw_polygon(&poly, lw, color);
+                }
+                // The caption goes by the first and the third corner.
+                corners = (poly[0].0, poly[0].1, poly[2].0, poly[2].1);
+            } else if lw > 0 {
+                d.draw_box(corners.0, corners.1, corners.2, corners.3, lw, color);
             }
             let capt = caption(s, r);
             if !capt.is_empty() {
-                d.draw_text_label((x1, y1, x2, y2), color, &capt, lw);
+                d.draw_text_label(corners, color, &capt, lw, angle.is_some());
             }
         }
         if let Some(lms) = r.get("landmarks").and_then(Value::as_array) {
@@ -438,10 +618,28 @@ fn draw_detections(original: Canvas, results: &[Value], s: &Settings, labels: &B
                         }
                     }
                 }
+                // Each landmark's own caption (hand landmarks carry labels), beside the point.
+                let capt = caption(s, lm);
+                if !capt.is_empty() {
+                    let (x, y) = (p.0 as i32, p.1 as i32);
+                    d.draw_text_label((x + spacer, y - spacer, x + spacer, y + spacer), color, &capt, lw, false);
+                }
             }
         }
+        if let Some(m) = r.get("mask") {
+            let map = mask_map.get_or_insert_with(|| masks::ClassMap { w: iw, h: ih, ids: vec![0; (iw * ih) as usize] });
+            // PySDK's uint8 mask index: category_id % 256 + 1 (256 wraps to 0: not drawn).
+            let id = ((r.get("category_id").and_then(Value::as_i64).unwrap_or(0).rem_euclid(256) + 1) % 256) as u8;
+            masks::merge_instance(map, m, id, geometry)?;
+        }
     }
-    Ok(d.finish())
+    // Masks go under the other details, in `overlay_color[category_id]` (cycled), at
+    // `overlay_alpha` (0.5 when "auto").
+    let segm = mask_map.map(|map| {
+        let layer = colour_map(&map, |id| s.colors[(id as usize - 1) % s.colors.len()]);
+        (layer, if s.alpha_auto { 0.5 } else { s.alpha })
+    });
+    Ok(d.finish_with(segm))
 }
 
 /// PySDK's `ClassificationResults.image_overlay`: the image extended by a band holding one
@@ -496,7 +694,7 @@ fn draw_classification(original: Canvas, results: &[Value], s: &Settings) -> Res
 /// Decode `frame`, draw `results` and encode the overlay as JPEG (quality 95) or PNG.
 pub fn overlay_encoded(frame: &[u8], results: &[Value], s: &Settings, labels: &BTreeMap<i64, String>, format: Format) -> Result<Vec<u8>> {
     let img = image_ops::decode(frame)?;
-    let out = draw(&img, results, s, labels)?;
+    let out = draw_owned(img, results, &[], s, labels, None)?;
     encode(&out, format)
 }
 
@@ -546,6 +744,51 @@ mod tests {
             draw(&img, &res, &s, &BTreeMap::new()).unwrap();
         }
         eprintln!("overlay drawing, 1920x1080, 20 boxes: {:.2} ms", t.elapsed().as_secs_f64() * 1000.0 / n as f64);
+    }
+
+    #[test]
+    fn oriented_box_corners_and_blend_weights() {
+        // Angle 0: the axis-aligned box, from its top-left corner clockwise.
+        assert_eq!(obb_corners(&[10.0, 20.0, 50.0, 40.0], 0.0), [(10, 20), (50, 20), (50, 40), (10, 40)]);
+        // A quarter turn swaps width and height about the centre (30, 30).
+        let c = obb_corners(&[10.0, 20.0, 50.0, 40.0], std::f32::consts::FRAC_PI_2);
+        let ys: Vec<i32> = c.iter().map(|p| p.1).collect();
+        assert!(ys.iter().all(|&y| (9..=51).contains(&y)) && c[0].1 == *ys.iter().min().unwrap(), "{c:?}");
+        assert_eq!(fraction(0.5), (1, 2));
+        assert_eq!(fraction(0.3), (3, 10));
+        assert_eq!(fraction(1.0), (1, 1));
+    }
+
+    fn identity(w: u32, h: u32, semantic: bool) -> Geometry {
+        Geometry { model_w: w, model_h: h, converter: CoordConverter::identity(), semantic }
+    }
+
+    #[test]
+    fn semantic_maps_and_instance_masks() {
+        let img = RgbImage { width: 2, height: 2, data: vec![100; 12] };
+        let s = Settings::from_properties(&Map::new(), &json!([[0, 0, 0], [255, 0, 0], [0, 255, 0]]), [0, 0, 0]);
+        // Class scores [1, 2, 2, 2] (NCHW): argmax over the class axis gives [[1, 0], [0, 1]].
+        let scores = json!([[[[0.0, 9.0], [5.0, 0.0]], [[9.0, 0.0], [0.0, 7.0]]]]);
+        let out = draw_with(&img, &[json!({"data": scores})], &[], &s, &BTreeMap::new(), Some(&identity(2, 2, true))).unwrap();
+        // Alpha "auto": half the class colour, half the frame; class 0 (black) untouched.
+        assert_eq!(out.data, vec![177, 50, 50, 100, 100, 100, 100, 100, 100, 177, 50, 50]);
+        // A class-id map as PySDK's results carry it.
+        let ids = json!({"__ndarray__": true, "dtype": "uint8", "shape": [2, 2], "data": [[2, 0], [0, 1]]});
+        let out = draw_with(&img, &[json!({"data": ids})], &[], &s, &BTreeMap::new(), Some(&identity(2, 2, true))).unwrap();
+        assert_eq!(out.data, vec![50, 177, 50, 100, 100, 100, 100, 100, 100, 177, 50, 50]);
+        let bad = draw_with(&img, &[json!({"data": [1, 2, 3]})], &[], &s, &BTreeMap::new(), Some(&identity(2, 2, true))).unwrap_err();
+        assert!(bad.message.contains("not 2-D"), "{}", bad.message);
+
+        // A wire mask (values 0,1 then runs 1,3) over the whole 2x2 input: all but pixel 0.
+        use base64::Engine as _;
+        let rle: Vec<u8> = [0u32, 1, 1, 3].iter().flat_map(|w| w.to_le_bytes()).collect();
+        let m = json!({"data": base64::engine::general_purpose::STANDARD.encode(rle)});
+        let s = Settings::from_properties(&Map::new(), &json!([[0, 0, 255]]), [0, 0, 0]);
+        let res = [json!({"category_id": 0, "mask": m})];
+        let out = draw_with(&img, &res, &[], &s, &BTreeMap::new(), Some(&identity(2, 2, false))).unwrap();
+        assert_eq!(out.data, vec![100, 100, 100, 50, 50, 177, 50, 50, 177, 50, 50, 177]);
+        let e = draw_with(&img, &res, &[], &s, &BTreeMap::new(), None).unwrap_err();
+        assert!(e.message.contains("geometry"), "{}", e.message);
     }
 
     #[test]

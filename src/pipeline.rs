@@ -307,3 +307,76 @@ pub fn predict_batch(model: &Model, frames: Vec<Vec<OwnedInput>>) -> Result<Vec<
     let mut v = out.lock().unwrap_or_else(|p| p.into_inner());
     Ok(v.iter_mut().map(|r| r.take().unwrap_or_else(|| Err(Error::internal("frame result missing")))).collect())
 }
+
+/// One frame pulled from a stream's source: its inputs (or why it cannot be run) and the
+/// caller's tag that comes back with its result.
+pub type StreamFrame<T> = (Result<Vec<OwnedInput>>, T);
+
+/// PySDK's generator input (`predict_batch(iterator)`): frames are pulled from `next` (None
+/// ends the stream) and run pipelined on the library's workers; `on_result` gets each frame's
+/// tag and result in order. Both run on the calling thread. At most `depth` frames (0 = the
+/// model's `frame_queue_depth`) are pulled and not yet delivered at any time, so memory does
+/// not grow with the stream.
+/// A frame whose inputs are an error gets that error, in its place, and the stream goes on.
+/// Returns the number of frames pulled.
+pub fn predict_stream<T>(
+    model: &Model,
+    depth: usize,
+    mut next: impl FnMut() -> Option<StreamFrame<T>>,
+    mut on_result: impl FnMut(T, Result<InferenceResult>),
+) -> Result<u64> {
+    let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Result<InferenceResult>)>(depth.max(1));
+    let p = AsyncPredictor::new(
+        model.clone(),
+        depth,
+        Box::new(move |seq, r| {
+            // Never blocks: at most `depth` frames are in flight, so the channel has room.
+            let _ = tx.send((seq, r));
+        }),
+    )?;
+    // Pulled frames not yet delivered, in order: (sequence, tag, error if not submitted).
+    let mut pending: std::collections::VecDeque<(u64, T, Option<Error>)> = Default::default();
+    let (mut seq, mut ended) = (0u64, false);
+    loop {
+        // Deliver what is ready; block for one result when the window (frames pulled and not
+        // delivered) is full or the source has ended.
+        let mut block = ended || pending.len() >= p.depth();
+        while let Some(front) = pending.front() {
+            if front.2.is_some() {
+                let (_, tag, e) = pending.pop_front().expect("front exists");
+                on_result(tag, Err(e.expect("checked")));
+                continue;
+            }
+            let got = if block { rx.recv().ok() } else { rx.try_recv().ok() };
+            let Some((s, r)) = got else { break };
+            block = false;
+            let (want, tag, _) = pending.pop_front().expect("front exists");
+            let r = if s == want { r } else { Err(Error::internal(format!("stream result {s} arrived for frame {want}"))) };
+            on_result(tag, r);
+        }
+        if ended {
+            if pending.is_empty() {
+                return Ok(seq);
+            }
+            continue;
+        }
+        if pending.len() >= p.depth() {
+            continue;
+        }
+        match next() {
+            None => ended = true,
+            Some((Ok(inputs), tag)) => {
+                match p.submit(seq, inputs) {
+                    Ok(()) => pending.push_back((seq, tag, None)),
+                    Err(e) => pending.push_back((seq, tag, Some(e))),
+                }
+                seq += 1;
+            }
+            Some((Err(e), tag)) => {
+                pending.push_back((seq, tag, Some(e)));
+                seq += 1;
+            }
+        }
+    }
+}

@@ -222,6 +222,51 @@ fn batch_and_async_give_the_same_results_in_order() {
     }
 }
 
+/// PySDK's generator input: frames pulled one at a time, results in order with their tags,
+/// never more than the depth of frames pulled and not delivered, a bad frame's error in its
+/// place, and a stream much longer than the depth.
+#[test]
+fn stream_pulls_frames_lazily_and_delivers_in_order() {
+    use dgzoo::pipeline::OwnedInput;
+    let zoo = connect();
+    let root = zoo_root();
+    let name = "yolov8n_nudenet--320x320_float_onnx_cpu_1";
+    let model = zoo.load_model(name, &Value::Null).unwrap();
+    let imgs = ["cat_224", "car_416", "girls_256"];
+    let bytes: Vec<Vec<u8>> = imgs.iter().map(|i| std::fs::read(root.join(format!("images/{i}.jpg"))).unwrap()).collect();
+    const N: usize = 20;
+    const DEPTH: usize = 3;
+    let pulled = std::cell::Cell::new(0usize);
+    let delivered = std::cell::Cell::new(0usize);
+    let max_held = std::cell::Cell::new(0usize);
+    let next = || {
+        let k = pulled.get();
+        if k == N {
+            return None;
+        }
+        pulled.set(k + 1);
+        max_held.set(max_held.get().max(k + 1 - delivered.get()));
+        let frame = if k == 7 { Err(dgzoo::Error::invalid("frame 7 is unreadable")) } else { Ok(vec![OwnedInput::Bytes(bytes[k % 3].clone())]) };
+        Some((frame, k))
+    };
+    let on_result = |k: usize, r: dgzoo::Result<dgzoo::inference::InferenceResult>| {
+        assert_eq!(k, delivered.get(), "results out of order");
+        delivered.set(k + 1);
+        if k == 7 {
+            assert_eq!(r.unwrap_err().message, "frame 7 is unreadable");
+            return;
+        }
+        let want = read_json(&root.join(format!("expected/{name}/{}.json", imgs[k % 3])));
+        assert_results_close(&r.unwrap(), want["results"].as_array().unwrap(), &format!("stream frame {k}"));
+    };
+    let n = dgzoo::pipeline::predict_stream(&model, DEPTH, next, on_result).unwrap();
+    assert_eq!((n, delivered.get()), (N as u64, N));
+    assert!(max_held.get() <= DEPTH, "{} frames pulled and not delivered (depth {DEPTH})", max_held.get());
+    // An empty stream ends at once; a bad depth is refused.
+    assert_eq!(dgzoo::pipeline::predict_stream(&model, DEPTH, || None::<(dgzoo::Result<Vec<OwnedInput>>, ())>, |_, _| unreachable!()).unwrap(), 0);
+    assert!(dgzoo::pipeline::predict_stream(&model, 100_000, || None::<(dgzoo::Result<Vec<OwnedInput>>, ())>, |_, _| ()).is_err());
+}
+
 #[test]
 fn bad_inputs_give_clear_errors_and_the_model_stays_usable() {
     let zoo = connect();

@@ -18,6 +18,8 @@ package dgzoo
 #include "dgzoo.h"
 
 extern void goDgAsyncCallback(void *user_data, uint64_t frame_id, dg_result *result, dg_error *error);
+extern int goDgStreamNext(void *user_data, dg_input *out_frame, void **out_frame_info);
+extern void goDgStreamResult(void *user_data, void *frame_info, dg_result *result, dg_error *error);
 */
 import "C"
 
@@ -466,5 +468,81 @@ func (a *Async) Close() {
 		a.handle.Delete()
 		C.free(a.cell)
 		close(a.results)
+	})
+}
+
+// StreamResult is one frame's outcome of PredictStream, with the Info its frame carried.
+type StreamResult struct {
+	Info   any
+	Result *Result
+	Err    error
+}
+
+// stream is the state of one PredictStream call, reached from the C callbacks by a handle.
+type stream struct {
+	next     func() (data []byte, info any, ok bool)
+	onResult func(StreamResult)
+	frame    unsafe.Pointer // C copy of the current frame (the library reads it after next returns)
+	infos    map[uintptr]any
+	seq      uintptr
+}
+
+//export goDgStreamNext
+func goDgStreamNext(user unsafe.Pointer, out *C.dg_input, info *unsafe.Pointer) C.int {
+	s := cgo.Handle(*(*C.uintptr_t)(user)).Value().(*stream)
+	if s.frame != nil {
+		C.free(s.frame)
+		s.frame = nil
+	}
+	data, tag, ok := s.next()
+	if !ok {
+		return 0
+	}
+	if len(data) > 0 {
+		s.frame = C.CBytes(data)
+	}
+	out.kind = C.DG_INPUT_BYTES
+	out.data = (*C.uint8_t)(s.frame)
+	out.len = C.size_t(len(data))
+	// frame_info is a sequence number: Go values cannot be kept by C.
+	s.seq++
+	s.infos[s.seq] = tag
+	*(*C.uintptr_t)(unsafe.Pointer(info)) = C.uintptr_t(s.seq)
+	return 1
+}
+
+//export goDgStreamResult
+func goDgStreamResult(user unsafe.Pointer, info unsafe.Pointer, res *C.dg_result, e *C.dg_error) {
+	s := cgo.Handle(*(*C.uintptr_t)(user)).Value().(*stream)
+	id := uintptr(info)
+	out := StreamResult{Info: s.infos[id], Err: takeError(e)}
+	delete(s.infos, id)
+	if res != nil {
+		out.Result = takeResult(res)
+	}
+	s.onResult(out)
+}
+
+// PredictStream runs a stream of frames pipelined (PySDK's predict_batch over a generator):
+// next is called for each frame (encoded image bytes and any Info value) until it returns
+// ok == false; onResult gets every frame's result in order with its Info. Both run on the
+// calling goroutine's thread, one at a time; at most depth frames (0 = the model's
+// frame_queue_depth) are held by the library at once. A bad frame gets its error in onResult
+// and the stream goes on. The callbacks must not Close the model.
+func (m *Model) PredictStream(depth int, next func() (data []byte, info any, ok bool), onResult func(StreamResult)) error {
+	s := &stream{next: next, onResult: onResult, infos: map[uintptr]any{}}
+	h := cgo.NewHandle(s)
+	defer h.Delete()
+	cell := C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
+	defer C.free(cell)
+	*(*C.uintptr_t)(cell) = C.uintptr_t(h)
+	defer func() {
+		if s.frame != nil {
+			C.free(s.frame)
+		}
+	}()
+	return m.with(func(p *C.dg_model) error {
+		return takeError(C.dg_model_predict_stream(p, C.size_t(depth), C.dg_next_frame_callback(C.goDgStreamNext), cell,
+			C.dg_stream_result_callback(C.goDgStreamResult), cell))
 	})
 }

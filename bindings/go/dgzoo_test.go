@@ -354,3 +354,46 @@ func TestConcurrentGoroutinesAndAsync(t *testing.T) {
 		assertGolden(t, r.Result, want)
 	}
 }
+
+// A folder streamed through PredictStream: results in order with their Info, equal to
+// PySDK's goldens, a bad frame's error in its place, and the stream going on after it.
+func TestPredictStreamFolder(t *testing.T) {
+	z := connect(t)
+	m := load(t, z, blaze)
+	names := []string{"girls_256", "car_416", "cat_224"}
+	const passes = 3
+	i := 0
+	next := func() ([]byte, any, bool) {
+		if i == len(names)*passes {
+			return nil, nil, false
+		}
+		k := i
+		i++
+		if k == 4 {
+			return []byte("junk"), k, true
+		}
+		return image(t, names[k%len(names)]), k, true
+	}
+	var got []StreamResult
+	if err := m.PredictStream(2, next, func(r StreamResult) { got = append(got, r) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(names)*passes {
+		t.Fatalf("%d results for %d frames", len(got), len(names)*passes)
+	}
+	for k, r := range got {
+		if r.Info.(int) != k {
+			t.Fatalf("result %d carries info %v", k, r.Info)
+		}
+		if k == 4 {
+			if r.Err == nil {
+				t.Fatal("the junk frame must fail")
+			}
+			continue
+		}
+		if r.Err != nil {
+			t.Fatalf("frame %d: %v", k, r.Err)
+		}
+		assertGolden(t, r.Result, golden(t, blaze, names[k%len(names)]))
+	}
+}

@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics (some groups)
+//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics|overlay (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::Input;
@@ -727,4 +727,47 @@ fn main() {
     if want("metrics") {
         bench_metrics();
     }
+    if want("overlay") {
+        bench_overlay();
+    }
+}
+
+/// Overlay drawing of a 1920x1080 frame with 20 captioned boxes: PySDK's `image_overlay`
+/// (OpenCV backend) and dgzoo's `Model::overlay_image` on the same frame and results (PySDK's
+/// own results object is built from 20 boxes, ours draws PySDK's converted boxes).
+fn bench_overlay() {
+    const N: usize = 20;
+    let zoo = clean_zoo();
+    let name = "yolov8n_nudenet--320x320_float_onnx_cpu_1";
+    let script = format!(
+        "import degirum as dg, numpy as np, json, time\n\
+         m = dg.connect(dg.LOCAL, {zoo:?}).load_model({name:?})\n\
+         boxes = [{{'bbox': [10 + 14*i, 75 + 7*i, 40 + 14*i, 100 + 7*i], 'category_id': i % 5, 'label': 'class_%d' % i, 'score': 0.5}} for i in range(20)]\n\
+         make = m._create_postprocessor\n\
+         m._create_postprocessor = lambda res, info: make([dict(b) for b in boxes], info)\n\
+         frame = np.full((1080, 1920, 3), 90, np.uint8)\n\
+         r = m(frame)\n\
+         r.image_overlay\n\
+         ts = []\n\
+         for _ in range({N}):\n\
+         \x20   t = time.perf_counter(); r.image_overlay; ts.append((time.perf_counter() - t) * 1000)\n\
+         print(json.dumps({{'ms': sorted(ts)[len(ts) // 2], 'results': r.results}}))\n",
+        zoo = zoo.path().to_str().unwrap(),
+    );
+    let theirs = pysdk(&script);
+    let results: Vec<Value> = theirs["results"].as_array().unwrap().clone();
+    assert_eq!(results.len(), 20);
+    let z = Zoo::connect("@local", zoo.path().to_str().unwrap(), "").unwrap();
+    let model = z.load_model(name, &Value::Null).unwrap();
+    let frame = dgzoo::image_ops::RgbImage { width: 1920, height: 1080, data: vec![90; 1920 * 1080 * 3] };
+    model.overlay_image(&frame, &results).unwrap();
+    let ours: Vec<f64> = (0..N)
+        .map(|_| {
+            let t = Instant::now();
+            model.overlay_image(&frame, &results).unwrap();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    println!("\n== overlay drawing, 1920x1080 frame, 20 captioned boxes (median of {N}) ==");
+    row("overlay drawing", median(ours), theirs["ms"].as_f64().unwrap(), "ms", "<= 0.333");
 }

@@ -250,8 +250,10 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
                             _ => None,
                         };
                         if let (Some(out), Some(bytes)) = (out, bytes) {
-                            let written = m
-                                .overlay(&bytes, &r.results, overlay_format(&out))
+                            // With the result's tensors: a semantic class map may be one.
+                            let written = dgzoo::image_ops::decode(&bytes)
+                                .and_then(|frame| m.overlay_owned(frame, &r.results, &r.tensors))
+                                .and_then(|drawn| dgzoo::overlay::encode(&drawn, overlay_format(&out)))
                                 .and_then(|img| std::fs::write(&out, img).map_err(|e| dgzoo::Error::io(format!("cannot write '{}': {e}", out.display()))));
                             if let Err(e) = written {
                                 cb_errors.fetch_add(1, Ordering::SeqCst);

@@ -19,7 +19,7 @@ pub struct dg_result {
 }
 
 impl dg_result {
-    fn boxed(model: &dgzoo_core::model::Model, inner: InferenceResult) -> *mut dg_result {
+    pub(super) fn boxed(model: &dgzoo_core::model::Model, inner: InferenceResult) -> *mut dg_result {
         let json = CString::new(inner.results_json().replace('\0', " ")).unwrap_or_default();
         let shapes = inner.tensors.iter().map(|t| t.info.shape.clone()).collect();
         let names = inner.tensors.iter().map(|t| CString::new(t.info.name.replace('\0', " ")).unwrap_or_default()).collect();
@@ -138,7 +138,7 @@ pub struct dg_async(AsyncPredictor);
 /// Results of `dg_predict_batch`, one slot per frame. Free with `dg_batch_free`.
 pub struct dg_batch(Vec<std::result::Result<*mut dg_result, Error>>);
 
-unsafe fn model_ref<'a>(model: *const dg_model) -> Result<&'a dgzoo_core::model::Model> {
+pub(super) unsafe fn model_ref<'a>(model: *const dg_model) -> Result<&'a dgzoo_core::model::Model> {
     if model.is_null() {
         return Err(Error::invalid("argument 'model' must not be NULL"));
     }
@@ -156,7 +156,7 @@ unsafe fn bytes<'a>(data: *const u8, len: usize, what: &str) -> Result<&'a [u8]>
     Ok(unsafe { std::slice::from_raw_parts(data, len) })
 }
 
-unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
+pub(super) unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
     let what = format!("inputs[{idx}].data");
     let kind = dg_input_kind::from_raw(i.kind).ok_or_else(|| Error::invalid(format!("inputs[{idx}].kind is {}, not a dg_input_kind value", i.kind)))?;
     // SAFETY: the caller guarantees `len` readable bytes at `data` for the call's duration.
@@ -170,7 +170,7 @@ unsafe fn input_of<'a>(i: &dg_input, idx: usize) -> Result<Input<'a>> {
     })
 }
 
-fn owned(i: Input) -> OwnedInput {
+pub(super) fn owned(i: Input) -> OwnedInput {
     match i {
         Input::Bytes(b) => OwnedInput::Bytes(b.to_vec()),
         Input::Pixels { data, width, height, stride, bgr } => OwnedInput::Pixels { data: data.to_vec(), width, height, stride, bgr },
@@ -447,7 +447,7 @@ pub unsafe extern "C" fn dg_result_overlay_input(
         };
         // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
         let r = unsafe { &*result };
-        let drawn = r.model.overlay_image(&img, &r.inner.results)?;
+        let drawn = r.model.overlay_owned(img, &r.inner.results, &r.inner.tensors)?;
         let (w, h) = (drawn.width, drawn.height);
         let bytes = match format {
             0 => dgzoo_core::overlay::encode(&drawn, dgzoo_core::overlay::Format::Jpeg)?,
@@ -470,8 +470,9 @@ pub unsafe extern "C" fn dg_result_overlay_input(
 }
 
 /// PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
-/// properties (boxes, captions, landmarks, blur, alpha; classification results as text lines
-/// in a band added under the image, as PySDK does). `image`/`image_len` is the original frame
+/// properties (boxes, oriented boxes, captions, landmarks and their connections, instance
+/// and semantic segmentation masks, blur, alpha; classification results as text lines in a
+/// band added under the image, as PySDK does). `image`/`image_len` is the original frame
 /// (JPEG/PNG/BMP) the result came from; `format` is DG_IMAGE_JPEG or DG_IMAGE_PNG (raw
 /// pixels and pixel frames: `dg_result_overlay_input`). On success
 /// `*out`/`*out_len` hold a new buffer: free it with `dg_buffer_free(*out, *out_len)`.
@@ -502,7 +503,8 @@ pub unsafe extern "C" fn dg_result_overlay(
         let frame = unsafe { bytes(image, image_len, "image") }?;
         // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
         let r = unsafe { &*result };
-        let encoded = r.model.overlay(frame, &r.inner.results, fmt)?;
+        let img = dgzoo_core::image_ops::decode(frame)?;
+        let encoded = dgzoo_core::overlay::encode(&r.model.overlay_owned(img, &r.inner.results, &r.inner.tensors)?, fmt)?;
         unsafe { give_buffer(encoded, out, out_len) };
         Ok(())
     })

@@ -4,7 +4,8 @@
 //! (streamed with Content-Length in constant memory, with `ETag`/`Range`/`If-Range` for resumed
 //! downloads), system info, token and zoo listing, the administrative endpoints in [`admin`],
 //! liveness/readiness probes, and cloud inference over socket.io ([`infer`]). Errors are JSON
-//! `{"detail": ...}` with dg-zoo-server's statuses and texts.
+//! `{"detail": ...}` with dg-zoo-server's statuses and texts. The web page at `/` and its two
+//! routes are in [`web`].
 //!
 //! Transport: the crate's shared network stack ([`crate::net`]: one tokio runtime, the accept
 //! loop that survives EMFILE, the connection cap, graceful shutdown, the health routes); axum
@@ -16,6 +17,7 @@ pub mod infer;
 mod listen;
 pub mod multipart;
 pub mod store;
+pub mod web;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -104,6 +106,8 @@ struct State {
     infer: infer::CloudInference,
     /// Readiness and the stop signal of this hub's listener and connections.
     shutdown: crate::net::Shutdown,
+    /// The web page's "try it" client.
+    web: web::Web,
 }
 
 /// A running hub. Dropping it stops accepting and asks every connection to finish (waiting
@@ -138,6 +142,7 @@ impl Hub {
             admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             infer: infer::CloudInference::new()?,
             shutdown: shutdown.clone(),
+            web: web::Web::new(addr)?,
         });
         let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
         let app = crate::net::health_routes(shutdown.clone()).merge(crate::metrics::route()).merge(app);
@@ -223,8 +228,16 @@ async fn dispatch(axum::extract::State(state): axum::extract::State<Arc<State>>,
     state.requests.fetch_add(1, Ordering::SeqCst);
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let who = req.extensions().get::<SocketAddr>().map(|a| a.to_string()).unwrap_or_default();
+    let try_it = (method == Method::POST).then(|| Url::of(&uri)).and_then(|u| match u.segs.as_slice() {
+        [a, b, c, org, zoo, model] if a == "ui" && b == "api" && c == "predict" => Some((org.clone(), zoo.clone(), model.clone())),
+        _ => None,
+    });
     let resp = if uri.path().starts_with(dgzoo::socketio::PATH) && method == Method::GET {
         infer::accept(&state, req).await
+    } else if let Some((org, zoo, model)) = try_it {
+        web::predict(state.clone(), req, org, zoo, model).await
+    } else if let Some(page) = (method == Method::GET).then(|| web::asset(uri.path())).flatten() {
+        page
     } else if method == Method::GET {
         let headers = req.headers().clone();
         let st = state.clone();
@@ -376,11 +389,7 @@ fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
     let token = header_value(headers, "token");
     let st = &state.store;
     match s.as_slice() {
-        [""] => {
-            let mut r = Response::new(Body::from(&b"<!DOCTYPE html><html><body><h2>dgzoo hub</h2></body></html>"[..]));
-            r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
-            r
-        }
+        ["ui", "api", "zoos"] => web::zoos(state, &token),
         ["zoo", "version"] => json_resp(200, &json!({"version": "v1"})),
         ["devices", "api", "v1", "public", "system-info"] => {
             let devs: Map<String, Value> = DEVICE_TYPES.iter().map(|d| (d.to_string(), json!([{"@Index": 0}]))).collect();
