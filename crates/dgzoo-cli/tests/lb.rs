@@ -68,21 +68,14 @@ impl Proc {
     }
 }
 
-/// Bytes a process has read (`rchar` of /proc/PID/io): tells which server carries a stream.
+/// Bytes a process has read (`rchar` of /proc/PID/io; file reads, not socket receives): the
+/// server that loaded the model since a snapshot is the one carrying the stream.
 fn read_bytes(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/io"))
         .ok()
         .and_then(|t| t.lines().find_map(|l| l.strip_prefix("rchar: ").and_then(|v| v.trim().parse().ok())))
         .unwrap_or(0)
 }
-/// Bytes a process has written (`wchar`): tells which hub serves a download.
-fn written_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("wchar: ").and_then(|v| v.trim().parse().ok())))
-        .unwrap_or(0)
-}
-
 fn http_status(port: u16, path: &str) -> Option<u16> {
     dgzoo::protocol::http::request_full("127.0.0.1", port, "GET", path, None, Duration::from_secs(2)).ok().map(|(s, _, _)| s)
 }
@@ -176,7 +169,17 @@ fn frame(i: usize) -> Vec<OwnedInput> {
 
 /// The top class of each of the three images (from a model on `host`).
 fn labels(host: &str) -> Vec<String> {
-    let m = Zoo::connect(host, "", "").unwrap().load_model(EFF, &Value::Null).unwrap();
+    labels_on(host, "")
+}
+
+/// The same from this process's runtimes: the servers stay untouched, so the one that loads
+/// the model (reads its 5 MB file) is the one carrying the batch's stream.
+fn local_labels(zoo: &Path) -> Vec<String> {
+    labels_on("@local", zoo.to_str().unwrap())
+}
+
+fn labels_on(host: &str, zoo_url: &str) -> Vec<String> {
+    let m = Zoo::connect(host, zoo_url, "").unwrap().load_model(EFF, &Value::Null).unwrap();
     (0..IMAGES.len())
         .map(|i| {
             let inputs = frame(i);
@@ -247,7 +250,7 @@ fn dgzoo_client_behind_haproxy_survives_kill9() {
         let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
         let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
         let host = if front == "asio" { lb.asio() } else { lb.http() };
-        let want = labels(&servers[0].asio());
+        let want = local_labels(zoo.path());
         let model = Zoo::connect(&host, "", "").unwrap().load_model(EFF, &json!({"inference_timeout_s": 10})).unwrap();
         const N: usize = 40;
         let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.proc.pid())).collect();
@@ -268,4 +271,334 @@ fn dgzoo_client_behind_haproxy_survives_kill9() {
         let again = labels(&host);
         assert_eq!(again, want, "{front}: the survivor answers");
     }
+}
+
+/// PySDK's client on one batch, frame `i` = image `i % 3` with id `i`: prints `{"at": K}` when
+/// it hands frame K to PySDK (the test kills a server then), each result as `{"ok": id,
+/// "label": ...}`, the batch's exception as `{"err": text, "sent": frames handed over,
+/// "answered": results}`. After an exception it waits for a line on stdin, connects again and
+/// sends the frames from the first unanswered one.
+const PYSDK_BATCH: &str = r#"
+import sys, json, degirum as dg
+host, model, n, at = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+imgs = sys.argv[5:8]
+def say(**k):
+    print(json.dumps(k), flush=True)
+def attempt(start, mark):
+    m = dg.connect(host).load_model(model, inference_timeout_s=3)
+    sent, answered = [], []
+    def frames():
+        for i in range(start, n):
+            if mark and i == at:
+                say(at=i)
+            sent.append(i)
+            yield (imgs[i % 3], i)
+    try:
+        for r in m.predict_batch(frames()):
+            answered.append(r.info)
+            say(ok=r.info, label=r.results[0]["label"])
+        return None
+    except Exception as e:
+        say(err=str(e), sent=len(sent), answered=len(answered))
+        return start + len(answered)
+nxt = attempt(0, True)
+if nxt is not None:
+    sys.stdin.readline()
+    attempt(nxt, False)
+say(done=True)
+"#;
+
+/// Run [`PYSDK_BATCH`] on `host`; `at_kill()` runs when it reaches frame `at`, `before_retry()`
+/// after its exception. Checks every frame was answered exactly once with its own image's
+/// class after exactly one exception with PySDK's connection-lost text.
+fn pysdk_batch(peer: &Path, host: &str, want: &[String], mut at_kill: impl FnMut(), mut before_retry: impl FnMut()) {
+    const N: usize = 30;
+    const AT: usize = 12;
+    let imgs: Vec<String> = IMAGES.iter().map(|i| image(i).to_string_lossy().into_owned()).collect();
+    let mut child = Proc(
+        Command::new(peer.join("venv/bin/python"))
+            .arg("-c")
+            .arg(PYSDK_BATCH)
+            .args([host, EFF, &N.to_string(), &AT.to_string()])
+            .args(&imgs)
+            .env("LD_LIBRARY_PATH", peer_ld_path(peer))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    let mut stdin = child.0.stdin.take().unwrap();
+    let out = std::io::BufReader::new(child.0.stdout.take().unwrap());
+    let (mut oks, mut errs) = (Vec::new(), Vec::new());
+    let mut done = false;
+    for line in out.lines() {
+        let v: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v.get("at").is_some() {
+            at_kill();
+        } else if let Some(id) = v["ok"].as_u64() {
+            oks.push((id, v["label"].as_str().unwrap().to_string()));
+        } else if let Some(e) = v["err"].as_str() {
+            errs.push((e.to_string(), v["sent"].as_u64().unwrap(), v["answered"].as_u64().unwrap()));
+            before_retry();
+            std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+        } else if v.get("done").is_some() {
+            done = true;
+        }
+    }
+    assert!(done, "the PySDK client did not finish");
+    assert!(t0.elapsed() < Duration::from_secs(90), "the PySDK client hung: {:?}", t0.elapsed());
+    let ids: Vec<u64> = oks.iter().map(|(id, _)| *id).collect();
+    assert_eq!(errs.len(), 1, "one exception for the frames lost: {errs:?}; answered {ids:?}");
+    let (text, sent, answered) = &errs[0];
+    assert!(text.starts_with(&lost_prefix()), "{text:?}");
+    assert!(sent > answered, "frames were in flight at the kill: sent {sent}, answered {answered}");
+    assert_eq!(ids, (0..N as u64).collect::<Vec<_>>(), "each frame answered exactly once");
+    for (id, label) in &oks {
+        assert_eq!(label, &want[*id as usize % want.len()], "frame {id} got another frame's result");
+    }
+    eprintln!("PySDK on {host}: {} frames lost with {text:?}, re-sent and answered", sent - answered);
+}
+
+/// The real PySDK client through HAProxy (asio and http fronts), kill -9 of the server
+/// carrying its batch: one exception with PySDK's text, the re-sent frames land on the
+/// survivor, nothing dropped or answered twice.
+#[test]
+fn pysdk_client_behind_haproxy_survives_kill9() {
+    let Some(hap) = haproxy("pysdk_client_behind_haproxy_survives_kill9") else { return };
+    let Some(peer) = peer("pysdk_client_behind_haproxy_survives_kill9") else { return };
+    let zoo = aiserver_common::clean_zoo();
+    for front in ["asio", "http"] {
+        let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+        let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
+        let want = local_labels(zoo.path());
+        let host = if front == "asio" { lb.asio() } else { lb.http() };
+        let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.proc.pid())).collect();
+        let mut killed = None;
+        pysdk_batch(
+            &peer,
+            &host,
+            &want,
+            || {
+                let d: Vec<u64> = (0..2).map(|i| read_bytes(servers[i].proc.pid()).saturating_sub(base[i])).collect();
+                let busy = if d[0] >= d[1] { 0 } else { 1 };
+                eprintln!("{front}: bytes read since the start {d:?}: killing server {busy}");
+                servers[busy].proc.kill9();
+                killed = Some(busy);
+            },
+            || {},
+        );
+        let dead = killed.expect("killed a server");
+        assert!(servers[1 - dead].proc.alive());
+    }
+}
+
+/// #14 without a load balancer: kill -9 of the AI server mid-batch (PySDK's client and
+/// dgzoo's, asio and http) and mid-stream (one `predict` after another): PySDK's texts, no
+/// hang, and once the server is back on its port the next connect (and the same model
+/// object) works.
+#[test]
+fn kill9_mid_batch_and_mid_stream_then_restart() {
+    let zoo = aiserver_common::clean_zoo();
+    let mut server = AiServer::start(zoo.path(), None);
+    let port = server.port;
+    let want = labels(&server.asio());
+    if let Some(peer) = peer("kill9_mid_batch_and_mid_stream_then_restart") {
+        for host in [format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{}", port + 1)] {
+            let srv = std::cell::RefCell::new(&mut server);
+            pysdk_batch(&peer, &host, &want, || srv.borrow_mut().proc.kill9(), || **srv.borrow_mut() = AiServer::start(zoo.path(), Some(port)));
+        }
+    }
+    for host in [format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{}", port + 1)] {
+        // Mid-batch, dgzoo's client.
+        let model = Zoo::connect(&host, "", "").unwrap().load_model(EFF, &json!({"inference_timeout_s": 10})).unwrap();
+        const N: usize = 24;
+        let mut killed = false;
+        let got = run_batch(&model, N, |out| {
+            if !killed && out.lock().unwrap().len() >= 8 {
+                server.proc.kill9();
+                killed = true;
+            }
+        });
+        assert!(killed);
+        // Every frame after the kill fails too (nothing to fail over to), each with an error.
+        assert_eq!(got.iter().map(|(id, _)| *id).collect::<Vec<_>>(), (0..N as u64).collect::<Vec<_>>(), "each frame answered once");
+        let first_err = got.iter().position(|(_, r)| r.is_err()).expect("frames were lost");
+        for (id, r) in &got[first_err..] {
+            let e = r.as_ref().expect_err("no server: every later frame fails");
+            let refused = e.message.contains("Error connecting to 127.0.0.1:")
+                || e.message.contains("Could not establish connection")
+                || e.message.contains("Connection refused");
+            assert!(e.message.starts_with(&lost_prefix()) || refused, "frame {id}: {:?}", e.message);
+        }
+        assert!(got[first_err].1.as_ref().unwrap_err().message.starts_with(&lost_prefix()));
+        for (id, r) in &got[..first_err] {
+            assert_eq!(r.as_ref().unwrap(), &want[*id as usize % 3]);
+        }
+        server = AiServer::start(zoo.path(), Some(port));
+        // The same model object works again (a new stream), and so does a new connect.
+        let r = dgzoo::model::predict(&model, &frame(1).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(r.results[0]["label"].as_str().unwrap(), want[1]);
+        assert_eq!(labels(&host), want);
+
+        // Mid-stream: single predicts on the model's pooled stream, the server killed between
+        // two of them; the first predict after the kill fails (or reconnects) without hanging.
+        server.proc.kill9();
+        let t0 = Instant::now();
+        let e = dgzoo::model::predict(&model, &frame(0).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap_err();
+        assert!(t0.elapsed() < Duration::from_secs(15), "predict hung: {:?}", t0.elapsed());
+        assert_eq!(e.code, dgzoo::Code::Network, "{}", e.message);
+        assert!(e.message.starts_with(&format!("Failed to perform model '{EFF}' inference: ")), "{}", e.message);
+        server = AiServer::start(zoo.path(), Some(port));
+        let r = dgzoo::model::predict(&model, &frame(2).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(r.results[0]["label"].as_str().unwrap(), want[2]);
+    }
+}
+
+/// Fail-over without a load balancer: `dg_connect`'s host as `a:port,b:port`. Killing the
+/// server in use mid-batch fails the frames in flight (PySDK's text); the same zoo and model
+/// go on on the other server. Also over http (health from `/v2/health/ready`), and a list
+/// whose servers are all dead gives one error naming each.
+#[test]
+fn failover_list_without_a_load_balancer() {
+    let zoo = aiserver_common::clean_zoo();
+    for http in [false, true] {
+        let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+        let addr = |s: &AiServer| if http { format!("http://127.0.0.1:{}", s.port + 1) } else { s.asio() };
+        let list = format!("{},{}", addr(&servers[0]), addr(&servers[1]));
+        let z = Zoo::connect(&list, "", "").unwrap();
+        let want = local_labels(zoo.path());
+        let model = z.load_model(EFF, &json!({"inference_timeout_s": 10})).unwrap();
+        const N: usize = 30;
+        let mut killed = false;
+        let got = run_batch(&model, N, |out| {
+            if !killed && out.lock().unwrap().len() >= 8 {
+                // The first server of the list is the one in use.
+                servers[0].proc.kill9();
+                killed = true;
+            }
+        });
+        assert!(killed);
+        let lost = check_batch(&got, N, &want, 1);
+        eprintln!("fail-over list (http: {http}): {lost} of {N} frames lost at the kill, the rest answered by the other server");
+        assert_eq!(z.ai_server().unwrap().server(), format!("127.0.0.1:{}", servers[1].port + http as u16));
+        // The same zoo and model keep working on the other server.
+        assert!(z.list_names(&dgzoo::zoo::filter::Filters::default()).unwrap().iter().any(|m| m == EFF));
+        let fresh = z.load_model(EFF, &Value::Null).unwrap();
+        let r = dgzoo::model::predict(&fresh, &frame(1).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(r.results[0]["label"].as_str().unwrap(), want[1]);
+        let r = dgzoo::model::predict(&model, &frame(0).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
+        assert_eq!(r.results[0]["label"].as_str().unwrap(), want[0]);
+        assert_eq!(labels(&list), want, "a new connect with the same list works");
+    }
+    // Every server dead: one error naming them all.
+    let (a, b) = (free_port(), free_port());
+    let e = Zoo::connect(&format!("127.0.0.1:{a},127.0.0.1:{b}"), "", "").unwrap_err();
+    assert_eq!(e.code, dgzoo::Code::Network);
+    assert!(e.message.starts_with(&format!("None of the AI servers '127.0.0.1:{a},127.0.0.1:{b}' can be reached: 127.0.0.1:{a}: ")), "{}", e.message);
+    assert!(e.message.contains(&format!("; 127.0.0.1:{b}: ")) && e.message.contains("Connection refused"), "{}", e.message);
+}
+
+/// A graceful shutdown of one server behind HAProxy loses nothing: its readiness turns false
+/// at once, HAProxy's checks take it out within the 1.5 s it keeps serving, and short batches
+/// running all along are all answered (by both servers, then by the survivor).
+#[test]
+fn graceful_shutdown_behind_haproxy_loses_nothing() {
+    let Some(hap) = haproxy("graceful_shutdown_behind_haproxy_loses_nothing") else { return };
+    let zoo = aiserver_common::clean_zoo();
+    let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+    let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
+    let want = local_labels(zoo.path());
+    let model = Zoo::connect(&lb.asio(), "", "").unwrap().load_model(EFF, &Value::Null).unwrap();
+    let (mut frames, mut batches) = (0usize, 0usize);
+    let mut shutdown_at = None;
+    let t0 = Instant::now();
+    loop {
+        let batch: Vec<Vec<OwnedInput>> = (0..4).map(frame).collect();
+        let got = dgzoo::pipeline::predict_batch(&model, batch).unwrap();
+        for (i, r) in got.iter().enumerate() {
+            let r = r.as_ref().unwrap_or_else(|e| panic!("batch {batches} frame {i} lost: {}", e.message));
+            assert_eq!(r.results[0]["label"].as_str().unwrap(), want[i % 3]);
+        }
+        frames += got.len();
+        batches += 1;
+        if batches == 3 {
+            let out = Command::new(BIN).args(["server", "shutdown", "--port", &servers[0].port.to_string()]).output().unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            shutdown_at = Some(Instant::now());
+        }
+        if shutdown_at.is_some_and(|t| t.elapsed() > Duration::from_secs(4)) {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "batches too slow");
+    }
+    wait_until("the shut-down server exits", Duration::from_secs(15), || !servers[0].proc.alive());
+    assert!(servers[1].proc.alive());
+    eprintln!("graceful shutdown behind HAProxy: {batches} batches, {frames} frames, none lost");
+}
+
+/// Two hub replicas over one zoo folder behind HAProxy: one is killed (-9) in the middle of a
+/// model download; the cache keeps what it got, and its next fetch resumes with `Range`
+/// through the other replica and verifies the whole archive.
+#[test]
+fn hub_replica_killed_mid_download_resumes_on_the_other() {
+    use cloud_common::{hub_root, EFF_Q, ORG, TOKEN, ZOONAME};
+    let Some(hap) = haproxy("hub_replica_killed_mid_download_resumes_on_the_other") else { return };
+    let root = hub_root(&[EFF_Q]);
+    let hub = |port: u16| {
+        let child = Command::new(BIN)
+            .args(["hub", "--port", &port.to_string(), "--rate-limit", "2000000", "--zoo"])
+            .arg(root.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Proc(child);
+        wait_until("hub ready", Duration::from_secs(20), || http_status(port, "/v2/health/ready") == Some(200));
+        p
+    };
+    let ports = [free_port(), free_port()];
+    let mut hubs = [hub(ports[0]), hub(ports[1])];
+    let ai = [free_port(), free_port()];
+    let lb = Lb::start(&hap, ai, Some(ports));
+    wait_until("hubs up behind HAProxy", Duration::from_secs(10), || http_status(lb.hub, "/v2/health/ready") == Some(200));
+    let url = format!("http://127.0.0.1:{}/{ORG}/{ZOONAME}", lb.hub);
+    let zoo = dgzoo::zoo::address::parse_cloud_url(&url).unwrap();
+    let cdir = tempfile::tempdir().unwrap();
+    let cache = Arc::new(dgzoo::cache::Cache::new(cloud_common::cache_cfg(cdir.path())));
+    let zoo_cache = cache.zoo_dir(&zoo).unwrap();
+    let resume = zoo_cache.join(format!(".partial/{EFF_Q}.dl-resume.zip"));
+    let base: Vec<u64> = hubs.iter().map(|h| read_bytes(h.pid())).collect();
+    let (tx, rx) = std::sync::mpsc::channel();
+    {
+        let (cache, zoo) = (cache.clone(), zoo.clone());
+        std::thread::spawn(move || {
+            let c = dgzoo::cloud::CloudClient::new(&zoo, TOKEN);
+            let _ = tx.send(cache.fetch(&c, EFF_Q, &mut |_, _| {}).map(|h| h.dir.clone()));
+        });
+    }
+    wait_until("download under way", Duration::from_secs(20), || std::fs::metadata(&resume).is_ok_and(|m| m.len() >= 1 << 20));
+    let busy = (0..2).max_by_key(|&i| read_bytes(hubs[i].pid()).saturating_sub(base[i])).unwrap();
+    hubs[busy].kill9();
+    let first = rx.recv_timeout(Duration::from_secs(30)).expect("the interrupted download hung");
+    assert!(first.is_err(), "the download from the killed replica cannot have completed");
+    let kept = std::fs::metadata(&resume).unwrap().len();
+    let size = std::fs::metadata(cloud_common::zoo_dir(root.path()).join(format!("{EFF_Q}.zip"))).unwrap().len();
+    assert!(kept >= 1 << 20 && kept < size, "kept {kept} of {size}");
+    // The retry goes through HAProxy to the surviving replica and resumes.
+    let c = dgzoo::cloud::CloudClient::new(&zoo, TOKEN);
+    let mut first_report = None;
+    let held = cache
+        .fetch(&c, EFF_Q, &mut |got, total| {
+            first_report.get_or_insert((got, total));
+        })
+        .unwrap();
+    assert!(held.downloaded);
+    let (got, total) = first_report.unwrap();
+    assert_eq!(total, size);
+    assert!(got > kept, "resumed: first report at {got} bytes, {kept} were kept");
+    dgzoo::cache::verify_model_dir(&held.dir, EFF_Q, None).unwrap();
+    assert!(hubs[1 - busy].alive());
+    eprintln!("hub replica {busy} killed at {kept} of {size} bytes; resumed through the other");
 }
