@@ -2,7 +2,8 @@
 # Install what building and testing dgzoo needs on a fresh Debian machine (idempotent):
 # system packages (cmake, pkg-config, a C/C++ compiler, nasm for libjpeg-turbo's SIMD code) and the
 # inference runtimes. Extra tools named as arguments are installed too (`go`, `mcs`: the Go and
-# C# bindings' tests; `chromium`: headless Chromium and its WebDriver, the hub page's browser test).
+# C# bindings' tests; `chromium`: headless Chromium and its WebDriver, the hub page's browser test;
+# `haproxy`: the load-balancer tests, crates/dgzoo-cli/tests/lb.rs).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 need=()

@@ -6,8 +6,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 [ -d ../shared/zoo ] || { echo "test.sh: ../shared/zoo is missing (the shared test zoo must sit beside the repo)" >&2; exit 1; }
-# valgrind: scripts/sanitize.sh's memcheck run.
-bash scripts/bootstrap.sh go mcs valgrind chromium
+# valgrind: scripts/sanitize.sh's memcheck run. chromium: the hub page's browser test.
+# haproxy: crates/dgzoo-cli/tests/lb.rs.
+bash scripts/bootstrap.sh go mcs valgrind chromium haproxy
 bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 # PySDK's OPENVINO agent (new-ABI OpenVINO 2025.3, f32 and default precision) and OpenVINO's
 # converter, for crates/dgzoo-cli/tests/openvino_agent.rs.

@@ -13,8 +13,14 @@ pub const DEFAULT_CLOUD_ZOO: &str = "degirum/public";
 pub enum Host {
     Local,
     Cloud,
-    AiServer(ServerAddress),
+    /// One AI server, or (dgzoo's extension, `host1:port,host2:port`) several serving the same
+    /// zoo, in order of preference: the client fails over between them (`aiclient`). Never empty.
+    AiServer(Vec<ServerAddress>),
 }
+
+/// The separator of a fail-over list. A hostname, an IPv4/IPv6 address and PySDK's prefixes
+/// never contain it, so a list cannot be mistaken for a single designator.
+pub const SERVER_LIST_SEPARATOR: char = ',';
 
 /// An AI server address (`host`, `host:port`, `http://host[:port]`, `asio://host[:port]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,8 +145,28 @@ pub fn parse_host(host: &str) -> Result<Host> {
         h if h.starts_with('@') => Err(Error::invalid(format!(
             "Incorrect inference host address '{h}'. It should be either @local, or @cloud, a registered external designator, or a valid AI server address"
         ))),
-        h => Ok(Host::AiServer(ServerAddress::parse(h)?)),
+        h => Ok(Host::AiServer(parse_server_list(h)?)),
     }
+}
+
+/// `host[:port]` or a fail-over list `a[:port],b[:port],...` (each element with its own
+/// optional `http://` / `asio://` prefix). Empty elements and repeated servers are errors.
+pub fn parse_server_list(s: &str) -> Result<Vec<ServerAddress>> {
+    if !s.contains(SERVER_LIST_SEPARATOR) {
+        return Ok(vec![ServerAddress::parse(s)?]);
+    }
+    let mut list: Vec<ServerAddress> = Vec::new();
+    for part in s.split(SERVER_LIST_SEPARATOR).map(str::trim) {
+        if part.is_empty() {
+            return Err(Error::invalid(format!("Incorrect AI server address list '{s}': empty element")));
+        }
+        let a = ServerAddress::parse(part)?;
+        if list.iter().any(|b| b.host == a.host && b.port == a.port) {
+            return Err(Error::invalid(format!("Incorrect AI server address list '{s}': '{part}' appears twice")));
+        }
+        list.push(a);
+    }
+    Ok(list)
 }
 
 /// Classify a `(host, zoo_url)` pair into an inference host and a zoo, with PySDK's errors.
@@ -206,12 +232,23 @@ mod tests {
             parse_host("@foo").unwrap_err().message,
             "Incorrect inference host address '@foo'. It should be either @local, or @cloud, a registered external designator, or a valid AI server address"
         );
-        assert_eq!(parse_host("localhost").unwrap(), Host::AiServer(ServerAddress { host: "localhost".into(), port: 8778, http: false }));
-        assert_eq!(parse_host("1.2.3.4:99").unwrap(), Host::AiServer(ServerAddress { host: "1.2.3.4".into(), port: 99, http: false }));
-        assert_eq!(parse_host("http://h:5").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 5, http: true }));
-        assert_eq!(parse_host("http://h").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 8778, http: true }));
-        assert_eq!(parse_host("asio://h:7").unwrap(), Host::AiServer(ServerAddress { host: "h".into(), port: 7, http: false }));
+        assert_eq!(parse_host("localhost").unwrap(), Host::AiServer(vec![ServerAddress { host: "localhost".into(), port: 8778, http: false }]));
+        assert_eq!(parse_host("1.2.3.4:99").unwrap(), Host::AiServer(vec![ServerAddress { host: "1.2.3.4".into(), port: 99, http: false }]));
+        assert_eq!(parse_host("http://h:5").unwrap(), Host::AiServer(vec![ServerAddress { host: "h".into(), port: 5, http: true }]));
+        assert_eq!(parse_host("http://h").unwrap(), Host::AiServer(vec![ServerAddress { host: "h".into(), port: 8778, http: true }]));
+        assert_eq!(parse_host("asio://h:7").unwrap(), Host::AiServer(vec![ServerAddress { host: "h".into(), port: 7, http: false }]));
         assert!(parse_host("h:notaport").is_err());
+    }
+
+    #[test]
+    fn fail_over_lists() {
+        let a = |host: &str, port, http| ServerAddress { host: host.into(), port, http };
+        assert_eq!(parse_host("h1:1,h2").unwrap(), Host::AiServer(vec![a("h1", 1, false), a("h2", 8778, false)]));
+        assert_eq!(parse_host("http://h1:1, asio://h2:2").unwrap(), Host::AiServer(vec![a("h1", 1, true), a("h2", 2, false)]));
+        assert_eq!(parse_host("h1:1,").unwrap_err().message, "Incorrect AI server address list 'h1:1,': empty element");
+        assert_eq!(parse_host("h1:1,h1:1").unwrap_err().message, "Incorrect AI server address list 'h1:1,h1:1': 'h1:1' appears twice");
+        assert!(parse_host("h1:1,h2:x").unwrap_err().message.contains("bad port 'x'"));
+        assert_eq!(classify("h1:1,h2:2", "").unwrap().1, ZooLocation::AiServerZoo);
     }
 
     #[test]

@@ -1,17 +1,30 @@
 //! AI-server client (asio or HTTP, per the address): one-shot commands on fresh connections
 //! like PySDK (`modelzoo`, `system_info`, `label_dictionary`, `sleep`, ...) and inference
 //! streams (a dedicated asio connection or a WebSocket on `/v1/stream`).
-use crate::address::ServerAddress;
+//!
+//! Fail-over (dgzoo's extension, `host1:port,host2:port`): a client made by
+//! [`AiServerClient::with_failover`] holds several servers of one zoo and a current one that
+//! every clone shares. Read-only commands and stream opens go to the current server; when it
+//! cannot be reached, the others are health-checked in list order (`GET /v2/health/ready` on
+//! an http address, a `sleep` ping on asio) and the first healthy one becomes current. Before
+//! a stream opens, the current server is checked too, so a draining server (ready 503) is left
+//! before it stops. Frames in flight on a stream that breaks fail (PySDK's texts); the next
+//! stream opens on a healthy server. `shutdown` and `zoo_manage` never move to another server.
+use crate::address::{ServerAddress, SERVER_LIST_SEPARATOR};
 use crate::error::{Code, Error, Result};
 use crate::protocol::ws::{ClientReader, ClientWriter, WsClient, WsMessage};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// A client for one AI server.
+/// A client for one AI server, or for a fail-over list of servers (see the module comment).
 #[derive(Debug, Clone)]
 pub struct AiServerClient {
+    /// The server this client talks to (for a fail-over list: the first one; the one in use is
+    /// [`AiServerClient::current`]).
     pub addr: ServerAddress,
     /// Connection / command-reply timeout.
     pub timeout: Duration,
@@ -21,11 +34,23 @@ pub struct AiServerClient {
     /// `trace_manage`, `dev_ctrl`): asio as the command's `admin_token` field, HTTP as
     /// `Authorization: Bearer`. Other commands never carry it.
     pub admin_token: Option<String>,
+    failover: Option<Arc<Failover>>,
+}
+
+/// The servers of a fail-over list and the index of the one in use (shared by every clone).
+#[derive(Debug)]
+struct Failover {
+    servers: Vec<ServerAddress>,
+    current: AtomicUsize,
+}
+
+fn host_port(a: &ServerAddress) -> String {
+    format!("{}:{}", a.host, a.port)
 }
 
 impl AiServerClient {
     pub fn new(addr: ServerAddress) -> Self {
-        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET, admin_token: None }
+        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET, admin_token: None, failover: None }
     }
 
     /// The admin token to send with guarded management commands (empty = none).
@@ -39,9 +64,98 @@ impl AiServerClient {
         matches!(op, "shutdown" | "zoo_manage" | "trace_manage" | "dev_ctrl").then_some(self.admin_token.as_deref()).flatten()
     }
 
-    /// `host:port`, as used in PySDK's messages.
+    /// A client over a fail-over list (one address: the same as [`AiServerClient::new`]).
+    /// Panics on an empty list (`address::parse_server_list` never returns one).
+    pub fn with_failover(servers: Vec<ServerAddress>) -> Self {
+        assert!(!servers.is_empty(), "an AI server list is never empty");
+        let mut c = Self::new(servers[0].clone());
+        if servers.len() > 1 {
+            c.failover = Some(Arc::new(Failover { servers, current: AtomicUsize::new(0) }));
+        }
+        c
+    }
+
+    /// The server in use.
+    pub fn current(&self) -> ServerAddress {
+        match &self.failover {
+            Some(f) => f.servers[f.current.load(Ordering::SeqCst) % f.servers.len()].clone(),
+            None => self.addr.clone(),
+        }
+    }
+
+    /// Every server of the client, in list order.
+    pub fn servers(&self) -> Vec<ServerAddress> {
+        match &self.failover {
+            Some(f) => f.servers.clone(),
+            None => vec![self.addr.clone()],
+        }
+    }
+
+    /// `host:port` of the server in use, as used in PySDK's messages.
     pub fn server(&self) -> String {
-        format!("{}:{}", self.addr.host, self.addr.port)
+        host_port(&self.current())
+    }
+
+    /// A single-server client on `addr` with this client's settings.
+    fn on(&self, addr: ServerAddress) -> AiServerClient {
+        AiServerClient { addr, timeout: self.timeout, max_packet: self.max_packet, admin_token: self.admin_token.clone(), failover: None }
+    }
+
+    /// Whether the server can take work: `GET /v2/health/ready` answers 200 on an http address
+    /// (a server without that route, like PySDK's, is asked for a ping instead); a `sleep` ping
+    /// on asio.
+    pub fn health_check(&self) -> Result<()> {
+        self.on(self.current()).health_check_here()
+    }
+
+    fn health_check_here(&self) -> Result<()> {
+        if self.addr.http {
+            let (status, reason, _) = http::request_full(&self.addr.host, self.addr.port, "GET", "/v2/health/ready", None, self.timeout)?;
+            return match status {
+                200 => Ok(()),
+                404 => self.command_here("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ()),
+                _ => Err(Error::new(Code::Network, format!("AI server '{}' is not ready: {reason}({status})", host_port(&self.addr)))),
+            };
+        }
+        self.command_here("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ())
+    }
+
+    /// Run `f` on the server in use; when it cannot be reached (a `Network` error), on the
+    /// next healthy server of the list, which becomes the one in use. With every server down:
+    /// one error naming them all.
+    fn failing_over<T>(&self, check_first: bool, f: impl Fn(&AiServerClient) -> Result<T>) -> Result<T> {
+        let Some(fo) = &self.failover else { return f(self) };
+        let n = fo.servers.len();
+        let start = fo.current.load(Ordering::SeqCst) % n;
+        let mut failures = Vec::new();
+        for k in 0..n {
+            let i = (start + k) % n;
+            let c = self.on(fo.servers[i].clone());
+            // The current server is trusted until it fails (unless `check_first`); the others
+            // are checked before use.
+            if k > 0 || check_first {
+                if let Err(e) = c.health_check_here() {
+                    failures.push((i, e));
+                    continue;
+                }
+            }
+            match f(&c) {
+                Err(e) if e.code == Code::Network => failures.push((i, e)),
+                r => {
+                    if i != start {
+                        fo.current.store(i, Ordering::SeqCst);
+                    }
+                    return r;
+                }
+            }
+        }
+        let list = fo.servers.iter().map(host_port).collect::<Vec<_>>().join(&SERVER_LIST_SEPARATOR.to_string());
+        let why = failures
+            .iter()
+            .map(|(i, e)| format!("{}: {}", host_port(&fo.servers[*i]), e.message.split_whitespace().collect::<Vec<_>>().join(" ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Error::new(Code::Network, format!("None of the AI servers '{list}' can be reached: {why}")))
     }
 
     fn connect(&self) -> Result<TcpStream> {
@@ -109,8 +223,16 @@ impl AiServerClient {
         serde_json::from_slice(&resp).map_err(|e| Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: {e}", self.server())))
     }
 
-    /// Run a command over the address's protocol.
+    /// Run a command over the address's protocol. Read-only commands fail over to another
+    /// server of a fail-over list; the others run on the server in use only.
     pub fn command(&self, op: &str, fields: Value) -> Result<Value> {
+        match op {
+            "modelzoo" | "system_info" | "label_dictionary" | "sleep" => self.failing_over(false, |c| c.command_here(op, fields.clone())),
+            _ => self.on(self.current()).command_here(op, fields),
+        }
+    }
+
+    fn command_here(&self, op: &str, fields: Value) -> Result<Value> {
         if !self.addr.http {
             return self.asio_command(op, fields);
         }
@@ -172,10 +294,11 @@ impl AiServerClient {
     }
 
     pub fn shutdown(&self) -> Result<()> {
-        self.command("shutdown", json!({}))?;
-        if !self.addr.http {
+        let here = self.on(self.current());
+        here.command("shutdown", json!({}))?;
+        if !here.addr.http {
             // Wake the server's accept loop like the C++ client; errors do not matter.
-            if let Ok(mut s) = http::connect(&self.addr.host, self.addr.port, Duration::from_millis(500)) {
+            if let Ok(mut s) = http::connect(&here.addr.host, here.addr.port, Duration::from_millis(500)) {
                 let _ = protocol::write_packet(&mut s, b"");
             }
         }
@@ -186,8 +309,13 @@ impl AiServerClient {
         self.command("zoo_manage", json!({"args": args}))
     }
 
-    /// Open an inference stream on `model` with the model `config` (runtime parameters).
+    /// Open an inference stream on `model` with the model `config` (runtime parameters); on a
+    /// fail-over list, on a healthy server.
     pub fn open_stream(&self, model: &str, config: &Value) -> Result<RemoteStream> {
+        self.failing_over(true, |c| c.open_stream_here(model, config))
+    }
+
+    fn open_stream_here(&self, model: &str, config: &Value) -> Result<RemoteStream> {
         let server = self.server();
         let s = self.connect()?;
         let _ = s.set_write_timeout(Some(self.timeout));
@@ -250,11 +378,29 @@ impl std::fmt::Debug for RemoteStream {
     }
 }
 
+/// PySDK's text for a stream whose connection broke (its C++ client's "[CRITICAL]Operation
+/// failed" with the OS error on asio, the WebSocket error and errno on http), naming the
+/// server. `e` is `None` for an orderly close.
+fn connection_lost(server: &str, ws: bool, on: &str, e: Option<&std::io::Error>) -> Error {
+    let detail = if ws {
+        format!("WebSocket: connection error on {on}: {}", e.and_then(std::io::Error::raw_os_error).unwrap_or(0))
+    } else {
+        let why = e.map(|e| {
+            let t = e.to_string();
+            // std appends " (os error N)" to strerror's text; PySDK prints the text alone.
+            t.find(" (os error ").map_or(t.clone(), |i| t[..i].to_string())
+        });
+        format!("[ERROR]OS error\n{}", why.as_deref().unwrap_or("End of file"))
+    };
+    Error::new(Code::Network, protocol::dg_error_text("CRITICAL", "Operation failed", &detail, &[format!("Stream connection to AI server '{server}' lost")]))
+}
+
 impl StreamSender {
     /// Send one frame (one packet per model input).
     pub fn send_frame(&mut self, packets: &[Vec<u8>]) -> Result<()> {
         let server = &self.server;
-        let err = |e: std::io::Error| Error::new(Code::Network, format!("Error sending frame to AI server '{server}': {e}"));
+        let ws = matches!(self.conn, SendConn::Ws(..));
+        let err = |e: std::io::Error| connection_lost(server, ws, "send", Some(&e));
         for p in packets {
             match &mut self.conn {
                 SendConn::Asio(s) => protocol::write_packet(s, p).map_err(err)?,
@@ -310,24 +456,23 @@ impl RemoteStream {
         let server = &self.tx.server;
         let timed_out = || Error::new(Code::Timeout, format!("[CRITICAL]Timeout detected\nTimeout {ms} ms waiting for response from AI server '{server}'"));
         let is_timeout = |e: &std::io::Error| matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut);
-        let closed = || Error::new(Code::Network, format!("AI server '{server}' closed the connection"));
         match &mut self.rx {
             Receiver::Asio(s) => {
                 let _ = s.set_read_timeout(Some(timeout));
                 match protocol::read_packet(s, self.max_packet) {
                     Ok(Some(p)) => Ok(p),
-                    Ok(None) => Err(closed()),
+                    Ok(None) => Err(connection_lost(server, false, "receive", None)),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
-                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
+                    Err(e) => Err(connection_lost(server, false, "receive", Some(&e))),
                 }
             }
             Receiver::Ws(r) => {
                 r.set_read_timeout(Some(timeout));
                 match r.recv() {
                     Ok(WsMessage::Binary(b) | WsMessage::Text(b)) => Ok(b),
-                    Ok(WsMessage::Close) => Err(closed()),
+                    Ok(WsMessage::Close) => Err(connection_lost(server, true, "receive", None)),
                     Err(e) if is_timeout(&e) => Err(timed_out()),
-                    Err(e) => Err(Error::new(Code::Network, format!("Error receiving from AI server '{server}': {e}"))),
+                    Err(e) => Err(connection_lost(server, true, "receive", Some(&e))),
                 }
             }
         }

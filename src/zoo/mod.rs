@@ -110,7 +110,7 @@ impl Zoo {
                 (entries, None)
             }
             (Host::AiServer(a), ZooLocation::AiServerZoo) => {
-                let client = aiserver::AiServerClient::new(a.clone());
+                let client = aiserver::AiServerClient::with_failover(a.clone());
                 // Zoo and system info are fetched once, like PySDK's AI-server accessor.
                 let models = client
                     .modelzoo()?
@@ -123,7 +123,7 @@ impl Zoo {
             }
             (Host::AiServer(a), ZooLocation::Cloud(c)) => {
                 // Models listed by the cloud, run by the AI server (which fetches them itself).
-                let client = aiserver::AiServerClient::new(a.clone());
+                let client = aiserver::AiServerClient::with_failover(a.clone());
                 let (access, entries) = CloudAccess::open(c, token, opts)?;
                 let info = client.system_info()?;
                 cloud = Some(access);

@@ -17,6 +17,16 @@ pub struct dg_model(pub(crate) dgzoo_core::model::Model, pub(crate) std::ffi::CS
 /// "http://host:port", "asio://host:port"); `zoo_url` a local directory or model JSON file
 /// (absolute, "./relative" or "file://"), a cloud zoo URL, or "" / "aiserver://" for an AI
 /// server's own zoo; `token` may be NULL or "". On success `*out_zoo` owns a new `dg_zoo`.
+///
+/// Fail-over (dgzoo's extension, no load balancer needed): `host` may list several AI servers
+/// of the same zoo, comma-separated ("10.0.0.1:8778,10.0.0.2:8778", each element any of the
+/// forms above). The first is used until it cannot be reached; then the others are
+/// health-checked in order (`GET /v2/health/ready` on http addresses, a ping on asio) and the
+/// first healthy one serves this zoo and its models from then on. Before each inference stream
+/// opens, the server in use is checked the same way (a draining server is left). Frames in
+/// flight when a server dies fail with PySDK's "[CRITICAL]Operation failed" text; later frames
+/// go to a healthy server. With every server down: one `DG_NETWORK` error naming each.
+/// `shutdown`-like commands never move to another server. See docs/deploy.md.
 #[no_mangle]
 pub unsafe extern "C" fn dg_connect(host: *const c_char, zoo_url: *const c_char, token: *const c_char, out_zoo: *mut *mut dg_zoo) -> *mut dg_error {
     guard(|| {
