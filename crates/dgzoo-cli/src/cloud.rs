@@ -122,6 +122,23 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
     }
 }
 
+/// One model of `download-zoo --to s3://...`: downloaded and verified into a temp directory,
+/// packed as `<m>.zip`, put into the bucket as `<org>/<zoo>/<m>.zip`.
+fn copy_to_bucket(
+    client: &CloudClient,
+    m: &str,
+    bucket: &dgzoo_server::hub::s3::S3Zoo,
+    zoo: &dgzoo::zoo::address::CloudZoo,
+    to: &str,
+    reporter: &Reporter,
+) -> Result<()> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(format!("Cannot create a temporary directory: {e}")))?;
+    let dir = download_zoo::download_model(client, m, tmp.path(), &mut |g, t| reporter.bytes(m, g, t))?;
+    let zip = tmp.path().join(format!("{m}.zip"));
+    archive::pack_model(&dir, &zip)?;
+    bucket.put_file(&[&zoo.org, &zoo.zoo, &format!("{m}.zip")], &zip).map_err(|e| Error::io(format!("Cannot put {m}.zip into {to}: {e}")))
+}
+
 /// `download-zoo --to s3://...`: each selected model is downloaded and verified into a local
 /// temp directory (as for --path), packed as a hub archive and put into the bucket, then its
 /// local copy is deleted (local disk holds at most the models in flight).
@@ -141,13 +158,7 @@ fn download_zoo_to_s3(a: &DownloadZooArgs, to: &str, filters: &Filters) -> Resul
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let Some(m) = models.get(i) else { break };
                 reporter.start(m);
-                let r = (|| -> Result<()> {
-                    let tmp = tempfile::tempdir().map_err(|e| Error::io(format!("Cannot create a temporary directory: {e}")))?;
-                    let dir = download_zoo::download_model(&client, m, tmp.path(), &mut |g, t| reporter.bytes(m, g, t))?;
-                    let zip = tmp.path().join(format!("{m}.zip"));
-                    archive::pack_model(&dir, &zip)?;
-                    bucket.put_file(&[&zoo.org, &zoo.zoo, &format!("{m}.zip")], &zip).map_err(|e| Error::io(format!("Cannot put {m}.zip into {to}: {e}")))
-                })();
+                let r = copy_to_bucket(&client, m, &bucket, &zoo, to, &reporter);
                 reporter.done(m, &r);
                 if let Err(e) = r {
                     failures.lock().unwrap_or_else(|p| p.into_inner()).push((m.clone(), e));
