@@ -103,7 +103,8 @@ impl Seaweed {
         // signature): master, volume and filer are up by then.
         let t = Instant::now();
         loop {
-            let filer_ok = ureq::post(&format!("{}/buckets/dgzoo-probe/", sw.filer)).call().is_ok();
+            // 201 made, 409 already there (an earlier round of this loop).
+            let filer_ok = matches!(ureq::post(&format!("{}/buckets/dgzoo-probe/", sw.filer)).call(), Ok(_) | Err(ureq::Error::Status(409, _)));
             let s3_ok = matches!(ureq::get(&sw.endpoint).call(), Err(ureq::Error::Status(_, _)) | Ok(_));
             if filer_ok && s3_ok {
                 break;
