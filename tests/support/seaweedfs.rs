@@ -28,7 +28,8 @@ pub struct Seaweed {
 /// The `weed` binary, or `None` (after printing SKIP) when it is not installed.
 pub fn weed_bin() -> Option<PathBuf> {
     let p = std::env::var_os("DGZOO_SEAWEEDFS").map(PathBuf::from).unwrap_or_else(|| {
-        let cache = std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+        let cache =
+            std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
         cache.join("dgzoo/seaweedfs/bin/weed")
     });
     if p.is_file() {

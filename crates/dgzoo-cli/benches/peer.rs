@@ -604,18 +604,18 @@ fn download_rate(addr: &str, model: &str, clients: usize, per_client: usize) -> 
 /// the largest test archive from local disk and from SeaweedFS (`--zoo s3://...`), next to the
 /// real dg-zoo-server 0.3.0 serving the same files from disk (#13: >= 2x its aggregate at 32).
 fn bench_hubdl() {
-    println!("
-== hub downloads: aggregate MB/s, the largest test archive, 1 and 32 clients; ratio vs dg-zoo-server 0.3.0 ==");
+    println!(
+        "
+== hub downloads: aggregate MB/s, the largest test archive, 1 and 32 clients; ratio vs dg-zoo-server 0.3.0 =="
+    );
     let root = hub_root();
-    let (model, size) = MODELS
-        .iter()
-        .map(|m| (m.to_string(), std::fs::metadata(root.path().join(format!("org/zoo/{m}.zip"))).unwrap().len()))
-        .max_by_key(|(_, n)| *n)
-        .unwrap();
+    let (model, size) =
+        MODELS.iter().map(|m| (m.to_string(), std::fs::metadata(root.path().join(format!("org/zoo/{m}.zip"))).unwrap().len())).max_by_key(|(_, n)| *n).unwrap();
     println!("({model}: {:.1} MB)", size as f64 / 1e6);
     let start_hub = |zoo: &str, env: Vec<(&'static str, String)>| {
         let port = free_port();
-        let c = Command::new(release_bin()).args(["hub", "--zoo", zoo, "--port", &port.to_string()]).envs(env).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let c =
+            Command::new(release_bin()).args(["hub", "--zoo", zoo, "--port", &port.to_string()]).envs(env).stdout(std::process::Stdio::null()).spawn().unwrap();
         wait_port(port);
         (cloud_common::ChildGuard(c), format!("127.0.0.1:{port}"))
     };

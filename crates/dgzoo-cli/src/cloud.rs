@@ -359,16 +359,7 @@ pub fn hub(a: HubArgs) -> Result<()> {
         println!("{t}");
         return Ok(());
     }
-    let cfg = HubConfig {
-        root: a.zoo.clone(),
-        s3,
-        listing_ttl: ttl,
-        host: a.host,
-        port: a.port,
-        threads: a.threads,
-        rate_limit: a.rate_limit,
-        log: a.log,
-    };
+    let cfg = HubConfig { root: a.zoo.clone(), s3, listing_ttl: ttl, host: a.host, port: a.port, threads: a.threads, rate_limit: a.rate_limit, log: a.log };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {
         let pool = a.aiservers.iter().map(|s| dgzoo::zoo::address::ServerAddress::parse(s)).collect::<dgzoo::Result<Vec<_>>>()?;

@@ -251,11 +251,8 @@ fn download_zoo_writes_a_zoo_into_a_bucket() {
     sw.create_bucket("dlzoo");
     let root = hub_root(&[EFF_F, BLAZE]);
     let src = start_hub(root.path());
-    let out = Command::new(dgzoo_bin())
-        .args(["download-zoo", "--url", &hub_url(&src), "--token", TOKEN, "--to", "s3://dlzoo/copy"])
-        .envs(sw.env())
-        .output()
-        .unwrap();
+    let out =
+        Command::new(dgzoo_bin()).args(["download-zoo", "--url", &hub_url(&src), "--token", TOKEN, "--to", "s3://dlzoo/copy"]).envs(sw.env()).output().unwrap();
     assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     let bucket = S3Zoo::open("s3://dlzoo/copy", Duration::ZERO).unwrap();
     bucket.write_file("tokens.json", &std::fs::read(root.path().join("tokens.json")).unwrap()).unwrap();
@@ -307,13 +304,8 @@ fn serving_a_large_object_from_s3_keeps_memory_flat() {
     let size = std::fs::metadata(&zip).unwrap().len();
     S3Zoo::open(&url, Duration::ZERO).unwrap().put_file(&[ORG, ZOONAME, "big.zip"], &zip).unwrap();
     std::fs::remove_file(&zip).unwrap();
-    let mut child = Command::new(dgzoo_bin())
-        .args(["hub", "--port", "0", "--zoo", &url])
-        .envs(sw.env())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(dgzoo_bin()).args(["hub", "--port", "0", "--zoo", &url]).envs(sw.env()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let pid = child.id();
@@ -338,6 +330,11 @@ fn serving_a_large_object_from_s3_keeps_memory_flat() {
     }
     let after = vm_hwm_kib(pid);
     let grown_mib = (after.saturating_sub(before)) as f64 / 1024.0;
-    eprintln!("hub over S3: peak RSS {:.1} MiB before, {:.1} MiB after 2 x {} MB downloads (+{grown_mib:.1} MiB)", before as f64 / 1024.0, after as f64 / 1024.0, size >> 20);
+    eprintln!(
+        "hub over S3: peak RSS {:.1} MiB before, {:.1} MiB after 2 x {} MB downloads (+{grown_mib:.1} MiB)",
+        before as f64 / 1024.0,
+        after as f64 / 1024.0,
+        size >> 20
+    );
     assert!(grown_mib < 48.0, "peak RSS grew by {grown_mib:.1} MiB serving a {} MB object", size >> 20);
 }

@@ -546,10 +546,8 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     if !rights.is_admin && !rights.zoos.contains(&zoo_url) {
         return Err(refused(format!("token does not have access rights to zoo {zoo_url}")));
     }
-    let zoo_ref = (is_safe_segment(&org) && is_safe_segment(&zoo))
-        .then(|| st.zoo(&org, &zoo))
-        .flatten()
-        .ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
+    let zoo_ref =
+        (is_safe_segment(&org) && is_safe_segment(&zoo)).then(|| st.zoo(&org, &zoo)).flatten().ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
     let not_found = || refused(format!("model {model} is not found in model zoo {zoo_url}"));
     if !is_safe_segment(&model) {
         return Err(not_found());

@@ -102,7 +102,12 @@ impl S3Zoo {
             // A hub should fail fast at start and on a dead endpoint, not retry for minutes.
             .with_retry(RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(10), ..Default::default() })
             // Downloads can take long: no whole-request timeout, only the connect one.
-            .with_client_options(object_store::ClientOptions::new().with_timeout_disabled().with_connect_timeout(Duration::from_secs(5)).with_allow_http(endpoint.starts_with("http://")));
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_timeout_disabled()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_allow_http(endpoint.starts_with("http://")),
+            );
         if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
             b = b.with_region("us-east-1");
         }
@@ -312,11 +317,7 @@ impl Storage for S3Zoo {
     }
 
     fn archives(&self, org: &str, zoo: &str) -> Vec<(String, Version)> {
-        self.listing(&[org, zoo])
-            .objects
-            .iter()
-            .filter_map(|o| Some((o.location.filename()?.strip_suffix(".zip")?.to_string(), version_of(o))))
-            .collect()
+        self.listing(&[org, zoo]).objects.iter().filter_map(|o| Some((o.location.filename()?.strip_suffix(".zip")?.to_string(), version_of(o)))).collect()
     }
 
     fn archive_version(&self, org: &str, zoo: &str, model: &str) -> Option<Version> {
@@ -324,7 +325,8 @@ impl Storage for S3Zoo {
     }
 
     fn archive_reader(&self, org: &str, zoo: &str, model: &str, version: &Version) -> std::io::Result<Box<dyn ReadSeek>> {
-        let r = RangeReader { store: self.store.clone(), path: self.archive_path(org, zoo, model), len: version.len, pos: 0, buf: bytes::Bytes::new(), buf_at: 0 };
+        let r =
+            RangeReader { store: self.store.clone(), path: self.archive_path(org, zoo, model), len: version.len, pos: 0, buf: bytes::Bytes::new(), buf_at: 0 };
         Ok(Box::new(r))
     }
 
