@@ -294,11 +294,15 @@ pub fn parse_tokens(text: &str, path: &Path) -> Result<HashMap<String, TokenRigh
     Ok(out)
 }
 
+type TokenTable = Arc<HashMap<String, TokenRights>>;
+/// `(org, zoo, model)`.
+type ModelKey = (String, String, String);
+
 #[derive(Default)]
 struct Caches {
     /// The last token table that parsed, with the version of the file it was last checked at.
-    tokens: Option<(Option<Version>, Arc<HashMap<String, TokenRights>>)>,
-    models: HashMap<(String, String, String), (Version, Option<Arc<ModelInfo>>)>,
+    tokens: Option<(Option<Version>, TokenTable)>,
+    models: HashMap<ModelKey, (Version, Option<Arc<ModelInfo>>)>,
 }
 
 pub struct Store {
