@@ -15,6 +15,7 @@ pub mod admin;
 pub mod infer;
 mod listen;
 pub mod multipart;
+#[cfg(feature = "s3")]
 pub mod s3;
 pub mod store;
 
@@ -67,6 +68,9 @@ pub const MAX_REST_BODY: usize = 1 << 20;
 /// A too-large REST body is read (and dropped) up to this size before the 413 is sent.
 const DRAIN_LIMIT: u64 = 16 << 20;
 
+/// How long an S3 listing is reused by default ([`HubConfig::listing_ttl`]).
+pub const DEFAULT_LISTING_TTL: Duration = Duration::from_secs(2);
+
 /// Hub settings.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -96,7 +100,7 @@ impl HubConfig {
         HubConfig {
             root: root.to_path_buf(),
             s3: None,
-            listing_ttl: s3::LISTING_TTL,
+            listing_ttl: DEFAULT_LISTING_TTL,
             host: "127.0.0.1".into(),
             port: 8878,
             threads: 8,
@@ -134,7 +138,10 @@ impl Hub {
         let store = match &cfg.s3 {
             // A missing bucket, wrong credentials or an endpoint that does not answer stop the
             // hub here with the reason.
+            #[cfg(feature = "s3")]
             Some(url) => Store::with_storage(Box::new(s3::S3Zoo::open(url, cfg.listing_ttl).map_err(Error::io)?)),
+            #[cfg(not(feature = "s3"))]
+            Some(url) => return Err(Error::invalid(format!("Cannot serve {url}: this build has no S3 support (feature `s3`)"))),
             None => {
                 std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
                 Store::new(&cfg.root)

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a listing is reused by default.
-pub const LISTING_TTL: Duration = Duration::from_secs(2);
+pub const LISTING_TTL: Duration = super::DEFAULT_LISTING_TTL;
 /// Block size of the random-access reader used to parse archives' ZIP directories.
 const READ_BLOCK: u64 = 256 * 1024;
 
