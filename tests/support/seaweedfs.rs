@@ -4,9 +4,9 @@
 //! scripts/setup-seaweedfs.sh (`DGZOO_SEAWEEDFS` names the binary); without it the tests skip
 //! with a reason, unless `DGZOO_REQUIRE_PEER=1` (CI), where it is a failure.
 //!
-//! `weed` runs under a small shell that kills it when its stdin closes: the test binary holds
-//! the pipe's other end, so the server ends with the test process even though a static is never
-//! dropped.
+//! `weed` runs under a small shell that kills it (and removes its data) when its stdin closes:
+//! the test binary holds the pipe's other end, so the server ends with the test process even
+//! though a static is never dropped.
 #![allow(dead_code)]
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,7 +84,10 @@ impl Seaweed {
         let log = std::fs::File::create(dir.path().join("weed.log")).unwrap();
         let mut child = Command::new("bash")
             .arg("-c")
-            .arg(r#""$@" & pid=$!; read -r _; kill $pid 2>/dev/null; wait $pid"#)
+            // SIGKILL: the data is scratch, and weed can take long to stop on SIGTERM. The data
+            // directory goes too (the static's TempDir is never dropped).
+            .arg(r#""$@" & pid=$!; read -r _; kill -KILL $pid 2>/dev/null; wait $pid; rm -rf "$DGZOO_WEED_DIR""#)
+            .env("DGZOO_WEED_DIR", dir.path())
             .arg("weed-guard")
             .arg(weed)
             .args(&args)
