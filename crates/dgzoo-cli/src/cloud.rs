@@ -37,6 +37,11 @@ pub struct DownloadZooArgs {
     /// Parallel downloads.
     #[arg(long, default_value_t = 4)]
     pub jobs: usize,
+    /// Write the zoo into S3-compatible object storage instead of --path: `s3://BUCKET/PREFIX`,
+    /// in the hub's layout (`PREFIX/<org>/<zoo>/<model>.zip`, org and zoo from --url), ready for
+    /// `dgzoo hub --zoo s3://BUCKET/PREFIX`. AWS settings come from the environment.
+    #[arg(long)]
+    pub to: Option<String>,
 }
 
 /// Progress: bars on a terminal, one line per finished model otherwise.
@@ -97,6 +102,9 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
         }
     }
     let filters = Filters::from_json(&Value::Object(f))?;
+    if let Some(to) = &a.to {
+        return download_zoo_to_s3(&a, to, &filters);
+    }
     if !a.path.is_dir() {
         std::fs::create_dir(&a.path).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.path.display())))?;
     }
@@ -105,6 +113,60 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
     let failures = download_zoo::download_all(&client, &models, &a.path, a.jobs, &reporter);
+    println!("Downloaded {} model(s)", models.len() - failures.len());
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+        Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
+    }
+}
+
+/// One model of `download-zoo --to s3://...`: downloaded and verified into a temp directory,
+/// packed as `<m>.zip`, put into the bucket as `<org>/<zoo>/<m>.zip`.
+fn copy_to_bucket(
+    client: &CloudClient,
+    m: &str,
+    bucket: &dgzoo_server::hub::s3::S3Zoo,
+    zoo: &dgzoo::zoo::address::CloudZoo,
+    to: &str,
+    reporter: &Reporter,
+) -> Result<()> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(format!("Cannot create a temporary directory: {e}")))?;
+    let dir = download_zoo::download_model(client, m, tmp.path(), &mut |g, t| reporter.bytes(m, g, t))?;
+    let zip = tmp.path().join(format!("{m}.zip"));
+    archive::pack_model(&dir, &zip)?;
+    bucket.put_file(&[&zoo.org, &zoo.zoo, &format!("{m}.zip")], &zip).map_err(|e| Error::io(format!("Cannot put {m}.zip into {to}: {e}")))
+}
+
+/// `download-zoo --to s3://...`: each selected model is downloaded and verified into a local
+/// temp directory (as for --path), packed as a hub archive and put into the bucket, then its
+/// local copy is deleted (local disk holds at most the models in flight).
+fn download_zoo_to_s3(a: &DownloadZooArgs, to: &str, filters: &Filters) -> Result<()> {
+    let zoo = parse_cloud_url(&a.url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{}'", a.url)))?;
+    // Checks the bucket and credentials before anything is downloaded.
+    let bucket = dgzoo_server::hub::s3::S3Zoo::open(to, dgzoo_server::hub::s3::LISTING_TTL).map_err(Error::io)?;
+    let (client, models) = download_zoo::select(&a.url, &a.token, filters)?;
+    println!("Downloading models\n  from '{}'\n  into '{}/{}/{}'", a.url, to.trim_end_matches('/'), zoo.org, zoo.zoo);
+    let tty = std::io::stderr().is_terminal();
+    let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..a.jobs.clamp(1, 16).min(models.len().max(1)) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let Some(m) = models.get(i) else { break };
+                reporter.start(m);
+                let r = copy_to_bucket(&client, m, &bucket, &zoo, to, &reporter);
+                reporter.done(m, &r);
+                if let Err(e) = r {
+                    failures.lock().unwrap_or_else(|p| p.into_inner()).push((m.clone(), e));
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
     println!("Downloaded {} model(s)", models.len() - failures.len());
     if failures.is_empty() {
         Ok(())
@@ -240,9 +302,15 @@ pub fn cache(a: CacheArgs) -> Result<()> {
 /// `dgzoo hub`: serve a zoo root like dg-zoo-server.
 #[derive(Args)]
 pub struct HubArgs {
-    /// Zoo root: tokens.json and <org>/<zoo>/<model>.zip.
+    /// Zoo root: tokens.json and <org>/<zoo>/<model>.zip, in a directory or in S3-compatible
+    /// object storage (`s3://BUCKET/PREFIX`, with AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY and AWS_REGION from the environment).
     #[arg(long, env = "DGZOO_HUB_ZOO", default_value = "./zoo")]
     pub zoo: PathBuf,
+    /// With an s3:// zoo: how long (ms) a bucket listing and the tokens.json version are reused,
+    /// i.e. the longest a model or token change made by another replica takes to show here.
+    #[arg(long, env = "DGZOO_HUB_LISTING_TTL_MS", default_value_t = 2000)]
+    pub listing_ttl_ms: u64,
     #[arg(long, env = "DGZOO_HUB_PORT", default_value_t = 8878)]
     pub port: u16,
     #[arg(long, env = "DGZOO_HUB_HOST", default_value = "127.0.0.1")]
@@ -278,15 +346,30 @@ pub struct HubArgs {
     pub log_format: crate::server::LogFormat,
 }
 
+/// `s3://...` when the argument names object storage.
+fn s3_url(p: &std::path::Path) -> Option<String> {
+    p.to_str().filter(|s| s.starts_with("s3://")).map(str::to_string)
+}
+
 pub fn hub(a: HubArgs) -> Result<()> {
+    let s3 = s3_url(&a.zoo);
+    let ttl = std::time::Duration::from_millis(a.listing_ttl_ms);
     if a.new_token {
-        std::fs::create_dir_all(&a.zoo).map_err(|e| dgzoo::Error::io(format!("Cannot create zoo root '{}': {e}", a.zoo.display())))?;
-        let t = dgzoo_server::hub::admin::mint_token(&dgzoo_server::hub::store::Store::new(&a.zoo), a.admin).map_err(dgzoo::Error::invalid)?;
+        let store = match &s3 {
+            Some(url) => dgzoo_server::hub::store::Store::with_storage(Box::new(dgzoo_server::hub::s3::S3Zoo::open(url, ttl).map_err(Error::io)?)),
+            None => {
+                std::fs::create_dir_all(&a.zoo).map_err(|e| dgzoo::Error::io(format!("Cannot create zoo root '{}': {e}", a.zoo.display())))?;
+                dgzoo_server::hub::store::Store::new(&a.zoo)
+            }
+        };
+        let t = dgzoo_server::hub::admin::mint_token(&store, a.admin).map_err(dgzoo::Error::invalid)?;
         println!("{t}");
         return Ok(());
     }
     let cfg = HubConfig {
         root: a.zoo.clone(),
+        s3,
+        listing_ttl: ttl,
         host: a.host,
         port: a.port,
         threads: a.threads,

@@ -3,7 +3,7 @@
 //! hands the first token to anyone who asks while `tokens.json` is empty, no request without
 //! an admin token can mint a token or write the file. The operator makes the first admin token
 //! on the hub's machine with `dgzoo hub --zoo DIR --new-token --admin` ([`mint_token`]).
-use super::store::{Store, TokenRights};
+use super::store::{PutError, Store, TokenRights};
 use super::{error, json_resp, Resp};
 use dgzoo::cache::archive::is_safe_segment;
 use serde_json::json;
@@ -93,7 +93,7 @@ pub fn mint_token(store: &Store, is_admin: bool) -> Result<String, String> {
     let mut tokens = (*store.load_tokens()?).clone();
     let t = new_token()?;
     tokens.insert(t.clone(), TokenRights { is_admin, zoos: Vec::new() });
-    store.save_tokens(&tokens).map_err(|e| format!("cannot save '{}': {e}", store.root().join("tokens.json").display()))?;
+    store.save_tokens(&tokens).map_err(|e| format!("cannot save '{}': {e}", store.tokens_location()))?;
     Ok(t)
 }
 
@@ -182,12 +182,12 @@ pub fn upload_model(store: &Store, token: &Caller, org: &str, zoo: &str, content
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
-    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
+    let Some(z) = store.zoo(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
     let Some(boundary) = super::multipart::boundary(content_type) else {
         return error(422, "the upload must be multipart/form-data with a 'file' field");
     };
-    // Stream into a temp file beside the archives, so the final rename stays on one file system.
-    let mut tmp = match tempfile::Builder::new().prefix(".upload-").tempfile_in(&dir) {
+    // Stream into a temp file where the storage wants it staged (beside the archives on disk).
+    let mut tmp = match tempfile::Builder::new().prefix(".upload-").tempfile_in(store.storage().staging_dir(&z.org, &z.zoo)) {
         Ok(t) => t,
         Err(e) => return error(500, format!("cannot store the upload: {e}")),
     };
@@ -200,7 +200,6 @@ pub fn upload_model(store: &Store, token: &Caller, org: &str, zoo: &str, content
     if !is_safe_segment(&model) {
         return error(400, format!("Model archive name '{filename}' is not a valid model name"));
     }
-    let target = dir.join(format!("{model}.zip"));
     // Validate before it becomes visible (dg-zoo-server links first and validates after).
     let escape =
         std::fs::File::open(tmp.path()).ok().and_then(|f| zip::ZipArchive::new(f).ok()).and_then(|mut z| dgzoo::cache::archive::unsafe_entry(&mut z, &model));
@@ -210,11 +209,10 @@ pub fn upload_model(store: &Store, token: &Caller, org: &str, zoo: &str, content
     if super::store::read_model_info(tmp.path(), &model).is_none() {
         return error(400, format!("Model archive {model}.zip is not a valid model archive: it needs {model}/{model}.json with a Checksum"));
     }
-    let persisted = if overwrite { tmp.persist(&target).map(|_| ()) } else { tmp.persist_noclobber(&target).map(|_| ()) };
-    match persisted {
+    match store.storage().put_archive(org, zoo, &model, tmp, overwrite) {
         Ok(()) => json_resp(201, &json!({"url": format!("{org}/{zoo}/{model}")})),
-        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => error(400, format!("Model {model} already exists in zoo {org}/{zoo}")),
-        Err(e) => error(500, format!("cannot store the model: {}", e.error)),
+        Err(PutError::AlreadyExists) => error(400, format!("Model {model} already exists in zoo {org}/{zoo}")),
+        Err(PutError::Other(e)) => error(500, format!("cannot store the model: {e}")),
     }
 }
 
@@ -223,11 +221,11 @@ pub fn delete_model(store: &Store, token: &Caller, org: &str, zoo: &str, model: 
     if let Some(r) = need_admin(&store.tokens(), token) {
         return r;
     }
-    let Some(dir) = store.zoo_dir(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
-    if !is_safe_segment(model) || store.model(&dir, model).is_none() {
+    let Some(z) = store.zoo(org, zoo) else { return error(400, format!("Zoo {org}/{zoo} is not found")) };
+    if !is_safe_segment(model) || store.model(&z, model).is_none() {
         return error(400, format!("Model {model} is not found in zoo {org}/{zoo}"));
     }
-    match std::fs::remove_file(dir.join(format!("{model}.zip"))) {
+    match store.storage().delete_archive(org, zoo, model) {
         Ok(()) => json_resp(200, &json!({"url": format!("{org}/{zoo}/{model}")})),
         Err(e) => error(500, format!("cannot delete model {model}: {e}")),
     }

@@ -222,7 +222,8 @@ impl CloudInference {
     }
 
     /// The model's files, extracted from its archive once per checksum.
-    fn model_dir(&self, zoo_dir: &std::path::Path, org: &str, zoo: &str, model: &str, checksum: &str) -> Result<PathBuf, String> {
+    fn model_dir(&self, store: &super::store::Store, z: &super::store::Zoo, model: &str, checksum: &str) -> Result<PathBuf, String> {
+        let (org, zoo) = (&z.org, &z.zoo);
         let sum: String = checksum.chars().filter(char::is_ascii_alphanumeric).take(64).collect();
         let key = format!("{org}.{zoo}.{model}.{sum}");
         // Extractions are rare (once per model version): one lock keeps them simple.
@@ -234,10 +235,17 @@ impl CloudInference {
         }
         let dest = self.work.path().join(&key);
         let _ = std::fs::remove_dir_all(&dest);
-        archive::extract_model(&zoo_dir.join(format!("{model}.zip")), model, &dest, archive::Limits::default()).map_err(|e| {
-            let _ = std::fs::remove_dir_all(&dest);
-            format!("model {model} cannot be unpacked: {}", e.message.replace(&self.work.path().to_string_lossy().to_string(), "<work>"))
-        })?;
+        // Object storage: the archive is copied to a scratch file first (streamed), then unpacked.
+        let scratch = self.work.path().join(format!("{key}.zip.part"));
+        let zip = store.storage().local_archive(org, zoo, model, &scratch).map_err(|e| format!("model {model} cannot be fetched: {e}"));
+        let unpacked = zip.and_then(|zip| {
+            archive::extract_model(&zip, model, &dest, archive::Limits::default()).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dest);
+                format!("model {model} cannot be unpacked: {}", e.message.replace(&self.work.path().to_string_lossy().to_string(), "<work>"))
+            })
+        });
+        let _ = std::fs::remove_file(&scratch);
+        unpacked?;
         map.insert(key, dest.clone());
         Ok(dest)
     }
@@ -547,15 +555,13 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     if !rights.is_admin && !rights.zoos.contains(&zoo_url) {
         return Err(refused(format!("token does not have access rights to zoo {zoo_url}")));
     }
-    let zoo_dir = (is_safe_segment(&org) && is_safe_segment(&zoo))
-        .then(|| st.zoo_dir(&org, &zoo))
-        .flatten()
-        .ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
+    let zoo_ref =
+        (is_safe_segment(&org) && is_safe_segment(&zoo)).then(|| st.zoo(&org, &zoo)).flatten().ok_or_else(|| refused(format!("zoo {zoo_url} is not found")))?;
     let not_found = || refused(format!("model {model} is not found in model zoo {zoo_url}"));
     if !is_safe_segment(&model) {
         return Err(not_found());
     }
-    let info = st.model(&zoo_dir, &model).ok_or_else(not_found)?;
+    let info = st.model(&zoo_ref, &model).ok_or_else(not_found)?;
     let config = match auth.get("model_params") {
         Some(Value::String(s)) if !s.trim().is_empty() => {
             serde_json::from_str::<Value>(s).map_err(|e| refused(format!("model_params is not valid JSON: {e}")))?
@@ -569,7 +575,7 @@ fn connect(state: &State, data: &Mp) -> Result<Backend, String> {
     if let Some(r) = state.infer.open_remote(&model, &full_name, inputs, &config, timeout_s) {
         return r.map(|r| Backend::Remote { session: Mutex::new(r), turn: Default::default() }).map_err(refused);
     }
-    let dir = state.infer.model_dir(&zoo_dir, &org, &zoo, &model, &info.checksum).map_err(refused)?;
+    let dir = state.infer.model_dir(st, &zoo_ref, &model, &info.checksum).map_err(refused)?;
     let config_path = dir.join(format!("{model}.json"));
     let mut params = ModelParams::from_file(&config_path).map_err(|e| refused(format!("model {model} has a bad configuration: {}", e.message)))?;
     params.absolutize_paths(&dir).map_err(|e| refused(e.message))?;

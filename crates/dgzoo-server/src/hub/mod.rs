@@ -16,6 +16,8 @@ pub mod admin;
 pub mod infer;
 mod listen;
 pub mod multipart;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod store;
 pub mod web;
 
@@ -25,13 +27,13 @@ use dgzoo::error::{Error, Result};
 use futures_util::TryStreamExt;
 use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
-use std::io::{Read, Seek};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use store::Store;
+use store::{Store, Zoo};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// Device types the hub reports in system info: DeGirum's known runtime/device pairs, so
@@ -68,10 +70,21 @@ pub const MAX_REST_BODY: usize = 1 << 20;
 /// A too-large REST body is read (and dropped) up to this size before the 413 is sent.
 const DRAIN_LIMIT: u64 = 16 << 20;
 
+/// How long an S3 listing is reused by default ([`HubConfig::listing_ttl`]).
+pub const DEFAULT_LISTING_TTL: Duration = Duration::from_secs(2);
+
 /// Hub settings.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
+    /// The zoo root directory (when `s3` is `None`).
     pub root: PathBuf,
+    /// Serve the zoo from S3-compatible object storage instead: `s3://BUCKET/PREFIX`, with the
+    /// standard AWS settings from the environment (see [`s3`]).
+    pub s3: Option<String>,
+    /// How long an S3 listing (and the `tokens.json` version) is reused before the bucket is
+    /// asked again: the longest a model published by another replica or a plain S3 PUT takes
+    /// to appear.
+    pub listing_ttl: Duration,
     pub host: String,
     /// 0 = any free port.
     pub port: u16,
@@ -90,7 +103,17 @@ pub struct HubConfig {
 
 impl HubConfig {
     pub fn new(root: &Path) -> Self {
-        HubConfig { root: root.to_path_buf(), host: "127.0.0.1".into(), port: 8878, threads: 8, rate_limit: None, log: false, admin_token: None }
+        HubConfig {
+            root: root.to_path_buf(),
+            s3: None,
+            listing_ttl: DEFAULT_LISTING_TTL,
+            host: "127.0.0.1".into(),
+            port: 8878,
+            threads: 8,
+            rate_limit: None,
+            log: false,
+            admin_token: None,
+        }
     }
 }
 
@@ -122,10 +145,20 @@ pub struct Hub {
 impl Hub {
     /// Bind and start serving (on the servers' shared runtime).
     pub fn start(cfg: &HubConfig) -> Result<Hub> {
-        std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
+        let store = match &cfg.s3 {
+            // A missing bucket, wrong credentials or an endpoint that does not answer stop the
+            // hub here with the reason.
+            #[cfg(feature = "s3")]
+            Some(url) => Store::with_storage(Box::new(s3::S3Zoo::open(url, cfg.listing_ttl).map_err(Error::io)?)),
+            #[cfg(not(feature = "s3"))]
+            Some(url) => return Err(Error::invalid(format!("Cannot serve {url}: this build has no S3 support (feature `s3`)"))),
+            None => {
+                std::fs::create_dir_all(&cfg.root).map_err(|e| Error::io(format!("Cannot create zoo root '{}': {e}", cfg.root.display())))?;
+                Store::new(&cfg.root)
+            }
+        };
         // A token file that does not parse stops the hub here, before it listens: taking it as
         // "no tokens" would lock out the operator's tokens (or worse).
-        let store = Store::new(&cfg.root);
         store.load_tokens().map_err(Error::invalid)?;
         let rt = crate::net::runtime();
         let listener = rt
@@ -400,7 +433,7 @@ fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
         ["api", "v1", "public", "zoos-check", org, zoo] => with_token(st, &token, None, || {
             let url = format!("{org}/{zoo}");
             let allowed = st.tokens().get(token.as_deref().unwrap_or_default()).is_some_and(|r| r.is_admin || r.zoos.contains(&url));
-            match st.zoo_dir(org, zoo) {
+            match st.zoo(org, zoo) {
                 Some(_) if allowed => json_resp(200, &json!({})),
                 _ => zoo_not_found(org, zoo),
             }
@@ -422,13 +455,13 @@ fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
                 .collect();
             json_resp(200, &Value::Array(list))
         }),
-        ["zoo", "v1", "public", "models", org, zoo] => with_zoo(st, &token, org, zoo, |dir| {
+        ["zoo", "v1", "public", "models", org, zoo] => with_zoo(st, &token, org, zoo, |z| {
             let short = url.flag("short");
-            let m: Map<String, Value> = st.models(dir).into_iter().map(|(n, i)| (n, if short { json!({}) } else { i.params.clone() })).collect();
+            let m: Map<String, Value> = st.models(z).into_iter().map(|(n, i)| (n, if short { json!({}) } else { i.params.clone() })).collect();
             json_resp(200, &Value::Object(m))
         }),
-        ["zoo", "v1", "public", "models", org, zoo, model, what] => with_zoo(st, &token, org, zoo, |dir| {
-            let Some(info) = st.model(dir, model) else { return model_not_found(model, org, zoo) };
+        ["zoo", "v1", "public", "models", org, zoo, model, what] => with_zoo(st, &token, org, zoo, |z| {
+            let Some(info) = st.model(z, model) else { return model_not_found(model, org, zoo) };
             match *what {
                 "info" => json_resp(
                     200,
@@ -444,20 +477,21 @@ fn route(state: &State, url: &Url, headers: &HeaderMap) -> Resp {
                 _ => error(404, "Not Found"),
             }
         }),
-        ["zoo", "v1", "public", "models", org, zoo, model] => with_zoo(st, &token, org, zoo, |dir| {
-            if st.model(dir, model).is_none() {
+        ["zoo", "v1", "public", "models", org, zoo, model] => with_zoo(st, &token, org, zoo, |z| {
+            if st.model(z, model).is_none() {
                 return model_not_found(model, org, zoo);
             }
-            match std::fs::File::open(dir.join(format!("{model}.zip"))) {
-                Ok(f) => {
-                    let r = download(f, model, headers, state.rate_limit);
+            match st.open_archive(z, model) {
+                Ok(Some(a)) => {
+                    let r = download(a, model, headers, state.rate_limit);
                     if r.status().is_success() {
                         // A model the hub serves: the label is bounded by the zoo.
                         metrics::counter!(crate::metrics::HUB_DOWNLOADS, "model" => format!("{org}/{zoo}/{model}")).increment(1);
                     }
                     r
                 }
-                Err(_) => model_not_found(model, org, zoo),
+                Ok(None) => model_not_found(model, org, zoo),
+                Err(e) => error(503, format!("Model {model} cannot be read now: {e}")),
             }
         }),
         _ => error(404, "Not Found"),
@@ -484,9 +518,9 @@ fn with_token(st: &Store, token: &Option<String>, zoo: Option<&str>, f: impl FnO
     f()
 }
 
-fn with_zoo(st: &Store, token: &Option<String>, org: &str, zoo: &str, f: impl FnOnce(&Path) -> Resp) -> Resp {
+fn with_zoo(st: &Store, token: &Option<String>, org: &str, zoo: &str, f: impl FnOnce(&Zoo) -> Resp) -> Resp {
     let url = format!("{org}/{zoo}");
-    with_token(st, token, Some(&url), || match st.zoo_dir(org, zoo) {
+    with_token(st, token, Some(&url), || match st.zoo(org, zoo) {
         Some(d) => f(&d),
         None => zoo_not_found(org, zoo),
     })
@@ -553,15 +587,11 @@ fn requested_span(headers: &HeaderMap, len: u64, etag: &str, modified: Option<Sy
 }
 
 /// Stream a model archive: whole (200) or one range (206), Content-Length always set, in
-/// 256 KiB chunks (memory per download stays constant whatever the archive's size).
-fn download(mut f: std::fs::File, model: &str, headers: &HeaderMap, rate: Option<u64>) -> Resp {
-    // One open file: the length, the tag and the bytes all come from it even if it is replaced.
-    let meta = match f.metadata() {
-        Ok(m) => m,
-        Err(e) => return error(500, e.to_string()),
-    };
-    let (len, modified) = (meta.len(), meta.modified().ok());
-    let etag = archive_etag(len, modified);
+/// 256 KiB chunks (memory per download stays constant whatever the archive's size). The
+/// length, the tag and the bytes all come from one version of the archive
+/// ([`store::Archive`]), whichever storage holds it.
+fn download(archive: store::Archive, model: &str, headers: &HeaderMap, rate: Option<u64>) -> Resp {
+    let (len, modified, etag) = (archive.version.len, archive.version.modified, archive.version.etag.clone());
     let span = requested_span(headers, len, &etag, modified);
     let (status, start, count) = match span {
         Span::Full => (200, 0, len),
@@ -574,12 +604,10 @@ fn download(mut f: std::fs::File, model: &str, headers: &HeaderMap, rate: Option
             return r;
         }
     };
-    if start > 0 {
-        if let Err(e) = f.seek(std::io::SeekFrom::Start(start)) {
-            return error(500, e.to_string());
-        }
-    }
-    let reader = tokio::fs::File::from_std(f).take(count);
+    let reader = match archive.stream(start, count) {
+        Ok(r) => r,
+        Err(e) => return error(503, format!("Model {model} cannot be read now: {e}")),
+    };
     // Bytes are counted as they go out (an interrupted download counts what it sent).
     let sent = |b: &Bytes| metrics::counter!(crate::metrics::HUB_DOWNLOAD_BYTES).increment(b.len() as u64);
     let body = match rate {

@@ -1,14 +1,19 @@
-//! The hub's on-disk zoo root, laid out as dg-zoo-server 0.3.0's: `<root>/tokens.json`
+//! The hub's zoo root, laid out as dg-zoo-server 0.3.0's: `<root>/tokens.json`
 //! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`.
-//! Unlike dg-zoo-server, which scans once at start, archives and tokens are re-read when their
-//! size or mtime changes, so a replaced archive is served (with its new checksum) at once.
+//! The root lives behind one trait, [`Storage`], with two implementations: [`LocalDir`] (a
+//! directory) and [`super::s3::S3Zoo`] (`s3://BUCKET/PREFIX`); [`Store`] and the routes above it
+//! do not know which one they use. Unlike dg-zoo-server, which scans once at start, archives and
+//! tokens are re-read when their [`Version`] changes, so a replaced archive is served (with its
+//! new checksum) at once.
 use dgzoo::cache::archive::is_safe_segment;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use tokio::io::AsyncRead;
 
 /// dg-zoo-server's temporary directory under the root; never a zoo.
 pub const TEMP_SUBDIR: &str = "__dg_zoo_server_temp__";
@@ -31,11 +36,220 @@ pub struct TokenRights {
     pub zoos: Vec<String>,
 }
 
-type Stamp = (u64, Option<SystemTime>);
+/// One version of a stored object: equal versions mean equal bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version {
+    pub len: u64,
+    /// The strong `ETag` the hub sends (quoted).
+    pub etag: String,
+    pub modified: Option<SystemTime>,
+}
 
-fn stamp(p: &Path) -> Option<Stamp> {
+/// A model archive opened at one version: its bytes are streamed from that version only.
+pub struct Archive {
+    pub version: Version,
+    body: Box<dyn FnOnce(u64, u64) -> std::io::Result<AsyncBody> + Send>,
+}
+
+/// An archive's bytes as the download body reads them.
+pub type AsyncBody = Pin<Box<dyn AsyncRead + Send>>;
+
+/// A synchronous random-access reader (ZIP parsing).
+pub trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
+
+impl Archive {
+    pub fn new(version: Version, body: impl FnOnce(u64, u64) -> std::io::Result<AsyncBody> + Send + 'static) -> Self {
+        Archive { version, body: Box::new(body) }
+    }
+
+    /// `count` bytes from `start`, streamed (never held whole in memory).
+    pub fn stream(self, start: u64, count: u64) -> std::io::Result<AsyncBody> {
+        (self.body)(start, count)
+    }
+}
+
+/// Why an archive could not be stored.
+#[derive(Debug)]
+pub enum PutError {
+    AlreadyExists,
+    Other(String),
+}
+
+/// Where a zoo root lives. Every method is synchronous: the routes call them on the blocking
+/// pool (`net::blocking`), and the S3 implementation waits there for its async client.
+/// Names passed in are already checked safe path segments ([`is_safe_segment`]).
+pub trait Storage: Send + Sync {
+    /// The root as users name it (a directory, `s3://bucket/prefix`), for messages.
+    fn describe(&self) -> String;
+    /// The current version of a top-level file (`tokens.json`); `None` if it does not exist.
+    /// May be cached for a short time (see the implementation).
+    fn file_version(&self, name: &str) -> Option<Version>;
+    /// A top-level file's bytes now (never cached); `None` if it does not exist.
+    fn read_file(&self, name: &str) -> std::io::Result<Option<Vec<u8>>>;
+    /// Replace a top-level file atomically (readers see the old or the new bytes), readable by
+    /// the hub only where the storage has such a notion.
+    fn write_file(&self, name: &str, bytes: &[u8]) -> std::io::Result<()>;
+    /// Organizations (`[]`) or zoos of an organization (`[org]`), unsorted.
+    fn subdirs(&self, dir: &[&str]) -> Vec<String>;
+    /// Whether the zoo `org/zoo` exists.
+    fn zoo_exists(&self, org: &str, zoo: &str) -> bool;
+    /// The `.zip` archives of a zoo: model name and version.
+    fn archives(&self, org: &str, zoo: &str) -> Vec<(String, Version)>;
+    /// The current version of one archive.
+    fn archive_version(&self, org: &str, zoo: &str, model: &str) -> Option<Version>;
+    /// A random-access reader of the archive at `version` (ZIP parsing of config, labels, readme).
+    fn archive_reader(&self, org: &str, zoo: &str, model: &str, version: &Version) -> std::io::Result<Box<dyn ReadSeek>>;
+    /// The archive opened for a download; `None` if it does not exist.
+    fn open_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<Option<Archive>>;
+    /// The archive as a local file, for extracting it: the file itself, or a copy written to
+    /// `scratch` (which the caller deletes).
+    fn local_archive(&self, org: &str, zoo: &str, model: &str, scratch: &Path) -> std::io::Result<PathBuf>;
+    /// A directory where an upload to `org/zoo` is staged before [`Storage::put_archive`].
+    fn staging_dir(&self, org: &str, zoo: &str) -> PathBuf;
+    /// Publish a staged, validated archive as `org/zoo/<model>.zip`.
+    fn put_archive(&self, org: &str, zoo: &str, model: &str, staged: tempfile::NamedTempFile, overwrite: bool) -> Result<(), PutError>;
+    fn delete_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<()>;
+}
+
+fn file_version(p: &Path) -> Option<Version> {
     let m = std::fs::metadata(p).ok()?;
-    Some((m.len(), m.modified().ok()))
+    let modified = m.modified().ok();
+    Some(Version { len: m.len(), etag: super::archive_etag(m.len(), modified), modified })
+}
+
+/// A zoo root on the local file system (dg-zoo-server's layout). Changes are noticed by
+/// `stat`ing the files on every request (size and mtime).
+pub struct LocalDir {
+    root: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(root: &Path) -> Self {
+        LocalDir { root: root.to_path_buf() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn archive_path(&self, org: &str, zoo: &str, model: &str) -> PathBuf {
+        self.root.join(org).join(zoo).join(format!("{model}.zip"))
+    }
+}
+
+impl Storage for LocalDir {
+    fn describe(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn file_version(&self, name: &str) -> Option<Version> {
+        file_version(&self.root.join(name))
+    }
+
+    fn read_file(&self, name: &str) -> std::io::Result<Option<Vec<u8>>> {
+        match std::fs::read(self.root.join(name)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn write_file(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let tmp = self.root.join(format!("{name}.tmp"));
+        {
+            // Tokens are secrets: readable by the hub's user only.
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, self.root.join(name))
+    }
+
+    fn subdirs(&self, dir: &[&str]) -> Vec<String> {
+        let path = dir.iter().fold(self.root.clone(), |p, d| p.join(d));
+        std::fs::read_dir(path)
+            .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    }
+
+    fn zoo_exists(&self, org: &str, zoo: &str) -> bool {
+        self.root.join(org).join(zoo).is_dir()
+    }
+
+    fn archives(&self, org: &str, zoo: &str) -> Vec<(String, Version)> {
+        std::fs::read_dir(self.root.join(org).join(zoo))
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|e| {
+                        let model = e.file_name().to_str()?.strip_suffix(".zip")?.to_string();
+                        Some((model, file_version(&e.path())?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn archive_version(&self, org: &str, zoo: &str, model: &str) -> Option<Version> {
+        file_version(&self.archive_path(org, zoo, model))
+    }
+
+    fn archive_reader(&self, org: &str, zoo: &str, model: &str, _version: &Version) -> std::io::Result<Box<dyn ReadSeek>> {
+        Ok(Box::new(std::fs::File::open(self.archive_path(org, zoo, model))?))
+    }
+
+    fn open_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<Option<Archive>> {
+        let f = match std::fs::File::open(self.archive_path(org, zoo, model)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // One open file: the length, the tag and the bytes all come from it even if it is replaced.
+        let meta = f.metadata()?;
+        let modified = meta.modified().ok();
+        let version = Version { len: meta.len(), etag: super::archive_etag(meta.len(), modified), modified };
+        Ok(Some(Archive::new(version, move |start, count| {
+            use tokio::io::AsyncReadExt;
+            let mut f = f;
+            if start > 0 {
+                f.seek(std::io::SeekFrom::Start(start))?;
+            }
+            Ok(Box::pin(tokio::fs::File::from_std(f).take(count)) as AsyncBody)
+        })))
+    }
+
+    fn local_archive(&self, org: &str, zoo: &str, model: &str, _scratch: &Path) -> std::io::Result<PathBuf> {
+        Ok(self.archive_path(org, zoo, model))
+    }
+
+    fn staging_dir(&self, org: &str, zoo: &str) -> PathBuf {
+        // Beside the archives, so the final rename stays on one file system.
+        self.root.join(org).join(zoo)
+    }
+
+    fn put_archive(&self, org: &str, zoo: &str, model: &str, staged: tempfile::NamedTempFile, overwrite: bool) -> Result<(), PutError> {
+        let target = self.archive_path(org, zoo, model);
+        let persisted = if overwrite { staged.persist(&target).map(|_| ()) } else { staged.persist_noclobber(&target).map(|_| ()) };
+        match persisted {
+            Ok(()) => Ok(()),
+            Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Err(PutError::AlreadyExists),
+            Err(e) => Err(PutError::Other(e.error.to_string())),
+        }
+    }
+
+    fn delete_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<()> {
+        std::fs::remove_file(self.archive_path(org, zoo, model))
+    }
+}
+
+/// A zoo of the store, found by [`Store::zoo`].
+#[derive(Debug, Clone)]
+pub struct Zoo {
+    pub org: String,
+    pub zoo: String,
 }
 
 /// How an entry of `tokens.json` is shown in error texts: its first characters only (the
@@ -80,19 +294,23 @@ pub fn parse_tokens(text: &str, path: &Path) -> Result<HashMap<String, TokenRigh
     Ok(out)
 }
 
+type TokenTable = Arc<HashMap<String, TokenRights>>;
+/// `(org, zoo, model)`.
+type ModelKey = (String, String, String);
+
 #[derive(Default)]
 struct Caches {
-    /// The last token table that parsed, with the stamp of the file it was last checked at.
-    tokens: Option<(Stamp, Arc<HashMap<String, TokenRights>>)>,
-    models: HashMap<PathBuf, (Stamp, Option<Arc<ModelInfo>>)>,
+    /// The last token table that parsed, with the version of the file it was last checked at.
+    tokens: Option<(Option<Version>, TokenTable)>,
+    models: HashMap<ModelKey, (Version, Option<Arc<ModelInfo>>)>,
 }
 
 pub struct Store {
-    root: PathBuf,
+    storage: Box<dyn Storage>,
     caches: Mutex<Caches>,
 }
 
-fn read_member(zip: &mut zip::ZipArchive<std::fs::File>, idx: usize) -> Option<Vec<u8>> {
+fn read_member<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, idx: usize) -> Option<Vec<u8>> {
     let e = zip.by_index(idx).ok()?;
     let mut buf = Vec::new();
     e.take(MAX_MEMBER).read_to_end(&mut buf).ok()?;
@@ -103,11 +321,15 @@ fn base_name(n: &str) -> &str {
     n.rsplit(['/', '\\']).next().unwrap_or(n)
 }
 
-/// Read config, labels and readme from an archive; `None` if it is not a model archive
+/// Read config, labels and readme from an archive file; `None` if it is not a model archive
 /// (not a ZIP, no `<m>.json`, or no `Checksum`), which is then not listed.
 pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
-    let f = std::fs::File::open(path).ok()?;
-    let mut zip = zip::ZipArchive::new(f).ok()?;
+    model_info_from(std::fs::File::open(path).ok()?, model)
+}
+
+/// [`read_model_info`] from any random-access reader.
+pub fn model_info_from<R: Read + Seek>(reader: R, model: &str) -> Option<ModelInfo> {
+    let mut zip = zip::ZipArchive::new(reader).ok()?;
     // An archive with entries escaping its model folder is never listed or served.
     if dgzoo::cache::archive::unsafe_entry(&mut zip, model).is_some() {
         return None;
@@ -137,13 +359,25 @@ pub fn read_model_info(path: &Path, model: &str) -> Option<ModelInfo> {
     Some(ModelInfo { params, labels, readme, checksum })
 }
 
+const TOKENS: &str = "tokens.json";
+
 impl Store {
+    /// A store over a local zoo root directory.
     pub fn new(root: &Path) -> Self {
-        Store { root: root.to_path_buf(), caches: Mutex::new(Caches::default()) }
+        Self::with_storage(Box::new(LocalDir::new(root)))
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn with_storage(storage: Box<dyn Storage>) -> Self {
+        Store { storage, caches: Mutex::new(Caches::default()) }
+    }
+
+    pub fn storage(&self) -> &dyn Storage {
+        &*self.storage
+    }
+
+    /// Where `tokens.json` is, for messages.
+    pub fn tokens_location(&self) -> String {
+        format!("{}/{TOKENS}", self.storage.describe().trim_end_matches('/'))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Caches> {
@@ -154,25 +388,24 @@ impl Store {
     /// The hub refuses to start when this fails, and token changes refuse to write over a file
     /// that does not parse.
     pub fn load_tokens(&self) -> Result<Arc<HashMap<String, TokenRights>>, String> {
-        let path = self.root.join("tokens.json");
-        let st = stamp(&path).unwrap_or((0, None));
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::from("{}"),
-            Err(e) => return Err(format!("Cannot read token file '{}': {e}", path.display())),
+        let location = self.tokens_location();
+        let version = self.storage.file_version(TOKENS);
+        let text = match self.storage.read_file(TOKENS) {
+            Ok(Some(b)) => String::from_utf8_lossy(&b).into_owned(),
+            Ok(None) => String::from("{}"),
+            Err(e) => return Err(format!("Cannot read token file '{location}': {e}")),
         };
-        let t = Arc::new(parse_tokens(&text, &path)?);
-        self.lock().tokens = Some((st, t.clone()));
+        let t = Arc::new(parse_tokens(&text, Path::new(&location))?);
+        self.lock().tokens = Some((version, t.clone()));
         Ok(t)
     }
 
     /// The token table, re-read when `tokens.json` changes. A file that stops parsing while
     /// the hub runs keeps the last table that did (reported on stderr), never an empty one.
     pub fn tokens(&self) -> Arc<HashMap<String, TokenRights>> {
-        let path = self.root.join("tokens.json");
-        let st = stamp(&path).unwrap_or((0, None));
-        if let Some((s, t)) = &self.lock().tokens {
-            if *s == st {
+        let version = self.storage.file_version(TOKENS);
+        if let Some((v, t)) = &self.lock().tokens {
+            if *v == version {
                 return t.clone();
             }
         }
@@ -182,41 +415,37 @@ impl Store {
                 eprintln!("dgzoo hub: {e}; keeping the previous tokens");
                 let mut c = self.lock();
                 let t = c.tokens.as_ref().map(|(_, t)| t.clone()).unwrap_or_default();
-                c.tokens = Some((st, t.clone()));
+                c.tokens = Some((version, t.clone()));
                 t
             }
         }
     }
 
-    /// Write the token table (atomically: temp file + rename).
+    /// Write the token table (atomically).
     pub fn save_tokens(&self, tokens: &HashMap<String, TokenRights>) -> std::io::Result<()> {
         let mut names: Vec<&String> = tokens.keys().collect();
         names.sort();
         let m: Map<String, Value> =
             names.into_iter().map(|k| (k.clone(), serde_json::json!({"is_admin": tokens[k].is_admin, "zoos": tokens[k].zoos}))).collect();
-        let path = self.root.join("tokens.json");
-        let tmp = self.root.join("tokens.json.tmp");
-        {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            // Tokens are secrets: readable by the hub's user only.
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            f.write_all(serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default().as_bytes())?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &path)?;
+        self.storage.write_file(TOKENS, serde_json::to_string_pretty(&Value::Object(m)).unwrap_or_default().as_bytes())?;
         // Forget the cached table: a same-size rewrite within the mtime granularity must not be missed.
         self.lock().tokens = None;
         Ok(())
     }
 
-    /// The directory of zoo `org/zoo` if it exists.
-    pub fn zoo_dir(&self, org: &str, zoo: &str) -> Option<PathBuf> {
+    /// Zoo `org/zoo` if it exists.
+    pub fn zoo(&self, org: &str, zoo: &str) -> Option<Zoo> {
         if !is_safe_segment(org) || !is_safe_segment(zoo) || org == TEMP_SUBDIR {
             return None;
         }
-        let d = self.root.join(org).join(zoo);
-        d.is_dir().then_some(d)
+        self.storage.zoo_exists(org, zoo).then(|| Zoo { org: org.to_string(), zoo: zoo.to_string() })
+    }
+
+    /// Organizations, sorted.
+    pub fn orgs(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.storage.subdirs(&[]).into_iter().filter(|o| is_safe_segment(o) && o != TEMP_SUBDIR).collect();
+        v.sort();
+        v
     }
 
     /// Zoos of an organization.
@@ -224,42 +453,42 @@ impl Store {
         if !is_safe_segment(org) || org == TEMP_SUBDIR {
             return Vec::new();
         }
-        let mut v: Vec<String> = std::fs::read_dir(self.root.join(org))
-            .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect())
-            .unwrap_or_default();
+        let mut v = self.storage.subdirs(&[org]);
         v.sort();
         v
     }
 
-    /// Model info of one archive, re-read when the file changed.
-    pub fn model(&self, zoo_dir: &Path, model: &str) -> Option<Arc<ModelInfo>> {
-        if !is_safe_segment(model) {
-            return None;
-        }
-        let path = zoo_dir.join(format!("{model}.zip"));
-        let st = stamp(&path)?;
-        if let Some((s, info)) = self.lock().models.get(&path) {
-            if *s == st {
+    fn info_at(&self, zoo: &Zoo, model: &str, version: Version) -> Option<Arc<ModelInfo>> {
+        let key = (zoo.org.clone(), zoo.zoo.clone(), model.to_string());
+        if let Some((v, info)) = self.lock().models.get(&key) {
+            if *v == version {
                 return info.clone();
             }
         }
-        // Parse outside the lock: archives can be large.
-        let info = read_model_info(&path, model).map(Arc::new);
-        self.lock().models.insert(path, (st, info.clone()));
+        // Parse outside the lock: archives can be large (and remote).
+        let info = self.storage.archive_reader(&zoo.org, &zoo.zoo, model, &version).ok().and_then(|r| model_info_from(r, model)).map(Arc::new);
+        self.lock().models.insert(key, (version, info.clone()));
         info
     }
 
+    /// Model info of one archive, re-read when the archive changed.
+    pub fn model(&self, zoo: &Zoo, model: &str) -> Option<Arc<ModelInfo>> {
+        if !is_safe_segment(model) {
+            return None;
+        }
+        let version = self.storage.archive_version(&zoo.org, &zoo.zoo, model)?;
+        self.info_at(zoo, model, version)
+    }
+
     /// All model archives of a zoo, sorted by name.
-    pub fn models(&self, zoo_dir: &Path) -> Vec<(String, Arc<ModelInfo>)> {
-        let mut names: Vec<String> = std::fs::read_dir(zoo_dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-                    .filter_map(|e| e.file_name().to_str()?.strip_suffix(".zip").map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        names.sort();
-        names.into_iter().filter_map(|n| self.model(zoo_dir, &n).map(|i| (n, i))).collect()
+    pub fn models(&self, zoo: &Zoo) -> Vec<(String, Arc<ModelInfo>)> {
+        let mut list: Vec<(String, Version)> = self.storage.archives(&zoo.org, &zoo.zoo).into_iter().filter(|(m, _)| is_safe_segment(m)).collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list.into_iter().filter_map(|(n, v)| self.info_at(zoo, &n, v).map(|i| (n, i))).collect()
+    }
+
+    /// A model's archive opened for a download.
+    pub fn open_archive(&self, zoo: &Zoo, model: &str) -> std::io::Result<Option<Archive>> {
+        self.storage.open_archive(&zoo.org, &zoo.zoo, model)
     }
 }

@@ -81,13 +81,12 @@ pub(super) fn zoos(state: &State, token: &Option<String>) -> Resp {
     let st = &state.store;
     let tokens = st.tokens();
     let Some(rights) = token.as_deref().and_then(|t| tokens.get(t)) else { return error(401, "Token is not valid") };
-    let mut all: Vec<String> = std::fs::read_dir(st.root())
-        .map(|rd| rd.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().to_str().map(str::to_string)).collect::<Vec<_>>())
-        .unwrap_or_default()
+    let mut all: Vec<String> = st
+        .orgs()
         .into_iter()
         .flat_map(|org| st.zoos(&org).into_iter().map(move |z| format!("{org}/{z}")))
         .filter(|url| rights.is_admin || rights.zoos.contains(url))
-        .filter(|url| url.split_once('/').is_some_and(|(o, z)| st.zoo_dir(o, z).is_some()))
+        .filter(|url| url.split_once('/').is_some_and(|(o, z)| st.zoo(o, z).is_some()))
         .collect();
     all.sort();
     json_resp(200, &json!({ "zoos": all }))
@@ -114,9 +113,9 @@ pub(super) async fn predict(state: Arc<State>, req: Request<Body>, org: String, 
             Some(r) if !r.is_admin && !r.zoos.contains(&url) => return error(401, format!("Token does not have access rights to zoo {url}")),
             _ => {}
         }
-        match state.store.zoo_dir(&org, &zoo) {
+        match state.store.zoo(&org, &zoo) {
             None => return super::zoo_not_found(&org, &zoo),
-            Some(d) if state.store.model(&d, &model).is_none() => return super::model_not_found(&model, &org, &zoo),
+            Some(z) if state.store.model(&z, &model).is_none() => return super::model_not_found(&model, &org, &zoo),
             _ => {}
         }
     }
