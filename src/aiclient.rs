@@ -50,7 +50,13 @@ fn host_port(a: &ServerAddress) -> String {
 
 impl AiServerClient {
     pub fn new(addr: ServerAddress) -> Self {
-        AiServerClient { addr, timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS), max_packet: protocol::DEFAULT_MAX_PACKET, admin_token: None, failover: None }
+        AiServerClient {
+            addr,
+            timeout: Duration::from_millis(protocol::CONNECT_TIMEOUT_MS),
+            max_packet: protocol::DEFAULT_MAX_PACKET,
+            admin_token: None,
+            failover: None,
+        }
     }
 
     /// The admin token to send with guarded management commands (empty = none).
