@@ -37,6 +37,26 @@ static void on_result(void *user_data, uint64_t frame_id, dg_result *result, dg_
   dg_error_free(error);
 }
 
+/* A stream of two frames with an out-of-range input kind: each gets its own error. */
+static int stream_pulled = 0, stream_errors = 0;
+static int32_t bad_frames(void *user_data, dg_input *out, void **info) {
+  (void)user_data;
+  if (stream_pulled == 2) return 0;
+  stream_pulled++;
+  out->kind = 77;
+  out->data = NULL;
+  out->len = 0;
+  *info = NULL;
+  return 1;
+}
+static void on_stream_result(void *user_data, void *info, dg_result *result, dg_error *error) {
+  (void)user_data;
+  (void)info;
+  if (error && dg_error_code(error) == DG_INVALID_ARGUMENT) stream_errors++;
+  dg_result_free(result);
+  dg_error_free(error);
+}
+
 static void nulls(const char *zoo_dir, const unsigned char *img, size_t len) {
   dg_zoo *zoo = NULL;
   dg_model *m = NULL;
@@ -183,6 +203,15 @@ static void nulls(const char *zoo_dir, const unsigned char *img, size_t len) {
   EXPECT_INVALID(dg_async_submit_inputs(a, 0, &bad_kind, 1, -1));
   OK(dg_async_wait(a));
   dg_async_free(a);
+
+  /* Streamed prediction. */
+  EXPECT_INVALID(dg_model_predict_stream(NULL, 2, bad_frames, NULL, on_stream_result, NULL));
+  EXPECT_INVALID(dg_model_predict_stream(m, 2, NULL, NULL, on_stream_result, NULL));
+  EXPECT_INVALID(dg_model_predict_stream(m, 2, bad_frames, NULL, NULL, NULL));
+  EXPECT_INVALID(dg_model_predict_stream(m, (size_t)-1, bad_frames, NULL, on_stream_result, NULL));
+  CHECK(stream_pulled == 0, "no frame pulled on an argument error");
+  OK(dg_model_predict_stream(m, 2, bad_frames, NULL, on_stream_result, NULL));
+  CHECK(stream_pulled == 2 && stream_errors == 2, "bad frames: %d pulled, %d errors", stream_pulled, stream_errors);
 
   /* Logging: a NULL callback stops the records. */
   dg_error *le = dg_set_log_callback(NULL, NULL);

@@ -74,13 +74,19 @@ pub struct AsyncPredictor {
     remote: Option<Arc<RemotePipeline>>,
 }
 
+/// `depth`, or the model's `frame_queue_depth` for 0, checked against 1..=160.
+fn effective_depth(model: &Model, depth: usize) -> Result<usize> {
+    let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
+    if !(1..=crate::model::MAX_FRAME_QUEUE_DEPTH as usize).contains(&depth) {
+        return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
+    }
+    Ok(depth)
+}
+
 impl AsyncPredictor {
     /// `depth` bounds frames in flight (1..=160; 0 = the model's `frame_queue_depth`).
     pub fn new(model: Model, depth: usize, callback: Callback) -> Result<Self> {
-        let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
-        if !(1..=crate::model::MAX_FRAME_QUEUE_DEPTH as usize).contains(&depth) {
-            return Err(Error::invalid(format!("Frame queue depth {depth} is out of range 1..{}", crate::model::MAX_FRAME_QUEUE_DEPTH)));
-        }
+        let depth = effective_depth(&model, depth)?;
         // Fail early (missing runtime, bad model) rather than on the first frame.
         model.ready()?;
         let shared = Arc::new(Shared {
@@ -325,8 +331,9 @@ pub fn predict_stream<T>(
     mut next: impl FnMut() -> Option<StreamFrame<T>>,
     mut on_result: impl FnMut(T, Result<InferenceResult>),
 ) -> Result<u64> {
-    let depth = if depth == 0 { model.state().params.u64("FrameQueueDepth", 0) as usize } else { depth };
-    let (tx, rx) = crossbeam_channel::bounded::<(u64, Result<InferenceResult>)>(depth.max(1));
+    // Checked before the channel is sized by it (a huge depth must be an error, not a panic).
+    let depth = effective_depth(model, depth)?;
+    let (tx, rx) = crossbeam_channel::bounded::<(u64, Result<InferenceResult>)>(depth);
     let p = AsyncPredictor::new(
         model.clone(),
         depth,

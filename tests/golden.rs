@@ -265,6 +265,9 @@ fn stream_pulls_frames_lazily_and_delivers_in_order() {
     // An empty stream ends at once; a bad depth is refused.
     assert_eq!(dgzoo::pipeline::predict_stream(&model, DEPTH, || None::<(dgzoo::Result<Vec<OwnedInput>>, ())>, |_, _| unreachable!()).unwrap(), 0);
     assert!(dgzoo::pipeline::predict_stream(&model, 100_000, || None::<(dgzoo::Result<Vec<OwnedInput>>, ())>, |_, _| ()).is_err());
+    // usize::MAX used to panic in the channel allocation (found by examples-c/handles_and_nulls.c).
+    let huge = dgzoo::pipeline::predict_stream(&model, usize::MAX, || None::<(dgzoo::Result<Vec<OwnedInput>>, ())>, |_, _| ());
+    assert_eq!(huge.unwrap_err().code, dgzoo::error::Code::InvalidArgument);
 }
 
 #[test]
