@@ -113,13 +113,7 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
     let tty = std::io::stderr().is_terminal();
     let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
     let failures = download_zoo::download_all(&client, &models, &a.path, a.jobs, &reporter);
-    println!("Downloaded {} model(s)", models.len() - failures.len());
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
-        Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
-    }
+    download_summary(models.len(), &failures)
 }
 
 /// One model of `download-zoo --to s3://...`: downloaded and verified into a temp directory,
@@ -167,13 +161,7 @@ fn download_zoo_to_s3(a: &DownloadZooArgs, to: &str, filters: &Filters) -> Resul
         }
     });
     let failures = failures.into_inner().unwrap_or_else(|p| p.into_inner());
-    println!("Downloaded {} model(s)", models.len() - failures.len());
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
-        Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
-    }
+    download_summary(models.len(), &failures)
 }
 
 #[derive(Subcommand)]
@@ -409,4 +397,14 @@ pub fn pack(a: PackArgs) -> Result<()> {
         println!("{}", out.display());
     }
     Ok(())
+}
+
+/// `download-zoo`'s last line, and one error listing every model that failed.
+fn download_summary(count: usize, failures: &[(String, Error)]) -> Result<()> {
+    println!("Downloaded {} model(s)", count - failures.len());
+    if failures.is_empty() {
+        return Ok(());
+    }
+    let list: Vec<String> = failures.iter().map(|(m, e)| format!("{m}: {e}")).collect();
+    Err(Error::io(format!("{} model(s) failed: {}", failures.len(), list.join("; "))))
 }

@@ -93,12 +93,18 @@ struct Drops {
 fn slowloris(targets: Vec<(Target, u16)>, attack: Duration, drain: Duration, until: Arc<Mutex<Option<Instant>>>) -> (Vec<(Target, Drops)>, usize) {
     let mut conns: Vec<(Target, u16, Slow)> = Vec::new();
     let mut drops: Vec<(Target, Drops)> = targets.iter().map(|(t, _)| (*t, Drops::default())).collect();
-    let note_open = |drops: &mut Vec<(Target, Drops)>, t: Target| drops.iter_mut().find(|d| d.0 == t).unwrap().1.opened += 1;
+    // Opening 3,000 connections takes seconds: drops are looked for once a second meanwhile
+    // too, so a lifetime is the server's timeout, not the time the opening took.
+    let mut polled = Instant::now();
     for &(t, port) in &targets {
         for _ in 0..PER_PORT {
             if let Some(c) = slow_open(port, t) {
                 note_open(&mut drops, t);
                 conns.push((t, port, c));
+            }
+            if polled.elapsed() >= Duration::from_secs(1) {
+                poll_pass(&mut conns, &mut drops, None);
+                polled = Instant::now();
             }
         }
     }
@@ -106,27 +112,37 @@ fn slowloris(targets: Vec<(Target, u16)>, attack: Duration, drain: Duration, unt
     let end = until + drain;
     while !conns.is_empty() && Instant::now() < end {
         let tick = Instant::now();
-        let mut i = 0;
-        while i < conns.len() {
-            let (t, port, c) = &mut conns[i];
-            let gone = closed(&mut c.s) || c.s.write(b"a").is_err();
-            if gone {
-                let (t, port, lifetime) = (*t, *port, c.opened.elapsed());
-                drops.iter_mut().find(|d| d.0 == t).unwrap().1.lifetimes.push(lifetime);
-                conns.swap_remove(i);
-                if Instant::now() < until {
-                    if let Some(c) = slow_open(port, t) {
-                        note_open(&mut drops, t);
-                        conns.push((t, port, c));
-                    }
-                }
-                continue;
-            }
-            i += 1;
-        }
+        poll_pass(&mut conns, &mut drops, Some(until));
         std::thread::sleep(Duration::from_secs(1).saturating_sub(tick.elapsed()));
     }
     (drops, conns.len())
+}
+
+fn note_open(drops: &mut [(Target, Drops)], t: Target) {
+    drops.iter_mut().find(|d| d.0 == t).unwrap().1.opened += 1;
+}
+
+/// One byte to every connection; the ones the server dropped are noted with their lifetime
+/// and, before `reopen_until`, replaced.
+fn poll_pass(conns: &mut Vec<(Target, u16, Slow)>, drops: &mut [(Target, Drops)], reopen_until: Option<Instant>) {
+    let mut i = 0;
+    while i < conns.len() {
+        let (t, port, c) = &mut conns[i];
+        let gone = closed(&mut c.s) || c.s.write(b"a").is_err();
+        if gone {
+            let (t, port, lifetime) = (*t, *port, c.opened.elapsed());
+            drops.iter_mut().find(|d| d.0 == t).unwrap().1.lifetimes.push(lifetime);
+            conns.swap_remove(i);
+            if reopen_until.is_some_and(|u| Instant::now() < u) {
+                if let Some(c) = slow_open(port, t) {
+                    note_open(drops, t);
+                    conns.push((t, port, c));
+                }
+            }
+            continue;
+        }
+        i += 1;
+    }
 }
 
 /// `sh -c 'ulimit -n 16384; exec dgzoo ARGS'`, stdout piped.
