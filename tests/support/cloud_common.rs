@@ -269,3 +269,15 @@ pub fn publish_new_version(root: &Path, model: &str, extra: usize) -> Vec<u8> {
     std::fs::rename(&tmp, zoo_dir(root).join(format!("{model}.zip"))).unwrap();
     bytes
 }
+
+/// A multipart/form-data body (boundary `dgzooBOUNDARY`) with one `file` part: the hub's
+/// upload routes.
+pub fn multipart(filename: &str, data: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
+    b.extend_from_slice(filename.as_bytes());
+    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
+    b.extend_from_slice(data);
+    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
+    b
+}

@@ -182,14 +182,9 @@ fn call(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Op
     (status, json(resp.into_string().unwrap().as_bytes()))
 }
 
-fn multipart(filename: &str, data: &[u8]) -> (&'static str, Vec<u8>) {
-    let mut b = Vec::new();
-    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
-    b.extend_from_slice(filename.as_bytes());
-    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
-    b.extend_from_slice(data);
-    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
-    ("multipart/form-data; boundary=dgzooBOUNDARY", b)
+/// The upload body and its content type.
+fn multipart_upload(filename: &str, data: &[u8]) -> (&'static str, Vec<u8>) {
+    ("multipart/form-data; boundary=dgzooBOUNDARY", multipart(filename, data))
 }
 
 /// The administrative flow (tokens, zoo access, upload, delete) gives the same statuses and
@@ -220,11 +215,14 @@ fn admin_endpoints_match_dg_zoo_server() {
         for _ in 0..2 {
             push(call(base, "POST", &access, &[("token", &a), ("token-to-modify", &u)], None), &mut out);
         }
-        push(call(base, "POST", &m, &[("token", &u)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        push(call(base, "POST", &m, &[("token", &u)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))), &mut out);
         for q in ["", "", "?allow_overwrite=true"] {
-            push(call(base, "POST", &format!("{m}{q}"), &[("token", &a)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+            push(call(base, "POST", &format!("{m}{q}"), &[("token", &a)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))), &mut out);
         }
-        push(call(base, "POST", &format!("/zoo/v1/public/models/{ORG}/nozoo"), &[("token", &a)], Some(multipart(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        push(
+            call(base, "POST", &format!("/zoo/v1/public/models/{ORG}/nozoo"), &[("token", &a)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))),
+            &mut out,
+        );
         push(call(base, "GET", &m, &[("token", &u)], None), &mut out);
         push(call(base, "GET", &format!("{m}/{BLAZE}/check?checksum=x"), &[("token", &u)], None), &mut out);
         for _ in 0..2 {

@@ -139,16 +139,6 @@ fn no_request_without_an_admin_token_mints_a_token_or_writes_the_file() {
     drop(hub);
 }
 
-fn multipart(filename: &str, data: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
-    b.extend_from_slice(filename.as_bytes());
-    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
-    b.extend_from_slice(data);
-    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
-    b
-}
-
 /// A model archive `<name>/<name>.json` (a real config with a Checksum) plus `extra` entries.
 type Zip = zip::ZipWriter<std::io::Cursor<Vec<u8>>>;
 

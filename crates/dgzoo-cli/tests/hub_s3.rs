@@ -150,16 +150,6 @@ fn cache_download_through_an_s3_hub_resumes_after_an_interruption() {
     }
 }
 
-fn multipart(filename: &str, data: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    b.extend_from_slice(b"--dgzooBOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; filename=\"");
-    b.extend_from_slice(filename.as_bytes());
-    b.extend_from_slice(b"\"\r\nContent-Type: application/zip\r\n\r\n");
-    b.extend_from_slice(data);
-    b.extend_from_slice(b"\r\n--dgzooBOUNDARY--\r\n");
-    b
-}
-
 /// Two replicas over one bucket: a model PUT straight into the bucket, a model uploaded
 /// through one replica's admin route and a new token in `tokens.json` all show on both within
 /// the listing TTL, without a restart; a deleted model goes from both.
