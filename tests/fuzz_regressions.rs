@@ -54,3 +54,27 @@ fn classification_scores_with_nan_rank_last_without_a_panic() {
     assert!(got.windows(2).all(|w| w[0] >= w[1]), "{got:?}");
     assert!((got[0] - 6.0 / 7.0).abs() < 1e-6, "{got:?}");
 }
+
+/// postprocess: a DetectionYoloHailo tensor whose first class count is huge (a float that
+/// saturates to `usize::MAX`) overflowed `pos + 5 * n` while slicing the rows. It is now the
+/// "ends inside the boxes" error, and a NaN count reads as zero boxes.
+#[test]
+fn hailo_box_count_that_overflows_the_row_range_is_an_error() {
+    use dgzoo::params::ModelParams;
+    use dgzoo::postprocess::{self, PostConfig};
+    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
+    let p = ModelParams::from_value(serde_json::json!({"POST_PROCESS": [{"OutputPostprocessType": "DetectionYoloHailo", "OutputNumClasses": 2}]})).unwrap();
+    let cfg = PostConfig::from_params(&p);
+    let tensor = |vals: &[f32]| Tensor {
+        info: TensorInfo { name: "nms".into(), shape: vec![vals.len() as i64], dtype: ElemType::F32, quant: None, id: None },
+        data: AlignedBuf::from_bytes(&vals.iter().flat_map(|f| f.to_ne_bytes()).collect::<Vec<u8>>()),
+    };
+    for count in [f32::MAX, 1e30, (usize::MAX / 5) as f32] {
+        let e = postprocess::run(&cfg, vec![tensor(&[count, 0.1, 0.1, 0.5, 0.5, 0.9])], &[0], &Default::default(), (64.0, 64.0)).unwrap_err();
+        assert!(e.message.contains("ends inside the"), "{}", e.message);
+    }
+    // NaN boxes of class 0, then one box of class 1: the model still gives its one detection.
+    let out = postprocess::run(&cfg, vec![tensor(&[f32::NAN, 1.0, 0.25, 0.25, 0.75, 0.75, 0.9])], &[0], &Default::default(), (64.0, 64.0)).unwrap();
+    assert_eq!(out.results.len(), 1, "{:?}", out.results);
+    assert_eq!(out.results[0]["category_id"], 1);
+}

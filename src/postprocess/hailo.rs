@@ -29,8 +29,10 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
             return Err(Error::bad_model(format!("DetectionYoloHailo post-processing: {} ends before the box count of class {c}", describe(t))));
         };
         pos += 1;
+        // A count is a float from the model: NaN is 0 and a huge one saturates, so the row
+        // range is computed with checked arithmetic (the fuzzer found `pos + 5 * n` overflowing).
         let n = count.max(0.0) as usize;
-        let Some(rows) = v.get(pos..pos + 5 * n) else {
+        let Some(rows) = n.checked_mul(5).and_then(|len| v.get(pos..pos.checked_add(len)?)) else {
             return Err(Error::bad_model(format!("DetectionYoloHailo post-processing: {} ends inside the {n} boxes of class {c}", describe(t))));
         };
         pos += 5 * n;
