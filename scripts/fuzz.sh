@@ -28,7 +28,12 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --ver
 [ -d "$here/fuzz/seeds" ] || bash "$here/scripts/fuzz-seeds.sh" "$here/fuzz/seeds"
 tdir="${CARGO_TARGET_DIR:-$here/target}/fuzz"
 cd "$here/fuzz"
-cargo fuzz build --target-dir "$tdir"
+# DGZOO_FUZZ_DEV=1 (scripts/test.sh's short CI runs) builds in cargo's dev profile: debug
+# assertions and overflow checks on, and a much shorter build than the optimised default that
+# long runs use (fewer executions per second, which a 10 s smoke run does not need).
+build=()
+[ "${DGZOO_FUZZ_DEV:-0}" = 1 ] && build=(--dev)
+cargo fuzz build "${build[@]}" --target-dir "$tdir"
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
 summary="$here/fuzz/last-run.tsv"
 printf 'target\tseconds\texecutions\tcorpus\tresult\n' >"$summary"
@@ -37,7 +42,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
   log="$(mktemp)"
   rc=0
-  cargo fuzz run --target-dir "$tdir" "$t" "corpus/$t" "seeds/$t" -- \
+  cargo fuzz run "${build[@]}" --target-dir "$tdir" "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" -timeout=20 \
     -print_final_stats=1 >"$log" 2>&1 || rc=$?
   execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"

@@ -13,4 +13,8 @@ export DGZOO_PEER="${DGZOO_PEER:-$here/.peer}"
 export DGZOO_RUNTIME_DIR="${DGZOO_RUNTIME_DIR:-$here/runtimes}"
 export DGZOO_SOAK_SECONDS="${1:-600}"
 export DGZOO_SOAK_SAMPLE_SECONDS="${2:-${DGZOO_SOAK_SAMPLE_SECONDS:-2}}"
-cargo test -p dgzoo-cli --test soak -- --ignored --nocapture --test-threads=1
+# The same cargo selection as scripts/test.sh's test line, filtered to the one ignored soak test:
+# `-p dgzoo-cli --test soak` resolves features for that package alone and rebuilt every shared
+# dependency (3.4 min of CI); this reuses the test build (each other test binary starts, matches
+# nothing and exits).
+cargo test --workspace --lib --bins --tests -- --ignored --exact soak_streams_cloud_inference_and_downloads --nocapture --test-threads=1
