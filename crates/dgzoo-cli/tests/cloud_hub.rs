@@ -215,12 +215,16 @@ fn admin_endpoints_match_dg_zoo_server() {
         for _ in 0..2 {
             push(call(base, "POST", &access, &[("token", &a), ("token-to-modify", &u)], None), &mut out);
         }
-        push(call(base, "POST", &m, &[("token", &u)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))), &mut out);
+        // Uploads that are refused before the body is read (a user token, a missing zoo) send a
+        // body that fits the socket buffers: dg-zoo-server answers them and closes without
+        // reading, and a 200 KB body then broke the pipe mid-send now and then (CI, once).
+        let refused_body = &archive[..1024];
+        push(call(base, "POST", &m, &[("token", &u)], Some(multipart_upload(&format!("{BLAZE}.zip"), refused_body))), &mut out);
         for q in ["", "", "?allow_overwrite=true"] {
             push(call(base, "POST", &format!("{m}{q}"), &[("token", &a)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))), &mut out);
         }
         push(
-            call(base, "POST", &format!("/zoo/v1/public/models/{ORG}/nozoo"), &[("token", &a)], Some(multipart_upload(&format!("{BLAZE}.zip"), &archive))),
+            call(base, "POST", &format!("/zoo/v1/public/models/{ORG}/nozoo"), &[("token", &a)], Some(multipart_upload(&format!("{BLAZE}.zip"), refused_body))),
             &mut out,
         );
         push(call(base, "GET", &m, &[("token", &u)], None), &mut out);
