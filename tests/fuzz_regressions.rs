@@ -40,14 +40,10 @@ fn tensor_bytes_not_a_multiple_of_the_element_size_do_not_panic() {
 fn classification_scores_with_nan_rank_last_without_a_panic() {
     use dgzoo::params::ModelParams;
     use dgzoo::postprocess::{self, PostConfig};
-    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
     let p = ModelParams::from_value(serde_json::json!({"POST_PROCESS": [{"OutputPostprocessType": "Classification", "OutputTopK": 4}]})).unwrap();
     let cfg = PostConfig::from_params(&p);
     let scores: Vec<f32> = (0..64).map(|i| if i % 3 == 0 { f32::NAN } else { (i % 7) as f32 / 7.0 }).collect();
-    let t = Tensor {
-        info: TensorInfo { name: "scores".into(), shape: vec![1, 64], dtype: ElemType::F32, quant: None, id: None },
-        data: AlignedBuf::from_bytes(&scores.iter().flat_map(|f| f.to_ne_bytes()).collect::<Vec<u8>>()),
-    };
+    let t = f32_tensor("scores", &[1, 64], &scores);
     let out = postprocess::run(&cfg, vec![t], &[0], &Default::default(), (224.0, 224.0)).unwrap();
     let got: Vec<f64> = out.results.iter().map(|r| r["score"].as_f64().expect("a number, not NaN")).collect();
     assert_eq!(got.len(), 4);
@@ -62,13 +58,9 @@ fn classification_scores_with_nan_rank_last_without_a_panic() {
 fn hailo_box_count_that_overflows_the_row_range_is_an_error() {
     use dgzoo::params::ModelParams;
     use dgzoo::postprocess::{self, PostConfig};
-    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
     let p = ModelParams::from_value(serde_json::json!({"POST_PROCESS": [{"OutputPostprocessType": "DetectionYoloHailo", "OutputNumClasses": 2}]})).unwrap();
     let cfg = PostConfig::from_params(&p);
-    let tensor = |vals: &[f32]| Tensor {
-        info: TensorInfo { name: "nms".into(), shape: vec![vals.len() as i64], dtype: ElemType::F32, quant: None, id: None },
-        data: AlignedBuf::from_bytes(&vals.iter().flat_map(|f| f.to_ne_bytes()).collect::<Vec<u8>>()),
-    };
+    let tensor = |vals: &[f32]| f32_tensor("nms", &[vals.len() as i64], vals);
     for count in [f32::MAX, 1e30, (usize::MAX / 5) as f32] {
         let e = postprocess::run(&cfg, vec![tensor(&[count, 0.1, 0.1, 0.5, 0.5, 0.9])], &[0], &Default::default(), (64.0, 64.0)).unwrap_err();
         assert!(e.message.contains("ends inside the"), "{}", e.message);
@@ -77,4 +69,13 @@ fn hailo_box_count_that_overflows_the_row_range_is_an_error() {
     let out = postprocess::run(&cfg, vec![tensor(&[f32::NAN, 1.0, 0.25, 0.25, 0.75, 0.75, 0.9])], &[0], &Default::default(), (64.0, 64.0)).unwrap();
     assert_eq!(out.results.len(), 1, "{:?}", out.results);
     assert_eq!(out.results[0]["category_id"], 1);
+}
+
+/// A float tensor as a runtime hands it to the post-processors.
+fn f32_tensor(name: &str, shape: &[i64], vals: &[f32]) -> dgzoo::runtime::Tensor {
+    use dgzoo::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
+    Tensor {
+        info: TensorInfo { name: name.into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None },
+        data: AlignedBuf::from_bytes(bytemuck::cast_slice(vals)),
+    }
 }

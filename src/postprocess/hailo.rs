@@ -32,10 +32,11 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
         // A count is a float from the model: NaN is 0 and a huge one saturates, so the row
         // range is computed with checked arithmetic (the fuzzer found `pos + 5 * n` overflowing).
         let n = count.max(0.0) as usize;
-        let Some(rows) = n.checked_mul(5).and_then(|len| v.get(pos..pos.checked_add(len)?)) else {
+        // `pos` is at most `v.len()`: the count before it was read.
+        let Some(rows) = n.checked_mul(5).and_then(|len| v[pos..].get(..len)) else {
             return Err(Error::bad_model(format!("DetectionYoloHailo post-processing: {} ends inside the {n} boxes of class {c}", describe(t))));
         };
-        pos += 5 * n;
+        pos += rows.len();
         for r in rows.chunks_exact(5).filter(|r| r[4] >= thr) {
             let id = c as i64 - cfg.class_id_adjustment;
             out.push(json!({"bbox": [r[1] as f64 * w, r[0] as f64 * h, r[3] as f64 * w, r[2] as f64 * h], "category_id": id, "label": label_of(labels, id), "score": r[4] as f64}));
