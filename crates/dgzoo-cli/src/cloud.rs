@@ -329,9 +329,24 @@ pub struct HubArgs {
     /// the admin tokens of tokens.json; the AI server's --admin-token.
     #[arg(long, env = "DGZOO_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Seconds a connection may stay idle (no bytes either way, no request in progress)
+    /// before it is closed.
+    #[arg(long, default_value_t = dgzoo_server::hub::listen::Limits::default().idle.as_secs_f64())]
+    pub idle_timeout: f64,
+    /// Seconds a client has to send a whole request head.
+    #[arg(long, default_value_t = dgzoo_server::hub::listen::Limits::default().header_read.as_secs_f64())]
+    pub header_timeout: f64,
     /// Log line format on stderr.
     #[arg(long, env = "DGZOO_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: crate::server::LogFormat,
+}
+
+/// A positive number of seconds from option `--NAME`.
+fn seconds(name: &str, v: f64) -> Result<std::time::Duration> {
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::invalid(format!("--{name} {v} is not a positive number of seconds")))
 }
 
 /// `s3://...` when the argument names object storage.
@@ -364,6 +379,11 @@ pub fn hub(a: HubArgs) -> Result<()> {
         rate_limit: a.rate_limit,
         log: a.log,
         admin_token: a.admin_token.clone(),
+        limits: dgzoo_server::hub::listen::Limits {
+            idle: seconds("idle-timeout", a.idle_timeout)?,
+            header_read: seconds("header-timeout", a.header_timeout)?,
+            ..Default::default()
+        },
     };
     let hub = Hub::start(&cfg)?;
     if !a.aiservers.is_empty() {

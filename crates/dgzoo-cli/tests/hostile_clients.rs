@@ -1,11 +1,12 @@
 //! Slow and hostile clients against the AI server (`dgzoo server start`, asio and HTTP) and the
 //! hub (`dgzoo hub`), each its own process (issue #14): 1,000 slowloris connections per port
 //! (one byte per second of a request that never ends), stream clients that never read their
-//! results, download clients that never read the archive, and clients that vanish mid-frame,
+//! results (some stop sending, some send frames without end), download clients that never read
+//! the archive, and clients that vanish mid-frame,
 //! all at once. Meanwhile normal clients (a dgzoo asio stream, a dgzoo WebSocket stream, a hub
 //! JSON request) keep their median latency within 2x of the unloaded median measured in the
 //! same run, and the slowloris connections are dropped by the servers' timeouts
-//! (`--idle-timeout` for the AI server, the hub's 30 s request-head timeout).
+//! (`--idle-timeout` for the AI server, the hub's `--header-timeout`).
 //!
 //! `DGZOO_HOSTILE_SECONDS` (default 12) is how long the attack lasts (dropped slowloris
 //! clients reconnect until then); `scripts/hostile-clients.sh SECONDS` runs a long one.
@@ -27,8 +28,8 @@ use std::time::{Duration, Instant};
 
 const PER_PORT: usize = 1000;
 const IDLE_TIMEOUT_S: u64 = 6;
-/// The hub's request-head timeout (`hub::listen::Limits::header_read`).
-const HUB_HEAD_TIMEOUT_S: u64 = 30;
+/// The hub's request-head timeout (`dgzoo hub --header-timeout`; 30 s by default).
+const HUB_HEAD_TIMEOUT_S: u64 = 8;
 const SAMPLES: usize = 31;
 
 fn raise_fd_limit() {
@@ -175,7 +176,7 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
     ));
     assert!(wait_port(port, Duration::from_secs(30)) && wait_port(port + 1, Duration::from_secs(30)), "the AI server did not start");
     let root = hub_root(&[BLAZE, EFF_Q]);
-    let mut hub = spawn_limited(&format!("hub --port 0 --zoo '{}'", root.path().display()));
+    let mut hub = spawn_limited(&format!("hub --port 0 --header-timeout {HUB_HEAD_TIMEOUT_S} --zoo '{}'", root.path().display()));
     let mut line = String::new();
     BufReader::new(hub.0.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let hub_addr = line.split("http://").nth(1).and_then(|s| s.split_whitespace().next()).unwrap().to_string();
@@ -230,6 +231,23 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
             let _ = dgzoo::protocol::write_packet(&mut s, json!({"VERSION": 4, "op": "stream", "name": BLAZE, "config": {}}).to_string().as_bytes());
             let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
             (0..64).take_while(|_| dgzoo::protocol::write_packet(&mut s, &jpeg).is_ok()).count()
+        }));
+    }
+    // 16 heavy asio streams: frames without end, never reading a result (loopback's socket
+    // buffers take thousands of small results, so nothing stalls them). The blocking pool's
+    // fair admission puts a normal client's one frame before their queues.
+    let mut heavy = Vec::new();
+    for _ in 0..16 {
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+        let (jpeg, stop) = (jpeg.clone(), stop.clone());
+        heavy.push(std::thread::spawn(move || {
+            let _ = dgzoo::protocol::write_packet(&mut s, json!({"VERSION": 4, "op": "stream", "name": BLAZE, "config": {}}).to_string().as_bytes());
+            let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
+            let mut sent = 0usize;
+            while !stop.load(Ordering::SeqCst) && dgzoo::protocol::write_packet(&mut s, &jpeg).is_ok() {
+                sent += 1;
+            }
+            sent
         }));
     }
     // 16 hub downloads that are never read.
@@ -291,6 +309,8 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
     for h in helpers {
         h.join().unwrap();
     }
+    let heavy_streams = heavy.len();
+    let heavy_frames: usize = heavy.into_iter().map(|h| h.join().unwrap()).sum();
     let mut unread_closed = 0;
     for s in &mut unread {
         s.set_nonblocking(true).unwrap();
@@ -339,6 +359,7 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
         never_read.len(),
         unread.len()
     );
+    println!("  heavy asio streams (frames without end, never read): {heavy_streams}, {heavy_frames} frames sent");
     println!("  vanishing clients: {}", vanished.lock().unwrap());
     println!("  RSS: server {server_rss0} -> {server_rss1} KiB, hub {hub_rss0} -> {hub_rss1} KiB (before / during the attack)");
     assert!(failures.is_empty(), "{}", failures.join("\n"));

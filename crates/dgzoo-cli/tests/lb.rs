@@ -95,16 +95,35 @@ struct AiServer {
 }
 impl AiServer {
     fn start(zoo: &Path, port: Option<u16>) -> AiServer {
-        let port = port.unwrap_or_else(free_port_pair);
-        let child = Command::new(BIN)
-            .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = AiServer { proc: Proc(child), port };
-        wait_until("AI server ready", Duration::from_secs(30), || http_status(port + 1, "/v2/health/ready") == Some(200));
-        s
+        // A free port pair can be taken between the check and the bind (outgoing connections
+        // use the same port range): a server that exits before it is ready gets another pair.
+        for _ in 0..3 {
+            let p = port.unwrap_or_else(free_port_pair);
+            // Its stderr goes to a file (a pipe nobody reads could fill and block the server).
+            let log = tempfile::tempfile().unwrap();
+            let child = Command::new(BIN)
+                .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &p.to_string(), "--protocol", "both"])
+                .stdout(Stdio::null())
+                .stderr(log.try_clone().unwrap())
+                .spawn()
+                .unwrap();
+            let mut s = AiServer { proc: Proc(child), port: p };
+            let mut exited = false;
+            wait_until("AI server ready", Duration::from_secs(30), || {
+                exited = !s.proc.alive();
+                exited || http_status(p + 1, "/v2/health/ready") == Some(200)
+            });
+            if !exited {
+                return s;
+            }
+            let mut err = String::new();
+            let mut log = log;
+            let _ = std::io::Seek::rewind(&mut log);
+            let _ = std::io::Read::read_to_string(&mut log, &mut err);
+            eprintln!("AI server on ports {p}/{} exited at start: {}", p + 1, err.trim());
+            assert!(port.is_none(), "the AI server could not start on the port it must use");
+        }
+        panic!("the AI server exited at start three times");
     }
     fn asio(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -5,7 +5,8 @@
 //!   ([`WORKER_THREADS`] workers, at most [`MAX_BLOCKING_THREADS`] blocking threads), created on
 //!   first use and kept for the life of the process.
 //! - [`blocking`]: CPU-bound or blocking work (inference, zoo scans, model loads) on the
-//!   runtime's blocking pool, at most [`blocking_permits`] jobs at once for the whole process.
+//!   runtime's blocking pool, at most [`blocking_permits`] jobs at once for the whole process,
+//!   admitted fairly among streams ([`blocking_for`], [`crate::fair_pool`]).
 //! - [`Shutdown`]: the graceful-shutdown signal of one server: readiness (for
 //!   `/v2/health/ready`), cancellation (listeners stop, connections finish their current
 //!   request) and a tracker of connection tasks to drain.
@@ -19,6 +20,7 @@
 //! - [`health_routes`]: `/v2/health/live` and `/v2/health/ready`.
 //!
 //! Log lines: tracing events under `dgzoo_server::net`.
+use crate::fair_pool::{ClientId, FairPool};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
@@ -28,7 +30,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -57,20 +58,31 @@ pub fn blocking_permits() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 8)
 }
 
-fn blocking_semaphore() -> &'static Semaphore {
-    static SEM: OnceLock<Semaphore> = OnceLock::new();
-    SEM.get_or_init(|| Semaphore::new(blocking_permits()))
+fn blocking_pool() -> &'static FairPool {
+    static POOL: OnceLock<FairPool> = OnceLock::new();
+    POOL.get_or_init(|| FairPool::new(blocking_permits()))
 }
 
-/// Run `f` on the shared bounded blocking pool and await its result. Jobs past
-/// [`blocking_permits`] wait their turn (in FIFO order), so one busy client cannot take every
-/// thread. A panic in `f` comes back as `Err`.
+/// Run `f` on the shared bounded blocking pool and await its result, as a one-off job (its
+/// own client: it goes before the queues of busy streams). A panic in `f` comes back as `Err`.
 pub async fn blocking<F, R>(f: F) -> Result<R, String>
 where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let _permit = blocking_semaphore().acquire().await.map_err(|e| e.to_string())?;
+    blocking_for(ClientId::fresh(), f).await
+}
+
+/// Run `f` on the shared bounded blocking pool for client `client` (a stream or connection).
+/// Jobs past [`blocking_permits`] wait their turn, shared fairly among clients
+/// ([`crate::fair_pool`]), so a client that keeps its queue full cannot delay one that sends a
+/// frame at a time behind its whole queue.
+pub async fn blocking_for<F, R>(client: ClientId, f: F) -> Result<R, String>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let _slot = blocking_pool().acquire(client).await;
     // Log lines of the job carry the caller's request or stream span.
     let span = tracing::Span::current();
     tokio::task::spawn_blocking(move || span.in_scope(f)).await.map_err(|e| {

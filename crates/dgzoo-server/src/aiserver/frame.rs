@@ -438,19 +438,22 @@ pub(crate) async fn open_stream(state: &Arc<State>, name: String, config: Value)
 pub const MAX_IN_FLIGHT: usize = 8;
 
 /// The frames of one stream: packets are grouped into frames (one packet per model input),
-/// each frame runs on the process-wide bounded blocking pool ([`crate::net::blocking`]) as soon
-/// as it is complete, and results come back strictly in frame order.
+/// each frame runs on the process-wide bounded blocking pool ([`crate::net::blocking_for`], one
+/// fair share per stream) as soon as it is complete, and results come back strictly in frame
+/// order.
 pub(crate) struct FrameQueue {
     session: Arc<StreamSession>,
     partial: Vec<Vec<u8>>,
     in_flight: futures_util::stream::FuturesOrdered<tokio::task::JoinHandle<Vec<u8>>>,
+    /// The stream's share of the blocking pool.
+    client: crate::fair_pool::ClientId,
     /// Frames started so far (for the stream's closing log line).
     pub(crate) frames: u64,
 }
 
 impl FrameQueue {
     pub(crate) fn new(session: Arc<StreamSession>) -> Self {
-        FrameQueue { session, partial: Vec::new(), in_flight: Default::default(), frames: 0 }
+        FrameQueue { session, partial: Vec::new(), in_flight: Default::default(), client: crate::fair_pool::ClientId::fresh(), frames: 0 }
     }
 
     /// Add one packet; a completed frame starts running at once.
@@ -462,11 +465,12 @@ impl FrameQueue {
         let (s, frame) = (self.session.clone(), std::mem::take(&mut self.partial));
         self.frames += 1;
         let in_flight = m::InFlight::start();
+        let client = self.client;
         let job = tokio::spawn(
             async move {
                 let _in_flight = in_flight;
                 let s2 = s.clone();
-                match crate::net::blocking(move || s2.run_frame(&frame)).await {
+                match crate::net::blocking_for(client, move || s2.run_frame(&frame)).await {
                     Ok(r) => r,
                     Err(e) => protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", &e, &[]))),
                 }

@@ -81,7 +81,7 @@ pub struct CloudInference {
     pub max_connections: AtomicUsize,
     next_sid: AtomicU64,
     pool: RwLock<Vec<Arc<PoolMember>>>,
-    /// Frames for AI-server pool members running at once (local frames use `net::blocking`).
+    /// Frames for AI-server pool members running at once (local frames use `net::blocking_for`).
     frame_slots: Arc<Semaphore>,
     /// Open connections, for giving the slot of an idle upgrade to a new one.
     live: Mutex<HashMap<u64, Arc<Slot>>>,
@@ -406,6 +406,8 @@ async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
         return;
     }
     let mut session: Option<Arc<Backend>> = None;
+    // The connection's fair share of the blocking pool (local frames).
+    let client = crate::fair_pool::ClientId::fresh();
     let mut last_heard = Instant::now();
     let connect_deadline = tokio::time::Instant::from_std(slot.opened + CONNECT_TIMEOUT);
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -471,7 +473,7 @@ async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
                     }
                     socketio::DISCONNECT => break,
                     socketio::EVENT => match p.as_event() {
-                        Some(("predict", args)) => frame_job(state, session.clone(), args.first().cloned(), args.get(1).cloned().unwrap_or(Mp::Nil)),
+                        Some(("predict", args)) => frame_job(state, client, session.clone(), args.first().cloned(), args.get(1).cloned().unwrap_or(Mp::Nil)),
                         _ => continue,
                     },
                     _ => continue,
@@ -496,10 +498,10 @@ async fn serve(state: &Arc<State>, ws: WebSocket, slot: &Slot) {
     }
 }
 
-/// One `predict` event as a job: the frame on its pool (local: `net::blocking`; a pool
-/// member's stream: its turn, then a slot of `frame_slots`), then the `predict_result` event
-/// under the client's frame number.
-fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<Mp>, frame_no: Mp) -> Job {
+/// One `predict` event as a job: the frame on its pool (local: `net::blocking_for` the
+/// connection's `client`; a pool member's stream: its turn, then a slot of `frame_slots`), then
+/// the `predict_result` event under the client's frame number.
+fn frame_job(state: &Arc<State>, client: crate::fair_pool::ClientId, session: Option<Arc<Backend>>, payload: Option<Mp>, frame_no: Mp) -> Job {
     let slots = state.infer.frame_slots.clone();
     let turn = match session.as_deref() {
         Some(Backend::Remote { turn, .. }) => Some(turn.clone()),
@@ -515,7 +517,7 @@ fn frame_job(state: &Arc<State>, session: Option<Arc<Backend>>, payload: Option<
                 let _slot = slots.acquire_owned().await.ok()?;
                 tokio::task::spawn_blocking(run).await.map_err(|e| e.to_string())
             }
-            None => crate::net::blocking(run).await,
+            None => crate::net::blocking_for(client, run).await,
         };
         let result = result.unwrap_or_else(|_| {
             protocol::encode(&protocol::frame_err(&protocol::dg_error_text("ERROR", "Operation failed", "internal error while processing the frame", &[])))

@@ -14,7 +14,7 @@
 //! (`net::blocking`) so a slow disk or a large archive never stalls the connections.
 pub mod admin;
 pub mod infer;
-mod listen;
+pub mod listen;
 pub mod multipart;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -99,6 +99,8 @@ pub struct HubConfig {
     /// routes, in addition to the admin tokens of `tokens.json` (the AI server's
     /// `--admin-token`, for operators who manage a fleet with one secret).
     pub admin_token: Option<String>,
+    /// Connection limits and timeouts (idle keep-alive, request head).
+    pub limits: listen::Limits,
 }
 
 impl HubConfig {
@@ -113,6 +115,7 @@ impl HubConfig {
             rate_limit: None,
             log: false,
             admin_token: None,
+            limits: listen::Limits::default(),
         }
     }
 }
@@ -180,7 +183,7 @@ impl Hub {
         let app = axum::Router::new().fallback(dispatch).with_state(state.clone());
         let app = crate::net::health_routes(shutdown.clone()).merge(crate::metrics::route()).merge(app);
         let app = crate::metrics::track(app, route_pattern);
-        let server = rt.spawn(listen::serve(listener, app, listen::Limits::default(), shutdown.clone()));
+        let server = rt.spawn(listen::serve(listener, app, cfg.limits.clone(), shutdown.clone()));
         shutdown.set_ready(true);
         Ok(Hub { addr, state, shutdown, server: Some(server) })
     }
