@@ -12,6 +12,10 @@
 # A summary (target, seconds, executions, corpus size, result) is printed and written to
 # fuzz/last-run.tsv.
 #
+# DGZOO_FUZZ_PARALLEL=N runs N targets at a time (default 1; one core each: libFuzzer runs one
+# process per target). DGZOO_FUZZ_NICE=N runs them under `nice -n N` (a long campaign beside
+# other work).
+#
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET...]
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -33,26 +37,40 @@ cd "$here/fuzz"
 # long runs use (fewer executions per second, which a 10 s smoke run does not need).
 build=()
 [ "${DGZOO_FUZZ_DEV:-0}" = 1 ] && build=(--dev)
-cargo fuzz build "${build[@]}" --target-dir "$tdir"
+nice -n "${DGZOO_FUZZ_NICE:-0}" cargo fuzz build "${build[@]}" --target-dir "$tdir"
 if [ $# -gt 0 ]; then targets=("$@"); else mapfile -t targets < <(cargo fuzz list); fi
 summary="$here/fuzz/last-run.tsv"
-printf 'target\tseconds\texecutions\tcorpus\tresult\n' >"$summary"
-failed=0
-for t in "${targets[@]}"; do
+parallel="${DGZOO_FUZZ_PARALLEL:-1}"
+nice_n="${DGZOO_FUZZ_NICE:-0}"
+lines="$(mktemp -d)"
+# One target: its run, then one summary line in $lines/TARGET (read in target order below).
+run_one() {
+  local t="$1" log rc=0 execs result
   mkdir -p "corpus/$t" "seeds/$t" "artifacts/$t"
   log="$(mktemp)"
-  rc=0
-  cargo fuzz run "${build[@]}" --target-dir "$tdir" "$t" "corpus/$t" "seeds/$t" -- \
+  nice -n "$nice_n" cargo fuzz run "${build[@]}" --target-dir "$tdir" "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -rss_limit_mb="$rss_mb" -malloc_limit_mb="$malloc_mb" -timeout=20 \
     -print_final_stats=1 >"$log" 2>&1 || rc=$?
-  execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)"
+  execs="$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)"
   result=ok
   if [ "$rc" != 0 ]; then
     result="FAILED (rc $rc): $(grep -m1 -E 'ERROR: libFuzzer|panicked at|SUMMARY' "$log" | cut -c1-160)"
-    failed=1
     tail -40 "$log" >&2
   fi
-  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "$(ls "corpus/$t" | wc -l)" "$result" | tee -a "$summary"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$t" "$secs" "${execs:-?}" "$(ls "corpus/$t" | wc -l)" "$result" >"$lines/$t"
+  cat "$lines/$t"
   rm -f "$log"
+}
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$parallel" ]; do wait -n || true; done
+  run_one "$t" &
 done
+wait
+printf 'target\tseconds\texecutions\tcorpus\tresult\n' >"$summary"
+failed=0
+for t in "${targets[@]}"; do
+  cat "$lines/$t" >>"$summary"
+  grep -q $'\tok$' "$lines/$t" || failed=1
+done
+rm -rf "$lines"
 exit "$failed"
