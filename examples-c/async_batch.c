@@ -32,7 +32,7 @@ int main(int argc, char **argv) {
   dg_zoo *zoo = NULL;
   OK(dg_connect("@local", argv[1], NULL, &zoo));
   dg_model *model = NULL;
-  OK(dg_load_model(zoo, "yolov8n_nudenet--320x320_float_tflite_cpu_1", NULL, &model));
+  OK(dg_load_model(zoo, example_model("yolov8n_nudenet--320x320_float_tflite_cpu_1"), NULL, &model));
 
   const uint8_t *datas[N];
   size_t lens[N];

@@ -38,6 +38,13 @@
     dg_error_free(e_);                                                      \
   } while (0)
 
+/* The model an example runs: DGZOO_EXAMPLE_MODEL when set (scripts/sanitize.sh runs the
+   inference-heavy examples on a small model under Valgrind), else `deflt`. */
+static inline const char *example_model(const char *deflt) {
+  const char *m = getenv("DGZOO_EXAMPLE_MODEL");
+  return m && *m ? m : deflt;
+}
+
 /* Read a whole file; the caller frees *out. */
 static inline size_t read_file(const char *path, unsigned char **out) {
   FILE *f = fopen(path, "rb");
