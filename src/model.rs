@@ -592,7 +592,7 @@ impl Model {
         match key {
             "custom_postprocessor" => {
                 if !v.is_null() {
-                    return Err(Error::unsupported("custom_postprocessor takes a Python class; it cannot be set through dgzoo"));
+                    return Err(Error::unsupported("custom_postprocessor takes a Python class in PySDK: set a post-processor callback with dg_model_set_postprocessor (Model::set_custom_postprocessor) instead"));
                 }
             }
             "extra_device_params" => {
