@@ -75,6 +75,7 @@ unsafe impl Sync for UserData {}
 #[no_mangle]
 pub unsafe extern "C" fn dg_model_set_postprocessor(model: *const super::dg_model, callback: dg_postprocess_callback, user_data: *mut c_void) -> *mut dg_error {
     guard(|| {
+        // SAFETY: a non-NULL `model` is a live dg_model from dg_load_model (the header's contract).
         let m = unsafe { model_ref(model) }?;
         let Some(cb) = callback else {
             return m.set_custom_postprocessor(None);
@@ -120,6 +121,7 @@ pub unsafe extern "C" fn dg_postprocess_set_output(out: *mut dg_postprocess_outp
         if out.is_null() {
             return Err(Error::invalid("argument 'out' must not be NULL"));
         }
+        // SAFETY: a non-NULL `text` is a NUL-terminated string (the header's contract).
         let text = unsafe { cstr(text, "text") }?;
         // SAFETY: `out` is the live reply slot the library passed to the running callback.
         unsafe { (*out).text = Some(text.to_string()) };
@@ -141,7 +143,9 @@ pub unsafe extern "C" fn dg_frame_to_image(frame: *const dg_frame_info, x: f64, 
         // SAFETY: a non-NULL `frame` is the dg_frame_info the library passed to the running
         // callback, whose `internal` points at the frame's live FrameInfo.
         let info = unsafe { frame.as_ref() }.filter(|f| !f.internal.is_null()).ok_or_else(|| Error::invalid("argument 'frame' must not be NULL"))?;
+        // SAFETY: as above: `internal` is the FrameInfo the library set, alive during the call.
         let (ox, oy) = unsafe { &*info.internal.cast::<FrameInfo>() }.to_original(x, y);
+        // SAFETY: checked non-NULL above.
         unsafe { (*out_x, *out_y) = (ox, oy) };
         Ok(())
     })
