@@ -415,8 +415,10 @@ void dg_async_free(dg_async *predictor);
 // Lifetime: this call returns once no frame is inside the callback it replaces; from then
 // on the old callback and its `user_data` are never used again. `user_data` must stay valid
 // until the callback is replaced, or `model` and every async predictor made from it are freed.
-// Models on an AI server or the cloud are post-processed there (their raw tensors never reach
-// this process): setting a callback on one is a DG_UNSUPPORTED error (NULL is accepted).
+// Models on an AI server or the cloud are post-processed by the server: setting a callback on
+// one is a DG_UNSUPPORTED error (NULL is accepted). Their raw tensors do reach this process
+// with `output_postprocess_type` "None" (read them with `dg_result_tensor`), but the callback
+// is not run on them yet.
 dg_error *dg_model_set_postprocessor(const dg_model *model,
                                      dg_postprocess_callback callback,
                                      void *user_data);

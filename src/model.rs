@@ -427,9 +427,10 @@ impl Model {
 
     /// PySDK's `custom_postprocessor`: `f` gets each frame's raw output tensors and replaces
     /// the built-in post-processor (None restores it); `output_class_set` still applies to its
-    /// results. Local models only: an AI server or the cloud post-processes on its side, so
-    /// their raw tensors never reach this process (`Unsupported`). Returns once no frame is
-    /// still inside the post-processor replaced.
+    /// results. Local models only (`Unsupported` otherwise): an AI server or the cloud
+    /// post-processes on its side; with `output_postprocess_type` "None" their raw tensors do
+    /// arrive, but the remote result path does not run the hook on them yet. Returns once no
+    /// frame is still inside the post-processor replaced.
     pub fn set_custom_postprocessor(&self, f: Option<Arc<crate::postprocess::custom::PostprocessFn>>) -> Result<()> {
         if f.is_some() && self.is_remote() {
             return Err(Error::unsupported(format!(

@@ -70,8 +70,10 @@ unsafe impl Sync for UserData {}
 /// Lifetime: this call returns once no frame is inside the callback it replaces; from then
 /// on the old callback and its `user_data` are never used again. `user_data` must stay valid
 /// until the callback is replaced, or `model` and every async predictor made from it are freed.
-/// Models on an AI server or the cloud are post-processed there (their raw tensors never reach
-/// this process): setting a callback on one is a DG_UNSUPPORTED error (NULL is accepted).
+/// Models on an AI server or the cloud are post-processed by the server: setting a callback on
+/// one is a DG_UNSUPPORTED error (NULL is accepted). Their raw tensors do reach this process
+/// with `output_postprocess_type` "None" (read them with `dg_result_tensor`), but the callback
+/// is not run on them yet.
 #[no_mangle]
 pub unsafe extern "C" fn dg_model_set_postprocessor(model: *const super::dg_model, callback: dg_postprocess_callback, user_data: *mut c_void) -> *mut dg_error {
     guard(|| {
