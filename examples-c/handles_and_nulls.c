@@ -57,6 +57,19 @@ static void on_stream_result(void *user_data, void *info, dg_result *result, dg_
   dg_error_free(error);
 }
 
+/* A custom post-processor that reports no results: frames through it fail. */
+static int pp_calls = 0;
+static int32_t no_results(void *user_data, const dg_tensor_view *tensors, size_t count, const dg_frame_info *frame,
+                          dg_postprocess_output *out) {
+  (void)user_data;
+  (void)tensors;
+  (void)count;
+  (void)frame;
+  (void)out;
+  pp_calls++;
+  return 0;
+}
+
 static void nulls(const char *zoo_dir, const unsigned char *img, size_t len) {
   dg_zoo *zoo = NULL;
   dg_model *m = NULL;
@@ -213,6 +226,28 @@ static void nulls(const char *zoo_dir, const unsigned char *img, size_t len) {
   OK(dg_model_predict_stream(m, 2, bad_frames, NULL, on_stream_result, NULL));
   CHECK(stream_pulled == 2 && stream_errors == 2, "bad frames: %d pulled, %d errors", stream_pulled, stream_errors);
 
+  /* Custom post-processor: NULL model, reply slot, frame and out-parameters. */
+  EXPECT_INVALID(dg_model_set_postprocessor(NULL, no_results, NULL));
+  EXPECT_INVALID(dg_model_set_postprocessor(NULL, NULL, NULL));
+  EXPECT_INVALID(dg_postprocess_set_output(NULL, NULL));
+  EXPECT_INVALID(dg_postprocess_set_output(NULL, "[]"));
+  double fx = 1, fy = 1;
+  dg_frame_info not_ours = {1, 1, 1, 1, NULL};
+  EXPECT_INVALID(dg_frame_to_image(NULL, 0, 0, &fx, &fy));
+  EXPECT_INVALID(dg_frame_to_image(&not_ours, 0, 0, &fx, &fy));
+  CHECK(fx == 0 && fy == 0, "out-parameters cleared on error");
+  EXPECT_INVALID(dg_frame_to_image(&not_ours, 0, 0, NULL, &fy));
+  EXPECT_INVALID(dg_frame_to_image(&not_ours, 0, 0, &fx, NULL));
+  OK(dg_model_set_postprocessor(m, NULL, NULL)); /* nothing set: NULL is a no-op */
+  OK(dg_model_set_postprocessor(m, no_results, NULL));
+  EXPECT_CODE(dg_predict(m, img, len, &r), DG_INFERENCE);
+  CHECK(r == NULL && pp_calls == 1, "failed frame: result %p, %d calls", (void *)r, pp_calls);
+  OK(dg_model_set_postprocessor(m, NULL, NULL));
+  OK(dg_predict(m, img, len, &r));
+  dg_result_free(r);
+  r = NULL;
+  CHECK(pp_calls == 1, "restored built-in post-processor");
+
   /* Logging: a NULL callback stops the records. */
   dg_error *le = dg_set_log_callback(NULL, NULL);
   CHECK(le == NULL || dg_error_code(le) == DG_UNSUPPORTED, "log callback NULL: %s", dg_error_message(le));
@@ -281,6 +316,21 @@ static void free_orders(const char *zoo_dir, const unsigned char *img, size_t le
   dg_async_free(a);
   CHECK(async_calls == 6, "every frame delivered before free returned: %d", async_calls);
   CHECK(kept != NULL && strlen(dg_result_json(kept)) > 0, "kept result");
+  dg_result_free(kept);
+  kept = NULL;
+
+  /* An async predictor keeps its model's custom post-processor with the model. */
+  async_calls = 0;
+  pp_calls = 0;
+  OK(dg_connect("@local", zoo_dir, NULL, &zoo));
+  OK(dg_load_model(zoo, RAW, NULL, &m));
+  OK(dg_model_set_postprocessor(m, no_results, NULL));
+  OK(dg_async_new(m, 2, on_result, NULL, &a));
+  dg_model_free(m);
+  dg_zoo_free(zoo);
+  for (uint64_t i = 0; i < 3; i++) OK(dg_async_submit(a, i, img, len));
+  dg_async_free(a);
+  CHECK(async_calls == 3 && pp_calls == 3, "%d frames, %d post-processor calls", async_calls, pp_calls);
   dg_result_free(kept);
   kept = NULL;
 

@@ -28,6 +28,8 @@
  *   - `dg_result` and `dg_batch` are immutable: read them from any thread; free them once.
  *   - `dg_async`: submit, wait and cancel from any thread; the callback runs on one library
  *     thread per predictor, in submission order.
+ *   - A custom post-processor (dg_model_set_postprocessor) runs on the library's worker
+ *     threads too, for several frames at once: it must be re-entrant.
  *   - A `dg_error` is owned by whoever received it; do not share it without synchronisation.
  *   The library runs work on its own threads; it keeps no global locks across calls.
  */
@@ -129,6 +131,10 @@ typedef struct dg_error dg_error;
 // A loaded model. Safe to use from many threads at once (see the header's thread-safety notes).
 typedef struct dg_model dg_model;
 
+// Where a custom post-processor puts its reply (see `dg_postprocess_set_output`). Owned by
+// the library; valid only during the callback's call.
+typedef struct dg_postprocess_output dg_postprocess_output;
+
 // The result of one frame. Immutable: safe to read from many threads; free with `dg_result_free`.
 typedef struct dg_result dg_result;
 
@@ -185,6 +191,34 @@ typedef void (*dg_async_callback)(void *user_data,
                                   uint64_t frame_id,
                                   dg_result *result,
                                   dg_error *error);
+
+// The frame a custom post-processor is called for: what it needs to map model-input
+// coordinates to the original image. Borrowed for the duration of the call only.
+typedef struct {
+  // The original frame's size in pixels (the model input's size for bytes passed through
+  // unchanged: model-sized RAW pixels or a raw input tensor).
+  uint32_t image_width;
+  uint32_t image_height;
+  // The model input's size in pixels (of its last image input; 1x1 without one).
+  uint32_t input_width;
+  uint32_t input_height;
+  // The library's own data for `dg_frame_to_image`: do not read or change it.
+  const void *internal;
+} dg_frame_info;
+
+// A custom post-processor (see `dg_model_set_postprocessor`). `tensors[0..count]` are the
+// frame's raw output tensors in the engine's order, as `dg_result_tensor` would show them for
+// postprocess type `None` (same name, id, dtype, shape, bytes, quantisation); `frame` is its
+// geometry. Return 0 after `dg_postprocess_set_output(out, results_json)` with the frame's
+// results list (a JSON array, in original-image coordinates, e.g.
+// `[{"label": "cat", "category_id": 281, "score": 0.9}]`); return any other value to fail the
+// frame, optionally after `dg_postprocess_set_output(out, message)`. Every pointer is valid only
+// during the call (copy what must outlive it). Must not unwind (C++ exceptions, longjmp).
+typedef int32_t (*dg_postprocess_callback)(void *user_data,
+                                           const dg_tensor_view *tensors,
+                                           size_t count,
+                                           const dg_frame_info *frame,
+                                           dg_postprocess_output *out);
 
 // Asked for the next frame of a `dg_model_predict_stream` call, on the calling thread.
 // Return 1 after filling `*out_frame` (a single-input frame: encoded bytes or RGB/BGR pixels)
@@ -364,6 +398,43 @@ dg_error *dg_async_cancel(const dg_async *predictor);
 
 // Wait for outstanding frames, stop the predictor's threads and free it. NULL is accepted.
 void dg_async_free(dg_async *predictor);
+
+// Replace the built-in post-processor of `model` with `callback` (PySDK's
+// `custom_postprocessor`), or restore it when `callback` is NULL. The callback's results
+// take the built-in results' place everywhere: `dg_result_json`, overlays, batches, async
+// predictors, streams (`output_class_set` still filters them; they carry no raw tensors).
+// A non-zero return, invalid JSON, or JSON that is not an array fails that frame with a
+// DG_INFERENCE error (the message names the custom post-processor and carries the
+// callback's message); the model stays usable.
+// Threads: the callback runs on the thread that post-processes the frame: the caller's for
+// `dg_predict`/`dg_predict_inputs`, a library worker for `dg_predict_batch`, `dg_async_*` and
+// `dg_model_predict_stream`, and for different frames of one model on several threads at
+// once: it must be re-entrant and `user_data` usable from any thread. It may call any
+// function on other objects and read `model`'s properties; it must not call
+// `dg_model_set_postprocessor` or free `model`.
+// Lifetime: this call returns once no frame is inside the callback it replaces; from then
+// on the old callback and its `user_data` are never used again. `user_data` must stay valid
+// until the callback is replaced, or `model` and every async predictor made from it are freed.
+// Models on an AI server or the cloud are post-processed by the server: setting a callback on
+// one is a DG_UNSUPPORTED error (NULL is accepted). Their raw tensors do reach this process
+// with `output_postprocess_type` "None" (read them with `dg_result_tensor`), but the callback
+// is not run on them yet.
+dg_error *dg_model_set_postprocessor(const dg_model *model,
+                                     dg_postprocess_callback callback,
+                                     void *user_data);
+
+// A custom post-processor's reply, copied: the results JSON when it returns 0, else its error
+// message. Call it during the callback only; a second call replaces the first text.
+dg_error *dg_postprocess_set_output(dg_postprocess_output *out, const char *text);
+
+// Map a point `(x, y)` in model-input pixels of the frame a custom post-processor is called
+// for to original-image pixels, as the built-in post-processors map boxes and landmarks
+// (undoing the model's resize, letterbox or crop, clamped to the image).
+dg_error *dg_frame_to_image(const dg_frame_info *frame,
+                            double x,
+                            double y,
+                            double *out_x,
+                            double *out_y);
 
 // Run a stream of frames through `model`, pipelined (PySDK's `predict_batch` over a
 // generator): `next_frame` is called for each frame until it returns 0, `on_result` gets each

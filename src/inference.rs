@@ -282,8 +282,9 @@ fn looks_encoded(b: &[u8]) -> bool {
     b.starts_with(&[0xFF, 0xD8]) || b.starts_with(b"\x89PNG") || b.starts_with(b"BM")
 }
 
-/// Run one frame on a local engine with the model settings `st`.
-pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Result<InferenceResult> {
+/// Run one frame on a local engine with the model settings `st`; `custom`, when set,
+/// post-processes in place of the built-in post-processor.
+pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom: &postprocess::custom::Hook) -> Result<InferenceResult> {
     let p = &st.params;
     let n = p.num_inputs();
     if inputs.len() != n {
@@ -293,6 +294,8 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     let mut tensors = Vec::with_capacity(n);
     let mut converter = CoordConverter::identity();
     let mut input_wh = (1f32, 1f32);
+    // The original frame's size, for a custom post-processor (the model's for passed-through bytes).
+    let mut image_wh = (1u32, 1u32);
     let mut frame_bytes = 0usize;
     // Client-side part (decode, fit): PySDK does it in Python before the core sees the frame.
     let mut client_pre = std::time::Duration::ZERO;
@@ -310,6 +313,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
         let spec = InputSpec::new(p, i, info)?;
         input_wh = (spec.width as f32, spec.height as f32);
         let (w, h) = (spec.width as u32, spec.height as u32);
+        image_wh = (w, h);
         let raw_len = spec.width * spec.height * spec.channels * spec.dtype.size();
         let tp = Instant::now();
         let fitted: RgbImage = match input {
@@ -329,6 +333,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
             // frame's size is its CoreInputFrameSize_bytes.
             Input::Bytes(b) => {
                 let img = image_ops::decode(b)?;
+                image_wh = (img.width, img.height);
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
                 frame_bytes += fit.image.data.len();
@@ -336,6 +341,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
             }
             Input::Pixels { data, width, height, stride, bgr } => {
                 let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
+                image_wh = (img.width, img.height);
                 let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
                 converter = fit.converter;
                 frame_bytes += fit.image.data.len();
@@ -351,11 +357,25 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input]) -> Resu
     let t2 = Instant::now();
     let cfg = PostConfig::from_params(p);
     let ids: Vec<i64> = engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
-    let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh)
-        .map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message)))?;
-    if post.has_coordinates {
-        postprocess::map_coordinates(&mut post.results, &cfg.kind, &|x, y| converter.to_original(x, y));
-    }
+    let failed = |e: Error| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message));
+    let frame = || postprocess::custom::FrameInfo {
+        image_width: image_wh.0,
+        image_height: image_wh.1,
+        input_width: input_wh.0 as u32,
+        input_height: input_wh.1 as u32,
+        converter: converter.clone(),
+    };
+    let mut post = match custom.run(&outputs, &ids, &frame()) {
+        // The caller's results are in image coordinates already (it has the frame's geometry).
+        Some(r) => postprocess::PostOutput { results: r.map_err(failed)?, tensors: Vec::new(), has_coordinates: false },
+        None => {
+            let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh).map_err(failed)?;
+            if post.has_coordinates {
+                postprocess::map_coordinates(&mut post.results, &cfg.kind, &|x, y| converter.to_original(x, y));
+            }
+            post
+        }
+    };
     postprocess::filter_class_set(&mut post.results, &st.class_set);
     let t3 = Instant::now();
     let pre_ms = p.bool("MeasureTime", 0).then_some(client_pre.as_secs_f64() * 1000.0);

@@ -39,6 +39,8 @@ pub(crate) struct ModelShared {
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// PySDK's `time_stats()`, collected while `measure_time` is on.
     pub time_stats: Mutex<TimeStats>,
+    /// The caller's post-processor (PySDK's `custom_postprocessor`), local models only.
+    pub custom_post: crate::postprocess::custom::Hook,
 }
 
 /// Where a model's frames run: chosen once, when the zoo loads the model.
@@ -302,6 +304,7 @@ impl Model {
             backend,
             keep_alive: Mutex::new(Vec::new()),
             time_stats: Mutex::new(TimeStats::default()),
+            custom_post: Default::default(),
         })))
     }
 
@@ -420,6 +423,23 @@ impl Model {
             Backend::AiServer(rb) => Some(rb),
             _ => None,
         }
+    }
+
+    /// PySDK's `custom_postprocessor`: `f` gets each frame's raw output tensors and replaces
+    /// the built-in post-processor (None restores it); `output_class_set` still applies to its
+    /// results. Local models only (`Unsupported` otherwise): an AI server or the cloud
+    /// post-processes on its side; with `output_postprocess_type` "None" their raw tensors do
+    /// arrive, but the remote result path does not run the hook on them yet. Returns once no
+    /// frame is still inside the post-processor replaced.
+    pub fn set_custom_postprocessor(&self, f: Option<Arc<crate::postprocess::custom::PostprocessFn>>) -> Result<()> {
+        if f.is_some() && self.is_remote() {
+            return Err(Error::unsupported(format!(
+                "model '{}' runs on an AI server or the cloud, which post-process on their side: a custom post-processor needs the raw output tensors of a local model",
+                self.0.name
+            )));
+        }
+        self.0.custom_post.set(f);
+        Ok(())
     }
 
     /// Does this model run on an AI server or the cloud?
@@ -573,7 +593,7 @@ impl Model {
         match key {
             "custom_postprocessor" => {
                 if !v.is_null() {
-                    return Err(Error::unsupported("custom_postprocessor takes a Python class; it cannot be set through dgzoo"));
+                    return Err(Error::unsupported("custom_postprocessor takes a Python class in PySDK: set a post-processor callback with dg_model_set_postprocessor (Model::set_custom_postprocessor) instead"));
                 }
             }
             "extra_device_params" => {
@@ -919,7 +939,7 @@ fn predict_with(model: &Model, st: &ModelState, inputs: &[Input]) -> Result<Infe
         Backend::Cloud(cb) => crate::cloud::infer::predict(cb, st, inputs),
         Backend::Local(_) => {
             let engine = model.engine(st)?;
-            crate::inference::predict_local(st, &engine, inputs)
+            crate::inference::predict_local(st, &engine, inputs, &model.0.custom_post)
         }
     }
 }

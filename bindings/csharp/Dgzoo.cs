@@ -71,6 +71,38 @@ namespace Dgzoo
         [DllImport(Lib)] internal static extern IntPtr dg_async_cancel(IntPtr async);
         [DllImport(Lib)] internal static extern void dg_async_free(IntPtr async);
 
+        /// <summary>`dg_input`, field for field.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct Input
+        {
+            public int kind;
+            public IntPtr data;
+            public UIntPtr len;
+            public uint width;
+            public uint height;
+            public UIntPtr stride;
+        }
+        /// <summary>`dg_frame_info`, field for field.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct FrameInfo
+        {
+            public uint image_width;
+            public uint image_height;
+            public uint input_width;
+            public uint input_height;
+            public IntPtr internal_;
+        }
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int NextFrameCallback(IntPtr userData, IntPtr outFrame, IntPtr outFrameInfo);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate void StreamResultCallback(IntPtr userData, IntPtr frameInfo, IntPtr result, IntPtr error);
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        internal delegate int PostprocessCallback(IntPtr userData, IntPtr tensors, UIntPtr count, IntPtr frame, IntPtr output);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_predict_stream(IntPtr model, UIntPtr depth, NextFrameCallback next, IntPtr nextUser, StreamResultCallback onResult, IntPtr resultUser);
+        [DllImport(Lib)] internal static extern IntPtr dg_model_set_postprocessor(IntPtr model, PostprocessCallback cb, IntPtr userData);
+        [DllImport(Lib)] internal static extern IntPtr dg_postprocess_set_output(IntPtr output, byte[] text);
+        [DllImport(Lib)] internal static extern IntPtr dg_frame_to_image(IntPtr frame, double x, double y, out double outX, out double outY);
+
         static readonly string[] Codes = { "OK", "INVALID_ARGUMENT", "NOT_FOUND", "UNSUPPORTED", "IO", "NETWORK", "AUTH", "PROTOCOL", "BAD_MODEL", "INFERENCE", "TIMEOUT", "CANCELLED", "INTERNAL" };
 
         /// <summary>UTF-8, NUL-terminated (null stays null: the library takes NULL as "none").</summary>
@@ -286,8 +318,158 @@ namespace Dgzoo
         /// <summary>An asynchronous predictor with at most `depth` frames in flight (0: the model's frame_queue_depth).</summary>
         public AsyncPredictor NewAsync(int depth = 0) => new AsyncPredictor(this, depth);
 
-        public void Dispose() { Native.dg_model_free(p); p = IntPtr.Zero; GC.SuppressFinalize(this); }
-        ~Model() { Native.dg_model_free(p); }
+        /// <summary>PySDK's generator input: `next` returns each frame (null ends the stream),
+        /// `onResult` gets every frame's result or error in order with its Info. Frames run
+        /// pipelined, at most `depth` (0: frame_queue_depth) held by the library; both callbacks
+        /// run on this thread, one at a time. An exception in a callback stops the stream (frames
+        /// pulled are still delivered) and is rethrown. Returns the number of frames pulled.</summary>
+        public long PredictStream(Func<StreamFrame> next, Action<StreamResult> onResult, int depth = 0)
+        {
+            var infos = new System.Collections.Generic.Dictionary<long, object>();
+            long seq = 0;
+            Exception failure = null;
+            var frame = IntPtr.Zero; // the current frame's copy (the library copies it before asking again)
+            Native.NextFrameCallback nextCb = (user, outFrame, outInfo) =>
+            {
+                try
+                {
+                    if (frame != IntPtr.Zero) { Marshal.FreeHGlobal(frame); frame = IntPtr.Zero; }
+                    if (failure != null) return -1;
+                    var f = next();
+                    if (f == null) return 0;
+                    frame = Marshal.AllocHGlobal(Math.Max(f.Data.Length, 1));
+                    Marshal.Copy(f.Data, 0, frame, f.Data.Length);
+                    Marshal.StructureToPtr(new Native.Input { kind = 0, data = frame, len = (UIntPtr)f.Data.Length }, outFrame, false);
+                    seq++;
+                    infos[seq] = f.Info;
+                    Marshal.WriteIntPtr(outInfo, (IntPtr)seq);
+                    return 1;
+                }
+                catch (Exception e) { failure = failure ?? e; return -1; }
+            };
+            Native.StreamResultCallback resultCb = (user, info, r, e) =>
+            {
+                var id = (long)info;
+                infos.TryGetValue(id, out var tag);
+                infos.Remove(id);
+                var err = Native.Take(e);
+                var res = r == IntPtr.Zero ? null : Result.Take(r);
+                try { onResult(new StreamResult(tag, res, err)); }
+                catch (Exception x) { failure = failure ?? x; }
+            };
+            try
+            {
+                var error = Native.Take(Native.dg_model_predict_stream(Handle, (UIntPtr)depth, nextCb, IntPtr.Zero, resultCb, IntPtr.Zero));
+                if (failure != null) throw failure;
+                if (error != null) throw error;
+                return seq;
+            }
+            finally
+            {
+                if (frame != IntPtr.Zero) Marshal.FreeHGlobal(frame);
+                GC.KeepAlive(nextCb);
+                GC.KeepAlive(resultCb);
+            }
+        }
+
+        // Kept referenced while the library may call it.
+        Native.PostprocessCallback postprocessor;
+
+        /// <summary>PySDK's custom_postprocessor: `pp` replaces the built-in post-processor (null
+        /// restores it) and returns the frame's results list as JSON text. It gets the raw output
+        /// tensors (copied) and the frame (sizes, ToImage); an exception fails the frame with an
+        /// INFERENCE error. It runs on the library's worker threads for batches, async
+        /// predictors and streams, for several frames at once: it must be thread-safe. Returns
+        /// once no frame is inside the previous one. AI-server and cloud models: UNSUPPORTED.</summary>
+        public void SetPostprocessor(Postprocessor pp)
+        {
+            Native.PostprocessCallback cb = null;
+            if (pp != null)
+            {
+                cb = (user, tensors, count, frame, output) =>
+                {
+                    try
+                    {
+                        var ts = new Tensor[(int)count];
+                        int size = Marshal.SizeOf(typeof(Native.TensorView));
+                        for (int i = 0; i < ts.Length; i++)
+                            ts[i] = new Tensor((Native.TensorView)Marshal.PtrToStructure(tensors + i * size, typeof(Native.TensorView)));
+                        var json = pp(ts, new FrameInfo(frame));
+                        Native.Check(Native.dg_postprocess_set_output(output, Native.Utf8(json)));
+                        return 0;
+                    }
+                    catch (Exception e)
+                    {
+                        Native.Take(Native.dg_postprocess_set_output(output, Native.Utf8(e.Message)));
+                        return 1;
+                    }
+                };
+            }
+            Native.Check(Native.dg_model_set_postprocessor(Handle, cb, IntPtr.Zero));
+            // The library no longer calls the previous one.
+            postprocessor = cb;
+        }
+
+        /// <summary>Free the model; its post-processor is cleared first (async predictors still
+        /// running then use the built-in one).</summary>
+        void Free()
+        {
+            if (p == IntPtr.Zero) return;
+            if (postprocessor != null) Native.Take(Native.dg_model_set_postprocessor(p, null, IntPtr.Zero));
+            Native.dg_model_free(p);
+            p = IntPtr.Zero;
+            postprocessor = null;
+        }
+
+        public void Dispose() { Free(); GC.SuppressFinalize(this); }
+        ~Model() { Free(); }
+    }
+
+    /// <summary>A custom post-processor: the raw output tensors and the frame in, the results list as JSON out.</summary>
+    public delegate string Postprocessor(Tensor[] tensors, FrameInfo frame);
+
+    /// <summary>The frame a Postprocessor is called for. Valid only during the call.</summary>
+    public sealed class FrameInfo
+    {
+        readonly IntPtr p;
+        public int ImageWidth { get; }
+        public int ImageHeight { get; }
+        public int InputWidth { get; }
+        public int InputHeight { get; }
+
+        internal FrameInfo(IntPtr p)
+        {
+            this.p = p;
+            var f = (Native.FrameInfo)Marshal.PtrToStructure(p, typeof(Native.FrameInfo));
+            ImageWidth = (int)f.image_width;
+            ImageHeight = (int)f.image_height;
+            InputWidth = (int)f.input_width;
+            InputHeight = (int)f.input_height;
+        }
+
+        /// <summary>A model-input point in original-image pixels, as the built-in post-processors map boxes.</summary>
+        public double[] ToImage(double x, double y)
+        {
+            Native.Check(Native.dg_frame_to_image(p, x, y, out var ox, out var oy));
+            return new[] { ox, oy };
+        }
+    }
+
+    /// <summary>One frame of a stream: encoded image bytes and any value handed back with its result.</summary>
+    public sealed class StreamFrame
+    {
+        public byte[] Data { get; }
+        public object Info { get; }
+        public StreamFrame(byte[] data, object info = null) { Data = data; Info = info; }
+    }
+
+    /// <summary>One frame's outcome of PredictStream, with its frame's Info.</summary>
+    public sealed class StreamResult
+    {
+        public object Info { get; }
+        public Result Result { get; }
+        public DgzooException Error { get; }
+        internal StreamResult(object info, Result r, DgzooException e) { Info = info; Result = r; Error = e; }
     }
 
     /// <summary>Submit frames; read them back from Results in submission order (completed by Dispose).</summary>

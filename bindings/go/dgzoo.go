@@ -179,8 +179,10 @@ func (z *Zoo) SystemInfo() (map[string]any, error) {
 
 // Model is a loaded model.
 type Model struct {
-	mu sync.RWMutex
-	p  *C.dg_model
+	mu   sync.RWMutex
+	p    *C.dg_model
+	ppMu sync.Mutex
+	pp   *postprocessorCell // the Postprocessor the library holds, if any
 }
 
 // LoadModel loads a model, applying properties (nil for none) in order, e.g.
@@ -212,6 +214,7 @@ func (z *Zoo) LoadModel(name string, properties map[string]any) (*Model, error) 
 func (m *Model) Close() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.clearPostprocessor()
 	C.dg_model_free(m.p)
 	m.p = nil
 }

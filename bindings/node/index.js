@@ -40,6 +40,30 @@ const C = {
   resultFree: lib.func('void dg_result_free(void *result)'),
 };
 
+// Streams and custom post-processors: the C structs and callback types they use.
+const DgInput = koffi.struct('dg_input', {
+  kind: 'int32_t', data: 'const uint8_t *', len: 'size_t', width: 'uint32_t', height: 'uint32_t', stride: 'size_t',
+});
+const TensorView = koffi.struct('dg_tensor_view', {
+  name: 'const char *', id: 'int64_t', dtype: 'int', shape: 'const int64_t *', rank: 'size_t',
+  data: 'const void *', nbytes: 'size_t', scale: 'double', zero_point: 'int64_t',
+});
+const FrameInfo = koffi.struct('dg_frame_info', {
+  image_width: 'uint32_t', image_height: 'uint32_t', input_width: 'uint32_t', input_height: 'uint32_t', internal: 'const void *',
+});
+// Pointer parameters stay raw (decoded by hand); frame_info travels as an integer.
+const NextFrame = koffi.proto('int32_t dg_next_frame_cb(void *user, void *out_frame, void *out_info)');
+const StreamResult = koffi.proto('void dg_stream_result_cb(void *user, uintptr_t info, void *result, void *error)');
+const Postprocess = koffi.proto('int32_t dg_postprocess_cb(void *user, void *tensors, size_t count, void *frame, void *out)');
+Object.assign(C, {
+  predictStream: lib.func('void *dg_model_predict_stream(void *model, size_t depth, dg_next_frame_cb *next, void *next_user, dg_stream_result_cb *on_result, void *result_user)'),
+  setPostprocessor: lib.func('void *dg_model_set_postprocessor(void *model, dg_postprocess_cb *callback, void *user)'),
+  setOutput: lib.func('void *dg_postprocess_set_output(void *out, const char *text)'),
+  frameToImage: lib.func('void *dg_frame_to_image(void *frame, double x, double y, _Out_ double *out_x, _Out_ double *out_y)'),
+});
+const DTYPES = ['DG_FLT', 'DG_DBL', 'DG_UINT8', 'DG_INT8', 'DG_UINT16', 'DG_INT16', 'DG_UINT32', 'DG_INT32', 'DG_UINT64',
+  'DG_INT64', 'DG_FLT16'];
+
 /** Error codes of `enum dg_code`, by number. */
 const CODES = ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'UNSUPPORTED', 'IO', 'NETWORK', 'AUTH', 'PROTOCOL',
   'BAD_MODEL', 'INFERENCE', 'TIMEOUT', 'CANCELLED', 'INTERNAL'];
@@ -129,9 +153,149 @@ class Model {
   resetTimeStats() {
     check(C.resetTimeStats(this._handle()));
   }
+  /**
+   * PySDK's generator input: `next()` returns `{data, info}` (an encoded image and any value)
+   * or null at the end; `onResult({info, results})` or `onResult({info, error})` gets every
+   * frame in order. Frames run pipelined with at most `depth` (0 = frame_queue_depth) held by
+   * the library; the call runs on a worker thread and both callbacks on this thread's event
+   * loop. Resolves with the number of frames pulled; an exception in a callback stops the
+   * stream (frames pulled are still delivered) and rejects with it.
+   */
+  predictStream(next, onResult, depth = 0) {
+    const handle = this._handle();
+    let frame = null; // the current frame's copy in C memory (the library copies it before asking again)
+    let seq = 0;
+    let failure = null;
+    const infos = new Map();
+    const dropFrame = () => {
+      if (frame) koffi.free(frame);
+      frame = null;
+    };
+    const nextCb = koffi.register((user, out, outInfo) => {
+      try {
+        dropFrame();
+        if (failure) return -1;
+        const f = next();
+        if (f == null) return 0;
+        const data = f.data;
+        frame = koffi.alloc('uint8_t', Math.max(data.length, 1));
+        if (data.length) new Uint8Array(koffi.view(frame, data.length)).set(data);
+        koffi.encode(out, DgInput, { kind: 0, data: frame, len: data.length, width: 0, height: 0, stride: 0 });
+        seq += 1;
+        infos.set(seq, f.info);
+        koffi.encode(outInfo, 'uintptr_t', seq);
+        return 1;
+      } catch (e) {
+        failure = failure || e;
+        return -1;
+      }
+    }, koffi.pointer(NextFrame));
+    const resultCb = koffi.register((user, info, result, error) => {
+      const id = Number(info);
+      const r = { info: infos.get(id) };
+      infos.delete(id);
+      if (error) {
+        r.error = new DgError(C.errorCode(error), C.errorMessage(error));
+        C.errorFree(error);
+      } else {
+        r.results = Model._take(result);
+      }
+      try {
+        onResult(r);
+      } catch (e) {
+        failure = failure || e;
+      }
+    }, koffi.pointer(StreamResult));
+    return new Promise((resolve, reject) => {
+      C.predictStream.async(handle, depth, nextCb, null, resultCb, null, (err, e) => {
+        koffi.unregister(nextCb);
+        koffi.unregister(resultCb);
+        dropFrame();
+        if (err) return reject(err);
+        if (failure) {
+          if (e) C.errorFree(e);
+          return reject(failure);
+        }
+        try {
+          check(e);
+          resolve(seq);
+        } catch (x) {
+          reject(x);
+        }
+      });
+    });
+  }
+  /**
+   * PySDK's `custom_postprocessor`: `fn(tensors, frame)` replaces the built-in post-processor
+   * (null restores it) and returns the frame's results list (JSON-serialisable). `tensors` are
+   * the raw outputs `{name, id, dtype, shape, scale, zeroPoint, data}` where `data` is an
+   * ArrayBuffer over the library's memory, valid only during the call; `frame` has
+   * `imageWidth`, `imageHeight`, `inputWidth`, `inputHeight` and `toImage(x, y)` → `[x, y]`.
+   * An exception fails the frame with an INFERENCE error. It always runs on this thread: from
+   * `predict` directly, from `predictAsync` and `predictStream` (library worker threads) through
+   * the event loop. Waits for frames inside the post-processor it replaces, so call it while no
+   * `predictAsync` or `predictStream` of this model is pending. AI-server and cloud models:
+   * UNSUPPORTED.
+   */
+  setPostprocessor(fn) {
+    const handle = this._handle();
+    const cb = fn ? koffi.register((user, tensors, count, frame, out) => Model._postprocess(fn, tensors, Number(count), frame, out), koffi.pointer(Postprocess)) : null;
+    try {
+      check(C.setPostprocessor(handle, cb, null));
+    } catch (e) {
+      if (cb) koffi.unregister(cb);
+      throw e;
+    }
+    // The library no longer calls the previous one.
+    if (this._pp) koffi.unregister(this._pp);
+    this._pp = cb;
+  }
+  static _postprocess(fn, tensorsPtr, count, framePtr, out) {
+    const reply = (text) => {
+      const e = C.setOutput(out, text);
+      if (e) C.errorFree(e);
+    };
+    try {
+      const tensors = [];
+      for (let i = 0; i < count; i++) {
+        const v = koffi.decode(tensorsPtr, i * TensorView.size, TensorView);
+        const nbytes = Number(v.nbytes);
+        tensors.push({
+          name: v.name,
+          id: Number(v.id),
+          dtype: DTYPES[v.dtype] || `DG_${v.dtype}`,
+          shape: Array.from(koffi.decode(v.shape, 'int64_t', Number(v.rank)), Number),
+          scale: v.scale,
+          zeroPoint: Number(v.zero_point),
+          data: nbytes ? koffi.view(v.data, nbytes) : new ArrayBuffer(0),
+        });
+      }
+      const f = koffi.decode(framePtr, FrameInfo);
+      const frame = {
+        imageWidth: f.image_width,
+        imageHeight: f.image_height,
+        inputWidth: f.input_width,
+        inputHeight: f.input_height,
+        toImage(x, y) {
+          const ox = [0];
+          const oy = [0];
+          check(C.frameToImage(framePtr, x, y, ox, oy));
+          return [ox[0], oy[0]];
+        },
+      };
+      reply(JSON.stringify(fn(tensors, frame)));
+      return 0;
+    } catch (e) {
+      reply(String((e && e.message) || e));
+      return 1;
+    }
+  }
   close() {
     if (this._ptr) {
       modelFinalizer.unregister(this);
+      if (this._pp) {
+        this.setPostprocessor(null);
+      }
       C.modelFree(this._ptr);
       this._ptr = null;
     }

@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 
 mod classification;
+pub mod custom;
 mod face;
 mod hailo;
 mod hand;

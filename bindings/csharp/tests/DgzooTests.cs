@@ -63,6 +63,15 @@ static class DgzooTests
         }
     }
 
+    // Same class and label, score within 1e-5.
+    static void SameTop1(string got, string want)
+    {
+        var g = (Dictionary<string, object>)((object[])Json.DeserializeObject(got)).Single();
+        var w = (Dictionary<string, object>)((object[])Json.DeserializeObject(want))[0];
+        Check(Convert.ToInt64(g["category_id"]) == Convert.ToInt64(w["category_id"]) && g["label"].Equals(w["label"])
+            && Math.Abs(Convert.ToDouble(g["score"]) - Convert.ToDouble(w["score"])) < 1e-5, $"custom {got}, built-in {want}");
+    }
+
     static void Expect(string code, string text, Action f)
     {
         try { f(); }
@@ -149,6 +158,74 @@ static class DgzooTests
                         Check(all[i].Error == null, "async frame " + i);
                         AssertGolden(all[i].Result, want, "async " + i);
                     }
+                }
+
+                // A stream (PySDK's generator input): the images three times, in order with their
+                // Info, a bad frame's error in its place; an exception in next stops it.
+                using (var m = zoo.LoadModel(Blaze))
+                {
+                    var names = new[] { "girls_256", "car_416", "cat_224" };
+                    int k = 0;
+                    var got = new List<StreamResult>();
+                    long pulled = m.PredictStream(() => k == 9 ? null : new StreamFrame(k == 4 ? new byte[] { 1, 2 } : Image(names[k % 3]), k++), got.Add, 2);
+                    Check(pulled == 9 && got.Count == 9, $"stream: {pulled} pulled, {got.Count} results");
+                    for (int i = 0; i < got.Count; i++)
+                    {
+                        Check((int)got[i].Info == i, $"stream order: {got[i].Info} at {i}");
+                        if (i == 4) { Check(got[i].Error != null && got[i].Result == null, "stream bad frame"); continue; }
+                        Check(got[i].Error == null, "stream frame " + i);
+                        AssertTensorsGolden(got[i].Result, Golden(Blaze, names[i % 3]), "stream " + i);
+                    }
+                    try { m.PredictStream(() => throw new InvalidOperationException("stop here"), r => { }); throw new Exception("the stream must rethrow"); }
+                    catch (InvalidOperationException e) { Check(e.Message == "stop here", "rethrown"); }
+                    Check(m.Predict(Image("girls_256")).Tensors.Length == 2, "usable after a stopped stream");
+                }
+
+                // A custom post-processor: the top-1 from the raw logits equals the built-in
+                // classification on every path; an exception is an INFERENCE error; null restores.
+                const string EffTF = "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1";
+                using (var m = zoo.LoadModel(EffTF, "{\"output_top_k\": 1}"))
+                using (var raw = zoo.LoadModel(EffTF, "{\"output_postprocess_type\": \"None\"}"))
+                {
+                    byte[] cat = Image("cat_224"), car = Image("car_416");
+                    string builtinCat = m.Predict(cat).Json, builtinCar = m.Predict(car).Json;
+                    var want = raw.Predict(cat).Tensors[0];
+                    var labels = (Dictionary<string, object>)Json.DeserializeObject(m.GetPropertyJson("label_dictionary"));
+                    int calls = 0;
+                    double[] seen = null;
+                    m.SetPostprocessor((ts, f) =>
+                    {
+                        System.Threading.Interlocked.Increment(ref calls);
+                        Check(ts.Length == 1 && ts[0].Name == want.Name && ts[0].DType == want.DType && ts[0].Shape.SequenceEqual(want.Shape) && ts[0].Id == want.Id, "tensor view");
+                        var c = f.ToImage(f.InputWidth / 2.0, f.InputHeight / 2.0);
+                        seen = new double[] { f.ImageWidth, f.ImageHeight, f.InputWidth, c[0], c[1] };
+                        var v = ts[0].Floats();
+                        int best = 0;
+                        for (int i = 1; i < v.Length; i++) if (v[i] > v[best]) best = i;
+                        double sum = v.Sum(x => Math.Exp(x - v[best]));
+                        return Json.Serialize(new[] { new Dictionary<string, object> { { "category_id", best }, { "label", labels[best.ToString()] }, { "score", 1 / sum } } });
+                    });
+                    SameTop1(m.Predict(car).Json, builtinCar);
+                    Check(seen[0] == 416 && seen[1] == 416 && seen[2] == 224 && Math.Abs(seen[3] - 208) <= 1 && Math.Abs(seen[4] - 208) <= 1, "frame info " + string.Join(",", seen));
+                    var batch = m.PredictBatch(new[] { cat, car });
+                    SameTop1(batch[0].Result.Json, builtinCat);
+                    SameTop1(batch[1].Result.Json, builtinCar);
+                    var a = m.NewAsync(2);
+                    a.Submit(0, cat);
+                    a.Dispose();
+                    SameTop1(a.Results.GetConsumingEnumerable().Single().Result.Json, builtinCat);
+                    var frames = new Queue<byte[]>(new[] { car, cat });
+                    var streamed = new List<string>();
+                    m.PredictStream(() => frames.Count == 0 ? null : new StreamFrame(frames.Dequeue()), r => streamed.Add(r.Result.Json));
+                    SameTop1(streamed[0], builtinCar);
+                    SameTop1(streamed[1], builtinCat);
+                    Check(calls == 6, calls + " post-processor calls");
+                    m.SetPostprocessor((ts, f) => throw new InvalidOperationException("no luck"));
+                    Expect("INFERENCE", "no luck", () => m.Predict(cat));
+                    m.SetPostprocessor((ts, f) => "{\"label\": \"x\"}");
+                    Expect("INFERENCE", "JSON array", () => m.Predict(cat));
+                    m.SetPostprocessor(null);
+                    Check(m.Predict(cat).Json == builtinCat, "built-in restored");
                 }
             }
             Console.WriteLine("C# binding: all tests passed");

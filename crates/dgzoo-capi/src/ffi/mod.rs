@@ -13,12 +13,14 @@ use std::ffi::{c_char, CStr, CString};
 mod boundary;
 mod log;
 mod model;
+mod postprocess;
 mod stream;
 mod zoo;
 
 pub(crate) use boundary::{cast, checked_size, cstr, cstr_opt, guard, guard_value, json_arg, new_string, out_ptr};
 pub use log::*;
 pub use model::*;
+pub use postprocess::*;
 pub use stream::*;
 pub use zoo::*;
 

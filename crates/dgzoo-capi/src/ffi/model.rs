@@ -84,6 +84,28 @@ pub struct dg_tensor_view {
     pub zero_point: i64,
 }
 
+impl dg_tensor_view {
+    /// A view of `t` whose name and shape pointers borrow `name` and `shape` (which must
+    /// outlive the view's use).
+    pub(super) fn of(t: &dgzoo_core::runtime::Tensor, id: i64, name: &std::ffi::CStr, shape: &[i64]) -> Self {
+        let (scale, zero_point) = match &t.info.quant {
+            Some(q) => (q.scale.first().copied().unwrap_or(1.0) as f64, q.zero.first().copied().unwrap_or(0)),
+            None => (1.0, 0),
+        };
+        dg_tensor_view {
+            name: name.as_ptr(),
+            id,
+            dtype: t.info.dtype.into(),
+            shape: shape.as_ptr(),
+            rank: shape.len(),
+            data: t.data.as_bytes().as_ptr().cast(),
+            nbytes: t.data.len(),
+            scale,
+            zero_point,
+        }
+    }
+}
+
 /// The kind of a frame input passed to `dg_predict_inputs`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -540,21 +562,8 @@ pub unsafe extern "C" fn dg_result_tensor(result: *const dg_result, index: usize
         }
         let r = unsafe { &*result };
         let t = r.inner.tensors.get(index).ok_or_else(|| Error::invalid(format!("tensor index {index} is out of range 0..{}", r.inner.tensors.len())))?;
-        let (scale, zero_point) = match &t.info.quant {
-            Some(q) => (q.scale.first().copied().unwrap_or(1.0) as f64, q.zero.first().copied().unwrap_or(0)),
-            None => (1.0, 0),
-        };
-        let view = dg_tensor_view {
-            name: r.names[index].as_ptr(),
-            id: r.inner.results.get(index).and_then(|v| v.get("id")).and_then(|v| v.as_i64()).unwrap_or(index as i64),
-            dtype: t.info.dtype.into(),
-            shape: r.shapes[index].as_ptr(),
-            rank: r.shapes[index].len(),
-            data: t.data.as_bytes().as_ptr().cast(),
-            nbytes: t.data.len(),
-            scale,
-            zero_point,
-        };
+        let id = r.inner.results.get(index).and_then(|v| v.get("id")).and_then(|v| v.as_i64()).unwrap_or(index as i64);
+        let view = dg_tensor_view::of(t, id, &r.names[index], &r.shapes[index]);
         unsafe { *out_view = view };
         Ok(())
     })

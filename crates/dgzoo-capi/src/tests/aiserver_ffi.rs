@@ -39,10 +39,21 @@ fn c_abi_predicts_through_an_ai_server() {
         assert!(!e.is_null() && r.is_null());
         let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
         assert!(msg.contains("Failed to perform model"), "{msg}");
+        unsafe { dg_error_free(e) };
+        // The server post-processes: no raw tensors for a custom post-processor here.
+        let e = unsafe { dg_model_set_postprocessor(model, Some(never_called), std::ptr::null_mut()) };
+        assert_eq!(unsafe { dg_error_code(e) }, dg_code::DG_UNSUPPORTED);
+        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
+        assert!(msg.contains("custom post-processor") && msg.contains("AI server"), "{msg}");
         unsafe {
             dg_error_free(e);
+            assert!(dg_model_set_postprocessor(model, None, std::ptr::null_mut()).is_null(), "NULL is accepted");
             dg_model_free(model);
             dg_zoo_free(zoo);
         }
     }
+}
+
+unsafe extern "C" fn never_called(_: *mut std::ffi::c_void, _: *const dg_tensor_view, _: usize, _: *const dg_frame_info, _: *mut dg_postprocess_output) -> i32 {
+    1
 }
