@@ -295,16 +295,9 @@ impl State {
             .ok_or_else(|| protocol::dg_error_text("ERROR", "File reading failure", &format!("Cannot read the label dictionary of model '{name}'"), &[]))
     }
 
+    /// `zoo_manage {"cache_dump"}`: PySDK's keys; memory in MiB (whole, rounded down).
     fn cache_dump(&self) -> Value {
-        let slots: Vec<Arc<frame::EngineSlot>> = self.engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let list: Vec<Value> = slots
-            .iter()
-            .filter(|s| s.engine.lock().unwrap_or_else(|p| p.into_inner()).is_some())
-            .map(|s| {
-                let file = s.key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                json!(format!("{}/{}: {file}", s.key.runtime, s.key.device))
-            })
-            .collect();
+        let list = self.agent_list();
         json!({
             "AgentCacheSize": list.len(),
             "AgentList": list,
