@@ -189,3 +189,135 @@ fn cache_dump_lists_the_agents_as_pysdk() {
     assert_eq!(o, t, "after a batch");
     assert_eq!(t.iter().filter(|(f, _)| f.starts_with(QUANT)).map(|x| x.1).collect::<Vec<_>>(), [1, 2], "{t:?}");
 }
+
+/// `trace_manage` args over asio: the op's data, or the error text.
+fn trace(port: u16, args: Value) -> Result<Value, String> {
+    let r = asio(port, "trace_manage", args);
+    match r["success"].as_bool() {
+        Some(true) => Ok(r["trace_manage"].clone()),
+        _ => Err(r["msg"].as_str().unwrap_or_default().to_string()),
+    }
+}
+
+fn levels(port: u16) -> Map<String, Value> {
+    trace(port, json!({"config_get": 1})).unwrap()["config_get"].as_object().unwrap().clone()
+}
+
+fn trace_text(port: u16, size: Option<u64>) -> String {
+    let args = match size {
+        Some(n) => json!({"trace_read": {"size": n}}),
+        None => json!({"trace_read": {}}),
+    };
+    trace(port, args).unwrap()["trace_read"].as_str().unwrap().to_string()
+}
+
+fn ping(port: u16) {
+    let r = asio(port, "sleep", Value::Null);
+    assert_eq!(r["success"], json!(true), "{r}");
+}
+
+/// The header's parts that both servers write alike: the start time and the enabled groups.
+fn header(text: &str, who: &str) -> (chrono::DateTime<chrono::Local>, String) {
+    let rest = text.strip_prefix("----------------------------------------\nStarted: ").unwrap_or_else(|| panic!("{who}: {text}"));
+    let (started, rest) = rest.split_once('\n').unwrap();
+    let t = chrono::NaiveDateTime::parse_from_str(started, "%a %b %e %H:%M:%S %Y").unwrap_or_else(|e| panic!("{who}: Started '{started}': {e}"));
+    let groups = rest.strip_prefix("\nEnabled trace groups:\n").unwrap_or_else(|| panic!("{who}: {text}"));
+    let groups = &groups[..groups.find("\n\n\n\nLine format:\n").unwrap_or_else(|| panic!("{who}: {text}")) + 1];
+    (t.and_local_timezone(chrono::Local).single().unwrap(), groups.to_string())
+}
+
+/// The record lines after the header (a record may start with PySDK's `*` flush mark).
+fn records(text: &str) -> Vec<&str> {
+    let body = text.find("\n\n[").or_else(|| text.find("\n\n*[")).map_or("", |i| &text[i + 2..]);
+    body.lines().collect()
+}
+
+#[test]
+fn trace_manage_answers_as_pysdk() {
+    let Some(peer) = peer("trace_manage_answers_as_pysdk") else { return };
+    let zoo = clean_zoo();
+    let theirs = start_peer_server(&peer, zoo.path(), &[]);
+    let ours = start_server(zoo.path(), Protocol::Both);
+    let (oa, oh) = (ours.asio_addr().unwrap().port(), ours.http_addr().unwrap().port());
+    let (ta, th) = (theirs.port, theirs.port + 1);
+
+    // Every group: None at start, over asio and HTTP alike; ours are PySDK's names.
+    let (og, tg) = (levels(oa), levels(ta));
+    for (who, g, h) in [("dgzoo", &og, oh), ("PySDK", &tg, th)] {
+        assert!(g.values().all(|v| v == "None"), "{who}: {g:?}");
+        assert_eq!(http(h, "trace_manage", json!({"config_get": 1})), (200, json!({"config_get": g})), "{who}");
+    }
+    for name in og.keys() {
+        assert!(tg.contains_key(name), "PySDK's server has no trace group '{name}'");
+    }
+    let ours_of = |g: &Map<String, Value>| og.keys().map(|k| (k.clone(), g[k].clone())).collect::<Vec<_>>();
+
+    // config_set replaces the configuration: numbers truncated, out of range None, unknown names ignored.
+    for set in [json!({"AIServer": 2, "CoreAgentCache": 3.7, "CoreRuntime": 9, "NoSuchGroup": 1}), json!({"CoreModelZoo": true})] {
+        for (a, h) in [(oa, oh), (ta, th)] {
+            assert_eq!(asio(a, "trace_manage", json!({"config_set": set})), json!({"VERSION": 4, "success": true, "trace_manage": null}));
+            assert_eq!(http(h, "trace_manage", json!({"config_set": set})), (200, Value::Null));
+        }
+        let (o, t) = (levels(oa), levels(ta));
+        assert_eq!(ours_of(&o), ours_of(&t), "after config_set {set}");
+        assert!(!o.contains_key("NoSuchGroup") && !t.contains_key("NoSuchGroup"));
+    }
+    assert_eq!(levels(oa)["CoreModelZoo"], "Basic");
+    assert_eq!(levels(oa)["AIServer"], "None");
+
+    // Bad arguments: PySDK's texts, nothing changed.
+    for bad in
+        [json!({"config_set": {"AIServer": "2"}}), json!({"config_set": [1]}), json!({"trace_read": {"size": "a"}}), json!({"trace_read": {"size": null}})]
+    {
+        let want = trace(ta, bad.clone()).unwrap_err();
+        assert_eq!(trace(oa, bad.clone()).unwrap_err(), want, "{bad}");
+        assert_eq!(http(oh, "trace_manage", bad.clone()), (500, json!({"msg": want, "success": false})), "{bad}");
+    }
+    assert_eq!(ours_of(&levels(oa)), ours_of(&levels(ta)));
+
+    // trace_read: the header (start time, enabled groups), then one record a line.
+    let t0 = chrono::Local::now() - chrono::Duration::seconds(1);
+    for a in [oa, ta] {
+        trace(a, json!({"config_set": {"AIServer": 2, "CoreTaskServerAsio": 1}})).unwrap();
+        ping(a);
+    }
+    // PySDK writes its records from another thread: wait for the ping's.
+    let pinged = |text: &str| records(text).iter().any(|l| l.contains("[2]") && l.contains("sleep"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut texts = [trace_text(oa, None), trace_text(ta, None)];
+    while !texts.iter().all(|t| pinged(t)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        texts = [trace_text(oa, None), trace_text(ta, None)];
+    }
+    let t1 = chrono::Local::now();
+    let (mine, their) = (&texts[0], &texts[1]);
+    let ((ot, ogroups), (tt, tgroups)) = (header(mine, "dgzoo"), header(their, "PySDK"));
+    assert_eq!(ogroups, tgroups);
+    assert_eq!(ogroups, "  AIServer                         = Detailed\n  CoreTaskServerAsio               = Basic\n");
+    for (who, t, text) in [("dgzoo", ot, mine), ("PySDK", tt, their)] {
+        assert!(t >= t0 && t <= t1, "{who}: started {t}, outside {t0} .. {t1}");
+        assert!(pinged(text), "{who}: no record of the ping:\n{text}");
+        assert!(text.ends_with('\n'), "{who}");
+        assert!(records(text).iter().all(|l| l.starts_with('[') || l.starts_with("*[")), "{who}:\n{text}");
+        assert_eq!(trace_text(if who == "dgzoo" { oa } else { ta }, Some(0)), "", "{who}");
+    }
+
+    // `size` caps the text. PySDK gives the first `size` bytes of its trace, cut anywhere; ours
+    // the newest whole records that fit (the header only with all of them).
+    let full = trace_text(ta, None);
+    let cut = trace_text(ta, Some(full.len() as u64 / 2));
+    assert!(full.starts_with(&cut) && cut.len() == full.len() / 2, "PySDK's trace_read is no longer a prefix");
+    for _ in 0..5 {
+        ping(oa);
+    }
+    let full = trace_text(oa, None);
+    let recs = records(&full);
+    assert!(recs.len() >= 5, "{full}");
+    for size in [full.len() - 1, recs[recs.len() - 3..].iter().map(|l| l.len() + 1).sum::<usize>() + 5, 1] {
+        // Each trace_read adds a record of its own request (AIServer is Detailed).
+        let got = trace_text(oa, Some(size as u64));
+        assert!(got.len() <= size, "size {size}: {} bytes", got.len());
+        assert!(got.is_empty() || got.starts_with('['), "size {size}: a partial first record: {got}");
+        assert!(got.lines().all(|l| recs.contains(&l) || l.contains("op 'trace_manage'")), "size {size}: {got}");
+    }
+}

@@ -2,6 +2,7 @@
 //! parameters, get a shared engine) and run frames (decode the model-sized JPEG/RAW packets,
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
+use super::trace::Group;
 use super::State;
 use crate::metrics as m;
 use dgzoo::cache::CachedModel;
@@ -139,7 +140,7 @@ impl State {
             }
         }
         let labels = dgzoo::model::load_labels(&params);
-        self.log_info(&format!("stream opened on model '{name}'"));
+        self.log_info(Group::AiServer, &format!("stream opened on model '{name}'"));
         Ok(StreamSession { name: name.to_string(), params, engine, slot, labels, state: self.clone(), _held: held })
     }
 
@@ -189,10 +190,10 @@ impl State {
                 drop(e);
                 cache.remove(i);
                 metrics::counter!(m::MODEL_UNLOADS, "model" => model_label(&slot.key)).increment(1);
-                self.log_info(&format!(
-                    "unloaded model file '{}' (LRU limit)",
-                    slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
-                ));
+                self.log_info(
+                    Group::AgentCache,
+                    &format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
+                );
                 continue;
             }
             i += 1;
@@ -266,6 +267,7 @@ impl State {
         // A failed load leaves the slot empty: the next stream tries again.
         let label = model_label(&key);
         let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput)?);
+        self.log_info(Group::AgentCache, &format!("loaded model file '{label}' on {}/{}", engine.key.runtime, engine.key.device));
         metrics::counter!(m::MODEL_LOADS, "model" => label).increment(1);
         *e = Some(engine.clone());
         slot.touch();
@@ -379,7 +381,7 @@ impl StreamSession {
                 } else {
                     protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When running model '{}'", self.name)])
                 };
-                self.state.log_info(&format!("frame error on model '{}': {}", self.name, msg.lines().next().unwrap_or_default()));
+                self.state.log_info(Group::Runtime, &format!("frame error on model '{}': {}", self.name, msg.lines().next().unwrap_or_default()));
                 protocol::encode(&protocol::frame_err(&text))
             }
         }
