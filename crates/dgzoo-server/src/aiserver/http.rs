@@ -311,8 +311,10 @@ async fn configure(state: &Arc<State>, queue: &mut Option<frame::FrameQueue>, te
     let Some(cfg) = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object) else {
         return Some(error_reply(&protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])));
     };
-    let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    match frame::open_stream(state, name, cfg.get("config").cloned().unwrap_or(Value::Null)).await {
+    let Command::Stream { name, config } = Command::from_ws(&cfg) else {
+        return Some(error_reply(&protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a stream configuration", &[])));
+    };
+    match frame::open_stream(state, name, config).await {
         Ok(s) => {
             let mut params = s.params.full_form();
             // The effective parameters go back to the client, but never a token.
