@@ -252,8 +252,15 @@ fn trace_manage_answers_as_pysdk() {
     }
     let ours_of = |g: &Map<String, Value>| og.keys().map(|k| (k.clone(), g[k].clone())).collect::<Vec<_>>();
 
-    // config_set replaces the configuration: numbers truncated, out of range None, unknown names ignored.
-    for set in [json!({"AIServer": 2, "CoreAgentCache": 3.7, "CoreRuntime": 9, "NoSuchGroup": 1}), json!({"CoreModelZoo": true})] {
+    // config_set replaces the configuration: numbers truncated, out of range None, unknown
+    // names ignored; `null` and `{}` set every group to None.
+    for set in [
+        json!({"AIServer": 2, "CoreAgentCache": 3.7, "CoreRuntime": 9, "NoSuchGroup": 1}),
+        json!(null),
+        json!({"AIServer": 1}),
+        json!({}),
+        json!({"CoreModelZoo": true}),
+    ] {
         for (a, h) in [(oa, oh), (ta, th)] {
             assert_eq!(asio(a, "trace_manage", json!({"config_set": set})), json!({"VERSION": 4, "success": true, "trace_manage": null}));
             assert_eq!(http(h, "trace_manage", json!({"config_set": set})), (200, Value::Null));
@@ -264,6 +271,12 @@ fn trace_manage_answers_as_pysdk() {
     }
     assert_eq!(levels(oa)["CoreModelZoo"], "Basic");
     assert_eq!(levels(oa)["AIServer"], "None");
+    // Only unknown names: everything back to None.
+    for a in [oa, ta] {
+        trace(a, json!({"config_set": {"NoSuchGroup": 2}})).unwrap();
+    }
+    assert_eq!(ours_of(&levels(oa)), ours_of(&levels(ta)));
+    assert!(levels(oa).values().all(|v| v == "None"));
 
     // Bad arguments: PySDK's texts, nothing changed.
     for bad in

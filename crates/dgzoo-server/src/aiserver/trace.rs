@@ -6,7 +6,8 @@
 //! Full`; a non-empty `config_set` replaces the whole configuration (groups it does not name go
 //! to `None`, unknown names are ignored, numbers are truncated and anything outside 0..=3 is
 //! `None`, a value that is not a number fails the command and changes nothing) and restarts
-//! the trace; `trace_read {"size": N}` returns text of at most N bytes (no `size`: all of it).
+//! the trace (`{}` and `null` set every group to `None` without a restart: the header keeps
+//! the groups the trace started with); `trace_read {"size": N}` returns text of at most N bytes (no `size`: all of it).
 //! PySDK returns the first N bytes of its trace file, cut anywhere; ours is the newest whole
 //! records that fit in N, with the header only when every record fits too.
 //!
@@ -58,6 +59,8 @@ const TRACE_BYTES: usize = 256 << 10;
 /// names in `config_set` are ignored, as PySDK does), so clients cannot grow it either.
 pub struct Trace {
     levels: [u8; GROUPS.len()],
+    /// The levels when the trace started (its header lists them).
+    started_levels: [u8; GROUPS.len()],
     started: SystemTime,
     /// Time of the last record (for the delta column).
     last: SystemTime,
@@ -68,7 +71,7 @@ pub struct Trace {
 impl Default for Trace {
     fn default() -> Self {
         let now = SystemTime::now();
-        Trace { levels: [0; GROUPS.len()], started: now, last: now, records: VecDeque::new(), bytes: 0 }
+        Trace { levels: [0; GROUPS.len()], started_levels: [0; GROUPS.len()], started: now, last: now, records: VecDeque::new(), bytes: 0 }
     }
 }
 
@@ -163,8 +166,12 @@ impl Trace {
     }
 
     fn config_set(&mut self, set: &Value) -> Result<(), String> {
-        let set = set.as_object().ok_or("[json.exception.invalid_iterator.207] cannot use key() for non-object iterators")?;
+        // `null` iterates as empty there; other non-objects fail.
+        let empty = Map::new();
+        let set =
+            if set.is_null() { &empty } else { set.as_object().ok_or("[json.exception.invalid_iterator.207] cannot use key() for non-object iterators")? };
         if set.is_empty() {
+            self.levels = [0; GROUPS.len()];
             return Ok(());
         }
         let mut levels = [0u8; GROUPS.len()];
@@ -175,14 +182,15 @@ impl Trace {
             }
         }
         // A new configuration starts a new trace.
-        *self = Trace { levels, ..Trace::default() };
+        *self = Trace { levels, started_levels: levels, ..Trace::default() };
         Ok(())
     }
 
     /// PySDK's trace header: start time, enabled groups, line format.
     fn header(&self) -> String {
         let started: DateTime<Local> = self.started.into();
-        let mut enabled: String = GROUPS.iter().zip(self.levels).filter(|(_, l)| *l > 0).map(|(g, l)| format!("  {g:<33}= {}\n", LEVELS[l as usize])).collect();
+        let mut enabled: String =
+            GROUPS.iter().zip(self.started_levels).filter(|(_, l)| *l > 0).map(|(g, l)| format!("  {g:<33}= {}\n", LEVELS[l as usize])).collect();
         if enabled.is_empty() {
             enabled = "  <none>\n".into();
         }
@@ -287,7 +295,15 @@ mod tests {
         let err = t.manage(&json!({"config_set": {"AIServer": 1, "CoreRuntime": "2"}})).unwrap_err();
         assert_eq!(err, "[json.exception.type_error.302] type must be number, but is string");
         assert!(t.manage(&json!({"config_set": [1]})).unwrap_err().contains("invalid_iterator.207"));
-        t.manage(&json!({"config_set": {}})).unwrap();
+        // `{}` and `null`: every group None, the trace (and its header) goes on.
+        t.push(Group::ModelZoo, Level::Detailed, "kept");
+        for empty in [json!({}), json!(null)] {
+            t.manage(&json!({"config_set": empty})).unwrap();
+            assert!(get(&mut t).as_object().unwrap().values().all(|v| v == "None"));
+            let text = t.read(usize::MAX);
+            assert!(text.contains("kept") && text.contains("  CoreModelZoo                     = Detailed\n"), "{text}");
+        }
+        t.manage(&json!({"config_set": {"CoreModelZoo": 2.9, "CoreAgentCache": true}})).unwrap();
         assert_eq!(get(&mut t), g);
         // Detailed records only for groups set to Detailed or Full.
         assert!(t.wants(Group::ModelZoo, Level::Detailed) && !t.wants(Group::AgentCache, Level::Detailed) && t.wants(Group::AgentCache, Level::Basic));
