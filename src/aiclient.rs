@@ -12,6 +12,7 @@
 //! stream opens on a healthy server. `shutdown` and `zoo_manage` never move to another server.
 use crate::address::{ServerAddress, SERVER_LIST_SEPARATOR};
 use crate::error::{Code, Error, Result};
+use crate::protocol::command::{Command, ADMIN_TOKEN_FIELD, WS_STREAM_PATH};
 use crate::protocol::ws::{ClientReader, ClientWriter, WsClient, WsMessage};
 use crate::protocol::{self, http};
 use serde_json::{json, Value};
@@ -19,6 +20,17 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// PySDK's ping: `sleep` of 0 ms.
+const PING: Command = Command::Sleep { ms: 0.0 };
+
+/// A REST request as the client sends it (from [`Command::rest_route`] and [`Command::rest_body`]).
+struct RestRequest {
+    method: &'static str,
+    path: String,
+    body: Option<Vec<u8>>,
+    auth: Option<String>,
+}
 
 /// A client for one AI server, or for a fail-over list of servers (see the module comment).
 #[derive(Debug, Clone)]
@@ -65,9 +77,28 @@ impl AiServerClient {
         self
     }
 
-    /// The admin token, when `op` is a management command a server may guard.
-    fn admin_token_for(&self, op: &str) -> Option<&str> {
-        matches!(op, "shutdown" | "zoo_manage" | "trace_manage" | "dev_ctrl").then_some(self.admin_token.as_deref()).flatten()
+    /// The admin token, when `cmd` is a management command a server may guard.
+    fn admin_token_for(&self, cmd: &Command) -> Option<&str> {
+        cmd.needs_admin().then_some(self.admin_token.as_deref()).flatten()
+    }
+
+    /// `cmd`'s asio message, with the admin token when it is a guarded command.
+    fn asio_message(&self, cmd: &Command) -> Value {
+        let mut msg = cmd.to_asio();
+        if let (Some(t), Some(m)) = (self.admin_token_for(cmd), msg.as_object_mut()) {
+            m.insert(ADMIN_TOKEN_FIELD.into(), json!(t));
+        }
+        msg
+    }
+
+    /// `cmd`'s REST request: method, path, JSON body, `Authorization` header (guarded
+    /// commands with a token).
+    fn rest_request(&self, cmd: &Command) -> Result<RestRequest> {
+        let (method, path) =
+            cmd.rest_route().ok_or_else(|| Error::invalid(format!("'{}' has no REST route: streams are opened with open_stream", cmd.op())))?;
+        let body = cmd.rest_body().map(|b| b.to_string().into_bytes());
+        let auth = self.admin_token_for(cmd).map(|t| format!("Bearer {t}"));
+        Ok(RestRequest { method, path, body, auth })
     }
 
     /// A client over a fail-over list (one address: the same as [`AiServerClient::new`]).
@@ -119,11 +150,11 @@ impl AiServerClient {
             let (status, reason, _) = http::request_full(&self.addr.host, self.addr.port, "GET", "/v2/health/ready", None, self.timeout)?;
             return match status {
                 200 => Ok(()),
-                404 => self.command_here("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ()),
+                404 => self.command_here(&PING).map(|_| ()),
                 _ => Err(Error::new(Code::Network, format!("AI server '{}' is not ready: {reason}({status})", host_port(&self.addr)))),
             };
         }
-        self.command_here("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ())
+        self.command_here(&PING).map(|_| ())
     }
 
     /// Run `f` on the server in use; when it cannot be reached (a `Network` error), on the
@@ -187,7 +218,8 @@ impl AiServerClient {
     }
 
     /// One asio command on a fresh connection; returns the op's data.
-    fn asio_command(&self, op: &str, fields: Value) -> Result<Value> {
+    fn asio_command(&self, cmd: &Command) -> Result<Value> {
+        let op = cmd.op();
         let mut s = self.connect()?;
         let _ = s.set_read_timeout(Some(self.timeout));
         let _ = s.set_write_timeout(Some(self.timeout));
@@ -196,11 +228,7 @@ impl AiServerClient {
             let code = if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) { Code::Timeout } else { Code::Network };
             Error::new(code, format!("Error communicating with AI server '{server}' (op '{op}'): {e}"))
         };
-        let mut msg = protocol::command(op, fields);
-        if let (Some(t), Some(m)) = (self.admin_token_for(op), msg.as_object_mut()) {
-            m.insert(protocol::command::ADMIN_TOKEN_FIELD.into(), json!(t));
-        }
-        protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(io)?;
+        protocol::write_packet(&mut s, self.asio_message(cmd).to_string().as_bytes()).map_err(io)?;
         let reply = protocol::read_packet(&mut s, self.max_packet)
             .map_err(io)?
             .ok_or_else(|| Error::new(Code::Network, format!("AI server '{server}' closed the connection without replying to '{op}'")))?;
@@ -208,12 +236,10 @@ impl AiServerClient {
     }
 
     /// One REST request; non-2xx → PySDK's "Error sending HTTP request" text.
-    fn rest(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
-        let body_bytes = body.map(|b| b.to_string().into_bytes());
-        let op = path.trim_start_matches("/v1/").split('/').next().unwrap_or_default();
-        let auth = self.admin_token_for(op).map(|t| format!("Bearer {t}"));
+    fn rest(&self, cmd: &Command) -> Result<Value> {
+        let RestRequest { method, path, body, auth } = self.rest_request(cmd)?;
         let headers: Vec<(&str, &str)> = auth.as_deref().map(|a| ("Authorization", a)).into_iter().collect();
-        let (status, reason, resp) = http::request_with_headers(&self.addr.host, self.addr.port, method, path, &headers, body_bytes.as_deref(), self.timeout)?;
+        let (status, reason, resp) = http::request_with_headers(&self.addr.host, self.addr.port, method, &path, &headers, body.as_deref(), self.timeout)?;
         let text = String::from_utf8_lossy(&resp).into_owned();
         if !(200..300).contains(&status) {
             // The server's own message when it sent one.
@@ -229,42 +255,36 @@ impl AiServerClient {
         serde_json::from_slice(&resp).map_err(|e| Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: {e}", self.server())))
     }
 
-    /// Run a command over the address's protocol. Read-only commands fail over to another
-    /// server of a fail-over list; the others run on the server in use only.
-    pub fn command(&self, op: &str, fields: Value) -> Result<Value> {
-        match op {
-            "modelzoo" | "system_info" | "label_dictionary" | "sleep" => self.failing_over(false, |c| c.command_here(op, fields.clone())),
-            _ => self.on(self.current()).command_here(op, fields),
+    /// Run a command over the address's protocol; returns the op's data. Read-only commands
+    /// fail over to another server of a fail-over list; the others run on the server in use
+    /// only. `stream` is refused: streams are opened with [`AiServerClient::open_stream`].
+    pub fn command(&self, cmd: &Command) -> Result<Value> {
+        if cmd.read_only() {
+            self.failing_over(false, |c| c.command_here(cmd))
+        } else {
+            self.on(self.current()).command_here(cmd)
         }
     }
 
-    fn command_here(&self, op: &str, fields: Value) -> Result<Value> {
+    fn command_here(&self, cmd: &Command) -> Result<Value> {
+        if let Command::Stream { .. } = cmd {
+            return Err(Error::invalid("a stream is not a one-shot command: use open_stream"));
+        }
         if !self.addr.http {
-            return self.asio_command(op, fields);
+            return self.asio_command(cmd);
         }
-        match op {
-            "modelzoo" | "system_info" => self.rest("GET", &format!("/v1/{op}"), None),
-            "label_dictionary" => {
-                let name = fields.get("name").and_then(Value::as_str).unwrap_or_default();
-                self.rest("GET", &format!("/v1/label_dictionary/{}", crate::protocol::http::percent_encode(name)), None)
-            }
-            "sleep" => {
-                let ms = fields.get("sleep_time_ms").and_then(Value::as_f64).unwrap_or(0.0);
-                self.rest("POST", &format!("/v1/sleep/{ms:.6}"), None)
-            }
-            "shutdown" => {
-                // As PySDK: a ping that must succeed, then shutdown with errors ignored.
-                self.rest("POST", "/v1/sleep/0.000000", None)?;
-                let _ = self.rest("POST", "/v1/shutdown", None);
-                Ok(Value::Null)
-            }
-            _ => self.rest("POST", &format!("/v1/{op}"), Some(fields.get("args").unwrap_or(&json!({})))),
+        if *cmd == Command::Shutdown {
+            // As PySDK: a ping that must succeed, then shutdown with errors ignored.
+            self.rest(&PING)?;
+            let _ = self.rest(cmd);
+            return Ok(Value::Null);
         }
+        self.rest(cmd)
     }
 
     /// The server's zoo: (name, parameters) in the server's order.
     pub fn modelzoo(&self) -> Result<Vec<(String, Value)>> {
-        let v = self.command("modelzoo", json!({}))?;
+        let v = self.command(&Command::ModelZoo)?;
         let bad = || Error::new(Code::Protocol, format!("Response from server '{}' is incorrect: malformed model list", self.server()));
         match v {
             // asio: [{"name", "ModelParams": "<json text>"}]
@@ -288,20 +308,20 @@ impl AiServerClient {
     }
 
     pub fn system_info(&self) -> Result<Value> {
-        self.command("system_info", json!({}))
+        self.command(&Command::SystemInfo)
     }
 
     pub fn label_dictionary(&self, model: &str) -> Result<Value> {
-        self.command("label_dictionary", json!({"name": model}))
+        self.command(&Command::LabelDictionary { name: model.to_string() })
     }
 
     pub fn ping(&self) -> Result<()> {
-        self.command("sleep", json!({"sleep_time_ms": 0.0})).map(|_| ())
+        self.command(&PING).map(|_| ())
     }
 
     pub fn shutdown(&self) -> Result<()> {
         let here = self.on(self.current());
-        here.command("shutdown", json!({}))?;
+        here.command(&Command::Shutdown)?;
         if !here.addr.http {
             // Wake the server's accept loop like the C++ client; errors do not matter.
             if let Ok(mut s) = http::connect(&here.addr.host, here.addr.port, Duration::from_millis(500)) {
@@ -312,7 +332,11 @@ impl AiServerClient {
     }
 
     pub fn zoo_manage(&self, args: Value) -> Result<Value> {
-        self.command("zoo_manage", json!({"args": args}))
+        self.command(&Command::ZooManage { args })
+    }
+
+    pub fn trace_manage(&self, args: Value) -> Result<Value> {
+        self.command(&Command::TraceManage { args })
     }
 
     /// Open an inference stream on `model` with the model `config` (runtime parameters); on a
@@ -326,18 +350,18 @@ impl AiServerClient {
         let s = self.connect()?;
         let _ = s.set_write_timeout(Some(self.timeout));
         let open_err = |e: std::io::Error| Error::new(Code::Network, format!("cannot open a stream on AI server '{server}': {e}"));
+        let cmd = Command::Stream { name: model.to_string(), config: config.clone() };
         if !self.addr.http {
             let mut s = s;
-            let msg = protocol::command("stream", json!({"name": model, "config": config}));
-            protocol::write_packet(&mut s, msg.to_string().as_bytes()).map_err(open_err)?;
+            protocol::write_packet(&mut s, self.asio_message(&cmd).to_string().as_bytes()).map_err(open_err)?;
             // Success has no reply; a failure arrives as the first result.
             let send = s.try_clone().map_err(open_err)?;
             return Ok(RemoteStream::new(SendConn::Asio(send), Receiver::Asio(s), server, self.max_packet));
         }
         let raw = s.try_clone().map_err(open_err)?;
-        let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, "/v1/stream", self.max_packet, self.timeout)?;
+        let mut ws = WsClient::handshake(s, &self.addr.host, self.addr.port, WS_STREAM_PATH, self.max_packet, self.timeout)?;
         let cfg_err = |msg: String| Error::new(Code::Protocol, format!("Error configuring model {model} on AI server http://{server}: {msg}"));
-        ws.writer.send_text(protocol::ws_config_message(model, config).as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
+        ws.writer.send_text(cmd.to_ws().unwrap_or_default().as_bytes()).map_err(|e| cfg_err(e.to_string()))?;
         ws.reader.set_read_timeout(Some(self.timeout));
         // The reply is msgpack, in a binary or (for errors, from DeGirum's server) text frame.
         let reply = match ws.reader.recv() {
@@ -487,5 +511,83 @@ impl RemoteStream {
     /// End of stream: an empty packet (asio) or a close frame (WebSocket).
     pub fn close(self) {
         self.tx.close()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One command of every kind. The match has no wildcard: a new kind fails to compile
+    /// until it is added here.
+    fn every_command() -> Vec<Command> {
+        let all = vec![
+            Command::ModelZoo,
+            Command::SystemInfo,
+            Command::LabelDictionary { name: "a b/c%d".into() },
+            Command::Sleep { ms: 12.5 },
+            Command::Shutdown,
+            Command::TraceManage { args: json!({"trace_read": {"size": 100}}) },
+            Command::ZooManage { args: json!({"cache_dump": 1}) },
+            Command::DevCtrl { args: json!({"x": [1, 2]}) },
+            Command::Stream { name: "m".into(), config: json!({"DEVICE": [{"DeviceTimeout_ms": 40000.0}]}) },
+        ];
+        let kind = |c: &Command| match c {
+            Command::ModelZoo => 0,
+            Command::SystemInfo => 1,
+            Command::LabelDictionary { .. } => 2,
+            Command::Sleep { .. } => 3,
+            Command::Shutdown => 4,
+            Command::TraceManage { .. } => 5,
+            Command::ZooManage { .. } => 6,
+            Command::DevCtrl { .. } => 7,
+            Command::Stream { .. } => 8,
+        };
+        let mut kinds: Vec<usize> = all.iter().map(kind).collect();
+        kinds.dedup();
+        assert_eq!(kinds, (0..9).collect::<Vec<_>>());
+        all
+    }
+
+    #[test]
+    fn client_requests_parse_back_to_the_same_command() {
+        for token in [None, Some("s3cret".to_string())] {
+            let client = AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port: 1, http: false }).with_admin_token(token.clone());
+            for cmd in every_command() {
+                let want_token = token.as_deref().filter(|_| cmd.needs_admin());
+                // asio: the message the server parses (its version and token checked apart).
+                let msg = client.asio_message(&cmd);
+                assert_eq!(msg[protocol::VERSION_TAG], json!(protocol::PROTOCOL_VERSION), "{msg}");
+                assert_eq!(Command::from_asio(&msg), Ok(cmd.clone()), "{msg}");
+                assert_eq!(msg.get(ADMIN_TOKEN_FIELD).and_then(Value::as_str), want_token, "{msg}");
+                // HTTP: the route and body, or for a stream the WebSocket's first message.
+                match client.rest_request(&cmd) {
+                    Ok(r) => {
+                        assert_eq!(Command::from_rest(r.method, &r.path, r.body.as_deref().unwrap_or_default()), Ok(cmd.clone()), "{}", r.path);
+                        assert_eq!(r.auth, want_token.map(|t| format!("Bearer {t}")), "{}", r.path);
+                    }
+                    Err(_) => {
+                        assert!(matches!(cmd, Command::Stream { .. }), "{cmd:?} has no REST request");
+                        let text = cmd.to_ws().unwrap();
+                        assert_eq!(Command::from_ws(&serde_json::from_str(&text).unwrap()), cmd);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wire_forms_are_degirums() {
+        let client = AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port: 1, http: false });
+        // aiserver-protocol.md §1.10: the ping's bytes.
+        assert_eq!(client.asio_message(&PING).to_string(), r#"{"VERSION":4,"op":"sleep","sleep_time_ms":0.0}"#);
+        let open = client.asio_message(&Command::Stream { name: "m".into(), config: json!({"POST_PROCESS": [{"OutputTopK": 2}]}) });
+        assert_eq!(open.to_string(), r#"{"VERSION":4,"config":{"POST_PROCESS":[{"OutputTopK":2}]},"name":"m","op":"stream"}"#);
+        let rest = |c: &Command| client.rest_request(c).map(|r| (r.method, r.path, r.body.map(|b| String::from_utf8(b).unwrap()))).unwrap();
+        assert_eq!(rest(&PING), ("POST", "/v1/sleep/0.000000".into(), None));
+        assert_eq!(rest(&Command::ModelZoo), ("GET", "/v1/modelzoo".into(), None));
+        assert_eq!(rest(&Command::LabelDictionary { name: "a b".into() }), ("GET", "/v1/label_dictionary/a%20b".into(), None));
+        assert_eq!(rest(&Command::ZooManage { args: json!({"rescan": 1}) }), ("POST", "/v1/zoo_manage".into(), Some(r#"{"rescan":1}"#.into())));
+        assert_eq!(Command::Stream { name: "m".into(), config: json!({}) }.to_ws().unwrap(), r#"{"config":{},"name":"m"}"#);
     }
 }

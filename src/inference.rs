@@ -183,6 +183,11 @@ impl Engine {
         Ok(Engine { key, agent, inputs, outputs, opts, max_sessions, concurrent, narrow_limit, has_wide, pool: Mutex::new(pool), freed: Condvar::new() })
     }
 
+    /// Whether one session runs overlapping frames (the runtime's [`Agent::concurrent`]).
+    pub fn concurrent(&self) -> bool {
+        self.concurrent
+    }
+
     /// Runtime sessions this engine holds (each with its own weights).
     pub fn sessions(&self) -> usize {
         usize::from(self.has_wide) + self.lock().narrow_created

@@ -1,7 +1,9 @@
 //! The AI-server command set, typed: every command a client may send, in its asio JSON form
-//! (`{"op": ..., "VERSION": 4, ...}`) and its REST route (`/v1/...`). Parsing only, no sockets:
-//! the server parses each request into a [`Command`] and runs it; [`Command::to_asio`] and
-//! [`Command::rest_route`] give the client-side forms.
+//! (`{"op": ..., "VERSION": 4, ...}`), its REST route (`/v1/...` and JSON body) and, for
+//! `stream`, the WebSocket's configuration message. No sockets: the server parses each
+//! request into a [`Command`] ([`Command::from_asio`], [`Command::from_rest`],
+//! [`Command::from_ws`]) and runs it; the client writes every request from one
+//! ([`Command::to_asio`], [`Command::rest_route`] and [`Command::rest_body`], [`Command::to_ws`]).
 use super::http::percent_decode;
 use serde_json::{json, Value};
 
@@ -56,6 +58,9 @@ pub enum CommandError {
 /// The asio command field carrying the admin token.
 pub const ADMIN_TOKEN_FIELD: &str = "admin_token";
 
+/// The WebSocket route of inference streams (`stream` over HTTP).
+pub const WS_STREAM_PATH: &str = "/v1/stream";
+
 /// Longest sleep honoured, in milliseconds.
 pub const MAX_SLEEP_MS: f64 = 60_000.0;
 
@@ -79,6 +84,11 @@ impl Command {
     /// the command's [`ADMIN_TOKEN_FIELD`]; HTTP: `Authorization: Bearer <token>`).
     pub fn needs_admin(&self) -> bool {
         matches!(self, Command::Shutdown | Command::ZooManage { .. } | Command::TraceManage { .. } | Command::DevCtrl { .. })
+    }
+
+    /// Commands that only read (a fail-over client may send them to any server of its list).
+    pub fn read_only(&self) -> bool {
+        matches!(self, Command::ModelZoo | Command::SystemInfo | Command::LabelDictionary { .. } | Command::Sleep { .. })
     }
 
     /// Commands the server runs for loopback clients only.
@@ -164,10 +174,35 @@ impl Command {
         Some(match self {
             Command::ModelZoo | Command::SystemInfo => ("GET", format!("/v1/{}", self.op())),
             Command::LabelDictionary { name } => ("GET", format!("/v1/label_dictionary/{}", super::http::percent_encode(name))),
-            Command::Sleep { ms } => ("POST", format!("/v1/sleep/{ms}")),
+            // Six decimals, as DeGirum's client formats it (`std::to_string`).
+            Command::Sleep { ms } => ("POST", format!("/v1/sleep/{ms:.6}")),
             Command::Stream { .. } => return None,
-            _ => ("POST", format!("/v1/{}", self.op())),
+            Command::Shutdown | Command::TraceManage { .. } | Command::ZooManage { .. } | Command::DevCtrl { .. } => ("POST", format!("/v1/{}", self.op())),
         })
+    }
+
+    /// The JSON body of the REST request: the arguments of the management commands.
+    pub fn rest_body(&self) -> Option<&Value> {
+        match self {
+            Command::TraceManage { args } | Command::ZooManage { args } | Command::DevCtrl { args } => Some(args),
+            _ => None,
+        }
+    }
+
+    /// `stream` over HTTP: the first (text) message on the WebSocket, `{"config", "name"}`.
+    pub fn to_ws(&self) -> Option<String> {
+        match self {
+            Command::Stream { name, config } => Some(super::ws_config_message(name, config)),
+            _ => None,
+        }
+    }
+
+    /// Parse the WebSocket's configuration message (a JSON object) into `stream`.
+    pub fn from_ws(msg: &Value) -> Command {
+        Command::Stream {
+            name: msg.get("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+            config: msg.get("config").cloned().unwrap_or(Value::Null),
+        }
     }
 }
 
@@ -191,11 +226,11 @@ mod tests {
         for c in all {
             assert_eq!(Command::from_asio(&c.to_asio()).as_ref(), Ok(&c));
             if let Some((m, p)) = c.rest_route() {
-                let body = match &c {
-                    Command::TraceManage { args } | Command::ZooManage { args } | Command::DevCtrl { args } => args.to_string(),
-                    _ => String::new(),
-                };
+                let body = c.rest_body().map(Value::to_string).unwrap_or_default();
                 assert_eq!(Command::from_rest(m, &p, body.as_bytes()).as_ref(), Ok(&c), "{p}");
+            }
+            if let Some(text) = c.to_ws() {
+                assert_eq!(Command::from_ws(&serde_json::from_str(&text).unwrap()), c);
             }
         }
     }

@@ -146,7 +146,7 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             Ok(())
         }
         ServerCommand::Trace(p) => {
-            let v = local_client(&p).command("trace_manage", serde_json::json!({"args": {"trace_read": {"size": 1 << 20}}}))?;
+            let v = local_client(&p).trace_manage(serde_json::json!({"trace_read": {"size": 1 << 20}}))?;
             print!("{}", v.get("trace_read").and_then(serde_json::Value::as_str).unwrap_or_default());
             Ok(())
         }

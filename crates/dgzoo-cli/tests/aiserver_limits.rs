@@ -380,18 +380,16 @@ fn trace_log_and_trace_groups_are_bounded() {
     sleep(&server);
     assert_eq!(count(&read(&server)), 1);
 
-    // config_set: client-chosen group names are bounded in number and length.
-    let many: serde_json::Map<String, Value> = (0..10_000).map(|i| (format!("group{i}"), json!(1))).collect();
-    let r = trace_manage(&server, json!({"config_set": many}));
-    assert_eq!(r["success"], json!(false), "{r}");
-    assert!(r["msg"].as_str().unwrap().contains("at most 64 trace groups"), "{r}");
-    let r = trace_manage(&server, json!({"config_set": {"x".repeat(200): 1}}));
-    assert_eq!(r["success"], json!(false), "{r}");
-    let groups = trace_manage(&server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().len();
-    assert_eq!(groups, 3, "config_get lists {groups} groups");
-    let some: serde_json::Map<String, Value> = (0..61).map(|i| (format!("g{i}"), json!(1))).collect();
-    assert_eq!(trace_manage(&server, json!({"config_set": some}))["success"], json!(true));
-    assert_eq!(trace_manage(&server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().len(), 64);
+    // config_set: the group table is fixed (PySDK's names); client-chosen names are ignored,
+    // however many and however long.
+    let groups = |server: &Running| trace_manage(server, json!({"config_get": 1}))["trace_manage"]["config_get"].as_object().unwrap().clone();
+    let before = groups(&server);
+    let mut many: serde_json::Map<String, Value> = (0..10_000).map(|i| (format!("group{i}"), json!(1))).collect();
+    many.insert("x".repeat(200), json!(1));
+    assert_eq!(trace_manage(&server, json!({"config_set": many}))["success"], json!(true));
+    let after = groups(&server);
+    assert_eq!(after.keys().collect::<Vec<_>>(), before.keys().collect::<Vec<_>>());
+    assert!(after.len() <= 64 && after.values().all(|v| v == "None"), "{after:?}");
     assert_cat(&mut server.stream(EFF));
 }
 

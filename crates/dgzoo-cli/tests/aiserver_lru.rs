@@ -14,8 +14,13 @@ const BLAZE: &str = "blazeface_short_range--128x128_float_tflite_cpu_1"; // 0.2 
 
 fn loaded(client: &AiServerClient) -> Vec<String> {
     let v: Value = client.zoo_manage(json!({"cache_dump": 1})).unwrap();
-    let mut l: Vec<String> = v["AgentList"].as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect();
+    // One entry per model and device: "RUNTIME/DEVICE: model file" once per model.
+    let name = |a: &Value| {
+        format!("{}/{}: {}", a["AgentType"].as_str().unwrap(), a["DeviceType"].as_str().unwrap(), a["ModelPath"].as_str().unwrap().rsplit('/').next().unwrap())
+    };
+    let mut l: Vec<String> = v["AgentList"].as_array().unwrap().iter().map(name).collect();
     l.sort();
+    l.dedup();
     l
 }
 

@@ -486,7 +486,8 @@ fn json_logs_one_object_per_line_with_stream_ids() {
     let inference: Vec<(&u64, &Vec<String>)> = streams.iter().filter(|(_, m)| m.iter().any(|x| x.starts_with("stream opened on model"))).collect();
     assert_eq!(inference.len(), 3, "{streams:#?}");
     for (id, msgs) in &inference {
-        let model = msgs[0].split('\'').nth(1).unwrap();
+        // The open line names the model (a first load logs the model file before it).
+        let model = msgs.iter().find(|m| m.starts_with("stream opened on model")).unwrap().split('\'').nth(1).unwrap();
         assert!(
             msgs.iter()
                 .any(|m| m == &format!("stream closed on model '{model}' after 2 frame(s)")

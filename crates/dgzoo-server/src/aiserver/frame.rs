@@ -2,6 +2,7 @@
 //! parameters, get a shared engine) and run frames (decode the model-sized JPEG/RAW packets,
 //! convert with `preprocess`, run the engine, `postprocess`). Results stay in model-input
 //! coordinates: the client maps them to its original image.
+use super::trace::Group;
 use super::State;
 use crate::metrics as m;
 use dgzoo::cache::CachedModel;
@@ -55,6 +56,7 @@ fn check_client_shapes(zoo: &ModelParams, params: &ModelParams) -> std::result::
 const DEFAULT_CLOUD_URL: &str = "https://hub.degirum.com";
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tracing::Instrument;
@@ -64,10 +66,19 @@ pub struct StreamSession {
     pub name: String,
     pub params: ModelParams,
     engine: Arc<Engine>,
+    /// The engine's cache slot: its use time is set when the stream ends (`cache_dump`).
+    slot: Arc<EngineSlot>,
     labels: BTreeMap<i64, String>,
     state: Arc<State>,
     /// The cache hold of a cloud model.
     _held: Option<CachedModel>,
+}
+
+impl Drop for StreamSession {
+    fn drop(&mut self) {
+        // PySDK's agent cache stamps an agent when a stream gives it back.
+        self.slot.touch();
+    }
 }
 
 impl State {
@@ -117,7 +128,7 @@ impl State {
         params.merge_runtime(config);
         params.check_version().map_err(fail)?;
         check_client_shapes(&entry.params, &params)?;
-        let engine = self.engine_for(&params).map_err(fail)?;
+        let (engine, slot) = self.engine_for(&params).map_err(fail)?;
         // A client-chosen shape the model's tensors cannot take fails here, at open, and its
         // engine copy is not kept.
         for (i, info) in engine.inputs.iter().enumerate() {
@@ -129,8 +140,8 @@ impl State {
             }
         }
         let labels = dgzoo::model::load_labels(&params);
-        self.log_info(&format!("stream opened on model '{name}'"));
-        Ok(StreamSession { name: name.to_string(), params, engine, labels, state: self.clone(), _held: held })
+        self.log_info(Group::AiServer, &format!("stream opened on model '{name}'"));
+        Ok(StreamSession { name: name.to_string(), params, engine, slot, labels, state: self.clone(), _held: held })
     }
 
     /// A cloud model: `CloudURL` (default the public hub) and `CloudToken` (default the token
@@ -179,10 +190,10 @@ impl State {
                 drop(e);
                 cache.remove(i);
                 metrics::counter!(m::MODEL_UNLOADS, "model" => model_label(&slot.key)).increment(1);
-                self.log_info(&format!(
-                    "unloaded model file '{}' (LRU limit)",
-                    slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()
-                ));
+                self.log_info(
+                    Group::AgentCache,
+                    &format!("unloaded model file '{}' (LRU limit)", slot.key.model_path.file_name().map(|f| f.to_string_lossy()).unwrap_or_default()),
+                );
                 continue;
             }
             i += 1;
@@ -190,7 +201,7 @@ impl State {
         publish_loaded(&cache);
     }
 
-    fn engine_for(&self, params: &ModelParams) -> DgResult<Arc<Engine>> {
+    fn engine_for(&self, params: &ModelParams) -> DgResult<(Arc<Engine>, Arc<EngineSlot>)> {
         let (rt, dev) = (params.str("RuntimeAgent", 0), params.str("DeviceType", 0));
         let pairs = params.device_pairs()?;
         let allowed = pairs.iter().any(|(r, d)| (r == "*" || *r == rt) && (d == "*" || *d == dev));
@@ -243,7 +254,7 @@ impl State {
                             }
                         }
                     }
-                    Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None) })
+                    Arc::new(EngineSlot { key: key.clone(), engine: Mutex::new(None), used: AtomicU64::new(0) })
                 }
             };
             cache.push(s.clone());
@@ -251,16 +262,18 @@ impl State {
         };
         let mut e = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(e) = e.as_ref() {
-            return Ok(e.clone());
+            return Ok((e.clone(), slot.clone()));
         }
         // A failed load leaves the slot empty: the next stream tries again.
         let label = model_label(&key);
         let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput)?);
+        self.log_info(Group::AgentCache, &format!("loaded model file '{label}' on {}/{}", engine.key.runtime, engine.key.device));
         metrics::counter!(m::MODEL_LOADS, "model" => label).increment(1);
         *e = Some(engine.clone());
+        slot.touch();
         drop(e);
         self.evict_engines();
-        Ok(engine)
+        Ok((engine, slot))
     }
 }
 
@@ -291,10 +304,60 @@ fn publish_loaded(cache: &[Arc<EngineSlot>]) {
     metrics::gauge!(m::MODELS_LOADED_BYTES).set(bytes as f64);
 }
 
+impl State {
+    /// The engine cache as PySDK's `cache_dump` lists its agents: one entry per loaded model
+    /// and device. A runtime that runs overlapping frames on one session (ONNX Runtime,
+    /// OpenVINO) is one agent over all its selected devices, as PySDK's ONNX agent is; for
+    /// the others (LiteRT) each session stands for one device of the selection, in order, as
+    /// PySDK loads a TFLite agent per device once frames overlap.
+    pub(super) fn agent_list(&self) -> Vec<Value> {
+        let slots: Vec<Arc<EngineSlot>> = self.engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut list = Vec::new();
+        for s in slots {
+            // A slot being loaded (lock held) is not listed yet.
+            let Some(engine) = s.engine.try_lock().ok().and_then(|e| e.clone()) else { continue };
+            let masks: Vec<u64> = if engine.concurrent() {
+                vec![s.key.devices.iter().fold(0u64, |m, d| m | (1u64 << d))]
+            } else {
+                s.key.devices.iter().take(engine.sessions()).map(|d| 1u64 << d).collect()
+            };
+            let size_mb = std::fs::metadata(&s.key.model_path).map_or(0, |m| m.len()) >> 20;
+            let stamp = chrono::DateTime::from_timestamp(s.used_at() as i64, 0)
+                .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+                .unwrap_or_default();
+            for mask in masks {
+                list.push(json!({
+                    "AgentType": s.key.runtime,
+                    "DeviceMask": mask,
+                    "DeviceType": s.key.device,
+                    "ModelPath": s.key.model_path.to_string_lossy(),
+                    "ModelSize_MB": size_mb,
+                    "Timestamp": stamp,
+                }));
+            }
+        }
+        list
+    }
+}
+
 /// One cached engine (or one being loaded).
 pub struct EngineSlot {
     pub key: EngineKey,
     pub engine: Mutex<Option<Arc<Engine>>>,
+    /// When the engine was loaded or a stream last gave it back (Unix seconds).
+    used: AtomicU64,
+}
+
+impl EngineSlot {
+    fn touch(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.used.store(now, Ordering::Relaxed);
+    }
+
+    /// When the engine was loaded or a stream last gave it back (Unix seconds).
+    pub fn used_at(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
 }
 
 impl StreamSession {
@@ -318,7 +381,7 @@ impl StreamSession {
                 } else {
                     protocol::dg_error_text("ERROR", "Operation failed", &msg, &[format!("When running model '{}'", self.name)])
                 };
-                self.state.log_info(&format!("frame error on model '{}': {}", self.name, msg.lines().next().unwrap_or_default()));
+                self.state.log_info(Group::Runtime, &format!("frame error on model '{}': {}", self.name, msg.lines().next().unwrap_or_default()));
                 protocol::encode(&protocol::frame_err(&text))
             }
         }

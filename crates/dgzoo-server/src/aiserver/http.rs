@@ -4,7 +4,8 @@
 //! frames run concurrently and answered in order). The WebSocket is tokio-tungstenite with
 //! `accept_unmasked_frames` (DeGirum's client sends unmasked frames), behind [`FrameLimits`],
 //! which refuses an oversized message from its frame header with our error text.
-use super::{frame, Level, State};
+use super::trace::{Group, Level};
+use super::{frame, State};
 use crate::net;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
@@ -100,10 +101,10 @@ async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
     let peer = req.extensions().get::<net::Peer>().map(|p| p.0.ip());
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let origin = header_str(req.headers(), header::ORIGIN).map(str::to_string);
-    state.log(Level::Debug, &format!("http {method} {path}"));
+    state.log(Group::AiServer, Level::Detailed, &format!("http {method} {path}"));
     let upgrade = header_str(req.headers(), header::UPGRADE).is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     if cross_origin_refused(&state, &method, origin.as_deref(), upgrade) {
-        state.log_info(&format!("refused cross-origin {method} {path} from origin '{}'", origin.as_deref().unwrap_or_default()));
+        state.log_info(Group::TaskServerHttp, &format!("refused cross-origin {method} {path} from origin '{}'", origin.as_deref().unwrap_or_default()));
         let text = protocol::dg_error_text(
             "ERROR",
             "Operation failed",
@@ -252,7 +253,7 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
                     None => { reading = false; None }
                     Some(Err(e)) => {
                         reading = false;
-                        state.log(Level::Debug, &format!("WebSocket stream ended: {e}"));
+                        state.log(Group::TaskServerHttp, Level::Detailed, &format!("WebSocket stream ended: {e}"));
                         // Our limits' text, or tungstenite's protocol/size error; a client
                         // that is gone gets nothing.
                         let text = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -285,7 +286,7 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
             }
             _ = ping.tick() => {
                 if !busy && last_seen.elapsed() >= idle {
-                    state.log(Level::Debug, "WebSocket stream closed: idle");
+                    state.log(Group::TaskServerHttp, Level::Detailed, "WebSocket stream closed: idle");
                     break;
                 }
                 if ws.send(Message::Ping(Vec::new())).await.is_err() {
@@ -297,7 +298,7 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
     }
     let _ = ws.close(None).await;
     if let Some(q) = &queue {
-        state.log_info(&format!("stream closed on model '{}' after {} frame(s)", q.session_name(), q.frames));
+        state.log_info(Group::AiServer, &format!("stream closed on model '{}' after {} frame(s)", q.session_name(), q.frames));
     }
 }
 
@@ -310,8 +311,10 @@ async fn configure(state: &Arc<State>, queue: &mut Option<frame::FrameQueue>, te
     let Some(cfg) = serde_json::from_str::<Value>(&text).ok().filter(Value::is_object) else {
         return Some(error_reply(&protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a JSON object", &[])));
     };
-    let name = cfg.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-    match frame::open_stream(state, name, cfg.get("config").cloned().unwrap_or(Value::Null)).await {
+    let Command::Stream { name, config } = Command::from_ws(&cfg) else {
+        return Some(error_reply(&protocol::dg_error_text("ERROR", "Parsing error", "configuration message is not a stream configuration", &[])));
+    };
+    match frame::open_stream(state, name, config).await {
         Ok(s) => {
             let mut params = s.params.full_form();
             // The effective parameters go back to the client, but never a token.

@@ -6,6 +6,7 @@
 //! Logging: tracing events under `dgzoo_server::aiserver`; the CLI prints them to stderr by `DGZOO_LOG` (default `info`, `--quiet` → `error`).
 pub mod frame;
 pub mod http;
+pub mod trace;
 
 use crate::net;
 use dgzoo::error::{Error, Result};
@@ -13,13 +14,12 @@ use dgzoo::params::ModelParams;
 use dgzoo::protocol::command::{Command, CommandError};
 use dgzoo::protocol::{self, PROTOCOL_VERSION, VERSION_TAG};
 use dgzoo::zoo::local::{self, ZooEntry};
-use serde_json::{json, Map, Value};
-use std::collections::VecDeque;
+use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use trace::{Group, Level, Trace};
 use tracing::Instrument;
 
 /// Which listeners to start.
@@ -102,14 +102,6 @@ impl Config {
     }
 }
 
-/// Severity of a server log line (emitted as a `tracing` event; the embedder's subscriber
-/// filters it, e.g. the CLI's by `DGZOO_LOG`).
-#[derive(Clone, Copy, PartialEq, PartialOrd)]
-enum Level {
-    Info = 1,
-    Debug = 2,
-}
-
 /// Shared server state.
 pub struct State {
     zoo_dir: PathBuf,
@@ -128,54 +120,10 @@ pub struct State {
     limiter: net::Limiter,
     idle_timeout: Duration,
     admin_token: Option<String>,
-    /// Recent log lines, for `trace_manage {"trace_read"}` (bounded: see [`Trace`]).
+    /// Trace groups and recent records, for `trace_manage` (bounded: see [`Trace`]).
     trace: Mutex<Trace>,
-    /// Debug lines go to the trace too (`trace_manage config_set` asked for a detailed level).
-    trace_debug: AtomicBool,
-    trace_levels: Mutex<Map<String, Value>>,
 }
 
-const TRACE_LINES: usize = 1000;
-/// Longest trace line kept, in bytes (client text in a line is cut past it).
-const TRACE_LINE_MAX: usize = 1024;
-/// Most bytes the trace keeps in all: older lines go first.
-const TRACE_BYTES: usize = 256 << 10;
-/// Most trace groups `config_set` may create, and the longest group name.
-const TRACE_GROUPS_MAX: usize = 64;
-const TRACE_GROUP_NAME_MAX: usize = 128;
-
-/// The server's recent log lines: at most [`TRACE_LINES`] lines of at most [`TRACE_LINE_MAX`]
-/// bytes and [`TRACE_BYTES`] in all, whatever clients send.
-#[derive(Default)]
-struct Trace {
-    lines: VecDeque<String>,
-    bytes: usize,
-}
-
-/// One log line as kept and printed: control characters (a client's newlines) blanked, cut
-/// at [`TRACE_LINE_MAX`] bytes.
-fn clip_line(line: &str) -> String {
-    let mut l: String = line.chars().take(TRACE_LINE_MAX).map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if line.len() > TRACE_LINE_MAX {
-        let mut cut = (TRACE_LINE_MAX - 3).min(l.len());
-        while !l.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        l.truncate(cut);
-        l.push('…');
-    }
-    l
-}
-
-impl Trace {
-    fn push(&mut self, l: String) {
-        while !self.lines.is_empty() && (self.lines.len() >= TRACE_LINES || self.bytes + l.len() > TRACE_BYTES) {
-            self.bytes -= self.lines.pop_front().map_or(0, |x| x.len());
-        }
-        self.bytes += l.len();
-        self.lines.push_back(l);
-    }
-}
 /// Default LRU limit on loaded models (total model file size; runtimes take a few times that).
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 512 << 20;
 /// Default cap on simultaneous connections.
@@ -186,14 +134,9 @@ pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// How long the listeners keep serving (readiness already false) after a client's `shutdown`.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
-const TRACE_LEVELS: [&str; 4] = ["None", "Basic", "Detailed", "Full"];
 
 impl State {
     fn create(zoo_dir: PathBuf, cfg: &Config) -> Arc<State> {
-        let mut levels = Map::new();
-        for g in ["AIServer", "CoreTaskServer", "CoreRuntime"] {
-            levels.insert(g.into(), json!("None"));
-        }
         Arc::new(State {
             zoo_dir,
             cache: dgzoo::cache::Cache::new(cfg.cache.clone().unwrap_or_else(dgzoo::cache::CacheConfig::from_env)),
@@ -209,8 +152,6 @@ impl State {
             idle_timeout: cfg.idle_timeout,
             admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             trace: Mutex::new(Trace::default()),
-            trace_debug: AtomicBool::new(false),
-            trace_levels: Mutex::new(levels),
         })
     }
 
@@ -221,26 +162,23 @@ impl State {
         State::create(work_dir.clone(), &Config::new(work_dir))
     }
 
-    fn log(&self, level: Level, msg: &str) {
-        // Whether the embedder's subscriber shows this level.
-        let to_stderr = match level {
-            Level::Info => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::INFO),
-            Level::Debug => tracing::enabled!(target: "dgzoo_server::aiserver", tracing::Level::DEBUG),
-        };
-        // Debug lines (one per command or request, with client text) are kept only when asked for.
-        if !to_stderr && level == Level::Debug && !self.trace_debug.load(Ordering::Relaxed) {
-            return;
+    /// A log line: a trace record of `group` when the trace wants it, and a tracing event
+    /// (info for `Basic`, debug for `Detailed`) that the embedder's subscriber prints or not
+    /// (the CLI's: `DGZOO_LOG`).
+    fn log(&self, group: Group, level: Level, msg: &str) {
+        {
+            let mut t = self.trace.lock().unwrap_or_else(|p| p.into_inner());
+            if t.wants(group, level) {
+                t.push(group, level, msg);
+            }
         }
-        let line = clip_line(&format!("[{:.3}] {msg}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())));
-        self.trace.lock().unwrap_or_else(|p| p.into_inner()).push(line);
-        // Printed (or not) by the embedder's tracing subscriber (the CLI's: DGZOO_LOG).
         match level {
-            Level::Info => tracing::info!(target: "dgzoo_server::aiserver", "{msg}"),
-            Level::Debug => tracing::debug!(target: "dgzoo_server::aiserver", "{msg}"),
+            Level::Basic => tracing::info!(target: "dgzoo_server::aiserver", "{msg}"),
+            Level::Detailed => tracing::debug!(target: "dgzoo_server::aiserver", "{msg}"),
         }
     }
-    fn log_info(&self, msg: &str) {
-        self.log(Level::Info, msg)
+    fn log_info(&self, group: Group, msg: &str) {
+        self.log(group, Level::Basic, msg)
     }
 
     /// Error texts never show where the zoo or the model cache live on the server.
@@ -266,7 +204,7 @@ impl State {
             .into_iter()
             .filter(|e| dgzoo::zoo::filter::supported_device_types(&e.params, &pairs).is_ok_and(|s| !s.is_empty()))
             .collect();
-        self.log_info(&format!("zoo scanned: {} model(s)", models.len()));
+        self.log_info(Group::ModelZoo, &format!("zoo scanned: {} model(s)", models.len()));
         *self.zoo.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(models);
     }
 
@@ -295,16 +233,9 @@ impl State {
             .ok_or_else(|| protocol::dg_error_text("ERROR", "File reading failure", &format!("Cannot read the label dictionary of model '{name}'"), &[]))
     }
 
+    /// `zoo_manage {"cache_dump"}`: PySDK's keys; memory in MiB (whole, rounded down).
     fn cache_dump(&self) -> Value {
-        let slots: Vec<Arc<frame::EngineSlot>> = self.engines.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let list: Vec<Value> = slots
-            .iter()
-            .filter(|s| s.engine.lock().unwrap_or_else(|p| p.into_inner()).is_some())
-            .map(|s| {
-                let file = s.key.model_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-                json!(format!("{}/{}: {file}", s.key.runtime, s.key.device))
-            })
-            .collect();
+        let list = self.agent_list();
         json!({
             "AgentCacheSize": list.len(),
             "AgentList": list,
@@ -314,43 +245,7 @@ impl State {
     }
 
     fn trace_manage(&self, args: &Value) -> std::result::Result<Value, String> {
-        if args.get("config_get").is_some() {
-            return Ok(json!({"config_get": self.trace_levels.lock().unwrap_or_else(|p| p.into_inner()).clone()}));
-        }
-        if let Some(set) = args.get("config_set").and_then(Value::as_object) {
-            let mut lv = self.trace_levels.lock().unwrap_or_else(|p| p.into_inner());
-            // Bounded: client-chosen group names must not grow the table without end.
-            let new = set.keys().filter(|k| !lv.contains_key(*k)).count();
-            if lv.len() + new > TRACE_GROUPS_MAX || set.keys().any(|k| k.len() > TRACE_GROUP_NAME_MAX) {
-                return Err(protocol::dg_error_text(
-                    "ERROR",
-                    "Incorrect value of parameter",
-                    &format!("trace_manage config_set: at most {TRACE_GROUPS_MAX} trace groups of at most {TRACE_GROUP_NAME_MAX} bytes a name"),
-                    &[],
-                ));
-            }
-            for (k, v) in set {
-                let i = v.as_u64().unwrap_or(0).min(3) as usize;
-                lv.insert(k.clone(), json!(TRACE_LEVELS[i]));
-            }
-            let detailed = lv.values().any(|v| v == "Detailed" || v == "Full");
-            self.trace_debug.store(detailed, Ordering::Relaxed);
-            return Ok(Value::Null);
-        }
-        if let Some(r) = args.get("trace_read") {
-            let size = r.get("size").and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
-            let t = self.trace.lock().unwrap_or_else(|p| p.into_inner());
-            let mut text: String = t.lines.iter().map(|l| format!("{l}\n")).collect();
-            if text.len() > size {
-                let mut cut = text.len() - size;
-                while !text.is_char_boundary(cut) {
-                    cut += 1;
-                }
-                text = text[cut..].to_string();
-            }
-            return Ok(json!({"trace_read": text}));
-        }
-        Ok(Value::Null)
+        self.trace.lock().unwrap_or_else(|p| p.into_inner()).manage(args)
     }
 
     /// Stop the server: readiness turns false at once; with `grace` (a client's `shutdown`)
@@ -375,7 +270,7 @@ impl State {
         if token.is_some_and(|t| same_secret(t, want)) {
             return Ok(());
         }
-        self.log_info(&format!("refused '{}' without the admin token", cmd.op()));
+        self.log_info(Group::AiServer, &format!("refused '{}' without the admin token", cmd.op()));
         let why = if token.is_some() { "a wrong admin token" } else { "no admin token" };
         Err(protocol::dg_error_text("ERROR", "Operation failed", &format!("Operation '{}' with {why} is prohibited", cmd.op()), &[]))
     }
@@ -408,7 +303,7 @@ impl State {
             Command::LabelDictionary { name } => self.label_dictionary(name).map(Some),
             Command::Sleep { .. } | Command::Stream { .. } => Ok(None),
             Command::Shutdown => {
-                self.log_info("shutdown requested");
+                self.log_info(Group::AiServer, "shutdown requested");
                 Ok(None)
             }
             Command::TraceManage { args } => self.trace_manage(args).map(Some),
@@ -474,7 +369,10 @@ impl Server {
         let state = State::create(zoo_dir, &cfg);
         state.rescan();
         if state.admin_token.is_none() {
-            state.log_info("no admin token: shutdown, zoo_manage, trace_manage and dev_ctrl are open to every local client, as on PySDK's server");
+            state.log_info(
+                Group::AiServer,
+                "no admin token: shutdown, zoo_manage, trace_manage and dev_ctrl are open to every local client, as on PySDK's server",
+            );
         }
         let rt = net::runtime();
         let bind = |port: u16| {
@@ -509,13 +407,13 @@ impl Server {
             let (st, tx) = (state.clone(), tx.clone());
             rt.spawn(async move {
                 if is_http {
-                    st.log_info(&format!("http protocol listening on {addr}"));
+                    st.log_info(Group::TaskServerHttp, &format!("http protocol listening on {addr}"));
                     http::serve(st.clone(), l).await;
-                    st.log_info("http listener stopped");
+                    st.log_info(Group::TaskServerHttp, "http listener stopped");
                 } else {
-                    st.log_info(&format!("asio protocol listening on {addr}"));
+                    st.log_info(Group::TaskServerAsio, &format!("asio protocol listening on {addr}"));
                     asio_serve(st.clone(), l).await;
-                    st.log_info("asio listener stopped");
+                    st.log_info(Group::TaskServerAsio, "asio listener stopped");
                 }
                 st.shutdown.drain(DRAIN_LIMIT).await;
                 let _ = tx.send(());
@@ -727,7 +625,7 @@ async fn asio_connection(state: &Arc<State>, sock: tokio::net::TcpStream, peer: 
         let is_shutdown = cmd == Command::Shutdown;
         let token = msg.get(dgzoo::protocol::command::ADMIN_TOKEN_FIELD).and_then(Value::as_str);
         let reply = async {
-            state.log(Level::Debug, &format!("op '{op}' from {ip}"));
+            state.log(Group::AiServer, Level::Detailed, &format!("op '{op}' from {ip}"));
             match state.execute(cmd, Some(peer_ip), token).await {
                 Ok(data) => protocol::reply_ok(op, data),
                 Err(text) => reply_err(text),
@@ -751,7 +649,7 @@ async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, confi
     let session = match frame::open_stream(state, name.clone(), config).await {
         Ok(s) => s,
         Err(text) => {
-            state.log_info(&format!("stream open failed for model '{name}'"));
+            state.log_info(Group::AiServer, &format!("stream open failed for model '{name}'"));
             let _ = send(&mut conn, protocol::encode(&protocol::reply_err(&text))).await;
             // Like the real server: nothing more is processed on this socket.
             while let Some(Ok(p)) = next_packet(state, &mut conn, Some(state.idle_timeout)).await {
@@ -790,5 +688,5 @@ async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, confi
     if let Some(r) = refusal {
         let _ = send(&mut conn, protocol::encode(&r)).await;
     }
-    state.log_info(&format!("stream closed on model '{name}' after {} frame(s)", queue.frames));
+    state.log_info(Group::AiServer, &format!("stream closed on model '{name}' after {} frame(s)", queue.frames));
 }
