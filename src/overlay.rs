@@ -243,10 +243,13 @@ impl<'b> Surface<'b> {
         if x2 < x1 || y2 < y1 {
             return;
         }
+        // Rows are copied from a run of the colour, 64 pixels at a time.
+        let mut run = [0u8; 64 * 3];
+        run.chunks_exact_mut(3).for_each(|p| p.copy_from_slice(&c));
         for y in y1..=y2 {
             let row = &mut self.row_mut(y as u32)[x1 as usize * 3..(x2 as usize + 1) * 3];
-            for p in row.chunks_exact_mut(3) {
-                p.copy_from_slice(&c);
+            for part in row.chunks_mut(run.len()) {
+                part.copy_from_slice(&run[..part.len()]);
             }
         }
     }

@@ -7,14 +7,14 @@
 //! outline at it); the whole part of the pen position just moves it. So the key is (x scale,
 //! y scale, glyph id, fractional pen x) as bits, and a cached glyph gives the very pixels a
 //! fresh rasterisation would. Captions repeat from frame to frame (and share prefixes such as
-//! "person: 0."), so after the first frames drawing text costs a blend and a few table
-//! look-ups per glyph.
+//! "person: 0."); whole texts are kept laid out too (their glyphs' masks and places), so
+//! after the first frames drawing a caption costs one look-up and the blend of its glyphs.
 use super::Surface;
 use crate::error::{Error, Result};
 use ab_glyph::{point, Font, FontRef, GlyphId, PxScale, ScaleFont};
 use once_cell::sync::Lazy;
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 static FONT_DATA: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
@@ -25,56 +25,135 @@ fn font() -> Result<&'static FontRef<'static>> {
     FONT.as_ref().map_err(|e| Error::internal(format!("overlay font: {e}")))
 }
 
-/// One glyph's coverage: `w * h` values in 0..=1, row-major; its top-left pixel is `left`
+/// One glyph's coverage: `w`-wide rows of values in 0..=1; its top-left pixel is `left`
 /// pixels right of the whole pixel of the pen position and `top` pixels below the text's top.
+/// `spans[row]` is the range of the row's non-zero values.
 struct Mask {
     left: i32,
     top: i32,
     w: usize,
     cov: Vec<f32>,
+    spans: Vec<(usize, usize)>,
 }
 
 /// (x scale, y scale, glyph id, fractional pen x), floats as bits.
 type Key = (u32, u32, u16, u32);
 
-/// The cache holds at most this many coverage values (4 MiB; a 15 px glyph has ~150): past
-/// it, it is emptied and refills with the glyphs in use.
+/// A glyph of a laid-out text: its mask's top-left pixel from the text's baseline origin.
+struct Placed {
+    dx: i32,
+    dy: i32,
+    mask: Arc<Mask>,
+}
+
+/// The cache holds at most this many coverage values (4 MiB; a 15 px glyph has ~150) and
+/// this many laid-out texts: past either, that part is emptied and refills with what is in use.
 const MAX_VALUES: usize = 1 << 20;
+const MAX_TEXTS: usize = 4096;
 
 #[derive(Default)]
 struct Cache {
     /// `None`: the glyph has no outline (a space).
-    masks: HashMap<Key, Option<Mask>>,
+    masks: HashMap<Key, Option<Arc<Mask>>>,
     values: usize,
     /// Whether a glyph has an outline (size independent).
     outlined: HashMap<u16, bool>,
+    /// Texts laid out, by (glyph height bits, width wanted), then text.
+    texts: HashMap<(u32, i32), HashMap<String, Vec<Placed>>>,
+    n_texts: usize,
 }
 
 static CACHE: Lazy<Mutex<Cache>> = Lazy::new(Default::default);
+
+fn lock() -> std::sync::MutexGuard<'static, Cache> {
+    // A panic while holding the lock leaves whole entries only: the cache stays usable.
+    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 impl Cache {
     fn outlined(&mut self, font: &FontRef<'static>, id: GlyphId) -> bool {
         *self.outlined.entry(id.0).or_insert_with(|| font.outline(id).is_some())
     }
 
-    fn mask(&mut self, key: Key, make: impl FnOnce() -> Option<Mask>) -> Option<&Mask> {
-        if !self.masks.contains_key(&key) {
-            let m = make();
-            let n = m.as_ref().map_or(0, |m| m.cov.len());
-            if self.values + n > MAX_VALUES {
-                self.masks.clear();
-                self.values = 0;
-            }
-            self.values += n;
-            self.masks.insert(key, m);
+    fn mask(&mut self, key: Key, make: impl FnOnce() -> Option<Mask>) -> Option<Arc<Mask>> {
+        if let Some(m) = self.masks.get(&key) {
+            return m.clone();
         }
-        self.masks.get(&key).and_then(Option::as_ref)
+        let m = make().map(Arc::new);
+        let n = m.as_ref().map_or(0, |m| m.cov.len());
+        if self.values + n > MAX_VALUES {
+            self.masks.clear();
+            self.values = 0;
+        }
+        self.values += n;
+        self.masks.insert(key, m.clone());
+        m
     }
-}
 
-fn lock() -> std::sync::MutexGuard<'static, Cache> {
-    // A panic while holding the lock leaves whole entries only: the cache stays usable.
-    CACHE.lock().unwrap_or_else(PoisonError::into_inner)
+    /// `text` laid out `px` pixels high and `want` wide (from the cache, or laid out now).
+    fn text(&mut self, font: &FontRef<'static>, px: f32, want: i32, text: &str) -> &[Placed] {
+        let k = (px.to_bits(), want);
+        if !self.texts.get(&k).is_some_and(|m| m.contains_key(text)) {
+            let placed = self.lay_out(font, px, want, text);
+            if self.n_texts >= MAX_TEXTS {
+                self.texts.clear();
+                self.n_texts = 0;
+            }
+            self.n_texts += 1;
+            self.texts.entry(k).or_default().insert(text.to_string(), placed);
+        }
+        self.texts.get(&k).and_then(|m| m.get(text)).map_or(&[], Vec::as_slice)
+    }
+
+    /// imageproc's `layout_glyphs` and `draw_text_mut` placement: each glyph at the pen
+    /// position, the pen moved by its advance and, for glyphs with outlines, by the kerning
+    /// with the previous such glyph (as `kern(glyph, previous)`: imageproc's argument order).
+    fn lay_out(&mut self, font: &FontRef<'static>, px: f32, want: i32, text: &str) -> Vec<Placed> {
+        let scale = self.scale(font, px, want, text);
+        let sf = font.as_scaled(scale);
+        let ascent = sf.ascent();
+        let top = -(ascent.round() as i32);
+        let (mut pen, mut last, mut out) = (0f32, None, Vec::new());
+        for c in text.chars() {
+            let id = sf.glyph_id(c);
+            let at = pen;
+            pen += sf.h_advance(id);
+            let key = (scale.x.to_bits(), scale.y.to_bits(), id.0, at.fract().to_bits());
+            if let Some(m) = self.mask(key, || rasterise(font, id, scale, at.fract(), ascent)) {
+                if let Some(l) = last {
+                    pen += sf.kern(id, l);
+                }
+                last = Some(id);
+                out.push(Placed { dx: at.trunc() as i32 + m.left, dy: top + m.top, mask: m });
+            }
+        }
+        out
+    }
+
+    /// imageproc's `text_size(scale, font, text).0`: advances, plus kerning between glyphs
+    /// that have outlines.
+    fn layout_width(&mut self, font: &FontRef<'static>, scale: PxScale, text: &str) -> u32 {
+        let sf = font.as_scaled(scale);
+        let (mut w, mut last) = (0f32, None);
+        for c in text.chars() {
+            let id = sf.glyph_id(c);
+            w += sf.h_advance(id);
+            if self.outlined(font, id) {
+                if let Some(l) = last {
+                    w += sf.kern(id, l);
+                }
+                last = Some(id);
+            }
+        }
+        w as u32
+    }
+
+    /// `px` pixels high, stretched to `want` pixels wide (OpenCV's Hershey width of `text`).
+    fn scale(&mut self, font: &FontRef<'static>, px: f32, want: i32, text: &str) -> PxScale {
+        let w = self.layout_width(font, PxScale::from(px), text);
+        let x = if w > 0 && want > 0 { px * want as f32 / w as f32 } else { px };
+        PxScale { x, y: px }
+    }
 }
 
 /// Coverage of glyph `id` at `scale` with its pen at (`fx`, `ascent`), `fx` in [0, 1).
@@ -88,32 +167,17 @@ fn rasterise(font: &FontRef<'static>, id: GlyphId, scale: PxScale, fx: f32, asce
             *c = v.clamp(0.0, 1.0);
         }
     });
-    Some(Mask { left: bb.min.x.round() as i32, top: bb.min.y.round() as i32, w, cov })
-}
-
-/// imageproc's `text_size(scale, font, text).0`: advances, plus kerning between glyphs that
-/// have outlines.
-fn layout_width(font: &FontRef<'static>, cache: &mut Cache, scale: PxScale, text: &str) -> u32 {
-    let sf = font.as_scaled(scale);
-    let (mut w, mut last) = (0f32, None);
-    for c in text.chars() {
-        let id = sf.glyph_id(c);
-        w += sf.h_advance(id);
-        if cache.outlined(font, id) {
-            if let Some(l) = last {
-                w += sf.kern(id, l);
-            }
-            last = Some(id);
-        }
-    }
-    w as u32
-}
-
-/// `px` pixels high, stretched to `want` pixels wide (OpenCV's Hershey width of `text`).
-fn scale(font: &FontRef<'static>, cache: &mut Cache, px: f32, want: i32, text: &str) -> PxScale {
-    let w = layout_width(font, cache, PxScale::from(px), text);
-    let x = if w > 0 && want > 0 { px * want as f32 / w as f32 } else { px };
-    PxScale { x, y: px }
+    let spans = if w == 0 {
+        Vec::new()
+    } else {
+        cov.chunks_exact(w)
+            .map(|row| match (row.iter().position(|&v| v > 0.0), row.iter().rposition(|&v| v > 0.0)) {
+                (Some(a), Some(b)) => (a, b + 1),
+                _ => (0, 0),
+            })
+            .collect()
+    };
+    Some(Mask { left: bb.min.x.round() as i32, top: bb.min.y.round() as i32, w, cov, spans })
 }
 
 /// Checks that the font parses.
@@ -127,52 +191,40 @@ pub(super) fn check_font() -> Result<()> {
 pub(super) fn put_text(surface: &mut Surface, x: i32, y: i32, color: [u8; 3], text: &str, px: f32, want: i32) -> Result<()> {
     let font = font()?;
     let mut cache = lock();
-    let scale = scale(font, &mut cache, px, want, text);
-    let sf = font.as_scaled(scale);
-    let ascent = sf.ascent();
-    let top = y - ascent.round() as i32;
-    let (mut pen, mut last) = (0f32, None);
-    for c in text.chars() {
-        let id = sf.glyph_id(c);
-        let at = pen;
-        pen += sf.h_advance(id);
-        let key = (scale.x.to_bits(), scale.y.to_bits(), id.0, at.fract().to_bits());
-        if let Some(m) = cache.mask(key, || rasterise(font, id, scale, at.fract(), ascent)) {
-            if let Some(l) = last {
-                pen += sf.kern(id, l);
-            }
-            last = Some(id);
-            blend(surface, m, x + at.trunc() as i32 + m.left, top + m.top, color);
-        }
+    for g in cache.text(font, px, want, text) {
+        blend(surface, &g.mask, x + g.dx, y + g.dy, color);
     }
     Ok(())
 }
 
 /// imageproc's per-pixel `weighted_sum(pixel, color, 1 - v, v)` over the mask's pixels inside
-/// the surface (a pixel with no coverage keeps its value exactly, so it is skipped).
+/// the surface: a pixel with no coverage keeps its value exactly (skipped), a fully covered
+/// one becomes the colour exactly (`p * 0 + c * 1`).
 fn blend(surface: &mut Surface, m: &Mask, x0: i32, y0: i32, color: [u8; 3]) {
     if m.w == 0 {
         return;
     }
     let (sw, sh) = (surface.w as i64, surface.h as i64);
     let (gx0, gx1) = ((-(x0 as i64)).clamp(0, m.w as i64) as usize, (sw - x0 as i64).clamp(0, m.w as i64) as usize);
-    if gx0 >= gx1 {
-        return;
-    }
     let c = color.map(|v| v as f32);
-    for (gy, cov) in m.cov.chunks_exact(m.w).enumerate() {
+    for (gy, (cov, &(a, b))) in m.cov.chunks_exact(m.w).zip(&m.spans).enumerate() {
         let iy = y0 as i64 + gy as i64;
-        if iy < 0 || iy >= sh {
+        let (a, b) = (a.max(gx0), b.min(gx1));
+        if a >= b || iy < 0 || iy >= sh {
             continue;
         }
-        let start = (x0 as i64 + gx0 as i64) as usize * 3;
-        let row = &mut surface.row_mut(iy as u32)[start..start + (gx1 - gx0) * 3];
-        for (p, &v) in row.chunks_exact_mut(3).zip(&cov[gx0..gx1]) {
-            if v > 0.0 {
+        let start = (x0 as i64 + a as i64) as usize * 3;
+        let row = &mut surface.row_mut(iy as u32)[start..start + (b - a) * 3];
+        for (p, &v) in row.chunks_exact_mut(3).zip(&cov[a..b]) {
+            if v >= 1.0 {
+                p.copy_from_slice(&color);
+            } else if v > 0.0 {
+                // In [0, 256): truncating through i32 is the saturating `as u8` of imageproc's
+                // Clamp, without its range checks.
                 let k = 1.0 - v;
-                p[0] = (p[0] as f32 * k + c[0] * v) as u8;
-                p[1] = (p[1] as f32 * k + c[1] * v) as u8;
-                p[2] = (p[2] as f32 * k + c[2] * v) as u8;
+                p[0] = (p[0] as f32 * k + c[0] * v) as i32 as u8;
+                p[1] = (p[1] as f32 * k + c[1] * v) as i32 as u8;
+                p[2] = (p[2] as f32 * k + c[2] * v) as i32 as u8;
             }
         }
     }
