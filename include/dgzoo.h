@@ -91,7 +91,8 @@ typedef enum {
 typedef enum {
   DG_IMAGE_JPEG = 0,
   DG_IMAGE_PNG = 1,
-  // Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+  // Raw interleaved pixels, 3 bytes each: rows packed as `dg_result_overlay_input`'s output,
+  // or the channel order of the caller's pixels for `dg_result_overlay_draw`.
   DG_IMAGE_RGB = 2,
   DG_IMAGE_BGR = 3,
 } dg_image_format;

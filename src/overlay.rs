@@ -1047,6 +1047,24 @@ mod tests {
         }
     }
 
+    /// Threads drawing at once share the glyph cache and get the pixels one thread gets.
+    #[test]
+    fn threads_share_the_glyph_cache() {
+        let img = gradient(400, 300);
+        let s = Settings { font_scale: 1.3, ..Settings::from_properties(&Map::new(), &json!([[255, 255, 0], [0, 128, 0]]), [0, 0, 0]) };
+        let res: Vec<Value> = (0..12)
+            .map(|i| json!({"bbox": [10.0 + 30.0 * i as f64, 40.0 + 20.0 * i as f64, 40.0 + 30.0 * i as f64, 60.0 + 20.0 * i as f64], "label": format!("thread cache {i}"), "score": 0.5, "category_id": i}))
+            .collect();
+        // Cold glyphs (no other test draws at this size), rasterised by whichever thread comes first.
+        let outs: Vec<RgbImage> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..4).map(|_| sc.spawn(|| (0..5).map(|_| draw(&img, &res, &s, &BTreeMap::new()).unwrap()).collect::<Vec<_>>())).collect();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        let want = draw(&img, &res, &s, &BTreeMap::new()).unwrap();
+        assert_ne!(want, img);
+        assert!(outs.iter().all(|o| *o == want));
+    }
+
     #[test]
     fn in_place_refuses_classification_lines_and_bad_buffers() {
         let img = gradient(40, 30);

@@ -46,6 +46,9 @@ struct Placed {
     mask: Arc<Mask>,
 }
 
+/// Laid-out texts of one size, by text.
+type Texts = HashMap<String, Arc<[Placed]>>;
+
 /// The cache holds at most this many coverage values (4 MiB; a 15 px glyph has ~150) and
 /// this many laid-out texts: past either, that part is emptied and refills with what is in use.
 const MAX_VALUES: usize = 1 << 20;
@@ -59,7 +62,7 @@ struct Cache {
     /// Whether a glyph has an outline (size independent).
     outlined: HashMap<u16, bool>,
     /// Texts laid out, by (glyph height bits, width wanted), then text.
-    texts: HashMap<(u32, i32), HashMap<String, Vec<Placed>>>,
+    texts: HashMap<(u32, i32), Texts>,
     n_texts: usize,
 }
 
@@ -91,18 +94,19 @@ impl Cache {
     }
 
     /// `text` laid out `px` pixels high and `want` wide (from the cache, or laid out now).
-    fn text(&mut self, font: &FontRef<'static>, px: f32, want: i32, text: &str) -> &[Placed] {
+    fn text(&mut self, font: &FontRef<'static>, px: f32, want: i32, text: &str) -> Arc<[Placed]> {
         let k = (px.to_bits(), want);
-        if !self.texts.get(&k).is_some_and(|m| m.contains_key(text)) {
-            let placed = self.lay_out(font, px, want, text);
-            if self.n_texts >= MAX_TEXTS {
-                self.texts.clear();
-                self.n_texts = 0;
-            }
-            self.n_texts += 1;
-            self.texts.entry(k).or_default().insert(text.to_string(), placed);
+        if let Some(p) = self.texts.get(&k).and_then(|m| m.get(text)) {
+            return p.clone();
         }
-        self.texts.get(&k).and_then(|m| m.get(text)).map_or(&[], Vec::as_slice)
+        let placed: Arc<[Placed]> = self.lay_out(font, px, want, text).into();
+        if self.n_texts >= MAX_TEXTS {
+            self.texts.clear();
+            self.n_texts = 0;
+        }
+        self.n_texts += 1;
+        self.texts.entry(k).or_default().insert(text.to_string(), placed.clone());
+        placed
     }
 
     /// imageproc's `layout_glyphs` and `draw_text_mut` placement: each glyph at the pen
@@ -190,8 +194,9 @@ pub(super) fn check_font() -> Result<()> {
 /// `draw_text_mut(surface, color, x, y - round(ascent), scale, font, text)`, pixel for pixel.
 pub(super) fn put_text(surface: &mut Surface, x: i32, y: i32, color: [u8; 3], text: &str, px: f32, want: i32) -> Result<()> {
     let font = font()?;
-    let mut cache = lock();
-    for g in cache.text(font, px, want, text) {
+    // The lock is held for the look-up (or the layout) only, not for the blend.
+    let placed = lock().text(font, px, want, text);
+    for g in placed.iter() {
         blend(surface, &g.mask, x + g.dx, y + g.dy, color);
     }
     Ok(())
