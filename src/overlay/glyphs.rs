@@ -224,12 +224,11 @@ fn blend(surface: &mut Surface, m: &Mask, x0: i32, y0: i32, color: [u8; 3]) {
             if v >= 1.0 {
                 p.copy_from_slice(&color);
             } else if v > 0.0 {
-                // In [0, 256): truncating through i32 is the saturating `as u8` of imageproc's
-                // Clamp, without its range checks.
+                // `as u8` truncates and saturates, as imageproc's Clamp does.
                 let k = 1.0 - v;
-                p[0] = (p[0] as f32 * k + c[0] * v) as i32 as u8;
-                p[1] = (p[1] as f32 * k + c[1] * v) as i32 as u8;
-                p[2] = (p[2] as f32 * k + c[2] * v) as i32 as u8;
+                p[0] = (p[0] as f32 * k + c[0] * v) as u8;
+                p[1] = (p[1] as f32 * k + c[1] * v) as u8;
+                p[2] = (p[2] as f32 * k + c[2] * v) as u8;
             }
         }
     }
