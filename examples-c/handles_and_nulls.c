@@ -194,6 +194,18 @@ static void nulls(const char *zoo_dir, const unsigned char *img, size_t len) {
   EXPECT_INVALID(dg_result_overlay_input(r, &in, DG_IMAGE_PNG, &buf, NULL, &w, &h));
   EXPECT_INVALID(dg_result_overlay_input(r, &in, 4, &buf, &blen, &w, &h));
   EXPECT_INVALID(dg_result_overlay_input(r, &in, -7, &buf, &blen, &w, &h));
+  uint8_t px[12] = {0};
+  EXPECT_INVALID(dg_result_overlay_draw(NULL, px, sizeof px, 2, 2, 0, DG_IMAGE_RGB));
+  EXPECT_INVALID(dg_result_overlay_draw(r, NULL, sizeof px, 2, 2, 0, DG_IMAGE_RGB));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, 0, 2, 2, 0, DG_IMAGE_RGB));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px - 1, 2, 2, 0, DG_IMAGE_RGB));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 0, 2, 0, DG_IMAGE_RGB));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 0, 0, DG_IMAGE_BGR));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 2, 5, DG_IMAGE_BGR));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 2, (size_t)-1, DG_IMAGE_BGR));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 2, 0, DG_IMAGE_JPEG));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 2, 0, 4));
+  EXPECT_INVALID(dg_result_overlay_draw(r, px, sizeof px, 2, 2, 0, -1));
   bad_kind.kind = 3;
   EXPECT_INVALID(dg_result_overlay_input(r, &bad_kind, DG_IMAGE_PNG, &buf, &blen, &w, &h));
   CHECK(buf == NULL, "no buffer on error");

@@ -93,7 +93,8 @@ typedef enum {
 typedef enum {
   DG_IMAGE_JPEG = 0,
   DG_IMAGE_PNG = 1,
-  // Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+  // Raw interleaved pixels, 3 bytes each: rows packed as `dg_result_overlay_input`'s output,
+  // or the channel order of the caller's pixels for `dg_result_overlay_draw`.
   DG_IMAGE_RGB = 2,
   DG_IMAGE_BGR = 3,
 } dg_image_format;
@@ -338,6 +339,27 @@ dg_error *dg_result_overlay_input(const dg_result *result,
                                   size_t *out_len,
                                   uint32_t *out_width,
                                   uint32_t *out_height);
+
+// `result` drawn straight onto the caller's pixels, in place, with the model's `overlay_*`
+// properties: no copy of the frame is made, the fast path for video (PySDK's
+// `image_overlay` copies the frame first; here only `overlay_alpha` < 1, masks and blurred
+// boxes need a working layer). `pixels` is the caller's
+// buffer of `height` rows of `width` 3-byte pixels, `stride` bytes from one row's start to
+// the next (0 = packed, `3 * width`); `len` is its size, at least `stride * (height - 1) +
+// 3 * width` bytes. `format` is DG_IMAGE_RGB or DG_IMAGE_BGR (the pixels' channel order).
+// The buffer stays the caller's: it is written during the call only, never retained, and
+// bytes between rows (past `3 * width`) are not touched. The pixels come out as
+// `dg_result_overlay_input`'s on the same frame. Classification results cannot be drawn in
+// place (their text lines go in a band PySDK adds under the image): they give DG_UNSUPPORTED
+// and leave the pixels as they were (a classification result with nothing to draw gives
+// success); draw them with `dg_result_overlay_input`. On any error the pixels are unchanged.
+dg_error *dg_result_overlay_draw(const dg_result *result,
+                                 uint8_t *pixels,
+                                 size_t len,
+                                 uint32_t width,
+                                 uint32_t height,
+                                 size_t stride,
+                                 int32_t format);
 
 // PySDK's `result.image_overlay`: the result drawn on its frame with the model's `overlay_*`
 // properties (boxes, oriented boxes, captions, landmarks and their connections, instance

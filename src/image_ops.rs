@@ -104,7 +104,7 @@ impl RgbImage {
     }
 }
 
-fn check_dims(width: u64, height: u64) -> Result<()> {
+pub(crate) fn check_dims(width: u64, height: u64) -> Result<()> {
     if width == 0 || height == 0 {
         return Err(Error::invalid(format!("invalid image size {width}x{height}: width and height must be positive")));
     }
@@ -1277,6 +1277,63 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
             };
             let converter = CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } };
             Fit { image, converter }
+        }
+    }
+}
+
+/// The converter `fit` gives for a `iw x ih` image fitted to `w x h` (the same arithmetic, no
+/// pixels touched): what overlays of masks need to draw on a frame in place.
+pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_percentage: f64) -> CoordConverter {
+    let (iwi, ihi, wi, hi) = (iw as i64, ih as i64, w as i64, h as i64);
+    let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
+    let stretch_conv = CoordConverter { conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
+    if iw == 0 || ih == 0 || w == 0 || h == 0 {
+        return stretch_conv;
+    }
+    let cp = if crop_percentage.is_finite() && crop_percentage > 0.0 && crop_percentage <= 1.0 { crop_percentage } else { 1.0 };
+    match pad {
+        PadMethod::Stretch => stretch_conv,
+        PadMethod::Letterbox => {
+            if iwi == wi && ihi == hi {
+                return stretch_conv;
+            }
+            let scale = (wf / iwf).min(hf / ihf);
+            let nw = ((iwf * scale).round_ties_even() as i64).min(wi).max(1);
+            let nh = ((ihf * scale).round_ties_even() as i64).min(hi).max(1);
+            let gain = (nh as f64 / ihf).min(nw as f64 / iwf);
+            let (dx, dy) = ((wi - nw).div_euclid(2), (hi - nh).div_euclid(2));
+            CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } }
+        }
+        PadMethod::CropFirst => {
+            let scale = (iwf * cp / wf).min(ihf * cp / hf);
+            let nw = ((wf * scale) as i64).clamp(1, iwi);
+            let nh = ((hf * scale) as i64).clamp(1, ihi);
+            let (mut left, mut top) = (0i64, 0i64);
+            if nw != iwi || nh != ihi {
+                left = py_round((iwi - nw) as f64 / 2.0);
+                top = py_round((ihi - nh) as f64 / 2.0);
+            }
+            CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } }
+        }
+        PadMethod::CropLast => {
+            let (nw, nh) = if wi == hi {
+                if iwi >= ihi {
+                    let nh = (hf / cp) as i64;
+                    (((nh * iwi) as f64 / ihf) as i64, nh)
+                } else {
+                    let nw = (wf / cp) as i64;
+                    (nw, ((nw * ihi) as f64 / iwf) as i64)
+                }
+            } else {
+                ((wf / cp) as i64, (hf / cp) as i64)
+            };
+            let (nw, nh) = (nw.max(wi), nh.max(hi));
+            let (mut dx, mut dy) = (0i64, 0i64);
+            if wi != nw || hi != nh {
+                dx = py_round((nw - wi) as f64 / 2.0);
+                dy = py_round((nh - hi) as f64 / 2.0);
+            }
+            CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } }
         }
     }
 }

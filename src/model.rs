@@ -359,13 +359,32 @@ impl Model {
         results: &[Value],
         tensors: &[crate::runtime::Tensor],
     ) -> Result<crate::image_ops::RgbImage> {
-        let geometry = self.overlay_geometry(&frame, results)?;
+        let geometry = self.overlay_geometry(frame.width, frame.height, results)?;
         crate::overlay::draw_owned(frame, results, tensors, &self.overlay_settings(), self.labels(), geometry.as_ref())
+    }
+
+    /// `results` of this model drawn straight onto the caller's pixels, no copy made
+    /// (`overlay::draw_into`: `height` rows of `width` RGB or, with `bgr`, BGR pixels `stride`
+    /// bytes apart); classification results, whose lines PySDK puts in a band under the
+    /// image, are refused as `Unsupported`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn overlay_into(
+        &self,
+        frame: &mut [u8],
+        width: u32,
+        height: u32,
+        stride: usize,
+        bgr: bool,
+        results: &[Value],
+        tensors: &[crate::runtime::Tensor],
+    ) -> Result<()> {
+        let geometry = self.overlay_geometry(width, height, results)?;
+        crate::overlay::draw_into(frame, width, height, stride, bgr, results, tensors, &self.overlay_settings(), self.labels(), geometry.as_ref())
     }
 
     /// Where the model's input sits in `frame`, when `results` need it to be drawn (masks in
     /// model-input coordinates, semantic class maps): the converter the frame's prediction used.
-    fn overlay_geometry(&self, frame: &crate::image_ops::RgbImage, results: &[Value]) -> Result<Option<crate::overlay::Geometry>> {
+    fn overlay_geometry(&self, width: u32, height: u32, results: &[Value]) -> Result<Option<crate::overlay::Geometry>> {
         let st = self.state();
         let semantic =
             crate::postprocess::PostprocessType::parse(&st.params.str("OutputPostprocessType", 0)) == crate::postprocess::PostprocessType::Segmentation;
@@ -377,8 +396,8 @@ impl Model {
             [_, h, w, _] if *h > 0 && *w > 0 => (*w as u32, *h as u32),
             _ => return Err(Error::bad_model(format!("overlay: cannot determine the image size of the model input (shape {s:?})"))),
         };
-        let fit = crate::image_ops::fit(frame, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
-        Ok(Some(crate::overlay::Geometry { model_w: w, model_h: h, converter: fit.converter, semantic }))
+        let converter = crate::image_ops::fit_converter(width, height, w, h, st.pre.pad, st.pre.crop_percentage);
+        Ok(Some(crate::overlay::Geometry { model_w: w, model_h: h, converter, semantic }))
     }
 
     /// PySDK's `time_stats()`: a copy of the statistics collected so far.

@@ -414,7 +414,8 @@ pub unsafe extern "C" fn dg_result_timing_json(result: *const dg_result) -> *mut
 pub enum dg_image_format {
     DG_IMAGE_JPEG = 0,
     DG_IMAGE_PNG = 1,
-    /// Raw interleaved pixels, 3 bytes each, rows packed (`dg_result_overlay_input` only).
+    /// Raw interleaved pixels, 3 bytes each: rows packed as `dg_result_overlay_input`'s output,
+    /// or the channel order of the caller's pixels for `dg_result_overlay_draw`.
     DG_IMAGE_RGB = 2,
     DG_IMAGE_BGR = 3,
 }
@@ -488,6 +489,54 @@ pub unsafe extern "C" fn dg_result_overlay_input(
             *out_height = h;
         }
         Ok(())
+    })
+}
+
+/// `result` drawn straight onto the caller's pixels, in place, with the model's `overlay_*`
+/// properties: no copy of the frame is made, the fast path for video (PySDK's
+/// `image_overlay` copies the frame first; here only `overlay_alpha` < 1, masks and blurred
+/// boxes need a working layer). `pixels` is the caller's
+/// buffer of `height` rows of `width` 3-byte pixels, `stride` bytes from one row's start to
+/// the next (0 = packed, `3 * width`); `len` is its size, at least `stride * (height - 1) +
+/// 3 * width` bytes. `format` is DG_IMAGE_RGB or DG_IMAGE_BGR (the pixels' channel order).
+/// The buffer stays the caller's: it is written during the call only, never retained, and
+/// bytes between rows (past `3 * width`) are not touched. The pixels come out as
+/// `dg_result_overlay_input`'s on the same frame. Classification results cannot be drawn in
+/// place (their text lines go in a band PySDK adds under the image): they give DG_UNSUPPORTED
+/// and leave the pixels as they were (a classification result with nothing to draw gives
+/// success); draw them with `dg_result_overlay_input`. On any error the pixels are unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn dg_result_overlay_draw(
+    result: *const dg_result,
+    pixels: *mut u8,
+    len: usize,
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: i32,
+) -> *mut dg_error {
+    guard(|| {
+        if result.is_null() {
+            return Err(Error::invalid("argument 'result' must not be NULL"));
+        }
+        let bgr = match format {
+            2 => false,
+            3 => true,
+            f => return Err(Error::invalid(format!("argument 'format' is {f}: in-place overlays take DG_IMAGE_RGB (2) or DG_IMAGE_BGR (3)"))),
+        };
+        if len == 0 {
+            return Err(Error::invalid("argument 'pixels' is empty (zero-size buffer)"));
+        }
+        if pixels.is_null() {
+            return Err(Error::invalid("argument 'pixels' must not be NULL"));
+        }
+        let stride = if stride == 0 { width as usize * 3 } else { stride };
+        // SAFETY: the caller guarantees `len` writable bytes at `pixels` (checked non-NULL),
+        // not used elsewhere during the call; the slice does not outlive it.
+        let frame = unsafe { std::slice::from_raw_parts_mut(pixels, len) };
+        // SAFETY: `result` is a live dg_result (checked non-NULL), only read here.
+        let r = unsafe { &*result };
+        r.model.overlay_into(frame, width, height, stride, bgr, &r.inner.results, &r.inner.tensors)
     })
 }
 

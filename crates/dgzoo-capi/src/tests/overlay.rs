@@ -85,6 +85,26 @@ fn overlay_of_a_c_result() {
         // SAFETY: `e` is a live error we own.
         unsafe { dg_error_free(e) };
     }
+    // In place on the caller's BGR pixels (padded rows): the copying path's pixels, the
+    // padding untouched; bad arguments leave the pixels as they were.
+    let mut pixels = bgr.clone();
+    // SAFETY: `r` is live; `pixels` is a writable buffer of its length, borrowed for the call.
+    unsafe { check(dg_result_overlay_draw(r, pixels.as_mut_ptr(), pixels.len(), w as u32, h as u32, stride, dg_image_format::DG_IMAGE_BGR as i32)) };
+    for y in 0..h {
+        assert!(pixels[y * stride..][..w * 3] == raw[y * w * 3..][..w * 3], "row {y} differs from dg_result_overlay_input's");
+        assert!(pixels[y * stride + w * 3..][..8].iter().all(|&b| b == 0), "padding of row {y}");
+    }
+    let mut same = bgr.clone();
+    for (len, width, st, fmt) in
+        [(stride * (h - 1) + w * 3 - 1, w, stride, 3), (same.len(), w, w * 3 - 1, 3), (same.len(), 0, stride, 3), (same.len(), w, stride, 1), (0, w, stride, 3)]
+    {
+        // SAFETY: as above, `len` never exceeds the buffer; an error comes back.
+        let e = unsafe { dg_result_overlay_draw(r, same.as_mut_ptr(), len, width as u32, h as u32, st, fmt) };
+        assert!(!e.is_null() && unsafe { dg_error_code(e) } == dg_code::DG_INVALID_ARGUMENT, "{len} {width} {st} {fmt}");
+        // SAFETY: `e` is a live error we own.
+        unsafe { dg_error_free(e) };
+    }
+    assert!(same == bgr, "a failed call changed the pixels");
     // SAFETY: NULL is accepted; the handles are freed once.
     unsafe {
         dg_buffer_free(std::ptr::null_mut(), 0);
