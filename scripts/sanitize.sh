@@ -8,7 +8,7 @@
 # Both must report zero errors and zero definite leaks. Suppressions
 # (scripts/sanitize/*.supp) cover only the inference runtimes' own one-time allocations, each
 # commented with why. Usage: scripts/sanitize.sh [asan|valgrind|valgrind-all]... (default asan
-# and valgrind). `valgrind` (CI) runs every C test except three under memcheck, the inference-heavy
+# and valgrind). `valgrind` (CI) runs every C test except four under memcheck, the inference-heavy
 # `async_batch` and `stream_folder` on BlazeFace instead of YOLOv8n (DGZOO_EXAMPLE_MODEL: the
 # same C calls, a model ~17x cheaper); `valgrind-all` runs every test with its own models
 # (detect_faces and classify_static included: over 10 minutes here).
@@ -22,9 +22,10 @@ modes=("$@"); [ ${#modes[@]} -gt 0 ] || modes=(asan valgrind)
 # The consumer test builds a separate project with its own flags: not part of this run.
 exclude='consumer_find_package'
 # Under memcheck in CI: all but detect_faces (YOLOv8n ONNX + TFLite, the same C calls as
-# classify), classify_static (classify's code, linked statically) and custom_postprocess (a
-# dozen float EfficientNet frames: 12 minutes under memcheck here); ASan runs all three.
-valgrind_skip='^(consumer_find_package|detect_faces|classify_static|custom_postprocess)$'
+# classify), classify_static (classify's code, linked statically), custom_postprocess (a
+# dozen float EfficientNet frames: 12 minutes under memcheck here) and overlay_in_place (a
+# YOLOv8n frame; its drawing code is Rust, checked by the Rust tests); ASan runs all four.
+valgrind_skip='^(consumer_find_package|detect_faces|classify_static|custom_postprocess|overlay_in_place)$'
 small_model='blazeface_short_range--128x128_float_tflite_cpu_1'
 for mode in "${modes[@]}"; do
   case "$mode" in
