@@ -177,6 +177,36 @@ mod tests {
         }
     }
 
+    /// One build per version, rebuilt on a change with the older build removed, the same bytes
+    /// from another hub (deterministic), nothing written into the zoo root.
+    #[test]
+    fn builds_once_per_version_and_drop_older_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let m = root.path().join("o/z/m");
+        std::fs::create_dir_all(m.join("sub")).unwrap();
+        std::fs::write(m.join("m.json"), b"{}").unwrap();
+        std::fs::write(m.join("sub/w.bin"), b"weights").unwrap();
+        let storage = super::super::store::LocalDir::new(root.path());
+        let folders = Folders::default();
+        let a = folders.built(&storage, "o", "z", "m").unwrap().unwrap();
+        let first_mtime = std::fs::metadata(&a.path).unwrap().modified().unwrap();
+        let again = folders.built(&storage, "o", "z", "m").unwrap().unwrap();
+        assert_eq!((&again.path, &again.version), (&a.path, &a.version));
+        assert_eq!(std::fs::metadata(&a.path).unwrap().modified().unwrap(), first_mtime, "rebuilt an unchanged folder");
+        let second_hub = Folders::default();
+        let other = second_hub.built(&storage, "o", "z", "m").unwrap().unwrap();
+        assert!(std::fs::read(&other.path).unwrap() == std::fs::read(&a.path).unwrap(), "builds differ");
+        assert_eq!(other.version.etag, a.version.etag);
+        let names: Vec<String> = zip::ZipArchive::new(std::fs::File::open(&a.path).unwrap()).unwrap().file_names().map(str::to_string).collect();
+        assert_eq!(names, ["m/", "m/m.json", "m/sub/w.bin"]);
+        std::fs::write(m.join("m.json"), b"{\"a\": 1}").unwrap();
+        let b = folders.built(&storage, "o", "z", "m").unwrap().unwrap();
+        assert_ne!(b.version.etag, a.version.etag);
+        assert!(b.path.is_file() && !a.path.exists(), "the older build is kept");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1, "wrote into the zoo root");
+        assert!(folders.built(&storage, "o", "z", "nofolder").unwrap().is_none());
+    }
+
     #[test]
     fn folders_need_their_json_and_fit_the_limits() {
         let small = Limits { max_entries: 2, max_total_bytes: 10 };
