@@ -1,5 +1,6 @@
 //! A zoo root in S3-compatible object storage (`dgzoo hub --zoo s3://BUCKET/PREFIX`): the same
-//! layout as on disk (`PREFIX/tokens.json`, `PREFIX/<org>/<zoo>/<model>.zip`), through the
+//! layout as on disk (`PREFIX/tokens.json`, `PREFIX/<org>/<zoo>/<model>.zip` or model folders
+//! `PREFIX/<org>/<zoo>/<model>/<file>`, listed recursively for the TTL), through the
 //! `object_store` crate's S3 client, configured from the standard AWS environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, ...); plain
 //! HTTP is allowed when the endpoint is `http://`. A zoo exists when any object is under

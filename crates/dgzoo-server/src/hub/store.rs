@@ -1,5 +1,6 @@
 //! The hub's zoo root, laid out as dg-zoo-server 0.3.0's: `<root>/tokens.json`
-//! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`.
+//! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`,
+//! or a model folder `<root>/<org>/<zoo>/<m>/` served as the same archive ([`super::folder`]).
 //! The root lives behind one trait, [`Storage`], with two implementations: [`LocalDir`] (a
 //! directory) and [`super::s3::S3Zoo`] (`s3://BUCKET/PREFIX`); [`Store`] and the routes above it
 //! do not know which one they use. Unlike dg-zoo-server, which scans once at start, archives and
