@@ -226,11 +226,19 @@ fn pysdk_predicts(hub: &Hub, models: &[&str]) {
     }
 }
 
-/// Our client: the folder model downloaded into our cache, verified and run.
-fn our_client_predicts(hub: &Hub, model: &str) -> Value {
+/// Our client: the folder model downloaded into our cache, verified and run; and run by the
+/// hub itself (`@cloud`: the hub unpacks the folder's build for its cloud inference).
+fn our_client_predicts(hub: &Hub, model: &str) {
     let cdir = tempfile::tempdir().unwrap();
+    let want = golden(model, "cat_224.jpg");
     let zoo = connect(&hub_url(hub), TOKEN, &cache_cfg(cdir.path())).unwrap_or_else(|e| panic!("{}", e.message));
-    predict(&zoo, model, "cat_224.jpg")
+    assert_close(&predict(&zoo, model, "cat_224.jpg"), &want, 1e-4, "our client, folder model, local inference");
+    let opts = dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cdir.path())), offline: None, ..Default::default() };
+    let cloud = dgzoo::zoo::Zoo::connect_with("@cloud", &hub_url(hub), TOKEN, &opts).unwrap_or_else(|e| panic!("{}", e.message));
+    // RAW frames: JPEG ones (the cloud default) would not give the goldens' scores.
+    let m = cloud.load_model(model, &serde_json::json!({"input_image_format": "RAW"})).unwrap_or_else(|e| panic!("{}", e.message));
+    let r = dgzoo::model::predict(&m, &[dgzoo::inference::Input::Bytes(&image("cat_224.jpg"))]).unwrap_or_else(|e| panic!("{}", e.message));
+    assert_close(&serde_json::to_value(&r.results).unwrap(), &want, 1e-4, "our client, folder model, the hub's cloud inference");
 }
 
 #[test]
@@ -262,7 +270,7 @@ fn local_folder_models_are_served_like_archives() {
         read_json(&source_files(EFF_ONNX).iter().find(|(n, _)| n.ends_with(".json")).unwrap().1)["Checksum"]
     );
     pysdk_predicts(&hub, &[EFF_F, EFF_ONNX]);
-    assert_close(&our_client_predicts(&hub, EFF_F), &golden(EFF_F, "cat_224.jpg"), 1e-4, "our client, folder model");
+    our_client_predicts(&hub, EFF_F);
     let json_path = folder.join(format!("{EFF_F}.json"));
     let change = |b: &[u8]| {
         mode(&folder, 0o755);
@@ -299,7 +307,7 @@ fn folder_models_in_a_bucket_are_served_like_archives() {
     cfg.port = 0;
     let hub = Hub::start(&cfg).unwrap_or_else(|e| panic!("{}", e.message));
     pysdk_predicts(&hub, &[EFF_F, EFF_ONNX]);
-    assert_close(&our_client_predicts(&hub, EFF_F), &golden(EFF_F, "cat_224.jpg"), 1e-4, "our client, folder model in S3");
+    our_client_predicts(&hub, EFF_F);
     let tmp = tempfile::tempdir().unwrap();
     let change = |b: &[u8]| {
         let p = tmp.path().join("new.json");

@@ -200,7 +200,14 @@ mod tests {
         let names: Vec<String> = zip::ZipArchive::new(std::fs::File::open(&a.path).unwrap()).unwrap().file_names().map(str::to_string).collect();
         assert_eq!(names, ["m/", "m/m.json", "m/sub/w.bin"]);
         std::fs::write(m.join("m.json"), b"{\"a\": 1}").unwrap();
+        // Concurrent requests for the new version all get the same build.
+        let all: Vec<Built> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..4).map(|_| s.spawn(|| folders.built(&storage, "o", "z", "m").unwrap().unwrap())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
         let b = folders.built(&storage, "o", "z", "m").unwrap().unwrap();
+        assert!(all.iter().all(|x| x.path == b.path && x.version == b.version));
+        assert_eq!(std::fs::read_dir(b.path.parent().unwrap()).unwrap().count(), 1, "one build of the model left");
         assert_ne!(b.version.etag, a.version.etag);
         assert!(b.path.is_file() && !a.path.exists(), "the older build is kept");
         assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 1, "wrote into the zoo root");
