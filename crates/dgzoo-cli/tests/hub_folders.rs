@@ -254,6 +254,11 @@ fn local_folder_models_are_served_like_archives() {
     std::fs::write(folder.join(".DS_Store"), b"x").unwrap();
     std::fs::create_dir_all(zdir.join("not_a_model")).unwrap();
     std::fs::write(zdir.join("not_a_model/other.json"), b"{}").unwrap();
+    std::fs::write(
+        root.path().join("tokens.json"),
+        format!(r#"{{"{TOKEN}": {{"is_admin": false, "zoos": ["{ORG}/{ZOONAME}"]}}, "admin": {{"is_admin": true, "zoos": []}}}}"#),
+    )
+    .unwrap();
     // The zoo root is read-only: builds go to the hub's own directory.
     let before = tree(root.path());
     let dirs = [root.path().to_path_buf(), zdir.clone(), folder.clone()];
@@ -277,6 +282,12 @@ fn local_folder_models_are_served_like_archives() {
         std::fs::write(&json_path, b).unwrap();
         mode(&folder, 0o555);
     };
+    // The admin endpoints delete archives only: a folder model gets a clear refusal.
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let refused = agent.delete(&format!("http://{}{}", hub.addr(), models_path(&format!("/{EFF_F}")))).set("token", "admin").call();
+    let Err(ureq::Error::Status(400, r)) = refused else { panic!("deleting a folder model: {refused:?}") };
+    let detail = read_json(r.into_string().unwrap().as_bytes())["detail"].as_str().unwrap().to_string();
+    assert!(detail.contains("is a model folder: the hub deletes archives only"), "{detail}");
     // `tree` before the change: the hub wrote nothing under the root.
     assert_eq!(tree(root.path()), before, "the hub wrote into the zoo root");
     folder_served_like_an_archive(&hub, EFF_F, EFF_ONNX, &change, Duration::ZERO);
