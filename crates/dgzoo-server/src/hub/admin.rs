@@ -225,6 +225,9 @@ pub fn delete_model(store: &Store, token: &Caller, org: &str, zoo: &str, model: 
     if !is_safe_segment(model) || store.model(&z, model).is_none() {
         return error(400, format!("Model {model} is not found in zoo {org}/{zoo}"));
     }
+    if store.storage().archive_version(org, zoo, model).is_none() {
+        return error(400, format!("Model {model} of zoo {org}/{zoo} is a model folder: the hub deletes archives only, remove the folder from the zoo root"));
+    }
     match store.storage().delete_archive(org, zoo, model) {
         Ok(()) => json_resp(200, &json!({"url": format!("{org}/{zoo}/{model}")})),
         Err(e) => error(500, format!("cannot delete model {model}: {e}")),

@@ -237,7 +237,7 @@ impl CloudInference {
         let _ = std::fs::remove_dir_all(&dest);
         // Object storage: the archive is copied to a scratch file first (streamed), then unpacked.
         let scratch = self.work.path().join(format!("{key}.zip.part"));
-        let zip = store.storage().local_archive(org, zoo, model, &scratch).map_err(|e| format!("model {model} cannot be fetched: {e}"));
+        let zip = store.local_archive(z, model, &scratch).map_err(|e| format!("model {model} cannot be fetched: {e}"));
         let unpacked = zip.and_then(|zip| {
             archive::extract_model(&zip, model, &dest, archive::Limits::default()).map_err(|e| {
                 let _ = std::fs::remove_dir_all(&dest);

@@ -13,6 +13,7 @@
 //! Store and admin work (file system, ZIP parsing) runs on the bounded blocking pool
 //! (`net::blocking`) so a slow disk or a large archive never stalls the connections.
 pub mod admin;
+pub mod folder;
 pub mod infer;
 pub mod listen;
 pub mod multipart;

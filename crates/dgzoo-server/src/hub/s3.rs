@@ -1,5 +1,6 @@
 //! A zoo root in S3-compatible object storage (`dgzoo hub --zoo s3://BUCKET/PREFIX`): the same
-//! layout as on disk (`PREFIX/tokens.json`, `PREFIX/<org>/<zoo>/<model>.zip`), through the
+//! layout as on disk (`PREFIX/tokens.json`, `PREFIX/<org>/<zoo>/<model>.zip` or model folders
+//! `PREFIX/<org>/<zoo>/<model>/<file>`, listed recursively for the TTL), through the
 //! `object_store` crate's S3 client, configured from the standard AWS environment
 //! (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, ...); plain
 //! HTTP is allowed when the endpoint is `http://`. A zoo exists when any object is under
@@ -18,6 +19,7 @@
 //! Every call blocks on the servers' runtime (`net::runtime()`): the routes run on its
 //! blocking pool, where that is allowed. Downloads stream the object's body (one GET, pinned to
 //! the listed ETag with `If-Match`) straight into the response: constant memory per download.
+use super::folder::FolderFile;
 use super::store::{Archive, AsyncBody, PutError, ReadSeek, Storage, Version};
 use futures_util::TryStreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -71,12 +73,33 @@ fn version_of(meta: &ObjectMeta) -> Version {
     Version { len: meta.size, etag, modified }
 }
 
+/// Marks a folder file's tag that is a modification time (the store sent no ETag).
+const NO_ETAG: &str = "@";
+
+/// A folder file's tag: its ETag as the store sent it (for `If-Match`), else its mtime.
+fn folder_tag(o: &ObjectMeta) -> String {
+    o.e_tag.clone().unwrap_or_else(|| format!("{NO_ETAG}{}", o.last_modified.timestamp_nanos_opt().unwrap_or_default()))
+}
+
+/// An object's body read synchronously (packing a model folder on the blocking pool).
+struct BlockingBody(AsyncBody);
+
+impl Read for BlockingBody {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        use tokio::io::AsyncReadExt;
+        wait(self.0.read(out))
+    }
+}
+
 /// One listing of a "directory": its sub-prefixes and its objects.
 #[derive(Default)]
 struct Listing {
     dirs: Vec<String>,
     objects: Vec<ObjectMeta>,
 }
+
+/// Recursive listings by `<parts>/**`, with when they were made.
+type DeepListings = HashMap<String, (Instant, Arc<Vec<ObjectMeta>>)>;
 
 /// A zoo root in a bucket.
 pub struct S3Zoo {
@@ -86,6 +109,8 @@ pub struct S3Zoo {
     ttl: Duration,
     listings: Mutex<HashMap<String, (Instant, Arc<Listing>)>>,
     heads: Mutex<HashMap<String, (Instant, Option<ObjectMeta>)>>,
+    /// Recursive listings of model folders.
+    deep: Mutex<DeepListings>,
     /// Uploads are staged here before they are put.
     staging: tempfile::TempDir,
 }
@@ -119,6 +144,7 @@ impl S3Zoo {
             ttl,
             listings: Mutex::new(HashMap::new()),
             heads: Mutex::new(HashMap::new()),
+            deep: Mutex::new(HashMap::new()),
             staging: tempfile::Builder::new().prefix("dgzoo-hub-s3-").tempdir().map_err(|e| format!("Cannot make a staging directory: {e}"))?,
         };
         let root = zoo.path(&[]);
@@ -162,6 +188,27 @@ impl S3Zoo {
         let l = Arc::new(listing);
         self.listings.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), l.clone()));
         l
+    }
+
+    /// Every object under `parts` (recursively, cached for the TTL like [`S3Zoo::listing`]).
+    fn deep_listing(&self, parts: &[&str]) -> Option<Arc<Vec<ObjectMeta>>> {
+        let key = format!("{}/**", parts.join("/"));
+        if let Some((at, l)) = self.deep.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            if at.elapsed() < self.ttl {
+                return Some(l.clone());
+            }
+        }
+        let path = self.path(parts);
+        let objects: Vec<ObjectMeta> = match wait(self.store.list(Some(&path)).try_collect()) {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!("dgzoo hub: cannot list {}/{}: {e}", self.url, parts.join("/"));
+                return None;
+            }
+        };
+        let l = Arc::new(objects);
+        self.deep.lock().unwrap_or_else(|p| p.into_inner()).insert(key, (Instant::now(), l.clone()));
+        Some(l)
     }
 
     /// This replica changed `parts`: its next listing asks the bucket.
@@ -372,6 +419,37 @@ impl Storage for S3Zoo {
         wait(self.store.delete(&self.archive_path(org, zoo, model))).map_err(io_err)?;
         self.forget(&[org, zoo]);
         Ok(())
+    }
+
+    fn folders(&self, org: &str, zoo: &str) -> Vec<String> {
+        self.listing(&[org, zoo]).dirs.clone()
+    }
+
+    fn folder_files(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<Option<Vec<FolderFile>>> {
+        let Some(objects) = self.deep_listing(&[org, zoo, model]) else {
+            return Err(std::io::Error::other(format!("cannot list {}/{org}/{zoo}/{model}/", self.url)));
+        };
+        if objects.is_empty() {
+            return Ok(None);
+        }
+        let base = format!("{}/", self.path(&[org, zoo, model]));
+        let files = objects
+            .iter()
+            .filter_map(|o| {
+                let name = o.location.as_ref().strip_prefix(&base)?;
+                // Keys are not paths: one that is not all safe segments is not served.
+                name.split('/').all(dgzoo::cache::archive::is_safe_segment).then(|| FolderFile { name: name.to_string(), len: o.size, tag: folder_tag(o) })
+            })
+            .collect();
+        Ok(Some(files))
+    }
+
+    fn folder_file(&self, org: &str, zoo: &str, model: &str, file: &FolderFile) -> std::io::Result<Box<dyn Read + Send>> {
+        let mut parts = vec![org, zoo, model];
+        parts.extend(file.name.split('/'));
+        // Pinned to the listed ETag: an object replaced since fails here rather than mixing versions.
+        let e_tag = (!file.tag.starts_with(NO_ETAG)).then(|| file.tag.clone());
+        Ok(Box::new(BlockingBody(stream_object(self.store.clone(), self.path(&parts), e_tag, 0, file.len)?)))
     }
 }
 

@@ -1,10 +1,12 @@
 //! The hub's zoo root, laid out as dg-zoo-server 0.3.0's: `<root>/tokens.json`
-//! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`.
+//! (`{"<token>": {"is_admin": bool, "zoos": ["org/zoo", ...]}}`) and `<root>/<org>/<zoo>/<m>.zip`,
+//! or a model folder `<root>/<org>/<zoo>/<m>/` served as the same archive ([`super::folder`]).
 //! The root lives behind one trait, [`Storage`], with two implementations: [`LocalDir`] (a
 //! directory) and [`super::s3::S3Zoo`] (`s3://BUCKET/PREFIX`); [`Store`] and the routes above it
 //! do not know which one they use. Unlike dg-zoo-server, which scans once at start, archives and
 //! tokens are re-read when their [`Version`] changes, so a replaced archive is served (with its
 //! new checksum) at once.
+use super::folder::{FolderFile, Folders};
 use dgzoo::cache::archive::is_safe_segment;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -110,6 +112,14 @@ pub trait Storage: Send + Sync {
     /// Publish a staged, validated archive as `org/zoo/<model>.zip`.
     fn put_archive(&self, org: &str, zoo: &str, model: &str, staged: tempfile::NamedTempFile, overwrite: bool) -> Result<(), PutError>;
     fn delete_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<()>;
+    /// Candidate model folders of a zoo (its sub-directories); [`super::folder`] serves those
+    /// holding `<m>/<m>.json`.
+    fn folders(&self, org: &str, zoo: &str) -> Vec<String>;
+    /// The files of folder `org/zoo/model` (any order; names of safe segments only, files that
+    /// resolve outside the folder left out); `None` if there is no such folder.
+    fn folder_files(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<Option<Vec<FolderFile>>>;
+    /// One listed file of a folder, for packing it.
+    fn folder_file(&self, org: &str, zoo: &str, model: &str, file: &FolderFile) -> std::io::Result<Box<dyn Read + Send>>;
 }
 
 fn file_version(p: &Path) -> Option<Version> {
@@ -210,15 +220,7 @@ impl Storage for LocalDir {
         // One open file: the length, the tag and the bytes all come from it even if it is replaced.
         let meta = f.metadata()?;
         let modified = meta.modified().ok();
-        let version = Version { len: meta.len(), etag: super::archive_etag(meta.len(), modified), modified };
-        Ok(Some(Archive::new(version, move |start, count| {
-            use tokio::io::AsyncReadExt;
-            let mut f = f;
-            if start > 0 {
-                f.seek(std::io::SeekFrom::Start(start))?;
-            }
-            Ok(Box::pin(tokio::fs::File::from_std(f).take(count)) as AsyncBody)
-        })))
+        Ok(Some(file_archive(f, Version { len: meta.len(), etag: super::archive_etag(meta.len(), modified), modified })))
     }
 
     fn local_archive(&self, org: &str, zoo: &str, model: &str, _scratch: &Path) -> std::io::Result<PathBuf> {
@@ -243,6 +245,71 @@ impl Storage for LocalDir {
     fn delete_archive(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<()> {
         std::fs::remove_file(self.archive_path(org, zoo, model))
     }
+
+    fn folders(&self, org: &str, zoo: &str) -> Vec<String> {
+        self.subdirs(&[org, zoo])
+    }
+
+    fn folder_files(&self, org: &str, zoo: &str, model: &str) -> std::io::Result<Option<Vec<FolderFile>>> {
+        let dir = self.root.join(org).join(zoo).join(model);
+        let real = match dir.canonicalize() {
+            Ok(r) if r.is_dir() => r,
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        walk_folder(&real, &real, "", 0, &mut out)?;
+        Ok(Some(out))
+    }
+
+    fn folder_file(&self, org: &str, zoo: &str, model: &str, file: &FolderFile) -> std::io::Result<Box<dyn Read + Send>> {
+        let dir = self.root.join(org).join(zoo).join(model).canonicalize()?;
+        // Resolved again: a symlink swapped in since the listing must not escape either.
+        let path = dir.join(&file.name).canonicalize()?;
+        if !path.starts_with(&dir) {
+            return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{model}/{} resolves outside its model folder", file.name)));
+        }
+        Ok(Box::new(std::fs::File::open(path)?))
+    }
+}
+
+/// Deepest sub-directory of a model folder that is packed.
+const MAX_FOLDER_DEPTH: usize = 8;
+
+/// The regular files under `real/rel` (`real` canonical): names that are not safe segments
+/// (hidden files, ...) and entries resolving outside `real` (symlinks out) are skipped.
+fn walk_folder(real: &Path, dir: &Path, rel: &str, depth: usize, out: &mut Vec<FolderFile>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let Some(name) = e.file_name().to_str().map(str::to_string).filter(|n| is_safe_segment(n)) else { continue };
+        let Ok(target) = e.path().canonicalize() else { continue };
+        if !target.starts_with(real) {
+            tracing::warn!("dgzoo hub: {} resolves outside its model folder; not served", e.path().display());
+            continue;
+        }
+        let rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let meta = std::fs::metadata(&target)?;
+        if meta.is_dir() && depth < MAX_FOLDER_DEPTH {
+            walk_folder(real, &target, &rel, depth + 1, out)?;
+        } else if meta.is_file() {
+            let ns = meta.modified().ok().and_then(|m| m.duration_since(SystemTime::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+            out.push(FolderFile { name: rel, len: meta.len(), tag: format!("{ns:x}") });
+        }
+    }
+    Ok(())
+}
+
+/// An open file served as an archive at `version`.
+fn file_archive(f: std::fs::File, version: Version) -> Archive {
+    Archive::new(version, move |start, count| {
+        use tokio::io::AsyncReadExt;
+        let mut f = f;
+        if start > 0 {
+            f.seek(std::io::SeekFrom::Start(start))?;
+        }
+        Ok(Box::pin(tokio::fs::File::from_std(f).take(count)) as AsyncBody)
+    })
 }
 
 /// A zoo of the store, found by [`Store::zoo`].
@@ -296,7 +363,7 @@ pub fn parse_tokens(text: &str, path: &Path) -> Result<HashMap<String, TokenRigh
 
 type TokenTable = Arc<HashMap<String, TokenRights>>;
 /// `(org, zoo, model)`.
-type ModelKey = (String, String, String);
+pub(crate) type ModelKey = (String, String, String);
 
 #[derive(Default)]
 struct Caches {
@@ -308,6 +375,7 @@ struct Caches {
 pub struct Store {
     storage: Box<dyn Storage>,
     caches: Mutex<Caches>,
+    folders: Folders,
 }
 
 fn read_member<R: Read + Seek>(zip: &mut zip::ZipArchive<R>, idx: usize) -> Option<Vec<u8>> {
@@ -368,7 +436,7 @@ impl Store {
     }
 
     pub fn with_storage(storage: Box<dyn Storage>) -> Self {
-        Store { storage, caches: Mutex::new(Caches::default()) }
+        Store { storage, caches: Mutex::new(Caches::default()), folders: Folders::default() }
     }
 
     pub fn storage(&self) -> &dyn Storage {
@@ -458,7 +526,8 @@ impl Store {
         v
     }
 
-    fn info_at(&self, zoo: &Zoo, model: &str, version: Version) -> Option<Arc<ModelInfo>> {
+    /// Model info at `version`, parsed from `reader` (opened only when that version is new).
+    fn info_at(&self, zoo: &Zoo, model: &str, version: Version, reader: impl FnOnce() -> std::io::Result<Box<dyn ReadSeek>>) -> Option<Arc<ModelInfo>> {
         let key = (zoo.org.clone(), zoo.zoo.clone(), model.to_string());
         if let Some((v, info)) = self.lock().models.get(&key) {
             if *v == version {
@@ -466,29 +535,85 @@ impl Store {
             }
         }
         // Parse outside the lock: archives can be large (and remote).
-        let info = self.storage.archive_reader(&zoo.org, &zoo.zoo, model, &version).ok().and_then(|r| model_info_from(r, model)).map(Arc::new);
+        let info = reader().ok().and_then(|r| model_info_from(r, model)).map(Arc::new);
         self.lock().models.insert(key, (version, info.clone()));
         info
     }
 
-    /// Model info of one archive, re-read when the archive changed.
+    /// The current build of folder model `model` (see [`super::folder`]); a folder that cannot
+    /// be packed is reported and not served.
+    fn folder(&self, zoo: &Zoo, model: &str) -> Option<super::folder::Built> {
+        match self.folders.built(&*self.storage, &zoo.org, &zoo.zoo, model) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!("dgzoo hub: model folder {}/{}/{model} is not served: {e}", zoo.org, zoo.zoo);
+                None
+            }
+        }
+    }
+
+    /// Model info of one model, re-read when it changed. A `<m>.zip` and a folder `<m>/` of
+    /// the same name: the zip wins (it is what dg-zoo-server serves), the folder is ignored.
     pub fn model(&self, zoo: &Zoo, model: &str) -> Option<Arc<ModelInfo>> {
         if !is_safe_segment(model) {
             return None;
         }
-        let version = self.storage.archive_version(&zoo.org, &zoo.zoo, model)?;
-        self.info_at(zoo, model, version)
+        if let Some(version) = self.storage.archive_version(&zoo.org, &zoo.zoo, model) {
+            let v = version.clone();
+            return self.info_at(zoo, model, version, || self.storage.archive_reader(&zoo.org, &zoo.zoo, model, &v));
+        }
+        let built = self.folder(zoo, model)?;
+        self.info_at(zoo, model, built.version, || Ok(Box::new(std::fs::File::open(&built.path)?) as Box<dyn ReadSeek>))
     }
 
-    /// All model archives of a zoo, sorted by name.
+    /// All models of a zoo (archives and folders), sorted by name.
     pub fn models(&self, zoo: &Zoo) -> Vec<(String, Arc<ModelInfo>)> {
-        let mut list: Vec<(String, Version)> = self.storage.archives(&zoo.org, &zoo.zoo).into_iter().filter(|(m, _)| is_safe_segment(m)).collect();
+        let archives: Vec<(String, Version)> = self.storage.archives(&zoo.org, &zoo.zoo).into_iter().filter(|(m, _)| is_safe_segment(m)).collect();
+        let names: Vec<String> = archives.iter().map(|(m, _)| m.clone()).collect();
+        let mut list: Vec<(String, Arc<ModelInfo>)> = archives
+            .into_iter()
+            .filter_map(|(n, v)| {
+                let at = v.clone();
+                self.info_at(zoo, &n, v, || self.storage.archive_reader(&zoo.org, &zoo.zoo, &n, &at)).map(|i| (n, i))
+            })
+            .collect();
+        // Folders whose name an archive already has are not models of their own (the zip wins).
+        let folders: Vec<String> = self.storage.folders(&zoo.org, &zoo.zoo).into_iter().filter(|m| is_safe_segment(m) && !names.contains(m)).collect();
+        for m in folders {
+            if let Some(i) = self.model(zoo, &m) {
+                list.push((m, i));
+            }
+        }
         list.sort_by(|a, b| a.0.cmp(&b.0));
-        list.into_iter().filter_map(|(n, v)| self.info_at(zoo, &n, v).map(|i| (n, i))).collect()
+        list
     }
 
     /// A model's archive opened for a download.
     pub fn open_archive(&self, zoo: &Zoo, model: &str) -> std::io::Result<Option<Archive>> {
-        self.storage.open_archive(&zoo.org, &zoo.zoo, model)
+        if let Some(a) = self.storage.open_archive(&zoo.org, &zoo.zoo, model)? {
+            return Ok(Some(a));
+        }
+        // Twice: a newer build may remove this one between the build and the open.
+        for _ in 0..2 {
+            let Some(built) = self.folder(zoo, model) else { return Ok(None) };
+            match std::fs::File::open(&built.path) {
+                Ok(f) => return Ok(Some(file_archive(f, built.version))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A model's archive as a local file for extracting it ([`Storage::local_archive`]); a
+    /// folder model's is its build.
+    pub fn local_archive(&self, zoo: &Zoo, model: &str, scratch: &Path) -> std::io::Result<PathBuf> {
+        if self.storage.archive_version(&zoo.org, &zoo.zoo, model).is_some() {
+            return self.storage.local_archive(&zoo.org, &zoo.zoo, model, scratch);
+        }
+        match self.folder(zoo, model) {
+            Some(b) => Ok(b.path),
+            None => Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("model {model} is neither an archive nor a model folder"))),
+        }
     }
 }
