@@ -4,7 +4,7 @@
 mod aiserver_common;
 use aiserver_common::*;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 
@@ -25,7 +25,8 @@ fn wait_exit(r: &mut DgzooServer) {
 #[test]
 fn dgzoo_server_commands() {
     let zoo = clean_zoo();
-    let mut server = start(zoo.path());
+    let grace = Duration::from_secs(3);
+    let mut server = DgzooServer::spawn(zoo.path()).args(&["--quiet", "--shutdown-grace", "3"]).start();
     let port = server.port;
     let p = port.to_string();
     let names = run(Command::new(BIN).args(["list", "--host", &format!("http://127.0.0.1:{}", port + 1), "--zoo", ""]));
@@ -37,8 +38,27 @@ fn dgzoo_server_commands() {
     assert!(out.contains("Egyptian cat"), "{out}");
     let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args(["server", "cache-dump", "--port", &p]))).unwrap();
     assert_eq!(dump["AgentCacheSize"], 1);
+    let t = Instant::now();
     run(Command::new(BIN).args(["server", "shutdown", "--port", &p]));
+    // `--shutdown-grace 3`: still served meanwhile, not ready (polled: the reply comes just
+    // before readiness turns false), gone after it.
+    loop {
+        let ready = dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/v2/health/ready", None, Duration::from_secs(2)).map(|r| r.0);
+        if matches!(ready, Ok(503)) {
+            break;
+        }
+        assert!(t.elapsed() < grace, "readiness {ready:?} {:?} after the shutdown", t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     wait_exit(&mut server);
+    assert!(t.elapsed() >= grace, "exited {:?} after the shutdown, before its 3 s grace", t.elapsed());
+}
+
+#[test]
+fn bad_shutdown_grace_is_refused() {
+    let out = Command::new(BIN).args(["server", "start", "--port", "0", "--zoo", SHARED_ZOO, "--shutdown-grace=-1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--shutdown-grace -1 is not a non-negative number of seconds"), "{err}");
 }
 
 #[test]

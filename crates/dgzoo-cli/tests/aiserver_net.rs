@@ -120,20 +120,27 @@ fn error_msg(payload: &[u8]) -> String {
 
 #[test]
 fn health_live_ready_and_ready_false_during_shutdown() {
+    // A grace far longer than the checks below take even on a loaded machine (the default
+    // 1.5 s was not always), so they run inside it; and the close is timed against it.
+    let grace = Duration::from_secs(5);
     let zoo = clean_zoo();
-    let server = server_with(zoo.path(), |_| {});
+    let server = server_with(zoo.path(), |c| c.shutdown_grace = grace);
     let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
     assert_eq!(status(web, "GET", "/v2/health/live"), 200);
     assert_eq!(status(web, "GET", "/v2/health/ready"), 200);
-    // A client's shutdown: readiness turns false at once, while the listeners still serve
-    // (DeGirum's client reconnects once after `shutdown`).
+    // A client's shutdown: readiness turns false (polled: the reply is sent just before),
+    // while the listeners still serve (DeGirum's client reconnects once after `shutdown`).
+    let t = Instant::now();
     assert_eq!(command(asio, json!({"VERSION": 4, "op": "shutdown"}))["success"], json!(true));
-    assert_eq!(status(web, "GET", "/v2/health/ready"), 503);
+    while status(web, "GET", "/v2/health/ready") != 503 {
+        assert!(t.elapsed() < grace, "readiness still true {:?} after the shutdown command", t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(status(web, "GET", "/v2/health/live"), 200);
     assert_served(asio);
-    let t = Instant::now();
     server.wait();
-    eprintln!("listeners closed {:?} after the shutdown command", t.elapsed());
+    eprintln!("listeners closed {:?} after the shutdown command (grace {grace:?})", t.elapsed());
+    assert!(t.elapsed() >= grace, "listeners closed after {:?}, before the {grace:?} grace", t.elapsed());
     assert!(TcpStream::connect(web).is_err() && TcpStream::connect(asio).is_err(), "listeners still open after shutdown");
 }
 
