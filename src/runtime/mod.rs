@@ -6,9 +6,12 @@ use crate::error::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod aligned;
 pub mod onnx;
 pub mod openvino;
 pub mod tflite;
+
+pub use aligned::{AlignedBuf, ALIGN};
 
 /// Element type of a tensor, named as DeGirum names them (`DG_FLT`, `DG_UINT8`, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,52 +100,6 @@ impl TensorInfo {
     /// NHWC if the last dim is 1/3/4 channels and dim 1 is not; NCHW if dim 1 is. Rank-4 only.
     pub fn is_nchw(&self) -> bool {
         self.shape.len() == 4 && matches!(self.shape[1], 1 | 3 | 4) && !matches!(self.shape[3], 1 | 3 | 4)
-    }
-}
-
-/// A byte buffer aligned for any element type (backed by u64 words).
-#[derive(Clone, Default)]
-pub struct AlignedBuf {
-    words: Vec<u64>,
-    len: usize,
-}
-
-impl AlignedBuf {
-    pub fn zeroed(len: usize) -> Self {
-        AlignedBuf { words: vec![0u64; len.div_ceil(8)], len }
-    }
-    pub fn from_bytes(bytes: &[u8]) -> Self {
-        let mut b = Self::zeroed(bytes.len());
-        b.as_bytes_mut().copy_from_slice(bytes);
-        b
-    }
-    pub fn len(&self) -> usize {
-        self.len
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-    pub fn as_bytes(&self) -> &[u8] {
-        &bytemuck::cast_slice::<u64, u8>(&self.words)[..self.len]
-    }
-    pub fn as_bytes_mut(&mut self) -> &mut [u8] {
-        let len = self.len;
-        &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.words)[..len]
-    }
-    /// View as a slice of `T`: the whole elements the buffer holds (trailing bytes of a length
-    /// that is not a multiple of `size_of::<T>()` are not part of it, never a panic).
-    pub fn as_slice<T: bytemuck::Pod>(&self) -> &[T] {
-        let whole = self.len - self.len % std::mem::size_of::<T>().max(1);
-        bytemuck::cast_slice(&self.as_bytes()[..whole])
-    }
-    pub fn as_slice_mut<T: bytemuck::Pod>(&mut self) -> &mut [T] {
-        bytemuck::cast_slice_mut(self.as_bytes_mut())
-    }
-}
-
-impl std::fmt::Debug for AlignedBuf {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "AlignedBuf({} bytes)", self.len)
     }
 }
 

@@ -383,7 +383,7 @@ struct Handles {
     outputs: Vec<BufferH>,
     /// The flatbuffer the model reads (a private copy of the file); a field, so it is
     /// dropped after the model (fields drop after `Drop::drop`).
-    model_data: Option<Arc<ModelBytes>>,
+    model_data: Option<Arc<AlignedBuf>>,
 }
 
 impl Handles {
@@ -744,8 +744,8 @@ impl Session for TfliteSession {
 /// model is loaded changes the bytes under LiteRT (a loaded int8 EfficientNet then gave other
 /// scores without any error; past a truncation, a read is SIGBUS). Resident memory is the
 /// same as a fully touched mapping's.
-fn read_model_file(path: &Path) -> Result<Option<Arc<ModelBytes>>> {
-    static COPIES: PerModelFile<ModelBytes> = PerModelFile::new();
+fn read_model_file(path: &Path) -> Result<Option<Arc<AlignedBuf>>> {
+    static COPIES: PerModelFile<AlignedBuf> = PerModelFile::new();
     let io = |e: std::io::Error| Error::io(format!("cannot read model file {}: {e}", path.display()));
     let mut f = std::fs::File::open(path).map_err(io)?;
     let meta = f.metadata().map_err(io)?;
@@ -759,38 +759,11 @@ fn read_model_file(path: &Path) -> Result<Option<Arc<ModelBytes>>> {
         .get_or_make(path, Some(&meta), || {
             // Read exactly the size the key was made from: a file that changes meanwhile is
             // an error here, not a short model.
-            let mut buf = ModelBytes::zeroed(meta.len() as usize);
+            let mut buf = AlignedBuf::zeroed(meta.len() as usize);
             std::io::Read::read_exact(&mut f, buf.as_bytes_mut()).map_err(io)?;
             Ok(buf)
         })
         .map(Some)
-}
-
-/// 64 bytes, 64-aligned: the unit of [`ModelBytes`].
-#[repr(C, align(64))]
-#[derive(Clone, Copy)]
-struct Line([u8; 64]);
-
-/// A model file's bytes at a 64-byte aligned address (as a mapping's page alignment gave
-/// LiteRT before: flatbuffer tables and the tensor data in them are read in place).
-struct ModelBytes {
-    lines: Vec<Line>,
-    len: usize,
-}
-
-impl ModelBytes {
-    fn zeroed(len: usize) -> Self {
-        ModelBytes { lines: vec![Line([0; 64]); len.div_ceil(64)], len }
-    }
-    fn as_bytes(&self) -> &[u8] {
-        // SAFETY: `lines` holds `lines.len() * 64 >= len` initialized bytes (`Line` is plain
-        // bytes with no padding), borrowed for the lifetime of `&self`.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr() as *const u8, self.len) }
-    }
-    fn as_bytes_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `as_bytes`, borrowed mutably and uniquely through `&mut self`.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr() as *mut u8, self.len) }
-    }
 }
 
 /// Append XNNPACK CPU options (`num_threads = N`) to `options`.

@@ -6,6 +6,13 @@ use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
+#[path = "server_process.rs"]
+mod server_process;
+pub use server_process::free_port_pair;
+// Not every test that includes this file spawns `dgzoo server` processes.
+#[allow(unused_imports)]
+pub use server_process::DgzooServer;
+
 /// The shared test zoo beside the repository (`../shared/zoo`).
 pub const SHARED_ZOO: &str = concat!(env!("DGZOO_REPO"), "/../shared/zoo");
 
@@ -190,18 +197,6 @@ impl Drop for PeerServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A port P with P and P+1 free on 127.0.0.1 (checked just before use).
-pub fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = l.local_addr().unwrap().port();
-        if p < 65535 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            return p;
-        }
-    }
-    panic!("no free port pair");
 }
 
 /// Start `degirum server start --protocol both` on `zoo` and wait (60 s at most) until it

@@ -341,14 +341,6 @@ pub struct HubArgs {
     pub log_format: crate::server::LogFormat,
 }
 
-/// A positive number of seconds from option `--NAME`.
-fn seconds(name: &str, v: f64) -> Result<std::time::Duration> {
-    std::time::Duration::try_from_secs_f64(v)
-        .ok()
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Error::invalid(format!("--{name} {v} is not a positive number of seconds")))
-}
-
 /// `s3://...` when the argument names object storage.
 fn s3_url(p: &std::path::Path) -> Option<String> {
     p.to_str().filter(|s| s.starts_with("s3://")).map(str::to_string)
@@ -380,8 +372,8 @@ pub fn hub(a: HubArgs) -> Result<()> {
         log: a.log,
         admin_token: a.admin_token.clone(),
         limits: dgzoo_server::hub::listen::Limits {
-            idle: seconds("idle-timeout", a.idle_timeout)?,
-            header_read: seconds("header-timeout", a.header_timeout)?,
+            idle: crate::server::seconds("idle-timeout", a.idle_timeout, false)?,
+            header_read: crate::server::seconds("header-timeout", a.header_timeout, false)?,
             ..Default::default()
         },
     };

@@ -76,6 +76,10 @@ pub struct StartArgs {
     /// WebSocket messages) before it is closed.
     #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_IDLE_TIMEOUT.as_secs_f64())]
     idle_timeout: f64,
+    /// Seconds the listeners keep serving after a client's `shutdown` (readiness already
+    /// false), for DeGirum's client, which connects once more after it; 0 = none.
+    #[arg(long, default_value_t = dgzoo_server::aiserver::DEFAULT_SHUTDOWN_GRACE.as_secs_f64())]
+    shutdown_grace: f64,
     /// Token that `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` must carry (default
     /// `DGZOO_ADMIN_TOKEN`; none = open to local clients, as on PySDK's server).
     #[arg(long)]
@@ -95,6 +99,15 @@ pub struct PortArgs {
     admin_token: Option<String>,
 }
 
+/// A number of seconds from option `--NAME`: positive, or with `zero_ok` also 0.
+pub(crate) fn seconds(name: &str, v: f64, zero_ok: bool) -> dgzoo::Result<std::time::Duration> {
+    let what = if zero_ok { "a non-negative" } else { "a positive" };
+    std::time::Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| zero_ok || !d.is_zero())
+        .ok_or_else(|| dgzoo::error::Error::invalid(format!("--{name} {v} is not {what} number of seconds")))
+}
+
 fn local_client(p: &PortArgs) -> AiServerClient {
     AiServerClient::new(ServerAddress { host: "127.0.0.1".into(), port: p.port, http: false }).with_admin_token(p.admin_token.clone())
 }
@@ -112,10 +125,8 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.max_model_bytes = a.max_models_mb.saturating_mul(1 << 20);
             cfg.max_connections = a.max_connections;
             cfg.admin_token = a.admin_token.or(dgzoo::settings::Settings::from_env().admin_token);
-            cfg.idle_timeout = std::time::Duration::try_from_secs_f64(a.idle_timeout)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| dgzoo::error::Error::invalid(format!("--idle-timeout {} is not a positive number of seconds", a.idle_timeout)))?;
+            cfg.idle_timeout = seconds("idle-timeout", a.idle_timeout, false)?;
+            cfg.shutdown_grace = seconds("shutdown-grace", a.shutdown_grace, true)?;
             cfg.protocol = match a.protocol {
                 ProtocolArg::Asio => Protocol::Asio,
                 ProtocolArg::Http => Protocol::Http,

@@ -3,33 +3,13 @@
 #[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
 use aiserver_common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start(zoo: &std::path::Path, port: u16) -> Running {
-    let child = Command::new(BIN)
-        .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let client = dgzoo::zoo::aiserver::AiServerClient::new(dgzoo::zoo::address::ServerAddress::parse(&format!("127.0.0.1:{port}")).unwrap());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while client.ping().is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Running(child)
+fn start(zoo: &std::path::Path) -> DgzooServer {
+    DgzooServer::spawn(zoo).args(&["--quiet"]).start()
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -38,23 +18,16 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_exit(r: &mut Running) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(st) = r.0.try_wait().unwrap() {
-            assert!(st.success());
-            return;
-        }
-        assert!(Instant::now() < deadline, "server did not exit after shutdown");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+fn wait_exit(r: &mut DgzooServer) {
+    assert!(r.wait_exit(Duration::from_secs(10)).success());
 }
 
 #[test]
 fn dgzoo_server_commands() {
     let zoo = clean_zoo();
-    let port = free_port_pair();
-    let mut server = start(zoo.path(), port);
+    let grace = Duration::from_secs(3);
+    let mut server = DgzooServer::spawn(zoo.path()).args(&["--quiet", "--shutdown-grace", "3"]).start();
+    let port = server.port;
     let p = port.to_string();
     let names = run(Command::new(BIN).args(["list", "--host", &format!("http://127.0.0.1:{}", port + 1), "--zoo", ""]));
     assert_eq!(names.lines().collect::<Vec<_>>(), MODELS);
@@ -65,16 +38,35 @@ fn dgzoo_server_commands() {
     assert!(out.contains("Egyptian cat"), "{out}");
     let dump: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args(["server", "cache-dump", "--port", &p]))).unwrap();
     assert_eq!(dump["AgentCacheSize"], 1);
+    let t = Instant::now();
     run(Command::new(BIN).args(["server", "shutdown", "--port", &p]));
+    // `--shutdown-grace 3`: still served meanwhile, not ready (polled: the reply comes just
+    // before readiness turns false), gone after it.
+    loop {
+        let ready = dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/v2/health/ready", None, Duration::from_secs(2)).map(|r| r.0);
+        if matches!(ready, Ok(503)) {
+            break;
+        }
+        assert!(t.elapsed() < grace, "readiness {ready:?} {:?} after the shutdown", t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     wait_exit(&mut server);
+    assert!(t.elapsed() >= grace, "exited {:?} after the shutdown, before its 3 s grace", t.elapsed());
+}
+
+#[test]
+fn bad_shutdown_grace_is_refused() {
+    let out = Command::new(BIN).args(["server", "start", "--port", "0", "--zoo", SHARED_ZOO, "--shutdown-grace=-1"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--shutdown-grace -1 is not a non-negative number of seconds"), "{err}");
 }
 
 #[test]
 fn pysdk_server_commands_against_our_server() {
     let Some(peer) = peer("pysdk_server_commands_against_our_server") else { return };
     let zoo = clean_zoo();
-    let port = free_port_pair();
-    let mut server = start(zoo.path(), port);
+    let mut server = start(zoo.path());
+    let port = server.port;
     let degirum = peer.join("venv/bin/degirum");
     let p = port.to_string();
     run(Command::new(&degirum).args(["server", "rescan-zoo", "--port", &p]));

@@ -11,22 +11,14 @@ use dgzoo::protocol::{self, read_packet, write_packet};
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 const EFF: &str = "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1";
 
 /// `dgzoo server start` as a child process (both protocols), killed on drop.
 struct Running {
-    child: Child,
+    server: DgzooServer,
     port: u16,
-}
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl Running {
@@ -35,26 +27,13 @@ impl Running {
     }
 
     fn start_with(zoo: &std::path::Path, extra: &[&str]) -> Running {
-        let port = free_port_pair();
-        let child = Command::new(BIN)
-            .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both", "--quiet"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let r = Running { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "server did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        r
+        let server = DgzooServer::spawn(zoo).args(&["--quiet"]).args(extra).start();
+        Running { port: server.port, server }
     }
 
     /// A `VmRSS` / `VmHWM` (peak) value of the server process, in KiB.
     fn status_kib(&self, field: &str) -> u64 {
-        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.server.pid())).unwrap();
         let line = s.lines().find(|l| l.starts_with(field)).unwrap_or_else(|| panic!("{field} in {s}"));
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }

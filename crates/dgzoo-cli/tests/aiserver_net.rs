@@ -11,10 +11,8 @@ use dgzoo_server::aiserver::{Config, Protocol, Server};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 const EFF: &str = "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1";
 
 fn server_with(zoo: &std::path::Path, f: impl FnOnce(&mut Config)) -> Server {
@@ -122,20 +120,27 @@ fn error_msg(payload: &[u8]) -> String {
 
 #[test]
 fn health_live_ready_and_ready_false_during_shutdown() {
+    // A grace far longer than the checks below take even on a loaded machine (the default
+    // 1.5 s was not always), so they run inside it; and the close is timed against it.
+    let grace = Duration::from_secs(5);
     let zoo = clean_zoo();
-    let server = server_with(zoo.path(), |_| {});
+    let server = server_with(zoo.path(), |c| c.shutdown_grace = grace);
     let (asio, web) = (server.asio_addr().unwrap(), server.http_addr().unwrap());
     assert_eq!(status(web, "GET", "/v2/health/live"), 200);
     assert_eq!(status(web, "GET", "/v2/health/ready"), 200);
-    // A client's shutdown: readiness turns false at once, while the listeners still serve
-    // (DeGirum's client reconnects once after `shutdown`).
+    // A client's shutdown: readiness turns false (polled: the reply is sent just before),
+    // while the listeners still serve (DeGirum's client reconnects once after `shutdown`).
+    let t = Instant::now();
     assert_eq!(command(asio, json!({"VERSION": 4, "op": "shutdown"}))["success"], json!(true));
-    assert_eq!(status(web, "GET", "/v2/health/ready"), 503);
+    while status(web, "GET", "/v2/health/ready") != 503 {
+        assert!(t.elapsed() < grace, "readiness still true {:?} after the shutdown command", t.elapsed());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(status(web, "GET", "/v2/health/live"), 200);
     assert_served(asio);
-    let t = Instant::now();
     server.wait();
-    eprintln!("listeners closed {:?} after the shutdown command", t.elapsed());
+    eprintln!("listeners closed {:?} after the shutdown command (grace {grace:?})", t.elapsed());
+    assert!(t.elapsed() >= grace, "listeners closed after {:?}, before the {grace:?} grace", t.elapsed());
     assert!(TcpStream::connect(web).is_err() && TcpStream::connect(asio).is_err(), "listeners still open after shutdown");
 }
 
@@ -154,34 +159,6 @@ fn http_shutdown_is_graceful() {
     assert!(TcpStream::connect(web).is_err());
 }
 
-/// `dgzoo server start` as a child process with extra arguments and a shell prefix (ulimit).
-struct Child2 {
-    child: Child,
-    port: u16,
-}
-impl Drop for Child2 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-fn spawn_server(zoo: &std::path::Path, prefix: &str, extra: &str, log: Option<&std::path::Path>) -> Child2 {
-    let port = free_port_pair();
-    let cmd = format!("{prefix} exec '{BIN}' server start --zoo '{}' --port {port} --protocol both {extra}", zoo.display());
-    let stderr = match log {
-        Some(p) => Stdio::from(std::fs::File::create(p).unwrap()),
-        None => Stdio::null(),
-    };
-    let child = Command::new("sh").args(["-c", &cmd]).env("DGZOO_LOG", "info").stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
-    let c = Child2 { child, port };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    c
-}
-
 fn proc_count(pid: u32, what: &str) -> u64 {
     match what {
         "threads" => std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() as u64).unwrap_or(0),
@@ -197,14 +174,13 @@ fn proc_count(pid: u32, what: &str) -> u64 {
 #[test]
 fn accept_loop_survives_running_out_of_descriptors() {
     let zoo = clean_zoo();
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let server = spawn_server(zoo.path(), "ulimit -n 64;", "", Some(log.path()));
+    let mut server = DgzooServer::spawn(zoo.path()).shell_prefix("ulimit -n 64;").env("DGZOO_LOG", "info").start();
     let addr: SocketAddr = ([127, 0, 0, 1], server.port).into();
     assert_served(addr);
     // More clients than the server has descriptors: accept fails with EMFILE for the rest.
     let hogs: Vec<TcpStream> = (0..120).filter_map(|_| TcpStream::connect(addr).ok()).collect();
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(server_alive(&server), "server died out of descriptors");
+    assert!(server.alive(), "server died out of descriptors");
     drop(hogs);
     // Once descriptors come back, a real client is served.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -216,13 +192,8 @@ fn accept_loop_survives_running_out_of_descriptors() {
         assert!(Instant::now() < deadline, "not served after descriptors were freed");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let text = std::fs::read_to_string(log.path()).unwrap();
+    let text = server.log();
     assert!(text.contains("accept failed"), "the server never ran out of descriptors:\n{text}");
-}
-
-fn server_alive(s: &Child2) -> bool {
-    std::fs::metadata(format!("/proc/{}", s.child.id())).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{}/stat", s.child.id())).unwrap_or_default().contains(") Z")
 }
 
 #[test]
@@ -276,8 +247,8 @@ fn idle_connections_are_dropped_and_never_hold_the_cap() {
 #[test]
 fn two_thousand_idle_connections_and_64_active_streams_use_few_threads() {
     let zoo = clean_zoo();
-    let server = spawn_server(zoo.path(), "", "--quiet --max-connections 4096", None);
-    let (pid, addr): (u32, SocketAddr) = (server.child.id(), ([127, 0, 0, 1], server.port).into());
+    let server = DgzooServer::spawn(zoo.path()).args(&["--quiet", "--max-connections", "4096"]).env("DGZOO_LOG", "info").start();
+    let (pid, addr): (u32, SocketAddr) = (server.pid(), ([127, 0, 0, 1], server.port).into());
     let web: SocketAddr = ([127, 0, 0, 1], server.port + 1).into();
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     let frame = |s: &mut TcpStream| {

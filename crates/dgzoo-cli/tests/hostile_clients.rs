@@ -10,8 +10,11 @@
 //!
 //! `DGZOO_HOSTILE_SECONDS` (default 12) is how long the attack lasts (dropped slowloris
 //! clients reconnect until then); `scripts/hostile-clients.sh SECONDS` runs a long one.
+#[path = "../../../tests/support/aiserver_common.rs"]
+mod aiserver_common;
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
+use aiserver_common::DgzooServer;
 use cloud_common::*;
 use dgzoo::cloud::CloudClient;
 use dgzoo::inference::Input;
@@ -146,9 +149,12 @@ fn poll_pass(conns: &mut Vec<(Target, u16, Slow)>, drops: &mut [(Target, Drops)]
     }
 }
 
+/// The children's descriptor limit, raised for thousands of hostile connections.
+const FD_LIMIT: &str = "ulimit -n 16384 2>/dev/null;";
+
 /// `sh -c 'ulimit -n 16384; exec dgzoo ARGS'`, stdout piped.
 fn spawn_limited(args: &str) -> ChildGuard {
-    let cmd = format!("ulimit -n 16384 2>/dev/null; exec '{}' {args}", dgzoo_bin());
+    let cmd = format!("{FD_LIMIT} exec '{}' {args}", dgzoo_bin());
     ChildGuard(Command::new("sh").args(["-c", &cmd]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap())
 }
 
@@ -169,12 +175,11 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
     for f in std::fs::read_dir(Path::new(ZOO).join(BLAZE)).unwrap().flatten() {
         std::os::unix::fs::symlink(f.path(), dst.join(f.file_name())).unwrap();
     }
-    let port = free_port();
-    let server = spawn_limited(&format!(
-        "server start --protocol both --quiet --max-connections 8192 --idle-timeout {IDLE_TIMEOUT_S} --port {port} --zoo '{}'",
-        zoo.path().display()
-    ));
-    assert!(wait_port(port, Duration::from_secs(30)) && wait_port(port + 1, Duration::from_secs(30)), "the AI server did not start");
+    let server = DgzooServer::spawn(zoo.path())
+        .shell_prefix(FD_LIMIT)
+        .args(&["--quiet", "--max-connections", "8192", "--idle-timeout", &IDLE_TIMEOUT_S.to_string()])
+        .start();
+    let port = server.port;
     let root = hub_root(&[BLAZE, EFF_Q]);
     let mut hub = spawn_limited(&format!("hub --port 0 --header-timeout {HUB_HEAD_TIMEOUT_S} --zoo '{}'", root.path().display()));
     let mut line = String::new();
@@ -205,7 +210,7 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
     };
     measure("warm-up");
     let unloaded = measure("unloaded").map(median);
-    let (server_rss0, hub_rss0) = (rss_kib(server.0.id()), rss_kib(hub.0.id()));
+    let (server_rss0, hub_rss0) = (rss_kib(server.pid()), rss_kib(hub.0.id()));
 
     // The attack.
     let t0 = Instant::now();
@@ -296,7 +301,7 @@ fn slowloris_never_readers_and_vanishing_clients_do_not_slow_normal_clients() {
         }
         rounds += 1;
     }
-    let (server_rss1, hub_rss1) = (rss_kib(server.0.id()), rss_kib(hub.0.id()));
+    let (server_rss1, hub_rss1) = (rss_kib(server.pid()), rss_kib(hub.0.id()));
     stop.store(true, Ordering::SeqCst);
     let mut never_read_alive = 0;
     for s in &mut never_read {

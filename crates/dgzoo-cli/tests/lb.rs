@@ -10,7 +10,7 @@
 mod aiserver_common;
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
-use aiserver_common::{free_port_pair, image, peer, peer_ld_path, IMAGES, MODELS};
+use aiserver_common::{image, peer, peer_ld_path, DgzooServer, IMAGES, MODELS};
 use dgzoo::pipeline::{AsyncPredictor, OwnedInput};
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
@@ -88,46 +88,15 @@ fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// `dgzoo server start --protocol both` (asio on `port`, http on `port + 1`), ready.
-struct AiServer {
-    proc: Proc,
-    port: u16,
-}
-impl AiServer {
-    fn start(zoo: &Path, port: Option<u16>) -> AiServer {
-        // A free port pair can be taken between the check and the bind (outgoing connections
-        // use the same port range): a server that exits before it is ready gets another pair.
-        for _ in 0..3 {
-            let p = port.unwrap_or_else(free_port_pair);
-            // Its stderr goes to a file (a pipe nobody reads could fill and block the server).
-            let log = tempfile::tempfile().unwrap();
-            let child = Command::new(BIN)
-                .args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &p.to_string(), "--protocol", "both"])
-                .stdout(Stdio::null())
-                .stderr(log.try_clone().unwrap())
-                .spawn()
-                .unwrap();
-            let mut s = AiServer { proc: Proc(child), port: p };
-            let mut exited = false;
-            wait_until("AI server ready", Duration::from_secs(30), || {
-                exited = !s.proc.alive();
-                exited || http_status(p + 1, "/v2/health/ready") == Some(200)
-            });
-            if !exited {
-                return s;
-            }
-            let mut err = String::new();
-            let mut log = log;
-            let _ = std::io::Seek::rewind(&mut log);
-            let _ = std::io::Read::read_to_string(&mut log, &mut err);
-            eprintln!("AI server on ports {p}/{} exited at start: {}", p + 1, err.trim());
-            assert!(port.is_none(), "the AI server could not start on the port it must use");
-        }
-        panic!("the AI server exited at start three times");
+/// `dgzoo server start --protocol both` (asio on `port`, http on `port + 1`), ready; with
+/// `port`, in place of a killed one.
+fn ai_server(zoo: &Path, port: Option<u16>) -> DgzooServer {
+    let spawn = DgzooServer::spawn(zoo);
+    match port {
+        Some(p) => spawn.port(p),
+        None => spawn,
     }
-    fn asio(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
+    .start()
 }
 
 /// HAProxy on `docs/haproxy.cfg` with free ports for its three fronts.
@@ -266,18 +235,18 @@ fn dgzoo_client_behind_haproxy_survives_kill9() {
     let Some(hap) = haproxy("dgzoo_client_behind_haproxy_survives_kill9") else { return };
     let zoo = aiserver_common::clean_zoo();
     for front in ["asio", "http"] {
-        let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+        let mut servers = [ai_server(zoo.path(), None), ai_server(zoo.path(), None)];
         let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
         let host = if front == "asio" { lb.asio() } else { lb.http() };
         let want = local_labels(zoo.path());
         let model = Zoo::connect(&host, "", "").unwrap().load_model(EFF, &json!({"inference_timeout_s": 10})).unwrap();
         const N: usize = 40;
-        let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.proc.pid())).collect();
+        let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.pid())).collect();
         let mut killed = None;
         let got = run_batch(&model, N, |out| {
             if killed.is_none() && out.lock().unwrap().len() >= 10 {
-                let busy = (0..2).max_by_key(|&i| read_bytes(servers[i].proc.pid()).saturating_sub(base[i])).unwrap();
-                servers[busy].proc.kill9();
+                let busy = (0..2).max_by_key(|&i| read_bytes(servers[i].pid()).saturating_sub(base[i])).unwrap();
+                servers[busy].kill9();
                 killed = Some(busy);
             }
         });
@@ -286,7 +255,7 @@ fn dgzoo_client_behind_haproxy_survives_kill9() {
         eprintln!("{front} through HAProxy: server {dead} killed, {lost} of {N} frames lost, the rest answered");
         // The next connect lands on the survivor.
         let survivor = 1 - dead;
-        assert!(servers[survivor].proc.alive());
+        assert!(servers[survivor].alive());
         let again = labels(&host);
         assert_eq!(again, want, "{front}: the survivor answers");
     }
@@ -389,27 +358,27 @@ fn pysdk_client_behind_haproxy_survives_kill9() {
     let Some(peer) = peer("pysdk_client_behind_haproxy_survives_kill9") else { return };
     let zoo = aiserver_common::clean_zoo();
     for front in ["asio", "http"] {
-        let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+        let mut servers = [ai_server(zoo.path(), None), ai_server(zoo.path(), None)];
         let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
         let want = local_labels(zoo.path());
         let host = if front == "asio" { lb.asio() } else { lb.http() };
-        let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.proc.pid())).collect();
+        let base: Vec<u64> = servers.iter().map(|s| read_bytes(s.pid())).collect();
         let mut killed = None;
         pysdk_batch(
             &peer,
             &host,
             &want,
             || {
-                let d: Vec<u64> = (0..2).map(|i| read_bytes(servers[i].proc.pid()).saturating_sub(base[i])).collect();
+                let d: Vec<u64> = (0..2).map(|i| read_bytes(servers[i].pid()).saturating_sub(base[i])).collect();
                 let busy = if d[0] >= d[1] { 0 } else { 1 };
                 eprintln!("{front}: bytes read since the start {d:?}: killing server {busy}");
-                servers[busy].proc.kill9();
+                servers[busy].kill9();
                 killed = Some(busy);
             },
             || {},
         );
         let dead = killed.expect("killed a server");
-        assert!(servers[1 - dead].proc.alive());
+        assert!(servers[1 - dead].alive());
     }
 }
 
@@ -420,13 +389,13 @@ fn pysdk_client_behind_haproxy_survives_kill9() {
 #[test]
 fn kill9_mid_batch_and_mid_stream_then_restart() {
     let zoo = aiserver_common::clean_zoo();
-    let mut server = AiServer::start(zoo.path(), None);
+    let mut server = ai_server(zoo.path(), None);
     let port = server.port;
     let want = labels(&server.asio());
     if let Some(peer) = peer("kill9_mid_batch_and_mid_stream_then_restart") {
         for host in [format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{}", port + 1)] {
             let srv = std::cell::RefCell::new(&mut server);
-            pysdk_batch(&peer, &host, &want, || srv.borrow_mut().proc.kill9(), || **srv.borrow_mut() = AiServer::start(zoo.path(), Some(port)));
+            pysdk_batch(&peer, &host, &want, || srv.borrow_mut().kill9(), || **srv.borrow_mut() = ai_server(zoo.path(), Some(port)));
         }
     }
     for host in [format!("127.0.0.1:{port}"), format!("http://127.0.0.1:{}", port + 1)] {
@@ -436,7 +405,7 @@ fn kill9_mid_batch_and_mid_stream_then_restart() {
         let mut killed = false;
         let got = run_batch(&model, N, |out| {
             if !killed && out.lock().unwrap().len() >= 8 {
-                server.proc.kill9();
+                server.kill9();
                 killed = true;
             }
         });
@@ -455,7 +424,7 @@ fn kill9_mid_batch_and_mid_stream_then_restart() {
         for (id, r) in &got[..first_err] {
             assert_eq!(r.as_ref().unwrap(), &want[*id as usize % 3]);
         }
-        server = AiServer::start(zoo.path(), Some(port));
+        server = ai_server(zoo.path(), Some(port));
         // The same model object works again (a new stream), and so does a new connect.
         let r = dgzoo::model::predict(&model, &frame(1).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
         assert_eq!(r.results[0]["label"].as_str().unwrap(), want[1]);
@@ -463,13 +432,13 @@ fn kill9_mid_batch_and_mid_stream_then_restart() {
 
         // Mid-stream: single predicts on the model's pooled stream, the server killed between
         // two of them; the first predict after the kill fails (or reconnects) without hanging.
-        server.proc.kill9();
+        server.kill9();
         let t0 = Instant::now();
         let e = dgzoo::model::predict(&model, &frame(0).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap_err();
         assert!(t0.elapsed() < Duration::from_secs(15), "predict hung: {:?}", t0.elapsed());
         assert_eq!(e.code, dgzoo::Code::Network, "{}", e.message);
         assert!(e.message.starts_with(&format!("Failed to perform model '{EFF}' inference: ")), "{}", e.message);
-        server = AiServer::start(zoo.path(), Some(port));
+        server = ai_server(zoo.path(), Some(port));
         let r = dgzoo::model::predict(&model, &frame(2).iter().map(|x| x.as_input()).collect::<Vec<_>>()).unwrap();
         assert_eq!(r.results[0]["label"].as_str().unwrap(), want[2]);
     }
@@ -483,8 +452,8 @@ fn kill9_mid_batch_and_mid_stream_then_restart() {
 fn failover_list_without_a_load_balancer() {
     let zoo = aiserver_common::clean_zoo();
     for http in [false, true] {
-        let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
-        let addr = |s: &AiServer| if http { format!("http://127.0.0.1:{}", s.port + 1) } else { s.asio() };
+        let mut servers = [ai_server(zoo.path(), None), ai_server(zoo.path(), None)];
+        let addr = |s: &DgzooServer| if http { format!("http://127.0.0.1:{}", s.port + 1) } else { s.asio() };
         let list = format!("{},{}", addr(&servers[0]), addr(&servers[1]));
         let z = Zoo::connect(&list, "", "").unwrap();
         let want = local_labels(zoo.path());
@@ -494,7 +463,7 @@ fn failover_list_without_a_load_balancer() {
         let got = run_batch(&model, N, |out| {
             if !killed && out.lock().unwrap().len() >= 8 {
                 // The first server of the list is the one in use.
-                servers[0].proc.kill9();
+                servers[0].kill9();
                 killed = true;
             }
         });
@@ -526,7 +495,7 @@ fn failover_list_without_a_load_balancer() {
 fn graceful_shutdown_behind_haproxy_loses_nothing() {
     let Some(hap) = haproxy("graceful_shutdown_behind_haproxy_loses_nothing") else { return };
     let zoo = aiserver_common::clean_zoo();
-    let mut servers = [AiServer::start(zoo.path(), None), AiServer::start(zoo.path(), None)];
+    let mut servers = [ai_server(zoo.path(), None), ai_server(zoo.path(), None)];
     let lb = Lb::start(&hap, [servers[0].port, servers[1].port], None);
     let want = local_labels(zoo.path());
     let model = Zoo::connect(&lb.asio(), "", "").unwrap().load_model(EFF, &Value::Null).unwrap();
@@ -552,8 +521,8 @@ fn graceful_shutdown_behind_haproxy_loses_nothing() {
         }
         assert!(t0.elapsed() < Duration::from_secs(60), "batches too slow");
     }
-    wait_until("the shut-down server exits", Duration::from_secs(15), || !servers[0].proc.alive());
-    assert!(servers[1].proc.alive());
+    wait_until("the shut-down server exits", Duration::from_secs(15), || !servers[0].alive());
+    assert!(servers[1].alive());
     eprintln!("graceful shutdown behind HAProxy: {batches} batches, {frames} frames, none lost");
 }
 

@@ -9,7 +9,7 @@
 mod aiserver_common;
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
-use aiserver_common::{free_port_pair, image, peer, peer_ld_path, MODELS, SHARED_ZOO};
+use aiserver_common::{image, peer, peer_ld_path, DgzooServer, MODELS, SHARED_ZOO};
 use cloud_common::{hub_root, ChildGuard, EFF_F, ORG, TOKEN, ZOONAME};
 use dgzoo::inference::Input;
 use dgzoo::zoo::{ConnectOptions, Zoo};
@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 
@@ -236,27 +236,6 @@ fn strict_parser_refuses_malformed_text() {
 // ---------------------------------------------------------------------------------------------
 // Processes.
 
-/// `dgzoo server start --protocol both` on `zoo`; stderr to `log` (or nowhere).
-fn start_server(zoo: &Path, extra: &[&str], env: &[(&str, &Path)], log: Option<&Path>) -> (ChildGuard, u16) {
-    let port = free_port_pair();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["server", "start", "--zoo", zoo.to_str().unwrap(), "--port", &port.to_string(), "--protocol", "both"]).args(extra).stdout(Stdio::null());
-    match log {
-        Some(p) => cmd.stderr(std::fs::File::create(p).unwrap()),
-        None => cmd.stderr(Stdio::null()),
-    };
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let guard = ChildGuard(cmd.spawn().expect("start dgzoo server"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while dgzoo::protocol::http::request("127.0.0.1", port + 1, "GET", "/v2/health/ready", None, Duration::from_secs(2)).map(|r| r.0).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "the AI server did not become ready");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (guard, port)
-}
-
 /// `dgzoo hub --port 0` with `extra` arguments: (guard, "127.0.0.1:port").
 fn start_hub(root: &Path, extra: &[&str]) -> (ChildGuard, String) {
     let mut child = Command::new(BIN).args(["hub", "--port", "0", "--zoo"]).arg(root).args(extra).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
@@ -303,7 +282,8 @@ fn metrics_count_frames_models_connections_cache_and_downloads() {
     let (_hub, hub) = start_hub(hub_dir.path(), &[]);
     let zoo = aiserver_common::clean_zoo();
     let cache = tempfile::tempdir().unwrap();
-    let (_server, port) = start_server(zoo.path(), &["--quiet"], &[("DGZOO_CACHE_DIR", cache.path())], None);
+    let server = DgzooServer::spawn(zoo.path()).args(&["--quiet"]).env("DGZOO_CACHE_DIR", cache.path()).start();
+    let port = server.port;
     let http = format!("127.0.0.1:{}", port + 1);
     let s0 = scrape(&http);
     let frames = |s: &Scrape, m: &str, outcome: &str| s.get("dgzoo_frames_total", &[("model", m), ("outcome", outcome)]);
@@ -453,9 +433,8 @@ fn metrics_count_frames_models_connections_cache_and_downloads() {
 #[test]
 fn json_logs_one_object_per_line_with_stream_ids() {
     let zoo = aiserver_common::clean_zoo();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("stderr.log");
-    let (mut server, port) = start_server(zoo.path(), &["--log-format", "json"], &[("DGZOO_LOG", Path::new("info,dgzoo_server=debug"))], Some(&log));
+    let mut server = DgzooServer::spawn(zoo.path()).args(&["--log-format", "json"]).env("DGZOO_LOG", "info,dgzoo_server=debug").start();
+    let port = server.port;
     // Two asio streams (our client opens one per model load) and a WebSocket stream.
     let asio = Zoo::connect(&format!("127.0.0.1:{port}"), "", "").unwrap();
     for model in [MODELS[2], MODELS[0]] {
@@ -468,12 +447,8 @@ fn json_logs_one_object_per_line_with_stream_ids() {
     drop((asio, ws));
     let out = Command::new(BIN).args(["server", "shutdown", "--port", &port.to_string()]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "server did not exit");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
+    server.wait_exit(Duration::from_secs(15));
+    let text = server.log();
     let lines: Vec<Value> = text.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"))).collect();
     assert!(lines.iter().any(|l| l["fields"]["message"].as_str().is_some_and(|m| m.contains("asio protocol on"))), "{text}");
     // Per stream id: the lines of that stream, opened then closed on one model.
@@ -509,7 +484,8 @@ fn json_logs_one_object_per_line_with_stream_ids() {
 #[test]
 fn admin_token_guards_cli_management_and_hub_admin_routes() {
     let zoo = aiserver_common::clean_zoo();
-    let (mut server, port) = start_server(zoo.path(), &["--quiet", "--admin-token", "s3cret"], &[], None);
+    let mut server = DgzooServer::spawn(zoo.path()).args(&["--quiet", "--admin-token", "s3cret"]).start();
+    let port = server.port;
     let p = port.to_string();
     let dgzoo = |args: &[&str], env: Option<&str>| {
         let mut c = Command::new(BIN);
@@ -534,7 +510,7 @@ fn admin_token_guards_cli_management_and_hub_admin_routes() {
         assert!(!ok && err.contains(&format!("Operation '{op}' with a wrong admin token is prohibited")), "{cmd}: {err}");
     }
     // Nothing was done: the server still serves.
-    assert!(server.0.try_wait().unwrap().is_none());
+    assert!(server.alive());
     let (ok, out, err) = dgzoo(&["server", "cache-dump", "--port", &p], Some("s3cret"));
     assert!(ok, "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["AgentCacheSize"], 0);
@@ -543,11 +519,7 @@ fn admin_token_guards_cli_management_and_hub_admin_routes() {
     assert!(ok && out.contains("refused 'zoo_manage' without the admin token") && out.contains("zoo scanned"), "{out}");
     let (ok, _, err) = dgzoo(&["server", "shutdown", "--port", &p], Some("s3cret"));
     assert!(ok, "{err}");
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.0.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "server did not exit after an authorized shutdown");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    server.wait_exit(Duration::from_secs(15));
 
     // The hub: the operator's Bearer token works on the admin routes beside tokens.json's admin tokens.
     let root = hub_root(&[EFF_F]);

@@ -9,29 +9,11 @@ use dgzoo::protocol::{self, read_packet, write_packet};
 use serde_json::{json, Value};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_dgzoo");
 const TFLITE: &str = "efficientnet_lite0_imagenet--224x224_quant_tflite_cpu_1";
 const TFLITE_F: &str = "efficientnet_lite0_imagenet--224x224_float_tflite_cpu_1";
 const ONNX: &str = "efficientnet_lite0_imagenet--224x224_float_onnx_cpu_1";
-
-struct Server {
-    child: Child,
-    port: u16,
-}
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-impl Server {
-    fn alive(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
 
 /// Real copies (not links) of the model folders: the test changes them.
 fn copied_zoo(models: &[&str]) -> tempfile::TempDir {
@@ -51,21 +33,8 @@ fn model_file(zoo: &Path, m: &str) -> PathBuf {
     zoo.join(m).join(format!("{m}.{ext}"))
 }
 
-fn start(zoo: &Path) -> Server {
-    let port = free_port_pair();
-    let child = Command::new(BIN)
-        .args(["server", "start", "--quiet", "--port", &port.to_string(), "--zoo"])
-        .arg(zoo)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let t = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(t.elapsed() < Duration::from_secs(30), "server did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Server { child, port }
+fn start(zoo: &Path) -> DgzooServer {
+    DgzooServer::spawn(zoo).protocol("asio").args(&["--quiet"]).start()
 }
 
 fn open_stream(port: u16, m: &str) -> TcpStream {
@@ -84,7 +53,7 @@ fn frame(s: &mut TcpStream, jpeg: &[u8]) -> Option<Result<Value, String>> {
 
 /// Frames on the open stream and on a new one after a change: each is the old result or an
 /// error that says what is wrong; the server stays up.
-fn check_after(server: &mut Server, old: &mut TcpStream, m: &str, want: &Value, what: &str) -> (usize, Vec<String>) {
+fn check_after(server: &mut DgzooServer, old: &mut TcpStream, m: &str, want: &Value, what: &str) -> (usize, Vec<String>) {
     let jpeg = std::fs::read(image("cat_224.jpg")).unwrap();
     let (mut same, mut errors) = (0, Vec::new());
     let mut new = open_stream(server.port, m);

@@ -13,8 +13,11 @@
 //!
 //! Not part of the normal test run (`#[ignore]`): `scripts/soak.sh [SECONDS]` runs it
 //! (`scripts/test.sh` with 60 s).
+#[path = "../../../tests/support/aiserver_common.rs"]
+mod aiserver_common;
 #[path = "../../../tests/support/cloud_common.rs"]
 mod cloud_common;
+use aiserver_common::DgzooServer;
 use cloud_common::*;
 use dgzoo::inference::Input;
 use dgzoo::pipeline::{predict_batch, OwnedInput};
@@ -133,17 +136,8 @@ fn soak_streams_cloud_inference_and_downloads() {
             std::os::unix::fs::symlink(f.path(), zoo.path().join(m).join(f.file_name())).unwrap();
         }
     }
-    let port = free_port();
-    let server = ChildGuard(
-        Command::new(dgzoo_bin())
-            .args(["server", "start", "--protocol", "both", "--quiet", "--max-connections", "4096", "--port", &port.to_string(), "--zoo"])
-            .arg(zoo.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    assert!(wait_port(port, Duration::from_secs(30)) && wait_port(port + 1, Duration::from_secs(30)), "the AI server did not start");
+    let server = DgzooServer::spawn(zoo.path()).args(&["--quiet", "--max-connections", "4096"]).start();
+    let port = server.port;
     let root = hub_root(&MODELS);
     let (hub, hub_addr) = start_hub_process(root.path());
     let hub_url = format!("http://{hub_addr}/{ORG}/{ZOONAME}");
@@ -282,7 +276,7 @@ fn soak_streams_cloud_inference_and_downloads() {
     let mut series: Vec<(f64, u64, u64)> = Vec::new();
     while Instant::now() < deadline {
         std::thread::sleep(sample_every.min(deadline.saturating_duration_since(Instant::now())));
-        series.push((start.elapsed().as_secs_f64(), rss_kib(server.0.id()), rss_kib(hub.0.id())));
+        series.push((start.elapsed().as_secs_f64(), rss_kib(server.pid()), rss_kib(hub.0.id())));
         let (a, w, c, d) = (&asio, &ws, &cloud_t, &dl);
         eprintln!(
             "soak t={:5.1}s server RSS {} KiB, hub RSS {} KiB; ok asio {} ws {} cloud {} downloads {}; errors {}",

@@ -71,6 +71,10 @@ pub struct Config {
     /// none in flight), HTTP keep-alive between requests, a WebSocket without any message
     /// (the server pings every third of it; DeGirum's client answers).
     pub idle_timeout: Duration,
+    /// How long the listeners keep serving (readiness already false) after a client's
+    /// `shutdown` (asio or `POST /v1/shutdown`): DeGirum's client connects once more to send
+    /// its wake-up packet and fails if that connection is refused. `Server::shutdown` skips it.
+    pub shutdown_grace: Duration,
     /// When set, `shutdown`, `zoo_manage`, `trace_manage` and `dev_ctrl` need this token (asio:
     /// an `admin_token` field of the command; HTTP: `Authorization: Bearer <token>`). `None`:
     /// open to loopback clients as PySDK's server is (said in the log at start).
@@ -95,6 +99,7 @@ impl Config {
             cors_origins: Vec::new(),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             admin_token: None,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
             cache: None,
@@ -119,6 +124,7 @@ pub struct State {
     /// Connections being served now (asio and http together).
     limiter: net::Limiter,
     idle_timeout: Duration,
+    shutdown_grace: Duration,
     admin_token: Option<String>,
     /// Trace groups and recent records, for `trace_manage` (bounded: see [`Trace`]).
     trace: Mutex<Trace>,
@@ -132,8 +138,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long in-flight work may take to finish once the listeners have stopped.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
-/// How long the listeners keep serving (readiness already false) after a client's `shutdown`.
-const SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
+/// Default [`Config::shutdown_grace`].
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(1500);
 
 impl State {
     fn create(zoo_dir: PathBuf, cfg: &Config) -> Arc<State> {
@@ -150,6 +156,7 @@ impl State {
             max_model_bytes: cfg.max_model_bytes,
             limiter: net::Limiter::new(cfg.max_connections),
             idle_timeout: cfg.idle_timeout,
+            shutdown_grace: cfg.shutdown_grace,
             admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             trace: Mutex::new(Trace::default()),
         })
@@ -249,14 +256,13 @@ impl State {
     }
 
     /// Stop the server: readiness turns false at once; with `grace` (a client's `shutdown`)
-    /// the listeners keep serving for `SHUTDOWN_GRACE` first, as DeGirum's client connects once
-    /// more to send its wake-up packet and fails if that connection is refused.
+    /// the listeners keep serving for `shutdown_grace` first (see [`Config::shutdown_grace`]).
     fn request_stop(&self, grace: bool) {
         self.shutdown.set_ready(false);
         if grace {
-            let sd = self.shutdown.clone();
+            let (sd, grace) = (self.shutdown.clone(), self.shutdown_grace);
             net::runtime().spawn(async move {
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
+                tokio::time::sleep(grace).await;
                 sd.cancel();
             });
         } else {
