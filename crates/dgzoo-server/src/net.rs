@@ -94,6 +94,29 @@ where
     })
 }
 
+/// How long, and how many bytes, a refused client's remaining input is read and dropped.
+pub const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER_BYTES: usize = 64 << 20;
+
+/// After refusing a frame from its header (a 1 MiB WebSocket ping, an oversized message or
+/// packet), the client may still be sending that frame's payload. Closing with its bytes
+/// unread would reset the connection, and a reset makes the client's kernel drop the error
+/// reply it has not read yet. So: end our side (FIN after the reply and the close frame), then read and drop what
+/// the client still sends until it closes too, for at most `LINGER` and `LINGER_BYTES`.
+pub async fn linger_close<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(io: &mut S) {
+    use tokio::io::AsyncReadExt;
+    let _ = io.shutdown().await;
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut buf = vec![0u8; 64 << 10];
+    let mut left = LINGER_BYTES;
+    while left > 0 {
+        match tokio::time::timeout_at(deadline, io.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => break,
+        }
+    }
+}
+
 /// The graceful-shutdown signal of one server (cheap to clone).
 #[derive(Clone, Default)]
 pub struct Shutdown {

@@ -234,6 +234,8 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
     let mut last_seen = Instant::now();
     let mut queue: Option<frame::FrameQueue> = None;
     let mut reading = true;
+    // The client's frame was refused: it may still be sending it (see `linger`).
+    let mut refused_frame = false;
     loop {
         let busy = queue.as_ref().is_some_and(|q| !q.is_empty());
         if !reading && !busy {
@@ -258,11 +260,13 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
                         // that is gone gets nothing.
                         let text = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
                         use tokio_tungstenite::tungstenite::Error as E;
-                        match (text, &e) {
+                        let reply = match (text, &e) {
                             (Some(t), _) => Some(param_error(&t)),
                             (None, E::Protocol(_) | E::Capacity(_) | E::Utf8) => Some(param_error(&e.to_string())),
                             _ => None,
-                        }
+                        };
+                        refused_frame = reply.is_some();
+                        reply
                     }
                     Some(Ok(Message::Close(_))) => { reading = false; None }
                     Some(Ok(Message::Text(t))) => configure(state, &mut queue, t).await,
@@ -297,6 +301,9 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
         }
     }
     let _ = ws.close(None).await;
+    if refused_frame {
+        net::linger_close(&mut ws.get_mut().inner).await;
+    }
     if let Some(q) = &queue {
         state.log_info(Group::AiServer, &format!("stream closed on model '{}' after {} frame(s)", q.session_name(), q.frames));
     }

@@ -693,6 +693,8 @@ async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, confi
     }
     if let Some(r) = refusal {
         let _ = send(&mut conn, protocol::encode(&r)).await;
+        // The client may still be sending the refused packet.
+        net::linger_close(conn.get_mut()).await;
     }
     state.log_info(Group::AiServer, &format!("stream closed on model '{name}' after {} frame(s)", queue.frames));
 }
