@@ -1188,30 +1188,77 @@ fn py_round(v: f64) -> i64 {
     v.round_ties_even() as i64
 }
 
+/// The size `CropLast` resizes an `iw x ih` image to before its centre crop to `wi x hi`
+/// (PySDK's arithmetic), refused past the image limits ([`MAX_SIDE`], [`MAX_PIXELS`]): a small
+/// crop percentage upscales without bound (0.001 on a 224x224 model: 224000 x 224000, a 150 GB
+/// buffer whose allocation would abort the process).
+pub fn crop_last_size(iw: i64, ih: i64, wi: i64, hi: i64, cp: f64) -> Result<(i64, i64)> {
+    let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, wi as f64, hi as f64);
+    // In floating point first: past the limits the integer products below would overflow.
+    let (fw, fh) = if wi == hi {
+        if iw >= ih {
+            let nh = (hf / cp).trunc();
+            (nh * iwf / ihf, nh)
+        } else {
+            let nw = (wf / cp).trunc();
+            (nw, nw * ihf / iwf)
+        }
+    } else {
+        (wf / cp, hf / cp)
+    };
+    let (fw, fh) = (fw.max(wf), fh.max(hf));
+    let refuse = || {
+        Error::invalid(format!(
+            "input_crop_percentage {cp} with the crop-last pad method resizes the {iw}x{ih} image to {}x{} before the centre crop to {wi}x{hi}: more than {MAX_SIDE} pixels a side or {MAX_PIXELS} pixels in all",
+            fw.floor(),
+            fh.floor()
+        ))
+    };
+    if !(fw <= MAX_SIDE as f64 && fh <= MAX_SIDE as f64 && fw * fh <= MAX_PIXELS as f64) {
+        return Err(refuse());
+    }
+    let (nw, nh) = if wi == hi {
+        if iw >= ih {
+            let nh = (hf / cp) as i64;
+            (((nh * iw) as f64 / ihf) as i64, nh)
+        } else {
+            let nw = (wf / cp) as i64;
+            (nw, ((nw * ih) as f64 / iwf) as i64)
+        }
+    } else {
+        ((wf / cp) as i64, (hf / cp) as i64)
+    };
+    let (nw, nh) = (nw.max(wi), nh.max(hi));
+    check_dims(nw as u64, nh as u64).map_err(|_| refuse())?;
+    Ok((nw, nh))
+}
+
 /// Resizes/pads/crops `src` to the model size `w` x `h` as PySDK's opencv pre-processor does
 /// (`_apply_pad_method`, spec §3.3), including the cases it skips when sizes already match.
 ///
 /// `crop_percentage` is PySDK's `input_crop_percentage` (0..1, used by the crop methods; a value
 /// that is not finite or not in (0, 1] is taken as 1). `fill_rgb` is the letterbox fill colour.
-/// Sizes that PySDK would turn into an OpenCV error (a side rounding to 0) are kept at 1.
-pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64, resize_method: ResizeMethod, fill_rgb: [u8; 3]) -> Fit {
+/// Sizes that PySDK would turn into an OpenCV error (a side rounding to 0) are kept at 1. A
+/// crop-last fit whose intermediate image would pass the image limits is an error
+/// ([`crop_last_size`]).
+pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64, resize_method: ResizeMethod, fill_rgb: [u8; 3]) -> Result<Fit> {
     let (iw, ih) = (src.width as i64, src.height as i64);
     let (wi, hi) = (w as i64, h as i64);
     let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
     let stretch_conv = CoordConverter { conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
     if src.is_empty() || w == 0 || h == 0 {
-        return Fit { image: RgbImage::filled(w, h, fill_rgb), converter: stretch_conv };
+        return Ok(Fit { image: RgbImage::filled(w, h, fill_rgb), converter: stretch_conv });
     }
     let cp = if crop_percentage.is_finite() && crop_percentage > 0.0 && crop_percentage <= 1.0 { crop_percentage } else { 1.0 };
     let same = iw == wi && ih == hi;
     match pad {
         PadMethod::Stretch => {
             let image = if same { src.clone() } else { resize(src, w, h, resize_method) };
-            Fit { image, converter: stretch_conv }
+            Ok(Fit { image, converter: stretch_conv })
         }
         PadMethod::Letterbox => {
             if same {
-                return Fit { image: src.clone(), converter: stretch_conv };
+                return Ok(Fit { image: src.clone(), converter: stretch_conv });
             }
             let scale = (wf / iwf).min(hf / ihf);
             let nw = ((iwf * scale).round_ties_even() as i64).min(wi).max(1);
@@ -1227,7 +1274,7 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
                 image.data[d..d + nrow].copy_from_slice(scaled.row(y));
             }
             let converter = CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
-            Fit { image, converter }
+            Ok(Fit { image, converter })
         }
         PadMethod::CropFirst => {
             let scale = (iwf * cp / wf).min(ihf * cp / hf);
@@ -1244,23 +1291,10 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
             }
             let image = if nw != wi || nh != hi { resize(img, w, h, resize_method) } else { img.clone() };
             let converter = CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } };
-            Fit { image, converter }
+            Ok(Fit { image, converter })
         }
         PadMethod::CropLast => {
-            let (nw, nh) = if wi == hi {
-                if iw >= ih {
-                    let nh = (hf / cp) as i64;
-                    let nw = ((nh * iw) as f64 / ihf) as i64;
-                    (nw, nh)
-                } else {
-                    let nw = (wf / cp) as i64;
-                    let nh = ((nw * ih) as f64 / iwf) as i64;
-                    (nw, nh)
-                }
-            } else {
-                ((wf / cp) as i64, (hf / cp) as i64)
-            };
-            let (nw, nh) = (nw.max(wi), nh.max(hi));
+            let (nw, nh) = crop_last_size(iw, ih, wi, hi, cp)?;
             let resized;
             let mut img = src;
             if nw != iw || nh != ih {
@@ -1276,7 +1310,7 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
                 img.clone()
             };
             let converter = CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } };
-            Fit { image, converter }
+            Ok(Fit { image, converter })
         }
     }
 }
@@ -1316,18 +1350,8 @@ pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_perc
             CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } }
         }
         PadMethod::CropLast => {
-            let (nw, nh) = if wi == hi {
-                if iwi >= ihi {
-                    let nh = (hf / cp) as i64;
-                    (((nh * iwi) as f64 / ihf) as i64, nh)
-                } else {
-                    let nw = (wf / cp) as i64;
-                    (nw, ((nw * ihi) as f64 / iwf) as i64)
-                }
-            } else {
-                ((wf / cp) as i64, (hf / cp) as i64)
-            };
-            let (nw, nh) = (nw.max(wi), nh.max(hi));
+            // `fit` refuses what `crop_last_size` refuses: nothing was drawn from such a fit.
+            let Ok((nw, nh)) = crop_last_size(iwi, ihi, wi, hi, cp) else { return stretch_conv };
             let (mut dx, mut dy) = (0i64, 0i64);
             if wi != nw || hi != nh {
                 dx = py_round((nw - wi) as f64 / 2.0);

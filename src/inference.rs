@@ -339,7 +339,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
             Input::Bytes(b) => {
                 let img = image_ops::decode(b)?;
                 image_wh = (img.width, img.height);
-                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb)?;
                 converter = fit.converter;
                 frame_bytes += fit.image.data.len();
                 fit.image
@@ -347,7 +347,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
             Input::Pixels { data, width, height, stride, bgr } => {
                 let img = image_ops::from_raw(data, *width, *height, *stride, *bgr)?;
                 image_wh = (img.width, img.height);
-                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+                let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb)?;
                 converter = fit.converter;
                 frame_bytes += fit.image.data.len();
                 fit.image

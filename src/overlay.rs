@@ -1041,7 +1041,7 @@ mod tests {
                 [(120, 90, 60, 45, 1.0), (90, 120, 64, 64, 0.875), (64, 64, 64, 64, 1.0), (100, 30, 40, 40, 0.5), (33, 77, 50, 20, 2.0), (7, 5, 64, 48, 0.9)]
             {
                 let img = gradient(iw, ih);
-                let fit = image_ops::fit(&img, w, h, pad, cp, image_ops::ResizeMethod::Bilinear, [0, 0, 0]);
+                let fit = image_ops::fit(&img, w, h, pad, cp, image_ops::ResizeMethod::Bilinear, [0, 0, 0]).unwrap();
                 assert_eq!(image_ops::fit_converter(iw, ih, w, h, pad, cp), fit.converter, "{pad:?} {iw}x{ih} -> {w}x{h} at {cp}");
             }
         }

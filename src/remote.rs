@@ -132,7 +132,7 @@ pub(crate) fn encode_frame(st: &ModelState, inputs: &[Input]) -> Result<(Vec<Vec
             Input::Pixels { data, width, height, stride, bgr } => image_ops::from_raw(data, *width, *height, *stride, *bgr)?,
         };
         let (w, h) = model_wh(p, i)?;
-        let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb);
+        let fit = image_ops::fit(&img, w, h, st.pre.pad, st.pre.crop_percentage, st.pre.resize, st.pre.fill_rgb)?;
         converter = fit.converter;
         let packet = if p.str("InputImgFmt", i) == "JPEG" { image_ops::encode_jpeg(&fit.image, 95)? } else { raw_frame(p, i, &fit.image)? };
         packets.push(packet);

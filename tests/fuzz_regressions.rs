@@ -79,3 +79,28 @@ fn f32_tensor(name: &str, shape: &[i64], vals: &[f32]) -> dgzoo::runtime::Tensor
         data: AlignedBuf::from_bytes(bytemuck::cast_slice(vals)),
     }
 }
+
+/// `image_preprocess` (a 5-minute run): a crop-last fit with a small crop percentage resized
+/// the image to (model size / crop percentage) first. 0.01 cost 1.5 GB and 3 s for one
+/// 224x224 frame; 0.001 asked for a 150 GB buffer and aborted the process; a tiny one
+/// overflowed the size arithmetic. Past the image limits it is now an error, and the model
+/// stays usable.
+#[test]
+fn crop_last_with_a_tiny_crop_percentage_is_refused_not_an_abort() {
+    use dgzoo::image_ops::{self, PadMethod, ResizeMethod, RgbImage};
+    let img = RgbImage::filled(224, 224, [10, 20, 30]);
+    for cp in [0.001, 1e-300, f64::MIN_POSITIVE] {
+        let Err(e) = image_ops::fit(&img, 224, 224, PadMethod::CropLast, cp, ResizeMethod::Bilinear, [0, 0, 0]) else {
+            panic!("crop percentage {cp} was not refused")
+        };
+        assert!(e.message.contains("crop-last") && e.message.contains("before the centre crop"), "{}", e.message);
+        assert_eq!(
+            image_ops::fit_converter(224, 224, 224, 224, PadMethod::CropLast, cp),
+            image_ops::fit_converter(224, 224, 224, 224, PadMethod::Stretch, 1.0)
+        );
+    }
+    // Within the limits it still fits, to the model size.
+    let fit = image_ops::fit(&img, 224, 224, PadMethod::CropLast, 0.5, ResizeMethod::Bilinear, [0, 0, 0]).unwrap();
+    assert_eq!((fit.image.width, fit.image.height), (224, 224));
+    assert_eq!(image_ops::crop_last_size(224, 224, 224, 224, 0.5).unwrap(), (448, 448));
+}

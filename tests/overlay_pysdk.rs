@@ -284,7 +284,7 @@ fn instance_mask_overlay_matches_pysdk() {
     ]);
     // Ours: what dgzoo's AI-server client hands over (boxes in image coordinates, masks as sent).
     let img = dgzoo::image_ops::decode(&std::fs::read(&frame).unwrap()).unwrap();
-    let fit = dgzoo::image_ops::fit(&img, 64, 64, dgzoo::image_ops::PadMethod::Letterbox, 1.0, dgzoo::image_ops::ResizeMethod::Bilinear, [0, 0, 0]);
+    let fit = dgzoo::image_ops::fit(&img, 64, 64, dgzoo::image_ops::PadMethod::Letterbox, 1.0, dgzoo::image_ops::ResizeMethod::Bilinear, [0, 0, 0]).unwrap();
     let ours: Vec<Value> = wire
         .as_array()
         .unwrap()

@@ -59,7 +59,15 @@ fn run(u: &mut Unstructured) -> arbitrary::Result<()> {
             _ => return Ok(()),
         }
     };
-    let fit = image_ops::fit(&img, w, h, pad, crop, resize, fill);
+    // A crop-last fit resizes to (model size / crop percentage) first: past MAX_FIT_PIXELS that
+    // is resize speed again (refused beyond the image limits: `crop_last_size`).
+    let cp = if crop.is_finite() && crop > 0.0 && crop <= 1.0 { crop } else { 1.0 };
+    let big = matches!(pad, PadMethod::CropLast)
+        && image_ops::crop_last_size(i64::from(img.width), i64::from(img.height), i64::from(w), i64::from(h), cp).is_ok_and(|(nw, nh)| (nw * nh) as u64 > MAX_FIT_PIXELS);
+    if big {
+        return Ok(());
+    }
+    let Ok(fit) = image_ops::fit(&img, w, h, pad, crop, resize, fill) else { return Ok(()) };
     if w > 0 && h > 0 && !img.is_empty() {
         assert_eq!((fit.image.width, fit.image.height), (w, h), "fit did not produce the model size");
     }
