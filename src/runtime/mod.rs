@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 mod aligned;
+pub mod heap;
 pub mod onnx;
 pub mod openvino;
 pub mod tflite;
@@ -153,11 +154,15 @@ pub struct SessionOptions {
     pub device: String,
     /// The model's `ExtraDeviceParams` (runtimes take the keys they know).
     pub extra: serde_json::Map<String, serde_json::Value>,
+    /// Keep memory low rather than shave allocation time (the AI server, where many models
+    /// share a node): ONNX Runtime then runs without its CPU arena and memory patterns, which
+    /// otherwise keep the largest activations of every concurrent run allocated for good.
+    pub lean: bool,
 }
 
 impl Default for SessionOptions {
     fn default() -> Self {
-        SessionOptions { threads: 0, concurrency: 1, device: String::new(), extra: Default::default() }
+        SessionOptions { threads: 0, concurrency: 1, device: String::new(), extra: Default::default(), lean: false }
     }
 }
 

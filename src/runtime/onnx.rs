@@ -94,6 +94,14 @@ impl Agent for OnnxAgent {
         if opts.threads > 0 {
             b = b.with_intra_threads(opts.threads).map_err(fail)?;
         }
+        if opts.lean {
+            // ort's CPU provider without `with_arena_allocator` disables the arena.
+            b = b
+                .with_execution_providers([ort::execution_providers::CPUExecutionProvider::default().build()])
+                .map_err(fail)?
+                .with_memory_pattern(false)
+                .map_err(fail)?;
+        }
         let weights = shared_weights(model_path)?;
         let session = b.with_prepacked_weights(&weights.0).map_err(fail)?.commit_from_file(model_path).map_err(fail)?;
         let describe = |name: &str, t: &ValueType| -> Result<TensorInfo> {

@@ -838,7 +838,7 @@ mod tests {
     }
 
     fn opts(extra: Value) -> SessionOptions {
-        SessionOptions { threads: 1, concurrency: 2, device: "CPU".into(), extra: extra.as_object().cloned().unwrap_or_default() }
+        SessionOptions { threads: 1, concurrency: 2, device: "CPU".into(), extra: extra.as_object().cloned().unwrap_or_default(), lean: false }
     }
 
     /// PySDK's keys and pass-through properties reach the compiled model; absent ones get

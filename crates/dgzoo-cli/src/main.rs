@@ -86,6 +86,11 @@ fn main() -> ExitCode {
             _ => server::LogFormat::Text,
         },
     );
+    // A long-running server holds many models: one malloc arena per core instead of glibc's
+    // eight keeps what the runtimes free reusable (runtime/heap.rs has the numbers).
+    if matches!(&cli.command, Command::Server(server::ServerCommand::Start(_)) | Command::Hub(_)) {
+        dgzoo::runtime::heap::limit_arenas(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
     let r = match cli.command {
         Command::List(a) => models::list(a),
         Command::Info(a) => models::info(a),

@@ -77,3 +77,34 @@ fn pysdk_server_commands_against_our_server() {
     run(Command::new(&degirum).args(["server", "shutdown", "--port", &p]));
     wait_exit(&mut server);
 }
+
+/// Runtime libraries mapped by a live process (from /proc/PID/maps).
+fn mapped_runtimes(pid: u32) -> Vec<&'static str> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    [("libopenvino", "OPENVINO"), ("libonnxruntime", "ONNX"), ("libLiteRt", "TFLITE")]
+        .into_iter()
+        .filter(|(lib, _)| maps.contains(lib))
+        .map(|(_, rt)| rt)
+        .collect()
+}
+
+/// The server lists every runtime of the machine (measured by a child `sys-info` probe) but
+/// maps only those its models use: OpenVINO alone is 19 MiB resident.
+#[test]
+fn server_maps_only_the_runtimes_its_models_use() {
+    let zoo = clean_zoo();
+    let mut server = start(zoo.path());
+    let port = server.port;
+    let local: serde_json::Value = serde_json::from_str(&run(Command::new(BIN).args(["sys-info", "--json"]))).unwrap();
+    let remote: serde_json::Value =
+        serde_json::from_str(&run(Command::new(BIN).args(["sys-info", "--json", "--host", &format!("127.0.0.1:{port}"), "--zoo", ""]))).unwrap();
+    let keys = |v: &serde_json::Value| v["Devices"].as_object().map(|d| d.keys().cloned().collect::<Vec<_>>()).unwrap_or_default();
+    assert!(!keys(&local).is_empty(), "{local}");
+    assert_eq!(keys(&remote), keys(&local), "the server's system info is the machine's");
+    assert_eq!(mapped_runtimes(server.pid()), Vec::<&str>::new(), "no model used yet: no runtime mapped");
+    // MODELS[2] is a TFLite model: only LiteRT is mapped after it ran.
+    let out = run(Command::new(BIN).args(["predict", "--host", &format!("127.0.0.1:{port}"), "--zoo", "", "--model", MODELS[2]]).arg(image("cat_224.jpg")));
+    assert!(out.contains("Egyptian cat"), "{out}");
+    assert_eq!(mapped_runtimes(server.pid()), vec!["TFLITE"]);
+    assert!(server.alive());
+}

@@ -211,7 +211,7 @@ impl State {
                 params.str("SupportedDeviceTypes", 0)
             )));
         }
-        let n = self.system_info.get("Devices").and_then(|d| d.get(format!("{rt}/{dev}"))).and_then(Value::as_array).map_or(0, Vec::len);
+        let n = self.system_info().get("Devices").and_then(|d| d.get(format!("{rt}/{dev}"))).and_then(Value::as_array).map_or(0, Vec::len);
         let mask = params.u64("DeviceMask", 0);
         let devices: Vec<u64> = (0..n as u64).filter(|&i| i < 64 && mask & (1 << i) != 0).collect();
         if devices.is_empty() {
@@ -266,7 +266,7 @@ impl State {
         }
         // A failed load leaves the slot empty: the next stream tries again.
         let label = model_label(&key);
-        let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput)?);
+        let engine = Arc::new(Engine::new(key, params, dgzoo::inference::Profile::Throughput { copies: self.model_copies })?);
         self.log_info(Group::AgentCache, &format!("loaded model file '{label}' on {}/{}", engine.key.runtime, engine.key.device));
         metrics::counter!(m::MODEL_LOADS, "model" => label).increment(1);
         *e = Some(engine.clone());

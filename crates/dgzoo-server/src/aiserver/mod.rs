@@ -82,6 +82,16 @@ pub struct Config {
     /// LRU limit on loaded models, as the total size of their model files: past it the least
     /// recently used models that no stream is using are unloaded.
     pub max_model_bytes: u64,
+    /// Sessions per loaded model for runtimes that run one frame at a time per session
+    /// (LiteRT), each holding its own copy of the weights: 1 (the default) keeps one all-core
+    /// session per model, more trade memory for frames per second on a single busy model
+    /// (see `dgzoo::inference::Profile::Throughput`). Capped at one per core.
+    pub model_copies: usize,
+    /// This machine's system info (`Devices`, `Software Version`) when the caller measured it
+    /// in another process (the CLI runs `dgzoo sys-info --json`), so that this process maps
+    /// only the runtimes its models use: OpenVINO alone is 19 MiB resident. `None`: measured
+    /// here on first use, which loads every runtime.
+    pub system_info: Option<Value>,
     /// Model cache for cloud model names (`org/zoo/model`); `None` = `CacheConfig::from_env()`.
     pub cache: Option<dgzoo::cache::CacheConfig>,
 }
@@ -102,6 +112,8 @@ impl Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             admin_token: None,
             max_model_bytes: DEFAULT_MAX_MODEL_BYTES,
+            model_copies: DEFAULT_MODEL_COPIES,
+            system_info: None,
             cache: None,
         }
     }
@@ -113,7 +125,8 @@ pub struct State {
     zoo: RwLock<Arc<Vec<ZooEntry>>>,
     /// Where cloud models (`org/zoo/model` stream names) are fetched to.
     cache: dgzoo::cache::Cache,
-    system_info: Value,
+    /// See [`Config::system_info`]; [`State::system_info`] fills it on first use.
+    system_info: std::sync::OnceLock<Value>,
     engines: Mutex<Vec<Arc<frame::EngineSlot>>>,
     /// Readiness and the graceful-shutdown signal of every listener and connection.
     shutdown: net::Shutdown,
@@ -121,6 +134,7 @@ pub struct State {
     max_json: usize,
     cors_origins: Vec<String>,
     max_model_bytes: u64,
+    model_copies: usize,
     /// Connections being served now (asio and http together).
     limiter: net::Limiter,
     idle_timeout: Duration,
@@ -132,6 +146,8 @@ pub struct State {
 
 /// Default LRU limit on loaded models (total model file size; runtimes take a few times that).
 pub const DEFAULT_MAX_MODEL_BYTES: u64 = 512 << 20;
+/// Default [`Config::model_copies`].
+pub const DEFAULT_MODEL_COPIES: usize = 1;
 /// Default cap on simultaneous connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// Default idle time before a connection is closed.
@@ -147,19 +163,25 @@ impl State {
             zoo_dir,
             cache: dgzoo::cache::Cache::new(cfg.cache.clone().unwrap_or_else(dgzoo::cache::CacheConfig::from_env)),
             zoo: RwLock::new(Arc::new(Vec::new())),
-            system_info: dgzoo::zoo::local_system_info(),
+            system_info: cfg.system_info.clone().map(std::sync::OnceLock::from).unwrap_or_default(),
             engines: Mutex::new(Vec::new()),
             shutdown: net::Shutdown::new(),
             max_packet: cfg.max_packet,
             max_json: cfg.max_json.min(cfg.max_packet),
             cors_origins: cfg.cors_origins.clone(),
             max_model_bytes: cfg.max_model_bytes,
+            model_copies: cfg.model_copies.max(1),
             limiter: net::Limiter::new(cfg.max_connections),
             idle_timeout: cfg.idle_timeout,
             shutdown_grace: cfg.shutdown_grace,
             admin_token: cfg.admin_token.clone().filter(|t| !t.is_empty()),
             trace: Mutex::new(Trace::default()),
         })
+    }
+
+    /// This machine's system info ([`Config::system_info`], or measured now).
+    pub(crate) fn system_info(&self) -> &Value {
+        self.system_info.get_or_init(dgzoo::zoo::local_system_info)
     }
 
     /// Frame execution without listeners, for other servers (the hub's cloud inference):
@@ -206,7 +228,7 @@ impl State {
 
     /// Scan the zoo: like PySDK's server, models whose devices are absent are hidden.
     fn rescan(&self) {
-        let pairs = dgzoo::zoo::system_pairs(&self.system_info);
+        let pairs = dgzoo::zoo::system_pairs(self.system_info());
         let models: Vec<ZooEntry> = local::scan_dir(&self.zoo_dir)
             .into_iter()
             .filter(|e| dgzoo::zoo::filter::supported_device_types(&e.params, &pairs).is_ok_and(|s| !s.is_empty()))
@@ -305,7 +327,7 @@ impl State {
     fn run_command(&self, cmd: &Command) -> std::result::Result<Option<Value>, String> {
         match cmd {
             Command::ModelZoo => Ok(Some(Value::Array(self.model_list().into_iter().map(|(n, p)| json!({"name": n, "ModelParams": p.to_string()})).collect()))),
-            Command::SystemInfo => Ok(Some(self.system_info.clone())),
+            Command::SystemInfo => Ok(Some(self.system_info().clone())),
             Command::LabelDictionary { name } => self.label_dictionary(name).map(Some),
             Command::Sleep { .. } | Command::Stream { .. } => Ok(None),
             Command::Shutdown => {
