@@ -17,6 +17,7 @@ mod obb;
 mod plates;
 mod pose_yolov8;
 mod raw;
+mod segmentation_yolov8;
 mod ssd;
 mod yolo;
 mod yolov10;
@@ -313,6 +314,9 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
             Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::PoseDetectionYoloV8 => Ok(PostOutput { results: pose_yolov8::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        P::SegmentationYoloV8 => {
+            Ok(PostOutput { results: segmentation_yolov8::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
         // PySDK 1.5.0's local core hands these two on as raw tensors (its result classes only
         // draw them); Segmentation's result class needs exactly one tensor.
         P::MultiLabelClassification => Ok(raw::raw(outputs, ids)),
@@ -501,6 +505,31 @@ pub fn map_coordinates(results: &mut [Value], kind: &PostprocessType, conv: &dyn
             }
         }
     }
+}
+
+/// [`map_coordinates`], and first, for `SegmentationYoloV8`, PySDK's client-side conversion of
+/// each run-length `mask` (model input `model_wh`) into a float mask over the image box. A
+/// mask that cannot be decoded is an error naming the result.
+pub fn map_coordinates_with_model(results: &mut [Value], kind: &PostprocessType, model_wh: (f64, f64), conv: &dyn Fn(f64, f64) -> (f64, f64)) -> Result<()> {
+    if *kind == PostprocessType::SegmentationYoloV8 {
+        for (i, r) in results.iter_mut().enumerate() {
+            let Some(o) = r.as_object_mut() else { continue };
+            let Some(Value::Object(m)) = o.get("mask") else { continue };
+            if !m.get("data").is_some_and(Value::is_string) {
+                continue;
+            }
+            let b: Vec<f64> = o.get("bbox").and_then(Value::as_array).map(|b| b.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let &[x1, y1, x2, y2] = b.as_slice() else {
+                return Err(Error::invalid(format!("SegmentationYoloV8 result {i}: a mask needs a 4-number 'bbox'")));
+            };
+            let (p1, p2) = (conv(x1, y1), conv(x2, y2));
+            let mapped = segmentation_yolov8::mask_to_image(m, [x1, y1, x2, y2], [p1.0, p1.1, p2.0, p2.1], model_wh, conv)
+                .map_err(|e| Error::invalid(format!("result {i}: {}", e.message)))?;
+            o.insert("mask".into(), mapped);
+        }
+    }
+    map_coordinates(results, kind, conv);
+    Ok(())
 }
 
 /// Results to JSON text (the PySDK `results` list).
