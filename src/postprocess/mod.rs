@@ -698,6 +698,43 @@ mod tests {
         assert!(e.message.contains("landmarks") && e.message.contains("63"), "{}", e.message);
     }
 
+    /// SegmentationYoloV8: a model without prototypes is an error naming the type and the
+    /// missing tensor; a detection carries a run-length mask cut to its clamped box.
+    #[test]
+    fn segmentation_yolov8_heads() {
+        let mut c = cfg("SegmentationYoloV8");
+        (c.num_classes, c.reg_max, c.conf_threshold, c.nms_threshold, c.max_detections) = (2, 1, 0.5, 0.5, 10);
+        let (g, p) = (2usize, 4usize);
+        // One anchor fires (cell 0,0 of a 2x2 grid over a 16x16 input): distances 1 cell.
+        let mut cls = vec![-9.0f32; g * g * 2];
+        cls[1] = 3.0;
+        let bx = vec![1.0f32; g * g * 4];
+        let mut coef = vec![0.0f32; g * g * 32];
+        coef[0] = 1.0;
+        // Prototype channel 0: positive in the left half.
+        let proto: Vec<f32> = (0..p * p * 32)
+            .map(|i| {
+                if i % 32 == 0 {
+                    if (i / 32) % p < 2 {
+                        4.0
+                    } else {
+                        -4.0
+                    }
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let outs = vec![tensor(&[1, 2, 2, 4], &bx), tensor(&[1, 2, 2, 2], &cls), tensor(&[1, 2, 2, 32], &coef), tensor(&[1, 4, 4, 32], &proto)];
+        let r = run(&c, outs.clone(), &[], &BTreeMap::new(), (16.0, 16.0)).unwrap().results;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["category_id"], 1);
+        assert_eq!(r[0]["bbox"], json!([0.0, 0.0, 12.0, 12.0]), "anchor (4, 4) -/+ 8 px, clamped at 0");
+        assert_eq!((r[0]["mask"]["width"].as_u64(), r[0]["mask"]["height"].as_u64()), (Some(12), Some(12)));
+        let e = run(&c, outs[..3].to_vec(), &[], &BTreeMap::new(), (16.0, 16.0)).unwrap_err();
+        assert!(e.message.contains("SegmentationYoloV8") && e.message.contains("prototype"), "{}", e.message);
+    }
+
     #[test]
     fn unknown_type() {
         let e = run(&cfg("Fancy"), vec![], &[], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
