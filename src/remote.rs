@@ -174,7 +174,7 @@ pub(crate) fn inference_error(model: &str, code: Code, msg: &str) -> Error {
 /// A frame's result packet → its result (a per-frame error from the server is the frame's error).
 pub(crate) fn complete(st: &ModelState, packet: &[u8], converter: &CoordConverter) -> Result<InferenceResult> {
     match protocol::decode_results(packet).map_err(|e| inference_error(&st.name, Code::Inference, &e.message))? {
-        Ok((results, tensors)) => Ok(finish(st, results, tensors, converter)),
+        Ok((results, tensors)) => finish(st, results, tensors, converter),
         Err(msg) => Err(inference_error(&st.name, Code::Inference, &msg)),
     }
 }
@@ -205,7 +205,7 @@ pub(crate) fn measured_since(st: &ModelState, t0: std::time::Instant) -> Option<
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
-pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> InferenceResult {
+pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> Result<InferenceResult> {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -225,10 +225,13 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
     };
     let kind = postprocess::PostprocessType::parse(&kind);
     if kind.has_image_coordinates() {
-        postprocess::map_coordinates(&mut results, &kind, &|x, y| converter.to_original(x, y));
+        // Run-length masks need the model input size; a model without one has no masks to map.
+        let wh = model_wh(p, 0).map(|(w, h)| (w as f64, h as f64)).unwrap_or((1.0, 1.0));
+        postprocess::map_coordinates_with_model(&mut results, &kind, wh, &|x, y| converter.to_original(x, y))
+            .map_err(|e| inference_error(&st.name, e.code, &e.message))?;
     }
     postprocess::filter_class_set(&mut results, &st.class_set);
-    InferenceResult { results, tensors, timing, pre_ms: None, model: st.name.clone() }
+    Ok(InferenceResult { results, tensors, timing, pre_ms: None, model: st.name.clone() })
 }
 
 #[cfg(test)]

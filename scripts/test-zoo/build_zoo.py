@@ -402,21 +402,22 @@ def damoyolo(root):
     }, LABELS5)
 
 
-# Probe: not registered until dgzoo decodes it.
+@model
 def yolov8_seg_heads(root):
     """SegmentationYoloV8 with per-scale heads (NHWC): box DFL [1,g,g,64], class logits
-    [1,g,g,nc], mask coefficients [1,g,g,32]; prototypes [1,16,16,32]."""
+    [1,g,g,nc], mask coefficients [1,g,g,32]; prototypes [1,16,16,32] (stride 4). PySDK's core
+    cuts each mask to its box as a run-length mask; its client resizes it into the image."""
     g = Graph(810)
     nc, reg = len(LABELS5), 16
     for s in (8, 16, 32):
         gs = S // s
-        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-0.6 * np.arange(reg), 4)))
+        box = g.nhwc(g.conv("images", 3, 4 * reg, s, gain=3.0, bias=np.tile(-1.2 * np.arange(reg), 4)))
         g.output(box, f"box{s}", [1, gs, gs, 4 * reg])
-        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-2.5)), f"cls{s}", [1, gs, gs, nc])
+        g.output(g.nhwc(g.conv("images", 3, nc, s, gain=4.0, bias=-5.0)), f"cls{s}", [1, gs, gs, nc])
         g.output(g.nhwc(g.conv("images", 3, 32, s, gain=3.0)), f"coef{s}", [1, gs, gs, 32])
     g.output(g.nhwc(g.conv("images", 3, 32, 4, gain=3.0)), "proto", [1, S // 4, S // 4, 32])
     write(root, "yolov8_seg_heads--64x64_float_onnx_cpu_1", g, {
-        "OutputPostprocessType": "SegmentationYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.3,
+        "OutputPostprocessType": "SegmentationYoloV8", "OutputNumClasses": nc, "OutputConfThreshold": 0.6,
         "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
         "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": reg,
         "OutputYoloStrides": [8, 16, 32],

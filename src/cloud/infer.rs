@@ -457,7 +457,7 @@ fn complete(st: &ModelState, v: &Mp, converter: &CoordConverter) -> Result<Infer
     let bytes = socketio::mp_to_bytes(v);
     let fail = |msg: &str| Error::new(Code::Inference, format!("Model '{}' inference failed: {msg}", st.name));
     match protocol::decode_results(&bytes).map_err(|e| fail(&e.message))? {
-        Ok((results, tensors)) => Ok(crate::remote::finish(st, results, tensors, converter)),
+        Ok((results, tensors)) => crate::remote::finish(st, results, tensors, converter),
         Err(msg) => Err(fail(&msg)),
     }
 }

@@ -17,6 +17,7 @@ mod obb;
 mod plates;
 mod pose_yolov8;
 mod raw;
+mod segmentation_yolov8;
 mod ssd;
 mod yolo;
 mod yolov10;
@@ -313,6 +314,9 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
             Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::PoseDetectionYoloV8 => Ok(PostOutput { results: pose_yolov8::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        P::SegmentationYoloV8 => {
+            Ok(PostOutput { results: segmentation_yolov8::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
+        }
         // PySDK 1.5.0's local core hands these two on as raw tensors (its result classes only
         // draw them); Segmentation's result class needs exactly one tensor.
         P::MultiLabelClassification => Ok(raw::raw(outputs, ids)),
@@ -503,6 +507,31 @@ pub fn map_coordinates(results: &mut [Value], kind: &PostprocessType, conv: &dyn
     }
 }
 
+/// [`map_coordinates`], and first, for `SegmentationYoloV8`, PySDK's client-side conversion of
+/// each run-length `mask` (model input `model_wh`) into a float mask over the image box. A
+/// mask that cannot be decoded is an error naming the result.
+pub fn map_coordinates_with_model(results: &mut [Value], kind: &PostprocessType, model_wh: (f64, f64), conv: &dyn Fn(f64, f64) -> (f64, f64)) -> Result<()> {
+    if *kind == PostprocessType::SegmentationYoloV8 {
+        for (i, r) in results.iter_mut().enumerate() {
+            let Some(o) = r.as_object_mut() else { continue };
+            let Some(Value::Object(m)) = o.get("mask") else { continue };
+            if !m.get("data").is_some_and(Value::is_string) {
+                continue;
+            }
+            let b: Vec<f64> = o.get("bbox").and_then(Value::as_array).map(|b| b.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+            let &[x1, y1, x2, y2] = b.as_slice() else {
+                return Err(Error::invalid(format!("SegmentationYoloV8 result {i}: a mask needs a 4-number 'bbox'")));
+            };
+            let (p1, p2) = (conv(x1, y1), conv(x2, y2));
+            let mapped = segmentation_yolov8::mask_to_image(m, [x1, y1, x2, y2], [p1.0, p1.1, p2.0, p2.1], model_wh, conv)
+                .map_err(|e| Error::invalid(format!("result {i}: {}", e.message)))?;
+            o.insert("mask".into(), mapped);
+        }
+    }
+    map_coordinates(results, kind, conv);
+    Ok(())
+}
+
 /// Results to JSON text (the PySDK `results` list).
 pub fn to_json(results: &[Value]) -> String {
     serde_json::to_string(results).unwrap_or_else(|_| "[]".into())
@@ -667,6 +696,43 @@ mod tests {
         assert_eq!(r[0]["landmarks"][20]["label"], "PinkyFingerTip");
         let e = run(&c, vec![tensor(&[1, 60], &[1.0; 60]), one.clone(), one.clone(), lm], &[1, 2, 3, 4], &BTreeMap::new(), (1.0, 1.0)).unwrap_err();
         assert!(e.message.contains("landmarks") && e.message.contains("63"), "{}", e.message);
+    }
+
+    /// SegmentationYoloV8: a model without prototypes is an error naming the type and the
+    /// missing tensor; a detection carries a run-length mask cut to its clamped box.
+    #[test]
+    fn segmentation_yolov8_heads() {
+        let mut c = cfg("SegmentationYoloV8");
+        (c.num_classes, c.reg_max, c.conf_threshold, c.nms_threshold, c.max_detections) = (2, 1, 0.5, 0.5, 10);
+        let (g, p) = (2usize, 4usize);
+        // One anchor fires (cell 0,0 of a 2x2 grid over a 16x16 input): distances 1 cell.
+        let mut cls = vec![-9.0f32; g * g * 2];
+        cls[1] = 3.0;
+        let bx = vec![1.0f32; g * g * 4];
+        let mut coef = vec![0.0f32; g * g * 32];
+        coef[0] = 1.0;
+        // Prototype channel 0: positive in the left half.
+        let proto: Vec<f32> = (0..p * p * 32)
+            .map(|i| {
+                if i % 32 == 0 {
+                    if (i / 32) % p < 2 {
+                        4.0
+                    } else {
+                        -4.0
+                    }
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let outs = vec![tensor(&[1, 2, 2, 4], &bx), tensor(&[1, 2, 2, 2], &cls), tensor(&[1, 2, 2, 32], &coef), tensor(&[1, 4, 4, 32], &proto)];
+        let r = run(&c, outs.clone(), &[], &BTreeMap::new(), (16.0, 16.0)).unwrap().results;
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0]["category_id"], 1);
+        assert_eq!(r[0]["bbox"], json!([0.0, 0.0, 12.0, 12.0]), "anchor (4, 4) -/+ 8 px, clamped at 0");
+        assert_eq!((r[0]["mask"]["width"].as_u64(), r[0]["mask"]["height"].as_u64()), (Some(12), Some(12)));
+        let e = run(&c, outs[..3].to_vec(), &[], &BTreeMap::new(), (16.0, 16.0)).unwrap_err();
+        assert!(e.message.contains("SegmentationYoloV8") && e.message.contains("prototype"), "{}", e.message);
     }
 
     #[test]

@@ -41,6 +41,7 @@ fn assert_close(got: &[Value], want: &[Value], what: &str) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         cmp(g, w, &format!("{what}[{i}]"));
     }
+    assert_masks(got, want, what);
 }
 
 fn cmp(g: &Value, w: &Value, path: &str) {
@@ -49,12 +50,43 @@ fn cmp(g: &Value, w: &Value, path: &str) {
             let (ka, kb): (Vec<_>, Vec<_>) = (a.keys().collect(), b.keys().collect());
             assert_eq!(ka, kb, "{path}: keys");
             for (k, v) in b {
+                if k == "mask" {
+                    cmp_mask(&a[k], v, &format!("{path}.mask"));
+                    continue;
+                }
                 let tol = if k == "score" || k == "handedness" || k == "angle" { 1e-4 } else { 0.5 };
                 cmp_tol(&a[k], v, &format!("{path}.{k}"), tol);
             }
         }
         _ => cmp_tol(g, w, path, 0.5),
     }
+}
+
+/// Instance masks (`SegmentationYoloV8`, numpy JSON form): the same origin and shape; the
+/// pixels are counted by [`assert_masks`].
+fn cmp_mask(g: &Value, w: &Value, path: &str) {
+    assert_eq!((&g["x_min"], &g["y_min"]), (&w["x_min"], &w["y_min"]), "{path}: origin");
+    assert_eq!(g["data"]["shape"], w["data"]["shape"], "{path}: shape");
+}
+
+/// The instance masks of one frame: at least 99.5% of all their pixels equal (within 0.01).
+/// Returns the worst single mask's share, for the message.
+fn assert_masks(got: &[Value], want: &[Value], what: &str) {
+    let (mut same, mut total, mut worst) = (0usize, 0usize, 1f64);
+    for (g, w) in got.iter().zip(want) {
+        let (Some(gm), Some(wm)) = (g.get("mask"), w.get("mask")) else { continue };
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        flatten(&gm["data"]["data"], &mut a);
+        flatten(&wm["data"]["data"], &mut b);
+        assert_eq!(a.len(), b.len(), "{what}: mask pixels");
+        let s = a.iter().zip(&b).filter(|(x, y)| (*x - *y).abs() <= 0.01).count();
+        if !b.is_empty() {
+            worst = worst.min(s as f64 / b.len() as f64);
+        }
+        same += s;
+        total += b.len();
+    }
+    assert!(same as f64 >= 0.995 * total as f64, "{what}: only {same} of {total} mask pixels equal (worst mask {worst:.4})");
 }
 
 fn cmp_tol(g: &Value, w: &Value, path: &str, tol: f64) {
@@ -259,6 +291,13 @@ fn yolov8_plates() {
     check_family("yolov8_plates--64x64_float_onnx_cpu_1");
 }
 
+/// Instance masks: the core's run-length masks cut to the box, resized into the image by the
+/// client (PySDK's float masks; 99.5% of pixels, boxes 0.5 px, scores 1e-4).
+#[test]
+fn yolov8_segmentation_heads() {
+    check_family("yolov8_seg_heads--64x64_float_onnx_cpu_1");
+}
+
 #[test]
 fn yolov8_separate_heads_with_dfl() {
     check_family("yolov8_dfl_heads--64x64_float_onnx_cpu_1");
@@ -279,6 +318,7 @@ fn mismatched_outputs_give_clear_errors_and_the_model_stays_usable() {
         ("DetectionYolo", "OutputYoloAnchors"),
         ("Detection", "PostProcessorInputs"),
         ("HandDetection", "PostProcessorInputs"),
+        ("SegmentationYoloV8", "prototype"),
     ] {
         let model = zoo.load_model(name, &json!({"output_postprocess_type": kind})).unwrap();
         let err = predict(&model, &[Input::Bytes(&bytes)]).unwrap_err().to_string();

@@ -1,0 +1,319 @@
+//! `SegmentationYoloV8`: YOLOv8 instance segmentation from per-scale heads, and the client-side
+//! mapping of its masks into the original image. Facts established by probing the real PySDK
+//! 1.5.0 (scripts/pysdk-probe.py models with constant outputs; its result class called directly):
+//! - Outputs: per stride a DFL box head (4 x `OutputYoloRegMax`), a class head
+//!   (`OutputNumClasses` logits, sigmoid) and a mask-coefficient head (32), NHWC or NCHW, plus one
+//!   prototype tensor of 32 channels (stride 4). Other counts: "YOLOv8 Segmentation postprocessor
+//!   expects 10 inputs, but model produces N". Boxes as `DetectionYoloV8`; NMS on the
+//!   unclamped boxes, the results' boxes then clamped to the input.
+//! - Core result: `{bbox, category_id, label, mask, score}`; `mask` is `{"data", "height",
+//!   "width", "x_min", "y_min"}`, cut to model pixels [ceil(x1), ceil(x2)) x [ceil(y1), ceil(y2)),
+//!   `data` base64 of little-endian u32 run values then run lengths, row-major over the cut.
+//! - Mask: logit = coefficients . prototypes at prototype resolution; z = sigmoid(logit) where the
+//!   logit is positive, else 0; z is resized bilinearly (half-pixel centres) to the model input
+//!   and a pixel is set when z > 0.5. Before the first prototype centre the core extrapolates
+//!   linearly from the first two (not clamped); past the last it clamps. (Every pixel of 20
+//!   probe masks: clamping both ends missed 20 of 14323, all on the first row/column.)
+//! - Client (PySDK's result class): the model mask cut to [ceil(x1)-2, ceil(x2)+2) (clipped to the
+//!   input), resized bilinearly to its image span [floor(a x + b), ceil(a x + b)) of the affine
+//!   model-to-image map, then cut to the image box [floor(x1'), ceil(x2')): `{"x_min", "y_min",
+//!   "data"}` with `data` a float32 array (values in [0, 1]). Matches PySDK to 1e-5 for stretched
+//!   and unpadded letterboxed frames (200 random probes). KNOWN GAP: where the cut's image span
+//!   leaves the image (a padded letterbox frame, box within 2 model pixels of the padding)
+//!   PySDK clips the cut and its resize size by a rule not yet pinned down; there this differs.
+use super::yolov8_heads::{dfl, view, Head};
+use super::{describe, sigmoid, Det, PostConfig};
+use crate::error::{Error, Result};
+use crate::runtime::Tensor;
+use base64::Engine as _;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+const KIND: &str = "SegmentationYoloV8";
+/// Mask coefficients per anchor (and prototype channels).
+const NM: usize = 32;
+
+pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
+    let reg = cfg.reg_max;
+    let nc = cfg.num_classes.max(1);
+    let chans = [4 * reg, nc, NM];
+    let mut heads: Vec<(Head, String)> = Vec::new();
+    for t in outputs {
+        let Some(h) = view(t, &chans) else {
+            return Err(Error::bad_model(format!(
+                "{KIND} post-processing: {} is neither a box ({} channels = 4 x OutputYoloRegMax {reg}), class ({nc} = OutputNumClasses), mask-coefficient nor prototype ({NM}) tensor",
+                describe(t),
+                4 * reg
+            )));
+        };
+        heads.push((h, describe(t)));
+    }
+    // The prototypes: the 32-channel tensor of the finest grid.
+    let proto_at = heads.iter().enumerate().filter(|(_, (h, _))| h.c == NM && h.c != nc && h.c != 4 * reg).max_by_key(|(_, (h, _))| h.h * h.w).map(|(i, _)| i);
+    let proto = proto_at.map(|i| heads.remove(i).0);
+    let (mut boxes, mut classes, mut coefs) = (Vec::new(), Vec::new(), Vec::new());
+    for (h, what) in heads {
+        match h.c {
+            c if c == 4 * reg => boxes.push(h),
+            c if c == nc => classes.push(h),
+            _ => coefs.push((h, what)),
+        }
+    }
+    let Some(proto) = proto.filter(|_| !classes.is_empty() && boxes.len() == classes.len() && coefs.len() == classes.len()) else {
+        return Err(Error::bad_model(format!(
+            "{KIND} post-processing expects a box, a class and a mask-coefficient head per stride and one prototype tensor (10 for 3 strides); the model has {} outputs ({} box, {} class, {} coefficient/prototype)",
+            outputs.len(),
+            boxes.len(),
+            classes.len(),
+            coefs.len() + usize::from(proto_at.is_some())
+        )));
+    };
+    let (iw, ih) = input_wh;
+    let thr = cfg.conf_threshold as f32;
+    let mut cands = Vec::new();
+    // Per candidate anchor: its mask coefficients.
+    let mut anchor_coefs: Vec<[f32; NM]> = Vec::new();
+    let mut e = vec![0f32; reg];
+    for cls in &classes {
+        let same = |h: &Head| h.h == cls.h && h.w == cls.w;
+        let (Some(bx), Some((cf, _))) = (boxes.iter().find(|h| same(h)), coefs.iter().find(|(h, _)| same(h))) else {
+            return Err(Error::bad_model(format!("{KIND} post-processing: no box or mask-coefficient head matches the {}x{} class grid", cls.h, cls.w)));
+        };
+        let (sx, sy) = (iw / cls.w as f32, ih / cls.h as f32);
+        for i in 0..cls.h {
+            for j in 0..cls.w {
+                let mut scores: Vec<(usize, f32)> = (0..nc).map(|c| (c, sigmoid(cls.at(i, j, c)))).filter(|&(_, s)| s >= thr).collect();
+                if scores.is_empty() {
+                    continue;
+                }
+                scores.sort_by(|a, b| super::score_desc(a.1, b.1));
+                let d = dfl(bx, i, j, reg, &mut e);
+                let (ax, ay) = (j as f32 + 0.5, i as f32 + 0.5);
+                // NMS sees the unclamped box; the result's box is clamped to the input.
+                let b = [(ax - d[0]) * sx, (ay - d[1]) * sy, (ax + d[2]) * sx, (ay + d[3]) * sy];
+                let per_anchor = if cfg.regular_nms { scores.len() } else { cfg.max_classes_per_detection };
+                for &(c, s) in scores.iter().take(per_anchor) {
+                    cands.push(Det { b, score: s, class: c, anchor: anchor_coefs.len() });
+                }
+                anchor_coefs.push(std::array::from_fn(|k| cf.at(i, j, k)));
+            }
+        }
+    }
+    let (mw, mh) = (iw.round() as usize, ih.round() as usize);
+    let mut out = super::finish_detections_with(cfg, cands, labels, &|d, o| {
+        o.insert("mask".into(), core_mask(&proto, &anchor_coefs[d.anchor], &d.b, mw, mh));
+    });
+    // The core's key order: bbox, category_id, label, mask, score.
+    for r in out.iter_mut() {
+        if let Some(o) = r.as_object_mut() {
+            if let Some(Value::Array(b)) = o.get_mut("bbox") {
+                for (k, v) in b.iter_mut().enumerate() {
+                    let lim = if k % 2 == 0 { iw } else { ih } as f64;
+                    *v = json!(v.as_f64().unwrap_or(0.0).clamp(0.0, lim));
+                }
+            }
+            if let Some(s) = o.remove("score") {
+                o.insert("score".into(), s);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The run-length mask of one detection, cut to its box, in model-input pixels.
+fn core_mask(proto: &Head, coef: &[f32; NM], b: &[f32; 4], mw: usize, mh: usize) -> Value {
+    let (ph, pw) = (proto.h, proto.w);
+    // z at prototype resolution: sigmoid of positive logits, 0 elsewhere.
+    let z: Vec<f32> = (0..ph * pw)
+        .map(|p| {
+            let lg: f32 = (0..NM).map(|k| coef[k] * proto.at(p / pw, p % pw, k)).sum();
+            if lg > 0.0 {
+                sigmoid(lg)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let cut = |lo: f32, hi: f32, n: usize| ((lo.ceil().max(0.0) as usize).min(n), (hi.ceil().max(0.0) as usize).min(n));
+    let (x0, x1) = cut(b[0], b[2], mw);
+    let (y0, y1) = cut(b[1], b[3], mh);
+    let (w, h) = (x1.saturating_sub(x0), y1.saturating_sub(y0));
+    let xs: Vec<(usize, usize, f32)> = (x0..x0 + w).map(|x| core_taps(x, pw, mw)).collect();
+    let mut bits = Vec::with_capacity(w * h);
+    for y in y0..y0 + h {
+        let (ya, yb, fy) = core_taps(y, ph, mh);
+        for &(xa, xb, fx) in &xs {
+            let top = z[ya * pw + xa] * (1.0 - fx) + z[ya * pw + xb] * fx;
+            let bot = z[yb * pw + xa] * (1.0 - fx) + z[yb * pw + xb] * fx;
+            bits.push(top * (1.0 - fy) + bot * fy > 0.5);
+        }
+    }
+    json!({"data": rle_encode(&bits), "height": h, "width": w, "x_min": x0, "y_min": y0})
+}
+
+/// [`taps`] as PySDK's core: before the first source centre it extrapolates from the first two
+/// samples (a negative weight) instead of clamping.
+fn core_taps(x: usize, n_src: usize, n_dst: usize) -> (usize, usize, f32) {
+    let f = (x as f32 + 0.5) * (n_src as f32 / n_dst as f32) - 0.5;
+    if f < 0.0 && n_src >= 2 {
+        return (0, 1, f);
+    }
+    taps(x, n_src, n_dst)
+}
+
+/// Bilinear taps of destination pixel `x` resizing `n_src` samples to `n_dst` (half-pixel
+/// centres, clamped at the edges): the two source indices and the weight of the second.
+fn taps(x: usize, n_src: usize, n_dst: usize) -> (usize, usize, f32) {
+    let f = (x as f32 + 0.5) * (n_src as f32 / n_dst as f32) - 0.5;
+    if f <= 0.0 || n_src < 2 {
+        return (0, 0, 0.0);
+    }
+    let i = f.floor() as usize;
+    if i >= n_src - 1 {
+        return (n_src - 1, n_src - 1, 0.0);
+    }
+    (i, i + 1, f - i as f32)
+}
+
+/// Runs of equal bits: base64 of the run values then the run lengths, little-endian u32.
+fn rle_encode(bits: &[bool]) -> String {
+    let (mut vals, mut runs): (Vec<u32>, Vec<u32>) = (Vec::new(), Vec::new());
+    for &b in bits {
+        match (vals.last(), runs.last_mut()) {
+            (Some(&v), Some(r)) if v == u32::from(b) => *r += 1,
+            _ => {
+                vals.push(u32::from(b));
+                runs.push(1);
+            }
+        }
+    }
+    let bytes: Vec<u8> = vals.iter().chain(&runs).flat_map(|w| w.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A run-length mask (`{"data", "height", "width", "x_min", "y_min"}`) as bits `height x width`.
+fn rle_decode(m: &Map<String, Value>) -> Result<(usize, usize, usize, usize, Vec<bool>)> {
+    let get = |k: &str| m.get(k).and_then(Value::as_u64).map(|v| v as usize);
+    let (Some(w), Some(h)) = (get("width"), get("height")) else {
+        return Err(Error::invalid(format!("{KIND} result: run-length mask without 'width' and 'height'")));
+    };
+    if w.saturating_mul(h) > 1 << 26 {
+        return Err(Error::invalid(format!("{KIND} result: mask of {w}x{h} pixels is too large")));
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(m.get("data").and_then(Value::as_str).unwrap_or(""))
+        .map_err(|e| Error::invalid(format!("{KIND} result: mask data is not base64: {e}")))?;
+    if raw.len() % 8 != 0 {
+        return Err(Error::invalid(format!("{KIND} result: mask data is not pairs of u32 run values and lengths")));
+    }
+    let words: Vec<u32> = raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let (vals, runs) = words.split_at(words.len() / 2);
+    let n = w * h;
+    let mut bits = Vec::with_capacity(n);
+    for (&v, &r) in vals.iter().zip(runs) {
+        let r = (r as usize).min(n - bits.len());
+        bits.resize(bits.len() + r, v != 0);
+    }
+    bits.resize(n, false);
+    Ok((get("x_min").unwrap_or(0), get("y_min").unwrap_or(0), w, h, bits))
+}
+
+/// `floor`/`ceil` that ignore float noise of an affine fit around whole numbers.
+fn snap(v: f64) -> f64 {
+    if (v - v.round()).abs() < 1e-6 {
+        v.round()
+    } else {
+        v
+    }
+}
+
+/// PySDK's client conversion of one run-length mask (model input `model_wh`) into the image:
+/// `bm` the model-coordinate box, `bi` the image box, `conv` model-to-image coordinates.
+/// Returns `{"x_min", "y_min", "data"}` with `data` a float32 array (numpy JSON form).
+pub(super) fn mask_to_image(
+    mask: &Map<String, Value>,
+    bm: [f64; 4],
+    bi: [f64; 4],
+    model_wh: (f64, f64),
+    conv: &dyn Fn(f64, f64) -> (f64, f64),
+) -> Result<Value> {
+    let (mx, my, w, h, bits) = rle_decode(mask)?;
+    let (mw, mh) = (model_wh.0.round().max(1.0) as usize, model_wh.1.round().max(1.0) as usize);
+    // The affine map fitted from two points near the input's centre, as PySDK does.
+    let (p1, p2) = ((mw / 2) as f64, (mh / 2) as f64);
+    let (f1, f2) = (conv(p1, p2), conv(p1 - 1.0, p2 - 1.0));
+    let (ax, ay) = (f1.0 - f2.0, f1.1 - f2.1);
+    let (bx, by) = (f1.0 - p1 * ax, f1.1 - p2 * ay);
+    let bit = |x: usize, y: usize| x >= mx && y >= my && x - mx < w && y - my < h && bits[(y - my) * w + (x - mx)];
+    let span = |lo: f64, hi: f64, n: usize| {
+        let a = ((snap(lo).ceil() - 2.0).max(0.0) as usize).min(n);
+        let b = ((snap(hi).ceil() + 2.0).max(0.0) as usize).min(n);
+        (a, b.max(a))
+    };
+    let (xs, xe) = span(bm[0], bm[2], mw);
+    let (ys, ye) = span(bm[1], bm[3], mh);
+    let (cw, ch) = (xe - xs, ye - ys);
+    let (ix0, iy0) = (snap(ax * xs as f64 + bx).floor() as i64, snap(ay * ys as f64 + by).floor() as i64);
+    let dw = (snap(ax * xe as f64 + bx).ceil() as i64 - ix0).max(0) as usize;
+    let dh = (snap(ay * ye as f64 + by).ceil() as i64 - iy0).max(0) as usize;
+    let (ox, oy) = (snap(bi[0]).floor() as i64, snap(bi[1]).floor() as i64);
+    let ow = (snap(bi[2]).ceil() as i64 - ox).max(0) as usize;
+    let oh = (snap(bi[3]).ceil() as i64 - oy).max(0) as usize;
+    if ow.saturating_mul(oh) > 1 << 26 {
+        return Err(Error::invalid(format!("{KIND} result: image mask of {ow}x{oh} pixels is too large")));
+    }
+    let xt: Vec<Option<(usize, usize, f32)>> = (0..ow)
+        .map(|x| {
+            let d = x as i64 + ox - ix0;
+            (cw > 0 && d >= 0 && (d as usize) < dw).then(|| taps(d as usize, cw, dw))
+        })
+        .collect();
+    let rows: Vec<Value> = (0..oh)
+        .map(|y| {
+            let d = y as i64 + oy - iy0;
+            let yt = (ch > 0 && d >= 0 && (d as usize) < dh).then(|| taps(d as usize, ch, dh));
+            let v = |x: usize, y: usize| if bit(xs + x, ys + y) { 1.0f32 } else { 0.0 };
+            Value::Array(
+                xt.iter()
+                    .map(|t| {
+                        let (Some((xa, xb, fx)), Some((ya, yb, fy))) = (*t, yt) else { return json!(0.0) };
+                        let top = v(xa, ya) * (1.0 - fx) + v(xb, ya) * fx;
+                        let bot = v(xa, yb) * (1.0 - fx) + v(xb, yb) * fx;
+                        json!((top * (1.0 - fy) + bot * fy) as f64)
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(json!({"x_min": ox, "y_min": oy, "data": {"__ndarray__": true, "dtype": "float32", "shape": [oh, ow], "data": rows}}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rle_round_trip_and_runs_cross_rows() {
+        let bits = [true, true, false, false, false, true, true, true, false];
+        let mut m = Map::new();
+        m.insert("data".into(), json!(rle_encode(&bits)));
+        m.insert("width".into(), json!(3));
+        m.insert("height".into(), json!(3));
+        let (_, _, w, h, back) = rle_decode(&m).unwrap();
+        assert_eq!((w, h), (3, 3));
+        assert_eq!(back, bits);
+        let raw = base64::engine::general_purpose::STANDARD.decode(rle_encode(&bits)).unwrap();
+        assert_eq!(raw.len(), 4 * 8, "4 runs: values then lengths");
+    }
+
+    #[test]
+    fn bad_rle_is_an_error() {
+        let mut m = Map::new();
+        m.insert("data".into(), json!("AAAA"));
+        m.insert("width".into(), json!(2));
+        m.insert("height".into(), json!(2));
+        assert!(rle_decode(&m).is_err());
+        m.remove("width");
+        assert!(rle_decode(&m).unwrap_err().message.contains("width"));
+    }
+}
