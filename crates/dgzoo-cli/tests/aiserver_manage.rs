@@ -114,7 +114,13 @@ fn cache_dump_lists_the_agents_as_pysdk() {
     let zoo = clean_zoo();
     let tmp = tempfile::tempdir().unwrap();
     let theirs = start_peer_server(&peer, zoo.path(), &[]);
-    let ours = start_server(zoo.path(), Protocol::Both);
+    // PySDK's server adds a TFLite agent on device 1 for overlapping frames; ours does so with
+    // `--model-copies 2` (its default keeps one copy per model: README, "AI-server memory").
+    let ours = {
+        let mut cfg = dgzoo_server::aiserver::Config::new(zoo.path());
+        (cfg.port, cfg.protocol, cfg.quiet, cfg.model_copies) = (0, Protocol::Both, true, 2);
+        dgzoo_server::aiserver::Server::start(cfg).expect("server starts")
+    };
     let servers = [("PySDK", theirs.port, theirs.port + 1), ("dgzoo", ours.asio_addr().unwrap().port(), ours.http_addr().unwrap().port())];
 
     // Nothing loaded yet: the same empty list.
