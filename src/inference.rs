@@ -117,7 +117,7 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
 /// digits), once per (file, size, mtime) per process. `DGZOO_SKIP_CHECKSUM=1` disables it.
 pub(crate) fn verify_checksum(params: &ModelParams, path: &std::path::Path) -> Result<()> {
     let want = params.str("Checksum", 0).to_ascii_lowercase();
-    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || crate::settings::Settings::from_env().skip_checksum {
+    if want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || !crate::settings::Settings::process().verify_checksums() {
         return Ok(());
     }
     /// (path, size, modification time, expected digest) of files already verified.

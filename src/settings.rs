@@ -1,6 +1,9 @@
 //! Everything dgzoo reads from the environment, in one value. `Settings::from_env()` is the
-//! only place that reads environment variables; callers read it once per operation (a
-//! connect, a cache, an engine) and pass the value or its fields down. A leaf: uses nothing.
+//! only place that reads environment variables, and only two places call it (a test checks):
+//! `Zoo::connect_with` when its options bring no settings (PySDK too reads its environment at
+//! connect), and [`Settings::process`], read once, for what exists once per process (runtime
+//! libraries, the checksum memo, the servers' and the CLI's configuration). Everything below
+//! takes the value, or the fields it needs, as arguments. A leaf: uses nothing.
 use std::path::PathBuf;
 
 /// The environment as dgzoo sees it.
@@ -31,7 +34,12 @@ pub struct Settings {
     pub home: Option<PathBuf>,
     pub appdata: Option<PathBuf>,
     pub xdg_data_home: Option<PathBuf>,
+    /// `DGZOO_DEMO_ZOO`: the CLI's zoo when none is given (cargo sets it to `demo/zoo` for the
+    /// processes it runs; no build-machine path is compiled in).
+    pub demo_zoo: Option<PathBuf>,
 }
+
+static PROCESS: once_cell::sync::OnceCell<Settings> = once_cell::sync::OnceCell::new();
 
 fn path(name: &str) -> Option<PathBuf> {
     std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from)
@@ -58,7 +66,26 @@ impl Settings {
             home: path("HOME"),
             appdata: path("APPDATA"),
             xdg_data_home: path("XDG_DATA_HOME"),
+            demo_zoo: path("DGZOO_DEMO_ZOO"),
         }
+    }
+
+    /// The settings of what exists once per process: the runtime libraries (loaded once), the
+    /// checksum memo, a server's or the CLI's configuration. The first connect's settings
+    /// ([`Settings::install_for_process`]), else the environment, read once at first use.
+    pub fn process() -> &'static Settings {
+        PROCESS.get_or_init(Settings::from_env)
+    }
+
+    /// Make these the process's settings unless some are already in use (the runtime
+    /// libraries cannot be loaded twice); returns whether they were taken.
+    pub fn install_for_process(&self) -> bool {
+        PROCESS.set(self.clone()).is_ok()
+    }
+
+    /// Whether model binaries are checked against their configuration's `Checksum`.
+    pub fn verify_checksums(&self) -> bool {
+        !self.skip_checksum
     }
 
     /// The model cache's root: `DGZOO_CACHE_DIR`, else `<os appdata>/dgzoo/cloud_zoo_cache`,

@@ -186,3 +186,47 @@ fn the_core_has_no_c_abi_servers_or_cli() {
         assert!(!text.contains("#[no_mangle]"), "{} exports C symbols: the C ABI belongs in crates/dgzoo-capi", f.display());
     }
 }
+
+/// Settings are read from the environment once and passed down: `Settings::from_env()` is
+/// called only by `Zoo::connect_with` (a connect that brings no settings) and by
+/// `Settings::process()`; no source of the workspace compiles a build-machine path
+/// (`CARGO_MANIFEST_DIR`) into a library or binary outside its tests.
+#[test]
+fn settings_are_read_once_and_no_build_path_is_compiled_in() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rs_files(&root.join("src"), &mut files);
+    for c in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        if c.path().join("src").is_dir() {
+            rs_files(&c.path().join("src"), &mut files);
+        }
+    }
+    assert!(files.len() > 50, "the sources were not found ({} files)", files.len());
+    let mut readers = Vec::new();
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        // Unit tests may read the environment and the checkout; production code may not.
+        let prod = text.split("#[cfg(test)]").next().unwrap();
+        let rel = f.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let unit_test_file = rel.contains("/tests/") || rel.ends_with("/tests.rs");
+        if unit_test_file {
+            continue;
+        }
+        for (i, line) in prod.lines().enumerate() {
+            if line.trim_start().starts_with("//") {
+                continue;
+            }
+            if line.contains("Settings::from_env") {
+                readers.push(format!("{rel}:{}", i + 1));
+            }
+            assert!(!line.contains("CARGO_MANIFEST_DIR"), "{rel}:{}: a build-machine path is compiled in", i + 1);
+            if !rel.ends_with("src/settings.rs") && !rel.contains("hub/s3.rs") {
+                assert!(!line.contains("env::var"), "{rel}:{}: reads the environment outside Settings", i + 1);
+            }
+        }
+    }
+    let mut readers: Vec<&str> = readers.iter().map(|r| r.split(':').next().unwrap()).collect();
+    readers.sort();
+    readers.dedup();
+    assert_eq!(readers, vec!["src/settings.rs", "src/zoo/mod.rs"], "Settings::from_env() callers: {readers:?}");
+}

@@ -117,7 +117,7 @@ pub fn precheck_model(archive: &Path, model: &str, expected: Option<&str>, limit
     }
     let want = have.to_ascii_lowercase();
     let rel = params.str("ModelPath", 0);
-    if rel.is_empty() || want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || crate::settings::Settings::from_env().skip_checksum {
+    if rel.is_empty() || want.len() != 64 || !want.bytes().all(|b| b.is_ascii_hexdigit()) || !crate::settings::Settings::process().verify_checksums() {
         return Ok(());
     }
     let Some(bin) = zip.index_for_name(&format!("{model}/{rel}")) else { return Ok(()) };

@@ -66,12 +66,7 @@ pub struct CacheConfig {
 
 impl CacheConfig {
     /// `DGZOO_CACHE_DIR` (else `<os appdata>/dgzoo/cloud_zoo_cache`), `DGZOO_CACHE_LIMIT`
-    /// (bytes, else 1 GiB), `DGZOO_OFFLINE=1`.
-    pub fn from_env() -> Self {
-        Self::from_settings(&crate::settings::Settings::from_env())
-    }
-
-    /// The same from settings already read.
+    /// (bytes, else 1 GiB), `DGZOO_OFFLINE=1`, from settings already read.
     pub fn from_settings(s: &crate::settings::Settings) -> Self {
         CacheConfig { root: s.cache_root(), limit: s.cache_limit.unwrap_or(DEFAULT_LIMIT), offline: s.offline }
     }
@@ -168,9 +163,6 @@ fn config_checksum(config: &Path) -> String {
 impl Cache {
     pub fn new(cfg: CacheConfig) -> Self {
         Cache { cfg }
-    }
-    pub fn from_env() -> Self {
-        Self::new(CacheConfig::from_env())
     }
     pub fn config(&self) -> &CacheConfig {
         &self.cfg
@@ -803,7 +795,7 @@ pub fn verify_model_dir(dir: &Path, model: &str, expected: Option<&str>) -> Resu
         return Err(Error::bad_model(format!("Cloud model '{model}': model file '{rel}' is not a regular file")));
     }
     let want = have.to_ascii_lowercase();
-    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && !crate::settings::Settings::from_env().skip_checksum {
+    if want.len() == 64 && want.bytes().all(|b| b.is_ascii_hexdigit()) && crate::settings::Settings::process().verify_checksums() {
         use sha2::{Digest, Sha256};
         let mut f = File::open(&bin).map_err(|e| io_err("Cannot read", &bin, e))?;
         let mut h = Sha256::new();

@@ -31,14 +31,8 @@ const ATTEMPTS: usize = 4;
 
 /// The per-user application data directory PySDK uses (`~/.local/share/DeGirum`,
 /// `%APPDATA%\DeGirum`); `None` when no home directory is known.
-pub fn degirum_appdata() -> Option<std::path::PathBuf> {
-    os_appdata().map(|d| d.join("DeGirum"))
-}
-
-/// The OS per-user data root: `$XDG_DATA_HOME` or `~/.local/share` (Linux),
-/// `~/Library/Application Support` (macOS), `%APPDATA%` (Windows).
-pub fn os_appdata() -> Option<std::path::PathBuf> {
-    crate::settings::Settings::from_env().os_appdata()
+pub fn degirum_appdata(settings: &crate::settings::Settings) -> Option<std::path::PathBuf> {
+    settings.os_appdata().map(|d| d.join("DeGirum"))
 }
 
 /// Where a resumed archive download continues: the bytes already held and the `ETag` of the

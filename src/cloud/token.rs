@@ -4,41 +4,42 @@
 //! PySDK, a saved token is looked up with `GET /api/v1/tokens/<t>/info` and renewed with
 //! `PATCH /api/v1/tokens/<t>/refresh` when it expires within the hour; failures of either
 //! leave the token as it is.
+use crate::settings::Settings;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The token file PySDK reads.
-pub fn token_file() -> Option<PathBuf> {
-    if let Some(p) = crate::settings::Settings::from_env().token_file {
-        return Some(p);
+pub fn token_file(settings: &Settings) -> Option<PathBuf> {
+    if let Some(p) = &settings.token_file {
+        return Some(p.clone());
     }
-    super::degirum_appdata().map(|d| d.join("pysdk_cloud_token.json"))
+    super::degirum_appdata(settings).map(|d| d.join("pysdk_cloud_token.json"))
 }
 
-fn read_file() -> Option<Map<String, Value>> {
-    let text = std::fs::read_to_string(token_file()?).ok()?;
+fn read_file(settings: &Settings) -> Option<Map<String, Value>> {
+    let text = std::fs::read_to_string(token_file(settings)?).ok()?;
     serde_json::from_str::<Value>(&text).ok()?.as_object().cloned()
 }
 
 /// The saved token for `cloud_root` (`<scheme>://<host>`), or "" when none. A missing or
 /// malformed file means no token, as in PySDK.
-pub fn lookup(cloud_root: &str) -> String {
-    read_file().and_then(|m| m.get(cloud_root).and_then(|e| e.get("token")).and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
+pub fn lookup(cloud_root: &str, settings: &Settings) -> String {
+    read_file(settings).and_then(|m| m.get(cloud_root).and_then(|e| e.get("token")).and_then(Value::as_str).map(str::to_string)).unwrap_or_default()
 }
 
 /// `token` if given, else the saved one (renewed if about to expire).
-pub fn resolve(token: &str, cloud_root: &str) -> String {
+pub fn resolve(token: &str, cloud_root: &str, settings: &Settings) -> String {
     if !token.is_empty() {
         return token.to_string();
     }
-    let saved = lookup(cloud_root);
+    let saved = lookup(cloud_root, settings);
     if saved.is_empty() {
         return saved;
     }
     match renew_if_expiring(cloud_root, &saved) {
         Some(new) => {
-            save(cloud_root, &new);
+            save(cloud_root, &new, settings);
             new
         }
         None => saved,
@@ -97,8 +98,8 @@ fn renew_if_expiring(cloud_root: &str, token: &str) -> Option<String> {
 }
 
 /// Store a renewed token in the file, keeping the other fields (errors ignored, as PySDK).
-fn save(cloud_root: &str, token: &str) {
-    let (Some(path), Some(mut m)) = (token_file(), read_file()) else { return };
+fn save(cloud_root: &str, token: &str, settings: &Settings) {
+    let (Some(path), Some(mut m)) = (token_file(settings), read_file(settings)) else { return };
     if let Some(Value::Object(e)) = m.get_mut(cloud_root) {
         e.insert("token".into(), Value::String(token.to_string()));
     }

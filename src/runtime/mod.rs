@@ -204,13 +204,14 @@ pub trait Agent: Send + Sync {
 }
 
 /// Directories searched for runtime libraries, in order: `$DGZOO_RUNTIME_DIR`, then the
-/// per-user data dir. Plain library names (system path) are tried last by each agent. No
+/// per-user data dir (the process's [`Settings`](crate::settings::Settings): libraries load
+/// once per process). Plain library names (system path) are tried last by each agent. No
 /// build-machine path is compiled in: inside the repository, cargo sets `DGZOO_RUNTIME_DIR`
 /// to `runtimes/` for the processes it runs (.cargo/config.toml) unless it is already set.
 pub fn runtime_dirs() -> Vec<PathBuf> {
-    let settings = crate::settings::Settings::from_env();
-    let mut dirs = settings.runtime_dirs;
-    if let Some(home) = settings.home {
+    let settings = crate::settings::Settings::process();
+    let mut dirs = settings.runtime_dirs.clone();
+    if let Some(home) = &settings.home {
         dirs.push(home.join(".local/share/dgzoo/runtimes"));
     }
     dirs
@@ -256,7 +257,7 @@ fn discover(runtime: &str) -> Option<&'static std::result::Result<Arc<dyn Agent>
         [once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new(), once_cell::sync::OnceCell::new()];
     let i = RUNTIMES.iter().position(|r| *r == runtime)?;
     Some(CELLS[i].get_or_init(|| {
-        if crate::settings::Settings::from_env().no_runtimes {
+        if crate::settings::Settings::process().no_runtimes {
             return Err("runtimes are disabled by DGZOO_NO_RUNTIMES".into());
         }
         let agent: Result<Arc<dyn Agent>> = match i {

@@ -386,7 +386,7 @@ impl OpenVinoAgent {
         }
         // The blob cache sits in the model cache's root (Settings, not the cache module: the
         // runtimes stand below it).
-        let settings = crate::settings::Settings::from_env();
+        let settings = crate::settings::Settings::process();
         let cache_root = (!settings.openvino_cache_off).then(|| settings.cache_root().join("openvino_cache"));
         Ok(OpenVinoAgent { api, core: Core(core), version, devices, supported, cache_root })
     }

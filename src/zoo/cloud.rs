@@ -10,13 +10,16 @@ use crate::cloud::{token, CloudClient, SKIP_TOKEN};
 use crate::error::{Code, Error, Result};
 use crate::model::Model;
 use crate::params::ModelParams;
+use crate::settings::Settings;
 use serde_json::{json, Value};
 use std::path::PathBuf;
 
 /// Options of `Zoo::connect_with` beyond PySDK's three arguments.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
-    /// Cache settings; `None` = `CacheConfig::from_env()`.
+    /// The environment as read by the caller; `None` = read at connect.
+    pub settings: Option<Settings>,
+    /// Cache settings; `None` = the settings' (`CacheConfig::from_settings`).
     pub cache: Option<CacheConfig>,
     /// Force offline (`Some(true)`) or online (`Some(false)`); `None` = the cache config's.
     pub offline: Option<bool>,
@@ -36,12 +39,12 @@ impl CloudAccess {
     /// Open the zoo: check it exists (unless offline, the token is `__SKIP__` or the options
     /// say so). Offline, the model list (the cached models) comes with it; online it is
     /// fetched when first needed ([`CloudAccess::cloud_entries`]).
-    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions) -> Result<(CloudAccess, Option<Vec<ZooEntry>>)> {
-        let mut cfg = opts.cache.clone().unwrap_or_else(CacheConfig::from_env);
+    pub fn open(zoo: &CloudZoo, token: &str, opts: &ConnectOptions, settings: &Settings) -> Result<(CloudAccess, Option<Vec<ZooEntry>>)> {
+        let mut cfg = opts.cache.clone().unwrap_or_else(|| CacheConfig::from_settings(settings));
         if let Some(o) = opts.offline {
             cfg.offline = o;
         }
-        let token = token::resolve(token, &zoo.base());
+        let token = token::resolve(token, &zoo.base(), settings);
         let access = CloudAccess { client: CloudClient::new(zoo, &token), cache: Cache::new(cfg) };
         let entries = if access.cache.config().offline {
             Some(access.cached_entries())

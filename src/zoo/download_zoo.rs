@@ -22,9 +22,9 @@ pub trait Progress: Sync {
 }
 
 /// Resolve the zoo URL and token, list and filter the models.
-pub fn select(url: &str, token: &str, filters: &Filters) -> Result<(CloudClient, Vec<String>)> {
+pub fn select(url: &str, token: &str, filters: &Filters, settings: &crate::settings::Settings) -> Result<(CloudClient, Vec<String>)> {
     let zoo = parse_cloud_url(url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
-    let token = crate::cloud::token::resolve(token, &zoo.base());
+    let token = crate::cloud::token::resolve(token, &zoo.base(), settings);
     let client = CloudClient::new(&zoo, &token);
     if token != crate::cloud::SKIP_TOKEN {
         client.zoos_check()?;

@@ -96,6 +96,11 @@ impl Zoo {
 
     /// `connect` with dgzoo's extra options (model cache location, offline mode).
     pub fn connect_with(host: &str, zoo_url: &str, token: &str, opts: &ConnectOptions) -> Result<Zoo> {
+        // The one read of the environment for a connect that brings none (PySDK too reads its
+        // environment at connect); the first connect's settings also become the process's
+        // (runtime libraries load once per process).
+        let settings = opts.settings.clone().unwrap_or_else(crate::settings::Settings::from_env);
+        settings.install_for_process();
         let host_text = host.to_string();
         let (host, location) = address::classify(host, zoo_url)?;
         let mut server = None;
@@ -105,7 +110,7 @@ impl Zoo {
             (Host::Local, ZooLocation::LocalDir(dir)) => (Some(local::scan_dir(dir)), None),
             (Host::Local, ZooLocation::LocalFile(file)) => (Some(local::load_file(file)?), None),
             (Host::Local, ZooLocation::Cloud(c)) => {
-                let (access, entries) = CloudAccess::open(c, token, opts)?;
+                let (access, entries) = CloudAccess::open(c, token, opts, &settings)?;
                 cloud = Some(access);
                 (entries, None)
             }
@@ -124,7 +129,7 @@ impl Zoo {
             (Host::AiServer(a), ZooLocation::Cloud(c)) => {
                 // Models listed by the cloud, run by the AI server (which fetches them itself).
                 let client = aiserver::AiServerClient::with_failover(a.clone());
-                let (access, entries) = CloudAccess::open(c, token, opts)?;
+                let (access, entries) = CloudAccess::open(c, token, opts, &settings)?;
                 let info = client.system_info()?;
                 cloud = Some(access);
                 server = Some(client);
@@ -137,7 +142,7 @@ impl Zoo {
                 // Cloud inference always talks to the cloud (no offline mode); devices come
                 // from the cloud's system info.
                 let online = ConnectOptions { offline: Some(false), ..opts.clone() };
-                let (access, entries) = CloudAccess::open(c, token, &online)?;
+                let (access, entries) = CloudAccess::open(c, token, &online, &settings)?;
                 let info = access.client.system_info()?;
                 cloud = Some(access);
                 (entries, Some(info))

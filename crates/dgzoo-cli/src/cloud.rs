@@ -2,6 +2,7 @@
 use clap::{Args, Subcommand};
 use dgzoo::cache::{archive, Cache, CacheConfig, Entry};
 use dgzoo::cloud::CloudClient;
+use dgzoo::settings::Settings;
 use dgzoo::zoo::address::parse_cloud_url;
 use dgzoo::zoo::download_zoo::{self, Progress};
 use dgzoo::zoo::filter::Filters;
@@ -108,7 +109,7 @@ pub fn download_zoo(a: DownloadZooArgs) -> Result<()> {
     if !a.path.is_dir() {
         std::fs::create_dir(&a.path).map_err(|e| Error::io(format!("Cannot create '{}': {e}", a.path.display())))?;
     }
-    let (client, models) = download_zoo::select(&a.url, &a.token, &filters)?;
+    let (client, models) = download_zoo::select(&a.url, &a.token, &filters, Settings::process())?;
     println!("Downloading models\n  from '{}'\n  into '{}'", a.url, a.path.display());
     let tty = std::io::stderr().is_terminal();
     let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
@@ -140,7 +141,7 @@ fn download_zoo_to_s3(a: &DownloadZooArgs, to: &str, filters: &Filters) -> Resul
     let zoo = parse_cloud_url(&a.url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{}'", a.url)))?;
     // Checks the bucket and credentials before anything is downloaded.
     let bucket = dgzoo_server::hub::s3::S3Zoo::open(to, dgzoo_server::hub::s3::LISTING_TTL).map_err(Error::io)?;
-    let (client, models) = download_zoo::select(&a.url, &a.token, filters)?;
+    let (client, models) = download_zoo::select(&a.url, &a.token, filters, Settings::process())?;
     println!("Downloading models\n  from '{}'\n  into '{}/{}/{}'", a.url, to.trim_end_matches('/'), zoo.org, zoo.zoo);
     let tty = std::io::stderr().is_terminal();
     let reporter = Reporter { bars: tty.then(|| (indicatif::MultiProgress::new(), Mutex::new(Default::default()))) };
@@ -220,7 +221,7 @@ fn print_entries(entries: &[Entry], as_json: bool) {
 }
 
 pub fn cache(a: CacheArgs) -> Result<()> {
-    let cache = Cache::new(CacheConfig::from_env());
+    let cache = Cache::new(CacheConfig::from_settings(Settings::process()));
     match a.command {
         CacheCommand::Ls { json } => print_entries(&cache.entries(), json),
         CacheCommand::Rm { models, all } => {
@@ -275,7 +276,7 @@ pub fn cache(a: CacheArgs) -> Result<()> {
         }
         CacheCommand::Fetch { url, token, model, .. } => {
             let zoo = parse_cloud_url(&url).ok_or_else(|| Error::invalid(format!("ZooManager: incorrect cloud model zoo URL '{url}'")))?;
-            let token = dgzoo::cloud::token::resolve(&token, &zoo.base());
+            let token = dgzoo::cloud::token::resolve(&token, &zoo.base(), Settings::process());
             let client = CloudClient::new(&zoo, &token);
             let pb = crate::progress::bar(&model);
             let held = cache.fetch(&client, &model, &mut crate::progress::callback(&pb));

@@ -16,8 +16,8 @@ const CAPTURED: &str = "dgzoo_cli::stderr";
 /// Install the subscriber: `DGZOO_LOG` (an EnvFilter: a level such as `debug`, or per-module
 /// directives such as `warn,dgzoo_server=debug`), else `default`.
 pub fn init(default: &str, format: LogFormat) {
-    let filter = match dgzoo::settings::Settings::from_env().log {
-        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).unwrap_or_else(|e| {
+    let filter = match &dgzoo::settings::Settings::process().log {
+        Some(v) => tracing_subscriber::EnvFilter::try_new(v).unwrap_or_else(|e| {
             eprintln!("dgzoo: DGZOO_LOG is not a valid filter ({e}); using '{default}'");
             tracing_subscriber::EnvFilter::new(default)
         }),

@@ -37,13 +37,23 @@ impl Connect {
             Some(z) => z.clone(),
             None => demo_zoo(),
         };
-        Zoo::connect_with(&self.host, &zoo, &self.token, opts)
+        // The CLI's settings, read once per process.
+        let opts = dgzoo::zoo::ConnectOptions { settings: Some(dgzoo::settings::Settings::process().clone()), ..opts.clone() };
+        Zoo::connect_with(&self.host, &zoo, &self.token, &opts)
     }
 }
 
-/// The demo zoo: `$DGZOO_DEMO_ZOO`, else `demo/zoo` of the source checkout this binary was built from.
+/// The demo zoo: `$DGZOO_DEMO_ZOO` (cargo sets it to the checkout's `demo/zoo` for what it
+/// runs, scripts/demo.sh too), else `demo/zoo` under the current directory. No build-machine
+/// path is compiled in.
 fn demo_zoo() -> String {
-    std::env::var("DGZOO_DEMO_ZOO").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/zoo").to_string())
+    dgzoo::settings::Settings::process().demo_zoo.as_ref().map_or_else(|| "demo/zoo".to_string(), |p| p.to_string_lossy().into_owned())
+}
+
+/// `cat.png` in the demo zoo's parent folder.
+fn demo_image() -> String {
+    let zoo = std::path::PathBuf::from(demo_zoo());
+    zoo.parent().unwrap_or(std::path::Path::new(".")).join("cat.png").to_string_lossy().into_owned()
 }
 
 #[derive(Args)]
@@ -211,7 +221,8 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
     let model = zoo.load_model_with_progress(&model_name, &props, &mut crate::progress::callback(&pb));
     pb.finish_and_clear();
     let model = model?;
-    let images = if a.images.is_empty() { vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../../demo/cat.png").to_string()] } else { expand_images(&a.images) };
+    // No image given: the demo image beside the demo zoo (demo/cat.png).
+    let images = if a.images.is_empty() { vec![demo_image()] } else { expand_images(&a.images) };
     // Where each image's overlay goes.
     let overlay_dir = a.overlay.as_ref().filter(|_| images.len() > 1).map(std::path::PathBuf::from);
     if let Some(d) = &overlay_dir {

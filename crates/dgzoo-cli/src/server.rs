@@ -160,7 +160,7 @@ pub fn run(cmd: ServerCommand) -> dgzoo::Result<()> {
             cfg.max_connections = a.max_connections;
             cfg.model_copies = a.model_copies as usize;
             cfg.system_info = probe_system_info();
-            cfg.admin_token = a.admin_token.or(dgzoo::settings::Settings::from_env().admin_token);
+            cfg.admin_token = a.admin_token.or_else(|| dgzoo::settings::Settings::process().admin_token.clone());
             cfg.idle_timeout = seconds("idle-timeout", a.idle_timeout, false)?;
             cfg.shutdown_grace = seconds("shutdown-grace", a.shutdown_grace, true)?;
             cfg.protocol = match a.protocol {

@@ -182,7 +182,6 @@ fn token_from_token_file() {
 /// without a token header) and the new value saved; a far expiry or the "never" date is not.
 #[test]
 fn saved_token_is_renewed_when_expiring() {
-    let _env = ENV_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     use dgzoo::cloud::token;
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     let iso = |t: i64| {
@@ -219,10 +218,9 @@ fn saved_token_is_renewed_when_expiring() {
         });
         let root = format!("http://127.0.0.1:{port}");
         std::fs::write(&file, format!(r#"{{"{root}": {{"token": "old_tok", "description": "d"}}}}"#)).unwrap();
-        std::env::set_var("DGZOO_TOKEN_FILE", &file);
-        let got = token::resolve("", &root);
-        let saved = token::lookup(&root);
-        std::env::remove_var("DGZOO_TOKEN_FILE");
+        let settings = dgzoo::settings::Settings { token_file: Some(file.clone()), ..Default::default() };
+        let got = token::resolve("", &root, &settings);
+        let saved = token::lookup(&root, &settings);
         let log = log.lock().unwrap().clone();
         if renewed {
             assert_eq!(got, "new_tok");

@@ -120,6 +120,39 @@ ts = [threading.Thread(target=run, args=(k,)) for k in range(streams)]
 print("SOAK-JSON " + json.dumps(stats))
 "#;
 
+/// One client's stream sessions until the deadline: reference results of both frames first
+/// (one frame each), then sessions of [`FRAMES_PER_SESSION`] frames from `session(n)` (the
+/// frame index of result `i` is `n + i`), each result checked against its frame's reference.
+fn stream_sessions(
+    model: &dgzoo::model::Model,
+    frames: &[Vec<u8>],
+    deadline: Instant,
+    stop: &AtomicBool,
+    tally: &Tally,
+    label: &str,
+    session: impl Fn(usize) -> dgzoo::Result<Vec<(usize, dgzoo::Result<Value>)>>,
+) -> dgzoo::Result<()> {
+    let refs: Vec<Value> = frames
+        .iter()
+        .map(|f| dgzoo::model::predict(model, &[Input::Bytes(f)]).map(|r| serde_json::to_value(&r.results).unwrap()))
+        .collect::<dgzoo::Result<_>>()?;
+    let mut n = 0usize;
+    while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+        let got = session(n)?;
+        if got.len() != FRAMES_PER_SESSION {
+            tally.fail(format!("{label}: {} results for {FRAMES_PER_SESSION} frames", got.len()));
+        }
+        for (i, r) in got {
+            match r {
+                Ok(r) => tally.check(&r, &refs[(n + i) % 2], &format!("{label} frame {}", n + i)),
+                Err(e) => tally.fail(format!("{label} frame {}: {}", n + i, e.message)),
+            }
+        }
+        n += FRAMES_PER_SESSION;
+    }
+    Ok(())
+}
+
 #[test]
 #[ignore = "a soak of minutes: run by scripts/soak.sh [SECONDS] (scripts/test.sh: 60 s)"]
 fn soak_streams_cloud_inference_and_downloads() {
@@ -183,30 +216,17 @@ fn soak_streams_cloud_inference_and_downloads() {
         let (frames, stop) = (frames.clone(), stop.clone());
         let model_name = MODELS[(k / 2) % 2];
         threads.push(std::thread::spawn(move || {
+            let label = format!("{addr} {model_name}");
             let run = || -> dgzoo::Result<()> {
                 let zoo = Zoo::connect(&addr, "", "")?;
                 let model = zoo.load_model(model_name, &json!({"frame_queue_depth": 4}))?;
-                let refs: Vec<Value> = frames
-                    .iter()
-                    .map(|f| dgzoo::model::predict(&model, &[Input::Bytes(f)]).map(|r| serde_json::to_value(&r.results).unwrap()))
-                    .collect::<dgzoo::Result<_>>()?;
-                let mut n = 0usize;
-                while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                stream_sessions(&model, &frames, deadline, &stop, &tally, &label, |n| {
                     let batch: Vec<Vec<OwnedInput>> = (0..FRAMES_PER_SESSION).map(|j| vec![OwnedInput::Bytes(frames[(n + j) % 2].clone())]).collect();
-                    for (j, r) in predict_batch(&model, batch)?.into_iter().enumerate() {
-                        match r {
-                            Ok(r) => {
-                                tally.check(&serde_json::to_value(&r.results).unwrap(), &refs[(n + j) % 2], &format!("{addr} {model_name} frame {}", n + j))
-                            }
-                            Err(e) => tally.fail(format!("{addr} {model_name} frame {}: {}", n + j, e.message)),
-                        }
-                    }
-                    n += FRAMES_PER_SESSION;
-                }
-                Ok(())
+                    Ok(predict_batch(&model, batch)?.into_iter().enumerate().map(|(j, r)| (j, r.map(|r| serde_json::to_value(&r.results).unwrap()))).collect())
+                })
             };
             if let Err(e) = run() {
-                tally.fail(format!("{addr} {model_name}: {}", e.message));
+                tally.fail(format!("{label}: {}", e.message));
             }
         }));
     }
@@ -216,29 +236,18 @@ fn soak_streams_cloud_inference_and_downloads() {
         let (cloud, frames, stop, tally) = (cloud.clone(), frames.clone(), stop.clone(), cloud_t.clone());
         let model_name = MODELS[k % 2];
         threads.push(std::thread::spawn(move || {
+            let label = format!("cloud {model_name}");
             let run = || -> dgzoo::Result<()> {
                 let model = cloud.load_model(model_name, &Value::Null)?;
-                let refs: Vec<Value> = frames
-                    .iter()
-                    .map(|f| dgzoo::model::predict(&model, &[Input::Bytes(f)]).map(|r| serde_json::to_value(&r.results).unwrap()))
-                    .collect::<dgzoo::Result<_>>()?;
-                let mut n = 0usize;
-                while Instant::now() < deadline && !stop.load(Ordering::SeqCst) {
+                stream_sessions(&model, &frames, deadline, &stop, &tally, &label, |n| {
                     let batch: Vec<Vec<Input>> = (0..FRAMES_PER_SESSION).map(|j| vec![Input::Bytes(&frames[(n + j) % 2])]).collect();
                     let mut got = Vec::new();
-                    dgzoo::model::cloud_predict_batch(&model, &batch, |i, r| got.push((i, serde_json::to_value(&r.results).unwrap())))?;
-                    if got.len() != FRAMES_PER_SESSION {
-                        tally.fail(format!("cloud {model_name}: {} results for {FRAMES_PER_SESSION} frames", got.len()));
-                    }
-                    for (i, r) in got {
-                        tally.check(&r, &refs[(n + i) % 2], &format!("cloud {model_name} frame {}", n + i));
-                    }
-                    n += FRAMES_PER_SESSION;
-                }
-                Ok(())
+                    dgzoo::model::cloud_predict_batch(&model, &batch, |i, r| got.push((i, Ok(serde_json::to_value(&r.results).unwrap()))))?;
+                    Ok(got)
+                })
             };
             if let Err(e) = run() {
-                tally.fail(format!("cloud {model_name}: {}", e.message));
+                tally.fail(format!("{label}: {}", e.message));
             }
         }));
     }

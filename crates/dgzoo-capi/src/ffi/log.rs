@@ -83,8 +83,8 @@ impl<S: tracing::Subscriber> Layer<S> for CallbackLayer {
 }
 
 fn install() -> std::result::Result<(), (Code, String)> {
-    let filter = match dgzoo_core::settings::Settings::from_env().log {
-        Some(v) => tracing_subscriber::EnvFilter::try_new(&v).map_err(|e| (Code::InvalidArgument, format!("DGZOO_LOG is not a valid filter: {e}")))?,
+    let filter = match &dgzoo_core::settings::Settings::process().log {
+        Some(v) => tracing_subscriber::EnvFilter::try_new(v).map_err(|e| (Code::InvalidArgument, format!("DGZOO_LOG is not a valid filter: {e}")))?,
         None => tracing_subscriber::EnvFilter::new("info"),
     };
     let subscriber = tracing_subscriber::registry().with(CallbackLayer.with_filter(filter));

@@ -155,7 +155,7 @@ impl State {
             .ok_or_else(|| Error::invalid(format!("incorrect cloud URL '{url}' for model '{name}'")))?;
         let token = match config.get("CloudToken").and_then(Value::as_str).filter(|s| !s.is_empty()) {
             Some(t) => t.to_string(),
-            None => dgzoo::cloud::token::lookup(&cz.base()),
+            None => dgzoo::cloud::token::lookup(&cz.base(), dgzoo::settings::Settings::process()),
         };
         let client = dgzoo::cloud::CloudClient::new(&cz, &token);
         let info = client.model_info(model)?;

@@ -92,7 +92,7 @@ pub struct Config {
     /// only the runtimes its models use: OpenVINO alone is 19 MiB resident. `None`: measured
     /// here on first use, which loads every runtime.
     pub system_info: Option<Value>,
-    /// Model cache for cloud model names (`org/zoo/model`); `None` = `CacheConfig::from_env()`.
+    /// Model cache for cloud model names (`org/zoo/model`); `None` = the process's settings'.
     pub cache: Option<dgzoo::cache::CacheConfig>,
 }
 
@@ -161,7 +161,9 @@ impl State {
     fn create(zoo_dir: PathBuf, cfg: &Config) -> Arc<State> {
         Arc::new(State {
             zoo_dir,
-            cache: dgzoo::cache::Cache::new(cfg.cache.clone().unwrap_or_else(dgzoo::cache::CacheConfig::from_env)),
+            cache: dgzoo::cache::Cache::new(
+                cfg.cache.clone().unwrap_or_else(|| dgzoo::cache::CacheConfig::from_settings(dgzoo::settings::Settings::process())),
+            ),
             zoo: RwLock::new(Arc::new(Vec::new())),
             system_info: cfg.system_info.clone().map(std::sync::OnceLock::from).unwrap_or_default(),
             engines: Mutex::new(Vec::new()),

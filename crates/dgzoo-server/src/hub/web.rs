@@ -137,6 +137,7 @@ fn run_one(url: &str, token: &str, cache: &std::path::Path, model: &str, image: 
     let opts = ConnectOptions {
         cache: Some(dgzoo::cache::CacheConfig { root: PathBuf::from(cache), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
         offline: None,
+        settings: Some(dgzoo::settings::Settings::process().clone()),
         ..Default::default()
     };
     let zoo = Zoo::connect_with("@cloud", url, token, &opts)?;
