@@ -305,7 +305,7 @@ async fn ws_stream(state: &Arc<State>, mut ws: Ws, refused: &Mutex<Option<String
         net::linger_close(&mut ws.get_mut().inner).await;
     }
     if let Some(q) = &queue {
-        state.log_info(Group::AiServer, &format!("stream closed on model '{}' after {} frame(s)", q.session_name(), q.frames));
+        state.stream_closed(q.session_name(), q.frames);
     }
 }
 

@@ -212,6 +212,17 @@ impl State {
         self.log(group, Level::Basic, msg)
     }
 
+    /// A stream ended (asio or WebSocket): log it and give the heap its runs freed back to the
+    /// system. The activations of a stream's frames go through malloc (ONNX Runtime runs
+    /// without its arena here, `SessionOptions::lean`) and glibc keeps what they free; a node
+    /// serving many models in turn would otherwise hold the largest activations of each for
+    /// good. `malloc_trim` takes a few ms and the heap's locks, so it runs on a blocking thread,
+    /// once per stream, never per frame.
+    fn stream_closed(&self, name: &str, frames: u64) {
+        self.log_info(Group::AiServer, &format!("stream closed on model '{name}' after {frames} frame(s)"));
+        tokio::task::spawn_blocking(dgzoo::runtime::heap::trim);
+    }
+
     /// Error texts never show where the zoo or the model cache live on the server.
     fn sanitize(&self, msg: &str) -> String {
         let mut out = msg.to_string();
@@ -720,5 +731,5 @@ async fn asio_stream(state: &Arc<State>, mut conn: AsioConn, name: String, confi
         // The client may still be sending the refused packet.
         net::linger_close(conn.get_mut()).await;
     }
-    state.log_info(Group::AiServer, &format!("stream closed on model '{name}' after {} frame(s)", queue.frames));
+    state.stream_closed(&name, queue.frames);
 }
