@@ -424,6 +424,26 @@ def yolov8_seg_heads(root):
     }, LABELS5)
 
 
+@model
+def posenet(root):
+    """PoseDetection (PoseNet, stride 16): heatmap logits [1,g,g,17], offsets [1,g,g,34] (y x 17
+    then x x 17, pixels) and displacements [1,g,g,64] (forward y, forward x, backward y, backward
+    x; 16 edges each), NHWC, in that order. Thresholds are lowered so a few poses appear."""
+    g = Graph(817)
+    k, s = 17, 16
+    gs = S // s
+    heat = g.conv("images", 3, k, s, gain=3.0, bias=0.5)
+    off = g.affine(g.conv("images", 3, 2 * k, s, gain=2.0), [4.0] * (2 * k), [-2.0] * (2 * k), 2 * k, rank=4)
+    disp = g.affine(g.conv("images", 3, 64, s, gain=2.0), [40.0] * 64, [-20.0] * 64, 64, rank=4)
+    g.output(g.nhwc(heat), "heatmaps", [1, gs, gs, k])
+    g.output(g.nhwc(off), "offsets", [1, gs, gs, 2 * k])
+    g.output(g.nhwc(disp), "displacements", [1, gs, gs, 64])
+    write(root, "posenet--64x64_float_onnx_cpu_1", g, {
+        "OutputPostprocessType": "PoseDetection", "OutputNumClasses": 1, "OutputConfThreshold": 0.3,
+        "PoseThreshold": 0.4, "NMSRadius": 10, "Stride": s, "MaxDetections": 10,
+    }, ["person"])
+
+
 def main():
     root = sys.argv[1]
     names = sys.argv[2:] or list(MODELS)

@@ -16,6 +16,7 @@ mod hand;
 mod obb;
 mod plates;
 mod pose_yolov8;
+mod posenet;
 mod raw;
 mod segmentation_yolov8;
 mod ssd;
@@ -148,6 +149,12 @@ pub struct PostConfig {
     pub box_scales: [f32; 4],
     /// `Connections`: keypoint index -> the keypoints it connects to (pose `connect` lists).
     pub connections: BTreeMap<usize, Vec<i64>>,
+    /// `Stride` (PoseNet grid step, input pixels).
+    pub stride: i64,
+    /// `NMSRadius` (PoseNet keypoint suppression radius, input pixels).
+    pub nms_radius: f64,
+    /// `PoseThreshold` (PoseNet root-candidate score threshold).
+    pub pose_threshold: f64,
 }
 
 impl PostConfig {
@@ -177,6 +184,9 @@ impl PostConfig {
             num_landmarks: p.u64("OutputNumLandmarks", 0) as usize,
             inputs: p.i64_vec("PostProcessorInputs", 0),
             inputs_given: p.exists("PostProcessorInputs", 0),
+            stride: p.i64("Stride", 0),
+            nms_radius: p.f64("NMSRadius", 0),
+            pose_threshold: p.f64("PoseThreshold", 0),
             box_scales: ["YScale", "XScale", "HScale", "WScale"].map(|k| p.f64(k, 0) as f32),
             connections: p
                 .get("Connections", 0)
@@ -314,6 +324,7 @@ pub fn run(cfg: &PostConfig, outputs: Vec<Tensor>, ids: &[i64], labels: &BTreeMa
             Ok(PostOutput { results: pose_yolov8::decode_heads(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }
         P::PoseDetectionYoloV8 => Ok(PostOutput { results: pose_yolov8::decode(cfg, &outputs, labels)?, tensors: Vec::new(), has_coordinates: true }),
+        P::PoseDetection => Ok(PostOutput { results: posenet::decode(cfg, &outputs)?, tensors: Vec::new(), has_coordinates: true }),
         P::SegmentationYoloV8 => {
             Ok(PostOutput { results: segmentation_yolov8::decode(cfg, &outputs, labels, input_wh)?, tensors: Vec::new(), has_coordinates: true })
         }

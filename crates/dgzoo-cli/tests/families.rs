@@ -570,3 +570,51 @@ print(json.dumps({img: m(f"{sys.argv[1]}/images/{img}.jpg").results for img in (
     }
     assert!(faces >= 2, "girls_256 has faces");
 }
+
+#[test]
+fn posenet_multi_pose() {
+    check_family("posenet--64x64_float_onnx_cpu_1");
+}
+
+/// PoseNet on 24 varied frames (the shared images resized, flipped, noised and rolled by
+/// PySDK's own OpenCV), live against the real PySDK: every pose, keypoint and score. Poses
+/// rooted at an eye or ear exercise the backward edge-0 step that PySDK reads differently.
+#[test]
+fn posenet_matches_pysdk_on_varied_frames() {
+    let (Some(peer), Some(root)) = (peer(), family_zoo()) else { return };
+    let name = "posenet--64x64_float_onnx_cpu_1";
+    let tmp = tempfile::tempdir().unwrap();
+    let want = pysdk(
+        &peer,
+        r#"
+import cv2, glob, json, sys, numpy as np, degirum as dg
+out_dir, zoo_dir, name, images = sys.argv[1:5]
+rng = np.random.default_rng(7)
+base = [cv2.imread(f) for f in sorted(glob.glob(images + "/*.jpg"))]
+files = []
+for i in range(24):
+    s = int(rng.integers(96, 320))
+    img = cv2.resize(base[i % len(base)], (s, s))
+    if i % 3 == 0: img = cv2.flip(img, 1)
+    if i % 4 == 1: img = np.clip(img.astype(np.int16) + rng.integers(-60, 60, img.shape), 0, 255).astype(np.uint8)
+    if i % 5 == 2: img = np.roll(img, int(rng.integers(0, s)), axis=int(rng.integers(0, 2)))
+    f = f"{out_dir}/p{i:02d}.png"
+    cv2.imwrite(f, img)
+    files.append(f)
+m = dg.connect(dg.LOCAL, zoo_dir).load_model(name)
+print(json.dumps([[f, m(f).results] for f in files]))
+"#,
+        &[tmp.path().to_str().unwrap(), root.to_str().unwrap(), name, shared().join("images").to_str().unwrap()],
+    );
+    let zoo = Zoo::connect("@local", root.to_str().unwrap(), "").unwrap();
+    let model = zoo.load_model(name, &Value::Null).unwrap();
+    let mut poses = 0;
+    for pair in want.as_array().unwrap() {
+        let (file, w) = (pair[0].as_str().unwrap(), pair[1].as_array().unwrap());
+        let bytes = std::fs::read(file).unwrap();
+        let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
+        assert_close(&got.results, w, file);
+        poses += w.len();
+    }
+    assert!(poses >= 100, "the frames must carry many poses, PySDK found {poses}");
+}
