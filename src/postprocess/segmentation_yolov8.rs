@@ -268,23 +268,37 @@ pub(super) fn mask_to_image(
             (cw > 0 && d >= 0 && (d as usize) < dw).then(|| taps(d as usize, cw, dw))
         })
         .collect();
-    let rows: Vec<Value> = (0..oh)
-        .map(|y| {
-            let d = y as i64 + oy - iy0;
-            let yt = (ch > 0 && d >= 0 && (d as usize) < dh).then(|| taps(d as usize, ch, dh));
-            let v = |x: usize, y: usize| if bit(xs + x, ys + y) { 1.0f32 } else { 0.0 };
-            Value::Array(
-                xt.iter()
-                    .map(|t| {
-                        let (Some((xa, xb, fx)), Some((ya, yb, fy))) = (*t, yt) else { return json!(0.0) };
-                        let top = v(xa, ya) * (1.0 - fx) + v(xb, ya) * fx;
-                        let bot = v(xa, yb) * (1.0 - fx) + v(xb, yb) * fx;
-                        json!((top * (1.0 - fy) + bot * fy) as f64)
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
+    // The cut's row `r` as 0/1 values (the cut may reach past the run-length mask's box).
+    let cut_row = |r: usize, out: &mut Vec<f32>| {
+        out.clear();
+        out.extend((0..cw).map(|x| if bit(xs + x, ys + r) { 1.0f32 } else { 0.0 }));
+    };
+    // A few hundred thousand pixels per frame: one reused pair of cut rows, and no per-pixel
+    // closures or bounds-checked lookups into the run-length mask.
+    let (mut ra, mut rb) = (Vec::with_capacity(cw), Vec::with_capacity(cw));
+    let zero = Value::from(0.0f64);
+    let mut rows: Vec<Value> = Vec::with_capacity(oh);
+    for y in 0..oh {
+        let d = y as i64 + oy - iy0;
+        let Some((ya, yb, fy)) = (ch > 0 && d >= 0 && (d as usize) < dh).then(|| taps(d as usize, ch, dh)) else {
+            rows.push(Value::Array(vec![zero.clone(); ow]));
+            continue;
+        };
+        cut_row(ya, &mut ra);
+        cut_row(yb, &mut rb);
+        let row: Vec<Value> = xt
+            .iter()
+            .map(|t| match *t {
+                Some((xa, xb, fx)) => {
+                    let top = ra[xa] * (1.0 - fx) + ra[xb] * fx;
+                    let bot = rb[xa] * (1.0 - fx) + rb[xb] * fx;
+                    Value::from((top * (1.0 - fy) + bot * fy) as f64)
+                }
+                None => zero.clone(),
+            })
+            .collect();
+        rows.push(Value::Array(row));
+    }
     Ok(json!({"x_min": ox, "y_min": oy, "data": {"__ndarray__": true, "dtype": "float32", "shape": [oh, ow], "data": rows}}))
 }
 

@@ -1,6 +1,6 @@
 //! dgzoo next to the real PySDK 1.5.0 on this machine, same inputs, ratios printed.
 //!   cargo bench --bench peer                 (all)
-//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics|overlay|hubdl (some groups)
+//!   cargo bench --bench peer -- startup|list|predict|openvino|aiserver|download|cache|metrics|overlay|hubdl|postprocess (some groups)
 //! Needs the runtimes (scripts/install-runtimes.sh) and the peer (scripts/setup-peer.sh; found
 //! at $DGZOO_PEER or <repo>/.peer). Run it on an otherwise idle machine.
 use dgzoo::inference::Input;
@@ -811,6 +811,97 @@ fn main() {
     }
     if want("hubdl") {
         bench_hubdl();
+    }
+    if want("postprocess") {
+        bench_postprocess();
+    }
+}
+
+/// Post-processing time per family: `CorePostprocessDuration_ms` (PySDK's `measure_time` key,
+/// which dgzoo reports the same way) of every model of the family zoo (`$DGZOO_FAMILY_ZOO`,
+/// scripts/make-test-zoo.sh) and of the shared zoo's YOLOv8n ONNX and BlazeFace, on
+/// car_416.jpg. The two stacks take turns: a PySDK process runs every model, then dgzoo does,
+/// three rounds; the average over all rounds' frames is reported.
+fn bench_postprocess() {
+    const FRAMES: usize = 20;
+    const ROUNDS: usize = 3;
+    let Some(family) = std::env::var_os("DGZOO_FAMILY_ZOO").map(PathBuf::from) else {
+        println!("\n== post-processing per family: skipped (set DGZOO_FAMILY_ZOO; scripts/make-test-zoo.sh DIR) ==");
+        return;
+    };
+    let shared = clean_zoo();
+    let mut models: Vec<(PathBuf, String)> = Vec::new();
+    for e in std::fs::read_dir(&family).unwrap().flatten() {
+        let n = e.file_name().to_string_lossy().to_string();
+        if n.contains("--") {
+            models.push((family.clone(), n));
+        }
+    }
+    models.sort_by(|a, b| a.1.cmp(&b.1));
+    for n in ["yolov8n_nudenet--320x320_float_onnx_cpu_1", "blazeface_short_range--128x128_float_tflite_cpu_1"] {
+        models.push((shared.path().to_path_buf(), n.to_string()));
+    }
+    let img = zoo_dir().join("images/car_416.jpg");
+    let list: Vec<Value> = models.iter().map(|(z, n)| serde_json::json!([z, n])).collect();
+    let script = format!(
+        "import degirum as dg, json\n\
+         out = {{}}\n\
+         for z, n in {list}:\n\
+         \x20   m = dg.connect(dg.LOCAL, z).load_model(n)\n\
+         \x20   m({img:?})\n\
+         \x20   m.measure_time = True\n\
+         \x20   for _ in range({FRAMES}): m({img:?})\n\
+         \x20   st = m.time_stats()\n\
+         \x20   out[n] = [[st[k].avg * st[k].cnt, st[k].cnt] for k in ('CorePostprocessDuration_ms', 'FrameTotalDuration_ms')]\n\
+         print(json.dumps(out))\n",
+        list = serde_json::to_string(&list).unwrap(),
+        img = img.to_str().unwrap(),
+    );
+    let bytes = std::fs::read(&img).unwrap();
+    let loaded: Vec<_> = models
+        .iter()
+        .map(|(z, n)| {
+            let m = Zoo::connect("@local", z.to_str().unwrap(), "").unwrap().load_model(n, &Value::Null).unwrap();
+            predict(&m, &[Input::Bytes(&bytes)]).unwrap();
+            m.set_property("measure_time", &Value::Bool(true)).unwrap();
+            m
+        })
+        .collect();
+    const KEYS: [&str; 2] = ["CorePostprocessDuration_ms", "FrameTotalDuration_ms"];
+    // Per model and key: (sum of ms, frames).
+    let (mut theirs, mut ours) = (vec![[(0.0, 0.0); 2]; models.len()], vec![[(0.0, 0.0); 2]; models.len()]);
+    for _ in 0..ROUNDS {
+        let t = pysdk(&script);
+        for (i, (_, n)) in models.iter().enumerate() {
+            for k in 0..2 {
+                theirs[i][k].0 += t[n][k][0].as_f64().unwrap();
+                theirs[i][k].1 += t[n][k][1].as_f64().unwrap();
+            }
+        }
+        for (i, m) in loaded.iter().enumerate() {
+            m.reset_time_stats();
+            for _ in 0..FRAMES {
+                predict(m, &[Input::Bytes(&bytes)]).unwrap();
+            }
+            let st = m.time_stats();
+            for (k, key) in KEYS.iter().enumerate() {
+                let s = st.get(key).expect("measure_time records the key");
+                ours[i][k].0 += s.sum;
+                ours[i][k].1 += s.count as f64;
+            }
+        }
+    }
+    println!(
+        "\n== post-processing per family (car_416.jpg, {ROUNDS} x {FRAMES} frames each, alternating; post = CorePostprocessDuration_ms, \
+         frame = FrameTotalDuration_ms: PySDK runs some families' mapping into the image, e.g. segmentation masks, in Python after its core) =="
+    );
+    let avg = |v: (f64, f64)| v.0 / v.1;
+    for (i, (_, n)) in models.iter().enumerate() {
+        let json: Value = serde_json::from_slice(&std::fs::read(models[i].0.join(n).join(format!("{n}.json"))).unwrap()).unwrap();
+        let family = json["POST_PROCESS"][0]["OutputPostprocessType"].as_str().unwrap_or("?").to_string();
+        let short = n.split("--").next().unwrap();
+        row(&format!("post, {family} ({short})"), avg(ours[i][0]), avg(theirs[i][0]), "ms", "-");
+        row(&format!("frame, {family} ({short})"), avg(ours[i][1]), avg(theirs[i][1]), "ms", "-");
     }
 }
 
