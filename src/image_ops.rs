@@ -1145,12 +1145,19 @@ enum Conv {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CoordConverter {
     conv: Conv,
+    /// The original image's size, when the converter came from fitting one.
+    image: Option<(u32, u32)>,
 }
 
 impl CoordConverter {
     /// No conversion (PySDK's converter for already-encoded `bytes` inputs).
     pub fn identity() -> Self {
-        CoordConverter { conv: Conv::Identity }
+        CoordConverter { conv: Conv::Identity, image: None }
+    }
+
+    /// The original image's size (width, height), if the converter came from fitting one.
+    pub fn image_size(&self) -> Option<(u32, u32)> {
+        self.image
     }
 
     /// Converts a point, in f64 and with the clamping PySDK applies.
@@ -1242,10 +1249,16 @@ pub fn crop_last_size(iw: i64, ih: i64, wi: i64, hi: i64, cp: f64) -> Result<(i6
 /// crop-last fit whose intermediate image would pass the image limits is an error
 /// ([`crop_last_size`]).
 pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64, resize_method: ResizeMethod, fill_rgb: [u8; 3]) -> Result<Fit> {
+    let mut f = fit_pixels(src, w, h, pad, crop_percentage, resize_method, fill_rgb)?;
+    f.converter.image = Some((src.width, src.height));
+    Ok(f)
+}
+
+fn fit_pixels(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64, resize_method: ResizeMethod, fill_rgb: [u8; 3]) -> Result<Fit> {
     let (iw, ih) = (src.width as i64, src.height as i64);
     let (wi, hi) = (w as i64, h as i64);
     let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
-    let stretch_conv = CoordConverter { conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
+    let stretch_conv = CoordConverter { image: None, conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
     if src.is_empty() || w == 0 || h == 0 {
         return Ok(Fit { image: RgbImage::filled(w, h, fill_rgb), converter: stretch_conv });
     }
@@ -1273,7 +1286,7 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
                 let d = (y + dy as usize) * stride + dx as usize * 3;
                 image.data[d..d + nrow].copy_from_slice(scaled.row(y));
             }
-            let converter = CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
+            let converter = CoordConverter { image: None, conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } };
             Ok(Fit { image, converter })
         }
         PadMethod::CropFirst => {
@@ -1290,7 +1303,8 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
                 img = &cropped;
             }
             let image = if nw != wi || nh != hi { resize(img, w, h, resize_method) } else { img.clone() };
-            let converter = CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } };
+            let converter =
+                CoordConverter { image: None, conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } };
             Ok(Fit { image, converter })
         }
         PadMethod::CropLast => {
@@ -1309,7 +1323,8 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
             } else {
                 img.clone()
             };
-            let converter = CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } };
+            let converter =
+                CoordConverter { image: None, conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } };
             Ok(Fit { image, converter })
         }
     }
@@ -1318,9 +1333,13 @@ pub fn fit(src: &RgbImage, w: u32, h: u32, pad: PadMethod, crop_percentage: f64,
 /// The converter `fit` gives for a `iw x ih` image fitted to `w x h` (the same arithmetic, no
 /// pixels touched): what overlays of masks need to draw on a frame in place.
 pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_percentage: f64) -> CoordConverter {
+    CoordConverter { image: Some((iw, ih)), ..converter_of(iw, ih, w, h, pad, crop_percentage) }
+}
+
+fn converter_of(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_percentage: f64) -> CoordConverter {
     let (iwi, ihi, wi, hi) = (iw as i64, ih as i64, w as i64, h as i64);
     let (iwf, ihf, wf, hf) = (iw as f64, ih as f64, w as f64, h as f64);
-    let stretch_conv = CoordConverter { conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
+    let stretch_conv = CoordConverter { image: None, conv: Conv::Stretch { iw: iwf, ih: ihf, w: wf, h: hf } };
     if iw == 0 || ih == 0 || w == 0 || h == 0 {
         return stretch_conv;
     }
@@ -1336,7 +1355,7 @@ pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_perc
             let nh = ((ihf * scale).round_ties_even() as i64).min(hi).max(1);
             let gain = (nh as f64 / ihf).min(nw as f64 / iwf);
             let (dx, dy) = ((wi - nw).div_euclid(2), (hi - nh).div_euclid(2));
-            CoordConverter { conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } }
+            CoordConverter { image: None, conv: Conv::Letterbox { iw: iwf, ih: ihf, dx: dx as f64, dy: dy as f64, gain } }
         }
         PadMethod::CropFirst => {
             let scale = (iwf * cp / wf).min(ihf * cp / hf);
@@ -1347,7 +1366,7 @@ pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_perc
                 left = py_round((iwi - nw) as f64 / 2.0);
                 top = py_round((ihi - nh) as f64 / 2.0);
             }
-            CoordConverter { conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } }
+            CoordConverter { image: None, conv: Conv::CropFirst { nw: nw as f64, nh: nh as f64, w: wf, h: hf, left: left as f64, top: top as f64 } }
         }
         PadMethod::CropLast => {
             // `fit` refuses what `crop_last_size` refuses: nothing was drawn from such a fit.
@@ -1357,7 +1376,7 @@ pub fn fit_converter(iw: u32, ih: u32, w: u32, h: u32, pad: PadMethod, crop_perc
                 dx = py_round((nw - wi) as f64 / 2.0);
                 dy = py_round((nh - hi) as f64 / 2.0);
             }
-            CoordConverter { conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } }
+            CoordConverter { image: None, conv: Conv::CropLast { iw: iwf, ih: ihf, nw: nw as f64, nh: nh as f64, dx: dx as f64, dy: dy as f64 } }
         }
     }
 }

@@ -40,7 +40,7 @@ pub(crate) struct ModelShared {
     /// PySDK's `time_stats()`, collected while `measure_time` is on.
     pub time_stats: Mutex<TimeStats>,
     /// The caller's post-processor (PySDK's `custom_postprocessor`), local models only.
-    pub custom_post: crate::postprocess::custom::Hook,
+    pub custom_post: Arc<crate::postprocess::custom::Hook>,
 }
 
 /// Where a model's frames run: chosen once, when the zoo loads the model.
@@ -278,6 +278,7 @@ impl Model {
             },
             image_format: image_format.into(),
         };
+        let custom_post: Arc<crate::postprocess::custom::Hook> = Default::default();
         let mut state = ModelState {
             name: name.to_string(),
             labels: labels.clone(),
@@ -289,6 +290,7 @@ impl Model {
             non_blocking_batch_predict: false,
             update_if_newer: false,
             overlay: default_overlay(),
+            custom_post: custom_post.clone(),
         };
         for i in 0..state.params.num_inputs() {
             if state.params.str("InputType", i) == "Image" {
@@ -304,7 +306,7 @@ impl Model {
             backend,
             keep_alive: Mutex::new(Vec::new()),
             time_stats: Mutex::new(TimeStats::default()),
-            custom_post: Default::default(),
+            custom_post,
         })))
     }
 
@@ -446,17 +448,11 @@ impl Model {
 
     /// PySDK's `custom_postprocessor`: `f` gets each frame's raw output tensors and replaces
     /// the built-in post-processor (None restores it); `output_class_set` still applies to its
-    /// results. Local models only (`Unsupported` otherwise): an AI server or the cloud
-    /// post-processes on its side; with `output_postprocess_type` "None" their raw tensors do
-    /// arrive, but the remote result path does not run the hook on them yet. Returns once no
-    /// frame is still inside the post-processor replaced.
+    /// results. On every backend: an AI-server or cloud model then asks its server for raw
+    /// tensors (`OutputPostprocessType` "None" in the stream's model parameters) and runs `f`
+    /// here; a frame already sent before `f` was set keeps the built-in results. Returns once
+    /// no frame is still inside the post-processor replaced.
     pub fn set_custom_postprocessor(&self, f: Option<Arc<crate::postprocess::custom::PostprocessFn>>) -> Result<()> {
-        if f.is_some() && self.is_remote() {
-            return Err(Error::unsupported(format!(
-                "model '{}' runs on an AI server or the cloud, which post-process on their side: a custom post-processor needs the raw output tensors of a local model",
-                self.0.name
-            )));
-        }
         self.0.custom_post.set(f);
         Ok(())
     }
@@ -958,7 +954,7 @@ fn predict_with(model: &Model, st: &ModelState, inputs: &[Input]) -> Result<Infe
         Backend::Cloud(cb) => crate::cloud::infer::predict(cb, st, inputs),
         Backend::Local(_) => {
             let engine = model.engine(st)?;
-            crate::inference::predict_local(st, &engine, inputs, &model.0.custom_post)
+            crate::inference::predict_local(st, &engine, inputs, &st.custom_post)
         }
     }
 }

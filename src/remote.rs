@@ -64,10 +64,21 @@ impl Drop for RemoteBackend {
     }
 }
 
+/// The model parameters a server gets for this model's frames: the model's own, with
+/// `OutputPostprocessType` "None" while a custom post-processor is set (it needs the raw
+/// output tensors, which [`finish`] hands to it).
+pub(crate) fn wire_params(st: &ModelState) -> ModelParams {
+    let mut p = st.params.clone();
+    if st.custom_post.is_set() {
+        let _ = p.set("OutputPostprocessType", 0, json!("None"));
+    }
+    p
+}
+
 /// The stream configuration PySDK sends: the model JSON with its edits, plus the inference
 /// timeout as `DeviceTimeout_ms`.
 pub(crate) fn stream_config(st: &ModelState) -> Value {
-    let mut p = st.params.clone();
+    let mut p = wire_params(st);
     let _ = p.set("DeviceTimeout_ms", 0, json!(st.inference_timeout_s * 1000.0));
     p.to_value()
 }
@@ -202,6 +213,21 @@ pub(crate) fn measured_since(st: &ModelState, t0: std::time::Instant) -> Option<
     st.params.bool("MeasureTime", 0).then(|| t0.elapsed().as_secs_f64() * 1000.0)
 }
 
+/// The custom post-processor's results for a frame whose server sent raw tensors (one
+/// raw-tensor result per tensor: `wire_params` asked for them), or None when no custom
+/// post-processor is set or the frame left with the built-in one.
+fn run_custom(st: &ModelState, results: &[Value], tensors: &[crate::runtime::Tensor], converter: &CoordConverter) -> Option<Result<Vec<Value>>> {
+    let raw = !tensors.is_empty() && results.len() == tensors.len() && results.iter().all(|r| r["data"].get("__tensor__").is_some());
+    if !raw || !st.custom_post.is_set() {
+        return None;
+    }
+    let ids: Vec<i64> = results.iter().enumerate().map(|(i, r)| r["id"].as_i64().unwrap_or(i as i64)).collect();
+    let (input_width, input_height) = model_wh(&st.params, 0).unwrap_or((1, 1));
+    let (image_width, image_height) = converter.image_size().unwrap_or((input_width, input_height));
+    let frame = postprocess::custom::FrameInfo { image_width, image_height, input_width, input_height, converter: converter.clone() };
+    st.custom_post.run(tensors, &ids, &frame)
+}
+
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
@@ -215,6 +241,11 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
         }
     }
     let p = &st.params;
+    if let Some(custom) = run_custom(st, &results, &tensors, converter) {
+        let mut results = custom.map_err(|e| inference_error(&st.name, e.code, &e.message))?;
+        postprocess::filter_class_set(&mut results, &st.class_set);
+        return Ok(InferenceResult { results, tensors: Vec::new(), timing, pre_ms: None, model: st.name.clone() });
+    }
     let kind = {
         let t = p.str("InferenceResultsType", 0);
         if t.is_empty() {

@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::postprocess::custom::Hook;
+
 /// Client-side pre-processing settings (the preprocessor's properties).
 #[derive(Debug, Clone)]
 pub struct ClientPre {
@@ -37,6 +39,9 @@ pub struct ModelState {
     pub update_if_newer: bool,
     /// Overlay properties are stored and validated; drawing overlays is not part of the C API.
     pub overlay: Map<String, Value>,
+    /// The caller's post-processor (PySDK's `custom_postprocessor`), shared with the model: every
+    /// path runs it on the raw output tensors (remote ones ask their server for raw tensors).
+    pub custom_post: Arc<Hook>,
 }
 
 /// Does input `i` take images?

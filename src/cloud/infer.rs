@@ -102,7 +102,7 @@ pub fn auth(client: &CloudClient, model: &str, st: &ModelState) -> Value {
         "organization": z.org,
         "zoo": z.zoo,
         "model": model,
-        "model_params": st.params.full_form().to_string(),
+        "model_params": crate::remote::wire_params(st).full_form().to_string(),
         "frame_queue_depth": st.params.u64("FrameQueueDepth", 0).max(1),
         "inference_timeout_s": st.inference_timeout_s,
         "dg_version": super::DG_VERSION,

@@ -70,10 +70,10 @@ unsafe impl Sync for UserData {}
 /// Lifetime: this call returns once no frame is inside the callback it replaces; from then
 /// on the old callback and its `user_data` are never used again. `user_data` must stay valid
 /// until the callback is replaced, or `model` and every async predictor made from it are freed.
-/// Models on an AI server or the cloud are post-processed by the server: setting a callback on
-/// one is a DG_UNSUPPORTED error (NULL is accepted). Their raw tensors do reach this process
-/// with `output_postprocess_type` "None" (read them with `dg_result_tensor`), but the callback
-/// is not run on them yet.
+/// Models on an AI server or the cloud: while a callback is set, their frames ask the server
+/// for raw output tensors (`OutputPostprocessType` "None" in the stream's model parameters)
+/// and the callback runs in this process on the tensors received, on the thread that completes
+/// the frame; a frame sent before the callback was set keeps the server's results.
 #[no_mangle]
 pub unsafe extern "C" fn dg_model_set_postprocessor(model: *const super::dg_model, callback: dg_postprocess_callback, user_data: *mut c_void) -> *mut dg_error {
     guard(|| {

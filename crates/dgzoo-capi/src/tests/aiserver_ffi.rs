@@ -40,20 +40,45 @@ fn c_abi_predicts_through_an_ai_server() {
         let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
         assert!(msg.contains("Failed to perform model"), "{msg}");
         unsafe { dg_error_free(e) };
-        // The server post-processes: no raw tensors for a custom post-processor here.
-        let e = unsafe { dg_model_set_postprocessor(model, Some(never_called), std::ptr::null_mut()) };
-        assert_eq!(unsafe { dg_error_code(e) }, dg_code::DG_UNSUPPORTED);
-        let msg = unsafe { CStr::from_ptr(dg_error_message(e)) }.to_string_lossy().into_owned();
-        assert!(msg.contains("custom post-processor") && msg.contains("AI server"), "{msg}");
+        // A custom post-processor on a remote model: the server sends raw tensors, the
+        // callback runs here; NULL restores the server's post-processing.
+        unsafe { check(dg_model_set_postprocessor(model, Some(count_tensors), std::ptr::null_mut())) };
+        let mut r = std::ptr::null_mut();
+        unsafe { check(dg_predict(model, bytes.as_ptr(), bytes.len(), &mut r)) };
+        let got = unsafe { result_json(r) };
+        assert_eq!(
+            (got[0]["label"].as_str(), got[0]["count"].as_u64(), &got[0]["image"]),
+            (Some("raw tensors"), Some(1), &serde_json::json!([256, 256])),
+            "{addr}: {got}"
+        );
+        assert_eq!(got[0]["elements"].as_u64().unwrap() % 2100, 0, "{addr}: YOLOv8n's one output tensor over 2100 anchors: {got}");
         unsafe {
-            dg_error_free(e);
-            assert!(dg_model_set_postprocessor(model, None, std::ptr::null_mut()).is_null(), "NULL is accepted");
+            check(dg_model_set_postprocessor(model, None, std::ptr::null_mut()));
+            check(dg_predict(model, bytes.as_ptr(), bytes.len(), &mut r));
+        }
+        compare(unsafe { result_json(r) }.as_array().unwrap(), &golden(m, "girls_256.jpg"), &addr).unwrap();
+        unsafe {
             dg_model_free(model);
             dg_zoo_free(zoo);
         }
     }
 }
 
-unsafe extern "C" fn never_called(_: *mut std::ffi::c_void, _: *const dg_tensor_view, _: usize, _: *const dg_frame_info, _: *mut dg_postprocess_output) -> i32 {
-    1
+/// Reports what it was given: the number of tensors, the first one's element count and the
+/// frame's image size.
+unsafe extern "C" fn count_tensors(
+    _: *mut std::ffi::c_void,
+    t: *const dg_tensor_view,
+    n: usize,
+    f: *const dg_frame_info,
+    out: *mut dg_postprocess_output,
+) -> i32 {
+    // SAFETY: the library passes `n` valid views, a valid frame info and output for the call.
+    let (first, frame) = unsafe { (&*t, &*f) };
+    let elements: usize = (0..first.rank).map(|i| unsafe { *first.shape.add(i) } as usize).product();
+    let text = format!(r#"[{{"label": "raw tensors", "count": {n}, "elements": {elements}, "image": [{}, {}]}}]"#, frame.image_width, frame.image_height);
+    let c = CString::new(text).unwrap();
+    // SAFETY: `out` is the call's output slot; `c` is a NUL-terminated string.
+    let e = unsafe { dg_postprocess_set_output(out, c.as_ptr()) };
+    i32::from(!e.is_null())
 }
