@@ -384,9 +384,13 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
         None => {
             let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh).map_err(failed)?;
             if post.has_coordinates {
-                postprocess::map_coordinates_with_model(&mut post.results, &cfg.kind, (input_wh.0 as f64, input_wh.1 as f64), &|x, y| {
-                    converter.to_original(x, y)
-                })
+                postprocess::map_coordinates_with_model(
+                    &mut post.results,
+                    &cfg.kind,
+                    (input_wh.0 as f64, input_wh.1 as f64),
+                    (image_wh.0 as f64, image_wh.1 as f64),
+                    &|x, y| converter.to_original(x, y),
+                )
                 .map_err(failed)?;
             }
             post

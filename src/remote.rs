@@ -258,7 +258,8 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
     if kind.has_image_coordinates() {
         // Run-length masks need the model input size; a model without one has no masks to map.
         let wh = model_wh(p, 0).map(|(w, h)| (w as f64, h as f64)).unwrap_or((1.0, 1.0));
-        postprocess::map_coordinates_with_model(&mut results, &kind, wh, &|x, y| converter.to_original(x, y))
+        let image = converter.image_size().map(|(w, h)| (w as f64, h as f64)).unwrap_or(wh);
+        postprocess::map_coordinates_with_model(&mut results, &kind, wh, image, &|x, y| converter.to_original(x, y))
             .map_err(|e| inference_error(&st.name, e.code, &e.message))?;
     }
     postprocess::filter_class_set(&mut results, &st.class_set);

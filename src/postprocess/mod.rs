@@ -519,9 +519,15 @@ pub fn map_coordinates(results: &mut [Value], kind: &PostprocessType, conv: &dyn
 }
 
 /// [`map_coordinates`], and first, for `SegmentationYoloV8`, PySDK's client-side conversion of
-/// each run-length `mask` (model input `model_wh`) into a float mask over the image box. A
+/// each run-length `mask` (model input `model_wh`, image `image_wh`) into a float mask over the image box. A
 /// mask that cannot be decoded is an error naming the result.
-pub fn map_coordinates_with_model(results: &mut [Value], kind: &PostprocessType, model_wh: (f64, f64), conv: &dyn Fn(f64, f64) -> (f64, f64)) -> Result<()> {
+pub fn map_coordinates_with_model(
+    results: &mut [Value],
+    kind: &PostprocessType,
+    model_wh: (f64, f64),
+    image_wh: (f64, f64),
+    conv: &dyn Fn(f64, f64) -> (f64, f64),
+) -> Result<()> {
     if *kind == PostprocessType::SegmentationYoloV8 {
         for (i, r) in results.iter_mut().enumerate() {
             let Some(o) = r.as_object_mut() else { continue };
@@ -534,7 +540,7 @@ pub fn map_coordinates_with_model(results: &mut [Value], kind: &PostprocessType,
                 return Err(Error::invalid(format!("SegmentationYoloV8 result {i}: a mask needs a 4-number 'bbox'")));
             };
             let (p1, p2) = (conv(x1, y1), conv(x2, y2));
-            let mapped = segmentation_yolov8::mask_to_image(m, [x1, y1, x2, y2], [p1.0, p1.1, p2.0, p2.1], model_wh, conv)
+            let mapped = segmentation_yolov8::mask_to_image(m, [x1, y1, x2, y2], [p1.0, p1.1, p2.0, p2.1], model_wh, image_wh, conv)
                 .map_err(|e| Error::invalid(format!("result {i}: {}", e.message)))?;
             o.insert("mask".into(), mapped);
         }

@@ -14,13 +14,12 @@
 //!   and a pixel is set when z > 0.5. Before the first prototype centre the core extrapolates
 //!   linearly from the first two (not clamped); past the last it clamps. (Every pixel of 20
 //!   probe masks: clamping both ends missed 20 of 14323, all on the first row/column.)
-//! - Client (PySDK's result class): the model mask cut to [ceil(x1)-2, ceil(x2)+2) (clipped to the
-//!   input), resized bilinearly to its image span [floor(a x + b), ceil(a x + b)) of the affine
-//!   model-to-image map, then cut to the image box [floor(x1'), ceil(x2')): `{"x_min", "y_min",
-//!   "data"}` with `data` a float32 array (values in [0, 1]). Matches PySDK to 1e-5 for stretched
-//!   and unpadded letterboxed frames (200 random probes). KNOWN GAP: where the cut's image span
-//!   leaves the image (a padded letterbox frame, box within 2 model pixels of the padding)
-//!   PySDK clips the cut and its resize size by a rule not yet pinned down; there this differs.
+//! - Client (PySDK's result class, steps in [`mask_to_image`]): the model mask placed into the
+//!   model input, the part covering the image cut out (zero-padded where the image reaches
+//!   past the input), the box with up to 2 pixels of margin resized bilinearly to the image box
+//!   widened by the scaled margins, then cut to the image box: `{"x_min", "y_min", "data"}`
+//!   with `data` a float32 array (values in [0, 1]). Every pixel within 1e-5 of PySDK on the
+//!   family goldens and on letterboxed frames of random aspect (`families.rs`).
 use super::yolov8_heads::{dfl, view, Head};
 use super::{describe, sigmoid, Det, PostConfig};
 use crate::error::{Error, Result};
@@ -227,79 +226,156 @@ fn snap(v: f64) -> f64 {
     }
 }
 
-/// PySDK's client conversion of one run-length mask (model input `model_wh`) into the image:
-/// `bm` the model-coordinate box, `bi` the image box, `conv` model-to-image coordinates.
-/// Returns `{"x_min", "y_min", "data"}` with `data` a float32 array (numpy JSON form).
+/// Python's slice `[start:end]` of a sequence of `len`: negative ends count from the back,
+/// both are clamped into it, and an end before the start gives an empty range.
+fn py_slice(start: i64, end: i64, len: i64) -> (i64, i64) {
+    let norm = |v: i64| if v < 0 { (v + len).max(0) } else { v.min(len) };
+    let (a, b) = (norm(start), norm(end));
+    (a, b.max(a))
+}
+
+/// PySDK's client conversion of one run-length mask (model input `model_wh`) into an image
+/// of `image_wh`: `bm` the model-coordinate box, `bi` the image box, `conv` model-to-image
+/// coordinates. Returns `{"x_min", "y_min", "data"}` with `data` a float32 array (numpy JSON
+/// form). The steps are those of PySDK 1.5.0's detection result class:
+/// 1. the mask is placed into a model-input-sized zero mask; the model-input rectangle that
+///    covers the image, `round(inv(0, 0))` to `round(inv(W, H))` of the affine inverse fitted
+///    around the input's centre (Python's round: ties to even), is cut out of it, padded with
+///    zeros where it reaches past the input (placed at the absolute value of its top-left);
+/// 2. a mask cut to a box: the box in that cut, a margin of up to 2 cut pixels around its
+///    ceiling, the margins scaled to the image; the image box widened by them (floored,
+///    ceiled, clipped to the image) is the size the cut's box and margins are resized to
+///    (bilinear, half-pixel centres), and the result is cut to the image box floored/ceiled;
+///    a mask over the whole input is resized to the whole image; a box of zero image width
+///    or height gives an empty mask;
+/// 3. what would raise in PySDK (a zero-size resize source, a degenerate map) is an error.
 pub(super) fn mask_to_image(
     mask: &Map<String, Value>,
     bm: [f64; 4],
     bi: [f64; 4],
     model_wh: (f64, f64),
+    image_wh: (f64, f64),
     conv: &dyn Fn(f64, f64) -> (f64, f64),
 ) -> Result<Value> {
     let (mx, my, w, h, bits) = rle_decode(mask)?;
-    let (mw, mh) = (model_wh.0.round().max(1.0) as usize, model_wh.1.round().max(1.0) as usize);
-    // The affine map fitted from two points near the input's centre, as PySDK does.
-    let (p1, p2) = ((mw / 2) as f64, (mh / 2) as f64);
-    let (f1, f2) = (conv(p1, p2), conv(p1 - 1.0, p2 - 1.0));
+    let (mw, mh) = (model_wh.0.round().max(1.0) as i64, model_wh.1.round().max(1.0) as i64);
+    let (iw, ih) = (image_wh.0.round().max(0.0) as i64, image_wh.1.round().max(0.0) as i64);
+    let (mx, my, w, h) = (mx as i64, my as i64, w as i64, h as i64);
+    let box_crop = w != mw || h != mh;
+    let fail = |what: &str| Error::invalid(format!("{KIND} result: {what}"));
+    // The model-input mask at (x, y).
+    let model_px = |x: i64, y: i64| -> f32 {
+        let (u, v) = (x - mx, y - my);
+        if x >= 0 && y >= 0 && x < mw && y < mh && u >= 0 && v >= 0 && u < w && v < h && bits[(v * w + u) as usize] {
+            1.0
+        } else {
+            0.0
+        }
+    };
+    // Step 1: the cut of the model input that covers the image, `cw x ch`.
+    let (p1x, p1y) = (mw as f64 / 2.0, mh as f64 / 2.0);
+    let (f1, f2) = (conv(p1x, p1y), conv(p1x - 1.0, p1y - 1.0));
     let (ax, ay) = (f1.0 - f2.0, f1.1 - f2.1);
-    let (bx, by) = (f1.0 - p1 * ax, f1.1 - p2 * ay);
-    let bit = |x: usize, y: usize| x >= mx && y >= my && x - mx < w && y - my < h && bits[(y - my) * w + (x - mx)];
-    let span = |lo: f64, hi: f64, n: usize| {
-        let a = ((snap(lo).ceil() - 2.0).max(0.0) as usize).min(n);
-        let b = ((snap(hi).ceil() + 2.0).max(0.0) as usize).min(n);
-        (a, b.max(a))
-    };
-    let (xs, xe) = span(bm[0], bm[2], mw);
-    let (ys, ye) = span(bm[1], bm[3], mh);
-    let (cw, ch) = (xe - xs, ye - ys);
-    let (ix0, iy0) = (snap(ax * xs as f64 + bx).floor() as i64, snap(ay * ys as f64 + by).floor() as i64);
-    let dw = (snap(ax * xe as f64 + bx).ceil() as i64 - ix0).max(0) as usize;
-    let dh = (snap(ay * ye as f64 + by).ceil() as i64 - iy0).max(0) as usize;
-    let (ox, oy) = (snap(bi[0]).floor() as i64, snap(bi[1]).floor() as i64);
-    let ow = (snap(bi[2]).ceil() as i64 - ox).max(0) as usize;
-    let oh = (snap(bi[3]).ceil() as i64 - oy).max(0) as usize;
-    if ow.saturating_mul(oh) > 1 << 26 {
-        return Err(Error::invalid(format!("{KIND} result: image mask of {ow}x{oh} pixels is too large")));
+    if ax == 0.0 || ay == 0.0 || !ax.is_finite() || !ay.is_finite() {
+        return Err(fail("the frame's coordinate map cannot be inverted to place its mask"));
     }
-    let xt: Vec<Option<(usize, usize, f32)>> = (0..ow)
-        .map(|x| {
-            let d = x as i64 + ox - ix0;
-            (cw > 0 && d >= 0 && (d as usize) < dw).then(|| taps(d as usize, cw, dw))
-        })
-        .collect();
-    // The cut's row `r` as 0/1 values (the cut may reach past the run-length mask's box).
-    let cut_row = |r: usize, out: &mut Vec<f32>| {
-        out.clear();
-        out.extend((0..cw).map(|x| if bit(xs + x, ys + r) { 1.0f32 } else { 0.0 }));
+    let (bx, by) = (f1.0 - p1x * ax, f1.1 - p1y * ay);
+    let py_round = |v: f64| snap(v).round_ties_even() as i64;
+    let (tlx, tly) = (py_round((0.0 - bx) / ax), py_round((0.0 - by) / ay));
+    let (brx, bry) = (py_round((iw as f64 - bx) / ax), py_round((ih as f64 - by) / ay));
+    let (sx0, sx1) = py_slice(tlx.max(0), brx.min(mw), mw);
+    let (sy0, sy1) = py_slice(tly.max(0), bry.min(mh), mh);
+    let padded = tlx < 0 || tly < 0 || brx > mw || bry > mh;
+    let (cw, ch, ox, oy) = if padded {
+        let (bw, bh) = (brx - tlx, bry - tly);
+        let (ox, oy) = (tlx.abs(), tly.abs());
+        if bw < 0 || bh < 0 || ox + (sx1 - sx0) > bw || oy + (sy1 - sy0) > bh {
+            return Err(fail("the frame's image does not fit the model input's mask (PySDK fails to place it too)"));
+        }
+        (bw, bh, ox, oy)
+    } else {
+        (sx1 - sx0, sy1 - sy0, 0, 0)
     };
-    // A few hundred thousand pixels per frame: one reused pair of cut rows, and no per-pixel
-    // closures or bounds-checked lookups into the run-length mask.
-    let (mut ra, mut rb) = (Vec::with_capacity(cw), Vec::with_capacity(cw));
-    let zero = Value::from(0.0f64);
+    // The cut at (x, y).
+    let cut_px = |x: i64, y: i64| -> f32 {
+        let (u, v) = (x - ox, y - oy);
+        if u >= 0 && v >= 0 && u < sx1 - sx0 && v < sy1 - sy0 {
+            model_px(sx0 + u, sy0 + v)
+        } else {
+            0.0
+        }
+    };
+    let floor = |v: f64| snap(v).floor() as i64;
+    let ceil = |v: f64| snap(v).ceil() as i64;
+    // Step 2: what is resized (source rectangle of the cut), to what size, and the final cut.
+    let (src, rw, rh, (ex, ey), keep) = if !box_crop {
+        ((0, 0, cw, ch), iw, ih, (0, 0), None)
+    } else if bi[0] == bi[2] || bi[1] == bi[3] {
+        let e = bi.map(floor);
+        ((0, 0, 0, 0), e[2] - e[0], e[3] - e[1], (e[0], e[1]), None)
+    } else {
+        const MARGIN: i64 = 2;
+        let (cwf, chf) = (cw as f64, ch as f64);
+        let precise = [(bm[0] - tlx as f64).max(0.0), (bm[1] - tly as f64).max(0.0), cwf.min(bm[2] - tlx as f64), chf.min(bm[3] - tly as f64)];
+        let c = precise.map(|v| v.ceil() as i64);
+        let mxi = [MARGIN.min(c[0]), MARGIN.min(cw - c[2])];
+        let myi = [MARGIN.min(c[1]), MARGIN.min(ch - c[3])];
+        let mxc = [mxi[0] as f64 - (c[0] as f64 - precise[0]), mxi[1] as f64 + (c[2] as f64 - precise[2])];
+        let myc = [myi[0] as f64 - (c[1] as f64 - precise[1]), myi[1] as f64 + (c[3] as f64 - precise[3])];
+        let (dw, dh) = (precise[2] - precise[0], precise[3] - precise[1]);
+        if dw == 0.0 || dh == 0.0 {
+            return Err(fail("the mask's box has no extent inside the image (PySDK divides by zero here)"));
+        }
+        let (sw, sh) = ((bi[2] - bi[0]) / dw, (bi[3] - bi[1]) / dh);
+        let e = [floor(bi[0]), floor(bi[1]), ceil(bi[2]), ceil(bi[3])];
+        let r = [floor(bi[0] - mxc[0] * sw).max(0), floor(bi[1] - myc[0] * sh).max(0), ceil(bi[2] + mxc[1] * sw).min(iw), ceil(bi[3] + myc[1] * sh).min(ih)];
+        let (x0, x1) = py_slice(c[0] - mxi[0], c[2] + mxi[1], cw);
+        let (y0, y1) = py_slice(c[1] - myi[0], c[3] + myi[1], ch);
+        let (rw, rh) = (r[2] - r[0], r[3] - r[1]);
+        ((x0, y0, x1, y1), rw, rh, (e[0], e[1]), Some([e[0] - r[0], e[1] - r[1], e[2] - r[0], e[3] - r[1]]))
+    };
+    if rw < 0 || rh < 0 {
+        return Err(fail(&format!("the mask resizes to negative dimensions {rw}x{rh}")));
+    }
+    if rw.saturating_mul(rh) > 1 << 26 {
+        return Err(fail(&format!("image mask of {rw}x{rh} pixels is too large")));
+    }
+    // The final window of the resized mask (Python slicing of a `rh x rw` array).
+    let (wx0, wy0, wx1, wy1) = match keep {
+        Some(k) if rw > 0 && rh > 0 => {
+            let (x0, x1) = py_slice(k[0], k[2], rw);
+            let (y0, y1) = py_slice(k[1], k[3], rh);
+            (x0, y0, x1, y1)
+        }
+        _ => (0, 0, rw, rh),
+    };
+    let (ow, oh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
     let mut rows: Vec<Value> = Vec::with_capacity(oh);
-    for y in 0..oh {
-        let d = y as i64 + oy - iy0;
-        let Some((ya, yb, fy)) = (ch > 0 && d >= 0 && (d as usize) < dh).then(|| taps(d as usize, ch, dh)) else {
-            rows.push(Value::Array(vec![zero.clone(); ow]));
-            continue;
-        };
-        cut_row(ya, &mut ra);
-        cut_row(yb, &mut rb);
-        let row: Vec<Value> = xt
-            .iter()
-            .map(|t| match *t {
-                Some((xa, xb, fx)) => {
+    if rw > 0 && rh > 0 {
+        let (sw, sh) = ((src.2 - src.0) as usize, (src.3 - src.1) as usize);
+        if sw == 0 || sh == 0 {
+            return Err(fail("the mask's cut around its box is empty (PySDK's resize fails on it)"));
+        }
+        // The resize source as 0/1 values, then bilinear taps per output column and row.
+        let grid: Vec<f32> = (0..sh as i64).flat_map(|y| (0..sw as i64).map(move |x| (x, y))).map(|(x, y)| cut_px(src.0 + x, src.1 + y)).collect();
+        let xt: Vec<(usize, usize, f32)> = (wx0..wx1).map(|x| taps(x as usize, sw, rw as usize)).collect();
+        for y in wy0..wy1 {
+            let (ya, yb, fy) = taps(y as usize, sh, rh as usize);
+            let (ra, rb) = (&grid[ya * sw..(ya + 1) * sw], &grid[yb * sw..(yb + 1) * sw]);
+            let row: Vec<Value> = xt
+                .iter()
+                .map(|&(xa, xb, fx)| {
                     let top = ra[xa] * (1.0 - fx) + ra[xb] * fx;
                     let bot = rb[xa] * (1.0 - fx) + rb[xb] * fx;
                     Value::from((top * (1.0 - fy) + bot * fy) as f64)
-                }
-                None => zero.clone(),
-            })
-            .collect();
-        rows.push(Value::Array(row));
+                })
+                .collect();
+            rows.push(Value::Array(row));
+        }
+    } else {
+        rows.extend((0..oh).map(|_| Value::Array(vec![Value::from(0.0f64); ow])));
     }
-    Ok(json!({"x_min": ox, "y_min": oy, "data": {"__ndarray__": true, "dtype": "float32", "shape": [oh, ow], "data": rows}}))
+    Ok(json!({"x_min": ex, "y_min": ey, "data": {"__ndarray__": true, "dtype": "float32", "shape": [oh, ow], "data": rows}}))
 }
 
 #[cfg(test)]
