@@ -375,7 +375,12 @@ pub(super) fn mask_to_image(
     } else {
         rows.extend((0..oh).map(|_| Value::Array(vec![Value::from(0.0f64); ow])));
     }
-    Ok(json!({"x_min": ex, "y_min": ey, "data": {"__ndarray__": true, "dtype": "float32", "shape": [oh, ow], "data": rows}}))
+    // Built by moving `rows` in: `json!` would serialize a deep copy of every pixel.
+    let mut data = json!({"__ndarray__": true, "dtype": "float32", "shape": [oh, ow]});
+    data["data"] = Value::Array(rows);
+    let mut out = json!({"x_min": ex, "y_min": ey});
+    out["data"] = data;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 /// Exit status for command-line usage errors (clap's convention).
 pub const USAGE: u8 = 2;
+/// Exit status when the reader of stdout went away (`| head`): a shell's status for a tool
+/// ended by SIGPIPE (128 + 13); the tool stops quietly instead of panicking on the write.
+pub const BROKEN_PIPE: i32 = 141;
 /// Exit status of an error with code `c`: 10 + its `dg_code` value, so statuses 1 and 2 keep
 /// their usual meanings and every code has its own status.
 pub fn status(c: Code) -> u8 {
@@ -14,7 +17,7 @@ pub fn status(c: Code) -> u8 {
 
 /// The table shown by `dgzoo --help` (and in docs/cli.md).
 pub fn table() -> String {
-    let mut s = String::from("Exit status:\n  0   success\n  2   command-line usage error\n");
+    let mut s = String::from("Exit status:\n  0   success\n  2   command-line usage error\n  141 the reader of the output went away (as SIGPIPE)\n");
     for c in Code::ALL.into_iter().skip(1) {
         s.push_str(&format!("  {:<3} {} (dg_code DG_{} = {})\n", status(c), describe(c), c.name(), c as u8));
     }

@@ -3,6 +3,7 @@ use clap::Args;
 use dgzoo::zoo::filter::Filters;
 use dgzoo::zoo::Zoo;
 use serde_json::{json, Value};
+use std::io::Write as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -254,7 +255,16 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
                 match r {
                     Ok(r) => {
                         cb_done.fetch_add(1, Ordering::SeqCst);
-                        println!("{}", json!({"model": name, "image": path, "results": r.results}));
+                        // `json!` would deep-copy the results (instance masks: every pixel) first.
+                        let results = serde_json::to_string(&r.results).unwrap_or_else(|_| "[]".into());
+                        let line = format!(r#"{{"image":{},"model":{},"results":{results}}}"#, Value::from(path.as_str()), Value::from(name.as_str()));
+                        if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+                            // The reader went away (`| head`): stop as a SIGPIPE'd tool does, quietly.
+                            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                                std::process::exit(crate::exit::BROKEN_PIPE);
+                            }
+                            eprintln!("error: cannot write the results: {e}");
+                        }
                         let out = match (&dir, &single) {
                             (Some(d), _) => Some(d.join(std::path::Path::new(&path).file_name().unwrap_or_default())),
                             (None, Some(f)) => Some(std::path::PathBuf::from(f)),

@@ -56,6 +56,26 @@ fn exit_status_follows_the_error_code() {
     assert!(help.contains("Exit status:") && help.contains("12  not found") && help.contains("DG_AUTH = 6"), "{help}");
 }
 
+/// `dgzoo predict ... | head -1`: once the reader has gone, the tool stops with status 141
+/// (a shell's status for a SIGPIPE'd tool), without a panic on stderr.
+#[test]
+fn predict_stops_quietly_when_the_reader_goes_away() {
+    use std::io::BufRead;
+    let zoo = format!("{ZOO}/{BLAZE}");
+    let img = format!("{ZOO}/images/girls_256.jpg");
+    // Enough lines that they cannot all sit in the pipe's buffer when the reader leaves.
+    let mut cmd = dgzoo(&["predict", "--zoo", &zoo, "--model", BLAZE]);
+    cmd.args(std::iter::repeat_n(img.as_str(), 600)).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.starts_with(r#"{"image":"#), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
 #[test]
 fn settings_from_the_environment() {
     let root = hub_root(&[BLAZE]);
