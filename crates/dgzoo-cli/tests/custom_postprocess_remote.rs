@@ -4,6 +4,9 @@
 //! inference; the callback's top-1 equals the server's own built-in classification.
 #[path = "../../../tests/support/aiserver_common.rs"]
 mod aiserver_common;
+#[path = "../../../tests/support/cloud_common.rs"]
+#[allow(unused)]
+mod cloud_common;
 
 use dgzoo::inference::Input;
 use dgzoo::model::{predict, Model};
@@ -128,22 +131,12 @@ fn custom_postprocessor_on_the_real_degirum_server() {
 
 #[test]
 fn custom_postprocessor_on_our_hub_cloud_inference() {
-    let hub_root = tempfile::tempdir().unwrap();
-    let zdir = hub_root.path().join("myorg/myzoo");
-    std::fs::create_dir_all(&zdir).unwrap();
-    dgzoo::cache::archive::pack_model(&shared().join(FLOAT), &zdir.join(format!("{FLOAT}.zip"))).unwrap();
-    let token = "dg_custom_token";
-    std::fs::write(hub_root.path().join("tokens.json"), format!(r#"{{"{token}": {{"is_admin": false, "zoos": ["myorg/myzoo"]}}}}"#)).unwrap();
-    let mut cfg = dgzoo_server::hub::HubConfig::new(hub_root.path());
-    cfg.port = 0;
-    let hub = dgzoo_server::hub::Hub::start(&cfg).expect("hub start");
+    use cloud_common::*;
+    let root = hub_root(&[FLOAT]);
+    let hub = start_hub(root.path());
     let cache = tempfile::tempdir().unwrap();
-    let opts = dgzoo::zoo::ConnectOptions {
-        cache: Some(dgzoo::cache::CacheConfig { root: cache.path().to_path_buf(), limit: dgzoo::cache::DEFAULT_LIMIT, offline: false }),
-        offline: None,
-        ..Default::default()
-    };
-    let zoo = Zoo::connect_with("@cloud", &format!("http://{}/myorg/myzoo", hub.addr()), token, &opts).unwrap();
+    let opts = dgzoo::zoo::ConnectOptions { cache: Some(cache_cfg(cache.path())), offline: None, ..Default::default() };
+    let zoo = Zoo::connect_with("@cloud", &hub_url(&hub), TOKEN, &opts).unwrap();
     let model = zoo.load_model(FLOAT, &json!({"output_top_k": 1})).unwrap();
     check(&model, "our hub's cloud inference");
 }
