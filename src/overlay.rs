@@ -776,7 +776,7 @@ fn draw_detections(frame: Surface, bgr: bool, results: &[Value], s: &Settings, l
             let map = mask_map.get_or_insert_with(|| masks::ClassMap { w: iw, h: ih, ids: vec![0; (iw * ih) as usize] });
             // PySDK's uint8 mask index: category_id % 256 + 1 (256 wraps to 0: not drawn).
             let id = ((r.get("category_id").and_then(Value::as_i64).unwrap_or(0).rem_euclid(256) + 1) % 256) as u8;
-            masks::merge_instance(map, m, id, geometry)?;
+            masks::merge_instance(map, m, r.get("bbox"), id, geometry)?;
         }
     }
     // Masks go under the other details, in `overlay_color[category_id]` (cycled), at

@@ -158,30 +158,50 @@ fn decode_rle(m: &Value, g: &Geometry) -> Result<(i64, i64, usize, usize, Vec<bo
 }
 
 /// One instance mask merged into `map` with index `id` (later masks win where they are set).
-/// Wire masks are in model-input coordinates and are sampled through the model's converter;
-/// masks already in image coordinates (`data` an array, PySDK's converted form) are placed at
-/// their `x_min`/`y_min`.
-pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, id: u8, g: Option<&Geometry>) -> Result<()> {
+/// Wire masks (run-length, model-input coordinates) of a result with a `bbox` (image
+/// coordinates) are first converted as PySDK's result class converts them (its overlay draws
+/// only converted masks: a pixel is set where the bilinear mask is above 0); without a box they
+/// are sampled through the model's converter. Masks already in image coordinates (`data` an
+/// array, PySDK's converted form) are placed at their `x_min`/`y_min`.
+pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Value>, id: u8, g: Option<&Geometry>) -> Result<()> {
     let (iw, ih) = (map.w as i64, map.h as i64);
+    let converted;
+    let mut mask = mask;
     if mask["data"].is_string() {
         let g = g.ok_or_else(|| Error::invalid("mask overlay: a run-length mask needs the model's input geometry"))?;
-        let (x_min, y_min, w, h, bits) = decode_rle(mask, g)?;
         let aff = Affine::new(g);
-        // Only the image pixels whose model coordinates fall inside the mask rectangle.
-        let c0 = g.converter.to_original(x_min as f64, y_min as f64);
-        let c1 = g.converter.to_original((x_min + w as i64) as f64, (y_min + h as i64) as f64);
-        let (ix0, iy0) = ((c0.0.floor() as i64).clamp(0, iw), (c0.1.floor() as i64).clamp(0, ih));
-        let (ix1, iy1) = ((c1.0.ceil() as i64).clamp(0, iw), (c1.1.ceil() as i64).clamp(0, ih));
-        for y in iy0..iy1 {
-            for x in ix0..ix1 {
-                let (mx, my) = aff.to_model(x as f64 + 0.5, y as f64 + 0.5);
-                let (mx, my) = (mx.floor() as i64 - x_min, my.floor() as i64 - y_min);
-                if mx >= 0 && my >= 0 && (mx as usize) < w && (my as usize) < h && bits[my as usize * w + mx as usize] {
-                    map.ids[(y * iw + x) as usize] = id;
+        let b: Vec<f64> = bbox.and_then(Value::as_array).map(|b| b.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
+        if let (&[x1, y1, x2, y2], Some(m)) = (b.as_slice(), mask.as_object()) {
+            let (p, q) = (aff.to_model(x1, y1), aff.to_model(x2, y2));
+            let conv = |x: f64, y: f64| g.converter.to_original(x, y);
+            converted = crate::postprocess::instance_mask_to_image(
+                m,
+                [p.0, p.1, q.0, q.1],
+                [x1, y1, x2, y2],
+                (g.model_w as f64, g.model_h as f64),
+                (iw as f64, ih as f64),
+                &conv,
+            )
+            .map_err(|e| Error::invalid(format!("mask overlay: {}", e.message)))?;
+            mask = &converted;
+        } else {
+            let (x_min, y_min, w, h, bits) = decode_rle(mask, g)?;
+            // Only the image pixels whose model coordinates fall inside the mask rectangle.
+            let c0 = g.converter.to_original(x_min as f64, y_min as f64);
+            let c1 = g.converter.to_original((x_min + w as i64) as f64, (y_min + h as i64) as f64);
+            let (ix0, iy0) = ((c0.0.floor() as i64).clamp(0, iw), (c0.1.floor() as i64).clamp(0, ih));
+            let (ix1, iy1) = ((c1.0.ceil() as i64).clamp(0, iw), (c1.1.ceil() as i64).clamp(0, ih));
+            for y in iy0..iy1 {
+                for x in ix0..ix1 {
+                    let (mx, my) = aff.to_model(x as f64 + 0.5, y as f64 + 0.5);
+                    let (mx, my) = (mx.floor() as i64 - x_min, my.floor() as i64 - y_min);
+                    if mx >= 0 && my >= 0 && (mx as usize) < w && (my as usize) < h && bits[my as usize * w + mx as usize] {
+                        map.ids[(y * iw + x) as usize] = id;
+                    }
                 }
             }
+            return Ok(());
         }
-        return Ok(());
     }
     let (shape, vals) = json_array(&mask["data"]).ok_or_else(|| Error::invalid("mask overlay: the mask's 'data' is neither run-length base64 nor an array"))?;
     let &[h, w] = shape.as_slice() else { return Err(Error::invalid(format!("mask overlay: mask of shape {shape:?} is not 2-D"))) };

@@ -549,6 +549,10 @@ pub fn map_coordinates_with_model(
     Ok(())
 }
 
+/// PySDK's client conversion of one run-length instance mask (`SegmentationYoloV8`, wire
+/// form) into a float mask over the image box; what overlays of results still in wire form draw.
+pub use segmentation_yolov8::mask_to_image as instance_mask_to_image;
+
 /// Results to JSON text (the PySDK `results` list).
 pub fn to_json(results: &[Value]) -> String {
     serde_json::to_string(results).unwrap_or_else(|_| "[]".into())

@@ -191,9 +191,10 @@ fn rle_encode(bits: &[bool]) -> String {
 }
 
 /// A run-length mask (`{"data", "height", "width", "x_min", "y_min"}`) as bits `height x width`.
-fn rle_decode(m: &Map<String, Value>) -> Result<(usize, usize, usize, usize, Vec<bool>)> {
+/// A missing size is `default_wh` (PySDK takes the model input's), else an error.
+fn rle_decode(m: &Map<String, Value>, default_wh: Option<(usize, usize)>) -> Result<(usize, usize, usize, usize, Vec<bool>)> {
     let get = |k: &str| m.get(k).and_then(Value::as_u64).map(|v| v as usize);
-    let (Some(w), Some(h)) = (get("width"), get("height")) else {
+    let (Some(w), Some(h)) = (get("width").or(default_wh.map(|d| d.0)), get("height").or(default_wh.map(|d| d.1))) else {
         return Err(Error::invalid(format!("{KIND} result: run-length mask without 'width' and 'height'")));
     };
     if w.saturating_mul(h) > 1 << 26 {
@@ -249,7 +250,7 @@ fn py_slice(start: i64, end: i64, len: i64) -> (i64, i64) {
 ///    a mask over the whole input is resized to the whole image; a box of zero image width
 ///    or height gives an empty mask;
 /// 3. what would raise in PySDK (a zero-size resize source, a degenerate map) is an error.
-pub(super) fn mask_to_image(
+pub fn mask_to_image(
     mask: &Map<String, Value>,
     bm: [f64; 4],
     bi: [f64; 4],
@@ -257,8 +258,8 @@ pub(super) fn mask_to_image(
     image_wh: (f64, f64),
     conv: &dyn Fn(f64, f64) -> (f64, f64),
 ) -> Result<Value> {
-    let (mx, my, w, h, bits) = rle_decode(mask)?;
     let (mw, mh) = (model_wh.0.round().max(1.0) as i64, model_wh.1.round().max(1.0) as i64);
+    let (mx, my, w, h, bits) = rle_decode(mask, Some((mw as usize, mh as usize)))?;
     let (iw, ih) = (image_wh.0.round().max(0.0) as i64, image_wh.1.round().max(0.0) as i64);
     let (mx, my, w, h) = (mx as i64, my as i64, w as i64, h as i64);
     let box_crop = w != mw || h != mh;
@@ -394,7 +395,7 @@ mod tests {
         m.insert("data".into(), json!(rle_encode(&bits)));
         m.insert("width".into(), json!(3));
         m.insert("height".into(), json!(3));
-        let (_, _, w, h, back) = rle_decode(&m).unwrap();
+        let (_, _, w, h, back) = rle_decode(&m, None).unwrap();
         assert_eq!((w, h), (3, 3));
         assert_eq!(back, bits);
         let raw = base64::engine::general_purpose::STANDARD.decode(rle_encode(&bits)).unwrap();
@@ -407,8 +408,11 @@ mod tests {
         m.insert("data".into(), json!("AAAA"));
         m.insert("width".into(), json!(2));
         m.insert("height".into(), json!(2));
-        assert!(rle_decode(&m).is_err());
+        assert!(rle_decode(&m, None).is_err());
         m.remove("width");
-        assert!(rle_decode(&m).unwrap_err().message.contains("width"));
+        assert!(rle_decode(&m, None).unwrap_err().message.contains("width"));
+        // PySDK's default size: the model input's.
+        m.insert("data".into(), json!(rle_encode(&[true, false, false, true])));
+        assert_eq!(rle_decode(&m, Some((2, 2))).unwrap().4, vec![true, false, false, true]);
     }
 }
