@@ -1,0 +1,68 @@
+"""A minimal TFLite writer for probing PySDK's TFLite agent (which, unlike its ONNX agent, keeps
+tensor names): one float32 input `images` and constant float32 outputs with the given names, each
+an ADD of its constant and a zero. Needs the `tflite` (2.18, schema bindings) and `flatbuffers`
+wheels. Used to probe DetectionYoloPlates (README, post-processing table):
+
+    import tflite_writer; tflite_writer.write("m.tflite", [("pred", arr), ("xy_mul_concat", arr2)])
+
+Output tensor ids (what PySDK's `PostProcessorInputs` and results call `id`) are 3, 5, 7, ... in
+the order given."""
+import flatbuffers, numpy as np
+import importlib
+M, SG, T, B, O, OC = (importlib.import_module('tflite.' + n) for n in ('Model', 'SubGraph', 'Tensor', 'Buffer', 'Operator', 'OperatorCode'))
+from tflite.BuiltinOperator import BuiltinOperator
+from tflite.TensorType import TensorType
+
+def write(path, outputs, in_shape=(1,64,64,3)):
+    b = flatbuffers.Builder(1024)
+    bufs_data = [None]  # buffer 0 empty
+    tensors = []  # (name, shape, buffer_idx)
+    tensors.append(("images", list(in_shape), 0))
+    zero_idx = len(tensors); bufs_data.append(np.zeros([1], np.float32).tobytes()); tensors.append(("zero", [1], len(bufs_data)-1))
+    ops = []
+    out_ids = []
+    for name, arr in outputs:
+        arr = np.asarray(arr, np.float32)
+        bufs_data.append(arr.tobytes()); ci = len(tensors); tensors.append((name + "_const", list(arr.shape), len(bufs_data)-1))
+        bufs_data.append(None); oi = len(tensors); tensors.append((name, list(arr.shape), len(bufs_data)-1))
+        ops.append(([ci, zero_idx], [oi])); out_ids.append(oi)
+    # buffers
+    buf_offs = []
+    for d in bufs_data:
+        if d is None:
+            B.BufferStart(b); buf_offs.append(B.BufferEnd(b))
+        else:
+            b.StartVector(1, len(d), 16)
+            for byte in reversed(d): b.PrependByte(byte)
+            v = b.EndVector()
+            B.BufferStart(b); B.BufferAddData(b, v); buf_offs.append(B.BufferEnd(b))
+    def ivec(vals):
+        b.StartVector(4, len(vals), 4)
+        for x in reversed(vals): b.PrependInt32(x)
+        return b.EndVector()
+    t_offs = []
+    for name, shape, bi in tensors:
+        n = b.CreateString(name); sh = ivec(shape)
+        T.TensorStart(b); T.TensorAddShape(b, sh); T.TensorAddType(b, TensorType.FLOAT32); T.TensorAddBuffer(b, bi); T.TensorAddName(b, n)
+        t_offs.append(T.TensorEnd(b))
+    op_offs = []
+    for ins, outs in ops:
+        i = ivec(ins); o = ivec(outs)
+        O.OperatorStart(b); O.OperatorAddOpcodeIndex(b, 0); O.OperatorAddInputs(b, i); O.OperatorAddOutputs(b, o)
+        op_offs.append(O.OperatorEnd(b))
+    def ovec(offs):
+        b.StartVector(4, len(offs), 4)
+        for x in reversed(offs): b.PrependUOffsetTRelative(x)
+        return b.EndVector()
+    tv = ovec(t_offs); ov = ovec(op_offs); iv = ivec([0]); outv = ivec(out_ids)
+    sgname = b.CreateString("main")
+    SG.SubGraphStart(b); SG.SubGraphAddTensors(b, tv); SG.SubGraphAddInputs(b, iv); SG.SubGraphAddOutputs(b, outv); SG.SubGraphAddOperators(b, ov); SG.SubGraphAddName(b, sgname)
+    sg = SG.SubGraphEnd(b)
+    OC.OperatorCodeStart(b); OC.OperatorCodeAddBuiltinCode(b, BuiltinOperator.ADD); OC.OperatorCodeAddDeprecatedBuiltinCode(b, BuiltinOperator.ADD); OC.OperatorCodeAddVersion(b, 1)
+    oc = OC.OperatorCodeEnd(b)
+    ocv = ovec([oc]); sgv = ovec([sg]); bv = ovec(buf_offs)
+    desc = b.CreateString("dgzoo probe")
+    M.ModelStart(b); M.ModelAddVersion(b, 3); M.ModelAddOperatorCodes(b, ocv); M.ModelAddSubgraphs(b, sgv); M.ModelAddBuffers(b, bv); M.ModelAddDescription(b, desc)
+    m = M.ModelEnd(b)
+    b.Finish(m, file_identifier=b"TFL3")
+    open(path, "wb").write(b.Output())
