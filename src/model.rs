@@ -39,8 +39,6 @@ pub(crate) struct ModelShared {
     pub keep_alive: Mutex<Vec<Box<dyn std::any::Any + Send + Sync>>>,
     /// PySDK's `time_stats()`, collected while `measure_time` is on.
     pub time_stats: Mutex<TimeStats>,
-    /// The caller's post-processor (PySDK's `custom_postprocessor`), local models only.
-    pub custom_post: Arc<crate::postprocess::custom::Hook>,
 }
 
 /// Where a model's frames run: chosen once, when the zoo loads the model.
@@ -278,7 +276,6 @@ impl Model {
             },
             image_format: image_format.into(),
         };
-        let custom_post: Arc<crate::postprocess::custom::Hook> = Default::default();
         let mut state = ModelState {
             name: name.to_string(),
             labels: labels.clone(),
@@ -290,7 +287,7 @@ impl Model {
             non_blocking_batch_predict: false,
             update_if_newer: false,
             overlay: default_overlay(),
-            custom_post: custom_post.clone(),
+            custom_post: Default::default(),
         };
         for i in 0..state.params.num_inputs() {
             if state.params.str("InputType", i) == "Image" {
@@ -306,7 +303,6 @@ impl Model {
             backend,
             keep_alive: Mutex::new(Vec::new()),
             time_stats: Mutex::new(TimeStats::default()),
-            custom_post,
         })))
     }
 
@@ -453,7 +449,8 @@ impl Model {
     /// here; a frame already sent before `f` was set keeps the built-in results. Returns once
     /// no frame is still inside the post-processor replaced.
     pub fn set_custom_postprocessor(&self, f: Option<Arc<crate::postprocess::custom::PostprocessFn>>) -> Result<()> {
-        self.0.custom_post.set(f);
+        // Every state made from this one (property changes clone it) shares the hook.
+        self.state().custom_post.set(f);
         Ok(())
     }
 
