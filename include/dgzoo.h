@@ -378,11 +378,14 @@ dg_error *dg_result_overlay(const dg_result *result,
 // Free a buffer returned by `dg_result_overlay` (`len` as returned). NULL is accepted.
 void dg_buffer_free(uint8_t *data, size_t len);
 
-// Number of raw tensors in a result (non-zero for postprocess types None/Dequantization).
-// In the result JSON each raw tensor's `data` is `{"__tensor__": index, ...}`.
+// Number of tensors in a result: raw tensors (postprocess types None/Dequantization) and
+// instance masks (SegmentationYoloV8, float32 `[height, width]`, name "mask"), where PySDK
+// has numpy arrays. In the result JSON each raw tensor's `data`, and each mask's
+// `mask.data`, is `{"__tensor__": index, "dtype", "shape"}`.
 size_t dg_result_tensor_count(const dg_result *result);
 
-// A borrowed, zero-copy view of raw tensor `index`.
+// A borrowed, zero-copy view of tensor `index`. Its `id` is the raw-tensor result's `id`, or
+// for an instance mask the index of its result in the JSON list.
 dg_error *dg_result_tensor(const dg_result *result, size_t index, dg_tensor_view *out_view);
 
 // Free a result. NULL is accepted.

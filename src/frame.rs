@@ -19,7 +19,8 @@ pub enum Input<'a> {
 pub struct InferenceResult {
     /// PySDK's `results` list.
     pub results: Vec<Value>,
-    /// Tensors referenced by raw-tensor results.
+    /// Tensors the results refer to as `{"__tensor__": index}`: the `data` of raw-tensor results
+    /// and the `mask.data` of instance masks (`SegmentationYoloV8`), where PySDK has numpy arrays.
     pub tensors: Vec<Tensor>,
     /// Timing (when `measure_time` is on): PySDK's core timing keys, in ms.
     pub timing: Option<Value>,
@@ -31,7 +32,30 @@ pub struct InferenceResult {
 }
 
 impl InferenceResult {
+    /// The results as JSON text, tensors referred to by index.
     pub fn results_json(&self) -> String {
         postprocess::to_json(&self.results)
+    }
+
+    /// The results with their tensors written out in numpy's JSON form (see
+    /// [`postprocess::inline_tensors`]): output that stands alone, at the cost of one JSON
+    /// number per element.
+    pub fn results_inline(&self) -> Vec<Value> {
+        postprocess::inline_tensors(&self.results, &self.tensors)
+    }
+
+    /// The id reported for tensor `index`: a raw-tensor result's `id`, else (an instance mask)
+    /// the index of the result it belongs to.
+    pub fn tensor_id(&self, index: usize) -> i64 {
+        let refers = |d: Option<&Value>| d.and_then(|d| d.get("__tensor__")).and_then(Value::as_u64) == Some(index as u64);
+        for (i, r) in self.results.iter().enumerate() {
+            if refers(r.get("data")) {
+                return r.get("id").and_then(Value::as_i64).unwrap_or(index as i64);
+            }
+            if refers(r.get("mask").and_then(|m| m.get("data"))) {
+                return i as i64;
+            }
+        }
+        index as i64
     }
 }

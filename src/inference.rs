@@ -386,6 +386,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
             if post.has_coordinates {
                 postprocess::map_coordinates_with_model(
                     &mut post.results,
+                    &mut post.tensors,
                     &cfg.kind,
                     (input_wh.0 as f64, input_wh.1 as f64),
                     (image_wh.0 as f64, image_wh.1 as f64),

@@ -328,10 +328,12 @@ impl Model {
     }
 
     /// `results` of this model drawn on `frame` (JPEG/PNG/BMP bytes of the original image),
-    /// encoded as `format`: PySDK's `image_overlay`.
-    pub fn overlay(&self, frame: &[u8], results: &[Value], format: crate::overlay::Format) -> Result<Vec<u8>> {
+    /// encoded as `format`: PySDK's `image_overlay`. `tensors` are the result's
+    /// ([`InferenceResult::tensors`](crate::frame::InferenceResult)): instance masks and semantic
+    /// class maps live there.
+    pub fn overlay(&self, frame: &[u8], results: &[Value], tensors: &[crate::runtime::Tensor], format: crate::overlay::Format) -> Result<Vec<u8>> {
         let img = crate::image_ops::decode(frame)?;
-        crate::overlay::encode(&self.overlay_owned(img, results, &[])?, format)
+        crate::overlay::encode(&self.overlay_owned(img, results, tensors)?, format)
     }
 
     /// `results` of this model drawn on the original frame's pixels: PySDK's `image_overlay`
@@ -340,7 +342,7 @@ impl Model {
         self.overlay_with_tensors(frame, results, &[])
     }
 
-    /// `overlay_image` of a whole result: its tensors may hold a semantic class map.
+    /// `overlay_image` of a whole result: its tensors may hold instance masks or a semantic class map.
     pub fn overlay_with_tensors(
         &self,
         frame: &crate::image_ops::RgbImage,

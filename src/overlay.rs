@@ -623,7 +623,7 @@ pub fn draw_into(
     let surface = Surface::new(frame, width, height, stride)?;
     match kind(results, geometry) {
         Kind::Semantic => draw_semantic(surface, bgr, results, tensors, s, geometry),
-        Kind::Detection => draw_detections(surface, bgr, results, s, labels, geometry),
+        Kind::Detection => draw_detections(surface, bgr, results, tensors, s, labels, geometry),
         Kind::Classification if classification_band(results, s) => Err(Error::unsupported(
             "overlay: classification results are drawn as text lines in a band added under the image, which cannot be drawn in place; draw them on a copy (dg_result_overlay_input)",
         )),
@@ -707,7 +707,15 @@ fn obb_corners(b: &[f32], angle: f32) -> [(i32, i32); 4] {
     })
 }
 
-fn draw_detections(frame: Surface, bgr: bool, results: &[Value], s: &Settings, labels: &BTreeMap<i64, String>, geometry: Option<&Geometry>) -> Result<()> {
+fn draw_detections(
+    frame: Surface,
+    bgr: bool,
+    results: &[Value],
+    tensors: &[Tensor],
+    s: &Settings,
+    labels: &BTreeMap<i64, String>,
+    geometry: Option<&Geometry>,
+) -> Result<()> {
     let has_masks = results.iter().any(|r| r.get("mask").is_some());
     let mut d = Draw::new(frame, bgr, s, has_masks)?;
     let lw = s.line_width;
@@ -776,7 +784,7 @@ fn draw_detections(frame: Surface, bgr: bool, results: &[Value], s: &Settings, l
             let map = mask_map.get_or_insert_with(|| masks::ClassMap { w: iw, h: ih, ids: vec![0; (iw * ih) as usize] });
             // PySDK's uint8 mask index: category_id % 256 + 1 (256 wraps to 0: not drawn).
             let id = ((r.get("category_id").and_then(Value::as_i64).unwrap_or(0).rem_euclid(256) + 1) % 256) as u8;
-            masks::merge_instance(map, m, r.get("bbox"), id, geometry)?;
+            masks::merge_instance(map, m, r.get("bbox"), id, geometry, tensors)?;
         }
     }
     // Masks go under the other details, in `overlay_color[category_id]` (cycled), at

@@ -231,7 +231,12 @@ fn run_custom(st: &ModelState, results: &[Value], tensors: &[crate::runtime::Ten
 /// Client-side completion of a decoded result list (AI server and cloud): the server's
 /// timing moved out of the first result, coordinates mapped back to the original image,
 /// `output_class_set` applied.
-pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crate::runtime::Tensor>, converter: &CoordConverter) -> Result<InferenceResult> {
+pub(crate) fn finish(
+    st: &ModelState,
+    mut results: Vec<Value>,
+    mut tensors: Vec<crate::runtime::Tensor>,
+    converter: &CoordConverter,
+) -> Result<InferenceResult> {
     // PySDK moves the server's timing out of the first result.
     let mut timing = None;
     if let Some(first) = results.first_mut().and_then(Value::as_object_mut) {
@@ -259,7 +264,7 @@ pub(crate) fn finish(st: &ModelState, mut results: Vec<Value>, tensors: Vec<crat
         // Run-length masks need the model input size; a model without one has no masks to map.
         let wh = model_wh(p, 0).map(|(w, h)| (w as f64, h as f64)).unwrap_or((1.0, 1.0));
         let image = converter.image_size().map(|(w, h)| (w as f64, h as f64)).unwrap_or(wh);
-        postprocess::map_coordinates_with_model(&mut results, &kind, wh, image, &|x, y| converter.to_original(x, y))
+        postprocess::map_coordinates_with_model(&mut results, &mut tensors, &kind, wh, image, &|x, y| converter.to_original(x, y))
             .map_err(|e| inference_error(&st.name, e.code, &e.message))?;
     }
     postprocess::filter_class_set(&mut results, &st.class_set);

@@ -158,12 +158,15 @@ fn check_in(root: &Path, model: &str, img_path: &Path, props: Value, synth: Opti
     let zoo = Zoo::connect("@local", zoo_dir.path().to_str().unwrap(), "").unwrap();
     let m = zoo.load_model(model, &props).unwrap();
     let frame = std::fs::read(img_path).unwrap();
-    let results = match synth {
-        Some((_, ours)) => ours,
-        None => dgzoo::model::predict(&m, &[Input::Bytes(&frame)]).unwrap().results,
+    let (results, tensors) = match synth {
+        Some((_, ours)) => (ours, Vec::new()),
+        None => {
+            let r = dgzoo::model::predict(&m, &[Input::Bytes(&frame)]).unwrap();
+            (r.results, r.tensors)
+        }
     };
     assert!(!results.is_empty(), "{model} found nothing on {image}");
-    let png = m.overlay(&frame, &results, dgzoo::overlay::Format::Png).unwrap();
+    let png = m.overlay(&frame, &results, &tensors, dgzoo::overlay::Format::Png).unwrap();
     let ours = dgzoo::image_ops::decode(&png).unwrap();
     let original = dgzoo::image_ops::decode(&frame).unwrap();
     assert_eq!((ours.width, ours.height), (theirs.width, theirs.height), "{model}: overlay size ours vs PySDK's");
@@ -189,7 +192,7 @@ fn check_in(root: &Path, model: &str, img_path: &Path, props: Value, synth: Opti
         assert!(frac >= bound, "{model} on {image}: only {frac:.3} of the common changed pixels have PySDK's colour");
     }
     // JPEG output decodes to the same size.
-    let jpeg = m.overlay(&frame, &results, dgzoo::overlay::Format::Jpeg).unwrap();
+    let jpeg = m.overlay(&frame, &results, &tensors, dgzoo::overlay::Format::Jpeg).unwrap();
     let j = dgzoo::image_ops::decode(&jpeg).unwrap();
     assert_eq!((j.width, j.height), (ours.width, ours.height));
 }
@@ -260,6 +263,13 @@ fn rle(bits: &[bool]) -> String {
     }
     let bytes: Vec<u8> = vals.iter().chain(&runs).flat_map(|w| w.to_le_bytes()).collect();
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Instance masks as dgzoo's local inference returns them (float masks in the result's
+/// tensors), drawn next to PySDK's overlay of its own prediction.
+#[test]
+fn predicted_instance_mask_overlay_matches_pysdk() {
+    check_family("yolov8_seg_heads--64x64_float_onnx_cpu_1", "car_416.jpg", 0.6);
 }
 
 #[test]

@@ -219,8 +219,9 @@ namespace Dgzoo
         }
     }
 
-    /// <summary>PySDK's results list of one frame, as JSON, and the raw tensors it refers to
-    /// (`{"__tensor__": index}` in the JSON).</summary>
+    /// <summary>PySDK's results list of one frame, as JSON, and the tensors it refers to
+    /// (`{"__tensor__": index}` in the JSON): raw outputs and instance masks (float32
+    /// [height, width], name "mask"), where PySDK has numpy arrays.</summary>
     public sealed class Result
     {
         public string Json { get; }

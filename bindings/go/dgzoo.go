@@ -280,8 +280,10 @@ func (m *Model) SetProperty(name string, value any) error {
 	return m.with(func(p *C.dg_model) error { return takeError(C.dg_model_set_property(p, n, v)) })
 }
 
-// Result is the outcome of one frame: PySDK's `results` list as JSON, and the raw output
-// tensors it refers to (postprocess types None/Dequantization) as `{"__tensor__": index}`.
+// Result is the outcome of one frame: PySDK's `results` list as JSON, and the tensors it
+// refers to as `{"__tensor__": index}`: raw outputs (postprocess types None/Dequantization)
+// and instance masks (SegmentationYoloV8: float32 [height, width], name "mask"), where
+// PySDK has numpy arrays.
 type Result struct {
 	// JSON is PySDK's results list, as the library produced it.
 	JSON    string

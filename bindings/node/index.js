@@ -56,6 +56,8 @@ const NextFrame = koffi.proto('int32_t dg_next_frame_cb(void *user, void *out_fr
 const StreamResult = koffi.proto('void dg_stream_result_cb(void *user, uintptr_t info, void *result, void *error)');
 const Postprocess = koffi.proto('int32_t dg_postprocess_cb(void *user, void *tensors, size_t count, void *frame, void *out)');
 Object.assign(C, {
+  resultTensorCount: lib.func('size_t dg_result_tensor_count(void *result)'),
+  resultTensor: lib.func('void *dg_result_tensor(void *result, size_t index, _Out_ dg_tensor_view *out)'),
   predictStream: lib.func('void *dg_model_predict_stream(void *model, size_t depth, dg_next_frame_cb *next, void *next_user, dg_stream_result_cb *on_result, void *result_user)'),
   setPostprocessor: lib.func('void *dg_model_set_postprocessor(void *model, dg_postprocess_cb *callback, void *user)'),
   setOutput: lib.func('void *dg_postprocess_set_output(void *out, const char *text)'),
@@ -63,6 +65,31 @@ Object.assign(C, {
 });
 const DTYPES = ['DG_FLT', 'DG_DBL', 'DG_UINT8', 'DG_INT8', 'DG_UINT16', 'DG_INT16', 'DG_UINT32', 'DG_INT32', 'DG_UINT64',
   'DG_INT64', 'DG_FLT16'];
+// Typed arrays by `dg_dtype` (float16 stays as its bits).
+const TYPED = [Float32Array, Float64Array, Uint8Array, Int8Array, Uint16Array, Int16Array, Uint32Array, Int32Array,
+  BigUint64Array, BigInt64Array, Uint16Array];
+
+/** Tensor `i` of a live result, copied into a typed array (the result is freed after). */
+function tensorData(result, i) {
+  const v = {};
+  check(C.resultTensor(result, i, v));
+  const nbytes = Number(v.nbytes);
+  const bytes = nbytes ? koffi.view(v.data, nbytes).slice(0) : new ArrayBuffer(0);
+  return new (TYPED[v.dtype] || Uint8Array)(bytes);
+}
+
+/** Replace every `{"__tensor__": i, dtype, shape}` in `v` by `{dtype, shape, data: tensors[i]}`. */
+function resolveTensors(v, tensors) {
+  if (v === null || typeof v !== 'object') return;
+  for (const k of Object.keys(v)) {
+    const x = v[k];
+    if (x && typeof x === 'object' && Number.isInteger(x.__tensor__) && tensors[x.__tensor__]) {
+      v[k] = { dtype: x.dtype, shape: x.shape, data: tensors[x.__tensor__] };
+    } else {
+      resolveTensors(x, tensors);
+    }
+  }
+}
 
 /** Error codes of `enum dg_code`, by number. */
 const CODES = ['OK', 'INVALID_ARGUMENT', 'NOT_FOUND', 'UNSUPPORTED', 'IO', 'NETWORK', 'AUTH', 'PROTOCOL',
@@ -130,10 +157,20 @@ class Model {
       });
     });
   }
+  /**
+   * A result's list, freeing the result. Tensors it refers to (`{"__tensor__": i}`: raw
+   * outputs, instance masks) are copied out in place as `{dtype, shape, data}`, `data` a typed
+   * array (PySDK has numpy arrays there).
+   */
   static _take(result) {
-    const json = C.resultJson(result);
-    C.resultFree(result);
-    return JSON.parse(json);
+    try {
+      const results = JSON.parse(C.resultJson(result));
+      const n = Number(C.resultTensorCount(result));
+      if (n > 0) resolveTensors(results, Array.from({ length: n }, (_, i) => tensorData(result, i)));
+      return results;
+    } finally {
+      C.resultFree(result);
+    }
   }
   getProperty(name) {
     const out = [null];

@@ -163,10 +163,9 @@ fn decode_rle(m: &Value, g: &Geometry) -> Result<(i64, i64, usize, usize, Vec<bo
 /// only converted masks: a pixel is set where the bilinear mask is above 0); without a box they
 /// are sampled through the model's converter. Masks already in image coordinates (`data` an
 /// array, PySDK's converted form) are placed at their `x_min`/`y_min`.
-pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Value>, id: u8, g: Option<&Geometry>) -> Result<()> {
+pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Value>, id: u8, g: Option<&Geometry>, tensors: &[Tensor]) -> Result<()> {
     let (iw, ih) = (map.w as i64, map.h as i64);
-    let converted;
-    let mut mask = mask;
+    let (x0, y0) = (mask.get("x_min").and_then(Value::as_i64).unwrap_or(0), mask.get("y_min").and_then(Value::as_i64).unwrap_or(0));
     if mask["data"].is_string() {
         let g = g.ok_or_else(|| Error::invalid("mask overlay: a run-length mask needs the model's input geometry"))?;
         let aff = Affine::new(g);
@@ -174,7 +173,7 @@ pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Val
         if let (&[x1, y1, x2, y2], Some(m)) = (b.as_slice(), mask.as_object()) {
             let (p, q) = (aff.to_model(x1, y1), aff.to_model(x2, y2));
             let conv = |x: f64, y: f64| g.converter.to_original(x, y);
-            converted = crate::postprocess::instance_mask_to_image(
+            let converted = crate::postprocess::instance_mask_to_image(
                 m,
                 [p.0, p.1, q.0, q.1],
                 [x1, y1, x2, y2],
@@ -183,36 +182,50 @@ pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Val
                 &conv,
             )
             .map_err(|e| Error::invalid(format!("mask overlay: {}", e.message)))?;
-            mask = &converted;
-        } else {
-            let (x_min, y_min, w, h, bits) = decode_rle(mask, g)?;
-            // Only the image pixels whose model coordinates fall inside the mask rectangle.
-            let c0 = g.converter.to_original(x_min as f64, y_min as f64);
-            let c1 = g.converter.to_original((x_min + w as i64) as f64, (y_min + h as i64) as f64);
-            let (ix0, iy0) = ((c0.0.floor() as i64).clamp(0, iw), (c0.1.floor() as i64).clamp(0, ih));
-            let (ix1, iy1) = ((c1.0.ceil() as i64).clamp(0, iw), (c1.1.ceil() as i64).clamp(0, ih));
-            for y in iy0..iy1 {
-                for x in ix0..ix1 {
-                    let (mx, my) = aff.to_model(x as f64 + 0.5, y as f64 + 0.5);
-                    let (mx, my) = (mx.floor() as i64 - x_min, my.floor() as i64 - y_min);
-                    if mx >= 0 && my >= 0 && (mx as usize) < w && (my as usize) < h && bits[my as usize * w + mx as usize] {
-                        map.ids[(y * iw + x) as usize] = id;
-                    }
-                }
-            }
+            let t = &converted.values;
+            let (h, w) = (t.info.shape[0] as usize, t.info.shape[1] as usize);
+            place(map, converted.x_min, converted.y_min, w, h, t.data.as_slice::<f32>().iter().map(|&v| v as f64), id);
             return Ok(());
         }
+        let (x_min, y_min, w, h, bits) = decode_rle(mask, g)?;
+        // Only the image pixels whose model coordinates fall inside the mask rectangle.
+        let c0 = g.converter.to_original(x_min as f64, y_min as f64);
+        let c1 = g.converter.to_original((x_min + w as i64) as f64, (y_min + h as i64) as f64);
+        let (ix0, iy0) = ((c0.0.floor() as i64).clamp(0, iw), (c0.1.floor() as i64).clamp(0, ih));
+        let (ix1, iy1) = ((c1.0.ceil() as i64).clamp(0, iw), (c1.1.ceil() as i64).clamp(0, ih));
+        for y in iy0..iy1 {
+            for x in ix0..ix1 {
+                let (mx, my) = aff.to_model(x as f64 + 0.5, y as f64 + 0.5);
+                let (mx, my) = (mx.floor() as i64 - x_min, my.floor() as i64 - y_min);
+                if mx >= 0 && my >= 0 && (mx as usize) < w && (my as usize) < h && bits[my as usize * w + mx as usize] {
+                    map.ids[(y * iw + x) as usize] = id;
+                }
+            }
+        }
+        return Ok(());
     }
-    let (shape, vals) = json_array(&mask["data"]).ok_or_else(|| Error::invalid("mask overlay: the mask's 'data' is neither run-length base64 nor an array"))?;
+    // A converted mask: in a tensor of the result (dgzoo's form) or a JSON array (PySDK's).
+    let (shape, vals) = if let Some(i) = mask["data"].get("__tensor__").and_then(Value::as_u64) {
+        let t = tensors.get(i as usize).ok_or_else(|| Error::invalid(format!("mask overlay: the result's tensor #{i} is missing")))?;
+        (t.info.shape.iter().map(|&d| d.max(0) as usize).collect(), crate::postprocess::dequantize(t).into_iter().map(f64::from).collect())
+    } else {
+        json_array(&mask["data"]).ok_or_else(|| Error::invalid("mask overlay: the mask's 'data' is neither run-length base64 nor an array"))?
+    };
     let &[h, w] = shape.as_slice() else { return Err(Error::invalid(format!("mask overlay: mask of shape {shape:?} is not 2-D"))) };
-    let (x0, y0) = (mask.get("x_min").and_then(Value::as_i64).unwrap_or(0), mask.get("y_min").and_then(Value::as_i64).unwrap_or(0));
+    place(map, x0, y0, w, h, vals.into_iter(), id);
+    Ok(())
+}
+
+/// A `h x w` float mask at (`x0`, `y0`) into `map`: `id` where a value is above 0 (PySDK's overlay).
+fn place(map: &mut ClassMap, x0: i64, y0: i64, w: usize, h: usize, mut vals: impl Iterator<Item = f64>, id: u8) {
+    let (iw, ih) = (map.w as i64, map.h as i64);
     for my in 0..h as i64 {
         for mx in 0..w as i64 {
+            let Some(v) = vals.next() else { return };
             let (x, y) = (x0 + mx, y0 + my);
-            if x >= 0 && y >= 0 && x < iw && y < ih && vals[(my * w as i64 + mx) as usize] > 0.0 {
+            if x >= 0 && y >= 0 && x < iw && y < ih && v > 0.0 {
                 map.ids[(y * iw + x) as usize] = id;
             }
         }
     }
-    Ok(())
 }

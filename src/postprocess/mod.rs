@@ -519,10 +519,13 @@ pub fn map_coordinates(results: &mut [Value], kind: &PostprocessType, conv: &dyn
 }
 
 /// [`map_coordinates`], and first, for `SegmentationYoloV8`, PySDK's client-side conversion of
-/// each run-length `mask` (model input `model_wh`, image `image_wh`) into a float mask over the image box. A
-/// mask that cannot be decoded is an error naming the result.
+/// each run-length `mask` (model input `model_wh`, image `image_wh`) into a float mask over the
+/// image box, appended to `tensors` (the result's `mask.data` refers to it, see
+/// [`segmentation_yolov8::ImageMask::entry`]). A mask that cannot be decoded is an error naming
+/// the result.
 pub fn map_coordinates_with_model(
     results: &mut [Value],
+    tensors: &mut Vec<Tensor>,
     kind: &PostprocessType,
     model_wh: (f64, f64),
     image_wh: (f64, f64),
@@ -542,7 +545,8 @@ pub fn map_coordinates_with_model(
             let (p1, p2) = (conv(x1, y1), conv(x2, y2));
             let mapped = segmentation_yolov8::mask_to_image(m, [x1, y1, x2, y2], [p1.0, p1.1, p2.0, p2.1], model_wh, image_wh, conv)
                 .map_err(|e| Error::invalid(format!("result {i}: {}", e.message)))?;
-            o.insert("mask".into(), mapped);
+            o.insert("mask".into(), mapped.entry(tensors.len()));
+            tensors.push(mapped.values);
         }
     }
     map_coordinates(results, kind, conv);
@@ -551,7 +555,74 @@ pub fn map_coordinates_with_model(
 
 /// PySDK's client conversion of one run-length instance mask (`SegmentationYoloV8`, wire
 /// form) into a float mask over the image box; what overlays of results still in wire form draw.
-pub use segmentation_yolov8::mask_to_image as instance_mask_to_image;
+pub use segmentation_yolov8::{mask_to_image as instance_mask_to_image, ImageMask};
+
+/// `results` with the tensors they refer to (`{"__tensor__": i}`: raw tensors, instance masks)
+/// written out in numpy's JSON form, `{"__ndarray__": true, "dtype", "shape", "data"}` with
+/// `data` nested by shape (`ndarray.tolist()`): for output that must stand alone (the CLI's
+/// lines, the hub's web page). Integer tensors give integers; a missing tensor is left as is.
+pub fn inline_tensors(results: &[Value], tensors: &[Tensor]) -> Vec<Value> {
+    fn walk(v: &mut Value, tensors: &[Tensor]) {
+        match v {
+            Value::Object(o) => {
+                if let Some(t) = o.get("__tensor__").and_then(Value::as_u64).and_then(|i| tensors.get(i as usize)) {
+                    *v = ndarray_json(t);
+                    return;
+                }
+                o.values_mut().for_each(|x| walk(x, tensors));
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| walk(x, tensors)),
+            _ => {}
+        }
+    }
+    results
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            walk(&mut r, tensors);
+            r
+        })
+        .collect()
+}
+
+/// One tensor in numpy's JSON form (see [`inline_tensors`]).
+fn ndarray_json(t: &Tensor) -> Value {
+    let b = &t.data;
+    let flat: Vec<Value> = match t.info.dtype {
+        ElemType::F32 => b.as_slice::<f32>().iter().map(|&v| Value::from(v as f64)).collect(),
+        ElemType::F64 => b.as_slice::<f64>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::F16 => b.as_slice::<u16>().iter().map(|&h| Value::from(f16_to_f32(h) as f64)).collect(),
+        ElemType::Bool => b.as_slice::<u8>().iter().map(|&v| Value::from(v != 0)).collect(),
+        ElemType::U8 => b.as_slice::<u8>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::I8 => b.as_slice::<i8>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::U16 => b.as_slice::<u16>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::I16 => b.as_slice::<i16>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::U32 => b.as_slice::<u32>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::I32 => b.as_slice::<i32>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::U64 => b.as_slice::<u64>().iter().map(|&v| Value::from(v)).collect(),
+        ElemType::I64 => b.as_slice::<i64>().iter().map(|&v| Value::from(v)).collect(),
+    };
+    // Nest from the innermost dimension out; a shape that does not cover the data stays flat.
+    let dims: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
+    let mut data = flat;
+    if dims.iter().product::<usize>() == data.len() && dims.iter().all(|&d| d > 0) {
+        for &d in dims.iter().skip(1).rev() {
+            let mut it = data.into_iter();
+            let mut rows = Vec::new();
+            loop {
+                let row: Vec<Value> = it.by_ref().take(d).collect();
+                if row.is_empty() {
+                    break;
+                }
+                rows.push(Value::Array(row));
+            }
+            data = rows;
+        }
+    }
+    let mut out = json!({"__ndarray__": true, "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape});
+    out["data"] = Value::Array(data);
+    out
+}
 
 /// Results to JSON text (the PySDK `results` list).
 pub fn to_json(results: &[Value]) -> String {
@@ -582,6 +653,21 @@ mod tests {
             info: TensorInfo { name: "o".into(), shape: shape.to_vec(), dtype: ElemType::F32, quant: None, id: None },
             data: AlignedBuf::from_bytes(bytemuck::cast_slice(v)),
         }
+    }
+
+    #[test]
+    fn inline_tensors_writes_numpy_json_nested_by_shape() {
+        let mut q = tensor(&[2, 3], &[0.0; 6]);
+        q.info.dtype = ElemType::U8;
+        q.data = AlignedBuf::from_bytes(&[1, 2, 3, 4, 5, 6]);
+        let f = tensor(&[1, 2, 2], &[0.5, 1.0, 0.0, 0.25]);
+        let results =
+            vec![json!({"data": {"__tensor__": 0}, "id": 7}), json!({"mask": {"x_min": 3, "data": {"__tensor__": 1}}}), json!({"data": {"__tensor__": 9}})];
+        let out = inline_tensors(&results, &[q, f]);
+        assert_eq!(out[0], json!({"data": {"__ndarray__": true, "dtype": "uint8", "shape": [2, 3], "data": [[1, 2, 3], [4, 5, 6]]}, "id": 7}));
+        assert_eq!(out[1]["mask"]["data"]["data"], json!([[[0.5, 1.0], [0.0, 0.25]]]));
+        assert_eq!(out[1]["mask"]["x_min"], 3);
+        assert_eq!(out[2], results[2], "a reference to no tensor stays as it is");
     }
 
     fn cfg(kind: &str) -> PostConfig {

@@ -23,7 +23,7 @@
 use super::yolov8_heads::{dfl, view, Head};
 use super::{describe, sigmoid, Det, PostConfig};
 use crate::error::{Error, Result};
-use crate::runtime::Tensor;
+use crate::runtime::{AlignedBuf, ElemType, Tensor, TensorInfo};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -237,8 +237,7 @@ fn py_slice(start: i64, end: i64, len: i64) -> (i64, i64) {
 
 /// PySDK's client conversion of one run-length mask (model input `model_wh`) into an image
 /// of `image_wh`: `bm` the model-coordinate box, `bi` the image box, `conv` model-to-image
-/// coordinates. Returns `{"x_min", "y_min", "data"}` with `data` a float32 array (numpy JSON
-/// form). The steps are those of PySDK 1.5.0's detection result class:
+/// coordinates. Returns the float32 mask and where it sits in the image. The steps are those of PySDK 1.5.0's detection result class:
 /// 1. the mask is placed into a model-input-sized zero mask; the model-input rectangle that
 ///    covers the image, `round(inv(0, 0))` to `round(inv(W, H))` of the affine inverse fitted
 ///    around the input's centre (Python's round: ties to even), is cut out of it, padded with
@@ -257,7 +256,7 @@ pub fn mask_to_image(
     model_wh: (f64, f64),
     image_wh: (f64, f64),
     conv: &dyn Fn(f64, f64) -> (f64, f64),
-) -> Result<Value> {
+) -> Result<ImageMask> {
     let (mw, mh) = (model_wh.0.round().max(1.0) as i64, model_wh.1.round().max(1.0) as i64);
     let (mx, my, w, h, bits) = rle_decode(mask, Some((mw as usize, mh as usize)))?;
     let (iw, ih) = (image_wh.0.round().max(0.0) as i64, image_wh.1.round().max(0.0) as i64);
@@ -351,37 +350,47 @@ pub fn mask_to_image(
         _ => (0, 0, rw, rh),
     };
     let (ow, oh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
-    let mut rows: Vec<Value> = Vec::with_capacity(oh);
-    if rw > 0 && rh > 0 {
-        let (sw, sh) = ((src.2 - src.0) as usize, (src.3 - src.1) as usize);
-        if sw == 0 || sh == 0 {
-            return Err(fail("the mask's cut around its box is empty (PySDK's resize fails on it)"));
-        }
+    let mut values = AlignedBuf::zeroed(ow * oh * std::mem::size_of::<f32>());
+    let (sw, sh) = ((src.2 - src.0) as usize, (src.3 - src.1) as usize);
+    if rw > 0 && rh > 0 && (sw == 0 || sh == 0) {
+        return Err(fail("the mask's cut around its box is empty (PySDK's resize fails on it)"));
+    }
+    if rw > 0 && rh > 0 && ow > 0 && oh > 0 {
         // The resize source as 0/1 values, then bilinear taps per output column and row.
         let grid: Vec<f32> = (0..sh as i64).flat_map(|y| (0..sw as i64).map(move |x| (x, y))).map(|(x, y)| cut_px(src.0 + x, src.1 + y)).collect();
         let xt: Vec<(usize, usize, f32)> = (wx0..wx1).map(|x| taps(x as usize, sw, rw as usize)).collect();
-        for y in wy0..wy1 {
+        let out = values.as_slice_mut::<f32>();
+        for (y, row) in (wy0..wy1).zip(out.chunks_exact_mut(ow)) {
             let (ya, yb, fy) = taps(y as usize, sh, rh as usize);
             let (ra, rb) = (&grid[ya * sw..(ya + 1) * sw], &grid[yb * sw..(yb + 1) * sw]);
-            let row: Vec<Value> = xt
-                .iter()
-                .map(|&(xa, xb, fx)| {
-                    let top = ra[xa] * (1.0 - fx) + ra[xb] * fx;
-                    let bot = rb[xa] * (1.0 - fx) + rb[xb] * fx;
-                    Value::from((top * (1.0 - fy) + bot * fy) as f64)
-                })
-                .collect();
-            rows.push(Value::Array(row));
+            for (px, &(xa, xb, fx)) in row.iter_mut().zip(&xt) {
+                let top = ra[xa] * (1.0 - fx) + ra[xb] * fx;
+                let bot = rb[xa] * (1.0 - fx) + rb[xb] * fx;
+                *px = top * (1.0 - fy) + bot * fy;
+            }
         }
-    } else {
-        rows.extend((0..oh).map(|_| Value::Array(vec![Value::from(0.0f64); ow])));
     }
-    // Built by moving `rows` in: `json!` would serialize a deep copy of every pixel.
-    let mut data = json!({"__ndarray__": true, "dtype": "float32", "shape": [oh, ow]});
-    data["data"] = Value::Array(rows);
-    let mut out = json!({"x_min": ex, "y_min": ey});
-    out["data"] = data;
-    Ok(out)
+    let info = TensorInfo { name: "mask".into(), shape: vec![oh as i64, ow as i64], dtype: ElemType::F32, quant: None, id: None };
+    Ok(ImageMask { x_min: ex, y_min: ey, values: Tensor { info, data: values } })
+}
+
+/// One instance mask in image coordinates (PySDK's converted form): a float32 `height x width`
+/// array whose top-left pixel sits at (`x_min`, `y_min`) of the image.
+#[derive(Debug, Clone)]
+pub struct ImageMask {
+    pub x_min: i64,
+    pub y_min: i64,
+    /// Shape `[height, width]`, float32: the bilinear mask, 0 outside the instance.
+    pub values: Tensor,
+}
+
+impl ImageMask {
+    /// The result's `mask` entry with the pixels in `tensors[index]`: `{"x_min", "y_min",
+    /// "data": {"__tensor__": index, "dtype": "float32", "shape": [h, w]}}` (PySDK holds a numpy
+    /// array there; raw-tensor results refer to their tensors the same way).
+    pub fn entry(&self, index: usize) -> Value {
+        json!({"x_min": self.x_min, "y_min": self.y_min, "data": {"__tensor__": index, "dtype": "float32", "shape": self.values.info.shape}})
+    }
 }
 
 #[cfg(test)]

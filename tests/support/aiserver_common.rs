@@ -126,23 +126,7 @@ pub fn compare(got: &[Value], want: &Value, what: &str) -> Result<(), String> {
 
 /// Our results in the golden's JSON form (tensors expanded into nested `__ndarray__` data).
 pub fn to_golden_form(r: &InferenceResult) -> Vec<Value> {
-    r.results
-        .iter()
-        .map(|v| {
-            let mut v = v.clone();
-            if let Some(i) = v.get("data").and_then(|d| d.get("__tensor__")).and_then(Value::as_u64) {
-                let t = &r.tensors[i as usize];
-                let vals: Vec<f64> = match t.info.dtype {
-                    dgzoo::runtime::ElemType::F32 => t.data.as_slice::<f32>().iter().map(|&x| x as f64).collect(),
-                    dgzoo::runtime::ElemType::U8 => t.data.as_bytes().iter().map(|&x| x as f64).collect(),
-                    dgzoo::runtime::ElemType::I8 => t.data.as_slice::<i8>().iter().map(|&x| x as f64).collect(),
-                    other => panic!("unexpected tensor type {other:?}"),
-                };
-                v["data"] = serde_json::json!({"__ndarray__": true, "dtype": t.info.dtype.numpy_name(), "shape": t.info.shape, "data": vals});
-            }
-            v
-        })
-        .collect()
+    r.results_inline()
 }
 
 /// The PySDK 1.5.0 peer installation: `$DGZOO_PEER`, else `<crate>/.peer`. `None` (after

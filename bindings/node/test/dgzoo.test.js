@@ -73,3 +73,24 @@ test('predict equals PySDK, sync and on worker threads', async () => {
   model.close();
   zoo.close();
 });
+
+test('instance masks come as Float32Arrays, equal to PySDK', { skip: !process.env.DGZOO_FAMILY_ZOO && 'DGZOO_FAMILY_ZOO not set' }, () => {
+  const root = process.env.DGZOO_FAMILY_ZOO;
+  const zoo = dgzoo.connect('@local', root);
+  const seg = 'yolov8_seg_heads--64x64_float_onnx_cpu_1';
+  const model = zoo.loadModel(seg, {});
+  const want = JSON.parse(fs.readFileSync(path.join(root, 'expected', seg, 'car_416.json'))).results;
+  const got = model.predict(img('car_416'));
+  assert.strictEqual(got.length, want.length);
+  assert.ok(want.filter((w) => w.mask).length >= 2, 'the golden carries masks');
+  got.forEach((g, i) => {
+    const w = want[i].mask;
+    assert.deepStrictEqual([g.mask.x_min, g.mask.y_min, g.mask.data.shape], [w.x_min, w.y_min, w.data.shape]);
+    assert.ok(g.mask.data.data instanceof Float32Array, 'a mask is a Float32Array');
+    const flat = w.data.data.flat();
+    assert.strictEqual(g.mask.data.data.length, flat.length);
+    g.mask.data.data.forEach((v, k) => assert.ok(Math.abs(v - flat[k]) <= 1e-5, `mask ${i} pixel ${k}: ${v} vs ${flat[k]}`));
+  });
+  model.close();
+  zoo.close();
+});

@@ -255,8 +255,9 @@ pub fn predict(a: PredictArgs) -> dgzoo::Result<()> {
                 match r {
                     Ok(r) => {
                         cb_done.fetch_add(1, Ordering::SeqCst);
+                        // Tensors (raw outputs, instance masks) written out: a line stands alone.
                         // `json!` would deep-copy the results (instance masks: every pixel) first.
-                        let results = serde_json::to_string(&r.results).unwrap_or_else(|_| "[]".into());
+                        let results = serde_json::to_string(&r.results_inline()).unwrap_or_else(|_| "[]".into());
                         let line = format!(r#"{{"image":{},"model":{},"results":{results}}}"#, Value::from(path.as_str()), Value::from(name.as_str()));
                         if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
                             // The reader went away (`| head`): stop as a SIGPIPE'd tool does, quietly.

@@ -149,7 +149,7 @@ print(json.dumps(out))
             let model = zoo.load_model(name, &json!({"output_confidence_threshold": thr})).unwrap();
             let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
             let w = want[thr.to_string()].as_array().unwrap();
-            assert_close(&got.results, w, &format!("UseRegularNMS={regular} threshold {thr}"));
+            assert_close(&got.results_inline(), w, &format!("UseRegularNMS={regular} threshold {thr}"));
         }
         if regular {
             assert_eq!((want["0.1"].as_array().unwrap().len(), want["0.01"].as_array().unwrap().len()), (5, 14), "PySDK's own counts");
@@ -190,7 +190,7 @@ fn check_family(model_name: &str) {
         if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
             assert_raw_close(&got, want, &what);
         } else {
-            assert_close(&got.results, want, &what);
+            assert_close(&got.results_inline(), want, &what);
         }
         total += want.len();
     }
@@ -419,7 +419,7 @@ fn families_through_our_hub_cloud_inference() {
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
             } else {
-                assert_close(&got.results, want, &what);
+                assert_close(&got.results_inline(), want, &what);
             }
         }
     }
@@ -453,7 +453,7 @@ fn check_server_zoo(root: &std::path::Path, addr: &str, via: &str) {
             if want.iter().any(|w| w["data"].get("__ndarray__").is_some()) {
                 assert_raw_close(&got, want, &what);
             } else {
-                assert_close(&got.results, want, &what);
+                assert_close(&got.results_inline(), want, &what);
             }
         }
     }
@@ -565,7 +565,7 @@ print(json.dumps({img: m(f"{sys.argv[1]}/images/{img}.jpg").results for img in (
         let bytes = std::fs::read(shared().join(format!("images/{img}.jpg"))).unwrap();
         let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
         let w = want[img].as_array().unwrap();
-        assert_close(&got.results, w, &format!("{name}/{img} as FaceDetection"));
+        assert_close(&got.results_inline(), w, &format!("{name}/{img} as FaceDetection"));
         faces += w.len();
     }
     assert!(faces >= 2, "girls_256 has faces");
@@ -624,7 +624,7 @@ print(json.dumps([[f, plain(m(f).results)] for f in files]))
         let (file, w) = (pair[0].as_str().unwrap(), pair[1].as_array().unwrap());
         let bytes = std::fs::read(file).unwrap();
         let got = predict(&model, &[Input::Bytes(&bytes)]).unwrap();
-        assert_close(&got.results, w, file);
+        assert_close(&got.results_inline(), w, file);
         results += w.len();
     }
     results

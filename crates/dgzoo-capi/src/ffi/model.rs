@@ -592,14 +592,17 @@ pub unsafe extern "C" fn dg_buffer_free(data: *mut u8, len: usize) {
     })
 }
 
-/// Number of raw tensors in a result (non-zero for postprocess types None/Dequantization).
-/// In the result JSON each raw tensor's `data` is `{"__tensor__": index, ...}`.
+/// Number of tensors in a result: raw tensors (postprocess types None/Dequantization) and
+/// instance masks (SegmentationYoloV8, float32 `[height, width]`, name "mask"), where PySDK
+/// has numpy arrays. In the result JSON each raw tensor's `data`, and each mask's
+/// `mask.data`, is `{"__tensor__": index, "dtype", "shape"}`.
 #[no_mangle]
 pub unsafe extern "C" fn dg_result_tensor_count(result: *const dg_result) -> usize {
     guard_value(0, || if result.is_null() { 0 } else { unsafe { (*result).inner.tensors.len() } })
 }
 
-/// A borrowed, zero-copy view of raw tensor `index`.
+/// A borrowed, zero-copy view of tensor `index`. Its `id` is the raw-tensor result's `id`, or
+/// for an instance mask the index of its result in the JSON list.
 #[no_mangle]
 pub unsafe extern "C" fn dg_result_tensor(result: *const dg_result, index: usize, out_view: *mut dg_tensor_view) -> *mut dg_error {
     guard(|| {
@@ -611,7 +614,7 @@ pub unsafe extern "C" fn dg_result_tensor(result: *const dg_result, index: usize
         }
         let r = unsafe { &*result };
         let t = r.inner.tensors.get(index).ok_or_else(|| Error::invalid(format!("tensor index {index} is out of range 0..{}", r.inner.tensors.len())))?;
-        let id = r.inner.results.get(index).and_then(|v| v.get("id")).and_then(|v| v.as_i64()).unwrap_or(index as i64);
+        let id = r.inner.tensor_id(index);
         let view = dg_tensor_view::of(t, id, &r.names[index], &r.shapes[index]);
         unsafe { *out_view = view };
         Ok(())

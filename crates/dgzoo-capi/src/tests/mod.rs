@@ -13,5 +13,6 @@ mod cloud_ffi;
 mod cloudinfer_ffi;
 mod inputs;
 mod log;
+mod masks;
 mod overlay;
 mod time_stats;

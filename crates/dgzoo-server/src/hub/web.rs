@@ -148,7 +148,7 @@ fn run_one(url: &str, token: &str, cache: &std::path::Path, model: &str, image: 
     let jpeg = dgzoo::overlay::encode(&drawn, dgzoo::overlay::Format::Jpeg)?;
     Ok(json!({
         "model": model,
-        "results": r.results,
+        "results": r.results_inline(),
         "overlay": format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg)),
     }))
 }
