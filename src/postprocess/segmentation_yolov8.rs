@@ -359,13 +359,19 @@ pub fn mask_to_image(
         // The resize source as 0/1 values, then bilinear taps per output column and row.
         let grid: Vec<f32> = (0..sh as i64).flat_map(|y| (0..sw as i64).map(move |x| (x, y))).map(|(x, y)| cut_px(src.0 + x, src.1 + y)).collect();
         let xt: Vec<(usize, usize, f32)> = (wx0..wx1).map(|x| taps(x as usize, sw, rw as usize)).collect();
+        // Separable: every source row interpolated across once (the same products as per
+        // output pixel, so the same values), then each output row is a blend of two of them.
+        let mut across = vec![0f32; sh * ow];
+        for (src_row, row) in grid.chunks_exact(sw).zip(across.chunks_exact_mut(ow)) {
+            for (px, &(xa, xb, fx)) in row.iter_mut().zip(&xt) {
+                *px = src_row[xa] * (1.0 - fx) + src_row[xb] * fx;
+            }
+        }
         let out = values.as_slice_mut::<f32>();
         for (y, row) in (wy0..wy1).zip(out.chunks_exact_mut(ow)) {
             let (ya, yb, fy) = taps(y as usize, sh, rh as usize);
-            let (ra, rb) = (&grid[ya * sw..(ya + 1) * sw], &grid[yb * sw..(yb + 1) * sw]);
-            for (px, &(xa, xb, fx)) in row.iter_mut().zip(&xt) {
-                let top = ra[xa] * (1.0 - fx) + ra[xb] * fx;
-                let bot = rb[xa] * (1.0 - fx) + rb[xb] * fx;
+            let (ra, rb) = (&across[ya * ow..(ya + 1) * ow], &across[yb * ow..(yb + 1) * ow]);
+            for ((px, &top), &bot) in row.iter_mut().zip(ra).zip(rb) {
                 *px = top * (1.0 - fy) + bot * fy;
             }
         }
