@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# scripts/make-test-zoo.sh DIR — builds the extended test zoo (one small deterministic ONNX model
-# per PySDK post-processing family, scripts/test-zoo/build_zoo.py) into DIR, then runs the real
+# scripts/make-test-zoo.sh DIR — builds the extended test zoo (small deterministic models, ONNX and
+# TFLite, for each PySDK post-processing family, scripts/test-zoo/build_zoo.py) into DIR, then runs the real
 # PySDK 1.5.0 on every model with the shared images (../shared/zoo/images) and writes its golden
 # results into DIR/expected/. Only pinned PyPI wheels are used: a venv under
 # ${XDG_CACHE_HOME:-~/.cache}/dgzoo/ keyed by the hash of this script and scripts/test-zoo/*.
@@ -20,7 +20,8 @@ venv="${XDG_CACHE_HOME:-$HOME/.cache}/dgzoo/test-zoo-venv-$key"
 if [ ! -x "$venv/bin/python" ] || [ ! -f "$venv/.done" ]; then
   rm -rf "$venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check onnx==1.17.0 numpy==2.1.3 protobuf==5.29.3
+  "$venv/bin/pip" install -q --disable-pip-version-check onnx==1.17.0 numpy==2.1.3 protobuf==5.29.3 \
+    tflite==2.18.0 flatbuffers==25.12.19
   touch "$venv/.done"
 fi
 [ -x "$peer/venv/bin/python" ] || { echo "make-test-zoo.sh: no PySDK peer at $peer (scripts/setup-peer.sh)" >&2; exit 1; }

@@ -444,6 +444,108 @@ def posenet(root):
     }, ["person"])
 
 
+# uint8-quantised TFLite variants of the families DeGirum's zoos commonly ship quantised (YOLOv8 detection,
+# pose and segmentation heads): each output a uint8 tensor (PySDK 1.5.0's YOLOv8 decoders refuse int8: "input boxes tensor
+# type is unknown") with its own scale and zero point,
+# constant (tflite_writer.py: a RESHAPE of a seeded tensor), so every kernel set gives the same
+# bytes and the test is the decoder's dequantisation, not TFLite's arithmetic. The results do
+# not depend on the image; their mapping into it does.
+
+def quantize(x, scale, zero):
+    """Per-tensor uint8 quantisation of float values (clipped), with its (scale, zero)."""
+    return np.clip(np.round(np.asarray(x) / scale) + zero, 0, 255).astype(np.uint8), (scale, zero)
+
+
+def write_tflite(root, name, outputs, post, labels):
+    """A model of uint8 outputs [(name, float values, scale, zero)], TFLITE/CPU, NHWC input."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import tflite_writer
+    d = os.path.join(root, name)
+    os.makedirs(d, exist_ok=True)
+    binary = os.path.join(d, name + ".tflite")
+    tflite_writer.write(binary, [(n, *quantize(x, sc, z)) for n, x, sc, z in outputs], in_shape=(1, S, S, 3))
+    post = dict(post)
+    post["LabelsPath"] = "labels.json"
+    json.dump({str(i): l for i, l in enumerate(labels)}, open(os.path.join(d, "labels.json"), "w"), indent=1)
+    cfg = {
+        "ConfigVersion": 14, "Checksum": hashlib.sha256(open(binary, "rb").read()).hexdigest(),
+        "DEVICE": [{"DeviceType": "CPU", "RuntimeAgent": "TFLITE", "SupportedDeviceTypes": "TFLITE/CPU"}],
+        "PRE_PROCESS": [pre(layout="NHWC")],
+        "MODEL_PARAMETERS": [{"ModelPath": name + ".tflite"}],
+        "POST_PROCESS": [post],
+    }
+    json.dump(cfg, open(os.path.join(d, name + ".json"), "w"), indent=2)
+
+
+def peaked_logits(rng, gs, n, base, peak, share):
+    """[1, gs, gs, n] logits around `base`, with about `share` of the cells peaking in one channel."""
+    x = base + rng.normal(0.0, 0.5, (1, gs, gs, n))
+    hot = rng.random((gs, gs)) < share
+    ch = rng.integers(0, n, (gs, gs))
+    for i, j in zip(*np.nonzero(hot)):
+        x[0, i, j, ch[i, j]] = peak + rng.normal(0.0, 0.7)
+    return x
+
+
+def dfl_logits(rng, gs, reg, fall):
+    """[1, gs, gs, 4 * reg] DFL logits favouring short distances."""
+    return rng.normal(0.0, 1.2, (1, gs, gs, 4 * reg)) + np.tile(-fall * np.arange(reg), 4)
+
+
+YOLO_HEAD_POST = {
+    "OutputConfThreshold": 0.3, "OutputNMSThreshold": 0.6, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+    "MaxClassesPerDetection": 1, "UseRegularNMS": True, "OutputYoloRegMax": 16, "OutputYoloStrides": [8, 16, 32],
+}
+
+
+@model
+def yolov8_dfl_heads_quant(root):
+    """DetectionYoloV8, per-scale NHWC heads as yolov8_dfl_heads, uint8 (box scale 0.1, class 0.05)."""
+    rng = np.random.default_rng(901)
+    nc, reg = len(LABELS5), 16
+    outs = []
+    for s in (8, 16, 32):
+        gs = S // s
+        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
+        outs.append((f"cls{s}", peaked_logits(rng, gs, nc, -5.0, 2.0, 0.3), 0.05, 138))
+    write_tflite(root, "yolov8_dfl_heads--64x64_quant_tflite_cpu_1", outs,
+                 dict(YOLO_HEAD_POST, OutputPostprocessType="DetectionYoloV8", OutputNumClasses=nc), LABELS5)
+
+
+@model
+def yolov8_pose_heads_quant(root):
+    """PoseDetectionYoloV8, per-scale NHWC heads as yolov8_pose_heads, uint8 (keypoints scale 0.03)."""
+    rng = np.random.default_rng(902)
+    reg, kp = 16, 17
+    outs = []
+    for s in (8, 16, 32):
+        gs = S // s
+        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
+        outs.append((f"cls{s}", peaked_logits(rng, gs, 1, -4.0, 2.0, 0.3), 0.05, 138))
+        outs.append((f"kpt{s}", rng.normal(0.0, 1.0, (1, gs, gs, 3 * kp)), 0.03, 125))
+    write_tflite(root, "yolov8_pose_heads--64x64_quant_tflite_cpu_1", outs,
+                 dict(YOLO_HEAD_POST, OutputPostprocessType="PoseDetectionYoloV8", OutputNumClasses=1), ["person"])
+
+
+@model
+def yolov8_seg_heads_quant(root):
+    """SegmentationYoloV8, per-scale NHWC heads and prototypes as yolov8_seg_heads, uint8."""
+    rng = np.random.default_rng(903)
+    nc, reg = len(LABELS5), 16
+    outs = []
+    for s in (8, 16, 32):
+        gs = S // s
+        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
+        outs.append((f"cls{s}", peaked_logits(rng, gs, nc, -5.0, 2.0, 0.3), 0.05, 138))
+        outs.append((f"coef{s}", rng.normal(0.0, 1.0, (1, gs, gs, 32)), 0.025, 128))
+    # Smooth prototypes (blobs), so masks have extent.
+    yy, xx = np.mgrid[0:S // 4, 0:S // 4] / (S // 4)
+    proto = np.stack([np.sin(2 * np.pi * (fx * xx + fy * yy) + ph) for fx, fy, ph in rng.uniform(0.3, 1.5, (32, 3))], -1)[None]
+    outs.append(("proto", 2.0 * proto, 0.02, 128))
+    write_tflite(root, "yolov8_seg_heads--64x64_quant_tflite_cpu_1", outs,
+                 dict(YOLO_HEAD_POST, OutputPostprocessType="SegmentationYoloV8", OutputNumClasses=nc), LABELS5)
+
+
 def main():
     root = sys.argv[1]
     names = sys.argv[2:] or list(MODELS)
