@@ -457,13 +457,14 @@ def quantize(x, scale, zero):
 
 
 def write_tflite(root, name, outputs, post, labels):
-    """A model of uint8 outputs [(name, float values, scale, zero)], TFLITE/CPU, NHWC input."""
+    """A model of uint8 outputs [(name, float values, scale, zero)] (scale None: a float32
+    output), TFLITE/CPU, NHWC input."""
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import tflite_writer
     d = os.path.join(root, name)
     os.makedirs(d, exist_ok=True)
     binary = os.path.join(d, name + ".tflite")
-    tflite_writer.write(binary, [(n, *quantize(x, sc, z)) for n, x, sc, z in outputs], in_shape=(1, S, S, 3))
+    tflite_writer.write(binary, [(n, x) if sc is None else (n, *quantize(x, sc, z)) for n, x, sc, z in outputs], in_shape=(1, S, S, 3))
     post = dict(post)
     post["LabelsPath"] = "labels.json"
     json.dump({str(i): l for i, l in enumerate(labels)}, open(os.path.join(d, "labels.json"), "w"), indent=1)
@@ -544,6 +545,30 @@ def yolov8_seg_heads_quant(root):
     outs.append(("proto", 2.0 * proto, 0.02, 128))
     write_tflite(root, "yolov8_seg_heads--64x64_quant_tflite_cpu_1", outs,
                  dict(YOLO_HEAD_POST, OutputPostprocessType="SegmentationYoloV8", OutputNumClasses=nc), LABELS5)
+
+
+@model
+def ssd_quant_tflite(root):
+    """Detection (SSD) as ssd_quant with TFLite's quantisation: float anchors, then uint8 box
+    encodings (scale 0.025, zero 128) and class logits (scale 0.04, zero 150); TFLite tensor
+    ids 3, 6, 9 (tflite_writer: a float output is its constant's id + 1, a uint8 one + 2)."""
+    rng = np.random.default_rng(904)
+    nc, gs = len(LABELS5), S // 16
+    cells = [((j // gs + 0.5) / gs, (j % gs + 0.5) / gs) for j in range(gs * gs)]
+    anchors = np.array([[y, x, sz, sz] for sz in (0.2, 0.35) for (y, x) in cells], np.float32)
+    n = len(anchors)
+    enc = rng.normal(0.0, 1.0, (1, n, 4))
+    logits = rng.normal(-4.0, 0.7, (1, n, nc + 1))
+    hot = rng.random(n) < 0.4
+    logits[0, hot, 1 + rng.integers(0, nc, hot.sum())] = rng.normal(2.5, 0.8, hot.sum())
+    write_tflite(root, "ssd_quant--64x64_quant_tflite_cpu_1", [
+        ("anchors", anchors, None, None), ("box_encodings", enc, 0.025, 128), ("class_logits", logits, 0.04, 150),
+    ], {
+        "OutputPostprocessType": "Detection", "OutputNumClasses": nc, "OutputConfThreshold": 0.5,
+        "OutputNMSThreshold": 0.5, "MaxDetections": 100, "MaxDetectionsPerClass": 100,
+        "MaxClassesPerDetection": 1, "UseRegularNMS": True, "PostProcessorInputs": [3, 6, 9],
+        "YScale": 10.0, "XScale": 10.0, "HScale": 5.0, "WScale": 5.0,
+    }, LABELS5)
 
 
 def main():

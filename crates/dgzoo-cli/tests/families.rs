@@ -303,12 +303,17 @@ fn yolov8_separate_heads_with_dfl() {
     check_family("yolov8_dfl_heads--64x64_float_onnx_cpu_1");
 }
 
-/// uint8-quantised TFLite variants of the YOLOv8 detection, pose and segmentation heads (each
-/// head its own scale and zero point, dequantised by the decoders as PySDK does). Their outputs
-/// are constants (no TFLite arithmetic), so PySDK's float tolerances apply.
+/// uint8-quantised TFLite variants of the YOLOv8 detection, pose and segmentation heads and of
+/// SSD (each tensor its own scale and non-zero zero point, dequantised by the decoders as PySDK
+/// does). Their outputs are constants (no TFLite arithmetic), so PySDK's float tolerances apply.
 #[test]
-fn quantised_yolov8_heads() {
-    for m in ["yolov8_dfl_heads--64x64_quant_tflite_cpu_1", "yolov8_pose_heads--64x64_quant_tflite_cpu_1", "yolov8_seg_heads--64x64_quant_tflite_cpu_1"] {
+fn quantised_tflite_variants() {
+    for m in [
+        "yolov8_dfl_heads--64x64_quant_tflite_cpu_1",
+        "yolov8_pose_heads--64x64_quant_tflite_cpu_1",
+        "yolov8_seg_heads--64x64_quant_tflite_cpu_1",
+        "ssd_quant--64x64_quant_tflite_cpu_1",
+    ] {
         check_family(m);
     }
 }
