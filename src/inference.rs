@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::image_ops::{self, CoordConverter, RgbImage};
 use crate::params::ModelParams;
-use crate::postprocess::{self, PostConfig};
+use crate::postprocess;
 use crate::preprocess::{self, InputSpec};
 use crate::runtime::{self, Agent, Session, SessionOptions, Tensor, TensorInfo};
 use crate::state::{is_image_input, ModelState};
@@ -368,7 +368,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
     let t1 = Instant::now();
     let outputs = engine.run(&tensors).map_err(|e| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message)))?;
     let t2 = Instant::now();
-    let cfg = PostConfig::from_params(p);
+    let cfg = &st.post;
     let ids: Vec<i64> = engine.outputs.iter().enumerate().map(|(i, o)| o.id.unwrap_or(i as i64)).collect();
     let failed = |e: Error| Error::new(e.code, format!("Failed to perform model '{}' inference: {}", st.name, e.message));
     let frame = || postprocess::custom::FrameInfo {
@@ -382,7 +382,7 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
         // The caller's results are in image coordinates already (it has the frame's geometry).
         Some(r) => postprocess::PostOutput { results: r.map_err(failed)?, tensors: Vec::new(), has_coordinates: false },
         None => {
-            let mut post = postprocess::run(&cfg, outputs, &ids, &st.labels, input_wh).map_err(failed)?;
+            let mut post = postprocess::run(cfg, outputs, &ids, &st.labels, input_wh).map_err(failed)?;
             if post.has_coordinates {
                 postprocess::map_coordinates_with_model(
                     &mut post.results,

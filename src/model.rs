@@ -276,6 +276,7 @@ impl Model {
             },
             image_format: image_format.into(),
         };
+        let post = Arc::new(crate::postprocess::PostConfig::from_params(&params));
         let mut state = ModelState {
             name: name.to_string(),
             labels: labels.clone(),
@@ -288,6 +289,7 @@ impl Model {
             update_if_newer: false,
             overlay: default_overlay(),
             custom_post: Default::default(),
+            post,
         };
         for i in 0..state.params.num_inputs() {
             if state.params.str("InputType", i) == "Image" {
@@ -583,6 +585,7 @@ impl Model {
         let mut guard = self.0.state.write().unwrap_or_else(|p| p.into_inner());
         let mut st: ModelState = (**guard).clone();
         self.apply(&mut st, key, value)?;
+        st.post = Arc::new(crate::postprocess::PostConfig::from_params(&st.params));
         *guard = Arc::new(st);
         Ok(())
     }

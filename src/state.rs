@@ -42,6 +42,9 @@ pub struct ModelState {
     /// The caller's post-processor (PySDK's `custom_postprocessor`), shared with the model: every
     /// path runs it on the raw output tensors (remote ones ask their server for raw tensors).
     pub custom_post: Arc<Hook>,
+    /// `params`' post-processing settings, read when the state is made (every property change
+    /// makes a new state) rather than per frame (20-30 us, as much as some decoders take).
+    pub post: Arc<crate::postprocess::PostConfig>,
 }
 
 /// Does input `i` take images?
