@@ -221,6 +221,15 @@ pub struct PostOutput {
     pub has_coordinates: bool,
 }
 
+/// [`dequantize`] without the copy for float32 tensors.
+pub(crate) fn values(t: &Tensor) -> std::borrow::Cow<'_, [f32]> {
+    if t.info.dtype == ElemType::F32 {
+        std::borrow::Cow::Borrowed(t.data.as_slice::<f32>())
+    } else {
+        std::borrow::Cow::Owned(dequantize(t))
+    }
+}
+
 /// Tensor values as f32, dequantised when the tensor is quantised.
 pub fn dequantize(t: &Tensor) -> Vec<f32> {
     let (scale, zero) = match &t.info.quant {

@@ -1,6 +1,6 @@
 //! YOLO detection from one fused output tensor: v8 (`DetectionYoloV8`) and v5-style with
 //! objectness (`DetectionYolo`).
-use super::{dequantize, Det, PostConfig};
+use super::{values, Det, PostConfig};
 use crate::error::{Error, Result};
 use crate::runtime::Tensor;
 use serde_json::Value;
@@ -18,7 +18,7 @@ pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, 
         )));
     }
     let t = &outputs[0];
-    let data = dequantize(t);
+    let data = values(t);
     let shape: Vec<usize> = t.info.shape.iter().map(|&d| d.max(0) as usize).collect();
     let dims: Vec<usize> = shape.iter().copied().filter(|&d| d != 1).collect();
     if dims.len() != 2 {
@@ -57,9 +57,22 @@ pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, 
     if (0..n).all(|j| at(0, j).abs() <= 1.5 && at(1, j).abs() <= 1.5) && n > 0 {
         norm_scale = input_wh;
     }
+    // Anchors that may hold a class at or above the threshold, found row by row (contiguous
+    // reads in the channels-first layout, and no sigmoid: a logit a little under the
+    // threshold's is kept and decided exactly below). v5 filters on objectness instead.
+    let mut maybe = vec![!v8; n];
+    if v8 {
+        let floor = if cfg.sigmoid_cls { (thr / (1.0 - thr)).ln() - 1e-3 } else { thr };
+        for c in 0..nc {
+            for (j, m) in maybe.iter_mut().enumerate() {
+                // NaN and a threshold of 1 or more (logit +inf, or NaN) keep everything.
+                *m = *m || !(at(extra + c, j) < floor);
+            }
+        }
+    }
     let mut cands: Vec<Det> = Vec::new();
     let mut cls_scores: Vec<(usize, f32)> = Vec::with_capacity(nc);
-    for j in 0..n {
+    for j in (0..n).filter(|&j| maybe[j]) {
         let obj = if v8 { 1.0 } else { at(4, j) };
         if !v8 && obj < thr {
             continue;
