@@ -66,7 +66,8 @@ pub(super) fn yolo(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, 
         for c in 0..nc {
             for (j, m) in maybe.iter_mut().enumerate() {
                 // NaN and a threshold of 1 or more (logit +inf, or NaN) keep everything.
-                *m = *m || !(at(extra + c, j) < floor);
+                let x = at(extra + c, j);
+                *m = *m || x >= floor || x.is_nan() || floor.is_nan();
             }
         }
     }
