@@ -378,11 +378,20 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
         input_height: input_wh.1 as u32,
         converter: converter.clone(),
     };
+    // CorePostprocessDuration_ms is the post-processor's own time, as PySDK's core key: the
+    // mapping into the image (and `output_class_set`), which PySDK does in Python after its
+    // core, counts in the frame's total only, as it does in PySDK and on the remote paths.
+    let t3;
     let mut post = match custom.run(&outputs, &ids, &frame()) {
         // The caller's results are in image coordinates already (it has the frame's geometry).
-        Some(r) => postprocess::PostOutput { results: r.map_err(failed)?, tensors: Vec::new(), has_coordinates: false },
+        Some(r) => {
+            let results = r.map_err(failed)?;
+            t3 = Instant::now();
+            postprocess::PostOutput { results, tensors: Vec::new(), has_coordinates: false }
+        }
         None => {
             let mut post = postprocess::run(cfg, outputs, &ids, &st.labels, input_wh).map_err(failed)?;
+            t3 = Instant::now();
             if post.has_coordinates {
                 postprocess::map_coordinates_with_model(
                     &mut post.results,
@@ -398,7 +407,6 @@ pub fn predict_local(st: &ModelState, engine: &Engine, inputs: &[Input], custom:
         }
     };
     postprocess::filter_class_set(&mut post.results, &st.class_set);
-    let t3 = Instant::now();
     let pre_ms = p.bool("MeasureTime", 0).then_some(client_pre.as_secs_f64() * 1000.0);
     let timing = p.bool("MeasureTime", 0).then(|| {
         let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1000.0;

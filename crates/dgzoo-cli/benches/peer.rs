@@ -818,7 +818,8 @@ fn main() {
 }
 
 /// Post-processing time per family: `CorePostprocessDuration_ms` (PySDK's `measure_time` key,
-/// which dgzoo reports the same way) of every model of the family zoo (`$DGZOO_FAMILY_ZOO`,
+/// which dgzoo reports the same way: the post-processor's own time, without the mapping into
+/// the image that PySDK does in Python after its core) of every model of the family zoo (`$DGZOO_FAMILY_ZOO`,
 /// scripts/make-test-zoo.sh) and of the shared zoo's YOLOv8n ONNX and BlazeFace, on
 /// car_416.jpg. The two stacks take turns: a PySDK process runs every model, then dgzoo does,
 /// three rounds; the average over all rounds' frames is reported.
@@ -893,13 +894,14 @@ fn bench_postprocess() {
     }
     println!(
         "\n== post-processing per family (car_416.jpg, {ROUNDS} x {FRAMES} frames each, alternating; post = CorePostprocessDuration_ms, \
-         frame = FrameTotalDuration_ms: PySDK runs some families' mapping into the image, e.g. segmentation masks, in Python after its core) =="
+         frame = FrameTotalDuration_ms: the mapping into the image, e.g. segmentation masks, is in the frame only, in both stacks) =="
     );
     let avg = |v: (f64, f64)| v.0 / v.1;
     for (i, (_, n)) in models.iter().enumerate() {
         let json: Value = serde_json::from_slice(&std::fs::read(models[i].0.join(n).join(format!("{n}.json"))).unwrap()).unwrap();
         let family = json["POST_PROCESS"][0]["OutputPostprocessType"].as_str().unwrap_or("?").to_string();
         let short = n.split("--").next().unwrap();
+        let short = if n.contains("_quant_") { format!("{short}, uint8") } else { short.to_string() };
         row(&format!("post, {family} ({short})"), avg(ours[i][0]), avg(theirs[i][0]), "ms", "-");
         row(&format!("frame, {family} ({short})"), avg(ours[i][1]), avg(theirs[i][1]), "ms", "-");
     }
