@@ -419,17 +419,17 @@ pub(crate) fn finish_detections_with(
         .map(|d| {
             let id = d.class as i64 - cfg.class_id_adjustment;
             let mut o = Map::new();
-            o.insert("bbox".into(), json!(d.b.iter().map(|&v| v as f64).collect::<Vec<_>>()));
-            o.insert("category_id".into(), json!(id));
-            o.insert("label".into(), json!(label_of(labels, id)));
-            o.insert("score".into(), json!(d.score as f64));
+            // Values built directly: `json!` goes through serde's serializer for each.
+            o.insert("bbox".into(), Value::Array(d.b.iter().map(|&v| Value::from(v as f64)).collect()));
+            o.insert("category_id".into(), Value::from(id));
+            o.insert("label".into(), Value::String(label_of(labels, id)));
+            o.insert("score".into(), Value::from(d.score as f64));
             extra(&d, &mut o);
             Value::Object(o)
         })
         .collect()
 }
 
-/// Logistic sigmoid.
 /// Descending order of scores that is total: NaN (a broken model's output) ranks below every
 /// number. `partial_cmp(..).unwrap_or(Equal)` is not a total order with NaN, and the standard
 /// sort may panic on such a comparator.
@@ -438,6 +438,7 @@ pub(crate) fn score_desc(a: f32, b: f32) -> std::cmp::Ordering {
     key(b).partial_cmp(&key(a)).unwrap_or(std::cmp::Ordering::Equal)
 }
 
+/// Logistic sigmoid.
 pub(crate) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }

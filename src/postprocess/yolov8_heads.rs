@@ -6,22 +6,22 @@
 //! `DetectionDamoYolo` runs here too, as in PySDK: flattened `[1, N, C]` heads and
 //! `OutputYoloRegMax` 1 (PySDK refuses other bin counts: "Mismatch in the number of box/prob
 //! tensors!"), anchor points at the cell corner (j, i) x stride.
-use super::{dequantize, describe, dims, sigmoid, Det, PostConfig};
+use super::{describe, dims, sigmoid, values, Det, PostConfig};
 use crate::error::{Error, Result};
 use crate::runtime::Tensor;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
-/// A head tensor viewed as `[H, W, C]` (whatever its layout).
-pub(super) struct Head {
+/// A head tensor viewed as `[H, W, C]` (whatever its layout); float32 data is borrowed.
+pub(super) struct Head<'a> {
     pub h: usize,
     pub w: usize,
     pub c: usize,
     nhwc: bool,
-    data: Vec<f32>,
+    data: std::borrow::Cow<'a, [f32]>,
 }
 
-impl Head {
+impl Head<'_> {
     pub fn at(&self, i: usize, j: usize, k: usize) -> f32 {
         if self.nhwc {
             self.data[(i * self.w + j) * self.c + k]
@@ -34,12 +34,12 @@ impl Head {
 /// Classify a head by its channel count: `Some((_, true))` box head, `Some((_, false))` class
 /// head. Rank 4 is NHWC or NCHW; rank 3 `[1, N, C]` is a flattened grid, row-major, whose
 /// size N is one of `grids` (the stride grids of the input).
-fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>, grids: &[(usize, usize)]) -> Option<(Head, bool)> {
+fn head_of<'a>(t: &'a Tensor, box_c: usize, nc: Option<usize>, grids: &[(usize, usize)]) -> Option<(Head<'a>, bool)> {
     let d = dims(t);
     let is = |c: usize| c == box_c || nc.is_none_or(|n| n == c);
     if d.len() == 3 && d[0] == 1 && is(d[2]) {
         let &(h, w) = grids.iter().find(|(h, w)| h * w == d[1])?;
-        return Some((Head { h, w, c: d[2], nhwc: true, data: dequantize(t) }, d[2] == box_c));
+        return Some((Head { h, w, c: d[2], nhwc: true, data: values(t) }, d[2] == box_c));
     }
     if d.len() != 4 || d[0] != 1 {
         return None;
@@ -55,7 +55,7 @@ fn head_of(t: &Tensor, box_c: usize, nc: Option<usize>, grids: &[(usize, usize)]
         return None;
     };
     let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
-    Some((Head { h, w, c, nhwc, data: dequantize(t) }, c == box_c))
+    Some((Head { h, w, c, nhwc, data: values(t) }, c == box_c))
 }
 
 pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64, String>, input_wh: (f32, f32)) -> Result<Vec<Value>> {
@@ -129,7 +129,7 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
 }
 
 /// View a rank-4 tensor as a head whose channel count is one of `chans` (NHWC or NCHW).
-pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
+pub(super) fn view<'a>(t: &'a Tensor, chans: &[usize]) -> Option<Head<'a>> {
     let d = dims(t);
     if d.len() != 4 || d[0] != 1 {
         return None;
@@ -142,13 +142,13 @@ pub(super) fn view(t: &Tensor, chans: &[usize]) -> Option<Head> {
         return None;
     };
     let (h, w, c) = if nhwc { (d[1], d[2], d[3]) } else { (d[2], d[3], d[1]) };
-    Some(Head { h, w, c, nhwc, data: dequantize(t) })
+    Some(Head { h, w, c, nhwc, data: values(t) })
 }
 
 /// DFL: the expected distance of each side (left, top, right, bottom) in cells, from
 /// `reg` softmax bins per side. `e` is scratch space of `reg` values. With one bin
 /// (`OutputYoloRegMax` 1, DAMO-YOLO) the head holds the distances themselves.
-pub(super) fn dfl(bx: &Head, i: usize, j: usize, reg: usize, e: &mut [f32]) -> [f32; 4] {
+pub(super) fn dfl(bx: &Head<'_>, i: usize, j: usize, reg: usize, e: &mut [f32]) -> [f32; 4] {
     let mut dist = [0f32; 4];
     if reg == 1 {
         return std::array::from_fn(|side| bx.at(i, j, side));
