@@ -125,7 +125,11 @@ fn core_mask(proto: &Head, coef: &[f32; NM], b: &[f32; 4], mw: usize, mh: usize)
     // z at prototype resolution: sigmoid of positive logits, 0 elsewhere.
     let z: Vec<f32> = (0..ph * pw)
         .map(|p| {
-            let lg: f32 = (0..NM).map(|k| coef[k] * proto.at(p / pw, p % pw, k)).sum();
+            // The same products in the same order either way; NHWC reads them in one run.
+            let lg: f32 = match proto.cell(p / pw, p % pw) {
+                Some(cell) => coef.iter().zip(cell).map(|(c, v)| c * v).sum(),
+                None => (0..NM).map(|k| coef[k] * proto.at(p / pw, p % pw, k)).sum(),
+            };
             if lg > 0.0 {
                 sigmoid(lg)
             } else {

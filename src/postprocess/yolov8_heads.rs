@@ -22,6 +22,12 @@ pub(super) struct Head<'a> {
 }
 
 impl Head<'_> {
+    /// The channels of cell (i, j) as one slice, when the layout keeps them together (NHWC).
+    pub fn cell(&self, i: usize, j: usize) -> Option<&[f32]> {
+        let at = (i * self.w + j) * self.c;
+        self.nhwc.then(|| &self.data[at..at + self.c])
+    }
+
     pub fn at(&self, i: usize, j: usize, k: usize) -> f32 {
         if self.nhwc {
             self.data[(i * self.w + j) * self.c + k]
