@@ -499,16 +499,24 @@ YOLO_HEAD_POST = {
 }
 
 
-@model
-def yolov8_dfl_heads_quant(root):
-    """DetectionYoloV8, per-scale NHWC heads as yolov8_dfl_heads, uint8 (box scale 0.1, class 0.05)."""
-    rng = np.random.default_rng(901)
-    nc, reg = len(LABELS5), 16
+def quant_v8_heads(rng, nc, cls_base, extra=None):
+    """Per stride 8/16/32: a uint8 DFL box head (scale 0.1, zero 148), a class head (0.05, 138)
+    and what `extra(gs)` adds, drawn from `rng` in that order."""
     outs = []
     for s in (8, 16, 32):
         gs = S // s
-        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
-        outs.append((f"cls{s}", peaked_logits(rng, gs, nc, -5.0, 2.0, 0.3), 0.05, 138))
+        outs.append((f"box{s}", dfl_logits(rng, gs, 16, 0.6), 0.1, 148))
+        outs.append((f"cls{s}", peaked_logits(rng, gs, nc, cls_base, 2.0, 0.3), 0.05, 138))
+        if extra:
+            outs.append(extra(s, gs))
+    return outs
+
+
+@model
+def yolov8_dfl_heads_quant(root):
+    """DetectionYoloV8, per-scale NHWC heads as yolov8_dfl_heads, uint8."""
+    nc = len(LABELS5)
+    outs = quant_v8_heads(np.random.default_rng(901), nc, -5.0)
     write_tflite(root, "yolov8_dfl_heads--64x64_quant_tflite_cpu_1", outs,
                  dict(YOLO_HEAD_POST, OutputPostprocessType="DetectionYoloV8", OutputNumClasses=nc), LABELS5)
 
@@ -517,13 +525,8 @@ def yolov8_dfl_heads_quant(root):
 def yolov8_pose_heads_quant(root):
     """PoseDetectionYoloV8, per-scale NHWC heads as yolov8_pose_heads, uint8 (keypoints scale 0.03)."""
     rng = np.random.default_rng(902)
-    reg, kp = 16, 17
-    outs = []
-    for s in (8, 16, 32):
-        gs = S // s
-        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
-        outs.append((f"cls{s}", peaked_logits(rng, gs, 1, -4.0, 2.0, 0.3), 0.05, 138))
-        outs.append((f"kpt{s}", rng.normal(0.0, 1.0, (1, gs, gs, 3 * kp)), 0.03, 125))
+    kp = 17
+    outs = quant_v8_heads(rng, 1, -4.0, lambda s, gs: (f"kpt{s}", rng.normal(0.0, 1.0, (1, gs, gs, 3 * kp)), 0.03, 125))
     write_tflite(root, "yolov8_pose_heads--64x64_quant_tflite_cpu_1", outs,
                  dict(YOLO_HEAD_POST, OutputPostprocessType="PoseDetectionYoloV8", OutputNumClasses=1), ["person"])
 
@@ -532,13 +535,8 @@ def yolov8_pose_heads_quant(root):
 def yolov8_seg_heads_quant(root):
     """SegmentationYoloV8, per-scale NHWC heads and prototypes as yolov8_seg_heads, uint8."""
     rng = np.random.default_rng(903)
-    nc, reg = len(LABELS5), 16
-    outs = []
-    for s in (8, 16, 32):
-        gs = S // s
-        outs.append((f"box{s}", dfl_logits(rng, gs, reg, 0.6), 0.1, 148))
-        outs.append((f"cls{s}", peaked_logits(rng, gs, nc, -5.0, 2.0, 0.3), 0.05, 138))
-        outs.append((f"coef{s}", rng.normal(0.0, 1.0, (1, gs, gs, 32)), 0.025, 128))
+    nc = len(LABELS5)
+    outs = quant_v8_heads(rng, nc, -5.0, lambda s, gs: (f"coef{s}", rng.normal(0.0, 1.0, (1, gs, gs, 32)), 0.025, 128))
     # Smooth prototypes (blobs), so masks have extent.
     yy, xx = np.mgrid[0:S // 4, 0:S // 4] / (S // 4)
     proto = np.stack([np.sin(2 * np.pi * (fx * xx + fy * yy) + ph) for fx, fy, ph in rng.uniform(0.3, 1.5, (32, 3))], -1)[None]
