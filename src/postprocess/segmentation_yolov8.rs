@@ -122,29 +122,29 @@ pub(super) fn decode(cfg: &PostConfig, outputs: &[Tensor], labels: &BTreeMap<i64
 /// The run-length mask of one detection, cut to its box, in model-input pixels.
 fn core_mask(proto: &Head, coef: &[f32; NM], b: &[f32; 4], mw: usize, mh: usize) -> Value {
     let (ph, pw) = (proto.h, proto.w);
-    // z at prototype resolution: sigmoid of positive logits, 0 elsewhere.
-    let z: Vec<f32> = (0..ph * pw)
-        .map(|p| {
-            // The same products in the same order either way; NHWC reads them in one run.
-            let lg: f32 = match proto.cell(p / pw, p % pw) {
-                Some(cell) => coef.iter().zip(cell).map(|(c, v)| c * v).sum(),
-                None => (0..NM).map(|k| coef[k] * proto.at(p / pw, p % pw, k)).sum(),
-            };
-            if lg > 0.0 {
-                sigmoid(lg)
-            } else {
-                0.0
-            }
-        })
-        .collect();
     let cut = |lo: f32, hi: f32, n: usize| ((lo.ceil().max(0.0) as usize).min(n), (hi.ceil().max(0.0) as usize).min(n));
     let (x0, x1) = cut(b[0], b[2], mw);
     let (y0, y1) = cut(b[1], b[3], mh);
     let (w, h) = (x1.saturating_sub(x0), y1.saturating_sub(y0));
     let xs: Vec<(usize, usize, f32)> = (x0..x0 + w).map(|x| core_taps(x, pw, mw)).collect();
+    let ys: Vec<(usize, usize, f32)> = (y0..y0 + h).map(|y| core_taps(y, ph, mh)).collect();
+    // z at prototype resolution, only where the box's taps read it: sigmoid of positive
+    // logits, 0 elsewhere.
+    let span = |t: &[(usize, usize, f32)]| t.iter().fold((usize::MAX, 0), |(lo, hi), &(a, b, _)| (lo.min(a).min(b), hi.max(a).max(b)));
+    let ((zx0, zx1), (zy0, zy1)) = (span(&xs), span(&ys));
+    let mut z = vec![0f32; ph * pw];
+    for i in zy0..=zy1.min(ph.saturating_sub(1)) {
+        for j in zx0..=zx1.min(pw.saturating_sub(1)) {
+            // The same products in the same order either way; NHWC reads them in one run.
+            let lg: f32 = match proto.cell(i, j) {
+                Some(cell) => coef.iter().zip(cell).map(|(c, v)| c * v).sum(),
+                None => (0..NM).map(|k| coef[k] * proto.at(i, j, k)).sum(),
+            };
+            z[i * pw + j] = if lg > 0.0 { sigmoid(lg) } else { 0.0 };
+        }
+    }
     let mut bits = Vec::with_capacity(w * h);
-    for y in y0..y0 + h {
-        let (ya, yb, fy) = core_taps(y, ph, mh);
+    for &(ya, yb, fy) in &ys {
         for &(xa, xb, fx) in &xs {
             let top = z[ya * pw + xa] * (1.0 - fx) + z[ya * pw + xb] * fx;
             let bot = z[yb * pw + xa] * (1.0 - fx) + z[yb * pw + xb] * fx;
