@@ -66,14 +66,21 @@ fn json_array(v: &Value) -> Option<(Vec<usize>, Vec<f64>)> {
     Some((shape, out))
 }
 
+/// The tensor a result's `data` refers to (`{"__tensor__": i}`) as (shape, values); `None` when
+/// `data` refers to none, an error naming `what` when the tensor is not in `tensors`.
+fn referenced_tensor(data: &Value, tensors: &[Tensor], what: &str) -> Result<Option<(Vec<usize>, Vec<f64>)>> {
+    let Some(i) = data.get("__tensor__").and_then(Value::as_u64) else { return Ok(None) };
+    let t = tensors.get(i as usize).ok_or_else(|| Error::invalid(format!("{what}: the result's tensor #{i} is missing")))?;
+    Ok(Some((t.info.shape.iter().map(|&d| d.max(0) as usize).collect(), crate::postprocess::dequantize(t).into_iter().map(f64::from).collect())))
+}
+
 /// The class map of a semantic `Segmentation` result (its `data`: a JSON array, PySDK's ndarray
 /// form, or a tensor of the result) as `(width, height, ids)` in model-output coordinates.
 /// Unit dimensions are dropped; a 3-D array is taken as class scores and reduced by argmax
 /// over its class axis (the shorter of the first and the last).
 fn semantic_map(data: &Value, tensors: &[Tensor]) -> Result<(usize, usize, Vec<u8>)> {
-    let (shape, values) = if let Some(i) = data.get("__tensor__").and_then(Value::as_u64) {
-        let t = tensors.get(i as usize).ok_or_else(|| Error::invalid(format!("Segmentation overlay: the result's tensor #{i} is missing")))?;
-        (t.info.shape.iter().map(|&d| d.max(0) as usize).collect::<Vec<_>>(), crate::postprocess::dequantize(t).into_iter().map(f64::from).collect::<Vec<_>>())
+    let (shape, values) = if let Some(t) = referenced_tensor(data, tensors, "Segmentation overlay")? {
+        t
     } else {
         json_array(data).ok_or_else(|| Error::invalid("Segmentation overlay: the result's 'data' must be an array of class ids"))?
     };
@@ -205,9 +212,8 @@ pub(super) fn merge_instance(map: &mut ClassMap, mask: &Value, bbox: Option<&Val
         return Ok(());
     }
     // A converted mask: in a tensor of the result (dgzoo's form) or a JSON array (PySDK's).
-    let (shape, vals) = if let Some(i) = mask["data"].get("__tensor__").and_then(Value::as_u64) {
-        let t = tensors.get(i as usize).ok_or_else(|| Error::invalid(format!("mask overlay: the result's tensor #{i} is missing")))?;
-        (t.info.shape.iter().map(|&d| d.max(0) as usize).collect(), crate::postprocess::dequantize(t).into_iter().map(f64::from).collect())
+    let (shape, vals) = if let Some(t) = referenced_tensor(&mask["data"], tensors, "mask overlay")? {
+        t
     } else {
         json_array(&mask["data"]).ok_or_else(|| Error::invalid("mask overlay: the mask's 'data' is neither run-length base64 nor an array"))?
     };
